@@ -1,0 +1,1 @@
+//! Protobuf messages of Apple's PIR service, wire-compatible field for field.

@@ -1,0 +1,9 @@
+//! One module per subcommand; each exposes its clap arguments and a `run` function.
+
+pub mod build;
+pub mod check;
+pub mod demo;
+pub mod doctor;
+pub mod prefilter;
+pub mod serve;
+pub mod suburls;

@@ -1,0 +1,60 @@
+//! `sift`: the command-line entry point. Each subcommand lives in its own module under `cmd/`.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+/// Server side of Apple's URL filter (NEURLFilter): build and serve Bloom prefilters and keyword
+/// PIR databases, issue Privacy Pass tokens, terminate Oblivious HTTP, and check URLs end to end.
+#[derive(Parser)]
+#[command(name = "sift", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build and query the on-device Bloom prefilter (Apple's NEURLFilterPrefilter format).
+    #[command(subcommand)]
+    Prefilter(cmd::prefilter::Command),
+    /// Print the sub-URLs the device looks up for a request URL.
+    Suburls(cmd::suburls::Args),
+    /// Process blocklists into a PIR database (per shard) plus the matching prefilter.
+    Build(cmd::build::Args),
+    /// Run the PIR service, Privacy Pass issuer and OHTTP gateway.
+    Serve(cmd::serve::Args),
+    /// Check URLs the way a device does: sub-URLs, prefilter, token, PIR through OHTTP.
+    Check(cmd::check::Args),
+    /// Check a deployment against Apple's onboarding rules.
+    Doctor(cmd::doctor::Args),
+    /// Run the whole pipeline on an embedded default blocklist, on loopback, and show verdicts.
+    Demo(cmd::demo::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Prefilter(c) => cmd::prefilter::run(c),
+        Command::Suburls(a) => cmd::suburls::run(a),
+        Command::Build(a) => cmd::build::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
+        Command::Check(a) => cmd::check::run(a),
+        Command::Doctor(a) => cmd::doctor::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
