@@ -1,0 +1,733 @@
+//! BFV: plaintexts, secret keys, ciphertexts, encryption/decryption, key switching (Galois,
+//! relinearization), modulus switching, plaintext×ciphertext and ciphertext×ciphertext products.
+
+use std::collections::BTreeMap;
+
+use num_bigint::{BigInt, BigUint, Sign};
+use num_integer::Integer;
+use num_traits::{ToPrimitive, Zero};
+use rand_core::{CryptoRng, RngCore};
+
+use crate::arith::Modulus;
+use crate::drbg::{NistAes128Ctr, SEED_LEN};
+use crate::packing;
+use crate::poly::{Context, Format, Poly, sample_cbd, sample_ternary};
+use crate::HeError;
+
+/// A plaintext in coefficient encoding: n values below t (Apple's `Plaintext<_, Coeff>`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plaintext {
+    /// The n coefficients, each < t.
+    pub coeffs: Vec<u64>,
+}
+
+impl Plaintext {
+    /// Coefficient encoding of `values` (each < t, at most n), zero-padded to n.
+    pub fn new(ctx: &Context, values: &[u64]) -> Result<Plaintext, HeError> {
+        if values.len() > ctx.n {
+            return Err(HeError::Mismatch("more values than coefficients"));
+        }
+        if let Some(&v) = values.iter().find(|&&v| v >= ctx.t()) {
+            return Err(HeError::PlaintextOutOfRange(v));
+        }
+        let mut coeffs = values.to_vec();
+        coeffs.resize(ctx.n, 0);
+        Ok(Plaintext { coeffs })
+    }
+
+    /// Packs bytes MSB-first into ⌊log2 t⌋-bit coefficients (at most bytes_per_plaintext bytes).
+    pub fn from_bytes(ctx: &Context, bytes: &[u8]) -> Result<Plaintext, HeError> {
+        let bits = ctx.params.bits_per_coeff();
+        let coeffs = packing::bytes_to_coefficients(bytes, bits, false, 0)?;
+        Plaintext::new(ctx, &coeffs)
+    }
+
+    /// The bytes carried by the coefficients (n·⌊log2 t⌋/8 bytes, MSB-first); the inverse of
+    /// [`Plaintext::from_bytes`] up to zero padding.
+    pub fn to_bytes(&self, ctx: &Context) -> Vec<u8> {
+        let bits = ctx.params.bits_per_coeff();
+        let mask = (1u64 << bits) - 1;
+        let vals: Vec<u64> = self.coeffs.iter().map(|&c| c & mask).collect();
+        let mut out = packing::coefficients_to_bytes(&vals, bits, 0).expect("valid width");
+        out.truncate(ctx.params.bytes_per_plaintext());
+        out
+    }
+
+    /// Eval-form plaintext over the first `k` moduli with Apple's centered lift (v ≥ ⌈t/2⌉ → v − t).
+    pub fn to_eval(&self, ctx: &Context, k: usize) -> EvalPlaintext {
+        let t = ctx.t();
+        let threshold = t.div_ceil(2);
+        let mut p = Poly::zero(ctx, k, Format::Coeff);
+        for r in 0..k {
+            let q = ctx.modulus(r).value;
+            for (d, &v) in p.row_mut(r).iter_mut().zip(&self.coeffs) {
+                *d = if v < threshold { v } else { v + (q - t) };
+            }
+        }
+        p.forward_ntt(ctx).expect("Coeff form");
+        EvalPlaintext { poly: p }
+    }
+}
+
+/// A plaintext lifted to the ciphertext moduli and in Eval form, ready for pt×ct products
+/// (the processed-database representation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvalPlaintext {
+    /// The lifted polynomial (Eval form).
+    pub poly: Poly,
+}
+
+/// A ternary secret key, stored in Eval form over all L moduli.
+#[derive(Clone, Debug)]
+pub struct SecretKey {
+    /// s in Eval form, basis 0..L.
+    pub poly: Poly,
+}
+
+impl SecretKey {
+    /// Samples a ternary key as Apple's `randomizeTernary` does.
+    pub fn generate<R: RngCore + CryptoRng>(ctx: &Context, rng: &mut R) -> SecretKey {
+        let l = ctx.moduli_count();
+        let mut p = Poly::zero(ctx, l, Format::Coeff);
+        sample_ternary(&ctx.params.moduli, ctx.n, &mut p.data, rng);
+        p.forward_ntt(ctx).expect("Coeff form");
+        SecretKey { poly: p }
+    }
+
+    /// The key restricted to the rows of `basis` (Eval).
+    fn restricted(&self, basis: &[usize]) -> Poly {
+        let n = self.poly.n;
+        let mut data = Vec::with_capacity(basis.len() * n);
+        for &b in basis {
+            data.extend_from_slice(self.poly.row(b));
+        }
+        Poly { format: Format::Eval, basis: basis.to_vec(), n, data }
+    }
+}
+
+/// A BFV ciphertext: 2 (or 3 after a product) polynomials in one form over the same moduli.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ciphertext {
+    /// c_0, c_1 (, c_2).
+    pub polys: Vec<Poly>,
+    /// Apple's correction factor (1 for BFV in this crate).
+    pub correction_factor: u64,
+    /// Seed of c_1 while the ciphertext is fresh (enables seeded serialization); any
+    /// operation that changes the ciphertext clears it.
+    pub seed: Option<[u8; SEED_LEN]>,
+}
+
+impl Ciphertext {
+    /// The form of the polynomials.
+    pub fn format(&self) -> Format {
+        self.polys[0].format
+    }
+
+    /// Number of RNS moduli.
+    pub fn moduli_count(&self) -> usize {
+        self.polys[0].basis.len()
+    }
+
+    /// A transparent zero ciphertext (2 polys) over the first k moduli.
+    pub fn zero(ctx: &Context, k: usize, format: Format) -> Ciphertext {
+        let p = Poly::zero(ctx, k, format);
+        Ciphertext { polys: vec![p.clone(), p], correction_factor: 1, seed: None }
+    }
+
+    /// Converts every polynomial to `format`.
+    pub fn convert_to(&mut self, ctx: &Context, format: Format) {
+        if self.format() != format {
+            for p in &mut self.polys {
+                p.convert_to(ctx, format);
+            }
+        }
+    }
+
+    fn check(&self, other: &Ciphertext) -> Result<(), HeError> {
+        if self.polys[0].basis != other.polys[0].basis || self.format() != other.format() {
+            return Err(HeError::Mismatch("ciphertext moduli or format differ"));
+        }
+        if self.correction_factor != other.correction_factor {
+            return Err(HeError::Mismatch("correction factors differ"));
+        }
+        Ok(())
+    }
+
+    /// self += other (same form and moduli; poly counts may differ).
+    pub fn add_assign(&mut self, ctx: &Context, other: &Ciphertext) -> Result<(), HeError> {
+        self.check(other)?;
+        while self.polys.len() < other.polys.len() {
+            let z = Poly::zero_with_basis(ctx, self.polys[0].basis.clone(), self.format());
+            self.polys.push(z);
+        }
+        for (a, b) in self.polys.iter_mut().zip(&other.polys) {
+            a.add_assign(ctx, b)?;
+        }
+        self.seed = None;
+        Ok(())
+    }
+
+    /// self −= other.
+    pub fn sub_assign(&mut self, ctx: &Context, other: &Ciphertext) -> Result<(), HeError> {
+        self.check(other)?;
+        while self.polys.len() < other.polys.len() {
+            let z = Poly::zero_with_basis(ctx, self.polys[0].basis.clone(), self.format());
+            self.polys.push(z);
+        }
+        for (a, b) in self.polys.iter_mut().zip(&other.polys) {
+            a.sub_assign(ctx, b)?;
+        }
+        self.seed = None;
+        Ok(())
+    }
+
+    /// self = −self.
+    pub fn neg_assign(&mut self, ctx: &Context) {
+        for p in &mut self.polys {
+            p.neg_assign(ctx);
+        }
+        self.seed = None;
+    }
+
+    /// Multiplies every polynomial by X^power (Coeff form).
+    pub fn multiply_power_of_x(&mut self, ctx: &Context, power: i64) -> Result<(), HeError> {
+        for p in &mut self.polys {
+            p.multiply_power_of_x(ctx, power)?;
+        }
+        self.seed = None;
+        Ok(())
+    }
+
+    /// Multiplies by an integer scalar.
+    pub fn mul_scalar_assign(&mut self, ctx: &Context, c: u64) {
+        for p in &mut self.polys {
+            p.mul_scalar_assign(ctx, c);
+        }
+        self.seed = None;
+    }
+
+    /// ct ⊙ pt (Eval ciphertext and Eval plaintext over the same moduli).
+    pub fn mul_plain(&self, ctx: &Context, pt: &EvalPlaintext) -> Result<Ciphertext, HeError> {
+        let mut out = self.clone();
+        for p in &mut out.polys {
+            p.mul_assign(ctx, &pt.poly)?;
+        }
+        out.seed = None;
+        Ok(out)
+    }
+
+    /// Divides by the last modulus with rounding (Apple's `modSwitchDown`); result in Coeff form.
+    pub fn mod_switch_down(&mut self, ctx: &Context) -> Result<(), HeError> {
+        if self.moduli_count() < 2 {
+            return Err(HeError::Mismatch("cannot mod-switch below one modulus"));
+        }
+        self.convert_to(ctx, Format::Coeff);
+        for p in &mut self.polys {
+            p.divide_and_round_q_last(ctx)?;
+        }
+        self.seed = None;
+        Ok(())
+    }
+
+    /// Mod-switches down to q_0 alone (Apple's `modSwitchDownToSingle`); result in Coeff form.
+    pub fn mod_switch_down_to_single(&mut self, ctx: &Context) -> Result<(), HeError> {
+        self.convert_to(ctx, Format::Coeff);
+        while self.moduli_count() > 1 {
+            self.mod_switch_down(ctx)?;
+        }
+        Ok(())
+    }
+}
+
+fn rounding_term(ctx: &Context, k: usize, m: &[u64]) -> Poly {
+    // ⌊q/t⌋·m + ⌊((q mod t)·m + ⌈t/2⌉)/t⌋ with q = q_0⋯q_{k−1} (Apple's `plaintextTranslate`).
+    let t = ctx.t();
+    let q: BigUint = (0..k).map(|i| BigUint::from(ctx.modulus(i).value)).product();
+    let q_mod_t = (&q % t).to_u64().expect("< t");
+    let q_div_t = &q / t;
+    let threshold = t.div_ceil(2);
+    let adjust: Vec<u64> =
+        m.iter().map(|&v| ((q_mod_t as u128 * v as u128 + threshold as u128) / t as u128) as u64).collect();
+    let mut p = Poly::zero(ctx, k, Format::Coeff);
+    for r in 0..k {
+        let md = *ctx.modulus(r);
+        let delta = (&q_div_t % md.value).to_u64().expect("< q");
+        let ds = md.shoup(delta);
+        for ((d, &v), &a) in p.row_mut(r).iter_mut().zip(m).zip(&adjust) {
+            *d = md.add(md.mul_shoup(md.reduce(v), delta, ds), md.reduce(a));
+        }
+    }
+    p
+}
+
+/// Encryption of zero over `basis` under `sk`, with `a` expanded from a fresh seed in Eval form
+/// (Apple's `encryptZero`). Returns (c0, c1) in Eval form and the seed.
+fn encrypt_zero_eval<R: RngCore + CryptoRng>(
+    ctx: &Context,
+    sk: &SecretKey,
+    basis: &[usize],
+    rng: &mut R,
+) -> (Poly, Poly, [u8; SEED_LEN]) {
+    let mut seed = [0u8; SEED_LEN];
+    rng.fill_bytes(&mut seed);
+    let mut arng = NistAes128Ctr::new(&seed);
+    let a = Poly::random_uniform(ctx, basis.to_vec(), Format::Eval, &mut arng);
+    let mut e = Poly::zero_with_basis(ctx, basis.to_vec(), Format::Coeff);
+    let moduli: Vec<u64> = basis.iter().map(|&i| ctx.modulus(i).value).collect();
+    sample_cbd(&moduli, ctx.n, &mut e.data, rng);
+    e.forward_ntt(ctx).expect("Coeff");
+    let mut c0 = a.clone();
+    c0.mul_assign(ctx, &sk.restricted(basis)).expect("same basis");
+    c0.add_assign(ctx, &e).expect("same basis");
+    c0.neg_assign(ctx);
+    (c0, a, seed)
+}
+
+/// Encrypts `pt` under `sk` over the ciphertext moduli; Coeff form with the seed retained (so it
+/// serializes as Apple's seeded ciphertext, like the client's queries).
+pub fn encrypt<R: RngCore + CryptoRng>(
+    ctx: &Context,
+    pt: &Plaintext,
+    sk: &SecretKey,
+    rng: &mut R,
+) -> Ciphertext {
+    let k = ctx.ciphertext_moduli_count();
+    let basis: Vec<usize> = (0..k).collect();
+    let (mut c0, mut c1, seed) = encrypt_zero_eval(ctx, sk, &basis, rng);
+    c0.inverse_ntt(ctx).expect("Eval");
+    c1.inverse_ntt(ctx).expect("Eval");
+    c0.add_assign(ctx, &rounding_term(ctx, k, &pt.coeffs)).expect("same basis");
+    Ciphertext { polys: vec![c0, c1], correction_factor: 1, seed: Some(seed) }
+}
+
+/// Basis helper: CRT composition of residues into [0, Q) with precomputed constants.
+struct Crt {
+    q: BigUint,
+    /// (Q/q_i)·((Q/q_i)^{-1} mod q_i) for each i.
+    coefs: Vec<BigUint>,
+}
+
+impl Crt {
+    fn new(moduli: Vec<Modulus>) -> Crt {
+        let q: BigUint = moduli.iter().map(|m| BigUint::from(m.value)).product();
+        let coefs = moduli
+            .iter()
+            .map(|m| {
+                let qi = &q / m.value;
+                let r = (&qi % m.value).to_u64().expect("< q_i");
+                qi * m.inv(r).expect("coprime")
+            })
+            .collect();
+        Crt { q, coefs }
+    }
+
+    fn compose(&self, residues: impl Iterator<Item = u64>) -> BigUint {
+        let mut x = BigUint::zero();
+        for (r, c) in residues.zip(&self.coefs) {
+            x += c * r;
+        }
+        x % &self.q
+    }
+
+    /// Composition centered into (−Q/2, Q/2].
+    fn compose_signed(&self, residues: impl Iterator<Item = u64>) -> BigInt {
+        let x = self.compose(residues);
+        if &x + &x > self.q {
+            BigInt::from_biguint(Sign::Plus, x) - BigInt::from_biguint(Sign::Plus, self.q.clone())
+        } else {
+            BigInt::from_biguint(Sign::Plus, x)
+        }
+    }
+}
+
+/// log2 of a positive big integer, to f64 precision.
+fn big_log2(x: &BigUint) -> f64 {
+    let b = x.bits();
+    let shift = b.saturating_sub(64);
+    (x >> shift).to_f64().unwrap_or(1.0).log2() + shift as f64
+}
+
+fn big_mod_u64(x: &BigInt, m: u64) -> u64 {
+    x.mod_floor(&BigInt::from(m)).to_u64().expect("< m")
+}
+
+/// c_0 + c_1·s (+ c_2·s²) in Coeff form over the ciphertext's moduli.
+fn dot_product(ctx: &Context, ct: &Ciphertext, sk: &SecretKey) -> Result<Poly, HeError> {
+    let mut ct = ct.clone();
+    ct.convert_to(ctx, Format::Eval);
+    let basis = ct.polys[0].basis.clone();
+    let s = sk.restricted(&basis);
+    let mut acc = ct.polys[0].clone();
+    let mut spow = s.clone();
+    for (i, c) in ct.polys.iter().enumerate().skip(1) {
+        acc.mul_add_assign(ctx, c, &spow)?;
+        if i + 1 < ct.polys.len() {
+            spow.mul_assign(ctx, &s)?;
+        }
+    }
+    acc.inverse_ntt(ctx)?;
+    Ok(acc)
+}
+
+/// Decrypts: m = ⌊t/Q·(c_0 + c_1·s + …)⌉ · corr⁻¹ mod t.
+pub fn decrypt(ctx: &Context, ct: &Ciphertext, sk: &SecretKey) -> Result<Plaintext, HeError> {
+    let v = dot_product(ctx, ct, sk)?;
+    let crt = Crt::new(v.basis.iter().map(|&i| *ctx.modulus(i)).collect());
+    let t = ctx.t();
+    let tm = Modulus::new(t);
+    let corr_inv = tm.inv(ct.correction_factor).ok_or(HeError::Mismatch("correction factor not invertible"))?;
+    let n = ctx.n;
+    let k = v.basis.len();
+    let half_q = &crt.q >> 1;
+    let mut coeffs = Vec::with_capacity(n);
+    for i in 0..n {
+        let x = crt.compose((0..k).map(|r| v.data[r * n + i]));
+        let m: BigUint = ((x * t + &half_q) / &crt.q) % t;
+        coeffs.push(tm.mul(m.to_u64().expect("< t"), corr_inv));
+    }
+    Ok(Plaintext { coeffs })
+}
+
+/// Remaining noise budget in bits (Apple's `noiseBudget`, SEAL definition): log2(Q / (2·‖[t·v]_Q‖∞)).
+/// Never reveal it to another party.
+pub fn noise_budget(ctx: &Context, ct: &Ciphertext, sk: &SecretKey) -> Result<f64, HeError> {
+    let v = dot_product(ctx, ct, sk)?;
+    let crt = Crt::new(v.basis.iter().map(|&i| *ctx.modulus(i)).collect());
+    let n = ctx.n;
+    let k = v.basis.len();
+    let t = ctx.t();
+    let mut max = BigUint::zero();
+    for i in 0..n {
+        let x = crt.compose((0..k).map(|r| v.data[r * n + i])) * t % &crt.q;
+        let c = if &x + &x > crt.q { &crt.q - &x } else { x };
+        if c > max {
+            max = c;
+        }
+    }
+    if max.is_zero() {
+        return Ok(f64::INFINITY);
+    }
+    let lq = big_log2(&crt.q);
+    let lm = big_log2(&max);
+    Ok(lq - lm - 1.0)
+}
+
+/// A key-switching key: one ciphertext per ciphertext modulus, each 2 Eval polys over all L
+/// moduli (`k_i = (−(a_i s + e_i) + (P mod q_i)·s′ in row i, a_i)`), with seeds kept for
+/// seeded serialization.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeySwitchKey {
+    /// The L−1 ciphertexts.
+    pub ciphertexts: Vec<Ciphertext>,
+}
+
+impl KeySwitchKey {
+    /// Generates a key switching from `current` (Eval, basis 0..L) to `sk` (Apple's
+    /// `_generateKeySwitchKey`).
+    pub fn generate<R: RngCore + CryptoRng>(
+        ctx: &Context,
+        current: &Poly,
+        sk: &SecretKey,
+        rng: &mut R,
+    ) -> Result<KeySwitchKey, HeError> {
+        let l = ctx.moduli_count();
+        if l < 2 {
+            return Err(HeError::InvalidParameters("key switching needs ≥ 2 moduli".into()));
+        }
+        if current.format != Format::Eval || current.basis.len() != l {
+            return Err(HeError::Mismatch("switched key must be Eval over all moduli"));
+        }
+        let basis: Vec<usize> = (0..l).collect();
+        let p = ctx.modulus(l - 1).value;
+        let mut cts = Vec::with_capacity(l - 1);
+        for i in 0..l - 1 {
+            let (mut c0, c1, seed) = encrypt_zero_eval(ctx, sk, &basis, rng);
+            let m = *ctx.modulus(i);
+            let f = m.reduce(p);
+            let fs = m.shoup(f);
+            let n = ctx.n;
+            let cur = current.row(i);
+            for (d, &s) in c0.data[i * n..(i + 1) * n].iter_mut().zip(cur) {
+                *d = m.add(*d, m.mul_shoup(s, f, fs));
+            }
+            cts.push(Ciphertext { polys: vec![c0, c1], correction_factor: 1, seed: Some(seed) });
+        }
+        Ok(KeySwitchKey { ciphertexts: cts })
+    }
+
+    /// Apple's `computeKeySwitchingUpdate`: for `target` over k ciphertext moduli, returns
+    /// (u_0, u_1) in Coeff form over the same moduli with u_0 + u_1·s ≈ target·s′.
+    pub fn switch(&self, ctx: &Context, target: &Poly) -> Result<[Poly; 2], HeError> {
+        let l = ctx.moduli_count();
+        let k = target.basis.len();
+        if k + 1 > l || self.ciphertexts.len() < k || target.basis != (0..k).collect::<Vec<_>>() {
+            return Err(HeError::Mismatch("key-switching target moduli"));
+        }
+        let mut tc = target.clone();
+        tc.convert_to(ctx, Format::Coeff);
+        let n = ctx.n;
+        let mut ext_basis: Vec<usize> = (0..k).collect();
+        ext_basis.push(l - 1);
+        let mut out = [
+            Poly::zero_with_basis(ctx, ext_basis.clone(), Format::Eval),
+            Poly::zero_with_basis(ctx, ext_basis.clone(), Format::Eval),
+        ];
+        let mut acc0 = vec![0u128; n];
+        let mut acc1 = vec![0u128; n];
+        let mut buf = vec![0u64; n];
+        for (r, &mi) in ext_basis.iter().enumerate() {
+            let m = *ctx.modulus(mi);
+            acc0.fill(0);
+            acc1.fill(0);
+            for j in 0..k {
+                for (b, &x) in buf.iter_mut().zip(tc.row(j)) {
+                    *b = m.reduce(x);
+                }
+                ctx.ntt(mi).forward(&mut buf);
+                let key = &self.ciphertexts[j];
+                let k0 = key.polys[0].row(mi);
+                let k1 = key.polys[1].row(mi);
+                for i in 0..n {
+                    let b = buf[i] as u128;
+                    acc0[i] += b * k0[i] as u128;
+                    acc1[i] += b * k1[i] as u128;
+                }
+            }
+            for (d, &a) in out[0].row_mut(r).iter_mut().zip(&acc0) {
+                *d = m.reduce_u128(a);
+            }
+            for (d, &a) in out[1].row_mut(r).iter_mut().zip(&acc1) {
+                *d = m.reduce_u128(a);
+            }
+        }
+        for p in &mut out {
+            p.inverse_ntt(ctx)?;
+            p.divide_and_round_q_last(ctx)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Galois keys (by Galois element) and an optional relinearization key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EvaluationKey {
+    /// Galois element → key switching σ_g(s) to s.
+    pub galois: BTreeMap<usize, KeySwitchKey>,
+    /// Key switching s² to s.
+    pub relin: Option<KeySwitchKey>,
+}
+
+impl EvaluationKey {
+    /// Generates keys for `galois_elements` and, if asked, relinearization (Apple's
+    /// `generateEvaluationKey`).
+    pub fn generate<R: RngCore + CryptoRng>(
+        ctx: &Context,
+        sk: &SecretKey,
+        galois_elements: &[usize],
+        relin: bool,
+        rng: &mut R,
+    ) -> Result<EvaluationKey, HeError> {
+        let mut galois = BTreeMap::new();
+        for &g in galois_elements {
+            if galois.contains_key(&g) {
+                continue;
+            }
+            let switched = sk.poly.apply_galois(ctx, g)?;
+            galois.insert(g, KeySwitchKey::generate(ctx, &switched, sk, rng)?);
+        }
+        let relin = if relin {
+            let mut s2 = sk.poly.clone();
+            s2.mul_assign(ctx, &sk.poly)?;
+            Some(KeySwitchKey::generate(ctx, &s2, sk, rng)?)
+        } else {
+            None
+        };
+        Ok(EvaluationKey { galois, relin })
+    }
+}
+
+/// Applies X → X^g to a 2-poly ciphertext and switches back to s; result in Coeff form.
+pub fn apply_galois(ctx: &Context, ct: &Ciphertext, g: usize, key: &EvaluationKey) -> Result<Ciphertext, HeError> {
+    let ksk = key.galois.get(&g).ok_or_else(|| HeError::MissingKey(format!("Galois element {g}")))?;
+    apply_galois_with(ctx, ct, g, ksk)
+}
+
+/// [`apply_galois`] with an explicit key-switching key for element g.
+pub fn apply_galois_with(ctx: &Context, ct: &Ciphertext, g: usize, ksk: &KeySwitchKey) -> Result<Ciphertext, HeError> {
+    if ct.polys.len() != 2 {
+        return Err(HeError::Mismatch("Galois needs a 2-polynomial ciphertext"));
+    }
+    if ct.correction_factor != 1 {
+        return Err(HeError::Mismatch("Galois needs correction factor 1"));
+    }
+    let mut c = ct.clone();
+    c.convert_to(ctx, Format::Coeff);
+    let mut c0 = c.polys[0].apply_galois(ctx, g)?;
+    let c1 = c.polys[1].apply_galois(ctx, g)?;
+    let [u0, u1] = ksk.switch(ctx, &c1)?;
+    c0.add_assign(ctx, &u0)?;
+    Ok(Ciphertext { polys: vec![c0, u1], correction_factor: 1, seed: None })
+}
+
+/// Relinearizes a 3-poly ciphertext to 2 polys; result in Coeff form.
+pub fn relinearize(ctx: &Context, ct: &Ciphertext, key: &EvaluationKey) -> Result<Ciphertext, HeError> {
+    let ksk = key.relin.as_ref().ok_or_else(|| HeError::MissingKey("relinearization".into()))?;
+    if ct.polys.len() != 3 {
+        return Err(HeError::Mismatch("relinearization needs 3 polynomials"));
+    }
+    let mut c = ct.clone();
+    c.convert_to(ctx, Format::Coeff);
+    let [u0, u1] = ksk.switch(ctx, &c.polys[2])?;
+    let mut c0 = c.polys[0].clone();
+    let mut c1 = c.polys[1].clone();
+    c0.add_assign(ctx, &u0)?;
+    c1.add_assign(ctx, &u1)?;
+    Ok(Ciphertext { polys: vec![c0, c1], correction_factor: ct.correction_factor, seed: None })
+}
+
+/// Ciphertext × ciphertext (2 polys each) by exact tensoring: centered lift to an auxiliary base,
+/// NTT products, then ⌊t·x/Q⌉ per coefficient. Returns 3 polys in Coeff form.
+pub fn multiply(ctx: &Context, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, HeError> {
+    a.check(b)?;
+    if a.polys.len() != 2 || b.polys.len() != 2 {
+        return Err(HeError::Mismatch("multiply needs 2-polynomial ciphertexts"));
+    }
+    let k = a.moduli_count();
+    if a.polys[0].basis != (0..k).collect::<Vec<_>>() {
+        return Err(HeError::Mismatch("multiply needs ciphertext moduli"));
+    }
+    let n = ctx.n;
+    let q_crt = Crt::new((0..k).map(|i| *ctx.modulus(i)).collect());
+    let mut ext: Vec<usize> = (0..k).collect();
+    ext.extend(ctx.aux_indices());
+    let aux: Vec<Modulus> = ctx.aux_indices().map(|i| *ctx.modulus(i)).collect();
+    // Lift the four input polys.
+    let lift = |p: &Poly| -> Poly {
+        let mut pc = p.clone();
+        pc.convert_to(ctx, Format::Coeff);
+        let mut out = Poly::zero_with_basis(ctx, ext.clone(), Format::Coeff);
+        out.data[..k * n].copy_from_slice(&pc.data);
+        for i in 0..n {
+            let x = q_crt.compose_signed((0..k).map(|r| pc.data[r * n + i]));
+            for (j, m) in aux.iter().enumerate() {
+                out.data[(k + j) * n + i] = big_mod_u64(&x, m.value);
+            }
+        }
+        out.forward_ntt(ctx).expect("Coeff");
+        out
+    };
+    let (a0, a1, b0, b1) = (lift(&a.polys[0]), lift(&a.polys[1]), lift(&b.polys[0]), lift(&b.polys[1]));
+    let mut d0 = a0.clone();
+    d0.mul_assign(ctx, &b0)?;
+    let mut d1 = a0;
+    d1.mul_assign(ctx, &b1)?;
+    d1.mul_add_assign(ctx, &a1, &b0)?;
+    let mut d2 = a1;
+    d2.mul_assign(ctx, &b1)?;
+    let ext_crt = Crt::new(ext.iter().map(|&i| *ctx.modulus(i)).collect());
+    let t = BigInt::from(ctx.t());
+    let qb = BigInt::from_biguint(Sign::Plus, q_crt.q.clone());
+    let two_q = &qb + &qb;
+    let mut polys = Vec::with_capacity(3);
+    for mut d in [d0, d1, d2] {
+        d.inverse_ntt(ctx)?;
+        let mut out = Poly::zero(ctx, k, Format::Coeff);
+        let e = ext.len();
+        for i in 0..n {
+            let x = ext_crt.compose_signed((0..e).map(|r| d.data[r * n + i]));
+            let num: BigInt = x * &t * 2 + &qb;
+            let y = num.div_floor(&two_q);
+            for r in 0..k {
+                out.data[r * n + i] = big_mod_u64(&y, ctx.modulus(r).value);
+            }
+        }
+        polys.push(out);
+    }
+    Ok(Ciphertext { polys, correction_factor: a.correction_factor, seed: None })
+}
+
+/// Lazy u128 accumulator for Σ ct_i ⊙ pt_i in Eval form: one multiply-add per coefficient and a
+/// single reduction at the end (or when the u128 headroom is used up).
+#[derive(Clone, Debug)]
+pub struct EvalAccumulator {
+    basis: Vec<usize>,
+    n: usize,
+    poly_count: usize,
+    acc: Vec<u128>,
+    count: usize,
+    max_count: usize,
+}
+
+impl EvalAccumulator {
+    /// An empty accumulator for `poly_count` polys over the first k moduli.
+    pub fn new(ctx: &Context, k: usize, poly_count: usize) -> EvalAccumulator {
+        let qmax = (0..k).map(|i| ctx.modulus(i).value).max().unwrap_or(2);
+        let prod = (qmax as u128 - 1) * (qmax as u128 - 1);
+        let max_count = ((u128::MAX - qmax as u128) / prod).min(usize::MAX as u128) as usize;
+        EvalAccumulator {
+            basis: (0..k).collect(),
+            n: ctx.n,
+            poly_count,
+            acc: vec![0; poly_count * k * ctx.n],
+            count: 0,
+            max_count: max_count.max(1),
+        }
+    }
+
+    fn reduce_in_place(&mut self, ctx: &Context) {
+        let n = self.n;
+        let k = self.basis.len();
+        for p in 0..self.poly_count {
+            for r in 0..k {
+                let m = ctx.modulus(self.basis[r]);
+                for a in &mut self.acc[(p * k + r) * n..(p * k + r + 1) * n] {
+                    *a = m.reduce_u128(*a) as u128;
+                }
+            }
+        }
+        self.count = 1;
+    }
+
+    /// acc += ct ⊙ pt (ct Eval over the same moduli, at most `poly_count` polys).
+    pub fn add_product(&mut self, ctx: &Context, ct: &Ciphertext, pt: &EvalPlaintext) -> Result<(), HeError> {
+        if ct.format() != Format::Eval || pt.poly.format != Format::Eval {
+            return Err(HeError::Mismatch("accumulator needs Eval operands"));
+        }
+        if ct.polys[0].basis != self.basis || pt.poly.basis != self.basis || ct.polys.len() > self.poly_count {
+            return Err(HeError::Mismatch("accumulator moduli"));
+        }
+        if self.count >= self.max_count {
+            self.reduce_in_place(ctx);
+        }
+        let n = self.n;
+        let k = self.basis.len();
+        for (p, poly) in ct.polys.iter().enumerate() {
+            for r in 0..k {
+                let acc = &mut self.acc[(p * k + r) * n..(p * k + r + 1) * n];
+                for ((a, &x), &y) in acc.iter_mut().zip(poly.row(r)).zip(pt.poly.row(r)) {
+                    *a += x as u128 * y as u128;
+                }
+            }
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The reduced sum as an Eval ciphertext.
+    pub fn finish(&self, ctx: &Context) -> Ciphertext {
+        let n = self.n;
+        let k = self.basis.len();
+        let mut polys = Vec::with_capacity(self.poly_count);
+        for p in 0..self.poly_count {
+            let mut poly = Poly::zero_with_basis(ctx, self.basis.clone(), Format::Eval);
+            for r in 0..k {
+                let m = ctx.modulus(self.basis[r]);
+                for (d, &a) in poly.row_mut(r).iter_mut().zip(&self.acc[(p * k + r) * n..(p * k + r + 1) * n]) {
+                    *d = m.reduce_u128(a);
+                }
+            }
+            polys.push(poly);
+        }
+        Ciphertext { polys, correction_factor: 1, seed: None }
+    }
+}
