@@ -1,0 +1,129 @@
+//! Encrypt → (Galois | pt×ct | ct×ct+relin | mod switch | serialization) → decrypt on every
+//! predefined parameter set, printing the remaining noise budget.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sift_he::bfv::{self, decrypt, encrypt, noise_budget};
+use sift_he::{Ciphertext, Context, EncryptionParameters, EvalAccumulator, EvaluationKey, Format, Plaintext, SecretKey};
+
+fn random_pt(ctx: &Context, rng: &mut StdRng) -> Plaintext {
+    let v: Vec<u64> = (0..ctx.n).map(|_| rng.gen_range(0..ctx.t())).collect();
+    Plaintext::new(ctx, &v).unwrap()
+}
+
+/// Negacyclic product mod t, with `b` sparse.
+fn pt_mul(ctx: &Context, a: &Plaintext, b: &Plaintext) -> Vec<u64> {
+    let n = ctx.n;
+    let t = ctx.t() as u128;
+    let mut out = vec![0u128; n];
+    for (j, &bj) in b.coeffs.iter().enumerate().filter(|(_, v)| **v != 0) {
+        for (i, &ai) in a.coeffs.iter().enumerate() {
+            let p = ai as u128 * bj as u128 % t;
+            let k = i + j;
+            if k < n {
+                out[k] = (out[k] + p) % t;
+            } else {
+                out[k - n] = (out[k - n] + t - p) % t;
+            }
+        }
+    }
+    out.into_iter().map(|x| x as u64).collect()
+}
+
+fn pt_galois(ctx: &Context, a: &Plaintext, g: usize) -> Vec<u64> {
+    let n = ctx.n;
+    let t = ctx.t();
+    let mut out = vec![0u64; n];
+    for (i, &c) in a.coeffs.iter().enumerate() {
+        let raw = i * g % (2 * n);
+        if raw < n { out[raw] = c } else { out[raw - n] = (t - c) % t }
+    }
+    out
+}
+
+fn sparse_pt(ctx: &Context, rng: &mut StdRng) -> Plaintext {
+    let mut v = vec![0u64; ctx.n];
+    for _ in 0..3 {
+        v[rng.gen_range(0..ctx.n)] = rng.gen_range(1..ctx.t());
+    }
+    Plaintext::new(ctx, &v).unwrap()
+}
+
+fn run(name: &str) {
+    let ctx = Context::predefined(name).unwrap();
+    let mut rng = StdRng::seed_from_u64(42);
+    let sk = SecretKey::generate(&ctx, &mut rng);
+    let pt = random_pt(&ctx, &mut rng);
+    let ct = encrypt(&ctx, &pt, &sk, &mut rng);
+    assert_eq!(decrypt(&ctx, &ct, &sk).unwrap(), pt, "{name} fresh");
+    let fresh = noise_budget(&ctx, &ct, &sk).unwrap();
+
+    // Seeded serialization round trip (the client's query format).
+    let s = ct.serialize(&ctx, false);
+    assert!(matches!(s, sift_he::SerializedCiphertext::Seeded(_)));
+    let back = Ciphertext::deserialize(&ctx, &s, None, Format::Coeff).unwrap();
+    assert_eq!(back, ct, "{name} seeded round trip");
+
+    let mut line = format!("{name:34} fresh {fresh:5.1}");
+    if ctx.params.supports_evaluation_key() {
+        let g = 2 * ctx.n - 1;
+        let evk = EvaluationKey::generate(&ctx, &sk, &[3, g], true, &mut rng).unwrap();
+        let evk_back = EvaluationKey::deserialize(&ctx, &evk.serialize(&ctx)).unwrap();
+        assert_eq!(evk_back, evk, "{name} evaluation key round trip");
+        for g in [3, g] {
+            let r = bfv::apply_galois(&ctx, &ct, g, &evk_back).unwrap();
+            assert_eq!(decrypt(&ctx, &r, &sk).unwrap().coeffs, pt_galois(&ctx, &pt, g), "{name} galois {g}");
+            line += &format!(" galois{g} {:5.1}", noise_budget(&ctx, &r, &sk).unwrap());
+        }
+
+        // pt×ct via the accumulator (two terms).
+        let k = ctx.ciphertext_moduli_count();
+        let p2 = sparse_pt(&ctx, &mut rng);
+        let p3 = sparse_pt(&ctx, &mut rng);
+        let mut ce = ct.clone();
+        ce.convert_to(&ctx, Format::Eval);
+        let mut acc = EvalAccumulator::new(&ctx, k, 2);
+        acc.add_product(&ctx, &ce, &p2.to_eval(&ctx, k)).unwrap();
+        acc.add_product(&ctx, &ce, &p3.to_eval(&ctx, k)).unwrap();
+        let prod = acc.finish(&ctx);
+        let expect: Vec<u64> = pt_mul(&ctx, &pt, &p2)
+            .iter()
+            .zip(pt_mul(&ctx, &pt, &p3))
+            .map(|(a, b)| (a + b) % ctx.t())
+            .collect();
+        assert_eq!(decrypt(&ctx, &prod, &sk).unwrap().coeffs, expect, "{name} pt×ct");
+        line += &format!(" ptct {:5.1}", noise_budget(&ctx, &prod, &sk).unwrap());
+
+        // ct×ct + relinearization.
+        let ct2 = encrypt(&ctx, &p2, &sk, &mut rng);
+        let m = bfv::multiply(&ctx, &ct, &ct2).unwrap();
+        let r = bfv::relinearize(&ctx, &m, &evk).unwrap();
+        let nb = noise_budget(&ctx, &r, &sk).unwrap();
+        line += &format!(" ctct+relin {nb:5.1}");
+        if nb > 0.0 {
+            assert_eq!(decrypt(&ctx, &r, &sk).unwrap().coeffs, pt_mul(&ctx, &pt, &p2), "{name} ct×ct");
+        }
+    }
+
+    // Mod switch to q_0 and the response format (full, skipLSBs).
+    let mut ms = ct.clone();
+    ms.mod_switch_down_to_single(&ctx).unwrap();
+    assert_eq!(decrypt(&ctx, &ms, &sk).unwrap(), pt, "{name} mod switch");
+    line += &format!(" modswitch {:5.1}", noise_budget(&ctx, &ms, &sk).unwrap());
+    let s = ms.serialize(&ctx, true);
+    let back = Ciphertext::deserialize(&ctx, &s, Some(1), Format::Coeff).unwrap();
+    assert_eq!(decrypt(&ctx, &back, &sk).unwrap(), pt, "{name} skipLSBs response");
+    if name == "n_4096_logq_27_28_28_logt_5" {
+        let sift_he::SerializedCiphertext::Full(f) = &s else { panic!("full") };
+        assert_eq!(f.polys.len(), 12290);
+        assert_eq!(f.skip_lsbs, vec![19, 11]);
+    }
+    println!("{line}");
+}
+
+#[test]
+fn roundtrip_all_predefined() {
+    for name in EncryptionParameters::predefined_names() {
+        run(name);
+    }
+}
