@@ -18,7 +18,11 @@ impl Modulus {
         assert!(value > 1 && value < (1 << 62), "modulus out of range");
         // floor((2^128 - 1) / q) equals floor(2^128 / q) unless q divides 2^128 (q odd here).
         let r = u128::MAX / value as u128;
-        Modulus { value, barrett_lo: r as u64, barrett_hi: (r >> 64) as u64 }
+        Modulus {
+            value,
+            barrett_lo: r as u64,
+            barrett_hi: (r >> 64) as u64,
+        }
     }
 
     /// Reduces a 128-bit value modulo q.
@@ -98,7 +102,11 @@ impl Modulus {
     /// a^{-1} mod q (q prime), or None for a ≡ 0.
     pub fn inv(&self, a: u64) -> Option<u64> {
         let a = self.reduce(a);
-        if a == 0 { None } else { Some(self.pow(a, self.value - 2)) }
+        if a == 0 {
+            None
+        } else {
+            Some(self.pow(a, self.value - 2))
+        }
     }
 
     /// Shoup precomputation floor(w · 2^64 / q) for a constant w < q.
@@ -111,7 +119,8 @@ impl Modulus {
     #[inline(always)]
     pub fn mul_shoup_lazy(&self, x: u64, w: u64, w_shoup: u64) -> u64 {
         let qhat = ((x as u128 * w_shoup as u128) >> 64) as u64;
-        x.wrapping_mul(w).wrapping_sub(qhat.wrapping_mul(self.value))
+        x.wrapping_mul(w)
+            .wrapping_sub(qhat.wrapping_mul(self.value))
     }
 
     /// x · w mod q in [0, q) given w' = shoup(w).
@@ -129,7 +138,11 @@ impl Modulus {
 
 /// ⌈log2 x⌉ for x ≥ 1.
 pub fn ceil_log2(x: u64) -> u32 {
-    if x <= 1 { 0 } else { 64 - (x - 1).leading_zeros() }
+    if x <= 1 {
+        0
+    } else {
+        64 - (x - 1).leading_zeros()
+    }
 }
 
 /// ⌊log2 x⌋ for x ≥ 1.
@@ -214,7 +227,11 @@ pub fn min_primitive_root(q: u64, degree: u64) -> Option<u64> {
 /// Reverses the low `bits` bits of `x`.
 #[inline]
 pub fn bit_reverse(x: usize, bits: u32) -> usize {
-    if bits == 0 { 0 } else { x.reverse_bits() >> (usize::BITS - bits) }
+    if bits == 0 {
+        0
+    } else {
+        x.reverse_bits() >> (usize::BITS - bits)
+    }
 }
 
 #[cfg(test)]
@@ -223,17 +240,28 @@ mod tests {
 
     #[test]
     fn barrett_matches_division() {
-        for q in [17u64, 134176769, 268369921, 1152921504606830593, (1 << 62) - 57] {
+        for q in [
+            17u64,
+            134176769,
+            268369921,
+            1152921504606830593,
+            (1 << 62) - 57,
+        ] {
             let m = Modulus::new(q);
             let mut x: u128 = 0x1234_5678_9abc_def0_0fed_cba9_8765_4321;
             for _ in 0..2000 {
-                x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835).wrapping_add(1);
+                x = x
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
+                    .wrapping_add(1);
                 assert_eq!(m.reduce_u128(x) as u128, x % q as u128);
                 let y = x as u64;
                 assert_eq!(m.reduce(y), y % q);
                 let w = (x >> 70) as u64 % q;
                 let ws = m.shoup(w);
-                assert_eq!(m.mul_shoup(y, w, ws) as u128, (y as u128 * w as u128) % q as u128);
+                assert_eq!(
+                    m.mul_shoup(y, w, ws) as u128,
+                    (y as u128 * w as u128) % q as u128
+                );
             }
             assert_eq!(m.reduce_u128(u128::MAX) as u128, u128::MAX % q as u128);
         }

@@ -8,11 +8,11 @@ use num_integer::Integer;
 use num_traits::{ToPrimitive, Zero};
 use rand_core::{CryptoRng, RngCore};
 
+use crate::HeError;
 use crate::arith::Modulus;
 use crate::drbg::{NistAes128Ctr, SEED_LEN};
 use crate::packing;
 use crate::poly::{Context, Format, Poly, sample_cbd, sample_ternary};
-use crate::HeError;
 
 /// A plaintext in coefficient encoding: n values below t (Apple's `Plaintext<_, Coeff>`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,7 +101,12 @@ impl SecretKey {
         for &b in basis {
             data.extend_from_slice(self.poly.row(b));
         }
-        Poly { format: Format::Eval, basis: basis.to_vec(), n, data }
+        Poly {
+            format: Format::Eval,
+            basis: basis.to_vec(),
+            n,
+            data,
+        }
     }
 }
 
@@ -131,7 +136,11 @@ impl Ciphertext {
     /// A transparent zero ciphertext (2 polys) over the first k moduli.
     pub fn zero(ctx: &Context, k: usize, format: Format) -> Ciphertext {
         let p = Poly::zero(ctx, k, format);
-        Ciphertext { polys: vec![p.clone(), p], correction_factor: 1, seed: None }
+        Ciphertext {
+            polys: vec![p.clone(), p],
+            correction_factor: 1,
+            seed: None,
+        }
     }
 
     /// Converts every polynomial to `format`.
@@ -242,12 +251,16 @@ impl Ciphertext {
 fn rounding_term(ctx: &Context, k: usize, m: &[u64]) -> Poly {
     // ⌊q/t⌋·m + ⌊((q mod t)·m + ⌈t/2⌉)/t⌋ with q = q_0⋯q_{k−1} (Apple's `plaintextTranslate`).
     let t = ctx.t();
-    let q: BigUint = (0..k).map(|i| BigUint::from(ctx.modulus(i).value)).product();
+    let q: BigUint = (0..k)
+        .map(|i| BigUint::from(ctx.modulus(i).value))
+        .product();
     let q_mod_t = (&q % t).to_u64().expect("< t");
     let q_div_t = &q / t;
     let threshold = t.div_ceil(2);
-    let adjust: Vec<u64> =
-        m.iter().map(|&v| ((q_mod_t as u128 * v as u128 + threshold as u128) / t as u128) as u64).collect();
+    let adjust: Vec<u64> = m
+        .iter()
+        .map(|&v| ((q_mod_t as u128 * v as u128 + threshold as u128) / t as u128) as u64)
+        .collect();
     let mut p = Poly::zero(ctx, k, Format::Coeff);
     for r in 0..k {
         let md = *ctx.modulus(r);
@@ -277,7 +290,8 @@ fn encrypt_zero_eval<R: RngCore + CryptoRng>(
     sample_cbd(&moduli, ctx.n, &mut e.data, rng);
     e.forward_ntt(ctx).expect("Coeff");
     let mut c0 = a.clone();
-    c0.mul_assign(ctx, &sk.restricted(basis)).expect("same basis");
+    c0.mul_assign(ctx, &sk.restricted(basis))
+        .expect("same basis");
     c0.add_assign(ctx, &e).expect("same basis");
     c0.neg_assign(ctx);
     (c0, a, seed)
@@ -296,8 +310,13 @@ pub fn encrypt<R: RngCore + CryptoRng>(
     let (mut c0, mut c1, seed) = encrypt_zero_eval(ctx, sk, &basis, rng);
     c0.inverse_ntt(ctx).expect("Eval");
     c1.inverse_ntt(ctx).expect("Eval");
-    c0.add_assign(ctx, &rounding_term(ctx, k, &pt.coeffs)).expect("same basis");
-    Ciphertext { polys: vec![c0, c1], correction_factor: 1, seed: Some(seed) }
+    c0.add_assign(ctx, &rounding_term(ctx, k, &pt.coeffs))
+        .expect("same basis");
+    Ciphertext {
+        polys: vec![c0, c1],
+        correction_factor: 1,
+        seed: Some(seed),
+    }
 }
 
 /// Basis helper: CRT composition of residues into [0, Q) with precomputed constants.
@@ -375,7 +394,9 @@ pub fn decrypt(ctx: &Context, ct: &Ciphertext, sk: &SecretKey) -> Result<Plainte
     let crt = Crt::new(v.basis.iter().map(|&i| *ctx.modulus(i)).collect());
     let t = ctx.t();
     let tm = Modulus::new(t);
-    let corr_inv = tm.inv(ct.correction_factor).ok_or(HeError::Mismatch("correction factor not invertible"))?;
+    let corr_inv = tm
+        .inv(ct.correction_factor)
+        .ok_or(HeError::Mismatch("correction factor not invertible"))?;
     let n = ctx.n;
     let k = v.basis.len();
     let half_q = &crt.q >> 1;
@@ -432,10 +453,14 @@ impl KeySwitchKey {
     ) -> Result<KeySwitchKey, HeError> {
         let l = ctx.moduli_count();
         if l < 2 {
-            return Err(HeError::InvalidParameters("key switching needs ≥ 2 moduli".into()));
+            return Err(HeError::InvalidParameters(
+                "key switching needs ≥ 2 moduli".into(),
+            ));
         }
         if current.format != Format::Eval || current.basis.len() != l {
-            return Err(HeError::Mismatch("switched key must be Eval over all moduli"));
+            return Err(HeError::Mismatch(
+                "switched key must be Eval over all moduli",
+            ));
         }
         let basis: Vec<usize> = (0..l).collect();
         let p = ctx.modulus(l - 1).value;
@@ -450,7 +475,11 @@ impl KeySwitchKey {
             for (d, &s) in c0.data[i * n..(i + 1) * n].iter_mut().zip(cur) {
                 *d = m.add(*d, m.mul_shoup(s, f, fs));
             }
-            cts.push(Ciphertext { polys: vec![c0, c1], correction_factor: 1, seed: Some(seed) });
+            cts.push(Ciphertext {
+                polys: vec![c0, c1],
+                correction_factor: 1,
+                seed: Some(seed),
+            });
         }
         Ok(KeySwitchKey { ciphertexts: cts })
     }
@@ -547,13 +576,26 @@ impl EvaluationKey {
 }
 
 /// Applies X → X^g to a 2-poly ciphertext and switches back to s; result in Coeff form.
-pub fn apply_galois(ctx: &Context, ct: &Ciphertext, g: usize, key: &EvaluationKey) -> Result<Ciphertext, HeError> {
-    let ksk = key.galois.get(&g).ok_or_else(|| HeError::MissingKey(format!("Galois element {g}")))?;
+pub fn apply_galois(
+    ctx: &Context,
+    ct: &Ciphertext,
+    g: usize,
+    key: &EvaluationKey,
+) -> Result<Ciphertext, HeError> {
+    let ksk = key
+        .galois
+        .get(&g)
+        .ok_or_else(|| HeError::MissingKey(format!("Galois element {g}")))?;
     apply_galois_with(ctx, ct, g, ksk)
 }
 
 /// [`apply_galois`] with an explicit key-switching key for element g.
-pub fn apply_galois_with(ctx: &Context, ct: &Ciphertext, g: usize, ksk: &KeySwitchKey) -> Result<Ciphertext, HeError> {
+pub fn apply_galois_with(
+    ctx: &Context,
+    ct: &Ciphertext,
+    g: usize,
+    ksk: &KeySwitchKey,
+) -> Result<Ciphertext, HeError> {
     if ct.polys.len() != 2 {
         return Err(HeError::Mismatch("Galois needs a 2-polynomial ciphertext"));
     }
@@ -566,12 +608,23 @@ pub fn apply_galois_with(ctx: &Context, ct: &Ciphertext, g: usize, ksk: &KeySwit
     let c1 = c.polys[1].apply_galois(ctx, g)?;
     let [u0, u1] = ksk.switch(ctx, &c1)?;
     c0.add_assign(ctx, &u0)?;
-    Ok(Ciphertext { polys: vec![c0, u1], correction_factor: 1, seed: None })
+    Ok(Ciphertext {
+        polys: vec![c0, u1],
+        correction_factor: 1,
+        seed: None,
+    })
 }
 
 /// Relinearizes a 3-poly ciphertext to 2 polys; result in Coeff form.
-pub fn relinearize(ctx: &Context, ct: &Ciphertext, key: &EvaluationKey) -> Result<Ciphertext, HeError> {
-    let ksk = key.relin.as_ref().ok_or_else(|| HeError::MissingKey("relinearization".into()))?;
+pub fn relinearize(
+    ctx: &Context,
+    ct: &Ciphertext,
+    key: &EvaluationKey,
+) -> Result<Ciphertext, HeError> {
+    let ksk = key
+        .relin
+        .as_ref()
+        .ok_or_else(|| HeError::MissingKey("relinearization".into()))?;
     if ct.polys.len() != 3 {
         return Err(HeError::Mismatch("relinearization needs 3 polynomials"));
     }
@@ -582,7 +635,11 @@ pub fn relinearize(ctx: &Context, ct: &Ciphertext, key: &EvaluationKey) -> Resul
     let mut c1 = c.polys[1].clone();
     c0.add_assign(ctx, &u0)?;
     c1.add_assign(ctx, &u1)?;
-    Ok(Ciphertext { polys: vec![c0, c1], correction_factor: ct.correction_factor, seed: None })
+    Ok(Ciphertext {
+        polys: vec![c0, c1],
+        correction_factor: ct.correction_factor,
+        seed: None,
+    })
 }
 
 /// Ciphertext × ciphertext (2 polys each) by exact tensoring: centered lift to an auxiliary base,
@@ -616,7 +673,12 @@ pub fn multiply(ctx: &Context, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphert
         out.forward_ntt(ctx).expect("Coeff");
         out
     };
-    let (a0, a1, b0, b1) = (lift(&a.polys[0]), lift(&a.polys[1]), lift(&b.polys[0]), lift(&b.polys[1]));
+    let (a0, a1, b0, b1) = (
+        lift(&a.polys[0]),
+        lift(&a.polys[1]),
+        lift(&b.polys[0]),
+        lift(&b.polys[1]),
+    );
     let mut d0 = a0.clone();
     d0.mul_assign(ctx, &b0)?;
     let mut d1 = a0;
@@ -643,7 +705,11 @@ pub fn multiply(ctx: &Context, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphert
         }
         polys.push(out);
     }
-    Ok(Ciphertext { polys, correction_factor: a.correction_factor, seed: None })
+    Ok(Ciphertext {
+        polys,
+        correction_factor: a.correction_factor,
+        seed: None,
+    })
 }
 
 /// Lazy u128 accumulator for Σ ct_i ⊙ pt_i in Eval form: one multiply-add per coefficient and a
@@ -689,11 +755,19 @@ impl EvalAccumulator {
     }
 
     /// acc += ct ⊙ pt (ct Eval over the same moduli, at most `poly_count` polys).
-    pub fn add_product(&mut self, ctx: &Context, ct: &Ciphertext, pt: &EvalPlaintext) -> Result<(), HeError> {
+    pub fn add_product(
+        &mut self,
+        ctx: &Context,
+        ct: &Ciphertext,
+        pt: &EvalPlaintext,
+    ) -> Result<(), HeError> {
         if ct.format() != Format::Eval || pt.poly.format != Format::Eval {
             return Err(HeError::Mismatch("accumulator needs Eval operands"));
         }
-        if ct.polys[0].basis != self.basis || pt.poly.basis != self.basis || ct.polys.len() > self.poly_count {
+        if ct.polys[0].basis != self.basis
+            || pt.poly.basis != self.basis
+            || ct.polys.len() > self.poly_count
+        {
             return Err(HeError::Mismatch("accumulator moduli"));
         }
         if self.count >= self.max_count {
@@ -722,12 +796,20 @@ impl EvalAccumulator {
             let mut poly = Poly::zero_with_basis(ctx, self.basis.clone(), Format::Eval);
             for r in 0..k {
                 let m = ctx.modulus(self.basis[r]);
-                for (d, &a) in poly.row_mut(r).iter_mut().zip(&self.acc[(p * k + r) * n..(p * k + r + 1) * n]) {
+                for (d, &a) in poly
+                    .row_mut(r)
+                    .iter_mut()
+                    .zip(&self.acc[(p * k + r) * n..(p * k + r + 1) * n])
+                {
                     *d = m.reduce_u128(a);
                 }
             }
             polys.push(poly);
         }
-        Ciphertext { polys, correction_factor: 1, seed: None }
+        Ciphertext {
+            polys,
+            correction_factor: 1,
+            seed: None,
+        }
     }
 }

@@ -18,7 +18,10 @@ pub struct NistCtrDrbg {
 impl NistCtrDrbg {
     /// Instantiates with `entropy` as seed material: K = 0, V = 0, then Update(entropy).
     pub fn new(entropy: &[u8; SEED_LEN]) -> Self {
-        let mut d = NistCtrDrbg { cipher: Aes128::new(&GenericArray::from([0u8; 16])), v: 0 };
+        let mut d = NistCtrDrbg {
+            cipher: Aes128::new(&GenericArray::from([0u8; 16])),
+            v: 0,
+        };
         d.update(entropy);
         d
     }
@@ -64,7 +67,11 @@ pub struct NistAes128Ctr {
 impl NistAes128Ctr {
     /// Seeds the generator with a 32-byte seed.
     pub fn new(seed: &[u8; SEED_LEN]) -> Self {
-        NistAes128Ctr { drbg: NistCtrDrbg::new(seed), buffer: Box::new([0u8; BUFFER_LEN]), offset: BUFFER_LEN }
+        NistAes128Ctr {
+            drbg: NistCtrDrbg::new(seed),
+            buffer: Box::new([0u8; BUFFER_LEN]),
+            offset: BUFFER_LEN,
+        }
     }
 
     /// Fills `out` with the next bytes of the stream.
@@ -76,7 +83,8 @@ impl NistAes128Ctr {
                 self.offset = 0;
             }
             let take = (out.len() - filled).min(BUFFER_LEN - self.offset);
-            out[filled..filled + take].copy_from_slice(&self.buffer[self.offset..self.offset + take]);
+            out[filled..filled + take]
+                .copy_from_slice(&self.buffer[self.offset..self.offset + take]);
             self.offset += take;
             filled += take;
         }

@@ -21,7 +21,9 @@ pub use bfv::{
 pub use drbg::{NistAes128Ctr, SEED_LEN};
 pub use params::EncryptionParameters;
 pub use poly::{Context, Format, Poly};
-pub use serialize::{FullCiphertextBytes, SeededCiphertextBytes, SerializedCiphertext, SerializedEvaluationKey};
+pub use serialize::{
+    FullCiphertextBytes, SeededCiphertextBytes, SerializedCiphertext, SerializedEvaluationKey,
+};
 
 /// Errors from parameter checks, mismatched operands and malformed serialized data.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

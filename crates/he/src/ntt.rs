@@ -1,8 +1,8 @@
 //! Apple's negacyclic NTT: ψ is the smallest primitive 2n-th root of unity, forward output is in
 //! bit-reversed order (`eval[j] = a(ψ^(2·bitrev(j)+1))`). Harvey butterflies with Shoup twiddles.
 
-use crate::arith::{Modulus, bit_reverse, min_primitive_root};
 use crate::HeError;
+use crate::arith::{Modulus, bit_reverse, min_primitive_root};
 
 /// Precomputed twiddle tables for one modulus and degree.
 #[derive(Clone, Debug)]
@@ -25,8 +25,9 @@ impl NttTable {
     /// Builds tables for modulus q (prime, q ≡ 1 mod 2n, q < 2^62) and degree n.
     pub fn new(q: u64, n: usize) -> Result<Self, HeError> {
         let modulus = Modulus::new(q);
-        let psi = min_primitive_root(q, 2 * n as u64)
-            .ok_or_else(|| HeError::InvalidParameters(format!("{q} is not NTT-friendly for n={n}")))?;
+        let psi = min_primitive_root(q, 2 * n as u64).ok_or_else(|| {
+            HeError::InvalidParameters(format!("{q} is not NTT-friendly for n={n}"))
+        })?;
         let psi_inv = modulus.inv(psi).expect("psi nonzero");
         let bits = n.trailing_zeros();
         let mut roots = vec![0u64; n];

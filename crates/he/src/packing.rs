@@ -5,7 +5,9 @@ use crate::HeError;
 
 fn validate(bits: u32, skip: u32) -> Result<(), HeError> {
     if bits == 0 || bits > 64 || skip >= bits {
-        return Err(HeError::Serialization(format!("invalid packing: {bits} bits, skip {skip}")));
+        return Err(HeError::Serialization(format!(
+            "invalid packing: {bits} bits, skip {skip}"
+        )));
     }
     Ok(())
 }
@@ -16,7 +18,12 @@ pub fn coefficients_to_bytes_len(count: usize, bits: u32, skip: u32) -> usize {
 }
 
 /// Packs coefficients (each < 2^bits) MSB-first, appending to `out`.
-pub fn coefficients_to_bytes_into(coeffs: &[u64], bits: u32, skip: u32, out: &mut Vec<u8>) -> Result<(), HeError> {
+pub fn coefficients_to_bytes_into(
+    coeffs: &[u64],
+    bits: u32,
+    skip: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), HeError> {
     validate(bits, skip)?;
     let w = bits - skip;
     out.reserve(coefficients_to_bytes_len(coeffs.len(), bits, skip));
@@ -47,13 +54,22 @@ pub fn coefficients_to_bytes(coeffs: &[u64], bits: u32, skip: u32) -> Result<Vec
 
 /// Unpacks exactly `coeffs.len()` coefficients from `bytes` (missing trailing bits read as zero),
 /// shifting each left by `skip`.
-pub fn bytes_to_coefficients_into(bytes: &[u8], bits: u32, skip: u32, coeffs: &mut [u64]) -> Result<(), HeError> {
+pub fn bytes_to_coefficients_into(
+    bytes: &[u8],
+    bits: u32,
+    skip: u32,
+    coeffs: &mut [u64],
+) -> Result<(), HeError> {
     validate(bits, skip)?;
     let w = bits - skip;
     let mut acc: u128 = 0;
     let mut acc_bits = 0u32;
     let mut it = bytes.iter();
-    let mask = if w == 64 { u64::MAX as u128 } else { (1u128 << w) - 1 };
+    let mask = if w == 64 {
+        u64::MAX as u128
+    } else {
+        (1u128 << w) - 1
+    };
     for c in coeffs.iter_mut() {
         while acc_bits < w {
             let b = it.next().copied().unwrap_or(0);
@@ -69,10 +85,19 @@ pub fn bytes_to_coefficients_into(bytes: &[u8], bits: u32, skip: u32, coeffs: &m
 
 /// Apple's `bytesToCoefficients`: with `decode` the count is ⌊8·len / w⌋ (reading back a packing),
 /// otherwise ⌈8·len / w⌉ (encoding bytes as plaintext coefficients, last one zero-padded).
-pub fn bytes_to_coefficients(bytes: &[u8], bits: u32, decode: bool, skip: u32) -> Result<Vec<u64>, HeError> {
+pub fn bytes_to_coefficients(
+    bytes: &[u8],
+    bits: u32,
+    decode: bool,
+    skip: u32,
+) -> Result<Vec<u64>, HeError> {
     validate(bits, skip)?;
     let w = (bits - skip) as usize;
-    let count = if decode { 8 * bytes.len() / w } else { (8 * bytes.len()).div_ceil(w) };
+    let count = if decode {
+        8 * bytes.len() / w
+    } else {
+        (8 * bytes.len()).div_ceil(w)
+    };
     let mut coeffs = vec![0u64; count];
     bytes_to_coefficients_into(bytes, bits, skip, &mut coeffs)?;
     Ok(coeffs)

@@ -1,7 +1,7 @@
 //! Encryption parameters, including every predefined set of Apple's `PredefinedRlweParameters`.
 
-use crate::arith::{ceil_log2, floor_log2, is_prime};
 use crate::HeError;
+use crate::arith::{ceil_log2, floor_log2, is_prime};
 
 /// BFV encryption parameters. The last coefficient modulus is the special key-switching prime P;
 /// ciphertexts live over the first `moduli.len() - 1` moduli (or all of them when there is only one).
@@ -19,21 +19,71 @@ pub struct EncryptionParameters {
 
 /// (name, n, t, moduli) for every predefined set (SHE `EncryptionParameters.swift`).
 const PREDEFINED: &[(&str, usize, u64, &[u64])] = &[
-    ("insecure_n_16_logq_60_logt_15", 16, 16417, &[1152921504606830593]),
+    (
+        "insecure_n_16_logq_60_logt_15",
+        16,
+        16417,
+        &[1152921504606830593],
+    ),
     (
         "insecure_n_512_logq_4x60_logt_20",
         512,
         525313,
-        &[576460752303436801, 576460752303439873, 576460752303447041, 576460752303471617],
+        &[
+            576460752303436801,
+            576460752303439873,
+            576460752303447041,
+            576460752303471617,
+        ],
     ),
-    ("insecure_n_8_logq_5x18_logt_5", 8, 17, &[131249, 131297, 131441, 131489, 131617]),
-    ("n_4096_logq_16_33_33_logt_4", 4096, 11, &[40961, 8589852673, 8589844481]),
-    ("n_4096_logq_27_28_28_logt_13", 4096, 4099, &[134176769, 268369921, 268361729]),
-    ("n_4096_logq_27_28_28_logt_16", 4096, 40961, &[134176769, 268369921, 268361729]),
-    ("n_4096_logq_27_28_28_logt_17", 4096, 65537, &[134176769, 268369921, 268361729]),
-    ("n_4096_logq_27_28_28_logt_4", 4096, 11, &[134176769, 268369921, 268361729]),
-    ("n_4096_logq_27_28_28_logt_5", 4096, 17, &[134176769, 268369921, 268361729]),
-    ("n_4096_logq_27_28_28_logt_6", 4096, 37, &[134176769, 268369921, 268361729]),
+    (
+        "insecure_n_8_logq_5x18_logt_5",
+        8,
+        17,
+        &[131249, 131297, 131441, 131489, 131617],
+    ),
+    (
+        "n_4096_logq_16_33_33_logt_4",
+        4096,
+        11,
+        &[40961, 8589852673, 8589844481],
+    ),
+    (
+        "n_4096_logq_27_28_28_logt_13",
+        4096,
+        4099,
+        &[134176769, 268369921, 268361729],
+    ),
+    (
+        "n_4096_logq_27_28_28_logt_16",
+        4096,
+        40961,
+        &[134176769, 268369921, 268361729],
+    ),
+    (
+        "n_4096_logq_27_28_28_logt_17",
+        4096,
+        65537,
+        &[134176769, 268369921, 268361729],
+    ),
+    (
+        "n_4096_logq_27_28_28_logt_4",
+        4096,
+        11,
+        &[134176769, 268369921, 268361729],
+    ),
+    (
+        "n_4096_logq_27_28_28_logt_5",
+        4096,
+        17,
+        &[134176769, 268369921, 268361729],
+    ),
+    (
+        "n_4096_logq_27_28_28_logt_6",
+        4096,
+        37,
+        &[134176769, 268369921, 268361729],
+    ),
     (
         "n_8192_logq_28_60_60_logt_20",
         8192,
@@ -90,13 +140,23 @@ impl EncryptionParameters {
             .iter()
             .find(|p| p.0 == name)
             .ok_or_else(|| HeError::InvalidParameters(format!("unknown parameter set {name}")))?;
-        Ok(EncryptionParameters { name: Some(name), n: *n, t: *t, moduli: moduli.to_vec() })
+        Ok(EncryptionParameters {
+            name: Some(name),
+            n: *n,
+            t: *t,
+            moduli: moduli.to_vec(),
+        })
     }
 
     /// Custom parameters; checks n is a power of two and every modulus is an NTT-friendly prime > t
     /// below 2^61.
     pub fn new(n: usize, t: u64, moduli: Vec<u64>) -> Result<Self, HeError> {
-        let p = EncryptionParameters { name: None, n, t, moduli };
+        let p = EncryptionParameters {
+            name: None,
+            n,
+            t,
+            moduli,
+        };
         p.validate()?;
         Ok(p)
     }
@@ -126,7 +186,11 @@ impl EncryptionParameters {
 
     /// Number of moduli a fresh ciphertext uses (L − 1, or 1 with a single modulus).
     pub fn ciphertext_moduli_count(&self) -> usize {
-        if self.moduli.len() > 1 { self.moduli.len() - 1 } else { 1 }
+        if self.moduli.len() > 1 {
+            self.moduli.len() - 1
+        } else {
+            1
+        }
     }
 
     /// Whether key switching (Galois, relinearization) is possible: needs ≥ 2 moduli.
@@ -153,7 +217,11 @@ impl EncryptionParameters {
     pub fn skip_lsbs_for_decryption(&self) -> [u32; 2] {
         let q0 = self.moduli[0];
         let t = self.t;
-        let l_prime: i64 = if q0 >= 2 * t { floor_log2(q0 / t) as i64 - 3 } else { 0 };
+        let l_prime: i64 = if q0 >= 2 * t {
+            floor_log2(q0 / t) as i64 - 3
+        } else {
+            0
+        };
         let mut poly0 = l_prime.max(0);
         let tmp = (8.0 * (2.0 * self.n as f64 / 9.0).sqrt()) as u64;
         let mut poly1 = l_prime - if tmp == 0 { 0 } else { ceil_log2(tmp) as i64 };

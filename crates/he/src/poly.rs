@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
+use crate::HeError;
 use crate::arith::{Modulus, bit_reverse, is_prime};
 use crate::drbg::{NistAes128Ctr, SEED_LEN};
 use crate::ntt::NttTable;
 use crate::params::EncryptionParameters;
-use crate::HeError;
 
 /// Whether a polynomial holds coefficients or NTT evaluations (Apple's bit-reversed order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -118,7 +118,12 @@ impl Poly {
 
     /// The zero polynomial over an explicit list of context modulus indices.
     pub fn zero_with_basis(ctx: &Context, basis: Vec<usize>, format: Format) -> Poly {
-        Poly { format, n: ctx.n, data: vec![0; basis.len() * ctx.n], basis }
+        Poly {
+            format,
+            n: ctx.n,
+            data: vec![0; basis.len() * ctx.n],
+            basis,
+        }
     }
 
     /// Number of RNS rows.
@@ -144,7 +149,11 @@ impl Poly {
         for r in 0..k {
             let q = ctx.modulus(r).value;
             for (c, &v) in p.row_mut(r).iter_mut().zip(values) {
-                *c = if v >= 0 { v as u64 % q } else { (q - ((-v) as u64 % q)) % q };
+                *c = if v >= 0 {
+                    v as u64 % q
+                } else {
+                    (q - ((-v) as u64 % q)) % q
+                };
             }
         }
         p
@@ -163,7 +172,10 @@ impl Poly {
         let n = self.n;
         for (r, &mi) in self.basis.iter().enumerate() {
             let m = ctx.modulus(mi);
-            let (a, b) = (&mut self.data[r * n..(r + 1) * n], &other.data[r * n..(r + 1) * n]);
+            let (a, b) = (
+                &mut self.data[r * n..(r + 1) * n],
+                &other.data[r * n..(r + 1) * n],
+            );
             for (x, &y) in a.iter_mut().zip(b) {
                 *x = m.add(*x, y);
             }
@@ -177,7 +189,10 @@ impl Poly {
         let n = self.n;
         for (r, &mi) in self.basis.iter().enumerate() {
             let m = ctx.modulus(mi);
-            let (a, b) = (&mut self.data[r * n..(r + 1) * n], &other.data[r * n..(r + 1) * n]);
+            let (a, b) = (
+                &mut self.data[r * n..(r + 1) * n],
+                &other.data[r * n..(r + 1) * n],
+            );
             for (x, &y) in a.iter_mut().zip(b) {
                 *x = m.sub(*x, y);
             }
@@ -205,7 +220,10 @@ impl Poly {
         let n = self.n;
         for (r, &mi) in self.basis.iter().enumerate() {
             let m = ctx.modulus(mi);
-            let (a, b) = (&mut self.data[r * n..(r + 1) * n], &other.data[r * n..(r + 1) * n]);
+            let (a, b) = (
+                &mut self.data[r * n..(r + 1) * n],
+                &other.data[r * n..(r + 1) * n],
+            );
             for (x, &y) in a.iter_mut().zip(b) {
                 *x = m.mul(*x, y);
             }
@@ -224,7 +242,11 @@ impl Poly {
         for (r, &mi) in self.basis.iter().enumerate() {
             let m = ctx.modulus(mi);
             let out = &mut self.data[r * n..(r + 1) * n];
-            for ((x, &y), &z) in out.iter_mut().zip(&a.data[r * n..(r + 1) * n]).zip(&b.data[r * n..(r + 1) * n]) {
+            for ((x, &y), &z) in out
+                .iter_mut()
+                .zip(&a.data[r * n..(r + 1) * n])
+                .zip(&b.data[r * n..(r + 1) * n])
+            {
                 *x = m.reduce_u128(y as u128 * z as u128 + *x as u128);
             }
         }
@@ -355,7 +377,9 @@ impl Poly {
     /// `divideAndRoundQLast`: x ← (x + ⌊q_last/2⌋ − [x + ⌊q_last/2⌋]_{q_last}) · q_last⁻¹.
     pub fn divide_and_round_q_last(&mut self, ctx: &Context) -> Result<(), HeError> {
         if self.format != Format::Coeff || self.basis.len() < 2 {
-            return Err(HeError::Mismatch("divide-and-round needs Coeff form and ≥ 2 moduli"));
+            return Err(HeError::Mismatch(
+                "divide-and-round needs Coeff form and ≥ 2 moduli",
+            ));
         }
         let n = self.n;
         let k = self.basis.len();
@@ -364,7 +388,9 @@ impl Poly {
         let last: Vec<u64> = self.row(k - 1).iter().map(|&x| ml.add(x, half)).collect();
         for r in 0..k - 1 {
             let m = *ctx.modulus(self.basis[r]);
-            let inv = m.inv(ml.value).ok_or(HeError::Mismatch("moduli not coprime"))?;
+            let inv = m
+                .inv(ml.value)
+                .ok_or(HeError::Mismatch("moduli not coprime"))?;
             let inv_s = m.shoup(inv);
             let half_i = m.reduce(half);
             for (x, &l) in self.data[r * n..(r + 1) * n].iter_mut().zip(&last) {
@@ -379,7 +405,12 @@ impl Poly {
 
     /// Uniform polynomial from `rng` as Apple's `randomizeUniform`: per row, chunks of
     /// min(n, 1024) coefficients, 16 bytes (LE u128) each, reduced mod q. The form is just a label.
-    pub fn random_uniform(ctx: &Context, basis: Vec<usize>, format: Format, rng: &mut NistAes128Ctr) -> Poly {
+    pub fn random_uniform(
+        ctx: &Context,
+        basis: Vec<usize>,
+        format: Format,
+        rng: &mut NistAes128Ctr,
+    ) -> Poly {
         let mut p = Poly::zero_with_basis(ctx, basis, format);
         let moduli: Vec<Modulus> = p.basis.iter().map(|&i| *ctx.modulus(i)).collect();
         sample_uniform(&moduli, p.n, &mut p.data, rng);
@@ -410,7 +441,12 @@ pub fn sample_uniform(moduli: &[Modulus], n: usize, data: &mut [u64], rng: &mut 
 
 /// Apple's `randomizeTernary` on raw row-major data: per coefficient u64 then u32 from the rng,
 /// v = ((u64 << 32) | u32) mod 3, coefficient v − 1.
-pub fn sample_ternary<R: rand_core::RngCore>(moduli: &[u64], n: usize, data: &mut [u64], rng: &mut R) {
+pub fn sample_ternary<R: rand_core::RngCore>(
+    moduli: &[u64],
+    n: usize,
+    data: &mut [u64],
+    rng: &mut R,
+) {
     for i in 0..n {
         let hi = rng.next_u64();
         let lo = rng.next_u32();

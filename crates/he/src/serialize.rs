@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::HeError;
 use crate::bfv::{Ciphertext, EvalPlaintext, EvaluationKey, KeySwitchKey, Plaintext};
 use crate::drbg::SEED_LEN;
 use crate::packing;
 use crate::poly::{Context, Format, Poly};
-use crate::HeError;
 
 /// `SerializedCiphertext.seeded`: c_0 bytes (no count header) and the 32-byte seed of c_1.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,25 +49,47 @@ pub struct SerializedEvaluationKey {
 
 /// Serialized byte length of one polynomial over `basis` with `skip` low bits dropped.
 pub fn poly_byte_len(ctx: &Context, basis: &[usize], skip: u32) -> usize {
-    basis.iter().map(|&i| packing::coefficients_to_bytes_len(ctx.n, ctx.modulus(i).ceil_log2(), skip)).sum()
+    basis
+        .iter()
+        .map(|&i| packing::coefficients_to_bytes_len(ctx.n, ctx.modulus(i).ceil_log2(), skip))
+        .sum()
 }
 
 /// Packs row-major residues, row i with ⌈log2 moduli[i]⌉ bits minus `skip` (raw-moduli form
 /// of [`Poly::serialize`], usable for moduli without NTT tables).
-pub fn serialize_rows(data: &[u64], n: usize, moduli: &[u64], skip: u32, out: &mut Vec<u8>) -> Result<(), HeError> {
+pub fn serialize_rows(
+    data: &[u64],
+    n: usize,
+    moduli: &[u64],
+    skip: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), HeError> {
     for (r, &q) in moduli.iter().enumerate() {
-        packing::coefficients_to_bytes_into(&data[r * n..(r + 1) * n], crate::arith::ceil_log2(q), skip, out)?;
+        packing::coefficients_to_bytes_into(
+            &data[r * n..(r + 1) * n],
+            crate::arith::ceil_log2(q),
+            skip,
+            out,
+        )?;
     }
     Ok(())
 }
 
 /// Unpacks row-major residues; returns the bytes consumed. Values ≥ q_i are rejected.
-pub fn deserialize_rows(bytes: &[u8], n: usize, moduli: &[u64], skip: u32, data: &mut [u64]) -> Result<usize, HeError> {
+pub fn deserialize_rows(
+    bytes: &[u8],
+    n: usize,
+    moduli: &[u64],
+    skip: u32,
+    data: &mut [u64],
+) -> Result<usize, HeError> {
     let mut off = 0;
     for (r, &q) in moduli.iter().enumerate() {
         let bits = crate::arith::ceil_log2(q);
         if skip >= bits {
-            return Err(HeError::Serialization(format!("skip_lsbs {skip} ≥ {bits} bits")));
+            return Err(HeError::Serialization(format!(
+                "skip_lsbs {skip} ≥ {bits} bits"
+            )));
         }
         let len = packing::coefficients_to_bytes_len(n, bits, skip);
         if off + len > bytes.len() {
@@ -114,10 +136,19 @@ impl Poly {
     }
 
     /// Reads a polynomial that must fill `bytes` exactly.
-    pub fn deserialize(ctx: &Context, bytes: &[u8], k: usize, format: Format, skip: u32) -> Result<Poly, HeError> {
+    pub fn deserialize(
+        ctx: &Context,
+        bytes: &[u8],
+        k: usize,
+        format: Format,
+        skip: u32,
+    ) -> Result<Poly, HeError> {
         let (p, used) = Poly::deserialize_prefix(ctx, bytes, k, format, skip)?;
         if used != bytes.len() {
-            return Err(HeError::Serialization(format!("{} trailing bytes", bytes.len() - used)));
+            return Err(HeError::Serialization(format!(
+                "{} trailing bytes",
+                bytes.len() - used
+            )));
         }
         Ok(p)
     }
@@ -129,20 +160,30 @@ impl Ciphertext {
     /// one modulus.
     pub fn serialize(&self, ctx: &Context, for_decryption: bool) -> SerializedCiphertext {
         if let (Some(seed), 2) = (self.seed, self.polys.len()) {
-            return SerializedCiphertext::Seeded(SeededCiphertextBytes { poly0: self.polys[0].serialize(ctx, 0), seed });
+            return SerializedCiphertext::Seeded(SeededCiphertextBytes {
+                poly0: self.polys[0].serialize(ctx, 0),
+                seed,
+            });
         }
-        let skip: Vec<u32> =
-            if for_decryption && self.format() == Format::Coeff && self.moduli_count() == 1 && self.polys.len() == 2 {
-                ctx.params.skip_lsbs_for_decryption().to_vec()
-            } else {
-                vec![0; self.polys.len()]
-            };
+        let skip: Vec<u32> = if for_decryption
+            && self.format() == Format::Coeff
+            && self.moduli_count() == 1
+            && self.polys.len() == 2
+        {
+            ctx.params.skip_lsbs_for_decryption().to_vec()
+        } else {
+            vec![0; self.polys.len()]
+        };
         let mut polys = Vec::new();
         polys.extend_from_slice(&(self.polys.len() as u16).to_le_bytes());
         for (p, &s) in self.polys.iter().zip(&skip) {
             polys.extend_from_slice(&p.serialize(ctx, s));
         }
-        SerializedCiphertext::Full(FullCiphertextBytes { polys, skip_lsbs: skip, correction_factor: self.correction_factor })
+        SerializedCiphertext::Full(FullCiphertextBytes {
+            polys,
+            skip_lsbs: skip,
+            correction_factor: self.correction_factor,
+        })
     }
 
     /// Apple's `Ciphertext(deserialize:context:moduliCount:)` in `format`; `moduli_count` defaults
@@ -159,7 +200,11 @@ impl Ciphertext {
                 let p0 = Poly::deserialize(ctx, &sd.poly0, k, format, 0)?;
                 let mut p1 = Poly::from_seed(ctx, k, &sd.seed);
                 p1.convert_to(ctx, format);
-                Ok(Ciphertext { polys: vec![p0, p1], correction_factor: 1, seed: Some(sd.seed) })
+                Ok(Ciphertext {
+                    polys: vec![p0, p1],
+                    correction_factor: 1,
+                    seed: Some(sd.seed),
+                })
             }
             SerializedCiphertext::Full(f) => {
                 if f.polys.len() < 2 {
@@ -167,11 +212,19 @@ impl Ciphertext {
                 }
                 let count = u16::from_le_bytes([f.polys[0], f.polys[1]]) as usize;
                 if count == 0 || count > 3 {
-                    return Err(HeError::Serialization(format!("unsupported poly count {count}")));
+                    return Err(HeError::Serialization(format!(
+                        "unsupported poly count {count}"
+                    )));
                 }
-                let skip = if f.skip_lsbs.is_empty() { vec![0; count] } else { f.skip_lsbs.clone() };
+                let skip = if f.skip_lsbs.is_empty() {
+                    vec![0; count]
+                } else {
+                    f.skip_lsbs.clone()
+                };
                 if skip.len() != count {
-                    return Err(HeError::Serialization("skip_lsbs length differs from poly count".into()));
+                    return Err(HeError::Serialization(
+                        "skip_lsbs length differs from poly count".into(),
+                    ));
                 }
                 let mut off = 2;
                 let mut polys = Vec::with_capacity(count);
@@ -181,9 +234,15 @@ impl Ciphertext {
                     polys.push(p);
                 }
                 if off != f.polys.len() {
-                    return Err(HeError::Serialization("trailing bytes after polynomials".into()));
+                    return Err(HeError::Serialization(
+                        "trailing bytes after polynomials".into(),
+                    ));
                 }
-                Ok(Ciphertext { polys, correction_factor: f.correction_factor, seed: None })
+                Ok(Ciphertext {
+                    polys,
+                    correction_factor: f.correction_factor,
+                    seed: None,
+                })
             }
         }
     }
@@ -192,13 +251,22 @@ impl Ciphertext {
 impl KeySwitchKey {
     /// Seeded (or full) ciphertexts in Eval form over all L moduli.
     pub fn serialize(&self, ctx: &Context) -> Vec<SerializedCiphertext> {
-        self.ciphertexts.iter().map(|c| c.serialize(ctx, false)).collect()
+        self.ciphertexts
+            .iter()
+            .map(|c| c.serialize(ctx, false))
+            .collect()
     }
 
     /// Reads L−1 key ciphertexts (Eval, all L moduli).
-    pub fn deserialize(ctx: &Context, cts: &[SerializedCiphertext]) -> Result<KeySwitchKey, HeError> {
+    pub fn deserialize(
+        ctx: &Context,
+        cts: &[SerializedCiphertext],
+    ) -> Result<KeySwitchKey, HeError> {
         if cts.len() != ctx.moduli_count().saturating_sub(1) || cts.is_empty() {
-            return Err(HeError::Serialization(format!("key-switch key has {} ciphertexts", cts.len())));
+            return Err(HeError::Serialization(format!(
+                "key-switch key has {} ciphertexts",
+                cts.len()
+            )));
         }
         let l = ctx.moduli_count();
         let ciphertexts = cts
@@ -206,7 +274,9 @@ impl KeySwitchKey {
             .map(|c| Ciphertext::deserialize(ctx, c, Some(l), Format::Eval))
             .collect::<Result<Vec<_>, _>>()?;
         if ciphertexts.iter().any(|c| c.polys.len() != 2) {
-            return Err(HeError::Serialization("key ciphertexts must have 2 polys".into()));
+            return Err(HeError::Serialization(
+                "key ciphertexts must have 2 polys".into(),
+            ));
         }
         Ok(KeySwitchKey { ciphertexts })
     }
@@ -216,13 +286,20 @@ impl EvaluationKey {
     /// Serializes every key (seeded).
     pub fn serialize(&self, ctx: &Context) -> SerializedEvaluationKey {
         SerializedEvaluationKey {
-            galois: self.galois.iter().map(|(&g, k)| (g as u64, k.serialize(ctx))).collect(),
+            galois: self
+                .galois
+                .iter()
+                .map(|(&g, k)| (g as u64, k.serialize(ctx)))
+                .collect(),
             relin: self.relin.as_ref().map(|k| k.serialize(ctx)),
         }
     }
 
     /// Reads an evaluation key, checking Galois elements are valid.
-    pub fn deserialize(ctx: &Context, s: &SerializedEvaluationKey) -> Result<EvaluationKey, HeError> {
+    pub fn deserialize(
+        ctx: &Context,
+        s: &SerializedEvaluationKey,
+    ) -> Result<EvaluationKey, HeError> {
         let mut galois = BTreeMap::new();
         for (&g, cts) in &s.galois {
             let g = usize::try_from(g).map_err(|_| HeError::InvalidGaloisElement(usize::MAX))?;
@@ -231,7 +308,11 @@ impl EvaluationKey {
             }
             galois.insert(g, KeySwitchKey::deserialize(ctx, cts)?);
         }
-        let relin = s.relin.as_ref().map(|c| KeySwitchKey::deserialize(ctx, c)).transpose()?;
+        let relin = s
+            .relin
+            .as_ref()
+            .map(|c| KeySwitchKey::deserialize(ctx, c))
+            .transpose()?;
         Ok(EvaluationKey { galois, relin })
     }
 }
@@ -263,6 +344,28 @@ impl EvalPlaintext {
 
     /// Reads an Eval plaintext over the first `k` moduli.
     pub fn deserialize(ctx: &Context, bytes: &[u8], k: usize) -> Result<EvalPlaintext, HeError> {
-        Ok(EvalPlaintext { poly: Poly::deserialize(ctx, bytes, k, Format::Eval, 0)? })
+        Ok(EvalPlaintext {
+            poly: Poly::deserialize(ctx, bytes, k, Format::Eval, 0)?,
+        })
+    }
+}
+
+impl crate::bfv::SecretKey {
+    /// Apple's `SerializedSecretKey.polys`: u16 LE count (1) ‖ s in Eval form over all L moduli.
+    pub fn serialize(&self, ctx: &Context) -> Vec<u8> {
+        let mut out = vec![1, 0];
+        out.extend_from_slice(&self.poly.serialize(ctx, 0));
+        out
+    }
+
+    /// Reads a secret key written by [`crate::bfv::SecretKey::serialize`].
+    pub fn deserialize(ctx: &Context, bytes: &[u8]) -> Result<crate::bfv::SecretKey, HeError> {
+        if bytes.len() < 2 || bytes[0] != 1 || bytes[1] != 0 {
+            return Err(HeError::Serialization(
+                "secret key must hold one polynomial".into(),
+            ));
+        }
+        let poly = Poly::deserialize(ctx, &bytes[2..], ctx.moduli_count(), Format::Eval, 0)?;
+        Ok(crate::bfv::SecretKey { poly })
     }
 }

@@ -4,7 +4,10 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sift_he::bfv::{self, decrypt, encrypt, noise_budget};
-use sift_he::{Ciphertext, Context, EncryptionParameters, EvalAccumulator, EvaluationKey, Format, Plaintext, SecretKey};
+use sift_he::{
+    Ciphertext, Context, EncryptionParameters, EvalAccumulator, EvaluationKey, Format, Plaintext,
+    SecretKey,
+};
 
 fn random_pt(ctx: &Context, rng: &mut StdRng) -> Plaintext {
     let v: Vec<u64> = (0..ctx.n).map(|_| rng.gen_range(0..ctx.t())).collect();
@@ -36,7 +39,11 @@ fn pt_galois(ctx: &Context, a: &Plaintext, g: usize) -> Vec<u64> {
     let mut out = vec![0u64; n];
     for (i, &c) in a.coeffs.iter().enumerate() {
         let raw = i * g % (2 * n);
-        if raw < n { out[raw] = c } else { out[raw - n] = (t - c) % t }
+        if raw < n {
+            out[raw] = c
+        } else {
+            out[raw - n] = (t - c) % t
+        }
     }
     out
 }
@@ -72,7 +79,11 @@ fn run(name: &str) {
         assert_eq!(evk_back, evk, "{name} evaluation key round trip");
         for g in [3, g] {
             let r = bfv::apply_galois(&ctx, &ct, g, &evk_back).unwrap();
-            assert_eq!(decrypt(&ctx, &r, &sk).unwrap().coeffs, pt_galois(&ctx, &pt, g), "{name} galois {g}");
+            assert_eq!(
+                decrypt(&ctx, &r, &sk).unwrap().coeffs,
+                pt_galois(&ctx, &pt, g),
+                "{name} galois {g}"
+            );
             line += &format!(" galois{g} {:5.1}", noise_budget(&ctx, &r, &sk).unwrap());
         }
 
@@ -91,7 +102,11 @@ fn run(name: &str) {
             .zip(pt_mul(&ctx, &pt, &p3))
             .map(|(a, b)| (a + b) % ctx.t())
             .collect();
-        assert_eq!(decrypt(&ctx, &prod, &sk).unwrap().coeffs, expect, "{name} pt×ct");
+        assert_eq!(
+            decrypt(&ctx, &prod, &sk).unwrap().coeffs,
+            expect,
+            "{name} pt×ct"
+        );
         line += &format!(" ptct {:5.1}", noise_budget(&ctx, &prod, &sk).unwrap());
 
         // ct×ct + relinearization.
@@ -101,7 +116,11 @@ fn run(name: &str) {
         let nb = noise_budget(&ctx, &r, &sk).unwrap();
         line += &format!(" ctct+relin {nb:5.1}");
         if nb > 0.0 {
-            assert_eq!(decrypt(&ctx, &r, &sk).unwrap().coeffs, pt_mul(&ctx, &pt, &p2), "{name} ct×ct");
+            assert_eq!(
+                decrypt(&ctx, &r, &sk).unwrap().coeffs,
+                pt_mul(&ctx, &pt, &p2),
+                "{name} ct×ct"
+            );
         }
     }
 
@@ -112,9 +131,15 @@ fn run(name: &str) {
     line += &format!(" modswitch {:5.1}", noise_budget(&ctx, &ms, &sk).unwrap());
     let s = ms.serialize(&ctx, true);
     let back = Ciphertext::deserialize(&ctx, &s, Some(1), Format::Coeff).unwrap();
-    assert_eq!(decrypt(&ctx, &back, &sk).unwrap(), pt, "{name} skipLSBs response");
+    assert_eq!(
+        decrypt(&ctx, &back, &sk).unwrap(),
+        pt,
+        "{name} skipLSBs response"
+    );
     if name == "n_4096_logq_27_28_28_logt_5" {
-        let sift_he::SerializedCiphertext::Full(f) = &s else { panic!("full") };
+        let sift_he::SerializedCiphertext::Full(f) = &s else {
+            panic!("full")
+        };
         assert_eq!(f.polys.len(), 12290);
         assert_eq!(f.skip_lsbs, vec![19, 11]);
     }

@@ -9,7 +9,9 @@ use sift_he::serialize::{deserialize_rows, serialize_rows};
 use sift_he::{Context, EncryptionParameters, Format, Poly};
 
 fn lines(s: &str) -> impl Iterator<Item = &str> {
-    s.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'))
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
 }
 
 fn nums(s: &str) -> Vec<u64> {
@@ -25,7 +27,11 @@ fn ntt_kats() {
     for l in lines(include_str!("../../../tests/vectors/he/ntt.txt")) {
         let f: Vec<&str> = l.split_whitespace().collect();
         if f[0] == "root" {
-            let (q, d, e): (u64, u64, u64) = (f[1].parse().unwrap(), f[2].parse().unwrap(), f[3].parse().unwrap());
+            let (q, d, e): (u64, u64, u64) = (
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+            );
             assert_eq!(min_primitive_root(q, d), Some(e), "{l}");
         } else {
             let q: u64 = f[0].parse().unwrap();
@@ -58,8 +64,12 @@ fn ntt_matches_naive_negacyclic() {
     let q = 1152921504606830593u64;
     let t = NttTable::new(q, n).unwrap();
     let m = t.modulus;
-    let x: Vec<u64> = (0..n as u64).map(|i| m.reduce(i.wrapping_mul(0x9E3779B97F4A7C15))).collect();
-    let y: Vec<u64> = (0..n as u64).map(|i| m.reduce(i.wrapping_mul(0xD1B54A32D192ED03) ^ 77)).collect();
+    let x: Vec<u64> = (0..n as u64)
+        .map(|i| m.reduce(i.wrapping_mul(0x9E3779B97F4A7C15)))
+        .collect();
+    let y: Vec<u64> = (0..n as u64)
+        .map(|i| m.reduce(i.wrapping_mul(0xD1B54A32D192ED03) ^ 77))
+        .collect();
     let mut naive = vec![0u64; n];
     for i in 0..n {
         for j in 0..n {
@@ -99,14 +109,19 @@ fn nist_ctr_drbg_vectors() {
 #[test]
 fn randomize_interop_kats() {
     let mut count = 0;
-    for l in lines(include_str!("../../../tests/vectors/he/randomize_interop.txt")) {
+    for l in lines(include_str!(
+        "../../../tests/vectors/he/randomize_interop.txt"
+    )) {
         let f: Vec<&str> = l.splitn(4, ' ').collect();
         let seed: [u8; 32] = hex::decode(f[1]).unwrap().try_into().unwrap();
         let moduli = nums(f[2]);
         let expected: Vec<Vec<u64>> = f[3].split('|').map(|p| nums(p.trim())).collect();
         let mut rng = NistAes128Ctr::new(&seed);
         let n = 4;
-        let ms: Vec<sift_he::arith::Modulus> = moduli.iter().map(|&q| sift_he::arith::Modulus::new(q)).collect();
+        let ms: Vec<sift_he::arith::Modulus> = moduli
+            .iter()
+            .map(|&q| sift_he::arith::Modulus::new(q))
+            .collect();
         let sample = |rng: &mut NistAes128Ctr| {
             let mut d = vec![0u64; 2 * n];
             match f[0] {
@@ -133,7 +148,9 @@ fn randomize_interop_kats() {
 #[test]
 fn coefficient_packing_kats() {
     let mut count = 0;
-    for l in lines(include_str!("../../../tests/vectors/he/coefficient_packing.txt")) {
+    for l in lines(include_str!(
+        "../../../tests/vectors/he/coefficient_packing.txt"
+    )) {
         let f: Vec<&str> = l.split_whitespace().collect();
         let bits: u32 = f[2].parse().unwrap();
         let skip: u32 = f[3].parse().unwrap();
@@ -144,7 +161,11 @@ fn coefficient_packing_kats() {
             assert_eq!(got, nums(f[5]), "{l}");
         } else {
             let bytes: Vec<u8> = nums(f[4]).into_iter().map(|b| b as u8).collect();
-            assert_eq!(packing::coefficients_to_bytes(&nums(f[1]), bits, skip).unwrap(), bytes, "{l}");
+            assert_eq!(
+                packing::coefficients_to_bytes(&nums(f[1]), bits, skip).unwrap(),
+                bytes,
+                "{l}"
+            );
         }
         count += 1;
     }
@@ -163,7 +184,10 @@ fn poly_serialize_kats() {
         let mut bytes = Vec::new();
         serialize_rows(&data, n, &moduli, skip, &mut bytes).unwrap();
         let mut back = vec![0u64; data.len()];
-        assert_eq!(deserialize_rows(&bytes, n, &moduli, skip, &mut back).unwrap(), bytes.len());
+        assert_eq!(
+            deserialize_rows(&bytes, n, &moduli, skip, &mut back).unwrap(),
+            bytes.len()
+        );
         assert_eq!(back, nums(f[3]), "{l}");
         count += 1;
     }
@@ -177,17 +201,30 @@ fn parameter_kats() {
         let f: Vec<&str> = l.split_whitespace().collect();
         let p = EncryptionParameters::predefined(f[0]).unwrap();
         assert_eq!(p.n, f[1].parse::<usize>().unwrap());
-        assert_eq!(p.bit_widths(), nums(f[2]).into_iter().map(|x| x as u32).collect::<Vec<_>>(), "{l}");
+        assert_eq!(
+            p.bit_widths(),
+            nums(f[2]).into_iter().map(|x| x as u32).collect::<Vec<_>>(),
+            "{l}"
+        );
         assert_eq!(sift_he::arith::ceil_log2(p.t), f[3].parse::<u32>().unwrap());
         assert_eq!(p.supports_evaluation_key(), f[4] == "true");
         let skip = nums(f[5]);
-        assert_eq!(p.skip_lsbs_for_decryption().to_vec(), skip.iter().map(|&x| x as u32).collect::<Vec<_>>(), "{l}");
+        assert_eq!(
+            p.skip_lsbs_for_decryption().to_vec(),
+            skip.iter().map(|&x| x as u32).collect::<Vec<_>>(),
+            "{l}"
+        );
         p.validate().unwrap();
         count += 1;
     }
     assert_eq!(count, 17);
     assert_eq!(EncryptionParameters::predefined_names().count(), 17);
-    assert_eq!(EncryptionParameters::predefined("n_4096_logq_27_28_28_logt_5").unwrap().bytes_per_plaintext(), 2048);
+    assert_eq!(
+        EncryptionParameters::predefined("n_4096_logq_27_28_28_logt_5")
+            .unwrap()
+            .bytes_per_plaintext(),
+        2048
+    );
 }
 
 #[test]
@@ -199,7 +236,12 @@ fn galois_kats() {
         let moduli = nums(f[1]);
         let g: usize = f[2].parse().unwrap();
         let ctx = Context::new(EncryptionParameters::new(n, 2, moduli.clone()).unwrap()).unwrap();
-        let poly = Poly { format: Format::Coeff, basis: (0..moduli.len()).collect(), n, data: nums(f[3]) };
+        let poly = Poly {
+            format: Format::Coeff,
+            basis: (0..moduli.len()).collect(),
+            n,
+            data: nums(f[3]),
+        };
         let out = poly.apply_galois(&ctx, g).unwrap();
         assert_eq!(out.data, nums(f[4]), "{l}");
         // Eval-form Galois agrees with Coeff-form for every element.
