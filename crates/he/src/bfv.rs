@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use num_bigint::{BigInt, BigUint, Sign};
-use num_integer::Integer;
+use num_bigint::BigUint;
 use num_traits::{ToPrimitive, Zero};
 use rand_core::{CryptoRng, RngCore};
 
@@ -333,7 +332,7 @@ impl Crt {
             .iter()
             .map(|m| {
                 let qi = &q / m.value;
-                let r = (&qi % m.value).to_u64().expect("< q_i");
+                let r = (&qi % BigUint::from(m.value)).to_u64().expect("< q_i");
                 qi * m.inv(r).expect("coprime")
             })
             .collect();
@@ -347,16 +346,6 @@ impl Crt {
         }
         x % &self.q
     }
-
-    /// Composition centered into (−Q/2, Q/2].
-    fn compose_signed(&self, residues: impl Iterator<Item = u64>) -> BigInt {
-        let x = self.compose(residues);
-        if &x + &x > self.q {
-            BigInt::from_biguint(Sign::Plus, x) - BigInt::from_biguint(Sign::Plus, self.q.clone())
-        } else {
-            BigInt::from_biguint(Sign::Plus, x)
-        }
-    }
 }
 
 /// log2 of a positive big integer, to f64 precision.
@@ -364,10 +353,6 @@ fn big_log2(x: &BigUint) -> f64 {
     let b = x.bits();
     let shift = b.saturating_sub(64);
     (x >> shift).to_f64().unwrap_or(1.0).log2() + shift as f64
-}
-
-fn big_mod_u64(x: &BigInt, m: u64) -> u64 {
-    x.mod_floor(&BigInt::from(m)).to_u64().expect("< m")
 }
 
 /// c_0 + c_1·s (+ c_2·s²) in Coeff form over the ciphertext's moduli.
@@ -642,8 +627,76 @@ pub fn relinearize(
     })
 }
 
+/// Mixed-radix (Garner) conversion for one RNS basis: x = d_0 + p_0·(d_1 + p_1·(d_2 + …)),
+/// using only word operations, plus the digits of ⌊P/2⌋ to detect the negative half.
+struct Garner {
+    moduli: Vec<Modulus>,
+    /// inv[j][i] = p_i^{-1} mod p_j for i < j.
+    inv: Vec<Vec<u64>>,
+    half: Vec<u64>,
+}
+
+impl Garner {
+    fn new(moduli: Vec<Modulus>) -> Garner {
+        let inv = (0..moduli.len())
+            .map(|j| {
+                (0..j)
+                    .map(|i| moduli[j].inv(moduli[i].value).expect("coprime"))
+                    .collect()
+            })
+            .collect();
+        let p: BigUint = moduli.iter().map(|m| BigUint::from(m.value)).product();
+        let half: BigUint = &p >> 1usize;
+        let mut g = Garner {
+            moduli,
+            inv,
+            half: Vec::new(),
+        };
+        let residues: Vec<u64> = g
+            .moduli
+            .iter()
+            .map(|m| (&half % BigUint::from(m.value)).to_u64().expect("< p"))
+            .collect();
+        let mut digits = vec![0u64; residues.len()];
+        g.digits(&residues, &mut digits);
+        g.half = digits;
+        g
+    }
+
+    fn digits(&self, residues: &[u64], d: &mut [u64]) {
+        for j in 0..self.moduli.len() {
+            let m = &self.moduli[j];
+            let mut v = residues[j];
+            for i in 0..j {
+                v = m.mul(m.sub(v, m.reduce(d[i])), self.inv[j][i]);
+            }
+            d[j] = v;
+        }
+    }
+
+    /// Whether the digits encode a value above ⌊P/2⌋ (the negative half).
+    fn is_negative(&self, d: &[u64]) -> bool {
+        for j in (0..d.len()).rev() {
+            if d[j] != self.half[j] {
+                return d[j] > self.half[j];
+            }
+        }
+        false
+    }
+}
+
+/// Σ_{i in range} d_i·Π_{l<i, l in range} p_l mod m (Horner over `digits[range]`).
+fn horner_mod(m: &Modulus, digits: &[u64], radices: &[u64]) -> u64 {
+    let mut acc = 0u64;
+    for i in (0..digits.len()).rev() {
+        acc = m.add(m.mul(acc, radices[i]), m.reduce(digits[i]));
+    }
+    acc
+}
+
 /// Ciphertext × ciphertext (2 polys each) by exact tensoring: centered lift to an auxiliary base,
-/// NTT products, then ⌊t·x/Q⌉ per coefficient. Returns 3 polys in Coeff form.
+/// NTT products, then ⌊t·x/Q⌉ per coefficient (word-size mixed-radix arithmetic; the final
+/// rounding may be off by one, which only adds unit noise). Returns 3 polys in Coeff form.
 pub fn multiply(ctx: &Context, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, HeError> {
     a.check(b)?;
     if a.polys.len() != 2 || b.polys.len() != 2 {
@@ -654,20 +707,41 @@ pub fn multiply(ctx: &Context, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphert
         return Err(HeError::Mismatch("multiply needs ciphertext moduli"));
     }
     let n = ctx.n;
-    let q_crt = Crt::new((0..k).map(|i| *ctx.modulus(i)).collect());
     let mut ext: Vec<usize> = (0..k).collect();
     ext.extend(ctx.aux_indices());
-    let aux: Vec<Modulus> = ctx.aux_indices().map(|i| *ctx.modulus(i)).collect();
-    // Lift the four input polys.
+    let e = ext.len();
+    let ext_moduli: Vec<Modulus> = ext.iter().map(|&i| *ctx.modulus(i)).collect();
+    let gq = Garner::new(ext_moduli[..k].to_vec());
+    let gext = Garner::new(ext_moduli.clone());
+    // radices[j][i] = p_i mod m_j for the Horner evaluations.
+    let radix =
+        |m: &Modulus, ps: &[Modulus]| ps.iter().map(|p| m.reduce(p.value)).collect::<Vec<u64>>();
+    let q_mod: Vec<(Vec<u64>, u64)> = ext_moduli
+        .iter()
+        .map(|m| {
+            let r = radix(m, &ext_moduli[..k]);
+            let q = r.iter().fold(1u64, |acc, &x| m.mul(acc, x));
+            (r, q)
+        })
+        .collect();
     let lift = |p: &Poly| -> Poly {
         let mut pc = p.clone();
         pc.convert_to(ctx, Format::Coeff);
         let mut out = Poly::zero_with_basis(ctx, ext.clone(), Format::Coeff);
         out.data[..k * n].copy_from_slice(&pc.data);
+        let mut res = vec![0u64; k];
+        let mut d = vec![0u64; k];
         for i in 0..n {
-            let x = q_crt.compose_signed((0..k).map(|r| pc.data[r * n + i]));
-            for (j, m) in aux.iter().enumerate() {
-                out.data[(k + j) * n + i] = big_mod_u64(&x, m.value);
+            for r in 0..k {
+                res[r] = pc.data[r * n + i];
+            }
+            gq.digits(&res, &mut d);
+            let neg = gq.is_negative(&d);
+            for j in k..e {
+                let m = &ext_moduli[j];
+                let (rad, qm) = &q_mod[j];
+                let v = horner_mod(m, &d, rad);
+                out.data[j * n + i] = if neg { m.sub(v, *qm) } else { v };
             }
         }
         out.forward_ntt(ctx).expect("Coeff");
@@ -686,21 +760,45 @@ pub fn multiply(ctx: &Context, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphert
     d1.mul_add_assign(ctx, &a1, &b0)?;
     let mut d2 = a1;
     d2.mul_assign(ctx, &b1)?;
-    let ext_crt = Crt::new(ext.iter().map(|&i| *ctx.modulus(i)).collect());
-    let t = BigInt::from(ctx.t());
-    let qb = BigInt::from_biguint(Sign::Plus, q_crt.q.clone());
-    let two_q = &qb + &qb;
+    let t = ctx.t();
+    let tf = t as f64;
+    // Per output modulus q_r: radices of the auxiliary digits, t mod q_r, t·B mod q_r.
+    let out_consts: Vec<(Vec<u64>, u64, u64)> = (0..k)
+        .map(|r| {
+            let m = &ext_moduli[r];
+            let rad = radix(m, &ext_moduli[k..]);
+            let b = rad.iter().fold(1u64, |acc, &x| m.mul(acc, x));
+            let tm = m.reduce(t);
+            (rad, tm, m.mul(tm, b))
+        })
+        .collect();
+    let qf: Vec<f64> = ext_moduli[..k].iter().map(|m| m.value as f64).collect();
     let mut polys = Vec::with_capacity(3);
-    for mut d in [d0, d1, d2] {
-        d.inverse_ntt(ctx)?;
+    let mut res = vec![0u64; e];
+    let mut d = vec![0u64; e];
+    for mut dp in [d0, d1, d2] {
+        dp.inverse_ntt(ctx)?;
         let mut out = Poly::zero(ctx, k, Format::Coeff);
-        let e = ext.len();
         for i in 0..n {
-            let x = ext_crt.compose_signed((0..e).map(|r| d.data[r * n + i]));
-            let num: BigInt = x * &t * 2 + &qb;
-            let y = num.div_floor(&two_q);
+            for r in 0..e {
+                res[r] = dp.data[r * n + i];
+            }
+            gext.digits(&res, &mut d);
+            let neg = gext.is_negative(&d);
+            let mut f = 0.0f64;
             for r in 0..k {
-                out.data[r * n + i] = big_mod_u64(&y, ctx.modulus(r).value);
+                f = (f + d[r] as f64) / qf[r];
+            }
+            let rounded = (tf * f).round() as u64;
+            for r in 0..k {
+                let m = &ext_moduli[r];
+                let (rad, tm, tb) = &out_consts[r];
+                let z = horner_mod(m, &d[k..], rad);
+                let mut v = m.add(m.mul(*tm, z), m.reduce(rounded));
+                if neg {
+                    v = m.sub(v, *tb);
+                }
+                out.data[r * n + i] = v;
             }
         }
         polys.push(out);

@@ -256,3 +256,26 @@ fn galois_kats() {
     }
     assert_eq!(count, 3);
 }
+
+#[test]
+fn ntt_small_modulus_path_matches_u64_path() {
+    for (q, n) in [
+        (268369921u64, 4096usize),
+        (134176769, 4096),
+        (40961, 4096),
+        (536690689, 8192),
+    ] {
+        let t = NttTable::new(q, n).unwrap();
+        let x: Vec<u64> = (0..n as u64)
+            .map(|i| i.wrapping_mul(0x9E3779B97F4A7C15) % q)
+            .collect();
+        let (mut a, mut b) = (x.clone(), x.clone());
+        t.forward(&mut a);
+        t.forward_u64(&mut b);
+        assert_eq!(a, b, "forward q={q}");
+        t.inverse(&mut a);
+        t.inverse_u64(&mut b);
+        assert_eq!(a, x, "inverse q={q}");
+        assert_eq!(b, x, "inverse u64 q={q}");
+    }
+}
