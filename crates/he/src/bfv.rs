@@ -667,8 +667,8 @@ impl Garner {
         for j in 0..self.moduli.len() {
             let m = &self.moduli[j];
             let mut v = residues[j];
-            for i in 0..j {
-                v = m.mul(m.sub(v, m.reduce(d[i])), self.inv[j][i]);
+            for (&di, &inv) in d[..j].iter().zip(&self.inv[j]) {
+                v = m.mul(m.sub(v, m.reduce(di)), inv);
             }
             d[j] = v;
         }
@@ -732,8 +732,8 @@ pub fn multiply(ctx: &Context, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphert
         let mut res = vec![0u64; k];
         let mut d = vec![0u64; k];
         for i in 0..n {
-            for r in 0..k {
-                res[r] = pc.data[r * n + i];
+            for (r, x) in res.iter_mut().enumerate() {
+                *x = pc.data[r * n + i];
             }
             gq.digits(&res, &mut d);
             let neg = gq.is_negative(&d);
@@ -780,8 +780,8 @@ pub fn multiply(ctx: &Context, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphert
         dp.inverse_ntt(ctx)?;
         let mut out = Poly::zero(ctx, k, Format::Coeff);
         for i in 0..n {
-            for r in 0..e {
-                res[r] = dp.data[r * n + i];
+            for (r, x) in res.iter_mut().enumerate() {
+                *x = dp.data[r * n + i];
             }
             gext.digits(&res, &mut d);
             let neg = gext.is_negative(&d);
