@@ -43,6 +43,10 @@ fn main() {
     report("forward NTT n=4096, 1×28-bit", f4);
     let i4 = time(|| t4096.inverse(black_box(&mut a)), budget);
     report("inverse NTT n=4096, 1×28-bit", i4);
+    let f4w = time(|| t4096.forward_u64(black_box(&mut a)), budget);
+    report("forward NTT n=4096, 1×28-bit, 64-bit path", f4w);
+    let i4w = time(|| t4096.inverse_u64(black_box(&mut a)), budget);
+    report("inverse NTT n=4096, 1×28-bit, 64-bit path", i4w);
 
     let ctx8 = Context::predefined("n_8192_logq_3x55_logt_24").unwrap();
     let mut p = sift_he::Poly::zero(&ctx8, 3, Format::Coeff);

@@ -477,9 +477,24 @@ impl KeySwitchKey {
         if k + 1 > l || self.ciphertexts.len() < k || target.basis != (0..k).collect::<Vec<_>>() {
             return Err(HeError::Mismatch("key-switching target moduli"));
         }
-        let mut tc = target.clone();
-        tc.convert_to(ctx, Format::Coeff);
+        let owned;
+        let tc = if target.format == Format::Coeff {
+            target
+        } else {
+            let mut c = target.clone();
+            c.convert_to(ctx, Format::Coeff);
+            owned = c;
+            &owned
+        };
         let n = ctx.n;
+        // NTT of row j in its own modulus equals the Eval form of the target row j.
+        let target_eval = if target.format == Format::Eval {
+            target.clone()
+        } else {
+            let mut e = target.clone();
+            e.forward_ntt(ctx)?;
+            e
+        };
         let mut ext_basis: Vec<usize> = (0..k).collect();
         ext_basis.push(l - 1);
         let mut out = [
@@ -494,10 +509,14 @@ impl KeySwitchKey {
             acc0.fill(0);
             acc1.fill(0);
             for j in 0..k {
-                for (b, &x) in buf.iter_mut().zip(tc.row(j)) {
-                    *b = m.reduce(x);
+                if j == r {
+                    buf.copy_from_slice(target_eval.row(j));
+                } else {
+                    for (b, &x) in buf.iter_mut().zip(tc.row(j)) {
+                        *b = m.reduce(x);
+                    }
+                    ctx.ntt(mi).forward(&mut buf);
                 }
-                ctx.ntt(mi).forward(&mut buf);
                 let key = &self.ciphertexts[j];
                 let k0 = key.polys[0].row(mi);
                 let k1 = key.polys[1].row(mi);

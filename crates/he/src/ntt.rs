@@ -55,7 +55,7 @@ impl Ntt32 {
         let two_q = 2 * q;
         let mut t = n;
         let mut m = 1;
-        while m < n {
+        while m < n / 2 {
             t >>= 1;
             for i in 0..m {
                 let w = self.roots[m + i];
@@ -71,9 +71,18 @@ impl Ntt32 {
             }
             m <<= 1;
         }
-        for x in a.iter_mut() {
-            let v = (*x).min((*x).wrapping_sub(two_q));
-            *x = v.min(v.wrapping_sub(q));
+        // Last stage (t = 1) fused with the final reduction to [0, q).
+        let roots = &self.roots[m..2 * m];
+        let roots_shoup = &self.roots_shoup[m..2 * m];
+        for ((pair, &w), &ws) in a.chunks_exact_mut(2).zip(roots).zip(roots_shoup) {
+            let xv = pair[0].min(pair[0].wrapping_sub(two_q));
+            let wy = mul_shoup32_lazy(pair[1], w, ws, q);
+            let x = xv + wy;
+            let y = xv + two_q - wy;
+            let x = x.min(x.wrapping_sub(two_q));
+            let y = y.min(y.wrapping_sub(two_q));
+            pair[0] = x.min(x.wrapping_sub(q));
+            pair[1] = y.min(y.wrapping_sub(q));
         }
     }
 
@@ -82,8 +91,18 @@ impl Ntt32 {
         let n = a.len();
         let q = self.q;
         let two_q = 2 * q;
-        let mut t = 1;
+        // First stage (t = 1) on adjacent pairs.
         let mut m = n >> 1;
+        let roots = &self.inv_roots[m..2 * m];
+        let roots_shoup = &self.inv_roots_shoup[m..2 * m];
+        for ((pair, &w), &ws) in a.chunks_exact_mut(2).zip(roots).zip(roots_shoup) {
+            let (xv, yv) = (pair[0], pair[1]);
+            let s = xv + yv;
+            pair[0] = s.min(s.wrapping_sub(two_q));
+            pair[1] = mul_shoup32_lazy(xv + two_q - yv, w, ws, q);
+        }
+        let mut t = 2;
+        m >>= 1;
         while m >= 1 {
             for i in 0..m {
                 let w = self.inv_roots[m + i];

@@ -67,7 +67,12 @@ fn run(name: &str) {
 
     // Seeded serialization round trip (the client's query format).
     let s = ct.serialize(&ctx, false);
-    assert!(matches!(s, sift_he::SerializedCiphertext::Seeded(_)));
+    let sift_he::SerializedCiphertext::Seeded(sd) = &s else {
+        panic!("{name}: fresh ciphertext must serialize seeded")
+    };
+    if name.starts_with("n_4096_logq_27_28_28") {
+        assert_eq!(sd.poly0.len(), 28160, "query poly0 size (spec §3.6)");
+    }
     let back = Ciphertext::deserialize(&ctx, &s, None, Format::Coeff).unwrap();
     assert_eq!(back, ct, "{name} seeded round trip");
 
@@ -150,5 +155,49 @@ fn run(name: &str) {
 fn roundtrip_all_predefined() {
     for name in EncryptionParameters::predefined_names() {
         run(name);
+    }
+}
+
+/// Apple's key layout (`Bfv+Keys.swift _generateKeySwitchKey`): key ciphertext i decrypts (as
+/// c0 + c1·s in Eval form over all L moduli) to (P mod q_i)·s′ in row i and 0 in other rows,
+/// up to the small encryption error.
+#[test]
+fn key_switch_key_layout_matches_apple() {
+    let ctx = Context::predefined("n_4096_logq_27_28_28_logt_5").unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    let sk = SecretKey::generate(&ctx, &mut rng);
+    let evk = EvaluationKey::generate(&ctx, &sk, &[3], false, &mut rng).unwrap();
+    let s_prime = sk.poly.apply_galois(&ctx, 3).unwrap();
+    let l = ctx.moduli_count();
+    let p = ctx.params.moduli[l - 1];
+    let key = &evk.galois[&3];
+    assert_eq!(key.ciphertexts.len(), l - 1);
+    for (i, ct) in key.ciphertexts.iter().enumerate() {
+        assert_eq!(ct.polys[0].basis, (0..l).collect::<Vec<_>>());
+        assert_eq!(ct.format(), Format::Eval);
+        let mut v = ct.polys[1].clone();
+        v.mul_assign(&ctx, &sk.poly).unwrap();
+        v.add_assign(&ctx, &ct.polys[0]).unwrap();
+        let mut expect = sift_he::Poly::zero(&ctx, l, Format::Eval);
+        let m = ctx.modulus(i);
+        for (d, &x) in expect.row_mut(i).iter_mut().zip(s_prime.row(i)) {
+            *d = m.mul(m.reduce(p), x);
+        }
+        v.sub_assign(&ctx, &expect).unwrap();
+        v.inverse_ntt(&ctx).unwrap();
+        // What remains is the error polynomial: small in every row.
+        for r in 0..l {
+            let q = ctx.modulus(r).value;
+            assert!(
+                v.row(r).iter().all(|&x| x.min(q - x) <= 21),
+                "key {i} row {r} not small"
+            );
+        }
+        // The seeded form regenerates c1.
+        let sift_he::SerializedCiphertext::Seeded(sd) = ct.serialize(&ctx, false) else {
+            panic!("seeded")
+        };
+        assert_eq!(sd.poly0.len(), 42496);
+        assert_eq!(sift_he::Poly::from_seed(&ctx, l, &sd.seed), ct.polys[1]);
     }
 }
