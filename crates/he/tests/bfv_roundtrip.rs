@@ -201,3 +201,99 @@ fn key_switch_key_layout_matches_apple() {
         assert_eq!(sift_he::Poly::from_seed(&ctx, l, &sd.seed), ct.polys[1]);
     }
 }
+
+/// Malformed serialized input yields errors, never panics.
+#[test]
+fn malformed_input_is_rejected() {
+    use sift_he::{
+        FullCiphertextBytes, SeededCiphertextBytes, SerializedCiphertext, SerializedEvaluationKey,
+    };
+    let ctx = Context::predefined("n_4096_logq_27_28_28_logt_5").unwrap();
+    let mut rng = StdRng::seed_from_u64(9);
+    let sk = SecretKey::generate(&ctx, &mut rng);
+    let pt = random_pt(&ctx, &mut rng);
+    let ct = encrypt(&ctx, &pt, &sk, &mut rng);
+    let SerializedCiphertext::Seeded(sd) = ct.serialize(&ctx, false) else {
+        panic!("seeded")
+    };
+    // Truncated, extended, and wrong moduli counts.
+    let short = SerializedCiphertext::Seeded(SeededCiphertextBytes {
+        poly0: sd.poly0[..100].to_vec(),
+        seed: sd.seed,
+    });
+    assert!(Ciphertext::deserialize(&ctx, &short, None, Format::Coeff).is_err());
+    let mut long = sd.clone();
+    long.poly0.push(0);
+    assert!(
+        Ciphertext::deserialize(
+            &ctx,
+            &SerializedCiphertext::Seeded(long),
+            None,
+            Format::Coeff
+        )
+        .is_err()
+    );
+    for k in [0, 4] {
+        assert!(
+            Ciphertext::deserialize(
+                &ctx,
+                &SerializedCiphertext::Seeded(sd.clone()),
+                Some(k),
+                Format::Coeff
+            )
+            .is_err()
+        );
+    }
+    // Full form: empty, bad count, bad skip lists, unreduced coefficients.
+    let full = |polys: Vec<u8>, skip: Vec<u32>| {
+        SerializedCiphertext::Full(FullCiphertextBytes {
+            polys,
+            skip_lsbs: skip,
+            correction_factor: 1,
+        })
+    };
+    assert!(Ciphertext::deserialize(&ctx, &full(vec![], vec![]), Some(1), Format::Coeff).is_err());
+    assert!(
+        Ciphertext::deserialize(&ctx, &full(vec![9, 0], vec![]), Some(1), Format::Coeff).is_err()
+    );
+    assert!(
+        Ciphertext::deserialize(
+            &ctx,
+            &full(vec![2, 0, 1, 2, 3], vec![40, 0]),
+            Some(1),
+            Format::Coeff
+        )
+        .is_err()
+    );
+    assert!(
+        Ciphertext::deserialize(
+            &ctx,
+            &full(vec![2, 0, 1, 2, 3], vec![0]),
+            Some(1),
+            Format::Coeff
+        )
+        .is_err()
+    );
+    let mut ones = vec![1u8, 0];
+    ones.extend(std::iter::repeat_n(0xffu8, 4096 * 27 / 8));
+    assert!(Ciphertext::deserialize(&ctx, &full(ones, vec![]), Some(1), Format::Coeff).is_err());
+    // Evaluation keys: bad Galois element, wrong ciphertext count.
+    let mut bad = SerializedEvaluationKey::default();
+    bad.galois.insert(4, vec![]);
+    assert!(EvaluationKey::deserialize(&ctx, &bad).is_err());
+    let mut bad = SerializedEvaluationKey::default();
+    bad.galois
+        .insert(3, vec![SerializedCiphertext::Seeded(sd.clone())]);
+    assert!(EvaluationKey::deserialize(&ctx, &bad).is_err());
+    // Operations on mismatched operands.
+    let evk = EvaluationKey::default();
+    assert!(bfv::apply_galois(&ctx, &ct, 3, &evk).is_err());
+    assert!(bfv::relinearize(&ctx, &ct, &evk).is_err());
+    let mut single = ct.clone();
+    single.mod_switch_down_to_single(&ctx).unwrap();
+    assert!(single.clone().add_assign(&ctx, &ct).is_err());
+    assert!(bfv::multiply(&ctx, &single, &ct).is_err());
+    assert!(Plaintext::new(&ctx, &[ctx.t()]).is_err());
+    assert!(Plaintext::from_bytes(&ctx, &vec![0u8; ctx.params.bytes_per_plaintext() + 1]).is_err());
+    assert!(sk.poly.apply_galois(&ctx, 2).is_err());
+}
