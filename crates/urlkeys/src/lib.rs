@@ -1,3 +1,39 @@
 //! URL keys as the device looks them up: sub-URL expansion of a request URL and import of
 //! blocklists (plain, hosts, AdBlock domain rules, Apple `KeywordDatabase` text format) into
 //! normalized scheme-less keys.
+
+mod import;
+mod punycode;
+mod suburl;
+mod txtpb;
+
+pub use import::{ImportReport, Importer, Issue, MAX_LINE};
+pub use punycode::host_to_ascii;
+pub use suburl::{ParsedUrl, normalize_key, parse_url, suburls};
+pub use txtpb::{TxtpbEvent, TxtpbParser, parse_txtpb};
+
+/// Why a URL or key was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The input has no host.
+    #[error("no host")]
+    NoHost,
+    /// The host contains characters that cannot appear in a DNS name.
+    #[error("invalid host {0:?}")]
+    BadHost(String),
+    /// The port is not a number in 0..=65535.
+    #[error("invalid port {0:?}")]
+    BadPort(String),
+    /// Whitespace or control characters inside the URL.
+    #[error("whitespace or control character inside the URL")]
+    Whitespace,
+    /// Wildcards are not supported by the Bloom filter or PIR (Apple's documentation).
+    #[error("wildcards are not supported (exact keys only)")]
+    Wildcard,
+    /// Longer than [`MAX_KEY`] bytes.
+    #[error("key longer than {MAX_KEY} bytes")]
+    TooLong,
+}
+
+/// Longest key accepted (bytes).
+pub const MAX_KEY: usize = 8 * 1024;

@@ -1,0 +1,311 @@
+//! Streaming blocklist import: plain URLs/hosts, hosts files, AdBlock domain rules and Apple's
+//! text-format `KeywordDatabase`, read line by line with a bounded line length.
+
+use crate::suburl::normalize_key;
+use crate::txtpb::{TxtpbEvent, TxtpbParser};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+/// Longest line kept (bytes). Longer lines are reported and skipped without being buffered.
+pub const MAX_LINE: usize = 64 * 1024;
+/// Issues kept in full in an [`ImportReport`]; the rest are only counted.
+const MAX_ISSUES: usize = 100;
+
+/// A skipped line (or file) with where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    /// File name as given.
+    pub file: String,
+    /// 1-based line number (0 for a whole-file issue).
+    pub line: u64,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Issue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.reason)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.reason)
+        }
+    }
+}
+
+/// Counts and the first issues of an import.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Files read.
+    pub files: u64,
+    /// Lines read (all kinds).
+    pub lines: u64,
+    /// Keys accepted (before duplicate merging).
+    pub accepted: u64,
+    /// Duplicates merged by [`Importer::finish`].
+    pub duplicates: u64,
+    /// Comments and blank lines.
+    pub comments: u64,
+    /// Lines or files skipped with a reason.
+    pub skipped: u64,
+    /// The first issues, in order found.
+    pub issues: Vec<Issue>,
+}
+
+impl ImportReport {
+    fn issue(&mut self, file: &str, line: u64, reason: impl Into<String>) {
+        self.skipped += 1;
+        if self.issues.len() < MAX_ISSUES {
+            self.issues.push(Issue {
+                file: file.to_string(),
+                line,
+                reason: reason.into(),
+            });
+        }
+    }
+}
+
+/// Collects normalised keys from many lists; [`Importer::finish`] sorts and merges duplicates.
+#[derive(Debug, Default)]
+pub struct Importer {
+    keys: Vec<Box<str>>,
+    report: ImportReport,
+}
+
+/// Reads one line into `buf` (without the newline), keeping at most `MAX_LINE` bytes and
+/// discarding the rest of an over-long line. Returns `None` at end of input, else whether the
+/// line was truncated.
+fn read_capped_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let mut too_long = false;
+    let mut any = false;
+    loop {
+        let chunk = match r.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(any.then_some(too_long));
+        }
+        any = true;
+        let (part, used, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..i], i + 1, true),
+            None => (chunk, chunk.len(), false),
+        };
+        if !too_long {
+            if buf.len() + part.len() > MAX_LINE {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(part);
+            }
+        }
+        r.consume(used);
+        if done {
+            return Ok(Some(too_long));
+        }
+    }
+}
+
+/// Per-line classification outcome.
+enum Line {
+    Keys(Vec<String>),
+    Comment,
+    Skip(String),
+}
+
+fn is_ip(tok: &str) -> bool {
+    tok.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Host names that hosts files map to themselves, not blocking entries.
+const HOSTS_LOCAL: &[&str] = &[
+    "localhost",
+    "localhost.localdomain",
+    "local",
+    "broadcasthost",
+    "ip6-localhost",
+    "ip6-loopback",
+    "ip6-localnet",
+    "ip6-mcastprefix",
+    "ip6-allnodes",
+    "ip6-allrouters",
+    "ip6-allhosts",
+    "0.0.0.0",
+];
+
+fn classify(line: &str) -> Line {
+    let t = line.trim();
+    if t.is_empty() || t.starts_with('#') || t.starts_with('!') || t.starts_with("[Adblock") {
+        return Line::Comment;
+    }
+    // AdBlock syntax first: its markers never occur in plain host lines.
+    if t.starts_with("@@") {
+        return Line::Skip("AdBlock exception rule (@@) is not a block entry".into());
+    }
+    if ["##", "#@#", "#?#", "#$#", "#%#"].iter().any(|m| t.contains(m)) {
+        return Line::Skip("AdBlock cosmetic rule (element hiding) is not a URL".into());
+    }
+    if let Some(rule) = t.strip_prefix("||") {
+        if rule.contains('$') {
+            return Line::Skip("AdBlock rule with $options cannot be an exact key".into());
+        }
+        let body = rule.trim_end_matches(['^', '|']);
+        if body.contains(['*', '^', '|']) {
+            return Line::Skip("AdBlock rule with wildcards or separators inside".into());
+        }
+        return match normalize_key(body) {
+            Ok(k) => Line::Keys(vec![k]),
+            Err(e) => Line::Skip(format!("AdBlock rule: {e}")),
+        };
+    }
+    if t.starts_with('|') || (t.starts_with('/') && t.ends_with('/') && t.len() > 1) || t.contains('^') || t.contains('$') {
+        return Line::Skip("unsupported AdBlock rule (only ||domain^ rules are imported)".into());
+    }
+    // Strip a trailing comment (`host # note`); '#' right after text is a URL fragment.
+    let t = match t.find(" #").or_else(|| t.find("\t#")) {
+        Some(i) => t[..i].trim_end(),
+        None => t,
+    };
+    let toks: Vec<&str> = t.split_whitespace().collect();
+    if toks.len() >= 2 && is_ip(toks[0]) {
+        // hosts file: IP then one or more names.
+        let mut keys = Vec::new();
+        for h in &toks[1..] {
+            if HOSTS_LOCAL.contains(&h.to_ascii_lowercase().as_str()) {
+                continue;
+            }
+            match normalize_key(h) {
+                Ok(k) => keys.push(k),
+                Err(e) => return Line::Skip(format!("hosts entry {h:?}: {e}")),
+            }
+        }
+        return if keys.is_empty() { Line::Comment } else { Line::Keys(keys) };
+    }
+    if toks.len() == 1 && is_ip(toks[0]) && HOSTS_LOCAL.contains(&toks[0]) {
+        return Line::Comment;
+    }
+    if toks.len() > 1 {
+        return Line::Skip("several words on a line that is not a hosts entry".into());
+    }
+    match normalize_key(t) {
+        Ok(k) => Line::Keys(vec![k]),
+        Err(e) => Line::Skip(e.to_string()),
+    }
+}
+
+impl Importer {
+    /// An empty importer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Imports a file; formats are detected per line, or per file for `.txtpb`/`.textproto`
+    /// files and files whose first entry starts with `rows`.
+    pub fn import_path(&mut self, path: &Path) -> std::io::Result<()> {
+        let name = path.display().to_string();
+        let f = std::fs::File::open(path)?;
+        let is_txtpb = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("txtpb" | "textproto" | "pbtxt")
+        );
+        self.import_reader(&name, f, is_txtpb)
+    }
+
+    /// Imports from any reader (streamed; memory use is bounded by [`MAX_LINE`] per line).
+    /// `txtpb` forces the `KeywordDatabase` text format.
+    pub fn import_reader<R: Read>(&mut self, name: &str, reader: R, txtpb: bool) -> std::io::Result<()> {
+        let mut r = BufReader::with_capacity(64 * 1024, reader);
+        self.report.files += 1;
+        let head = r.fill_buf()?;
+        if head.is_empty() {
+            self.report.issue(name, 0, "empty file");
+            return Ok(());
+        }
+        if head.iter().take(8192).any(|&b| b == 0) {
+            self.report.issue(name, 0, "binary file (NUL bytes), skipped");
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        let mut lineno = 0u64;
+        let mut mode_txtpb = txtpb;
+        let mut decided = txtpb;
+        let mut parser = TxtpbParser::new();
+        while let Some(too_long) = read_capped_line(&mut r, &mut buf)? {
+            lineno += 1;
+            self.report.lines += 1;
+            if too_long {
+                self.report.issue(name, lineno, format!("line longer than {MAX_LINE} bytes, skipped"));
+                continue;
+            }
+            if buf.contains(&0) {
+                self.report.issue(name, lineno, "binary data (NUL byte)");
+                continue;
+            }
+            let Ok(line) = std::str::from_utf8(&buf) else {
+                self.report.issue(name, lineno, "invalid UTF-8");
+                continue;
+            };
+            let line = line.strip_prefix('\u{feff}').unwrap_or(line);
+            if !decided {
+                let t = line.trim_start();
+                if !t.is_empty() && !t.starts_with('#') && !t.starts_with('!') {
+                    decided = true;
+                    mode_txtpb = t.starts_with("rows");
+                }
+            }
+            if mode_txtpb {
+                let mut any = false;
+                for ev in parser.feed_line(line) {
+                    any = true;
+                    match ev {
+                        TxtpbEvent::Row(k, _) => match String::from_utf8(k) {
+                            Ok(k) => match normalize_key(&k) {
+                                Ok(k) => self.push(k),
+                                Err(e) => self.report.issue(name, lineno, format!("keyword {k:?}: {e}")),
+                            },
+                            Err(_) => self.report.issue(name, lineno, "keyword is not UTF-8"),
+                        },
+                        TxtpbEvent::Error(m) => self.report.issue(name, lineno, m),
+                    }
+                }
+                if !any && line.trim().is_empty() {
+                    self.report.comments += 1;
+                }
+                continue;
+            }
+            match classify(line) {
+                Line::Keys(ks) => ks.into_iter().for_each(|k| self.push(k)),
+                Line::Comment => self.report.comments += 1,
+                Line::Skip(reason) => self.report.issue(name, lineno, reason),
+            }
+        }
+        if mode_txtpb {
+            if let Some(m) = parser.finish() {
+                self.report.issue(name, lineno, m);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds one already-normalised key.
+    pub fn push(&mut self, key: String) {
+        self.keys.push(key.into_boxed_str());
+        self.report.accepted += 1;
+    }
+
+    /// Report so far (duplicates are counted by [`Importer::finish`]).
+    pub fn report(&self) -> &ImportReport {
+        &self.report
+    }
+
+    /// Sorts and merges duplicates; returns the distinct keys and the final report.
+    pub fn finish(mut self) -> (Vec<Box<str>>, ImportReport) {
+        self.keys.sort_unstable();
+        let before = self.keys.len();
+        self.keys.dedup();
+        self.keys.shrink_to_fit();
+        self.report.duplicates = (before - self.keys.len()) as u64;
+        (self.keys, self.report)
+    }
+}

@@ -1,0 +1,274 @@
+//! Sub-URL expansion exactly as the device does it, and key normalisation to match.
+//!
+//! Rules, from Apple's `NEURLFilterManager` overview (the 48-entry list for
+//! `https://www.sub1.example.com/a/b/c?id=123#fragment`, stored in
+//! `tests/vectors/urlkeys/`) and `NEURLFilterManager.ParsingConfiguration` defaults
+//! (`excludeScheme = true`, `stripWWW`, `caseSensitive = false`, nothing else excluded):
+//! - the scheme is dropped; one leading `www.` label is stripped;
+//! - the host walks up the domain hierarchy down to two labels (`sub1.example.com`,
+//!   `example.com`; never the bare TLD). Apple's example stops at `example.com`; no public
+//!   suffix list is applied, so `a.co.uk` yields `a.co.uk` and `co.uk`. IP literals do not walk;
+//! - each host appears without and with the port (explicit, else the scheme's default:
+//!   443 for https, 80 for http), e.g. `example.com:443`;
+//! - the path walks up its hierarchy (`/a`, `/a/b`, `/a/b/c`), each with and without a trailing
+//!   `/`, plus the bare host and `host/`;
+//! - query and fragment are only appended to the full path (with and without its trailing `/`):
+//!   `?q` and `?q#f`. The documented list has no fragment-without-query form when a query is
+//!   present; with a fragment but no query we append `#f` (same rule, query omitted);
+//! - the whole sub-URL is lowercased (matching is case-insensitive by default, and the
+//!   Bloom filter and PIR can only match exactly), so keys are lowercased too;
+//! - non-ASCII hosts are Punycoded ("the manager Punycodes the requested URL before parsing").
+//!
+//! An older revision of the page listed `www.` forms and `?id=123/` entries for
+//! `https://www.example.com/...`; it contradicts the `stripWWW` default and the current page,
+//! and is kept only as reference data (see the README beside the vectors).
+
+use crate::punycode::host_to_ascii;
+use crate::{KeyError, MAX_KEY};
+
+/// A URL split into the parts sub-URL generation needs (all lowercased, host Punycoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedUrl {
+    /// Scheme, if one was given.
+    pub scheme: Option<String>,
+    /// Host without `www.` (IPv6 literals keep their brackets).
+    pub host: String,
+    /// Explicit port, if any.
+    pub port: Option<u16>,
+    /// Path as given (starts with `/` or is empty).
+    pub path: String,
+    /// Query without `?` (absent when missing or empty).
+    pub query: Option<String>,
+    /// Fragment without `#` (absent when missing or empty).
+    pub fragment: Option<String>,
+}
+
+impl ParsedUrl {
+    /// Port used for the `host:port` forms: explicit, else 443 (https, or no scheme) / 80 (http).
+    pub fn effective_port(&self) -> Option<u16> {
+        self.port.or(match self.scheme.as_deref() {
+            None | Some("https") | Some("wss") => Some(443),
+            Some("http") | Some("ws") => Some(80),
+            _ => None,
+        })
+    }
+}
+
+/// Parses a URL (with or without scheme) into lowercased parts; rejects whitespace, control
+/// characters, wildcards in the host, bad ports and empty hosts.
+pub fn parse_url(input: &str) -> Result<ParsedUrl, KeyError> {
+    let s = input.trim();
+    if s.len() > MAX_KEY {
+        return Err(KeyError::TooLong);
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(KeyError::Whitespace);
+    }
+    let (scheme, rest) = match s.find("://") {
+        Some(i) if i > 0 && s[..i].chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) => {
+            (Some(s[..i].to_ascii_lowercase()), &s[i + 3..])
+        }
+        _ => (None, s),
+    };
+    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(auth_end);
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = split_port(hostport)?;
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() {
+        return Err(KeyError::NoHost);
+    }
+    if host.contains('*') {
+        return Err(KeyError::Wildcard);
+    }
+    let host = if host.starts_with('[') {
+        host.to_ascii_lowercase()
+    } else {
+        host_to_ascii(host)?
+    };
+    if !host.starts_with('[')
+        && (host.split('.').any(str::is_empty)
+            || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+    {
+        return Err(KeyError::BadHost(host));
+    }
+    let host = match host.strip_prefix("www.") {
+        Some(h) if h.contains('.') => h.to_string(),
+        _ => host,
+    };
+    let (before_frag, fragment) = match tail.split_once('#') {
+        Some((a, f)) => (a, Some(f)),
+        None => (tail, None),
+    };
+    let (path, query) = match before_frag.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (before_frag, None),
+    };
+    let nonempty = |o: Option<&str>| o.filter(|x| !x.is_empty()).map(str::to_lowercase);
+    Ok(ParsedUrl {
+        scheme,
+        host,
+        port,
+        path: path.to_lowercase(),
+        query: nonempty(query),
+        fragment: nonempty(fragment),
+    })
+}
+
+fn split_port(hostport: &str) -> Result<(&str, Option<u16>), KeyError> {
+    if hostport.starts_with('[') {
+        return match hostport.find(']') {
+            Some(i) => {
+                let (h, rest) = hostport.split_at(i + 1);
+                match rest.strip_prefix(':') {
+                    Some(p) => Ok((h, parse_port(p)?)),
+                    None if rest.is_empty() => Ok((h, None)),
+                    None => Err(KeyError::BadHost(hostport.to_string())),
+                }
+            }
+            None => Err(KeyError::BadHost(hostport.to_string())),
+        };
+    }
+    match hostport.rsplit_once(':') {
+        Some((h, p)) => Ok((h, parse_port(p)?)),
+        None => Ok((hostport, None)),
+    }
+}
+
+fn parse_port(p: &str) -> Result<Option<u16>, KeyError> {
+    if p.is_empty() {
+        return Ok(None);
+    }
+    if !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(KeyError::BadPort(p.to_string()));
+    }
+    p.parse().map(Some).map_err(|_| KeyError::BadPort(p.to_string()))
+}
+
+fn is_ip_literal(host: &str) -> bool {
+    host.starts_with('[') || (host.split('.').count() == 4 && host.split('.').all(|l| l.parse::<u8>().is_ok()))
+}
+
+/// The sub-URLs the device tests for `url`, in Apple's documented order (hosts from the
+/// registrable domain up, each without then with port). Errors on URLs the device could not
+/// request (no host, bad port, whitespace).
+pub fn suburls(url: &str) -> Result<Vec<String>, KeyError> {
+    let u = parse_url(url)?;
+    // Domain hierarchy, shortest (two labels) first, as in Apple's list.
+    let labels: Vec<&str> = u.host.split('.').collect();
+    let hosts: Vec<String> = if is_ip_literal(&u.host) || labels.len() <= 2 {
+        vec![u.host.clone()]
+    } else {
+        (0..=labels.len() - 2).rev().map(|i| labels[i..].join(".")).collect()
+    };
+    // Path hierarchy: every prefix ending before a '/', then the full path (no trailing '/').
+    let full = u.path.trim_end_matches('/');
+    let mut prefixes: Vec<&str> = vec![""];
+    for (i, c) in full.char_indices() {
+        if c == '/' && i > 0 {
+            prefixes.push(&full[..i]);
+        }
+    }
+    if !full.is_empty() {
+        prefixes.push(full);
+    }
+    let mut tails: Vec<String> = Vec::new();
+    for p in &prefixes {
+        tails.push(p.to_string());
+        tails.push(format!("{p}/"));
+    }
+    let mut extra: Vec<String> = Vec::new();
+    match (&u.query, &u.fragment) {
+        (Some(q), f) => {
+            for base in [format!("{full}/"), full.to_string()] {
+                extra.push(format!("{base}?{q}"));
+                if let Some(f) = f {
+                    extra.push(format!("{base}?{q}#{f}"));
+                }
+            }
+        }
+        (None, Some(f)) => {
+            for base in [format!("{full}/"), full.to_string()] {
+                extra.push(format!("{base}#{f}"));
+            }
+        }
+        (None, None) => {}
+    }
+    tails.extend(extra);
+    let port = u.effective_port();
+    let mut out = Vec::with_capacity(hosts.len() * tails.len() * 2);
+    for h in &hosts {
+        let mut authorities = vec![h.clone()];
+        if let Some(p) = port {
+            authorities.push(format!("{h}:{p}"));
+        }
+        for a in &authorities {
+            for t in &tails {
+                out.push(format!("{a}{t}"));
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::with_capacity(out.len());
+    out.retain(|s| seen.insert(s.clone()));
+    Ok(out)
+}
+
+/// Normalises a blocklist entry into the key stored in the prefilter and PIR database:
+/// scheme and user info dropped, lowercased, one leading `www.` stripped, host Punycoded,
+/// trailing dot of the host removed; port, path, query and fragment kept (lowercased, because
+/// the device lowercases every sub-URL it looks up).
+pub fn normalize_key(input: &str) -> Result<String, KeyError> {
+    let u = parse_url(input)?;
+    let mut key = u.host;
+    if let Some(p) = u.port {
+        key.push(':');
+        key.push_str(&p.to_string());
+    }
+    key.push_str(&u.path);
+    if let Some(q) = u.query {
+        key.push('?');
+        key.push_str(&q);
+    }
+    if let Some(f) = u.fragment {
+        key.push('#');
+        key.push_str(&f);
+    }
+    if key.len() > MAX_KEY {
+        return Err(KeyError::TooLong);
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_examples() {
+        assert_eq!(normalize_key("HTTPS://WWW.Example.COM/Path?Q=1").unwrap(), "example.com/path?q=1");
+        assert_eq!(normalize_key("example.com.").unwrap(), "example.com");
+        assert_eq!(normalize_key("http://user:pw@bücher.de:8080/x").unwrap(), "xn--bcher-kva.de:8080/x");
+        assert_eq!(normalize_key("www.apple.com/url-filter-test").unwrap(), "apple.com/url-filter-test");
+        assert_eq!(normalize_key("www").unwrap(), "www");
+        assert_eq!(normalize_key("*.example.com"), Err(KeyError::Wildcard));
+        assert_eq!(normalize_key("exa mple.com"), Err(KeyError::Whitespace));
+        assert_eq!(normalize_key("example.com:99999"), Err(KeyError::BadPort("99999".into())));
+        assert_eq!(normalize_key("https:///path"), Err(KeyError::NoHost));
+        assert!(matches!(normalize_key("ex!ample.com"), Err(KeyError::BadHost(_))));
+        assert!(matches!(normalize_key("a..b"), Err(KeyError::BadHost(_))));
+    }
+
+    #[test]
+    fn suburl_rules() {
+        let v = suburls("http://example.com").unwrap();
+        assert_eq!(v, ["example.com", "example.com/", "example.com:80", "example.com:80/"]);
+        let v = suburls("https://a.b.c.com:8443/x/#frag").unwrap();
+        assert!(v.contains(&"c.com:8443/x#frag".to_string()), "{v:?}");
+        assert!(v.contains(&"a.b.c.com/x/".to_string()));
+        assert!(!v.iter().any(|s| s == "com" || s.starts_with("com/")));
+        let v = suburls("https://192.168.1.1/a").unwrap();
+        assert!(v.iter().all(|s| s.starts_with("192.168.1.1")), "{v:?}");
+        let v = suburls("https://[::1]:8443/").unwrap();
+        assert_eq!(v, ["[::1]", "[::1]/", "[::1]:8443", "[::1]:8443/"]);
+    }
+}

@@ -1,0 +1,129 @@
+//! Blocklist import: formats, reports and malformed input (binary, invalid UTF-8, empty files,
+//! a 100 MB single line streamed without being allocated).
+
+use sift_urlkeys::{ImportReport, Importer, MAX_LINE};
+use std::io::Read;
+
+const BLOCKLIST: &str = include_str!("../../../tests/vectors/urlkeys/sample_blocklist.txt");
+const TXTPB: &str = include_str!("../../../tests/vectors/urlkeys/sample_keywords.txtpb");
+
+fn import(name: &str, bytes: &[u8], txtpb: bool) -> (Vec<String>, ImportReport) {
+    let mut im = Importer::new();
+    im.import_reader(name, bytes, txtpb).unwrap();
+    let (keys, rep) = im.finish();
+    (keys.into_iter().map(String::from).collect(), rep)
+}
+
+#[test]
+fn mixed_formats() {
+    let (keys, rep) = import("list.txt", BLOCKLIST.as_bytes(), false);
+    assert_eq!(
+        keys,
+        [
+            "adblock.example",
+            "ads.example.net",
+            "example.com",
+            "example.org/path?x=1",
+            "tracker.example.net",
+            "xn--bcher-kva.de",
+        ]
+    );
+    assert_eq!(rep.duplicates, 1);
+    let reasons: Vec<String> = rep.issues.iter().map(|i| i.to_string()).collect();
+    let has = |needle: &str, line: u64| {
+        assert!(
+            rep.issues.iter().any(|i| i.line == line && i.reason.contains(needle)),
+            "no issue {needle:?} at line {line}: {reasons:?}"
+        )
+    };
+    has("$options", 8);
+    has("exception", 9);
+    has("cosmetic", 10);
+    has("AdBlock", 11);
+    has("several words", 12);
+    has("wildcard", 14);
+    assert_eq!(rep.skipped, 6, "{reasons:?}");
+    assert!(reasons[0].starts_with("list.txt:8: "), "{reasons:?}");
+}
+
+#[test]
+fn keyword_database_text_format() {
+    let (keys, rep) = import("db.txtpb", TXTPB.as_bytes(), true);
+    assert_eq!(keys, ["apple.com/url-filter-test", "escaped.example", "example10.com/resource?query=bugs"]);
+    assert_eq!(rep.skipped, 1);
+    assert!(rep.issues[0].reason.contains("without keyword"));
+    assert_eq!(rep.issues[0].line, 7);
+    // Detected from content too.
+    let (keys2, _) = import("db.txt", TXTPB.as_bytes(), false);
+    assert_eq!(keys, keys2);
+}
+
+#[test]
+fn empty_and_binary_files() {
+    let (keys, rep) = import("empty.txt", b"", false);
+    assert!(keys.is_empty());
+    assert_eq!(rep.issues[0].reason, "empty file");
+    let junk: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).chain([0]).collect();
+    let (keys, rep) = import("junk.bin", &junk, false);
+    assert!(keys.is_empty());
+    assert!(rep.issues[0].reason.contains("binary"), "{:?}", rep.issues);
+}
+
+#[test]
+fn invalid_utf8_lines_are_reported() {
+    let (keys, rep) = import("bad.txt", b"good.example\n\xff\xfe.example\nother.example\n", false);
+    assert_eq!(keys, ["good.example", "other.example"]);
+    assert_eq!(rep.issues.len(), 1);
+    assert_eq!(rep.issues[0].line, 2);
+    assert_eq!(rep.issues[0].reason, "invalid UTF-8");
+}
+
+/// A reader yielding `n` bytes of `b'a'` without allocating them.
+struct Repeat(u64);
+impl Read for Repeat {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.0) as usize;
+        buf[..n].fill(b'a');
+        self.0 -= n as u64;
+        Ok(n)
+    }
+}
+
+#[test]
+fn hundred_megabyte_line_is_skipped_not_buffered() {
+    let input = b"first.example\n"
+        .chain(Repeat(100 << 20))
+        .chain(&b"\nlast.example\n"[..]);
+    let mut im = Importer::new();
+    im.import_reader("huge.txt", input, false).unwrap();
+    let (keys, rep) = im.finish();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(rep.issues.len(), 1);
+    assert_eq!(rep.issues[0].line, 2);
+    assert!(rep.issues[0].reason.contains(&MAX_LINE.to_string()));
+}
+
+#[test]
+fn line_at_limit_is_kept() {
+    let host = format!("{}.example", "a".repeat(60));
+    let path = "/p".repeat((8000 - host.len()) / 2);
+    let line = format!("{host}{path}\n");
+    let (keys, rep) = import("long.txt", line.as_bytes(), false);
+    assert_eq!(keys.len(), 1, "{:?}", rep.issues);
+}
+
+#[test]
+fn import_from_path_and_crlf() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("list.txt");
+    std::fs::write(&p, "a.example\r\nb.example\r\n").unwrap();
+    let mut im = Importer::new();
+    im.import_path(&p).unwrap();
+    let (keys, rep) = im.finish();
+    assert_eq!(keys.len(), 2, "{:?}", rep.issues);
+    assert!(im_missing(&dir.path().join("nope.txt")));
+}
+
+fn im_missing(p: &std::path::Path) -> bool {
+    Importer::new().import_path(p).is_err()
+}
