@@ -57,11 +57,10 @@ impl Ntt32 {
         let mut m = 1;
         while m < n / 2 {
             t >>= 1;
-            for i in 0..m {
-                let w = self.roots[m + i];
-                let ws = self.roots_shoup[m + i];
-                let j1 = 2 * i * t;
-                let (lo, hi) = a[j1..j1 + 2 * t].split_at_mut(t);
+            let roots = &self.roots[m..2 * m];
+            let roots_shoup = &self.roots_shoup[m..2 * m];
+            for ((block, &w), &ws) in a.chunks_exact_mut(2 * t).zip(roots).zip(roots_shoup) {
+                let (lo, hi) = block.split_at_mut(t);
                 for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
                     let xv = (*x).min((*x).wrapping_sub(two_q));
                     let wy = mul_shoup32_lazy(*y, w, ws, q);
@@ -254,11 +253,10 @@ impl NttTable {
         let mut m = 1;
         while m < n / 2 {
             t >>= 1;
-            for i in 0..m {
-                let w = self.roots[m + i];
-                let ws = self.roots_shoup[m + i];
-                let j1 = 2 * i * t;
-                let (lo, hi) = a[j1..j1 + 2 * t].split_at_mut(t);
+            let roots = &self.roots[m..2 * m];
+            let roots_shoup = &self.roots_shoup[m..2 * m];
+            for ((block, &w), &ws) in a.chunks_exact_mut(2 * t).zip(roots).zip(roots_shoup) {
+                let (lo, hi) = block.split_at_mut(t);
                 for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
                     let mut xv = *x;
                     if xv >= two_q {
@@ -308,11 +306,10 @@ impl NttTable {
         let mut t = 1;
         let mut m = n >> 1;
         while m >= 1 {
-            for i in 0..m {
-                let w = self.inv_roots[m + i];
-                let ws = self.inv_roots_shoup[m + i];
-                let j1 = 2 * i * t;
-                let (lo, hi) = a[j1..j1 + 2 * t].split_at_mut(t);
+            let roots = &self.inv_roots[m..2 * m];
+            let roots_shoup = &self.inv_roots_shoup[m..2 * m];
+            for ((block, &w), &ws) in a.chunks_exact_mut(2 * t).zip(roots).zip(roots_shoup) {
+                let (lo, hi) = block.split_at_mut(t);
                 for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
                     let xv = *x;
                     let yv = *y;
