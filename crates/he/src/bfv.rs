@@ -501,13 +501,19 @@ impl KeySwitchKey {
             Poly::zero_with_basis(ctx, ext_basis.clone(), Format::Eval),
             Poly::zero_with_basis(ctx, ext_basis.clone(), Format::Eval),
         ];
-        let mut acc0 = vec![0u128; n];
-        let mut acc1 = vec![0u128; n];
+        // With moduli below 2^30 the k products fit a u64 accumulator (k < 16).
+        let small = k < 16 && ext_basis.iter().all(|&i| ctx.modulus(i).value < (1 << 30));
+        let mut acc0 = vec![0u128; if small { 0 } else { n }];
+        let mut acc1 = vec![0u128; if small { 0 } else { n }];
+        let mut acc0s = vec![0u64; if small { n } else { 0 }];
+        let mut acc1s = vec![0u64; if small { n } else { 0 }];
         let mut buf = vec![0u64; n];
         for (r, &mi) in ext_basis.iter().enumerate() {
             let m = *ctx.modulus(mi);
             acc0.fill(0);
             acc1.fill(0);
+            acc0s.fill(0);
+            acc1s.fill(0);
             for j in 0..k {
                 if j == r {
                     buf.copy_from_slice(target_eval.row(j));
@@ -520,17 +526,44 @@ impl KeySwitchKey {
                 let key = &self.ciphertexts[j];
                 let k0 = key.polys[0].row(mi);
                 let k1 = key.polys[1].row(mi);
-                for i in 0..n {
-                    let b = buf[i] as u128;
-                    acc0[i] += b * k0[i] as u128;
-                    acc1[i] += b * k1[i] as u128;
+                if small {
+                    for ((((a0, a1), &b), &x0), &x1) in acc0s
+                        .iter_mut()
+                        .zip(acc1s.iter_mut())
+                        .zip(&buf)
+                        .zip(k0)
+                        .zip(k1)
+                    {
+                        *a0 += b * x0;
+                        *a1 += b * x1;
+                    }
+                } else {
+                    for ((((a0, a1), &b), &x0), &x1) in acc0
+                        .iter_mut()
+                        .zip(acc1.iter_mut())
+                        .zip(&buf)
+                        .zip(k0)
+                        .zip(k1)
+                    {
+                        *a0 += b as u128 * x0 as u128;
+                        *a1 += b as u128 * x1 as u128;
+                    }
                 }
             }
-            for (d, &a) in out[0].row_mut(r).iter_mut().zip(&acc0) {
-                *d = m.reduce_u128(a);
-            }
-            for (d, &a) in out[1].row_mut(r).iter_mut().zip(&acc1) {
-                *d = m.reduce_u128(a);
+            if small {
+                for (d, &a) in out[0].row_mut(r).iter_mut().zip(&acc0s) {
+                    *d = m.reduce(a);
+                }
+                for (d, &a) in out[1].row_mut(r).iter_mut().zip(&acc1s) {
+                    *d = m.reduce(a);
+                }
+            } else {
+                for (d, &a) in out[0].row_mut(r).iter_mut().zip(&acc0) {
+                    *d = m.reduce_u128(a);
+                }
+                for (d, &a) in out[1].row_mut(r).iter_mut().zip(&acc1) {
+                    *d = m.reduce_u128(a);
+                }
             }
         }
         for p in &mut out {
