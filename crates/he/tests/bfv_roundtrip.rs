@@ -297,3 +297,69 @@ fn malformed_input_is_rejected() {
     assert!(Plaintext::from_bytes(&ctx, &vec![0u8; ctx.params.bytes_per_plaintext() + 1]).is_err());
     assert!(sk.poly.apply_galois(&ctx, 2).is_err());
 }
+
+/// Monomial products (both signs), addition and subtraction decrypt to the plaintext results.
+#[test]
+fn monomial_add_sub() {
+    let ctx = Context::predefined("n_4096_logq_27_28_28_logt_5").unwrap();
+    let mut rng = StdRng::seed_from_u64(11);
+    let sk = SecretKey::generate(&ctx, &mut rng);
+    let (a, b) = (random_pt(&ctx, &mut rng), random_pt(&ctx, &mut rng));
+    let (ca, cb) = (
+        encrypt(&ctx, &a, &sk, &mut rng),
+        encrypt(&ctx, &b, &sk, &mut rng),
+    );
+    let n = ctx.n;
+    let t = ctx.t();
+    for power in [1i64, 5, -5, n as i64 + 3, -(2 * n as i64) - 1] {
+        let mut c = ca.clone();
+        c.multiply_power_of_x(&ctx, power).unwrap();
+        assert!(c.seed.is_none());
+        let mut mono = vec![0u64; n];
+        let e = power.rem_euclid(2 * n as i64) as usize;
+        if e < n {
+            mono[e] = 1
+        } else {
+            mono[e - n] = t - 1
+        }
+        let expect = pt_mul(&ctx, &a, &Plaintext::new(&ctx, &mono).unwrap());
+        assert_eq!(decrypt(&ctx, &c, &sk).unwrap().coeffs, expect, "X^{power}");
+    }
+    let mut s = ca.clone();
+    s.add_assign(&ctx, &cb).unwrap();
+    let sum: Vec<u64> = a
+        .coeffs
+        .iter()
+        .zip(&b.coeffs)
+        .map(|(x, y)| (x + y) % t)
+        .collect();
+    assert_eq!(decrypt(&ctx, &s, &sk).unwrap().coeffs, sum);
+    let mut d = ca.clone();
+    d.sub_assign(&ctx, &cb).unwrap();
+    let diff: Vec<u64> = a
+        .coeffs
+        .iter()
+        .zip(&b.coeffs)
+        .map(|(x, y)| (x + t - y) % t)
+        .collect();
+    assert_eq!(decrypt(&ctx, &d, &sk).unwrap().coeffs, diff);
+    let mut sc = ca.clone();
+    sc.mul_scalar_assign(&ctx, 3);
+    let tri: Vec<u64> = a.coeffs.iter().map(|x| x * 3 % t).collect();
+    assert_eq!(decrypt(&ctx, &sc, &sk).unwrap().coeffs, tri);
+    // Bytes ↔ plaintext.
+    let bytes: Vec<u8> = (0..ctx.params.bytes_per_plaintext())
+        .map(|i| (i * 37 + 1) as u8)
+        .collect();
+    let p = Plaintext::from_bytes(&ctx, &bytes).unwrap();
+    assert_eq!(p.to_bytes(&ctx), bytes);
+    let ser = p.serialize(&ctx);
+    assert_eq!(Plaintext::deserialize(&ctx, &ser).unwrap(), p);
+    let ep = p.to_eval(&ctx, 2);
+    assert_eq!(
+        sift_he::EvalPlaintext::deserialize(&ctx, &ep.serialize(&ctx), 2).unwrap(),
+        ep
+    );
+    let sk_back = SecretKey::deserialize(&ctx, &sk.serialize(&ctx)).unwrap();
+    assert_eq!(sk_back.poly, sk.poly);
+}
