@@ -5,6 +5,31 @@
 //! Layout: [`params`] (predefined sets) → [`poly::Context`] (shared tables) → [`poly::Poly`]
 //! (RNS polynomials) → [`bfv`] (plaintexts, keys, ciphertexts, evaluation) → [`serialize`]
 //! (Apple's byte formats, as plain structs for the protobuf layer).
+//!
+//! Typical server flow (MulPIR):
+//! ```
+//! use sift_he::{bfv, Ciphertext, Context, EvalAccumulator, Format, Plaintext, SecretKey};
+//! let ctx = Context::predefined("n_4096_logq_27_28_28_logt_5").unwrap();
+//! let mut rng = rand::thread_rng();
+//! // Client side (Apple does this): key, seeded query.
+//! let sk = SecretKey::generate(&ctx, &mut rng);
+//! let query = bfv::encrypt(&ctx, &Plaintext::new(&ctx, &[1]).unwrap(), &sk, &mut rng);
+//! let wire = query.serialize(&ctx, false); // SerializedCiphertext::Seeded
+//! // Server side: read the query (Coeff form, ciphertext moduli), multiply by database plaintexts.
+//! let mut ct = Ciphertext::deserialize(&ctx, &wire, None, Format::Coeff).unwrap();
+//! ct.convert_to(&ctx, Format::Eval);
+//! let k = ctx.ciphertext_moduli_count();
+//! let db = Plaintext::from_bytes(&ctx, b"hello").unwrap().to_eval(&ctx, k);
+//! let mut acc = EvalAccumulator::new(&ctx, k, 2);
+//! acc.add_product(&ctx, &ct, &db).unwrap();
+//! let mut resp = acc.finish(&ctx);
+//! resp.mod_switch_down_to_single(&ctx).unwrap();
+//! let out = resp.serialize(&ctx, true); // Full, with skipLSBs
+//! // Client side again.
+//! let back = Ciphertext::deserialize(&ctx, &out, Some(1), Format::Coeff).unwrap();
+//! let pt = bfv::decrypt(&ctx, &back, &sk).unwrap();
+//! assert_eq!(&pt.to_bytes(&ctx)[..5], b"hello");
+//! ```
 
 pub mod arith;
 pub mod bfv;
