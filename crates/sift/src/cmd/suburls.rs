@@ -1,12 +1,32 @@
-//! `sift suburls` (not implemented yet).
+//! `sift suburls`: prints the sub-URLs a device tests for a URL, one per line.
 
 use std::process::ExitCode;
 
 /// Arguments of `sift suburls`.
 #[derive(clap::Args)]
-pub struct Args {}
+#[command(
+    about = "Print the sub-URLs a device checks for a URL",
+    long_about = "Print the sub-URLs a device checks for a URL, one per line, in the order of Apple's \
+NEURLFilterManager documentation: the domain hierarchy (down to two labels, without `www.`), each \
+without and with the port (explicit, else 443 for https / 80 for http), the path hierarchy with and \
+without a trailing `/`, and the full path with query and fragment. Everything is lowercased and \
+non-ASCII hosts are Punycoded, as on the device. A blocklist entry blocks a URL when it equals one \
+of these sub-URLs."
+)]
+pub struct Args {
+    /// The URL, e.g. `https://www.sub1.example.com/a/b/c?id=123#fragment` (no scheme means https).
+    pub url: String,
+}
 
 /// Runs `sift suburls`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`sift suburls` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let subs = sift_urlkeys::suburls(&args.url)
+        .map_err(|e| anyhow::anyhow!("cannot expand {:?}: {e}", args.url))?;
+    let mut out = String::new();
+    for s in subs {
+        out.push_str(&s);
+        out.push('\n');
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
 }
