@@ -129,7 +129,12 @@ pub fn plist_xml(filter: &BloomFilter, meta: &Metadata) -> String {
 }
 
 /// Writes the prefilter files into `dir` (created if missing), each atomically.
-pub fn write_dir(dir: &Path, filter: &BloomFilter, meta: &Metadata, fmt: OutputFormat) -> Result<()> {
+pub fn write_dir(
+    dir: &Path,
+    filter: &BloomFilter,
+    meta: &Metadata,
+    fmt: OutputFormat,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     if matches!(fmt, OutputFormat::Json | OutputFormat::Both) {
         write_atomic(&dir.join(BIN_FILE), filter.data())?;
@@ -194,7 +199,8 @@ pub fn read_dir(dir: &Path) -> Result<Prefilter> {
         path: src.display().to_string(),
         reason,
     };
-    if meta.byte_count != u64::from(meta.bit_count.div_ceil(8)) || data.len() as u64 != meta.byte_count
+    if meta.byte_count != u64::from(meta.bit_count.div_ceil(8))
+        || data.len() as u64 != meta.byte_count
     {
         return Err(invalid(format!(
             "bit array is {} bytes; bitCount {} needs {} (byteCount says {})",

@@ -7,13 +7,20 @@ const HASHES: &str = include_str!("../../../tests/vectors/bloom/hashes.txt");
 const SAMPLE: &str = include_str!("../../../tests/vectors/bloom/sample_filter.txt");
 
 fn unhex(s: &str) -> Vec<u8> {
-    if s == "-" { Vec::new() } else { hex::decode(s).unwrap() }
+    if s == "-" {
+        Vec::new()
+    } else {
+        hex::decode(s).unwrap()
+    }
 }
 
 #[test]
 fn hash_vectors() {
     let mut n = 0;
-    for line in HASHES.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+    for line in HASHES
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
         let f: Vec<&str> = line.split_whitespace().collect();
         match f[0] {
             "fnv1a" => {
@@ -58,7 +65,9 @@ fn sample() -> Sample {
         bit_count: kv["bitCount"].parse().unwrap(),
         hash_count: kv["hashCount"].parse().unwrap(),
         byte_count: kv["byteCount"].parse().unwrap(),
-        data: base64::engine::general_purpose::STANDARD.decode(&kv["data"]).unwrap(),
+        data: base64::engine::general_purpose::STANDARD
+            .decode(&kv["data"])
+            .unwrap(),
         items,
     }
 }
@@ -67,8 +76,15 @@ fn sample() -> Sample {
 fn apple_sample_filter() {
     let s = sample();
     let z = sizing(s.items.len() as u64, s.fp).unwrap();
-    assert_eq!((z.bit_count, z.hash_count, z.byte_count), (s.bit_count, s.hash_count, s.byte_count));
-    let params = Params { bit_count: z.bit_count, hash_count: z.hash_count, murmur_seed: s.seed };
+    assert_eq!(
+        (z.bit_count, z.hash_count, z.byte_count),
+        (s.bit_count, s.hash_count, s.byte_count)
+    );
+    let params = Params {
+        bit_count: z.bit_count,
+        hash_count: z.hash_count,
+        murmur_seed: s.seed,
+    };
     let mut f = BloomFilter::new(params).unwrap();
     for i in &s.items {
         f.insert(i.as_bytes());
@@ -84,7 +100,10 @@ fn apple_sample_filter() {
     // The plist carries the same base64 on one line, as the sample's regex expects.
     let meta = Metadata::for_filter(&f, s.items.len() as u64, s.fp);
     let xml = plist_xml(&f, &meta);
-    assert!(xml.contains("<key>data</key>\n\t<data>JGguOvZzlBEHYkUWJC5vw/eH</data>"), "{xml}");
+    assert!(
+        xml.contains("<key>data</key>\n\t<data>JGguOvZzlBEHYkUWJC5vw/eH</data>"),
+        "{xml}"
+    );
 }
 
 /// FNV-1 order (multiply before xor), which some forum posts and a third-party port use, does

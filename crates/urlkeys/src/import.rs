@@ -143,7 +143,10 @@ fn classify(line: &str) -> Line {
     if t.starts_with("@@") {
         return Line::Skip("AdBlock exception rule (@@) is not a block entry".into());
     }
-    if ["##", "#@#", "#?#", "#$#", "#%#"].iter().any(|m| t.contains(m)) {
+    if ["##", "#@#", "#?#", "#$#", "#%#"]
+        .iter()
+        .any(|m| t.contains(m))
+    {
         return Line::Skip("AdBlock cosmetic rule (element hiding) is not a URL".into());
     }
     if let Some(rule) = t.strip_prefix("||") {
@@ -159,7 +162,11 @@ fn classify(line: &str) -> Line {
             Err(e) => Line::Skip(format!("AdBlock rule: {e}")),
         };
     }
-    if t.starts_with('|') || (t.starts_with('/') && t.ends_with('/') && t.len() > 1) || t.contains('^') || t.contains('$') {
+    if t.starts_with('|')
+        || (t.starts_with('/') && t.ends_with('/') && t.len() > 1)
+        || t.contains('^')
+        || t.contains('$')
+    {
         return Line::Skip("unsupported AdBlock rule (only ||domain^ rules are imported)".into());
     }
     // Strip a trailing comment (`host # note`); '#' right after text is a URL fragment.
@@ -180,7 +187,11 @@ fn classify(line: &str) -> Line {
                 Err(e) => return Line::Skip(format!("hosts entry {h:?}: {e}")),
             }
         }
-        return if keys.is_empty() { Line::Comment } else { Line::Keys(keys) };
+        return if keys.is_empty() {
+            Line::Comment
+        } else {
+            Line::Keys(keys)
+        };
     }
     if toks.len() == 1 && is_ip(toks[0]) && HOSTS_LOCAL.contains(&toks[0]) {
         return Line::Comment;
@@ -214,7 +225,12 @@ impl Importer {
 
     /// Imports from any reader (streamed; memory use is bounded by [`MAX_LINE`] per line).
     /// `txtpb` forces the `KeywordDatabase` text format.
-    pub fn import_reader<R: Read>(&mut self, name: &str, reader: R, txtpb: bool) -> std::io::Result<()> {
+    pub fn import_reader<R: Read>(
+        &mut self,
+        name: &str,
+        reader: R,
+        txtpb: bool,
+    ) -> std::io::Result<()> {
         let mut r = BufReader::with_capacity(64 * 1024, reader);
         self.report.files += 1;
         let head = r.fill_buf()?;
@@ -223,7 +239,8 @@ impl Importer {
             return Ok(());
         }
         if head.iter().take(8192).any(|&b| b == 0) {
-            self.report.issue(name, 0, "binary file (NUL bytes), skipped");
+            self.report
+                .issue(name, 0, "binary file (NUL bytes), skipped");
             return Ok(());
         }
         let mut buf = Vec::new();
@@ -235,7 +252,11 @@ impl Importer {
             lineno += 1;
             self.report.lines += 1;
             if too_long {
-                self.report.issue(name, lineno, format!("line longer than {MAX_LINE} bytes, skipped"));
+                self.report.issue(
+                    name,
+                    lineno,
+                    format!("line longer than {MAX_LINE} bytes, skipped"),
+                );
                 continue;
             }
             if buf.contains(&0) {
@@ -262,7 +283,10 @@ impl Importer {
                         TxtpbEvent::Row(k, _) => match String::from_utf8(k) {
                             Ok(k) => match normalize_key(&k) {
                                 Ok(k) => self.push(k),
-                                Err(e) => self.report.issue(name, lineno, format!("keyword {k:?}: {e}")),
+                                Err(e) => {
+                                    self.report
+                                        .issue(name, lineno, format!("keyword {k:?}: {e}"))
+                                }
                             },
                             Err(_) => self.report.issue(name, lineno, "keyword is not UTF-8"),
                         },

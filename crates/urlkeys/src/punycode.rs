@@ -29,7 +29,11 @@ fn adapt(mut delta: u32, numpoints: u32, first: bool) -> u32 {
 
 fn digit(d: u32) -> char {
     // 0..25 → a..z, 26..35 → 0..9
-    if d < 26 { (b'a' + d as u8) as char } else { (b'0' + (d - 26) as u8) as char }
+    if d < 26 {
+        (b'a' + d as u8) as char
+    } else {
+        (b'0' + (d - 26) as u8) as char
+    }
 }
 
 /// Punycode-encodes one label (RFC 3492 section 6.3); `None` on arithmetic overflow.
@@ -55,7 +59,13 @@ fn encode_label(input: &[char]) -> Option<String> {
                 let mut q = delta;
                 let mut k = BASE;
                 loop {
-                    let t = if k <= bias { TMIN } else if k >= bias + TMAX { TMAX } else { k - bias };
+                    let t = if k <= bias {
+                        TMIN
+                    } else if k >= bias + TMAX {
+                        TMAX
+                    } else {
+                        k - bias
+                    };
                     if q < t {
                         break;
                     }
@@ -103,9 +113,15 @@ mod tests {
     fn known_labels() {
         assert_eq!(host_to_ascii("bücher.de").unwrap(), "xn--bcher-kva.de");
         assert_eq!(host_to_ascii("MÜNCHEN.de").unwrap(), "xn--mnchen-3ya.de");
-        assert_eq!(host_to_ascii("例え.テスト").unwrap(), "xn--r8jz45g.xn--zckzah");
+        assert_eq!(
+            host_to_ascii("例え.テスト").unwrap(),
+            "xn--r8jz45g.xn--zckzah"
+        );
         // RFC 3492 7.1 (B) Chinese (simplified): 他们为什么不说中文
-        assert_eq!(host_to_ascii("他们为什么不说中文").unwrap(), "xn--ihqwcrb4cv8a8dqg056pqjye");
+        assert_eq!(
+            host_to_ascii("他们为什么不说中文").unwrap(),
+            "xn--ihqwcrb4cv8a8dqg056pqjye"
+        );
         assert_eq!(host_to_ascii("Example.COM").unwrap(), "example.com");
     }
 }

@@ -65,7 +65,12 @@ pub fn parse_url(input: &str) -> Result<ParsedUrl, KeyError> {
         return Err(KeyError::Whitespace);
     }
     let (scheme, rest) = match s.find("://") {
-        Some(i) if i > 0 && s[..i].chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) => {
+        Some(i)
+            if i > 0
+                && s[..i]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
             (Some(s[..i].to_ascii_lowercase()), &s[i + 3..])
         }
         _ => (None, s),
@@ -88,7 +93,9 @@ pub fn parse_url(input: &str) -> Result<ParsedUrl, KeyError> {
     };
     if !host.starts_with('[')
         && (host.split('.').any(str::is_empty)
-            || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
     {
         return Err(KeyError::BadHost(host));
     }
@@ -142,11 +149,14 @@ fn parse_port(p: &str) -> Result<Option<u16>, KeyError> {
     if !p.bytes().all(|b| b.is_ascii_digit()) {
         return Err(KeyError::BadPort(p.to_string()));
     }
-    p.parse().map(Some).map_err(|_| KeyError::BadPort(p.to_string()))
+    p.parse()
+        .map(Some)
+        .map_err(|_| KeyError::BadPort(p.to_string()))
 }
 
 fn is_ip_literal(host: &str) -> bool {
-    host.starts_with('[') || (host.split('.').count() == 4 && host.split('.').all(|l| l.parse::<u8>().is_ok()))
+    host.starts_with('[')
+        || (host.split('.').count() == 4 && host.split('.').all(|l| l.parse::<u8>().is_ok()))
 }
 
 /// The sub-URLs the device tests for `url`, in Apple's documented order (hosts from the
@@ -159,7 +169,10 @@ pub fn suburls(url: &str) -> Result<Vec<String>, KeyError> {
     let hosts: Vec<String> = if is_ip_literal(&u.host) || labels.len() <= 2 {
         vec![u.host.clone()]
     } else {
-        (0..=labels.len() - 2).rev().map(|i| labels[i..].join(".")).collect()
+        (0..=labels.len() - 2)
+            .rev()
+            .map(|i| labels[i..].join("."))
+            .collect()
     };
     // Path hierarchy: every prefix ending before a '/', then the full path (no trailing '/').
     let full = u.path.trim_end_matches('/');
@@ -245,23 +258,46 @@ mod tests {
 
     #[test]
     fn normalize_examples() {
-        assert_eq!(normalize_key("HTTPS://WWW.Example.COM/Path?Q=1").unwrap(), "example.com/path?q=1");
+        assert_eq!(
+            normalize_key("HTTPS://WWW.Example.COM/Path?Q=1").unwrap(),
+            "example.com/path?q=1"
+        );
         assert_eq!(normalize_key("example.com.").unwrap(), "example.com");
-        assert_eq!(normalize_key("http://user:pw@bücher.de:8080/x").unwrap(), "xn--bcher-kva.de:8080/x");
-        assert_eq!(normalize_key("www.apple.com/url-filter-test").unwrap(), "apple.com/url-filter-test");
+        assert_eq!(
+            normalize_key("http://user:pw@bücher.de:8080/x").unwrap(),
+            "xn--bcher-kva.de:8080/x"
+        );
+        assert_eq!(
+            normalize_key("www.apple.com/url-filter-test").unwrap(),
+            "apple.com/url-filter-test"
+        );
         assert_eq!(normalize_key("www").unwrap(), "www");
         assert_eq!(normalize_key("*.example.com"), Err(KeyError::Wildcard));
         assert_eq!(normalize_key("exa mple.com"), Err(KeyError::Whitespace));
-        assert_eq!(normalize_key("example.com:99999"), Err(KeyError::BadPort("99999".into())));
+        assert_eq!(
+            normalize_key("example.com:99999"),
+            Err(KeyError::BadPort("99999".into()))
+        );
         assert_eq!(normalize_key("https:///path"), Err(KeyError::NoHost));
-        assert!(matches!(normalize_key("ex!ample.com"), Err(KeyError::BadHost(_))));
+        assert!(matches!(
+            normalize_key("ex!ample.com"),
+            Err(KeyError::BadHost(_))
+        ));
         assert!(matches!(normalize_key("a..b"), Err(KeyError::BadHost(_))));
     }
 
     #[test]
     fn suburl_rules() {
         let v = suburls("http://example.com").unwrap();
-        assert_eq!(v, ["example.com", "example.com/", "example.com:80", "example.com:80/"]);
+        assert_eq!(
+            v,
+            [
+                "example.com",
+                "example.com/",
+                "example.com:80",
+                "example.com:80/"
+            ]
+        );
         let v = suburls("https://a.b.c.com:8443/x/#frag").unwrap();
         assert!(v.contains(&"c.com:8443/x#frag".to_string()), "{v:?}");
         assert!(v.contains(&"a.b.c.com/x/".to_string()));

@@ -66,7 +66,9 @@ impl TxtpbParser {
                             self.in_rows = false;
                             match self.keyword.take() {
                                 Some(k) => ev.push(TxtpbEvent::Row(k, self.value.take())),
-                                None => ev.push(TxtpbEvent::Error("rows entry without keyword".into())),
+                                None => {
+                                    ev.push(TxtpbEvent::Error("rows entry without keyword".into()))
+                                }
                             }
                         }
                     }
@@ -83,9 +85,16 @@ impl TxtpbParser {
                         break;
                     }
                 },
-                _ if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'.' || c == b'+' => {
+                _ if c.is_ascii_alphanumeric()
+                    || c == b'_'
+                    || c == b'-'
+                    || c == b'.'
+                    || c == b'+' =>
+                {
                     let s = i;
-                    while i < b.len() && (b[i].is_ascii_alphanumeric() || b"_-.+[]/".contains(&b[i])) {
+                    while i < b.len()
+                        && (b[i].is_ascii_alphanumeric() || b"_-.+[]/".contains(&b[i]))
+                    {
                         i += 1
                     }
                     let word = &line[s..i];
@@ -98,7 +107,10 @@ impl TxtpbParser {
                     }
                 }
                 _ => {
-                    ev.push(TxtpbEvent::Error(format!("unexpected character {:?}", c as char)));
+                    ev.push(TxtpbEvent::Error(format!(
+                        "unexpected character {:?}",
+                        c as char
+                    )));
                     break;
                 }
             }
@@ -217,14 +229,39 @@ mod tests {
     fn rows_and_escapes() {
         let t = "# comment\nrows { keyword: \"example.com\" value: \"1\" }\nrows {\n  keyword: 'a\\x41\\101\\u00e9\\\"' \"tail\"\n  value: \"\\001\"\n  other: 7\n}\nrows <keyword: \"b.com\">\n";
         let k = parse_txtpb(t).unwrap();
-        assert_eq!(k, vec![b"example.com".to_vec(), "aAAé\"tail".as_bytes().to_vec(), b"b.com".to_vec()]);
+        assert_eq!(
+            k,
+            vec![
+                b"example.com".to_vec(),
+                "aAAé\"tail".as_bytes().to_vec(),
+                b"b.com".to_vec()
+            ]
+        );
     }
 
     #[test]
     fn errors() {
-        assert_eq!(parse_txtpb("rows { keyword: \"abc").unwrap_err().1, "unterminated string");
-        assert!(parse_txtpb("rows { value: \"1\" }").unwrap_err().1.contains("without keyword"));
-        assert!(parse_txtpb("rows { keyword: \"a\"").unwrap_err().1.contains("unterminated message"));
-        assert!(parse_txtpb("rows { keyword: \"\\q\" }").unwrap_err().1.contains("unknown escape"));
+        assert_eq!(
+            parse_txtpb("rows { keyword: \"abc").unwrap_err().1,
+            "unterminated string"
+        );
+        assert!(
+            parse_txtpb("rows { value: \"1\" }")
+                .unwrap_err()
+                .1
+                .contains("without keyword")
+        );
+        assert!(
+            parse_txtpb("rows { keyword: \"a\"")
+                .unwrap_err()
+                .1
+                .contains("unterminated message")
+        );
+        assert!(
+            parse_txtpb("rows { keyword: \"\\q\" }")
+                .unwrap_err()
+                .1
+                .contains("unknown escape")
+        );
     }
 }

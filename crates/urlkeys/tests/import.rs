@@ -32,7 +32,9 @@ fn mixed_formats() {
     let reasons: Vec<String> = rep.issues.iter().map(|i| i.to_string()).collect();
     let has = |needle: &str, line: u64| {
         assert!(
-            rep.issues.iter().any(|i| i.line == line && i.reason.contains(needle)),
+            rep.issues
+                .iter()
+                .any(|i| i.line == line && i.reason.contains(needle)),
             "no issue {needle:?} at line {line}: {reasons:?}"
         )
     };
@@ -49,7 +51,14 @@ fn mixed_formats() {
 #[test]
 fn keyword_database_text_format() {
     let (keys, rep) = import("db.txtpb", TXTPB.as_bytes(), true);
-    assert_eq!(keys, ["apple.com/url-filter-test", "escaped.example", "example10.com/resource?query=bugs"]);
+    assert_eq!(
+        keys,
+        [
+            "apple.com/url-filter-test",
+            "escaped.example",
+            "example10.com/resource?query=bugs"
+        ]
+    );
     assert_eq!(rep.skipped, 1);
     assert!(rep.issues[0].reason.contains("without keyword"));
     assert_eq!(rep.issues[0].line, 7);
@@ -63,7 +72,10 @@ fn empty_and_binary_files() {
     let (keys, rep) = import("empty.txt", b"", false);
     assert!(keys.is_empty());
     assert_eq!(rep.issues[0].reason, "empty file");
-    let junk: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).chain([0]).collect();
+    let junk: Vec<u8> = (0..5000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .chain([0])
+        .collect();
     let (keys, rep) = import("junk.bin", &junk, false);
     assert!(keys.is_empty());
     assert!(rep.issues[0].reason.contains("binary"), "{:?}", rep.issues);
@@ -71,7 +83,11 @@ fn empty_and_binary_files() {
 
 #[test]
 fn invalid_utf8_lines_are_reported() {
-    let (keys, rep) = import("bad.txt", b"good.example\n\xff\xfe.example\nother.example\n", false);
+    let (keys, rep) = import(
+        "bad.txt",
+        b"good.example\n\xff\xfe.example\nother.example\n",
+        false,
+    );
     assert_eq!(keys, ["good.example", "other.example"]);
     assert_eq!(rep.issues.len(), 1);
     assert_eq!(rep.issues[0].line, 2);

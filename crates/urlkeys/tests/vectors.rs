@@ -3,11 +3,14 @@
 use sift_urlkeys::suburls;
 use std::collections::BTreeSet;
 
-const OVERVIEW: &str = include_str!("../../../tests/vectors/urlkeys/neurlfiltermanager_overview.txt");
-const PARSING: &str = include_str!("../../../tests/vectors/urlkeys/parsingconfiguration_examples.txt");
+const OVERVIEW: &str =
+    include_str!("../../../tests/vectors/urlkeys/neurlfiltermanager_overview.txt");
+const PARSING: &str =
+    include_str!("../../../tests/vectors/urlkeys/parsingconfiguration_examples.txt");
 
 fn data(text: &str) -> impl Iterator<Item = &str> {
-    text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
 }
 
 #[test]
@@ -21,7 +24,10 @@ fn overview_list_exact() {
     let got: BTreeSet<&str> = got.iter().map(String::as_str).collect();
     let missing: Vec<_> = want.difference(&got).collect();
     let extra: Vec<_> = got.difference(&want).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, extra {extra:?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, extra {extra:?}"
+    );
 }
 
 #[test]
@@ -44,7 +50,10 @@ fn parsing_configuration_examples() {
                 cases += 1;
             }
             "has" => assert!(got.iter().any(|g| g == arg), "{arg} missing from {got:?}"),
-            "not" => assert!(!got.iter().any(|g| g == arg), "{arg} unexpectedly in {got:?}"),
+            "not" => assert!(
+                !got.iter().any(|g| g == arg),
+                "{arg} unexpectedly in {got:?}"
+            ),
             _ => panic!("bad line {l}"),
         }
     }

@@ -12,7 +12,8 @@ use std::process::ExitCode;
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Build a prefilter from blocklists.
-    #[command(long_about = "Build a Bloom prefilter in Apple's NEURLFilterPrefilter format from \
+    #[command(
+        long_about = "Build a Bloom prefilter in Apple's NEURLFilterPrefilter format from \
 blocklists.\n\nInputs may mix formats, detected per line: plain URLs or hosts, hosts files \
 (`0.0.0.0 ads.example`), AdBlock domain rules (`||ads.example^`; cosmetic, exception and \
 option rules are skipped with a reason), and Apple's text-format KeywordDatabase \
@@ -21,12 +22,15 @@ starting with `rows`). Keys are normalised like the device's sub-URLs (scheme an
 dropped, lowercased, Punycode) and duplicates merged.\n\nWrites into DIR: `prefilter.bin` (the \
 bit array, for `.temporaryFilepath`) and `prefilter.json` (bitCount, hashCount, murmurSeed, tag, \
 ...) and/or `prefilter.plist` (the property list Apple's SimpleURLFilter sample loads). Build \
-the PIR database from the same lists so both hold the same keys.")]
+the PIR database from the same lists so both hold the same keys."
+    )]
     Build(BuildArgs),
     /// Show which sub-URLs of a URL hit a prefilter.
-    #[command(long_about = "Expand URL into the sub-URLs a device checks and test each against the \
+    #[command(
+        long_about = "Expand URL into the sub-URLs a device checks and test each against the \
 prefilter in DIR, printing `maybe` (in the filter: the device would ask the PIR server) or `no`. \
-Exit status 0 either way.")]
+Exit status 0 either way."
+    )]
     Test(TestArgs),
 }
 
@@ -137,7 +141,13 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
     let mut builder = Builder::new(params)?;
     let pb = bar(keys.len() as u64, "hash");
     for chunk in keys.chunks(1 << 18) {
-        builder.insert_batch(chunk.iter().map(|k| k.as_bytes()).collect::<Vec<_>>().as_slice());
+        builder.insert_batch(
+            chunk
+                .iter()
+                .map(|k| k.as_bytes())
+                .collect::<Vec<_>>()
+                .as_slice(),
+        );
         pb.inc(chunk.len() as u64);
     }
     pb.finish_and_clear();
@@ -194,7 +204,10 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
         println!("{:<5} {s}", if hit { "maybe" } else { "no" });
     }
     if hits == 0 {
-        println!("no sub-URL in the prefilter: the device allows {} without asking PIR", a.url);
+        println!(
+            "no sub-URL in the prefilter: the device allows {} without asking PIR",
+            a.url
+        );
     } else {
         println!(
             "{hits} of {} sub-URLs may be listed: the device asks the PIR server",
