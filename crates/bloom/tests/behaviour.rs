@@ -88,7 +88,7 @@ fn lsb_first_layout() {
     let mut f = BloomFilter::new(p).unwrap();
     f.insert(b"a");
     let k = (fnv1a32(b"a") % 64) as usize;
-    let mut want = vec![0u8; 8];
+    let mut want = [0u8; 8];
     want[k / 8] = 1 << (k % 8);
     assert_eq!(f.data(), &want[..]);
     // Builder agrees for a bit count that is not a multiple of 64 (trailing word truncated).

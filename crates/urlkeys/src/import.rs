@@ -304,10 +304,8 @@ impl Importer {
                 Line::Skip(reason) => self.report.issue(name, lineno, reason),
             }
         }
-        if mode_txtpb {
-            if let Some(m) = parser.finish() {
-                self.report.issue(name, lineno, m);
-            }
+        if let Some(m) = parser.finish().filter(|_| mode_txtpb) {
+            self.report.issue(name, lineno, m);
         }
         Ok(())
     }
