@@ -144,8 +144,76 @@ fn check_params(p: &Params) -> Result<()> {
     Ok(())
 }
 
-/// Keys hashed per parallel batch by [`Builder::extend`].
-const CHUNK: usize = 1 << 16;
+/// Keys buffered per batch by [`Builder::extend`].
+const CHUNK: usize = 1 << 18;
+/// Keys per parallel task inside a batch.
+const SUB_CHUNK: usize = 1 << 15;
+
+/// Exact `a % d` for 32-bit `a` and `d` without a division (Lemire, Kaser, Kurz 2019,
+/// "Faster remainder by direct computation"): `M = floor(2^64 / d) + 1`,
+/// `a % d = ((M * a mod 2^64) * d) >> 64`.
+#[derive(Debug, Clone, Copy)]
+struct FastMod {
+    m: u64,
+    d: u32,
+}
+
+impl FastMod {
+    fn new(d: u32) -> Self {
+        Self {
+            m: (u64::MAX / u64::from(d)).wrapping_add(1),
+            d,
+        }
+    }
+
+    #[inline]
+    fn rem(self, a: u32) -> u32 {
+        let low = self.m.wrapping_mul(u64::from(a));
+        ((u128::from(low) * u128::from(self.d)) >> 64) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FastMod;
+
+    #[test]
+    fn fastmod_matches_remainder() {
+        let ds = [
+            1u32,
+            2,
+            3,
+            7,
+            144,
+            1000,
+            14_377_588,
+            143_775_876,
+            u32::MAX - 1,
+            u32::MAX,
+        ];
+        let mut a = 0x1234_5678u32;
+        for &d in &ds {
+            let f = FastMod::new(d);
+            for x in [
+                0,
+                1,
+                d.wrapping_sub(1),
+                d,
+                d.wrapping_add(1),
+                u32::MAX,
+                u32::MAX - 1,
+            ] {
+                assert_eq!(f.rem(x), x % d, "{x} % {d}");
+            }
+            for _ in 0..100_000 {
+                a ^= a << 13;
+                a ^= a >> 17;
+                a ^= a << 5;
+                assert_eq!(f.rem(a), a % d, "{a} % {d}");
+            }
+        }
+    }
+}
 
 /// Parallel builder: keys arrive in batches (from any iterator), are hashed on all threads and
 /// their bits set in a shared atomic array, so no key list is ever held by the builder.
@@ -170,15 +238,40 @@ impl Builder {
         })
     }
 
-    /// Inserts a batch of keys in parallel.
+    /// Inserts a batch of keys in parallel. Each thread turns a slice of keys into bit
+    /// indices, counting-sorts them by their top bits (at most 4096 buckets) and sets them in
+    /// that order, so the bit array is walked almost sequentially instead of at random: on
+    /// filters larger than the caches this is what makes building fast.
     pub fn insert_batch<K: AsRef<[u8]> + Sync>(&mut self, keys: &[K]) {
         let p = self.params;
         let words = &self.words;
-        keys.par_iter().with_min_len(1024).for_each(|k| {
-            let (f, m) = hash_pair(k.as_ref(), p.murmur_seed);
-            for i in 0..p.hash_count {
-                let b = bit_index(f, m, i, p.bit_count);
-                words[(b / 64) as usize].fetch_or(1 << (b % 64), Ordering::Relaxed);
+        let fm = FastMod::new(p.bit_count);
+        let bits_needed = 32 - (p.bit_count - 1).leading_zeros();
+        let shift = bits_needed.saturating_sub(12);
+        let buckets = ((p.bit_count - 1) >> shift) as usize + 1;
+        keys.par_chunks(SUB_CHUNK).for_each(|chunk| {
+            let mut idx = Vec::with_capacity(chunk.len() * p.hash_count as usize);
+            for k in chunk {
+                let (f, m) = hash_pair(k.as_ref(), p.murmur_seed);
+                for i in 0..p.hash_count {
+                    idx.push(fm.rem(f.wrapping_add(i.wrapping_mul(m))));
+                }
+            }
+            let mut start = vec![0usize; buckets + 1];
+            for &x in &idx {
+                start[(x >> shift) as usize + 1] += 1;
+            }
+            for b in 1..=buckets {
+                start[b] += start[b - 1];
+            }
+            let mut sorted = vec![0u32; idx.len()];
+            for &x in &idx {
+                let b = (x >> shift) as usize;
+                sorted[start[b]] = x;
+                start[b] += 1;
+            }
+            for &x in &sorted {
+                words[(x / 64) as usize].fetch_or(1 << (x % 64), Ordering::Relaxed);
             }
         });
         self.inserted += keys.len() as u64;

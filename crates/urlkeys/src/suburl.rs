@@ -208,21 +208,27 @@ pub fn suburls(url: &str) -> Result<Vec<String>, KeyError> {
         (None, None) => {}
     }
     tails.extend(extra);
-    let port = u.effective_port();
-    let mut out = Vec::with_capacity(hosts.len() * tails.len() * 2);
-    for h in &hosts {
-        let mut authorities = vec![h.clone()];
-        if let Some(p) = port {
-            authorities.push(format!("{h}:{p}"));
+    // Only the tails can repeat (empty path segments, as in `/a//b`); hosts differ in length
+    // and authorities in their port, so deduplicating tails keeps the whole list unique.
+    let mut uniq: Vec<String> = Vec::with_capacity(tails.len());
+    for t in tails {
+        if !uniq.contains(&t) {
+            uniq.push(t);
         }
-        for a in &authorities {
-            for t in &tails {
-                out.push(format!("{a}{t}"));
+    }
+    let port = u.effective_port().map(|p| format!(":{p}"));
+    let mut out = Vec::with_capacity(hosts.len() * uniq.len() * 2);
+    for h in &hosts {
+        for p in [Some(""), port.as_deref()].into_iter().flatten() {
+            for t in &uniq {
+                let mut s = String::with_capacity(h.len() + p.len() + t.len());
+                s.push_str(h);
+                s.push_str(p);
+                s.push_str(t);
+                out.push(s);
             }
         }
     }
-    let mut seen = std::collections::HashSet::with_capacity(out.len());
-    out.retain(|s| seen.insert(s.clone()));
     Ok(out)
 }
 

@@ -69,3 +69,11 @@ fn case_insensitive_and_idn() {
     let v = suburls("https://www.bücher.de/").unwrap();
     assert_eq!(v[0], "xn--bcher-kva.de");
 }
+
+#[test]
+fn empty_segments_do_not_duplicate() {
+    let v = suburls("https://example.com/a//b").unwrap();
+    let set: BTreeSet<&String> = v.iter().collect();
+    assert_eq!(set.len(), v.len(), "{v:?}");
+    assert!(v.contains(&"example.com/a//b".to_string()));
+}
