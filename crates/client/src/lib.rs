@@ -1,2 +1,7 @@
 //! A client that does what the device does: sub-URLs, prefilter, Privacy Pass token, PIR through
-//! OHTTP. Used by `sift check` and by end-to-end tests.
+//! OHTTP. Used by `sift check`, `sift doctor`, `sift demo` and by end-to-end tests.
+
+pub mod onboarding;
+pub mod transport;
+
+pub use transport::{HttpResponse, Transport};
