@@ -61,7 +61,10 @@ pub fn parse_url(input: &str) -> Result<ParsedUrl, KeyError> {
     if s.len() > MAX_KEY {
         return Err(KeyError::TooLong);
     }
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    let bad = |c: char| c.is_whitespace() || c.is_control();
+    if (s.is_ascii() && s.bytes().any(|b| b <= b' ' || b == 0x7f))
+        || (!s.is_ascii() && s.chars().any(bad))
+    {
         return Err(KeyError::Whitespace);
     }
     let (scheme, rest) = match s.find("://") {
@@ -111,12 +114,19 @@ pub fn parse_url(input: &str) -> Result<ParsedUrl, KeyError> {
         Some((p, q)) => (p, Some(q)),
         None => (before_frag, None),
     };
-    let nonempty = |o: Option<&str>| o.filter(|x| !x.is_empty()).map(str::to_lowercase);
+    let lower = |x: &str| {
+        if x.is_ascii() {
+            x.to_ascii_lowercase()
+        } else {
+            x.to_lowercase()
+        }
+    };
+    let nonempty = |o: Option<&str>| o.filter(|x| !x.is_empty()).map(lower);
     Ok(ParsedUrl {
         scheme,
         host,
         port,
-        path: path.to_lowercase(),
+        path: lower(path),
         query: nonempty(query),
         fragment: nonempty(fragment),
     })
@@ -188,7 +198,10 @@ pub fn suburls(url: &str) -> Result<Vec<String>, KeyError> {
     let mut tails: Vec<String> = Vec::new();
     for p in &prefixes {
         tails.push(p.to_string());
-        tails.push(format!("{p}/"));
+        let mut slash = String::with_capacity(p.len() + 1);
+        slash.push_str(p);
+        slash.push('/');
+        tails.push(slash);
     }
     let mut extra: Vec<String> = Vec::new();
     match (&u.query, &u.fragment) {
