@@ -1,0 +1,321 @@
+//! MulPir index PIR: the client's query and decoding (`MulPirClient`, `PirUtil.compressInputs`)
+//! and the server's oblivious expansion and response (`PirUtil.expand`, `MulPirServer`).
+
+use rand_core::{CryptoRng, RngCore};
+use sift_he::{
+    Ciphertext, Context, EvalAccumulator, EvaluationKey, Format, Plaintext, SecretKey, bfv,
+};
+
+use crate::PirError;
+use crate::database::ProcessedDatabase;
+use crate::params::IndexPirParameter;
+
+fn ceil_log2(x: usize) -> u32 {
+    if x <= 1 { 0 } else { usize::BITS - (x - 1).leading_zeros() }
+}
+
+fn pow_mod(mut b: u64, mut e: u64, m: u64) -> u64 {
+    let mut r = 1u128;
+    let mut b128 = b as u128 % m as u128;
+    while e > 0 {
+        if e & 1 == 1 {
+            r = r * b128 % m as u128;
+        }
+        b128 = b128 * b128 % m as u128;
+        e >>= 1;
+    }
+    b = r as u64;
+    b
+}
+
+/// Hot positions of a query for `indices` (one per PIR call), as `MulPirClient.generateQuery`.
+pub fn query_positions(
+    param: &IndexPirParameter,
+    bytes_per_plaintext: usize,
+    indices: &[usize],
+) -> Result<Vec<usize>, PirError> {
+    let per_pt = param.entries_per_plaintext(bytes_per_plaintext);
+    let mut acc = 0;
+    let mut out = Vec::with_capacity(indices.len() * param.dimensions.len());
+    for &idx in indices {
+        if idx >= param.entry_count {
+            return Err(PirError::InvalidParameters(format!(
+                "index {idx} out of range {}",
+                param.entry_count
+            )));
+        }
+        let mut p = idx / per_pt;
+        let mut product: usize = param.dimensions.iter().product();
+        for &d in &param.dimensions {
+            product /= d;
+            let coord = p / product;
+            p -= coord * product;
+            out.push(acc + coord);
+            acc += d;
+        }
+    }
+    Ok(out)
+}
+
+/// Client query: for each PIR call the hot positions hold (2^⌈log₂ m⌉)⁻¹ mod t, packed n per
+/// ciphertext (m = inputs in that ciphertext); encrypted as seeded ciphertexts.
+pub fn generate_query<R: RngCore + CryptoRng>(
+    ctx: &Context,
+    param: &IndexPirParameter,
+    indices: &[usize],
+    sk: &SecretKey,
+    rng: &mut R,
+) -> Result<Vec<Ciphertext>, PirError> {
+    let bpp = ctx.params.bytes_per_plaintext();
+    let hot = query_positions(param, bpp, indices)?;
+    let total = param.expanded_query_count() * indices.len();
+    let t = ctx.t();
+    let n = ctx.n;
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < total {
+        let m = (total - start).min(n);
+        let inv = pow_mod(pow_mod(2, ceil_log2(m) as u64, t), t - 2, t);
+        let mut values = vec![0u64; n];
+        for &h in hot.iter().filter(|&&h| h >= start && h < start + m) {
+            values[h - start] = inv;
+        }
+        let pt = Plaintext::new(ctx, &values)?;
+        out.push(bfv::encrypt(ctx, &pt, sk, rng));
+        start += m;
+    }
+    Ok(out)
+}
+
+/// Decrypts replies (one per index, each `chunk_count` ciphertexts) to the entries' bytes.
+pub fn decrypt_response(
+    ctx: &Context,
+    param: &IndexPirParameter,
+    replies: &[Vec<Ciphertext>],
+    indices: &[usize],
+    sk: &SecretKey,
+) -> Result<Vec<Vec<u8>>, PirError> {
+    let bpp = ctx.params.bytes_per_plaintext();
+    if replies.len() != indices.len() {
+        return Err(PirError::Corrupted(format!(
+            "{} replies for {} indices",
+            replies.len(),
+            indices.len()
+        )));
+    }
+    let chunks = param.chunk_count(bpp);
+    let per_pt = param.entries_per_plaintext(bpp);
+    replies
+        .iter()
+        .zip(indices)
+        .map(|(reply, &idx)| {
+            if reply.len() != chunks {
+                return Err(PirError::Corrupted(format!(
+                    "reply has {} ciphertexts, expected {chunks}",
+                    reply.len()
+                )));
+            }
+            let mut bytes = Vec::with_capacity(chunks * bpp);
+            for ct in reply {
+                bytes.extend_from_slice(&bfv::decrypt(ctx, ct, sk)?.to_bytes(ctx));
+            }
+            let pos = idx % per_pt;
+            let range = pos * param.entry_size..(pos + 1) * param.entry_size;
+            bytes
+                .get(range)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| PirError::Corrupted("reply too short".into()))
+        })
+        .collect()
+}
+
+/// One expansion step (`expandCiphertextForOneStep`): returns (c + σ(c), (c − σ(c))·X^(−2^(ℓ−1))).
+fn expand_one_step(
+    ctx: &Context,
+    ct: &Ciphertext,
+    log_step: u32,
+    key: &EvaluationKey,
+) -> Result<(Ciphertext, Ciphertext), PirError> {
+    let log_n = ctx.n.trailing_zeros();
+    let shift = 1i64 << (log_step - 1);
+    let target = (1usize << (log_n - log_step + 1)) + 1;
+    let g = key
+        .galois
+        .keys()
+        .copied()
+        .filter(|&g| g <= target)
+        .max()
+        .ok_or_else(|| sift_he::HeError::MissingKey(format!("Galois element ≤ {target}")))?;
+    let (tl, gl) = (
+        (target - 1).trailing_zeros(),
+        usize::BITS - 1 - (g - 1).leading_zeros(),
+    );
+    if !(g - 1).is_power_of_two() || gl > tl {
+        return Err(sift_he::HeError::MissingKey(format!("Galois element 2^k+1 ≤ {target}")).into());
+    }
+    let count = 1usize << (tl - gl);
+    let mut c1 = ct.clone();
+    for _ in 0..count {
+        c1 = bfv::apply_galois(ctx, &c1, g, key)?;
+    }
+    let mut diff = ct.clone();
+    diff.sub_assign(ctx, &c1)?;
+    diff.multiply_power_of_x(ctx, -shift)?;
+    c1.add_assign(ctx, ct)?;
+    Ok((c1, diff))
+}
+
+fn expand_ciphertext(
+    ctx: &Context,
+    ct: Ciphertext,
+    output_count: usize,
+    log_step: u32,
+    expected_height: u32,
+    key: &EvaluationKey,
+) -> Result<Vec<Ciphertext>, PirError> {
+    if output_count == 1 {
+        if log_step > expected_height {
+            return Ok(vec![ct]);
+        }
+        let mut out = ct.clone();
+        out.add_assign(ctx, &ct)?;
+        return Ok(vec![out]);
+    }
+    let second = output_count >> 1;
+    let first = output_count - second;
+    let (p0, p1) = expand_one_step(ctx, &ct, log_step, key)?;
+    drop(ct);
+    let a = expand_ciphertext(ctx, p0, first, log_step + 1, expected_height, key)?;
+    let b = expand_ciphertext(ctx, p1, second, log_step + 1, expected_height, key)?;
+    let mut out = Vec::with_capacity(output_count);
+    let mut a = a.into_iter();
+    for y in b {
+        out.push(a.next().expect("first half is not shorter"));
+        out.push(y);
+    }
+    out.extend(a);
+    Ok(out)
+}
+
+/// Oblivious expansion of query ciphertexts into `output_count` encrypted 0/1 constants
+/// (`PirUtil.expand`).
+pub fn expand(
+    ctx: &Context,
+    cts: &[Ciphertext],
+    output_count: usize,
+    key: &EvaluationKey,
+) -> Result<Vec<Ciphertext>, PirError> {
+    let n = ctx.n;
+    if cts.is_empty() || (cts.len() - 1) * n >= output_count || cts.len() * n < output_count {
+        return Err(PirError::Corrupted(format!(
+            "{} query ciphertexts cannot expand to {output_count}",
+            cts.len()
+        )));
+    }
+    let mut remaining = output_count;
+    let mut out = Vec::with_capacity(output_count);
+    for ct in cts {
+        let m = remaining.min(n);
+        remaining -= m;
+        let mut c = ct.clone();
+        c.convert_to(ctx, Format::Coeff);
+        c.seed = None;
+        out.extend(expand_ciphertext(ctx, c, m, 1, ceil_log2(m), key)?);
+    }
+    Ok(out)
+}
+
+/// Server response for `databases` (one per PIR call, or one shared): expansion, first
+/// dimension pt×ct inner products in Eval form, second dimension ct×ct with relinearization,
+/// mod switch to q₀. Returns per PIR call `chunk_count` ciphertexts (Coeff, one modulus).
+pub fn compute_response(
+    ctx: &Context,
+    param: &IndexPirParameter,
+    databases: &[&[Option<sift_he::EvalPlaintext>]],
+    query: &[Ciphertext],
+    indices_count: usize,
+    key: &EvaluationKey,
+) -> Result<Vec<Vec<Ciphertext>>, PirError> {
+    if param.dimensions.len() != 2 {
+        return Err(PirError::InvalidParameters("only 2 dimensions supported".into()));
+    }
+    if indices_count == 0 || !(databases.len() == 1 || databases.len() >= indices_count) {
+        return Err(PirError::Corrupted(format!(
+            "{indices_count} PIR calls for {} databases",
+            databases.len()
+        )));
+    }
+    let per_call = param.expanded_query_count();
+    let expanded = expand(ctx, query, per_call * indices_count, key)?;
+    let bpp = ctx.params.bytes_per_plaintext();
+    let chunks = param.chunk_count(bpp);
+    let per_chunk = param.per_chunk_plaintext_count();
+    let (d0, d1) = (param.dimensions[0], param.dimensions[1]);
+    let k = ctx.ciphertext_moduli_count();
+    let mut responses = Vec::with_capacity(indices_count);
+    for (call, exp) in expanded.chunks(per_call).enumerate() {
+        let db = databases[if databases.len() == 1 { 0 } else { call }];
+        if db.len() != chunks * per_chunk {
+            return Err(PirError::Corrupted(format!(
+                "database has {} plaintexts, expected {}",
+                db.len(),
+                chunks * per_chunk
+            )));
+        }
+        let dim0: Vec<Ciphertext> = exp[..d0]
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                c.convert_to(ctx, Format::Eval);
+                c
+            })
+            .collect();
+        let dim1 = &exp[d0..d0 + d1];
+        let mut reply = Vec::with_capacity(chunks);
+        for chunk in db.chunks(per_chunk) {
+            let mut total: Option<Ciphertext> = None;
+            for (j, column) in chunk.chunks(d0).enumerate() {
+                let mut acc = EvalAccumulator::new(ctx, k, 2);
+                let mut any = false;
+                for (q, pt) in dim0.iter().zip(column) {
+                    if let Some(pt) = pt {
+                        acc.add_product(ctx, q, pt)?;
+                        any = true;
+                    }
+                }
+                if !any {
+                    continue;
+                }
+                let mut col = acc.finish(ctx);
+                col.convert_to(ctx, Format::Coeff);
+                let prod = bfv::multiply(ctx, &dim1[j], &col)?;
+                match &mut total {
+                    None => total = Some(prod),
+                    Some(t) => t.add_assign(ctx, &prod)?,
+                }
+            }
+            let mut ct = match total {
+                Some(t) => bfv::relinearize(ctx, &t, key)?,
+                None => Ciphertext::zero(ctx, k, Format::Coeff),
+            };
+            ct.mod_switch_down_to_single(ctx)?;
+            ct.convert_to(ctx, Format::Coeff);
+            reply.push(ct);
+        }
+        responses.push(reply);
+    }
+    Ok(responses)
+}
+
+impl ProcessedDatabase {
+    /// Splits a keyword-PIR shard database into its `tables` equal sub-databases.
+    pub fn tables(&self, tables: usize) -> Result<Vec<&[Option<sift_he::EvalPlaintext>]>, PirError> {
+        if tables == 0 || self.plaintexts.len() % tables != 0 {
+            return Err(PirError::Corrupted(format!(
+                "{} plaintexts do not split into {tables} tables",
+                self.plaintexts.len()
+            )));
+        }
+        Ok(self.plaintexts.chunks(self.plaintexts.len() / tables).collect())
+    }
+}

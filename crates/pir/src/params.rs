@@ -1,0 +1,172 @@
+//! MulPir parameters (Apple's `MulPir.generateParameter`, `evaluationKeyConfig`).
+
+use crate::PirError;
+
+/// Evaluation-key compression (Apple's `PirKeyCompressionStrategy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum KeyCompression {
+    /// Every Galois element the expansion needs (fastest server).
+    #[default]
+    NoCompression,
+    /// Max compression plus one extra element.
+    HybridCompression,
+    /// Fewest Galois elements (smallest key, slowest expansion).
+    MaxCompression,
+}
+
+/// Galois elements and relinearization flag the server needs (`EvaluationKeyConfig`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct EvaluationKeyConfig {
+    /// Galois elements, sorted ascending.
+    pub galois_elements: Vec<usize>,
+    /// Whether a relinearization key is needed.
+    pub has_relin: bool,
+}
+
+impl EvaluationKeyConfig {
+    /// Union of configs (sorted, deduplicated elements; relin if any needs it), as Apple does for
+    /// the shards of one use case.
+    pub fn union<'a>(configs: impl IntoIterator<Item = &'a EvaluationKeyConfig>) -> Self {
+        let mut out = EvaluationKeyConfig::default();
+        for c in configs {
+            out.galois_elements.extend_from_slice(&c.galois_elements);
+            out.has_relin |= c.has_relin;
+        }
+        out.galois_elements.sort_unstable();
+        out.galois_elements.dedup();
+        out
+    }
+}
+
+fn ceil_log2(x: usize) -> u32 {
+    if x <= 1 { 0 } else { usize::BITS - (x - 1).leading_zeros() }
+}
+
+/// The evaluation-key config for expanding `expanded_query_count` ciphertexts at degree `n`.
+pub fn evaluation_key_config(
+    expanded_query_count: usize,
+    n: usize,
+    compression: KeyCompression,
+) -> EvaluationKeyConfig {
+    let log_n = n.trailing_zeros();
+    let depth = ceil_log2(expanded_query_count.min(n).max(1));
+    let smallest = log_n - depth + 1;
+    let largest = match compression {
+        KeyCompression::NoCompression => log_n,
+        _ => smallest.max((log_n + 1).div_ceil(2)),
+    };
+    let mut elems: Vec<usize> = (smallest..=largest).map(|l| (1usize << l) + 1).collect();
+    if compression == KeyCompression::HybridCompression {
+        let extra = largest.max((log_n + largest + 1) / 2);
+        let e = (1usize << extra) + 1;
+        if !elems.contains(&e) {
+            elems.push(e);
+        }
+    }
+    elems.sort_unstable();
+    EvaluationKeyConfig {
+        galois_elements: elems,
+        has_relin: true,
+    }
+}
+
+/// Index-PIR parameters shared by client and server (Apple's `IndexPirParameter`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexPirParameter {
+    /// Entries (buckets) per database.
+    pub entry_count: usize,
+    /// Bytes per entry.
+    pub entry_size: usize,
+    /// Plaintexts per dimension (always 2 here, as Apple's tools use).
+    pub dimensions: Vec<usize>,
+    /// Indices per query (= cuckoo hash functions).
+    pub batch_size: usize,
+    /// Keys the server needs.
+    pub evaluation_key_config: EvaluationKeyConfig,
+    /// Compression used to derive the key config.
+    pub key_compression: KeyCompression,
+}
+
+impl IndexPirParameter {
+    /// MulPir parameters for 2 dimensions: ⌊√P⌋ grown until it covers P plaintexts per chunk,
+    /// then (if `uneven`) Apple's BFV reshaping towards a longer first dimension.
+    pub fn generate(
+        entry_count: usize,
+        entry_size: usize,
+        batch_size: usize,
+        bytes_per_plaintext: usize,
+        n: usize,
+        uneven: bool,
+        key_compression: KeyCompression,
+    ) -> Result<IndexPirParameter, PirError> {
+        if entry_count == 0 || entry_size == 0 || batch_size == 0 {
+            return Err(PirError::InvalidParameters(
+                "entry count, entry size and batch size must be positive".into(),
+            ));
+        }
+        let per_chunk = if entry_size <= bytes_per_plaintext {
+            entry_count.div_ceil(bytes_per_plaintext / entry_size)
+        } else {
+            entry_count
+        };
+        let d = (per_chunk as f64).sqrt().floor() as usize;
+        let mut dims = vec![d.max(1), d.max(1)];
+        // Guard against floating-point error in the square root.
+        while dims[0] > 1 && (dims[0] - 1) * (dims[0] - 1) >= per_chunk {
+            dims = vec![dims[0] - 1, dims[0] - 1];
+        }
+        for i in 0..2 {
+            if dims[0] * dims[1] < per_chunk {
+                dims[i] += 1;
+            }
+        }
+        while dims[0] * dims[1] < per_chunk {
+            dims[1] += 1;
+        }
+        if uneven {
+            let limit = ((dims[0] + dims[1]) * batch_size).next_power_of_two();
+            let mut new = dims.clone();
+            while ((new[0] + new[1]) * batch_size).next_power_of_two() <= limit {
+                dims = new.clone();
+                if new[1] == 1 {
+                    break;
+                }
+                new[1] -= 1;
+                new[0] = per_chunk.div_ceil(new[1]);
+            }
+        }
+        let expanded = (dims[0] + dims[1]) * batch_size;
+        Ok(IndexPirParameter {
+            entry_count,
+            entry_size,
+            evaluation_key_config: evaluation_key_config(expanded, n, key_compression),
+            dimensions: dims,
+            batch_size,
+            key_compression,
+        })
+    }
+
+    /// Entries per plaintext (1 when an entry spans several plaintexts).
+    pub fn entries_per_plaintext(&self, bytes_per_plaintext: usize) -> usize {
+        if self.entry_size <= bytes_per_plaintext {
+            bytes_per_plaintext / self.entry_size
+        } else {
+            1
+        }
+    }
+
+    /// Plaintexts per entry (response ciphertexts per PIR call).
+    pub fn chunk_count(&self, bytes_per_plaintext: usize) -> usize {
+        self.entry_size.div_ceil(bytes_per_plaintext)
+    }
+
+    /// d₀·d₁.
+    pub fn per_chunk_plaintext_count(&self) -> usize {
+        self.dimensions.iter().product()
+    }
+
+    /// Σd: expanded ciphertexts per PIR call.
+    pub fn expanded_query_count(&self) -> usize {
+        self.dimensions.iter().sum()
+    }
+}

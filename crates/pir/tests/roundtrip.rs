@@ -1,0 +1,84 @@
+//! End-to-end keyword PIR through serialized protobuf bytes: process → serialize `.bin` and
+//! `PirParameters` → load → client query/key bytes → server answer bytes → client decode.
+
+use prost::Message;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sift_he::Context;
+use sift_pir::client::KeywordPirClient;
+use sift_pir::database::ProcessedDatabase;
+use sift_pir::server::{KeywordPirConfig, KeywordPirServer, ProcessedShard, Sharding, process_keyword_database};
+use sift_pir::wire;
+use sift_proto::{api, he as pb, pir as pp};
+
+fn run(param_name: &str, rows: usize, max_value: usize, shards: usize, queries: usize, seed: u64) {
+    let ctx = Context::predefined(param_name).unwrap();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let db: Vec<(Vec<u8>, Vec<u8>)> = (0..rows)
+        .map(|i| {
+            let len = rng.gen_range(1..=max_value);
+            (format!("kw{i}.example.com").into_bytes(), (0..len).map(|_| rng.r#gen()).collect())
+        })
+        .collect();
+    let mut config = KeywordPirConfig::default_for(&ctx.params, max_value);
+    config.sharding = Sharding::ShardCount(shards);
+    let processed = process_keyword_database(&ctx, db.clone(), &config, seed).unwrap();
+    // Through bytes both ways.
+    let reloaded: Vec<ProcessedShard> = processed
+        .iter()
+        .map(|s| {
+            let bin = s.database.serialize(&ctx);
+            let params = wire::pir_parameters_to_proto(&s.params).encode_to_vec();
+            let params = wire::pir_parameters_from_proto(&pp::PirParameters::decode(params.as_slice()).unwrap()).unwrap();
+            ProcessedShard { params, database: ProcessedDatabase::deserialize(&ctx, &bin).unwrap() }
+        })
+        .collect();
+    let protos: Vec<pp::PirParameters> = reloaded.iter().map(|s| wire::pir_parameters_to_proto(&s.params)).collect();
+    let server = KeywordPirServer::from_processed(reloaded).unwrap();
+    let client = KeywordPirClient::new(&protos, &mut rng).unwrap();
+    let key = client.evaluation_key(&mut rng).unwrap().encode_to_vec();
+    let key = pb::SerializedEvaluationKey::decode(key.as_slice()).unwrap();
+    let mut check = |kw: &[u8], expect: Option<&[u8]>| {
+        let req = client.query(kw, &mut rng).unwrap().encode_to_vec();
+        let req = api::PirRequest::decode(req.as_slice()).unwrap();
+        let resp = server.answer(&req, &key).unwrap().encode_to_vec();
+        let resp = api::PirResponse::decode(resp.as_slice()).unwrap();
+        assert_eq!(client.decode(kw, &resp).unwrap().as_deref(), expect, "{param_name} {}", String::from_utf8_lossy(kw));
+    };
+    for i in 0..queries.min(rows) {
+        let j = (i * 7919) % rows;
+        check(&db[j].0, Some(&db[j].1));
+    }
+    check(b"absent.example.org", None);
+}
+
+#[test]
+fn one_row_logt5() {
+    run("n_4096_logq_27_28_28_logt_5", 1, 1, 1, 1, 1);
+}
+
+#[test]
+fn thousand_rows_small_values() {
+    run("n_4096_logq_27_28_28_logt_5", 1000, 16, 1, 3, 2);
+}
+
+#[test]
+fn thousand_rows_four_shards_large_values() {
+    run("n_4096_logq_27_28_28_logt_4", 1000, 2048, 4, 2, 3);
+}
+
+#[test]
+fn every_parameter_set() {
+    for name in sift_he::EncryptionParameters::predefined_names() {
+        if name.starts_with("insecure") {
+            continue;
+        }
+        run(name, 50, 40, 1, 1, 4);
+    }
+}
+
+#[test]
+#[ignore = "slow: 100k rows"]
+fn hundred_thousand_rows() {
+    run("n_4096_logq_27_28_28_logt_5", 100_000, 2, 1, 5, 5);
+}
