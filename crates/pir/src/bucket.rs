@@ -24,7 +24,10 @@ pub struct HashBucket {
 
 /// Serialized size of a bucket holding values of the given lengths.
 pub fn serialized_size(value_lens: impl IntoIterator<Item = usize>) -> usize {
-    1 + value_lens.into_iter().map(|l| SLOT_OVERHEAD + l).sum::<usize>()
+    1 + value_lens
+        .into_iter()
+        .map(|l| SLOT_OVERHEAD + l)
+        .sum::<usize>()
 }
 
 impl HashBucket {

@@ -33,7 +33,9 @@ impl KeywordPirClient {
             .first()
             .ok_or_else(|| PirError::InvalidParameters("no shards".into()))?;
         if shards.iter().any(|s| s.encryption != first.encryption) {
-            return Err(PirError::InvalidParameters("mixed encryption parameters".into()));
+            return Err(PirError::InvalidParameters(
+                "mixed encryption parameters".into(),
+            ));
         }
         let ctx = Context::new(first.encryption.clone())?;
         let sk = SecretKey::generate(&ctx, rng);
@@ -48,7 +50,13 @@ impl KeywordPirClient {
         let cfg = crate::params::EvaluationKeyConfig::union(
             self.shards.iter().map(|s| &s.index.evaluation_key_config),
         );
-        let key = EvaluationKey::generate(&self.ctx, &self.sk, &cfg.galois_elements, cfg.has_relin, rng)?;
+        let key = EvaluationKey::generate(
+            &self.ctx,
+            &self.sk,
+            &cfg.galois_elements,
+            cfg.has_relin,
+            rng,
+        )?;
         Ok(wire::evaluation_key_to_proto(&key.serialize(&self.ctx)))
     }
 

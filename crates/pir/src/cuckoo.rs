@@ -145,8 +145,8 @@ impl CuckooTable {
                     BucketCount::AllowExpansion {
                         expansion_factor, ..
                     } => {
-                        per_table =
-                            ((per_table as f64 * expansion_factor).ceil() as usize).max(per_table + 1);
+                        per_table = ((per_table as f64 * expansion_factor).ceil() as usize)
+                            .max(per_table + 1);
                     }
                 },
             }
@@ -177,7 +177,11 @@ impl CuckooTable {
             for _ in 0..=config.max_eviction_count {
                 let idx = hash_indices_for_hash(cur.keyword_hash, per_table, h);
                 if let Some(b) = (0..h).find(|&b| {
-                    fits(sizes[b][idx[b]], tables[b][idx[b]].slots.len(), cur.value.len())
+                    fits(
+                        sizes[b][idx[b]],
+                        tables[b][idx[b]].slots.len(),
+                        cur.value.len(),
+                    )
                 }) {
                     sizes[b][idx[b]] += SLOT_OVERHEAD + cur.value.len();
                     tables[b][idx[b]].slots.push(cur);

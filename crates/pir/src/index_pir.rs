@@ -11,7 +11,11 @@ use crate::database::ProcessedDatabase;
 use crate::params::IndexPirParameter;
 
 fn ceil_log2(x: usize) -> u32 {
-    if x <= 1 { 0 } else { usize::BITS - (x - 1).leading_zeros() }
+    if x <= 1 {
+        0
+    } else {
+        usize::BITS - (x - 1).leading_zeros()
+    }
 }
 
 fn pow_mod(mut b: u64, mut e: u64, m: u64) -> u64 {
@@ -151,7 +155,9 @@ fn expand_one_step(
         usize::BITS - 1 - (g - 1).leading_zeros(),
     );
     if !(g - 1).is_power_of_two() || gl > tl {
-        return Err(sift_he::HeError::MissingKey(format!("Galois element 2^k+1 ≤ {target}")).into());
+        return Err(
+            sift_he::HeError::MissingKey(format!("Galois element 2^k+1 ≤ {target}")).into(),
+        );
     }
     let count = 1usize << (tl - gl);
     let mut c1 = ct.clone();
@@ -237,7 +243,9 @@ pub fn compute_response(
     key: &EvaluationKey,
 ) -> Result<Vec<Vec<Ciphertext>>, PirError> {
     if param.dimensions.len() != 2 {
-        return Err(PirError::InvalidParameters("only 2 dimensions supported".into()));
+        return Err(PirError::InvalidParameters(
+            "only 2 dimensions supported".into(),
+        ));
     }
     if indices_count == 0 || !(databases.len() == 1 || databases.len() >= indices_count) {
         return Err(PirError::Corrupted(format!(
@@ -309,13 +317,19 @@ pub fn compute_response(
 
 impl ProcessedDatabase {
     /// Splits a keyword-PIR shard database into its `tables` equal sub-databases.
-    pub fn tables(&self, tables: usize) -> Result<Vec<&[Option<sift_he::EvalPlaintext>]>, PirError> {
+    pub fn tables(
+        &self,
+        tables: usize,
+    ) -> Result<Vec<&[Option<sift_he::EvalPlaintext>]>, PirError> {
         if tables == 0 || self.plaintexts.len() % tables != 0 {
             return Err(PirError::Corrupted(format!(
                 "{} plaintexts do not split into {tables} tables",
                 self.plaintexts.len()
             )));
         }
-        Ok(self.plaintexts.chunks(self.plaintexts.len() / tables).collect())
+        Ok(self
+            .plaintexts
+            .chunks(self.plaintexts.len() / tables)
+            .collect())
     }
 }

@@ -32,7 +32,11 @@ pub fn hash_indices(keyword: &[u8], bucket_count: usize, hash_function_count: us
 }
 
 /// [`hash_indices`] from a precomputed [`keyword_hash`].
-pub fn hash_indices_for_hash(hash: u64, bucket_count: usize, hash_function_count: usize) -> Vec<usize> {
+pub fn hash_indices_for_hash(
+    hash: u64,
+    bucket_count: usize,
+    hash_function_count: usize,
+) -> Vec<usize> {
     let bucket_count = bucket_count.max(1);
     let mut out: Vec<usize> = Vec::with_capacity(hash_function_count);
     for _ in 0..hash_function_count {
@@ -72,7 +76,9 @@ impl ShardingFunction {
             ShardingFunction::Sha256 => h,
             ShardingFunction::DoubleMod { other_shard_count } => {
                 if other_shard_count == 0 {
-                    return Err(PirError::InvalidParameters("doubleMod other shard count 0".into()));
+                    return Err(PirError::InvalidParameters(
+                        "doubleMod other shard count 0".into(),
+                    ));
                 }
                 h % other_shard_count as u64
             }

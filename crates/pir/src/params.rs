@@ -39,7 +39,11 @@ impl EvaluationKeyConfig {
 }
 
 fn ceil_log2(x: usize) -> u32 {
-    if x <= 1 { 0 } else { usize::BITS - (x - 1).leading_zeros() }
+    if x <= 1 {
+        0
+    } else {
+        usize::BITS - (x - 1).leading_zeros()
+    }
 }
 
 /// The evaluation-key config for expanding `expanded_query_count` ciphertexts at degree `n`.

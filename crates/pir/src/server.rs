@@ -76,7 +76,11 @@ impl KeywordPirConfig {
 /// PIRProcessDatabase's default `maxSerializedBucketSize`: bytesPerPlaintext/2, unless one full
 /// bucket (slot_count slots of the largest value) needs at least that, in which case that size
 /// rounded up to a multiple of bytesPerPlaintext.
-pub fn default_max_serialized_bucket_size(bpp: usize, slot_count: usize, max_value_len: usize) -> usize {
+pub fn default_max_serialized_bucket_size(
+    bpp: usize,
+    slot_count: usize,
+    max_value_len: usize,
+) -> usize {
     let single = 1 + slot_count * (SLOT_OVERHEAD + max_value_len);
     if single >= bpp / 2 {
         single.div_ceil(bpp) * bpp
@@ -234,13 +238,17 @@ impl KeywordPirServer {
                     c
                 }
             };
-            let db = ProcessedDatabase::deserialize(&c, &read(&dir.join(format!("{stem}-{i}.bin")))?)?;
+            let db =
+                ProcessedDatabase::deserialize(&c, &read(&dir.join(format!("{stem}-{i}.bin")))?)?;
             let mut shard = ServerShard::new(&c, params, db)?;
             shard.proto = proto;
             shards.push(shard);
         }
         let ctx = ctx.ok_or_else(|| {
-            PirError::InvalidParameters(format!("no shard files {stem}-0.params.txtpb in {}", dir.display()))
+            PirError::InvalidParameters(format!(
+                "no shard files {stem}-0.params.txtpb in {}",
+                dir.display()
+            ))
         })?;
         Ok(KeywordPirServer { ctx, shards })
     }
@@ -276,7 +284,9 @@ impl KeywordPirServer {
         let shard = self
             .shards
             .get(request.shard_index as usize)
-            .ok_or_else(|| PirError::Corrupted(format!("shard {} out of range", request.shard_index)))?;
+            .ok_or_else(|| {
+                PirError::Corrupted(format!("shard {} out of range", request.shard_index))
+            })?;
         let query = request
             .query
             .as_ref()
@@ -310,7 +320,11 @@ fn read(p: &PathBuf) -> Result<Vec<u8>, PirError> {
 }
 
 impl ServerShard {
-    fn new(ctx: &Context, params: ShardParameters, database: ProcessedDatabase) -> Result<Self, PirError> {
+    fn new(
+        ctx: &Context,
+        params: ShardParameters,
+        database: ProcessedDatabase,
+    ) -> Result<Self, PirError> {
         let bpp = ctx.params.bytes_per_plaintext();
         let expect = params.hash_function_count
             * params.index.chunk_count(bpp)
@@ -337,7 +351,14 @@ impl ServerShard {
     ) -> Result<Vec<Vec<Ciphertext>>, PirError> {
         let cts = query
             .iter()
-            .map(|c| Ok(Ciphertext::deserialize(ctx, &wire::ciphertext_from_proto(c)?, None, Format::Coeff)?))
+            .map(|c| {
+                Ok(Ciphertext::deserialize(
+                    ctx,
+                    &wire::ciphertext_from_proto(c)?,
+                    None,
+                    Format::Coeff,
+                )?)
+            })
             .collect::<Result<Vec<_>, PirError>>()?;
         let tables = self.database.tables(self.params.hash_function_count)?;
         index_pir::compute_response(

@@ -39,10 +39,12 @@ pub fn ciphertext_from_proto(
                 .as_slice()
                 .try_into()
                 .map_err(|_| PirError::Corrupted(format!("seed of {} bytes", s.seed.len())))?;
-            Ok(hs::SerializedCiphertext::Seeded(hs::SeededCiphertextBytes {
-                poly0: s.poly0.clone(),
-                seed,
-            }))
+            Ok(hs::SerializedCiphertext::Seeded(
+                hs::SeededCiphertextBytes {
+                    poly0: s.poly0.clone(),
+                    seed,
+                },
+            ))
         }
         Some(T::Full(f)) => Ok(hs::SerializedCiphertext::Full(hs::FullCiphertextBytes {
             polys: f.polys.clone(),
@@ -61,7 +63,9 @@ fn ksk_to_proto(cts: &[hs::SerializedCiphertext]) -> pb::SerializedKeySwitchKey 
     }
 }
 
-fn ksk_from_proto(k: &pb::SerializedKeySwitchKey) -> Result<Vec<hs::SerializedCiphertext>, PirError> {
+fn ksk_from_proto(
+    k: &pb::SerializedKeySwitchKey,
+) -> Result<Vec<hs::SerializedCiphertext>, PirError> {
     k.key_switch_key
         .as_ref()
         .ok_or_else(|| PirError::Corrupted("empty key-switch key".into()))?
@@ -75,7 +79,11 @@ fn ksk_from_proto(k: &pb::SerializedKeySwitchKey) -> Result<Vec<hs::SerializedCi
 pub fn evaluation_key_to_proto(k: &hs::SerializedEvaluationKey) -> pb::SerializedEvaluationKey {
     pb::SerializedEvaluationKey {
         galois_key: Some(pb::SerializedGaloisKey {
-            key_switch_keys: k.galois.iter().map(|(&g, c)| (g, ksk_to_proto(c))).collect(),
+            key_switch_keys: k
+                .galois
+                .iter()
+                .map(|(&g, c)| (g, ksk_to_proto(c)))
+                .collect(),
         }),
         relin_key: k.relin.as_ref().map(|c| pb::SerializedRelinKey {
             relin_key: Some(ksk_to_proto(c)),
@@ -240,7 +248,11 @@ pub fn pir_parameters_from_proto(p: &pp::PirParameters) -> Result<ShardParameter
     if kw.symmetric_pir_client_config.is_some() {
         return Err(bad("symmetric PIR is not supported"));
     }
-    let sharding_function = match kw.sharding_function.as_ref().and_then(|f| f.function.as_ref()) {
+    let sharding_function = match kw
+        .sharding_function
+        .as_ref()
+        .and_then(|f| f.function.as_ref())
+    {
         None | Some(pp::pir_sharding_function::Function::Sha256(_)) => ShardingFunction::Sha256,
         Some(pp::pir_sharding_function::Function::DoubleMod(d)) => ShardingFunction::DoubleMod {
             other_shard_count: d.other_shard_count,
@@ -263,7 +275,11 @@ pub fn pir_parameters_from_proto(p: &pp::PirParameters) -> Result<ShardParameter
         return Err(bad("inconsistent entry count, entry size or batch size"));
     }
     let bpp = encryption.bytes_per_plaintext();
-    let per_pt = if entry_size <= bpp { bpp / entry_size } else { 1 };
+    let per_pt = if entry_size <= bpp {
+        bpp / entry_size
+    } else {
+        1
+    };
     if dimensions[0].saturating_mul(dimensions[1]) < entry_count.div_ceil(per_pt) {
         return Err(bad("dimensions do not cover the entries"));
     }

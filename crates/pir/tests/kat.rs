@@ -9,7 +9,11 @@ fn kat() -> Value {
 }
 
 fn nums(v: &Value) -> Vec<usize> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect()
 }
 
 fn compression(s: &str) -> KeyCompression {
@@ -25,7 +29,10 @@ fn compression(s: &str) -> KeyCompression {
 fn hash_indices_kat() {
     for c in kat()["hash_indices"].as_array().unwrap() {
         let kw: Vec<u8> = (0..c["keyword_hex"].as_str().unwrap().len() / 2)
-            .map(|i| u8::from_str_radix(&c["keyword_hex"].as_str().unwrap()[2 * i..2 * i + 2], 16).unwrap())
+            .map(|i| {
+                u8::from_str_radix(&c["keyword_hex"].as_str().unwrap()[2 * i..2 * i + 2], 16)
+                    .unwrap()
+            })
             .collect();
         let got = hash_indices(
             &kw,
@@ -60,7 +67,11 @@ fn galois_kat() {
     let k = kat();
     for (name, expected) in k["galois_n16_entries100_batch2"].as_object().unwrap() {
         let p = IndexPirParameter::generate(100, 30, 2, 30, 16, true, compression(name)).unwrap();
-        assert_eq!(p.evaluation_key_config.galois_elements, nums(expected), "{name}");
+        assert_eq!(
+            p.evaluation_key_config.galois_elements,
+            nums(expected),
+            "{name}"
+        );
         assert!(p.evaluation_key_config.has_relin);
     }
     for c in k["galois_n4096"].as_array().unwrap() {
@@ -71,4 +82,72 @@ fn galois_kat() {
         );
         assert_eq!(cfg.galois_elements, nums(&c["expected"]));
     }
+}
+
+#[test]
+fn bucket_roundtrip_and_malformed() {
+    use sift_pir::bucket::{HashBucket, Slot};
+    let b = HashBucket {
+        slots: vec![
+            Slot {
+                keyword_hash: 0x0102030405060708,
+                value: b"ab".to_vec(),
+            },
+            Slot {
+                keyword_hash: 9,
+                value: vec![],
+            },
+        ],
+    };
+    let s = b.serialize().unwrap();
+    assert_eq!(s[..13], [2, 8, 7, 6, 5, 4, 3, 2, 1, 2, 0, b'a', b'b']);
+    assert_eq!(s.len(), b.serialized_size());
+    let mut padded = s.clone();
+    padded.extend_from_slice(&[0; 5]);
+    assert_eq!(HashBucket::deserialize(&padded).unwrap(), b);
+    assert!(HashBucket::deserialize(&s[..12]).is_err());
+    assert_eq!(b.find(9), Some(&[][..]));
+    assert_eq!(b.find(10), None);
+}
+
+#[test]
+fn sharding_functions() {
+    use sift_pir::keyword::{ShardingFunction, keyword_hash};
+    let kw = b"www.example.com";
+    let h = keyword_hash(kw);
+    assert_eq!(
+        ShardingFunction::Sha256.shard_index(kw, 5).unwrap() as u64,
+        h % 5
+    );
+    let dm = ShardingFunction::DoubleMod {
+        other_shard_count: 7,
+    };
+    assert_eq!(dm.shard_index(kw, 3).unwrap() as u64, (h % 7) % 3);
+    assert!(ShardingFunction::Sha256.shard_index(kw, 0).is_err());
+}
+
+#[test]
+fn cuckoo_places_every_row_within_limits() {
+    use sift_pir::cuckoo::{BucketCount, CuckooConfig, CuckooTable};
+    use sift_pir::keyword::{hash_indices, keyword_hash};
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = (0..2000)
+        .map(|i| (format!("k{i}").into_bytes(), vec![1; i % 7]))
+        .collect();
+    let cfg = CuckooConfig::default_keyword_pir(1024);
+    let t = CuckooTable::build(&rows, &cfg, 3).unwrap();
+    assert_eq!(t.len(), rows.len());
+    assert!(t.max_serialized_bucket_size() <= 1024);
+    for (k, v) in &rows {
+        let idx = hash_indices(k, t.buckets_per_table, 2);
+        let found = (0..2).any(|b| t.tables[b][idx[b]].find(keyword_hash(k)) == Some(v.as_slice()));
+        assert!(found);
+    }
+    // Reproducible with the same seed.
+    assert_eq!(t, CuckooTable::build(&rows, &cfg, 3).unwrap());
+    // Too small a fixed size fails cleanly.
+    let fixed = CuckooConfig {
+        bucket_count: BucketCount::FixedSize { bucket_count: 10 },
+        ..cfg
+    };
+    assert!(CuckooTable::build(&rows, &fixed, 3).is_err());
 }

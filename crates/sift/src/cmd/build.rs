@@ -1,12 +1,261 @@
-//! `sift build` (not implemented yet).
+//! `sift build`: blocklists → keyword-PIR shards (`<stem>-<i>.bin`, `<stem>-<i>.params.txtpb`)
+//! and the evaluation-key config, as Apple's `PIRProcessDatabase` writes them.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::{Context as _, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use serde_json::Value;
+use sift_he::{Context, EncryptionParameters};
+use sift_pir::cuckoo::BucketCount;
+use sift_pir::keyword::ShardingFunction;
+use sift_pir::params::{EvaluationKeyConfig, KeyCompression};
+use sift_pir::server::{self, KeywordPirConfig, Sharding};
+use sift_pir::wire;
+
+/// Default parameters: Apple's NEURLFilter example and PIRProcessDatabase docs use
+/// `n_4096_logq_27_28_28_logt_5` — the smallest query/response for 1-byte values with enough
+/// noise budget for MulPir (our round-trip tests pass on it).
+const DEFAULT_PARAMETERS: &str = "n_4096_logq_27_28_28_logt_5";
+
 /// Arguments of `sift build`.
-#[derive(clap::Args)]
-pub struct Args {}
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Blocklist files (plain one URL per line, hosts, AdBlock, or Apple `KeywordDatabase` .txtpb).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output directory.
+    #[arg(short, long, default_value = ".")]
+    pub output_dir: PathBuf,
+    /// File stem: shard i goes to `<stem>-<i>.bin` and `<stem>-<i>.params.txtpb`.
+    #[arg(long, default_value = "url")]
+    pub stem: String,
+    /// Apple PIRProcessDatabase JSON config (rlweParameters, sharding, shardingFunction,
+    /// cuckooTableArguments, keyCompression, useMaxSerializedBucketSize); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Predefined encryption parameters.
+    #[arg(long)]
+    pub rlwe_parameters: Option<String>,
+    /// Number of shards.
+    #[arg(long, conflicts_with = "entry_count_per_shard")]
+    pub shard_count: Option<usize>,
+    /// Shards = max(rows / this, 1).
+    #[arg(long)]
+    pub entry_count_per_shard: Option<usize>,
+    /// Cuckoo hash functions (= PIR calls per query).
+    #[arg(long)]
+    pub hash_function_count: Option<usize>,
+    /// noCompression | hybridCompression | maxCompression.
+    #[arg(long)]
+    pub key_compression: Option<String>,
+    /// Value stored for every key (Apple's NEURLFilter placeholder is "1").
+    #[arg(long, default_value = "1")]
+    pub value: String,
+    /// Seed for cuckoo evictions (reproducible output).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+fn parse_compression(s: &str) -> anyhow::Result<KeyCompression> {
+    Ok(match s {
+        "noCompression" => KeyCompression::NoCompression,
+        "hybridCompression" => KeyCompression::HybridCompression,
+        "maxCompression" => KeyCompression::MaxCompression,
+        _ => bail!("unknown key compression {s}"),
+    })
+}
+
+/// Applies Apple's JSON config keys to `cfg`; returns rlweParameters if given.
+fn apply_json(v: &Value, cfg: &mut KeywordPirConfig) -> anyhow::Result<Option<String>> {
+    let u = |x: &Value, what: &str| {
+        x.as_u64()
+            .map(|n| n as usize)
+            .with_context(|| format!("{what} must be a non-negative integer"))
+    };
+    if let Some(s) = v.get("sharding") {
+        if let Some(n) = s.get("shardCount") {
+            cfg.sharding = Sharding::ShardCount(u(n, "shardCount")?);
+        } else if let Some(n) = s.get("entryCountPerShard") {
+            cfg.sharding = Sharding::EntryCountPerShard(u(n, "entryCountPerShard")?);
+        }
+    }
+    if let Some(f) = v.get("shardingFunction") {
+        if let Some(k) = f.get("doubleMod") {
+            cfg.sharding_function = ShardingFunction::DoubleMod {
+                other_shard_count: u32::try_from(u(k, "doubleMod")?)?,
+            };
+        } else if f.get("sha256").is_some() {
+            cfg.sharding_function = ShardingFunction::Sha256;
+        }
+    }
+    if let Some(c) = v.get("cuckooTableArguments") {
+        if let Some(n) = c.get("hashFunctionCount") {
+            cfg.cuckoo.hash_function_count = u(n, "hashFunctionCount")?;
+        }
+        if let Some(n) = c.get("maxEvictionCount") {
+            cfg.cuckoo.max_eviction_count = u(n, "maxEvictionCount")?;
+        }
+        if let Some(n) = c.get("maxSerializedBucketSize") {
+            cfg.cuckoo.max_serialized_bucket_size = u(n, "maxSerializedBucketSize")?;
+        }
+        if let Some(n) = c.get("slotCount") {
+            cfg.cuckoo.slot_count = u(n, "slotCount")?;
+        }
+        if let Some(b) = c.get("bucketCount") {
+            if let Some(a) = b.get("allowExpansion") {
+                cfg.cuckoo.bucket_count = BucketCount::AllowExpansion {
+                    expansion_factor: a
+                        .get("expansionFactor")
+                        .and_then(Value::as_f64)
+                        .unwrap_or(1.1),
+                    target_load_factor: a
+                        .get("targetLoadFactor")
+                        .and_then(Value::as_f64)
+                        .unwrap_or(0.9),
+                };
+            } else if let Some(f) = b.get("fixedSize") {
+                let n = f.get("bucketCount").unwrap_or(f);
+                cfg.cuckoo.bucket_count = BucketCount::FixedSize {
+                    bucket_count: u(n, "fixedSize.bucketCount")?,
+                };
+            }
+        }
+    }
+    if let Some(k) = v.get("keyCompression").and_then(Value::as_str) {
+        cfg.key_compression = parse_compression(k)?;
+    }
+    if let Some(b) = v.get("useMaxSerializedBucketSize").and_then(Value::as_bool) {
+        cfg.use_max_serialized_bucket_size = b;
+    }
+    if let Some(a) = v.get("algorithm").and_then(Value::as_str)
+        && a != "mulPir"
+    {
+        bail!("only algorithm mulPir is supported");
+    }
+    if v.get("symmetricPirArguments").is_some() {
+        bail!("symmetric PIR is not supported");
+    }
+    Ok(v.get("rlweParameters")
+        .and_then(Value::as_str)
+        .map(str::to_string))
+}
+
+/// Writes `bytes` to `path` atomically (temporary file in the same directory, then rename).
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().context("output path has no file name")?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
 
 /// Runs `sift build`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`sift build` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // Keys.
+    let mut importer = sift_urlkeys::Importer::new();
+    for p in &args.inputs {
+        importer
+            .import_path(p)
+            .with_context(|| format!("reading {}", p.display()))?;
+    }
+    let (keys, report) = importer.finish();
+    eprintln!("imported {} distinct keys ({report:?})", keys.len());
+    if keys.is_empty() {
+        bail!("no keys in the inputs");
+    }
+    let value = args.value.as_bytes().to_vec();
+
+    // Configuration: defaults ← JSON ← flags.
+    let json: Option<Value> = args
+        .config
+        .as_ref()
+        .map(|p| -> anyhow::Result<Value> {
+            Ok(serde_json::from_slice(
+                &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+            )?)
+        })
+        .transpose()?;
+    let json_params = json
+        .as_ref()
+        .and_then(|v| v.get("rlweParameters"))
+        .and_then(Value::as_str);
+    let name = args
+        .rlwe_parameters
+        .clone()
+        .or(json_params.map(str::to_string))
+        .unwrap_or_else(|| DEFAULT_PARAMETERS.to_string());
+    let params = EncryptionParameters::predefined(&name)?;
+    let ctx = Context::new(params.clone())?;
+    let mut cfg = KeywordPirConfig::default_for(&params, value.len());
+    if let Some(v) = &json {
+        apply_json(v, &mut cfg)?;
+    }
+    if let Some(n) = args.shard_count {
+        cfg.sharding = Sharding::ShardCount(n);
+    }
+    if let Some(n) = args.entry_count_per_shard {
+        cfg.sharding = Sharding::EntryCountPerShard(n);
+    }
+    if let Some(n) = args.hash_function_count {
+        cfg.cuckoo.hash_function_count = n;
+    }
+    if let Some(k) = &args.key_compression {
+        cfg.key_compression = parse_compression(k)?;
+    }
+
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = keys
+        .into_iter()
+        .map(|k| (k.into_boxed_bytes().into_vec(), value.clone()))
+        .collect();
+    let shards = server::shard_rows(rows, &cfg)?;
+    let bar = ProgressBar::new(shards.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} shards ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message("processing");
+    std::fs::create_dir_all(&args.output_dir)?;
+    let configs: Vec<EvaluationKeyConfig> = shards
+        .par_iter()
+        .enumerate()
+        .map(|(i, rows)| -> anyhow::Result<EvaluationKeyConfig> {
+            let shard = server::process_shard(&ctx, rows, &cfg, args.seed.wrapping_add(i as u64))
+                .with_context(|| format!("shard {i}"))?;
+            let stem = &args.stem;
+            write_atomic(
+                &args.output_dir.join(format!("{stem}-{i}.bin")),
+                &shard.database.serialize(&ctx),
+            )?;
+            let text = sift_proto::to_text(&wire::pir_parameters_to_proto(&shard.params))?;
+            write_atomic(
+                &args.output_dir.join(format!("{stem}-{i}.params.txtpb")),
+                text.as_bytes(),
+            )?;
+            bar.inc(1);
+            Ok(shard.params.index.evaluation_key_config)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    bar.finish_with_message("done");
+    let union = EvaluationKeyConfig::union(&configs);
+    let text = sift_proto::to_text(&wire::evaluation_key_config_to_proto(&union, &params))?;
+    write_atomic(
+        &args
+            .output_dir
+            .join(format!("{}-evaluation-key-config.txtpb", args.stem)),
+        text.as_bytes(),
+    )?;
+    eprintln!(
+        "wrote {} shard(s) with {name} to {}",
+        shards.len(),
+        args.output_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
