@@ -2,6 +2,7 @@
 //! OHTTP. Used by `sift check`, `sift doctor`, `sift demo` and by end-to-end tests.
 
 pub mod onboarding;
+pub mod pirconfig;
 pub mod transport;
 
 pub use transport::{HttpResponse, Transport};

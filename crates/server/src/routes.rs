@@ -1,0 +1,420 @@
+//! HTTP routes of Apple's PIR service (pir-service-example `PIRServiceController`,
+//! `ReportController`): raw protobuf bodies in and out, errors as JSON.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderMap, StatusCode, header};
+use prost::Message;
+use sift_proto::{api, service};
+use tower_http::compression::CompressionLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::error::ApiError;
+use crate::keystore::stored_timestamp;
+use crate::state::{AppState, downgrade_for_old_clients};
+
+/// The service's router: PIR routes, `/report`, `/metrics` and `/healthz`.
+pub fn router(state: Arc<AppState>) -> Router {
+    let limits = &state.config.limits;
+    let config_route = Router::new()
+        .route("/config", post(config))
+        .layer(CompressionLayer::new().gzip(true));
+    Router::new()
+        .merge(config_route)
+        .route("/key", post(key))
+        .route("/queries", post(queries))
+        .route("/report", post(report))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(limits.request_timeout_secs),
+        ))
+        .with_state(state)
+}
+
+async fn record_metrics(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req.uri().path().to_owned();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let route = match route.as_str() {
+        "/config" | "/key" | "/queries" | "/report" | "/metrics" | "/healthz" => route,
+        _ => "other".to_owned(),
+    };
+    state
+        .metrics
+        .record(&route, "-", resp.status().as_u16(), start.elapsed());
+    resp
+}
+
+/// The caller's identity headers, required on PIR routes as Apple's service does.
+struct Caller {
+    user: String,
+    user_agent: String,
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty())
+}
+
+fn pir_caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    state.auth.authorize(header_str(headers, "authorization"))?;
+    let user = header_str(headers, "user-identifier")
+        .ok_or_else(|| ApiError::bad_request("missing User-Identifier header"))?;
+    let user_agent = header_str(headers, "user-agent")
+        .ok_or_else(|| ApiError::bad_request("missing User-Agent header"))?;
+    if user.len() > 256 {
+        return Err(ApiError::bad_request("User-Identifier is too long"));
+    }
+    Ok(Caller {
+        user: user.to_owned(),
+        user_agent: user_agent.to_owned(),
+    })
+}
+
+fn decode<M: Message + Default>(body: &[u8], what: &str) -> Result<M, ApiError> {
+    M::decode(body).map_err(|e| ApiError::bad_request(format!("invalid {what} protobuf: {e}")))
+}
+
+fn protobuf(msg: &impl Message) -> Response {
+    (StatusCode::OK, msg.encode_to_vec()).into_response()
+}
+
+/// Whether the User-Agent is older than iOS 18.2 / macOS 15.2 (no repeated shard configs).
+pub fn is_old_platform(user_agent: &str) -> bool {
+    fn version_after(ua: &str, marker: &str) -> Option<(u32, u32)> {
+        let rest = &ua[ua.find(marker)? + marker.len()..];
+        let mut parts = rest
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty());
+        Some((
+            parts.next()?.parse().ok()?,
+            parts.next().and_then(|m| m.parse().ok()).unwrap_or(0),
+        ))
+    }
+    if let Some(v) = version_after(user_agent, "iOS/") {
+        return v < (18, 2);
+    }
+    if let Some(v) = version_after(user_agent, "OS X ") {
+        return v < (15, 2);
+    }
+    false
+}
+
+async fn config(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = pir_caller(&state, &headers)?;
+    let req: api::ConfigRequest = decode(&body, "ConfigRequest")?;
+    if !req.existing_config_ids.is_empty() && req.existing_config_ids.len() != req.usecases.len() {
+        return Err(ApiError::bad_request(
+            "existing_config_ids must be empty or match usecases in length",
+        ));
+    }
+    let usecases = state.usecases();
+    let names: Vec<String> = if req.usecases.is_empty() {
+        usecases.keys().cloned().collect()
+    } else {
+        req.usecases.clone()
+    };
+    let old_platform = is_old_platform(&caller.user_agent);
+    let mut resp = api::ConfigResponse::default();
+    for (i, name) in names.iter().enumerate() {
+        let uc = usecases.get(name).ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("unknown use case {name}"))
+        })?;
+        let v = uc.current();
+        let reuse = req
+            .existing_config_ids
+            .get(i)
+            .is_some_and(|id| *id == v.config_id);
+        let cfg = if reuse {
+            api::Config {
+                config: None,
+                config_id: v.config_id.clone(),
+                reuse_existing_config: true,
+            }
+        } else {
+            let pir = if old_platform {
+                downgrade_for_old_clients(&v.pir_config)
+                    .map_err(|m| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m))?
+            } else {
+                v.pir_config.clone()
+            };
+            api::Config {
+                config: Some(api::config::Config::PirConfig(pir)),
+                config_id: v.config_id.clone(),
+                reuse_existing_config: false,
+            }
+        };
+        resp.configs.insert(name.clone(), cfg);
+        resp.key_info.push(api::KeyStatus {
+            timestamp: stored_timestamp(state.keys.as_ref(), &caller.user, &v.key_config_id),
+            key_config: Some(v.key_config.clone()),
+        });
+    }
+    Ok(protobuf(&resp))
+}
+
+async fn key(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = pir_caller(&state, &headers)?;
+    let keys: api::EvaluationKeys = decode(&body, "EvaluationKeys")?;
+    if keys
+        .keys
+        .iter()
+        .any(|k| k.metadata.is_none() || k.evaluation_key.is_none())
+    {
+        return Err(ApiError::bad_request(
+            "every key needs metadata and evaluation_key",
+        ));
+    }
+    for k in &keys.keys {
+        state.keys.put(&caller.user, k).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("storing key: {e}"),
+            )
+        })?;
+    }
+    let mut cache = state.key_cache.lock().unwrap_or_else(|p| p.into_inner());
+    cache.retain(|(user, _, _), _| *user != caller.user);
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn queries(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = pir_caller(&state, &headers)?;
+    let reqs: api::Requests = decode(&body, "Requests")?;
+    let st = state.clone();
+    let start = Instant::now();
+    let label = reqs
+        .requests
+        .first()
+        .map(|r| r.usecase.clone())
+        .unwrap_or_default();
+    let result = tokio::task::spawn_blocking(move || answer_all(&st, &caller, &reqs))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("evaluation failed: {e}"),
+            )
+        })?;
+    let status = result
+        .as_ref()
+        .map(|_| 200)
+        .unwrap_or_else(|e| e.status.as_u16());
+    state
+        .metrics
+        .record("/queries:evaluate", &label, status, start.elapsed());
+    Ok(protobuf(&result?))
+}
+
+fn answer_all(
+    state: &AppState,
+    caller: &Caller,
+    reqs: &api::Requests,
+) -> Result<api::Responses, ApiError> {
+    let usecases = state.usecases();
+    let mut out = api::Responses::default();
+    for r in &reqs.requests {
+        let uc = usecases
+            .get(&r.usecase)
+            .ok_or_else(|| ApiError::bad_request(format!("unknown use case {}", r.usecase)))?;
+        let pir = match &r.request {
+            Some(api::request::Request::PirRequest(p)) => p,
+            Some(api::request::Request::OprfRequest(_)) => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "symmetric PIR is not enabled",
+                ));
+            }
+            None => return Err(ApiError::bad_request("request without pir_request")),
+        };
+        if pir.shard_id.as_deref().is_some_and(|s| !s.is_empty()) {
+            return Err(ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "routing by shard_id is not supported",
+            ));
+        }
+        let version = uc.by_config_id(&pir.configuration_hash).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::GONE,
+                "configuration version is retired: fetch /config again",
+            )
+        })?;
+        let shards = version.server.shards().len();
+        if pir.shard_index as usize >= shards {
+            return Err(ApiError::bad_request(format!(
+                "shard_index {} out of range ({shards} shards)",
+                pir.shard_index
+            )));
+        }
+        let key = evaluation_key(state, caller, pir, version)?;
+        let resp = version
+            .server
+            .answer_with_key(pir, &key)
+            .map_err(|e| ApiError::bad_request(format!("cannot evaluate query: {e}")))?;
+        out.responses.push(api::Response {
+            response: Some(api::response::Response::PirResponse(resp)),
+        });
+    }
+    Ok(out)
+}
+
+fn evaluation_key(
+    state: &AppState,
+    caller: &Caller,
+    pir: &api::PirRequest,
+    version: &crate::state::Version,
+) -> Result<Arc<sift_he::EvaluationKey>, ApiError> {
+    let ctx = version.server.context();
+    let parse = |k: &api::EvaluationKey| -> Result<sift_he::EvaluationKey, ApiError> {
+        let ser = k
+            .evaluation_key
+            .as_ref()
+            .ok_or_else(|| ApiError::bad_request("evaluation key is empty"))?;
+        let ser = sift_pir::wire::evaluation_key_from_proto(ser)
+            .map_err(|e| ApiError::bad_request(format!("invalid evaluation key: {e}")))?;
+        sift_he::EvaluationKey::deserialize(ctx, &ser).map_err(|e| {
+            ApiError::bad_request(format!(
+                "evaluation key does not fit this configuration: {e}"
+            ))
+        })
+    };
+    if let Some(inline) = &pir.evaluation_key {
+        return Ok(Arc::new(parse(inline)?));
+    }
+    let id = pir
+        .evaluation_key_metadata
+        .as_ref()
+        .map(|m| m.identifier.clone())
+        .ok_or_else(|| ApiError::bad_request("Evaluation key not found"))?;
+    let cache_key = (caller.user.clone(), id.clone(), version.config_id.clone());
+    if let Some(k) = state
+        .key_cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&cache_key)
+    {
+        return Ok(k.clone());
+    }
+    let stored = state
+        .keys
+        .get(&caller.user, &id)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("key store: {e}")))?
+        .ok_or_else(|| ApiError::bad_request("Evaluation key not found"))?;
+    let key = Arc::new(parse(&stored)?);
+    let mut cache = state.key_cache.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= state.config.limits.key_cache_entries {
+        if let Some(victim) = cache.keys().next().cloned() {
+            cache.remove(&victim);
+        }
+    }
+    cache.insert(cache_key, key.clone());
+    Ok(key)
+}
+
+async fn report(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    state
+        .auth
+        .authorize(header_str(&headers, "authorization"))?;
+    let dir = state.config.report_dir.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "reports are not enabled on this server",
+        )
+    })?;
+    let is_json = header_str(&headers, header::CONTENT_TYPE.as_str())
+        .is_some_and(|c| c.starts_with("application/json"));
+    let urls: Vec<String> = if is_json {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON report: {e}")))?
+    } else {
+        decode::<service::UrlFilterReport>(&body, "URLFilterReport")?.urls
+    };
+    if urls.len() > state.config.limits.max_report_urls || urls.iter().any(|u| u.len() > 8192) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "report has too many or too long URLs",
+        ));
+    }
+    let line = serde_json::json!({
+        "received_at": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "user_agent": header_str(&headers, "user-agent").unwrap_or(""),
+        "urls": urls,
+    });
+    tokio::task::spawn_blocking(move || append_line(&dir, &line.to_string()))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("storing report: {e}"),
+            )
+        })?;
+    Ok(StatusCode::OK.into_response())
+}
+
+fn append_line(dir: &std::path::Path, line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("reports.jsonl"))?;
+    // One write call per line keeps concurrent appends from interleaving.
+    f.write_all(format!("{line}\n").as_bytes())
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(state.keys.len()),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_old_platform;
+
+    #[test]
+    fn platform_gate_follows_apples_versions() {
+        assert!(is_old_platform("com.apple.ciphermld/1.0 iOS/18.0 (22A1)"));
+        assert!(is_old_platform("x iOS/17.5.1"));
+        assert!(!is_old_platform("com.apple.ciphermld/1.0 iOS/18.2"));
+        assert!(!is_old_platform("x iOS/26.0"));
+        assert!(is_old_platform("Mozilla (Macintosh; OS X 15.1)"));
+        assert!(!is_old_platform("Mozilla (Macintosh; OS X 15.2)"));
+        assert!(!is_old_platform("curl/8"));
+    }
+}

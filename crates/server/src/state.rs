@@ -1,0 +1,307 @@
+//! The service's shared state: use cases with their live dataset versions, the key store, the
+//! token authority and metrics. Reload swaps in a new version atomically (in-flight queries keep
+//! the `Arc` of the version they started with) and keeps the last `versions_kept` versions, so
+//! devices holding an older config id keep getting answers until it is retired (then 410).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use prost::Message;
+use sha2::{Digest, Sha256};
+use sift_pir::server::KeywordPirServer;
+use sift_proto::{api, he, pir as pp};
+
+use crate::auth::TokenAuthority;
+use crate::config::{ServerConfig, UseCaseConfig};
+use crate::keystore::{FileKeyStore, KeyStore};
+use crate::metrics::Metrics;
+
+/// One loaded dataset version of a use case.
+pub struct Version {
+    /// `Config.config_id` = SHA-256 of the serialized `PIRConfig`.
+    pub config_id: Vec<u8>,
+    /// What `/config` returns.
+    pub pir_config: api::PirConfig,
+    /// The evaluation-key configuration (union over shards, Galois elements sorted).
+    pub key_config: he::EvaluationKeyConfig,
+    /// SHA-256 of the serialized key configuration: the identifier devices store keys under.
+    pub key_config_id: Vec<u8>,
+    /// The PIR evaluator.
+    pub server: Arc<KeywordPirServer>,
+    /// Modification signature of the dataset files (to notice changes).
+    signature: String,
+}
+
+/// A use case and its versions, newest last.
+pub struct UseCase {
+    /// Static configuration.
+    pub config: UseCaseConfig,
+    /// Live versions, oldest first; the last one is current.
+    pub versions: Vec<Arc<Version>>,
+}
+
+impl UseCase {
+    /// The version currently served to new clients.
+    pub fn current(&self) -> &Arc<Version> {
+        self.versions
+            .last()
+            .expect("a use case always has a version")
+    }
+
+    /// The kept version whose config id is `id`.
+    pub fn by_config_id(&self, id: &[u8]) -> Option<&Arc<Version>> {
+        self.versions.iter().rev().find(|v| v.config_id == id)
+    }
+}
+
+/// Deserialized evaluation keys, bounded; keyed by (user, key id, config id).
+type KeyCache = Mutex<HashMap<(String, Vec<u8>, Vec<u8>), Arc<sift_he::EvaluationKey>>>;
+
+/// Everything the handlers share.
+pub struct AppState {
+    /// The configuration the server started with.
+    pub config: ServerConfig,
+    usecases: ArcSwap<BTreeMap<String, Arc<UseCase>>>,
+    /// Evaluation-key storage.
+    pub keys: Arc<dyn KeyStore>,
+    /// Privacy Pass (or test) token checks.
+    pub auth: Arc<dyn TokenAuthority>,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// Deserialized keys in memory.
+    pub key_cache: KeyCache,
+    reload_lock: Mutex<()>,
+}
+
+impl AppState {
+    /// Loads every use case's dataset and opens the key store.
+    pub fn load(config: ServerConfig, auth: Arc<dyn TokenAuthority>) -> anyhow::Result<Self> {
+        let mut map = BTreeMap::new();
+        for uc in &config.usecases {
+            let v = load_version(uc).with_context(|| format!("use case {}", uc.name))?;
+            tracing::info!(usecase = %uc.name, config_id = %hex::encode(&v.config_id), "loaded dataset");
+            map.insert(
+                uc.name.clone(),
+                Arc::new(UseCase {
+                    config: uc.clone(),
+                    versions: vec![Arc::new(v)],
+                }),
+            );
+        }
+        let keys = FileKeyStore::open(
+            &config.state_dir.join("keys"),
+            config.limits.max_keys_per_user,
+            config.limits.max_users,
+        )
+        .context("opening the key store")?;
+        Ok(Self {
+            config,
+            usecases: ArcSwap::from_pointee(map),
+            keys: Arc::new(keys),
+            auth,
+            metrics: Metrics::default(),
+            key_cache: Mutex::new(HashMap::new()),
+            reload_lock: Mutex::new(()),
+        })
+    }
+
+    /// A snapshot of the use cases (cheap; stays valid during a reload).
+    pub fn usecases(&self) -> Arc<BTreeMap<String, Arc<UseCase>>> {
+        self.usecases.load_full()
+    }
+
+    /// Reloads datasets whose files changed; returns the names of use cases that got a new
+    /// version. A dataset that fails to load leaves the old versions serving (and is reported).
+    pub fn reload(&self) -> Vec<String> {
+        let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.usecases.load_full();
+        let mut next = (*old).clone();
+        let mut changed = Vec::new();
+        for (name, uc) in old.iter() {
+            match dataset_signature(&uc.config) {
+                Ok(sig) if sig == uc.current().signature => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(usecase = %name, "dataset unreadable, keeping current version: {e:#}");
+                    continue;
+                }
+            }
+            match load_version(&uc.config) {
+                Ok(v) if v.config_id == uc.current().config_id => {
+                    // Same shape (config id covers parameters, not data): queries built for
+                    // the current config are valid against the new data, so replace in place.
+                    let mut versions = uc.versions.clone();
+                    *versions.last_mut().expect("non-empty") = Arc::new(v);
+                    tracing::info!(usecase = %name, "dataset updated in place (same configuration)");
+                    next.insert(
+                        name.clone(),
+                        Arc::new(UseCase {
+                            config: uc.config.clone(),
+                            versions,
+                        }),
+                    );
+                    changed.push(name.clone());
+                }
+                Ok(v) => {
+                    let mut versions = uc.versions.clone();
+                    versions.push(Arc::new(v));
+                    let keep = uc.config.versions_kept.max(1);
+                    if versions.len() > keep {
+                        versions.drain(..versions.len() - keep);
+                    }
+                    tracing::info!(usecase = %name, versions = versions.len(), "new dataset version");
+                    next.insert(
+                        name.clone(),
+                        Arc::new(UseCase {
+                            config: uc.config.clone(),
+                            versions,
+                        }),
+                    );
+                    changed.push(name.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(usecase = %name, "reload failed, keeping current version: {e:#}")
+                }
+            }
+        }
+        if !changed.is_empty() {
+            self.usecases.store(Arc::new(next));
+        }
+        changed
+    }
+}
+
+fn shard_files(uc: &UseCaseConfig) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut files = Vec::new();
+    for i in 0.. {
+        let txt = uc.dataset_dir.join(format!("{}-{i}.params.txtpb", uc.stem));
+        let bin = uc.dataset_dir.join(format!("{}-{i}.params.binpb", uc.stem));
+        let params = if txt.exists() {
+            txt
+        } else if bin.exists() {
+            bin
+        } else {
+            break;
+        };
+        files.push(params);
+        files.push(uc.dataset_dir.join(format!("{}-{i}.bin", uc.stem)));
+    }
+    anyhow::ensure!(
+        !files.is_empty(),
+        "no {}-0.params.txtpb in {}",
+        uc.stem,
+        uc.dataset_dir.display()
+    );
+    Ok(files)
+}
+
+fn dataset_signature(uc: &UseCaseConfig) -> anyhow::Result<String> {
+    let mut sig = String::new();
+    for f in shard_files(uc)? {
+        let m = std::fs::metadata(&f).with_context(|| f.display().to_string())?;
+        let t = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        sig.push_str(&format!("{}:{}:{t};", f.display(), m.len()));
+    }
+    Ok(sig)
+}
+
+fn load_version(uc: &UseCaseConfig) -> anyhow::Result<Version> {
+    let signature = dataset_signature(uc)?;
+    let server = KeywordPirServer::load(Path::new(&uc.dataset_dir), &uc.stem)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (pir_config, key_config) = pir_config(&server)?;
+    let key_config_id = Sha256::digest(key_config.encode_to_vec()).to_vec();
+    let config_id = Sha256::digest(pir_config.encode_to_vec()).to_vec();
+    Ok(Version {
+        config_id,
+        pir_config,
+        key_config,
+        key_config_id,
+        server: Arc::new(server),
+        signature,
+    })
+}
+
+/// Builds Apple's `PIRConfig` and the key configuration for a loaded dataset
+/// (pir-service-example `PirUsecase`): one shard config per shard, or a repeated shard config
+/// when there are several identical shards.
+pub fn pir_config(
+    server: &KeywordPirServer,
+) -> anyhow::Result<(api::PirConfig, he::EvaluationKeyConfig)> {
+    let shards = server.shards();
+    let first = shards
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("dataset has no shards"))?;
+    let key_config = sift_pir::params::EvaluationKeyConfig::union(
+        shards.iter().map(|s| &s.params.index.evaluation_key_config),
+    );
+    let key_config =
+        sift_pir::wire::evaluation_key_config_to_proto(&key_config, &server.context().params);
+    let shard_config = |p: &pp::PirParameters| api::PirShardConfig {
+        num_entries: p.num_entries,
+        entry_size: p.entry_size,
+        dimensions: p.dimensions.clone(),
+        shard_id: Some(String::new()),
+        compress_vectorized_pir_response: None,
+        vectorized_pir_internal_batching_size: None,
+    };
+    let configs: Vec<api::PirShardConfig> = shards.iter().map(|s| shard_config(&s.proto)).collect();
+    let all_equal = configs.len() > 1 && configs.iter().all(|c| *c == configs[0]);
+    let mut cfg = api::PirConfig {
+        encryption_parameters: first.proto.encryption_parameters.clone(),
+        shard_configs: configs.clone(),
+        keyword_pir_params: first.proto.keyword_pir_params.clone(),
+        algorithm: pp::PirAlgorithm::MulPir as i32,
+        batch_size: first.proto.batch_size,
+        evaluation_key_config_hash: Sha256::digest(key_config.encode_to_vec()).to_vec(),
+        pir_shard_configs: None,
+        encoding_entry_size: None,
+    };
+    if all_equal {
+        cfg.shard_configs.clear();
+        cfg.pir_shard_configs = Some(api::PirShardConfigs {
+            shard_configs: Some(api::pir_shard_configs::ShardConfigs::RepeatedShardConfig(
+                api::PirFixedShardConfig {
+                    shard_config: Some(configs[0].clone()),
+                    shard_count: u32::try_from(configs.len())?,
+                },
+            )),
+        });
+    }
+    Ok((cfg, key_config))
+}
+
+/// Expands a repeated shard config back into one entry per shard, for clients older than
+/// iOS 18.2 / macOS 15.2 (pir-service-example `PirConfig+compatible`). Such clients only know
+/// SHA-256 sharding; `Err` carries the reason otherwise.
+pub fn downgrade_for_old_clients(cfg: &api::PirConfig) -> Result<api::PirConfig, String> {
+    let mut out = cfg.clone();
+    if let Some(api::PirShardConfigs {
+        shard_configs: Some(api::pir_shard_configs::ShardConfigs::RepeatedShardConfig(r)),
+    }) = out.pir_shard_configs.take()
+    {
+        let one = r.shard_config.unwrap_or_default();
+        out.shard_configs = vec![one; r.shard_count as usize];
+    }
+    let sharding = out
+        .keyword_pir_params
+        .as_ref()
+        .and_then(|k| k.sharding_function.as_ref())
+        .and_then(|s| s.function.as_ref());
+    if matches!(
+        sharding,
+        Some(pp::pir_sharding_function::Function::DoubleMod(_))
+    ) {
+        return Err("this client supports only SHA-256 sharding".into());
+    }
+    Ok(out)
+}

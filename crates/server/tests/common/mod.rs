@@ -1,0 +1,197 @@
+//! Test fixtures: a small processed dataset on disk, a running server, and a device-like client.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use prost::Message;
+use sift_he::Context;
+use sift_pir::server::{KeywordPirConfig, process_keyword_database};
+use sift_proto::api;
+
+pub const USECASE: &str = "com.example.app.url.filtering";
+pub const PARAMS: &str = "n_4096_logq_27_28_28_logt_5";
+
+/// Writes `rows` as a processed dataset (`url-<i>.bin` + `url-<i>.params.txtpb`) into `dir`.
+pub fn write_dataset<K: AsRef<str>, V: AsRef<str>>(
+    dir: &Path,
+    rows: &[(K, V)],
+    shards: usize,
+    seed: u64,
+) {
+    std::fs::create_dir_all(dir).unwrap();
+    let ctx = Context::predefined(PARAMS).unwrap();
+    let max_value = rows.iter().map(|r| r.1.as_ref().len()).max().unwrap_or(1);
+    let mut cfg = KeywordPirConfig::default_for(&ctx.params, max_value);
+    cfg.sharding = sift_pir::server::Sharding::ShardCount(shards);
+    let rows = rows
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_ref().as_bytes().to_vec(),
+                v.as_ref().as_bytes().to_vec(),
+            )
+        })
+        .collect();
+    let processed = process_keyword_database(&ctx, rows, &cfg, seed).unwrap();
+    for (i, s) in processed.iter().enumerate() {
+        let proto = sift_pir::wire::pir_parameters_to_proto(&s.params);
+        let tmp = dir.join(format!("url-{i}.bin.tmp"));
+        std::fs::write(&tmp, s.database.serialize(&ctx)).unwrap();
+        std::fs::rename(&tmp, dir.join(format!("url-{i}.bin"))).unwrap();
+        let tmp = dir.join(format!("url-{i}.params.tmp"));
+        std::fs::write(&tmp, sift_proto::to_text(&proto).unwrap()).unwrap();
+        std::fs::rename(&tmp, dir.join(format!("url-{i}.params.txtpb"))).unwrap();
+    }
+}
+
+pub fn config(data: &Path, state: &Path, versions_kept: usize) -> sift_server::ServerConfig {
+    let text = format!(
+        r#"
+        listen = "127.0.0.1:0"
+        dev_plain_http = true
+        require_tokens = false
+        state_dir = "{}"
+        report_dir = "{}"
+        [[usecases]]
+        name = "{USECASE}"
+        dataset_dir = "{}"
+        versions_kept = {versions_kept}
+        "#,
+        state.display(),
+        state.join("reports").display(),
+        data.display()
+    );
+    let cfg: sift_server::ServerConfig = toml::from_str(&text).unwrap();
+    cfg.validate().unwrap();
+    cfg
+}
+
+pub async fn start(cfg: sift_server::ServerConfig) -> sift_server::RunningServer {
+    sift_server::spawn(cfg, Arc::new(sift_server::auth::AllowAll))
+        .await
+        .unwrap()
+}
+
+/// A device-like client speaking raw protobuf over HTTP.
+pub struct Device {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub user: String,
+    pub pir: Option<sift_pir::client::KeywordPirClient>,
+    pub config_id: Vec<u8>,
+    pub key_id: Vec<u8>,
+}
+
+impl Device {
+    pub fn new(addr: std::net::SocketAddr, user: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: format!("http://{addr}"),
+            user: user.into(),
+            pir: None,
+            config_id: vec![],
+            key_id: vec![],
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("User-Identifier", &self.user)
+            .header("User-Agent", "com.apple.ciphermld/1.0 iOS/26.0")
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e:?}"));
+        (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+    }
+
+    /// `/config`, then builds the PIR client and uploads the key when the server lacks it.
+    pub async fn setup(&mut self) -> api::ConfigResponse {
+        let req = api::ConfigRequest {
+            usecases: vec![USECASE.into()],
+            existing_config_ids: vec![],
+        };
+        let (status, body) = self.post("/config", req.encode_to_vec()).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let resp = api::ConfigResponse::decode(body.as_slice()).unwrap();
+        let cfg = &resp.configs[USECASE];
+        let Some(api::config::Config::PirConfig(pir)) = &cfg.config else {
+            panic!("no PIR config")
+        };
+        let key_config = resp.key_info[0].key_config.clone().unwrap();
+        self.config_id = cfg.config_id.clone();
+        self.key_id = sha2_digest(&key_config.encode_to_vec());
+        let shards = sift_client::pirconfig::shard_parameters(pir, &key_config).unwrap();
+        let (client, key) = {
+            let mut rng = rand::thread_rng();
+            let client = sift_pir::client::KeywordPirClient::new(&shards, &mut rng).unwrap();
+            let key = api::EvaluationKey {
+                metadata: Some(api::EvaluationKeyMetadata {
+                    timestamp: 1_700_000_000,
+                    identifier: self.key_id.clone(),
+                }),
+                evaluation_key: Some(client.evaluation_key(&mut rng).unwrap()),
+            };
+            (client, key)
+        };
+        let (status, body) = self
+            .post(
+                "/key",
+                api::EvaluationKeys { keys: vec![key] }.encode_to_vec(),
+            )
+            .await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        self.pir = Some(client);
+        resp
+    }
+
+    pub fn request(&self, keyword: &str) -> api::Requests {
+        let mut rng = rand::thread_rng();
+        let mut q = self
+            .pir
+            .as_ref()
+            .unwrap()
+            .query(keyword.as_bytes(), &mut rng)
+            .unwrap();
+        q.configuration_hash = self.config_id.clone();
+        q.evaluation_key_metadata = Some(api::EvaluationKeyMetadata {
+            timestamp: 1_700_000_000,
+            identifier: self.key_id.clone(),
+        });
+        api::Requests {
+            requests: vec![api::Request {
+                usecase: USECASE.into(),
+                request: Some(api::request::Request::PirRequest(q)),
+            }],
+        }
+    }
+
+    /// Looks `keyword` up: `Ok(value or None)` on 200, `Err(status)` otherwise.
+    pub async fn lookup(&self, keyword: &str) -> Result<Option<Vec<u8>>, u16> {
+        let (status, body) = self
+            .post("/queries", self.request(keyword).encode_to_vec())
+            .await;
+        if status != 200 {
+            return Err(status);
+        }
+        let resp = api::Responses::decode(body.as_slice()).unwrap();
+        let Some(api::response::Response::PirResponse(r)) = &resp.responses[0].response else {
+            panic!("no PIR response")
+        };
+        Ok(self
+            .pir
+            .as_ref()
+            .unwrap()
+            .decode(keyword.as_bytes(), r)
+            .unwrap())
+    }
+}
+
+pub fn sha2_digest(b: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).to_vec()
+}

@@ -1,0 +1,130 @@
+//! The real server on loopback, driven by a device-like client through Apple's protobuf API.
+
+mod common;
+
+use common::*;
+use prost::Message;
+use sift_proto::api;
+
+const ROWS: &[(&str, &str)] = &[
+    ("example.com", "1"),
+    ("ads.example.net", "1"),
+    ("www.apple.com/url-filter-test", "1"),
+    ("tracker.example.org/pixel", "1"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_key_query_flow_answers_present_and_absent() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_dataset(&tmp.path().join("data"), ROWS, 1, 7);
+    let server = start(config(
+        &tmp.path().join("data"),
+        &tmp.path().join("state"),
+        2,
+    ))
+    .await;
+    let mut dev = Device::new(server.addr, "user-1");
+    let resp = dev.setup().await;
+    assert_eq!(resp.key_info[0].timestamp, 0, "no key stored before upload");
+
+    for (k, v) in ROWS {
+        assert_eq!(
+            dev.lookup(k).await.unwrap().as_deref(),
+            Some(v.as_bytes()),
+            "{k}"
+        );
+    }
+    assert_eq!(dev.lookup("not-blocked.example").await.unwrap(), None);
+
+    // Config again with the known id: reuse, and the key is now known to the server.
+    let req = api::ConfigRequest {
+        usecases: vec![USECASE.into()],
+        existing_config_ids: vec![dev.config_id.clone()],
+    };
+    let (status, body) = dev.post("/config", req.encode_to_vec()).await;
+    assert_eq!(status, 200);
+    let resp = api::ConfigResponse::decode(body.as_slice()).unwrap();
+    assert!(resp.configs[USECASE].reuse_existing_config);
+    assert!(resp.configs[USECASE].config.is_none());
+    assert_eq!(resp.key_info[0].timestamp, 1_700_000_000);
+
+    // Inline evaluation key (field 6) works for a user with no stored key.
+    let mut other = Device::new(server.addr, "user-2");
+    other.pir = None;
+    let mut req = dev.request("example.com");
+    let Some(api::request::Request::PirRequest(p)) = req.requests[0].request.as_mut() else {
+        unreachable!()
+    };
+    let key = dev
+        .pir
+        .as_ref()
+        .unwrap()
+        .evaluation_key(&mut rand::thread_rng())
+        .unwrap();
+    p.evaluation_key = Some(api::EvaluationKey {
+        metadata: p.evaluation_key_metadata.clone(),
+        evaluation_key: Some(key),
+    });
+    let (status, _) = other.post("/queries", req.encode_to_vec()).await;
+    assert_eq!(status, 200);
+
+    // Metrics show the traffic.
+    let m = reqwest::get(format!("http://{}/metrics", server.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("route=\"/queries\",status=\"200\""), "{m}");
+    assert!(m.contains("sift_stored_evaluation_keys 1"), "{m}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_survive_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_dataset(&tmp.path().join("data"), ROWS, 1, 7);
+    let cfg = config(&tmp.path().join("data"), &tmp.path().join("state"), 2);
+    let server = start(cfg.clone()).await;
+    let mut dev = Device::new(server.addr, "user-1");
+    dev.setup().await;
+    server.stop().await;
+    let server = start(cfg).await;
+    dev.base = format!("http://{}", server.addr);
+    assert_eq!(
+        dev.lookup("example.com").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_dataset_uses_repeated_shard_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("site{i}.example"), "1".to_string()))
+        .collect();
+    let refs: Vec<(&str, &str)> = rows.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    write_dataset(&tmp.path().join("data"), &refs, 2, 3);
+    let server = start(config(
+        &tmp.path().join("data"),
+        &tmp.path().join("state"),
+        2,
+    ))
+    .await;
+    let mut dev = Device::new(server.addr, "u");
+    let resp = dev.setup().await;
+    let Some(api::config::Config::PirConfig(pir)) = &resp.configs[USECASE].config else {
+        panic!()
+    };
+    // The shards differ in size unless the data happens to split evenly; either form must work.
+    assert!(pir.pir_shard_configs.is_some() || pir.shard_configs.len() == 2);
+    for (k, _) in refs.iter().take(6) {
+        assert_eq!(
+            dev.lookup(k).await.unwrap().as_deref(),
+            Some(&b"1"[..]),
+            "{k}"
+        );
+    }
+    server.stop().await;
+}
