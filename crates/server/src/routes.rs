@@ -330,10 +330,10 @@ fn evaluation_key(
         .ok_or_else(|| ApiError::bad_request("Evaluation key not found"))?;
     let key = Arc::new(parse(&stored)?);
     let mut cache = state.key_cache.lock().unwrap_or_else(|p| p.into_inner());
-    if cache.len() >= state.config.limits.key_cache_entries {
-        if let Some(victim) = cache.keys().next().cloned() {
-            cache.remove(&victim);
-        }
+    if cache.len() >= state.config.limits.key_cache_entries
+        && let Some(victim) = cache.keys().next().cloned()
+    {
+        cache.remove(&victim);
     }
     cache.insert(cache_key, key.clone());
     Ok(key)
