@@ -67,8 +67,10 @@ impl CuckooConfig {
             expansion_factor,
             target_load_factor,
         } = self.bucket_count
-            && (!(expansion_factor > 1.0 && expansion_factor.is_finite())
-                || !(target_load_factor > 0.0 && target_load_factor <= 1.0))
+            && !(expansion_factor > 1.0
+                && expansion_factor.is_finite()
+                && target_load_factor > 0.0
+                && target_load_factor <= 1.0)
         {
             return bad("expansion factor must be > 1 and load factor in (0, 1]");
         }

@@ -321,7 +321,7 @@ impl ProcessedDatabase {
         &self,
         tables: usize,
     ) -> Result<Vec<&[Option<sift_he::EvalPlaintext>]>, PirError> {
-        if tables == 0 || self.plaintexts.len() % tables != 0 {
+        if tables == 0 || !self.plaintexts.len().is_multiple_of(tables) {
             return Err(PirError::Corrupted(format!(
                 "{} plaintexts do not split into {tables} tables",
                 self.plaintexts.len()

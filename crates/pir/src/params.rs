@@ -61,7 +61,7 @@ pub fn evaluation_key_config(
     };
     let mut elems: Vec<usize> = (smallest..=largest).map(|l| (1usize << l) + 1).collect();
     if compression == KeyCompression::HybridCompression {
-        let extra = largest.max((log_n + largest + 1) / 2);
+        let extra = largest.max((log_n + largest).div_ceil(2));
         let e = (1usize << extra) + 1;
         if !elems.contains(&e) {
             elems.push(e);

@@ -17,6 +17,9 @@ use crate::keyword::ShardingFunction;
 use crate::params::{IndexPirParameter, KeyCompression};
 use crate::wire::{self, ShardParameters};
 
+/// Keyword database rows: (keyword, value).
+pub type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// How many shards (Apple's `Sharding`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sharding {
@@ -102,7 +105,7 @@ pub struct ProcessedShard {
 pub fn shard_rows(
     rows: Vec<(Vec<u8>, Vec<u8>)>,
     config: &KeywordPirConfig,
-) -> Result<Vec<Vec<(Vec<u8>, Vec<u8>)>>, PirError> {
+) -> Result<Vec<Rows>, PirError> {
     let count = config.sharding.shard_count(rows.len())?;
     let mut shards = vec![Vec::new(); count];
     for (k, v) in rows {
