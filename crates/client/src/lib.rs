@@ -1,6 +1,7 @@
 //! A client that does what the device does: sub-URLs, prefilter, Privacy Pass token, PIR through
 //! OHTTP. Used by `sift check`, `sift doctor`, `sift demo` and by end-to-end tests.
 
+pub mod device;
 pub mod onboarding;
 pub mod pirconfig;
 pub mod transport;

@@ -1,12 +1,130 @@
-//! `sift demo` (not implemented yet).
+//! `sift demo`: the whole pipeline on an embedded blocklist, in one process, on loopback.
+//! Builds the PIR dataset and the prefilter, starts the service, and checks URLs the way a
+//! device does, printing each step's verdict.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use sift_client::device::{DeviceClient, ServiceConfig, check_url};
+
+/// The embedded default blocklist.
+const BLOCKLIST: &str = include_str!("../../data/demo-blocklist.txt");
+
+/// URLs checked when none are given: blocked ones and allowed ones.
+const DEFAULT_URLS: &[&str] = &[
+    "https://www.apple.com/url-filter-test",
+    "https://malware.example/download.exe",
+    "https://cdn.badsite.example/a/b?x=1",
+    "http://ads.example.com/banner",
+    "https://phishing.example.net/login?next=/",
+    "https://www.example.com/",
+    "https://www.wikipedia.org/wiki/Bloom_filter",
+];
+
+const USECASE: &str = "com.example.sift.demo.url.filtering";
 
 /// Arguments of `sift demo`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// URLs to check (default: a built-in mix of blocked and allowed URLs).
+    pub urls: Vec<String>,
+    /// Keep the built dataset and prefilter in this directory (default: a temporary one).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
 
 /// Runs `sift demo`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`sift demo` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let tmp = tempfile::tempdir().context("creating a temporary directory")?;
+    let dir = args.dir.clone().unwrap_or_else(|| tmp.path().to_owned());
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let list = dir.join("blocklist.txt");
+    std::fs::write(&list, BLOCKLIST)?;
+
+    eprintln!("== 1/4 building the PIR dataset from the embedded blocklist");
+    let dataset = dir.join("dataset");
+    super::build::run(super::build::Args {
+        inputs: vec![list.clone()],
+        output_dir: dataset.clone(),
+        stem: "url".into(),
+        config: None,
+        rlwe_parameters: None,
+        shard_count: None,
+        entry_count_per_shard: None,
+        hash_function_count: None,
+        key_compression: None,
+        value: "1".into(),
+        seed: 0,
+    })?;
+
+    eprintln!("== 2/4 building the Bloom prefilter for the same keys");
+    let (prefilter, _, key_count) =
+        super::prefilter::build_from_lists(&[list], 0.001, None, false)?;
+    eprintln!("   {key_count} keys, {} bytes", prefilter.data().len());
+
+    eprintln!("== 3/4 starting the PIR service on loopback");
+    let rt = tokio::runtime::Runtime::new()?;
+    let urls: Vec<String> = if args.urls.is_empty() {
+        DEFAULT_URLS.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.urls
+    };
+    let all_ok = rt.block_on(async {
+        let cfg: sift_server::ServerConfig = toml::from_str(&format!(
+            "listen = \"127.0.0.1:0\"\ndev_plain_http = true\nrequire_tokens = false\nstate_dir = {:?}\n\
+             [[usecases]]\nname = {USECASE:?}\ndataset_dir = {:?}\n",
+            dir.join("state").display().to_string(),
+            dataset.display().to_string(),
+        ))?;
+        cfg.validate()?;
+        let server = sift_server::spawn(cfg, Arc::new(sift_server::auth::AllowAll)).await?;
+        eprintln!("   listening on http://{}", server.addr);
+
+        eprintln!("== 4/4 checking URLs as a device does (sub-URLs → prefilter → PIR)");
+        let transport = sift_client::Transport::new(None, sift_client::device::REQUEST_TIMEOUT)?;
+        let mut device =
+            DeviceClient::new(transport, ServiceConfig::new(&format!("http://{}", server.addr), USECASE));
+        device.setup().await?;
+        eprintln!("   evaluation key uploaded ({} bytes)", device.key_bytes);
+        for url in &urls {
+            let v = check_url(&mut device, &prefilter, url).await?;
+            let hits = v.suburls.iter().filter(|s| s.prefilter_hit).count();
+            let pir: Vec<String> = v
+                .suburls
+                .iter()
+                .filter_map(|s| {
+                    s.pir.as_ref().map(|c| {
+                        format!(
+                            "{} → {} ({:.0} ms, {} B query, {} B response)",
+                            s.key,
+                            if s.pir_blocked == Some(true) { "in dataset" } else { "not in dataset" },
+                            c.millis,
+                            c.query_bytes,
+                            c.response_bytes
+                        )
+                    })
+                })
+                .collect();
+            println!(
+                "{:8} {url}  ({} sub-URLs, {hits} prefilter hits)",
+                if v.blocked { "BLOCKED" } else { "allowed" },
+                v.suburls.len()
+            );
+            for p in pir {
+                println!("         PIR {p}");
+            }
+        }
+        server.stop().await;
+        anyhow::Ok(true)
+    })?;
+    if args.dir.is_some() {
+        eprintln!("dataset and prefilter kept in {}", dir.display());
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

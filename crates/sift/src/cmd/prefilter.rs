@@ -99,8 +99,15 @@ fn random_seed() -> u32 {
     (v ^ (v >> 32)) as u32
 }
 
-fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
-    let tty = std::io::stderr().is_terminal();
+/// Imports `lists` and builds the prefilter for their keys: the filter, the import report and
+/// the key count. Progress bars appear when `progress` is set and stderr is a terminal.
+pub fn build_from_lists(
+    lists: &[std::path::PathBuf],
+    fp_rate: f64,
+    seed: Option<u32>,
+    progress: bool,
+) -> anyhow::Result<(sift_bloom::BloomFilter, sift_urlkeys::ImportReport, usize)> {
+    let tty = progress && std::io::stderr().is_terminal();
     let bar = |len: u64, msg: &str| {
         if !tty {
             return ProgressBar::hidden();
@@ -115,8 +122,8 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         pb
     };
     let mut importer = Importer::new();
-    let pb = bar(a.lists.len() as u64, "import");
-    for path in &a.lists {
+    let pb = bar(lists.len() as u64, "import");
+    for path in lists {
         importer
             .import_path(path)
             .with_context(|| format!("reading {}", path.display()))?;
@@ -132,11 +139,11 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
             report.skipped
         );
     }
-    let sizing = sift_bloom::sizing(keys.len() as u64, a.fp_rate)?;
+    let sizing = sift_bloom::sizing(keys.len() as u64, fp_rate)?;
     let params = Params {
         bit_count: sizing.bit_count,
         hash_count: sizing.hash_count,
-        murmur_seed: a.seed.unwrap_or_else(random_seed),
+        murmur_seed: seed.unwrap_or_else(random_seed),
     };
     let mut builder = Builder::new(params)?;
     let pb = bar(keys.len() as u64, "hash");
@@ -151,8 +158,12 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         pb.inc(chunk.len() as u64);
     }
     pb.finish_and_clear();
-    let filter = builder.finish();
-    let meta = Metadata::for_filter(&filter, keys.len() as u64, a.fp_rate);
+    Ok((builder.finish(), report, keys.len()))
+}
+
+fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
+    let (filter, report, key_count) = build_from_lists(&a.lists, a.fp_rate, a.seed, true)?;
+    let meta = Metadata::for_filter(&filter, key_count as u64, a.fp_rate);
     let fmt = match a.format {
         Format::Json => OutputFormat::Json,
         Format::Plist => OutputFormat::Plist,
@@ -162,12 +173,7 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
 
     eprintln!(
         "read {} file(s), {} lines: {} keys ({} duplicates merged), {} comments/blank, {} skipped",
-        report.files,
-        report.lines,
-        keys.len(),
-        report.duplicates,
-        report.comments,
-        report.skipped
+        report.files, report.lines, key_count, report.duplicates, report.comments, report.skipped
     );
     for i in report.issues.iter().take(a.show_issues) {
         eprintln!("  skipped {i}");

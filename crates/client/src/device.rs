@@ -1,0 +1,270 @@
+//! The device's lookup path: sub-URLs of a request URL, the Bloom prefilter, and for prefilter
+//! hits a keyword-PIR query (`/config`, `/key` once, `/queries`) to the PIR service.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use prost::Message;
+use sha2::{Digest, Sha256};
+use sift_bloom::BloomFilter;
+use sift_pir::client::KeywordPirClient;
+use sift_proto::api;
+
+use crate::transport::Transport;
+
+/// How to reach and identify to the PIR service.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// Base URL of the PIR service, e.g. `https://pir.example.com`.
+    pub base_url: String,
+    /// Use-case name, e.g. `com.example.app.url.filtering`.
+    pub usecase: String,
+    /// `User-Agent` to send (Apple's service gates config formats on the platform version).
+    pub user_agent: String,
+    /// Pseudonymous `User-Identifier` (random per client, as on a device).
+    pub user_identifier: String,
+    /// `Authorization` header value for PIR routes (a Privacy Pass token), if required.
+    pub authorization: Option<String>,
+}
+
+impl ServiceConfig {
+    /// A config with a random user identifier and an iOS 26 user agent.
+    pub fn new(base_url: &str, usecase: &str) -> Self {
+        Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            usecase: usecase.to_owned(),
+            user_agent: "sift-check/0.1 iOS/26.0".to_owned(),
+            user_identifier: hex::encode(rand::random::<[u8; 16]>()),
+            authorization: None,
+        }
+    }
+}
+
+/// State after `/config` (and `/key`): what the device keeps between lookups.
+struct Session {
+    pir: KeywordPirClient,
+    config_id: Vec<u8>,
+    key_id: Vec<u8>,
+}
+
+/// Bytes and time spent on one PIR lookup.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PirCost {
+    /// Request body size.
+    pub query_bytes: usize,
+    /// Response body size.
+    pub response_bytes: usize,
+    /// Wall time for the round trip, including client-side encryption and decryption.
+    pub millis: f64,
+}
+
+/// A device-like PIR client for one use case.
+pub struct DeviceClient {
+    transport: Transport,
+    service: ServiceConfig,
+    session: Option<Session>,
+    /// Size of the uploaded evaluation key (0 until uploaded).
+    pub key_bytes: usize,
+}
+
+impl DeviceClient {
+    /// A client that will talk to `service` over `transport`.
+    pub fn new(transport: Transport, service: ServiceConfig) -> Self {
+        Self {
+            transport,
+            service,
+            session: None,
+            key_bytes: 0,
+        }
+    }
+
+    async fn post(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Bytes> {
+        let mut headers = vec![
+            ("User-Identifier", self.service.user_identifier.clone()),
+            ("User-Agent", self.service.user_agent.clone()),
+        ];
+        if let Some(a) = &self.service.authorization {
+            headers.push(("Authorization", a.clone()));
+        }
+        let url = format!("{}{path}", self.service.base_url);
+        let resp = self
+            .transport
+            .send(http::Method::POST, &url, &headers, Bytes::from(body))
+            .await?;
+        if resp.status != 200 {
+            bail!("POST {path}: HTTP {}: {}", resp.status, resp.body_text());
+        }
+        Ok(resp.body)
+    }
+
+    /// Fetches the configuration and uploads a fresh evaluation key, as a device does on first
+    /// use (and whenever the server reports no key).
+    pub async fn setup(&mut self) -> anyhow::Result<()> {
+        let req = api::ConfigRequest {
+            usecases: vec![self.service.usecase.clone()],
+            existing_config_ids: vec![],
+        };
+        let body = self.post("/config", req.encode_to_vec()).await?;
+        let resp = api::ConfigResponse::decode(body.as_ref()).context("decoding ConfigResponse")?;
+        let cfg = resp
+            .configs
+            .get(&self.service.usecase)
+            .with_context(|| format!("server has no config for {}", self.service.usecase))?;
+        let Some(api::config::Config::PirConfig(pir)) = &cfg.config else {
+            bail!("config for {} is not a PIR config", self.service.usecase)
+        };
+        let key_config = resp
+            .key_info
+            .first()
+            .and_then(|k| k.key_config.clone())
+            .context("server sent no evaluation key config")?;
+        let key_id = Sha256::digest(key_config.encode_to_vec()).to_vec();
+        let shards = crate::pirconfig::shard_parameters(pir, &key_config)?;
+        let (pir, key) = {
+            let mut rng = rand::thread_rng();
+            let client =
+                KeywordPirClient::new(&shards, &mut rng).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let key = client
+                .evaluation_key(&mut rng)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            (client, key)
+        };
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let keys = api::EvaluationKeys {
+            keys: vec![api::EvaluationKey {
+                metadata: Some(api::EvaluationKeyMetadata {
+                    timestamp,
+                    identifier: key_id.clone(),
+                }),
+                evaluation_key: Some(key),
+            }],
+        };
+        let body = keys.encode_to_vec();
+        self.key_bytes = body.len();
+        self.post("/key", body).await?;
+        self.session = Some(Session {
+            pir,
+            config_id: cfg.config_id.clone(),
+            key_id,
+        });
+        Ok(())
+    }
+
+    /// Looks `keyword` up by PIR: its value (`Some(b"1")` means blocked) or `None`.
+    pub async fn lookup(&mut self, keyword: &str) -> anyhow::Result<(Option<Vec<u8>>, PirCost)> {
+        if self.session.is_none() {
+            self.setup().await?;
+        }
+        let start = Instant::now();
+        let s = self.session.as_ref().expect("set up above");
+        let mut q = {
+            let mut rng = rand::thread_rng();
+            s.pir
+                .query(keyword.as_bytes(), &mut rng)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+        };
+        q.configuration_hash = s.config_id.clone();
+        q.evaluation_key_metadata = Some(api::EvaluationKeyMetadata {
+            timestamp: 0,
+            identifier: s.key_id.clone(),
+        });
+        let req = api::Requests {
+            requests: vec![api::Request {
+                usecase: self.service.usecase.clone(),
+                request: Some(api::request::Request::PirRequest(q)),
+            }],
+        }
+        .encode_to_vec();
+        let query_bytes = req.len();
+        let body = self.post("/queries", req).await?;
+        let resp = api::Responses::decode(body.as_ref()).context("decoding Responses")?;
+        let Some(api::response::Response::PirResponse(r)) =
+            resp.responses.first().and_then(|r| r.response.as_ref())
+        else {
+            bail!("server sent no PIR response")
+        };
+        let s = self.session.as_ref().expect("set up above");
+        let value = s
+            .pir
+            .decode(keyword.as_bytes(), r)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cost = PirCost {
+            query_bytes,
+            response_bytes: body.len(),
+            millis: start.elapsed().as_secs_f64() * 1e3,
+        };
+        Ok((value, cost))
+    }
+}
+
+/// What the device concluded for one sub-URL.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SubUrlResult {
+    /// The sub-URL (lookup key).
+    pub key: String,
+    /// `true` when the prefilter says "maybe".
+    pub prefilter_hit: bool,
+    /// The PIR answer for prefilter hits: `Some(true)` blocked, `Some(false)` a false positive.
+    pub pir_blocked: Option<bool>,
+    /// PIR cost, for prefilter hits.
+    pub pir: Option<PirCost>,
+}
+
+/// The verdict for a URL.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct UrlVerdict {
+    /// The URL as given.
+    pub url: String,
+    /// `true` when any sub-URL is in the dataset.
+    pub blocked: bool,
+    /// Per sub-URL details.
+    pub suburls: Vec<SubUrlResult>,
+    /// Time spent on sub-URL expansion and prefilter tests.
+    pub prefilter_micros: f64,
+}
+
+/// Checks `url` as the device does: every sub-URL against the prefilter, PIR for the hits.
+pub async fn check_url(
+    client: &mut DeviceClient,
+    prefilter: &BloomFilter,
+    url: &str,
+) -> anyhow::Result<UrlVerdict> {
+    let start = Instant::now();
+    let keys = sift_urlkeys::suburls(url).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let hits: Vec<bool> = keys
+        .iter()
+        .map(|k| prefilter.contains(k.as_bytes()))
+        .collect();
+    let prefilter_micros = start.elapsed().as_secs_f64() * 1e6;
+    let mut suburls = Vec::with_capacity(keys.len());
+    let mut blocked = false;
+    for (key, hit) in keys.into_iter().zip(hits) {
+        let (pir_blocked, pir) = if hit {
+            let (value, cost) = client.lookup(&key).await?;
+            let b = value.as_deref() == Some(b"1");
+            blocked |= b;
+            (Some(b), Some(cost))
+        } else {
+            (None, None)
+        };
+        suburls.push(SubUrlResult {
+            key,
+            prefilter_hit: hit,
+            pir_blocked,
+            pir,
+        });
+    }
+    Ok(UrlVerdict {
+        url: url.to_owned(),
+        blocked,
+        suburls,
+        prefilter_micros,
+    })
+}
+
+/// Default timeout for one HTTP request of the client.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
