@@ -167,15 +167,17 @@ impl Token {
             return Err(Error::Malformed("authorization scheme"));
         }
         for p in rest.split(',') {
-            if let Some((k, v)) = p.trim().split_once('=') {
-                if k.trim().eq_ignore_ascii_case("token") {
-                    let v = v.trim().trim_matches('"');
-                    let bytes = URL_SAFE_NO_PAD
-                        .decode(v.trim_end_matches('='))
-                        .or_else(|_| URL_SAFE.decode(v))
-                        .map_err(|_| Error::Malformed("token base64"))?;
-                    return Self::parse(&bytes);
-                }
+            if let Some((_, v)) = p
+                .trim()
+                .split_once('=')
+                .filter(|(k, _)| k.trim().eq_ignore_ascii_case("token"))
+            {
+                let v = v.trim().trim_matches('"');
+                let bytes = URL_SAFE_NO_PAD
+                    .decode(v.trim_end_matches('='))
+                    .or_else(|_| URL_SAFE.decode(v))
+                    .map_err(|_| Error::Malformed("token base64"))?;
+                return Self::parse(&bytes);
             }
         }
         Err(Error::Malformed("authorization: no token param"))
@@ -344,12 +346,15 @@ pub fn issuer_directory_json(keys: &[&IssuerPublicKey]) -> String {
     )
 }
 
+/// (current generation, previous generation, start of current generation).
+type Generations = (HashSet<[u8; 32]>, HashSet<[u8; 32]>, Instant);
+
 /// Bounded replay cache: two generations of nonces rotated every `period` or when the current one
 /// reaches `capacity`. Memory stays ≤ 2·capacity nonces. Trade-off: a nonce is remembered for at least
 /// one period unless traffic exceeds `capacity` per period, in which case it may be forgotten earlier.
 #[derive(Debug)]
 pub struct ReplayCache {
-    inner: Mutex<(HashSet<[u8; 32]>, HashSet<[u8; 32]>, Instant)>,
+    inner: Mutex<Generations>,
     capacity: usize,
     period: Duration,
 }
