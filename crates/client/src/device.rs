@@ -24,8 +24,10 @@ pub struct ServiceConfig {
     pub user_agent: String,
     /// Pseudonymous `User-Identifier` (random per client, as on a device).
     pub user_identifier: String,
-    /// `Authorization` header value for PIR routes (a Privacy Pass token), if required.
+    /// A fixed `Authorization` header value for PIR routes, if any.
     pub authorization: Option<String>,
+    /// Fetch a fresh Privacy Pass token for every PIR request, as the device does.
+    pub tokens: Option<crate::tokens::TokenSource>,
 }
 
 impl ServiceConfig {
@@ -37,6 +39,7 @@ impl ServiceConfig {
             user_agent: "sift-check/0.1 iOS/26.0".to_owned(),
             user_identifier: hex::encode(rand::random::<[u8; 16]>()),
             authorization: None,
+            tokens: None,
         }
     }
 }
@@ -84,7 +87,9 @@ impl DeviceClient {
             ("User-Identifier", self.service.user_identifier.clone()),
             ("User-Agent", self.service.user_agent.clone()),
         ];
-        if let Some(a) = &self.service.authorization {
+        if let Some(src) = &self.service.tokens {
+            headers.push(("Authorization", src.fetch(&self.transport).await?));
+        } else if let Some(a) = &self.service.authorization {
             headers.push(("Authorization", a.clone()));
         }
         let url = format!("{}{path}", self.service.base_url);

@@ -4,6 +4,7 @@
 pub mod device;
 pub mod onboarding;
 pub mod pirconfig;
+pub mod tokens;
 pub mod transport;
 
 pub use transport::{HttpResponse, Transport};

@@ -26,6 +26,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     let config_route = Router::new()
         .route("/config", post(config))
         .layer(CompressionLayer::new().gzip(true));
+    let issuer_routes = match &state.issuers {
+        Some(i) => crate::issuer::routes(i.clone()),
+        None => Router::new(),
+    };
     Router::new()
         .merge(config_route)
         .route("/key", post(key))
@@ -43,6 +47,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             Duration::from_secs(limits.request_timeout_secs),
         ))
         .with_state(state)
+        .merge(issuer_routes)
 }
 
 async fn record_metrics(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {

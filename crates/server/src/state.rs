@@ -70,6 +70,8 @@ pub struct AppState {
     pub keys: Arc<dyn KeyStore>,
     /// Privacy Pass (or test) token checks.
     pub auth: Arc<dyn TokenAuthority>,
+    /// The Privacy Pass issuer, when the config lists users.
+    pub issuers: Option<Arc<crate::issuer::IssuerSet>>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
     /// Deserialized keys in memory.
@@ -78,8 +80,33 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Loads every use case's dataset and opens the key store.
-    pub fn load(config: ServerConfig, auth: Arc<dyn TokenAuthority>) -> anyhow::Result<Self> {
+    /// Loads every use case's dataset, the issuer keys and the key store. Without an explicit
+    /// `auth`, PIR routes require Privacy Pass tokens of our issuer when `require_tokens` is set
+    /// (the config must then list users) and accept everything otherwise.
+    pub fn load(
+        config: ServerConfig,
+        auth: Option<Arc<dyn TokenAuthority>>,
+    ) -> anyhow::Result<Self> {
+        let issuers = if config.users.is_empty() {
+            None
+        } else {
+            Some(Arc::new(crate::issuer::IssuerSet::load_or_create(
+                &config.state_dir.join("issuer"),
+                &config.users,
+            )?))
+        };
+        let auth: Arc<dyn TokenAuthority> = match (auth, &issuers) {
+            (Some(a), _) => a,
+            (None, Some(i)) if config.require_tokens => {
+                Arc::new(crate::issuer::PrivacyPassAuthority::new(i)?)
+            }
+            (None, None) if config.require_tokens => {
+                anyhow::bail!(
+                    "require_tokens is set but no [[users]] are configured to obtain tokens"
+                )
+            }
+            (None, _) => Arc::new(crate::auth::AllowAll),
+        };
         let mut map = BTreeMap::new();
         for uc in &config.usecases {
             let v = load_version(uc).with_context(|| format!("use case {}", uc.name))?;
@@ -103,6 +130,7 @@ impl AppState {
             usecases: ArcSwap::from_pointee(map),
             keys: Arc::new(keys),
             auth,
+            issuers,
             metrics: Metrics::default(),
             key_cache: Mutex::new(HashMap::new()),
             reload_lock: Mutex::new(()),

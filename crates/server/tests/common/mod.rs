@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::sync::Arc;
 
 use prost::Message;
 use sift_he::Context;
@@ -69,9 +68,7 @@ pub fn config(data: &Path, state: &Path, versions_kept: usize) -> sift_server::S
 }
 
 pub async fn start(cfg: sift_server::ServerConfig) -> sift_server::RunningServer {
-    sift_server::spawn(cfg, Arc::new(sift_server::auth::AllowAll))
-        .await
-        .unwrap()
+    sift_server::spawn(cfg, None).await.unwrap()
 }
 
 /// A device-like client speaking raw protobuf over HTTP.

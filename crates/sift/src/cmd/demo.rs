@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use sift_client::device::{DeviceClient, ServiceConfig, check_url};
+use sift_client::tokens::TokenSource;
 
 /// The embedded default blocklist.
 const BLOCKLIST: &str = include_str!("../../data/demo-blocklist.txt");
@@ -24,6 +24,7 @@ const DEFAULT_URLS: &[&str] = &[
 ];
 
 const USECASE: &str = "com.example.sift.demo.url.filtering";
+const DEMO_USER_TOKEN: &str = "demo-user-token";
 
 /// Arguments of `sift demo`.
 #[derive(clap::Args)]
@@ -73,19 +74,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let all_ok = rt.block_on(async {
         let cfg: sift_server::ServerConfig = toml::from_str(&format!(
-            "listen = \"127.0.0.1:0\"\ndev_plain_http = true\nrequire_tokens = false\nstate_dir = {:?}\n\
+            "listen = \"127.0.0.1:0\"\ndev_plain_http = true\nstate_dir = {:?}\n\
+             [[users]]\ntier = \"tier1\"\ntokens = [{DEMO_USER_TOKEN:?}]\n\
              [[usecases]]\nname = {USECASE:?}\ndataset_dir = {:?}\n",
             dir.join("state").display().to_string(),
             dataset.display().to_string(),
         ))?;
         cfg.validate()?;
-        let server = sift_server::spawn(cfg, Arc::new(sift_server::auth::AllowAll)).await?;
+        let server = sift_server::spawn(cfg, None).await?;
         eprintln!("   listening on http://{}", server.addr);
 
-        eprintln!("== 4/4 checking URLs as a device does (sub-URLs → prefilter → PIR)");
+        eprintln!("== 4/4 checking URLs as a device does (sub-URLs → prefilter → Privacy Pass token → PIR)");
         let transport = sift_client::Transport::new(None, sift_client::device::REQUEST_TIMEOUT)?;
-        let mut device =
-            DeviceClient::new(transport, ServiceConfig::new(&format!("http://{}", server.addr), USECASE));
+        let base = format!("http://{}", server.addr);
+        let mut service = ServiceConfig::new(&base, USECASE);
+        // Every PIR request carries a fresh Privacy Pass token from the in-process issuer.
+        service.tokens = Some(TokenSource { issuer_url: base.clone(), user_token: DEMO_USER_TOKEN.into() });
+        let mut device = DeviceClient::new(transport, service);
         device.setup().await?;
         eprintln!("   evaluation key uploaded ({} bytes)", device.key_bytes);
         for url in &urls {

@@ -1,0 +1,219 @@
+//! The Privacy Pass issuer (RFC 9578 token type 2) as Apple's example service runs it: one RSA
+//! key per user tier, user tokens (`Authorization: Bearer …`) mapped to tiers, and token checks
+//! on PIR routes. Keys persist under `state_dir/issuer/<tier>.pem` so tokens stay valid across
+//! restarts.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderMap, StatusCode, header};
+use sift_privacypass::{Issuer, ReplayCache, TokenRequest, Verifier};
+use subtle::ConstantTimeEq;
+
+use crate::auth::{TokenAuthority, unauthorized};
+use crate::config::UserTier;
+use crate::error::ApiError;
+
+/// The tiers' issuer keys and the user tokens that may fetch tokens from them.
+pub struct IssuerSet {
+    tiers: Vec<(String, Issuer)>,
+    users: Vec<(Vec<u8>, usize)>,
+}
+
+impl IssuerSet {
+    /// Loads each tier's key from `dir/<tier>.pem`, generating (and saving, atomically, mode
+    /// 0600) the ones that are missing.
+    pub fn load_or_create(dir: &Path, tiers: &[UserTier]) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut out = IssuerSet {
+            tiers: Vec::new(),
+            users: Vec::new(),
+        };
+        for (i, t) in tiers.iter().enumerate() {
+            anyhow::ensure!(
+                !t.tier.is_empty()
+                    && t.tier
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                "tier name {:?} must be letters, digits, '-' or '_'",
+                t.tier
+            );
+            let path = dir.join(format!("{}.pem", t.tier));
+            let issuer = if path.exists() {
+                let pem = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                Issuer::from_pkcs8_pem(&pem)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            } else {
+                let issuer = generate_distinct(&out.tiers)?;
+                let pem = issuer.to_pkcs8_pem().map_err(|e| anyhow::anyhow!("{e}"))?;
+                write_secret(&path, pem.as_bytes())?;
+                tracing::info!(tier = %t.tier, "generated a new issuer key");
+                issuer
+            };
+            out.tiers.push((t.tier.clone(), issuer));
+            for tok in &t.tokens {
+                anyhow::ensure!(!tok.is_empty(), "tier {} has an empty user token", t.tier);
+                out.users.push((tok.as_bytes().to_vec(), i));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The tier index for a Bearer user token; compares against every token in constant time.
+    pub fn tier_for(&self, bearer: &str) -> Option<usize> {
+        let mut found = None;
+        for (tok, tier) in &self.users {
+            if bool::from(tok.as_slice().ct_eq(bearer.as_bytes())) {
+                found = Some(*tier);
+            }
+        }
+        found
+    }
+
+    /// A verifier for tokens of every tier, with a bounded replay cache.
+    pub fn verifier(&self) -> anyhow::Result<Verifier> {
+        let keys = self
+            .tiers
+            .iter()
+            .map(|(_, i)| i.public_key().clone())
+            .collect();
+        Verifier::new(keys, ReplayCache::new(1 << 20, Duration::from_secs(3600)))
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// Generates a key whose truncated key id differs from the existing tiers' (the verifier picks
+/// the key by that byte).
+fn generate_distinct(existing: &[(String, Issuer)]) -> anyhow::Result<Issuer> {
+    for _ in 0..16 {
+        let k = Issuer::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let id = k.public_key().truncated_key_id();
+        if existing
+            .iter()
+            .all(|(_, e)| e.public_key().truncated_key_id() != id)
+        {
+            return Ok(k);
+        }
+    }
+    anyhow::bail!("could not generate an issuer key with a distinct key id")
+}
+
+fn write_secret(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("pem.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Checks `Authorization: PrivateToken token=…` on PIR routes.
+pub struct PrivacyPassAuthority {
+    verifier: Verifier,
+}
+
+impl PrivacyPassAuthority {
+    /// An authority accepting tokens of `issuers`' keys.
+    pub fn new(issuers: &IssuerSet) -> anyhow::Result<Self> {
+        Ok(Self {
+            verifier: issuers.verifier()?,
+        })
+    }
+}
+
+impl TokenAuthority for PrivacyPassAuthority {
+    fn authorize(&self, authorization: Option<&str>) -> Result<(), ApiError> {
+        let h = authorization.ok_or_else(|| unauthorized("missing Authorization: PrivateToken"))?;
+        self.verifier
+            .verify_header(h)
+            .map(|_| ())
+            .map_err(|e| unauthorized(&format!("invalid token: {e}")))
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+fn user_tier(issuers: &IssuerSet, headers: &HeaderMap) -> Result<usize, ApiError> {
+    bearer(headers)
+        .and_then(|b| issuers.tier_for(b))
+        .ok_or_else(|| unauthorized("missing or unknown Bearer user token"))
+}
+
+/// Issuer routes: the directory, the user's token key, and token issuance.
+pub fn routes(issuers: Arc<IssuerSet>) -> Router {
+    Router::new()
+        .route(
+            "/.well-known/private-token-issuer-directory",
+            get(directory),
+        )
+        .route("/token-key-for-user-token", get(token_key))
+        .route("/issue", post(issue))
+        .with_state(issuers)
+}
+
+async fn directory(State(issuers): State<Arc<IssuerSet>>) -> Response {
+    let keys: Vec<_> = issuers.tiers.iter().map(|(_, i)| i.public_key()).collect();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/private-token-issuer-directory",
+        )],
+        sift_privacypass::issuer_directory_json(&keys),
+    )
+        .into_response()
+}
+
+async fn token_key(
+    State(issuers): State<Arc<IssuerSet>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tier = user_tier(&issuers, &headers)?;
+    Ok(issuers.tiers[tier]
+        .1
+        .public_key()
+        .spki_der()
+        .to_vec()
+        .into_response())
+}
+
+async fn issue(
+    State(issuers): State<Arc<IssuerSet>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let tier = user_tier(&issuers, &headers)?;
+    let req = TokenRequest::parse(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid token request: {e}")))?;
+    let issuers2 = issuers.clone();
+    let resp = tokio::task::spawn_blocking(move || issuers2.tiers[tier].1.issue(&req))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError::bad_request(format!("cannot issue: {e}")))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/private-token-response")],
+        resp.to_bytes(),
+    )
+        .into_response())
+}

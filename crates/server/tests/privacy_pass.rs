@@ -1,0 +1,127 @@
+//! PIR routes behind Privacy Pass: tokens from our issuer (fetched with a Bearer user token) are
+//! accepted once; missing, replayed or foreign tokens get 401.
+
+mod common;
+
+use common::*;
+use sift_client::device::{DeviceClient, ServiceConfig};
+use sift_client::tokens::TokenSource;
+
+fn config_with_tokens(
+    data: &std::path::Path,
+    state: &std::path::Path,
+) -> sift_server::ServerConfig {
+    let text = format!(
+        r#"
+        listen = "127.0.0.1:0"
+        dev_plain_http = true
+        state_dir = "{}"
+        [[users]]
+        tier = "tier1"
+        tokens = ["user-token-1"]
+        [[usecases]]
+        name = "{USECASE}"
+        dataset_dir = "{}"
+        "#,
+        state.display(),
+        data.display()
+    );
+    toml::from_str(&text).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_gate_pir_routes() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_dataset(&tmp.path().join("data"), &[("example.com", "1")], 1, 1);
+    let cfg = config_with_tokens(&tmp.path().join("data"), &tmp.path().join("state"));
+    assert!(cfg.require_tokens, "tokens are required by default");
+    let server = sift_server::spawn(cfg.clone(), None).await.unwrap();
+    let base = format!("http://{}", server.addr);
+    let transport = sift_client::Transport::new(None, std::time::Duration::from_secs(30)).unwrap();
+
+    // The device path with real tokens works.
+    let mut svc = ServiceConfig::new(&base, USECASE);
+    svc.tokens = Some(TokenSource {
+        issuer_url: base.clone(),
+        user_token: "user-token-1".into(),
+    });
+    let mut device = DeviceClient::new(transport.clone(), svc);
+    let (value, _) = device.lookup("example.com").await.unwrap();
+    assert_eq!(value.as_deref(), Some(&b"1"[..]));
+    let (value, _) = device.lookup("allowed.example").await.unwrap();
+    assert_eq!(value, None);
+
+    // No token, a replayed token, a garbage token: 401.
+    let dev = Device::new(server.addr, "u");
+    assert_eq!(dev.post("/config", vec![]).await.0, 401);
+    let src = TokenSource {
+        issuer_url: base.clone(),
+        user_token: "user-token-1".into(),
+    };
+    let token = src.fetch(&transport).await.unwrap();
+    let post = |auth: String| {
+        let http = reqwest::Client::new();
+        let url = format!("{base}/config");
+        async move {
+            http.post(url)
+                .header("Authorization", auth)
+                .header("User-Identifier", "u")
+                .header("User-Agent", "x iOS/26.0")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(post(token.clone()).await, 200);
+    assert_eq!(post(token).await, 401, "replayed token");
+    assert_eq!(post("PrivateToken token=AAAA".into()).await, 401);
+
+    // Unknown user token cannot get tokens.
+    let bad = TokenSource {
+        issuer_url: base.clone(),
+        user_token: "nope".into(),
+    };
+    assert!(
+        bad.fetch(&transport)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("401")
+    );
+
+    // The directory lists the tier key.
+    let dir = reqwest::get(format!("{base}/.well-known/private-token-issuer-directory"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(dir.contains("\"token-type\":2"), "{dir}");
+    server.stop().await;
+
+    // The issuer key persists: a token fetched before a restart still verifies after it.
+    let token = {
+        let server = sift_server::spawn(cfg.clone(), None).await.unwrap();
+        let src = TokenSource {
+            issuer_url: format!("http://{}", server.addr),
+            user_token: "user-token-1".into(),
+        };
+        let t = src.fetch(&transport).await.unwrap();
+        server.stop().await;
+        t
+    };
+    let server = sift_server::spawn(cfg, None).await.unwrap();
+    let status = reqwest::Client::new()
+        .post(format!("http://{}/config", server.addr))
+        .header("Authorization", token)
+        .header("User-Identifier", "u")
+        .header("User-Agent", "x iOS/26.0")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    server.stop().await;
+}
