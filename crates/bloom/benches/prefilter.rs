@@ -7,14 +7,27 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 fn url(i: u64) -> String {
-    format!("host{}.example{}.com/path/{}/item?id={}", i % 100_003, i % 97, i % 1013, i)
+    format!(
+        "host{}.example{}.com/path/{}/item?id={}",
+        i % 100_003,
+        i % 97,
+        i % 1013,
+        i
+    )
 }
 
 /// Builds a filter of `n` generated URLs; returns it and the time spent inside the builder.
 fn build(n: u64, threads: usize) -> (BloomFilter, Duration) {
     let z = sizing(n, 0.001).unwrap();
-    let p = Params { bit_count: z.bit_count, hash_count: z.hash_count, murmur_seed: 0x9747_b28c };
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let p = Params {
+        bit_count: z.bit_count,
+        hash_count: z.hash_count,
+        murmur_seed: 0x9747_b28c,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
     let mut b = Builder::new(p).unwrap();
     let mut spent = Duration::ZERO;
     let batch = 1u64 << 18;
@@ -62,7 +75,10 @@ fn main() {
     let urls = [
         ("short", "https://www.example.com/"),
         ("typical", "https://www.example.com/news/article?id=42"),
-        ("apple-doc", "https://www.sub1.example.com/a/b/c?id=123#fragment"),
+        (
+            "apple-doc",
+            "https://www.sub1.example.com/a/b/c?id=123#fragment",
+        ),
     ];
     for &n in &[1_000_000u64, 10_000_000] {
         let mut filter = None;
