@@ -1,0 +1,87 @@
+//! The `sift` binary end to end: the README's main command and the prefilter known answer.
+
+use std::process::Command;
+
+fn sift() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sift"))
+}
+
+#[test]
+fn demo_blocks_listed_urls_and_allows_others() {
+    let out = sift()
+        .args([
+            "demo",
+            "https://www.apple.com/url-filter-test",
+            "https://cdn.badsite.example/x",
+            "https://www.example.com/",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("BLOCKED  https://www.apple.com/url-filter-test"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("BLOCKED  https://cdn.badsite.example/x"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("allowed  https://www.example.com/"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn prefilter_build_reproduces_apples_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("sample.txt");
+    let mut items = vec!["example.com".to_string()];
+    items.extend((2..=9).map(|i| format!("example{i}.com")));
+    items.push("example10.com/resource?query=bugs".into());
+    std::fs::write(&list, items.join("\n")).unwrap();
+    let out_dir = dir.path().join("out");
+    let out = sift()
+        .args(["prefilter", "build"])
+        .arg(&list)
+        .arg("-o")
+        .arg(&out_dir)
+        .args(["--seed", "1267652889", "--format", "plist"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plist = std::fs::read_to_string(out_dir.join("prefilter.plist")).unwrap();
+    assert!(plist.contains("JGguOvZzlBEHYkUWJC5vw/eH"), "{plist}");
+}
+
+#[test]
+fn bad_input_gives_an_error_not_a_panic() {
+    let out = sift()
+        .args([
+            "prefilter",
+            "build",
+            "/nonexistent/list.txt",
+            "-o",
+            "/tmp/sift-never",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let out = sift()
+        .args(["suburls", "not a url at all"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
