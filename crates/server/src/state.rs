@@ -158,43 +158,37 @@ impl AppState {
                     continue;
                 }
             }
-            match load_version(&uc.config) {
-                Ok(v) if v.config_id == uc.current().config_id => {
-                    // Same shape (config id covers parameters, not data): queries built for
-                    // the current config are valid against the new data, so replace in place.
-                    let mut versions = uc.versions.clone();
-                    *versions.last_mut().expect("non-empty") = Arc::new(v);
-                    tracing::info!(usecase = %name, "dataset updated in place (same configuration)");
-                    next.insert(
-                        name.clone(),
-                        Arc::new(UseCase {
-                            config: uc.config.clone(),
-                            versions,
-                        }),
-                    );
-                    changed.push(name.clone());
-                }
-                Ok(v) => {
-                    let mut versions = uc.versions.clone();
-                    versions.push(Arc::new(v));
-                    let keep = uc.config.versions_kept.max(1);
-                    if versions.len() > keep {
-                        versions.drain(..versions.len() - keep);
-                    }
-                    tracing::info!(usecase = %name, versions = versions.len(), "new dataset version");
-                    next.insert(
-                        name.clone(),
-                        Arc::new(UseCase {
-                            config: uc.config.clone(),
-                            versions,
-                        }),
-                    );
-                    changed.push(name.clone());
-                }
+            let v = match load_version(&uc.config) {
+                Ok(v) => Arc::new(v),
                 Err(e) => {
-                    tracing::warn!(usecase = %name, "reload failed, keeping current version: {e:#}")
+                    tracing::warn!(usecase = %name, "reload failed, keeping current version: {e:#}");
+                    continue;
                 }
+            };
+            let mut versions = uc.versions.clone();
+            if v.config_id == uc.current().config_id {
+                // Same shape (config id covers parameters, not data): queries built for the
+                // current config are valid against the new data, so replace it in place.
+                *versions
+                    .last_mut()
+                    .expect("a use case always has a version") = v;
+                tracing::info!(usecase = %name, "dataset updated in place (same configuration)");
+            } else {
+                versions.push(v);
+                let keep = uc.config.versions_kept.max(1);
+                if versions.len() > keep {
+                    versions.drain(..versions.len() - keep);
+                }
+                tracing::info!(usecase = %name, versions = versions.len(), "new dataset version");
             }
+            next.insert(
+                name.clone(),
+                Arc::new(UseCase {
+                    config: uc.config.clone(),
+                    versions,
+                }),
+            );
+            changed.push(name.clone());
         }
         if !changed.is_empty() {
             self.usecases.store(Arc::new(next));
