@@ -85,3 +85,55 @@ fn bad_input_gives_an_error_not_a_panic() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+#[test]
+fn doctor_flags_onboarding_rule_violations() {
+    let good = sift()
+        .args([
+            "doctor",
+            "--service",
+            "https://pir.example.com",
+            "--issuer",
+            "https://issuer.example.com",
+        ])
+        .args([
+            "--gateway",
+            "https://ohttp.example.com",
+            "--bundle-id",
+            "com.example.app",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&good.stdout);
+    assert!(good.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("apple-url-filter=com.example.app"),
+        "{stdout}"
+    );
+    let bad = sift()
+        .args([
+            "doctor",
+            "--service",
+            "https://example.com/pir",
+            "--issuer",
+            "https://example.com:8443",
+        ])
+        .args([
+            "--gateway",
+            "http://example.com/",
+            "--bundle-id",
+            "com.example.app",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert!(!bad.status.success());
+    for needle in [
+        "path `/pir`",
+        "custom port 8443",
+        "HTTPS required",
+        "separate subdomains",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in {stdout}");
+    }
+}
