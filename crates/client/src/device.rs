@@ -239,11 +239,13 @@ pub async fn check_url(
     url: &str,
 ) -> anyhow::Result<UrlVerdict> {
     let start = Instant::now();
-    let keys = sift_urlkeys::suburls(url).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-    let hits: Vec<bool> = keys
-        .iter()
-        .map(|k| prefilter.contains(k.as_bytes()))
-        .collect();
+    let mut keys = Vec::new();
+    let mut hits = Vec::new();
+    sift_urlkeys::for_each_suburl(url, |k| {
+        keys.push(k.to_owned());
+        hits.push(prefilter.contains(k.as_bytes()));
+    })
+    .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
     let prefilter_micros = start.elapsed().as_secs_f64() * 1e6;
     let mut suburls = Vec::with_capacity(keys.len());
     let mut blocked = false;

@@ -9,7 +9,7 @@ mod txtpb;
 
 pub use import::{ImportReport, Importer, Issue, MAX_LINE};
 pub use punycode::host_to_ascii;
-pub use suburl::{ParsedUrl, normalize_key, parse_url, suburls};
+pub use suburl::{ParsedUrl, for_each_suburl, normalize_key, parse_url, suburls};
 pub use txtpb::{TxtpbEvent, TxtpbParser, parse_txtpb};
 
 /// Why a URL or key was rejected.

@@ -173,76 +173,93 @@ fn is_ip_literal(host: &str) -> bool {
 /// registrable domain up, each without then with port). Errors on URLs the device could not
 /// request (no host, bad port, whitespace).
 pub fn suburls(url: &str) -> Result<Vec<String>, KeyError> {
+    let mut out = Vec::new();
+    for_each_suburl(url, |k| out.push(k.to_owned()))?;
+    Ok(out)
+}
+
+/// A tail (path, query, fragment part) of a sub-URL as pieces to concatenate, so tails can be
+/// listed and compared without building strings.
+type Tail<'a> = [&'a str; 6];
+
+fn tails_equal(a: &Tail<'_>, b: &Tail<'_>) -> bool {
+    a.iter()
+        .flat_map(|s| s.bytes())
+        .eq(b.iter().flat_map(|s| s.bytes()))
+}
+
+/// Calls `f` with each sub-URL of `url`, in the order of [`suburls`], reusing one buffer: the
+/// device's per-request check (sub-URLs against the prefilter) without a string per sub-URL.
+pub fn for_each_suburl(url: &str, mut f: impl FnMut(&str)) -> Result<(), KeyError> {
     let u = parse_url(url)?;
-    // Domain hierarchy, shortest (two labels) first, as in Apple's list.
-    let labels: Vec<&str> = u.host.split('.').collect();
-    let hosts: Vec<String> = if is_ip_literal(&u.host) || labels.len() <= 2 {
-        vec![u.host.clone()]
-    } else {
-        (0..=labels.len() - 2)
-            .rev()
-            .map(|i| labels[i..].join("."))
-            .collect()
-    };
-    // Path hierarchy: every prefix ending before a '/', then the full path (no trailing '/').
+    let host = u.host.as_str();
+    // Domain hierarchy, shortest (two labels) first, as in Apple's list: suffixes of the host
+    // starting at label boundaries.
+    let mut starts: Vec<usize> = vec![0];
+    if !is_ip_literal(host) {
+        starts.extend(host.match_indices('.').map(|(i, _)| i + 1));
+        let keep = starts.len().saturating_sub(1).max(1);
+        starts.truncate(keep);
+    }
+    // Path hierarchy: every prefix ending before a '/', then the full path (no trailing '/'),
+    // each without and with a trailing '/'; then the query and fragment forms.
     let full = u.path.trim_end_matches('/');
-    let mut prefixes: Vec<&str> = vec![""];
+    let mut tails: Vec<Tail<'_>> = Vec::with_capacity(2 * full.len().min(32) + 8);
+    tails.push(["", "", "", "", "", ""]);
+    tails.push(["", "/", "", "", "", ""]);
     for (i, c) in full.char_indices() {
         if c == '/' && i > 0 {
-            prefixes.push(&full[..i]);
+            tails.push([&full[..i], "", "", "", "", ""]);
+            tails.push([&full[..i], "/", "", "", "", ""]);
         }
     }
     if !full.is_empty() {
-        prefixes.push(full);
+        tails.push([full, "", "", "", "", ""]);
+        tails.push([full, "/", "", "", "", ""]);
     }
-    let mut tails: Vec<String> = Vec::new();
-    for p in &prefixes {
-        tails.push(p.to_string());
-        let mut slash = String::with_capacity(p.len() + 1);
-        slash.push_str(p);
-        slash.push('/');
-        tails.push(slash);
-    }
-    let mut extra: Vec<String> = Vec::new();
-    match (&u.query, &u.fragment) {
-        (Some(q), f) => {
-            for base in [format!("{full}/"), full.to_string()] {
-                extra.push(format!("{base}?{q}"));
-                if let Some(f) = f {
-                    extra.push(format!("{base}?{q}#{f}"));
+    match (u.query.as_deref(), u.fragment.as_deref()) {
+        (Some(q), frag) => {
+            for slash in ["/", ""] {
+                tails.push([full, slash, "?", q, "", ""]);
+                if let Some(fr) = frag {
+                    tails.push([full, slash, "?", q, "#", fr]);
                 }
             }
         }
-        (None, Some(f)) => {
-            for base in [format!("{full}/"), full.to_string()] {
-                extra.push(format!("{base}#{f}"));
+        (None, Some(fr)) => {
+            for slash in ["/", ""] {
+                tails.push([full, slash, "", "", "#", fr]);
             }
         }
         (None, None) => {}
     }
-    tails.extend(extra);
     // Only the tails can repeat (empty path segments, as in `/a//b`); hosts differ in length
     // and authorities in their port, so deduplicating tails keeps the whole list unique.
-    let mut uniq: Vec<String> = Vec::with_capacity(tails.len());
-    for t in tails {
-        if !uniq.contains(&t) {
-            uniq.push(t);
+    let mut i = 0;
+    while i < tails.len() {
+        if tails[..i].iter().any(|t| tails_equal(t, &tails[i])) {
+            tails.remove(i);
+        } else {
+            i += 1;
         }
     }
     let port = u.effective_port().map(|p| format!(":{p}"));
-    let mut out = Vec::with_capacity(hosts.len() * uniq.len() * 2);
-    for h in &hosts {
+    let mut buf = String::with_capacity(url.len() + 16);
+    for &start in starts.iter().rev() {
+        let h = &host[start..];
         for p in [Some(""), port.as_deref()].into_iter().flatten() {
-            for t in &uniq {
-                let mut s = String::with_capacity(h.len() + p.len() + t.len());
-                s.push_str(h);
-                s.push_str(p);
-                s.push_str(t);
-                out.push(s);
+            for t in &tails {
+                buf.clear();
+                buf.push_str(h);
+                buf.push_str(p);
+                for piece in t {
+                    buf.push_str(piece);
+                }
+                f(&buf);
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Normalises a blocklist entry into the key stored in the prefilter and PIR database:

@@ -77,3 +77,37 @@ fn empty_segments_do_not_duplicate() {
     assert_eq!(set.len(), v.len(), "{v:?}");
     assert!(v.contains(&"example.com/a//b".to_string()));
 }
+
+#[test]
+fn tricky_urls_give_unique_sub_urls() {
+    for url in [
+        "https://www.a.b.example.com/x//y/?q=1#f",
+        "https://WWW.Example.COM:443/A//B//",
+        "http://192.168.0.1:8080/a/b",
+        "https://example.com#frag",
+        "https://example.com/?",
+    ] {
+        let subs = sift_urlkeys::suburls(url).unwrap();
+        let mut sorted = subs.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), subs.len(), "duplicates for {url}: {subs:?}");
+        let mut walked = Vec::new();
+        sift_urlkeys::for_each_suburl(url, |k| walked.push(k.to_owned())).unwrap();
+        assert_eq!(walked, subs);
+    }
+    let subs = sift_urlkeys::suburls("https://www.a.b.example.com/x//y/?q=1#f").unwrap();
+    for want in [
+        "example.com",
+        "b.example.com:443/x/",
+        "a.b.example.com/x//y?q=1#f",
+    ] {
+        assert!(subs.iter().any(|s| s == want), "missing {want} in {subs:?}");
+    }
+}
+
+#[test]
+fn hosts_with_empty_labels_are_rejected() {
+    assert!(sift_urlkeys::suburls("https://a..b.example.com/").is_err());
+    assert!(sift_urlkeys::for_each_suburl("https://a..b.example.com/", |_| {}).is_err());
+}
