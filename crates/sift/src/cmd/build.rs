@@ -57,6 +57,9 @@ pub struct Args {
     /// Seed for cuckoo evictions (reproducible output).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// False-positive tolerance of the prefilter written to `<output-dir>/prefilter`.
+    #[arg(long, default_value_t = 0.001)]
+    pub prefilter_fp_rate: f64,
 }
 
 fn parse_compression(s: &str) -> anyhow::Result<KeyCompression> {
@@ -210,6 +213,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(k) = &args.key_compression {
         cfg.key_compression = parse_compression(k)?;
     }
+
+    // The prefilter for the same keys, so device and server agree on what may be blocked.
+    let filter = super::prefilter::filter_from_keys(
+        &keys,
+        args.prefilter_fp_rate,
+        None,
+        &ProgressBar::hidden(),
+    )?;
+    let meta = sift_bloom::Metadata::for_filter(&filter, keys.len() as u64, args.prefilter_fp_rate);
+    let prefilter_dir = args.output_dir.join("prefilter");
+    sift_bloom::write_dir(
+        &prefilter_dir,
+        &filter,
+        &meta,
+        sift_bloom::OutputFormat::Both,
+    )?;
+    eprintln!(
+        "wrote the prefilter ({} bytes, {} hashes) to {}",
+        meta.byte_count,
+        meta.hash_count,
+        prefilter_dir.display()
+    );
+    drop(filter);
 
     let rows: Vec<(Vec<u8>, Vec<u8>)> = keys
         .into_iter()

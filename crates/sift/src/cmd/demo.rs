@@ -47,7 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     eprintln!("== 1/4 building the PIR dataset from the embedded blocklist");
     let dataset = dir.join("dataset");
     super::build::run(super::build::Args {
-        inputs: vec![list.clone()],
+        inputs: vec![list],
         output_dir: dataset.clone(),
         stem: "url".into(),
         config: None,
@@ -58,12 +58,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         key_compression: None,
         value: "1".into(),
         seed: 0,
+        prefilter_fp_rate: 0.001,
     })?;
 
-    eprintln!("== 2/4 building the Bloom prefilter for the same keys");
-    let (prefilter, _, key_count) =
-        super::prefilter::build_from_lists(&[list], 0.001, None, false)?;
-    eprintln!("   {key_count} keys, {} bytes", prefilter.data().len());
+    eprintln!("== 2/4 loading the Bloom prefilter `sift build` wrote for the same keys");
+    let prefilter = sift_bloom::read_dir(&dataset.join("prefilter"))?.filter;
 
     eprintln!("== 3/4 starting the PIR service on loopback");
     let rt = tokio::runtime::Runtime::new()?;

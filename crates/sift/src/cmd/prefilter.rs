@@ -101,7 +101,7 @@ fn random_seed() -> u32 {
 
 /// Imports `lists` and builds the prefilter for their keys: the filter, the import report and
 /// the key count. Progress bars appear when `progress` is set and stderr is a terminal.
-pub fn build_from_lists(
+fn build_from_lists(
     lists: &[std::path::PathBuf],
     fp_rate: f64,
     seed: Option<u32>,
@@ -139,6 +139,20 @@ pub fn build_from_lists(
             report.skipped
         );
     }
+    let pb = bar(keys.len() as u64, "hash");
+    let filter = filter_from_keys(&keys, fp_rate, seed, &pb)?;
+    pb.finish_and_clear();
+    Ok((filter, report, keys.len()))
+}
+
+/// Builds the prefilter for `keys` (sized for their count and `fp_rate`), reporting progress on
+/// `pb`; `seed` defaults to a random one, as in Apple's tool.
+pub fn filter_from_keys(
+    keys: &[Box<str>],
+    fp_rate: f64,
+    seed: Option<u32>,
+    pb: &ProgressBar,
+) -> anyhow::Result<sift_bloom::BloomFilter> {
     let sizing = sift_bloom::sizing(keys.len() as u64, fp_rate)?;
     let params = Params {
         bit_count: sizing.bit_count,
@@ -146,7 +160,6 @@ pub fn build_from_lists(
         murmur_seed: seed.unwrap_or_else(random_seed),
     };
     let mut builder = Builder::new(params)?;
-    let pb = bar(keys.len() as u64, "hash");
     for chunk in keys.chunks(1 << 18) {
         builder.insert_batch(
             chunk
@@ -157,8 +170,7 @@ pub fn build_from_lists(
         );
         pb.inc(chunk.len() as u64);
     }
-    pb.finish_and_clear();
-    Ok((builder.finish(), report, keys.len()))
+    Ok(builder.finish())
 }
 
 fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
