@@ -1,0 +1,482 @@
+//! The Oblivious Gateway Resource (RFC 9458 §4): decapsulates `message/ohttp-req` bodies into
+//! `http` requests and encapsulates the answers as `message/ohttp-res`.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, StatusCode};
+use rand_core::{OsRng, TryRngCore};
+use zeroize::Zeroizing;
+
+use crate::bhttp::{self, Limits};
+use crate::config::{
+    Aead, KEM_X25519_SHA256, KEYS_MEDIA_TYPE, REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE,
+    SymmetricSuite, X25519_LEN,
+};
+use crate::crypto;
+use crate::error::OhttpError;
+use crate::keys::{GatewayKey, KeyStore};
+use crate::replay::{DEFAULT_CAPACITY, ReplayCache};
+
+/// Problem details body for key problems (RFC 9458 §5.3).
+const KEY_PROBLEM_JSON: &str = r#"{"type":"https://iana.org/assignments/http-problem-types#ohttp-key","title":"key configuration not accepted"}"#;
+
+/// Gateway settings.
+#[derive(Debug, Clone, Copy)]
+pub struct GatewayConfig {
+    /// Largest encapsulated request body accepted, in bytes (larger: 413).
+    pub max_request_body: usize,
+    /// Remembered `enc` values for replay detection (0 disables it).
+    pub replay_capacity: usize,
+    /// Limits on the decrypted binary HTTP request.
+    pub bhttp_limits: Limits,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            max_request_body: 32 * 1024 * 1024,
+            replay_capacity: DEFAULT_CAPACITY,
+            bhttp_limits: Limits::default(),
+        }
+    }
+}
+
+/// Keys in use: the accepted ones and the published configuration list.
+struct KeyState {
+    accepted: Vec<GatewayKey>,
+    published: Bytes,
+}
+
+/// An OHTTP gateway: accepted keys, replay cache and limits. Cheap to share behind an `Arc`;
+/// all methods take `&self`.
+pub struct Gateway {
+    keys: RwLock<Arc<KeyState>>,
+    replay: Mutex<ReplayCache>,
+    config: GatewayConfig,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What is needed to encrypt the response to one decapsulated request. Use it once.
+pub struct ResponseContext {
+    aead: Aead,
+    enc: [u8; X25519_LEN],
+    secret: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ResponseContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseContext")
+            .field("aead", &self.aead)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseContext {
+    /// Encodes `response` as known-length binary HTTP and encapsulates it.
+    pub fn encapsulate(self, response: http::Response<Bytes>) -> Result<Bytes, OhttpError> {
+        let plain = bhttp::encode_response(&response)?;
+        self.encapsulate_bhttp(&plain)
+    }
+
+    /// Encapsulates an already encoded binary HTTP response with a fresh random nonce.
+    pub fn encapsulate_bhttp(self, bhttp: &[u8]) -> Result<Bytes, OhttpError> {
+        let mut nonce = vec![0u8; self.aead.response_nonce_len()];
+        OsRng
+            .try_fill_bytes(&mut nonce)
+            .map_err(|_| OhttpError::Internal("operating system RNG failed"))?;
+        self.encapsulate_bhttp_with_nonce(bhttp, &nonce)
+    }
+
+    /// Encapsulation with a chosen response nonce (length max(Nn, Nk), 16 for AES-128-GCM,
+    /// 32 for ChaCha20-Poly1305): only for known-answer tests such as RFC 9458 Appendix A.
+    /// Real responses must use [`ResponseContext::encapsulate`], whose nonce is random.
+    pub fn encapsulate_bhttp_with_nonce(
+        self,
+        bhttp: &[u8],
+        nonce: &[u8],
+    ) -> Result<Bytes, OhttpError> {
+        if nonce.len() != self.aead.response_nonce_len() {
+            return Err(OhttpError::Internal("response nonce length"));
+        }
+        crypto::seal_response(self.aead, &self.secret, &self.enc, nonce, bhttp).map(Bytes::from)
+    }
+
+    /// The AEAD the client chose.
+    pub fn aead(&self) -> Aead {
+        self.aead
+    }
+}
+
+fn read_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+impl Gateway {
+    /// A gateway accepting the keys of `store` (current and those in grace) at this moment.
+    pub fn new(store: &KeyStore, config: GatewayConfig) -> Result<Self, OhttpError> {
+        Ok(Self {
+            keys: RwLock::new(Arc::new(Self::state(store)?)),
+            replay: Mutex::new(ReplayCache::new(config.replay_capacity)),
+            config,
+        })
+    }
+
+    /// A gateway accepting exactly `keys`, publishing the first one.
+    pub fn with_keys(keys: Vec<GatewayKey>, config: GatewayConfig) -> Result<Self, OhttpError> {
+        let first = keys
+            .first()
+            .ok_or(OhttpError::InvalidKeyConfig("no keys"))?;
+        let published = Bytes::from(crate::config::encode_list(&[first.config()])?);
+        Ok(Self {
+            keys: RwLock::new(Arc::new(KeyState {
+                accepted: keys,
+                published,
+            })),
+            replay: Mutex::new(ReplayCache::new(config.replay_capacity)),
+            config,
+        })
+    }
+
+    fn state(store: &KeyStore) -> Result<KeyState, OhttpError> {
+        Ok(KeyState {
+            accepted: store.accepted_keys(SystemTime::now()),
+            published: Bytes::from(store.published_configs()?),
+        })
+    }
+
+    /// Switches to the keys of `store` (after [`KeyStore::rotate`] or [`KeyStore::prune`]).
+    /// Requests in flight finish with the keys they started with.
+    pub fn update_keys(&self, store: &KeyStore) -> Result<(), OhttpError> {
+        let state = Arc::new(Self::state(store)?);
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = state;
+        Ok(())
+    }
+
+    fn current_state(&self) -> Arc<KeyState> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    /// The `application/ohttp-keys` body to publish (current key only).
+    pub fn key_configs(&self) -> Bytes {
+        self.current_state().published.clone()
+    }
+
+    /// Removes the encapsulation: returns the binary HTTP request and the response context.
+    /// Checks size, key identifier, algorithms and replays before and after decryption.
+    pub fn decapsulate_bhttp(&self, body: &[u8]) -> Result<(Vec<u8>, ResponseContext), OhttpError> {
+        if body.len() > self.config.max_request_body {
+            return Err(OhttpError::TooLarge {
+                limit: self.config.max_request_body,
+                actual: body.len(),
+            });
+        }
+        let hdr: [u8; crypto::HEADER_LEN] = body
+            .get(..crypto::HEADER_LEN)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(OhttpError::Malformed("shorter than the request header"))?;
+        let key_id = hdr[0];
+        let (kem, kdf, aead_id) = (read_u16(&hdr, 1), read_u16(&hdr, 3), read_u16(&hdr, 5));
+        let state = self.current_state();
+        let key = state
+            .accepted
+            .iter()
+            .find(|k| k.key_id() == key_id)
+            .ok_or(OhttpError::UnknownKeyId(key_id))?;
+        let suite = SymmetricSuite { kdf, aead: aead_id };
+        let aead = suite
+            .supported_aead()
+            .filter(|_| kem == KEM_X25519_SHA256 && key.suites().contains(&suite))
+            .ok_or(OhttpError::UnsupportedAlgorithm {
+                kem,
+                kdf,
+                aead: aead_id,
+            })?;
+        let enc: [u8; X25519_LEN] = body
+            .get(crypto::HEADER_LEN..crypto::HEADER_LEN + X25519_LEN)
+            .and_then(|e| e.try_into().ok())
+            .ok_or(OhttpError::Malformed("truncated encapsulated key"))?;
+        let ct = body
+            .get(crypto::HEADER_LEN + X25519_LEN..)
+            .unwrap_or_default();
+        if ct.len() < aead.tag_len() {
+            return Err(OhttpError::Malformed(
+                "ciphertext shorter than the AEAD tag",
+            ));
+        }
+        if self.replay_lock().contains(&enc) {
+            return Err(OhttpError::Replay);
+        }
+        let info = crypto::request_info(&hdr);
+        let (plain, secret) = crypto::open_request(aead, key.secret_bytes(), &enc, &info, ct)?;
+        // Insert only after a successful open, so garbage cannot evict real entries; the
+        // insert is atomic, so of two concurrent copies exactly one wins.
+        if !self.replay_lock().insert(enc) {
+            return Err(OhttpError::Replay);
+        }
+        Ok((plain, ResponseContext { aead, enc, secret }))
+    }
+
+    fn replay_lock(&self) -> std::sync::MutexGuard<'_, ReplayCache> {
+        self.replay.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Removes the encapsulation and decodes the binary HTTP request.
+    ///
+    /// A binary HTTP error here loses the response context; [`Gateway::handle`] instead
+    /// answers such requests with an encapsulated 400, as RFC 9458 §5.2 asks.
+    pub fn decapsulate(
+        &self,
+        body: &[u8],
+    ) -> Result<(http::Request<Bytes>, ResponseContext), OhttpError> {
+        let (plain, ctx) = self.decapsulate_bhttp(body)?;
+        let req = bhttp::decode_request(&plain, &self.config.bhttp_limits)?;
+        Ok((req, ctx))
+    }
+
+    /// Decapsulates `body`, passes the inner request to `forward` (e.g. the service's own
+    /// router, in process) and encapsulates its response. Errors after decryption (invalid
+    /// binary HTTP) become an encapsulated 400 or 413; errors before it are returned.
+    pub async fn handle<F, Fut>(&self, body: &[u8], forward: F) -> Result<Bytes, OhttpError>
+    where
+        F: FnOnce(http::Request<Bytes>) -> Fut,
+        Fut: Future<Output = http::Response<Bytes>>,
+    {
+        let (plain, ctx) = self.decapsulate_bhttp(body)?;
+        let response = match bhttp::decode_request(&plain, &self.config.bhttp_limits) {
+            Ok(req) => forward(req).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "invalid binary HTTP inside an OHTTP request");
+                simple_response(OhttpError::Bhttp(e).status(), "invalid binary HTTP request")
+            }
+        };
+        ctx.encapsulate(response)
+    }
+
+    /// The whole gateway route: checks the outer request (content type), runs
+    /// [`Gateway::handle`] and builds the outer response — `200 message/ohttp-res` on success,
+    /// otherwise the error's status (key problems as RFC 9458 §5.3 problem details).
+    pub async fn serve<F, Fut>(
+        &self,
+        outer: http::Request<Bytes>,
+        forward: F,
+    ) -> http::Response<Bytes>
+    where
+        F: FnOnce(http::Request<Bytes>) -> Fut,
+        Fut: Future<Output = http::Response<Bytes>>,
+    {
+        let result = match content_type_is(outer.headers(), REQUEST_MEDIA_TYPE) {
+            true => self.handle(outer.body(), forward).await,
+            false => Err(OhttpError::WrongContentType),
+        };
+        match result {
+            Ok(body) => {
+                let mut resp = http::Response::new(body);
+                resp.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static(RESPONSE_MEDIA_TYPE));
+                resp.headers_mut()
+                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                resp
+            }
+            Err(e) => error_response(&e),
+        }
+    }
+
+    /// The key configuration route's response: `200 application/ohttp-keys`, cacheable for a
+    /// day (clients refetch after a key problem anyway).
+    pub fn key_config_response(&self) -> http::Response<Bytes> {
+        let mut resp = http::Response::new(self.key_configs());
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(KEYS_MEDIA_TYPE));
+        resp.headers_mut().insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=86400"),
+        );
+        resp
+    }
+}
+
+/// Whether the `Content-Type` is `media` (parameters and case ignored).
+fn content_type_is(headers: &http::HeaderMap, media: &str) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(media))
+}
+
+/// A plain-text response with `status`.
+pub fn simple_response(status: StatusCode, text: &'static str) -> http::Response<Bytes> {
+    let mut resp = http::Response::new(Bytes::from_static(text.as_bytes()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// The outer (unencrypted) response for a gateway error. Only generic text: the details stay
+/// in logs, since the relay sees this response.
+pub fn error_response(err: &OhttpError) -> http::Response<Bytes> {
+    if err.is_key_problem() {
+        let mut resp = http::Response::new(Bytes::from_static(KEY_PROBLEM_JSON.as_bytes()));
+        *resp.status_mut() = err.status();
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        return resp;
+    }
+    let text = match err.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => "encapsulated request too large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "content type must be message/ohttp-req",
+        StatusCode::INTERNAL_SERVER_ERROR => "gateway error",
+        _ => "invalid encapsulated request",
+    };
+    simple_response(err.status(), text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::KeyConfig;
+
+    /// Parses `name: hex` lines (comments with `#`) of a vector file.
+    fn vector(text: &str, name: &str) -> Vec<u8> {
+        let line = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+            .unwrap_or_else(|| panic!("vector {name} missing"));
+        hex::decode(line.trim()).unwrap()
+    }
+
+    const RFC9458: &str = include_str!("../../../tests/vectors/ohttp/rfc9458_appendix_a.txt");
+
+    fn rfc_gateway() -> Gateway {
+        let key = GatewayKey::from_secret(
+            1,
+            &vector(RFC9458, "server_secret_key"),
+            SymmetricSuite::DEFAULT.to_vec(),
+        )
+        .unwrap();
+        Gateway::with_keys(vec![key], GatewayConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn rfc9458_appendix_a_key_config() {
+        let gw = rfc_gateway();
+        let config = vector(RFC9458, "key_config");
+        let decoded = KeyConfig::decode(&config).unwrap();
+        assert_eq!(decoded.public_key, vector(RFC9458, "server_public_key"));
+        // Our published list is the RFC's configuration with its u16 length prefix.
+        let mut expected = (config.len() as u16).to_be_bytes().to_vec();
+        expected.extend_from_slice(&config);
+        assert_eq!(gw.key_configs(), expected);
+    }
+
+    #[test]
+    fn rfc9458_appendix_a_request_and_response() {
+        let gw = rfc_gateway();
+        let enc_request = vector(RFC9458, "encapsulated_request");
+        let (plain, ctx) = gw.decapsulate_bhttp(&enc_request).unwrap();
+        assert_eq!(plain, vector(RFC9458, "request"));
+        assert_eq!(ctx.aead(), Aead::Aes128Gcm);
+        assert_eq!(&ctx.secret[..], &vector(RFC9458, "response_secret")[..]);
+        assert_eq!(&ctx.enc[..], &vector(RFC9458, "client_public_key")[..]);
+        let response = vector(RFC9458, "response");
+        let enc_response = ctx
+            .encapsulate_bhttp_with_nonce(&response, &vector(RFC9458, "response_nonce"))
+            .unwrap();
+        assert_eq!(
+            &enc_response[..],
+            &vector(RFC9458, "encapsulated_response")[..]
+        );
+
+        // The same request again is a replay.
+        assert!(matches!(
+            gw.decapsulate_bhttp(&enc_request),
+            Err(OhttpError::Replay)
+        ));
+
+        // The decrypted request is GET https://example.com/ and the response a bare 200.
+        let req = bhttp::decode_request(&plain, &Limits::default()).unwrap();
+        assert_eq!(req.method(), "GET");
+        assert_eq!(req.uri(), "https://example.com/");
+        let resp = bhttp::decode_response(&response, &Limits::default()).unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.body().is_empty());
+    }
+
+    #[test]
+    fn rfc9458_response_key_schedule_intermediates() {
+        // prk / key / nonce from Appendix A, through the same HKDF calls.
+        let secret = vector(RFC9458, "response_secret");
+        let salt = vector(RFC9458, "response_salt");
+        let (prk, hk) = hkdf::Hkdf::<sha2::Sha256>::extract(Some(&salt), &secret);
+        assert_eq!(&prk[..], &vector(RFC9458, "response_prk")[..]);
+        let mut key = [0u8; 16];
+        hk.expand(b"key", &mut key).unwrap();
+        assert_eq!(&key[..], &vector(RFC9458, "response_aead_key")[..]);
+        let mut nonce = [0u8; 12];
+        hk.expand(b"nonce", &mut nonce).unwrap();
+        assert_eq!(&nonce[..], &vector(RFC9458, "response_aead_nonce")[..]);
+        assert_eq!(
+            crypto::request_info(&crypto::header(1, Aead::Aes128Gcm)),
+            vector(RFC9458, "request_info")
+        );
+    }
+
+    #[test]
+    fn outer_errors_map_to_statuses() {
+        let gw = rfc_gateway();
+        let enc_request = vector(RFC9458, "encapsulated_request");
+        let run = |body: Vec<u8>, ct: &str| {
+            let req = http::Request::builder()
+                .method("POST")
+                .header(CONTENT_TYPE, ct)
+                .body(Bytes::from(body))
+                .unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(gw.serve(req, |_req| async { simple_response(StatusCode::OK, "") }))
+        };
+        let wrong_type = run(enc_request.clone(), "application/octet-stream");
+        assert_eq!(wrong_type.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+        let mut wrong_key = enc_request.clone();
+        wrong_key[0] = 9;
+        let resp = run(wrong_key, REQUEST_MEDIA_TYPE);
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(resp.headers()[CONTENT_TYPE], "application/problem+json");
+        assert!(
+            std::str::from_utf8(resp.body())
+                .unwrap()
+                .contains("#ohttp-key")
+        );
+
+        let ok = run(enc_request.clone(), "message/ohttp-req; charset=binary");
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert_eq!(ok.headers()[CONTENT_TYPE], RESPONSE_MEDIA_TYPE);
+        let replay = run(enc_request, REQUEST_MEDIA_TYPE);
+        assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    }
+}
