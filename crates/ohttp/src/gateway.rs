@@ -45,9 +45,10 @@ impl Default for GatewayConfig {
     }
 }
 
-/// Keys in use: the accepted ones and the published configuration list.
+/// Keys in use: the accepted ones (each with the end of its grace period, `None` for keys
+/// without one) and the published configuration list.
 struct KeyState {
-    accepted: Vec<GatewayKey>,
+    accepted: Vec<(GatewayKey, Option<SystemTime>)>,
     published: Bytes,
 }
 
@@ -132,7 +133,7 @@ impl Gateway {
         })
     }
 
-    /// A gateway accepting exactly `keys`, publishing the first one.
+    /// A gateway accepting exactly `keys` (no expiry), publishing the first one.
     pub fn with_keys(keys: Vec<GatewayKey>, config: GatewayConfig) -> Result<Self, OhttpError> {
         let first = keys
             .first()
@@ -140,7 +141,7 @@ impl Gateway {
         let published = Bytes::from(crate::config::encode_list(&[first.config()])?);
         Ok(Self {
             keys: RwLock::new(Arc::new(KeyState {
-                accepted: keys,
+                accepted: keys.into_iter().map(|k| (k, None)).collect(),
                 published,
             })),
             replay: Mutex::new(ReplayCache::new(config.replay_capacity)),
@@ -150,7 +151,7 @@ impl Gateway {
 
     fn state(store: &KeyStore) -> Result<KeyState, OhttpError> {
         Ok(KeyState {
-            accepted: store.accepted_keys(SystemTime::now()),
+            accepted: store.accepted_until(SystemTime::now()),
             published: Bytes::from(store.published_configs()?),
         })
     }
@@ -193,10 +194,12 @@ impl Gateway {
         let key_id = hdr[0];
         let (kem, kdf, aead_id) = (read_u16(&hdr, 1), read_u16(&hdr, 3), read_u16(&hdr, 5));
         let state = self.current_state();
+        let now = SystemTime::now();
         let key = state
             .accepted
             .iter()
-            .find(|k| k.key_id() == key_id)
+            .find(|(k, until)| k.key_id() == key_id && until.is_none_or(|u| now < u))
+            .map(|(k, _)| k)
             .ok_or(OhttpError::UnknownKeyId(key_id))?;
         let suite = SymmetricSuite { kdf, aead: aead_id };
         let aead = suite

@@ -174,7 +174,10 @@ fn from_entry(e: &KeyFileEntry) -> Result<(GatewayKey, SystemTime), OhttpError> 
         })
         .collect();
     let key = GatewayKey::from_secret(e.key_id, &secret, suites)?;
-    Ok((key, UNIX_EPOCH + Duration::from_secs(e.since_unix)))
+    let since = UNIX_EPOCH
+        .checked_add(Duration::from_secs(e.since_unix))
+        .ok_or(OhttpError::InvalidKeyConfig("key time out of range"))?;
+    Ok((key, since))
 }
 
 impl KeyStore {
@@ -208,15 +211,37 @@ impl KeyStore {
         self.grace
     }
 
+    /// Changes how long retired keys stay accepted (takes effect for the gateway at its next
+    /// [`crate::Gateway::update_keys`]).
+    pub fn set_grace(&mut self, grace: Duration) {
+        self.grace = grace;
+    }
+
     /// Keys the gateway should accept at `now`: the current one and unexpired retired ones.
     pub fn accepted_keys(&self, now: SystemTime) -> Vec<GatewayKey> {
-        let mut keys = vec![self.current.clone()];
-        keys.extend(
-            self.previous
-                .iter()
-                .filter(|r| r.retired_at + self.grace > now)
-                .map(|r| r.key.clone()),
-        );
+        self.accepted_until(now)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    /// When a key retired at `retired_at` stops being accepted (`None`: never, the sum does
+    /// not fit in a `SystemTime`).
+    fn expiry(&self, retired_at: SystemTime) -> Option<SystemTime> {
+        retired_at.checked_add(self.grace)
+    }
+
+    /// The keys accepted at `now`, each with the instant it stops being accepted (`None` for
+    /// the current key): the gateway checks expiry per request, so a retired key stops
+    /// working at the end of its grace period even if nobody refreshes the gateway.
+    pub(crate) fn accepted_until(&self, now: SystemTime) -> Vec<(GatewayKey, Option<SystemTime>)> {
+        let mut keys = vec![(self.current.clone(), None)];
+        for r in &self.previous {
+            let until = self.expiry(r.retired_at);
+            if until.is_none_or(|u| now < u) {
+                keys.push((r.key.clone(), until));
+            }
+        }
         keys
     }
 
@@ -258,7 +283,8 @@ impl KeyStore {
     /// Drops retired keys whose grace period has ended at `now`.
     pub fn prune(&mut self, now: SystemTime) {
         let grace = self.grace;
-        self.previous.retain(|r| r.retired_at + grace > now);
+        self.previous
+            .retain(|r| r.retired_at.checked_add(grace).is_none_or(|u| now < u));
     }
 
     /// The `application/ohttp-keys` body to publish: the current key only.
@@ -352,9 +378,15 @@ impl KeyStore {
     }
 
     /// Loads `path`, or generates a new store and saves it there when the file is missing.
+    /// `grace` (the operator's current setting) replaces the one stored in the file. A file
+    /// that exists but cannot be read or parsed is an error: a new key would silently
+    /// invalidate every client's cached configuration.
     pub fn load_or_generate(path: &Path, grace: Duration) -> Result<Self, OhttpError> {
         match Self::load(path) {
-            Ok(s) => Ok(s),
+            Ok(mut s) => {
+                s.grace = grace;
+                Ok(s)
+            }
             Err(OhttpError::KeyFile { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
