@@ -1,6 +1,6 @@
 //! The filter itself: sizing, membership, and a parallel streaming builder.
 
-use crate::hash::{bit_index, hash_pair};
+use crate::hash::{PrefixHasher, bit_index, hash_pair};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,6 +69,8 @@ pub struct Params {
 pub struct BloomFilter {
     params: Params,
     data: Vec<u8>,
+    /// `% bit_count` without a division (derived from `params`).
+    fm: FastMod,
 }
 
 impl BloomFilter {
@@ -78,6 +80,7 @@ impl BloomFilter {
         Ok(Self {
             params,
             data: vec![0; params.bit_count.div_ceil(8) as usize],
+            fm: FastMod::new(params.bit_count),
         })
     }
 
@@ -92,7 +95,11 @@ impl BloomFilter {
                 params.bit_count
             )));
         }
-        Ok(Self { params, data })
+        Ok(Self {
+            params,
+            data,
+            fm: FastMod::new(params.bit_count),
+        })
     }
 
     /// The filter's parameters.
@@ -120,12 +127,46 @@ impl BloomFilter {
     }
 
     /// True when the key may be in the set; false means certainly not.
+    #[inline]
     pub fn contains(&self, key: &[u8]) -> bool {
         let (f, m) = hash_pair(key, self.params.murmur_seed);
-        (0..self.params.hash_count).all(|i| {
-            let b = bit_index(f, m, i, self.params.bit_count) as usize;
-            self.data[b / 8] & (1 << (b % 8)) != 0
-        })
+        self.contains_hashes(f, m)
+    }
+
+    /// [`Self::contains`] for a key given by its hashes (`fnv1a32(key)`,
+    /// `murmur3_x86_32(key, murmur_seed)`): each hash computed once, bits tested in place,
+    /// stopping at the first clear bit.
+    #[inline]
+    pub fn contains_hashes(&self, fnv: u32, murmur: u32) -> bool {
+        let mut x = fnv;
+        for _ in 0..self.params.hash_count {
+            let b = self.fm.rem(x) as usize;
+            if self.data[b / 8] & (1 << (b % 8)) == 0 {
+                return false;
+            }
+            x = x.wrapping_add(murmur);
+        }
+        true
+    }
+
+    /// Tests the keys `&s[..len]` for each `len` in `lens`, calling `f(len, hit)` in order;
+    /// hashes `s` once when `lens` is increasing (as `SubUrlWalker::for_each_group` in
+    /// `sift-urlkeys` hands out sub-URLs). A length past the end of `s` is reported as a miss.
+    /// Returns whether any key hit.
+    pub fn contains_prefixes(
+        &self,
+        s: &[u8],
+        lens: &[usize],
+        mut f: impl FnMut(usize, bool),
+    ) -> bool {
+        let mut h = PrefixHasher::new(s, self.params.murmur_seed);
+        let mut any = false;
+        for &len in lens {
+            let hit = h.pair(len).is_some_and(|(a, b)| self.contains_hashes(a, b));
+            any |= hit;
+            f(len, hit);
+        }
+        any
     }
 
     /// Number of set bits (for fill statistics).
@@ -152,7 +193,7 @@ const SUB_CHUNK: usize = 1 << 15;
 /// Exact `a % d` for 32-bit `a` and `d` without a division (Lemire, Kaser, Kurz 2019,
 /// "Faster remainder by direct computation"): `M = floor(2^64 / d) + 1`,
 /// `a % d = ((M * a mod 2^64) * d) >> 64`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FastMod {
     m: u64,
     d: u32,
@@ -314,6 +355,7 @@ impl Builder {
         BloomFilter {
             params: self.params,
             data,
+            fm: FastMod::new(self.params.bit_count),
         }
     }
 }

@@ -9,7 +9,7 @@ mod hash;
 mod io;
 
 pub use filter::{BloomFilter, Builder, Params, Sizing, expected_fp_rate, sizing};
-pub use hash::{bit_index, fnv1_32, fnv1a32, hash_pair, murmur3_x86_32};
+pub use hash::{PrefixHasher, bit_index, fnv1_32, fnv1a32, hash_pair, murmur3_x86_32};
 pub use io::{
     BIN_FILE, JSON_FILE, Metadata, OutputFormat, PLIST_FILE, Prefilter, plist_xml, read_dir,
     sha256_tag, write_atomic, write_dir,

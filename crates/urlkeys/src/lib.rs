@@ -6,11 +6,13 @@ mod import;
 mod punycode;
 mod suburl;
 mod txtpb;
+mod walker;
 
 pub use import::{ImportReport, Importer, Issue, MAX_LINE};
 pub use punycode::host_to_ascii;
 pub use suburl::{ParsedUrl, for_each_suburl, normalize_key, parse_url, suburls};
 pub use txtpb::{TxtpbEvent, TxtpbParser, parse_txtpb};
+pub use walker::SubUrlWalker;
 
 /// Why a URL or key was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -24,6 +24,7 @@
 //! and is kept only as reference data (see the README beside the vectors).
 
 use crate::punycode::host_to_ascii;
+use crate::walker::SubUrlWalker;
 use crate::{KeyError, MAX_KEY};
 
 /// A URL split into the parts sub-URL generation needs (all lowercased, host Punycoded).
@@ -164,7 +165,7 @@ fn parse_port(p: &str) -> Result<Option<u16>, KeyError> {
         .map_err(|_| KeyError::BadPort(p.to_string()))
 }
 
-fn is_ip_literal(host: &str) -> bool {
+pub(crate) fn is_ip_literal(host: &str) -> bool {
     host.starts_with('[')
         || (host.split('.').count() == 4 && host.split('.').all(|l| l.parse::<u8>().is_ok()))
 }
@@ -178,88 +179,12 @@ pub fn suburls(url: &str) -> Result<Vec<String>, KeyError> {
     Ok(out)
 }
 
-/// A tail (path, query, fragment part) of a sub-URL as pieces to concatenate, so tails can be
-/// listed and compared without building strings.
-type Tail<'a> = [&'a str; 6];
-
-fn tails_equal(a: &Tail<'_>, b: &Tail<'_>) -> bool {
-    a.iter()
-        .flat_map(|s| s.bytes())
-        .eq(b.iter().flat_map(|s| s.bytes()))
-}
-
 /// Calls `f` with each sub-URL of `url`, in the order of [`suburls`], reusing one buffer: the
 /// device's per-request check (sub-URLs against the prefilter) without a string per sub-URL.
-pub fn for_each_suburl(url: &str, mut f: impl FnMut(&str)) -> Result<(), KeyError> {
-    let u = parse_url(url)?;
-    let host = u.host.as_str();
-    // Domain hierarchy, shortest (two labels) first, as in Apple's list: suffixes of the host
-    // starting at label boundaries.
-    let mut starts: Vec<usize> = vec![0];
-    if !is_ip_literal(host) {
-        starts.extend(host.match_indices('.').map(|(i, _)| i + 1));
-        let keep = starts.len().saturating_sub(1).max(1);
-        starts.truncate(keep);
-    }
-    // Path hierarchy: every prefix ending before a '/', then the full path (no trailing '/'),
-    // each without and with a trailing '/'; then the query and fragment forms.
-    let full = u.path.trim_end_matches('/');
-    let mut tails: Vec<Tail<'_>> = Vec::with_capacity(2 * full.len().min(32) + 8);
-    tails.push(["", "", "", "", "", ""]);
-    tails.push(["", "/", "", "", "", ""]);
-    for (i, c) in full.char_indices() {
-        if c == '/' && i > 0 {
-            tails.push([&full[..i], "", "", "", "", ""]);
-            tails.push([&full[..i], "/", "", "", "", ""]);
-        }
-    }
-    if !full.is_empty() {
-        tails.push([full, "", "", "", "", ""]);
-        tails.push([full, "/", "", "", "", ""]);
-    }
-    match (u.query.as_deref(), u.fragment.as_deref()) {
-        (Some(q), frag) => {
-            for slash in ["/", ""] {
-                tails.push([full, slash, "?", q, "", ""]);
-                if let Some(fr) = frag {
-                    tails.push([full, slash, "?", q, "#", fr]);
-                }
-            }
-        }
-        (None, Some(fr)) => {
-            for slash in ["/", ""] {
-                tails.push([full, slash, "", "", "#", fr]);
-            }
-        }
-        (None, None) => {}
-    }
-    // Only the tails can repeat (empty path segments, as in `/a//b`); hosts differ in length
-    // and authorities in their port, so deduplicating tails keeps the whole list unique.
-    let mut i = 0;
-    while i < tails.len() {
-        if tails[..i].iter().any(|t| tails_equal(t, &tails[i])) {
-            tails.remove(i);
-        } else {
-            i += 1;
-        }
-    }
-    let port = u.effective_port().map(|p| format!(":{p}"));
-    let mut buf = String::with_capacity(url.len() + 16);
-    for &start in starts.iter().rev() {
-        let h = &host[start..];
-        for p in [Some(""), port.as_deref()].into_iter().flatten() {
-            for t in &tails {
-                buf.clear();
-                buf.push_str(h);
-                buf.push_str(p);
-                for piece in t {
-                    buf.push_str(piece);
-                }
-                f(&buf);
-            }
-        }
-    }
-    Ok(())
+/// Callers checking many URLs should keep a [`SubUrlWalker`] instead, whose buffers survive
+/// between URLs.
+pub fn for_each_suburl(url: &str, f: impl FnMut(&str)) -> Result<(), KeyError> {
+    SubUrlWalker::new().for_each(url, f).map(|_| ())
 }
 
 /// Normalises a blocklist entry into the key stored in the prefilter and PIR database:
