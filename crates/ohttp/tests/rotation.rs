@@ -1,0 +1,171 @@
+//! Key rotation: retired keys keep working for the grace period and stop after it, only the
+//! current key is published, and the key file is private (0600) and replaced atomically.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use sift_ohttp::config::decode_list;
+use sift_ohttp::{ClientRequest, Gateway, GatewayConfig, KeyStore, OhttpError, error_response};
+
+fn request() -> http::Request<Bytes> {
+    http::Request::post("https://pir.example.com/queries")
+        .body(Bytes::from_static(b"q"))
+        .unwrap()
+}
+
+/// Sends one fresh request from `client` and reports the gateway's verdict.
+fn send(gw: &Gateway, client: &ClientRequest) -> Result<(), OhttpError> {
+    let (body, pending) = client.encapsulate(&request()).unwrap();
+    let (req, ctx) = gw.decapsulate(&body)?;
+    let enc = ctx.encapsulate(http::Response::new(req.into_body()))?;
+    assert_eq!(pending.decapsulate(&enc)?.body(), "q");
+    Ok(())
+}
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn old_key_works_within_grace_and_only_the_current_key_is_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ohttp-keys.json");
+    let grace = Duration::from_secs(3600);
+    let mut store = KeyStore::load_or_generate(&path, grace).unwrap();
+    let gw = Gateway::new(&store, GatewayConfig::default()).unwrap();
+    let old_client = ClientRequest::from_encoded_config_list(&gw.key_configs()).unwrap();
+    assert_eq!(old_client.key_id(), 1);
+    send(&gw, &old_client).unwrap();
+
+    let old_public = *store.current().public_key();
+    store.rotate(SystemTime::now()).unwrap();
+    store.save(&path).unwrap();
+    gw.update_keys(&store).unwrap();
+
+    // Published: the new key only, the same bytes from the store and the gateway.
+    let published = decode_list(&gw.key_configs()).unwrap();
+    assert_eq!(published, vec![store.current().config()]);
+    assert_eq!(published[0].key_id, 2);
+    assert_ne!(published[0].public_key, old_public);
+    assert_eq!(
+        &gw.key_configs()[..],
+        &store.published_configs().unwrap()[..]
+    );
+    let resp = gw.key_config_response();
+    assert_eq!(resp.headers()["content-type"], "application/ohttp-keys");
+
+    // Both clients are served during the grace period.
+    let new_client = ClientRequest::from_encoded_config_list(&gw.key_configs()).unwrap();
+    assert_eq!(new_client.key_id(), 2);
+    send(&gw, &old_client).unwrap();
+    send(&gw, &new_client).unwrap();
+
+    // A restart reads both keys back and keeps serving both.
+    let reloaded = KeyStore::load_or_generate(&path, grace).unwrap();
+    assert_eq!(
+        reloaded.current().public_key(),
+        store.current().public_key()
+    );
+    assert_eq!(reloaded.previous().len(), 1);
+    assert_eq!(reloaded.previous()[0].key.public_key(), &old_public);
+    let gw2 = Gateway::new(&reloaded, GatewayConfig::default()).unwrap();
+    send(&gw2, &old_client).unwrap();
+    send(&gw2, &new_client).unwrap();
+    #[cfg(unix)]
+    assert_eq!(mode(&path), 0o600);
+}
+
+#[test]
+fn old_key_fails_after_grace() {
+    let grace = Duration::from_secs(60);
+    let mut store = KeyStore::generate(grace).unwrap();
+    let gw = Gateway::new(&store, GatewayConfig::default()).unwrap();
+    let old_client = ClientRequest::from_encoded_config_list(&gw.key_configs()).unwrap();
+    // Retired 61 s ago: its grace period is over.
+    store
+        .rotate(SystemTime::now() - grace - Duration::from_secs(1))
+        .unwrap();
+    gw.update_keys(&store).unwrap();
+    let err = send(&gw, &old_client).unwrap_err();
+    assert!(matches!(err, OhttpError::UnknownKeyId(1)), "{err:?}");
+    assert!(err.is_key_problem());
+    assert_eq!(error_response(&err).status(), 400);
+    // The client's remedy works: refetch the configuration.
+    let fresh = ClientRequest::from_encoded_config_list(&gw.key_configs()).unwrap();
+    send(&gw, &fresh).unwrap();
+    // Pruning drops it from the store as well.
+    assert_eq!(store.previous().len(), 1);
+    store.prune(SystemTime::now());
+    assert!(store.previous().is_empty());
+}
+
+#[test]
+fn grace_ends_without_refreshing_the_gateway() {
+    let grace = Duration::from_secs(60);
+    let mut store = KeyStore::generate(grace).unwrap();
+    let gw = Gateway::new(&store, GatewayConfig::default()).unwrap();
+    let old_client = ClientRequest::from_encoded_config_list(&gw.key_configs()).unwrap();
+    // Retired so that its grace period ends 2 s from now.
+    let margin = Duration::from_secs(2);
+    let start = Instant::now();
+    store.rotate(SystemTime::now() - grace + margin).unwrap();
+    gw.update_keys(&store).unwrap();
+    send(&gw, &old_client).unwrap();
+    assert!(start.elapsed() < margin, "machine too slow for this check");
+    std::thread::sleep(margin.saturating_sub(start.elapsed()) + Duration::from_millis(200));
+    // No `update_keys` in between: the gateway checks expiry per request.
+    assert!(matches!(
+        send(&gw, &old_client),
+        Err(OhttpError::UnknownKeyId(1))
+    ));
+}
+
+#[test]
+fn key_file_is_private_atomic_and_strict() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    // A world-readable file left by someone else is replaced by a private one.
+    let mut store = KeyStore::generate(Duration::from_secs(10)).unwrap();
+    std::fs::write(&path, "placeholder").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    for _ in 0..3 {
+        store.rotate(SystemTime::now()).unwrap();
+        store.save(&path).unwrap();
+        #[cfg(unix)]
+        assert_eq!(mode(&path), 0o600);
+    }
+    // Only the key file: no temporary files left behind.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("keys.json")]);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["format"], "sift-ohttp-keys-v1");
+    assert_eq!(json["previous"].as_array().unwrap().len(), 3);
+
+    // Hostile or broken files are errors, never panics or silently new keys.
+    let mut hostile = json.clone();
+    hostile["current"]["since_unix"] = serde_json::json!(u64::MAX);
+    std::fs::write(&path, hostile.to_string()).unwrap();
+    assert!(KeyStore::load(&path).is_err());
+    let mut short = json.clone();
+    short["current"]["secret"] = serde_json::json!("abcd");
+    std::fs::write(&path, short.to_string()).unwrap();
+    assert!(KeyStore::load_or_generate(&path, Duration::from_secs(1)).is_err());
+    let mut huge_grace = json;
+    huge_grace["grace_secs"] = serde_json::json!(u64::MAX);
+    std::fs::write(&path, huge_grace.to_string()).unwrap();
+    // An enormous grace must not overflow time arithmetic.
+    let loaded = KeyStore::load(&path).unwrap();
+    assert_eq!(loaded.accepted_keys(SystemTime::now()).len(), 4);
+    let gw = Gateway::new(&loaded, GatewayConfig::default()).unwrap();
+    assert_eq!(decode_list(&gw.key_configs()).unwrap().len(), 1);
+}
