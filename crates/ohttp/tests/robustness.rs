@@ -31,10 +31,8 @@ fn request(body: &'static [u8]) -> http::Request<Bytes> {
         .unwrap()
 }
 
-fn ok_forward(
-    req: http::Request<Bytes>,
-) -> impl std::future::Future<Output = http::Response<Bytes>> {
-    async move { http::Response::new(req.into_body()) }
+async fn ok_forward(req: http::Request<Bytes>) -> http::Response<Bytes> {
+    http::Response::new(req.into_body())
 }
 
 #[test]
