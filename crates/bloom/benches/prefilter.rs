@@ -59,6 +59,8 @@ struct CheckCost {
     grouped: f64,
     /// `contains` alone on the pre-expanded sub-URLs (hashing + bit tests).
     lookups: f64,
+    /// Warm `SubUrlWalker::for_each_group` alone (parse + expansion, no hashing).
+    expand: f64,
 }
 
 fn time_per(iters: u32, mut body: impl FnMut()) -> f64 {
@@ -97,8 +99,15 @@ fn check_cost(f: &BloomFilter, url: &str) -> CheckCost {
             hits += usize::from(f.contains(black_box(k.as_bytes())));
         }
     });
+    let expand = time_per(iters, || {
+        w.for_each_group(black_box(url), |s, lens| {
+            hits += s.len() + lens.len();
+        })
+        .unwrap();
+    });
     black_box(hits);
     CheckCost {
+        expand,
         count: subs.len(),
         simple,
         walker,
@@ -145,14 +154,16 @@ fn main() {
             println!(
                 "  check {name:<9} ({:>2} sub-URLs) on the {n}-key filter: {:5.2} µs per URL \
                  ({:.0} URLs/s) walker+prefix hashing; {:5.2} µs walker+contains; {:5.2} µs \
-                 for_each_suburl+contains; lookups alone {:.2} µs ({:.0} ns each)",
+                 for_each_suburl+contains; lookups alone {:.2} µs ({:.0} ns each); walk alone \
+                 {:.2} µs",
                 c.count,
                 us(c.grouped),
                 1.0 / c.grouped,
                 us(c.walker),
                 us(c.simple),
                 us(c.lookups),
-                c.lookups * 1e9 / c.count as f64
+                c.lookups * 1e9 / c.count as f64,
+                us(c.expand)
             );
             if c.count == 16 {
                 println!(

@@ -166,8 +166,26 @@ fn parse_port(p: &str) -> Result<Option<u16>, KeyError> {
 }
 
 pub(crate) fn is_ip_literal(host: &str) -> bool {
-    host.starts_with('[')
-        || (host.split('.').count() == 4 && host.split('.').all(|l| l.parse::<u8>().is_ok()))
+    if host.starts_with('[') {
+        return true;
+    }
+    // Four dot-separated decimal labels of value at most 255 (leading zeros allowed, as
+    // `u8::from_str` accepts them); stops at the first label that is not one.
+    let mut labels = 0;
+    for label in host.split('.') {
+        labels += 1;
+        let mut v = 0u32;
+        for c in label.bytes() {
+            if !c.is_ascii_digit() {
+                return false;
+            }
+            v = (v * 10 + u32::from(c - b'0')).min(256);
+        }
+        if labels > 4 || label.is_empty() || v > 255 {
+            return false;
+        }
+    }
+    labels == 4
 }
 
 /// The sub-URLs the device tests for `url`, in Apple's documented order (hosts from the
@@ -245,6 +263,36 @@ mod tests {
             Err(KeyError::BadHost(_))
         ));
         assert!(matches!(normalize_key("a..b"), Err(KeyError::BadHost(_))));
+    }
+
+    #[test]
+    fn ip_literals_like_u8_parsing() {
+        let slow = |h: &str| {
+            h.starts_with('[')
+                || (h.split('.').count() == 4 && h.split('.').all(|l| l.parse::<u8>().is_ok()))
+        };
+        for h in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "1.1.1.256",
+            "01.02.03.004",
+            "0000000001.1.1.1",
+            "99999999999.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..2.3",
+            ".1.2.3",
+            "1.2.3.",
+            "a.1.1.1",
+            "1.1.1.1a",
+            "[::1]",
+            "example.com",
+            "",
+        ] {
+            assert_eq!(is_ip_literal(h), slow(h), "{h:?}");
+        }
+        assert!(is_ip_literal("10.0.0.1") && !is_ip_literal("10.0.0.1.2"));
     }
 
     #[test]

@@ -17,7 +17,6 @@
 
 use crate::suburl::{is_ip_literal, parse_url};
 use crate::{KeyError, MAX_KEY};
-use std::fmt::Write as _;
 use std::ops::Range;
 
 /// Reusable state for walking the sub-URLs of many URLs without allocating: the lowercased URL,
@@ -183,8 +182,7 @@ impl SubUrlWalker {
         }
         self.port.clear();
         if let Some(p) = l.port {
-            // Writing to a String cannot fail; its capacity is reused.
-            let _ = write!(self.port, ":{p}");
+            push_port(&mut self.port, p);
         }
         let full = &low[l.path.clone()];
         let query = l.query.clone().map(|r| &low[r]);
@@ -241,23 +239,43 @@ impl SubUrlWalker {
     }
 }
 
+/// Appends `":" + port` in decimal (no formatting machinery: this runs once per URL).
+fn push_port(out: &mut String, port: u16) {
+    let mut digits = [0u8; 5];
+    let mut n = port;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push(':');
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
+}
+
 /// Parses a trimmed, lowercased, ASCII URL of at most [`MAX_KEY`] bytes into ranges, with the
 /// rules of [`parse_url`]. `None` when the URL is invalid or outside the fast path (IPv6
 /// literals); the caller then asks [`parse_url`], which also produces the exact error.
 fn parse_ascii(s: &str) -> Option<Layout> {
     let b = s.as_bytes();
-    if b.iter().any(|&c| c <= b' ' || c == 0x7f) {
+    // A fold without early exit: vectorised, and URLs are short.
+    if b.iter()
+        .fold(false, |bad, &c| bad | (c <= b' ') | (c == 0x7f))
+    {
         return None;
     }
-    // Scheme: text before the first "://", if non-empty and made of scheme characters.
+    // Scheme: text before the first "://", if non-empty and made of scheme characters. Scanning
+    // scheme characters from the start finds that "://" if it qualifies (':' ends the scan).
+    let is_scheme = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.');
     let mut scheme: Option<&[u8]> = None;
     let mut rest = 0;
-    if let Some(i) = b.windows(3).position(|w| w == b"://")
-        && i > 0
-        && b[..i]
-            .iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
-    {
+    let i = b.iter().position(|c| !is_scheme(c)).unwrap_or(b.len());
+    if i > 0 && b[i..].starts_with(b"://") {
         scheme = Some(&b[..i]);
         rest = i + 3;
     }
