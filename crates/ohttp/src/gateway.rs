@@ -138,6 +138,13 @@ impl Gateway {
         let first = keys
             .first()
             .ok_or(OhttpError::InvalidKeyConfig("no keys"))?;
+        if keys
+            .iter()
+            .enumerate()
+            .any(|(i, k)| keys[..i].iter().any(|o| o.key_id() == k.key_id()))
+        {
+            return Err(OhttpError::InvalidKeyConfig("duplicate key identifier"));
+        }
         let published = Bytes::from(crate::config::encode_list(&[first.config()])?);
         Ok(Self {
             keys: RwLock::new(Arc::new(KeyState {
@@ -445,6 +452,15 @@ mod tests {
             crypto::request_info(&crypto::header(1, Aead::Aes128Gcm)),
             vector(RFC9458, "request_info")
         );
+    }
+
+    #[test]
+    fn duplicate_key_ids_are_refused() {
+        let a = GatewayKey::generate(3).unwrap();
+        let b = GatewayKey::generate(3).unwrap();
+        assert!(Gateway::with_keys(vec![a.clone(), b], GatewayConfig::default()).is_err());
+        assert!(Gateway::with_keys(Vec::new(), GatewayConfig::default()).is_err());
+        assert!(Gateway::with_keys(vec![a], GatewayConfig::default()).is_ok());
     }
 
     #[test]

@@ -308,7 +308,16 @@ impl KeyStore {
             .previous
             .iter()
             .map(|e| from_entry(e).map(|(key, retired_at)| RetiredKey { key, retired_at }))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        // Identifiers select the key for each request: they must be unique.
+        let mut ids: Vec<u8> = previous.iter().map(|r| r.key.key_id).collect();
+        ids.push(current.key_id);
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err(OhttpError::InvalidKeyConfig(
+                "duplicate key identifier in key file",
+            ));
+        }
         Ok(Self {
             current,
             current_since,

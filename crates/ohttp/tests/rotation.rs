@@ -160,6 +160,10 @@ fn key_file_is_private_atomic_and_strict() {
     short["current"]["secret"] = serde_json::json!("abcd");
     std::fs::write(&path, short.to_string()).unwrap();
     assert!(KeyStore::load_or_generate(&path, Duration::from_secs(1)).is_err());
+    let mut dup = json.clone();
+    dup["previous"][0]["key_id"] = dup["current"]["key_id"].clone();
+    std::fs::write(&path, dup.to_string()).unwrap();
+    assert!(KeyStore::load(&path).is_err(), "duplicate key ids");
     let mut huge_grace = json;
     huge_grace["grace_secs"] = serde_json::json!(u64::MAX);
     std::fs::write(&path, huge_grace.to_string()).unwrap();
