@@ -4,6 +4,51 @@
 use crate::HeError;
 use crate::arith::{Modulus, bit_reverse, min_primitive_root};
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
+/// The SIMD instruction set the 32-bit NTT path (moduli below 2^30) uses on this CPU, if any;
+/// `None` means the portable scalar loops run. For reports and benchmarks.
+pub fn simd_backend() -> Option<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        return Some("avx2");
+    }
+    None
+}
+
+/// Views `n` words as `2n` 32-bit slots (the same memory), so the 32-bit transform can run in
+/// place without a scratch buffer.
+fn words_as_slots(a: &mut [u64]) -> &mut [u32] {
+    // SAFETY: the pointer comes from a live exclusive slice, so it is non-null and valid for
+    // reads and writes of `8 * a.len()` initialized bytes for the returned lifetime (which the
+    // signature ties to the borrow of `a`, so no other access can alias it). Its alignment (8)
+    // satisfies u32's (4), the byte size equals the original slice's (≤ isize::MAX), and every
+    // bit pattern is a valid u32 (and, when written back, a valid u64).
+    unsafe { std::slice::from_raw_parts_mut(a.as_mut_ptr().cast::<u32>(), 2 * a.len()) }
+}
+
+/// Index of the slot holding a word's low half (values below 2^32 live there).
+const LOW_SLOT: usize = if cfg!(target_endian = "little") { 0 } else { 1 };
+
+/// Moves the low halves of the `n` words in `b` (2n slots) into slots `0..n`. Slot i is read
+/// (as slot 2j + LOW_SLOT, j ≤ i) no later than it is overwritten.
+fn pack_slots(b: &mut [u32], n: usize) {
+    for i in 0..n {
+        b[i] = b[2 * i + LOW_SLOT];
+    }
+}
+
+/// Inverse of [`pack_slots`]: widens slots `0..n` back into words with zero high halves,
+/// last first (slots 2i, 2i+1 > i were already read for i ≥ 1).
+fn unpack_slots(b: &mut [u32], n: usize) {
+    for i in (0..n).rev() {
+        let v = b[i];
+        b[2 * i + 1 - LOW_SLOT] = 0;
+        b[2 * i + LOW_SLOT] = v;
+    }
+}
+
 /// Precomputed twiddle tables for one modulus and degree.
 #[derive(Clone, Debug)]
 pub struct NttTable {
@@ -27,12 +72,21 @@ pub struct NttTable {
 #[derive(Clone, Debug)]
 struct Ntt32 {
     q: u32,
+    /// Roots in the bit-reversed order the stages walk (`roots[m + i]`: block i of the stage
+    /// with m blocks), n entries.
     roots: Vec<u32>,
+    /// Shoup constants of `roots`, plus one zero entry so SIMD code can load the odd lanes'
+    /// constants with an offset of one.
     roots_shoup: Vec<u32>,
+    /// Inverse roots, same layout as `roots`.
     inv_roots: Vec<u32>,
+    /// Shoup constants of `inv_roots`, padded like `roots_shoup`.
     inv_roots_shoup: Vec<u32>,
     inv_n: u32,
     inv_n_shoup: u32,
+    /// inv_roots[1] / n: the last inverse stage's twiddle with the 1/n factor folded in.
+    inv_n_w: u32,
+    inv_n_w_shoup: u32,
 }
 
 #[inline(always)]
@@ -124,42 +178,39 @@ impl Ntt32 {
         }
     }
 
-    /// # Safety
-    /// The caller must have checked that the CPU supports AVX2.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn forward_avx2(&self, a: &mut [u32]) {
-        self.forward_body(a)
-    }
-
-    /// # Safety
-    /// The caller must have checked that the CPU supports AVX2.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn inverse_avx2(&self, a: &mut [u32]) {
-        self.inverse_body(a)
-    }
-
-    fn forward(&self, a: &mut [u32]) {
+    /// Forward transform of the words `a` (values < q), in place; `simd` allows the AVX2
+    /// kernels when the CPU has them.
+    fn forward_words(&self, a: &mut [u64], simd: bool) {
+        let n = a.len();
+        let b = words_as_slots(a);
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 support was detected at run time just above; the function is plain
-            // safe Rust compiled with AVX2 enabled.
-            unsafe { self.forward_avx2(a) };
+        if simd && n >= 16 && std::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 support was detected at run time just above, which is the only
+            // requirement of the target-feature function; it accesses memory only through
+            // bounds-checked references.
+            unsafe { avx2::forward(self, b) };
             return;
         }
-        self.forward_body(a)
+        let _ = simd;
+        pack_slots(b, n);
+        self.forward_body(&mut b[..n]);
+        unpack_slots(b, n);
     }
 
-    fn inverse(&self, a: &mut [u32]) {
+    /// Inverse transform of the words `a` (values < q), in place; see [`Self::forward_words`].
+    fn inverse_words(&self, a: &mut [u64], simd: bool) {
+        let n = a.len();
+        let b = words_as_slots(a);
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 support was detected at run time just above; the function is plain
-            // safe Rust compiled with AVX2 enabled.
-            unsafe { self.inverse_avx2(a) };
+        if simd && n >= 16 && std::is_x86_feature_detected!("avx2") {
+            // SAFETY: as in `forward_words`.
+            unsafe { avx2::inverse(self, b) };
             return;
         }
-        self.inverse_body(a)
+        let _ = simd;
+        pack_slots(b, n);
+        self.inverse_body(&mut b[..n]);
+        unpack_slots(b, n);
     }
 }
 
@@ -191,7 +242,13 @@ impl NttTable {
             let sh = |v: &Vec<u64>| {
                 v.iter()
                     .map(|&x| shoup32(x as u32, q32))
+                    .chain([0])
                     .collect::<Vec<u32>>()
+            };
+            let inv_n_w = if n > 1 {
+                modulus.mul(inv_roots[1], inv_n) as u32
+            } else {
+                inv_n as u32
             };
             Ntt32 {
                 q: q32,
@@ -201,6 +258,8 @@ impl NttTable {
                 inv_roots_shoup: sh(&inv_roots),
                 inv_n: inv_n as u32,
                 inv_n_shoup: shoup32(inv_n as u32, q32),
+                inv_n_w,
+                inv_n_w_shoup: shoup32(inv_n_w, q32),
             }
         });
         Ok(NttTable {
@@ -217,30 +276,42 @@ impl NttTable {
         })
     }
 
-    /// In-place forward NTT; input and output coefficients in [0, q).
+    /// In-place forward NTT; input and output coefficients in [0, q). Moduli below 2^30 use
+    /// the 32-bit path (AVX2 when the CPU has it), larger ones [`Self::forward_u64`].
     pub fn forward(&self, a: &mut [u64]) {
-        if let Some(s) = &self.small {
-            let mut b: Vec<u32> = a.iter().map(|&x| x as u32).collect();
-            s.forward(&mut b);
-            for (x, &y) in a.iter_mut().zip(&b) {
-                *x = y as u64;
-            }
-            return;
+        assert_eq!(a.len(), self.n, "NTT length");
+        match &self.small {
+            Some(s) => s.forward_words(a, true),
+            None => self.forward_u64(a),
         }
-        self.forward_u64(a)
     }
 
     /// In-place inverse NTT (including the 1/n factor); values in [0, q).
     pub fn inverse(&self, a: &mut [u64]) {
-        if let Some(s) = &self.small {
-            let mut b: Vec<u32> = a.iter().map(|&x| x as u32).collect();
-            s.inverse(&mut b);
-            for (x, &y) in a.iter_mut().zip(&b) {
-                *x = y as u64;
-            }
-            return;
+        assert_eq!(a.len(), self.n, "NTT length");
+        match &self.small {
+            Some(s) => s.inverse_words(a, true),
+            None => self.inverse_u64(a),
         }
-        self.inverse_u64(a)
+    }
+
+    /// [`Self::forward`] without SIMD kernels (the portable loops), for cross-checks and
+    /// benchmarks; same results.
+    pub fn forward_scalar(&self, a: &mut [u64]) {
+        assert_eq!(a.len(), self.n, "NTT length");
+        match &self.small {
+            Some(s) => s.forward_words(a, false),
+            None => self.forward_u64(a),
+        }
+    }
+
+    /// [`Self::inverse`] without SIMD kernels, for cross-checks and benchmarks.
+    pub fn inverse_scalar(&self, a: &mut [u64]) {
+        assert_eq!(a.len(), self.n, "NTT length");
+        match &self.small {
+            Some(s) => s.inverse_words(a, false),
+            None => self.inverse_u64(a),
+        }
     }
 
     /// Forward NTT with 64-bit words (any modulus below 2^62).
@@ -326,6 +397,94 @@ impl NttTable {
         }
         for x in a.iter_mut() {
             *x = self.modulus.mul_shoup(*x, self.inv_n, self.inv_n_shoup);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arith::is_prime;
+
+    /// The largest prime q < 2^bits with q ≡ 1 (mod 2n).
+    fn ntt_prime(bits: u32, n: usize) -> u64 {
+        let step = 2 * n as u64;
+        let mut q = ((1u64 << bits) - 1) / step * step + 1;
+        while !is_prime(q) {
+            q -= step;
+        }
+        q
+    }
+
+    fn random_residues(q: u64, n: usize, seed: u64) -> Vec<u64> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                s % q
+            })
+            .collect()
+    }
+
+    /// Pins the SIMD kernels (where the CPU has them) to the portable 32-bit loops and the
+    /// 64-bit path, both directions, for several moduli and sizes, including inputs at q − 1.
+    #[test]
+    fn simd_matches_scalar_paths() {
+        for n in [16usize, 32, 64, 128, 1024, 4096, 8192] {
+            for bits in [14u32, 20, 27, 28, 29, 30] {
+                if (2 * n as u64) >= (1 << (bits - 1)) {
+                    continue;
+                }
+                let q = ntt_prime(bits, n);
+                let t = NttTable::new(q, n).unwrap();
+                assert!(t.small.is_some());
+                let mut inputs = vec![vec![q - 1; n], vec![0; n]];
+                for seed in 1..4 {
+                    inputs.push(random_residues(q, n, seed * 0x9E37_79B9 + n as u64));
+                }
+                for x in inputs {
+                    let (mut s, mut p, mut w) = (x.clone(), x.clone(), x.clone());
+                    t.forward(&mut s);
+                    t.forward_scalar(&mut p);
+                    t.forward_u64(&mut w);
+                    assert_eq!(s, p, "forward q={q} n={n}");
+                    assert_eq!(s, w, "forward q={q} n={n}");
+                    // Inverse on the same (arbitrary) evaluation vector through every path.
+                    let (mut s2, mut p2, mut w2) = (x.clone(), x.clone(), x.clone());
+                    t.inverse(&mut s2);
+                    t.inverse_scalar(&mut p2);
+                    t.inverse_u64(&mut w2);
+                    assert_eq!(s2, p2, "inverse q={q} n={n}");
+                    assert_eq!(s2, w2, "inverse q={q} n={n}");
+                    t.inverse(&mut s);
+                    assert_eq!(s, x, "round trip q={q} n={n}");
+                }
+            }
+        }
+    }
+
+    /// The 64-bit path against the 32-bit one is covered above; here the 64-bit path's own
+    /// round trip on large moduli, including the 2^62 bound.
+    #[test]
+    fn wide_moduli_round_trip() {
+        for (bits, n) in [
+            (55u32, 8192usize),
+            (60, 4096),
+            (62, 1024),
+            (31, 2048),
+            (40, 256),
+        ] {
+            let q = ntt_prime(bits, n);
+            let t = NttTable::new(q, n).unwrap();
+            for x in [vec![q - 1; n], random_residues(q, n, 7)] {
+                let mut a = x.clone();
+                t.forward(&mut a);
+                assert!(a.iter().all(|&v| v < q));
+                t.inverse(&mut a);
+                assert_eq!(a, x, "q={q} n={n}");
+            }
         }
     }
 }
