@@ -1,7 +1,8 @@
 //! Sub-URL walk alone (parse + expansion, no hashing): a warm `SubUrlWalker` against the
-//! allocating `suburls`, per URL shape. Prints figures; bounded in time.
+//! allocating `suburls`, per URL shape; `normalize_key` (import path) against `parse_url`, the
+//! reference parser it used alone before. Prints figures; bounded in time.
 
-use sift_urlkeys::{SubUrlWalker, suburls};
+use sift_urlkeys::{SubUrlWalker, normalize_key, parse_url, suburls};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -44,14 +45,22 @@ fn main() {
         let alloc = per_call(iters, || {
             sink += suburls(black_box(u)).unwrap().len();
         });
+        let norm = per_call(iters, || {
+            sink += normalize_key(black_box(u)).unwrap().len();
+        });
+        let parse = per_call(iters, || {
+            sink += parse_url(black_box(u)).unwrap().host.len();
+        });
         black_box(sink);
         println!(
             "  {name:<9} ({n:>2} sub-URLs): walker groups {:5.0} ns, walker per sub-URL {:5.0} ns, \
-             suburls() {:5.0} ns ({:.1}x)",
+             suburls() {:5.0} ns ({:.1}x); normalize_key {:4.0} ns (parse_url alone {:4.0} ns)",
             grouped * 1e9,
             each * 1e9,
             alloc * 1e9,
-            alloc / grouped
+            alloc / grouped,
+            norm * 1e9,
+            parse * 1e9
         );
     }
 }

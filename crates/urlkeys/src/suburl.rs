@@ -210,6 +210,9 @@ pub fn for_each_suburl(url: &str, f: impl FnMut(&str)) -> Result<(), KeyError> {
 /// trailing dot of the host removed; port, path, query and fragment kept (lowercased, because
 /// the device lowercases every sub-URL it looks up).
 pub fn normalize_key(input: &str) -> Result<String, KeyError> {
+    if let Some(key) = crate::walker::normalize_ascii(input) {
+        return Ok(key);
+    }
     let u = parse_url(input)?;
     let mut key = u.host;
     if let Some(p) = u.port {

@@ -58,8 +58,12 @@ struct Layout {
     query: Option<Range<usize>>,
     /// Fragment without `#` (None when absent or empty).
     fragment: Option<Range<usize>>,
-    /// Port of the `host:port` forms.
+    /// Port of the `host:port` forms (explicit, else the scheme's default).
     port: Option<u16>,
+    /// Port given in the URL.
+    explicit_port: Option<u16>,
+    /// End of the path as given (with its trailing slashes; `path` ends before them).
+    path_end: usize,
 }
 
 impl SubUrlWalker {
@@ -146,8 +150,9 @@ impl SubUrlWalker {
         self.low.clear();
         self.low.push_str(&u.host);
         let host = 0..self.low.len();
-        let full = u.path.trim_end_matches('/');
-        let path = self.push(full);
+        let full = u.path.trim_end_matches('/').len();
+        let raw = self.push(&u.path);
+        let path = raw.start..raw.start + full;
         let query = u.query.as_deref().map(|q| self.push(q));
         let fragment = u.fragment.as_deref().map(|f| self.push(f));
         Ok(Layout {
@@ -156,6 +161,8 @@ impl SubUrlWalker {
             query,
             fragment,
             port: u.effective_port(),
+            explicit_port: u.port,
+            path_end: raw.end,
         })
     }
 
@@ -341,6 +348,7 @@ fn parse_ascii(s: &str) -> Option<Layout> {
         full_end -= 1;
     }
     let nonempty = |r: Range<usize>| (!r.is_empty()).then_some(r);
+    let explicit_port = port;
     let port = port.or(match scheme {
         None | Some(b"https") | Some(b"wss") => Some(443),
         Some(b"http") | Some(b"ws") => Some(80),
@@ -352,5 +360,33 @@ fn parse_ascii(s: &str) -> Option<Layout> {
         query: query_at.and_then(|q| nonempty(q + 1..before_frag)),
         fragment: frag_at.and_then(|f| nonempty(f + 1..tail_end)),
         port,
+        explicit_port,
+        path_end,
     })
+}
+
+/// [`crate::normalize_key`] for ASCII input on the fast parser: `None` when the input is not
+/// ASCII, is invalid or needs the reference parser (which then decides, errors included).
+pub(crate) fn normalize_ascii(input: &str) -> Option<String> {
+    let s = input.trim();
+    if !s.is_ascii() || s.len() > MAX_KEY {
+        return None;
+    }
+    let low = s.to_ascii_lowercase();
+    let l = parse_ascii(&low)?;
+    let mut key = String::with_capacity(low.len());
+    key.push_str(&low[l.host]);
+    if let Some(p) = l.explicit_port {
+        push_port(&mut key, p);
+    }
+    key.push_str(&low[l.path.start..l.path_end]);
+    if let Some(q) = l.query {
+        key.push('?');
+        key.push_str(&low[q]);
+    }
+    if let Some(f) = l.fragment {
+        key.push('#');
+        key.push_str(&low[f]);
+    }
+    (key.len() <= MAX_KEY).then_some(key)
 }

@@ -3,7 +3,9 @@
 //! a few thousand generated combinations (schemes, user info, IDN, case, ports, trailing dots,
 //! IPs, empty segments, queries, fragments), errors included.
 
-use sift_urlkeys::{KeyError, SubUrlWalker, for_each_suburl, parse_url, suburls};
+use sift_urlkeys::{
+    KeyError, MAX_KEY, SubUrlWalker, for_each_suburl, normalize_key, parse_url, suburls,
+};
 
 /// The rules of the module documentation, spelled out with a `String` per piece: hosts from
 /// two labels up (IP literals do not walk), each without then with the port, each with every
@@ -64,6 +66,27 @@ fn reference(url: &str) -> Result<Vec<String>, KeyError> {
     Ok(out)
 }
 
+/// `normalize_key` spelled out on `parse_url`: host, explicit port, path as given, non-empty
+/// query and fragment.
+fn reference_key(url: &str) -> Result<String, KeyError> {
+    let u = parse_url(url)?;
+    let mut key = u.host;
+    if let Some(p) = u.port {
+        key += &format!(":{p}");
+    }
+    key += &u.path;
+    if let Some(q) = u.query {
+        key += &format!("?{q}");
+    }
+    if let Some(f) = u.fragment {
+        key += &format!("#{f}");
+    }
+    if key.len() > MAX_KEY {
+        return Err(KeyError::TooLong);
+    }
+    Ok(key)
+}
+
 fn walked(w: &mut SubUrlWalker, url: &str) -> Result<Vec<String>, KeyError> {
     let mut v = Vec::new();
     let n = w.for_each(url, |k| v.push(k.to_owned()))?;
@@ -80,6 +103,11 @@ fn walked(w: &mut SubUrlWalker, url: &str) -> Result<Vec<String>, KeyError> {
 }
 
 fn check(w: &mut SubUrlWalker, url: &str) {
+    assert_eq!(
+        normalize_key(url),
+        reference_key(url),
+        "normalize_key({url:?})"
+    );
     let want = reference(url);
     let got = walked(w, url);
     assert_eq!(got, want, "walker vs reference for {url:?}");
@@ -189,8 +217,16 @@ fn walker_matches_reference_on_tricky_urls() {
     for url in TRICKY.iter().rev() {
         check(&mut SubUrlWalker::new(), url);
     }
-    let long = format!("https://example.com/{}", "a".repeat(sift_urlkeys::MAX_KEY));
+    let long = format!("https://example.com/{}", "a".repeat(MAX_KEY));
     check(&mut w, &long);
+    // Keys at the length limit: the input fits, the key (scheme dropped) fits or not.
+    let host = "example.com/";
+    for extra in [0, 1, 8, 9] {
+        let path = "b".repeat(MAX_KEY - host.len() + extra - 8);
+        check(&mut w, &format!("https://{host}{path}"));
+        check(&mut w, &format!("{host}{path}"));
+        check(&mut w, &format!("example.com:1/{path}"));
+    }
 }
 
 #[test]
