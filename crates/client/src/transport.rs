@@ -25,11 +25,22 @@ impl HttpResponse {
     }
 }
 
-/// Plain HTTPS (or HTTP for development) straight to the service, with HTTP/2 where offered.
+/// HTTPS (or HTTP for development) with HTTP/2 where offered: straight to the service, or
+/// through an Oblivious HTTP gateway as Apple's relay delivers device requests.
 #[derive(Clone)]
 pub struct Transport {
     http: reqwest::Client,
+    gateway: Option<std::sync::Arc<GatewayRoute>>,
 }
+
+/// Where encapsulated requests go and the key they are sealed to.
+struct GatewayRoute {
+    url: String,
+    key_configs: Vec<u8>,
+}
+
+/// Largest response body accepted from a server (evaluation keys and responses are far smaller).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 impl Transport {
     /// A transport trusting the system roots plus `extra_ca_pem` (a test CA, say), with a
@@ -42,7 +53,34 @@ impl Transport {
         }
         Ok(Self {
             http: builder.build().context("building the HTTP client")?,
+            gateway: None,
         })
+    }
+
+    /// The same transport, but every request is encapsulated with Oblivious HTTP (RFC 9458)
+    /// for the gateway at `gateway_url`, using its published `key_configs`
+    /// (`application/ohttp-keys`).
+    pub fn via_gateway(mut self, gateway_url: &str, key_configs: &[u8]) -> anyhow::Result<Self> {
+        sift_ohttp::ClientRequest::from_encoded_config_list(key_configs)
+            .context("the gateway's key configuration")?;
+        self.gateway = Some(std::sync::Arc::new(GatewayRoute {
+            url: gateway_url.to_owned(),
+            key_configs: key_configs.to_vec(),
+        }));
+        Ok(self)
+    }
+
+    /// Fetches a gateway's key configuration from `<gateway_url>/ohttp-keys`, directly (a
+    /// device gets it out of band; it is public).
+    pub async fn fetch_gateway_keys(&self, gateway_url: &str) -> anyhow::Result<Vec<u8>> {
+        let url = format!("{}/ohttp-keys", gateway_url.trim_end_matches('/'));
+        let resp = self
+            .direct(http::Method::GET, &url, &[], Bytes::new())
+            .await?;
+        if resp.status != 200 {
+            anyhow::bail!("GET {url}: HTTP {}: {}", resp.status, resp.body_text());
+        }
+        Ok(resp.body.to_vec())
     }
 
     /// The underlying HTTP client, for callers that need HTTP-level details (ALPN, version).
@@ -50,8 +88,83 @@ impl Transport {
         &self.http
     }
 
-    /// Sends one request and reads the whole response.
+    /// Sends one request and reads the whole response, through the gateway when one is set.
     pub async fn send(
+        &self,
+        method: http::Method,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
+    ) -> anyhow::Result<HttpResponse> {
+        match &self.gateway {
+            None => self.direct(method, url, headers, body).await,
+            Some(gw) => self.oblivious(gw, method, url, headers, body).await,
+        }
+    }
+
+    /// Encapsulates the request for the gateway, posts it, and opens the response.
+    async fn oblivious(
+        &self,
+        gw: &GatewayRoute,
+        method: http::Method,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
+    ) -> anyhow::Result<HttpResponse> {
+        let mut inner = http::Request::builder().method(method.clone()).uri(url);
+        for (name, value) in headers {
+            inner = inner.header(*name, value);
+        }
+        let inner = inner
+            .body(body)
+            .with_context(|| format!("building {method} {url}"))?;
+        let key = sift_ohttp::ClientRequest::from_encoded_config_list(&gw.key_configs)?;
+        let (encapsulated, pending) = key
+            .encapsulate(&inner)
+            .context("encapsulating the request")?;
+        let outer = self
+            .direct(
+                http::Method::POST,
+                &gw.url,
+                &[("Content-Type", sift_ohttp::REQUEST_MEDIA_TYPE.to_owned())],
+                encapsulated,
+            )
+            .await
+            .with_context(|| format!("{method} {url} through the gateway"))?;
+        if outer.status != 200 {
+            anyhow::bail!(
+                "gateway {} refused {method} {url}: HTTP {}: {}",
+                gw.url,
+                outer.status,
+                outer.body_text()
+            );
+        }
+        let resp = pending
+            .decapsulate(&outer.body)
+            .with_context(|| format!("opening the gateway's response to {method} {url}"))?;
+        let content_type = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let gzip = resp
+            .headers()
+            .get(http::header::CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        if gzip {
+            body = gunzip(&body)?;
+        }
+        Ok(HttpResponse {
+            status,
+            content_type,
+            body,
+        })
+    }
+
+    /// Sends one request straight to `url`.
+    async fn direct(
         &self,
         method: http::Method,
         url: &str,
@@ -72,6 +185,12 @@ impl Transport {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+        {
+            anyhow::bail!("{method} {url}: response larger than {MAX_RESPONSE_BYTES} bytes");
+        }
         let body = resp
             .bytes()
             .await
@@ -82,4 +201,20 @@ impl Transport {
             body,
         })
     }
+}
+
+/// Decompresses a gzip body (responses inside OHTTP bypass the HTTP client's decoding), with
+/// the same size cap as any response.
+fn gunzip(body: &[u8]) -> anyhow::Result<Bytes> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(MAX_RESPONSE_BYTES as u64 + 1)
+        .read_to_end(&mut out)
+        .context("decompressing a gzip response")?;
+    anyhow::ensure!(
+        out.len() <= MAX_RESPONSE_BYTES,
+        "decompressed response larger than {MAX_RESPONSE_BYTES} bytes"
+    );
+    Ok(Bytes::from(out))
 }

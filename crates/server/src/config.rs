@@ -34,6 +34,53 @@ pub struct ServerConfig {
     /// Size and resource limits.
     #[serde(default)]
     pub limits: Limits,
+    /// The Oblivious HTTP gateway in front of the service and issuer.
+    #[serde(default)]
+    pub ohttp: OhttpConfig,
+}
+
+/// Oblivious HTTP gateway (RFC 9458): Apple's relay forwards every device request through it.
+///
+/// The gateway answers `POST /` (`message/ohttp-req`) and publishes its key configuration at
+/// `GET /ohttp-keys` and `GET /.well-known/ohttp-gateway`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OhttpConfig {
+    /// Serve the gateway routes (default true).
+    pub enabled: bool,
+    /// Gateway key file (default `state_dir/ohttp/keys.json`); created with mode 0600.
+    pub key_file: Option<PathBuf>,
+    /// Rotate the gateway key after this many days (0: never rotate automatically).
+    pub rotate_after_days: u64,
+    /// Keep accepting the previous key this many days after a rotation (clients cache configs).
+    pub grace_days: u64,
+    /// Forward decapsulated requests to this base URL over HTTP(S) instead of in process,
+    /// e.g. when the PIR service runs on other machines.
+    pub upstream: Option<String>,
+    /// Encapsulated requests remembered to reject replays.
+    pub replay_capacity: usize,
+}
+
+impl Default for OhttpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            key_file: None,
+            rotate_after_days: 30,
+            grace_days: 7,
+            upstream: None,
+            replay_capacity: 1 << 20,
+        }
+    }
+}
+
+impl OhttpConfig {
+    /// Where the gateway keys are kept for a server whose state lives in `state_dir`.
+    pub fn key_path(&self, state_dir: &Path) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| state_dir.join("ohttp").join("keys.json"))
+    }
 }
 
 /// TLS material paths.
@@ -88,6 +135,10 @@ pub struct Limits {
     pub key_cache_entries: usize,
     /// Largest `/report` body URL count.
     pub max_report_urls: usize,
+    /// Open connections accepted at once on the TLS listener (more wait in the backlog).
+    pub max_connections: usize,
+    /// Seconds a client may take to finish the TLS handshake.
+    pub tls_handshake_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -99,6 +150,8 @@ impl Default for Limits {
             max_users: 100_000,
             key_cache_entries: 64,
             max_report_urls: 1000,
+            max_connections: 10_000,
+            tls_handshake_timeout_secs: 10,
         }
     }
 }
@@ -140,6 +193,9 @@ impl ServerConfig {
         for u in &mut cfg.usecases {
             fix(&mut u.dataset_dir);
         }
+        if let Some(k) = cfg.ohttp.key_file.as_mut() {
+            fix(k);
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -169,6 +225,16 @@ impl ServerConfig {
             self.limits.max_keys_per_user >= 1,
             "limits.max_keys_per_user must be at least 1"
         );
+        anyhow::ensure!(
+            self.limits.max_connections >= 1,
+            "limits.max_connections must be at least 1"
+        );
+        if let Some(up) = &self.ohttp.upstream {
+            anyhow::ensure!(
+                up.starts_with("http://") || up.starts_with("https://"),
+                "ohttp.upstream must be an http:// or https:// URL, got {up:?}"
+            );
+        }
         Ok(())
     }
 }

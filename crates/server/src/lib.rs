@@ -1,14 +1,17 @@
 //! The sift HTTP service: Apple's PIR API (`/config`, `/key`, `/queries`, `/report`), token checks
-//! on every PIR route, evaluation-key storage, dataset versions with reload, and metrics.
+//! on every PIR route, evaluation-key storage, dataset versions with reload, metrics, the
+//! Privacy Pass issuer and the Oblivious HTTP gateway, over HTTPS with HTTP/2.
 
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod issuer;
 pub mod keystore;
 pub mod metrics;
 pub mod routes;
 pub mod state;
+pub mod tls;
 
 pub use config::ServerConfig;
 pub use state::AppState;
@@ -20,6 +23,10 @@ use std::sync::Arc;
 pub struct RunningServer {
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
+    /// `https` when the listener terminates TLS, `http` otherwise.
+    pub scheme: &'static str,
+    /// The OHTTP gateway, when enabled.
+    pub gateway: Option<Arc<gateway::OhttpGateway>>,
     /// Shared state, e.g. to trigger a reload.
     pub state: Arc<AppState>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -36,27 +43,62 @@ impl RunningServer {
     }
 }
 
-/// Starts the service on `config.listen` (plain HTTP, for loopback development and tests) inside
-/// the current tokio runtime. `auth` overrides the token check the config implies.
+impl RunningServer {
+    /// The base URL clients use, e.g. `https://127.0.0.1:8443`.
+    pub fn base_url(&self) -> String {
+        format!("{}://{}", self.scheme, self.addr)
+    }
+}
+
+/// How often the OHTTP key schedule is checked.
+const KEY_ROTATION_CHECK: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Starts the service on `config.listen` inside the current tokio runtime: HTTPS with HTTP/2
+/// when `[tls]` is configured, plain HTTP (HTTP/1.1 and h2c) for development otherwise. `auth`
+/// overrides the token check the config implies.
 pub async fn spawn(
     config: ServerConfig,
     auth: Option<Arc<dyn auth::TokenAuthority>>,
 ) -> anyhow::Result<RunningServer> {
+    let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
+    let gateway = gateway::OhttpGateway::from_config(&config)?;
     let state = Arc::new(AppState::load(config, auth)?);
-    let app = routes::router(state.clone());
+    let service = routes::router(state.clone());
+    let app = match &gateway {
+        Some(gw) => service.clone().merge(routes::with_metrics(
+            gateway::routes(gw.clone(), service),
+            state.clone(),
+        )),
+        None => service,
+    };
     let listener = tokio::net::TcpListener::bind(state.config.listen).await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let limits = state.config.limits.clone();
+    let rotation = gateway
+        .clone()
+        .map(|gw| tokio::spawn(gateway::rotation_task(gw, KEY_ROTATION_CHECK)));
     let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = rx.await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!("server stopped: {e}");
+        match tls {
+            Some(tls) => tls::serve(listener, app, tls, &limits, rx).await,
+            None => {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                    let _ = rx.await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::error!("server stopped: {e}");
+                }
+            }
+        }
+        if let Some(r) = rotation {
+            r.abort();
         }
     });
     Ok(RunningServer {
         addr,
+        scheme,
+        gateway,
         state,
         shutdown: Some(tx),
         task,

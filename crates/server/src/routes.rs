@@ -50,12 +50,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(issuer_routes)
 }
 
+/// Adds request metrics and the request timeout to `routes` (used for the gateway's routes,
+/// which are built outside [`router`]).
+pub fn with_metrics(routes: Router, state: Arc<AppState>) -> Router {
+    let timeout = Duration::from_secs(state.config.limits.request_timeout_secs);
+    routes
+        .layer(middleware::from_fn_with_state(state, record_metrics))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+}
+
 async fn record_metrics(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let route = req.uri().path().to_owned();
     let start = Instant::now();
     let resp = next.run(req).await;
     let route = match route.as_str() {
-        "/config" | "/key" | "/queries" | "/report" | "/metrics" | "/healthz" => route,
+        "/config" | "/key" | "/queries" | "/report" | "/metrics" | "/healthz" | "/"
+        | "/ohttp-keys" => route,
         _ => "other".to_owned(),
     };
     state

@@ -1,13 +1,29 @@
 //! `sift check`: asks a running PIR service whether URLs are blocked, the way a device does:
-//! sub-URLs, prefilter, then PIR for prefilter hits.
+//! sub-URLs, prefilter, then for prefilter hits a Privacy Pass token and PIR, all through the
+//! OHTTP gateway when one is given (as Apple's relay delivers device traffic).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use sift_client::device::{DeviceClient, ServiceConfig, check_url};
+use sift_client::tokens::TokenSource;
 
 /// Arguments of `sift check`.
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+
+  # The device's path: tokens and PIR through the OHTTP gateway
+  sift check --service https://pir.example.com --issuer https://issuer.example.com \\
+    --gateway https://gateway.example.com --user-token $TOKEN \\
+    --usecase com.example.app.url.filtering --prefilter dataset/prefilter \\
+    https://www.example.com/page
+
+  # Straight to a development server without tokens
+  sift check --service http://127.0.0.1:8080 --usecase com.example.app.url.filtering \\
+    --prefilter dataset/prefilter example.com
+
+Exit status: 0 when every URL was checked, 1 on errors. --json prints one object per URL.")]
 pub struct Args {
     /// URLs to check, e.g. `https://www.example.com/a?b=c`.
     #[arg(required = true)]
@@ -25,8 +41,21 @@ pub struct Args {
     #[arg(long)]
     pub ca: Option<PathBuf>,
     /// `Authorization` header for PIR routes (e.g. `PrivateToken token=...`).
-    #[arg(long, env = "SIFT_AUTHORIZATION")]
+    #[arg(long, env = "SIFT_AUTHORIZATION", conflicts_with = "user_token")]
     pub authorization: Option<String>,
+    /// Privacy Pass issuer base URL (default: the service URL).
+    #[arg(long, env = "SIFT_ISSUER")]
+    pub issuer: Option<String>,
+    /// Bearer user token for the issuer: a fresh token is fetched for every PIR request.
+    #[arg(long, env = "SIFT_USER_TOKEN")]
+    pub user_token: Option<String>,
+    /// OHTTP gateway URL: every request (tokens and PIR) is encapsulated and posted there.
+    #[arg(long, env = "SIFT_GATEWAY")]
+    pub gateway: Option<String>,
+    /// Gateway key configuration file (`application/ohttp-keys`); fetched from
+    /// `<gateway>/ohttp-keys` when not given.
+    #[arg(long, requires = "gateway")]
+    pub ohttp_keys: Option<PathBuf>,
     /// Print one JSON object per URL instead of text.
     #[arg(long)]
     pub json: bool,
@@ -36,12 +65,27 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let prefilter = sift_bloom::read_dir(&args.prefilter)?.filter;
     let ca = args.ca.as_ref().map(std::fs::read).transpose()?;
-    let transport =
+    let mut transport =
         sift_client::Transport::new(ca.as_deref(), sift_client::device::REQUEST_TIMEOUT)?;
     let mut service = ServiceConfig::new(&args.service, &args.usecase);
     service.authorization = args.authorization.clone();
+    if let Some(user_token) = &args.user_token {
+        service.tokens = Some(TokenSource {
+            issuer_url: args.issuer.clone().unwrap_or_else(|| args.service.clone()),
+            user_token: user_token.clone(),
+        });
+    }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
+        if let Some(gateway) = &args.gateway {
+            let keys = match &args.ohttp_keys {
+                Some(path) => {
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+                }
+                None => transport.fetch_gateway_keys(gateway).await?,
+            };
+            transport = transport.via_gateway(gateway, &keys)?;
+        }
         let mut device = DeviceClient::new(transport, service);
         for url in &args.urls {
             let v = check_url(&mut device, &prefilter, url).await?;
@@ -49,7 +93,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string(&v)?);
                 continue;
             }
-            println!("{} {url}", if v.blocked { "BLOCKED" } else { "allowed" });
+            println!(
+                "{} {url}  (prefilter {:.1} µs)",
+                if v.blocked { "BLOCKED" } else { "allowed" },
+                v.prefilter_micros
+            );
             for s in &v.suburls {
                 let pir = match (&s.pir_blocked, &s.pir) {
                     (Some(b), Some(c)) => format!(

@@ -83,9 +83,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let server = sift_server::spawn(cfg, None).await?;
         eprintln!("   listening on http://{}", server.addr);
 
-        eprintln!("== 4/4 checking URLs as a device does (sub-URLs → prefilter → Privacy Pass token → PIR)");
+        eprintln!("== 4/4 checking URLs as a device does (sub-URLs → prefilter → Privacy Pass token → PIR), every request through the OHTTP gateway");
+        let base = server.base_url();
         let transport = sift_client::Transport::new(None, sift_client::device::REQUEST_TIMEOUT)?;
-        let base = format!("http://{}", server.addr);
+        let keys = transport.fetch_gateway_keys(&base).await?;
+        let transport = transport.via_gateway(&base, &keys)?;
         let mut service = ServiceConfig::new(&base, USECASE);
         // Every PIR request carries a fresh Privacy Pass token from the in-process issuer.
         service.tokens = Some(TokenSource { issuer_url: base.clone(), user_token: DEMO_USER_TOKEN.into() });

@@ -11,10 +11,9 @@ use anyhow::Context as _;
 #[derive(clap::Args)]
 #[command(after_help = "Example config (sift.toml):
 
-  listen = \"127.0.0.1:8080\"
-  dev_plain_http = true          # plain HTTP for local development only
+  listen = \"0.0.0.0:443\"
+  state_dir = \"state\"            # issuer keys, OHTTP gateway keys, stored evaluation keys
   require_tokens = true          # PIR routes need Privacy Pass tokens of our issuer
-  state_dir = \"state\"            # stored evaluation keys
   report_dir = \"reports\"         # /report submissions (JSON lines)
 
   [[users]]                      # Bearer user tokens that may fetch tokens, per tier
@@ -27,10 +26,21 @@ use anyhow::Context as _;
   stem = \"url\"
   versions_kept = 2
 
+  [tls]                          # HTTPS with HTTP/2 (required unless dev_plain_http = true)
+  cert = \"fullchain.pem\"
+  key = \"privkey.pem\"
+
+  [ohttp]                        # the gateway Apple's relay posts to: POST /, GET /ohttp-keys
+  rotate_after_days = 30
+  grace_days = 7
+  # upstream = \"https://pir.internal\"   # forward elsewhere instead of in process
+
   [limits]
   max_body_bytes = 10485760
 
-Datasets are reloaded on SIGHUP and when their files change (checked every --poll-secs).")]
+Datasets are reloaded on SIGHUP and when their files change (checked every --poll-secs).
+The OHTTP gateway key is created on first start, rotated every rotate_after_days (the old key
+is accepted for grace_days more), and its schedule is also checked on SIGHUP.")]
 pub struct Args {
     /// The TOML configuration file.
     #[arg(short, long, default_value = "sift.toml")]
@@ -43,10 +53,9 @@ pub struct Args {
 /// Runs `sift serve` until Ctrl-C or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let cfg = sift_server::ServerConfig::from_file(&args.config)?;
-    if cfg.tls.is_some() {
-        anyhow::bail!(
-            "TLS termination is not built into `sift serve` yet: run it with dev_plain_http = true behind a \
-             TLS-terminating HTTP/2 proxy, and leave the [tls] section out"
+    if cfg.tls.is_none() {
+        tracing::warn!(
+            "dev_plain_http = true: serving plain HTTP; Apple's relay needs HTTPS with HTTP/2"
         );
     }
     if !cfg.require_tokens {
@@ -59,7 +68,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let server = sift_server::spawn(cfg, None)
             .await
             .context("starting the server")?;
-        tracing::info!("listening on http://{}", server.addr);
+        // On stdout, so scripts and tests can find the port when listening on port 0.
+        println!("sift serve: listening on {}", server.base_url());
+        if let Some(gw) = &server.gateway {
+            println!(
+                "sift serve: OHTTP gateway at {0}/ (key configuration: {0}/ohttp-keys, {1} bytes)",
+                server.base_url(),
+                gw.key_configs().len()
+            );
+        }
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
         let state = server.state.clone();
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -77,6 +96,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
             };
+            if let (Some(gw), "SIGHUP") = (&server.gateway, reason) {
+                let gw = gw.clone();
+                match tokio::task::spawn_blocking(move || {
+                    gw.rotate_if_due(std::time::SystemTime::now())
+                })
+                .await?
+                {
+                    Ok(rotated) => tracing::info!(rotated, "checked the OHTTP key schedule"),
+                    Err(e) => tracing::error!(error = %e, "OHTTP key check failed"),
+                }
+            }
             let st = state.clone();
             let changed = tokio::task::spawn_blocking(move || st.reload()).await?;
             if !changed.is_empty() || reason == "SIGHUP" {

@@ -1,0 +1,255 @@
+//! The OHTTP gateway of a running server over TLS with HTTP/2: an independent client (the
+//! `ohttp` and `bhttp` crates, not ours) reaches the service through it, and malformed, replayed,
+//! wrongly keyed, mistyped and oversized encapsulated requests get errors while the server
+//! stays up.
+
+mod common;
+
+use std::io::Cursor;
+
+use sift_server::RunningServer;
+
+/// A test CA and a server certificate for 127.0.0.1; returns the CA's PEM.
+fn write_tls(dir: &std::path::Path) -> String {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    ca.pem()
+}
+
+async fn start_tls(dir: &std::path::Path) -> (RunningServer, reqwest::Client) {
+    let data = dir.join("data");
+    common::write_dataset(&data, &[("blocked.example", "1")], 1, 7);
+    let ca = write_tls(dir);
+    let mut cfg = common::config(&data, &dir.join("state"), 2);
+    cfg.dev_plain_http = false;
+    cfg.tls = Some(sift_server::config::TlsConfig {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    });
+    cfg.limits.max_body_bytes = 1024 * 1024;
+    let server = common::start(cfg).await;
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    (server, http)
+}
+
+/// A binary HTTP request built with the independent `bhttp` crate.
+fn bhttp_request(method: &str, authority: &str, path: &str, body: &[u8]) -> Vec<u8> {
+    let mut msg = bhttp::Message::request(
+        method.as_bytes().to_vec(),
+        b"https".to_vec(),
+        authority.as_bytes().to_vec(),
+        path.as_bytes().to_vec(),
+    );
+    msg.put_header("user-identifier", "interop-user");
+    msg.put_header("user-agent", "interop/1 iOS/26.0");
+    msg.write_content(body);
+    let mut out = Vec::new();
+    msg.write_bhttp(bhttp::Mode::KnownLength, &mut out).unwrap();
+    out
+}
+
+async fn post_outer(
+    http: &reqwest::Client,
+    base: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    http.post(format!("{base}/"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn independent_client_reaches_the_service_through_the_gateway_over_h2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, http) = start_tls(dir.path()).await;
+    let base = server.base_url();
+
+    // The key configuration, over HTTPS with HTTP/2 (what Apple's relay requires).
+    let resp = http.get(format!("{base}/ohttp-keys")).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "application/ohttp-keys"
+    );
+    let keys = resp.bytes().await.unwrap().to_vec();
+    let well_known = http
+        .get(format!("{base}/.well-known/ohttp-gateway"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(well_known.to_vec(), keys);
+
+    // /config through the gateway with the `ohttp` crate's client.
+    let config_req = prost::Message::encode_to_vec(&sift_proto::api::ConfigRequest {
+        usecases: vec![common::USECASE.to_owned()],
+        existing_config_ids: vec![],
+    });
+    let inner = bhttp_request("POST", "127.0.0.1", "/config", &config_req);
+    let client = ohttp::ClientRequest::from_encoded_config_list(&keys).unwrap();
+    let (encapsulated, pending) = client.encapsulate(&inner).unwrap();
+    let resp = post_outer(&http, &base, "message/ohttp-req", encapsulated.clone()).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "message/ohttp-res"
+    );
+    let plain = pending.decapsulate(&resp.bytes().await.unwrap()).unwrap();
+    let msg = bhttp::Message::read_bhttp(&mut Cursor::new(&plain[..])).unwrap();
+    assert_eq!(msg.control().status().map(|s| s.code()), Some(200));
+    let config =
+        <sift_proto::api::ConfigResponse as prost::Message>::decode(msg.content()).unwrap();
+    assert!(config.configs.contains_key(common::USECASE));
+
+    // The same encapsulated request again is a replay.
+    let resp = post_outer(&http, &base, "message/ohttp-req", encapsulated.clone()).await;
+    assert_eq!(resp.status(), 400);
+
+    // A route that does not exist behind the gateway: an encapsulated 404, not a gateway error.
+    let inner = bhttp_request("GET", "127.0.0.1", "/no-such-route", b"");
+    let (enc, pending) = ohttp::ClientRequest::from_encoded_config_list(&keys)
+        .unwrap()
+        .encapsulate(&inner)
+        .unwrap();
+    let resp = post_outer(&http, &base, "message/ohttp-req", enc).await;
+    assert_eq!(resp.status(), 200);
+    let plain = pending.decapsulate(&resp.bytes().await.unwrap()).unwrap();
+    let msg = bhttp::Message::read_bhttp(&mut Cursor::new(&plain[..])).unwrap();
+    assert_eq!(msg.control().status().map(|s| s.code()), Some(404));
+
+    // Nesting: the gateway is not reachable from inside the gateway.
+    let inner = bhttp_request("POST", "127.0.0.1", "/", &encapsulated);
+    let (enc, pending) = ohttp::ClientRequest::from_encoded_config_list(&keys)
+        .unwrap()
+        .encapsulate(&inner)
+        .unwrap();
+    let resp = post_outer(&http, &base, "message/ohttp-req", enc).await;
+    let plain = pending.decapsulate(&resp.bytes().await.unwrap()).unwrap();
+    let msg = bhttp::Message::read_bhttp(&mut Cursor::new(&plain[..])).unwrap();
+    assert_ne!(msg.control().status().map(|s| s.code()), Some(200));
+
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_encapsulated_requests_get_errors_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, http) = start_tls(dir.path()).await;
+    let base = server.base_url();
+    let keys = http
+        .get(format!("{base}/ohttp-keys"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let inner = bhttp_request("GET", "127.0.0.1", "/healthz", b"");
+    let (good, _) = ohttp::ClientRequest::from_encoded_config_list(&keys)
+        .unwrap()
+        .encapsulate(&inner)
+        .unwrap();
+
+    let mut wrong_key = good.clone();
+    wrong_key[0] ^= 0xff;
+    let mut flipped = good.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    let mut wrong_aead = good.clone();
+    wrong_aead[6] = 0x7f;
+    let cases: Vec<(&str, &str, Vec<u8>, u16)> = vec![
+        ("empty body", "message/ohttp-req", vec![], 400),
+        ("garbage", "message/ohttp-req", vec![0xab; 100], 400),
+        ("truncated", "message/ohttp-req", good[..20].to_vec(), 400),
+        ("wrong key id", "message/ohttp-req", wrong_key, 400),
+        ("unsupported AEAD", "message/ohttp-req", wrong_aead, 400),
+        ("tampered ciphertext", "message/ohttp-req", flipped, 400),
+        ("wrong content type", "application/json", good.clone(), 415),
+        (
+            "oversized",
+            "message/ohttp-req",
+            vec![0u8; 2 * 1024 * 1024],
+            413,
+        ),
+    ];
+    for (what, content_type, body, status) in cases {
+        let resp = post_outer(&http, &base, content_type, body).await;
+        assert_eq!(resp.status().as_u16(), status, "{what}");
+    }
+    // A wrong key id is a key problem in RFC 9458 §5.3's problem-details form.
+    let mut wrong_key = good.clone();
+    wrong_key[0] ^= 0xff;
+    let resp = post_outer(&http, &base, "message/ohttp-req", wrong_key).await;
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("http-problem-types#ohttp-key")
+    );
+
+    // Still serving: the untouched request works.
+    let resp = post_outer(&http, &base, "message/ohttp-req", good).await;
+    assert_eq!(resp.status(), 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn gateway_keys_survive_a_restart_and_rotation_keeps_the_old_key_in_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, http) = start_tls(dir.path()).await;
+    let base = server.base_url();
+    let fetch = |http: reqwest::Client, base: String| async move {
+        http.get(format!("{base}/ohttp-keys"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec()
+    };
+    let before = fetch(http.clone(), base.clone()).await;
+    let gw = server.gateway.clone().unwrap();
+    let new_id = gw.rotate_now().unwrap();
+    let after = fetch(http.clone(), base.clone()).await;
+    assert_ne!(before, after);
+    // `application/ohttp-keys`: a 2-byte length, then the config starting with its key id.
+    assert_eq!(after[2], new_id);
+    // A client still holding the old configuration is served during the grace period.
+    let inner = bhttp_request("GET", "127.0.0.1", "/healthz", b"");
+    let (enc, pending) = ohttp::ClientRequest::from_encoded_config_list(&before)
+        .unwrap()
+        .encapsulate(&inner)
+        .unwrap();
+    let resp = post_outer(&http, &base, "message/ohttp-req", enc).await;
+    assert_eq!(resp.status(), 200);
+    pending.decapsulate(&resp.bytes().await.unwrap()).unwrap();
+    server.stop().await;
+
+    // Restarted on the same state directory: the same published key.
+    let (server, http) = start_tls(dir.path()).await;
+    let again = fetch(http, server.base_url()).await;
+    assert_eq!(again, after);
+    server.stop().await;
+}

@@ -1,0 +1,194 @@
+//! The device's path end to end, as separate processes: `sift build` a dataset from a list,
+//! `sift serve` it over TLS (a CA made here) with the OHTTP gateway and the Privacy Pass issuer,
+//! then `sift check` blocked and allowed URLs through the gateway with real tokens.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const USECASE: &str = "com.example.e2e.url.filtering";
+const USER_TOKEN: &str = "e2e-user-token";
+
+fn sift() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sift"))
+}
+
+/// Writes a test CA and a server certificate for 127.0.0.1 signed by it; returns the CA path.
+fn write_tls_material(dir: &Path) -> std::path::PathBuf {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "sift e2e test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf_params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    std::fs::write(
+        dir.join("cert.pem"),
+        format!("{}{}", leaf.pem(), ca_cert.pem()),
+    )
+    .unwrap();
+    std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, ca_cert.pem()).unwrap();
+    ca
+}
+
+/// Kills the server when the test ends, pass or fail.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `sift serve` and returns it with its base URL, read from its first stdout line.
+fn start_server(config: &Path) -> (Server, String) {
+    let mut child = sift()
+        .args(["serve", "--poll-secs", "0", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("sift serve exited before listening")
+            .unwrap();
+        if let Some(url) = line.strip_prefix("sift serve: listening on ") {
+            break url.trim().to_owned();
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (server, base)
+}
+
+#[test]
+fn check_through_the_gateway_over_tls_with_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let list = root.join("blocklist.txt");
+    std::fs::write(
+        &list,
+        "www.apple.com/url-filter-test\nbadsite.example\nexample.org/tracker\n",
+    )
+    .unwrap();
+    let dataset = root.join("dataset");
+    let out = sift()
+        .arg("build")
+        .arg(&list)
+        .arg("-o")
+        .arg(&dataset)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sift build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ca = write_tls_material(root);
+    let config = root.join("sift.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+listen = "127.0.0.1:0"
+state_dir = "state"
+[tls]
+cert = "cert.pem"
+key = "key.pem"
+[[users]]
+tier = "tier1"
+tokens = ["{USER_TOKEN}"]
+[[usecases]]
+name = "{USECASE}"
+dataset_dir = "dataset"
+"#
+        ),
+    )
+    .unwrap();
+    let (_server, base) = start_server(&config);
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+
+    let out = sift()
+        .args(["check", "--json", "--usecase", USECASE])
+        .args(["--service", &base, "--issuer", &base, "--gateway", &base])
+        .args(["--user-token", USER_TOKEN, "--ca"])
+        .arg(&ca)
+        .arg("--prefilter")
+        .arg(dataset.join("prefilter"))
+        .args([
+            "https://www.apple.com/url-filter-test",
+            "https://cdn.badsite.example/page?x=1",
+            "https://example.org/tracker/pixel.gif",
+            "https://www.example.com/",
+            "https://example.org/",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sift check: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{stdout}");
+    let verdicts: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let blocked: Vec<(String, bool)> = verdicts
+        .iter()
+        .map(|v| {
+            (
+                v["url"].as_str().unwrap().to_owned(),
+                v["blocked"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        blocked,
+        vec![
+            ("https://www.apple.com/url-filter-test".to_owned(), true),
+            ("https://cdn.badsite.example/page?x=1".to_owned(), true),
+            ("https://example.org/tracker/pixel.gif".to_owned(), true),
+            ("https://www.example.com/".to_owned(), false),
+            ("https://example.org/".to_owned(), false),
+        ]
+    );
+    // The blocked verdicts came from PIR answers, not the prefilter alone.
+    let pir_answers = verdicts[0]["suburls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["pir_blocked"] == serde_json::Value::Bool(true))
+        .count();
+    assert!(pir_answers >= 1, "{stdout}");
+
+    // A wrong user token is refused by the issuer, through the gateway.
+    let out = sift()
+        .args(["check", "--usecase", USECASE])
+        .args(["--service", &base, "--gateway", &base])
+        .args(["--user-token", "not-a-user", "--ca"])
+        .arg(&ca)
+        .arg("--prefilter")
+        .arg(dataset.join("prefilter"))
+        .arg("https://www.apple.com/url-filter-test")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("401"), "{stderr}");
+}
