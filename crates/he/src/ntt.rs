@@ -2,7 +2,7 @@
 //! bit-reversed order (`eval[j] = a(ψ^(2·bitrev(j)+1))`). Harvey butterflies with Shoup twiddles.
 
 use crate::HeError;
-use crate::arith::{Modulus, bit_reverse, min_primitive_root};
+use crate::arith::{Modulus, bit_reverse, min_primitive_root, mul_hi_u64};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -64,6 +64,9 @@ pub struct NttTable {
     inv_roots_shoup: Vec<u64>,
     inv_n: u64,
     inv_n_shoup: u64,
+    /// inv_roots[1] / n: the last inverse stage's twiddle with the 1/n factor folded in.
+    inv_n_w: u64,
+    inv_n_w_shoup: u64,
     small: Option<Ntt32>,
 }
 
@@ -236,6 +239,11 @@ impl NttTable {
         let roots_shoup = roots.iter().map(|&w| modulus.shoup(w)).collect();
         let inv_roots_shoup = inv_roots.iter().map(|&w| modulus.shoup(w)).collect();
         let inv_n = modulus.inv(n as u64).expect("n invertible");
+        let inv_n_w = if n > 1 {
+            modulus.mul(inv_roots[1], inv_n)
+        } else {
+            inv_n
+        };
         let small = (q < (1 << 30)).then(|| {
             let q32 = q as u32;
             let to32 = |v: &Vec<u64>| v.iter().map(|&x| x as u32).collect::<Vec<u32>>();
@@ -245,11 +253,7 @@ impl NttTable {
                     .chain([0])
                     .collect::<Vec<u32>>()
             };
-            let inv_n_w = if n > 1 {
-                modulus.mul(inv_roots[1], inv_n) as u32
-            } else {
-                inv_n as u32
-            };
+            let inv_n_w = inv_n_w as u32;
             Ntt32 {
                 q: q32,
                 roots: to32(&roots),
@@ -272,6 +276,8 @@ impl NttTable {
             inv_roots_shoup,
             inv_n,
             inv_n_shoup: modulus.shoup(inv_n),
+            inv_n_w,
+            inv_n_w_shoup: modulus.shoup(inv_n_w),
             small,
         })
     }
@@ -314,12 +320,16 @@ impl NttTable {
         }
     }
 
-    /// Forward NTT with 64-bit words (any modulus below 2^62).
+    /// Forward NTT with 64-bit words (any modulus below 2^62). Branch-free Harvey butterflies:
+    /// values stay in [0, 4q) between stages, reduced once in the fused last stage.
     pub fn forward_u64(&self, a: &mut [u64]) {
         let n = self.n;
-        debug_assert_eq!(a.len(), n);
-        let q = self.modulus.value;
-        let two_q = 2 * q;
+        assert_eq!(a.len(), n, "NTT length");
+        if n < 2 {
+            return;
+        }
+        let md = self.modulus;
+        let two_q = 2 * md.value;
         let mut t = n;
         let mut m = 1;
         while m < n / 2 {
@@ -329,76 +339,95 @@ impl NttTable {
             for ((block, &w), &ws) in a.chunks_exact_mut(2 * t).zip(roots).zip(roots_shoup) {
                 let (lo, hi) = block.split_at_mut(t);
                 for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
-                    let mut xv = *x;
-                    if xv >= two_q {
-                        xv -= two_q;
-                    }
-                    let wy = self.modulus.mul_shoup_lazy(*y, w, ws);
-                    *x = xv + wy;
-                    *y = xv + two_q - wy;
+                    let (u, v) = fwd_bfly64(&md, *x, *y, w, ws);
+                    *x = u;
+                    *y = v;
                 }
             }
             m <<= 1;
         }
         // Last stage (t = 1) fused with the final reduction to [0, q).
+        let q = md.value;
         let roots = &self.roots[m..2 * m];
         let roots_shoup = &self.roots_shoup[m..2 * m];
         for ((pair, &w), &ws) in a.chunks_exact_mut(2).zip(roots).zip(roots_shoup) {
-            let mut xv = pair[0];
-            if xv >= two_q {
-                xv -= two_q;
-            }
-            let wy = self.modulus.mul_shoup_lazy(pair[1], w, ws);
-            let mut x = xv + wy;
-            let mut y = xv + two_q - wy;
-            if x >= two_q {
-                x -= two_q;
-            }
-            if x >= q {
-                x -= q;
-            }
-            if y >= two_q {
-                y -= two_q;
-            }
-            if y >= q {
-                y -= q;
-            }
-            pair[0] = x;
-            pair[1] = y;
+            let (x, y) = fwd_bfly64(&md, pair[0], pair[1], w, ws);
+            pair[0] = csub64(csub64(x, two_q), q);
+            pair[1] = csub64(csub64(y, two_q), q);
         }
     }
 
-    /// Inverse NTT with 64-bit words (any modulus below 2^62).
+    /// Inverse NTT with 64-bit words (any modulus below 2^62); the 1/n factor is folded into
+    /// the last stage.
     pub fn inverse_u64(&self, a: &mut [u64]) {
         let n = self.n;
-        debug_assert_eq!(a.len(), n);
-        let q = self.modulus.value;
-        let two_q = 2 * q;
+        assert_eq!(a.len(), n, "NTT length");
+        let md = self.modulus;
+        let q = md.value;
+        if n == 1 {
+            a[0] = md.mul_shoup(a[0], self.inv_n, self.inv_n_shoup);
+            return;
+        }
         let mut t = 1;
         let mut m = n >> 1;
-        while m >= 1 {
+        while m > 1 {
             let roots = &self.inv_roots[m..2 * m];
             let roots_shoup = &self.inv_roots_shoup[m..2 * m];
             for ((block, &w), &ws) in a.chunks_exact_mut(2 * t).zip(roots).zip(roots_shoup) {
                 let (lo, hi) = block.split_at_mut(t);
                 for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
-                    let xv = *x;
-                    let yv = *y;
-                    let mut s = xv + yv;
-                    if s >= two_q {
-                        s -= two_q;
-                    }
-                    *x = s;
-                    *y = self.modulus.mul_shoup_lazy(xv + two_q - yv, w, ws);
+                    let (u, v) = inv_bfly64(&md, *x, *y, w, ws);
+                    *x = u;
+                    *y = v;
                 }
             }
             t <<= 1;
             m >>= 1;
         }
-        for x in a.iter_mut() {
-            *x = self.modulus.mul_shoup(*x, self.inv_n, self.inv_n_shoup);
+        // Last stage: x ← (x + y)/n, y ← (x − y)·w/n, reduced to [0, q).
+        let two_q = 2 * q;
+        let (ni, nis) = (self.inv_n, self.inv_n_shoup);
+        let (wn, wns) = (self.inv_n_w, self.inv_n_w_shoup);
+        let (lo, hi) = a.split_at_mut(n / 2);
+        for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
+            let (xv, yv) = (*x, *y);
+            *x = csub64(mul_shoup_lazy64(q, xv + yv, ni, nis), q);
+            *y = csub64(mul_shoup_lazy64(q, xv + two_q - yv, wn, wns), q);
         }
     }
+}
+
+/// min(x, x − c): subtracts c when x ≥ c (x < 2^63 + c), without a branch.
+#[inline(always)]
+fn csub64(x: u64, c: u64) -> u64 {
+    x.min(x.wrapping_sub(c))
+}
+
+/// y·w mod q in [0, 2q) given ws = shoup(w), with an unvectorizable high multiply (see
+/// [`mul_hi_u64`]).
+#[inline(always)]
+fn mul_shoup_lazy64(q: u64, y: u64, w: u64, ws: u64) -> u64 {
+    let qhat = mul_hi_u64(y, ws);
+    y.wrapping_mul(w).wrapping_sub(qhat.wrapping_mul(q))
+}
+
+/// Cooley–Tukey butterfly, inputs and outputs in [0, 4q).
+#[inline(always)]
+fn fwd_bfly64(md: &Modulus, x: u64, y: u64, w: u64, ws: u64) -> (u64, u64) {
+    let two_q = 2 * md.value;
+    let xv = csub64(x, two_q);
+    let wy = mul_shoup_lazy64(md.value, y, w, ws);
+    (xv + wy, xv + two_q - wy)
+}
+
+/// Gentleman–Sande butterfly, inputs and outputs in [0, 2q).
+#[inline(always)]
+fn inv_bfly64(md: &Modulus, x: u64, y: u64, w: u64, ws: u64) -> (u64, u64) {
+    let two_q = 2 * md.value;
+    (
+        csub64(x + y, two_q),
+        mul_shoup_lazy64(md.value, x + two_q - y, w, ws),
+    )
 }
 
 #[cfg(test)]
