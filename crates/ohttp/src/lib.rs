@@ -17,6 +17,8 @@
 //! implemented, the suite of RFC 9458's example and of Apple's relay. Everything runs in pure
 //! Rust (the `hpke` crate for the gateway's HPKE, RustCrypto primitives elsewhere).
 
+#![warn(missing_docs)]
+
 pub mod bhttp;
 pub mod client;
 pub mod config;
