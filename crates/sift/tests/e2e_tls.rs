@@ -177,6 +177,30 @@ dataset_dir = "dataset"
         .count();
     assert!(pir_answers >= 1, "{stdout}");
 
+    // `sift doctor --probe`: HTTP/2 and the key configuration on the gateway, and Apple's test
+    // entry through it. (The loopback URLs break the onboarding rules, so the exit code is 1.)
+    let out = sift()
+        .args(["doctor", "--probe", "--bundle-id", "com.example.e2e"])
+        .args(["--service", &base, "--issuer", &base, "--gateway", &base])
+        .args(["--user-token", USER_TOKEN, "--ca"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ok   gateway  answers over HTTP/2"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok   gateway  publishes a usable key configuration"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok   dataset  www.apple.com/url-filter-test is in the dataset"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("FAIL"), "{stdout}");
+
     // A wrong user token is refused by the issuer, through the gateway.
     let out = sift()
         .args(["check", "--usecase", USECASE])

@@ -1,5 +1,6 @@
 //! `sift doctor`: checks a deployment's URLs against Apple's onboarding rules, prints the DNS TXT
-//! record to publish, and (with a user token) asks the service for Apple's test entry.
+//! record to publish, and with `--probe` connects: HTTP/2 and a valid key configuration on the
+//! gateway, and (with a user token) Apple's test entry looked up through the gateway.
 
 use std::process::ExitCode;
 
@@ -24,10 +25,16 @@ pub struct Args {
     /// The app's bundle id (the use case is `<bundle id>.url.filtering`).
     #[arg(long)]
     pub bundle_id: String,
-    /// A Bearer user token: also query the service for Apple's test entry (needs network access
-    /// to the service and issuer).
+    /// Connect to the deployment: check HTTP/2 and the key configuration on the gateway.
     #[arg(long)]
+    pub probe: bool,
+    /// A Bearer user token: with `--probe`, also look up Apple's test entry the way the device
+    /// does (token and PIR through the gateway).
+    #[arg(long, requires = "probe")]
     pub user_token: Option<String>,
+    /// Extra CA certificate (PEM) to trust when probing, e.g. a staging CA.
+    #[arg(long)]
+    pub ca: Option<std::path::PathBuf>,
     /// Print findings as JSON.
     #[arg(long)]
     pub json: bool,
@@ -44,8 +51,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &args.issuer,
         &args.gateway,
     ));
-    if let Some(token) = &args.user_token {
-        findings.push(test_entry(&args, token));
+    if args.probe {
+        findings.extend(probe(&args));
     }
     let ok = findings.iter().all(|f| f.ok);
     if args.json {
@@ -63,9 +70,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "\nPublish this DNS record on the service host:\n  {}",
             txt_record(&args.service, &args.bundle_id)
         );
-        println!(
-            "Not checked here: HTTP/2 on the gateway (Apple's relay requires it) and that the relay can reach it."
-        );
+        if !args.probe {
+            println!(
+                "Not checked: HTTP/2 on the gateway (Apple's relay requires it); run with --probe to connect."
+            );
+        }
     }
     Ok(if ok {
         ExitCode::SUCCESS
@@ -74,12 +83,101 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn test_entry(args: &Args, token: &str) -> Finding {
+/// Connects to the gateway (HTTP/2, key configuration) and, with a user token, looks up the
+/// test entry through it.
+fn probe(args: &Args) -> Vec<Finding> {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return vec![finding("probe", false, format!("no async runtime: {e}"))],
+    };
+    rt.block_on(async {
+        let ca = match args.ca.as_ref().map(std::fs::read).transpose() {
+            Ok(ca) => ca,
+            Err(e) => return vec![finding("probe", false, format!("reading --ca: {e}"))],
+        };
+        let transport = match sift_client::Transport::new(ca.as_deref(), REQUEST_TIMEOUT) {
+            Ok(t) => t,
+            Err(e) => return vec![finding("probe", false, format!("{e:#}"))],
+        };
+        let mut out = Vec::new();
+        let url = format!("{}/ohttp-keys", args.gateway.trim_end_matches('/'));
+        let keys = match transport.http().get(&url).send().await {
+            Err(e) => {
+                out.push(finding("gateway", false, format!("GET {url}: {e}")));
+                return out;
+            }
+            Ok(resp) => {
+                let h2 = resp.version() == reqwest::Version::HTTP_2;
+                out.push(finding(
+                    "gateway",
+                    h2,
+                    if h2 {
+                        "answers over HTTP/2".to_owned()
+                    } else {
+                        format!(
+                            "answered over {:?}; Apple's relay requires HTTP/2 (enable h2 in ALPN)",
+                            resp.version()
+                        )
+                    },
+                ));
+                let status = resp.status();
+                match resp.bytes().await {
+                    Ok(body) if status.is_success() => body.to_vec(),
+                    Ok(_) => {
+                        out.push(finding(
+                            "gateway",
+                            false,
+                            format!("GET {url}: HTTP {status}"),
+                        ));
+                        return out;
+                    }
+                    Err(e) => {
+                        out.push(finding("gateway", false, format!("GET {url}: {e}")));
+                        return out;
+                    }
+                }
+            }
+        };
+        let transport = match transport.via_gateway(&args.gateway, &keys) {
+            Ok(t) => {
+                out.push(finding(
+                    "gateway",
+                    true,
+                    format!(
+                        "publishes a usable key configuration ({} bytes)",
+                        keys.len()
+                    ),
+                ));
+                t
+            }
+            Err(e) => {
+                out.push(finding(
+                    "gateway",
+                    false,
+                    format!("key configuration: {e:#}"),
+                ));
+                return out;
+            }
+        };
+        if let Some(token) = &args.user_token {
+            out.push(test_entry(args, transport, token).await);
+        }
+        out
+    })
+}
+
+fn finding(subject: &str, ok: bool, message: String) -> Finding {
+    Finding {
+        subject: subject.into(),
+        ok,
+        message,
+    }
+}
+
+async fn test_entry(args: &Args, transport: sift_client::Transport, token: &str) -> Finding {
     let usecase = format!("{}.url.filtering", args.bundle_id);
-    let result = (|| -> anyhow::Result<bool> {
-        let rt = tokio::runtime::Runtime::new()?;
-        rt.block_on(async {
-            let transport = sift_client::Transport::new(None, REQUEST_TIMEOUT)?;
+    let result = async {
+        {
             let mut svc = ServiceConfig::new(&args.service, &usecase);
             svc.tokens = Some(TokenSource {
                 issuer_url: args.issuer.clone(),
@@ -90,13 +188,16 @@ fn test_entry(args: &Args, token: &str) -> Finding {
             let key = sift_urlkeys::normalize_key(APPLE_TEST_ENTRY)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let (value, _) = device.lookup(&key).await?;
-            Ok(value.as_deref() == Some(b"1"))
-        })
-    })();
+            anyhow::Ok(value.as_deref() == Some(b"1"))
+        }
+    }
+    .await;
     let (ok, message) = match result {
         Ok(true) => (
             true,
-            format!("{APPLE_TEST_ENTRY} is in the dataset with value 1"),
+            format!(
+                "{APPLE_TEST_ENTRY} is in the dataset with value 1 (looked up through the gateway)"
+            ),
         ),
         Ok(false) => (
             false,
