@@ -42,6 +42,7 @@ pub mod serialize;
 
 pub use bfv::{
     Ciphertext, EvalAccumulator, EvalPlaintext, EvaluationKey, KeySwitchKey, Plaintext, SecretKey,
+    TensorAccumulator,
 };
 pub use drbg::{NistAes128Ctr, SEED_LEN};
 pub use params::EncryptionParameters;

@@ -373,6 +373,22 @@ impl Poly {
         Ok(out)
     }
 
+    /// The index map of X → X^g in Eval form: `out[i] = in[perm[i]]` (what
+    /// [`Poly::apply_galois`] uses; precompute it once per element for repeated use).
+    pub fn galois_eval_permutation(n: usize, g: usize) -> Result<Vec<usize>, HeError> {
+        if !n.is_power_of_two() || g % 2 == 0 || g <= 1 || g >= 2 * n {
+            return Err(HeError::InvalidGaloisElement(g));
+        }
+        let log_n = n.trailing_zeros();
+        Ok((0..n)
+            .map(|i| {
+                let rev = bit_reverse(i + n, log_n + 1);
+                let raw = ((g * rev) >> 1) & (n - 1);
+                bit_reverse(raw, log_n)
+            })
+            .collect())
+    }
+
     /// Drops the last row by dividing by its modulus with rounding (Coeff form), as Apple's
     /// `divideAndRoundQLast`: x ← (x + ⌊q_last/2⌋ − [x + ⌊q_last/2⌋]_{q_last}) · q_last⁻¹.
     pub fn divide_and_round_q_last(&mut self, ctx: &Context) -> Result<(), HeError> {

@@ -1,9 +1,13 @@
 //! MulPir index PIR: the client's query and decoding (`MulPirClient`, `PirUtil.compressInputs`)
 //! and the server's oblivious expansion and response (`PirUtil.expand`, `MulPirServer`).
 
+use std::time::{Duration, Instant};
+
 use rand_core::{CryptoRng, RngCore};
+use sift_he::bfv::SwitchScratch;
 use sift_he::{
-    Ciphertext, Context, EvalAccumulator, EvaluationKey, Format, Plaintext, SecretKey, bfv,
+    Ciphertext, Context, EvalAccumulator, EvaluationKey, Format, Plaintext, Poly, SecretKey,
+    TensorAccumulator, bfv,
 };
 
 use crate::PirError;
@@ -133,8 +137,229 @@ pub fn decrypt_response(
         .collect()
 }
 
+/// Per-level data of the expansion: the Galois element used, how many times it is applied, its
+/// Eval-form permutation, and X^(−2^(ℓ−1)) in Eval form with Shoup factors.
+struct ExpandLevel {
+    g: usize,
+    count: usize,
+    perm: Vec<usize>,
+    mono: Vec<u64>,
+    mono_shoup: Vec<u64>,
+}
+
+fn expand_level(
+    ctx: &Context,
+    k: usize,
+    log_step: u32,
+    key: &EvaluationKey,
+) -> Result<ExpandLevel, PirError> {
+    let n = ctx.n;
+    let log_n = n.trailing_zeros();
+    if log_step > log_n {
+        return Err(PirError::Corrupted("expansion deeper than log n".into()));
+    }
+    let shift = 1usize << (log_step - 1);
+    let target = (1usize << (log_n - log_step + 1)) + 1;
+    let g = key
+        .galois
+        .keys()
+        .copied()
+        .filter(|&g| g <= target)
+        .max()
+        .ok_or_else(|| sift_he::HeError::MissingKey(format!("Galois element ≤ {target}")))?;
+    let (tl, gl) = (
+        (target - 1).trailing_zeros(),
+        usize::BITS - 1 - (g - 1).leading_zeros(),
+    );
+    if !(g - 1).is_power_of_two() || gl > tl {
+        return Err(
+            sift_he::HeError::MissingKey(format!("Galois element 2^k+1 ≤ {target}")).into(),
+        );
+    }
+    // X^(−shift) = −X^(n−shift).
+    let mut mono = Poly::zero(ctx, k, Format::Coeff);
+    for r in 0..k {
+        let q = ctx.modulus(r).value;
+        mono.row_mut(r)[n - shift] = q - 1;
+    }
+    mono.forward_ntt(ctx)?;
+    let mono_shoup = (0..k)
+        .flat_map(|r| {
+            let m = *ctx.modulus(r);
+            mono.row(r)
+                .iter()
+                .map(move |&w| m.shoup(w))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    Ok(ExpandLevel {
+        g,
+        count: 1usize << (tl - gl),
+        perm: Poly::galois_eval_permutation(n, g)?,
+        mono: mono.data,
+        mono_shoup,
+    })
+}
+
+/// One expansion step in Eval form: (c + σ(c), (c − σ(c))·X^(−2^(ℓ−1))).
+fn expand_one_step_eval(
+    ctx: &Context,
+    ct: &Ciphertext,
+    level: &ExpandLevel,
+    key: &EvaluationKey,
+    scratch: &mut SwitchScratch,
+) -> Result<(Ciphertext, Ciphertext), PirError> {
+    let ksk = key
+        .galois
+        .get(&level.g)
+        .ok_or_else(|| sift_he::HeError::MissingKey(format!("Galois element {}", level.g)))?;
+    let mut sigma = bfv::apply_galois_eval(ctx, ct, level.g, &level.perm, ksk, scratch)?;
+    for _ in 1..level.count {
+        sigma = bfv::apply_galois_eval(ctx, &sigma, level.g, &level.perm, ksk, scratch)?;
+    }
+    let n = ctx.n;
+    let mut sum = ct.clone();
+    let mut diff = ct.clone();
+    for ((s, d), p) in sum.polys.iter_mut().zip(&mut diff.polys).zip(&sigma.polys) {
+        for r in 0..p.basis.len() {
+            let m = *ctx.modulus(p.basis[r]);
+            let w = &level.mono[r * n..(r + 1) * n];
+            let ws = &level.mono_shoup[r * n..(r + 1) * n];
+            for ((((a, b), &c), &w), &ws) in s
+                .row_mut(r)
+                .iter_mut()
+                .zip(d.row_mut(r).iter_mut())
+                .zip(p.row(r))
+                .zip(w)
+                .zip(ws)
+            {
+                let x = *a;
+                *a = m.add(x, c);
+                *b = m.mul_shoup(m.sub(x, c), w, ws);
+            }
+        }
+    }
+    sum.seed = None;
+    diff.seed = None;
+    Ok((sum, diff))
+}
+
+fn expand_ciphertext_eval(
+    ctx: &Context,
+    ct: Ciphertext,
+    output_count: usize,
+    log_step: u32,
+    expected_height: u32,
+    levels: &[ExpandLevel],
+    key: &EvaluationKey,
+    scratch: &mut SwitchScratch,
+) -> Result<Vec<Ciphertext>, PirError> {
+    if output_count == 1 {
+        if log_step > expected_height {
+            return Ok(vec![ct]);
+        }
+        let mut out = ct.clone();
+        out.add_assign(ctx, &ct)?;
+        return Ok(vec![out]);
+    }
+    let second = output_count >> 1;
+    let first = output_count - second;
+    let level = levels
+        .get(log_step as usize - 1)
+        .ok_or_else(|| PirError::Corrupted("expansion level".into()))?;
+    let (p0, p1) = expand_one_step_eval(ctx, &ct, level, key, scratch)?;
+    drop(ct);
+    let a = expand_ciphertext_eval(
+        ctx,
+        p0,
+        first,
+        log_step + 1,
+        expected_height,
+        levels,
+        key,
+        scratch,
+    )?;
+    let b = expand_ciphertext_eval(
+        ctx,
+        p1,
+        second,
+        log_step + 1,
+        expected_height,
+        levels,
+        key,
+        scratch,
+    )?;
+    let mut out = Vec::with_capacity(output_count);
+    let mut a = a.into_iter();
+    for y in b {
+        out.push(a.next().expect("first half is not shorter"));
+        out.push(y);
+    }
+    out.extend(a);
+    Ok(out)
+}
+
+/// Oblivious expansion of query ciphertexts into `output_count` encrypted 0/1 constants
+/// (`PirUtil.expand`), computed in Eval form (no NTT round trip per step); outputs in Eval form.
+pub fn expand_eval(
+    ctx: &Context,
+    cts: &[Ciphertext],
+    output_count: usize,
+    key: &EvaluationKey,
+) -> Result<Vec<Ciphertext>, PirError> {
+    let n = ctx.n;
+    if cts.is_empty() || (cts.len() - 1) * n >= output_count || cts.len() * n < output_count {
+        return Err(PirError::Corrupted(format!(
+            "{} query ciphertexts cannot expand to {output_count}",
+            cts.len()
+        )));
+    }
+    let k = cts[0].moduli_count();
+    let height = ceil_log2(output_count.min(n));
+    let levels = (1..=height)
+        .map(|l| expand_level(ctx, k, l, key))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut scratch = SwitchScratch::default();
+    let mut remaining = output_count;
+    let mut out = Vec::with_capacity(output_count);
+    for ct in cts {
+        let m = remaining.min(n);
+        remaining -= m;
+        let mut c = ct.clone();
+        c.convert_to(ctx, Format::Eval);
+        c.seed = None;
+        out.extend(expand_ciphertext_eval(
+            ctx,
+            c,
+            m,
+            1,
+            ceil_log2(m),
+            &levels,
+            key,
+            &mut scratch,
+        )?);
+    }
+    Ok(out)
+}
+
+/// Oblivious expansion of query ciphertexts into `output_count` encrypted 0/1 constants
+/// (`PirUtil.expand`); outputs in Coeff form.
+pub fn expand(
+    ctx: &Context,
+    cts: &[Ciphertext],
+    output_count: usize,
+    key: &EvaluationKey,
+) -> Result<Vec<Ciphertext>, PirError> {
+    let mut out = expand_eval(ctx, cts, output_count, key)?;
+    for c in &mut out {
+        c.convert_to(ctx, Format::Coeff);
+    }
+    Ok(out)
+}
+
 /// One expansion step (`expandCiphertextForOneStep`): returns (c + σ(c), (c − σ(c))·X^(−2^(ℓ−1))).
-fn expand_one_step(
+#[cfg(test)]
+fn expand_one_step_reference(
     ctx: &Context,
     ct: &Ciphertext,
     log_step: u32,
@@ -171,7 +396,8 @@ fn expand_one_step(
     Ok((c1, diff))
 }
 
-fn expand_ciphertext(
+#[cfg(test)]
+fn expand_ciphertext_reference(
     ctx: &Context,
     ct: Ciphertext,
     output_count: usize,
@@ -189,10 +415,10 @@ fn expand_ciphertext(
     }
     let second = output_count >> 1;
     let first = output_count - second;
-    let (p0, p1) = expand_one_step(ctx, &ct, log_step, key)?;
+    let (p0, p1) = expand_one_step_reference(ctx, &ct, log_step, key)?;
     drop(ct);
-    let a = expand_ciphertext(ctx, p0, first, log_step + 1, expected_height, key)?;
-    let b = expand_ciphertext(ctx, p1, second, log_step + 1, expected_height, key)?;
+    let a = expand_ciphertext_reference(ctx, p0, first, log_step + 1, expected_height, key)?;
+    let b = expand_ciphertext_reference(ctx, p1, second, log_step + 1, expected_height, key)?;
     let mut out = Vec::with_capacity(output_count);
     let mut a = a.into_iter();
     for y in b {
@@ -203,9 +429,9 @@ fn expand_ciphertext(
     Ok(out)
 }
 
-/// Oblivious expansion of query ciphertexts into `output_count` encrypted 0/1 constants
-/// (`PirUtil.expand`).
-pub fn expand(
+/// The straightforward Coeff-form expansion, kept to check [`expand_eval`] against.
+#[cfg(test)]
+pub(crate) fn expand_reference(
     ctx: &Context,
     cts: &[Ciphertext],
     output_count: usize,
@@ -226,7 +452,14 @@ pub fn expand(
         let mut c = ct.clone();
         c.convert_to(ctx, Format::Coeff);
         c.seed = None;
-        out.extend(expand_ciphertext(ctx, c, m, 1, ceil_log2(m), key)?);
+        out.extend(expand_ciphertext_reference(
+            ctx,
+            c,
+            m,
+            1,
+            ceil_log2(m),
+            key,
+        )?);
     }
     Ok(out)
 }
@@ -242,6 +475,34 @@ pub fn compute_response(
     indices_count: usize,
     key: &EvaluationKey,
 ) -> Result<Vec<Vec<Ciphertext>>, PirError> {
+    let mut times = PhaseTimes::default();
+    compute_response_timed(ctx, param, databases, query, indices_count, key, &mut times)
+}
+
+/// Wall time spent in each phase of [`compute_response_timed`] (accumulated over calls).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PhaseTimes {
+    /// Oblivious query expansion.
+    pub expansion: Duration,
+    /// First-dimension plaintext × ciphertext inner products.
+    pub first_dimension: Duration,
+    /// Second-dimension ciphertext × ciphertext inner products.
+    pub second_dimension: Duration,
+    /// Relinearization and modulus switching.
+    pub relin_mod_switch: Duration,
+}
+
+/// [`compute_response`], adding each phase's wall time to `times` (for benchmarks).
+#[allow(clippy::too_many_arguments)]
+pub fn compute_response_timed(
+    ctx: &Context,
+    param: &IndexPirParameter,
+    databases: &[&[Option<sift_he::EvalPlaintext>]],
+    query: &[Ciphertext],
+    indices_count: usize,
+    key: &EvaluationKey,
+    times: &mut PhaseTimes,
+) -> Result<Vec<Vec<Ciphertext>>, PirError> {
     if param.dimensions.len() != 2 {
         return Err(PirError::InvalidParameters(
             "only 2 dimensions supported".into(),
@@ -254,13 +515,16 @@ pub fn compute_response(
         )));
     }
     let per_call = param.expanded_query_count();
-    let expanded = expand(ctx, query, per_call * indices_count, key)?;
+    let clock = Instant::now();
+    let expanded = expand_eval(ctx, query, per_call * indices_count, key)?;
+    times.expansion += clock.elapsed();
     let bpp = ctx.params.bytes_per_plaintext();
     let chunks = param.chunk_count(bpp);
     let per_chunk = param.per_chunk_plaintext_count();
     let (d0, d1) = (param.dimensions[0], param.dimensions[1]);
     let k = ctx.ciphertext_moduli_count();
     let mut responses = Vec::with_capacity(indices_count);
+    let mut tensor = TensorAccumulator::new(ctx, k);
     for (call, exp) in expanded.chunks(per_call).enumerate() {
         let db = databases[if databases.len() == 1 { 0 } else { call }];
         if db.len() != chunks * per_chunk {
@@ -281,8 +545,9 @@ pub fn compute_response(
         let dim1 = &exp[d0..d0 + d1];
         let mut reply = Vec::with_capacity(chunks);
         for chunk in db.chunks(per_chunk) {
-            let mut total: Option<Ciphertext> = None;
-            for (j, column) in chunk.chunks(d0).enumerate() {
+            let clock = Instant::now();
+            let mut columns = Vec::with_capacity(d1);
+            for column in chunk.chunks(d0) {
                 let mut acc = EvalAccumulator::new(ctx, k, 2);
                 let mut any = false;
                 for (q, pt) in dim0.iter().zip(column) {
@@ -291,17 +556,21 @@ pub fn compute_response(
                         any = true;
                     }
                 }
-                if !any {
-                    continue;
-                }
-                let mut col = acc.finish(ctx);
-                col.convert_to(ctx, Format::Coeff);
-                let prod = bfv::multiply(ctx, &dim1[j], &col)?;
-                match &mut total {
-                    None => total = Some(prod),
-                    Some(t) => t.add_assign(ctx, &prod)?,
-                }
+                columns.push(if any { Some(acc.finish(ctx)) } else { None });
             }
+            times.first_dimension += clock.elapsed();
+            let clock = Instant::now();
+            let mut total: Option<Ciphertext> = None;
+            for (j, col) in columns.iter().enumerate() {
+                let Some(col) = col else { continue };
+                if tensor.len() >= tensor.capacity() {
+                    add_partial(ctx, &mut total, tensor.finish(ctx)?)?;
+                }
+                tensor.add_product(ctx, &dim1[j], col)?;
+            }
+            add_partial(ctx, &mut total, tensor.finish(ctx)?)?;
+            times.second_dimension += clock.elapsed();
+            let clock = Instant::now();
             let mut ct = match total {
                 Some(t) => bfv::relinearize(ctx, &t, key)?,
                 None => Ciphertext::zero(ctx, k, Format::Coeff),
@@ -309,10 +578,24 @@ pub fn compute_response(
             ct.mod_switch_down_to_single(ctx)?;
             ct.convert_to(ctx, Format::Coeff);
             reply.push(ct);
+            times.relin_mod_switch += clock.elapsed();
         }
         responses.push(reply);
     }
     Ok(responses)
+}
+
+fn add_partial(
+    ctx: &Context,
+    total: &mut Option<Ciphertext>,
+    part: Option<Ciphertext>,
+) -> Result<(), PirError> {
+    match (total.as_mut(), part) {
+        (_, None) => {}
+        (None, Some(p)) => *total = Some(p),
+        (Some(t), Some(p)) => t.add_assign(ctx, &p)?,
+    }
+    Ok(())
 }
 
 impl ProcessedDatabase {
@@ -331,5 +614,39 @@ impl ProcessedDatabase {
             .plaintexts
             .chunks(self.plaintexts.len() / tables)
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::{KeyCompression, evaluation_key_config};
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    /// The Eval-form expansion must produce exactly the reference expansion's ciphertexts,
+    /// with and without key compression (repeated Galois applications).
+    #[test]
+    fn eval_expansion_matches_reference() {
+        let ctx = Context::predefined("n_4096_logq_27_28_28_logt_4").unwrap();
+        let mut rng = StdRng::seed_from_u64(3);
+        let sk = SecretKey::generate(&ctx, &mut rng);
+        for (outputs, compression) in [
+            (120, KeyCompression::NoCompression),
+            (37, KeyCompression::MaxCompression),
+        ] {
+            let cfg = evaluation_key_config(outputs, ctx.n, compression);
+            let key =
+                EvaluationKey::generate(&ctx, &sk, &cfg.galois_elements, true, &mut rng).unwrap();
+            let mut values = vec![0u64; outputs];
+            values[3] = 1;
+            values[outputs - 1] = 7;
+            let pt = Plaintext::new(&ctx, &values).unwrap();
+            let q = vec![bfv::encrypt(&ctx, &pt, &sk, &mut rng)];
+            let fast = expand(&ctx, &q, outputs, &key).unwrap();
+            let slow = expand_reference(&ctx, &q, outputs, &key).unwrap();
+            assert_eq!(fast.len(), outputs);
+            assert_eq!(fast, slow);
+        }
     }
 }

@@ -352,6 +352,17 @@ impl ServerShard {
         query: &[pb::SerializedCiphertext],
         key: &EvaluationKey,
     ) -> Result<Vec<Vec<Ciphertext>>, PirError> {
+        self.respond_timed(ctx, query, key, &mut index_pir::PhaseTimes::default())
+    }
+
+    /// [`ServerShard::respond`], adding each phase's wall time to `times` (for benchmarks).
+    pub fn respond_timed(
+        &self,
+        ctx: &Context,
+        query: &[pb::SerializedCiphertext],
+        key: &EvaluationKey,
+        times: &mut index_pir::PhaseTimes,
+    ) -> Result<Vec<Vec<Ciphertext>>, PirError> {
         let cts = query
             .iter()
             .map(|c| {
@@ -364,13 +375,14 @@ impl ServerShard {
             })
             .collect::<Result<Vec<_>, PirError>>()?;
         let tables = self.database.tables(self.params.hash_function_count)?;
-        index_pir::compute_response(
+        index_pir::compute_response_timed(
             ctx,
             &self.params.index,
             &tables,
             &cts,
             self.params.index.batch_size,
             key,
+            times,
         )
     }
 }
