@@ -125,4 +125,23 @@ impl KeywordPirClient {
         }
         Ok(None)
     }
+
+    /// The smallest remaining noise budget (bits) over the response's ciphertexts: how far a
+    /// response is from decrypting wrongly. Used by `sift build`'s trial queries, as Apple's
+    /// `trialsPerShard` checks that processed shards answer with enough budget left.
+    pub fn response_noise_budget(&self, response: &api::PirResponse) -> Result<f64, PirError> {
+        let mut min = f64::INFINITY;
+        for reply in &response.replies {
+            for c in &reply.ciphertexts {
+                let ct = Ciphertext::deserialize(
+                    &self.ctx,
+                    &wire::ciphertext_from_proto(c)?,
+                    Some(1),
+                    Format::Coeff,
+                )?;
+                min = min.min(sift_he::bfv::noise_budget(&self.ctx, &ct, &self.sk)?);
+            }
+        }
+        Ok(min)
+    }
 }

@@ -93,10 +93,12 @@ fn check_through_the_gateway_over_tls_with_tokens() {
         .arg(&dataset)
         .output()
         .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "sift build: {stderr}");
+    // Apple's trialsPerShard (default 1): a test query per shard before it is written.
     assert!(
-        out.status.success(),
-        "sift build: {}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr.contains("shard 0: 1 trial query answered correctly"),
+        "{stderr}"
     );
     let ca = write_tls_material(root);
     let config = root.join("sift.toml");

@@ -60,6 +60,11 @@ pub struct Args {
     /// False-positive tolerance of the prefilter written to `<output-dir>/prefilter`.
     #[arg(long, default_value_t = 0.001)]
     pub prefilter_fp_rate: f64,
+    /// Test queries per processed shard (Apple's `trialsPerShard`): each looks up a present and
+    /// an absent keyword through a fresh client and checks the answers and the remaining noise
+    /// budget. 0 skips the check. Default: the JSON config's `trialsPerShard`, else 1.
+    #[arg(long)]
+    pub trials_per_shard: Option<usize>,
 }
 
 fn parse_compression(s: &str) -> anyhow::Result<KeyCompression> {
@@ -160,6 +165,54 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Noise budget (bits) below which a trial warns: answers still decrypt, but a parameter set
+/// this close to its limit leaves no margin.
+const LOW_NOISE_BUDGET_BITS: f64 = 2.0;
+
+/// Queries `shard` `trials` times, each for a present keyword (spread over the shard) and an
+/// absent one, with a fresh client, as Apple's `trialsPerShard` does. Returns the smallest
+/// noise budget seen, or `None` when `trials` is 0.
+fn run_trials(
+    shard: &server::ProcessedShard,
+    rows: &[(Vec<u8>, Vec<u8>)],
+    trials: usize,
+) -> anyhow::Result<Option<f64>> {
+    if trials == 0 || rows.is_empty() {
+        return Ok(None);
+    }
+    let proto = wire::pir_parameters_to_proto(&shard.params);
+    let server = server::KeywordPirServer::from_processed(vec![shard.clone()])?;
+    let mut rng = rand::thread_rng();
+    let client = sift_pir::client::KeywordPirClient::new(std::slice::from_ref(&proto), &mut rng)?;
+    let key = client.evaluation_key(&mut rng)?;
+    let mut min_budget = f64::INFINITY;
+    for t in 0..trials {
+        let (keyword, value) = &rows[t * rows.len() / trials];
+        let absent = format!("sift-trial-absent-{t}.invalid");
+        for (kw, expected) in [
+            (keyword.as_slice(), Some(value.as_slice())),
+            (absent.as_bytes(), None),
+        ] {
+            let response = server.answer(&client.query(kw, &mut rng)?, &key)?;
+            let got = client.decode(kw, &response)?;
+            anyhow::ensure!(
+                got.as_deref() == expected,
+                "lookup of {:?} returned {:?}, expected {:?}",
+                String::from_utf8_lossy(kw),
+                got.as_deref().map(String::from_utf8_lossy),
+                expected.map(String::from_utf8_lossy)
+            );
+            min_budget = min_budget.min(client.response_noise_budget(&response)?);
+        }
+    }
+    if min_budget < LOW_NOISE_BUDGET_BITS {
+        tracing::warn!(
+            "noise budget after a trial query is only {min_budget:.1} bits: consider other rlweParameters"
+        );
+    }
+    Ok(Some(min_budget))
+}
+
 /// Runs `sift build`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Keys.
@@ -237,6 +290,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     drop(filter);
 
+    let trials = match args.trials_per_shard {
+        Some(n) => n,
+        None => match json.as_ref().and_then(|v| v.get("trialsPerShard")) {
+            Some(v) => v
+                .as_u64()
+                .map(|n| n as usize)
+                .context("trialsPerShard must be a non-negative integer")?,
+            None => 1,
+        },
+    };
     let rows: Vec<(Vec<u8>, Vec<u8>)> = keys
         .into_iter()
         .map(|k| (k.into_boxed_bytes().into_vec(), value.clone()))
@@ -255,6 +318,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(|(i, rows)| -> anyhow::Result<EvaluationKeyConfig> {
             let shard = server::process_shard(&ctx, rows, &cfg, args.seed.wrapping_add(i as u64))
                 .with_context(|| format!("shard {i}"))?;
+            let budget = run_trials(&shard, rows, trials).with_context(|| {
+                format!("shard {i}: trial query failed; the shard was not written")
+            })?;
+            if let Some(b) = budget {
+                bar.suspend(|| {
+                    eprintln!(
+                        "shard {i}: {trials} trial quer{} answered correctly, noise budget left {b:.1} bits",
+                        if trials == 1 { "y" } else { "ies" }
+                    )
+                });
+            }
             let stem = &args.stem;
             write_atomic(
                 &args.output_dir.join(format!("{stem}-{i}.bin")),

@@ -59,6 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         value: "1".into(),
         seed: 0,
         prefilter_fp_rate: 0.001,
+        trials_per_shard: Some(1),
     })?;
 
     eprintln!("== 2/4 loading the Bloom prefilter `sift build` wrote for the same keys");
