@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(resp) = BhttpResponse::decode(data, &limits) {
         let again = resp.encode_indeterminate_length().expect("encodes");
-        assert_eq!(BhttpResponse::decode(&again, &limits).expect("decodes"), resp);
+        assert_eq!(
+            BhttpResponse::decode(&again, &limits).expect("decodes"),
+            resp
+        );
         let _ = resp.into_http();
     }
 });
