@@ -1,5 +1,7 @@
-//! The RFC 9458 key schedule on top of HPKE (RFC 9180): request info string, receiver/sender
-//! setup per AEAD, and the response AEAD derived from the exported secret (§4.4).
+//! The RFC 9458 key schedule on top of HPKE (RFC 9180): request info string, the receiver
+//! (gateway) through the `hpke` crate, the sender (client) through a short base-mode schedule
+//! of our own that can take a fixed ephemeral key, and the response AEAD derived from the
+//! exported secret (§4.4).
 
 use aes_gcm::Aes128Gcm;
 use aes_gcm::aead::{Aead as _, KeyInit, Payload};
