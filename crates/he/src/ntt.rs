@@ -90,6 +90,9 @@ struct Ntt32 {
     /// inv_roots[1] / n: the last inverse stage's twiddle with the 1/n factor folded in.
     inv_n_w: u32,
     inv_n_w_shoup: u32,
+    /// Lane-ordered twiddles of the AVX2 kernels (n ≥ 32).
+    #[cfg(target_arch = "x86_64")]
+    avx2: Option<avx2::Tables>,
 }
 
 #[inline(always)]
@@ -187,11 +190,13 @@ impl Ntt32 {
         let n = a.len();
         let b = words_as_slots(a);
         #[cfg(target_arch = "x86_64")]
-        if simd && n >= 16 && std::is_x86_feature_detected!("avx2") {
+        if let Some(tables) = self.avx2.as_ref().filter(|_| simd)
+            && std::is_x86_feature_detected!("avx2")
+        {
             // SAFETY: AVX2 support was detected at run time just above, which is the only
             // requirement of the target-feature function; it accesses memory only through
-            // bounds-checked references.
-            unsafe { avx2::forward(self, b) };
+            // bounds-checked references. `tables` exist only for n ≥ 32 (its size condition).
+            unsafe { avx2::forward(self, tables, b) };
             return;
         }
         let _ = simd;
@@ -205,9 +210,11 @@ impl Ntt32 {
         let n = a.len();
         let b = words_as_slots(a);
         #[cfg(target_arch = "x86_64")]
-        if simd && n >= 16 && std::is_x86_feature_detected!("avx2") {
+        if let Some(tables) = self.avx2.as_ref().filter(|_| simd)
+            && std::is_x86_feature_detected!("avx2")
+        {
             // SAFETY: as in `forward_words`.
-            unsafe { avx2::inverse(self, b) };
+            unsafe { avx2::inverse(self, tables, b) };
             return;
         }
         let _ = simd;
@@ -254,7 +261,7 @@ impl NttTable {
                     .collect::<Vec<u32>>()
             };
             let inv_n_w = inv_n_w as u32;
-            Ntt32 {
+            let mut t = Ntt32 {
                 q: q32,
                 roots: to32(&roots),
                 roots_shoup: sh(&roots),
@@ -264,7 +271,14 @@ impl NttTable {
                 inv_n_shoup: shoup32(inv_n as u32, q32),
                 inv_n_w,
                 inv_n_w_shoup: shoup32(inv_n_w, q32),
+                #[cfg(target_arch = "x86_64")]
+                avx2: None,
+            };
+            #[cfg(target_arch = "x86_64")]
+            if n >= 32 {
+                t.avx2 = Some(avx2::Tables::new(&t, n));
             }
+            t
         });
         Ok(NttTable {
             modulus,

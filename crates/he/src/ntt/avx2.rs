@@ -4,18 +4,91 @@
 //! high words blended back together), the remainder y·w − q̂·q from two `vpmulld` (low words
 //! only: the true remainder is below 2q < 2^32, so arithmetic mod 2^32 is exact).
 //!
-//! The kernels work in place on the caller's `u64` words viewed as `2n` `u32`s: the first `n`
-//! slots hold the packed 32-bit residues while the transform runs. Packing and unpacking are
-//! fused into the passes where the read-before-write order allows it (see each function).
+//! # Layout
+//! The kernels run in place on the caller's n `u64` words viewed as 2n `u32` slots, split into
+//! two regions of n slots: the words of the lower half of the coefficients (indices < n/2)
+//! and those of the upper half. While the transform runs, region r keeps its n/2 residues
+//! packed in its first n/2 slots, and inside each aligned group of 8 residues the slots hold
+//! offsets [0, 4, 1, 5, 2, 6, 3, 7] (that is what OR-ing a vector of four words with the next
+//! four shifted up by 32 bits gives, and what masking / shifting undoes). Every stage except
+//! the one pairing the two halves works within one region, and the layout permutes only
+//! inside groups of 8 that those stages move as a whole, so the stages with half-block size
+//! ≥ 8 do not see it; the three stages with half-block sizes 4, 2, 1 run fused per group of 16
+//! residues and undo it with their shuffles.
 //!
-//! Every function here carries `#[target_feature(enable = "avx2")]`; the only entry points,
-//! [`forward`] and [`inverse`], are called by `ntt.rs` after `is_x86_feature_detected!("avx2")`.
-//! All memory access goes through [`load`] / [`store`] on `&[u32; 8]` references, so bounds
-//! are enforced by the borrow checker and slice indexing, not by pointer arithmetic.
+//! Packing words to slots happens in the forward's first stage (and the inverse's first
+//! pass), widening back in the forward's last pass (and the inverse's last stage); each
+//! reads a range before anything overwrites it (see the comments at each loop).
+//!
+//! Every function here carries `#[target_feature(enable = "avx2")]`; the entry points
+//! [`forward`] and [`inverse`] are called by `ntt.rs` only after
+//! `is_x86_feature_detected!("avx2")`. All memory access goes through [`load`] / [`store`] on
+//! `&[u32; 8]` references, so bounds are enforced by slicing, not by pointer arithmetic.
 
 use std::arch::x86_64::*;
 
 use super::Ntt32;
+
+/// Per-group twiddle records for the three fused stages, `REC` lanes per group of 16
+/// residues (see [`Tables::new`] for the layout).
+const REC: usize = 36;
+
+/// Lane-ordered twiddles for the fused passes of both directions.
+#[derive(Clone, Debug)]
+pub(super) struct Tables {
+    fwd: Vec<u32>,
+    inv: Vec<u32>,
+}
+
+impl Tables {
+    /// Builds the records from the bit-reversed root tables of `t` (n ≥ 32).
+    ///
+    /// Record of group g (residues 16g..16g+16), with k2 = n/4 + 4g, k1 = n/2 + 8g, k4 = n/8 + 2g:
+    /// forward: [0, 8) half-2 twiddles in lane order [k2, k2+2, k2, k2+2, k2+1, k2+3, k2+1, k2+3],
+    /// [8, 16) their Shoup constants, [16, 24) half-1 twiddles k1 + [0, 4, 1, 5, 2, 6, 3, 7],
+    /// [24, 32) Shoup, [32, 34) half-4 twiddles k4, k4+1, [34, 36) Shoup.
+    /// inverse: [0, 8) half-1 k1 + [0, 4, 2, 6, 1, 5, 3, 7], [8, 16) Shoup, [16, 24) half-2
+    /// [k2, k2+2, k2+1, k2+3] twice, [24, 32) Shoup, [32, 36) half-4 as forward.
+    /// A Shoup block read at offset +1 gives the odd lanes' constants in even lanes (the lane
+    /// past the block is never used).
+    pub(super) fn new(t: &Ntt32, n: usize) -> Self {
+        let shoup = |w: u32| super::shoup32(w, t.q);
+        let build = |roots: &[u32], first: [usize; 8], second: [usize; 8], swap: bool| {
+            let mut v = Vec::with_capacity(REC * n / 16);
+            for g in 0..n / 16 {
+                let (k4, k2, k1) = (n / 8 + 2 * g, n / 4 + 4 * g, n / 2 + 8 * g);
+                let a: Vec<u32> = first.iter().map(|&i| roots[k2 + i]).collect();
+                let b: Vec<u32> = second.iter().map(|&i| roots[k1 + i]).collect();
+                let (x, y) = if swap { (b, a) } else { (a, b) };
+                for blk in [x, y] {
+                    v.extend_from_slice(&blk);
+                    v.extend(blk.iter().map(|&w| shoup(w)));
+                }
+                v.extend([
+                    roots[k4],
+                    roots[k4 + 1],
+                    shoup(roots[k4]),
+                    shoup(roots[k4 + 1]),
+                ]);
+            }
+            v
+        };
+        Tables {
+            fwd: build(
+                &t.roots,
+                [0, 2, 0, 2, 1, 3, 1, 3],
+                [0, 4, 1, 5, 2, 6, 3, 7],
+                false,
+            ),
+            inv: build(
+                &t.inv_roots,
+                [0, 2, 1, 3, 0, 2, 1, 3],
+                [0, 4, 2, 6, 1, 5, 3, 7],
+                true,
+            ),
+        }
+    }
+}
 
 /// Loads eight lanes.
 #[inline]
@@ -51,10 +124,23 @@ fn lanes(s: &mut [u32]) -> &mut [u32; 8] {
     s.try_into().expect("chunk of eight")
 }
 
+/// Eight lanes of a record at a constant offset (no run-time check).
+#[inline(always)]
+fn rec8<const I: usize>(r: &[u32; REC]) -> &[u32; 8] {
+    r[I..I + 8].try_into().expect("in record")
+}
+
 #[inline]
 #[target_feature(enable = "avx2")]
 fn splat(x: u32) -> __m256i {
     _mm256_set1_epi32(x as i32)
+}
+
+/// The lane pair (lo, hi) repeated four times.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn splat_pair(lo: u32, hi: u32) -> __m256i {
+    _mm256_set1_epi64x((u64::from(lo) | (u64::from(hi) << 32)) as i64)
 }
 
 /// y·w mod q in [0, 2q) for any 32-bit lanes y. `ws` holds ⌊w·2^32/q⌋ for the even lanes
@@ -75,254 +161,375 @@ fn csub(x: __m256i, c: __m256i) -> __m256i {
     _mm256_min_epu32(x, _mm256_sub_epi32(x, c))
 }
 
-/// Cooley–Tukey butterfly on inputs in [0, 4q): (x + w·y, x − w·y), outputs in [0, 4q).
-#[inline]
-#[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-fn fwd_bfly(
-    x: __m256i,
-    y: __m256i,
+/// Twiddle w with its Shoup constants for even and odd lanes.
+#[derive(Clone, Copy)]
+struct Tw {
     w: __m256i,
     ws: __m256i,
     ws_odd: __m256i,
-    q: __m256i,
-    two_q: __m256i,
-) -> (__m256i, __m256i) {
-    let xv = csub(x, two_q);
-    let wy = mul_lazy(y, w, ws, ws_odd, q);
+}
+
+/// The same twiddle in every lane.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn tw_splat(w: u32, ws: u32) -> Tw {
+    let ws = splat(ws);
+    Tw {
+        w: splat(w),
+        ws,
+        ws_odd: ws,
+    }
+}
+
+/// Cooley–Tukey butterfly without the input correction, for x < 2q: (x + w·y, x − w·y).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn fwd_bfly_raw(x: __m256i, y: __m256i, tw: Tw, q: __m256i, two_q: __m256i) -> (__m256i, __m256i) {
+    let wy = mul_lazy(y, tw.w, tw.ws, tw.ws_odd, q);
     (
-        _mm256_add_epi32(xv, wy),
-        _mm256_sub_epi32(_mm256_add_epi32(xv, two_q), wy),
+        _mm256_add_epi32(x, wy),
+        _mm256_sub_epi32(_mm256_add_epi32(x, two_q), wy),
     )
+}
+
+/// Cooley–Tukey butterfly on inputs in [0, 4q), outputs in [0, 4q).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn fwd_bfly(x: __m256i, y: __m256i, tw: Tw, q: __m256i, two_q: __m256i) -> (__m256i, __m256i) {
+    fwd_bfly_raw(csub(x, two_q), y, tw, q, two_q)
 }
 
 /// Gentleman–Sande butterfly on inputs in [0, 2q): (x + y, w·(x − y)), outputs in [0, 2q).
 #[inline]
 #[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-fn inv_bfly(
-    x: __m256i,
-    y: __m256i,
-    w: __m256i,
-    ws: __m256i,
-    ws_odd: __m256i,
-    q: __m256i,
-    two_q: __m256i,
-) -> (__m256i, __m256i) {
+fn inv_bfly(x: __m256i, y: __m256i, tw: Tw, q: __m256i, two_q: __m256i) -> (__m256i, __m256i) {
     let s = csub(_mm256_add_epi32(x, y), two_q);
     let d = _mm256_sub_epi32(_mm256_add_epi32(x, two_q), y);
-    (s, mul_lazy(d, w, ws, ws_odd, q))
+    (s, mul_lazy(d, tw.w, tw.ws, tw.ws_odd, q))
 }
 
-/// Packs the `n` words of `b` (2n slots, values < 2^32) into slots `0..n`, in order.
-/// Group i reads slots [2i, 2i+16) before writing [i, i+8), and every slot below 2i was read
-/// by an earlier group, so nothing is overwritten before it is read.
+/// Packs eight words (two vectors of four, values < 2^32) into one vector in group layout.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn pack(b: &mut [u32], n: usize) {
-    let idx = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-    for i in (0..n).step_by(8) {
-        let lo = _mm256_permutevar8x32_epi32(load(at(b, 2 * i)), idx);
-        let hi = _mm256_permutevar8x32_epi32(load(at(b, 2 * i + 8)), idx);
-        store(at_mut(b, i), _mm256_permute2x128_si256::<0x20>(lo, hi));
+fn pack8(lo: __m256i, hi: __m256i) -> __m256i {
+    _mm256_or_si256(lo, _mm256_slli_epi64::<32>(hi))
+}
+
+/// Stores a group-layout vector as eight words at `out[0..16]` (inverse of [`pack8`]).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn unpack8(out: &mut [u32], v: __m256i) {
+    let mask = _mm256_set1_epi64x(0xffff_ffff);
+    store(at_mut(out, 0), _mm256_and_si256(v, mask));
+    store(at_mut(out, 8), _mm256_srli_epi64::<32>(v));
+}
+
+/// Forward stages with half-block sizes n/4 .. 8 on one region's packed residues `a`
+/// (n/2 slots); `region` 0 or 1 selects the blocks' twiddles.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn forward_middle(t: &Ntt32, a: &mut [u32], region: usize, q: __m256i, two_q: __m256i) {
+    let n = 2 * a.len();
+    let mut half = n / 4;
+    let mut m = 2;
+    while half >= 8 {
+        let first = m + region * (m / 2);
+        let roots = &t.roots[first..first + m / 2];
+        let shoup = &t.roots_shoup[first..first + m / 2];
+        for ((block, &w), &ws) in a.chunks_exact_mut(2 * half).zip(roots).zip(shoup) {
+            let tw = tw_splat(w, ws);
+            let (lo, hi) = block.split_at_mut(half);
+            for (x, y) in lo.chunks_exact_mut(8).zip(hi.chunks_exact_mut(8)) {
+                let (x, y) = (lanes(x), lanes(y));
+                let (u, v) = fwd_bfly(load(x), load(y), tw, q, two_q);
+                store(x, u);
+                store(y, v);
+            }
+        }
+        half >>= 1;
+        m <<= 1;
     }
 }
 
-/// Widens slots `0..n` of `b` back into `n` words (zero high halves), last group first.
-/// Group i reads [i, i+8) before writing [2i, 2i+16); the unread slots are below i+8 ≤ 2i for
-/// i ≥ 8, and group 0 reads before it writes.
+/// Forward half-block sizes 4, 2, 1 on one group of 16 residues `a` (0..8) and `b` (8..16) in
+/// group layout, reduced to [0, q) and returned as four vectors of four words each.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn unpack(b: &mut [u32], n: usize) {
-    for i in (0..n).step_by(8).rev() {
-        let v = load(at(b, i));
-        store(
-            at_mut(b, 2 * i),
-            _mm256_cvtepu32_epi64(_mm256_castsi256_si128(v)),
+fn forward_group(
+    a: __m256i,
+    b: __m256i,
+    rec: &[u32; REC],
+    q: __m256i,
+    two_q: __m256i,
+) -> [__m256i; 4] {
+    // Half 4: x = [a0,b0,a1,b1,a2,b2,a3,b3], y = [a4,b4,...,a7,b7].
+    let x = _mm256_blend_epi32::<0b1010_1010>(a, _mm256_slli_epi64::<32>(b));
+    let y = _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<32>(a), b);
+    let tw = Tw {
+        w: splat_pair(rec[32], rec[33]),
+        ws: splat_pair(rec[34], rec[35]),
+        ws_odd: splat(rec[35]),
+    };
+    let (x, y) = fwd_bfly(x, y, tw, q, two_q);
+    // Half 2: x = [a0,b0,a1,b1 | a4,b4,a5,b5], y = [a2,b2,a3,b3 | a6,b6,a7,b7].
+    let (x, y) = (
+        _mm256_permute2x128_si256::<0x20>(x, y),
+        _mm256_permute2x128_si256::<0x31>(x, y),
+    );
+    let tw = Tw {
+        w: load(rec8::<0>(rec)),
+        ws: load(rec8::<8>(rec)),
+        ws_odd: load(rec8::<9>(rec)),
+    };
+    let (x, y) = fwd_bfly(x, y, tw, q, two_q);
+    // Half 1: x = [a0,b0,a2,b2 | a4,b4,a6,b6], y = [a1,b1,a3,b3 | a5,b5,a7,b7].
+    let (x, y) = (_mm256_unpacklo_epi64(x, y), _mm256_unpackhi_epi64(x, y));
+    let tw = Tw {
+        w: load(rec8::<16>(rec)),
+        ws: load(rec8::<24>(rec)),
+        ws_odd: load(rec8::<25>(rec)),
+    };
+    let (x, y) = fwd_bfly(x, y, tw, q, two_q);
+    let x = csub(csub(x, two_q), q);
+    let y = csub(csub(y, two_q), q);
+    // Widen: 64-bit lanes of x hold (a0,b0) (a2,b2) | (a4,b4) (a6,b6), of y the odd ones.
+    let mask = _mm256_set1_epi64x(0xffff_ffff);
+    let (xa, xb) = (_mm256_and_si256(x, mask), _mm256_srli_epi64::<32>(x));
+    let (ya, yb) = (_mm256_and_si256(y, mask), _mm256_srli_epi64::<32>(y));
+    // (a0,a1 | a4,a5) and (a2,a3 | a6,a7), then whole 128-bit halves.
+    let (la, ha) = (_mm256_unpacklo_epi64(xa, ya), _mm256_unpackhi_epi64(xa, ya));
+    let (lb, hb) = (_mm256_unpacklo_epi64(xb, yb), _mm256_unpackhi_epi64(xb, yb));
+    [
+        _mm256_permute2x128_si256::<0x20>(la, ha),
+        _mm256_permute2x128_si256::<0x31>(la, ha),
+        _mm256_permute2x128_si256::<0x20>(lb, hb),
+        _mm256_permute2x128_si256::<0x31>(lb, hb),
+    ]
+}
+
+/// Stores the four word vectors of group g at slots [32g, 32g+32).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn store_words(r: &mut [u32], g: usize, out: [__m256i; 4]) {
+    for (k, v) in out.into_iter().enumerate() {
+        store(at_mut(r, 32 * g + 8 * k), v);
+    }
+}
+
+/// Forward half-block sizes 4, 2, 1 on one region (`r`: n slots, packed residues in the
+/// first n/2), fused with the final reduction to [0, q) and the widening back to words.
+/// `recs` are the region's twiddle records. Groups run last to first, two at a time (their
+/// dependency chains are long, so two in flight keep the vector units busy): groups g, g+1
+/// read slots [16g, 16g+32) and then write [32g, 32g+64); the slots not yet read are below
+/// 16g ≤ 32g, and the pair reads before it writes.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn forward_last(r: &mut [u32], recs: &[u32], q: __m256i, two_q: __m256i) {
+    if recs.len() == REC {
+        let rec: &[u32; REC] = recs.try_into().expect("record");
+        let out = forward_group(load(at(r, 0)), load(at(r, 8)), rec, q, two_q);
+        store_words(r, 0, out);
+        return;
+    }
+    for (p, pair) in recs.chunks_exact(2 * REC).enumerate().rev() {
+        let (r0, r1) = pair.split_at(REC);
+        let (r0, r1): (&[u32; REC], &[u32; REC]) = (
+            r0.try_into().expect("record"),
+            r1.try_into().expect("record"),
         );
-        store(
-            at_mut(b, 2 * i + 8),
-            _mm256_cvtepu32_epi64(_mm256_extracti128_si256::<1>(v)),
-        );
+        let g = 2 * p;
+        let (a0, b0) = (load(at(r, 16 * g)), load(at(r, 16 * g + 8)));
+        let (a1, b1) = (load(at(r, 16 * g + 16)), load(at(r, 16 * g + 24)));
+        let o0 = forward_group(a0, b0, r0, q, two_q);
+        let o1 = forward_group(a1, b1, r1, q, two_q);
+        store_words(r, g + 1, o1);
+        store_words(r, g, o0);
     }
 }
 
 /// Forward negacyclic NTT of the `n = b.len() / 2` words held in `b` (values < q on input,
-/// < q on output, bit-reversed order). Requires n ≥ 16, a power of two.
+/// < q on output, bit-reversed order). Requires n ≥ 32, a power of two, and
+/// `tables` built for `t` and n.
 #[target_feature(enable = "avx2")]
-pub(super) fn forward(t: &Ntt32, b: &mut [u32]) {
+pub(super) fn forward(t: &Ntt32, tables: &Tables, b: &mut [u32]) {
     let n = b.len() / 2;
-    debug_assert!(n >= 16 && n.is_power_of_two());
+    debug_assert!(n >= 32 && n.is_power_of_two());
+    debug_assert_eq!(tables.fwd.len(), REC * n / 16);
     let q = splat(t.q);
     let two_q = splat(2 * t.q);
-    pack(b, n);
-    {
-        let a = &mut b[..n];
-        // Stages with half-block size ≥ 8: one twiddle per block, broadcast to all lanes.
-        let mut half = n;
-        let mut m = 1;
-        while m < n / 8 {
-            half >>= 1;
-            let roots = &t.roots[m..2 * m];
-            let shoup = &t.roots_shoup[m..2 * m];
-            for ((block, &w), &ws) in a.chunks_exact_mut(2 * half).zip(roots).zip(shoup) {
-                let (w, ws) = (splat(w), splat(ws));
-                let (lo, hi) = block.split_at_mut(half);
-                for (x, y) in lo.chunks_exact_mut(8).zip(hi.chunks_exact_mut(8)) {
-                    let (x, y) = (lanes(x), lanes(y));
-                    let (u, v) = fwd_bfly(load(x), load(y), w, ws, ws, q, two_q);
-                    store(x, u);
-                    store(y, v);
-                }
-            }
-            m <<= 1;
-        }
+    let (lo, hi) = b.split_at_mut(n);
+    // First stage (pairs i, i + n/2), reading words and packing: step i reads slots
+    // [2i, 2i+16) of each region and writes [i, i+8); the slots below 2i were read earlier
+    // and the write follows the step's own reads.
+    let tw = tw_splat(t.roots[1], t.roots_shoup[1]);
+    for i in (0..n / 2).step_by(8) {
+        let x = pack8(load(at(lo, 2 * i)), load(at(lo, 2 * i + 8)));
+        let y = pack8(load(at(hi, 2 * i)), load(at(hi, 2 * i + 8)));
+        // Inputs are below q, so x needs no correction.
+        let (u, v) = fwd_bfly_raw(x, y, tw, q, two_q);
+        store(at_mut(lo, i), u);
+        store(at_mut(hi, i), v);
     }
-    // Last three stages (half-block sizes 4, 2, 1) on groups of 16 slots, fused with the final
-    // reduction to [0, q) and the widening to words. Groups run last to first: group g reads
-    // slots [16g, 16g+16) and writes [32g, 32g+32); unread slots are below 16g+16 ≤ 32g for
-    // g ≥ 1, and group 0 reads before it writes.
-    let (m4, m2, m1) = (n / 8, n / 4, n / 2);
-    let dup4 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-    let dup2 = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
-    for g in (0..n / 16).rev() {
-        let a0 = load(at(b, 16 * g));
-        let a1 = load(at(b, 16 * g + 8));
-        // Half 4: x = [a0 lo, a1 lo], y = [a0 hi, a1 hi]; twiddles of blocks 2g, 2g+1.
-        let x = _mm256_permute2x128_si256::<0x20>(a0, a1);
-        let y = _mm256_permute2x128_si256::<0x31>(a0, a1);
-        let w = _mm256_permutevar8x32_epi32(load(at(&t.roots, m4 + 2 * g)), dup4);
-        let ws = _mm256_permutevar8x32_epi32(load(at(&t.roots_shoup, m4 + 2 * g)), dup4);
-        let (x, y) = fwd_bfly(x, y, w, ws, ws, q, two_q);
-        // Half 2: pairs of 64-bit lanes; twiddles of blocks 4g..4g+4, each twice.
-        let (x, y) = (_mm256_unpacklo_epi64(x, y), _mm256_unpackhi_epi64(x, y));
-        let w = _mm256_permutevar8x32_epi32(load(at(&t.roots, m2 + 4 * g)), dup2);
-        let ws = _mm256_permutevar8x32_epi32(load(at(&t.roots_shoup, m2 + 4 * g)), dup2);
-        let (x, y) = fwd_bfly(x, y, w, ws, ws, q, two_q);
-        // Half 1: even / odd slots; twiddles of blocks 8g..8g+8 in natural order.
-        let (x, y) = (
-            _mm256_blend_epi32::<0b1010_1010>(x, _mm256_slli_epi64::<32>(y)),
-            _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<32>(x), y),
+    let recs = tables.fwd.split_at(REC * n / 32);
+    for (region, (r, recs)) in [(lo, recs.0), (hi, recs.1)].into_iter().enumerate() {
+        forward_middle(t, &mut r[..n / 2], region, q, two_q);
+        forward_last(r, recs, q, two_q);
+    }
+}
+
+/// Inverse half-block sizes 1, 2, 4 on the group of 16 residues whose words are `w`
+/// (four vectors of four), returning residues 0..8 and 8..16 in group layout.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn inverse_group(
+    w: [__m256i; 4],
+    rec: &[u32; REC],
+    q: __m256i,
+    two_q: __m256i,
+) -> (__m256i, __m256i) {
+    // p = [a0,b0,a1,b1 | a2,b2,a3,b3], s = [a4,b4,a5,b5 | a6,b6,a7,b7] (a: residues 0..8 of
+    // the group, b: 8..16).
+    let p = pack8(w[0], w[2]);
+    let s = pack8(w[1], w[3]);
+    // Half 1: x = [a0,b0,a4,b4 | a2,b2,a6,b6], y = [a1,b1,a5,b5 | a3,b3,a7,b7].
+    let (x, y) = (_mm256_unpacklo_epi64(p, s), _mm256_unpackhi_epi64(p, s));
+    let tw = Tw {
+        w: load(rec8::<0>(rec)),
+        ws: load(rec8::<8>(rec)),
+        ws_odd: load(rec8::<9>(rec)),
+    };
+    let (x, y) = inv_bfly(x, y, tw, q, two_q);
+    // Half 2: x = [a0,b0,a4,b4 | a1,b1,a5,b5], y = [a2,b2,a6,b6 | a3,b3,a7,b7].
+    let (x, y) = (
+        _mm256_permute2x128_si256::<0x20>(x, y),
+        _mm256_permute2x128_si256::<0x31>(x, y),
+    );
+    let tw = Tw {
+        w: load(rec8::<16>(rec)),
+        ws: load(rec8::<24>(rec)),
+        ws_odd: load(rec8::<25>(rec)),
+    };
+    let (x, y) = inv_bfly(x, y, tw, q, two_q);
+    // Half 4: x = [a0,b0,a2,b2 | a1,b1,a3,b3], y = [a4,b4,a6,b6 | a5,b5,a7,b7].
+    let (x, y) = (_mm256_unpacklo_epi64(x, y), _mm256_unpackhi_epi64(x, y));
+    let tw = Tw {
+        w: splat_pair(rec[32], rec[33]),
+        ws: splat_pair(rec[34], rec[35]),
+        ws_odd: splat(rec[35]),
+    };
+    let (x, y) = inv_bfly(x, y, tw, q, two_q);
+    // Back to group layout: l = [a0,a4,b0,b4 | a1,a5,b1,b5], h = [a2,a6,b2,b6 | a3,a7,b3,b7];
+    // a = 64-bit lanes l0, l2, h0, h2 and b = l1, l3, h1, h3.
+    let l = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_unpacklo_epi32(x, y));
+    let h = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_unpackhi_epi32(x, y));
+    (
+        _mm256_permute2x128_si256::<0x20>(l, h),
+        _mm256_permute2x128_si256::<0x31>(l, h),
+    )
+}
+
+/// The four word vectors of group g (slots [32g, 32g+32)).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_words(r: &[u32], g: usize) -> [__m256i; 4] {
+    let i = 32 * g;
+    [
+        load(at(r, i)),
+        load(at(r, i + 8)),
+        load(at(r, i + 16)),
+        load(at(r, i + 24)),
+    ]
+}
+
+/// Inverse half-block sizes 1, 2, 4 on one region (`r`: n slots holding n/2 words), fused
+/// with the packing of words into slots, two groups at a time (see [`forward_last`]).
+/// Groups g, g+1 read slots [32g, 32g+64) and then write [16g, 16g+32); every slot below 32g
+/// was read by an earlier pair.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn inverse_first(r: &mut [u32], recs: &[u32], q: __m256i, two_q: __m256i) {
+    if recs.len() == REC {
+        let rec: &[u32; REC] = recs.try_into().expect("record");
+        let (a, b) = inverse_group(load_words(r, 0), rec, q, two_q);
+        store(at_mut(r, 0), a);
+        store(at_mut(r, 8), b);
+        return;
+    }
+    for (p, pair) in recs.chunks_exact(2 * REC).enumerate() {
+        let (r0, r1) = pair.split_at(REC);
+        let (r0, r1): (&[u32; REC], &[u32; REC]) = (
+            r0.try_into().expect("record"),
+            r1.try_into().expect("record"),
         );
-        let w = load(at(&t.roots, m1 + 8 * g));
-        let ws = load(at(&t.roots_shoup, m1 + 8 * g));
-        let ws_odd = load(at(&t.roots_shoup, m1 + 8 * g + 1));
-        let (x, y) = fwd_bfly(x, y, w, ws, ws_odd, q, two_q);
-        let x = csub(csub(x, two_q), q);
-        let y = csub(csub(y, two_q), q);
-        // Back to natural order: lo = [a0 0..4, a1 0..4], hi = [a0 4..8, a1 4..8].
-        let lo = _mm256_unpacklo_epi32(x, y);
-        let hi = _mm256_unpackhi_epi32(x, y);
-        let a0 = _mm256_permute2x128_si256::<0x20>(lo, hi);
-        let a1 = _mm256_permute2x128_si256::<0x31>(lo, hi);
-        let o = 32 * g;
-        store(
-            at_mut(b, o),
-            _mm256_cvtepu32_epi64(_mm256_castsi256_si128(a0)),
-        );
-        store(
-            at_mut(b, o + 8),
-            _mm256_cvtepu32_epi64(_mm256_extracti128_si256::<1>(a0)),
-        );
-        store(
-            at_mut(b, o + 16),
-            _mm256_cvtepu32_epi64(_mm256_castsi256_si128(a1)),
-        );
-        store(
-            at_mut(b, o + 24),
-            _mm256_cvtepu32_epi64(_mm256_extracti128_si256::<1>(a1)),
-        );
+        let g = 2 * p;
+        let (w0, w1) = (load_words(r, g), load_words(r, g + 1));
+        let (a0, b0) = inverse_group(w0, r0, q, two_q);
+        let (a1, b1) = inverse_group(w1, r1, q, two_q);
+        store(at_mut(r, 16 * g), a0);
+        store(at_mut(r, 16 * g + 8), b0);
+        store(at_mut(r, 16 * g + 16), a1);
+        store(at_mut(r, 16 * g + 24), b1);
+    }
+}
+
+/// Inverse stages with half-block sizes 8 .. n/4 on one region's packed residues `a`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn inverse_middle(t: &Ntt32, a: &mut [u32], region: usize, q: __m256i, two_q: __m256i) {
+    let n = 2 * a.len();
+    let mut half = 8;
+    let mut m = n / 16;
+    while m > 1 {
+        let first = m + region * (m / 2);
+        let roots = &t.inv_roots[first..first + m / 2];
+        let shoup = &t.inv_roots_shoup[first..first + m / 2];
+        for ((block, &w), &ws) in a.chunks_exact_mut(2 * half).zip(roots).zip(shoup) {
+            let tw = tw_splat(w, ws);
+            let (lo, hi) = block.split_at_mut(half);
+            for (x, y) in lo.chunks_exact_mut(8).zip(hi.chunks_exact_mut(8)) {
+                let (x, y) = (lanes(x), lanes(y));
+                let (u, v) = inv_bfly(load(x), load(y), tw, q, two_q);
+                store(x, u);
+                store(y, v);
+            }
+        }
+        half <<= 1;
+        m >>= 1;
     }
 }
 
 /// Inverse negacyclic NTT (with the 1/n factor) of the `n = b.len() / 2` words held in `b`
 /// (values < q in bit-reversed order on input, < q in natural order on output). Requires
-/// n ≥ 16, a power of two.
+/// n ≥ 32, a power of two, and `tables` built for `t` and n.
 #[target_feature(enable = "avx2")]
-pub(super) fn inverse(t: &Ntt32, b: &mut [u32]) {
+pub(super) fn inverse(t: &Ntt32, tables: &Tables, b: &mut [u32]) {
     let n = b.len() / 2;
-    debug_assert!(n >= 16 && n.is_power_of_two());
+    debug_assert!(n >= 32 && n.is_power_of_two());
+    debug_assert_eq!(tables.inv.len(), REC * n / 16);
     let q = splat(t.q);
     let two_q = splat(2 * t.q);
-    // First three stages (half-block sizes 1, 2, 4) on groups of 16 slots, fused with the
-    // packing of words into slots: group g reads slots [32g, 32g+32) and writes [16g, 16g+16);
-    // every slot below 32g was read by an earlier group, and group 0 reads before it writes.
-    let (m4, m2, m1) = (n / 8, n / 4, n / 2);
-    let dup4 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-    let dup2 = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
-    let even = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-    for g in 0..n / 16 {
-        let i = 32 * g;
-        // p_k's low half holds values 4k..4k+4 of the group (the words' low halves).
-        let p0 = _mm256_permutevar8x32_epi32(load(at(b, i)), even);
-        let p1 = _mm256_permutevar8x32_epi32(load(at(b, i + 8)), even);
-        let p2 = _mm256_permutevar8x32_epi32(load(at(b, i + 16)), even);
-        let p3 = _mm256_permutevar8x32_epi32(load(at(b, i + 24)), even);
-        // lo = values [0..4, 8..12], hi = [4..8, 12..16]; then split into even / odd slots.
-        let lo = _mm256_permute2x128_si256::<0x20>(p0, p2);
-        let hi = _mm256_permute2x128_si256::<0x20>(p1, p3);
-        let lo = _mm256_shuffle_epi32::<0b11_01_10_00>(lo);
-        let hi = _mm256_shuffle_epi32::<0b11_01_10_00>(hi);
-        let x = _mm256_unpacklo_epi64(lo, hi);
-        let y = _mm256_unpackhi_epi64(lo, hi);
-        // Half 1: twiddles of blocks 8g..8g+8 in natural order.
-        let w = load(at(&t.inv_roots, m1 + 8 * g));
-        let ws = load(at(&t.inv_roots_shoup, m1 + 8 * g));
-        let ws_odd = load(at(&t.inv_roots_shoup, m1 + 8 * g + 1));
-        let (x, y) = inv_bfly(x, y, w, ws, ws_odd, q, two_q);
-        // Half 2: x = [a0 0,1,4,5, a1 0,1,4,5], y = [a0 2,3,6,7, a1 2,3,6,7].
-        let (x, y) = (
-            _mm256_blend_epi32::<0b1010_1010>(x, _mm256_slli_epi64::<32>(y)),
-            _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<32>(x), y),
-        );
-        let w = _mm256_permutevar8x32_epi32(load(at(&t.inv_roots, m2 + 4 * g)), dup2);
-        let ws = _mm256_permutevar8x32_epi32(load(at(&t.inv_roots_shoup, m2 + 4 * g)), dup2);
-        let (x, y) = inv_bfly(x, y, w, ws, ws, q, two_q);
-        // Half 4: x = [a0 0..4, a1 0..4], y = [a0 4..8, a1 4..8].
-        let (x, y) = (_mm256_unpacklo_epi64(x, y), _mm256_unpackhi_epi64(x, y));
-        let w = _mm256_permutevar8x32_epi32(load(at(&t.inv_roots, m4 + 2 * g)), dup4);
-        let ws = _mm256_permutevar8x32_epi32(load(at(&t.inv_roots_shoup, m4 + 2 * g)), dup4);
-        let (x, y) = inv_bfly(x, y, w, ws, ws, q, two_q);
-        store(at_mut(b, 16 * g), _mm256_permute2x128_si256::<0x20>(x, y));
-        store(
-            at_mut(b, 16 * g + 8),
-            _mm256_permute2x128_si256::<0x31>(x, y),
-        );
-    }
+    let (lo, hi) = b.split_at_mut(n);
+    let recs = tables.inv.split_at(REC * n / 32);
+    for (region, (r, recs)) in [(&mut *lo, recs.0), (&mut *hi, recs.1)]
+        .into_iter()
+        .enumerate()
     {
-        let a = &mut b[..n];
-        // Middle stages, half-block sizes 8 .. n/4: one broadcast twiddle per block.
-        let mut half = 8;
-        let mut m = n / 16;
-        while m > 1 {
-            let roots = &t.inv_roots[m..2 * m];
-            let shoup = &t.inv_roots_shoup[m..2 * m];
-            for ((block, &w), &ws) in a.chunks_exact_mut(2 * half).zip(roots).zip(shoup) {
-                let (w, ws) = (splat(w), splat(ws));
-                let (lo, hi) = block.split_at_mut(half);
-                for (x, y) in lo.chunks_exact_mut(8).zip(hi.chunks_exact_mut(8)) {
-                    let (x, y) = (lanes(x), lanes(y));
-                    let (u, v) = inv_bfly(load(x), load(y), w, ws, ws, q, two_q);
-                    store(x, u);
-                    store(y, v);
-                }
-            }
-            half <<= 1;
-            m >>= 1;
-        }
-        // Last stage fused with the 1/n factor and the reduction to [0, q):
-        // x ← (x + y)/n, y ← (x − y)·w/n.
-        let (ni, nis) = (splat(t.inv_n), splat(t.inv_n_shoup));
-        let (wn, wns) = (splat(t.inv_n_w), splat(t.inv_n_w_shoup));
-        let (lo, hi) = a.split_at_mut(n / 2);
-        for (x, y) in lo.chunks_exact_mut(8).zip(hi.chunks_exact_mut(8)) {
-            let (x, y) = (lanes(x), lanes(y));
-            let (xv, yv) = (load(x), load(y));
-            let s = _mm256_add_epi32(xv, yv);
-            let d = _mm256_sub_epi32(_mm256_add_epi32(xv, two_q), yv);
-            store(x, csub(mul_lazy(s, ni, nis, nis, q), q));
-            store(y, csub(mul_lazy(d, wn, wns, wns, q), q));
-        }
+        inverse_first(r, recs, q, two_q);
+        inverse_middle(t, &mut r[..n / 2], region, q, two_q);
     }
-    unpack(b, n);
+    // Last stage (pairs i, i + n/2) fused with the 1/n factor, the reduction to [0, q) and
+    // the widening to words: x ← (x + y)/n, y ← (x − y)·w/n. Steps run last to first: step i
+    // reads slots [i, i+8) of each region and writes [2i, 2i+16); the slots not yet read are
+    // below i ≤ 2i, and step 0 reads before it writes.
+    let ni = tw_splat(t.inv_n, t.inv_n_shoup);
+    let wn = tw_splat(t.inv_n_w, t.inv_n_w_shoup);
+    for i in (0..n / 2).step_by(8).rev() {
+        let (x, y) = (load(at(lo, i)), load(at(hi, i)));
+        let s = _mm256_add_epi32(x, y);
+        let d = _mm256_sub_epi32(_mm256_add_epi32(x, two_q), y);
+        let s = csub(mul_lazy(s, ni.w, ni.ws, ni.ws_odd, q), q);
+        let d = csub(mul_lazy(d, wn.w, wn.ws, wn.ws_odd, q), q);
+        unpack8(&mut lo[2 * i..2 * i + 16], s);
+        unpack8(&mut hi[2 * i..2 * i + 16], d);
+    }
 }
