@@ -31,7 +31,11 @@ use super::Ntt32;
 
 /// Per-group twiddle records for the three fused stages, `REC` lanes per group of 16
 /// residues (see [`Tables::new`] for the layout).
-const REC: usize = 36;
+const REC: usize = 48;
+
+/// Groups the fused passes keep in flight: their three dependent stages form long latency
+/// chains, so independent groups side by side keep the vector units busy.
+const INFLIGHT: usize = 2;
 
 /// Lane-ordered twiddles for the fused passes of both directions.
 #[derive(Clone, Debug)]
@@ -43,48 +47,44 @@ pub(super) struct Tables {
 impl Tables {
     /// Builds the records from the bit-reversed root tables of `t` (n ≥ 32).
     ///
-    /// Record of group g (residues 16g..16g+16), with k2 = n/4 + 4g, k1 = n/2 + 8g, k4 = n/8 + 2g:
-    /// forward: [0, 8) half-2 twiddles in lane order [k2, k2+2, k2, k2+2, k2+1, k2+3, k2+1, k2+3],
-    /// [8, 16) their Shoup constants, [16, 24) half-1 twiddles k1 + [0, 4, 1, 5, 2, 6, 3, 7],
-    /// [24, 32) Shoup, [32, 34) half-4 twiddles k4, k4+1, [34, 36) Shoup.
-    /// inverse: [0, 8) half-1 k1 + [0, 4, 2, 6, 1, 5, 3, 7], [8, 16) Shoup, [16, 24) half-2
-    /// [k2, k2+2, k2+1, k2+3] twice, [24, 32) Shoup, [32, 36) half-4 as forward.
-    /// A Shoup block read at offset +1 gives the odd lanes' constants in even lanes (the lane
-    /// past the block is never used).
+    /// The record of group g (residues 16g..16g+16) holds three blocks, one per fused stage in
+    /// the order the pass runs them, each as 8 Shoup constants then the 8 twiddles, lane by
+    /// lane as the stage's vectors need them. With k4 = n/8 + 2g, k2 = n/4 + 4g, k1 = n/2 + 8g
+    /// (the stage's first block index), the lanes take roots
+    /// forward: k4 + [0,1,0,1,0,1,0,1], k2 + [0,2,0,2,1,3,1,3], k1 + [0,4,1,5,2,6,3,7];
+    /// inverse: k1 + [0,4,2,6,1,5,3,7], k2 + [0,2,1,3,0,2,1,3], k4 + [0,1,0,1,0,1,0,1].
+    /// Reading a Shoup block at offset +1 gives the odd lanes' constants in the even lanes
+    /// (its last lane, the block's first twiddle, is never used).
     pub(super) fn new(t: &Ntt32, n: usize) -> Self {
-        let shoup = |w: u32| super::shoup32(w, t.q);
-        let build = |roots: &[u32], first: [usize; 8], second: [usize; 8], swap: bool| {
+        const T4: [usize; 8] = [0, 1, 0, 1, 0, 1, 0, 1];
+        let build = |roots: &[u32], stages: [(usize, [usize; 8]); 3]| {
             let mut v = Vec::with_capacity(REC * n / 16);
             for g in 0..n / 16 {
-                let (k4, k2, k1) = (n / 8 + 2 * g, n / 4 + 4 * g, n / 2 + 8 * g);
-                let a: Vec<u32> = first.iter().map(|&i| roots[k2 + i]).collect();
-                let b: Vec<u32> = second.iter().map(|&i| roots[k1 + i]).collect();
-                let (x, y) = if swap { (b, a) } else { (a, b) };
-                for blk in [x, y] {
-                    v.extend_from_slice(&blk);
-                    v.extend(blk.iter().map(|&w| shoup(w)));
+                for (div, lanes) in stages {
+                    // First block index of the stage with n/div blocks, for this group.
+                    let k = n / div + 16 * g / div;
+                    v.extend(lanes.iter().map(|&i| super::shoup32(roots[k + i], t.q)));
+                    v.extend(lanes.iter().map(|&i| roots[k + i]));
                 }
-                v.extend([
-                    roots[k4],
-                    roots[k4 + 1],
-                    shoup(roots[k4]),
-                    shoup(roots[k4 + 1]),
-                ]);
             }
             v
         };
         Tables {
             fwd: build(
                 &t.roots,
-                [0, 2, 0, 2, 1, 3, 1, 3],
-                [0, 4, 1, 5, 2, 6, 3, 7],
-                false,
+                [
+                    (8, T4),
+                    (4, [0, 2, 0, 2, 1, 3, 1, 3]),
+                    (2, [0, 4, 1, 5, 2, 6, 3, 7]),
+                ],
             ),
             inv: build(
                 &t.inv_roots,
-                [0, 2, 1, 3, 0, 2, 1, 3],
-                [0, 4, 2, 6, 1, 5, 3, 7],
-                true,
+                [
+                    (2, [0, 4, 2, 6, 1, 5, 3, 7]),
+                    (4, [0, 2, 1, 3, 0, 2, 1, 3]),
+                    (8, T4),
+                ],
             ),
         }
     }
@@ -124,23 +124,10 @@ fn lanes(s: &mut [u32]) -> &mut [u32; 8] {
     s.try_into().expect("chunk of eight")
 }
 
-/// Eight lanes of a record at a constant offset (no run-time check).
-#[inline(always)]
-fn rec8<const I: usize>(r: &[u32; REC]) -> &[u32; 8] {
-    r[I..I + 8].try_into().expect("in record")
-}
-
 #[inline]
 #[target_feature(enable = "avx2")]
 fn splat(x: u32) -> __m256i {
     _mm256_set1_epi32(x as i32)
-}
-
-/// The lane pair (lo, hi) repeated four times.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn splat_pair(lo: u32, hi: u32) -> __m256i {
-    _mm256_set1_epi64x((u64::from(lo) | (u64::from(hi) << 32)) as i64)
 }
 
 /// y·w mod q in [0, 2q) for any 32-bit lanes y. `ws` holds ⌊w·2^32/q⌋ for the even lanes
@@ -167,6 +154,18 @@ struct Tw {
     w: __m256i,
     ws: __m256i,
     ws_odd: __m256i,
+}
+
+/// Block `J` of a twiddle record (see [`Tables::new`]).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn tw_rec<const J: usize>(r: &[u32; REC]) -> Tw {
+    let eight = |i: usize| -> &[u32; 8] { r[i..i + 8].try_into().expect("in record") };
+    Tw {
+        ws: load(eight(16 * J)),
+        ws_odd: load(eight(16 * J + 1)),
+        w: load(eight(16 * J + 8)),
+    }
 }
 
 /// The same twiddle in every lane.
@@ -265,30 +264,18 @@ fn forward_group(
     // Half 4: x = [a0,b0,a1,b1,a2,b2,a3,b3], y = [a4,b4,...,a7,b7].
     let x = _mm256_blend_epi32::<0b1010_1010>(a, _mm256_slli_epi64::<32>(b));
     let y = _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<32>(a), b);
-    let tw = Tw {
-        w: splat_pair(rec[32], rec[33]),
-        ws: splat_pair(rec[34], rec[35]),
-        ws_odd: splat(rec[35]),
-    };
+    let tw = tw_rec::<0>(rec);
     let (x, y) = fwd_bfly(x, y, tw, q, two_q);
     // Half 2: x = [a0,b0,a1,b1 | a4,b4,a5,b5], y = [a2,b2,a3,b3 | a6,b6,a7,b7].
     let (x, y) = (
         _mm256_permute2x128_si256::<0x20>(x, y),
         _mm256_permute2x128_si256::<0x31>(x, y),
     );
-    let tw = Tw {
-        w: load(rec8::<0>(rec)),
-        ws: load(rec8::<8>(rec)),
-        ws_odd: load(rec8::<9>(rec)),
-    };
+    let tw = tw_rec::<1>(rec);
     let (x, y) = fwd_bfly(x, y, tw, q, two_q);
     // Half 1: x = [a0,b0,a2,b2 | a4,b4,a6,b6], y = [a1,b1,a3,b3 | a5,b5,a7,b7].
     let (x, y) = (_mm256_unpacklo_epi64(x, y), _mm256_unpackhi_epi64(x, y));
-    let tw = Tw {
-        w: load(rec8::<16>(rec)),
-        ws: load(rec8::<24>(rec)),
-        ws_odd: load(rec8::<25>(rec)),
-    };
+    let tw = tw_rec::<2>(rec);
     let (x, y) = fwd_bfly(x, y, tw, q, two_q);
     let x = csub(csub(x, two_q), q);
     let y = csub(csub(y, two_q), q);
@@ -325,25 +312,31 @@ fn store_words(r: &mut [u32], g: usize, out: [__m256i; 4]) {
 #[inline]
 #[target_feature(enable = "avx2")]
 fn forward_last(r: &mut [u32], recs: &[u32], q: __m256i, two_q: __m256i) {
-    if recs.len() == REC {
-        let rec: &[u32; REC] = recs.try_into().expect("record");
-        let out = forward_group(load(at(r, 0)), load(at(r, 8)), rec, q, two_q);
-        store_words(r, 0, out);
+    if recs.len() % (INFLIGHT * REC) != 0 {
+        // Few groups (small n): one at a time.
+        for (g, rec) in recs.chunks_exact(REC).enumerate().rev() {
+            let rec: &[u32; REC] = rec.try_into().expect("record");
+            let out = forward_group(load(at(r, 16 * g)), load(at(r, 16 * g + 8)), rec, q, two_q);
+            store_words(r, g, out);
+        }
         return;
     }
-    for (p, pair) in recs.chunks_exact(2 * REC).enumerate().rev() {
-        let (r0, r1) = pair.split_at(REC);
-        let (r0, r1): (&[u32; REC], &[u32; REC]) = (
-            r0.try_into().expect("record"),
-            r1.try_into().expect("record"),
-        );
-        let g = 2 * p;
-        let (a0, b0) = (load(at(r, 16 * g)), load(at(r, 16 * g + 8)));
-        let (a1, b1) = (load(at(r, 16 * g + 16)), load(at(r, 16 * g + 24)));
-        let o0 = forward_group(a0, b0, r0, q, two_q);
-        let o1 = forward_group(a1, b1, r1, q, two_q);
-        store_words(r, g + 1, o1);
-        store_words(r, g, o0);
+    for (p, chunk) in recs.chunks_exact(INFLIGHT * REC).enumerate().rev() {
+        let g0 = INFLIGHT * p;
+        let zero = _mm256_setzero_si256();
+        let mut out = [[zero; 4]; INFLIGHT];
+        let mut inp = [(zero, zero); INFLIGHT];
+        for (k, v) in inp.iter_mut().enumerate() {
+            let i = 16 * (g0 + k);
+            *v = (load(at(r, i)), load(at(r, i + 8)));
+        }
+        for (k, (o, &(a, b))) in out.iter_mut().zip(&inp).enumerate() {
+            let rec: &[u32; REC] = chunk[k * REC..(k + 1) * REC].try_into().expect("record");
+            *o = forward_group(a, b, rec, q, two_q);
+        }
+        for (k, o) in out.into_iter().enumerate().rev() {
+            store_words(r, g0 + k, o);
+        }
     }
 }
 
@@ -393,30 +386,18 @@ fn inverse_group(
     let s = pack8(w[1], w[3]);
     // Half 1: x = [a0,b0,a4,b4 | a2,b2,a6,b6], y = [a1,b1,a5,b5 | a3,b3,a7,b7].
     let (x, y) = (_mm256_unpacklo_epi64(p, s), _mm256_unpackhi_epi64(p, s));
-    let tw = Tw {
-        w: load(rec8::<0>(rec)),
-        ws: load(rec8::<8>(rec)),
-        ws_odd: load(rec8::<9>(rec)),
-    };
+    let tw = tw_rec::<0>(rec);
     let (x, y) = inv_bfly(x, y, tw, q, two_q);
     // Half 2: x = [a0,b0,a4,b4 | a1,b1,a5,b5], y = [a2,b2,a6,b6 | a3,b3,a7,b7].
     let (x, y) = (
         _mm256_permute2x128_si256::<0x20>(x, y),
         _mm256_permute2x128_si256::<0x31>(x, y),
     );
-    let tw = Tw {
-        w: load(rec8::<16>(rec)),
-        ws: load(rec8::<24>(rec)),
-        ws_odd: load(rec8::<25>(rec)),
-    };
+    let tw = tw_rec::<1>(rec);
     let (x, y) = inv_bfly(x, y, tw, q, two_q);
     // Half 4: x = [a0,b0,a2,b2 | a1,b1,a3,b3], y = [a4,b4,a6,b6 | a5,b5,a7,b7].
     let (x, y) = (_mm256_unpacklo_epi64(x, y), _mm256_unpackhi_epi64(x, y));
-    let tw = Tw {
-        w: splat_pair(rec[32], rec[33]),
-        ws: splat_pair(rec[34], rec[35]),
-        ws_odd: splat(rec[35]),
-    };
+    let tw = tw_rec::<2>(rec);
     let (x, y) = inv_bfly(x, y, tw, q, two_q);
     // Back to group layout: l = [a0,a4,b0,b4 | a1,a5,b1,b5], h = [a2,a6,b2,b6 | a3,a7,b3,b7];
     // a = 64-bit lanes l0, l2, h0, h2 and b = l1, l3, h1, h3.
@@ -448,27 +429,31 @@ fn load_words(r: &[u32], g: usize) -> [__m256i; 4] {
 #[inline]
 #[target_feature(enable = "avx2")]
 fn inverse_first(r: &mut [u32], recs: &[u32], q: __m256i, two_q: __m256i) {
-    if recs.len() == REC {
-        let rec: &[u32; REC] = recs.try_into().expect("record");
-        let (a, b) = inverse_group(load_words(r, 0), rec, q, two_q);
-        store(at_mut(r, 0), a);
-        store(at_mut(r, 8), b);
+    if recs.len() % (INFLIGHT * REC) != 0 {
+        for (g, rec) in recs.chunks_exact(REC).enumerate() {
+            let rec: &[u32; REC] = rec.try_into().expect("record");
+            let (a, b) = inverse_group(load_words(r, g), rec, q, two_q);
+            store(at_mut(r, 16 * g), a);
+            store(at_mut(r, 16 * g + 8), b);
+        }
         return;
     }
-    for (p, pair) in recs.chunks_exact(2 * REC).enumerate() {
-        let (r0, r1) = pair.split_at(REC);
-        let (r0, r1): (&[u32; REC], &[u32; REC]) = (
-            r0.try_into().expect("record"),
-            r1.try_into().expect("record"),
-        );
-        let g = 2 * p;
-        let (w0, w1) = (load_words(r, g), load_words(r, g + 1));
-        let (a0, b0) = inverse_group(w0, r0, q, two_q);
-        let (a1, b1) = inverse_group(w1, r1, q, two_q);
-        store(at_mut(r, 16 * g), a0);
-        store(at_mut(r, 16 * g + 8), b0);
-        store(at_mut(r, 16 * g + 16), a1);
-        store(at_mut(r, 16 * g + 24), b1);
+    for (p, chunk) in recs.chunks_exact(INFLIGHT * REC).enumerate() {
+        let g0 = INFLIGHT * p;
+        let zero = _mm256_setzero_si256();
+        let mut inp = [[zero; 4]; INFLIGHT];
+        for (k, w) in inp.iter_mut().enumerate() {
+            *w = load_words(r, g0 + k);
+        }
+        let mut out = [(zero, zero); INFLIGHT];
+        for (k, (o, &w)) in out.iter_mut().zip(&inp).enumerate() {
+            let rec: &[u32; REC] = chunk[k * REC..(k + 1) * REC].try_into().expect("record");
+            *o = inverse_group(w, rec, q, two_q);
+        }
+        for (k, (a, b)) in out.into_iter().enumerate() {
+            store(at_mut(r, 16 * (g0 + k)), a);
+            store(at_mut(r, 16 * (g0 + k) + 8), b);
+        }
     }
 }
 
