@@ -105,7 +105,6 @@ fn every_parameter_set() {
 }
 
 #[test]
-#[ignore = "slow: 100k rows"]
 fn hundred_thousand_rows() {
     run("n_4096_logq_27_28_28_logt_5", 100_000, 2, 1, 5, 5);
 }
