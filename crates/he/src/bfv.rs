@@ -421,10 +421,95 @@ pub fn noise_budget(ctx: &Context, ct: &Ciphertext, sk: &SecretKey) -> Result<f6
 /// A key-switching key: one ciphertext per ciphertext modulus, each 2 Eval polys over all L
 /// moduli (`k_i = (−(a_i s + e_i) + (P mod q_i)·s′ in row i, a_i)`), with seeds kept for
 /// seeded serialization.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct KeySwitchKey {
     /// The L−1 ciphertexts.
     pub ciphertexts: Vec<Ciphertext>,
+    /// 32-bit key rows with Shoup factors, built on first Eval key switch (moduli < 2^30).
+    shoup32: std::sync::OnceLock<Option<KeyShoup32>>,
+}
+
+impl PartialEq for KeySwitchKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.ciphertexts == other.ciphertexts
+    }
+}
+
+impl Eq for KeySwitchKey {}
+
+/// The key's Eval rows as u32 with their Shoup factors ⌊w·2³²/q⌋, laid out
+/// `((j·2 + p)·L + modulus)·n`: the key is fixed, so each product costs two 32-bit multiplies.
+#[derive(Clone, Debug)]
+struct KeyShoup32 {
+    rows: Vec<u32>,
+    shoup: Vec<u32>,
+    l: usize,
+}
+
+/// ⌊w·2³²/q⌋ for w < q < 2³¹.
+#[inline(always)]
+fn shoup32(w: u32, q: u32) -> u32 {
+    (((w as u64) << 32) / q as u64) as u32
+}
+
+/// y·w mod q in [0, 2q) for any u32 y, given ws = shoup32(w) (q < 2³¹).
+#[inline(always)]
+fn mul_shoup32_lazy(y: u32, w: u32, ws: u32, q: u32) -> u32 {
+    let qhat = ((y as u64 * ws as u64) >> 32) as u32;
+    y.wrapping_mul(w).wrapping_sub(qhat.wrapping_mul(q))
+}
+
+/// x mod q for any u32 x, given mu = ⌊2³²/q⌋ (q < 2³¹): Barrett leaves r < 2q.
+#[inline(always)]
+fn barrett32(x: u32, q: u32, mu: u32) -> u32 {
+    let qhat = ((x as u64 * mu as u64) >> 32) as u32;
+    let r = x.wrapping_sub(qhat.wrapping_mul(q));
+    r.min(r.wrapping_sub(q))
+}
+
+/// ⌊2³²/q⌋.
+#[inline(always)]
+fn barrett32_mu(q: u32) -> u32 {
+    ((1u64 << 32) / q as u64) as u32
+}
+
+impl KeySwitchKey {
+    /// Wraps key-switching ciphertexts (each 2 Eval polys over all L moduli).
+    pub fn new(ciphertexts: Vec<Ciphertext>) -> KeySwitchKey {
+        KeySwitchKey {
+            ciphertexts,
+            shoup32: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn shoup32(&self, ctx: &Context) -> Option<&KeyShoup32> {
+        self.shoup32
+            .get_or_init(|| {
+                let l = ctx.moduli_count();
+                let n = ctx.n;
+                if (0..l).any(|i| ctx.modulus(i).value >= (1 << 30)) {
+                    return None;
+                }
+                let mut rows = Vec::with_capacity(self.ciphertexts.len() * 2 * l * n);
+                let mut shoup = Vec::with_capacity(rows.capacity());
+                for ct in &self.ciphertexts {
+                    if ct.polys.len() != 2 || ct.polys.iter().any(|p| p.basis.len() != l) {
+                        return None;
+                    }
+                    for p in &ct.polys {
+                        for mi in 0..l {
+                            let q = ctx.modulus(mi).value as u32;
+                            for &w in p.row(mi) {
+                                rows.push(w as u32);
+                                shoup.push(shoup32(w as u32, q));
+                            }
+                        }
+                    }
+                }
+                Some(KeyShoup32 { rows, shoup, l })
+            })
+            .as_ref()
+    }
 }
 
 impl KeySwitchKey {
@@ -466,7 +551,7 @@ impl KeySwitchKey {
                 seed: Some(seed),
             });
         }
-        Ok(KeySwitchKey { ciphertexts: cts })
+        Ok(KeySwitchKey::new(cts))
     }
 
     /// Apple's `computeKeySwitchingUpdate`: for `target` over k ciphertext moduli, returns
@@ -1246,6 +1331,18 @@ impl KeySwitchKey {
             return Err(HeError::Mismatch("key-switching target moduli"));
         }
         let special = l - 1;
+        if let Some(ks) = self.shoup32(ctx) {
+            return self.switch_eval_small(
+                ctx,
+                k,
+                ks,
+                target_coeff,
+                target_eval,
+                out0,
+                out1,
+                scratch,
+            );
+        }
         let small = k < 16
             && (0..k)
                 .chain([special])
@@ -1353,6 +1450,166 @@ impl KeySwitchKey {
                 ctx.ntt(i).forward(&mut s.buf);
                 for (x, &c) in out[i * n..(i + 1) * n].iter_mut().zip(&s.buf) {
                     *x = m.mul_shoup(m.sub(*x, c), inv, inv_s);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl KeySwitchKey {
+    /// Dispatches [`KeySwitchKey::switch_eval_small_body`] to an AVX2 build when available.
+    #[allow(clippy::too_many_arguments)]
+    fn switch_eval_small(
+        &self,
+        ctx: &Context,
+        k: usize,
+        ks: &KeyShoup32,
+        target_coeff: &[u64],
+        target_eval: &[u64],
+        out0: &mut [u64],
+        out1: &mut [u64],
+        scratch: &mut SwitchScratch,
+    ) -> Result<(), HeError> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2")]
+            #[allow(clippy::too_many_arguments)]
+            fn avx2(
+                this: &KeySwitchKey,
+                ctx: &Context,
+                k: usize,
+                ks: &KeyShoup32,
+                target_coeff: &[u64],
+                target_eval: &[u64],
+                out0: &mut [u64],
+                out1: &mut [u64],
+                scratch: &mut SwitchScratch,
+            ) -> Result<(), HeError> {
+                this.switch_eval_small_body(
+                    ctx,
+                    k,
+                    ks,
+                    target_coeff,
+                    target_eval,
+                    out0,
+                    out1,
+                    scratch,
+                )
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2 (checked just above); the function is
+                // ordinary safe Rust compiled with AVX2 enabled.
+                return unsafe {
+                    avx2(
+                        self,
+                        ctx,
+                        k,
+                        ks,
+                        target_coeff,
+                        target_eval,
+                        out0,
+                        out1,
+                        scratch,
+                    )
+                };
+            }
+        }
+        self.switch_eval_small_body(ctx, k, ks, target_coeff, target_eval, out0, out1, scratch)
+    }
+
+    /// [`KeySwitchKey::switch_eval`] for moduli below 2^30 with 32-bit lanes: Shoup products
+    /// against the fixed key, lazy sums kept below 2q, Barrett digit reduction.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn switch_eval_small_body(
+        &self,
+        ctx: &Context,
+        k: usize,
+        ks: &KeyShoup32,
+        target_coeff: &[u64],
+        target_eval: &[u64],
+        out0: &mut [u64],
+        out1: &mut [u64],
+        scratch: &mut SwitchScratch,
+    ) -> Result<(), HeError> {
+        let n = ctx.n;
+        let l = ks.l;
+        let special = l - 1;
+        let s = scratch;
+        s.buf.resize(n, 0);
+        s.p0.resize(n, 0);
+        s.p1.resize(n, 0);
+        let mut acc0 = vec![0u32; n];
+        let mut acc1 = vec![0u32; n];
+        let row = |j: usize, p: usize, mi: usize| ((j * 2 + p) * l + mi) * n;
+        for r in 0..=k {
+            let mi = if r < k { r } else { special };
+            let q = ctx.modulus(mi).value as u32;
+            let two_q = 2 * q;
+            let mu = barrett32_mu(q);
+            acc0.fill(0);
+            acc1.fill(0);
+            for j in 0..k {
+                let src: &[u64] = if j == r {
+                    &target_eval[j * n..(j + 1) * n]
+                } else {
+                    for (b, &x) in s.buf.iter_mut().zip(&target_coeff[j * n..(j + 1) * n]) {
+                        *b = barrett32(x as u32, q, mu) as u64;
+                    }
+                    ctx.ntt(mi).forward(&mut s.buf);
+                    &s.buf
+                };
+                let (o0, o1) = (row(j, 0, mi), row(j, 1, mi));
+                let (k0, k0s) = (&ks.rows[o0..o0 + n], &ks.shoup[o0..o0 + n]);
+                let (k1, k1s) = (&ks.rows[o1..o1 + n], &ks.shoup[o1..o1 + n]);
+                for c in 0..n {
+                    let b = src[c] as u32;
+                    let a0 = acc0[c] + mul_shoup32_lazy(b, k0[c], k0s[c], q);
+                    let a1 = acc1[c] + mul_shoup32_lazy(b, k1[c], k1s[c], q);
+                    acc0[c] = a0.min(a0.wrapping_sub(two_q));
+                    acc1[c] = a1.min(a1.wrapping_sub(two_q));
+                }
+            }
+            let (d0, d1): (&mut [u64], &mut [u64]) = if r < k {
+                (&mut out0[r * n..(r + 1) * n], &mut out1[r * n..(r + 1) * n])
+            } else {
+                (&mut s.p0, &mut s.p1)
+            };
+            for ((x0, x1), (&a0, &a1)) in
+                d0.iter_mut().zip(d1.iter_mut()).zip(acc0.iter().zip(&acc1))
+            {
+                *x0 = a0.min(a0.wrapping_sub(q)) as u64;
+                *x1 = a1.min(a1.wrapping_sub(q)) as u64;
+            }
+        }
+        // Rounding division by P as in `switch_eval`, in 32-bit lanes.
+        let pv = ctx.modulus(special).value as u32;
+        let half = pv >> 1;
+        for (out, p) in [(&mut *out0, &mut s.p0), (&mut *out1, &mut s.p1)] {
+            ctx.ntt(special).inverse(p);
+            for x in p.iter_mut() {
+                let w = *x as u32 + half;
+                *x = w.min(w.wrapping_sub(pv)) as u64;
+            }
+            for i in 0..k {
+                let m = *ctx.modulus(i);
+                let q = m.value as u32;
+                let mu = barrett32_mu(q);
+                let inv =
+                    m.inv(pv as u64)
+                        .ok_or(HeError::Mismatch("moduli not coprime"))? as u32;
+                let inv_s = shoup32(inv, q);
+                let half_i = barrett32(half, q, mu);
+                for (b, &w) in s.buf.iter_mut().zip(p.iter()) {
+                    let v = barrett32(w as u32, q, mu) + q - half_i;
+                    *b = v.min(v.wrapping_sub(q)) as u64;
+                }
+                ctx.ntt(i).forward(&mut s.buf);
+                for (x, &c) in out[i * n..(i + 1) * n].iter_mut().zip(&s.buf) {
+                    let d = *x as u32 + q - c as u32;
+                    let r = mul_shoup32_lazy(d, inv, inv_s, q);
+                    *x = r.min(r.wrapping_sub(q)) as u64;
                 }
             }
         }

@@ -278,7 +278,7 @@ impl KeySwitchKey {
                 "key ciphertexts must have 2 polys".into(),
             ));
         }
-        Ok(KeySwitchKey { ciphertexts })
+        Ok(KeySwitchKey::new(ciphertexts))
     }
 }
 

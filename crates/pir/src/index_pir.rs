@@ -183,12 +183,19 @@ fn expand_level(
         mono.row_mut(r)[n - shift] = q - 1;
     }
     mono.forward_ntt(ctx)?;
+    // Shoup factors ⌊w·2^32/q⌋ for moduli below 2^30 (32-bit lanes), ⌊w·2^64/q⌋ otherwise.
     let mono_shoup = (0..k)
         .flat_map(|r| {
             let m = *ctx.modulus(r);
             mono.row(r)
                 .iter()
-                .map(move |&w| m.shoup(w))
+                .map(move |&w| {
+                    if m.value < (1 << 30) {
+                        ((w << 32) / m.value) as u32 as u64
+                    } else {
+                        m.shoup(w)
+                    }
+                })
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -199,6 +206,39 @@ fn expand_level(
         mono: mono.data,
         mono_shoup,
     })
+}
+
+/// a ← a + c, b ← (a − c)·w (mod q < 2^30) with 32-bit Shoup factors `ws`; AVX2 when present.
+fn add_sub_twist32(q: u32, a: &mut [u64], b: &mut [u64], c: &[u64], w: &[u64], ws: &[u64]) {
+    #[inline(always)]
+    fn body(q: u32, a: &mut [u64], b: &mut [u64], c: &[u64], w: &[u64], ws: &[u64]) {
+        let n = a.len().min(b.len()).min(c.len()).min(w.len()).min(ws.len());
+        let (a, b, c, w, ws) = (&mut a[..n], &mut b[..n], &c[..n], &w[..n], &ws[..n]);
+        for i in 0..n {
+            let x = a[i] as u32;
+            let y = c[i] as u32;
+            let s = x + y;
+            a[i] = s.min(s.wrapping_sub(q)) as u64;
+            let d = x + q - y;
+            let (wv, wsv) = (w[i] as u32, ws[i] as u32);
+            let qhat = ((d as u64 * wsv as u64) >> 32) as u32;
+            let r = d.wrapping_mul(wv).wrapping_sub(qhat.wrapping_mul(q));
+            b[i] = r.min(r.wrapping_sub(q)) as u64;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn avx2(q: u32, a: &mut [u64], b: &mut [u64], c: &[u64], w: &[u64], ws: &[u64]) {
+            body(q, a, b, c, w, ws)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
+            unsafe { avx2(q, a, b, c, w, ws) };
+            return;
+        }
+    }
+    body(q, a, b, c, w, ws)
 }
 
 /// One expansion step in Eval form: (c + σ(c), (c − σ(c))·X^(−2^(ℓ−1))).
@@ -225,17 +265,25 @@ fn expand_one_step_eval(
             let m = *ctx.modulus(p.basis[r]);
             let w = &level.mono[r * n..(r + 1) * n];
             let ws = &level.mono_shoup[r * n..(r + 1) * n];
-            for ((((a, b), &c), &w), &ws) in s
-                .row_mut(r)
-                .iter_mut()
-                .zip(d.row_mut(r).iter_mut())
-                .zip(p.row(r))
-                .zip(w)
-                .zip(ws)
-            {
-                let x = *a;
-                *a = m.add(x, c);
-                *b = m.mul_shoup(m.sub(x, c), w, ws);
+            let (srow, drow, prow) = (
+                &mut s.data[r * n..(r + 1) * n],
+                &mut d.data[r * n..(r + 1) * n],
+                p.row(r),
+            );
+            if m.value < (1 << 30) {
+                add_sub_twist32(m.value as u32, srow, drow, prow, w, ws);
+            } else {
+                for ((((a, b), &c), &w), &ws) in srow
+                    .iter_mut()
+                    .zip(drow.iter_mut())
+                    .zip(prow)
+                    .zip(w)
+                    .zip(ws)
+                {
+                    let x = *a;
+                    *a = m.add(x, c);
+                    *b = m.mul_shoup(m.sub(x, c), w, ws);
+                }
             }
         }
     }
