@@ -524,7 +524,171 @@ pub fn compute_response(
     key: &EvaluationKey,
 ) -> Result<Vec<Vec<Ciphertext>>, PirError> {
     let mut times = PhaseTimes::default();
-    compute_response_timed(ctx, param, databases, query, indices_count, key, &mut times)
+    let dbs: Vec<DatabaseRef> = databases.iter().map(|d| DatabaseRef::Eval(d)).collect();
+    compute_response_timed(ctx, param, &dbs, query, indices_count, key, &mut times)
+}
+
+/// A processed database as the server reads it: Eval plaintexts, or their 32-bit copy.
+#[derive(Clone, Copy, Debug)]
+pub enum DatabaseRef<'a> {
+    /// Plaintexts in Eval form (any moduli).
+    Eval(&'a [Option<sift_he::EvalPlaintext>]),
+    /// The same plaintexts as 32-bit words (moduli below 2^30).
+    Compact(&'a CompactDatabase),
+}
+
+impl DatabaseRef<'_> {
+    fn len(&self) -> usize {
+        match self {
+            DatabaseRef::Eval(d) => d.len(),
+            DatabaseRef::Compact(d) => d.offsets.len(),
+        }
+    }
+}
+
+/// Eval plaintexts stored as u32 words (half the memory traffic of u64) for moduli below 2^30,
+/// so the first dimension runs as 32×32→64-bit vector products summed lazily in u64.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactDatabase {
+    /// Rows per plaintext (ciphertext moduli).
+    k: usize,
+    n: usize,
+    /// The present plaintexts, k·n words each.
+    words: Vec<u32>,
+    /// Per plaintext: its start in `words`, None for an all-zero plaintext.
+    offsets: Vec<Option<usize>>,
+}
+
+impl CompactDatabase {
+    /// The compact copy of `plaintexts`, or None when a ciphertext modulus is 2^30 or more or
+    /// a plaintext is not over the ciphertext moduli.
+    pub fn new(
+        ctx: &Context,
+        plaintexts: &[Option<sift_he::EvalPlaintext>],
+    ) -> Option<CompactDatabase> {
+        let k = ctx.ciphertext_moduli_count();
+        let n = ctx.n;
+        if (0..k).any(|i| ctx.modulus(i).value >= (1 << 30)) {
+            return None;
+        }
+        let present = plaintexts.iter().flatten().count();
+        let mut words = Vec::with_capacity(present * k * n);
+        let mut offsets = Vec::with_capacity(plaintexts.len());
+        for pt in plaintexts {
+            match pt {
+                None => offsets.push(None),
+                Some(pt) => {
+                    if pt.poly.basis != (0..k).collect::<Vec<_>>()
+                        || pt.poly.format != Format::Eval
+                    {
+                        return None;
+                    }
+                    offsets.push(Some(words.len()));
+                    words.extend(pt.poly.data.iter().map(|&x| x as u32));
+                }
+            }
+        }
+        Some(CompactDatabase {
+            k,
+            n,
+            words,
+            offsets,
+        })
+    }
+
+    /// Number of plaintexts (including zero ones).
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// Whether there are no plaintexts.
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+}
+
+/// acc[p·len + x] += q[p·len + x]·pt[x] for p in 0..2 (32×32→64-bit products); AVX2 when present.
+fn mul_acc32(acc: &mut [u64], q: &[u32], pt: &[u32]) {
+    #[inline(always)]
+    fn body(acc: &mut [u64], q: &[u32], pt: &[u32]) {
+        let len = pt.len();
+        for (a, qs) in acc.chunks_exact_mut(len).zip(q.chunks_exact(len)) {
+            for ((a, &x), &y) in a.iter_mut().zip(qs).zip(pt) {
+                *a += x as u64 * y as u64;
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn avx2(acc: &mut [u64], q: &[u32], pt: &[u32]) {
+            body(acc, q, pt)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
+            unsafe { avx2(acc, q, pt) };
+            return;
+        }
+    }
+    body(acc, q, pt)
+}
+
+/// First-dimension inner product of one column over a compact database: Σ q_i ⊙ pt_i with the
+/// products summed in u64 and reduced once (or when the headroom runs out). None if every
+/// plaintext of the column is zero.
+fn column_compact(
+    ctx: &Context,
+    dim0: &[u32],
+    db: &CompactDatabase,
+    first: usize,
+    count: usize,
+    acc: &mut Vec<u64>,
+) -> Option<Ciphertext> {
+    let (k, n) = (db.k, db.n);
+    let kn = k * n;
+    let qmax = (0..k).map(|i| ctx.modulus(i).value).max().unwrap_or(2);
+    let max_lazy = (u64::MAX / ((qmax - 1) * (qmax - 1))).max(2) as usize - 1;
+    acc.clear();
+    acc.resize(2 * kn, 0);
+    let mut lazy = 0;
+    let mut any = false;
+    for i in 0..count {
+        let Some(off) = db.offsets[first + i] else {
+            continue;
+        };
+        if lazy == max_lazy {
+            for (idx, a) in acc.iter_mut().enumerate() {
+                *a %= ctx.modulus((idx / n) % k).value;
+            }
+            lazy = 1;
+        }
+        mul_acc32(acc, &dim0[i * 2 * kn..(i + 1) * 2 * kn], &db.words[off..off + kn]);
+        lazy += 1;
+        any = true;
+    }
+    if !any {
+        return None;
+    }
+    let mut polys = Vec::with_capacity(2);
+    for p in 0..2 {
+        let mut poly = Poly::zero(ctx, k, Format::Eval);
+        for r in 0..k {
+            let m = ctx.modulus(r);
+            for (d, &a) in poly
+                .row_mut(r)
+                .iter_mut()
+                .zip(&acc[p * kn + r * n..p * kn + (r + 1) * n])
+            {
+                *d = m.reduce(a);
+            }
+        }
+        polys.push(poly);
+    }
+    Some(Ciphertext {
+        polys,
+        correction_factor: 1,
+        seed: None,
+    })
 }
 
 /// Wall time spent in each phase of [`compute_response_timed`] (accumulated over calls).
@@ -545,7 +709,7 @@ pub struct PhaseTimes {
 pub fn compute_response_timed(
     ctx: &Context,
     param: &IndexPirParameter,
-    databases: &[&[Option<sift_he::EvalPlaintext>]],
+    databases: &[DatabaseRef],
     query: &[Ciphertext],
     indices_count: usize,
     key: &EvaluationKey,
@@ -592,19 +756,43 @@ pub fn compute_response_timed(
             .collect();
         let dim1 = &exp[d0..d0 + d1];
         let mut reply = Vec::with_capacity(chunks);
-        for chunk in db.chunks(per_chunk) {
+        let dim0_32: Vec<u32> = match db {
+            DatabaseRef::Compact(_) => dim0
+                .iter()
+                .flat_map(|c| c.polys.iter().flat_map(|p| p.data.iter().map(|&x| x as u32)))
+                .collect(),
+            DatabaseRef::Eval(_) => Vec::new(),
+        };
+        let mut scratch = Vec::new();
+        for chunk_index in 0..chunks {
             let clock = Instant::now();
             let mut columns = Vec::with_capacity(d1);
-            for column in chunk.chunks(d0) {
-                let mut acc = EvalAccumulator::new(ctx, k, 2);
-                let mut any = false;
-                for (q, pt) in dim0.iter().zip(column) {
-                    if let Some(pt) = pt {
-                        acc.add_product(ctx, q, pt)?;
-                        any = true;
+            for col in 0..per_chunk.div_ceil(d0) {
+                let first = chunk_index * per_chunk + col * d0;
+                let count = d0.min(per_chunk - col * d0);
+                match db {
+                    DatabaseRef::Compact(cdb) => {
+                        columns.push(column_compact(
+                            ctx,
+                            &dim0_32,
+                            cdb,
+                            first,
+                            count,
+                            &mut scratch,
+                        ));
+                    }
+                    DatabaseRef::Eval(pts) => {
+                        let mut acc = EvalAccumulator::new(ctx, k, 2);
+                        let mut any = false;
+                        for (q, pt) in dim0.iter().zip(&pts[first..first + count]) {
+                            if let Some(pt) = pt {
+                                acc.add_product(ctx, q, pt)?;
+                                any = true;
+                            }
+                        }
+                        columns.push(if any { Some(acc.finish(ctx)) } else { None });
                     }
                 }
-                columns.push(if any { Some(acc.finish(ctx)) } else { None });
             }
             times.first_dimension += clock.elapsed();
             let clock = Instant::now();

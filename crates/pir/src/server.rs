@@ -183,7 +183,10 @@ pub struct ServerShard {
     pub params: ShardParameters,
     /// `PirParameters` as loaded (for building `PIRConfig`).
     pub proto: pp::PirParameters,
+    /// The Eval plaintexts (emptied once `compact` holds them).
     database: ProcessedDatabase,
+    /// Per table, the 32-bit copy used for answering (moduli below 2^30).
+    compact: Option<Vec<index_pir::CompactDatabase>>,
 }
 
 /// Keyword-PIR server over the shards of one use case (all with the same encryption parameters).
@@ -338,10 +341,21 @@ impl ServerShard {
                 database.plaintexts.len()
             )));
         }
+        let tables = database.tables(params.hash_function_count)?;
+        let compact = tables
+            .iter()
+            .map(|t| index_pir::CompactDatabase::new(ctx, t))
+            .collect::<Option<Vec<_>>>();
+        let database = if compact.is_some() {
+            ProcessedDatabase::default()
+        } else {
+            database
+        };
         Ok(ServerShard {
             proto: wire::pir_parameters_to_proto(&params),
             params,
             database,
+            compact,
         })
     }
 
@@ -374,7 +388,15 @@ impl ServerShard {
                 )?)
             })
             .collect::<Result<Vec<_>, PirError>>()?;
-        let tables = self.database.tables(self.params.hash_function_count)?;
+        let tables: Vec<index_pir::DatabaseRef> = match &self.compact {
+            Some(c) => c.iter().map(index_pir::DatabaseRef::Compact).collect(),
+            None => self
+                .database
+                .tables(self.params.hash_function_count)?
+                .into_iter()
+                .map(index_pir::DatabaseRef::Eval)
+                .collect(),
+        };
         index_pir::compute_response_timed(
             ctx,
             &self.params.index,
