@@ -334,8 +334,10 @@ impl NttTable {
         }
     }
 
-    /// Forward NTT with 64-bit words (any modulus below 2^62). Branch-free Harvey butterflies:
-    /// values stay in [0, 4q) between stages, reduced once in the fused last stage.
+    /// Forward NTT with 64-bit words (any modulus below 2^62). Harvey butterflies with Shoup
+    /// twiddles; when (2·log2 n + 1)·q < 2^63 (moduli up to ~58 bits) the values may grow by
+    /// 2q per stage without any correction and are reduced once at the end, otherwise they are
+    /// kept in [0, 4q) by a branch-free correction per butterfly.
     pub fn forward_u64(&self, a: &mut [u64]) {
         let n = self.n;
         assert_eq!(a.len(), n, "NTT length");
@@ -343,36 +345,46 @@ impl NttTable {
             return;
         }
         let md = self.modulus;
-        let two_q = 2 * md.value;
+        let q = md.value;
+        let stages = n.trailing_zeros() as u128;
+        let lazy = (2 * stages + 1) * q as u128 <= 1 << 63;
         let mut t = n;
         let mut m = 1;
         while m < n / 2 {
             t >>= 1;
             let roots = &self.roots[m..2 * m];
             let roots_shoup = &self.roots_shoup[m..2 * m];
-            for ((block, &w), &ws) in a.chunks_exact_mut(2 * t).zip(roots).zip(roots_shoup) {
-                let (lo, hi) = block.split_at_mut(t);
-                for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
-                    let (u, v) = fwd_bfly64(&md, *x, *y, w, ws);
-                    *x = u;
-                    *y = v;
-                }
+            if lazy {
+                fwd_stage64::<false>(a, t, roots, roots_shoup, q);
+            } else {
+                fwd_stage64::<true>(a, t, roots, roots_shoup, q);
             }
             m <<= 1;
         }
         // Last stage (t = 1) fused with the final reduction to [0, q).
-        let q = md.value;
         let roots = &self.roots[m..2 * m];
         let roots_shoup = &self.roots_shoup[m..2 * m];
+        let one_shoup = md.shoup(1);
         for ((pair, &w), &ws) in a.chunks_exact_mut(2).zip(roots).zip(roots_shoup) {
-            let (x, y) = fwd_bfly64(&md, pair[0], pair[1], w, ws);
-            pair[0] = csub64(csub64(x, two_q), q);
-            pair[1] = csub64(csub64(y, two_q), q);
+            let (x, y) = if lazy {
+                let (x, y) = fwd_bfly64::<false>(q, pair[0], pair[1], w, ws);
+                // Below (2·stages + 1)·q < 2^64: one Shoup product by 1 brings them below 2q.
+                (
+                    mul_shoup_lazy64(q, x, 1, one_shoup),
+                    mul_shoup_lazy64(q, y, 1, one_shoup),
+                )
+            } else {
+                let (x, y) = fwd_bfly64::<true>(q, pair[0], pair[1], w, ws);
+                (csub64(x, 2 * q), csub64(y, 2 * q))
+            };
+            pair[0] = csub64(x, q);
+            pair[1] = csub64(y, q);
         }
     }
 
     /// Inverse NTT with 64-bit words (any modulus below 2^62); the 1/n factor is folded into
-    /// the last stage.
+    /// the last stage. Sums x + y double their bound per stage; they are reduced below 2q
+    /// (one Shoup product by 1) only at stages after which the next sums could pass 2^63.
     pub fn inverse_u64(&self, a: &mut [u64]) {
         let n = self.n;
         assert_eq!(a.len(), n, "NTT length");
@@ -382,31 +394,80 @@ impl NttTable {
             a[0] = md.mul_shoup(a[0], self.inv_n, self.inv_n_shoup);
             return;
         }
+        let one_shoup = md.shoup(1);
+        // All values are below b·q (inputs below q).
+        let mut b: u64 = 1;
         let mut t = 1;
         let mut m = n >> 1;
         while m > 1 {
             let roots = &self.inv_roots[m..2 * m];
             let roots_shoup = &self.inv_roots_shoup[m..2 * m];
-            for ((block, &w), &ws) in a.chunks_exact_mut(2 * t).zip(roots).zip(roots_shoup) {
-                let (lo, hi) = block.split_at_mut(t);
-                for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
-                    let (u, v) = inv_bfly64(&md, *x, *y, w, ws);
-                    *x = u;
-                    *y = v;
-                }
+            let reduce = 4 * b as u128 * q as u128 > 1 << 63;
+            let c = (q, b * q, one_shoup);
+            if reduce {
+                inv_stage64::<true>(a, t, roots, roots_shoup, c);
+                b = 2;
+            } else {
+                inv_stage64::<false>(a, t, roots, roots_shoup, c);
+                b *= 2;
             }
             t <<= 1;
             m >>= 1;
         }
-        // Last stage: x ← (x + y)/n, y ← (x − y)·w/n, reduced to [0, q).
-        let two_q = 2 * q;
+        // Last stage: x ← (x + y)/n, y ← (x − y)·w/n, reduced to [0, q); x + y < 2bq < 2^64.
+        let bq = b * q;
         let (ni, nis) = (self.inv_n, self.inv_n_shoup);
         let (wn, wns) = (self.inv_n_w, self.inv_n_w_shoup);
         let (lo, hi) = a.split_at_mut(n / 2);
         for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
             let (xv, yv) = (*x, *y);
             *x = csub64(mul_shoup_lazy64(q, xv + yv, ni, nis), q);
-            *y = csub64(mul_shoup_lazy64(q, xv + two_q - yv, wn, wns), q);
+            *y = csub64(mul_shoup_lazy64(q, xv + bq - yv, wn, wns), q);
+        }
+    }
+}
+
+/// One forward stage with half-block size `t` (blocks' twiddles `roots`); `CORRECT` keeps
+/// values in [0, 4q), otherwise they grow by less than 2q.
+#[inline(always)]
+fn fwd_stage64<const CORRECT: bool>(
+    a: &mut [u64],
+    t: usize,
+    roots: &[u64],
+    roots_shoup: &[u64],
+    q: u64,
+) {
+    for ((block, &w), &ws) in a.chunks_exact_mut(2 * t).zip(roots).zip(roots_shoup) {
+        let (lo, hi) = block.split_at_mut(t);
+        for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
+            let (u, v) = fwd_bfly64::<CORRECT>(q, *x, *y, w, ws);
+            *x = u;
+            *y = v;
+        }
+    }
+}
+
+/// One inverse stage with half-block size `t`; `c` = (q, b·q, shoup(1)) where b·q bounds
+/// the inputs. `REDUCE` brings the sums below 2q; the differences always end below 2q.
+#[inline(always)]
+fn inv_stage64<const REDUCE: bool>(
+    a: &mut [u64],
+    t: usize,
+    roots: &[u64],
+    roots_shoup: &[u64],
+    (q, bq, one_shoup): (u64, u64, u64),
+) {
+    for ((block, &w), &ws) in a.chunks_exact_mut(2 * t).zip(roots).zip(roots_shoup) {
+        let (lo, hi) = block.split_at_mut(t);
+        for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
+            let (xv, yv) = (*x, *y);
+            let s = xv + yv;
+            *x = if REDUCE {
+                mul_shoup_lazy64(q, s, 1, one_shoup)
+            } else {
+                s
+            };
+            *y = mul_shoup_lazy64(q, xv + bq - yv, w, ws);
         }
     }
 }
@@ -425,23 +486,14 @@ fn mul_shoup_lazy64(q: u64, y: u64, w: u64, ws: u64) -> u64 {
     y.wrapping_mul(w).wrapping_sub(qhat.wrapping_mul(q))
 }
 
-/// Cooley–Tukey butterfly, inputs and outputs in [0, 4q).
+/// Cooley–Tukey butterfly (x + w·y, x − w·y): with `CORRECT`, inputs and outputs in
+/// [0, 4q); without, outputs exceed the bound of x by less than 2q.
 #[inline(always)]
-fn fwd_bfly64(md: &Modulus, x: u64, y: u64, w: u64, ws: u64) -> (u64, u64) {
-    let two_q = 2 * md.value;
-    let xv = csub64(x, two_q);
-    let wy = mul_shoup_lazy64(md.value, y, w, ws);
+fn fwd_bfly64<const CORRECT: bool>(q: u64, x: u64, y: u64, w: u64, ws: u64) -> (u64, u64) {
+    let two_q = 2 * q;
+    let xv = if CORRECT { csub64(x, two_q) } else { x };
+    let wy = mul_shoup_lazy64(q, y, w, ws);
     (xv + wy, xv + two_q - wy)
-}
-
-/// Gentleman–Sande butterfly, inputs and outputs in [0, 2q).
-#[inline(always)]
-fn inv_bfly64(md: &Modulus, x: u64, y: u64, w: u64, ws: u64) -> (u64, u64) {
-    let two_q = 2 * md.value;
-    (
-        csub64(x + y, two_q),
-        mul_shoup_lazy64(md.value, x + two_q - y, w, ws),
-    )
 }
 
 #[cfg(test)]
@@ -504,6 +556,46 @@ mod tests {
                     t.inverse(&mut s);
                     assert_eq!(s, x, "round trip q={q} n={n}");
                 }
+            }
+        }
+    }
+
+    /// Both paths against direct evaluation at the odd powers of ψ in bit-reversed order,
+    /// for moduli from 20 to 62 bits (so the 64-bit path's lazy and corrected variants, and
+    /// the inverse's intermediate reductions, all run), inputs at q − 1 and random.
+    #[test]
+    fn matches_direct_evaluation() {
+        for (bits, n) in [
+            (20u32, 64usize),
+            (28, 256),
+            (55, 256),
+            (58, 512),
+            (59, 256),
+            (60, 128),
+            (62, 64),
+        ] {
+            let q = ntt_prime(bits, n);
+            let t = NttTable::new(q, n).unwrap();
+            let m = t.modulus;
+            let log_n = n.trailing_zeros();
+            for x in [vec![q - 1; n], random_residues(q, n, 11 + bits as u64)] {
+                let expect: Vec<u64> = (0..n)
+                    .map(|j| {
+                        let point = m.pow(t.psi, 2 * bit_reverse(j, log_n) as u64 + 1);
+                        x.iter()
+                            .rev()
+                            .fold(0, |acc, &c| m.add(m.mul(acc, point), c))
+                    })
+                    .collect();
+                let (mut a, mut w) = (x.clone(), x.clone());
+                t.forward(&mut a);
+                t.forward_u64(&mut w);
+                assert_eq!(a, expect, "q={q} n={n}");
+                assert_eq!(w, expect, "q={q} n={n}");
+                t.inverse(&mut a);
+                t.inverse_u64(&mut w);
+                assert_eq!(a, x, "q={q} n={n}");
+                assert_eq!(w, x, "q={q} n={n}");
             }
         }
     }
