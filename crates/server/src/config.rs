@@ -37,6 +37,53 @@ pub struct ServerConfig {
     /// The Oblivious HTTP gateway in front of the service and issuer.
     #[serde(default)]
     pub ohttp: OhttpConfig,
+    /// Where evaluation keys are stored: files under `state_dir` (default) or a shared Redis.
+    #[serde(default)]
+    pub key_store: KeyStoreConfig,
+}
+
+/// The evaluation-key store. `kind = "file"` (default) keeps keys under `state_dir/keys`;
+/// `kind = "redis"` shares them between several replicas behind one load balancer.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum KeyStoreConfig {
+    /// Files under `state_dir/keys` (one server).
+    #[default]
+    File,
+    /// A Redis server shared by every replica.
+    Redis(RedisKeyStoreConfig),
+}
+
+/// `[key_store] kind = "redis"`: connection and retention of the shared store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisKeyStoreConfig {
+    /// `redis://[user:password@]host:port/db` or `redis+unix:///path`.
+    pub url: String,
+    /// Keys expire this many seconds after upload (0: never; devices re-upload on expiry).
+    #[serde(default)]
+    pub ttl_secs: u64,
+    /// Keys kept per user, oldest evicted (default `limits.max_keys_per_user`).
+    pub max_per_user: Option<usize>,
+    /// Connect, read and write timeout in milliseconds.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Idle connections kept open.
+    #[serde(default = "default_redis_pool")]
+    pub pool_size: usize,
+    /// Prefix of every Redis key (`<prefix>:key:<sha256(user)>:<hex id>`).
+    #[serde(default = "default_redis_prefix")]
+    pub prefix: String,
+}
+
+fn default_redis_timeout_ms() -> u64 {
+    2000
+}
+fn default_redis_pool() -> usize {
+    16
+}
+fn default_redis_prefix() -> String {
+    "sift".to_owned()
 }
 
 /// Oblivious HTTP gateway (RFC 9458): Apple's relay forwards every device request through it.

@@ -18,6 +18,13 @@ pub trait KeyStore: Send + Sync {
     fn put(&self, user: &str, key: &api::EvaluationKey) -> anyhow::Result<()>;
     /// The key `user` stored under `identifier`.
     fn get(&self, user: &str, identifier: &[u8]) -> anyhow::Result<Option<api::EvaluationKey>>;
+    /// The metadata timestamp of the key `user` stored under `identifier`, without loading the
+    /// key itself where the store can (`/config` reports it; the key cache is keyed by it).
+    fn timestamp(&self, user: &str, identifier: &[u8]) -> anyhow::Result<Option<u64>> {
+        Ok(self
+            .get(user, identifier)?
+            .map(|k| k.metadata.map_or(0, |m| m.timestamp)))
+    }
     /// Number of stored keys (for metrics).
     fn len(&self) -> usize;
     /// `true` when nothing is stored.
@@ -46,7 +53,8 @@ struct Index {
     count: usize,
 }
 
-fn user_dir_name(user: &str) -> String {
+/// Hex SHA-256 of a user identifier: stores never keep the identifier itself.
+pub(crate) fn user_dir_name(user: &str) -> String {
     hex::encode(Sha256::digest(user.as_bytes()))
 }
 
@@ -177,18 +185,46 @@ impl KeyStore for FileKeyStore {
         }
     }
 
+    fn timestamp(&self, user: &str, identifier: &[u8]) -> anyhow::Result<Option<u64>> {
+        let dir = user_dir_name(user);
+        let idx = self.lock();
+        Ok(idx
+            .users
+            .get(&dir)
+            .and_then(|k| k.get(identifier))
+            .map(|(_, ts)| *ts))
+    }
+
     fn len(&self) -> usize {
         self.lock().count
     }
 }
 
+/// Opens the store `config.key_store` selects: files under `state_dir/keys`, or Redis.
+pub fn open(config: &crate::config::ServerConfig) -> anyhow::Result<std::sync::Arc<dyn KeyStore>> {
+    use anyhow::Context as _;
+    Ok(match &config.key_store {
+        crate::config::KeyStoreConfig::File => std::sync::Arc::new(
+            FileKeyStore::open(
+                &config.state_dir.join("keys"),
+                config.limits.max_keys_per_user,
+                config.limits.max_users,
+            )
+            .context("opening the key store")?,
+        ),
+        crate::config::KeyStoreConfig::Redis(r) => std::sync::Arc::new(
+            crate::keystore_redis::RedisKeyStore::open(r, config.limits.max_keys_per_user)
+                .context("opening the Redis key store")?,
+        ),
+    })
+}
+
 /// The timestamp of the key `user` stored for `identifier`, or 0 (Apple's `KeyStatus`).
 pub fn stored_timestamp(store: &dyn KeyStore, user: &str, identifier: &[u8]) -> u64 {
     store
-        .get(user, identifier)
+        .timestamp(user, identifier)
         .ok()
         .flatten()
-        .and_then(|k| k.metadata.map(|m| m.timestamp))
         .unwrap_or(0)
 }
 

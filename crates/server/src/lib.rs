@@ -8,6 +8,7 @@ pub mod error;
 pub mod gateway;
 pub mod issuer;
 pub mod keystore;
+pub mod keystore_redis;
 pub mod metrics;
 pub mod routes;
 pub mod state;

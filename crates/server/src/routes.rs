@@ -209,10 +209,7 @@ async fn key(
     }
     for k in &keys.keys {
         state.keys.put(&caller.user, k).map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("storing key: {e}"),
-            )
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("storing key: {e}"))
         })?;
     }
     let mut cache = state.key_cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -332,7 +329,17 @@ fn evaluation_key(
         .as_ref()
         .map(|m| m.identifier.clone())
         .ok_or_else(|| ApiError::bad_request("Evaluation key not found"))?;
-    let cache_key = (caller.user.clone(), id.clone(), version.config_id.clone());
+    // Keyed by the stored timestamp too: another replica may have replaced this key id.
+    let stamp = state
+        .keys
+        .timestamp(&caller.user, &id)
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("key store: {e}")))?
+        .ok_or_else(|| ApiError::bad_request("Evaluation key not found"))?;
+    let cache_key = (
+        caller.user.clone(),
+        id.clone(),
+        [version.config_id.as_slice(), &stamp.to_be_bytes()].concat(),
+    );
     if let Some(k) = state
         .key_cache
         .lock()
@@ -344,7 +351,7 @@ fn evaluation_key(
     let stored = state
         .keys
         .get(&caller.user, &id)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("key store: {e}")))?
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("key store: {e}")))?
         .ok_or_else(|| ApiError::bad_request("Evaluation key not found"))?;
     let key = Arc::new(parse(&stored)?);
     let mut cache = state.key_cache.lock().unwrap_or_else(|p| p.into_inner());

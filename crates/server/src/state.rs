@@ -17,7 +17,7 @@ use sift_proto::{api, he, pir as pp};
 
 use crate::auth::TokenAuthority;
 use crate::config::{ServerConfig, UseCaseConfig};
-use crate::keystore::{FileKeyStore, KeyStore};
+use crate::keystore::KeyStore;
 use crate::metrics::Metrics;
 
 /// One loaded dataset version of a use case.
@@ -119,16 +119,11 @@ impl AppState {
                 }),
             );
         }
-        let keys = FileKeyStore::open(
-            &config.state_dir.join("keys"),
-            config.limits.max_keys_per_user,
-            config.limits.max_users,
-        )
-        .context("opening the key store")?;
+        let keys = crate::keystore::open(&config)?;
         Ok(Self {
             config,
             usecases: ArcSwap::from_pointee(map),
-            keys: Arc::new(keys),
+            keys,
             auth,
             issuers,
             metrics: Metrics::default(),

@@ -1,0 +1,343 @@
+//! The Redis evaluation-key store shared by replicas: a key uploaded through server A answers
+//! queries on server B, a replaced key is picked up by the other replica despite its key cache,
+//! the per-user bound evicts the oldest key, and a failing Redis gives 503 instead of a panic.
+//!
+//! The replica tests need a Redis: CI's `.ci/run` starts one and sets `SIFT_TEST_REDIS_URL`;
+//! without it they print a notice and return. The outage test runs everywhere against a fake
+//! Redis that answers the connection handshake and then fails every command.
+
+mod common;
+
+use common::*;
+use prost::Message;
+use sift_proto::api;
+use sift_server::keystore::KeyStore;
+use sift_server::keystore_redis::RedisKeyStore;
+
+fn redis_url() -> Option<String> {
+    std::env::var("SIFT_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// A prefix no other run shares, so parallel CI jobs on one Redis do not collide.
+fn unique_prefix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("sifttest{}x{nanos}", std::process::id())
+}
+
+fn redis_config(
+    data: &std::path::Path,
+    state: &std::path::Path,
+    url: &str,
+    prefix: &str,
+    max_per_user: usize,
+) -> sift_server::ServerConfig {
+    let mut cfg = config(data, state, 2);
+    let extra = format!(
+        r#"
+        state_dir = "/unused"
+        [key_store]
+        kind = "redis"
+        url = "{url}"
+        ttl_secs = 600
+        max_per_user = {max_per_user}
+        timeout_ms = 2000
+        prefix = "{prefix}"
+        "#
+    );
+    let parsed: sift_server::ServerConfig = toml::from_str(&extra).unwrap();
+    cfg.key_store = parsed.key_store;
+    cfg
+}
+
+/// Generates a fresh PIR client and uploads its key under the device's key id with `timestamp`
+/// through `dev.base`.
+async fn upload_new_key(dev: &mut Device, resp: &api::ConfigResponse, timestamp: u64) {
+    let cfg = &resp.configs[USECASE];
+    let Some(api::config::Config::PirConfig(pir)) = &cfg.config else {
+        panic!("no PIR config")
+    };
+    let key_config = resp.key_info[0].key_config.clone().unwrap();
+    let shards = sift_client::pirconfig::shard_parameters(pir, &key_config).unwrap();
+    let (client, key) = {
+        let mut rng = rand::thread_rng();
+        let client = sift_pir::client::KeywordPirClient::new(&shards, &mut rng).unwrap();
+        let key = api::EvaluationKey {
+            metadata: Some(api::EvaluationKeyMetadata {
+                timestamp,
+                identifier: dev.key_id.clone(),
+            }),
+            evaluation_key: Some(client.evaluation_key(&mut rng).unwrap()),
+        };
+        (client, key)
+    };
+    let (status, body) = dev
+        .post(
+            "/key",
+            api::EvaluationKeys { keys: vec![key] }.encode_to_vec(),
+        )
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    dev.pir = Some(client);
+}
+
+async fn stored_timestamp_via_config(dev: &Device) -> u64 {
+    let req = api::ConfigRequest {
+        usecases: vec![USECASE.into()],
+        existing_config_ids: vec![],
+    };
+    let (status, body) = dev.post("/config", req.encode_to_vec()).await;
+    assert_eq!(status, 200);
+    api::ConfigResponse::decode(body.as_slice())
+        .unwrap()
+        .key_info[0]
+        .timestamp
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_keys_through_redis() {
+    let Some(url) = redis_url() else {
+        println!("skipped: SIFT_TEST_REDIS_URL not set");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_dataset(
+        &data,
+        &[("blocked.example", "1"), ("evil.example", "2")],
+        1,
+        3,
+    );
+    let prefix = unique_prefix();
+    let a = start(redis_config(&data, &tmp.path().join("a"), &url, &prefix, 2)).await;
+    let b = start(redis_config(&data, &tmp.path().join("b"), &url, &prefix, 2)).await;
+    let base_a = format!("http://{}", a.addr);
+    let base_b = format!("http://{}", b.addr);
+
+    // Key uploaded through A (nothing lands in A's state_dir), queries answered by B.
+    let mut dev = Device::new(a.addr, "alice");
+    let resp = dev.setup().await;
+    assert!(
+        !tmp.path().join("a").join("keys").exists(),
+        "the file store must not be used"
+    );
+    dev.base = base_b.clone();
+    assert_eq!(stored_timestamp_via_config(&dev).await, 1_700_000_000);
+    assert_eq!(
+        dev.lookup("blocked.example").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+    assert_eq!(dev.lookup("fine.example").await.unwrap(), None);
+    assert_eq!(b.state.keys.len(), 1, "one live key under this prefix");
+
+    // The device rotates its key (same id, new timestamp) through A; B has the old key cached
+    // and must notice the replacement, or it would answer with the wrong key.
+    dev.base = base_a.clone();
+    upload_new_key(&mut dev, &resp, 1_700_000_500).await;
+    dev.base = base_b.clone();
+    assert_eq!(stored_timestamp_via_config(&dev).await, 1_700_000_500);
+    assert_eq!(
+        dev.lookup("evil.example").await.unwrap().as_deref(),
+        Some(&b"2"[..])
+    );
+
+    // Per-user bound (2): two more key ids uploaded through B evict alice's key; A then
+    // reports it missing, and queries with it are refused.
+    for id in [b"other-1".to_vec(), b"other-2".to_vec()] {
+        let key = api::EvaluationKey {
+            metadata: Some(api::EvaluationKeyMetadata {
+                timestamp: 5,
+                identifier: id,
+            }),
+            evaluation_key: Some(Default::default()),
+        };
+        let (status, _) = dev
+            .post(
+                "/key",
+                api::EvaluationKeys { keys: vec![key] }.encode_to_vec(),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    dev.base = base_a.clone();
+    assert_eq!(
+        stored_timestamp_via_config(&dev).await,
+        0,
+        "oldest key evicted"
+    );
+    assert_eq!(dev.lookup("blocked.example").await, Err(400));
+
+    // Another user's keys are untouched by alice's bound.
+    let mut bob = Device::new(b.addr, "bob");
+    bob.setup().await;
+    bob.base = base_a.clone();
+    assert_eq!(
+        bob.lookup("blocked.example").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[test]
+fn store_evicts_oldest_and_counts() {
+    let Some(url) = redis_url() else {
+        println!("skipped: SIFT_TEST_REDIS_URL not set");
+        return;
+    };
+    let cfg: sift_server::ServerConfig = toml::from_str(&format!(
+        "state_dir = \"/x\"\n[key_store]\nkind = \"redis\"\nurl = \"{url}\"\nprefix = \"{}\"",
+        unique_prefix()
+    ))
+    .unwrap();
+    let sift_server::config::KeyStoreConfig::Redis(rc) = &cfg.key_store else {
+        panic!("redis config expected")
+    };
+    let s = RedisKeyStore::open(rc, 3).unwrap();
+    let key = |id: u8, ts: u64| api::EvaluationKey {
+        metadata: Some(api::EvaluationKeyMetadata {
+            timestamp: ts,
+            identifier: vec![id],
+        }),
+        evaluation_key: None,
+    };
+    assert_eq!(s.len(), 0);
+    for id in 0..3 {
+        s.put("u", &key(id, 10 + u64::from(id))).unwrap();
+    }
+    // Re-uploading id 0 makes it the newest, so id 1 is the one evicted by the fourth key.
+    s.put("u", &key(0, 20)).unwrap();
+    s.put("u", &key(3, 13)).unwrap();
+    assert_eq!(s.get("u", &[1]).unwrap(), None);
+    assert_eq!(s.timestamp("u", &[1]).unwrap(), None);
+    assert_eq!(s.timestamp("u", &[0]).unwrap(), Some(20));
+    assert_eq!(s.get("u", &[3]).unwrap(), Some(key(3, 13)));
+    assert_eq!(s.timestamp("v", &[3]).unwrap(), None, "keys are per user");
+    s.put("v", &key(3, 1)).unwrap();
+    assert_eq!(s.len(), 4);
+}
+
+/// A fake Redis: answers `PING`/`CLIENT …`/`HELLO`-less handshakes, then fails every command.
+async fn fake_failing_redis() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = sock.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some((cmd, used)) = parse_command(&buf) {
+                        buf.drain(..used);
+                        let reply: &[u8] = match cmd.as_str() {
+                            "PING" => b"+PONG\r\n",
+                            "CLIENT" | "SELECT" => b"+OK\r\n",
+                            _ => b"-ERR simulated outage\r\n",
+                        };
+                        if sock.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The first word of one RESP array command in `buf` and the bytes it spans, if complete.
+fn parse_command(buf: &[u8]) -> Option<(String, usize)> {
+    fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
+        let end = buf[at..].windows(2).position(|w| w == b"\r\n")? + at;
+        Some((&buf[at..end], end + 2))
+    }
+    let (head, mut at) = line(buf, 0)?;
+    let n: usize = std::str::from_utf8(head.strip_prefix(b"*")?)
+        .ok()?
+        .parse()
+        .ok()?;
+    let mut first = String::new();
+    for i in 0..n {
+        let (len, next) = line(buf, at)?;
+        let len: usize = std::str::from_utf8(len.strip_prefix(b"$")?)
+            .ok()?
+            .parse()
+            .ok()?;
+        if buf.len() < next + len + 2 {
+            return None;
+        }
+        if i == 0 {
+            first = String::from_utf8_lossy(&buf[next..next + len]).to_ascii_uppercase();
+        }
+        at = next + len + 2;
+    }
+    Some((first, at))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_gives_503() {
+    let fake = fake_failing_redis().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_dataset(&data, &[("blocked.example", "1")], 1, 3);
+    let server = start(redis_config(
+        &data,
+        &tmp.path().join("s"),
+        &format!("redis://{fake}/"),
+        "sift",
+        4,
+    ))
+    .await;
+    let dev = Device::new(server.addr, "alice");
+    let key = api::EvaluationKey {
+        metadata: Some(api::EvaluationKeyMetadata {
+            timestamp: 1,
+            identifier: vec![1],
+        }),
+        evaluation_key: Some(Default::default()),
+    };
+    let (status, body) = dev
+        .post(
+            "/key",
+            api::EvaluationKeys { keys: vec![key] }.encode_to_vec(),
+        )
+        .await;
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    // A query naming a stored key needs the store: 503 as well.
+    let req = api::Requests {
+        requests: vec![api::Request {
+            usecase: USECASE.into(),
+            request: Some(api::request::Request::PirRequest(api::PirRequest {
+                configuration_hash: server.state.usecases()[USECASE].current().config_id.clone(),
+                evaluation_key_metadata: Some(api::EvaluationKeyMetadata {
+                    timestamp: 1,
+                    identifier: vec![1],
+                }),
+                ..Default::default()
+            })),
+        }],
+    };
+    let (status, body) = dev.post("/queries", req.encode_to_vec()).await;
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    // Metrics still render (the key count falls back to 0).
+    let r = reqwest::get(format!("http://{}/metrics", server.addr))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    server.stop().await;
+}
