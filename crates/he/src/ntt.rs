@@ -1,5 +1,14 @@
 //! Apple's negacyclic NTT: ψ is the smallest primitive 2n-th root of unity, forward output is in
 //! bit-reversed order (`eval[j] = a(ψ^(2·bitrev(j)+1))`). Harvey butterflies with Shoup twiddles.
+//!
+//! Paths (all give identical results, pinned by the tests below):
+//! - moduli below 2^30: residues packed in place into 32-bit slots of the caller's words;
+//!   AVX2 kernels (`ntt/avx2.rs`, eight butterflies per instruction) when the CPU has AVX2,
+//!   portable loops otherwise;
+//! - larger moduli (up to 2^62): 64-bit words, one `mul` for Shoup's quotient, corrections
+//!   only where the modulus leaves no headroom.
+//!
+//! No allocation happens per transform.
 
 use crate::HeError;
 use crate::arith::{Modulus, bit_reverse, min_primitive_root, mul_hi_u64};
@@ -64,7 +73,7 @@ pub struct NttTable {
     inv_roots_shoup: Vec<u64>,
     inv_n: u64,
     inv_n_shoup: u64,
-    /// inv_roots[1] / n: the last inverse stage's twiddle with the 1/n factor folded in.
+    /// `inv_roots[1] / n`: the last inverse stage's twiddle with the 1/n factor folded in.
     inv_n_w: u64,
     inv_n_w_shoup: u64,
     small: Option<Ntt32>,
@@ -87,7 +96,7 @@ struct Ntt32 {
     inv_roots_shoup: Vec<u32>,
     inv_n: u32,
     inv_n_shoup: u32,
-    /// inv_roots[1] / n: the last inverse stage's twiddle with the 1/n factor folded in.
+    /// `inv_roots[1] / n`: the last inverse stage's twiddle with the 1/n factor folded in.
     inv_n_w: u32,
     inv_n_w_shoup: u32,
     /// Lane-ordered twiddles of the AVX2 kernels (n ≥ 32).
@@ -298,6 +307,8 @@ impl NttTable {
 
     /// In-place forward NTT; input and output coefficients in [0, q). Moduli below 2^30 use
     /// the 32-bit path (AVX2 when the CPU has it), larger ones [`Self::forward_u64`].
+    ///
+    /// Panics if `a.len() != n` (a caller bug: `Poly` rows always have n coefficients).
     pub fn forward(&self, a: &mut [u64]) {
         assert_eq!(a.len(), self.n, "NTT length");
         match &self.small {
@@ -306,7 +317,8 @@ impl NttTable {
         }
     }
 
-    /// In-place inverse NTT (including the 1/n factor); values in [0, q).
+    /// In-place inverse NTT (including the 1/n factor); values in [0, q). Panics if
+    /// `a.len() != n`.
     pub fn inverse(&self, a: &mut [u64]) {
         assert_eq!(a.len(), self.n, "NTT length");
         match &self.small {

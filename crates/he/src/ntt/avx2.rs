@@ -51,8 +51,8 @@ impl Tables {
     /// the order the pass runs them, each as 8 Shoup constants then the 8 twiddles, lane by
     /// lane as the stage's vectors need them. With k4 = n/8 + 2g, k2 = n/4 + 4g, k1 = n/2 + 8g
     /// (the stage's first block index), the lanes take roots
-    /// forward: k4 + [0,1,0,1,0,1,0,1], k2 + [0,2,0,2,1,3,1,3], k1 + [0,4,1,5,2,6,3,7];
-    /// inverse: k1 + [0,4,2,6,1,5,3,7], k2 + [0,2,1,3,0,2,1,3], k4 + [0,1,0,1,0,1,0,1].
+    /// forward: `k4 + [0,1,0,1,0,1,0,1]`, `k2 + [0,2,0,2,1,3,1,3]`, `k1 + [0,4,1,5,2,6,3,7]`;
+    /// inverse: `k1 + [0,4,2,6,1,5,3,7]`, `k2 + [0,2,1,3,0,2,1,3]`, `k4 + [0,1,0,1,0,1,0,1]`.
     /// Reading a Shoup block at offset +1 gives the odd lanes' constants in the even lanes
     /// (its last lane, the block's first twiddle, is never used).
     pub(super) fn new(t: &Ntt32, n: usize) -> Self {
