@@ -847,6 +847,18 @@ struct TensorPlan {
     qf: Vec<f64>,
     /// How many products can be summed before the centered sum may leave the extended range.
     capacity: usize,
+    /// 32-bit lift constants when every extended modulus is below 2^30.
+    small: Option<SmallLift>,
+}
+
+/// Constants of the 32-bit centered lift: Garner inverses and radices with Shoup factors.
+struct SmallLift {
+    /// inv[j][i] = (q_i^{-1} mod q_j, shoup) for i < j < k.
+    inv: Vec<Vec<(u32, u32)>>,
+    /// Mixed-radix digits of ⌊Q/2⌋.
+    half: Vec<u32>,
+    /// Per auxiliary row: (q_i mod m, shoup) for i < k, and Q mod m.
+    aux: Vec<(Vec<(u32, u32)>, u32)>,
 }
 
 impl TensorPlan {
@@ -859,7 +871,7 @@ impl TensorPlan {
         let radix = |m: &Modulus, ps: &[Modulus]| {
             ps.iter().map(|p| m.reduce(p.value)).collect::<Vec<u64>>()
         };
-        let q_mod = ext_moduli
+        let q_mod: Vec<(Vec<u64>, u64)> = ext_moduli
             .iter()
             .map(|m| {
                 let r = radix(m, &ext_moduli[..k]);
@@ -888,6 +900,27 @@ impl TensorPlan {
         } else {
             1
         };
+        let small = if ext_moduli.iter().all(|m| m.value < (1 << 30)) {
+            let sh = |m: &Modulus, w: u64| (w as u32, shoup32(w as u32, m.value as u32));
+            Some(SmallLift {
+                inv: (0..k)
+                    .map(|j| {
+                        let m = &ext_moduli[j];
+                        gq.inv[j].iter().map(|&w| sh(m, w)).collect()
+                    })
+                    .collect(),
+                half: gq.half.iter().map(|&h| h as u32).collect(),
+                aux: (k..ext_moduli.len())
+                    .map(|j| {
+                        let m = &ext_moduli[j];
+                        let (rad, qm) = &q_mod[j];
+                        (rad.iter().map(|&w| sh(m, w)).collect(), *qm as u32)
+                    })
+                    .collect(),
+            })
+        } else {
+            None
+        };
         TensorPlan {
             k,
             ext,
@@ -898,37 +931,135 @@ impl TensorPlan {
             out_consts,
             qf,
             capacity,
+            small,
         }
+    }
+
+    /// The auxiliary rows of the centered lift in 32-bit lanes (coefficient passes that
+    /// vectorize): Garner digits, sign from the digits of ⌊Q/2⌋, Horner per auxiliary modulus.
+    #[inline(always)]
+    fn lift_small_body(&self, sl: &SmallLift, n: usize, coeff: &[u64], out: &mut [u64]) {
+        let k = self.k;
+        let mut digits = vec![0u32; k * n];
+        for j in 0..k {
+            let q = self.ext_moduli[j].value as u32;
+            let mu = barrett32_mu(q);
+            let (done, rest) = digits.split_at_mut(j * n);
+            let dj = &mut rest[..n];
+            for (d, &x) in dj.iter_mut().zip(&coeff[j * n..(j + 1) * n]) {
+                *d = x as u32;
+            }
+            for (i, &(w, ws)) in sl.inv[j].iter().enumerate() {
+                let di = &done[i * n..(i + 1) * n];
+                for (v, &x) in dj.iter_mut().zip(di) {
+                    let t = *v + q - barrett32(x, q, mu);
+                    let r = mul_shoup32_lazy(t, w, ws, q);
+                    *v = r.min(r.wrapping_sub(q));
+                }
+            }
+        }
+        // neg[c] = digits above ⌊Q/2⌋'s, compared from the top digit.
+        let mut gt = vec![0u32; n];
+        let mut eq = vec![1u32; n];
+        for j in (0..k).rev() {
+            let h = sl.half[j];
+            for ((g, e), &d) in gt
+                .iter_mut()
+                .zip(eq.iter_mut())
+                .zip(&digits[j * n..(j + 1) * n])
+            {
+                *g |= *e & (d > h) as u32;
+                *e &= (d == h) as u32;
+            }
+        }
+        for (a, (rad, qm)) in sl.aux.iter().enumerate() {
+            let j = k + a;
+            let q = self.ext_moduli[j].value as u32;
+            let mu = barrett32_mu(q);
+            let row = &mut out[j * n..(j + 1) * n];
+            let mut acc = vec![0u32; n];
+            for i in (0..k).rev() {
+                let (w, ws) = rad[i];
+                for (v, &d) in acc.iter_mut().zip(&digits[i * n..(i + 1) * n]) {
+                    let r = mul_shoup32_lazy(*v, w, ws, q);
+                    let r = r.min(r.wrapping_sub(q)) + barrett32(d, q, mu);
+                    *v = r.min(r.wrapping_sub(q));
+                }
+            }
+            for ((o, &v), &g) in row.iter_mut().zip(&acc).zip(&gt) {
+                let neg = v + q - qm;
+                let neg = neg.min(neg.wrapping_sub(q));
+                *o = if g != 0 { neg } else { v } as u64;
+            }
+        }
+    }
+
+    fn lift_small(&self, sl: &SmallLift, n: usize, coeff: &[u64], out: &mut [u64]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2")]
+            fn avx2(p: &TensorPlan, sl: &SmallLift, n: usize, coeff: &[u64], out: &mut [u64]) {
+                p.lift_small_body(sl, n, coeff, out)
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
+                unsafe { avx2(self, sl, n, coeff, out) };
+                return;
+            }
+        }
+        self.lift_small_body(sl, n, coeff, out)
     }
 
     /// Centered lift of a poly over q_0..q_{k−1} to the extended basis, in Eval form. `eval`,
     /// when given, is the same poly in Eval form (its rows are reused instead of an NTT).
     fn lift(&self, ctx: &Context, p: &Poly, eval: Option<&Poly>) -> Poly {
+        let mut out = Poly::zero_with_basis(ctx, self.ext.clone(), Format::Coeff);
+        self.lift_into(ctx, p, eval, &mut out, &mut Vec::new());
+        out
+    }
+
+    /// [`TensorPlan::lift`] into a reused extended-basis poly (`scratch` holds the Coeff
+    /// rows of an Eval input).
+    fn lift_into(
+        &self,
+        ctx: &Context,
+        p: &Poly,
+        eval: Option<&Poly>,
+        out: &mut Poly,
+        scratch: &mut Vec<u64>,
+    ) {
         let (k, n) = (self.k, ctx.n);
         let e = self.ext.len();
-        let coeff_owned;
-        let pc = if p.format == Format::Coeff {
-            p
+        out.basis.clone_from(&self.ext);
+        out.data.resize(e * n, 0);
+        out.format = Format::Coeff;
+        let coeff: &[u64] = if p.format == Format::Coeff {
+            &p.data
         } else {
-            let mut c = p.clone();
-            c.convert_to(ctx, Format::Coeff);
-            coeff_owned = c;
-            &coeff_owned
-        };
-        let mut out = Poly::zero_with_basis(ctx, self.ext.clone(), Format::Coeff);
-        let mut res = vec![0u64; k];
-        let mut d = vec![0u64; k];
-        for i in 0..n {
-            for (r, x) in res.iter_mut().enumerate() {
-                *x = pc.data[r * n + i];
+            scratch.clear();
+            scratch.extend_from_slice(&p.data);
+            for (r, &mi) in p.basis.iter().enumerate() {
+                ctx.ntt(mi).inverse(&mut scratch[r * n..(r + 1) * n]);
             }
-            self.gq.digits(&res, &mut d);
-            let neg = self.gq.is_negative(&d);
-            for j in k..e {
-                let m = &self.ext_moduli[j];
-                let (rad, qm) = &self.q_mod[j];
-                let v = horner_mod(m, &d, rad);
-                out.data[j * n + i] = if neg { m.sub(v, *qm) } else { v };
+            scratch
+        };
+        if let Some(sl) = &self.small {
+            self.lift_small(sl, n, coeff, &mut out.data);
+        } else {
+            let mut res = vec![0u64; k];
+            let mut d = vec![0u64; k];
+            for i in 0..n {
+                for (r, x) in res.iter_mut().enumerate() {
+                    *x = coeff[r * n + i];
+                }
+                self.gq.digits(&res, &mut d);
+                let neg = self.gq.is_negative(&d);
+                for j in k..e {
+                    let m = &self.ext_moduli[j];
+                    let (rad, qm) = &self.q_mod[j];
+                    let v = horner_mod(m, &d, rad);
+                    out.data[j * n + i] = if neg { m.sub(v, *qm) } else { v };
+                }
             }
         }
         for (j, &mi) in self.ext.iter().enumerate() {
@@ -938,7 +1069,7 @@ impl TensorPlan {
                     (Some(ev), _) => row.copy_from_slice(ev.row(j)),
                     (None, Format::Eval) => row.copy_from_slice(p.row(j)),
                     (None, Format::Coeff) => {
-                        row.copy_from_slice(pc.row(j));
+                        row.copy_from_slice(&coeff[j * n..(j + 1) * n]);
                         ctx.ntt(mi).forward(row);
                     }
                 }
@@ -947,7 +1078,6 @@ impl TensorPlan {
             }
         }
         out.format = Format::Eval;
-        out
     }
 
     /// ⌊t·x/Q⌉ of an extended-basis Eval poly, as a Coeff poly over q_0..q_{k−1}.
@@ -1043,6 +1173,9 @@ pub struct TensorAccumulator {
     /// Products added since the last [`TensorAccumulator::finish`].
     count: usize,
     correction_factor: Option<u64>,
+    /// Reused lifted operands and Coeff scratch.
+    lifted: Vec<Poly>,
+    scratch: Vec<u64>,
 }
 
 impl std::fmt::Debug for TensorPlan {
@@ -1065,6 +1198,8 @@ impl TensorAccumulator {
             lazy: 0,
             count: 0,
             correction_factor: None,
+            lifted: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -1129,13 +1264,20 @@ impl TensorAccumulator {
         if self.lazy + 1 > max_lazy {
             self.reduce_in_place(ctx);
         }
-        let lift = |p: &Poly| self.plan.lift(ctx, p, None);
-        let (a0, a1, b0, b1) = (
-            lift(&a.polys[0]),
-            lift(&a.polys[1]),
-            lift(&b.polys[0]),
-            lift(&b.polys[1]),
-        );
+        if self.lifted.len() < 4 {
+            self.lifted = (0..4)
+                .map(|_| Poly::zero_with_basis(ctx, self.plan.ext.clone(), Format::Coeff))
+                .collect();
+        }
+        for (out, p) in self.lifted.iter_mut().zip(a.polys.iter().chain(&b.polys)) {
+            self.plan.lift_into(ctx, p, None, out, &mut self.scratch);
+        }
+        let [a0, a1, b0, b1] = [
+            &self.lifted[0],
+            &self.lifted[1],
+            &self.lifted[2],
+            &self.lifted[3],
+        ];
         let n = ctx.n;
         let e = self.plan.ext.len();
         let (acc0, rest) = self.acc.split_at_mut(e * n);
@@ -1698,6 +1840,44 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
+
+    /// The 32-bit centered lift equals the generic mixed-radix lift on random residues and on
+    /// the values around ⌊Q/2⌋ where the sign flips.
+    #[test]
+    fn small_lift_matches_generic() {
+        use rand::Rng;
+        let ctx = Context::predefined("n_4096_logq_27_28_28_logt_4").unwrap();
+        let k = ctx.ciphertext_moduli_count();
+        let mut plan = TensorPlan::new(&ctx, k);
+        assert!(plan.small.is_some());
+        let n = ctx.n;
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut p = Poly::zero(&ctx, k, Format::Coeff);
+        for r in 0..k {
+            let q = ctx.modulus(r).value;
+            for x in p.row_mut(r) {
+                *x = rng.gen_range(0..q);
+            }
+        }
+        // ⌊Q/2⌋ − 1, ⌊Q/2⌋, ⌊Q/2⌋ + 1 in the first three coefficients.
+        let q: BigUint = (0..k)
+            .map(|i| BigUint::from(ctx.modulus(i).value))
+            .product();
+        let half: BigUint = &q >> 1usize;
+        for (c, v) in [&half - 1u32, half.clone(), &half + 1u32]
+            .iter()
+            .enumerate()
+        {
+            for r in 0..k {
+                let m = ctx.modulus(r).value;
+                p.data[r * n + c] = (v % m).to_u64().unwrap();
+            }
+        }
+        let fast = plan.lift(&ctx, &p, None);
+        plan.small = None;
+        let slow = plan.lift(&ctx, &p, None);
+        assert_eq!(fast, slow);
+    }
 
     /// Σ a_j ⊗ b_j through the accumulator decrypts to Σ m_j·m′_j (negacyclic), agrees with
     /// summing [`multiply`] results, and has at least their noise budget.

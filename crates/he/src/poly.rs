@@ -20,7 +20,7 @@ pub enum Format {
 /// Precomputed tables for one parameter set, shared behind an `Arc`.
 ///
 /// Modulus indices `0..L` are the parameter moduli (index `L−1` is the special prime P);
-/// indices `L..` are auxiliary 60-bit primes used internally by ciphertext multiplication.
+/// indices `L..` are auxiliary primes below 2^30 used internally by ciphertext multiplication.
 #[derive(Debug)]
 pub struct Context {
     /// The parameters the context was built from.
@@ -45,9 +45,10 @@ impl Context {
             .map(|&q| 64 - q.leading_zeros())
             .sum();
         let need_bits = ct_bits + n.trailing_zeros() + 8;
-        let aux_count = need_bits.div_ceil(59) as usize;
+        // Primes below 2^30 so every auxiliary NTT and lift runs in 32-bit (AVX2) lanes.
+        let aux_count = need_bits.div_ceil(29) as usize;
         let step = 2 * n as u64;
-        let mut cand = ((1u64 << 60) / step) * step + 1;
+        let mut cand = ((1u64 << 30) / step) * step + 1;
         let mut aux = 0;
         while aux < aux_count {
             cand -= step;

@@ -746,14 +746,8 @@ pub fn compute_response_timed(
                 chunks * per_chunk
             )));
         }
-        let dim0: Vec<Ciphertext> = exp[..d0]
-            .iter()
-            .map(|c| {
-                let mut c = c.clone();
-                c.convert_to(ctx, Format::Eval);
-                c
-            })
-            .collect();
+        // Expansion outputs are in Eval form already.
+        let dim0 = &exp[..d0];
         let dim1 = &exp[d0..d0 + d1];
         let mut reply = Vec::with_capacity(chunks);
         let dim0_32: Vec<u32> = match db {
