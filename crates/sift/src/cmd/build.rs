@@ -275,20 +275,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &ProgressBar::hidden(),
     )?;
     let meta = sift_bloom::Metadata::for_filter(&filter, keys.len() as u64, args.prefilter_fp_rate);
-    let prefilter_dir = args.output_dir.join("prefilter");
-    sift_bloom::write_dir(
-        &prefilter_dir,
-        &filter,
-        &meta,
-        sift_bloom::OutputFormat::Both,
-    )?;
-    eprintln!(
-        "wrote the prefilter ({} bytes, {} hashes) to {}",
-        meta.byte_count,
-        meta.hash_count,
-        prefilter_dir.display()
-    );
-    drop(filter);
 
     let trials = match args.trials_per_shard {
         Some(n) => n,
@@ -319,7 +305,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let shard = server::process_shard(&ctx, rows, &cfg, args.seed.wrapping_add(i as u64))
                 .with_context(|| format!("shard {i}"))?;
             let budget = run_trials(&shard, rows, trials).with_context(|| {
-                format!("shard {i}: trial query failed; the shard was not written")
+                format!(
+                    "shard {i}: trial query failed, so the shard was not written. A wrong answer \
+                     usually means {name} leaves MulPir too little noise budget (larger \
+                     plaintext moduli do); the default {DEFAULT_PARAMETERS} or \
+                     n_8192_logq_3x55_logt_24 work"
+                )
             })?;
             if let Some(b) = budget {
                 bar.suspend(|| {
@@ -356,6 +347,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "wrote {} shard(s) with {name} to {}",
         shards.len(),
         args.output_dir.display()
+    );
+    // Written last, so a failed build never leaves a prefilter without its shards.
+    let prefilter_dir = args.output_dir.join("prefilter");
+    sift_bloom::write_dir(
+        &prefilter_dir,
+        &filter,
+        &meta,
+        sift_bloom::OutputFormat::Both,
+    )?;
+    eprintln!(
+        "wrote the prefilter ({} bytes, {} hashes) to {}",
+        meta.byte_count,
+        meta.hash_count,
+        prefilter_dir.display()
     );
     Ok(ExitCode::SUCCESS)
 }
