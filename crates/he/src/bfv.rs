@@ -831,6 +831,43 @@ fn horner_mod(m: &Modulus, digits: &[u64], radices: &[u64]) -> u64 {
     acc
 }
 
+/// out[i] = x[i] mod q for any u64 x and q < 2^30, in 32-bit lanes: x = h·2^32 + l ↦
+/// (h mod q)·(2^32 mod q) + l mod q (Barrett and Shoup on u32); AVX2 when present.
+pub fn reduce_u64_rows32(q: u32, out: &mut [u64], x: &[u64]) {
+    #[inline(always)]
+    fn barrett(x: u32, q: u32, mu: u32) -> u32 {
+        let qhat = ((x as u64 * mu as u64) >> 32) as u32;
+        let r = x.wrapping_sub(qhat.wrapping_mul(q));
+        r.min(r.wrapping_sub(q))
+    }
+    #[inline(always)]
+    fn body(q: u32, out: &mut [u64], x: &[u64]) {
+        let mu = ((1u64 << 32) / q as u64) as u32;
+        let c = ((1u64 << 32) % q as u64) as u32;
+        let cs = (((c as u64) << 32) / q as u64) as u32;
+        for (o, &v) in out.iter_mut().zip(x) {
+            let h = barrett((v >> 32) as u32, q, mu);
+            let qhat = ((h as u64 * cs as u64) >> 32) as u32;
+            let t = h.wrapping_mul(c).wrapping_sub(qhat.wrapping_mul(q));
+            let t = t.min(t.wrapping_sub(q)) + barrett(v as u32, q, mu);
+            *o = t.min(t.wrapping_sub(q)) as u64;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn avx2(q: u32, out: &mut [u64], x: &[u64]) {
+            body(q, out, x)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
+            unsafe { avx2(q, out, x) };
+            return;
+        }
+    }
+    body(q, out, x)
+}
+
 /// Precomputation for exact tensoring over the first k ciphertext moduli: the extended basis
 /// (q_0..q_{k−1} plus the auxiliary primes), mixed-radix converters and the constants of the
 /// final ⌊t·x/Q⌉ step.
@@ -977,19 +1014,34 @@ impl TensorPlan {
             let q = self.ext_moduli[j].value as u32;
             let mu = barrett32_mu(q);
             let row = &mut out[j * n..(j + 1) * n];
-            let mut acc = vec![0u32; n];
+            // Horner in u64 lanes holding 32-bit values (products map to vpmuludq).
+            let (q64, mu64) = (q as u64, mu as u64);
+            const LO: u64 = 0xffff_ffff;
+            for c in 0..n {
+                row[c] = 0;
+            }
             for i in (0..k).rev() {
-                let (w, ws) = rad[i];
-                for (v, &d) in acc.iter_mut().zip(&digits[i * n..(i + 1) * n]) {
-                    let r = mul_shoup32_lazy(*v, w, ws, q);
-                    let r = r.min(r.wrapping_sub(q)) + barrett32(d, q, mu);
-                    *v = r.min(r.wrapping_sub(q));
+                let (w, ws) = (rad[i].0 as u64, rad[i].1 as u64);
+                let d = &digits[i * n..(i + 1) * n];
+                for c in 0..n {
+                    let v = row[c] & LO;
+                    let qhat = (v * ws) >> 32;
+                    let r = ((v * w).wrapping_sub(qhat * q64)) & LO;
+                    let r = if r >= q64 { r - q64 } else { r };
+                    let x = d[c] as u64 & LO;
+                    let bq = (x * mu64) >> 32;
+                    let b = (x - bq * q64) & LO;
+                    let b = if b >= q64 { b - q64 } else { b };
+                    let s = r + b;
+                    row[c] = if s >= q64 { s - q64 } else { s };
                 }
             }
-            for ((o, &v), &g) in row.iter_mut().zip(&acc).zip(&gt) {
-                let neg = v + q - qm;
-                let neg = neg.min(neg.wrapping_sub(q));
-                *o = if g != 0 { neg } else { v } as u64;
+            let qm = *qm as u64;
+            for c in 0..n {
+                let v = row[c];
+                let neg = v + q64 - qm;
+                let neg = if neg >= q64 { neg - q64 } else { neg };
+                row[c] = if gt[c] != 0 { neg } else { v };
             }
         }
     }
@@ -1168,6 +1220,8 @@ pub struct TensorAccumulator {
     plan: TensorPlan,
     /// 3 polys × extended rows × n lazy sums.
     acc: Vec<u128>,
+    /// Small moduli (below 2^30): 3 polys × extended rows × n lazy u64 sums instead of `acc`.
+    acc64: Vec<u64>,
     /// Products added since the last reduction of `acc`.
     lazy: usize,
     /// Products added since the last [`TensorAccumulator::finish`].
@@ -1192,9 +1246,11 @@ impl TensorAccumulator {
     pub fn new(ctx: &Context, k: usize) -> TensorAccumulator {
         let plan = TensorPlan::new(ctx, k);
         let len = 3 * plan.ext.len() * ctx.n;
+        let small = plan.small.is_some();
         TensorAccumulator {
             plan,
-            acc: vec![0; len],
+            acc: vec![0; if small { 0 } else { len }],
+            acc64: vec![0; if small { len } else { 0 }],
             lazy: 0,
             count: 0,
             correction_factor: None,
@@ -1251,6 +1307,9 @@ impl TensorAccumulator {
             }
             Some(_) => {}
         }
+        if self.plan.small.is_some() {
+            return self.add_product_small(ctx, a, b);
+        }
         // Each term is < 2^124 for moduli below 2^62; u128 holds 15 such sums safely.
         let qmax = self
             .plan
@@ -1298,6 +1357,80 @@ impl TensorAccumulator {
         Ok(())
     }
 
+    /// [`TensorAccumulator::add_product`] for moduli below 2^30: 32×32→64-bit products
+    /// summed lazily in u64 (reduced every few products), AVX2 when present.
+    fn add_product_small(
+        &mut self,
+        ctx: &Context,
+        a: &Ciphertext,
+        b: &Ciphertext,
+    ) -> Result<(), HeError> {
+        let n = ctx.n;
+        let e = self.plan.ext.len();
+        let qmax = self.plan.ext_moduli.iter().map(|m| m.value).max().unwrap_or(2);
+        // acc1 takes two products per step: (2^64 − 1 − q)/(2(q−1)²) steps fit.
+        let max_lazy = ((u64::MAX - qmax) / (2 * (qmax - 1) * (qmax - 1))).max(2) as usize;
+        if self.lazy + 1 > max_lazy {
+            for (idx, chunk) in self.acc64.chunks_exact_mut(n).enumerate() {
+                let q = self.plan.ext_moduli[idx % e].value as u32;
+                let src = chunk.to_vec();
+                reduce_u64_rows32(q, chunk, &src);
+            }
+            self.lazy = 1;
+        }
+        if self.lifted.len() < 4 {
+            self.lifted = (0..4)
+                .map(|_| Poly::zero_with_basis(ctx, self.plan.ext.clone(), Format::Coeff))
+                .collect();
+        }
+        for (out, p) in self.lifted.iter_mut().zip(a.polys.iter().chain(&b.polys)) {
+            self.plan.lift_into(ctx, p, None, out, &mut self.scratch);
+        }
+        #[inline(always)]
+        fn body(acc: &mut [u64], l: &[Poly], len: usize) {
+            let (acc0, rest) = acc.split_at_mut(len);
+            let (acc1, acc2) = rest.split_at_mut(len);
+            let (a0, a1, b0, b1) = (
+                &l[0].data[..len],
+                &l[1].data[..len],
+                &l[2].data[..len],
+                &l[3].data[..len],
+            );
+            let acc2 = &mut acc2[..len];
+            for i in 0..len {
+                let (x0, x1, y0, y1) = (
+                    a0[i] as u32 as u64,
+                    a1[i] as u32 as u64,
+                    b0[i] as u32 as u64,
+                    b1[i] as u32 as u64,
+                );
+                acc0[i] += x0 * y0;
+                acc1[i] += x0 * y1 + x1 * y0;
+                acc2[i] += x1 * y1;
+            }
+        }
+        let len = e * n;
+        let mut done = false;
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2")]
+            fn avx2(acc: &mut [u64], l: &[Poly], len: usize) {
+                body(acc, l, len)
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
+                unsafe { avx2(&mut self.acc64, &self.lifted, len) };
+                done = true;
+            }
+        }
+        if !done {
+            body(&mut self.acc64, &self.lifted, len);
+        }
+        self.lazy += 1;
+        self.count += 1;
+        Ok(())
+    }
+
     /// The scaled sum as a 3-poly Coeff ciphertext over the first k moduli (None when empty);
     /// resets the accumulator.
     pub fn finish(&mut self, ctx: &Context) -> Result<Option<Ciphertext>, HeError> {
@@ -1310,14 +1443,19 @@ impl TensorAccumulator {
         for p in 0..3 {
             let mut dp = Poly::zero_with_basis(ctx, self.plan.ext.clone(), Format::Eval);
             for (r, m) in self.plan.ext_moduli.iter().enumerate() {
-                let src = &self.acc[(p * e + r) * n..(p * e + r + 1) * n];
-                for (d, &a) in dp.row_mut(r).iter_mut().zip(src) {
-                    *d = m.reduce_u128(a);
+                let range = (p * e + r) * n..(p * e + r + 1) * n;
+                if self.plan.small.is_some() {
+                    reduce_u64_rows32(m.value as u32, dp.row_mut(r), &self.acc64[range]);
+                } else {
+                    for (d, &a) in dp.row_mut(r).iter_mut().zip(&self.acc[range]) {
+                        *d = m.reduce_u128(a);
+                    }
                 }
             }
             polys.push(self.plan.scale_round(ctx, dp)?);
         }
         self.acc.fill(0);
+        self.acc64.fill(0);
         self.lazy = 0;
         self.count = 0;
         let correction_factor = self.correction_factor.take().unwrap_or(1);
@@ -1892,7 +2030,8 @@ mod tests {
         assert!(acc.capacity() >= 1000);
         let mut sum: Option<Ciphertext> = None;
         let mut expect = vec![0u64; ctx.n];
-        for j in 0..5u64 {
+        // 12 products: more than the lazy u64 sums hold, so a mid-way reduction is exercised.
+        for j in 0..12u64 {
             // a = j+1 (constant), b = (2, 0, …, 0, 3 at index j).
             let a = Plaintext::new(&ctx, &[j + 1]).unwrap();
             let mut bv = vec![0u64; ctx.n];
@@ -1912,7 +2051,7 @@ mod tests {
                 Some(s) => s.add_assign(&ctx, &p).unwrap(),
             }
         }
-        assert_eq!(acc.len(), 5);
+        assert_eq!(acc.len(), 12);
         let lazy = acc.finish(&ctx).unwrap().unwrap();
         assert!(acc.is_empty());
         let sum = sum.unwrap();

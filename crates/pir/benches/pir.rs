@@ -57,7 +57,10 @@ fn main() {
     let he_key =
         sift_he::EvaluationKey::deserialize(&ctx, &wire::evaluation_key_from_proto(&key).unwrap())
             .unwrap();
-    let queries = 10;
+    let queries: usize = std::env::var("SIFT_BENCH_QUERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let mut total = std::time::Duration::ZERO;
     let mut cpu_total = std::time::Duration::ZERO;
     let (mut qlen, mut rlen) = (0, 0);

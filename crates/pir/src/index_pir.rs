@@ -673,14 +673,8 @@ fn column_compact(
     for p in 0..2 {
         let mut poly = Poly::zero(ctx, k, Format::Eval);
         for r in 0..k {
-            let m = ctx.modulus(r);
-            for (d, &a) in poly
-                .row_mut(r)
-                .iter_mut()
-                .zip(&acc[p * kn + r * n..p * kn + (r + 1) * n])
-            {
-                *d = m.reduce(a);
-            }
+            let q = ctx.modulus(r).value as u32;
+            bfv::reduce_u64_rows32(q, poly.row_mut(r), &acc[p * kn + r * n..p * kn + (r + 1) * n]);
         }
         polys.push(poly);
     }
@@ -853,6 +847,21 @@ mod tests {
     use crate::params::{KeyCompression, evaluation_key_config};
     use rand::SeedableRng;
     use rand::rngs::StdRng;
+
+    #[test]
+    fn reduce_u64_rows32_matches_remainder() {
+        let mut x: Vec<u64> = (0..5000u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i << 40))
+            .collect();
+        x.extend([0, u64::MAX, u64::MAX - 1, 1 << 63, (1 << 32) - 1, 1 << 32]);
+        for q in [40961u32, 134176769, 268369921, (1 << 30) - 35] {
+            let mut out = vec![0u64; x.len()];
+            bfv::reduce_u64_rows32(q, &mut out, &x);
+            for (o, v) in out.iter().zip(&x) {
+                assert_eq!(*o, v % q as u64, "{v} mod {q}");
+            }
+        }
+    }
 
     /// The Eval-form expansion must produce exactly the reference expansion's ciphertexts,
     /// with and without key compression (repeated Galois applications).
