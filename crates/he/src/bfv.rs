@@ -1574,6 +1574,7 @@ impl EvalAccumulator {
 #[derive(Clone, Debug, Default)]
 pub struct SwitchScratch {
     buf: Vec<u64>,
+    eval: Vec<u64>,
     coeff: Vec<u64>,
     p0: Vec<u64>,
     p1: Vec<u64>,
@@ -1922,52 +1923,45 @@ pub fn apply_galois_eval(
     if basis != (0..k).collect::<Vec<_>>() {
         return Err(HeError::Mismatch("Eval Galois needs ciphertext moduli"));
     }
-    let permute = |src: &Poly| -> Poly {
-        let mut out = Poly::zero_with_basis(ctx, basis.clone(), Format::Eval);
-        for r in 0..k {
-            let s = src.row(r);
-            for (d, &p) in out.row_mut(r).iter_mut().zip(perm) {
-                *d = s[p];
-            }
+    // σ(c₁) in both forms: the Eval rows by permutation, the Coeff rows by inverse NTT of those.
+    let mut c1_eval = std::mem::take(&mut scratch.eval);
+    c1_eval.resize(k * n, 0);
+    for r in 0..k {
+        let s = ct.polys[1].row(r);
+        for (d, &p) in c1_eval[r * n..(r + 1) * n].iter_mut().zip(perm) {
+            *d = s[p];
         }
-        out
-    };
-    // σ(c₁) in both forms: the Eval rows by permutation, the Coeff rows from one inverse NTT.
-    let c1_eval = permute(&ct.polys[1]);
+    }
     let mut coeff = std::mem::take(&mut scratch.coeff);
     coeff.clear();
-    coeff.extend_from_slice(&ct.polys[1].data);
-    let log_n = n.trailing_zeros();
-    let mut tmp = vec![0u64; n];
+    coeff.extend_from_slice(&c1_eval);
     for r in 0..k {
-        let m = ctx.modulus(r);
-        let row = &mut coeff[r * n..(r + 1) * n];
-        ctx.ntt(r).inverse(row);
-        let mut raw = 0usize;
-        for &c in row.iter() {
-            let idx = raw & (n - 1);
-            tmp[idx] = if (raw >> log_n) & 1 == 1 { m.neg(c) } else { c };
-            raw = (raw + g) & (2 * n - 1);
-        }
-        row.copy_from_slice(&tmp);
+        ctx.ntt(r).inverse(&mut coeff[r * n..(r + 1) * n]);
     }
     let mut u0 = Poly::zero_with_basis(ctx, basis.clone(), Format::Eval);
-    let mut u1 = Poly::zero_with_basis(ctx, basis.clone(), Format::Eval);
+    let mut u1 = Poly::zero_with_basis(ctx, basis, Format::Eval);
     let res = ksk.switch_eval(
         ctx,
         k,
         &coeff,
-        &c1_eval.data,
+        &c1_eval,
         &mut u0.data,
         &mut u1.data,
         scratch,
     );
     scratch.coeff = coeff;
+    scratch.eval = c1_eval;
     res?;
-    let mut c0 = permute(&ct.polys[0]);
-    c0.add_assign(ctx, &u0)?;
+    // σ(c₀) + u₀, the permutation fused into the addition.
+    for r in 0..k {
+        let m = ctx.modulus(r);
+        let s = ct.polys[0].row(r);
+        for (d, &p) in u0.row_mut(r).iter_mut().zip(perm) {
+            *d = m.add(*d, s[p]);
+        }
+    }
     Ok(Ciphertext {
-        polys: vec![c0, u1],
+        polys: vec![u0, u1],
         correction_factor: 1,
         seed: None,
     })

@@ -208,15 +208,16 @@ fn expand_level(
     })
 }
 
-/// a ← a + c, b ← (a − c)·w (mod q < 2^30) with 32-bit Shoup factors `ws`; AVX2 when present.
-fn add_sub_twist32(q: u32, a: &mut [u64], b: &mut [u64], c: &[u64], w: &[u64], ws: &[u64]) {
+/// (a, b) ← (a + b, (a − b)·w) (mod q < 2^30) with 32-bit Shoup factors `ws`; AVX2 when
+/// present.
+fn add_sub_twist32(q: u32, a: &mut [u64], b: &mut [u64], w: &[u64], ws: &[u64]) {
     #[inline(always)]
-    fn body(q: u32, a: &mut [u64], b: &mut [u64], c: &[u64], w: &[u64], ws: &[u64]) {
-        let n = a.len().min(b.len()).min(c.len()).min(w.len()).min(ws.len());
-        let (a, b, c, w, ws) = (&mut a[..n], &mut b[..n], &c[..n], &w[..n], &ws[..n]);
+    fn body(q: u32, a: &mut [u64], b: &mut [u64], w: &[u64], ws: &[u64]) {
+        let n = a.len().min(b.len()).min(w.len()).min(ws.len());
+        let (a, b, w, ws) = (&mut a[..n], &mut b[..n], &w[..n], &ws[..n]);
         for i in 0..n {
             let x = a[i] as u32;
-            let y = c[i] as u32;
+            let y = b[i] as u32;
             let s = x + y;
             a[i] = s.min(s.wrapping_sub(q)) as u64;
             let d = x + q - y;
@@ -229,22 +230,22 @@ fn add_sub_twist32(q: u32, a: &mut [u64], b: &mut [u64], c: &[u64], w: &[u64], w
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx2")]
-        fn avx2(q: u32, a: &mut [u64], b: &mut [u64], c: &[u64], w: &[u64], ws: &[u64]) {
-            body(q, a, b, c, w, ws)
+        fn avx2(q: u32, a: &mut [u64], b: &mut [u64], w: &[u64], ws: &[u64]) {
+            body(q, a, b, w, ws)
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
-            unsafe { avx2(q, a, b, c, w, ws) };
+            unsafe { avx2(q, a, b, w, ws) };
             return;
         }
     }
-    body(q, a, b, c, w, ws)
+    body(q, a, b, w, ws)
 }
 
 /// One expansion step in Eval form: (c + σ(c), (c − σ(c))·X^(−2^(ℓ−1))).
 fn expand_one_step_eval(
     ctx: &Context,
-    ct: &Ciphertext,
+    ct: Ciphertext,
     level: &ExpandLevel,
     key: &EvaluationKey,
     scratch: &mut SwitchScratch,
@@ -253,34 +254,28 @@ fn expand_one_step_eval(
         .galois
         .get(&level.g)
         .ok_or_else(|| sift_he::HeError::MissingKey(format!("Galois element {}", level.g)))?;
-    let mut sigma = bfv::apply_galois_eval(ctx, ct, level.g, &level.perm, ksk, scratch)?;
+    let mut sigma = bfv::apply_galois_eval(ctx, &ct, level.g, &level.perm, ksk, scratch)?;
     for _ in 1..level.count {
         sigma = bfv::apply_galois_eval(ctx, &sigma, level.g, &level.perm, ksk, scratch)?;
     }
     let n = ctx.n;
-    let mut sum = ct.clone();
-    let mut diff = ct.clone();
-    for ((s, d), p) in sum.polys.iter_mut().zip(&mut diff.polys).zip(&sigma.polys) {
-        for r in 0..p.basis.len() {
-            let m = *ctx.modulus(p.basis[r]);
+    let mut sum = ct;
+    // diff is computed in place over σ(c).
+    let mut diff = sigma;
+    for (s, d) in sum.polys.iter_mut().zip(&mut diff.polys) {
+        for r in 0..s.basis.len() {
+            let m = *ctx.modulus(s.basis[r]);
             let w = &level.mono[r * n..(r + 1) * n];
             let ws = &level.mono_shoup[r * n..(r + 1) * n];
-            let (srow, drow, prow) = (
+            let (srow, drow) = (
                 &mut s.data[r * n..(r + 1) * n],
                 &mut d.data[r * n..(r + 1) * n],
-                p.row(r),
             );
             if m.value < (1 << 30) {
-                add_sub_twist32(m.value as u32, srow, drow, prow, w, ws);
+                add_sub_twist32(m.value as u32, srow, drow, w, ws);
             } else {
-                for ((((a, b), &c), &w), &ws) in srow
-                    .iter_mut()
-                    .zip(drow.iter_mut())
-                    .zip(prow)
-                    .zip(w)
-                    .zip(ws)
-                {
-                    let x = *a;
+                for (((a, b), &w), &ws) in srow.iter_mut().zip(drow.iter_mut()).zip(w).zip(ws) {
+                    let (x, c) = (*a, *b);
                     *a = m.add(x, c);
                     *b = m.mul_shoup(m.sub(x, c), w, ws);
                 }
@@ -315,8 +310,7 @@ fn expand_ciphertext_eval(
     let level = levels
         .get(log_step as usize - 1)
         .ok_or_else(|| PirError::Corrupted("expansion level".into()))?;
-    let (p0, p1) = expand_one_step_eval(ctx, &ct, level, key, scratch)?;
-    drop(ct);
+    let (p0, p1) = expand_one_step_eval(ctx, ct, level, key, scratch)?;
     let a = expand_ciphertext_eval(
         ctx,
         p0,
@@ -745,10 +739,13 @@ pub fn compute_response_timed(
         let dim1 = &exp[d0..d0 + d1];
         let mut reply = Vec::with_capacity(chunks);
         let dim0_32: Vec<u32> = match db {
-            DatabaseRef::Compact(_) => dim0
-                .iter()
-                .flat_map(|c| c.polys.iter().flat_map(|p| p.data.iter().map(|&x| x as u32)))
-                .collect(),
+            DatabaseRef::Compact(_) => {
+                let mut v = Vec::with_capacity(dim0.len() * 2 * k * ctx.n);
+                for p in dim0.iter().flat_map(|c| &c.polys) {
+                    v.extend(p.data.iter().map(|&x| x as u32));
+                }
+                v
+            }
             DatabaseRef::Eval(_) => Vec::new(),
         };
         let mut scratch = Vec::new();
