@@ -61,6 +61,18 @@ fn bhttp_request(method: &str, authority: &str, path: &str, body: &[u8]) -> Vec<
     out
 }
 
+/// The gateway's published key configuration.
+async fn fetch_keys(http: &reqwest::Client, base: &str) -> Vec<u8> {
+    http.get(format!("{base}/ohttp-keys"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec()
+}
+
 async fn post_outer(
     http: &reqwest::Client,
     base: &str,
@@ -156,15 +168,7 @@ async fn bad_encapsulated_requests_get_errors_and_the_server_stays_up() {
     let dir = tempfile::tempdir().unwrap();
     let (server, http) = start_tls(dir.path()).await;
     let base = server.base_url();
-    let keys = http
-        .get(format!("{base}/ohttp-keys"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec();
+    let keys = fetch_keys(&http, &base).await;
     let inner = bhttp_request("GET", "127.0.0.1", "/healthz", b"");
     let (good, _) = ohttp::ClientRequest::from_encoded_config_list(&keys)
         .unwrap()
@@ -219,20 +223,10 @@ async fn gateway_keys_survive_a_restart_and_rotation_keeps_the_old_key_in_grace(
     let dir = tempfile::tempdir().unwrap();
     let (server, http) = start_tls(dir.path()).await;
     let base = server.base_url();
-    let fetch = |http: reqwest::Client, base: String| async move {
-        http.get(format!("{base}/ohttp-keys"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .to_vec()
-    };
-    let before = fetch(http.clone(), base.clone()).await;
+    let before = fetch_keys(&http, &base).await;
     let gw = server.gateway.clone().unwrap();
     let new_id = gw.rotate_now().unwrap();
-    let after = fetch(http.clone(), base.clone()).await;
+    let after = fetch_keys(&http, &base).await;
     assert_ne!(before, after);
     // `application/ohttp-keys`: a 2-byte length, then the config starting with its key id.
     assert_eq!(after[2], new_id);
@@ -249,7 +243,7 @@ async fn gateway_keys_survive_a_restart_and_rotation_keeps_the_old_key_in_grace(
 
     // Restarted on the same state directory: the same published key.
     let (server, http) = start_tls(dir.path()).await;
-    let again = fetch(http, server.base_url()).await;
+    let again = fetch_keys(&http, &server.base_url()).await;
     assert_eq!(again, after);
     server.stop().await;
 }
