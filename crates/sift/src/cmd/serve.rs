@@ -40,7 +40,8 @@ use anyhow::Context as _;
 
 Datasets are reloaded on SIGHUP and when their files change (checked every --poll-secs).
 The OHTTP gateway key is created on first start, rotated every rotate_after_days (the old key
-is accepted for grace_days more), and its schedule is also checked on SIGHUP.")]
+is accepted for grace_days more), and its schedule is also checked on SIGHUP.
+Logs go to stderr; SIFT_LOG_FORMAT=json writes one JSON object per line, RUST_LOG sets the level.")]
 pub struct Args {
     /// The TOML configuration file.
     #[arg(short, long, default_value = "sift.toml")]
