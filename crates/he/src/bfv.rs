@@ -1017,9 +1017,7 @@ impl TensorPlan {
             // Horner in u64 lanes holding 32-bit values (products map to vpmuludq).
             let (q64, mu64) = (q as u64, mu as u64);
             const LO: u64 = 0xffff_ffff;
-            for c in 0..n {
-                row[c] = 0;
-            }
+            row.fill(0);
             for i in (0..k).rev() {
                 let (w, ws) = (rad[i].0 as u64, rad[i].1 as u64);
                 let d = &digits[i * n..(i + 1) * n];
@@ -1148,8 +1146,8 @@ impl TensorPlan {
             self.gext.digits(&res, &mut d);
             let neg = self.gext.is_negative(&d);
             let mut f = 0.0f64;
-            for r in 0..k {
-                f = (f + d[r] as f64) / self.qf[r];
+            for (&dr, &qr) in d[..k].iter().zip(&self.qf) {
+                f = (f + dr as f64) / qr;
             }
             let rounded = (tf * f).round() as u64;
             for r in 0..k {
@@ -1367,7 +1365,13 @@ impl TensorAccumulator {
     ) -> Result<(), HeError> {
         let n = ctx.n;
         let e = self.plan.ext.len();
-        let qmax = self.plan.ext_moduli.iter().map(|m| m.value).max().unwrap_or(2);
+        let qmax = self
+            .plan
+            .ext_moduli
+            .iter()
+            .map(|m| m.value)
+            .max()
+            .unwrap_or(2);
         // acc1 takes two products per step: (2^64 − 1 − q)/(2(q−1)²) steps fit.
         let max_lazy = ((u64::MAX - qmax) / (2 * (qmax - 1) * (qmax - 1))).max(2) as usize;
         if self.lazy + 1 > max_lazy {
@@ -1590,6 +1594,7 @@ impl KeySwitchKey {
     /// writes (u₀, u₁) in Eval form over the same k moduli into `out0`/`out1`. The integers are
     /// those of [`KeySwitchKey::switch`] (same decomposition and the same rounding division by
     /// the special prime, done here on the NTT side), only the form differs.
+    #[allow(clippy::too_many_arguments)]
     pub fn switch_eval(
         &self,
         ctx: &Context,

@@ -287,6 +287,7 @@ fn expand_one_step_eval(
     Ok((sum, diff))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn expand_ciphertext_eval(
     ctx: &Context,
     ct: Ciphertext,
@@ -572,8 +573,7 @@ impl CompactDatabase {
             match pt {
                 None => offsets.push(None),
                 Some(pt) => {
-                    if pt.poly.basis != (0..k).collect::<Vec<_>>()
-                        || pt.poly.format != Format::Eval
+                    if pt.poly.basis != (0..k).collect::<Vec<_>>() || pt.poly.format != Format::Eval
                     {
                         return None;
                     }
@@ -656,7 +656,11 @@ fn column_compact(
             }
             lazy = 1;
         }
-        mul_acc32(acc, &dim0[i * 2 * kn..(i + 1) * 2 * kn], &db.words[off..off + kn]);
+        mul_acc32(
+            acc,
+            &dim0[i * 2 * kn..(i + 1) * 2 * kn],
+            &db.words[off..off + kn],
+        );
         lazy += 1;
         any = true;
     }
@@ -668,7 +672,11 @@ fn column_compact(
         let mut poly = Poly::zero(ctx, k, Format::Eval);
         for r in 0..k {
             let q = ctx.modulus(r).value as u32;
-            bfv::reduce_u64_rows32(q, poly.row_mut(r), &acc[p * kn + r * n..p * kn + (r + 1) * n]);
+            bfv::reduce_u64_rows32(
+                q,
+                poly.row_mut(r),
+                &acc[p * kn + r * n..p * kn + (r + 1) * n],
+            );
         }
         polys.push(poly);
     }
