@@ -247,3 +247,70 @@ async fn gateway_keys_survive_a_restart_and_rotation_keeps_the_old_key_in_grace(
     assert_eq!(again, after);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn gateway_forwards_to_an_upstream_service_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    // The service on its own (no gateway), as on a separate machine.
+    let data = dir.path().join("data");
+    common::write_dataset(&data, &[("blocked.example", "1")], 1, 7);
+    let mut service_cfg = common::config(&data, &dir.path().join("service-state"), 2);
+    service_cfg.ohttp.enabled = false;
+    let service = common::start(service_cfg).await;
+    // A gateway-only server forwarding everything to it.
+    let gateway_cfg: sift_server::ServerConfig = toml::from_str(&format!(
+        r#"
+        listen = "127.0.0.1:0"
+        dev_plain_http = true
+        require_tokens = false
+        state_dir = "{}"
+        [ohttp]
+        upstream = "{}"
+        "#,
+        dir.path().join("gateway-state").display(),
+        service.base_url()
+    ))
+    .unwrap();
+    let gateway = common::start(gateway_cfg).await;
+    let http = reqwest::Client::new();
+    let base = gateway.base_url();
+    // The service itself publishes no gateway.
+    let resp = http
+        .get(format!("{}/ohttp-keys", service.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+
+    let keys = fetch_keys(&http, &base).await;
+    let config_req = prost::Message::encode_to_vec(&sift_proto::api::ConfigRequest {
+        usecases: vec![common::USECASE.to_owned()],
+        existing_config_ids: vec![],
+    });
+    let inner = bhttp_request("POST", "pir.example", "/config", &config_req);
+    let (enc, pending) = ohttp::ClientRequest::from_encoded_config_list(&keys)
+        .unwrap()
+        .encapsulate(&inner)
+        .unwrap();
+    let resp = post_outer(&http, &base, "message/ohttp-req", enc).await;
+    assert_eq!(resp.status(), 200);
+    let plain = pending.decapsulate(&resp.bytes().await.unwrap()).unwrap();
+    let msg = bhttp::Message::read_bhttp(&mut Cursor::new(&plain[..])).unwrap();
+    assert_eq!(msg.control().status().map(|s| s.code()), Some(200));
+    let config =
+        <sift_proto::api::ConfigResponse as prost::Message>::decode(msg.content()).unwrap();
+    assert!(config.configs.contains_key(common::USECASE));
+
+    // Upstream down: an encapsulated 502, not a hang or a gateway crash.
+    service.stop().await;
+    let (enc, pending) = ohttp::ClientRequest::from_encoded_config_list(&keys)
+        .unwrap()
+        .encapsulate(&inner)
+        .unwrap();
+    let resp = post_outer(&http, &base, "message/ohttp-req", enc).await;
+    assert_eq!(resp.status(), 200);
+    let plain = pending.decapsulate(&resp.bytes().await.unwrap()).unwrap();
+    let msg = bhttp::Message::read_bhttp(&mut Cursor::new(&plain[..])).unwrap();
+    assert_eq!(msg.control().status().map(|s| s.code()), Some(502));
+    gateway.stop().await;
+}
