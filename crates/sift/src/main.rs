@@ -30,16 +30,23 @@ enum Command {
     Doctor(cmd::doctor::Args),
     /// Run the whole pipeline on an embedded default blocklist, on loopback, and show verdicts.
     Demo(cmd::demo::Args),
+    /// Measure the service on loopback: `sift bench serve` (queries/s, p50/p99 at 1, 2, 8 clients).
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Logs go to stderr: text by default, one JSON object per line with SIFT_LOG_FORMAT=json
+    // (for log collectors); RUST_LOG sets the level (default info).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("SIFT_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Prefilter(c) => cmd::prefilter::run(c),
@@ -49,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Command::Check(a) => cmd::check::run(a),
         Command::Doctor(a) => cmd::doctor::run(a),
         Command::Demo(a) => cmd::demo::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
     };
     match result {
         Ok(code) => code,
