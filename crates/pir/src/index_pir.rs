@@ -894,3 +894,75 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod noise {
+    use super::*;
+    use crate::params::{KeyCompression, evaluation_key_config};
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    /// Noise budget (bits) after each response step for a 50×10 MulPir over dense random
+    /// plaintexts: fresh query, expanded (hot), first dimension, tensor sum, relinearized,
+    /// mod-switched.
+    fn trajectory(name: &str) -> [f64; 6] {
+        let ctx = Context::predefined(name).unwrap();
+        let mut rng = StdRng::seed_from_u64(3);
+        let sk = SecretKey::generate(&ctx, &mut rng);
+        let (d0, d1) = (50usize, 10usize);
+        let outputs = d0 + d1;
+        let cfg = evaluation_key_config(outputs, ctx.n, KeyCompression::NoCompression);
+        let key = EvaluationKey::generate(&ctx, &sk, &cfg.galois_elements, true, &mut rng).unwrap();
+        let t = ctx.t();
+        let inv = pow_mod(pow_mod(2, ceil_log2(outputs) as u64, t), t - 2, t);
+        let mut values = vec![0u64; outputs];
+        values[3] = inv;
+        values[d0 + 2] = inv;
+        let pt = Plaintext::new(&ctx, &values).unwrap();
+        let q = vec![bfv::encrypt(&ctx, &pt, &sk, &mut rng)];
+        let nb = |c: &Ciphertext| bfv::noise_budget(&ctx, c, &sk).unwrap();
+        let fresh = nb(&q[0]);
+        let exp = expand_eval(&ctx, &q, outputs, &key).unwrap();
+        let expanded = nb(&exp[3]);
+        let k = ctx.ciphertext_moduli_count();
+        let mut acc = EvalAccumulator::new(&ctx, k, 2);
+        for (i, c) in exp[..d0].iter().enumerate() {
+            let vals: Vec<u64> = (0..ctx.n)
+                .map(|j| ((i * 7919 + j * 104729) as u64) % t)
+                .collect();
+            let pt = Plaintext::new(&ctx, &vals).unwrap().to_eval(&ctx, k);
+            acc.add_product(&ctx, c, &pt).unwrap();
+        }
+        let col = acc.finish(&ctx);
+        let first = nb(&col);
+        let mut tensor = TensorAccumulator::new(&ctx, k);
+        for c in &exp[d0..] {
+            tensor.add_product(&ctx, c, &col).unwrap();
+        }
+        let prod = tensor.finish(&ctx).unwrap().unwrap();
+        let second = nb(&prod);
+        let mut r = bfv::relinearize(&ctx, &prod, &key).unwrap();
+        let relin = nb(&r);
+        r.mod_switch_down_to_single(&ctx).unwrap();
+        [fresh, expanded, first, second, relin, nb(&r)]
+    }
+
+    /// Where the budget goes. With t = 17 every step leaves room and the answer decrypts; with
+    /// t ≈ 2^12 (logt_13) the first dimension alone leaves less than the log2(t·n) bits one
+    /// ciphertext product costs, so the budget is exhausted by the scheme itself (Apple's
+    /// ParameterTuning guide: "if n_4096_logq_27_28_28_logt_16 exhausts the noise budget,
+    /// consider trying n_4096_logq_27_28_28_logt_4"), not by a rounding or scaling error.
+    #[test]
+    fn budget_per_step() {
+        let ok = trajectory("n_4096_logq_27_28_28_logt_5");
+        assert!(ok.windows(2).all(|w| w[1] <= w[0] + 0.5), "{ok:?}");
+        // Expansion costs about one bit per level (7) plus key switching.
+        assert!(ok[0] - ok[1] < 14.0, "{ok:?}");
+        assert!(ok[5] > 5.0, "{ok:?}");
+        let noisy = trajectory("n_4096_logq_27_28_28_logt_13");
+        let product_cost = (4099f64 * 4096.0).log2();
+        assert!(noisy[1] > 20.0, "expansion keeps a budget: {noisy:?}");
+        assert!(noisy[2] < product_cost, "{noisy:?}");
+        assert!(noisy[5] < 1.0, "exhausted: {noisy:?}");
+    }
+}
