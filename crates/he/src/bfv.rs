@@ -770,12 +770,14 @@ struct Garner {
     moduli: Vec<Modulus>,
     /// inv[j][i] = p_i^{-1} mod p_j for i < j.
     inv: Vec<Vec<u64>>,
+    /// Shoup factors of `inv`.
+    inv_shoup: Vec<Vec<u64>>,
     half: Vec<u64>,
 }
 
 impl Garner {
     fn new(moduli: Vec<Modulus>) -> Garner {
-        let inv = (0..moduli.len())
+        let inv: Vec<Vec<u64>> = (0..moduli.len())
             .map(|j| {
                 (0..j)
                     .map(|i| moduli[j].inv(moduli[i].value).expect("coprime"))
@@ -784,9 +786,15 @@ impl Garner {
             .collect();
         let p: BigUint = moduli.iter().map(|m| BigUint::from(m.value)).product();
         let half: BigUint = &p >> 1usize;
+        let inv_shoup = inv
+            .iter()
+            .zip(&moduli)
+            .map(|(row, m): (&Vec<u64>, &Modulus)| row.iter().map(|&w| m.shoup(w)).collect())
+            .collect();
         let mut g = Garner {
             moduli,
             inv,
+            inv_shoup,
             half: Vec::new(),
         };
         let residues: Vec<u64> = g
@@ -804,8 +812,8 @@ impl Garner {
         for j in 0..self.moduli.len() {
             let m = &self.moduli[j];
             let mut v = residues[j];
-            for (&di, &inv) in d[..j].iter().zip(&self.inv[j]) {
-                v = m.mul(m.sub(v, m.reduce(di)), inv);
+            for ((&di, &inv), &inv_s) in d[..j].iter().zip(&self.inv[j]).zip(&self.inv_shoup[j]) {
+                v = m.mul_shoup(m.sub(v, m.reduce(di)), inv, inv_s);
             }
             d[j] = v;
         }
@@ -1849,6 +1857,8 @@ impl KeySwitchKey {
                 let (o0, o1) = (row(j, 0, mi), row(j, 1, mi));
                 let (k0, k0s) = (&ks.rows[o0..o0 + n], &ks.shoup[o0..o0 + n]);
                 let (k1, k1s) = (&ks.rows[o1..o1 + n], &ks.shoup[o1..o1 + n]);
+                let (src, k0, k0s, k1, k1s) = (&src[..n], &k0[..n], &k0s[..n], &k1[..n], &k1s[..n]);
+                let (acc0, acc1) = (&mut acc0[..n], &mut acc1[..n]);
                 for c in 0..n {
                     let b = src[c] as u32;
                     let a0 = acc0[c] + mul_shoup32_lazy(b, k0[c], k0s[c], q);
