@@ -164,6 +164,23 @@ fn main() {
             budget,
         );
         report("Galois automorphism + key switch", gal);
+        // The Eval-form step the PIR expansion runs (reused output and scratch).
+        let perm = sift_he::Poly::galois_eval_permutation(ctx.n, 3).unwrap();
+        let ksk = evk.galois.get(&3).unwrap();
+        let mut scratch = bfv::SwitchScratch::default();
+        let mut out = ce.clone();
+        let gal_eval = time(
+            || {
+                bfv::apply_galois_eval_into(&ctx, &ce, 3, &perm, ksk, &mut scratch, &mut out)
+                    .unwrap();
+                black_box(&out);
+            },
+            budget,
+        );
+        report(
+            "Galois key switch, Eval form (PIR expansion step)",
+            gal_eval,
+        );
         let mul = time(
             || {
                 let m = bfv::multiply(&ctx, &ct, &ct).unwrap();

@@ -10,6 +10,7 @@ use rand_core::{CryptoRng, RngCore};
 use crate::HeError;
 use crate::arith::Modulus;
 use crate::drbg::{NistAes128Ctr, SEED_LEN};
+use crate::keyprod::Mont32;
 use crate::packing;
 use crate::poly::{Context, Format, Poly, sample_cbd, sample_ternary};
 
@@ -425,8 +426,8 @@ pub fn noise_budget(ctx: &Context, ct: &Ciphertext, sk: &SecretKey) -> Result<f6
 pub struct KeySwitchKey {
     /// The L−1 ciphertexts.
     pub ciphertexts: Vec<Ciphertext>,
-    /// 32-bit key rows with Shoup factors, built on first Eval key switch (moduli < 2^30).
-    shoup32: std::sync::OnceLock<Option<KeyShoup32>>,
+    /// 32-bit key rows, built on first Eval key switch (moduli < 2^30).
+    rows32: std::sync::OnceLock<Option<KeyRows32>>,
 }
 
 impl PartialEq for KeySwitchKey {
@@ -437,12 +438,13 @@ impl PartialEq for KeySwitchKey {
 
 impl Eq for KeySwitchKey {}
 
-/// The key's Eval rows as u32 with their Shoup factors ⌊w·2³²/q⌋, laid out
-/// `((j·2 + p)·L + modulus)·n`: the key is fixed, so each product costs two 32-bit multiplies.
+/// The key's Eval rows as u32 in Montgomery form (w·2^32 mod q), laid out
+/// `((j·2 + p)·L + modulus)·n`: half the bytes of u64 rows, and one Montgomery reduction per
+/// coefficient for the whole digit sum (see [`crate::keyprod`]).
 #[derive(Clone, Debug)]
-struct KeyShoup32 {
+struct KeyRows32 {
     rows: Vec<u32>,
-    shoup: Vec<u32>,
+    mont: Vec<Mont32>,
     l: usize,
 }
 
@@ -478,35 +480,36 @@ impl KeySwitchKey {
     pub fn new(ciphertexts: Vec<Ciphertext>) -> KeySwitchKey {
         KeySwitchKey {
             ciphertexts,
-            shoup32: std::sync::OnceLock::new(),
+            rows32: std::sync::OnceLock::new(),
         }
     }
 
-    fn shoup32(&self, ctx: &Context) -> Option<&KeyShoup32> {
-        self.shoup32
+    /// The 32-bit rows, when every modulus is below 2^30 and there are fewer than 16 digits
+    /// (so a sum of digit products fits a u64).
+    fn rows32(&self, ctx: &Context) -> Option<&KeyRows32> {
+        self.rows32
             .get_or_init(|| {
                 let l = ctx.moduli_count();
                 let n = ctx.n;
-                if (0..l).any(|i| ctx.modulus(i).value >= (1 << 30)) {
+                if (0..l).any(|i| ctx.modulus(i).value >= (1 << 30)) || self.ciphertexts.len() >= 16
+                {
                     return None;
                 }
+                let mont = (0..l)
+                    .map(|i| Mont32::new(ctx.modulus(i).value as u32))
+                    .collect::<Option<Vec<_>>>()?;
                 let mut rows = Vec::with_capacity(self.ciphertexts.len() * 2 * l * n);
-                let mut shoup = Vec::with_capacity(rows.capacity());
                 for ct in &self.ciphertexts {
                     if ct.polys.len() != 2 || ct.polys.iter().any(|p| p.basis.len() != l) {
                         return None;
                     }
                     for p in &ct.polys {
-                        for mi in 0..l {
-                            let q = ctx.modulus(mi).value as u32;
-                            for &w in p.row(mi) {
-                                rows.push(w as u32);
-                                shoup.push(shoup32(w as u32, q));
-                            }
+                        for (mi, m) in mont.iter().enumerate() {
+                            rows.extend(p.row(mi).iter().map(|&w| m.to_mont(w as u32)));
                         }
                     }
                 }
-                Some(KeyShoup32 { rows, shoup, l })
+                Some(KeyRows32 { rows, mont, l })
             })
             .as_ref()
     }
@@ -1594,6 +1597,7 @@ pub struct SwitchScratch {
     acc1: Vec<u64>,
     wide0: Vec<u128>,
     wide1: Vec<u128>,
+    digits: Vec<u64>,
 }
 
 impl KeySwitchKey {
@@ -1625,7 +1629,10 @@ impl KeySwitchKey {
             return Err(HeError::Mismatch("key-switching target moduli"));
         }
         let special = l - 1;
-        if let Some(ks) = self.shoup32(ctx) {
+        if let Some(ks) = self
+            .rows32(ctx)
+            .filter(|ks| ks.mont.iter().all(|m| m.fits(k)))
+        {
             return self.switch_eval_small(
                 ctx,
                 k,
@@ -1758,7 +1765,7 @@ impl KeySwitchKey {
         &self,
         ctx: &Context,
         k: usize,
-        ks: &KeyShoup32,
+        ks: &KeyRows32,
         target_coeff: &[u64],
         target_eval: &[u64],
         out0: &mut [u64],
@@ -1773,7 +1780,7 @@ impl KeySwitchKey {
                 this: &KeySwitchKey,
                 ctx: &Context,
                 k: usize,
-                ks: &KeyShoup32,
+                ks: &KeyRows32,
                 target_coeff: &[u64],
                 target_eval: &[u64],
                 out0: &mut [u64],
@@ -1812,15 +1819,15 @@ impl KeySwitchKey {
         self.switch_eval_small_body(ctx, k, ks, target_coeff, target_eval, out0, out1, scratch)
     }
 
-    /// [`KeySwitchKey::switch_eval`] for moduli below 2^30 with 32-bit lanes: Shoup products
-    /// against the fixed key, lazy sums kept below 2q, Barrett digit reduction.
+    /// [`KeySwitchKey::switch_eval`] for moduli below 2^30: Montgomery dot products of the
+    /// digits with the 32-bit key rows ([`crate::keyprod`]), Barrett digit reduction.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn switch_eval_small_body(
         &self,
         ctx: &Context,
         k: usize,
-        ks: &KeyShoup32,
+        ks: &KeyRows32,
         target_coeff: &[u64],
         target_eval: &[u64],
         out0: &mut [u64],
@@ -1834,50 +1841,41 @@ impl KeySwitchKey {
         s.buf.resize(n, 0);
         s.p0.resize(n, 0);
         s.p1.resize(n, 0);
-        let mut acc0 = vec![0u32; n];
-        let mut acc1 = vec![0u32; n];
         let row = |j: usize, p: usize, mi: usize| ((j * 2 + p) * l + mi) * n;
+        // Per output modulus: the digits in Eval form (the target's own Eval row for j = r,
+        // else the digit reduced and NTT'd), then the Montgomery dot product with the key.
+        s.digits.resize(k * n, 0);
         for r in 0..=k {
             let mi = if r < k { r } else { special };
             let q = ctx.modulus(mi).value as u32;
-            let two_q = 2 * q;
             let mu = barrett32_mu(q);
-            acc0.fill(0);
-            acc1.fill(0);
-            for j in 0..k {
-                let src: &[u64] = if j == r {
-                    &target_eval[j * n..(j + 1) * n]
-                } else {
-                    for (b, &x) in s.buf.iter_mut().zip(&target_coeff[j * n..(j + 1) * n]) {
-                        *b = barrett32(x as u32, q, mu) as u64;
-                    }
-                    ctx.ntt(mi).forward(&mut s.buf);
-                    &s.buf
-                };
-                let (o0, o1) = (row(j, 0, mi), row(j, 1, mi));
-                let (k0, k0s) = (&ks.rows[o0..o0 + n], &ks.shoup[o0..o0 + n]);
-                let (k1, k1s) = (&ks.rows[o1..o1 + n], &ks.shoup[o1..o1 + n]);
-                let (src, k0, k0s, k1, k1s) = (&src[..n], &k0[..n], &k0s[..n], &k1[..n], &k1s[..n]);
-                let (acc0, acc1) = (&mut acc0[..n], &mut acc1[..n]);
-                for c in 0..n {
-                    let b = src[c] as u32;
-                    let a0 = acc0[c] + mul_shoup32_lazy(b, k0[c], k0s[c], q);
-                    let a1 = acc1[c] + mul_shoup32_lazy(b, k1[c], k1s[c], q);
-                    acc0[c] = a0.min(a0.wrapping_sub(two_q));
-                    acc1[c] = a1.min(a1.wrapping_sub(two_q));
+            for j in (0..k).filter(|&j| j != r) {
+                let d = &mut s.digits[j * n..(j + 1) * n];
+                for (b, &x) in d.iter_mut().zip(&target_coeff[j * n..(j + 1) * n]) {
+                    *b = barrett32(x as u32, q, mu) as u64;
                 }
+                ctx.ntt(mi).forward(d);
             }
+            let srcs: Vec<&[u64]> = (0..k)
+                .map(|j| {
+                    if j == r {
+                        &target_eval[j * n..(j + 1) * n]
+                    } else {
+                        &s.digits[j * n..(j + 1) * n]
+                    }
+                })
+                .collect();
+            let keys = |p: usize| -> Vec<&[u32]> {
+                (0..k)
+                    .map(|j| &ks.rows[row(j, p, mi)..row(j, p, mi) + n])
+                    .collect()
+            };
             let (d0, d1): (&mut [u64], &mut [u64]) = if r < k {
                 (&mut out0[r * n..(r + 1) * n], &mut out1[r * n..(r + 1) * n])
             } else {
                 (&mut s.p0, &mut s.p1)
             };
-            for ((x0, x1), (&a0, &a1)) in
-                d0.iter_mut().zip(d1.iter_mut()).zip(acc0.iter().zip(&acc1))
-            {
-                *x0 = a0.min(a0.wrapping_sub(q)) as u64;
-                *x1 = a1.min(a1.wrapping_sub(q)) as u64;
-            }
+            crate::keyprod::dot_redc(ks.mont[mi], &srcs, &keys(0), &keys(1), d0, d1);
         }
         // Rounding division by P as in `switch_eval`, in 32-bit lanes.
         let pv = ctx.modulus(special).value as u32;
@@ -1924,6 +1922,27 @@ pub fn apply_galois_eval(
     ksk: &KeySwitchKey,
     scratch: &mut SwitchScratch,
 ) -> Result<Ciphertext, HeError> {
+    let mut out = Ciphertext {
+        polys: Vec::new(),
+        correction_factor: 1,
+        seed: None,
+    };
+    apply_galois_eval_into(ctx, ct, g, perm, ksk, scratch, &mut out)?;
+    Ok(out)
+}
+
+/// [`apply_galois_eval`] writing σ(ct) into `out`, whose polynomial buffers are reused (resized,
+/// never zeroed: every word is overwritten), so a long run of key switches such as the
+/// expansion allocates nothing once its buffers exist.
+pub fn apply_galois_eval_into(
+    ctx: &Context,
+    ct: &Ciphertext,
+    g: usize,
+    perm: &[usize],
+    ksk: &KeySwitchKey,
+    scratch: &mut SwitchScratch,
+    out: &mut Ciphertext,
+) -> Result<(), HeError> {
     if ct.polys.len() != 2 || ct.format() != Format::Eval || ct.correction_factor != 1 {
         return Err(HeError::Mismatch(
             "Eval Galois needs a 2-polynomial Eval ciphertext",
@@ -1933,28 +1952,49 @@ pub fn apply_galois_eval(
     if perm.len() != n || g % 2 == 0 || g <= 1 || g >= 2 * n {
         return Err(HeError::InvalidGaloisElement(g));
     }
-    let basis = ct.polys[0].basis.clone();
-    let k = basis.len();
-    if basis != (0..k).collect::<Vec<_>>() {
+    let k = ct.polys[0].basis.len();
+    if ct.polys.iter().any(|p| p.basis.iter().copied().ne(0..k)) {
         return Err(HeError::Mismatch("Eval Galois needs ciphertext moduli"));
     }
+    out.polys.truncate(2);
+    while out.polys.len() < 2 {
+        out.polys.push(Poly {
+            format: Format::Eval,
+            basis: Vec::new(),
+            n,
+            data: Vec::new(),
+        });
+    }
+    for p in &mut out.polys {
+        p.format = Format::Eval;
+        p.n = n;
+        p.basis.clear();
+        p.basis.extend(0..k);
+        p.data.resize(k * n, 0);
+    }
+    out.correction_factor = 1;
+    out.seed = None;
     // σ(c₁) in both forms: the Eval rows by permutation, the Coeff rows by inverse NTT of those.
+    // One gather writes both copies (no second pass over the rows).
     let mut c1_eval = std::mem::take(&mut scratch.eval);
+    let mut coeff = std::mem::take(&mut scratch.coeff);
     c1_eval.resize(k * n, 0);
+    coeff.resize(k * n, 0);
     for r in 0..k {
         let s = ct.polys[1].row(r);
-        for (d, &p) in c1_eval[r * n..(r + 1) * n].iter_mut().zip(perm) {
-            *d = s[p];
+        let (e, c) = (
+            &mut c1_eval[r * n..(r + 1) * n],
+            &mut coeff[r * n..(r + 1) * n],
+        );
+        for ((e, c), &p) in e.iter_mut().zip(c.iter_mut()).zip(perm) {
+            let v = s[p];
+            *e = v;
+            *c = v;
         }
+        ctx.ntt(r).inverse(c);
     }
-    let mut coeff = std::mem::take(&mut scratch.coeff);
-    coeff.clear();
-    coeff.extend_from_slice(&c1_eval);
-    for r in 0..k {
-        ctx.ntt(r).inverse(&mut coeff[r * n..(r + 1) * n]);
-    }
-    let mut u0 = Poly::zero_with_basis(ctx, basis.clone(), Format::Eval);
-    let mut u1 = Poly::zero_with_basis(ctx, basis, Format::Eval);
+    let (u0, u1) = out.polys.split_at_mut(1);
+    let (u0, u1) = (&mut u0[0], &mut u1[0]);
     let res = ksk.switch_eval(
         ctx,
         k,
@@ -1975,11 +2015,7 @@ pub fn apply_galois_eval(
             *d = m.add(*d, s[p]);
         }
     }
-    Ok(Ciphertext {
-        polys: vec![u0, u1],
-        correction_factor: 1,
-        seed: None,
-    })
+    Ok(())
 }
 
 #[cfg(test)]

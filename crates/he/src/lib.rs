@@ -34,6 +34,7 @@
 pub mod arith;
 pub mod bfv;
 pub mod drbg;
+mod keyprod;
 pub mod ntt;
 pub mod packing;
 pub mod params;

@@ -4,17 +4,20 @@
 use std::time::{Duration, Instant};
 
 use rand_core::{CryptoRng, RngCore};
-use sift_he::bfv::SwitchScratch;
 use sift_he::{
-    Ciphertext, Context, EvalAccumulator, EvaluationKey, Format, Plaintext, Poly, SecretKey,
+    Ciphertext, Context, EvalAccumulator, EvaluationKey, Format, Plaintext, SecretKey,
     TensorAccumulator, bfv,
 };
 
 use crate::PirError;
 use crate::database::ProcessedDatabase;
+use crate::expansion::{self, ExpansionPool};
+pub use crate::expansion::{expand, expand_eval};
+pub use crate::first_dimension::CompactDatabase;
+use crate::first_dimension::{Selection32, first_dimension_compact};
 use crate::params::IndexPirParameter;
 
-fn ceil_log2(x: usize) -> u32 {
+pub(crate) fn ceil_log2(x: usize) -> u32 {
     if x <= 1 {
         0
     } else {
@@ -137,376 +140,6 @@ pub fn decrypt_response(
         .collect()
 }
 
-/// Per-level data of the expansion: the Galois element used, how many times it is applied, its
-/// Eval-form permutation, and X^(−2^(ℓ−1)) in Eval form with Shoup factors.
-struct ExpandLevel {
-    g: usize,
-    count: usize,
-    perm: Vec<usize>,
-    mono: Vec<u64>,
-    mono_shoup: Vec<u64>,
-}
-
-fn expand_level(
-    ctx: &Context,
-    k: usize,
-    log_step: u32,
-    key: &EvaluationKey,
-) -> Result<ExpandLevel, PirError> {
-    let n = ctx.n;
-    let log_n = n.trailing_zeros();
-    if log_step > log_n {
-        return Err(PirError::Corrupted("expansion deeper than log n".into()));
-    }
-    let shift = 1usize << (log_step - 1);
-    let target = (1usize << (log_n - log_step + 1)) + 1;
-    let g = key
-        .galois
-        .keys()
-        .copied()
-        .filter(|&g| g <= target)
-        .max()
-        .ok_or_else(|| sift_he::HeError::MissingKey(format!("Galois element ≤ {target}")))?;
-    let (tl, gl) = (
-        (target - 1).trailing_zeros(),
-        usize::BITS - 1 - (g - 1).leading_zeros(),
-    );
-    if !(g - 1).is_power_of_two() || gl > tl {
-        return Err(
-            sift_he::HeError::MissingKey(format!("Galois element 2^k+1 ≤ {target}")).into(),
-        );
-    }
-    // X^(−shift) = −X^(n−shift).
-    let mut mono = Poly::zero(ctx, k, Format::Coeff);
-    for r in 0..k {
-        let q = ctx.modulus(r).value;
-        mono.row_mut(r)[n - shift] = q - 1;
-    }
-    mono.forward_ntt(ctx)?;
-    // Shoup factors ⌊w·2^32/q⌋ for moduli below 2^30 (32-bit lanes), ⌊w·2^64/q⌋ otherwise.
-    let mono_shoup = (0..k)
-        .flat_map(|r| {
-            let m = *ctx.modulus(r);
-            mono.row(r)
-                .iter()
-                .map(move |&w| {
-                    if m.value < (1 << 30) {
-                        ((w << 32) / m.value) as u32 as u64
-                    } else {
-                        m.shoup(w)
-                    }
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    Ok(ExpandLevel {
-        g,
-        count: 1usize << (tl - gl),
-        perm: Poly::galois_eval_permutation(n, g)?,
-        mono: mono.data,
-        mono_shoup,
-    })
-}
-
-/// (a, b) ← (a + b, (a − b)·w) (mod q < 2^30) with 32-bit Shoup factors `ws`; AVX2 when
-/// present.
-fn add_sub_twist32(q: u32, a: &mut [u64], b: &mut [u64], w: &[u64], ws: &[u64]) {
-    #[inline(always)]
-    fn body(q: u32, a: &mut [u64], b: &mut [u64], w: &[u64], ws: &[u64]) {
-        let n = a.len().min(b.len()).min(w.len()).min(ws.len());
-        let (a, b, w, ws) = (&mut a[..n], &mut b[..n], &w[..n], &ws[..n]);
-        for i in 0..n {
-            let x = a[i] as u32;
-            let y = b[i] as u32;
-            let s = x + y;
-            a[i] = s.min(s.wrapping_sub(q)) as u64;
-            let d = x + q - y;
-            let (wv, wsv) = (w[i] as u32, ws[i] as u32);
-            let qhat = ((d as u64 * wsv as u64) >> 32) as u32;
-            let r = d.wrapping_mul(wv).wrapping_sub(qhat.wrapping_mul(q));
-            b[i] = r.min(r.wrapping_sub(q)) as u64;
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        fn avx2(q: u32, a: &mut [u64], b: &mut [u64], w: &[u64], ws: &[u64]) {
-            body(q, a, b, w, ws)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
-            unsafe { avx2(q, a, b, w, ws) };
-            return;
-        }
-    }
-    body(q, a, b, w, ws)
-}
-
-/// One expansion step in Eval form: (c + σ(c), (c − σ(c))·X^(−2^(ℓ−1))).
-fn expand_one_step_eval(
-    ctx: &Context,
-    ct: Ciphertext,
-    level: &ExpandLevel,
-    key: &EvaluationKey,
-    scratch: &mut SwitchScratch,
-) -> Result<(Ciphertext, Ciphertext), PirError> {
-    let ksk = key
-        .galois
-        .get(&level.g)
-        .ok_or_else(|| sift_he::HeError::MissingKey(format!("Galois element {}", level.g)))?;
-    let mut sigma = bfv::apply_galois_eval(ctx, &ct, level.g, &level.perm, ksk, scratch)?;
-    for _ in 1..level.count {
-        sigma = bfv::apply_galois_eval(ctx, &sigma, level.g, &level.perm, ksk, scratch)?;
-    }
-    let n = ctx.n;
-    let mut sum = ct;
-    // diff is computed in place over σ(c).
-    let mut diff = sigma;
-    for (s, d) in sum.polys.iter_mut().zip(&mut diff.polys) {
-        for r in 0..s.basis.len() {
-            let m = *ctx.modulus(s.basis[r]);
-            let w = &level.mono[r * n..(r + 1) * n];
-            let ws = &level.mono_shoup[r * n..(r + 1) * n];
-            let (srow, drow) = (
-                &mut s.data[r * n..(r + 1) * n],
-                &mut d.data[r * n..(r + 1) * n],
-            );
-            if m.value < (1 << 30) {
-                add_sub_twist32(m.value as u32, srow, drow, w, ws);
-            } else {
-                for (((a, b), &w), &ws) in srow.iter_mut().zip(drow.iter_mut()).zip(w).zip(ws) {
-                    let (x, c) = (*a, *b);
-                    *a = m.add(x, c);
-                    *b = m.mul_shoup(m.sub(x, c), w, ws);
-                }
-            }
-        }
-    }
-    sum.seed = None;
-    diff.seed = None;
-    Ok((sum, diff))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn expand_ciphertext_eval(
-    ctx: &Context,
-    ct: Ciphertext,
-    output_count: usize,
-    log_step: u32,
-    expected_height: u32,
-    levels: &[ExpandLevel],
-    key: &EvaluationKey,
-    scratch: &mut SwitchScratch,
-) -> Result<Vec<Ciphertext>, PirError> {
-    if output_count == 1 {
-        if log_step > expected_height {
-            return Ok(vec![ct]);
-        }
-        let mut out = ct.clone();
-        out.add_assign(ctx, &ct)?;
-        return Ok(vec![out]);
-    }
-    let second = output_count >> 1;
-    let first = output_count - second;
-    let level = levels
-        .get(log_step as usize - 1)
-        .ok_or_else(|| PirError::Corrupted("expansion level".into()))?;
-    let (p0, p1) = expand_one_step_eval(ctx, ct, level, key, scratch)?;
-    let a = expand_ciphertext_eval(
-        ctx,
-        p0,
-        first,
-        log_step + 1,
-        expected_height,
-        levels,
-        key,
-        scratch,
-    )?;
-    let b = expand_ciphertext_eval(
-        ctx,
-        p1,
-        second,
-        log_step + 1,
-        expected_height,
-        levels,
-        key,
-        scratch,
-    )?;
-    let mut out = Vec::with_capacity(output_count);
-    let mut a = a.into_iter();
-    for y in b {
-        out.push(a.next().expect("first half is not shorter"));
-        out.push(y);
-    }
-    out.extend(a);
-    Ok(out)
-}
-
-/// Oblivious expansion of query ciphertexts into `output_count` encrypted 0/1 constants
-/// (`PirUtil.expand`), computed in Eval form (no NTT round trip per step); outputs in Eval form.
-pub fn expand_eval(
-    ctx: &Context,
-    cts: &[Ciphertext],
-    output_count: usize,
-    key: &EvaluationKey,
-) -> Result<Vec<Ciphertext>, PirError> {
-    let n = ctx.n;
-    if cts.is_empty() || (cts.len() - 1) * n >= output_count || cts.len() * n < output_count {
-        return Err(PirError::Corrupted(format!(
-            "{} query ciphertexts cannot expand to {output_count}",
-            cts.len()
-        )));
-    }
-    let k = cts[0].moduli_count();
-    let height = ceil_log2(output_count.min(n));
-    let levels = (1..=height)
-        .map(|l| expand_level(ctx, k, l, key))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut scratch = SwitchScratch::default();
-    let mut remaining = output_count;
-    let mut out = Vec::with_capacity(output_count);
-    for ct in cts {
-        let m = remaining.min(n);
-        remaining -= m;
-        let mut c = ct.clone();
-        c.convert_to(ctx, Format::Eval);
-        c.seed = None;
-        out.extend(expand_ciphertext_eval(
-            ctx,
-            c,
-            m,
-            1,
-            ceil_log2(m),
-            &levels,
-            key,
-            &mut scratch,
-        )?);
-    }
-    Ok(out)
-}
-
-/// Oblivious expansion of query ciphertexts into `output_count` encrypted 0/1 constants
-/// (`PirUtil.expand`); outputs in Coeff form.
-pub fn expand(
-    ctx: &Context,
-    cts: &[Ciphertext],
-    output_count: usize,
-    key: &EvaluationKey,
-) -> Result<Vec<Ciphertext>, PirError> {
-    let mut out = expand_eval(ctx, cts, output_count, key)?;
-    for c in &mut out {
-        c.convert_to(ctx, Format::Coeff);
-    }
-    Ok(out)
-}
-
-/// One expansion step (`expandCiphertextForOneStep`): returns (c + σ(c), (c − σ(c))·X^(−2^(ℓ−1))).
-#[cfg(test)]
-fn expand_one_step_reference(
-    ctx: &Context,
-    ct: &Ciphertext,
-    log_step: u32,
-    key: &EvaluationKey,
-) -> Result<(Ciphertext, Ciphertext), PirError> {
-    let log_n = ctx.n.trailing_zeros();
-    let shift = 1i64 << (log_step - 1);
-    let target = (1usize << (log_n - log_step + 1)) + 1;
-    let g = key
-        .galois
-        .keys()
-        .copied()
-        .filter(|&g| g <= target)
-        .max()
-        .ok_or_else(|| sift_he::HeError::MissingKey(format!("Galois element ≤ {target}")))?;
-    let (tl, gl) = (
-        (target - 1).trailing_zeros(),
-        usize::BITS - 1 - (g - 1).leading_zeros(),
-    );
-    if !(g - 1).is_power_of_two() || gl > tl {
-        return Err(
-            sift_he::HeError::MissingKey(format!("Galois element 2^k+1 ≤ {target}")).into(),
-        );
-    }
-    let count = 1usize << (tl - gl);
-    let mut c1 = ct.clone();
-    for _ in 0..count {
-        c1 = bfv::apply_galois(ctx, &c1, g, key)?;
-    }
-    let mut diff = ct.clone();
-    diff.sub_assign(ctx, &c1)?;
-    diff.multiply_power_of_x(ctx, -shift)?;
-    c1.add_assign(ctx, ct)?;
-    Ok((c1, diff))
-}
-
-#[cfg(test)]
-fn expand_ciphertext_reference(
-    ctx: &Context,
-    ct: Ciphertext,
-    output_count: usize,
-    log_step: u32,
-    expected_height: u32,
-    key: &EvaluationKey,
-) -> Result<Vec<Ciphertext>, PirError> {
-    if output_count == 1 {
-        if log_step > expected_height {
-            return Ok(vec![ct]);
-        }
-        let mut out = ct.clone();
-        out.add_assign(ctx, &ct)?;
-        return Ok(vec![out]);
-    }
-    let second = output_count >> 1;
-    let first = output_count - second;
-    let (p0, p1) = expand_one_step_reference(ctx, &ct, log_step, key)?;
-    drop(ct);
-    let a = expand_ciphertext_reference(ctx, p0, first, log_step + 1, expected_height, key)?;
-    let b = expand_ciphertext_reference(ctx, p1, second, log_step + 1, expected_height, key)?;
-    let mut out = Vec::with_capacity(output_count);
-    let mut a = a.into_iter();
-    for y in b {
-        out.push(a.next().expect("first half is not shorter"));
-        out.push(y);
-    }
-    out.extend(a);
-    Ok(out)
-}
-
-/// The straightforward Coeff-form expansion, kept to check [`expand_eval`] against.
-#[cfg(test)]
-pub(crate) fn expand_reference(
-    ctx: &Context,
-    cts: &[Ciphertext],
-    output_count: usize,
-    key: &EvaluationKey,
-) -> Result<Vec<Ciphertext>, PirError> {
-    let n = ctx.n;
-    if cts.is_empty() || (cts.len() - 1) * n >= output_count || cts.len() * n < output_count {
-        return Err(PirError::Corrupted(format!(
-            "{} query ciphertexts cannot expand to {output_count}",
-            cts.len()
-        )));
-    }
-    let mut remaining = output_count;
-    let mut out = Vec::with_capacity(output_count);
-    for ct in cts {
-        let m = remaining.min(n);
-        remaining -= m;
-        let mut c = ct.clone();
-        c.convert_to(ctx, Format::Coeff);
-        c.seed = None;
-        out.extend(expand_ciphertext_reference(
-            ctx,
-            c,
-            m,
-            1,
-            ceil_log2(m),
-            key,
-        )?);
-    }
-    Ok(out)
-}
-
 /// Server response for `databases` (one per PIR call, or one shared): expansion, first
 /// dimension pt×ct inner products in Eval form, second dimension ct×ct with relinearization,
 /// mod switch to q₀. Returns per PIR call `chunk_count` ciphertexts (Coeff, one modulus).
@@ -536,155 +169,9 @@ impl DatabaseRef<'_> {
     fn len(&self) -> usize {
         match self {
             DatabaseRef::Eval(d) => d.len(),
-            DatabaseRef::Compact(d) => d.offsets.len(),
+            DatabaseRef::Compact(d) => d.len(),
         }
     }
-}
-
-/// Eval plaintexts stored as u32 words (half the memory traffic of u64) for moduli below 2^30,
-/// so the first dimension runs as 32×32→64-bit vector products summed lazily in u64.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CompactDatabase {
-    /// Rows per plaintext (ciphertext moduli).
-    k: usize,
-    n: usize,
-    /// The present plaintexts, k·n words each.
-    words: Vec<u32>,
-    /// Per plaintext: its start in `words`, None for an all-zero plaintext.
-    offsets: Vec<Option<usize>>,
-}
-
-impl CompactDatabase {
-    /// The compact copy of `plaintexts`, or None when a ciphertext modulus is 2^30 or more or
-    /// a plaintext is not over the ciphertext moduli.
-    pub fn new(
-        ctx: &Context,
-        plaintexts: &[Option<sift_he::EvalPlaintext>],
-    ) -> Option<CompactDatabase> {
-        let k = ctx.ciphertext_moduli_count();
-        let n = ctx.n;
-        if (0..k).any(|i| ctx.modulus(i).value >= (1 << 30)) {
-            return None;
-        }
-        let present = plaintexts.iter().flatten().count();
-        let mut words = Vec::with_capacity(present * k * n);
-        let mut offsets = Vec::with_capacity(plaintexts.len());
-        for pt in plaintexts {
-            match pt {
-                None => offsets.push(None),
-                Some(pt) => {
-                    if pt.poly.basis != (0..k).collect::<Vec<_>>() || pt.poly.format != Format::Eval
-                    {
-                        return None;
-                    }
-                    offsets.push(Some(words.len()));
-                    words.extend(pt.poly.data.iter().map(|&x| x as u32));
-                }
-            }
-        }
-        Some(CompactDatabase {
-            k,
-            n,
-            words,
-            offsets,
-        })
-    }
-
-    /// Number of plaintexts (including zero ones).
-    pub fn len(&self) -> usize {
-        self.offsets.len()
-    }
-
-    /// Whether there are no plaintexts.
-    pub fn is_empty(&self) -> bool {
-        self.offsets.is_empty()
-    }
-}
-
-/// acc[p·len + x] += q[p·len + x]·pt[x] for p in 0..2 (32×32→64-bit products); AVX2 when present.
-fn mul_acc32(acc: &mut [u64], q: &[u32], pt: &[u32]) {
-    #[inline(always)]
-    fn body(acc: &mut [u64], q: &[u32], pt: &[u32]) {
-        let len = pt.len();
-        for (a, qs) in acc.chunks_exact_mut(len).zip(q.chunks_exact(len)) {
-            for ((a, &x), &y) in a.iter_mut().zip(qs).zip(pt) {
-                *a += x as u64 * y as u64;
-            }
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        fn avx2(acc: &mut [u64], q: &[u32], pt: &[u32]) {
-            body(acc, q, pt)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
-            unsafe { avx2(acc, q, pt) };
-            return;
-        }
-    }
-    body(acc, q, pt)
-}
-
-/// First-dimension inner product of one column over a compact database: Σ q_i ⊙ pt_i with the
-/// products summed in u64 and reduced once (or when the headroom runs out). None if every
-/// plaintext of the column is zero.
-fn column_compact(
-    ctx: &Context,
-    dim0: &[u32],
-    db: &CompactDatabase,
-    first: usize,
-    count: usize,
-    acc: &mut Vec<u64>,
-) -> Option<Ciphertext> {
-    let (k, n) = (db.k, db.n);
-    let kn = k * n;
-    let qmax = (0..k).map(|i| ctx.modulus(i).value).max().unwrap_or(2);
-    let max_lazy = (u64::MAX / ((qmax - 1) * (qmax - 1))).max(2) as usize - 1;
-    acc.clear();
-    acc.resize(2 * kn, 0);
-    let mut lazy = 0;
-    let mut any = false;
-    for i in 0..count {
-        let Some(off) = db.offsets[first + i] else {
-            continue;
-        };
-        if lazy == max_lazy {
-            for (idx, a) in acc.iter_mut().enumerate() {
-                *a %= ctx.modulus((idx / n) % k).value;
-            }
-            lazy = 1;
-        }
-        mul_acc32(
-            acc,
-            &dim0[i * 2 * kn..(i + 1) * 2 * kn],
-            &db.words[off..off + kn],
-        );
-        lazy += 1;
-        any = true;
-    }
-    if !any {
-        return None;
-    }
-    let mut polys = Vec::with_capacity(2);
-    for p in 0..2 {
-        let mut poly = Poly::zero(ctx, k, Format::Eval);
-        for r in 0..k {
-            let q = ctx.modulus(r).value as u32;
-            bfv::reduce_u64_rows32(
-                q,
-                poly.row_mut(r),
-                &acc[p * kn + r * n..p * kn + (r + 1) * n],
-            );
-        }
-        polys.push(poly);
-    }
-    Some(Ciphertext {
-        polys,
-        correction_factor: 1,
-        seed: None,
-    })
 }
 
 /// Wall time spent in each phase of [`compute_response_timed`] (accumulated over calls).
@@ -700,6 +187,32 @@ pub struct PhaseTimes {
     pub relin_mod_switch: Duration,
 }
 
+/// Buffers one response reuses from the previous one: the expansion's ciphertexts and
+/// key-switch scratch, and the 32-bit selection words of the first dimension.
+#[derive(Debug, Default)]
+pub struct ResponseWorkspace {
+    expansion: ExpansionPool,
+    selection: Selection32,
+}
+
+/// Idle workspaces kept for the next queries, at most one per core (bounded memory).
+static WORKSPACES: std::sync::Mutex<Vec<ResponseWorkspace>> = std::sync::Mutex::new(Vec::new());
+
+/// Runs `f` with a workspace from the shared pool (a fresh one when none is idle) and puts it
+/// back afterwards unless as many as there are cores are idle already.
+fn with_workspace<R>(f: impl FnOnce(&mut ResponseWorkspace) -> R) -> R {
+    let taken = WORKSPACES.lock().ok().and_then(|mut v| v.pop());
+    let mut ws = taken.unwrap_or_default();
+    let result = f(&mut ws);
+    if let Ok(mut v) = WORKSPACES.lock() {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        if v.len() < cores {
+            v.push(ws);
+        }
+    }
+    result
+}
+
 /// [`compute_response`], adding each phase's wall time to `times` (for benchmarks).
 #[allow(clippy::too_many_arguments)]
 pub fn compute_response_timed(
@@ -710,6 +223,22 @@ pub fn compute_response_timed(
     indices_count: usize,
     key: &EvaluationKey,
     times: &mut PhaseTimes,
+) -> Result<Vec<Vec<Ciphertext>>, PirError> {
+    with_workspace(|ws| {
+        compute_response_in(ctx, param, databases, query, indices_count, key, times, ws)
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compute_response_in(
+    ctx: &Context,
+    param: &IndexPirParameter,
+    databases: &[DatabaseRef],
+    query: &[Ciphertext],
+    indices_count: usize,
+    key: &EvaluationKey,
+    times: &mut PhaseTimes,
+    ws: &mut ResponseWorkspace,
 ) -> Result<Vec<Vec<Ciphertext>>, PirError> {
     if param.dimensions.len() != 2 {
         return Err(PirError::InvalidParameters(
@@ -723,18 +252,11 @@ pub fn compute_response_timed(
         )));
     }
     let per_call = param.expanded_query_count();
-    let clock = Instant::now();
-    let expanded = expand_eval(ctx, query, per_call * indices_count, key)?;
-    times.expansion += clock.elapsed();
     let bpp = ctx.params.bytes_per_plaintext();
     let chunks = param.chunk_count(bpp);
     let per_chunk = param.per_chunk_plaintext_count();
     let (d0, d1) = (param.dimensions[0], param.dimensions[1]);
-    let k = ctx.ciphertext_moduli_count();
-    let mut responses = Vec::with_capacity(indices_count);
-    let mut tensor = TensorAccumulator::new(ctx, k);
-    for (call, exp) in expanded.chunks(per_call).enumerate() {
-        let db = databases[if databases.len() == 1 { 0 } else { call }];
+    for db in databases {
         if db.len() != chunks * per_chunk {
             return Err(PirError::Corrupted(format!(
                 "database has {} plaintexts, expected {}",
@@ -742,76 +264,105 @@ pub fn compute_response_timed(
                 chunks * per_chunk
             )));
         }
-        // Expansion outputs are in Eval form already.
-        let dim0 = &exp[..d0];
-        let dim1 = &exp[d0..d0 + d1];
-        let mut reply = Vec::with_capacity(chunks);
-        let dim0_32: Vec<u32> = match db {
-            DatabaseRef::Compact(_) => {
-                let mut v = Vec::with_capacity(dim0.len() * 2 * k * ctx.n);
-                for p in dim0.iter().flat_map(|c| &c.polys) {
-                    v.extend(p.data.iter().map(|&x| x as u32));
-                }
-                v
-            }
-            DatabaseRef::Eval(_) => Vec::new(),
-        };
-        let mut scratch = Vec::new();
+    }
+    let clock = Instant::now();
+    let expanded = expansion::expand_eval_pooled(
+        ctx,
+        query,
+        per_call * indices_count,
+        key,
+        &mut ws.expansion,
+    )?;
+    times.expansion += clock.elapsed();
+    let k = ctx.ciphertext_moduli_count();
+    let calls: Vec<&[Ciphertext]> = expanded.chunks(per_call).collect();
+    // Groups of calls answered by one pass over a database: all calls when they share it.
+    let groups: Vec<(DatabaseRef, std::ops::Range<usize>)> = if databases.len() == 1 {
+        vec![(databases[0], 0..indices_count)]
+    } else {
+        (0..indices_count)
+            .map(|c| (databases[c], c..c + 1))
+            .collect()
+    };
+    let mut replies: Vec<Vec<Ciphertext>> = (0..indices_count)
+        .map(|_| Vec::with_capacity(chunks))
+        .collect();
+    let mut tensor = TensorAccumulator::new(ctx, k);
+    for (db, range) in groups {
+        if let DatabaseRef::Compact(_) = db {
+            let dim0: Vec<&[Ciphertext]> = calls[range.clone()].iter().map(|c| &c[..d0]).collect();
+            ws.selection.fill(k, ctx.n, &dim0)?;
+        }
         for chunk_index in 0..chunks {
             let clock = Instant::now();
-            let mut columns = Vec::with_capacity(d1);
-            for col in 0..per_chunk.div_ceil(d0) {
-                let first = chunk_index * per_chunk + col * d0;
-                let count = d0.min(per_chunk - col * d0);
-                match db {
-                    DatabaseRef::Compact(cdb) => {
-                        columns.push(column_compact(
-                            ctx,
-                            &dim0_32,
-                            cdb,
-                            first,
-                            count,
-                            &mut scratch,
-                        ));
-                    }
-                    DatabaseRef::Eval(pts) => {
-                        let mut acc = EvalAccumulator::new(ctx, k, 2);
-                        let mut any = false;
-                        for (q, pt) in dim0.iter().zip(&pts[first..first + count]) {
-                            if let Some(pt) = pt {
-                                acc.add_product(ctx, q, pt)?;
-                                any = true;
-                            }
-                        }
-                        columns.push(if any { Some(acc.finish(ctx)) } else { None });
-                    }
+            let first = chunk_index * per_chunk;
+            // columns[call in range][col]
+            let columns: Vec<Vec<Option<Ciphertext>>> = match db {
+                DatabaseRef::Compact(cdb) => {
+                    first_dimension_compact(ctx, cdb, &ws.selection, first, per_chunk)?
                 }
-            }
-            times.first_dimension += clock.elapsed();
-            let clock = Instant::now();
-            let mut total: Option<Ciphertext> = None;
-            for (j, col) in columns.iter().enumerate() {
-                let Some(col) = col else { continue };
-                if tensor.len() >= tensor.capacity() {
-                    add_partial(ctx, &mut total, tensor.finish(ctx)?)?;
-                }
-                tensor.add_product(ctx, &dim1[j], col)?;
-            }
-            add_partial(ctx, &mut total, tensor.finish(ctx)?)?;
-            times.second_dimension += clock.elapsed();
-            let clock = Instant::now();
-            let mut ct = match total {
-                Some(t) => bfv::relinearize(ctx, &t, key)?,
-                None => Ciphertext::zero(ctx, k, Format::Coeff),
+                DatabaseRef::Eval(pts) => range
+                    .clone()
+                    .map(|call| {
+                        first_dimension_eval(ctx, pts, &calls[call][..d0], first, per_chunk, k)
+                    })
+                    .collect::<Result<_, _>>()?,
             };
-            ct.mod_switch_down_to_single(ctx)?;
-            ct.convert_to(ctx, Format::Coeff);
-            reply.push(ct);
-            times.relin_mod_switch += clock.elapsed();
+            times.first_dimension += clock.elapsed();
+            for (call, cols) in range.clone().zip(columns) {
+                let dim1 = &calls[call][d0..d0 + d1];
+                let clock = Instant::now();
+                let mut total: Option<Ciphertext> = None;
+                for (j, col) in cols.iter().enumerate() {
+                    let Some(col) = col else { continue };
+                    if tensor.len() >= tensor.capacity() {
+                        add_partial(ctx, &mut total, tensor.finish(ctx)?)?;
+                    }
+                    tensor.add_product(ctx, &dim1[j], col)?;
+                }
+                add_partial(ctx, &mut total, tensor.finish(ctx)?)?;
+                times.second_dimension += clock.elapsed();
+                let clock = Instant::now();
+                let mut ct = match total {
+                    Some(t) => bfv::relinearize(ctx, &t, key)?,
+                    None => Ciphertext::zero(ctx, k, Format::Coeff),
+                };
+                ct.mod_switch_down_to_single(ctx)?;
+                ct.convert_to(ctx, Format::Coeff);
+                replies[call].push(ct);
+                times.relin_mod_switch += clock.elapsed();
+            }
         }
-        responses.push(reply);
     }
-    Ok(responses)
+    ws.expansion.recycle(expanded);
+    Ok(replies)
+}
+
+/// First dimension of one call over Eval plaintexts (any moduli): per column Σ q_i ⊙ pt_i.
+fn first_dimension_eval(
+    ctx: &Context,
+    pts: &[Option<sift_he::EvalPlaintext>],
+    dim0: &[Ciphertext],
+    first: usize,
+    per_chunk: usize,
+    k: usize,
+) -> Result<Vec<Option<Ciphertext>>, PirError> {
+    let d0 = dim0.len();
+    let mut columns = Vec::with_capacity(per_chunk.div_ceil(d0));
+    for col in 0..per_chunk.div_ceil(d0) {
+        let start = first + col * d0;
+        let count = d0.min(per_chunk - col * d0);
+        let mut acc = EvalAccumulator::new(ctx, k, 2);
+        let mut any = false;
+        for (q, pt) in dim0.iter().zip(&pts[start..start + count]) {
+            if let Some(pt) = pt {
+                acc.add_product(ctx, q, pt)?;
+                any = true;
+            }
+        }
+        columns.push(if any { Some(acc.finish(ctx)) } else { None });
+    }
+    Ok(columns)
 }
 
 fn add_partial(
@@ -849,9 +400,6 @@ impl ProcessedDatabase {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::params::{KeyCompression, evaluation_key_config};
-    use rand::SeedableRng;
-    use rand::rngs::StdRng;
 
     #[test]
     fn reduce_u64_rows32_matches_remainder() {
@@ -865,32 +413,6 @@ mod tests {
             for (o, v) in out.iter().zip(&x) {
                 assert_eq!(*o, v % q as u64, "{v} mod {q}");
             }
-        }
-    }
-
-    /// The Eval-form expansion must produce exactly the reference expansion's ciphertexts,
-    /// with and without key compression (repeated Galois applications).
-    #[test]
-    fn eval_expansion_matches_reference() {
-        let ctx = Context::predefined("n_4096_logq_27_28_28_logt_4").unwrap();
-        let mut rng = StdRng::seed_from_u64(3);
-        let sk = SecretKey::generate(&ctx, &mut rng);
-        for (outputs, compression) in [
-            (120, KeyCompression::NoCompression),
-            (37, KeyCompression::MaxCompression),
-        ] {
-            let cfg = evaluation_key_config(outputs, ctx.n, compression);
-            let key =
-                EvaluationKey::generate(&ctx, &sk, &cfg.galois_elements, true, &mut rng).unwrap();
-            let mut values = vec![0u64; outputs];
-            values[3] = 1;
-            values[outputs - 1] = 7;
-            let pt = Plaintext::new(&ctx, &values).unwrap();
-            let q = vec![bfv::encrypt(&ctx, &pt, &sk, &mut rng)];
-            let fast = expand(&ctx, &q, outputs, &key).unwrap();
-            let slow = expand_reference(&ctx, &q, outputs, &key).unwrap();
-            assert_eq!(fast.len(), outputs);
-            assert_eq!(fast, slow);
         }
     }
 }

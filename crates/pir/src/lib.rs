@@ -7,6 +7,8 @@ pub mod bucket;
 pub mod client;
 pub mod cuckoo;
 pub mod database;
+pub mod expansion;
+pub mod first_dimension;
 pub mod index_pir;
 pub mod keyword;
 pub mod params;

@@ -1,0 +1,259 @@
+//! The key product of an Eval-form key switch over moduli below 2^30: for each coefficient,
+//! Σ_j d_j·k_j mod q over the k digits d_j (u64 words holding values below q) and key rows k_j
+//! (u32 words), for both key polynomials at once.
+//!
+//! The key rows are kept in Montgomery form (k·2^32 mod q), so the u64 sum of the k products
+//! (below k·q² < q·2^32 when k·q < 2^32) needs a single Montgomery reduction per coefficient:
+//! two 32×32→64-bit multiplies, an add and a shift. On x86-64 with AVX2 that is four
+//! `vpmuludq` lanes working directly on the u64 words, with no packing or unpacking.
+
+/// Montgomery constants of an odd modulus q < 2^31: q and q' = −q⁻¹ mod 2^32.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mont32 {
+    q: u32,
+    neg_inv: u32,
+}
+
+impl Mont32 {
+    /// The constants for odd q < 2^31 (None for an even or larger q).
+    pub(crate) fn new(q: u32) -> Option<Mont32> {
+        if q % 2 == 0 || q >= 1 << 31 {
+            return None;
+        }
+        // Newton's iteration doubles the correct low bits of q⁻¹ mod 2^32 each round.
+        let mut inv: u32 = 1;
+        for _ in 0..5 {
+            inv = inv.wrapping_mul(2u32.wrapping_sub(q.wrapping_mul(inv)));
+        }
+        Some(Mont32 {
+            q,
+            neg_inv: inv.wrapping_neg(),
+        })
+    }
+
+    /// w·2^32 mod q: the Montgomery form a key row is stored in.
+    pub(crate) fn to_mont(self, w: u32) -> u32 {
+        (((w as u64) << 32) % self.q as u64) as u32
+    }
+
+    /// x·2^−32 mod q in [0, q) for x < q·2^32.
+    #[inline(always)]
+    fn redc(self, x: u64) -> u64 {
+        let m = (x as u32).wrapping_mul(self.neg_inv) as u64;
+        // x + m·q < 2^33·q < 2^64, divisible by 2^32; the quotient is below 2q.
+        let t = ((x + m * self.q as u64) >> 32) as u32;
+        t.min(t.wrapping_sub(self.q)) as u64
+    }
+
+    /// Whether k products of values below q (one factor in Montgomery form) sum below q·2^32.
+    pub(crate) fn fits(self, k: usize) -> bool {
+        (k as u64) * (self.q as u64) < 1 << 32
+    }
+}
+
+/// out0[c] = Σ_j src_j[c]·k0_j[c]·2^−32 mod q and out1 likewise with k1, for every c < n.
+/// Needs `m.fits(srcs.len())`, src values below q and key words below q (else the result is
+/// wrong, never unsound); slices shorter than n are an error of the caller and panic.
+pub(crate) fn dot_redc(
+    m: Mont32,
+    srcs: &[&[u64]],
+    k0: &[&[u32]],
+    k1: &[&[u32]],
+    out0: &mut [u64],
+    out1: &mut [u64],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if srcs.len() == 2 && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (checked just above); `avx2::dot2` is safe Rust with
+            // AVX2 enabled whose memory accesses are bounds-checked slices.
+            unsafe {
+                avx2::dot2(
+                    m,
+                    [srcs[0], srcs[1]],
+                    [k0[0], k0[1]],
+                    [k1[0], k1[1]],
+                    out0,
+                    out1,
+                )
+            };
+            return;
+        }
+    }
+    dot_redc_portable(m, srcs, k0, k1, out0, out1)
+}
+
+/// [`dot_redc`] in plain Rust (any k).
+fn dot_redc_portable(
+    m: Mont32,
+    srcs: &[&[u64]],
+    k0: &[&[u32]],
+    k1: &[&[u32]],
+    out0: &mut [u64],
+    out1: &mut [u64],
+) {
+    let n = out0.len();
+    for c in 0..n {
+        let (mut a0, mut a1) = (0u64, 0u64);
+        for ((s, x0), x1) in srcs.iter().zip(k0).zip(k1) {
+            let d = s[c] as u32 as u64;
+            a0 += d * x0[c] as u64;
+            a1 += d * x1[c] as u64;
+        }
+        out0[c] = m.redc(a0);
+        out1[c] = m.redc(a1);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::Mont32;
+
+    /// Four u64 words.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn load64(a: &[u64; 4]) -> __m256i {
+        // SAFETY: `a` is a live reference to 32 readable bytes; `loadu` needs no alignment.
+        unsafe { _mm256_loadu_si256(a.as_ptr().cast()) }
+    }
+
+    /// Four u32 words widened to u64 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn load32(a: &[u32; 4]) -> __m256i {
+        // SAFETY: `a` is a live reference to 16 readable bytes; `loadu` needs no alignment.
+        _mm256_cvtepu32_epi64(unsafe { _mm_loadu_si128(a.as_ptr().cast()) })
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn store64(a: &mut [u64; 4], v: __m256i) {
+        // SAFETY: `a` is an exclusive reference to 32 writable bytes; no alignment needed.
+        unsafe { _mm256_storeu_si256(a.as_mut_ptr().cast(), v) }
+    }
+
+    /// REDC in four u64 lanes (see [`Mont32::redc`]).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn redc(x: __m256i, q: __m256i, neg_inv: __m256i) -> __m256i {
+        let m = _mm256_mul_epu32(x, neg_inv);
+        let t = _mm256_srli_epi64::<32>(_mm256_add_epi64(x, _mm256_mul_epu32(m, q)));
+        _mm256_min_epu32(t, _mm256_sub_epi32(t, q))
+    }
+
+    /// [`super::dot_redc`] for two digits, four coefficients per step.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn dot2(
+        m: Mont32,
+        srcs: [&[u64]; 2],
+        k0: [&[u32]; 2],
+        k1: [&[u32]; 2],
+        out0: &mut [u64],
+        out1: &mut [u64],
+    ) {
+        let n = out0.len();
+        let (q, neg_inv) = (
+            _mm256_set1_epi64x(m.q as i64),
+            _mm256_set1_epi64x(m.neg_inv as i64),
+        );
+        let (s0, s1) = (&srcs[0][..n], &srcs[1][..n]);
+        let (a0, a1, b0, b1) = (&k0[0][..n], &k0[1][..n], &k1[0][..n], &k1[1][..n]);
+        let out1 = &mut out1[..n];
+        let body = n - n % 4;
+        for c in (0..body).step_by(4) {
+            let r = c..c + 4;
+            let d0 = load64(s0[r.clone()].try_into().expect("4 words"));
+            let d1 = load64(s1[r.clone()].try_into().expect("4 words"));
+            let p0 = _mm256_add_epi64(
+                _mm256_mul_epu32(d0, load32(a0[r.clone()].try_into().expect("4 words"))),
+                _mm256_mul_epu32(d1, load32(a1[r.clone()].try_into().expect("4 words"))),
+            );
+            let p1 = _mm256_add_epi64(
+                _mm256_mul_epu32(d0, load32(b0[r.clone()].try_into().expect("4 words"))),
+                _mm256_mul_epu32(d1, load32(b1[r.clone()].try_into().expect("4 words"))),
+            );
+            store64(
+                (&mut out0[r.clone()]).try_into().expect("4 words"),
+                redc(p0, q, neg_inv),
+            );
+            store64(
+                (&mut out1[r]).try_into().expect("4 words"),
+                redc(p1, q, neg_inv),
+            );
+        }
+        for c in body..n {
+            let (d0, d1) = (s0[c] as u32 as u64, s1[c] as u32 as u64);
+            out0[c] = m.redc(d0 * a0[c] as u64 + d1 * a1[c] as u64);
+            out1[c] = m.redc(d0 * b0[c] as u64 + d1 * b1[c] as u64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both paths equal Σ_j d_j·k_j mod q computed in u128, for 1, 2 and 3 digits, on random
+    /// values and the extremes (q − 1 everywhere), and odd lengths (the scalar tail).
+    #[test]
+    fn dot_redc_matches_u128_reference() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for q in [40961u32, 134176769, 268369921, 1073479681] {
+            let m = Mont32::new(q).unwrap();
+            for k in 1..=3usize {
+                if !m.fits(k) {
+                    continue;
+                }
+                for n in [4usize, 37, 4096] {
+                    for extreme in [false, true] {
+                        let val = |x: u64| if extreme { q as u64 - 1 } else { x % q as u64 };
+                        let srcs: Vec<Vec<u64>> = (0..k)
+                            .map(|_| (0..n).map(|_| val(next())).collect())
+                            .collect();
+                        let keys: Vec<Vec<u32>> = (0..2 * k)
+                            .map(|_| (0..n).map(|_| val(next()) as u32).collect())
+                            .collect();
+                        let mont: Vec<Vec<u32>> = keys
+                            .iter()
+                            .map(|r| r.iter().map(|&w| m.to_mont(w)).collect())
+                            .collect();
+                        let s: Vec<&[u64]> = srcs.iter().map(|v| v.as_slice()).collect();
+                        let k0: Vec<&[u32]> = mont[..k].iter().map(|v| v.as_slice()).collect();
+                        let k1: Vec<&[u32]> = mont[k..].iter().map(|v| v.as_slice()).collect();
+                        let (mut o0, mut o1) = (vec![0u64; n], vec![0u64; n]);
+                        dot_redc(m, &s, &k0, &k1, &mut o0, &mut o1);
+                        let (mut p0, mut p1) = (vec![0u64; n], vec![0u64; n]);
+                        dot_redc_portable(m, &s, &k0, &k1, &mut p0, &mut p1);
+                        for c in 0..n {
+                            let expect = |off: usize| {
+                                (0..k)
+                                    .map(|j| srcs[j][c] as u128 * keys[off + j][c] as u128)
+                                    .sum::<u128>()
+                                    % q as u128
+                            };
+                            assert_eq!(o0[c] as u128, expect(0), "q {q} k {k} c {c}");
+                            assert_eq!(o1[c] as u128, expect(k), "q {q} k {k} c {c}");
+                            assert_eq!((p0[c], p1[c]), (o0[c], o1[c]));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn constants() {
+        assert!(Mont32::new(40960).is_none());
+        let m = Mont32::new(268369921).unwrap();
+        assert_eq!(268369921u32.wrapping_mul(m.neg_inv), u32::MAX);
+        assert!(m.fits(15) && !m.fits(17));
+    }
+}

@@ -1,0 +1,523 @@
+//! Oblivious query expansion (`PirUtil.expand`): one query ciphertext holding up to n packed
+//! selection values becomes that many ciphertexts each encrypting one of them.
+//!
+//! The tree is walked depth first in Eval form (a subtree's ciphertexts stay in cache; walking
+//! it level by level, to keep one Galois key hot, measured slower), and each step's buffers come
+//! from an [`ExpansionPool`] so that a server answering query after query does not allocate,
+//! zero and page-fault the ~16 MB a 120-output expansion holds.
+
+use sift_he::bfv::{self, SwitchScratch};
+use sift_he::{Ciphertext, Context, EvaluationKey, Format, Poly};
+
+use crate::PirError;
+use crate::index_pir::ceil_log2;
+
+/// Spare ciphertext buffers most worth keeping between queries (128 KB each at n = 4096 with
+/// two moduli): a bound, so an unusual query cannot pin memory for good.
+const MAX_SPARE: usize = 512;
+
+/// Reusable buffers of the expansion: spare ciphertexts and the key-switch scratch.
+#[derive(Debug, Default)]
+pub struct ExpansionPool {
+    spare: Vec<Ciphertext>,
+    scratch: SwitchScratch,
+}
+
+impl ExpansionPool {
+    /// A ciphertext whose buffers may be overwritten (contents unspecified).
+    fn take(&mut self) -> Ciphertext {
+        self.spare.pop().unwrap_or_else(|| Ciphertext {
+            polys: Vec::new(),
+            correction_factor: 1,
+            seed: None,
+        })
+    }
+
+    /// Hands ciphertexts back for reuse (beyond [`MAX_SPARE`] they are dropped).
+    pub fn recycle(&mut self, cts: impl IntoIterator<Item = Ciphertext>) {
+        for c in cts {
+            if self.spare.len() >= MAX_SPARE {
+                break;
+            }
+            self.spare.push(c);
+        }
+    }
+}
+
+/// Per-level data of the expansion: the Galois element used, how many times it is applied, its
+/// Eval-form permutation, and X^(−2^(ℓ−1)) in Eval form with Shoup factors.
+struct ExpandLevel {
+    g: usize,
+    count: usize,
+    perm: Vec<usize>,
+    mono: Vec<u64>,
+    mono_shoup: Vec<u64>,
+}
+
+fn expand_level(
+    ctx: &Context,
+    k: usize,
+    log_step: u32,
+    key: &EvaluationKey,
+) -> Result<ExpandLevel, PirError> {
+    let n = ctx.n;
+    let log_n = n.trailing_zeros();
+    if log_step > log_n {
+        return Err(PirError::Corrupted("expansion deeper than log n".into()));
+    }
+    let shift = 1usize << (log_step - 1);
+    let target = (1usize << (log_n - log_step + 1)) + 1;
+    let g = key
+        .galois
+        .keys()
+        .copied()
+        .filter(|&g| g <= target)
+        .max()
+        .ok_or_else(|| sift_he::HeError::MissingKey(format!("Galois element ≤ {target}")))?;
+    let (tl, gl) = (
+        (target - 1).trailing_zeros(),
+        usize::BITS - 1 - (g - 1).leading_zeros(),
+    );
+    if !(g - 1).is_power_of_two() || gl > tl {
+        return Err(
+            sift_he::HeError::MissingKey(format!("Galois element 2^k+1 ≤ {target}")).into(),
+        );
+    }
+    // X^(−shift) = −X^(n−shift).
+    let mut mono = Poly::zero(ctx, k, Format::Coeff);
+    for r in 0..k {
+        let q = ctx.modulus(r).value;
+        mono.row_mut(r)[n - shift] = q - 1;
+    }
+    mono.forward_ntt(ctx)?;
+    // Shoup factors ⌊w·2^32/q⌋ for moduli below 2^30 (32-bit lanes), ⌊w·2^64/q⌋ otherwise.
+    let mono_shoup = (0..k)
+        .flat_map(|r| {
+            let m = *ctx.modulus(r);
+            mono.row(r)
+                .iter()
+                .map(move |&w| {
+                    if m.value < (1 << 30) {
+                        ((w << 32) / m.value) as u32 as u64
+                    } else {
+                        m.shoup(w)
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    Ok(ExpandLevel {
+        g,
+        count: 1usize << (tl - gl),
+        perm: Poly::galois_eval_permutation(n, g)?,
+        mono: mono.data,
+        mono_shoup,
+    })
+}
+
+/// (a, b) ← (a + b, (a − b)·w) (mod q < 2^30) with 32-bit Shoup factors `ws`; AVX2 when
+/// present.
+fn add_sub_twist32(q: u32, a: &mut [u64], b: &mut [u64], w: &[u64], ws: &[u64]) {
+    #[inline(always)]
+    fn body(q: u32, a: &mut [u64], b: &mut [u64], w: &[u64], ws: &[u64]) {
+        let n = a.len().min(b.len()).min(w.len()).min(ws.len());
+        let (a, b, w, ws) = (&mut a[..n], &mut b[..n], &w[..n], &ws[..n]);
+        for i in 0..n {
+            let x = a[i] as u32;
+            let y = b[i] as u32;
+            let s = x + y;
+            a[i] = s.min(s.wrapping_sub(q)) as u64;
+            let d = x + q - y;
+            let (wv, wsv) = (w[i] as u32, ws[i] as u32);
+            let qhat = ((d as u64 * wsv as u64) >> 32) as u32;
+            let r = d.wrapping_mul(wv).wrapping_sub(qhat.wrapping_mul(q));
+            b[i] = r.min(r.wrapping_sub(q)) as u64;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn avx2(q: u32, a: &mut [u64], b: &mut [u64], w: &[u64], ws: &[u64]) {
+            body(q, a, b, w, ws)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
+            unsafe { avx2(q, a, b, w, ws) };
+            return;
+        }
+    }
+    body(q, a, b, w, ws)
+}
+
+/// One expansion step in Eval form, in place: `ct` becomes c + σ(c) and the returned
+/// ciphertext (from the pool) (c − σ(c))·X^(−2^(ℓ−1)).
+fn expand_one_step_eval(
+    ctx: &Context,
+    ct: &mut Ciphertext,
+    level: &ExpandLevel,
+    key: &EvaluationKey,
+    pool: &mut ExpansionPool,
+) -> Result<Ciphertext, PirError> {
+    let ksk = key
+        .galois
+        .get(&level.g)
+        .ok_or_else(|| sift_he::HeError::MissingKey(format!("Galois element {}", level.g)))?;
+    let mut sigma = pool.take();
+    bfv::apply_galois_eval_into(
+        ctx,
+        ct,
+        level.g,
+        &level.perm,
+        ksk,
+        &mut pool.scratch,
+        &mut sigma,
+    )?;
+    if level.count > 1 {
+        let mut tmp = pool.take();
+        for _ in 1..level.count {
+            bfv::apply_galois_eval_into(
+                ctx,
+                &sigma,
+                level.g,
+                &level.perm,
+                ksk,
+                &mut pool.scratch,
+                &mut tmp,
+            )?;
+            std::mem::swap(&mut sigma, &mut tmp);
+        }
+        pool.recycle([tmp]);
+    }
+    let n = ctx.n;
+    // diff is computed in place over σ(c).
+    for (s, d) in ct.polys.iter_mut().zip(&mut sigma.polys) {
+        for r in 0..s.basis.len() {
+            let m = *ctx.modulus(s.basis[r]);
+            let w = &level.mono[r * n..(r + 1) * n];
+            let ws = &level.mono_shoup[r * n..(r + 1) * n];
+            let (srow, drow) = (
+                &mut s.data[r * n..(r + 1) * n],
+                &mut d.data[r * n..(r + 1) * n],
+            );
+            if m.value < (1 << 30) {
+                add_sub_twist32(m.value as u32, srow, drow, w, ws);
+            } else {
+                for (((a, b), &w), &ws) in srow.iter_mut().zip(drow.iter_mut()).zip(w).zip(ws) {
+                    let (x, c) = (*a, *b);
+                    *a = m.add(x, c);
+                    *b = m.mul_shoup(m.sub(x, c), w, ws);
+                }
+            }
+        }
+    }
+    ct.seed = None;
+    Ok(sigma)
+}
+
+/// Oblivious expansion of query ciphertexts into `output_count` encrypted 0/1 constants
+/// (`PirUtil.expand`), computed in Eval form (no NTT round trip per step); outputs in Eval form.
+pub fn expand_eval(
+    ctx: &Context,
+    cts: &[Ciphertext],
+    output_count: usize,
+    key: &EvaluationKey,
+) -> Result<Vec<Ciphertext>, PirError> {
+    expand_eval_pooled(ctx, cts, output_count, key, &mut ExpansionPool::default())
+}
+
+/// [`expand_eval`] with buffers from `pool` (hand the outputs back with
+/// [`ExpansionPool::recycle`] once used).
+///
+/// Output p is the leaf reached by reading p's bits from the lowest: at level ℓ the first
+/// child (c + σ(c)) keeps the positions whose bit ℓ−1 is 0, the second the others, which is
+/// the interleaving of Apple's recursion. Leaves that end one level early (when
+/// the output count is not a power of two) are doubled, as Apple's client expects.
+pub fn expand_eval_pooled(
+    ctx: &Context,
+    cts: &[Ciphertext],
+    output_count: usize,
+    key: &EvaluationKey,
+    pool: &mut ExpansionPool,
+) -> Result<Vec<Ciphertext>, PirError> {
+    let n = ctx.n;
+    if cts.is_empty() || (cts.len() - 1) * n >= output_count || cts.len() * n < output_count {
+        return Err(PirError::Corrupted(format!(
+            "{} query ciphertexts cannot expand to {output_count}",
+            cts.len()
+        )));
+    }
+    let k = cts[0].moduli_count();
+    let height = ceil_log2(output_count.min(n));
+    let levels = (1..=height)
+        .map(|l| expand_level(ctx, k, l, key))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out: Vec<Option<Ciphertext>> = (0..output_count).map(|_| None).collect();
+    let mut base = 0;
+    for ct in cts {
+        let m = (output_count - base).min(n);
+        let tree_height = ceil_log2(m);
+        let mut root = pool.take();
+        root.clone_from(ct);
+        root.convert_to(ctx, Format::Eval);
+        root.seed = None;
+        expand_node(
+            ctx,
+            root,
+            Node {
+                count: m,
+                step: 1,
+                height: tree_height,
+                pos: 0,
+            },
+            &levels,
+            key,
+            pool,
+            &mut out[base..base + m],
+        )?;
+        base += m;
+    }
+    out.into_iter()
+        .map(|c| c.ok_or_else(|| PirError::Corrupted("expansion left an output empty".into())))
+        .collect()
+}
+
+/// Where a node of the expansion tree sits: outputs below it, its level (1-based), the tree
+/// height and the position of its first output.
+#[derive(Clone, Copy)]
+struct Node {
+    count: usize,
+    step: u32,
+    height: u32,
+    pos: usize,
+}
+
+/// Expands one node depth first (the subtree's ciphertexts stay in cache), writing its leaves
+/// into `out` at their positions.
+fn expand_node(
+    ctx: &Context,
+    mut c: Ciphertext,
+    node: Node,
+    levels: &[ExpandLevel],
+    key: &EvaluationKey,
+    pool: &mut ExpansionPool,
+    out: &mut [Option<Ciphertext>],
+) -> Result<(), PirError> {
+    if node.count == 1 {
+        if node.step <= node.height {
+            c.mul_scalar_assign(ctx, 2);
+        }
+        let slot = out
+            .get_mut(node.pos)
+            .ok_or_else(|| PirError::Corrupted("expansion position".into()))?;
+        *slot = Some(c);
+        return Ok(());
+    }
+    let level = levels
+        .get(node.step as usize - 1)
+        .ok_or_else(|| PirError::Corrupted("expansion level".into()))?;
+    let diff = expand_one_step_eval(ctx, &mut c, level, key, pool)?;
+    let child = |count, pos| Node {
+        count,
+        step: node.step + 1,
+        height: node.height,
+        pos,
+    };
+    let half = node.count / 2;
+    expand_node(
+        ctx,
+        c,
+        child(node.count - half, node.pos),
+        levels,
+        key,
+        pool,
+        out,
+    )?;
+    expand_node(
+        ctx,
+        diff,
+        child(half, node.pos + (1 << (node.step - 1))),
+        levels,
+        key,
+        pool,
+        out,
+    )
+}
+
+/// Oblivious expansion of query ciphertexts into `output_count` encrypted 0/1 constants
+/// (`PirUtil.expand`); outputs in Coeff form.
+pub fn expand(
+    ctx: &Context,
+    cts: &[Ciphertext],
+    output_count: usize,
+    key: &EvaluationKey,
+) -> Result<Vec<Ciphertext>, PirError> {
+    let mut out = expand_eval(ctx, cts, output_count, key)?;
+    for c in &mut out {
+        c.convert_to(ctx, Format::Coeff);
+    }
+    Ok(out)
+}
+
+/// One expansion step (`expandCiphertextForOneStep`): returns (c + σ(c), (c − σ(c))·X^(−2^(ℓ−1))).
+#[cfg(test)]
+fn expand_one_step_reference(
+    ctx: &Context,
+    ct: &Ciphertext,
+    log_step: u32,
+    key: &EvaluationKey,
+) -> Result<(Ciphertext, Ciphertext), PirError> {
+    let log_n = ctx.n.trailing_zeros();
+    let shift = 1i64 << (log_step - 1);
+    let target = (1usize << (log_n - log_step + 1)) + 1;
+    let g = key
+        .galois
+        .keys()
+        .copied()
+        .filter(|&g| g <= target)
+        .max()
+        .ok_or_else(|| sift_he::HeError::MissingKey(format!("Galois element ≤ {target}")))?;
+    let (tl, gl) = (
+        (target - 1).trailing_zeros(),
+        usize::BITS - 1 - (g - 1).leading_zeros(),
+    );
+    if !(g - 1).is_power_of_two() || gl > tl {
+        return Err(
+            sift_he::HeError::MissingKey(format!("Galois element 2^k+1 ≤ {target}")).into(),
+        );
+    }
+    let count = 1usize << (tl - gl);
+    let mut c1 = ct.clone();
+    for _ in 0..count {
+        c1 = bfv::apply_galois(ctx, &c1, g, key)?;
+    }
+    let mut diff = ct.clone();
+    diff.sub_assign(ctx, &c1)?;
+    diff.multiply_power_of_x(ctx, -shift)?;
+    c1.add_assign(ctx, ct)?;
+    Ok((c1, diff))
+}
+
+#[cfg(test)]
+fn expand_ciphertext_reference(
+    ctx: &Context,
+    ct: Ciphertext,
+    output_count: usize,
+    log_step: u32,
+    expected_height: u32,
+    key: &EvaluationKey,
+) -> Result<Vec<Ciphertext>, PirError> {
+    if output_count == 1 {
+        if log_step > expected_height {
+            return Ok(vec![ct]);
+        }
+        let mut out = ct.clone();
+        out.add_assign(ctx, &ct)?;
+        return Ok(vec![out]);
+    }
+    let second = output_count >> 1;
+    let first = output_count - second;
+    let (p0, p1) = expand_one_step_reference(ctx, &ct, log_step, key)?;
+    drop(ct);
+    let a = expand_ciphertext_reference(ctx, p0, first, log_step + 1, expected_height, key)?;
+    let b = expand_ciphertext_reference(ctx, p1, second, log_step + 1, expected_height, key)?;
+    let mut out = Vec::with_capacity(output_count);
+    let mut a = a.into_iter();
+    for y in b {
+        out.push(a.next().expect("first half is not shorter"));
+        out.push(y);
+    }
+    out.extend(a);
+    Ok(out)
+}
+
+/// The straightforward Coeff-form, depth-first expansion, kept to check [`expand_eval`] against.
+#[cfg(test)]
+pub(crate) fn expand_reference(
+    ctx: &Context,
+    cts: &[Ciphertext],
+    output_count: usize,
+    key: &EvaluationKey,
+) -> Result<Vec<Ciphertext>, PirError> {
+    let n = ctx.n;
+    if cts.is_empty() || (cts.len() - 1) * n >= output_count || cts.len() * n < output_count {
+        return Err(PirError::Corrupted(format!(
+            "{} query ciphertexts cannot expand to {output_count}",
+            cts.len()
+        )));
+    }
+    let mut remaining = output_count;
+    let mut out = Vec::with_capacity(output_count);
+    for ct in cts {
+        let m = remaining.min(n);
+        remaining -= m;
+        let mut c = ct.clone();
+        c.convert_to(ctx, Format::Coeff);
+        c.seed = None;
+        out.extend(expand_ciphertext_reference(
+            ctx,
+            c,
+            m,
+            1,
+            ceil_log2(m),
+            key,
+        )?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::{KeyCompression, evaluation_key_config};
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+    use sift_he::{Plaintext, SecretKey};
+
+    /// The Eval-form expansion must produce exactly the reference expansion's ciphertexts,
+    /// with and without key compression (repeated Galois applications).
+    #[test]
+    fn eval_expansion_matches_reference() {
+        let ctx = Context::predefined("n_4096_logq_27_28_28_logt_4").unwrap();
+        let mut rng = StdRng::seed_from_u64(3);
+        let sk = SecretKey::generate(&ctx, &mut rng);
+        for (outputs, compression) in [
+            (120, KeyCompression::NoCompression),
+            (37, KeyCompression::MaxCompression),
+        ] {
+            let cfg = evaluation_key_config(outputs, ctx.n, compression);
+            let key =
+                EvaluationKey::generate(&ctx, &sk, &cfg.galois_elements, true, &mut rng).unwrap();
+            let mut values = vec![0u64; outputs];
+            values[3] = 1;
+            values[outputs - 1] = 7;
+            let pt = Plaintext::new(&ctx, &values).unwrap();
+            let q = vec![bfv::encrypt(&ctx, &pt, &sk, &mut rng)];
+            let fast = expand(&ctx, &q, outputs, &key).unwrap();
+            let slow = expand_reference(&ctx, &q, outputs, &key).unwrap();
+            assert_eq!(fast.len(), outputs);
+            assert_eq!(fast, slow);
+        }
+    }
+
+    /// A pooled expansion run twice (reused, dirty buffers) equals a fresh one.
+    #[test]
+    fn pooled_expansion_reuses_buffers_exactly() {
+        let ctx = Context::predefined("n_4096_logq_27_28_28_logt_4").unwrap();
+        let mut rng = StdRng::seed_from_u64(4);
+        let sk = SecretKey::generate(&ctx, &mut rng);
+        let outputs = 23;
+        let cfg = evaluation_key_config(outputs, ctx.n, KeyCompression::HybridCompression);
+        let key = EvaluationKey::generate(&ctx, &sk, &cfg.galois_elements, true, &mut rng).unwrap();
+        let mut pool = ExpansionPool::default();
+        for hot in [5usize, 22] {
+            let mut values = vec![0u64; outputs];
+            values[hot] = 3;
+            let pt = Plaintext::new(&ctx, &values).unwrap();
+            let q = vec![bfv::encrypt(&ctx, &pt, &sk, &mut rng)];
+            let pooled = expand_eval_pooled(&ctx, &q, outputs, &key, &mut pool).unwrap();
+            assert_eq!(pooled, expand_eval(&ctx, &q, outputs, &key).unwrap());
+            pool.recycle(pooled);
+            assert!(!pool.spare.is_empty());
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! First dimension of MulPir: for each database column j and PIR call, Σ_i q_i ⊙ pt_ij over the
+//! d₀ expanded selection ciphertexts q_i, on a database kept as 32-bit words.
+//!
+//! The products are 32×32→64-bit, summed lazily in u64 and reduced once per column. The loop is
+//! tiled by blocks of coefficients: a block's accumulators (every call, both polynomials) stay
+//! in L1 while the column's plaintext blocks stream past, and every PIR call of a query reads
+//! each plaintext block once (the calls of a keyword query all select from the same database),
+//! so the database is streamed once per query, not once per call.
+
+use sift_he::{Ciphertext, Context, Format, Poly, bfv};
+
+use crate::PirError;
+
+/// Coefficients per tile: 2 polys × calls × 256 u64 accumulators (8 KB for two calls) stay in
+/// L1 beside the block of each selection ciphertext.
+const BLOCK: usize = 256;
+
+/// Eval plaintexts stored as u32 words (half the memory traffic of u64) for moduli below 2^30,
+/// so the first dimension runs as 32×32→64-bit vector products summed lazily in u64.
+///
+/// Layout: tile-major, `[tile][present plaintext][BLOCK words]` (a tile is BLOCK consecutive
+/// words of the k·n rows), so the tiled first dimension reads the database front to back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactDatabase {
+    /// Rows per plaintext (ciphertext moduli).
+    k: usize,
+    n: usize,
+    /// Words per tile (divides n).
+    block: usize,
+    /// Number of present (non-zero) plaintexts.
+    present: usize,
+    /// The present plaintexts' words, tile-major.
+    words: Vec<u32>,
+    /// Per plaintext: its slot among the present ones, None for an all-zero plaintext.
+    offsets: Vec<Option<usize>>,
+}
+
+impl CompactDatabase {
+    /// The compact copy of `plaintexts`, or None when a ciphertext modulus is 2^30 or more or
+    /// a plaintext is not over the ciphertext moduli.
+    pub fn new(
+        ctx: &Context,
+        plaintexts: &[Option<sift_he::EvalPlaintext>],
+    ) -> Option<CompactDatabase> {
+        let k = ctx.ciphertext_moduli_count();
+        let n = ctx.n;
+        if (0..k).any(|i| ctx.modulus(i).value >= (1 << 30)) {
+            return None;
+        }
+        let block = BLOCK.min(n);
+        let kn = k * n;
+        let present = plaintexts.iter().flatten().count();
+        let mut words = vec![0u32; present * kn];
+        let mut offsets = Vec::with_capacity(plaintexts.len());
+        let mut slot = 0;
+        for pt in plaintexts {
+            match pt {
+                None => offsets.push(None),
+                Some(pt) => {
+                    if pt.poly.basis.iter().copied().ne(0..k)
+                        || pt.poly.format != Format::Eval
+                        || pt.poly.data.len() != kn
+                    {
+                        return None;
+                    }
+                    for (tile, src) in pt.poly.data.chunks_exact(block).enumerate() {
+                        let at = (tile * present + slot) * block;
+                        for (d, &x) in words[at..at + block].iter_mut().zip(src) {
+                            *d = x as u32;
+                        }
+                    }
+                    offsets.push(Some(slot));
+                    slot += 1;
+                }
+            }
+        }
+        Some(CompactDatabase {
+            k,
+            n,
+            block,
+            present,
+            words,
+            offsets,
+        })
+    }
+
+    /// Number of plaintexts (including zero ones).
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// Whether there are no plaintexts.
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    /// Tile `tile` of the plaintext in `slot`.
+    fn tile(&self, tile: usize, slot: usize) -> &[u32] {
+        let at = (tile * self.present + slot) * self.block;
+        &self.words[at..at + self.block]
+    }
+}
+
+/// Selection ciphertexts of the first dimension as 32-bit words (moduli below 2^30), laid out
+/// tile-major like [`CompactDatabase`]: `[tile][call][i][poly][block words]`.
+#[derive(Debug, Default)]
+pub struct Selection32 {
+    words: Vec<u32>,
+    calls: usize,
+    d0: usize,
+    kn: usize,
+    block: usize,
+}
+
+impl Selection32 {
+    /// Fills the buffer from `per_call[c][i]` (Eval ciphertexts of 2 polys over k moduli),
+    /// reusing its memory.
+    pub fn fill(&mut self, k: usize, n: usize, per_call: &[&[Ciphertext]]) -> Result<(), PirError> {
+        let d0 = per_call.first().map_or(0, |c| c.len());
+        let (kn, block) = (k * n, BLOCK.min(n));
+        let calls = per_call.len();
+        self.words.resize(calls * d0 * 2 * kn, 0);
+        for (call, cts) in per_call.iter().enumerate() {
+            if cts.len() != d0 {
+                return Err(PirError::Corrupted(
+                    "selection counts differ between calls".into(),
+                ));
+            }
+            for (i, c) in cts.iter().enumerate() {
+                if c.polys.len() != 2 || c.format() != Format::Eval {
+                    return Err(PirError::Corrupted("selection ciphertext shape".into()));
+                }
+                for (poly, p) in c.polys.iter().enumerate() {
+                    if p.data.len() != kn {
+                        return Err(PirError::Corrupted("selection ciphertext moduli".into()));
+                    }
+                    for (tile, src) in p.data.chunks_exact(block).enumerate() {
+                        let at = (((tile * calls + call) * d0 + i) * 2 + poly) * block;
+                        for (d, &x) in self.words[at..at + block].iter_mut().zip(src) {
+                            *d = x as u32;
+                        }
+                    }
+                }
+            }
+        }
+        self.calls = calls;
+        self.d0 = d0;
+        self.kn = kn;
+        self.block = block;
+        Ok(())
+    }
+
+    fn tile(&self, tile: usize, call: usize, i: usize, poly: usize) -> &[u32] {
+        let at = (((tile * self.calls + call) * self.d0 + i) * 2 + poly) * self.block;
+        &self.words[at..at + self.block]
+    }
+}
+
+/// The first dimension of every call over one chunk of a compact database: for each column
+/// (plaintexts `first + col·d₀ ..`, `per_chunk` in all) and each call, Σ_i q_i ⊙ pt_i as an Eval
+/// ciphertext over the k moduli, or None where the whole column is zero. Result `[call][col]`.
+pub fn first_dimension_compact(
+    ctx: &Context,
+    db: &CompactDatabase,
+    sel: &Selection32,
+    first: usize,
+    per_chunk: usize,
+) -> Result<Vec<Vec<Option<Ciphertext>>>, PirError> {
+    let (k, n, d0, calls) = (db.k, db.n, sel.d0, sel.calls);
+    let kn = k * n;
+    if sel.kn != kn || sel.block != db.block || d0 == 0 || first + per_chunk > db.offsets.len() {
+        return Err(PirError::Corrupted("first dimension shape".into()));
+    }
+    let cols = per_chunk.div_ceil(d0);
+    let block = db.block;
+    let qmax = (0..k).map(|i| ctx.modulus(i).value).max().unwrap_or(2);
+    // Products are below (q−1)²; this many fit a u64 sum.
+    let max_lazy = (u64::MAX / ((qmax - 1) * (qmax - 1)).max(1)).max(1) as usize;
+    let column = |col: usize| {
+        let count = d0.min(per_chunk - col * d0);
+        (first + col * d0..first + col * d0 + count)
+            .map(|idx| db.offsets[idx])
+            .collect::<Vec<_>>()
+    };
+    let columns: Vec<Vec<Option<usize>>> = (0..cols).map(column).collect();
+    // [call][col] → 2·kn reduced words (only for columns with a plaintext).
+    let mut out: Vec<Vec<u64>> = (0..calls * cols)
+        .map(|idx| {
+            if columns[idx % cols].iter().any(Option::is_some) {
+                vec![0u64; 2 * kn]
+            } else {
+                Vec::new()
+            }
+        })
+        .collect();
+    let moduli: Vec<u32> = (0..k).map(|r| ctx.modulus(r).value as u32).collect();
+    kernel(
+        &KernelArgs {
+            db,
+            sel,
+            columns: &columns,
+            moduli: &moduli,
+            n,
+            block,
+            max_lazy,
+        },
+        &mut out,
+    );
+    let mut result: Vec<Vec<Option<Ciphertext>>> =
+        (0..calls).map(|_| Vec::with_capacity(cols)).collect();
+    for (idx, words) in out.into_iter().enumerate() {
+        let call = idx / cols;
+        if words.is_empty() {
+            result[call].push(None);
+            continue;
+        }
+        let polys = words
+            .chunks_exact(kn)
+            .map(|data| Poly {
+                format: Format::Eval,
+                basis: (0..k).collect(),
+                n,
+                data: data.to_vec(),
+            })
+            .collect();
+        result[call].push(Some(Ciphertext {
+            polys,
+            correction_factor: 1,
+            seed: None,
+        }));
+    }
+    Ok(result)
+}
+
+struct KernelArgs<'a> {
+    db: &'a CompactDatabase,
+    sel: &'a Selection32,
+    columns: &'a [Vec<Option<usize>>],
+    moduli: &'a [u32],
+    n: usize,
+    block: usize,
+    max_lazy: usize,
+}
+
+/// Dispatches [`kernel_body`] to an AVX2 build when available.
+fn kernel(a: &KernelArgs, out: &mut [Vec<u64>]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn avx2(a: &KernelArgs, out: &mut [Vec<u64>]) {
+            kernel_body(a, out)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
+            unsafe { avx2(a, out) };
+            return;
+        }
+    }
+    kernel_body(a, out)
+}
+
+/// The tiled loop: per block of coefficients (inside one row), per column, the lazy u64 sums of
+/// every call and both polynomials, then one reduction into `out[call·cols + col]`.
+#[inline(always)]
+fn kernel_body(a: &KernelArgs, out: &mut [Vec<u64>]) {
+    let (calls, cols, b) = (a.sel.calls, a.columns.len(), a.block);
+    let kn = a.sel.kn;
+    let mut acc = vec![0u64; calls * 2 * b];
+    let mut tmp = vec![0u64; b];
+    for tile in 0..kn / b {
+        let start = tile * b;
+        let q = a.moduli[start / a.n];
+        for (col, offsets) in a.columns.iter().enumerate() {
+            if out[col].is_empty() {
+                continue;
+            }
+            acc.fill(0);
+            let mut lazy = 0;
+            for (i, off) in offsets.iter().enumerate() {
+                let Some(off) = *off else { continue };
+                if lazy == a.max_lazy {
+                    for x in acc.iter_mut() {
+                        *x %= q as u64;
+                    }
+                    lazy = 1;
+                }
+                let pt = a.db.tile(tile, off);
+                for call in 0..calls {
+                    for poly in 0..2 {
+                        let sel = a.sel.tile(tile, call, i, poly);
+                        let dst = &mut acc[(call * 2 + poly) * b..(call * 2 + poly + 1) * b];
+                        for ((d, &x), &y) in dst.iter_mut().zip(sel).zip(pt) {
+                            *d += x as u64 * y as u64;
+                        }
+                    }
+                }
+                lazy += 1;
+            }
+            for call in 0..calls {
+                for poly in 0..2 {
+                    let src = &acc[(call * 2 + poly) * b..(call * 2 + poly + 1) * b];
+                    bfv::reduce_u64_rows32(q, &mut tmp, src);
+                    out[call * cols + col][poly * kn + start..poly * kn + start + b]
+                        .copy_from_slice(&tmp);
+                }
+            }
+        }
+    }
+}
