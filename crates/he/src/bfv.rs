@@ -10,7 +10,7 @@ use rand_core::{CryptoRng, RngCore};
 use crate::HeError;
 use crate::arith::Modulus;
 use crate::drbg::{NistAes128Ctr, SEED_LEN};
-use crate::keyprod::Mont32;
+use crate::keyprod::{self, Mont32};
 use crate::packing;
 use crate::poly::{Context, Format, Poly, sample_cbd, sample_ternary};
 
@@ -1851,9 +1851,7 @@ impl KeySwitchKey {
             let mu = barrett32_mu(q);
             for j in (0..k).filter(|&j| j != r) {
                 let d = &mut s.digits[j * n..(j + 1) * n];
-                for (b, &x) in d.iter_mut().zip(&target_coeff[j * n..(j + 1) * n]) {
-                    *b = barrett32(x as u32, q, mu) as u64;
-                }
+                keyprod::reduce_add(d, &target_coeff[j * n..(j + 1) * n], q, mu, 0);
                 ctx.ntt(mi).forward(d);
             }
             let srcs: Vec<&[u64]> = (0..k)
@@ -1882,10 +1880,7 @@ impl KeySwitchKey {
         let half = pv >> 1;
         for (out, p) in [(&mut *out0, &mut s.p0), (&mut *out1, &mut s.p1)] {
             ctx.ntt(special).inverse(p);
-            for x in p.iter_mut() {
-                let w = *x as u32 + half;
-                *x = w.min(w.wrapping_sub(pv)) as u64;
-            }
+            keyprod::lift_half(p, half, pv);
             for i in 0..k {
                 let m = *ctx.modulus(i);
                 let q = m.value as u32;
@@ -1895,16 +1890,9 @@ impl KeySwitchKey {
                         .ok_or(HeError::Mismatch("moduli not coprime"))? as u32;
                 let inv_s = shoup32(inv, q);
                 let half_i = barrett32(half, q, mu);
-                for (b, &w) in s.buf.iter_mut().zip(p.iter()) {
-                    let v = barrett32(w as u32, q, mu) + q - half_i;
-                    *b = v.min(v.wrapping_sub(q)) as u64;
-                }
+                keyprod::reduce_add(&mut s.buf, p, q, mu, (q - half_i) % q);
                 ctx.ntt(i).forward(&mut s.buf);
-                for (x, &c) in out[i * n..(i + 1) * n].iter_mut().zip(&s.buf) {
-                    let d = *x as u32 + q - c as u32;
-                    let r = mul_shoup32_lazy(d, inv, inv_s, q);
-                    *x = r.min(r.wrapping_sub(q)) as u64;
-                }
+                keyprod::sub_mul(&mut out[i * n..(i + 1) * n], &s.buf, q, inv, inv_s);
             }
         }
         Ok(())

@@ -105,6 +105,61 @@ fn dot_redc_portable(
     }
 }
 
+/// The element-wise steps of the rounding division by the special prime P, on u64 words
+/// holding 32-bit residues (q < 2^31): scalar here, four `vpmuludq` lanes with AVX2.
+///
+/// `lift_half`: p ← (p + ⌊P/2⌋) mod P for p < P.
+pub(crate) fn lift_half(p: &mut [u64], half: u32, pv: u32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked just above); safe Rust with AVX2 enabled.
+        unsafe { avx2::lift_half(p, half, pv) };
+        return;
+    }
+    for x in p {
+        let w = *x as u32 + half;
+        *x = w.min(w.wrapping_sub(pv)) as u64;
+    }
+}
+
+/// dst ← (src mod q + add) mod q for src < 2^32 and add < q, with mu = ⌊2^32/q⌋.
+pub(crate) fn reduce_add(dst: &mut [u64], src: &[u64], q: u32, mu: u32, add: u32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked just above); safe Rust with AVX2 enabled.
+        unsafe { avx2::reduce_add(dst, src, q, mu, add) };
+        return;
+    }
+    for (d, &x) in dst.iter_mut().zip(src) {
+        let v = barrett(x as u32, q, mu) + add;
+        *d = v.min(v.wrapping_sub(q)) as u64;
+    }
+}
+
+/// out ← (out − corr)·inv mod q for out, corr < q, with inv_s = ⌊inv·2^32/q⌋ (Shoup).
+pub(crate) fn sub_mul(out: &mut [u64], corr: &[u64], q: u32, inv: u32, inv_s: u32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked just above); safe Rust with AVX2 enabled.
+        unsafe { avx2::sub_mul(out, corr, q, inv, inv_s) };
+        return;
+    }
+    for (x, &c) in out.iter_mut().zip(corr) {
+        let d = *x as u32 + q - c as u32;
+        let qhat = ((d as u64 * inv_s as u64) >> 32) as u32;
+        let r = d.wrapping_mul(inv).wrapping_sub(qhat.wrapping_mul(q));
+        *x = r.min(r.wrapping_sub(q)) as u64;
+    }
+}
+
+/// x mod q for x < 2^32 (Barrett, mu = ⌊2^32/q⌋, q < 2^31).
+#[inline(always)]
+fn barrett(x: u32, q: u32, mu: u32) -> u32 {
+    let qhat = ((x as u64 * mu as u64) >> 32) as u32;
+    let r = x.wrapping_sub(qhat.wrapping_mul(q));
+    r.min(r.wrapping_sub(q))
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
@@ -132,6 +187,101 @@ mod avx2 {
     fn store64(a: &mut [u64; 4], v: __m256i) {
         // SAFETY: `a` is an exclusive reference to 32 writable bytes; no alignment needed.
         unsafe { _mm256_storeu_si256(a.as_mut_ptr().cast(), v) }
+    }
+
+    /// x − c where x ≥ c, else x (32-bit lanes; values below 2^32).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn csub(x: __m256i, c: __m256i) -> __m256i {
+        _mm256_min_epu32(x, _mm256_sub_epi32(x, c))
+    }
+
+    /// Runs `f` on each group of four words of `a` (and the same words of `b`), then `tail`
+    /// on the rest one by one.
+    #[inline(always)]
+    fn groups(
+        a: &mut [u64],
+        b: &[u64],
+        mut f: impl FnMut(&mut [u64; 4], &[u64; 4]),
+        mut tail: impl FnMut(&mut u64, u64),
+    ) {
+        let n = a.len().min(b.len());
+        let body = n - n % 4;
+        for (x, y) in a[..body].chunks_exact_mut(4).zip(b[..body].chunks_exact(4)) {
+            f(
+                x.try_into().expect("4 words"),
+                y.try_into().expect("4 words"),
+            );
+        }
+        for (x, &y) in a[body..n].iter_mut().zip(&b[body..n]) {
+            tail(x, y);
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn lift_half(p: &mut [u64], half: u32, pv: u32) {
+        let (h, pvv) = (
+            _mm256_set1_epi64x(half as i64),
+            _mm256_set1_epi64x(pv as i64),
+        );
+        let n = p.len();
+        let body = n - n % 4;
+        for x in p[..body].chunks_exact_mut(4) {
+            let x: &mut [u64; 4] = x.try_into().expect("4 words");
+            store64(x, csub(_mm256_add_epi64(load64(x), h), pvv));
+        }
+        for x in &mut p[body..] {
+            let w = *x as u32 + half;
+            *x = w.min(w.wrapping_sub(pv)) as u64;
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn reduce_add(dst: &mut [u64], src: &[u64], q: u32, mu: u32, add: u32) {
+        let (qv, muv, addv) = (
+            _mm256_set1_epi64x(q as i64),
+            _mm256_set1_epi64x(mu as i64),
+            _mm256_set1_epi64x(add as i64),
+        );
+        groups(
+            dst,
+            src,
+            |d, x| {
+                let x = load64(x);
+                let qhat = _mm256_srli_epi64::<32>(_mm256_mul_epu32(x, muv));
+                let r = csub(_mm256_sub_epi64(x, _mm256_mul_epu32(qhat, qv)), qv);
+                store64(d, csub(_mm256_add_epi64(r, addv), qv));
+            },
+            |d, x| {
+                let v = super::barrett(x as u32, q, mu) + add;
+                *d = v.min(v.wrapping_sub(q)) as u64;
+            },
+        );
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn sub_mul(out: &mut [u64], corr: &[u64], q: u32, inv: u32, inv_s: u32) {
+        let (qv, iv, isv) = (
+            _mm256_set1_epi64x(q as i64),
+            _mm256_set1_epi64x(inv as i64),
+            _mm256_set1_epi64x(inv_s as i64),
+        );
+        groups(
+            out,
+            corr,
+            |x, c| {
+                let d = _mm256_sub_epi64(_mm256_add_epi64(load64(x), qv), load64(c));
+                let qhat = _mm256_srli_epi64::<32>(_mm256_mul_epu32(d, isv));
+                let r = _mm256_sub_epi64(_mm256_mul_epu32(d, iv), _mm256_mul_epu32(qhat, qv));
+                store64(x, csub(r, qv));
+            },
+            |x, c| {
+                let d = *x as u32 + q - c as u32;
+                let qhat = ((d as u64 * inv_s as u64) >> 32) as u32;
+                let r = d.wrapping_mul(inv).wrapping_sub(qhat.wrapping_mul(q));
+                *x = r.min(r.wrapping_sub(q)) as u64;
+            },
+        );
     }
 
     /// REDC in four u64 lanes (see [`Mont32::redc`]).
@@ -246,6 +396,33 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The mod-down steps equal their definitions, AVX2 or not, including the scalar tails.
+    #[test]
+    fn mod_down_steps_match_definitions() {
+        let (pv, q) = (268361729u32, 134176769u32);
+        let mu = ((1u64 << 32) / q as u64) as u32;
+        let half = pv / 2;
+        let inv = 12345677u32 % q;
+        let inv_s = (((inv as u64) << 32) / q as u64) as u32;
+        let n = 4099;
+        let p: Vec<u64> = (0..n as u64).map(|i| i * 2654435761 % pv as u64).collect();
+        let mut lifted = p.clone();
+        lift_half(&mut lifted, half, pv);
+        let mut red = vec![0u64; n];
+        let add = q - 17;
+        reduce_add(&mut red, &lifted, q, mu, add);
+        let corr: Vec<u64> = (0..n as u64).map(|i| i * 40503 % q as u64).collect();
+        let mut out: Vec<u64> = (0..n as u64).map(|i| i * 97 % q as u64).collect();
+        let before = out.clone();
+        sub_mul(&mut out, &corr, q, inv, inv_s);
+        for i in 0..n {
+            assert_eq!(lifted[i], (p[i] + half as u64) % pv as u64);
+            assert_eq!(red[i], (lifted[i] % q as u64 + add as u64) % q as u64);
+            let d = (before[i] + q as u64 - corr[i]) % q as u64;
+            assert_eq!(out[i], d * inv as u64 % q as u64, "{i}");
         }
     }
 
