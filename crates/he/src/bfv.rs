@@ -907,6 +907,75 @@ struct SmallLift {
     half: Vec<u32>,
     /// Per auxiliary row: (q_i mod m, shoup) for i < k, and Q mod m.
     aux: Vec<(Vec<(u32, u32)>, u32)>,
+    /// Garner inverses over the whole extended basis (as `inv`), for the scale-down.
+    ext_inv: Vec<Vec<(u32, u32)>>,
+    /// Mixed-radix digits of ⌊Q·B/2⌋ over the extended basis.
+    ext_half: Vec<u32>,
+    /// Per output modulus q_r (r < k): radices of the auxiliary digits with Shoup factors,
+    /// (t mod q_r, shoup), and t·B mod q_r.
+    out: Vec<(Vec<(u32, u32)>, (u32, u32), u32)>,
+}
+
+/// Garner (mixed-radix) digits of n values given by their residue rows `coeff` (u64 words below
+/// each modulus), in 32-bit lanes: digit row j of `digits` is v_j with
+/// x = v_0 + p_0·(v_1 + p_1·(…)). `inv[j][i]` = (p_i⁻¹ mod p_j, Shoup factor).
+#[inline(always)]
+fn garner_digits32(
+    moduli: &[u32],
+    inv: &[Vec<(u32, u32)>],
+    coeff: &[u64],
+    n: usize,
+    digits: &mut [u32],
+) {
+    for (j, &q) in moduli.iter().enumerate() {
+        let mu = barrett32_mu(q);
+        let (done, rest) = digits.split_at_mut(j * n);
+        let dj = &mut rest[..n];
+        for (d, &x) in dj.iter_mut().zip(&coeff[j * n..(j + 1) * n]) {
+            *d = x as u32;
+        }
+        for (i, &(w, ws)) in inv[j].iter().enumerate() {
+            let di = &done[i * n..(i + 1) * n];
+            for (v, &x) in dj.iter_mut().zip(di) {
+                let t = *v + q - barrett32(x, q, mu);
+                let r = mul_shoup32_lazy(t, w, ws, q);
+                *v = r.min(r.wrapping_sub(q));
+            }
+        }
+    }
+}
+
+/// 1 where the value whose digit rows are `digits` exceeds the one with digits `half` (compared
+/// from the top digit), else 0: the negative half of a centered representation.
+#[inline(always)]
+fn above_half32(digits: &[u32], half: &[u32], n: usize) -> Vec<u32> {
+    let mut gt = vec![0u32; n];
+    let mut eq = vec![1u32; n];
+    for j in (0..half.len()).rev() {
+        let h = half[j];
+        for ((g, e), &d) in gt
+            .iter_mut()
+            .zip(eq.iter_mut())
+            .zip(&digits[j * n..(j + 1) * n])
+        {
+            *g |= *e & (d > h) as u32;
+            *e &= (d == h) as u32;
+        }
+    }
+    gt
+}
+
+/// (a·w + b) mod q for a < 2^32 in a u64 word (low half used), b < q, Shoup factor ws of w:
+/// the Horner step of the lifts, written on u64 lanes so that the products map to `vpmuludq`.
+#[inline(always)]
+fn horner_step64(a: u64, w: u64, ws: u64, b: u64, q: u64) -> u64 {
+    const LO: u64 = 0xffff_ffff;
+    let v = a & LO;
+    let qhat = (v * ws) >> 32;
+    let r = ((v * w).wrapping_sub(qhat * q)) & LO;
+    let r = if r >= q { r - q } else { r };
+    let s = r + b;
+    if s >= q { s - q } else { s }
 }
 
 impl TensorPlan {
@@ -928,7 +997,7 @@ impl TensorPlan {
             })
             .collect();
         let t = ctx.t();
-        let out_consts = (0..k)
+        let out_consts: Vec<(Vec<u64>, u64, u64)> = (0..k)
             .map(|r| {
                 let m = &ext_moduli[r];
                 let rad = radix(m, &ext_moduli[k..]);
@@ -965,6 +1034,24 @@ impl TensorPlan {
                         (rad.iter().map(|&w| sh(m, w)).collect(), *qm as u32)
                     })
                     .collect(),
+                ext_inv: (0..ext_moduli.len())
+                    .map(|j| {
+                        let m = &ext_moduli[j];
+                        gext.inv[j].iter().map(|&w| sh(m, w)).collect()
+                    })
+                    .collect(),
+                ext_half: gext.half.iter().map(|&h| h as u32).collect(),
+                out: out_consts
+                    .iter()
+                    .zip(&ext_moduli)
+                    .map(|((rad, tm, tb), m): (&(Vec<u64>, u64, u64), &Modulus)| {
+                        (
+                            rad.iter().map(|&w| sh(m, w)).collect(),
+                            sh(m, *tm),
+                            *tb as u32,
+                        )
+                    })
+                    .collect(),
             })
         } else {
             None
@@ -988,61 +1075,30 @@ impl TensorPlan {
     #[inline(always)]
     fn lift_small_body(&self, sl: &SmallLift, n: usize, coeff: &[u64], out: &mut [u64]) {
         let k = self.k;
+        let moduli: Vec<u32> = self.ext_moduli[..k]
+            .iter()
+            .map(|m| m.value as u32)
+            .collect();
         let mut digits = vec![0u32; k * n];
-        for j in 0..k {
-            let q = self.ext_moduli[j].value as u32;
-            let mu = barrett32_mu(q);
-            let (done, rest) = digits.split_at_mut(j * n);
-            let dj = &mut rest[..n];
-            for (d, &x) in dj.iter_mut().zip(&coeff[j * n..(j + 1) * n]) {
-                *d = x as u32;
-            }
-            for (i, &(w, ws)) in sl.inv[j].iter().enumerate() {
-                let di = &done[i * n..(i + 1) * n];
-                for (v, &x) in dj.iter_mut().zip(di) {
-                    let t = *v + q - barrett32(x, q, mu);
-                    let r = mul_shoup32_lazy(t, w, ws, q);
-                    *v = r.min(r.wrapping_sub(q));
-                }
-            }
-        }
-        // neg[c] = digits above ⌊Q/2⌋'s, compared from the top digit.
-        let mut gt = vec![0u32; n];
-        let mut eq = vec![1u32; n];
-        for j in (0..k).rev() {
-            let h = sl.half[j];
-            for ((g, e), &d) in gt
-                .iter_mut()
-                .zip(eq.iter_mut())
-                .zip(&digits[j * n..(j + 1) * n])
-            {
-                *g |= *e & (d > h) as u32;
-                *e &= (d == h) as u32;
-            }
-        }
+        garner_digits32(&moduli, &sl.inv, coeff, n, &mut digits);
+        let gt = above_half32(&digits, &sl.half, n);
         for (a, (rad, qm)) in sl.aux.iter().enumerate() {
             let j = k + a;
             let q = self.ext_moduli[j].value as u32;
             let mu = barrett32_mu(q);
             let row = &mut out[j * n..(j + 1) * n];
-            // Horner in u64 lanes holding 32-bit values (products map to vpmuludq).
             let (q64, mu64) = (q as u64, mu as u64);
-            const LO: u64 = 0xffff_ffff;
             row.fill(0);
             for i in (0..k).rev() {
                 let (w, ws) = (rad[i].0 as u64, rad[i].1 as u64);
                 let d = &digits[i * n..(i + 1) * n];
                 for c in 0..n {
-                    let v = row[c] & LO;
-                    let qhat = (v * ws) >> 32;
-                    let r = ((v * w).wrapping_sub(qhat * q64)) & LO;
-                    let r = if r >= q64 { r - q64 } else { r };
-                    let x = d[c] as u64 & LO;
+                    // The digit (< q_i, maybe ≥ q) reduced by Barrett in u64 lanes.
+                    let x = d[c] as u64;
                     let bq = (x * mu64) >> 32;
-                    let b = (x - bq * q64) & LO;
+                    let b = (x - bq * q64) & 0xffff_ffff;
                     let b = if b >= q64 { b - q64 } else { b };
-                    let s = r + b;
-                    row[c] = if s >= q64 { s - q64 } else { s };
+                    row[c] = horner_step64(row[c], w, ws, b, q64);
                 }
             }
             let qm = *qm as u64;
@@ -1147,6 +1203,9 @@ impl TensorPlan {
         let e = self.ext.len();
         let tf = ctx.t() as f64;
         dp.inverse_ntt(ctx)?;
+        if let Some(sl) = &self.small {
+            return Ok(self.scale_round_small(ctx, sl, &dp));
+        }
         let mut out = Poly::zero(ctx, k, Format::Coeff);
         let mut res = vec![0u64; e];
         let mut d = vec![0u64; e];
@@ -1173,6 +1232,78 @@ impl TensorPlan {
             }
         }
         Ok(out)
+    }
+}
+
+impl TensorPlan {
+    /// [`TensorPlan::scale_round`] for moduli below 2^30 on a Coeff extended-basis poly: the
+    /// same integers (Garner digits, the same f64 rounding of the low digits, Horner over the
+    /// auxiliary digits), computed a row at a time so the passes vectorize.
+    fn scale_round_small(&self, ctx: &Context, sl: &SmallLift, dp: &Poly) -> Poly {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2")]
+            fn avx2(p: &TensorPlan, ctx: &Context, sl: &SmallLift, dp: &Poly) -> Poly {
+                p.scale_round_small_body(ctx, sl, dp)
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
+                return unsafe { avx2(self, ctx, sl, dp) };
+            }
+        }
+        self.scale_round_small_body(ctx, sl, dp)
+    }
+
+    #[inline(always)]
+    fn scale_round_small_body(&self, ctx: &Context, sl: &SmallLift, dp: &Poly) -> Poly {
+        let (k, n) = (self.k, ctx.n);
+        let e = self.ext.len();
+        let moduli: Vec<u32> = self.ext_moduli.iter().map(|m| m.value as u32).collect();
+        let mut digits = vec![0u32; e * n];
+        garner_digits32(&moduli, &sl.ext_inv, &dp.data, n, &mut digits);
+        let gt = above_half32(&digits, &sl.ext_half, n);
+        // ⌊t·(low digits)/Q⌉, as the generic path computes it.
+        let tf = ctx.t() as f64;
+        let rounded: Vec<u64> = (0..n)
+            .map(|c| {
+                let mut f = 0.0f64;
+                for (j, &qr) in self.qf.iter().enumerate() {
+                    f = (f + digits[j * n + c] as f64) / qr;
+                }
+                (tf * f).round() as u64
+            })
+            .collect();
+        let mut out = Poly::zero(ctx, k, Format::Coeff);
+        for (r, (rad, (tm, tms), tb)) in sl.out.iter().enumerate() {
+            let q = moduli[r] as u64;
+            let mu = barrett32_mu(moduli[r]) as u64;
+            let row = &mut out.data[r * n..(r + 1) * n];
+            // z = Horner over the auxiliary digits (each reduced mod q_r).
+            for i in (k..e).rev() {
+                let (w, ws) = (rad[i - k].0 as u64, rad[i - k].1 as u64);
+                let d = &digits[i * n..(i + 1) * n];
+                for c in 0..n {
+                    let x = d[c] as u64;
+                    let bq = (x * mu) >> 32;
+                    let b = (x - bq * q) & 0xffff_ffff;
+                    let b = if b >= q { b - q } else { b };
+                    row[c] = horner_step64(row[c], w, ws, b, q);
+                }
+            }
+            // t·z + rounded (rounded ≤ t < 2^32), minus t·B for the negative half.
+            let (tm, tms, tb) = (*tm as u64, *tms as u64, *tb as u64);
+            for c in 0..n {
+                let x = rounded[c] & 0xffff_ffff;
+                let bq = (x * mu) >> 32;
+                let b = (x - bq * q) & 0xffff_ffff;
+                let b = if b >= q { b - q } else { b };
+                let v = horner_step64(row[c], tm, tms, b, q);
+                let neg = v + q - tb;
+                let neg = if neg >= q { neg - q } else { neg };
+                row[c] = if gt[c] != 0 { neg } else { v };
+            }
+        }
+        out
     }
 }
 
@@ -2048,6 +2179,56 @@ mod tests {
         plan.small = None;
         let slow = plan.lift(&ctx, &p, None);
         assert_eq!(fast, slow);
+    }
+
+    /// The vectorizable scale-down equals the generic one on random extended-basis values and
+    /// on values around ⌊Q·B/2⌋ (where the sign flips).
+    #[test]
+    fn small_scale_round_matches_generic() {
+        use rand::Rng;
+        for name in [
+            "n_4096_logq_27_28_28_logt_4",
+            "n_4096_logq_27_28_28_logt_13",
+        ] {
+            let ctx = Context::predefined(name).unwrap();
+            let k = ctx.ciphertext_moduli_count();
+            let mut plan = TensorPlan::new(&ctx, k);
+            assert!(plan.small.is_some());
+            let n = ctx.n;
+            let e = plan.ext.len();
+            let mut rng = StdRng::seed_from_u64(11);
+            let mut p = Poly::zero_with_basis(&ctx, plan.ext.clone(), Format::Coeff);
+            for (r, m) in plan.ext_moduli.iter().enumerate() {
+                for x in &mut p.data[r * n..(r + 1) * n] {
+                    *x = rng.gen_range(0..m.value);
+                }
+            }
+            let q: BigUint = plan
+                .ext_moduli
+                .iter()
+                .map(|m| BigUint::from(m.value))
+                .product();
+            let half: BigUint = &q >> 1usize;
+            for (c, v) in [
+                &half - 1u32,
+                half.clone(),
+                &half + 1u32,
+                BigUint::from(0u32),
+            ]
+            .iter()
+            .enumerate()
+            {
+                for (r, m) in plan.ext_moduli.iter().enumerate() {
+                    p.data[r * n + c] = (v % m.value).to_u64().unwrap();
+                }
+            }
+            p.forward_ntt(&ctx).unwrap();
+            assert_eq!(p.data.len(), e * n);
+            let fast = plan.scale_round(&ctx, p.clone()).unwrap();
+            plan.small = None;
+            let slow = plan.scale_round(&ctx, p).unwrap();
+            assert_eq!(fast, slow, "{name}");
+        }
     }
 
     /// Σ a_j ⊗ b_j through the accumulator decrypts to Σ m_j·m′_j (negacyclic), agrees with
