@@ -913,8 +913,12 @@ struct SmallLift {
     ext_half: Vec<u32>,
     /// Per output modulus q_r (r < k): radices of the auxiliary digits with Shoup factors,
     /// (t mod q_r, shoup), and t·B mod q_r.
-    out: Vec<(Vec<(u32, u32)>, (u32, u32), u32)>,
+    out: Vec<ScaleOut>,
 }
+
+/// Constants of one output modulus of the scale-down: auxiliary radices with Shoup factors,
+/// (t mod q_r, Shoup factor), t·B mod q_r.
+type ScaleOut = (Vec<(u32, u32)>, (u32, u32), u32);
 
 /// Garner (mixed-radix) digits of n values given by their residue rows `coeff` (u64 words below
 /// each modulus), in 32-bit lanes: digit row j of `digits` is v_j with
