@@ -6,6 +6,9 @@
 //! from an [`ExpansionPool`] so that a server answering query after query does not allocate,
 //! zero and page-fault the ~16 MB a 120-output expansion holds.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use sift_he::bfv::{self, SwitchScratch};
 use sift_he::{Ciphertext, Context, EvaluationKey, Format, Poly};
 
@@ -21,6 +24,7 @@ const MAX_SPARE: usize = 512;
 pub struct ExpansionPool {
     spare: Vec<Ciphertext>,
     scratch: SwitchScratch,
+    levels: HashMap<LevelKey, Arc<ExpandLevel>>,
 }
 
 impl ExpansionPool {
@@ -46,12 +50,62 @@ impl ExpansionPool {
 
 /// Per-level data of the expansion: the Galois element used, how many times it is applied, its
 /// Eval-form permutation, and X^(−2^(ℓ−1)) in Eval form with Shoup factors.
+#[derive(Debug)]
 struct ExpandLevel {
     g: usize,
     count: usize,
     perm: Vec<usize>,
     mono: Vec<u64>,
     mono_shoup: Vec<u64>,
+}
+
+/// What an [`ExpandLevel`] depends on: degree, the k moduli, the level and the element.
+type LevelKey = (usize, Vec<u64>, u32, usize);
+
+/// Cached levels kept at most (a server has few parameter sets; past this the cache restarts).
+const MAX_LEVELS: usize = 64;
+
+/// The level's data from the pool's cache, built on first use (its monomial NTTs, Shoup
+/// factors and permutation cost about as much as a few key switches).
+fn cached_level(
+    ctx: &Context,
+    k: usize,
+    log_step: u32,
+    key: &EvaluationKey,
+    pool: &mut ExpansionPool,
+) -> Result<Arc<ExpandLevel>, PirError> {
+    let g = level_element(ctx.n, log_step, key)?;
+    let id: LevelKey = (
+        ctx.n,
+        (0..k).map(|r| ctx.modulus(r).value).collect(),
+        log_step,
+        g,
+    );
+    if let Some(level) = pool.levels.get(&id) {
+        return Ok(level.clone());
+    }
+    let level = Arc::new(expand_level(ctx, k, log_step, key)?);
+    if pool.levels.len() >= MAX_LEVELS {
+        pool.levels.clear();
+    }
+    pool.levels.insert(id, level.clone());
+    Ok(level)
+}
+
+/// The Galois element a level uses: the largest key element 2^j + 1 not above the level's
+/// target 2^(log n − ℓ + 1) + 1.
+fn level_element(n: usize, log_step: u32, key: &EvaluationKey) -> Result<usize, PirError> {
+    let log_n = n.trailing_zeros();
+    if log_step == 0 || log_step > log_n {
+        return Err(PirError::Corrupted("expansion deeper than log n".into()));
+    }
+    let target = (1usize << (log_n - log_step + 1)) + 1;
+    key.galois
+        .keys()
+        .copied()
+        .filter(|&g| g <= target)
+        .max()
+        .ok_or_else(|| sift_he::HeError::MissingKey(format!("Galois element ≤ {target}")).into())
 }
 
 fn expand_level(
@@ -67,13 +121,7 @@ fn expand_level(
     }
     let shift = 1usize << (log_step - 1);
     let target = (1usize << (log_n - log_step + 1)) + 1;
-    let g = key
-        .galois
-        .keys()
-        .copied()
-        .filter(|&g| g <= target)
-        .max()
-        .ok_or_else(|| sift_he::HeError::MissingKey(format!("Galois element ≤ {target}")))?;
+    let g = level_element(n, log_step, key)?;
     let (tl, gl) = (
         (target - 1).trailing_zeros(),
         usize::BITS - 1 - (g - 1).leading_zeros(),
@@ -249,7 +297,7 @@ pub fn expand_eval_pooled(
     let k = cts[0].moduli_count();
     let height = ceil_log2(output_count.min(n));
     let levels = (1..=height)
-        .map(|l| expand_level(ctx, k, l, key))
+        .map(|l| cached_level(ctx, k, l, key, pool))
         .collect::<Result<Vec<_>, _>>()?;
     let mut out: Vec<Option<Ciphertext>> = (0..output_count).map(|_| None).collect();
     let mut base = 0;
@@ -297,7 +345,7 @@ fn expand_node(
     ctx: &Context,
     mut c: Ciphertext,
     node: Node,
-    levels: &[ExpandLevel],
+    levels: &[Arc<ExpandLevel>],
     key: &EvaluationKey,
     pool: &mut ExpansionPool,
     out: &mut [Option<Ciphertext>],
@@ -369,13 +417,7 @@ fn expand_one_step_reference(
     let log_n = ctx.n.trailing_zeros();
     let shift = 1i64 << (log_step - 1);
     let target = (1usize << (log_n - log_step + 1)) + 1;
-    let g = key
-        .galois
-        .keys()
-        .copied()
-        .filter(|&g| g <= target)
-        .max()
-        .ok_or_else(|| sift_he::HeError::MissingKey(format!("Galois element ≤ {target}")))?;
+    let g = level_element(ctx.n, log_step, key)?;
     let (tl, gl) = (
         (target - 1).trailing_zeros(),
         usize::BITS - 1 - (g - 1).leading_zeros(),
