@@ -170,16 +170,18 @@ fn add_sub_twist32(q: u32, a: &mut [u64], b: &mut [u64], w: &[u64], ws: &[u64]) 
     fn body(q: u32, a: &mut [u64], b: &mut [u64], w: &[u64], ws: &[u64]) {
         let n = a.len().min(b.len()).min(w.len()).min(ws.len());
         let (a, b, w, ws) = (&mut a[..n], &mut b[..n], &w[..n], &ws[..n]);
+        // Written on u64 lanes with 32-bit operands masked, so the products map to `vpmuludq`
+        // on the words as stored (no packing to 32-bit lanes and back).
+        const LO: u64 = 0xffff_ffff;
+        let q = q as u64;
         for i in 0..n {
-            let x = a[i] as u32;
-            let y = b[i] as u32;
+            let (x, y) = (a[i] & LO, b[i] & LO);
             let s = x + y;
-            a[i] = s.min(s.wrapping_sub(q)) as u64;
+            a[i] = if s >= q { s - q } else { s };
             let d = x + q - y;
-            let (wv, wsv) = (w[i] as u32, ws[i] as u32);
-            let qhat = ((d as u64 * wsv as u64) >> 32) as u32;
-            let r = d.wrapping_mul(wv).wrapping_sub(qhat.wrapping_mul(q));
-            b[i] = r.min(r.wrapping_sub(q)) as u64;
+            let qhat = (d * (ws[i] & LO)) >> 32;
+            let r = (d * (w[i] & LO)).wrapping_sub(qhat * q) & LO;
+            b[i] = if r >= q { r - q } else { r };
         }
     }
     #[cfg(target_arch = "x86_64")]
