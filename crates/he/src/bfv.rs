@@ -1079,6 +1079,10 @@ impl TensorPlan {
     #[inline(always)]
     fn lift_small_body(&self, sl: &SmallLift, n: usize, coeff: &[u64], out: &mut [u64]) {
         let k = self.k;
+        if k == 2 {
+            self.lift2_small_body(sl, n, coeff, out);
+            return;
+        }
         let moduli: Vec<u32> = self.ext_moduli[..k]
             .iter()
             .map(|m| m.value as u32)
@@ -1111,6 +1115,54 @@ impl TensorPlan {
                 let neg = v + q64 - qm;
                 let neg = if neg >= q64 { neg - q64 } else { neg };
                 row[c] = if gt[c] != 0 { neg } else { v };
+            }
+        }
+    }
+
+    /// [`TensorPlan::lift_small_body`] for two moduli, in u64 lanes (masked 32-bit operands
+    /// map to `vpmuludq`): one pass for the upper Garner digit d₁ = (x₁ − x₀)·q₀⁻¹ mod q₁ and
+    /// the sign, then per auxiliary modulus m one pass for x₀ + (q₀ mod m)·d₁ (minus Q mod m for
+    /// the negative half). Same integers as the general path.
+    #[inline(always)]
+    fn lift2_small_body(&self, sl: &SmallLift, n: usize, coeff: &[u64], out: &mut [u64]) {
+        const LO: u64 = 0xffff_ffff;
+        #[inline(always)]
+        fn barrett(x: u64, q: u64, mu: u64) -> u64 {
+            let r = x - ((x * mu) >> 32) * q;
+            if r >= q { r - q } else { r }
+        }
+        #[inline(always)]
+        fn shoup(x: u64, w: u64, ws: u64, q: u64) -> u64 {
+            let r = (x * w).wrapping_sub(((x * ws) >> 32) * q) & LO;
+            if r >= q { r - q } else { r }
+        }
+        let q1 = self.ext_moduli[1].value;
+        let mu1 = barrett32_mu(q1 as u32) as u64;
+        let (w, ws) = (sl.inv[1][0].0 as u64, sl.inv[1][0].1 as u64);
+        let (h0, h1) = (sl.half[0] as u64, sl.half[1] as u64);
+        let (x0s, x1s) = (&coeff[..n], &coeff[n..2 * n]);
+        let mut d1s = vec![0u64; n];
+        let mut neg = vec![0u64; n];
+        for c in 0..n {
+            let (x0, x1) = (x0s[c] & LO, x1s[c] & LO);
+            let d1 = shoup(x1 + q1 - barrett(x0, q1, mu1), w, ws, q1);
+            d1s[c] = d1;
+            neg[c] = ((d1 > h1) | ((d1 == h1) & (x0 > h0))) as u64;
+        }
+        for (a, (rad, qm)) in sl.aux.iter().enumerate() {
+            let m = self.ext_moduli[2 + a].value;
+            let mu = barrett32_mu(m as u32) as u64;
+            let (r0, r0s) = (rad[0].0 as u64, rad[0].1 as u64);
+            let qm = *qm as u64;
+            let row = &mut out[(2 + a) * n..(3 + a) * n];
+            for c in 0..n {
+                let b0 = barrett(x0s[c] & LO, m, mu);
+                let b1 = barrett(d1s[c], m, mu);
+                let v = shoup(b1, r0, r0s, m) + b0;
+                let v = if v >= m { v - m } else { v };
+                let nv = v + m - qm;
+                let nv = if nv >= m { nv - m } else { nv };
+                row[c] = if neg[c] != 0 { nv } else { v };
             }
         }
     }
