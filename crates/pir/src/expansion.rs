@@ -289,6 +289,26 @@ pub fn expand_eval_pooled(
     key: &EvaluationKey,
     pool: &mut ExpansionPool,
 ) -> Result<Vec<Ciphertext>, PirError> {
+    expand_eval_into(ctx, cts, output_count, key, pool, &mut |_, _| Ok(false))?
+        .into_iter()
+        .map(|c| c.ok_or_else(|| PirError::Corrupted("expansion left an output empty".into())))
+        .collect()
+}
+
+/// Decides, for output p as soon as it exists, whether it is consumed on the spot (true: its
+/// buffers go back to the pool) or kept in the returned vector.
+pub type LeafSink<'a> = dyn FnMut(usize, &Ciphertext) -> Result<bool, PirError> + 'a;
+
+/// [`expand_eval_pooled`] handing every output to `sink` while it is still in cache; outputs
+/// the sink consumed are None in the result.
+pub fn expand_eval_into(
+    ctx: &Context,
+    cts: &[Ciphertext],
+    output_count: usize,
+    key: &EvaluationKey,
+    pool: &mut ExpansionPool,
+    sink: &mut LeafSink,
+) -> Result<Vec<Option<Ciphertext>>, PirError> {
     let n = ctx.n;
     if cts.is_empty() || (cts.len() - 1) * n >= output_count || cts.len() * n < output_count {
         return Err(PirError::Corrupted(format!(
@@ -319,16 +339,18 @@ pub fn expand_eval_pooled(
                 height: tree_height,
                 pos: 0,
             },
-            &levels,
-            key,
-            pool,
-            &mut out[base..base + m],
+            &mut Walk {
+                levels: &levels,
+                key,
+                pool,
+                sink,
+                base,
+                out: &mut out[base..base + m],
+            },
         )?;
         base += m;
     }
-    out.into_iter()
-        .map(|c| c.ok_or_else(|| PirError::Corrupted("expansion left an output empty".into())))
-        .collect()
+    Ok(out)
 }
 
 /// Where a node of the expansion tree sits: outputs below it, its level (1-based), the tree
@@ -341,31 +363,41 @@ struct Node {
     pos: usize,
 }
 
-/// Expands one node depth first (the subtree's ciphertexts stay in cache), writing its leaves
-/// into `out` at their positions.
-fn expand_node(
-    ctx: &Context,
-    mut c: Ciphertext,
-    node: Node,
-    levels: &[Arc<ExpandLevel>],
-    key: &EvaluationKey,
-    pool: &mut ExpansionPool,
-    out: &mut [Option<Ciphertext>],
-) -> Result<(), PirError> {
+/// What stays the same while one query ciphertext's tree is walked.
+struct Walk<'a, 'b> {
+    levels: &'a [Arc<ExpandLevel>],
+    key: &'a EvaluationKey,
+    pool: &'a mut ExpansionPool,
+    sink: &'a mut LeafSink<'b>,
+    /// Output index of this tree's first leaf.
+    base: usize,
+    out: &'a mut [Option<Ciphertext>],
+}
+
+/// Expands one node depth first (the subtree's ciphertexts stay in cache), handing its leaves
+/// to the sink or writing them into `out` at their positions.
+fn expand_node(ctx: &Context, mut c: Ciphertext, node: Node, w: &mut Walk) -> Result<(), PirError> {
     if node.count == 1 {
         if node.step <= node.height {
             c.mul_scalar_assign(ctx, 2);
         }
-        let slot = out
+        if (w.sink)(w.base + node.pos, &c)? {
+            w.pool.recycle([c]);
+            return Ok(());
+        }
+        let slot = w
+            .out
             .get_mut(node.pos)
             .ok_or_else(|| PirError::Corrupted("expansion position".into()))?;
         *slot = Some(c);
         return Ok(());
     }
-    let level = levels
+    let level = w
+        .levels
         .get(node.step as usize - 1)
-        .ok_or_else(|| PirError::Corrupted("expansion level".into()))?;
-    let diff = expand_one_step_eval(ctx, &mut c, level, key, pool)?;
+        .ok_or_else(|| PirError::Corrupted("expansion level".into()))?
+        .clone();
+    let diff = expand_one_step_eval(ctx, &mut c, &level, w.key, w.pool)?;
     let child = |count, pos| Node {
         count,
         step: node.step + 1,
@@ -373,24 +405,8 @@ fn expand_node(
         pos,
     };
     let half = node.count / 2;
-    expand_node(
-        ctx,
-        c,
-        child(node.count - half, node.pos),
-        levels,
-        key,
-        pool,
-        out,
-    )?;
-    expand_node(
-        ctx,
-        diff,
-        child(half, node.pos + (1 << (node.step - 1))),
-        levels,
-        key,
-        pool,
-        out,
-    )
+    expand_node(ctx, c, child(node.count - half, node.pos), w)?;
+    expand_node(ctx, diff, child(half, node.pos + (1 << (node.step - 1))), w)
 }
 
 /// Oblivious expansion of query ciphertexts into `output_count` encrypted 0/1 constants

@@ -113,13 +113,45 @@ pub struct Selection32 {
 }
 
 impl Selection32 {
-    /// Fills the buffer from `per_call[c][i]` (Eval ciphertexts of 2 polys over k moduli),
-    /// reusing its memory.
+    /// Sizes the buffer for `calls` calls of `d0` selection ciphertexts over k moduli
+    /// (contents unspecified until [`Selection32::put`]), reusing its memory.
+    pub fn reset(&mut self, calls: usize, d0: usize, k: usize, n: usize) {
+        let (kn, block) = (k * n, BLOCK.min(n));
+        self.words.resize(calls * d0 * 2 * kn, 0);
+        self.calls = calls;
+        self.d0 = d0;
+        self.kn = kn;
+        self.block = block;
+    }
+
+    /// Stores selection ciphertext i of `call` (Eval, 2 polys over the k moduli) as 32-bit
+    /// words; done as the expansion produces each one, while it is still in cache.
+    pub fn put(&mut self, call: usize, i: usize, c: &Ciphertext) -> Result<(), PirError> {
+        if call >= self.calls || i >= self.d0 {
+            return Err(PirError::Corrupted("selection index".into()));
+        }
+        if c.polys.len() != 2
+            || c.format() != Format::Eval
+            || c.polys.iter().any(|p| p.data.len() != self.kn)
+        {
+            return Err(PirError::Corrupted("selection ciphertext shape".into()));
+        }
+        let (calls, d0, block) = (self.calls, self.d0, self.block);
+        for (poly, p) in c.polys.iter().enumerate() {
+            for (tile, src) in p.data.chunks_exact(block).enumerate() {
+                let at = (((tile * calls + call) * d0 + i) * 2 + poly) * block;
+                for (d, &x) in self.words[at..at + block].iter_mut().zip(src) {
+                    *d = x as u32;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills the buffer from `per_call[c][i]` (Eval ciphertexts of 2 polys over k moduli).
     pub fn fill(&mut self, k: usize, n: usize, per_call: &[&[Ciphertext]]) -> Result<(), PirError> {
         let d0 = per_call.first().map_or(0, |c| c.len());
-        let (kn, block) = (k * n, BLOCK.min(n));
-        let calls = per_call.len();
-        self.words.resize(calls * d0 * 2 * kn, 0);
+        self.reset(per_call.len(), d0, k, n);
         for (call, cts) in per_call.iter().enumerate() {
             if cts.len() != d0 {
                 return Err(PirError::Corrupted(
@@ -127,26 +159,9 @@ impl Selection32 {
                 ));
             }
             for (i, c) in cts.iter().enumerate() {
-                if c.polys.len() != 2 || c.format() != Format::Eval {
-                    return Err(PirError::Corrupted("selection ciphertext shape".into()));
-                }
-                for (poly, p) in c.polys.iter().enumerate() {
-                    if p.data.len() != kn {
-                        return Err(PirError::Corrupted("selection ciphertext moduli".into()));
-                    }
-                    for (tile, src) in p.data.chunks_exact(block).enumerate() {
-                        let at = (((tile * calls + call) * d0 + i) * 2 + poly) * block;
-                        for (d, &x) in self.words[at..at + block].iter_mut().zip(src) {
-                            *d = x as u32;
-                        }
-                    }
-                }
+                self.put(call, i, c)?;
             }
         }
-        self.calls = calls;
-        self.d0 = d0;
-        self.kn = kn;
-        self.block = block;
         Ok(())
     }
 
@@ -163,10 +178,15 @@ pub fn first_dimension_compact(
     ctx: &Context,
     db: &CompactDatabase,
     sel: &Selection32,
+    calls: std::ops::Range<usize>,
     first: usize,
     per_chunk: usize,
 ) -> Result<Vec<Vec<Option<Ciphertext>>>, PirError> {
-    let (k, n, d0, calls) = (db.k, db.n, sel.d0, sel.calls);
+    if calls.end > sel.calls {
+        return Err(PirError::Corrupted("selection calls".into()));
+    }
+    let call_range = calls.clone();
+    let (k, n, d0, calls) = (db.k, db.n, sel.d0, calls.len());
     let kn = k * n;
     if sel.kn != kn || sel.block != db.block || d0 == 0 || first + per_chunk > db.offsets.len() {
         return Err(PirError::Corrupted("first dimension shape".into()));
@@ -198,6 +218,7 @@ pub fn first_dimension_compact(
         &KernelArgs {
             db,
             sel,
+            calls: call_range,
             columns: &columns,
             moduli: &moduli,
             n,
@@ -235,6 +256,8 @@ pub fn first_dimension_compact(
 struct KernelArgs<'a> {
     db: &'a CompactDatabase,
     sel: &'a Selection32,
+    /// The calls answered, as indices into `sel`; `out` holds them from 0.
+    calls: std::ops::Range<usize>,
     columns: &'a [Vec<Option<usize>>],
     moduli: &'a [u32],
     n: usize,
@@ -263,7 +286,7 @@ fn kernel(a: &KernelArgs, out: &mut [Vec<u64>]) {
 /// every call and both polynomials, then one reduction into `out[call·cols + col]`.
 #[inline(always)]
 fn kernel_body(a: &KernelArgs, out: &mut [Vec<u64>]) {
-    let (calls, cols, b) = (a.sel.calls, a.columns.len(), a.block);
+    let (calls, cols, b) = (a.calls.len(), a.columns.len(), a.block);
     let kn = a.sel.kn;
     let mut acc = vec![0u64; calls * 2 * b];
     let mut tmp = vec![0u64; b];
@@ -287,7 +310,7 @@ fn kernel_body(a: &KernelArgs, out: &mut [Vec<u64>]) {
                 let pt = a.db.tile(tile, off);
                 for call in 0..calls {
                     for poly in 0..2 {
-                        let sel = a.sel.tile(tile, call, i, poly);
+                        let sel = a.sel.tile(tile, a.calls.start + call, i, poly);
                         let dst = &mut acc[(call * 2 + poly) * b..(call * 2 + poly + 1) * b];
                         for ((d, &x), &y) in dst.iter_mut().zip(sel).zip(pt) {
                             *d += x as u64 * y as u64;

@@ -187,8 +187,8 @@ pub struct PhaseTimes {
     pub relin_mod_switch: Duration,
 }
 
-/// Buffers one response reuses from the previous one: the expansion's ciphertexts and
-/// key-switch scratch, and the 32-bit selection words of the first dimension.
+/// Buffers one response reuses from the previous one: the expansion's ciphertexts, key-switch
+/// scratch and cached levels, and the 32-bit selection words of the first dimension.
 #[derive(Debug, Default)]
 pub struct ResponseWorkspace {
     expansion: ExpansionPool,
@@ -265,17 +265,38 @@ fn compute_response_in(
             )));
         }
     }
+    let k = ctx.ciphertext_moduli_count();
+    // With compact databases the first-dimension selections are stored as 32-bit words the
+    // moment the expansion produces them (still in cache), and their buffers reused at once.
+    let compact = databases
+        .iter()
+        .all(|d| matches!(d, DatabaseRef::Compact(_)));
+    let ResponseWorkspace {
+        expansion: pool,
+        selection,
+    } = ws;
+    if compact {
+        selection.reset(indices_count, d0, k, ctx.n);
+    }
     let clock = Instant::now();
-    let expanded = expansion::expand_eval_pooled(
+    let expanded = expansion::expand_eval_into(
         ctx,
         query,
         per_call * indices_count,
         key,
-        &mut ws.expansion,
+        pool,
+        &mut |p, c| {
+            let (call, i) = (p / per_call, p % per_call);
+            if compact && i < d0 {
+                selection.put(call, i, c)?;
+                Ok(true)
+            } else {
+                Ok(false)
+            }
+        },
     )?;
     times.expansion += clock.elapsed();
-    let k = ctx.ciphertext_moduli_count();
-    let calls: Vec<&[Ciphertext]> = expanded.chunks(per_call).collect();
+    let calls: Vec<&[Option<Ciphertext>]> = expanded.chunks(per_call).collect();
     // Groups of calls answered by one pass over a database: all calls when they share it.
     let groups: Vec<(DatabaseRef, std::ops::Range<usize>)> = if databases.len() == 1 {
         vec![(databases[0], 0..indices_count)]
@@ -289,17 +310,13 @@ fn compute_response_in(
         .collect();
     let mut tensor = TensorAccumulator::new(ctx, k);
     for (db, range) in groups {
-        if let DatabaseRef::Compact(_) = db {
-            let dim0: Vec<&[Ciphertext]> = calls[range.clone()].iter().map(|c| &c[..d0]).collect();
-            ws.selection.fill(k, ctx.n, &dim0)?;
-        }
         for chunk_index in 0..chunks {
             let clock = Instant::now();
             let first = chunk_index * per_chunk;
             // columns[call in range][col]
             let columns: Vec<Vec<Option<Ciphertext>>> = match db {
                 DatabaseRef::Compact(cdb) => {
-                    first_dimension_compact(ctx, cdb, &ws.selection, first, per_chunk)?
+                    first_dimension_compact(ctx, cdb, selection, range.clone(), first, per_chunk)?
                 }
                 DatabaseRef::Eval(pts) => range
                     .clone()
@@ -311,6 +328,13 @@ fn compute_response_in(
             times.first_dimension += clock.elapsed();
             for (call, cols) in range.clone().zip(columns) {
                 let dim1 = &calls[call][d0..d0 + d1];
+                let dim1 = dim1
+                    .iter()
+                    .map(|c| {
+                        c.as_ref()
+                            .ok_or_else(|| PirError::Corrupted("missing selection".into()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
                 let clock = Instant::now();
                 let mut total: Option<Ciphertext> = None;
                 for (j, col) in cols.iter().enumerate() {
@@ -318,7 +342,7 @@ fn compute_response_in(
                     if tensor.len() >= tensor.capacity() {
                         add_partial(ctx, &mut total, tensor.finish(ctx)?)?;
                     }
-                    tensor.add_product(ctx, &dim1[j], col)?;
+                    tensor.add_product(ctx, dim1[j], col)?;
                 }
                 add_partial(ctx, &mut total, tensor.finish(ctx)?)?;
                 times.second_dimension += clock.elapsed();
@@ -334,7 +358,7 @@ fn compute_response_in(
             }
         }
     }
-    ws.expansion.recycle(expanded);
+    pool.recycle(expanded.into_iter().flatten());
     Ok(replies)
 }
 
@@ -342,7 +366,7 @@ fn compute_response_in(
 fn first_dimension_eval(
     ctx: &Context,
     pts: &[Option<sift_he::EvalPlaintext>],
-    dim0: &[Ciphertext],
+    dim0: &[Option<Ciphertext>],
     first: usize,
     per_chunk: usize,
     k: usize,
@@ -356,6 +380,9 @@ fn first_dimension_eval(
         let mut any = false;
         for (q, pt) in dim0.iter().zip(&pts[start..start + count]) {
             if let Some(pt) = pt {
+                let q = q
+                    .as_ref()
+                    .ok_or_else(|| PirError::Corrupted("missing selection".into()))?;
                 acc.add_product(ctx, q, pt)?;
                 any = true;
             }
