@@ -2093,7 +2093,7 @@ pub fn apply_galois_eval(
     ctx: &Context,
     ct: &Ciphertext,
     g: usize,
-    perm: &[usize],
+    perm: &[u32],
     ksk: &KeySwitchKey,
     scratch: &mut SwitchScratch,
 ) -> Result<Ciphertext, HeError> {
@@ -2113,7 +2113,7 @@ pub fn apply_galois_eval_into(
     ctx: &Context,
     ct: &Ciphertext,
     g: usize,
-    perm: &[usize],
+    perm: &[u32],
     ksk: &KeySwitchKey,
     scratch: &mut SwitchScratch,
     out: &mut Ciphertext,
@@ -2162,7 +2162,7 @@ pub fn apply_galois_eval_into(
             &mut coeff[r * n..(r + 1) * n],
         );
         for ((e, c), &p) in e.iter_mut().zip(c.iter_mut()).zip(perm) {
-            let v = s[p];
+            let v = s[p as usize];
             *e = v;
             *c = v;
         }
@@ -2187,7 +2187,7 @@ pub fn apply_galois_eval_into(
         let m = ctx.modulus(r);
         let s = ct.polys[0].row(r);
         for (d, &p) in u0.row_mut(r).iter_mut().zip(perm) {
-            *d = m.add(*d, s[p]);
+            *d = m.add(*d, s[p as usize]);
         }
     }
     Ok(())

@@ -376,8 +376,8 @@ impl Poly {
 
     /// The index map of X → X^g in Eval form: `out[i] = in[perm[i]]` (what
     /// [`Poly::apply_galois`] uses; precompute it once per element for repeated use).
-    pub fn galois_eval_permutation(n: usize, g: usize) -> Result<Vec<usize>, HeError> {
-        if !n.is_power_of_two() || g % 2 == 0 || g <= 1 || g >= 2 * n {
+    pub fn galois_eval_permutation(n: usize, g: usize) -> Result<Vec<u32>, HeError> {
+        if !n.is_power_of_two() || n > 1 << 31 || g % 2 == 0 || g <= 1 || g >= 2 * n {
             return Err(HeError::InvalidGaloisElement(g));
         }
         let log_n = n.trailing_zeros();
@@ -385,7 +385,7 @@ impl Poly {
             .map(|i| {
                 let rev = bit_reverse(i + n, log_n + 1);
                 let raw = ((g * rev) >> 1) & (n - 1);
-                bit_reverse(raw, log_n)
+                bit_reverse(raw, log_n) as u32
             })
             .collect())
     }

@@ -54,7 +54,7 @@ impl ExpansionPool {
 struct ExpandLevel {
     g: usize,
     count: usize,
-    perm: Vec<usize>,
+    perm: Vec<u32>,
     mono: Vec<u64>,
     mono_shoup: Vec<u64>,
 }
