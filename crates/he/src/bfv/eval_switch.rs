@@ -1,0 +1,426 @@
+//! Key switching entirely in Eval form (hybrid, one digit per ciphertext modulus, special prime
+//! P): the Galois step of the PIR expansion without NTT round trips of the whole ciphertext.
+
+use super::*;
+
+/// Reusable buffers for [`KeySwitchKey::switch_eval`] and [`apply_galois_eval`] (one per
+/// thread), so the expansion's hundreds of key switches allocate nothing in their hot loops.
+#[derive(Clone, Debug, Default)]
+pub struct SwitchScratch {
+    buf: Vec<u64>,
+    eval: Vec<u64>,
+    coeff: Vec<u64>,
+    p0: Vec<u64>,
+    p1: Vec<u64>,
+    acc0: Vec<u64>,
+    acc1: Vec<u64>,
+    wide0: Vec<u128>,
+    wide1: Vec<u128>,
+    digits: Vec<u64>,
+}
+
+impl KeySwitchKey {
+    /// Key switching entirely in Eval form: for a target over the first k ciphertext moduli,
+    /// given both its Coeff rows (`target_coeff`, k·n words) and its Eval rows (`target_eval`),
+    /// writes (u₀, u₁) in Eval form over the same k moduli into `out0`/`out1`. The integers are
+    /// those of [`KeySwitchKey::switch`] (same decomposition and the same rounding division by
+    /// the special prime, done here on the NTT side), only the form differs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn switch_eval(
+        &self,
+        ctx: &Context,
+        k: usize,
+        target_coeff: &[u64],
+        target_eval: &[u64],
+        out0: &mut [u64],
+        out1: &mut [u64],
+        scratch: &mut SwitchScratch,
+    ) -> Result<(), HeError> {
+        let l = ctx.moduli_count();
+        let n = ctx.n;
+        if k + 1 > l
+            || self.ciphertexts.len() < k
+            || target_coeff.len() != k * n
+            || target_eval.len() != k * n
+            || out0.len() != k * n
+            || out1.len() != k * n
+        {
+            return Err(HeError::Mismatch("key-switching target moduli"));
+        }
+        let special = l - 1;
+        if let Some(ks) = self
+            .rows32(ctx)
+            .filter(|ks| ks.mont.iter().all(|m| m.fits(k)))
+        {
+            return self.switch_eval_small(
+                ctx,
+                k,
+                ks,
+                target_coeff,
+                target_eval,
+                out0,
+                out1,
+                scratch,
+            );
+        }
+        let small = k < 16
+            && (0..k)
+                .chain([special])
+                .all(|i| ctx.modulus(i).value < (1 << 30));
+        let s = scratch;
+        s.buf.resize(n, 0);
+        s.p0.resize(n, 0);
+        s.p1.resize(n, 0);
+        if small {
+            s.acc0.resize(n, 0);
+            s.acc1.resize(n, 0);
+        } else {
+            s.wide0.resize(n, 0);
+            s.wide1.resize(n, 0);
+        }
+        for r in 0..=k {
+            let mi = if r < k { r } else { special };
+            let m = *ctx.modulus(mi);
+            if small {
+                s.acc0.fill(0);
+                s.acc1.fill(0);
+            } else {
+                s.wide0.fill(0);
+                s.wide1.fill(0);
+            }
+            for j in 0..k {
+                let src: &[u64] = if j == r {
+                    &target_eval[j * n..(j + 1) * n]
+                } else {
+                    for (b, &x) in s.buf.iter_mut().zip(&target_coeff[j * n..(j + 1) * n]) {
+                        *b = m.reduce(x);
+                    }
+                    ctx.ntt(mi).forward(&mut s.buf);
+                    &s.buf
+                };
+                let key = &self.ciphertexts[j];
+                let k0 = key.polys[0].row(mi);
+                let k1 = key.polys[1].row(mi);
+                if small {
+                    for ((((a0, a1), &b), &x0), &x1) in s
+                        .acc0
+                        .iter_mut()
+                        .zip(s.acc1.iter_mut())
+                        .zip(src)
+                        .zip(k0)
+                        .zip(k1)
+                    {
+                        *a0 += b * x0;
+                        *a1 += b * x1;
+                    }
+                } else {
+                    for ((((a0, a1), &b), &x0), &x1) in s
+                        .wide0
+                        .iter_mut()
+                        .zip(s.wide1.iter_mut())
+                        .zip(src)
+                        .zip(k0)
+                        .zip(k1)
+                    {
+                        *a0 += b as u128 * x0 as u128;
+                        *a1 += b as u128 * x1 as u128;
+                    }
+                }
+            }
+            let (d0, d1): (&mut [u64], &mut [u64]) = if r < k {
+                (&mut out0[r * n..(r + 1) * n], &mut out1[r * n..(r + 1) * n])
+            } else {
+                (&mut s.p0, &mut s.p1)
+            };
+            if small {
+                for (d, &a) in d0.iter_mut().zip(&s.acc0) {
+                    *d = m.reduce(a);
+                }
+                for (d, &a) in d1.iter_mut().zip(&s.acc1) {
+                    *d = m.reduce(a);
+                }
+            } else {
+                for (d, &a) in d0.iter_mut().zip(&s.wide0) {
+                    *d = m.reduce_u128(a);
+                }
+                for (d, &a) in d1.iter_mut().zip(&s.wide1) {
+                    *d = m.reduce_u128(a);
+                }
+            }
+        }
+        // Rounding division by P: x ← (x − ([x_P + ⌊P/2⌋]_P − ⌊P/2⌋))·P⁻¹, the correction
+        // term taken to Eval form per modulus.
+        let mp = *ctx.modulus(special);
+        let half = mp.value >> 1;
+        for (out, p) in [(&mut *out0, &mut s.p0), (&mut *out1, &mut s.p1)] {
+            ctx.ntt(special).inverse(p);
+            for x in p.iter_mut() {
+                *x = mp.add(*x, half);
+            }
+            for i in 0..k {
+                let m = *ctx.modulus(i);
+                let inv = m
+                    .inv(mp.value)
+                    .ok_or(HeError::Mismatch("moduli not coprime"))?;
+                let inv_s = m.shoup(inv);
+                let half_i = m.reduce(half);
+                for (b, &w) in s.buf.iter_mut().zip(p.iter()) {
+                    *b = m.sub(m.reduce(w), half_i);
+                }
+                ctx.ntt(i).forward(&mut s.buf);
+                for (x, &c) in out[i * n..(i + 1) * n].iter_mut().zip(&s.buf) {
+                    *x = m.mul_shoup(m.sub(*x, c), inv, inv_s);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl KeySwitchKey {
+    /// Dispatches [`KeySwitchKey::switch_eval_small_body`] to an AVX2 build when available.
+    #[allow(clippy::too_many_arguments)]
+    fn switch_eval_small(
+        &self,
+        ctx: &Context,
+        k: usize,
+        ks: &KeyRows32,
+        target_coeff: &[u64],
+        target_eval: &[u64],
+        out0: &mut [u64],
+        out1: &mut [u64],
+        scratch: &mut SwitchScratch,
+    ) -> Result<(), HeError> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2")]
+            #[allow(clippy::too_many_arguments)]
+            fn avx2(
+                this: &KeySwitchKey,
+                ctx: &Context,
+                k: usize,
+                ks: &KeyRows32,
+                target_coeff: &[u64],
+                target_eval: &[u64],
+                out0: &mut [u64],
+                out1: &mut [u64],
+                scratch: &mut SwitchScratch,
+            ) -> Result<(), HeError> {
+                this.switch_eval_small_body(
+                    ctx,
+                    k,
+                    ks,
+                    target_coeff,
+                    target_eval,
+                    out0,
+                    out1,
+                    scratch,
+                )
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2 (checked just above); the function is
+                // ordinary safe Rust compiled with AVX2 enabled.
+                return unsafe {
+                    avx2(
+                        self,
+                        ctx,
+                        k,
+                        ks,
+                        target_coeff,
+                        target_eval,
+                        out0,
+                        out1,
+                        scratch,
+                    )
+                };
+            }
+        }
+        self.switch_eval_small_body(ctx, k, ks, target_coeff, target_eval, out0, out1, scratch)
+    }
+
+    /// [`KeySwitchKey::switch_eval`] for moduli below 2^30: Montgomery dot products of the
+    /// digits with the 32-bit key rows ([`crate::keyprod`]), Barrett digit reduction.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn switch_eval_small_body(
+        &self,
+        ctx: &Context,
+        k: usize,
+        ks: &KeyRows32,
+        target_coeff: &[u64],
+        target_eval: &[u64],
+        out0: &mut [u64],
+        out1: &mut [u64],
+        scratch: &mut SwitchScratch,
+    ) -> Result<(), HeError> {
+        let n = ctx.n;
+        let l = ks.l;
+        let special = l - 1;
+        let s = scratch;
+        s.buf.resize(n, 0);
+        s.p0.resize(n, 0);
+        s.p1.resize(n, 0);
+        let row = |j: usize, p: usize, mi: usize| ((j * 2 + p) * l + mi) * n;
+        // Per output modulus: the digits in Eval form (the target's own Eval row for j = r,
+        // else the digit reduced and NTT'd), then the Montgomery dot product with the key.
+        s.digits.resize(k * n, 0);
+        for r in 0..=k {
+            let mi = if r < k { r } else { special };
+            let q = ctx.modulus(mi).value as u32;
+            let mu = barrett32_mu(q);
+            for j in (0..k).filter(|&j| j != r) {
+                let d = &mut s.digits[j * n..(j + 1) * n];
+                keyprod::reduce_add(d, &target_coeff[j * n..(j + 1) * n], q, mu, 0);
+                ctx.ntt(mi).forward(d);
+            }
+            let srcs: Vec<&[u64]> = (0..k)
+                .map(|j| {
+                    if j == r {
+                        &target_eval[j * n..(j + 1) * n]
+                    } else {
+                        &s.digits[j * n..(j + 1) * n]
+                    }
+                })
+                .collect();
+            let keys = |p: usize| -> Vec<&[u32]> {
+                (0..k)
+                    .map(|j| &ks.rows[row(j, p, mi)..row(j, p, mi) + n])
+                    .collect()
+            };
+            let (d0, d1): (&mut [u64], &mut [u64]) = if r < k {
+                (&mut out0[r * n..(r + 1) * n], &mut out1[r * n..(r + 1) * n])
+            } else {
+                (&mut s.p0, &mut s.p1)
+            };
+            crate::keyprod::dot_redc(ks.mont[mi], &srcs, &keys(0), &keys(1), d0, d1);
+        }
+        // Rounding division by P as in `switch_eval`, in 32-bit lanes.
+        let pv = ctx.modulus(special).value as u32;
+        let half = pv >> 1;
+        for (out, p) in [(&mut *out0, &mut s.p0), (&mut *out1, &mut s.p1)] {
+            ctx.ntt(special).inverse(p);
+            keyprod::lift_half(p, half, pv);
+            for i in 0..k {
+                let m = *ctx.modulus(i);
+                let q = m.value as u32;
+                let mu = barrett32_mu(q);
+                let inv =
+                    m.inv(pv as u64)
+                        .ok_or(HeError::Mismatch("moduli not coprime"))? as u32;
+                let inv_s = shoup32(inv, q);
+                let half_i = barrett32(half, q, mu);
+                keyprod::reduce_add(&mut s.buf, p, q, mu, (q - half_i) % q);
+                ctx.ntt(i).forward(&mut s.buf);
+                keyprod::sub_mul(&mut out[i * n..(i + 1) * n], &s.buf, q, inv, inv_s);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// [`apply_galois_with`] for an Eval-form 2-poly ciphertext over the first k moduli, result in
+/// Eval form (equal to the NTT of [`apply_galois_with`]'s result). `perm` is
+/// [`Poly::galois_eval_permutation`] of g.
+pub fn apply_galois_eval(
+    ctx: &Context,
+    ct: &Ciphertext,
+    g: usize,
+    perm: &[u32],
+    ksk: &KeySwitchKey,
+    scratch: &mut SwitchScratch,
+) -> Result<Ciphertext, HeError> {
+    let mut out = Ciphertext {
+        polys: Vec::new(),
+        correction_factor: 1,
+        seed: None,
+    };
+    apply_galois_eval_into(ctx, ct, g, perm, ksk, scratch, &mut out)?;
+    Ok(out)
+}
+
+/// [`apply_galois_eval`] writing σ(ct) into `out`, whose polynomial buffers are reused (resized,
+/// never zeroed: every word is overwritten), so a long run of key switches such as the
+/// expansion allocates nothing once its buffers exist.
+pub fn apply_galois_eval_into(
+    ctx: &Context,
+    ct: &Ciphertext,
+    g: usize,
+    perm: &[u32],
+    ksk: &KeySwitchKey,
+    scratch: &mut SwitchScratch,
+    out: &mut Ciphertext,
+) -> Result<(), HeError> {
+    if ct.polys.len() != 2 || ct.format() != Format::Eval || ct.correction_factor != 1 {
+        return Err(HeError::Mismatch(
+            "Eval Galois needs a 2-polynomial Eval ciphertext",
+        ));
+    }
+    let n = ctx.n;
+    if perm.len() != n || g % 2 == 0 || g <= 1 || g >= 2 * n {
+        return Err(HeError::InvalidGaloisElement(g));
+    }
+    let k = ct.polys[0].basis.len();
+    if ct.polys.iter().any(|p| p.basis.iter().copied().ne(0..k)) {
+        return Err(HeError::Mismatch("Eval Galois needs ciphertext moduli"));
+    }
+    out.polys.truncate(2);
+    while out.polys.len() < 2 {
+        out.polys.push(Poly {
+            format: Format::Eval,
+            basis: Vec::new(),
+            n,
+            data: Vec::new(),
+        });
+    }
+    for p in &mut out.polys {
+        p.format = Format::Eval;
+        p.n = n;
+        p.basis.clear();
+        p.basis.extend(0..k);
+        p.data.resize(k * n, 0);
+    }
+    out.correction_factor = 1;
+    out.seed = None;
+    // σ(c₁) in both forms: the Eval rows by permutation, the Coeff rows by inverse NTT of those.
+    // One gather writes both copies (no second pass over the rows).
+    let mut c1_eval = std::mem::take(&mut scratch.eval);
+    let mut coeff = std::mem::take(&mut scratch.coeff);
+    c1_eval.resize(k * n, 0);
+    coeff.resize(k * n, 0);
+    for r in 0..k {
+        let s = ct.polys[1].row(r);
+        let (e, c) = (
+            &mut c1_eval[r * n..(r + 1) * n],
+            &mut coeff[r * n..(r + 1) * n],
+        );
+        for ((e, c), &p) in e.iter_mut().zip(c.iter_mut()).zip(perm) {
+            let v = s[p as usize];
+            *e = v;
+            *c = v;
+        }
+        ctx.ntt(r).inverse(c);
+    }
+    let (u0, u1) = out.polys.split_at_mut(1);
+    let (u0, u1) = (&mut u0[0], &mut u1[0]);
+    let res = ksk.switch_eval(
+        ctx,
+        k,
+        &coeff,
+        &c1_eval,
+        &mut u0.data,
+        &mut u1.data,
+        scratch,
+    );
+    scratch.coeff = coeff;
+    scratch.eval = c1_eval;
+    res?;
+    // σ(c₀) + u₀, the permutation fused into the addition.
+    for r in 0..k {
+        let m = ctx.modulus(r);
+        let s = ct.polys[0].row(r);
+        for (d, &p) in u0.row_mut(r).iter_mut().zip(perm) {
+            *d = m.add(*d, s[p as usize]);
+        }
+    }
+    Ok(())
+}
