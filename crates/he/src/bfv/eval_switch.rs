@@ -178,71 +178,11 @@ impl KeySwitchKey {
 }
 
 impl KeySwitchKey {
-    /// Dispatches [`KeySwitchKey::switch_eval_small_body`] to an AVX2 build when available.
+    /// [`KeySwitchKey::switch_eval`] for moduli below 2^30: Montgomery dot products of the
+    /// digits with the 32-bit key rows, Barrett digit reduction and the mod-down steps, each a
+    /// [`crate::keyprod`] kernel that picks AVX2 itself (so this driver needs no SIMD build).
     #[allow(clippy::too_many_arguments)]
     fn switch_eval_small(
-        &self,
-        ctx: &Context,
-        k: usize,
-        ks: &KeyRows32,
-        target_coeff: &[u64],
-        target_eval: &[u64],
-        out0: &mut [u64],
-        out1: &mut [u64],
-        scratch: &mut SwitchScratch,
-    ) -> Result<(), HeError> {
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2")]
-            #[allow(clippy::too_many_arguments)]
-            fn avx2(
-                this: &KeySwitchKey,
-                ctx: &Context,
-                k: usize,
-                ks: &KeyRows32,
-                target_coeff: &[u64],
-                target_eval: &[u64],
-                out0: &mut [u64],
-                out1: &mut [u64],
-                scratch: &mut SwitchScratch,
-            ) -> Result<(), HeError> {
-                this.switch_eval_small_body(
-                    ctx,
-                    k,
-                    ks,
-                    target_coeff,
-                    target_eval,
-                    out0,
-                    out1,
-                    scratch,
-                )
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2 (checked just above); the function is
-                // ordinary safe Rust compiled with AVX2 enabled.
-                return unsafe {
-                    avx2(
-                        self,
-                        ctx,
-                        k,
-                        ks,
-                        target_coeff,
-                        target_eval,
-                        out0,
-                        out1,
-                        scratch,
-                    )
-                };
-            }
-        }
-        self.switch_eval_small_body(ctx, k, ks, target_coeff, target_eval, out0, out1, scratch)
-    }
-
-    /// [`KeySwitchKey::switch_eval`] for moduli below 2^30: Montgomery dot products of the
-    /// digits with the 32-bit key rows ([`crate::keyprod`]), Barrett digit reduction.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn switch_eval_small_body(
         &self,
         ctx: &Context,
         k: usize,
