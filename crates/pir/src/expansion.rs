@@ -74,7 +74,7 @@ fn cached_level(
     key: &EvaluationKey,
     pool: &mut ExpansionPool,
 ) -> Result<Arc<ExpandLevel>, PirError> {
-    let g = level_element(ctx.n, log_step, key)?;
+    let (g, _) = level_element(ctx.n, log_step, key)?;
     let id: LevelKey = (
         ctx.n,
         (0..k).map(|r| ctx.modulus(r).value).collect(),
@@ -92,36 +92,22 @@ fn cached_level(
     Ok(level)
 }
 
-/// The Galois element a level uses: the largest key element 2^j + 1 not above the level's
-/// target 2^(log n − ℓ + 1) + 1.
-fn level_element(n: usize, log_step: u32, key: &EvaluationKey) -> Result<usize, PirError> {
+/// The Galois element a level uses, the largest key element 2^j + 1 not above the level's
+/// target 2^(log n − ℓ + 1) + 1, and how many times it must be applied to act as the target
+/// (more than once under key compression).
+fn level_element(n: usize, log_step: u32, key: &EvaluationKey) -> Result<(usize, usize), PirError> {
     let log_n = n.trailing_zeros();
     if log_step == 0 || log_step > log_n {
         return Err(PirError::Corrupted("expansion deeper than log n".into()));
     }
     let target = (1usize << (log_n - log_step + 1)) + 1;
-    key.galois
+    let g = key
+        .galois
         .keys()
         .copied()
         .filter(|&g| g <= target)
         .max()
-        .ok_or_else(|| sift_he::HeError::MissingKey(format!("Galois element ≤ {target}")).into())
-}
-
-fn expand_level(
-    ctx: &Context,
-    k: usize,
-    log_step: u32,
-    key: &EvaluationKey,
-) -> Result<ExpandLevel, PirError> {
-    let n = ctx.n;
-    let log_n = n.trailing_zeros();
-    if log_step > log_n {
-        return Err(PirError::Corrupted("expansion deeper than log n".into()));
-    }
-    let shift = 1usize << (log_step - 1);
-    let target = (1usize << (log_n - log_step + 1)) + 1;
-    let g = level_element(n, log_step, key)?;
+        .ok_or_else(|| sift_he::HeError::MissingKey(format!("Galois element ≤ {target}")))?;
     let (tl, gl) = (
         (target - 1).trailing_zeros(),
         usize::BITS - 1 - (g - 1).leading_zeros(),
@@ -131,6 +117,19 @@ fn expand_level(
             sift_he::HeError::MissingKey(format!("Galois element 2^k+1 ≤ {target}")).into(),
         );
     }
+    Ok((g, 1usize << (tl - gl)))
+}
+
+fn expand_level(
+    ctx: &Context,
+    k: usize,
+    log_step: u32,
+    key: &EvaluationKey,
+) -> Result<ExpandLevel, PirError> {
+    let n = ctx.n;
+    // Checks the level against log n before the shift below is formed.
+    let (g, count) = level_element(n, log_step, key)?;
+    let shift = 1usize << (log_step - 1);
     // X^(−shift) = −X^(n−shift).
     let mut mono = Poly::zero(ctx, k, Format::Coeff);
     for r in 0..k {
@@ -156,7 +155,7 @@ fn expand_level(
         .collect();
     Ok(ExpandLevel {
         g,
-        count: 1usize << (tl - gl),
+        count,
         perm: Poly::galois_eval_permutation(n, g)?,
         mono: mono.data,
         mono_shoup,
@@ -432,20 +431,8 @@ fn expand_one_step_reference(
     log_step: u32,
     key: &EvaluationKey,
 ) -> Result<(Ciphertext, Ciphertext), PirError> {
-    let log_n = ctx.n.trailing_zeros();
     let shift = 1i64 << (log_step - 1);
-    let target = (1usize << (log_n - log_step + 1)) + 1;
-    let g = level_element(ctx.n, log_step, key)?;
-    let (tl, gl) = (
-        (target - 1).trailing_zeros(),
-        usize::BITS - 1 - (g - 1).leading_zeros(),
-    );
-    if !(g - 1).is_power_of_two() || gl > tl {
-        return Err(
-            sift_he::HeError::MissingKey(format!("Galois element 2^k+1 ≤ {target}")).into(),
-        );
-    }
-    let count = 1usize << (tl - gl);
+    let (g, count) = level_element(ctx.n, log_step, key)?;
     let mut c1 = ct.clone();
     for _ in 0..count {
         c1 = bfv::apply_galois(ctx, &c1, g, key)?;

@@ -206,6 +206,24 @@ fn above_half32(digits: &[u32], half: &[u32], n: usize) -> Vec<u32> {
     gt
 }
 
+/// x mod q for x < 2^32 held in a u64 word, with mu = ⌊2^32/q⌋ (q < 2^31): Barrett in u64
+/// lanes (the product maps to `vpmuludq`).
+#[inline(always)]
+fn barrett64(x: u64, q: u64, mu: u64) -> u64 {
+    let r = x - ((x * mu) >> 32) * q;
+    if r >= q { r - q } else { r }
+}
+
+/// row[c] ← (row[c]·w + digits[c] mod q) mod q for every c: one Horner step over a row of
+/// mixed-radix digits (each below 2^32), with w's Shoup factor.
+#[inline(always)]
+fn horner_row(row: &mut [u64], digits: &[u32], (w, ws): (u32, u32), q: u64, mu: u64) {
+    let (w, ws) = (w as u64, ws as u64);
+    for (r, &d) in row.iter_mut().zip(digits) {
+        *r = horner_step64(*r, w, ws, barrett64(d as u64, q, mu), q);
+    }
+}
+
 /// (a·w + b) mod q for a < 2^32 in a u64 word (low half used), b < q, Shoup factor ws of w:
 /// the Horner step of the lifts, written on u64 lanes so that the products map to `vpmuludq`.
 #[inline(always)]
@@ -335,16 +353,7 @@ impl TensorPlan {
             let (q64, mu64) = (q as u64, mu as u64);
             row.fill(0);
             for i in (0..k).rev() {
-                let (w, ws) = (rad[i].0 as u64, rad[i].1 as u64);
-                let d = &digits[i * n..(i + 1) * n];
-                for c in 0..n {
-                    // The digit (< q_i, maybe ≥ q) reduced by Barrett in u64 lanes.
-                    let x = d[c] as u64;
-                    let bq = (x * mu64) >> 32;
-                    let b = (x - bq * q64) & 0xffff_ffff;
-                    let b = if b >= q64 { b - q64 } else { b };
-                    row[c] = horner_step64(row[c], w, ws, b, q64);
-                }
+                horner_row(row, &digits[i * n..(i + 1) * n], rad[i], q64, mu64);
             }
             let qm = *qm as u64;
             for c in 0..n {
@@ -364,11 +373,6 @@ impl TensorPlan {
     fn lift2_small_body(&self, sl: &SmallLift, n: usize, coeff: &[u64], out: &mut [u64]) {
         const LO: u64 = 0xffff_ffff;
         #[inline(always)]
-        fn barrett(x: u64, q: u64, mu: u64) -> u64 {
-            let r = x - ((x * mu) >> 32) * q;
-            if r >= q { r - q } else { r }
-        }
-        #[inline(always)]
         fn shoup(x: u64, w: u64, ws: u64, q: u64) -> u64 {
             let r = (x * w).wrapping_sub(((x * ws) >> 32) * q) & LO;
             if r >= q { r - q } else { r }
@@ -382,7 +386,7 @@ impl TensorPlan {
         let mut neg = vec![0u64; n];
         for c in 0..n {
             let (x0, x1) = (x0s[c] & LO, x1s[c] & LO);
-            let d1 = shoup(x1 + q1 - barrett(x0, q1, mu1), w, ws, q1);
+            let d1 = shoup(x1 + q1 - barrett64(x0, q1, mu1), w, ws, q1);
             d1s[c] = d1;
             neg[c] = ((d1 > h1) | ((d1 == h1) & (x0 > h0))) as u64;
         }
@@ -393,8 +397,8 @@ impl TensorPlan {
             let qm = *qm as u64;
             let row = &mut out[(2 + a) * n..(3 + a) * n];
             for c in 0..n {
-                let b0 = barrett(x0s[c] & LO, m, mu);
-                let b1 = barrett(d1s[c], m, mu);
+                let b0 = barrett64(x0s[c] & LO, m, mu);
+                let b1 = barrett64(d1s[c], m, mu);
                 let v = shoup(b1, r0, r0s, m) + b0;
                 let v = if v >= m { v - m } else { v };
                 let nv = v + m - qm;
@@ -573,23 +577,12 @@ impl TensorPlan {
             let row = &mut out.data[r * n..(r + 1) * n];
             // z = Horner over the auxiliary digits (each reduced mod q_r).
             for i in (k..e).rev() {
-                let (w, ws) = (rad[i - k].0 as u64, rad[i - k].1 as u64);
-                let d = &digits[i * n..(i + 1) * n];
-                for c in 0..n {
-                    let x = d[c] as u64;
-                    let bq = (x * mu) >> 32;
-                    let b = (x - bq * q) & 0xffff_ffff;
-                    let b = if b >= q { b - q } else { b };
-                    row[c] = horner_step64(row[c], w, ws, b, q);
-                }
+                horner_row(row, &digits[i * n..(i + 1) * n], rad[i - k], q, mu);
             }
             // t·z + rounded (rounded ≤ t < 2^32), minus t·B for the negative half.
             let (tm, tms, tb) = (*tm as u64, *tms as u64, *tb as u64);
             for c in 0..n {
-                let x = rounded[c] & 0xffff_ffff;
-                let bq = (x * mu) >> 32;
-                let b = (x - bq * q) & 0xffff_ffff;
-                let b = if b >= q { b - q } else { b };
+                let b = barrett64(rounded[c] & 0xffff_ffff, q, mu);
                 let v = horner_step64(row[c], tm, tms, b, q);
                 let neg = v + q - tb;
                 let neg = if neg >= q { neg - q } else { neg };
