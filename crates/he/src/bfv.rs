@@ -170,27 +170,28 @@ impl Ciphertext {
 
     /// self += other (same form and moduli; poly counts may differ).
     pub fn add_assign(&mut self, ctx: &Context, other: &Ciphertext) -> Result<(), HeError> {
-        self.check(other)?;
-        while self.polys.len() < other.polys.len() {
-            let z = Poly::zero_with_basis(ctx, self.polys[0].basis.clone(), self.format());
-            self.polys.push(z);
-        }
-        for (a, b) in self.polys.iter_mut().zip(&other.polys) {
-            a.add_assign(ctx, b)?;
-        }
-        self.seed = None;
-        Ok(())
+        self.zip_polys(ctx, other, Poly::add_assign)
     }
 
     /// self −= other.
     pub fn sub_assign(&mut self, ctx: &Context, other: &Ciphertext) -> Result<(), HeError> {
+        self.zip_polys(ctx, other, Poly::sub_assign)
+    }
+
+    /// Applies `f` to each poly pair, padding self with zero polys to other's count.
+    fn zip_polys(
+        &mut self,
+        ctx: &Context,
+        other: &Ciphertext,
+        f: impl Fn(&mut Poly, &Context, &Poly) -> Result<(), HeError>,
+    ) -> Result<(), HeError> {
         self.check(other)?;
         while self.polys.len() < other.polys.len() {
             let z = Poly::zero_with_basis(ctx, self.polys[0].basis.clone(), self.format());
             self.polys.push(z);
         }
         for (a, b) in self.polys.iter_mut().zip(&other.polys) {
-            a.sub_assign(ctx, b)?;
+            f(a, ctx, b)?;
         }
         self.seed = None;
         Ok(())

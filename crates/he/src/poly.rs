@@ -169,23 +169,21 @@ impl Poly {
 
     /// self += other.
     pub fn add_assign(&mut self, ctx: &Context, other: &Poly) -> Result<(), HeError> {
-        self.check_compatible(other)?;
-        let n = self.n;
-        for (r, &mi) in self.basis.iter().enumerate() {
-            let m = ctx.modulus(mi);
-            let (a, b) = (
-                &mut self.data[r * n..(r + 1) * n],
-                &other.data[r * n..(r + 1) * n],
-            );
-            for (x, &y) in a.iter_mut().zip(b) {
-                *x = m.add(*x, y);
-            }
-        }
-        Ok(())
+        self.zip_rows(ctx, other, Modulus::add)
     }
 
     /// self −= other.
     pub fn sub_assign(&mut self, ctx: &Context, other: &Poly) -> Result<(), HeError> {
+        self.zip_rows(ctx, other, Modulus::sub)
+    }
+
+    /// x ← f(m, x, y) for each residue x of self and y of other, m the row's modulus.
+    fn zip_rows(
+        &mut self,
+        ctx: &Context,
+        other: &Poly,
+        f: impl Fn(&Modulus, u64, u64) -> u64,
+    ) -> Result<(), HeError> {
         self.check_compatible(other)?;
         let n = self.n;
         for (r, &mi) in self.basis.iter().enumerate() {
@@ -195,7 +193,7 @@ impl Poly {
                 &other.data[r * n..(r + 1) * n],
             );
             for (x, &y) in a.iter_mut().zip(b) {
-                *x = m.sub(*x, y);
+                *x = f(m, *x, y);
             }
         }
         Ok(())
