@@ -3,9 +3,9 @@
 //!
 //! The products are 32×32→64-bit, summed lazily in u64 and reduced once per column. The loop is
 //! tiled by blocks of coefficients: a block's accumulators (every call, both polynomials) stay
-//! in L1 while the column's plaintext blocks stream past, and every PIR call of a query reads
-//! each plaintext block once (the calls of a keyword query all select from the same database),
-//! so the database is streamed once per query, not once per call.
+//! in L1 while the column's plaintext blocks stream past, and calls that select from the same
+//! database read each of its plaintext blocks once between them. (Keyword PIR gives each cuckoo
+//! table its own database, so there every call streams its own table once.)
 
 use sift_he::{Ciphertext, Context, Format, Poly, bfv};
 
