@@ -9,13 +9,7 @@ use sift_proto::api;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_documented_statuses() {
     let tmp = tempfile::tempdir().unwrap();
-    write_dataset(&tmp.path().join("data"), &[("example.com", "1")], 1, 1);
-    let server = start(config(
-        &tmp.path().join("data"),
-        &tmp.path().join("state"),
-        2,
-    ))
-    .await;
+    let server = start_with_dataset(tmp.path(), &[("example.com", "1")], 1, 1).await;
     let mut dev = Device::new(server.addr, "user-1");
     dev.setup().await;
     let http = reqwest::Client::new();

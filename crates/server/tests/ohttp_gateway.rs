@@ -87,6 +87,55 @@ async fn post_outer(
         .unwrap()
 }
 
+/// Encapsulates `inner` to the gateway configuration list `keys` with the independent `ohttp`
+/// client; returns the encapsulated request and what opens its response.
+fn encapsulate(keys: &[u8], inner: &[u8]) -> (Vec<u8>, ohttp::ClientResponse) {
+    ohttp::ClientRequest::from_encoded_config_list(keys)
+        .unwrap()
+        .encapsulate(inner)
+        .unwrap()
+}
+
+/// Posts `inner` through the gateway at `base`, expects the outer 200, and returns the
+/// decapsulated inner response.
+async fn through_gateway(
+    http: &reqwest::Client,
+    base: &str,
+    keys: &[u8],
+    inner: &[u8],
+) -> bhttp::Message {
+    let (enc, pending) = encapsulate(keys, inner);
+    let resp = post_outer(http, base, "message/ohttp-req", enc).await;
+    assert_eq!(resp.status(), 200);
+    open(pending, resp).await
+}
+
+/// Decapsulates an outer response and parses the inner binary HTTP message.
+async fn open(pending: ohttp::ClientResponse, resp: reqwest::Response) -> bhttp::Message {
+    let plain = pending.decapsulate(&resp.bytes().await.unwrap()).unwrap();
+    bhttp::Message::read_bhttp(&mut Cursor::new(&plain[..])).unwrap()
+}
+
+/// The inner response's status code.
+fn status(msg: &bhttp::Message) -> Option<u16> {
+    msg.control().status().map(|s| s.code())
+}
+
+/// A `/config` request body for the test use case.
+fn config_request() -> Vec<u8> {
+    prost::Message::encode_to_vec(&sift_proto::api::ConfigRequest {
+        usecases: vec![common::USECASE.to_owned()],
+        existing_config_ids: vec![],
+    })
+}
+
+/// Asserts that the inner response is a `/config` answer naming the test use case.
+fn assert_has_usecase(msg: &bhttp::Message) {
+    let config =
+        <sift_proto::api::ConfigResponse as prost::Message>::decode(msg.content()).unwrap();
+    assert!(config.configs.contains_key(common::USECASE));
+}
+
 #[tokio::test]
 async fn independent_client_reaches_the_service_through_the_gateway_over_h2() {
     let dir = tempfile::tempdir().unwrap();
@@ -113,25 +162,17 @@ async fn independent_client_reaches_the_service_through_the_gateway_over_h2() {
     assert_eq!(well_known.to_vec(), keys);
 
     // /config through the gateway with the `ohttp` crate's client.
-    let config_req = prost::Message::encode_to_vec(&sift_proto::api::ConfigRequest {
-        usecases: vec![common::USECASE.to_owned()],
-        existing_config_ids: vec![],
-    });
-    let inner = bhttp_request("POST", "127.0.0.1", "/config", &config_req);
-    let client = ohttp::ClientRequest::from_encoded_config_list(&keys).unwrap();
-    let (encapsulated, pending) = client.encapsulate(&inner).unwrap();
+    let inner = bhttp_request("POST", "127.0.0.1", "/config", &config_request());
+    let (encapsulated, pending) = encapsulate(&keys, &inner);
     let resp = post_outer(&http, &base, "message/ohttp-req", encapsulated.clone()).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
         resp.headers()["content-type"].to_str().unwrap(),
         "message/ohttp-res"
     );
-    let plain = pending.decapsulate(&resp.bytes().await.unwrap()).unwrap();
-    let msg = bhttp::Message::read_bhttp(&mut Cursor::new(&plain[..])).unwrap();
-    assert_eq!(msg.control().status().map(|s| s.code()), Some(200));
-    let config =
-        <sift_proto::api::ConfigResponse as prost::Message>::decode(msg.content()).unwrap();
-    assert!(config.configs.contains_key(common::USECASE));
+    let msg = open(pending, resp).await;
+    assert_eq!(status(&msg), Some(200));
+    assert_has_usecase(&msg);
 
     // The same encapsulated request again is a replay.
     let resp = post_outer(&http, &base, "message/ohttp-req", encapsulated.clone()).await;
@@ -139,26 +180,15 @@ async fn independent_client_reaches_the_service_through_the_gateway_over_h2() {
 
     // A route that does not exist behind the gateway: an encapsulated 404, not a gateway error.
     let inner = bhttp_request("GET", "127.0.0.1", "/no-such-route", b"");
-    let (enc, pending) = ohttp::ClientRequest::from_encoded_config_list(&keys)
-        .unwrap()
-        .encapsulate(&inner)
-        .unwrap();
-    let resp = post_outer(&http, &base, "message/ohttp-req", enc).await;
-    assert_eq!(resp.status(), 200);
-    let plain = pending.decapsulate(&resp.bytes().await.unwrap()).unwrap();
-    let msg = bhttp::Message::read_bhttp(&mut Cursor::new(&plain[..])).unwrap();
-    assert_eq!(msg.control().status().map(|s| s.code()), Some(404));
+    let msg = through_gateway(&http, &base, &keys, &inner).await;
+    assert_eq!(status(&msg), Some(404));
 
     // Nesting: the gateway is not reachable from inside the gateway.
     let inner = bhttp_request("POST", "127.0.0.1", "/", &encapsulated);
-    let (enc, pending) = ohttp::ClientRequest::from_encoded_config_list(&keys)
-        .unwrap()
-        .encapsulate(&inner)
-        .unwrap();
+    let (enc, pending) = encapsulate(&keys, &inner);
     let resp = post_outer(&http, &base, "message/ohttp-req", enc).await;
-    let plain = pending.decapsulate(&resp.bytes().await.unwrap()).unwrap();
-    let msg = bhttp::Message::read_bhttp(&mut Cursor::new(&plain[..])).unwrap();
-    assert_ne!(msg.control().status().map(|s| s.code()), Some(200));
+    let msg = open(pending, resp).await;
+    assert_ne!(status(&msg), Some(200));
 
     server.stop().await;
 }
@@ -170,10 +200,7 @@ async fn bad_encapsulated_requests_get_errors_and_the_server_stays_up() {
     let base = server.base_url();
     let keys = fetch_keys(&http, &base).await;
     let inner = bhttp_request("GET", "127.0.0.1", "/healthz", b"");
-    let (good, _) = ohttp::ClientRequest::from_encoded_config_list(&keys)
-        .unwrap()
-        .encapsulate(&inner)
-        .unwrap();
+    let (good, _) = encapsulate(&keys, &inner);
 
     let mut wrong_key = good.clone();
     wrong_key[0] ^= 0xff;
@@ -232,13 +259,7 @@ async fn gateway_keys_survive_a_restart_and_rotation_keeps_the_old_key_in_grace(
     assert_eq!(after[2], new_id);
     // A client still holding the old configuration is served during the grace period.
     let inner = bhttp_request("GET", "127.0.0.1", "/healthz", b"");
-    let (enc, pending) = ohttp::ClientRequest::from_encoded_config_list(&before)
-        .unwrap()
-        .encapsulate(&inner)
-        .unwrap();
-    let resp = post_outer(&http, &base, "message/ohttp-req", enc).await;
-    assert_eq!(resp.status(), 200);
-    pending.decapsulate(&resp.bytes().await.unwrap()).unwrap();
+    through_gateway(&http, &base, &before, &inner).await;
     server.stop().await;
 
     // Restarted on the same state directory: the same published key.
@@ -283,34 +304,14 @@ async fn gateway_forwards_to_an_upstream_service_over_http() {
     assert_eq!(resp.status(), 404);
 
     let keys = fetch_keys(&http, &base).await;
-    let config_req = prost::Message::encode_to_vec(&sift_proto::api::ConfigRequest {
-        usecases: vec![common::USECASE.to_owned()],
-        existing_config_ids: vec![],
-    });
-    let inner = bhttp_request("POST", "pir.example", "/config", &config_req);
-    let (enc, pending) = ohttp::ClientRequest::from_encoded_config_list(&keys)
-        .unwrap()
-        .encapsulate(&inner)
-        .unwrap();
-    let resp = post_outer(&http, &base, "message/ohttp-req", enc).await;
-    assert_eq!(resp.status(), 200);
-    let plain = pending.decapsulate(&resp.bytes().await.unwrap()).unwrap();
-    let msg = bhttp::Message::read_bhttp(&mut Cursor::new(&plain[..])).unwrap();
-    assert_eq!(msg.control().status().map(|s| s.code()), Some(200));
-    let config =
-        <sift_proto::api::ConfigResponse as prost::Message>::decode(msg.content()).unwrap();
-    assert!(config.configs.contains_key(common::USECASE));
+    let inner = bhttp_request("POST", "pir.example", "/config", &config_request());
+    let msg = through_gateway(&http, &base, &keys, &inner).await;
+    assert_eq!(status(&msg), Some(200));
+    assert_has_usecase(&msg);
 
     // Upstream down: an encapsulated 502, not a hang or a gateway crash.
     service.stop().await;
-    let (enc, pending) = ohttp::ClientRequest::from_encoded_config_list(&keys)
-        .unwrap()
-        .encapsulate(&inner)
-        .unwrap();
-    let resp = post_outer(&http, &base, "message/ohttp-req", enc).await;
-    assert_eq!(resp.status(), 200);
-    let plain = pending.decapsulate(&resp.bytes().await.unwrap()).unwrap();
-    let msg = bhttp::Message::read_bhttp(&mut Cursor::new(&plain[..])).unwrap();
-    assert_eq!(msg.control().status().map(|s| s.code()), Some(502));
+    let msg = through_gateway(&http, &base, &keys, &inner).await;
+    assert_eq!(status(&msg), Some(502));
     gateway.stop().await;
 }

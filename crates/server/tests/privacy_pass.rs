@@ -7,28 +7,6 @@ use common::*;
 use sift_client::device::{DeviceClient, ServiceConfig};
 use sift_client::tokens::TokenSource;
 
-fn config_with_tokens(
-    data: &std::path::Path,
-    state: &std::path::Path,
-) -> sift_server::ServerConfig {
-    let text = format!(
-        r#"
-        listen = "127.0.0.1:0"
-        dev_plain_http = true
-        state_dir = "{}"
-        [[users]]
-        tier = "tier1"
-        tokens = ["user-token-1"]
-        [[usecases]]
-        name = "{USECASE}"
-        dataset_dir = "{}"
-        "#,
-        state.display(),
-        data.display()
-    );
-    toml::from_str(&text).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_gate_pir_routes() {
     let tmp = tempfile::tempdir().unwrap();

@@ -17,28 +17,6 @@ use privacypass::public_tokens::{
 };
 use privacypass::{Deserialize as _, Serialize as _, TokenType};
 
-fn config_with_tokens(
-    data: &std::path::Path,
-    state: &std::path::Path,
-) -> sift_server::ServerConfig {
-    toml::from_str(&format!(
-        r#"
-        listen = "127.0.0.1:0"
-        dev_plain_http = true
-        state_dir = "{}"
-        [[users]]
-        tier = "tier1"
-        tokens = ["user-token-1"]
-        [[usecases]]
-        name = "{USECASE}"
-        dataset_dir = "{}"
-        "#,
-        state.display(),
-        data.display()
-    ))
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn independent_client_obtains_and_redeems_a_token() {
     let tmp = tempfile::tempdir().unwrap();

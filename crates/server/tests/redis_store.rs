@@ -54,35 +54,15 @@ fn redis_config(
     cfg
 }
 
-/// Generates a fresh PIR client and uploads its key under the device's key id with `timestamp`
-/// through `dev.base`.
-async fn upload_new_key(dev: &mut Device, resp: &api::ConfigResponse, timestamp: u64) {
-    let cfg = &resp.configs[USECASE];
-    let Some(api::config::Config::PirConfig(pir)) = &cfg.config else {
-        panic!("no PIR config")
-    };
-    let key_config = resp.key_info[0].key_config.clone().unwrap();
-    let shards = sift_client::pirconfig::shard_parameters(pir, &key_config).unwrap();
-    let (client, key) = {
-        let mut rng = rand::thread_rng();
-        let client = sift_pir::client::KeywordPirClient::new(&shards, &mut rng).unwrap();
-        let key = api::EvaluationKey {
-            metadata: Some(api::EvaluationKeyMetadata {
-                timestamp,
-                identifier: dev.key_id.clone(),
-            }),
-            evaluation_key: Some(client.evaluation_key(&mut rng).unwrap()),
-        };
-        (client, key)
-    };
-    let (status, body) = dev
-        .post(
-            "/key",
-            api::EvaluationKeys { keys: vec![key] }.encode_to_vec(),
-        )
-        .await;
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    dev.pir = Some(client);
+/// An evaluation key with metadata but an empty key: enough for the store, not for queries.
+fn placeholder_key(timestamp: u64, identifier: Vec<u8>) -> api::EvaluationKey {
+    api::EvaluationKey {
+        metadata: Some(api::EvaluationKeyMetadata {
+            timestamp,
+            identifier,
+        }),
+        evaluation_key: Some(Default::default()),
+    }
 }
 
 async fn stored_timestamp_via_config(dev: &Device) -> u64 {
@@ -137,7 +117,7 @@ async fn replicas_share_keys_through_redis() {
     // The device rotates its key (same id, new timestamp) through A; B has the old key cached
     // and must notice the replacement, or it would answer with the wrong key.
     dev.base = base_a.clone();
-    upload_new_key(&mut dev, &resp, 1_700_000_500).await;
+    dev.upload_new_key(&resp, 1_700_000_500).await;
     dev.base = base_b.clone();
     assert_eq!(stored_timestamp_via_config(&dev).await, 1_700_000_500);
     assert_eq!(
@@ -148,19 +128,7 @@ async fn replicas_share_keys_through_redis() {
     // Per-user bound (2): two more key ids uploaded through B evict alice's key; A then
     // reports it missing, and queries with it are refused.
     for id in [b"other-1".to_vec(), b"other-2".to_vec()] {
-        let key = api::EvaluationKey {
-            metadata: Some(api::EvaluationKeyMetadata {
-                timestamp: 5,
-                identifier: id,
-            }),
-            evaluation_key: Some(Default::default()),
-        };
-        let (status, _) = dev
-            .post(
-                "/key",
-                api::EvaluationKeys { keys: vec![key] }.encode_to_vec(),
-            )
-            .await;
+        let (status, _) = dev.post_key(placeholder_key(5, id)).await;
         assert_eq!(status, 200);
     }
     dev.base = base_a.clone();
@@ -304,19 +272,7 @@ async fn redis_outage_gives_503() {
     ))
     .await;
     let dev = Device::new(server.addr, "alice");
-    let key = api::EvaluationKey {
-        metadata: Some(api::EvaluationKeyMetadata {
-            timestamp: 1,
-            identifier: vec![1],
-        }),
-        evaluation_key: Some(Default::default()),
-    };
-    let (status, body) = dev
-        .post(
-            "/key",
-            api::EvaluationKeys { keys: vec![key] }.encode_to_vec(),
-        )
-        .await;
+    let (status, body) = dev.post_key(placeholder_key(1, vec![1])).await;
     assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
     // A query naming a stored key needs the store: 503 as well.
     let req = api::Requests {

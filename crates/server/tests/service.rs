@@ -16,13 +16,7 @@ const ROWS: &[(&str, &str)] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_key_query_flow_answers_present_and_absent() {
     let tmp = tempfile::tempdir().unwrap();
-    write_dataset(&tmp.path().join("data"), ROWS, 1, 7);
-    let server = start(config(
-        &tmp.path().join("data"),
-        &tmp.path().join("state"),
-        2,
-    ))
-    .await;
+    let server = start_with_dataset(tmp.path(), ROWS, 1, 7).await;
     let mut dev = Device::new(server.addr, "user-1");
     let resp = dev.setup().await;
     assert_eq!(resp.key_info[0].timestamp, 0, "no key stored before upload");
@@ -105,13 +99,7 @@ async fn sharded_dataset_uses_repeated_shard_config() {
         .map(|i| (format!("site{i}.example"), "1".to_string()))
         .collect();
     let refs: Vec<(&str, &str)> = rows.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-    write_dataset(&tmp.path().join("data"), &refs, 2, 3);
-    let server = start(config(
-        &tmp.path().join("data"),
-        &tmp.path().join("state"),
-        2,
-    ))
-    .await;
+    let server = start_with_dataset(tmp.path(), &refs, 2, 3).await;
     let mut dev = Device::new(server.addr, "u");
     let resp = dev.setup().await;
     let Some(api::config::Config::PirConfig(pir)) = &resp.configs[USECASE].config else {

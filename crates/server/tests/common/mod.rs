@@ -67,8 +67,41 @@ pub fn config(data: &Path, state: &Path, versions_kept: usize) -> sift_server::S
     cfg
 }
 
+/// A server configuration for `data` that requires Privacy Pass tokens, with one user
+/// (`user-token-1`, tier `tier1`) allowed to fetch them.
+pub fn config_with_tokens(data: &Path, state: &Path) -> sift_server::ServerConfig {
+    toml::from_str(&format!(
+        r#"
+        listen = "127.0.0.1:0"
+        dev_plain_http = true
+        state_dir = "{}"
+        [[users]]
+        tier = "tier1"
+        tokens = ["user-token-1"]
+        [[usecases]]
+        name = "{USECASE}"
+        dataset_dir = "{}"
+        "#,
+        state.display(),
+        data.display()
+    ))
+    .unwrap()
+}
+
 pub async fn start(cfg: sift_server::ServerConfig) -> sift_server::RunningServer {
     sift_server::spawn(cfg, None).await.unwrap()
+}
+
+/// Writes `rows` as a dataset into `dir/data` (see [`write_dataset`]) and starts a server on it
+/// with [`config`] (state in `dir/state`, two versions kept).
+pub async fn start_with_dataset<K: AsRef<str>, V: AsRef<str>>(
+    dir: &Path,
+    rows: &[(K, V)],
+    shards: usize,
+    seed: u64,
+) -> sift_server::RunningServer {
+    write_dataset(&dir.join("data"), rows, shards, seed);
+    start(config(&dir.join("data"), &dir.join("state"), 2)).await
 }
 
 /// A device-like client speaking raw protobuf over HTTP.
@@ -116,34 +149,45 @@ impl Device {
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
         let resp = api::ConfigResponse::decode(body.as_slice()).unwrap();
         let cfg = &resp.configs[USECASE];
-        let Some(api::config::Config::PirConfig(pir)) = &cfg.config else {
-            panic!("no PIR config")
-        };
         let key_config = resp.key_info[0].key_config.clone().unwrap();
         self.config_id = cfg.config_id.clone();
         self.key_id = sha2_digest(&key_config.encode_to_vec());
+        self.upload_new_key(&resp, 1_700_000_000).await;
+        resp
+    }
+
+    /// Generates a fresh PIR client for the `/config` answer `resp` and uploads its key under this
+    /// device's key id with `timestamp`; the client then answers this device's lookups.
+    pub async fn upload_new_key(&mut self, resp: &api::ConfigResponse, timestamp: u64) {
+        let Some(api::config::Config::PirConfig(pir)) = &resp.configs[USECASE].config else {
+            panic!("no PIR config")
+        };
+        let key_config = resp.key_info[0].key_config.clone().unwrap();
         let shards = sift_client::pirconfig::shard_parameters(pir, &key_config).unwrap();
         let (client, key) = {
             let mut rng = rand::thread_rng();
             let client = sift_pir::client::KeywordPirClient::new(&shards, &mut rng).unwrap();
             let key = api::EvaluationKey {
                 metadata: Some(api::EvaluationKeyMetadata {
-                    timestamp: 1_700_000_000,
+                    timestamp,
                     identifier: self.key_id.clone(),
                 }),
                 evaluation_key: Some(client.evaluation_key(&mut rng).unwrap()),
             };
             (client, key)
         };
-        let (status, body) = self
-            .post(
-                "/key",
-                api::EvaluationKeys { keys: vec![key] }.encode_to_vec(),
-            )
-            .await;
+        let (status, body) = self.post_key(key).await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
         self.pir = Some(client);
-        resp
+    }
+
+    /// Posts one evaluation key to `/key`.
+    pub async fn post_key(&self, key: api::EvaluationKey) -> (u16, Vec<u8>) {
+        self.post(
+            "/key",
+            api::EvaluationKeys { keys: vec![key] }.encode_to_vec(),
+        )
+        .await
     }
 
     pub fn request(&self, keyword: &str) -> api::Requests {
