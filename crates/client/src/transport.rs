@@ -142,11 +142,7 @@ impl Transport {
         let resp = pending
             .decapsulate(&outer.body)
             .with_context(|| format!("opening the gateway's response to {method} {url}"))?;
-        let content_type = resp
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let content_type = content_type(resp.headers());
         let gzip = resp
             .headers()
             .get(http::header::CONTENT_ENCODING)
@@ -180,11 +176,7 @@ impl Transport {
             .await
             .with_context(|| format!("{method} {url}"))?;
         let status = resp.status().as_u16();
-        let content_type = resp
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let content_type = content_type(resp.headers());
         if resp
             .content_length()
             .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
@@ -205,6 +197,14 @@ impl Transport {
 
 /// Decompresses a gzip body (responses inside OHTTP bypass the HTTP client's decoding), with
 /// the same size cap as any response.
+/// The `Content-Type` of a response, when present and readable as text.
+fn content_type(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 fn gunzip(body: &[u8]) -> anyhow::Result<Bytes> {
     use std::io::Read as _;
     let mut out = Vec::new();
