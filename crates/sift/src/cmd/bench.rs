@@ -114,21 +114,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let dataset = dir.join("dataset");
     eprintln!("building a {}-row dataset", args.rows);
     let t = Instant::now();
-    super::build::run(super::build::Args {
-        inputs: vec![list],
-        output_dir: dataset.clone(),
-        stem: "url".into(),
-        config: None,
-        rlwe_parameters: args.rlwe_parameters.clone(),
-        shard_count: None,
-        entry_count_per_shard: None,
-        hash_function_count: None,
-        key_compression: None,
-        value: "1".into(),
-        seed: 0,
-        prefilter_fp_rate: 0.001,
-        trials_per_shard: Some(1),
-    })?;
+    super::demo::build_list(list, dataset.clone(), args.rlwe_parameters.clone())?;
     let build_secs = t.elapsed().as_secs_f64();
 
     // Half the prepared queries are present keywords spread over the dataset, half absent.
@@ -257,10 +243,11 @@ struct Setup {
     response_bytes: usize,
 }
 
+/// Posts `body` to `url` with the bench device's headers; returns the status and the whole body.
 async fn post(
     http: &reqwest::Client,
     url: &str,
-    body: Vec<u8>,
+    body: impl Into<reqwest::Body>,
 ) -> anyhow::Result<(u16, bytes::Bytes)> {
     let r = http
         .post(url)
@@ -412,15 +399,7 @@ async fn run_level(
                 let body = bodies[i % bodies.len()].clone();
                 i += concurrency;
                 let t = Instant::now();
-                let r = http
-                    .post(&url)
-                    .header("User-Identifier", "bench-user")
-                    .header("User-Agent", "sift-bench iOS/26.0")
-                    .body(body)
-                    .send()
-                    .await?;
-                let status = r.status().as_u16();
-                let _ = r.bytes().await?;
+                let (status, _) = post(&http, &url, body).await?;
                 lat.push(t.elapsed());
                 ensure!(status == 200, "/queries: HTTP {status}");
             }

@@ -46,21 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     eprintln!("== 1/4 building the PIR dataset from the embedded blocklist");
     let dataset = dir.join("dataset");
-    super::build::run(super::build::Args {
-        inputs: vec![list],
-        output_dir: dataset.clone(),
-        stem: "url".into(),
-        config: None,
-        rlwe_parameters: None,
-        shard_count: None,
-        entry_count_per_shard: None,
-        hash_function_count: None,
-        key_compression: None,
-        value: "1".into(),
-        seed: 0,
-        prefilter_fp_rate: 0.001,
-        trials_per_shard: Some(1),
-    })?;
+    build_list(list, dataset.clone(), None)?;
 
     eprintln!("== 2/4 loading the Bloom prefilter `sift build` wrote for the same keys");
     let prefilter = sift_bloom::read_dir(&dataset.join("prefilter"))?.filter;
@@ -133,5 +119,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    })
+}
+
+/// Runs `sift build` on one plain URL list with its default flags (one trial query per shard),
+/// writing the dataset and its prefilter to `dataset`; the local dataset of `sift demo` and
+/// `sift bench serve`. Returns what `sift build` returns.
+pub(super) fn build_list(
+    list: PathBuf,
+    dataset: PathBuf,
+    rlwe_parameters: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    super::build::run(super::build::Args {
+        inputs: vec![list],
+        output_dir: dataset,
+        stem: "url".into(),
+        config: None,
+        rlwe_parameters,
+        shard_count: None,
+        entry_count_per_shard: None,
+        hash_function_count: None,
+        key_compression: None,
+        value: "1".into(),
+        seed: 0,
+        prefilter_fp_rate: 0.001,
+        trials_per_shard: Some(1),
     })
 }
