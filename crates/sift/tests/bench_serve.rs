@@ -1,21 +1,16 @@
 //! `sift bench serve` run tiny: the output has every concurrency level with consistent figures
 //! (shape only; no timing thresholds).
 
-use std::process::Command;
+mod common;
+
+use common::{sift, stdout_of_success};
 
 fn bench(extra: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_sift"))
-        .args(["bench", "serve", "--rows", "1000", "--prepared", "4"])
-        .args(extra)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    stdout_of_success(
+        sift()
+            .args(["bench", "serve", "--rows", "1000", "--prepared", "4"])
+            .args(extra),
+    )
 }
 
 #[test]

@@ -1,28 +1,17 @@
 //! The `sift` binary end to end: the README's main command and the prefilter known answer.
 
-use std::process::Command;
+mod common;
 
-fn sift() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sift"))
-}
+use common::{sift, stdout_of_success};
 
 #[test]
 fn demo_blocks_listed_urls_and_allows_others() {
-    let out = sift()
-        .args([
-            "demo",
-            "https://www.apple.com/url-filter-test",
-            "https://cdn.badsite.example/x",
-            "https://www.example.com/",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = stdout_of_success(sift().args([
+        "demo",
+        "https://www.apple.com/url-filter-test",
+        "https://cdn.badsite.example/x",
+        "https://www.example.com/",
+    ]));
     assert!(
         stdout.contains("BLOCKED  https://www.apple.com/url-filter-test"),
         "{stdout}"

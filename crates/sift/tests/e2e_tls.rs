@@ -4,14 +4,14 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
+
+mod common;
+
+use common::{sift, stdout_of_success};
 
 const USECASE: &str = "com.example.e2e.url.filtering";
 const USER_TOKEN: &str = "e2e-user-token";
-
-fn sift() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sift"))
-}
 
 /// Writes a test CA and a server certificate for 127.0.0.1 signed by it; returns the CA path.
 fn write_tls_material(dir: &Path) -> std::path::PathBuf {
@@ -124,27 +124,21 @@ dataset_dir = "dataset"
     let (_server, base) = start_server(&config);
     assert!(base.starts_with("https://127.0.0.1:"), "{base}");
 
-    let out = sift()
-        .args(["check", "--json", "--usecase", USECASE])
-        .args(["--service", &base, "--issuer", &base, "--gateway", &base])
-        .args(["--user-token", USER_TOKEN, "--ca"])
-        .arg(&ca)
-        .arg("--prefilter")
-        .arg(dataset.join("prefilter"))
-        .args([
-            "https://www.apple.com/url-filter-test",
-            "https://cdn.badsite.example/page?x=1",
-            "https://example.org/tracker/pixel.gif",
-            "https://www.example.com/",
-            "https://example.org/",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "sift check: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = stdout_of_success(
+        sift()
+            .args(["check", "--json", "--usecase", USECASE])
+            .args(["--service", &base, "--issuer", &base, "--gateway", &base])
+            .args(["--user-token", USER_TOKEN, "--ca"])
+            .arg(&ca)
+            .arg("--prefilter")
+            .arg(dataset.join("prefilter"))
+            .args([
+                "https://www.apple.com/url-filter-test",
+                "https://cdn.badsite.example/page?x=1",
+                "https://example.org/tracker/pixel.gif",
+                "https://www.example.com/",
+                "https://example.org/",
+            ]),
     );
     eprintln!("{stdout}");
     let verdicts: Vec<serde_json::Value> = stdout
