@@ -37,21 +37,7 @@ async fn tokens_gate_pir_routes() {
         user_token: "user-token-1".into(),
     };
     let token = src.fetch(&transport).await.unwrap();
-    let post = |auth: String| {
-        let http = reqwest::Client::new();
-        let url = format!("{base}/config");
-        async move {
-            http.post(url)
-                .header("Authorization", auth)
-                .header("User-Identifier", "u")
-                .header("User-Agent", "x iOS/26.0")
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
+    let post = |auth: String| config_status_with_auth(&base, auth);
     assert_eq!(post(token.clone()).await, 200);
     assert_eq!(post(token).await, 401, "replayed token");
     assert_eq!(post("PrivateToken token=AAAA".into()).await, 401);
@@ -91,15 +77,7 @@ async fn tokens_gate_pir_routes() {
         t
     };
     let server = sift_server::spawn(cfg, None).await.unwrap();
-    let status = reqwest::Client::new()
-        .post(format!("http://{}/config", server.addr))
-        .header("Authorization", token)
-        .header("User-Identifier", "u")
-        .header("User-Agent", "x iOS/26.0")
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = config_status_with_auth(&format!("http://{}", server.addr), token).await;
     assert_eq!(status, 200);
     server.stop().await;
 }

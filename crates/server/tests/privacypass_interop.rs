@@ -93,21 +93,7 @@ async fn independent_client_obtains_and_redeems_a_token() {
     *raw.last_mut().unwrap() ^= 1;
     let tampered = format!("PrivateToken token={}", URL_SAFE.encode(&raw));
 
-    let config = |auth: String| {
-        let http = http.clone();
-        let url = format!("{base}/config");
-        async move {
-            http.post(url)
-                .header("Authorization", auth)
-                .header("User-Identifier", "u")
-                .header("User-Agent", "x iOS/26.0")
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
+    let config = |auth: String| config_status_with_auth(&base, auth);
     assert_eq!(config(tampered).await, 401, "tampered token");
     assert_eq!(config(header.clone()).await, 200, "fresh token accepted");
     assert_eq!(config(header).await, 401, "replayed token");

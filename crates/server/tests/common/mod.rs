@@ -104,6 +104,21 @@ pub async fn start_with_dataset<K: AsRef<str>, V: AsRef<str>>(
     start(config(&dir.join("data"), &dir.join("state"), 2)).await
 }
 
+/// Posts an empty `/config` to the server at `base` with `Authorization: auth` (a Privacy Pass
+/// token) and returns the status.
+pub async fn config_status_with_auth(base: &str, auth: String) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{base}/config"))
+        .header("Authorization", auth)
+        .header("User-Identifier", "u")
+        .header("User-Agent", "x iOS/26.0")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// A device-like client speaking raw protobuf over HTTP.
 pub struct Device {
     pub http: reqwest::Client,
