@@ -362,23 +362,16 @@ pub fn error_response(err: &OhttpError) -> http::Response<Bytes> {
     simple_response(err.status(), text)
 }
 
+/// The vector files and their parser, shared with the integration tests.
+#[cfg(test)]
+#[path = "../tests/common/vectors.rs"]
+mod test_vectors;
+
 #[cfg(test)]
 mod tests {
+    use super::test_vectors::{RFC9458, vector};
     use super::*;
     use crate::config::KeyConfig;
-
-    /// Parses `name: hex` lines (comments with `#`) of a vector file.
-    fn vector(text: &str, name: &str) -> Vec<u8> {
-        let line = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.starts_with('#'))
-            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
-            .unwrap_or_else(|| panic!("vector {name} missing"));
-        hex::decode(line.trim()).unwrap()
-    }
-
-    const RFC9458: &str = include_str!("../../../tests/vectors/ohttp/rfc9458_appendix_a.txt");
 
     fn rfc_gateway() -> Gateway {
         let key = GatewayKey::from_secret(
