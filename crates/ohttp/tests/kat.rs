@@ -6,7 +6,19 @@ mod common;
 use common::{RFC9292, RFC9458, rfc_gateway, vector, vector32};
 use sift_ohttp::bhttp::{self, BhttpRequest, BhttpResponse, Field, Limits};
 use sift_ohttp::config::{Aead, KeyConfig, SymmetricSuite, decode_list};
-use sift_ohttp::{ClientRequest, GatewayConfig, OhttpError};
+use sift_ohttp::{ClientRequest, ClientResponse, GatewayConfig, OhttpError};
+
+/// Our client for RFC 9458 Appendix A's key configuration.
+fn rfc_client() -> ClientRequest {
+    ClientRequest::from_encoded_config(&vector(RFC9458, "key_config")).unwrap()
+}
+
+/// The RFC's request encapsulated by [`rfc_client`] with the ephemeral secret `eph`.
+fn rfc_encapsulate(eph: &[u8; 32]) -> (bytes::Bytes, ClientResponse) {
+    rfc_client()
+        .encapsulate_bhttp_with_ephemeral(&vector(RFC9458, "request"), eph)
+        .unwrap()
+}
 
 #[test]
 fn rfc9458_key_config_is_what_the_gateway_publishes() {
@@ -25,15 +37,10 @@ fn rfc9458_key_config_is_what_the_gateway_publishes() {
 
 #[test]
 fn rfc9458_client_reproduces_the_encapsulated_request() {
-    let client = ClientRequest::from_encoded_config(&vector(RFC9458, "key_config")).unwrap();
+    let client = rfc_client();
     assert_eq!(client.key_id(), 1);
     assert_eq!(client.aead(), Aead::Aes128Gcm, "first offered suite");
-    let (enc_request, pending) = client
-        .encapsulate_bhttp_with_ephemeral(
-            &vector(RFC9458, "request"),
-            &vector32(RFC9458, "client_secret_key"),
-        )
-        .unwrap();
+    let (enc_request, pending) = rfc_encapsulate(&vector32(RFC9458, "client_secret_key"));
     assert_eq!(
         hex::encode(&enc_request),
         hex::encode(vector(RFC9458, "encapsulated_request"))
@@ -52,13 +59,7 @@ fn rfc9458_client_reproduces_the_encapsulated_request() {
 
 #[test]
 fn rfc9458_client_decodes_the_response_as_http() {
-    let client = ClientRequest::from_encoded_config(&vector(RFC9458, "key_config")).unwrap();
-    let (_, pending) = client
-        .encapsulate_bhttp_with_ephemeral(
-            &vector(RFC9458, "request"),
-            &vector32(RFC9458, "client_secret_key"),
-        )
-        .unwrap();
+    let (_, pending) = rfc_encapsulate(&vector32(RFC9458, "client_secret_key"));
     let resp = pending
         .decapsulate(&vector(RFC9458, "encapsulated_response"))
         .unwrap();
@@ -94,12 +95,9 @@ fn rfc9458_gateway_decapsulates_and_reproduces_the_encapsulated_response() {
 
 #[test]
 fn rfc9458_wrong_ephemeral_or_tampering_breaks_the_example() {
-    let client = ClientRequest::from_encoded_config(&vector(RFC9458, "key_config")).unwrap();
     let mut eph = vector32(RFC9458, "client_secret_key");
     eph[0] ^= 0x40;
-    let (other, pending) = client
-        .encapsulate_bhttp_with_ephemeral(&vector(RFC9458, "request"), &eph)
-        .unwrap();
+    let (other, pending) = rfc_encapsulate(&eph);
     assert_ne!(other, vector(RFC9458, "encapsulated_request"));
     assert!(matches!(
         pending.decapsulate_bhttp(&vector(RFC9458, "encapsulated_response")),

@@ -22,6 +22,18 @@ fn send(gw: &Gateway, client: &ClientRequest) -> Result<(), OhttpError> {
     Ok(())
 }
 
+/// A client holding the configuration `gw` publishes now.
+fn client_of(gw: &Gateway) -> ClientRequest {
+    ClientRequest::from_encoded_config_list(&gw.key_configs()).unwrap()
+}
+
+/// A freshly generated in-memory key store with `grace` and a gateway serving it.
+fn fresh_gateway(grace: Duration) -> (KeyStore, Gateway) {
+    let store = KeyStore::generate(grace).unwrap();
+    let gw = Gateway::new(&store, GatewayConfig::default()).unwrap();
+    (store, gw)
+}
+
 #[cfg(unix)]
 fn mode(path: &std::path::Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
@@ -35,7 +47,7 @@ fn old_key_works_within_grace_and_only_the_current_key_is_published() {
     let grace = Duration::from_secs(3600);
     let mut store = KeyStore::load_or_generate(&path, grace).unwrap();
     let gw = Gateway::new(&store, GatewayConfig::default()).unwrap();
-    let old_client = ClientRequest::from_encoded_config_list(&gw.key_configs()).unwrap();
+    let old_client = client_of(&gw);
     assert_eq!(old_client.key_id(), 1);
     send(&gw, &old_client).unwrap();
 
@@ -57,7 +69,7 @@ fn old_key_works_within_grace_and_only_the_current_key_is_published() {
     assert_eq!(resp.headers()["content-type"], "application/ohttp-keys");
 
     // Both clients are served during the grace period.
-    let new_client = ClientRequest::from_encoded_config_list(&gw.key_configs()).unwrap();
+    let new_client = client_of(&gw);
     assert_eq!(new_client.key_id(), 2);
     send(&gw, &old_client).unwrap();
     send(&gw, &new_client).unwrap();
@@ -80,9 +92,8 @@ fn old_key_works_within_grace_and_only_the_current_key_is_published() {
 #[test]
 fn old_key_fails_after_grace() {
     let grace = Duration::from_secs(60);
-    let mut store = KeyStore::generate(grace).unwrap();
-    let gw = Gateway::new(&store, GatewayConfig::default()).unwrap();
-    let old_client = ClientRequest::from_encoded_config_list(&gw.key_configs()).unwrap();
+    let (mut store, gw) = fresh_gateway(grace);
+    let old_client = client_of(&gw);
     // Retired 61 s ago: its grace period is over.
     store
         .rotate(SystemTime::now() - grace - Duration::from_secs(1))
@@ -93,7 +104,7 @@ fn old_key_fails_after_grace() {
     assert!(err.is_key_problem());
     assert_eq!(error_response(&err).status(), 400);
     // The client's remedy works: refetch the configuration.
-    let fresh = ClientRequest::from_encoded_config_list(&gw.key_configs()).unwrap();
+    let fresh = client_of(&gw);
     send(&gw, &fresh).unwrap();
     // Pruning drops it from the store as well.
     assert_eq!(store.previous().len(), 1);
@@ -104,9 +115,8 @@ fn old_key_fails_after_grace() {
 #[test]
 fn grace_ends_without_refreshing_the_gateway() {
     let grace = Duration::from_secs(60);
-    let mut store = KeyStore::generate(grace).unwrap();
-    let gw = Gateway::new(&store, GatewayConfig::default()).unwrap();
-    let old_client = ClientRequest::from_encoded_config_list(&gw.key_configs()).unwrap();
+    let (mut store, gw) = fresh_gateway(grace);
+    let old_client = client_of(&gw);
     // Retired so that its grace period ends 2 s from now.
     let margin = Duration::from_secs(2);
     let start = Instant::now();
