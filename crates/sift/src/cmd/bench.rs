@@ -133,15 +133,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let rt = tokio::runtime::Runtime::new()?;
     let report = rt.block_on(async {
-        let cfg: sift_server::ServerConfig = toml::from_str(&format!(
+        let server = super::demo::spawn_server(&format!(
             "listen = \"127.0.0.1:0\"\ndev_plain_http = true\nrequire_tokens = false\n\
              state_dir = {:?}\n[ohttp]\nenabled = false\n\
              [[usecases]]\nname = {USECASE:?}\ndataset_dir = {:?}\n",
             dir.join("state").display().to_string(),
             dataset.display().to_string(),
-        ))?;
-        cfg.validate()?;
-        let server = sift_server::spawn(cfg, None).await?;
+        ))
+        .await?;
         let base = format!("http://{}", server.addr);
         let out = measure(&args, &base, &keywords).await;
         server.stop().await;

@@ -59,15 +59,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.urls
     };
     let all_ok = rt.block_on(async {
-        let cfg: sift_server::ServerConfig = toml::from_str(&format!(
+        let server = spawn_server(&format!(
             "listen = \"127.0.0.1:0\"\ndev_plain_http = true\nstate_dir = {:?}\n\
              [[users]]\ntier = \"tier1\"\ntokens = [{DEMO_USER_TOKEN:?}]\n\
              [[usecases]]\nname = {USECASE:?}\ndataset_dir = {:?}\n",
             dir.join("state").display().to_string(),
             dataset.display().to_string(),
-        ))?;
-        cfg.validate()?;
-        let server = sift_server::spawn(cfg, None).await?;
+        ))
+        .await?;
         eprintln!("   listening on http://{}", server.addr);
 
         eprintln!("== 4/4 checking URLs as a device does (sub-URLs → prefilter → Privacy Pass token → PIR), every request through the OHTTP gateway");
@@ -145,4 +144,12 @@ pub(super) fn build_list(
         prefilter_fp_rate: 0.001,
         trials_per_shard: Some(1),
     })
+}
+
+/// Starts the PIR service from the TOML configuration `text` once it validates; the loopback
+/// server of `sift demo` and `sift bench serve`.
+pub(super) async fn spawn_server(text: &str) -> anyhow::Result<sift_server::RunningServer> {
+    let cfg: sift_server::ServerConfig = toml::from_str(text)?;
+    cfg.validate()?;
+    sift_server::spawn(cfg, None).await
 }
