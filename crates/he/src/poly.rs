@@ -216,18 +216,7 @@ impl Poly {
         if self.format != Format::Eval {
             return Err(HeError::Mismatch("pointwise product needs Eval form"));
         }
-        let n = self.n;
-        for (r, &mi) in self.basis.iter().enumerate() {
-            let m = ctx.modulus(mi);
-            let (a, b) = (
-                &mut self.data[r * n..(r + 1) * n],
-                &other.data[r * n..(r + 1) * n],
-            );
-            for (x, &y) in a.iter_mut().zip(b) {
-                *x = m.mul(*x, y);
-            }
-        }
-        Ok(())
+        self.zip_rows(ctx, other, Modulus::mul)
     }
 
     /// self += a ⊙ b (all Eval, same basis).
