@@ -136,6 +136,34 @@ impl Modulus {
     }
 }
 
+/// ⌊w·2³²/q⌋ for w < q < 2³¹: the Shoup factor of w for 32-bit words.
+#[inline(always)]
+pub(crate) fn shoup32(w: u32, q: u32) -> u32 {
+    (((w as u64) << 32) / q as u64) as u32
+}
+
+/// y·w mod q in [0, 2q) for any u32 y, given ws = shoup32(w) (q < 2³¹).
+#[inline(always)]
+pub(crate) fn mul_shoup32_lazy(y: u32, w: u32, ws: u32, q: u32) -> u32 {
+    let qhat = ((y as u64 * ws as u64) >> 32) as u32;
+    y.wrapping_mul(w).wrapping_sub(qhat.wrapping_mul(q))
+}
+
+/// x mod q for any u32 x, given mu = ⌊2³²/q⌋ (q < 2³¹): Barrett leaves r < 2q, one
+/// conditional subtraction finishes it.
+#[inline(always)]
+pub(crate) fn barrett32(x: u32, q: u32, mu: u32) -> u32 {
+    let qhat = ((x as u64 * mu as u64) >> 32) as u32;
+    let r = x.wrapping_sub(qhat.wrapping_mul(q));
+    r.min(r.wrapping_sub(q))
+}
+
+/// ⌊2³²/q⌋, the Barrett constant of [`barrett32`].
+#[inline(always)]
+pub(crate) fn barrett32_mu(q: u32) -> u32 {
+    ((1u64 << 32) / q as u64) as u32
+}
+
 /// High word of the 128-bit product a·b, as one `mul` that the compiler cannot vectorize.
 ///
 /// LLVM's loop vectorizer turns `((a as u128 * b as u128) >> 64)` in a loop into a

@@ -8,7 +8,7 @@ use num_traits::{ToPrimitive, Zero};
 use rand_core::{CryptoRng, RngCore};
 
 use crate::HeError;
-use crate::arith::Modulus;
+use crate::arith::{Modulus, barrett32, barrett32_mu, mul_shoup32_lazy, shoup32};
 use crate::drbg::{NistAes128Ctr, SEED_LEN};
 use crate::keyprod::{self, Mont32};
 use crate::packing;
@@ -453,33 +453,6 @@ struct KeyRows32 {
     rows: Vec<u32>,
     mont: Vec<Mont32>,
     l: usize,
-}
-
-/// ⌊w·2³²/q⌋ for w < q < 2³¹.
-#[inline(always)]
-fn shoup32(w: u32, q: u32) -> u32 {
-    (((w as u64) << 32) / q as u64) as u32
-}
-
-/// y·w mod q in [0, 2q) for any u32 y, given ws = shoup32(w) (q < 2³¹).
-#[inline(always)]
-fn mul_shoup32_lazy(y: u32, w: u32, ws: u32, q: u32) -> u32 {
-    let qhat = ((y as u64 * ws as u64) >> 32) as u32;
-    y.wrapping_mul(w).wrapping_sub(qhat.wrapping_mul(q))
-}
-
-/// x mod q for any u32 x, given mu = ⌊2³²/q⌋ (q < 2³¹): Barrett leaves r < 2q.
-#[inline(always)]
-fn barrett32(x: u32, q: u32, mu: u32) -> u32 {
-    let qhat = ((x as u64 * mu as u64) >> 32) as u32;
-    let r = x.wrapping_sub(qhat.wrapping_mul(q));
-    r.min(r.wrapping_sub(q))
-}
-
-/// ⌊2³²/q⌋.
-#[inline(always)]
-fn barrett32_mu(q: u32) -> u32 {
-    ((1u64 << 32) / q as u64) as u32
 }
 
 impl KeySwitchKey {

@@ -7,6 +7,8 @@
 //! two 32×32→64-bit multiplies, an add and a shift. On x86-64 with AVX2 that is four
 //! `vpmuludq` lanes working directly on the u64 words, with no packing or unpacking.
 
+use crate::arith::{barrett32, mul_shoup32_lazy};
+
 /// Montgomery constants of an odd modulus q < 2^31: q and q' = −q⁻¹ mod 2^32.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Mont32 {
@@ -117,8 +119,7 @@ pub(crate) fn lift_half(p: &mut [u64], half: u32, pv: u32) {
         return;
     }
     for x in p {
-        let w = *x as u32 + half;
-        *x = w.min(w.wrapping_sub(pv)) as u64;
+        *x = lift_half1(*x, half, pv);
     }
 }
 
@@ -131,8 +132,7 @@ pub(crate) fn reduce_add(dst: &mut [u64], src: &[u64], q: u32, mu: u32, add: u32
         return;
     }
     for (d, &x) in dst.iter_mut().zip(src) {
-        let v = barrett(x as u32, q, mu) + add;
-        *d = v.min(v.wrapping_sub(q)) as u64;
+        *d = reduce_add1(x, q, mu, add);
     }
 }
 
@@ -145,19 +145,29 @@ pub(crate) fn sub_mul(out: &mut [u64], corr: &[u64], q: u32, inv: u32, inv_s: u3
         return;
     }
     for (x, &c) in out.iter_mut().zip(corr) {
-        let d = *x as u32 + q - c as u32;
-        let qhat = ((d as u64 * inv_s as u64) >> 32) as u32;
-        let r = d.wrapping_mul(inv).wrapping_sub(qhat.wrapping_mul(q));
-        *x = r.min(r.wrapping_sub(q)) as u64;
+        *x = sub_mul1(*x, c, q, inv, inv_s);
     }
 }
 
-/// x mod q for x < 2^32 (Barrett, mu = ⌊2^32/q⌋, q < 2^31).
+/// One word of [`lift_half`].
 #[inline(always)]
-fn barrett(x: u32, q: u32, mu: u32) -> u32 {
-    let qhat = ((x as u64 * mu as u64) >> 32) as u32;
-    let r = x.wrapping_sub(qhat.wrapping_mul(q));
-    r.min(r.wrapping_sub(q))
+fn lift_half1(x: u64, half: u32, pv: u32) -> u64 {
+    let w = x as u32 + half;
+    w.min(w.wrapping_sub(pv)) as u64
+}
+
+/// One word of [`reduce_add`].
+#[inline(always)]
+fn reduce_add1(x: u64, q: u32, mu: u32, add: u32) -> u64 {
+    let v = barrett32(x as u32, q, mu) + add;
+    v.min(v.wrapping_sub(q)) as u64
+}
+
+/// One word of [`sub_mul`].
+#[inline(always)]
+fn sub_mul1(x: u64, c: u64, q: u32, inv: u32, inv_s: u32) -> u64 {
+    let r = mul_shoup32_lazy(x as u32 + q - c as u32, inv, inv_s, q);
+    r.min(r.wrapping_sub(q)) as u64
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -231,8 +241,7 @@ mod avx2 {
             store64(x, csub(_mm256_add_epi64(load64(x), h), pvv));
         }
         for x in &mut p[body..] {
-            let w = *x as u32 + half;
-            *x = w.min(w.wrapping_sub(pv)) as u64;
+            *x = super::lift_half1(*x, half, pv);
         }
     }
 
@@ -252,10 +261,7 @@ mod avx2 {
                 let r = csub(_mm256_sub_epi64(x, _mm256_mul_epu32(qhat, qv)), qv);
                 store64(d, csub(_mm256_add_epi64(r, addv), qv));
             },
-            |d, x| {
-                let v = super::barrett(x as u32, q, mu) + add;
-                *d = v.min(v.wrapping_sub(q)) as u64;
-            },
+            |d, x| *d = super::reduce_add1(x, q, mu, add),
         );
     }
 
@@ -275,12 +281,7 @@ mod avx2 {
                 let r = _mm256_sub_epi64(_mm256_mul_epu32(d, iv), _mm256_mul_epu32(qhat, qv));
                 store64(x, csub(r, qv));
             },
-            |x, c| {
-                let d = *x as u32 + q - c as u32;
-                let qhat = ((d as u64 * inv_s as u64) >> 32) as u32;
-                let r = d.wrapping_mul(inv).wrapping_sub(qhat.wrapping_mul(q));
-                *x = r.min(r.wrapping_sub(q)) as u64;
-            },
+            |x, c| *x = super::sub_mul1(*x, c, q, inv, inv_s),
         );
     }
 

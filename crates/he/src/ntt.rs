@@ -11,7 +11,9 @@
 //! No allocation happens per transform.
 
 use crate::HeError;
-use crate::arith::{Modulus, bit_reverse, min_primitive_root, mul_hi_u64};
+use crate::arith::{
+    Modulus, bit_reverse, min_primitive_root, mul_hi_u64, mul_shoup32_lazy, shoup32,
+};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -102,18 +104,6 @@ struct Ntt32 {
     /// Lane-ordered twiddles of the AVX2 kernels (n ≥ 32).
     #[cfg(target_arch = "x86_64")]
     avx2: Option<avx2::Tables>,
-}
-
-#[inline(always)]
-fn shoup32(w: u32, q: u32) -> u32 {
-    (((w as u64) << 32) / q as u64) as u32
-}
-
-/// y·w mod q in [0, 2q) for any u32 y, given ws = shoup32(w).
-#[inline(always)]
-fn mul_shoup32_lazy(y: u32, w: u32, ws: u32, q: u32) -> u32 {
-    let qhat = ((y as u64 * ws as u64) >> 32) as u32;
-    y.wrapping_mul(w).wrapping_sub(qhat.wrapping_mul(q))
 }
 
 impl Ntt32 {
