@@ -452,6 +452,8 @@ impl Eq for KeySwitchKey {}
 struct KeyRows32 {
     rows: Vec<u32>,
     mont: Vec<Mont32>,
+    /// Per ciphertext modulus q_i: (P⁻¹ mod q_i, its Shoup factor), P the special prime.
+    p_inv: Vec<(u32, u32)>,
     l: usize,
 }
 
@@ -478,6 +480,15 @@ impl KeySwitchKey {
                 let mont = (0..l)
                     .map(|i| Mont32::new(ctx.modulus(i).value as u32))
                     .collect::<Option<Vec<_>>>()?;
+                // P⁻¹ mod q_i with its Shoup factor, for the mod-down (None if not coprime).
+                let pv = ctx.modulus(l - 1).value;
+                let p_inv = (0..l - 1)
+                    .map(|i| {
+                        let q = ctx.modulus(i).value as u32;
+                        let inv = ctx.modulus(i).inv(pv)? as u32;
+                        Some((inv, shoup32(inv, q)))
+                    })
+                    .collect::<Option<Vec<_>>>()?;
                 let mut rows = Vec::with_capacity(self.ciphertexts.len() * 2 * l * n);
                 for ct in &self.ciphertexts {
                     if ct.polys.len() != 2 || ct.polys.iter().any(|p| p.basis.len() != l) {
@@ -489,7 +500,12 @@ impl KeySwitchKey {
                         }
                     }
                 }
-                Some(KeyRows32 { rows, mont, l })
+                Some(KeyRows32 {
+                    rows,
+                    mont,
+                    p_inv,
+                    l,
+                })
             })
             .as_ref()
     }

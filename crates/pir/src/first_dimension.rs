@@ -148,23 +148,6 @@ impl Selection32 {
         Ok(())
     }
 
-    /// Fills the buffer from `per_call[c][i]` (Eval ciphertexts of 2 polys over k moduli).
-    pub fn fill(&mut self, k: usize, n: usize, per_call: &[&[Ciphertext]]) -> Result<(), PirError> {
-        let d0 = per_call.first().map_or(0, |c| c.len());
-        self.reset(per_call.len(), d0, k, n);
-        for (call, cts) in per_call.iter().enumerate() {
-            if cts.len() != d0 {
-                return Err(PirError::Corrupted(
-                    "selection counts differ between calls".into(),
-                ));
-            }
-            for (i, c) in cts.iter().enumerate() {
-                self.put(call, i, c)?;
-            }
-        }
-        Ok(())
-    }
-
     fn tile(&self, tile: usize, call: usize, i: usize, poly: usize) -> &[u32] {
         let at = (((tile * self.calls + call) * self.d0 + i) * 2 + poly) * self.block;
         &self.words[at..at + self.block]

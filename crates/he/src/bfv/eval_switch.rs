@@ -240,14 +240,9 @@ impl KeySwitchKey {
         for (out, p) in [(&mut *out0, &mut s.p0), (&mut *out1, &mut s.p1)] {
             ctx.ntt(special).inverse(p);
             keyprod::lift_half(p, half, pv);
-            for i in 0..k {
-                let m = *ctx.modulus(i);
-                let q = m.value as u32;
+            for (i, &(inv, inv_s)) in ks.p_inv.iter().enumerate().take(k) {
+                let q = ctx.modulus(i).value as u32;
                 let mu = barrett32_mu(q);
-                let inv =
-                    m.inv(pv as u64)
-                        .ok_or(HeError::Mismatch("moduli not coprime"))? as u32;
-                let inv_s = shoup32(inv, q);
                 let half_i = barrett32(half, q, mu);
                 keyprod::reduce_add(&mut s.buf, p, q, mu, (q - half_i) % q);
                 ctx.ntt(i).forward(&mut s.buf);
