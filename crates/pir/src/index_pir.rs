@@ -271,6 +271,16 @@ fn compute_response_in(
     let compact = databases
         .iter()
         .all(|d| matches!(d, DatabaseRef::Compact(_)));
+    // The selections are stored for compact databases only when every database is compact.
+    if !compact
+        && databases
+            .iter()
+            .any(|d| matches!(d, DatabaseRef::Compact(_)))
+    {
+        return Err(PirError::InvalidParameters(
+            "compact and Eval databases mixed in one response".into(),
+        ));
+    }
     let ResponseWorkspace {
         expansion: pool,
         selection,
