@@ -17,7 +17,9 @@ use crate::poly::{Context, Format, Poly, sample_cbd, sample_ternary};
 mod eval_switch;
 mod tensor;
 
-pub use eval_switch::{SwitchScratch, apply_galois_eval, apply_galois_eval_into};
+pub use eval_switch::{
+    SwitchScratch, Twist, apply_galois_eval, apply_galois_eval_into, expand_step_eval,
+};
 pub use tensor::{TensorAccumulator, multiply, reduce_u64_rows32};
 
 /// A plaintext in coefficient encoding: n values below t (Apple's `Plaintext<_, Coeff>`).

@@ -149,6 +149,74 @@ pub(crate) fn sub_mul(out: &mut [u64], corr: &[u64], q: u32, inv: u32, inv_s: u3
     }
 }
 
+/// The last pass of a fused expansion step, per coefficient c of one row mod q (< 2^31):
+/// t = (acc − corr)·P⁻¹ mod q (the key switch's rounding division, `inv` = (P⁻¹, Shoup)),
+/// plus `add[c]` when given (σ(c₀) for the first polynomial); then
+/// (plus, minus) ← (plus + t, (plus − t)·w) with w from `w` and its Shoup factors `ws` (low
+/// 32 bits of each word). One pass instead of three over the rows (sub_mul, the σ(c₀)
+/// addition, then the sum/difference with the twist), the integers unchanged.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finish_twist(
+    plus: &mut [u64],
+    minus: &mut [u64],
+    acc: &[u64],
+    corr: &[u64],
+    add: Option<&[u64]>,
+    q: u32,
+    inv: (u32, u32),
+    twist: (&[u64], &[u64]),
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked just above); `avx2::finish_twist` is safe Rust
+        // with AVX2 enabled whose memory accesses are bounds-checked slices.
+        unsafe {
+            match add {
+                Some(a) => avx2::finish_twist::<true>(plus, minus, acc, corr, a, q, inv, twist),
+                None => avx2::finish_twist::<false>(plus, minus, acc, corr, &[], q, inv, twist),
+            }
+        }
+        return;
+    }
+    match add {
+        Some(a) => finish_twist_body::<true>(plus, minus, acc, corr, a, q, inv, twist),
+        None => finish_twist_body::<false>(plus, minus, acc, corr, &[], q, inv, twist),
+    }
+}
+
+/// [`finish_twist`]'s loop, written on u64 lanes with every multiplied operand masked to 32
+/// bits so that the products map to `vpmuludq` when built with AVX2.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn finish_twist_body<const ADD: bool>(
+    plus: &mut [u64],
+    minus: &mut [u64],
+    acc: &[u64],
+    corr: &[u64],
+    add: &[u64],
+    q: u32,
+    (inv, inv_s): (u32, u32),
+    (w, ws): (&[u64], &[u64]),
+) {
+    const LO: u64 = 0xffff_ffff;
+    let n = plus.len();
+    let (minus, acc, corr, w, ws) = (&mut minus[..n], &acc[..n], &corr[..n], &w[..n], &ws[..n]);
+    let add = if ADD { &add[..n] } else { add };
+    let (q, inv, inv_s) = (q as u64, inv as u64, inv_s as u64);
+    let csub = |x: u64| if x >= q { x - q } else { x };
+    for c in 0..n {
+        // Every value below is < 2q < 2^32; the masks only tell the compiler so.
+        let d = ((acc[c] & LO) + q - (corr[c] & LO)) & LO;
+        let t = csub(((d * inv).wrapping_sub(((d * inv_s) >> 32) * q)) & LO);
+        let t = if ADD { csub(t + (add[c] & LO)) } else { t };
+        let a = plus[c] & LO;
+        plus[c] = csub(a + t);
+        let e = (a + q - t) & LO;
+        let (wc, wsc) = (w[c] & LO, ws[c] & LO);
+        minus[c] = csub(((e * wc).wrapping_sub(((e * wsc) >> 32) * q)) & LO);
+    }
+}
+
 /// One word of [`lift_half`].
 #[inline(always)]
 fn lift_half1(x: u64, half: u32, pv: u32) -> u64 {
@@ -282,6 +350,71 @@ mod avx2 {
                 store64(x, csub(r, qv));
             },
             |x, c| *x = super::sub_mul1(*x, c, q, inv, inv_s),
+        );
+    }
+
+    /// x·w mod q in [0, q) for x < 2q and w < q in u64 lanes holding 32-bit values, `ws` the
+    /// Shoup factor ⌊w·2^32/q⌋ (the true remainder is below 2q, so 64-bit lanes are exact).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn mul_shoup(x: __m256i, w: __m256i, ws: __m256i, q: __m256i) -> __m256i {
+        let qhat = _mm256_srli_epi64::<32>(_mm256_mul_epu32(x, ws));
+        csub(
+            _mm256_sub_epi64(_mm256_mul_epu32(x, w), _mm256_mul_epu32(qhat, q)),
+            q,
+        )
+    }
+
+    /// [`super::finish_twist`], four coefficients per step.
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn finish_twist<const ADD: bool>(
+        plus: &mut [u64],
+        minus: &mut [u64],
+        acc: &[u64],
+        corr: &[u64],
+        add: &[u64],
+        q: u32,
+        (inv, inv_s): (u32, u32),
+        (w, ws): (&[u64], &[u64]),
+    ) {
+        let n = plus.len();
+        let (minus, acc, corr, w, ws) = (&mut minus[..n], &acc[..n], &corr[..n], &w[..n], &ws[..n]);
+        let add = if ADD { &add[..n] } else { add };
+        let (qv, iv, isv) = (
+            _mm256_set1_epi64x(q as i64),
+            _mm256_set1_epi64x(inv as i64),
+            _mm256_set1_epi64x(inv_s as i64),
+        );
+        let four = |s: &[u64], c: usize| -> __m256i { load64(s[c..c + 4].try_into().expect("4")) };
+        let body = n - n % 4;
+        for c in (0..body).step_by(4) {
+            let d = _mm256_sub_epi64(_mm256_add_epi64(four(acc, c), qv), four(corr, c));
+            let mut t = mul_shoup(d, iv, isv, qv);
+            if ADD {
+                t = csub(_mm256_add_epi64(t, four(add, c)), qv);
+            }
+            let a = four(plus, c);
+            store64(
+                (&mut plus[c..c + 4]).try_into().expect("4"),
+                csub(_mm256_add_epi64(a, t), qv),
+            );
+            let e = _mm256_sub_epi64(_mm256_add_epi64(a, qv), t);
+            store64(
+                (&mut minus[c..c + 4]).try_into().expect("4"),
+                mul_shoup(e, four(w, c), four(ws, c), qv),
+            );
+        }
+        let add_tail: &[u64] = if ADD { &add[body..] } else { add };
+        super::finish_twist_body::<ADD>(
+            &mut plus[body..],
+            &mut minus[body..],
+            &acc[body..],
+            &corr[body..],
+            add_tail,
+            q,
+            (inv, inv_s),
+            (&w[body..], &ws[body..]),
         );
     }
 
@@ -424,6 +557,57 @@ mod tests {
             assert_eq!(red[i], (lifted[i] % q as u64 + add as u64) % q as u64);
             let d = (before[i] + q as u64 - corr[i]) % q as u64;
             assert_eq!(out[i], d * inv as u64 % q as u64, "{i}");
+        }
+    }
+
+    /// The fused pass equals sub_mul, the optional addition and the twisted sum/difference
+    /// done one after the other, with and without the addition, AVX2 or not.
+    #[test]
+    fn finish_twist_matches_separate_steps() {
+        let q = 134176769u32;
+        let inv = 12345677u32 % q;
+        let inv_s = (((inv as u64) << 32) / q as u64) as u32;
+        let n = 4099;
+        let v = |mul: u64| -> Vec<u64> { (0..n as u64).map(|i| i * mul % q as u64).collect() };
+        let (acc, corr, add, plus0) = (v(97), v(40503), v(2654435761), v(7919));
+        let w = v(104729);
+        let ws: Vec<u64> = w.iter().map(|&x| (x << 32) / q as u64).collect();
+        for with_add in [false, true] {
+            let (mut plus, mut minus) = (plus0.clone(), vec![0u64; n]);
+            let a = with_add.then_some(add.as_slice());
+            finish_twist(
+                &mut plus,
+                &mut minus,
+                &acc,
+                &corr,
+                a,
+                q,
+                (inv, inv_s),
+                (&w, &ws),
+            );
+            let mut portable = (plus0.clone(), vec![0u64; n]);
+            finish_twist_body::<false>(
+                &mut portable.0,
+                &mut portable.1,
+                &acc,
+                &corr,
+                &[],
+                q,
+                (inv, inv_s),
+                (&w, &ws),
+            );
+            let qq = q as u64;
+            for c in 0..n {
+                let mut t = (acc[c] + qq - corr[c]) % qq * inv as u64 % qq;
+                if with_add {
+                    t = (t + add[c]) % qq;
+                }
+                assert_eq!(plus[c], (plus0[c] + t) % qq, "{c}");
+                assert_eq!(minus[c], (plus0[c] + qq - t) % qq * w[c] % qq, "{c}");
+                if !with_add {
+                    assert_eq!((portable.0[c], portable.1[c]), (plus[c], minus[c]));
+                }
+            }
         }
     }
 

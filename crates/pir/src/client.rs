@@ -10,13 +10,14 @@ use crate::PirError;
 use crate::bucket::HashBucket;
 use crate::index_pir;
 use crate::keyword::{hash_indices, keyword_hash};
-use crate::wire::{self, ShardParameters};
+use crate::wire::{self, ShardParameters, SymmetricPirClientConfig};
 
 /// Client for one use case: the shards' parameters and a secret key.
 pub struct KeywordPirClient {
     ctx: Arc<Context>,
     shards: Vec<ShardParameters>,
     sk: SecretKey,
+    symmetric: Option<SymmetricPirClientConfig>,
 }
 
 impl KeywordPirClient {
@@ -25,6 +26,17 @@ impl KeywordPirClient {
         shards: &[pp::PirParameters],
         rng: &mut R,
     ) -> Result<KeywordPirClient, PirError> {
+        let symmetric = match shards.first() {
+            Some(p) => wire::symmetric_pir_client_config(p)?,
+            None => None,
+        };
+        for p in shards {
+            if wire::symmetric_pir_client_config(p)? != symmetric {
+                return Err(PirError::InvalidParameters(
+                    "shards disagree on the symmetric PIR config".into(),
+                ));
+            }
+        }
         let shards = shards
             .iter()
             .map(wire::pir_parameters_from_proto)
@@ -39,7 +51,18 @@ impl KeywordPirClient {
         }
         let ctx = Context::new(first.encryption.clone())?;
         let sk = SecretKey::generate(&ctx, rng);
-        Ok(KeywordPirClient { ctx, shards, sk })
+        Ok(KeywordPirClient {
+            ctx,
+            shards,
+            sk,
+            symmetric,
+        })
+    }
+
+    /// The use case's symmetric-PIR config, when its database is symmetric: the device must then
+    /// run the OPRF first and query keyword′ (`KeywordPirParameters.symmetric_pir_client_config`).
+    pub fn symmetric_pir_client_config(&self) -> Option<&SymmetricPirClientConfig> {
+        self.symmetric.as_ref()
     }
 
     /// The evaluation key for the union of the shards' key configs.

@@ -162,42 +162,6 @@ fn expand_level(
     })
 }
 
-/// (a, b) ← (a + b, (a − b)·w) (mod q < 2^30) with 32-bit Shoup factors `ws`; AVX2 when
-/// present.
-fn add_sub_twist32(q: u32, a: &mut [u64], b: &mut [u64], w: &[u64], ws: &[u64]) {
-    #[inline(always)]
-    fn body(q: u32, a: &mut [u64], b: &mut [u64], w: &[u64], ws: &[u64]) {
-        let n = a.len().min(b.len()).min(w.len()).min(ws.len());
-        let (a, b, w, ws) = (&mut a[..n], &mut b[..n], &w[..n], &ws[..n]);
-        // Written on u64 lanes with 32-bit operands masked, so the products map to `vpmuludq`
-        // on the words as stored (no packing to 32-bit lanes and back).
-        const LO: u64 = 0xffff_ffff;
-        let q = q as u64;
-        for i in 0..n {
-            let (x, y) = (a[i] & LO, b[i] & LO);
-            let s = x + y;
-            a[i] = if s >= q { s - q } else { s };
-            let d = x + q - y;
-            let qhat = (d * (ws[i] & LO)) >> 32;
-            let r = (d * (w[i] & LO)).wrapping_sub(qhat * q) & LO;
-            b[i] = if r >= q { r - q } else { r };
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        fn avx2(q: u32, a: &mut [u64], b: &mut [u64], w: &[u64], ws: &[u64]) {
-            body(q, a, b, w, ws)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
-            unsafe { avx2(q, a, b, w, ws) };
-            return;
-        }
-    }
-    body(q, a, b, w, ws)
-}
-
 /// One expansion step in Eval form, in place: `ct` becomes c + σ(c) and the returned
 /// ciphertext (from the pool) (c − σ(c))·X^(−2^(ℓ−1)).
 fn expand_one_step_eval(
@@ -211,56 +175,19 @@ fn expand_one_step_eval(
         .galois
         .get(&level.g)
         .ok_or_else(|| sift_he::HeError::MissingKey(format!("Galois element {}", level.g)))?;
-    let mut sigma = pool.take();
-    bfv::apply_galois_eval_into(
+    let mut minus = pool.take();
+    bfv::expand_step_eval(
         ctx,
         ct,
         level.g,
+        level.count,
         &level.perm,
         ksk,
+        (&level.mono, &level.mono_shoup),
         &mut pool.scratch,
-        &mut sigma,
+        &mut minus,
     )?;
-    if level.count > 1 {
-        let mut tmp = pool.take();
-        for _ in 1..level.count {
-            bfv::apply_galois_eval_into(
-                ctx,
-                &sigma,
-                level.g,
-                &level.perm,
-                ksk,
-                &mut pool.scratch,
-                &mut tmp,
-            )?;
-            std::mem::swap(&mut sigma, &mut tmp);
-        }
-        pool.recycle([tmp]);
-    }
-    let n = ctx.n;
-    // diff is computed in place over σ(c).
-    for (s, d) in ct.polys.iter_mut().zip(&mut sigma.polys) {
-        for r in 0..s.basis.len() {
-            let m = *ctx.modulus(s.basis[r]);
-            let w = &level.mono[r * n..(r + 1) * n];
-            let ws = &level.mono_shoup[r * n..(r + 1) * n];
-            let (srow, drow) = (
-                &mut s.data[r * n..(r + 1) * n],
-                &mut d.data[r * n..(r + 1) * n],
-            );
-            if m.value < (1 << 30) {
-                add_sub_twist32(m.value as u32, srow, drow, w, ws);
-            } else {
-                for (((a, b), &w), &ws) in srow.iter_mut().zip(drow.iter_mut()).zip(w).zip(ws) {
-                    let (x, c) = (*a, *b);
-                    *a = m.add(x, c);
-                    *b = m.mul_shoup(m.sub(x, c), w, ws);
-                }
-            }
-        }
-    }
-    ct.seed = None;
-    Ok(sigma)
+    Ok(minus)
 }
 
 /// Oblivious expansion of query ciphertexts into `output_count` encrypted 0/1 constants

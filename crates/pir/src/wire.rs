@@ -245,8 +245,11 @@ pub fn pir_parameters_from_proto(p: &pp::PirParameters) -> Result<ShardParameter
         .keyword_pir_params
         .as_ref()
         .ok_or_else(|| bad("missing keyword PIR parameters"))?;
-    if kw.symmetric_pir_client_config.is_some() {
-        return Err(bad("symmetric PIR is not supported"));
+    // Symmetric PIR changes only the rows (keyword′ and encrypted values), not the processing:
+    // validate the client config here; it travels in `PirParameters` (see
+    // [`symmetric_pir_client_config`]).
+    if let Some(c) = &kw.symmetric_pir_client_config {
+        symmetric_pir_client_config_from_proto(c)?;
     }
     let sharding_function = match kw
         .sharding_function
@@ -310,4 +313,133 @@ pub fn pir_parameters_from_proto(p: &pp::PirParameters) -> Result<ShardParameter
         hash_function_count,
         sharding_function,
     })
+}
+
+/// Bytes of the OPRF server public key in `SymmetricPirClientConfig` (compressed P-384 point).
+pub const SYMMETRIC_PIR_PUBLIC_KEY_LEN: usize = 49;
+
+/// Apple's symmetric-PIR configurations (`pir.v1.SymmetricPirConfigType`, UNSPECIFIED excluded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SymmetricPirConfigType {
+    /// VOPRF(P-384, SHA-384) keywords, AES-GCM-192 values (96-bit nonce, 128-bit tag).
+    OprfP384AesGcm192Nonce96Tag128,
+}
+
+/// Apple's `SymmetricPirClientConfig`: what a device needs to run the OPRF before keyword PIR.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SymmetricPirClientConfig {
+    /// The OPRF server's public key, a compressed P-384 point (49 bytes).
+    pub server_public_key: Vec<u8>,
+    /// The configuration type.
+    pub config_type: SymmetricPirConfigType,
+}
+
+/// Symmetric-PIR client config → protobuf.
+pub fn symmetric_pir_client_config_to_proto(
+    c: &SymmetricPirClientConfig,
+) -> pp::SymmetricPirClientConfig {
+    pp::SymmetricPirClientConfig {
+        server_public_key: c.server_public_key.clone(),
+        config_type: match c.config_type {
+            SymmetricPirConfigType::OprfP384AesGcm192Nonce96Tag128 => {
+                pp::SymmetricPirConfigType::OprfP384AesGcm192Nonce96Tag128
+            }
+        } as i32,
+    }
+}
+
+/// Protobuf → symmetric-PIR client config. Rejects an UNSPECIFIED or unknown type (as Apple's
+/// conversion does) and a public key that is not a 49-byte compressed point encoding (the point
+/// itself is checked by the OPRF client).
+pub fn symmetric_pir_client_config_from_proto(
+    c: &pp::SymmetricPirClientConfig,
+) -> Result<SymmetricPirClientConfig, PirError> {
+    let bad = |m: String| PirError::InvalidParameters(m);
+    let config_type =
+        if c.config_type == pp::SymmetricPirConfigType::OprfP384AesGcm192Nonce96Tag128 as i32 {
+            SymmetricPirConfigType::OprfP384AesGcm192Nonce96Tag128
+        } else {
+            return Err(bad(format!(
+                "unsupported symmetric PIR config type {}",
+                c.config_type
+            )));
+        };
+    let k = &c.server_public_key;
+    if k.len() != SYMMETRIC_PIR_PUBLIC_KEY_LEN || !matches!(k[0], 2 | 3) {
+        return Err(bad(format!(
+            "symmetric PIR server public key of {} bytes is not a compressed P-384 point",
+            k.len()
+        )));
+    }
+    Ok(SymmetricPirClientConfig {
+        server_public_key: k.clone(),
+        config_type,
+    })
+}
+
+/// The symmetric-PIR client config a shard's `PirParameters` carries (in
+/// `keyword_pir_params.symmetric_pir_client_config`), if any.
+pub fn symmetric_pir_client_config(
+    p: &pp::PirParameters,
+) -> Result<Option<SymmetricPirClientConfig>, PirError> {
+    p.keyword_pir_params
+        .as_ref()
+        .and_then(|k| k.symmetric_pir_client_config.as_ref())
+        .map(symmetric_pir_client_config_from_proto)
+        .transpose()
+}
+
+/// Sets (or clears) the symmetric-PIR client config of a shard's `PirParameters`, as
+/// `PIRProcessDatabase` writes it for a symmetric-PIR database.
+pub fn set_symmetric_pir_client_config(
+    p: &mut pp::PirParameters,
+    c: Option<&SymmetricPirClientConfig>,
+) {
+    p.keyword_pir_params
+        .get_or_insert_with(Default::default)
+        .symmetric_pir_client_config = c.map(symmetric_pir_client_config_to_proto);
+}
+
+#[cfg(test)]
+mod symmetric_tests {
+    use super::*;
+
+    fn config(key: Vec<u8>) -> SymmetricPirClientConfig {
+        SymmetricPirClientConfig {
+            server_public_key: key,
+            config_type: SymmetricPirConfigType::OprfP384AesGcm192Nonce96Tag128,
+        }
+    }
+
+    #[test]
+    fn symmetric_config_round_trips_through_parameters_and_text() {
+        let mut key = vec![3u8; SYMMETRIC_PIR_PUBLIC_KEY_LEN];
+        key[1] = 0x0a;
+        let c = config(key);
+        let mut p = pp::PirParameters::default();
+        assert_eq!(symmetric_pir_client_config(&p).unwrap(), None);
+        set_symmetric_pir_client_config(&mut p, Some(&c));
+        assert_eq!(symmetric_pir_client_config(&p).unwrap(), Some(c.clone()));
+        let text = sift_proto::to_text(&p).unwrap();
+        assert!(
+            text.contains("SYMMETRIC_PIR_CONFIG_TYPE_OPRF_P384_AES_GCM_192_NONCE_96_TAG_128"),
+            "{text}"
+        );
+        let back: pp::PirParameters = sift_proto::from_text(&text).unwrap();
+        assert_eq!(symmetric_pir_client_config(&back).unwrap(), Some(c));
+        set_symmetric_pir_client_config(&mut p, None);
+        assert_eq!(symmetric_pir_client_config(&p).unwrap(), None);
+    }
+
+    #[test]
+    fn bad_symmetric_configs_are_rejected() {
+        let mut proto = symmetric_pir_client_config_to_proto(&config(vec![2u8; 49]));
+        assert!(symmetric_pir_client_config_from_proto(&proto).is_ok());
+        proto.config_type = 0;
+        assert!(symmetric_pir_client_config_from_proto(&proto).is_err());
+        for key in [vec![2u8; 48], vec![4u8; 49], vec![]] {
+            let proto = symmetric_pir_client_config_to_proto(&config(key));
+            assert!(symmetric_pir_client_config_from_proto(&proto).is_err());
+        }
+    }
 }

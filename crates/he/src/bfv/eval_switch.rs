@@ -17,6 +17,11 @@ pub struct SwitchScratch {
     wide0: Vec<u128>,
     wide1: Vec<u128>,
     digits: Vec<u64>,
+    /// σ(c₀) rows and the key switch's rows before the rounding division (fused expansion
+    /// step only).
+    sigma0: Vec<u64>,
+    u0: Vec<u64>,
+    u1: Vec<u64>,
 }
 
 impl KeySwitchKey {
@@ -193,23 +198,61 @@ impl KeySwitchKey {
         out1: &mut [u64],
         scratch: &mut SwitchScratch,
     ) -> Result<(), HeError> {
+        let s = scratch;
+        self.key_products_small(
+            ctx,
+            k,
+            ks,
+            (target_coeff, target_eval),
+            (&mut *out0, &mut *out1),
+            &mut s.digits,
+            (&mut s.p0, &mut s.p1),
+        );
+        let n = ctx.n;
+        mod_down_small(
+            ctx,
+            k,
+            ks,
+            (&mut s.p0, &mut s.p1),
+            &mut s.buf,
+            |p, i, corr| {
+                let out = if p == 0 { &mut *out0 } else { &mut *out1 };
+                let q = ctx.modulus(i).value as u32;
+                let (inv, inv_s) = ks.p_inv[i];
+                keyprod::sub_mul(&mut out[i * n..(i + 1) * n], corr, q, inv, inv_s);
+            },
+        );
+        Ok(())
+    }
+
+    /// The digit products of a key switch over moduli below 2^30: per output modulus, the
+    /// digits in Eval form (the target's own Eval row for its modulus, else the digit reduced
+    /// and NTT'd), then the Montgomery dot product with the key rows. The k ciphertext moduli's
+    /// rows go to `out`, the special prime's to `special_rows`.
+    #[allow(clippy::too_many_arguments)]
+    fn key_products_small(
+        &self,
+        ctx: &Context,
+        k: usize,
+        ks: &KeyRows32,
+        (target_coeff, target_eval): (&[u64], &[u64]),
+        (out0, out1): (&mut [u64], &mut [u64]),
+        digits: &mut Vec<u64>,
+        (p0, p1): (&mut Vec<u64>, &mut Vec<u64>),
+    ) {
         let n = ctx.n;
         let l = ks.l;
         let special = l - 1;
-        let s = scratch;
-        s.buf.resize(n, 0);
-        s.p0.resize(n, 0);
-        s.p1.resize(n, 0);
+        p0.resize(n, 0);
+        p1.resize(n, 0);
         let row = |j: usize, p: usize, mi: usize| ((j * 2 + p) * l + mi) * n;
-        // Per output modulus: the digits in Eval form (the target's own Eval row for j = r,
-        // else the digit reduced and NTT'd), then the Montgomery dot product with the key.
-        s.digits.resize(k * n, 0);
+        digits.resize(k * n, 0);
         for r in 0..=k {
             let mi = if r < k { r } else { special };
             let q = ctx.modulus(mi).value as u32;
             let mu = barrett32_mu(q);
             for j in (0..k).filter(|&j| j != r) {
-                let d = &mut s.digits[j * n..(j + 1) * n];
+                let d = &mut digits[j * n..(j + 1) * n];
                 keyprod::reduce_add(d, &target_coeff[j * n..(j + 1) * n], q, mu, 0);
                 ctx.ntt(mi).forward(d);
             }
@@ -218,7 +261,7 @@ impl KeySwitchKey {
                     if j == r {
                         &target_eval[j * n..(j + 1) * n]
                     } else {
-                        &s.digits[j * n..(j + 1) * n]
+                        &digits[j * n..(j + 1) * n]
                     }
                 })
                 .collect();
@@ -230,26 +273,41 @@ impl KeySwitchKey {
             let (d0, d1): (&mut [u64], &mut [u64]) = if r < k {
                 (&mut out0[r * n..(r + 1) * n], &mut out1[r * n..(r + 1) * n])
             } else {
-                (&mut s.p0, &mut s.p1)
+                (&mut p0[..], &mut p1[..])
             };
             crate::keyprod::dot_redc(ks.mont[mi], &srcs, &keys(0), &keys(1), d0, d1);
         }
-        // Rounding division by P as in `switch_eval`, in 32-bit lanes.
-        let pv = ctx.modulus(special).value as u32;
-        let half = pv >> 1;
-        for (out, p) in [(&mut *out0, &mut s.p0), (&mut *out1, &mut s.p1)] {
-            ctx.ntt(special).inverse(p);
-            keyprod::lift_half(p, half, pv);
-            for (i, &(inv, inv_s)) in ks.p_inv.iter().enumerate().take(k) {
-                let q = ctx.modulus(i).value as u32;
-                let mu = barrett32_mu(q);
-                let half_i = barrett32(half, q, mu);
-                keyprod::reduce_add(&mut s.buf, p, q, mu, (q - half_i) % q);
-                ctx.ntt(i).forward(&mut s.buf);
-                keyprod::sub_mul(&mut out[i * n..(i + 1) * n], &s.buf, q, inv, inv_s);
-            }
+    }
+}
+
+/// The rounding division by the special prime P of a key switch over moduli below 2^30, on
+/// the NTT side: per polynomial p (0, 1) and ciphertext modulus i, the correction row
+/// ([x_P + ⌊P/2⌋]_P − ⌊P/2⌋ taken to Eval form mod q_i) is handed to `finish(p, i, corr)`,
+/// which computes (x − corr)·P⁻¹ in whatever pass suits its caller.
+fn mod_down_small(
+    ctx: &Context,
+    k: usize,
+    ks: &KeyRows32,
+    (p0, p1): (&mut [u64], &mut [u64]),
+    buf: &mut Vec<u64>,
+    mut finish: impl FnMut(usize, usize, &[u64]),
+) {
+    let n = ctx.n;
+    let special = ks.l - 1;
+    buf.resize(n, 0);
+    let pv = ctx.modulus(special).value as u32;
+    let half = pv >> 1;
+    for (poly, p) in [p0, p1].into_iter().enumerate() {
+        ctx.ntt(special).inverse(p);
+        keyprod::lift_half(p, half, pv);
+        for i in 0..k {
+            let q = ctx.modulus(i).value as u32;
+            let mu = barrett32_mu(q);
+            let half_i = barrett32(half, q, mu);
+            keyprod::reduce_add(buf, p, q, mu, (q - half_i) % q);
+            ctx.ntt(i).forward(buf);
+            finish(poly, i, buf);
         }
-        Ok(())
     }
 }
 
@@ -285,37 +343,9 @@ pub fn apply_galois_eval_into(
     scratch: &mut SwitchScratch,
     out: &mut Ciphertext,
 ) -> Result<(), HeError> {
-    if ct.polys.len() != 2 || ct.format() != Format::Eval || ct.correction_factor != 1 {
-        return Err(HeError::Mismatch(
-            "Eval Galois needs a 2-polynomial Eval ciphertext",
-        ));
-    }
     let n = ctx.n;
-    if perm.len() != n || g % 2 == 0 || g <= 1 || g >= 2 * n {
-        return Err(HeError::InvalidGaloisElement(g));
-    }
-    let k = ct.polys[0].basis.len();
-    if ct.polys.iter().any(|p| p.basis.iter().copied().ne(0..k)) {
-        return Err(HeError::Mismatch("Eval Galois needs ciphertext moduli"));
-    }
-    out.polys.truncate(2);
-    while out.polys.len() < 2 {
-        out.polys.push(Poly {
-            format: Format::Eval,
-            basis: Vec::new(),
-            n,
-            data: Vec::new(),
-        });
-    }
-    for p in &mut out.polys {
-        p.format = Format::Eval;
-        p.n = n;
-        p.basis.clear();
-        p.basis.extend(0..k);
-        p.data.resize(k * n, 0);
-    }
-    out.correction_factor = 1;
-    out.seed = None;
+    let k = check_eval_galois(ctx, ct, g, perm)?;
+    shape_eval(out, k, n);
     // σ(c₁) in both forms: the Eval rows by permutation, the Coeff rows by inverse NTT of those.
     // One gather writes both copies (no second pass over the rows).
     let mut c1_eval = std::mem::take(&mut scratch.eval);
@@ -357,5 +387,196 @@ pub fn apply_galois_eval_into(
             *d = m.add(*d, s[p as usize]);
         }
     }
+    Ok(())
+}
+
+/// Checks an Eval Galois step's operands: a 2-poly Eval ciphertext over the first k moduli
+/// (returns k) and a valid element g with its n-entry permutation.
+fn check_eval_galois(
+    ctx: &Context,
+    ct: &Ciphertext,
+    g: usize,
+    perm: &[u32],
+) -> Result<usize, HeError> {
+    if ct.polys.len() != 2 || ct.format() != Format::Eval || ct.correction_factor != 1 {
+        return Err(HeError::Mismatch(
+            "Eval Galois needs a 2-polynomial Eval ciphertext",
+        ));
+    }
+    let n = ctx.n;
+    if perm.len() != n || g % 2 == 0 || g <= 1 || g >= 2 * n {
+        return Err(HeError::InvalidGaloisElement(g));
+    }
+    let k = ct.polys[0].basis.len();
+    if ct.polys.iter().any(|p| p.basis.iter().copied().ne(0..k)) {
+        return Err(HeError::Mismatch("Eval Galois needs ciphertext moduli"));
+    }
+    Ok(k)
+}
+
+/// Shapes `out` as a 2-poly Eval ciphertext over the first k moduli, reusing its buffers
+/// (resized, not zeroed: the caller overwrites every word).
+fn shape_eval(out: &mut Ciphertext, k: usize, n: usize) {
+    out.polys.truncate(2);
+    while out.polys.len() < 2 {
+        out.polys.push(Poly {
+            format: Format::Eval,
+            basis: Vec::new(),
+            n,
+            data: Vec::new(),
+        });
+    }
+    for p in &mut out.polys {
+        p.format = Format::Eval;
+        p.n = n;
+        p.basis.clear();
+        p.basis.extend(0..k);
+        p.data.resize(k * n, 0);
+    }
+    out.correction_factor = 1;
+    out.seed = None;
+}
+
+/// A twist row set for [`expand_step_eval`]: w in Eval form (k rows of n words) and its Shoup
+/// factors, ⌊w·2^32/q⌋ for moduli below 2^30 and ⌊w·2^64/q⌋ otherwise.
+pub type Twist<'a> = (&'a [u64], &'a [u64]);
+
+/// One step of the PIR query expansion on an Eval-form 2-poly ciphertext c over the first k
+/// moduli: with c′ = σ(c) switched back to the secret key, where σ is the automorphism g
+/// applied `count` times (`perm` its Eval permutation), c ← c + c′ and `minus` ←
+/// (c − c′)·w for the twist w. The same integers as [`apply_galois_eval_into`] followed by
+/// the sum and the twisted difference; for moduli below 2^30 and one application the key
+/// switch's rounding division, σ(c₀) and both outputs come out of a single pass per row.
+#[allow(clippy::too_many_arguments)]
+pub fn expand_step_eval(
+    ctx: &Context,
+    ct: &mut Ciphertext,
+    g: usize,
+    count: usize,
+    perm: &[u32],
+    ksk: &KeySwitchKey,
+    twist: Twist,
+    scratch: &mut SwitchScratch,
+    minus: &mut Ciphertext,
+) -> Result<(), HeError> {
+    let n = ctx.n;
+    let k = check_eval_galois(ctx, ct, g, perm)?;
+    if twist.0.len() != k * n || twist.1.len() != k * n || count == 0 {
+        return Err(HeError::Mismatch("expansion twist rows"));
+    }
+    let rows = (count == 1)
+        .then(|| ksk.rows32(ctx))
+        .flatten()
+        .filter(|ks| ks.mont.iter().all(|m| m.fits(k)));
+    let Some(ks) = rows else {
+        return expand_step_generic(ctx, ct, g, count, perm, ksk, twist, scratch, minus);
+    };
+    shape_eval(minus, k, n);
+    ct.seed = None;
+    let s = scratch;
+    let mut c1_eval = std::mem::take(&mut s.eval);
+    let mut coeff = std::mem::take(&mut s.coeff);
+    let mut sigma0 = std::mem::take(&mut s.sigma0);
+    let (mut u0, mut u1) = (std::mem::take(&mut s.u0), std::mem::take(&mut s.u1));
+    for v in [&mut c1_eval, &mut coeff, &mut sigma0, &mut u0, &mut u1] {
+        v.resize(k * n, 0);
+    }
+    // σ(c₁) in both forms and σ(c₀), one gather each per row.
+    for r in 0..k {
+        let rows = r * n..(r + 1) * n;
+        let (src0, src1) = (ct.polys[0].row(r), ct.polys[1].row(r));
+        for (((e, c), s0), &p) in c1_eval[rows.clone()]
+            .iter_mut()
+            .zip(&mut coeff[rows.clone()])
+            .zip(&mut sigma0[rows.clone()])
+            .zip(perm)
+        {
+            let v = src1[p as usize];
+            *e = v;
+            *c = v;
+            *s0 = src0[p as usize];
+        }
+        ctx.ntt(r).inverse(&mut coeff[rows]);
+    }
+    ksk.key_products_small(
+        ctx,
+        k,
+        ks,
+        (&coeff, &c1_eval),
+        (&mut u0, &mut u1),
+        &mut s.digits,
+        (&mut s.p0, &mut s.p1),
+    );
+    let (plus, minus) = (&mut ct.polys, &mut minus.polys);
+    mod_down_small(
+        ctx,
+        k,
+        ks,
+        (&mut s.p0, &mut s.p1),
+        &mut s.buf,
+        |p, i, corr| {
+            let rows = i * n..(i + 1) * n;
+            let acc = if p == 0 { &u0 } else { &u1 };
+            keyprod::finish_twist(
+                &mut plus[p].data[rows.clone()],
+                &mut minus[p].data[rows.clone()],
+                &acc[rows.clone()],
+                corr,
+                (p == 0).then(|| &sigma0[rows.clone()]),
+                ctx.modulus(i).value as u32,
+                ks.p_inv[i],
+                (&twist.0[rows.clone()], &twist.1[rows]),
+            );
+        },
+    );
+    s.eval = c1_eval;
+    s.coeff = coeff;
+    s.sigma0 = sigma0;
+    s.u0 = u0;
+    s.u1 = u1;
+    Ok(())
+}
+
+/// [`expand_step_eval`] for any moduli and repeated applications: the Galois steps one by
+/// one, then the sum and the twisted difference in a second pass.
+#[allow(clippy::too_many_arguments)]
+fn expand_step_generic(
+    ctx: &Context,
+    ct: &mut Ciphertext,
+    g: usize,
+    count: usize,
+    perm: &[u32],
+    ksk: &KeySwitchKey,
+    (w, _): Twist,
+    scratch: &mut SwitchScratch,
+    minus: &mut Ciphertext,
+) -> Result<(), HeError> {
+    apply_galois_eval_into(ctx, ct, g, perm, ksk, scratch, minus)?;
+    let mut tmp = Ciphertext {
+        polys: Vec::new(),
+        correction_factor: 1,
+        seed: None,
+    };
+    for _ in 1..count {
+        apply_galois_eval_into(ctx, minus, g, perm, ksk, scratch, &mut tmp)?;
+        std::mem::swap(minus, &mut tmp);
+    }
+    let n = ctx.n;
+    for (s, d) in ct.polys.iter_mut().zip(&mut minus.polys) {
+        for r in 0..s.basis.len() {
+            let m = *ctx.modulus(s.basis[r]);
+            let rows = r * n..(r + 1) * n;
+            for ((a, b), &w) in s.data[rows.clone()]
+                .iter_mut()
+                .zip(&mut d.data[rows.clone()])
+                .zip(&w[rows])
+            {
+                let (x, c) = (*a, *b);
+                *a = m.add(x, c);
+                *b = m.mul(m.sub(x, c), w);
+            }
+        }
+    }
+    ct.seed = None;
     Ok(())
 }

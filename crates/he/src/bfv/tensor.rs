@@ -331,11 +331,12 @@ impl TensorPlan {
 
     /// The auxiliary rows of the centered lift in 32-bit lanes (coefficient passes that
     /// vectorize): Garner digits, sign from the digits of ⌊Q/2⌋, Horner per auxiliary modulus.
+    /// `aux` holds the auxiliary rows only (row a is extended modulus k + a).
     #[inline(always)]
-    fn lift_small_body(&self, sl: &SmallLift, n: usize, coeff: &[u64], out: &mut [u64]) {
+    fn lift_small_body(&self, sl: &SmallLift, n: usize, coeff: &[u64], aux: &mut [u64]) {
         let k = self.k;
         if k == 2 {
-            self.lift2_small_body(sl, n, coeff, out);
+            self.lift2_small_body(sl, n, coeff, aux);
             return;
         }
         let moduli: Vec<u32> = self.ext_moduli[..k]
@@ -349,7 +350,7 @@ impl TensorPlan {
             let j = k + a;
             let q = self.ext_moduli[j].value as u32;
             let mu = barrett32_mu(q);
-            let row = &mut out[j * n..(j + 1) * n];
+            let row = &mut aux[a * n..(a + 1) * n];
             let (q64, mu64) = (q as u64, mu as u64);
             row.fill(0);
             for i in (0..k).rev() {
@@ -366,14 +367,18 @@ impl TensorPlan {
     }
 
     /// [`TensorPlan::lift_small_body`] for two moduli, in u64 lanes (masked 32-bit operands
-    /// map to `vpmuludq`): one pass for the upper Garner digit d₁ = (x₁ − x₀)·q₀⁻¹ mod q₁ and
-    /// the sign, then per auxiliary modulus m one pass for x₀ + (q₀ mod m)·d₁ (minus Q mod m for
-    /// the negative half). Same integers as the general path.
+    /// map to `vpmuludq`), a block of coefficients at a time so that nothing is allocated and
+    /// the block's intermediates stay in L1: one pass for the upper Garner digit
+    /// d₁ = (x₁ − x₀)·q₀⁻¹ mod q₁ and the sign, then per auxiliary modulus m one pass for
+    /// x₀ + (q₀ mod m)·d₁ (minus Q mod m for the negative half). Same integers as the general
+    /// path.
     #[inline(always)]
-    fn lift2_small_body(&self, sl: &SmallLift, n: usize, coeff: &[u64], out: &mut [u64]) {
+    fn lift2_small_body(&self, sl: &SmallLift, n: usize, coeff: &[u64], aux: &mut [u64]) {
         const LO: u64 = 0xffff_ffff;
+        const BLOCK: usize = 256;
         #[inline(always)]
         fn shoup(x: u64, w: u64, ws: u64, q: u64) -> u64 {
+            let x = x & LO;
             let r = (x * w).wrapping_sub(((x * ws) >> 32) * q) & LO;
             if r >= q { r - q } else { r }
         }
@@ -381,47 +386,83 @@ impl TensorPlan {
         let mu1 = barrett32_mu(q1 as u32) as u64;
         let (w, ws) = (sl.inv[1][0].0 as u64, sl.inv[1][0].1 as u64);
         let (h0, h1) = (sl.half[0] as u64, sl.half[1] as u64);
-        let (x0s, x1s) = (&coeff[..n], &coeff[n..2 * n]);
-        let mut d1s = vec![0u64; n];
-        let mut neg = vec![0u64; n];
-        for c in 0..n {
-            let (x0, x1) = (x0s[c] & LO, x1s[c] & LO);
-            let d1 = shoup(x1 + q1 - barrett64(x0, q1, mu1), w, ws, q1);
-            d1s[c] = d1;
-            neg[c] = ((d1 > h1) | ((d1 == h1) & (x0 > h0))) as u64;
-        }
-        for (a, (rad, qm)) in sl.aux.iter().enumerate() {
-            let m = self.ext_moduli[2 + a].value;
-            let mu = barrett32_mu(m as u32) as u64;
-            let (r0, r0s) = (rad[0].0 as u64, rad[0].1 as u64);
-            let qm = *qm as u64;
-            let row = &mut out[(2 + a) * n..(3 + a) * n];
-            for c in 0..n {
-                let b0 = barrett64(x0s[c] & LO, m, mu);
-                let b1 = barrett64(d1s[c], m, mu);
-                let v = shoup(b1, r0, r0s, m) + b0;
-                let v = if v >= m { v - m } else { v };
-                let nv = v + m - qm;
-                let nv = if nv >= m { nv - m } else { nv };
-                row[c] = if neg[c] != 0 { nv } else { v };
+        let aux_consts: Vec<(u64, u64, u64, u64, u64)> = sl
+            .aux
+            .iter()
+            .enumerate()
+            .map(|(a, (rad, qm))| {
+                let m = self.ext_moduli[2 + a].value;
+                let mu = barrett32_mu(m as u32) as u64;
+                (m, mu, rad[0].0 as u64, rad[0].1 as u64, *qm as u64)
+            })
+            .collect();
+        let mut d1s = [0u64; BLOCK];
+        let mut neg = [0u64; BLOCK];
+        for start in (0..n).step_by(BLOCK) {
+            let len = BLOCK.min(n - start);
+            let (x0s, x1s) = (
+                &coeff[start..start + len],
+                &coeff[n + start..n + start + len],
+            );
+            for c in 0..len {
+                let (x0, x1) = (x0s[c] & LO, x1s[c] & LO);
+                let d1 = shoup(x1 + q1 - barrett64(x0, q1, mu1), w, ws, q1);
+                d1s[c] = d1;
+                neg[c] = ((d1 > h1) | ((d1 == h1) & (x0 > h0))) as u64;
+            }
+            for (a, &(m, mu, r0, r0s, qm)) in aux_consts.iter().enumerate() {
+                let row = &mut aux[a * n + start..a * n + start + len];
+                for c in 0..len {
+                    let b0 = barrett64(x0s[c] & LO, m, mu);
+                    let b1 = barrett64(d1s[c], m, mu);
+                    let v = shoup(b1, r0, r0s, m) + b0;
+                    let v = if v >= m { v - m } else { v };
+                    let nv = v + m - qm;
+                    let nv = if nv >= m { nv - m } else { nv };
+                    row[c] = if neg[c] != 0 { nv } else { v };
+                }
             }
         }
     }
 
-    fn lift_small(&self, sl: &SmallLift, n: usize, coeff: &[u64], out: &mut [u64]) {
+    /// The auxiliary rows (Coeff form) of the centered lift of the k rows `coeff` into `aux`.
+    fn lift_small(&self, sl: &SmallLift, n: usize, coeff: &[u64], aux: &mut [u64]) {
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2")]
-            fn avx2(p: &TensorPlan, sl: &SmallLift, n: usize, coeff: &[u64], out: &mut [u64]) {
-                p.lift_small_body(sl, n, coeff, out)
+            fn avx2(p: &TensorPlan, sl: &SmallLift, n: usize, coeff: &[u64], aux: &mut [u64]) {
+                p.lift_small_body(sl, n, coeff, aux)
             }
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
-                unsafe { avx2(self, sl, n, coeff, out) };
+                unsafe { avx2(self, sl, n, coeff, aux) };
                 return;
             }
         }
-        self.lift_small_body(sl, n, coeff, out)
+        self.lift_small_body(sl, n, coeff, aux)
+    }
+
+    /// The auxiliary rows, in Eval form, of the centered lift of an Eval poly over the k
+    /// ciphertext moduli (its own rows are the lift's first k rows, unchanged): inverse NTT of
+    /// a copy in `scratch`, the 32-bit lift, forward NTT of each auxiliary row in `aux`.
+    fn lift_aux_eval_small(
+        &self,
+        ctx: &Context,
+        sl: &SmallLift,
+        p: &Poly,
+        aux: &mut [u64],
+        scratch: &mut Vec<u64>,
+    ) {
+        let n = ctx.n;
+        scratch.clear();
+        scratch.extend_from_slice(&p.data);
+        for (r, &mi) in p.basis.iter().enumerate() {
+            ctx.ntt(mi).inverse(&mut scratch[r * n..(r + 1) * n]);
+        }
+        self.lift_small(sl, n, scratch, aux);
+        for (a, &mi) in self.ext[self.k..].iter().enumerate() {
+            ctx.ntt(mi).forward(&mut aux[a * n..(a + 1) * n]);
+        }
     }
 
     /// Centered lift of a poly over q_0..q_{k−1} to the extended basis, in Eval form. `eval`,
@@ -458,7 +499,7 @@ impl TensorPlan {
             scratch
         };
         if let Some(sl) = &self.small {
-            self.lift_small(sl, n, coeff, &mut out.data);
+            self.lift_small(sl, n, coeff, &mut out.data[k * n..]);
         } else {
             let mut res = vec![0u64; k];
             let mut d = vec![0u64; k];
@@ -656,6 +697,48 @@ pub struct TensorAccumulator {
     /// Reused lifted operands and Coeff scratch.
     lifted: Vec<Poly>,
     scratch: Vec<u64>,
+    /// Auxiliary rows (Eval form) of the four operand polys when they come in Eval form (their
+    /// own rows are read in place).
+    aux: Vec<u64>,
+}
+
+/// acc0 += x0·y0, acc1 += x0·y1 + x1·y0, acc2 += x1·y1 over one row of 32-bit values held
+/// in u64 words (lazy u64 sums; the caller bounds how many are added before a reduction),
+/// AVX2 when present.
+fn tensor_rows(
+    (acc0, acc1, acc2): (&mut [u64], &mut [u64], &mut [u64]),
+    [x0, x1, y0, y1]: [&[u64]; 4],
+) {
+    #[inline(always)]
+    fn body(acc0: &mut [u64], acc1: &mut [u64], acc2: &mut [u64], v: [&[u64]; 4]) {
+        let len = acc0.len();
+        let (acc1, acc2) = (&mut acc1[..len], &mut acc2[..len]);
+        let (x0, x1, y0, y1) = (&v[0][..len], &v[1][..len], &v[2][..len], &v[3][..len]);
+        for i in 0..len {
+            let (a, b, c, d) = (
+                x0[i] as u32 as u64,
+                x1[i] as u32 as u64,
+                y0[i] as u32 as u64,
+                y1[i] as u32 as u64,
+            );
+            acc0[i] += a * c;
+            acc1[i] += a * d + b * c;
+            acc2[i] += b * d;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn avx2(acc0: &mut [u64], acc1: &mut [u64], acc2: &mut [u64], v: [&[u64]; 4]) {
+            body(acc0, acc1, acc2, v)
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
+            unsafe { avx2(acc0, acc1, acc2, [x0, x1, y0, y1]) };
+            return;
+        }
+    }
+    body(acc0, acc1, acc2, [x0, x1, y0, y1])
 }
 
 impl std::fmt::Debug for TensorPlan {
@@ -682,6 +765,7 @@ impl TensorAccumulator {
             correction_factor: None,
             lifted: Vec::new(),
             scratch: Vec::new(),
+            aux: Vec::new(),
         }
     }
 
@@ -809,6 +893,47 @@ impl TensorAccumulator {
                 reduce_u64_rows32(q, chunk, &src);
             }
             self.lazy = 1;
+        }
+        let k = self.plan.k;
+        if let Some(sl) = &self.plan.small
+            && a.polys
+                .iter()
+                .chain(&b.polys)
+                .all(|p| p.format == Format::Eval)
+        {
+            // Eval operands: their k rows are the lift's first rows as they are, so only the
+            // auxiliary rows are computed and nothing is copied back.
+            let an = (e - k) * n;
+            self.aux.resize(4 * an, 0);
+            let polys = [&a.polys[0], &a.polys[1], &b.polys[0], &b.polys[1]];
+            for (aux, p) in self.aux.chunks_exact_mut(an).zip(polys) {
+                self.plan
+                    .lift_aux_eval_small(ctx, sl, p, aux, &mut self.scratch);
+            }
+            let en = e * n;
+            let (acc0, rest) = self.acc64.split_at_mut(en);
+            let (acc1, acc2) = rest.split_at_mut(en);
+            for r in 0..e {
+                let row = |i: usize| -> &[u64] {
+                    if r < k {
+                        polys[i].row(r)
+                    } else {
+                        &self.aux[i * an + (r - k) * n..i * an + (r - k + 1) * n]
+                    }
+                };
+                let rows = r * n..(r + 1) * n;
+                tensor_rows(
+                    (
+                        &mut acc0[rows.clone()],
+                        &mut acc1[rows.clone()],
+                        &mut acc2[rows],
+                    ),
+                    [row(0), row(1), row(2), row(3)],
+                );
+            }
+            self.lazy += 1;
+            self.count += 1;
+            return Ok(());
         }
         if self.lifted.len() < 4 {
             self.lifted = (0..4)
@@ -1003,6 +1128,8 @@ mod tests {
         let t = ctx.t();
         let k = ctx.ciphertext_moduli_count();
         let mut acc = TensorAccumulator::new(&ctx, k);
+        // Both operands in Eval form take the path that lifts only the auxiliary rows.
+        let mut acc_eval = TensorAccumulator::new(&ctx, k);
         assert!(acc.capacity() >= 1000);
         let mut sum: Option<Ciphertext> = None;
         let mut expect = vec![0u64; ctx.n];
@@ -1021,6 +1148,9 @@ mod tests {
             let mut cb_eval = cb.clone();
             cb_eval.convert_to(&ctx, Format::Eval);
             acc.add_product(&ctx, &ca, &cb_eval).unwrap();
+            let mut ca_eval = ca.clone();
+            ca_eval.convert_to(&ctx, Format::Eval);
+            acc_eval.add_product(&ctx, &ca_eval, &cb_eval).unwrap();
             let p = multiply(&ctx, &ca, &cb).unwrap();
             match &mut sum {
                 None => sum = Some(p),
@@ -1030,6 +1160,7 @@ mod tests {
         assert_eq!(acc.len(), 12);
         let lazy = acc.finish(&ctx).unwrap().unwrap();
         assert!(acc.is_empty());
+        assert_eq!(acc_eval.finish(&ctx).unwrap().unwrap(), lazy);
         let sum = sum.unwrap();
         assert_eq!(decrypt(&ctx, &lazy, &sk).unwrap().coeffs, expect);
         assert_eq!(decrypt(&ctx, &sum, &sk).unwrap().coeffs, expect);
