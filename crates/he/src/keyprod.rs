@@ -217,6 +217,57 @@ fn finish_twist_body<const ADD: bool>(
     }
 }
 
+/// Constants of the centered lift of values x = x₀ + q₀·d₁ given by residues (x₀, x₁) mod
+/// (q₀, q₁) to auxiliary moduli m (all below 2^30): q₁ with its Barrett factor, (q₀⁻¹ mod q₁,
+/// Shoup), the Garner digits of ⌊Q/2⌋ (low, high), and per m: (m, Barrett factor,
+/// (q₀ mod m, Shoup), Q mod m).
+pub(crate) struct Lift2 {
+    pub(crate) q1: u32,
+    pub(crate) mu1: u32,
+    pub(crate) inv: (u32, u32),
+    pub(crate) half: (u32, u32),
+    pub(crate) aux: Vec<(u32, u32, (u32, u32), u32)>,
+}
+
+/// The auxiliary rows of the centered lift: for every coefficient c, with
+/// d₁ = (x₁ − x₀)·q₀⁻¹ mod q₁ and x negative when (d₁, x₀) > the digits of ⌊Q/2⌋, row a of
+/// `aux` gets (x₀ + (q₀ mod m)·d₁ − [x negative]·Q) mod m for the a-th auxiliary m.
+pub(crate) fn lift2_aux(l: &Lift2, x0s: &[u64], x1s: &[u64], aux: &mut [u64]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked just above); safe Rust with AVX2 enabled.
+        unsafe { avx2::lift2_aux(l, x0s, x1s, aux) };
+        return;
+    }
+    lift2_aux_range(l, x0s, x1s, aux, 0..x0s.len());
+}
+
+/// [`lift2_aux`] for the coefficients in `range` (rows of `aux` are x0s.len() long).
+fn lift2_aux_range(
+    l: &Lift2,
+    x0s: &[u64],
+    x1s: &[u64],
+    aux: &mut [u64],
+    range: std::ops::Range<usize>,
+) {
+    let n = x0s.len();
+    for c in range {
+        let (x0, x1) = (x0s[c] as u32, x1s[c] as u32);
+        let d1 = x1 + l.q1 - barrett32(x0, l.q1, l.mu1);
+        let d1 = mul_shoup32_lazy(d1, l.inv.0, l.inv.1, l.q1);
+        let d1 = d1.min(d1.wrapping_sub(l.q1));
+        let neg = d1 > l.half.1 || (d1 == l.half.1 && x0 > l.half.0);
+        for (a, &(m, mu, (r0, r0s), qm)) in l.aux.iter().enumerate() {
+            let v = mul_shoup32_lazy(barrett32(d1, m, mu), r0, r0s, m);
+            let v = v.min(v.wrapping_sub(m)) + barrett32(x0, m, mu);
+            let v = v.min(v.wrapping_sub(m));
+            let nv = v + m - qm;
+            let nv = nv.min(nv.wrapping_sub(m));
+            aux[a * n + c] = if neg { nv } else { v } as u64;
+        }
+    }
+}
+
 /// One word of [`lift_half`].
 #[inline(always)]
 fn lift_half1(x: u64, half: u32, pv: u32) -> u64 {
@@ -418,6 +469,55 @@ mod avx2 {
         );
     }
 
+    /// x mod q for x < 2^32 in u64 lanes, `mu` = ⌊2^32/q⌋.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn barrett(x: __m256i, q: __m256i, mu: __m256i) -> __m256i {
+        let qhat = _mm256_srli_epi64::<32>(_mm256_mul_epu32(x, mu));
+        csub(_mm256_sub_epi64(x, _mm256_mul_epu32(qhat, q)), q)
+    }
+
+    /// [`super::lift2_aux`], four coefficients per step.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn lift2_aux(l: &super::Lift2, x0s: &[u64], x1s: &[u64], aux: &mut [u64]) {
+        let n = x0s.len();
+        let x1s = &x1s[..n];
+        let set = |v: u32| _mm256_set1_epi64x(v as i64);
+        let (q1, mu1, w, ws) = (set(l.q1), set(l.mu1), set(l.inv.0), set(l.inv.1));
+        let (h0, h1) = (set(l.half.0), set(l.half.1));
+        let consts: Vec<[__m256i; 5]> = l
+            .aux
+            .iter()
+            .map(|&(m, mu, (r0, r0s), qm)| [set(m), set(mu), set(r0), set(r0s), set(qm)])
+            .collect();
+        let body = n - n % 4;
+        for c in (0..body).step_by(4) {
+            let x0 = load64(x0s[c..c + 4].try_into().expect("4"));
+            let x1 = load64(x1s[c..c + 4].try_into().expect("4"));
+            let t = _mm256_sub_epi64(_mm256_add_epi64(x1, q1), barrett(x0, q1, mu1));
+            let d1 = mul_shoup(t, w, ws, q1);
+            // Values are below 2^32, so the signed 64-bit compares order them correctly.
+            let neg = _mm256_or_si256(
+                _mm256_cmpgt_epi64(d1, h1),
+                _mm256_and_si256(_mm256_cmpeq_epi64(d1, h1), _mm256_cmpgt_epi64(x0, h0)),
+            );
+            for (a, &[m, mu, r0, r0s, qm]) in consts.iter().enumerate() {
+                let v = _mm256_add_epi64(
+                    mul_shoup(barrett(d1, m, mu), r0, r0s, m),
+                    barrett(x0, m, mu),
+                );
+                let v = csub(v, m);
+                let nv = csub(_mm256_sub_epi64(_mm256_add_epi64(v, m), qm), m);
+                let at = a * n + c;
+                store64(
+                    (&mut aux[at..at + 4]).try_into().expect("4"),
+                    _mm256_blendv_epi8(v, nv, neg),
+                );
+            }
+        }
+        super::lift2_aux_range(l, x0s, x1s, aux, body..n);
+    }
+
     /// REDC in four u64 lanes (see [`Mont32::redc`]).
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -607,6 +707,58 @@ mod tests {
                 if !with_add {
                     assert_eq!((portable.0[c], portable.1[c]), (plus[c], minus[c]));
                 }
+            }
+        }
+    }
+
+    /// The lift's AVX2 steps equal the portable loop (odd length: the tail too), and both
+    /// equal the definition computed in u128 for every auxiliary modulus.
+    #[test]
+    fn lift2_aux_matches_definition() {
+        let (q0, q1) = (134176769u32, 268361729u32);
+        let aux_moduli = [268369921u32, 268582913, 268664833];
+        let q = q0 as u128 * q1 as u128;
+        let mu = |m: u32| ((1u64 << 32) / m as u64) as u32;
+        let sh = |w: u32, m: u32| (w, (((w as u64) << 32) / m as u64) as u32);
+        let inv = (1..q1 as u64)
+            .find(|&i| i * q0 as u64 % q1 as u64 == 1)
+            .unwrap() as u32;
+        let half = q / 2;
+        let l = Lift2 {
+            q1,
+            mu1: mu(q1),
+            inv: sh(inv, q1),
+            half: ((half % q0 as u128) as u32, (half / q0 as u128) as u32),
+            aux: aux_moduli
+                .iter()
+                .map(|&m| (m, mu(m), sh(q0 % m, m), (q % m as u128) as u32))
+                .collect(),
+        };
+        let n = 4099;
+        let xs: Vec<u128> = (0..n as u128)
+            .map(|i| match i {
+                0 => half,
+                1 => half + 1,
+                2 => q - 1,
+                _ => i * 0x9E37_79B9_7F4A_7C15 % q,
+            })
+            .collect();
+        let x0: Vec<u64> = xs.iter().map(|&x| (x % q0 as u128) as u64).collect();
+        let x1: Vec<u64> = xs.iter().map(|&x| (x % q1 as u128) as u64).collect();
+        let mut fast = vec![0u64; 3 * n];
+        lift2_aux(&l, &x0, &x1, &mut fast);
+        let mut portable = vec![0u64; 3 * n];
+        lift2_aux_range(&l, &x0, &x1, &mut portable, 0..n);
+        assert_eq!(fast, portable);
+        for (c, &x) in xs.iter().enumerate() {
+            for (a, &m) in aux_moduli.iter().enumerate() {
+                let centered = if x > half {
+                    x as i128 - q as i128
+                } else {
+                    x as i128
+                };
+                let want = centered.rem_euclid(m as i128) as u64;
+                assert_eq!(fast[a * n + c], want, "c {c} m {m}");
             }
         }
     }

@@ -366,63 +366,29 @@ impl TensorPlan {
         }
     }
 
-    /// [`TensorPlan::lift_small_body`] for two moduli, in u64 lanes (masked 32-bit operands
-    /// map to `vpmuludq`), a block of coefficients at a time so that nothing is allocated and
-    /// the block's intermediates stay in L1: one pass for the upper Garner digit
-    /// d₁ = (x₁ − x₀)·q₀⁻¹ mod q₁ and the sign, then per auxiliary modulus m one pass for
-    /// x₀ + (q₀ mod m)·d₁ (minus Q mod m for the negative half). Same integers as the general
-    /// path.
+    /// [`TensorPlan::lift_small_body`] for two moduli: the upper Garner digit
+    /// d₁ = (x₁ − x₀)·q₀⁻¹ mod q₁ and the sign, then per auxiliary modulus m
+    /// x₀ + (q₀ mod m)·d₁ (minus Q mod m for the negative half); see [`keyprod::lift2_aux`].
+    /// Same integers as the general path.
     #[inline(always)]
     fn lift2_small_body(&self, sl: &SmallLift, n: usize, coeff: &[u64], aux: &mut [u64]) {
-        const LO: u64 = 0xffff_ffff;
-        const BLOCK: usize = 256;
-        #[inline(always)]
-        fn shoup(x: u64, w: u64, ws: u64, q: u64) -> u64 {
-            let x = x & LO;
-            let r = (x * w).wrapping_sub(((x * ws) >> 32) * q) & LO;
-            if r >= q { r - q } else { r }
-        }
-        let q1 = self.ext_moduli[1].value;
-        let mu1 = barrett32_mu(q1 as u32) as u64;
-        let (w, ws) = (sl.inv[1][0].0 as u64, sl.inv[1][0].1 as u64);
-        let (h0, h1) = (sl.half[0] as u64, sl.half[1] as u64);
-        let aux_consts: Vec<(u64, u64, u64, u64, u64)> = sl
-            .aux
-            .iter()
-            .enumerate()
-            .map(|(a, (rad, qm))| {
-                let m = self.ext_moduli[2 + a].value;
-                let mu = barrett32_mu(m as u32) as u64;
-                (m, mu, rad[0].0 as u64, rad[0].1 as u64, *qm as u64)
-            })
-            .collect();
-        let mut d1s = [0u64; BLOCK];
-        let mut neg = [0u64; BLOCK];
-        for start in (0..n).step_by(BLOCK) {
-            let len = BLOCK.min(n - start);
-            let (x0s, x1s) = (
-                &coeff[start..start + len],
-                &coeff[n + start..n + start + len],
-            );
-            for c in 0..len {
-                let (x0, x1) = (x0s[c] & LO, x1s[c] & LO);
-                let d1 = shoup(x1 + q1 - barrett64(x0, q1, mu1), w, ws, q1);
-                d1s[c] = d1;
-                neg[c] = ((d1 > h1) | ((d1 == h1) & (x0 > h0))) as u64;
-            }
-            for (a, &(m, mu, r0, r0s, qm)) in aux_consts.iter().enumerate() {
-                let row = &mut aux[a * n + start..a * n + start + len];
-                for c in 0..len {
-                    let b0 = barrett64(x0s[c] & LO, m, mu);
-                    let b1 = barrett64(d1s[c], m, mu);
-                    let v = shoup(b1, r0, r0s, m) + b0;
-                    let v = if v >= m { v - m } else { v };
-                    let nv = v + m - qm;
-                    let nv = if nv >= m { nv - m } else { nv };
-                    row[c] = if neg[c] != 0 { nv } else { v };
-                }
-            }
-        }
+        let q1 = self.ext_moduli[1].value as u32;
+        let consts = keyprod::Lift2 {
+            q1,
+            mu1: barrett32_mu(q1),
+            inv: sl.inv[1][0],
+            half: (sl.half[0], sl.half[1]),
+            aux: sl
+                .aux
+                .iter()
+                .enumerate()
+                .map(|(a, (rad, qm))| {
+                    let m = self.ext_moduli[2 + a].value as u32;
+                    (m, barrett32_mu(m), rad[0], *qm)
+                })
+                .collect(),
+        };
+        keyprod::lift2_aux(&consts, &coeff[..n], &coeff[n..2 * n], aux);
     }
 
     /// The auxiliary rows (Coeff form) of the centered lift of the k rows `coeff` into `aux`.
