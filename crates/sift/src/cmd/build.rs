@@ -33,7 +33,8 @@ pub struct Args {
     #[arg(long, default_value = "url")]
     pub stem: String,
     /// Apple PIRProcessDatabase JSON config (rlweParameters, sharding, shardingFunction,
-    /// cuckooTableArguments, keyCompression, useMaxSerializedBucketSize); flags override it.
+    /// cuckooTableArguments, keyCompression, useMaxSerializedBucketSize, symmetricPirArguments);
+    /// flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Predefined encryption parameters.
@@ -143,12 +144,80 @@ fn apply_json(v: &Value, cfg: &mut KeywordPirConfig) -> anyhow::Result<Option<St
     {
         bail!("only algorithm mulPir is supported");
     }
-    if v.get("symmetricPirArguments").is_some() {
-        bail!("symmetric PIR is not supported");
-    }
     Ok(v.get("rlweParameters")
         .and_then(Value::as_str)
         .map(str::to_string))
+}
+
+/// Apple's `symmetricPirArguments` (PIRProcessDatabase `SymmetricPirArguments`).
+#[derive(Debug, PartialEq, Eq)]
+enum SymmetricKeySource {
+    /// `databaseEncryptionKeyFilePath`: an existing key file (hex).
+    Read(PathBuf),
+    /// `outputDatabaseEncryptionKeyFilePath`: generate a key and write it there.
+    Generate(PathBuf),
+}
+
+/// Parses `symmetricPirArguments`: exactly one of `databaseEncryptionKeyFilePath` and
+/// `outputDatabaseEncryptionKeyFilePath`, and `configType` (default, and only value,
+/// `OPRF_P384_AES_GCM_192_NONCE_96_TAG_128`). `None` when the key is absent.
+fn symmetric_args(v: &Value) -> anyhow::Result<Option<SymmetricKeySource>> {
+    let Some(a) = v.get("symmetricPirArguments") else {
+        return Ok(None);
+    };
+    if let Some(t) = a.get("configType") {
+        let t = t.as_str().context("configType must be a string")?;
+        if sift_oprf::ConfigType::from_name(t).is_none() {
+            bail!("unsupported symmetric PIR configType {t}");
+        }
+    }
+    let path = |k: &str| -> anyhow::Result<Option<PathBuf>> {
+        a.get(k)
+            .map(|p| {
+                p.as_str()
+                    .map(PathBuf::from)
+                    .with_context(|| format!("{k} must be a string"))
+            })
+            .transpose()
+    };
+    match (
+        path("databaseEncryptionKeyFilePath")?,
+        path("outputDatabaseEncryptionKeyFilePath")?,
+    ) {
+        (Some(_), Some(_)) => bail!(
+            "symmetricPirArguments: give either databaseEncryptionKeyFilePath or \
+             outputDatabaseEncryptionKeyFilePath, not both"
+        ),
+        (Some(p), None) => Ok(Some(SymmetricKeySource::Read(p))),
+        (None, Some(p)) => Ok(Some(SymmetricKeySource::Generate(p))),
+        (None, None) => bail!(
+            "symmetricPirArguments needs databaseEncryptionKeyFilePath or \
+             outputDatabaseEncryptionKeyFilePath"
+        ),
+    }
+}
+
+/// The OPRF key for a symmetric-PIR build: read, or generated and written atomically (before
+/// any shard, as PIRProcessDatabase does; the server checks the key against the shards'
+/// public key, so a key written for a build that then fails is never served with old shards).
+fn symmetric_key(src: &SymmetricKeySource) -> anyhow::Result<sift_oprf::OprfPrivateKey> {
+    match src {
+        SymmetricKeySource::Read(p) => Ok(sift_oprf::read_key_file(p)?),
+        SymmetricKeySource::Generate(p) => {
+            let key = sift_oprf::OprfPrivateKey::generate(&mut rand::rngs::OsRng);
+            sift_oprf::write_key_file(p, &key)?;
+            eprintln!("wrote a new database encryption key to {}", p.display());
+            Ok(key)
+        }
+    }
+}
+
+/// The `SymmetricPirClientConfig` the shards' parameters carry for `key`.
+fn symmetric_client_config(key: &sift_oprf::OprfPrivateKey) -> wire::SymmetricPirClientConfig {
+    wire::SymmetricPirClientConfig {
+        server_public_key: key.public_key().to_vec(),
+        config_type: wire::SymmetricPirConfigType::OprfP384AesGcm192Nonce96Tag128,
+    }
 }
 
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, then rename).
@@ -250,7 +319,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| DEFAULT_PARAMETERS.to_string());
     let params = EncryptionParameters::predefined(&name)?;
     let ctx = Context::new(params.clone())?;
-    let mut cfg = KeywordPirConfig::default_for(&params, value.len());
+    // Symmetric PIR stores keyword′ and value ‖ 16-byte tag instead of the plain row.
+    let symmetric = json.as_ref().map(symmetric_args).transpose()?.flatten();
+    let stored_value_len = match symmetric {
+        Some(_) => value.len() + sift_oprf::TAG_LEN,
+        None => value.len(),
+    };
+    let mut cfg = KeywordPirConfig::default_for(&params, stored_value_len);
     if let Some(v) = &json {
         apply_json(v, &mut cfg)?;
     }
@@ -290,6 +365,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .into_iter()
         .map(|k| (k.into_boxed_bytes().into_vec(), value.clone()))
         .collect();
+    let (rows, symmetric_config) = match &symmetric {
+        Some(src) => {
+            let key = symmetric_key(src)?;
+            let rows = sift_oprf::process_database(&key, rows)?;
+            eprintln!("encrypted {} rows for symmetric PIR", rows.len());
+            (rows, Some(symmetric_client_config(&key)))
+        }
+        None => (rows, None),
+    };
     let shards = server::shard_rows(rows, &cfg)?;
     let bar = ProgressBar::new(shards.len() as u64);
     bar.set_style(
@@ -325,7 +409,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 &args.output_dir.join(format!("{stem}-{i}.bin")),
                 &shard.database.serialize(&ctx),
             )?;
-            let text = sift_proto::to_text(&wire::pir_parameters_to_proto(&shard.params))?;
+            let mut proto = wire::pir_parameters_to_proto(&shard.params);
+            wire::set_symmetric_pir_client_config(&mut proto, symmetric_config.as_ref());
+            let text = sift_proto::to_text(&proto)?;
             write_atomic(
                 &args.output_dir.join(format!("{stem}-{i}.params.txtpb")),
                 text.as_bytes(),
@@ -363,4 +449,50 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         prefilter_dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symmetric_pir_arguments_follow_pir_process_database() {
+        let parse = |j: &str| symmetric_args(&serde_json::from_str(j).unwrap());
+        assert_eq!(parse("{}").unwrap(), None);
+        assert_eq!(
+            parse(r#"{"symmetricPirArguments":{"databaseEncryptionKeyFilePath":"k.txt"}}"#)
+                .unwrap(),
+            Some(SymmetricKeySource::Read("k.txt".into()))
+        );
+        assert_eq!(
+            parse(
+                r#"{"symmetricPirArguments":{"outputDatabaseEncryptionKeyFilePath":"o.txt",
+                    "configType":"OPRF_P384_AES_GCM_192_NONCE_96_TAG_128"}}"#
+            )
+            .unwrap(),
+            Some(SymmetricKeySource::Generate("o.txt".into()))
+        );
+        for bad in [
+            r#"{"symmetricPirArguments":{}}"#,
+            r#"{"symmetricPirArguments":{"databaseEncryptionKeyFilePath":"a",
+                "outputDatabaseEncryptionKeyFilePath":"b"}}"#,
+            r#"{"symmetricPirArguments":{"databaseEncryptionKeyFilePath":"a","configType":"X"}}"#,
+            r#"{"symmetricPirArguments":{"databaseEncryptionKeyFilePath":3}}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn generated_key_is_written_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("key.txt");
+        let k = symmetric_key(&SymmetricKeySource::Generate(p.clone())).unwrap();
+        let r = symmetric_key(&SymmetricKeySource::Read(p)).unwrap();
+        assert_eq!(k.to_bytes(), r.to_bytes());
+        assert_eq!(
+            symmetric_client_config(&k).server_public_key,
+            k.public_key().to_vec()
+        );
+    }
 }
