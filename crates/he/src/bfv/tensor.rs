@@ -909,45 +909,20 @@ impl TensorAccumulator {
         for (out, p) in self.lifted.iter_mut().zip(a.polys.iter().chain(&b.polys)) {
             self.plan.lift_into(ctx, p, None, out, &mut self.scratch);
         }
-        #[inline(always)]
-        fn body(acc: &mut [u64], l: &[Poly], len: usize) {
-            let (acc0, rest) = acc.split_at_mut(len);
-            let (acc1, acc2) = rest.split_at_mut(len);
-            let (a0, a1, b0, b1) = (
-                &l[0].data[..len],
-                &l[1].data[..len],
-                &l[2].data[..len],
-                &l[3].data[..len],
+        let en = e * n;
+        let (acc0, rest) = self.acc64.split_at_mut(en);
+        let (acc1, acc2) = rest.split_at_mut(en);
+        let l = &self.lifted;
+        for r in 0..e {
+            let rows = r * n..(r + 1) * n;
+            tensor_rows(
+                (
+                    &mut acc0[rows.clone()],
+                    &mut acc1[rows.clone()],
+                    &mut acc2[rows.clone()],
+                ),
+                [0, 1, 2, 3].map(|i| &l[i].data[rows.clone()]),
             );
-            let acc2 = &mut acc2[..len];
-            for i in 0..len {
-                let (x0, x1, y0, y1) = (
-                    a0[i] as u32 as u64,
-                    a1[i] as u32 as u64,
-                    b0[i] as u32 as u64,
-                    b1[i] as u32 as u64,
-                );
-                acc0[i] += x0 * y0;
-                acc1[i] += x0 * y1 + x1 * y0;
-                acc2[i] += x1 * y1;
-            }
-        }
-        let len = e * n;
-        let mut done = false;
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2")]
-            fn avx2(acc: &mut [u64], l: &[Poly], len: usize) {
-                body(acc, l, len)
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
-                unsafe { avx2(&mut self.acc64, &self.lifted, len) };
-                done = true;
-            }
-        }
-        if !done {
-            body(&mut self.acc64, &self.lifted, len);
         }
         self.lazy += 1;
         self.count += 1;
