@@ -228,7 +228,7 @@ impl KeySwitchKey {
     /// The digit products of a key switch over moduli below 2^30: per output modulus, the
     /// digits in Eval form (the target's own Eval row for its modulus, else the digit reduced
     /// and NTT'd), then the Montgomery dot product with the key rows. The k ciphertext moduli's
-    /// rows go to `out`, the special prime's to `special_rows`.
+    /// rows go to `out`, the special prime's to `p0`/`p1`.
     #[allow(clippy::too_many_arguments)]
     fn key_products_small(
         &self,
@@ -253,7 +253,13 @@ impl KeySwitchKey {
             let mu = barrett32_mu(q);
             for j in (0..k).filter(|&j| j != r) {
                 let d = &mut digits[j * n..(j + 1) * n];
-                keyprod::reduce_add(d, &target_coeff[j * n..(j + 1) * n], q, mu, 0);
+                let src = &target_coeff[j * n..(j + 1) * n];
+                // A digit below q_j ≤ q is already reduced: a copy does.
+                if ctx.modulus(j).value as u32 <= q {
+                    d.copy_from_slice(src);
+                } else {
+                    keyprod::reduce_add(d, src, q, mu, 0);
+                }
                 ctx.ntt(mi).forward(d);
             }
             let srcs: Vec<&[u64]> = (0..k)
