@@ -8,6 +8,7 @@ use bytes::Bytes;
 use prost::Message;
 use sha2::{Digest, Sha256};
 use sift_bloom::BloomFilter;
+use sift_oprf::{BlindEvaluation, ConfigType, OprfClient, ParsedOprfOutput};
 use sift_pir::client::KeywordPirClient;
 use sift_proto::api;
 
@@ -47,6 +48,8 @@ impl ServiceConfig {
 /// State after `/config` (and `/key`): what the device keeps between lookups.
 struct Session {
     pir: KeywordPirClient,
+    /// Set when the use case is symmetric PIR: every lookup runs the OPRF first.
+    oprf: Option<OprfClient>,
     config_id: Vec<u8>,
     key_id: Vec<u8>,
 }
@@ -54,9 +57,9 @@ struct Session {
 /// Bytes and time spent on one PIR lookup.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct PirCost {
-    /// Request body size.
+    /// Request body size (both requests for symmetric PIR: OPRF and keyword PIR).
     pub query_bytes: usize,
-    /// Response body size.
+    /// Response body size (both responses for symmetric PIR).
     pub response_bytes: usize,
     /// Wall time for the round trip, including client-side encryption and decryption.
     pub millis: f64,
@@ -126,6 +129,15 @@ impl DeviceClient {
             .context("server sent no evaluation key config")?;
         let key_id = Sha256::digest(key_config.encode_to_vec()).to_vec();
         let shards = crate::pirconfig::shard_parameters(pir, &key_config)?;
+        let oprf = match sift_pir::wire::symmetric_pir_client_config(&shards[0])
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+        {
+            Some(c) => Some(
+                OprfClient::new(&c.server_public_key, ConfigType::default())
+                    .context("symmetric PIR server public key")?,
+            ),
+            None => None,
+        };
         let (pir, key) = {
             let mut rng = rand::thread_rng();
             let client =
@@ -153,23 +165,74 @@ impl DeviceClient {
         self.post("/key", body).await?;
         self.session = Some(Session {
             pir,
+            oprf,
             config_id: cfg.config_id.clone(),
             key_id,
         });
         Ok(())
     }
 
-    /// Looks `keyword` up by PIR: its value (`Some(b"1")` means blocked) or `None`.
+    /// Symmetric PIR's first round trip (Apple's `PIRClient.symmetricPirRequest`): blinds
+    /// `keyword`, has the server evaluate it, verifies the proof and returns the OPRF output
+    /// (keyword′ and the value's key), with the bytes sent and received.
+    async fn oprf(
+        &self,
+        oprf: &OprfClient,
+        config_id: &[u8],
+        keyword: &[u8],
+    ) -> anyhow::Result<(ParsedOprfOutput, usize, usize)> {
+        let query = oprf.blind(keyword, &mut rand::rngs::OsRng)?;
+        let req = api::Requests {
+            requests: vec![api::Request {
+                usecase: self.service.usecase.clone(),
+                request: Some(api::request::Request::OprfRequest(api::OprfRequest {
+                    query_element: query.element().to_vec(),
+                    config_id: config_id.to_vec(),
+                })),
+            }],
+        }
+        .encode_to_vec();
+        let sent = req.len();
+        let body = self.post("/queries", req).await?;
+        let resp = api::Responses::decode(body.as_ref()).context("decoding Responses")?;
+        let Some(api::response::Response::OprfResponse(r)) =
+            resp.responses.first().and_then(|r| r.response.as_ref())
+        else {
+            bail!("server sent no OPRF response")
+        };
+        let eval = BlindEvaluation::from_parts(&r.evaluated_element, &r.proof)?;
+        let parsed = oprf
+            .finalize(&query, &eval)
+            .context("OPRF response from the server")?;
+        Ok((parsed, sent, body.len()))
+    }
+
+    /// Looks `keyword` up by PIR: its value (`Some(b"1")` means blocked) or `None`. For a
+    /// symmetric-PIR use case: the OPRF first, keyword PIR for keyword′, then the value is
+    /// decrypted (a value that fails to decrypt is an error, never a silent answer).
     pub async fn lookup(&mut self, keyword: &str) -> anyhow::Result<(Option<Vec<u8>>, PirCost)> {
         if self.session.is_none() {
             self.setup().await?;
         }
         let start = Instant::now();
         let s = self.session.as_ref().expect("set up above");
+        let (pir_keyword, parsed, oprf_sent, oprf_received) = match &s.oprf {
+            Some(oprf) => {
+                let (parsed, sent, received) =
+                    self.oprf(oprf, &s.config_id, keyword.as_bytes()).await?;
+                (
+                    parsed.oblivious_keyword().to_vec(),
+                    Some(parsed),
+                    sent,
+                    received,
+                )
+            }
+            None => (keyword.as_bytes().to_vec(), None, 0, 0),
+        };
         let mut q = {
             let mut rng = rand::thread_rng();
             s.pir
-                .query(keyword.as_bytes(), &mut rng)
+                .query(&pir_keyword, &mut rng)
                 .map_err(|e| anyhow::anyhow!("{e}"))?
         };
         q.configuration_hash = s.config_id.clone();
@@ -195,11 +258,18 @@ impl DeviceClient {
         let s = self.session.as_ref().expect("set up above");
         let value = s
             .pir
-            .decode(keyword.as_bytes(), r)
+            .decode(&pir_keyword, r)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let value = match (value, &parsed) {
+            (Some(v), Some(p)) => Some(
+                p.decrypt(&v)
+                    .context("decrypting the symmetric-PIR value")?,
+            ),
+            (v, _) => v,
+        };
         let cost = PirCost {
-            query_bytes,
-            response_bytes: body.len(),
+            query_bytes: query_bytes + oprf_sent,
+            response_bytes: body.len() + oprf_received,
             millis: start.elapsed().as_secs_f64() * 1e3,
         };
         Ok((value, cost))

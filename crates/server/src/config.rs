@@ -154,6 +154,31 @@ pub struct UseCaseConfig {
     /// How many dataset versions keep answering (older config ids get 410 once retired).
     #[serde(default = "default_versions")]
     pub versions_kept: usize,
+    /// Symmetric PIR (Apple's `symmetricPirArguments`): the OPRF key the dataset was processed
+    /// with. Required when the shards' parameters carry a `symmetric_pir_client_config`.
+    #[serde(default)]
+    pub symmetric_pir: Option<SymmetricPirConfig>,
+}
+
+/// `[usecases.symmetric_pir]`: the database-encryption (OPRF) key of a symmetric-PIR use case.
+///
+/// The key file is Apple's format: the 48-byte P-384 private key as hex (96 characters, no
+/// newline needed), as `sift build` writes it for `outputDatabaseEncryptionKeyFilePath` and
+/// Apple's `PIRProcessDatabase` does. It is read with the dataset and checked against the
+/// public key in the shards' parameters, so a reload never pairs a key with the wrong data.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SymmetricPirConfig {
+    /// The key file (relative paths are resolved against the config file's folder).
+    pub database_encryption_key_file: PathBuf,
+    /// Apple's `configType`; `OPRF_P384_AES_GCM_192_NONCE_96_TAG_128` is the default and the only
+    /// value.
+    #[serde(default = "default_symmetric_config_type")]
+    pub config_type: String,
+}
+
+fn default_symmetric_config_type() -> String {
+    sift_oprf::ConfigType::default().name().to_owned()
 }
 
 /// A tier of users and their Bearer tokens.
@@ -239,6 +264,9 @@ impl ServerConfig {
         }
         for u in &mut cfg.usecases {
             fix(&mut u.dataset_dir);
+            if let Some(sp) = u.symmetric_pir.as_mut() {
+                fix(&mut sp.database_encryption_key_file);
+            }
         }
         if let Some(k) = cfg.ohttp.key_file.as_mut() {
             fix(k);
@@ -263,6 +291,14 @@ impl ServerConfig {
                 "use case {}: versions_kept must be at least 1",
                 u.name
             );
+            if let Some(sp) = &u.symmetric_pir {
+                anyhow::ensure!(
+                    sift_oprf::ConfigType::from_name(&sp.config_type).is_some(),
+                    "use case {}: unsupported symmetric PIR config_type {}",
+                    u.name,
+                    sp.config_type
+                );
+            }
         }
         anyhow::ensure!(
             self.limits.max_body_bytes >= 1024,
@@ -318,6 +354,31 @@ mod tests {
                 .to_string()
                 .contains("dev_plain_http")
         );
+    }
+
+    #[test]
+    fn symmetric_pir_section_parses_and_validates() {
+        let text = |t: &str| {
+            format!(
+                r#"
+                dev_plain_http = true
+                state_dir = "/tmp/x"
+                [[usecases]]
+                name = "u"
+                dataset_dir = "/data"
+                [usecases.symmetric_pir]
+                database_encryption_key_file = "/k.hex"
+                {t}
+                "#
+            )
+        };
+        let cfg: ServerConfig = toml::from_str(&text("")).unwrap();
+        cfg.validate().unwrap();
+        let sp = cfg.usecases[0].symmetric_pir.as_ref().unwrap();
+        assert_eq!(sp.database_encryption_key_file, PathBuf::from("/k.hex"));
+        assert_eq!(sp.config_type, "OPRF_P384_AES_GCM_192_NONCE_96_TAG_128");
+        let cfg: ServerConfig = toml::from_str(&text(r#"config_type = "AES""#)).unwrap();
+        assert!(cfg.validate().is_err());
     }
 
     #[test]

@@ -262,11 +262,13 @@ fn answer_all(
             .ok_or_else(|| ApiError::bad_request(format!("unknown use case {}", r.usecase)))?;
         let pir = match &r.request {
             Some(api::request::Request::PirRequest(p)) => p,
-            Some(api::request::Request::OprfRequest(_)) => {
-                return Err(ApiError::new(
-                    StatusCode::NOT_IMPLEMENTED,
-                    "symmetric PIR is not enabled",
-                ));
+            Some(api::request::Request::OprfRequest(o)) => {
+                out.responses.push(api::Response {
+                    response: Some(api::response::Response::OprfResponse(answer_oprf(
+                        uc, &r.usecase, o,
+                    )?)),
+                });
+                continue;
             }
             None => return Err(ApiError::bad_request("request without pir_request")),
         };
@@ -299,6 +301,38 @@ fn answer_all(
         });
     }
     Ok(out)
+}
+
+/// Symmetric PIR's first round trip (pir-service-example `PirUsecase.processOprf`): evaluates
+/// the blinded keyword with the use case's OPRF key and proves it. The key is the one of the
+/// version named by `config_id` when that version is still kept, else the current one (Apple's
+/// client leaves `config_id` empty). 501 when the use case is not symmetric (Apple's service
+/// answers 400 "SymmetricPIR not configured."), 400 for a blinded element that is not a valid
+/// compressed P-384 point.
+fn answer_oprf(
+    uc: &crate::state::UseCase,
+    name: &str,
+    req: &api::OprfRequest,
+) -> Result<api::OprfResponse, ApiError> {
+    let version = if req.config_id.is_empty() {
+        uc.current()
+    } else {
+        uc.by_config_id(&req.config_id)
+            .unwrap_or_else(|| uc.current())
+    };
+    let key = version.oprf_key.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("symmetric PIR is not enabled for use case {name}"),
+        )
+    })?;
+    let eval = key
+        .blind_evaluate(&req.query_element)
+        .map_err(|e| ApiError::bad_request(format!("invalid OPRF request: {e}")))?;
+    Ok(api::OprfResponse {
+        evaluated_element: eval.evaluated_element.to_vec(),
+        proof: eval.proof.to_vec(),
+    })
 }
 
 fn evaluation_key(

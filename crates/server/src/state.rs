@@ -32,6 +32,9 @@ pub struct Version {
     pub key_config_id: Vec<u8>,
     /// The PIR evaluator.
     pub server: Arc<KeywordPirServer>,
+    /// The OPRF key of a symmetric-PIR dataset (its public key is the one the shards publish);
+    /// `None` for an ordinary keyword-PIR dataset.
+    pub oprf_key: Option<sift_oprf::OprfPrivateKey>,
     /// Modification signature of the dataset files (to notice changes).
     signature: String,
 }
@@ -145,7 +148,7 @@ impl AppState {
         let mut next = (*old).clone();
         let mut changed = Vec::new();
         for (name, uc) in old.iter() {
-            match dataset_signature(&uc.config) {
+            match version_signature(&uc.config) {
                 Ok(sig) if sig == uc.current().signature => continue,
                 Ok(_) => {}
                 Err(e) => {
@@ -219,22 +222,79 @@ fn shard_files(uc: &UseCaseConfig) -> anyhow::Result<Vec<std::path::PathBuf>> {
 fn dataset_signature(uc: &UseCaseConfig) -> anyhow::Result<String> {
     let mut sig = String::new();
     for f in shard_files(uc)? {
-        let m = std::fs::metadata(&f).with_context(|| f.display().to_string())?;
-        let t = m
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        sig.push_str(&format!("{}:{}:{t};", f.display(), m.len()));
+        sig.push_str(&file_signature(&f)?);
     }
     Ok(sig)
 }
 
+fn file_signature(f: &Path) -> anyhow::Result<String> {
+    let m = std::fs::metadata(f).with_context(|| f.display().to_string())?;
+    let t = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    Ok(format!("{}:{}:{t};", f.display(), m.len()))
+}
+
+/// The dataset's signature plus its OPRF key file's, so that replacing either reloads.
+fn version_signature(uc: &UseCaseConfig) -> anyhow::Result<String> {
+    let mut sig = dataset_signature(uc)?;
+    if let Some(sp) = &uc.symmetric_pir {
+        sig.push_str(&file_signature(&sp.database_encryption_key_file)?);
+    }
+    Ok(sig)
+}
+
+/// The use case's OPRF key for symmetric PIR: read from the configured key file and checked
+/// against the `SymmetricPirClientConfig` every shard publishes. A symmetric dataset without a
+/// key, a key without a symmetric dataset, or a key that does not match are load errors.
+fn load_oprf_key(
+    uc: &UseCaseConfig,
+    server: &KeywordPirServer,
+) -> anyhow::Result<Option<sift_oprf::OprfPrivateKey>> {
+    let mut published = None;
+    for (i, s) in server.shards().iter().enumerate() {
+        let c = sift_pir::wire::symmetric_pir_client_config(&s.proto)
+            .with_context(|| format!("shard {i}"))?;
+        if i == 0 {
+            published = c;
+        } else {
+            anyhow::ensure!(
+                c == published,
+                "shard {i} disagrees with shard 0 on the symmetric PIR config"
+            );
+        }
+    }
+    match (&uc.symmetric_pir, published) {
+        (None, None) => Ok(None),
+        (Some(sp), Some(c)) => {
+            let key = sift_oprf::read_key_file(&sp.database_encryption_key_file)?;
+            anyhow::ensure!(
+                key.public_key()[..] == c.server_public_key[..],
+                "{} is not the key the dataset was processed with (its public key differs from \
+                 the shards' symmetric_pir_client_config)",
+                sp.database_encryption_key_file.display()
+            );
+            Ok(Some(key))
+        }
+        (None, Some(_)) => anyhow::bail!(
+            "the dataset is processed for symmetric PIR: set [usecases.symmetric_pir] \
+             database_encryption_key_file to its key"
+        ),
+        (Some(_), None) => anyhow::bail!(
+            "[usecases.symmetric_pir] is set but the dataset's parameters carry no \
+             symmetric_pir_client_config (build it with symmetricPirArguments)"
+        ),
+    }
+}
+
 fn load_version(uc: &UseCaseConfig) -> anyhow::Result<Version> {
-    let signature = dataset_signature(uc)?;
+    let signature = version_signature(uc)?;
     let server = KeywordPirServer::load(Path::new(&uc.dataset_dir), &uc.stem)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let oprf_key = load_oprf_key(uc, &server)?;
     let (pir_config, key_config) = pir_config(&server)?;
     let key_config_id = Sha256::digest(key_config.encode_to_vec()).to_vec();
     let config_id = Sha256::digest(pir_config.encode_to_vec()).to_vec();
@@ -244,6 +304,7 @@ fn load_version(uc: &UseCaseConfig) -> anyhow::Result<Version> {
         key_config,
         key_config_id,
         server: Arc::new(server),
+        oprf_key,
         signature,
     })
 }

@@ -19,12 +19,22 @@ pub fn write_dataset<K: AsRef<str>, V: AsRef<str>>(
     shards: usize,
     seed: u64,
 ) {
+    write_dataset_with_key(dir, rows, shards, seed, None)
+}
+
+/// [`write_dataset`], processed for symmetric PIR with `key` when given (rows become keyword′
+/// and encrypted values, the parameters carry the key's `SymmetricPirClientConfig`), as
+/// `sift build` does for `symmetricPirArguments`.
+pub fn write_dataset_with_key<K: AsRef<str>, V: AsRef<str>>(
+    dir: &Path,
+    rows: &[(K, V)],
+    shards: usize,
+    seed: u64,
+    key: Option<&sift_oprf::OprfPrivateKey>,
+) {
     std::fs::create_dir_all(dir).unwrap();
     let ctx = Context::predefined(PARAMS).unwrap();
-    let max_value = rows.iter().map(|r| r.1.as_ref().len()).max().unwrap_or(1);
-    let mut cfg = KeywordPirConfig::default_for(&ctx.params, max_value);
-    cfg.sharding = sift_pir::server::Sharding::ShardCount(shards);
-    let rows = rows
+    let mut rows: Vec<(Vec<u8>, Vec<u8>)> = rows
         .iter()
         .map(|(k, v)| {
             (
@@ -33,9 +43,20 @@ pub fn write_dataset<K: AsRef<str>, V: AsRef<str>>(
             )
         })
         .collect();
+    let symmetric = key.map(|k| sift_pir::wire::SymmetricPirClientConfig {
+        server_public_key: k.public_key().to_vec(),
+        config_type: sift_pir::wire::SymmetricPirConfigType::OprfP384AesGcm192Nonce96Tag128,
+    });
+    if let Some(k) = key {
+        rows = sift_oprf::process_database(k, rows).unwrap();
+    }
+    let max_value = rows.iter().map(|r| r.1.len()).max().unwrap_or(1);
+    let mut cfg = KeywordPirConfig::default_for(&ctx.params, max_value);
+    cfg.sharding = sift_pir::server::Sharding::ShardCount(shards);
     let processed = process_keyword_database(&ctx, rows, &cfg, seed).unwrap();
     for (i, s) in processed.iter().enumerate() {
-        let proto = sift_pir::wire::pir_parameters_to_proto(&s.params);
+        let mut proto = sift_pir::wire::pir_parameters_to_proto(&s.params);
+        sift_pir::wire::set_symmetric_pir_client_config(&mut proto, symmetric.as_ref());
         let tmp = dir.join(format!("url-{i}.bin.tmp"));
         std::fs::write(&tmp, s.database.serialize(&ctx)).unwrap();
         std::fs::rename(&tmp, dir.join(format!("url-{i}.bin"))).unwrap();

@@ -1,0 +1,176 @@
+//! Symmetric PIR end to end: a dataset processed with an OPRF key, the server answering
+//! `OPRFRequest`s with that key, and the device flow (OPRF, keyword PIR for keyword′, value
+//! decryption) through `sift_client::device`.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use prost::Message;
+use sift_client::device::{DeviceClient, ServiceConfig};
+use sift_oprf::OprfPrivateKey;
+use sift_proto::api;
+
+const ROWS: &[(&str, &str)] = &[
+    ("example.com", "1"),
+    ("blocked.example.org", "1"),
+    ("phone.example/+14085551212", "Alice Example, category 3"),
+    ("a.example", "1"),
+    ("b.example", "1"),
+    ("c.example", "1"),
+];
+
+/// Writes the symmetric dataset and its key file under `dir`; returns the server config.
+fn symmetric_setup(dir: &Path, key: &OprfPrivateKey, shards: usize) -> sift_server::ServerConfig {
+    write_dataset_with_key(&dir.join("data"), ROWS, shards, 7, Some(key));
+    let key_file = dir.join("oprf-key.txt");
+    sift_oprf::write_key_file(&key_file, key).unwrap();
+    with_key_file(dir, &key_file)
+}
+
+fn with_key_file(dir: &Path, key_file: &Path) -> sift_server::ServerConfig {
+    let mut cfg = config(&dir.join("data"), &dir.join("state"), 2);
+    cfg.usecases[0].symmetric_pir = Some(sift_server::config::SymmetricPirConfig {
+        database_encryption_key_file: key_file.to_path_buf(),
+        config_type: "OPRF_P384_AES_GCM_192_NONCE_96_TAG_128".into(),
+    });
+    cfg.validate().unwrap();
+    cfg
+}
+
+fn device(server: &sift_server::RunningServer) -> DeviceClient {
+    let transport = sift_client::Transport::new(None, std::time::Duration::from_secs(60)).unwrap();
+    DeviceClient::new(transport, ServiceConfig::new(&server.base_url(), USECASE))
+}
+
+fn oprf_request(element: Vec<u8>) -> Vec<u8> {
+    api::Requests {
+        requests: vec![api::Request {
+            usecase: USECASE.into(),
+            request: Some(api::request::Request::OprfRequest(api::OprfRequest {
+                query_element: element,
+                config_id: vec![],
+            })),
+        }],
+    }
+    .encode_to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn present_values_round_trip_and_absent_keywords_are_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = OprfPrivateKey::generate(&mut rand::thread_rng());
+    let server = start(symmetric_setup(dir.path(), &key, 2)).await;
+
+    let mut dev = device(&server);
+    for (k, v) in [ROWS[0], ROWS[2], ROWS[5]] {
+        let (value, cost) = dev.lookup(k).await.unwrap();
+        assert_eq!(value.as_deref(), Some(v.as_bytes()), "{k}");
+        assert!(cost.query_bytes > 0 && cost.response_bytes > 0);
+    }
+    for k in ["absent.example", "example.co", ""] {
+        assert_eq!(dev.lookup(k).await.unwrap().0, None, "{k:?}");
+    }
+
+    // The plain keyword is not in the database: a client that skips the OPRF finds nothing,
+    // and the stored value is ciphertext ‖ tag, not the plain value.
+    let mut raw = Device::new(server.addr, "raw-device");
+    let resp = raw.setup().await;
+    let Some(api::config::Config::PirConfig(pir)) = &resp.configs[USECASE].config else {
+        panic!("no PIR config")
+    };
+    let published = pir
+        .keyword_pir_params
+        .as_ref()
+        .and_then(|k| k.symmetric_pir_client_config.as_ref())
+        .expect("the config publishes the OPRF public key");
+    assert_eq!(published.server_public_key, key.public_key().to_vec());
+    assert_eq!(published.config_type, 1);
+    assert_eq!(raw.lookup(ROWS[0].0).await.unwrap(), None);
+    let kw = key.evaluate(ROWS[0].0.as_bytes()).unwrap();
+    let stored = raw
+        .pir
+        .as_ref()
+        .unwrap()
+        .symmetric_pir_client_config()
+        .cloned();
+    assert!(stored.is_some());
+    let parsed = sift_oprf::ParsedOprfOutput::new(kw, sift_oprf::ConfigType::default());
+    let mut q = raw.request("unused");
+    let pir_client = raw.pir.as_ref().unwrap();
+    let mut p = pir_client
+        .query(parsed.oblivious_keyword(), &mut rand::thread_rng())
+        .unwrap();
+    p.configuration_hash = raw.config_id.clone();
+    p.evaluation_key_metadata = Some(api::EvaluationKeyMetadata {
+        timestamp: 1_700_000_000,
+        identifier: raw.key_id.clone(),
+    });
+    q.requests[0].request = Some(api::request::Request::PirRequest(p));
+    let (status, body) = raw.post("/queries", q.encode_to_vec()).await;
+    assert_eq!(status, 200);
+    let r = api::Responses::decode(body.as_slice()).unwrap();
+    let Some(api::response::Response::PirResponse(r)) = &r.responses[0].response else {
+        panic!("no PIR response")
+    };
+    let entry = pir_client
+        .decode(parsed.oblivious_keyword(), r)
+        .unwrap()
+        .expect("keyword′ is in the database");
+    assert_eq!(entry.len(), 1 + sift_oprf::TAG_LEN);
+    assert_eq!(parsed.decrypt(&entry).unwrap(), b"1");
+
+    // Malformed OPRF requests are 400s.
+    assert_eq!(raw.post("/queries", oprf_request(vec![2; 49])).await.0, 400);
+    assert_eq!(raw.post("/queries", oprf_request(vec![])).await.0, 400);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oprf_on_a_plain_use_case_is_not_implemented() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with_dataset(dir.path(), &[("example.com", "1")], 1, 1).await;
+    let dev = Device::new(server.addr, "u1");
+    let key = OprfPrivateKey::generate(&mut rand::thread_rng());
+    let client = sift_oprf::OprfClient::new(&key.public_key(), Default::default()).unwrap();
+    let q = client
+        .blind(b"example.com", &mut rand::thread_rng())
+        .unwrap();
+    let (status, _) = dev
+        .post("/queries", oprf_request(q.element().to_vec()))
+        .await;
+    assert_eq!(status, 501);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_must_match_the_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = OprfPrivateKey::generate(&mut rand::thread_rng());
+    let good = symmetric_setup(dir.path(), &key, 1);
+    // Another key than the one the dataset was processed with.
+    let wrong = dir.path().join("wrong-key.txt");
+    sift_oprf::write_key_file(&wrong, &OprfPrivateKey::generate(&mut rand::thread_rng())).unwrap();
+    let err = sift_server::spawn(with_key_file(dir.path(), &wrong), None)
+        .await
+        .err()
+        .expect("a mismatched key is refused");
+    assert!(format!("{err:#}").contains("not the key"), "{err:#}");
+    // A symmetric dataset without a key.
+    let mut no_key = good.clone();
+    no_key.usecases[0].symmetric_pir = None;
+    assert!(sift_server::spawn(no_key, None).await.is_err());
+    // A key for a plain dataset.
+    let plain = tempfile::tempdir().unwrap();
+    write_dataset(&plain.path().join("data"), ROWS, 1, 1);
+    let key_file = dir.path().join("oprf-key.txt");
+    assert!(
+        sift_server::spawn(with_key_file(plain.path(), &key_file), None)
+            .await
+            .is_err()
+    );
+    // The matching key loads.
+    let server = start(good).await;
+    server.stop().await;
+}
