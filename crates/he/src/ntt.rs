@@ -39,6 +39,14 @@ fn words_as_slots(a: &mut [u64]) -> &mut [u32] {
     unsafe { std::slice::from_raw_parts_mut(a.as_mut_ptr().cast::<u32>(), 2 * a.len()) }
 }
 
+/// [`words_as_slots`] for a shared slice.
+fn words_as_slots_ref(a: &[u64]) -> &[u32] {
+    // SAFETY: as in `words_as_slots`, for a live shared slice: non-null, valid for reads of
+    // `8 * a.len()` initialized bytes for the returned lifetime (tied to the borrow of `a`,
+    // during which nothing can write to it), u32 alignment satisfied, every bit pattern valid.
+    unsafe { std::slice::from_raw_parts(a.as_ptr().cast::<u32>(), 2 * a.len()) }
+}
+
 /// Index of the slot holding a word's low half (values below 2^32 live there).
 const LOW_SLOT: usize = if cfg!(target_endian = "little") { 0 } else { 1 };
 
@@ -204,6 +212,28 @@ impl Ntt32 {
         unpack_slots(b, n);
     }
 
+    /// Forward transform of the words `src + add` (each below 4q) into `dst`.
+    fn forward_words_from(&self, src: &[u64], add: u32, dst: &mut [u64]) {
+        let n = dst.len();
+        #[cfg(target_arch = "x86_64")]
+        if let Some(tables) = self.avx2.as_ref()
+            && std::is_x86_feature_detected!("avx2")
+        {
+            let (s, b) = (words_as_slots_ref(src), words_as_slots(dst));
+            // SAFETY: as in `forward_words` (AVX2 detected just above, bounds-checked access).
+            unsafe { avx2::forward_from(self, tables, s, add, b) };
+            return;
+        }
+        // The portable first stage corrects inputs below 4q itself.
+        for (d, &x) in dst.iter_mut().zip(src) {
+            *d = x + add as u64;
+        }
+        let b = words_as_slots(dst);
+        pack_slots(b, n);
+        self.forward_body(&mut b[..n]);
+        unpack_slots(b, n);
+    }
+
     /// Inverse transform of the words `a` (values < q), in place; see [`Self::forward_words`].
     fn inverse_words(&self, a: &mut [u64], simd: bool) {
         let n = a.len();
@@ -304,6 +334,23 @@ impl NttTable {
         match &self.small {
             Some(s) => s.forward_words(a, true),
             None => self.forward_u64(a),
+        }
+    }
+
+    /// `dst` ← forward NTT of (src + add) mod q, without a separate reduction pass over the
+    /// input: the transform's first stage reads `src` and adds. For moduli below 2^30 every
+    /// src[i] + add must be below 4q (a larger value gives a wrong result, nothing worse);
+    /// other moduli reduce first. Panics if a length is not n.
+    pub fn forward_from(&self, src: &[u64], add: u32, dst: &mut [u64]) {
+        assert!(src.len() == self.n && dst.len() == self.n, "NTT length");
+        match &self.small {
+            Some(s) => s.forward_words_from(src, add, dst),
+            None => {
+                for (d, &x) in dst.iter_mut().zip(src) {
+                    *d = self.modulus.reduce(x + add as u64);
+                }
+                self.forward_u64(dst);
+            }
         }
     }
 
@@ -557,6 +604,44 @@ mod tests {
                     assert_eq!(s2, w2, "inverse q={q} n={n}");
                     t.inverse(&mut s);
                     assert_eq!(s, x, "round trip q={q} n={n}");
+                }
+            }
+        }
+    }
+
+    /// `forward_from` (first stage reading a separate source plus a constant, inputs up to
+    /// 4q − 1) equals reducing first and transforming in place, AVX2 or not.
+    #[test]
+    fn forward_from_matches_reduce_then_forward() {
+        for n in [32usize, 64, 1024, 4096] {
+            for bits in [27u32, 28, 30] {
+                let q = ntt_prime(bits, n);
+                let t = NttTable::new(q, n).unwrap();
+                for (seed, add) in [(1u64, 0u32), (2, 17), (3, (q - 1) as u32)] {
+                    // Values spread over [0, 4q − add), with the extremes first.
+                    let span = 4 * q - add as u64;
+                    let mut src: Vec<u64> = random_residues(q, n, seed)
+                        .iter()
+                        .map(|&r| r * 4 % span)
+                        .collect();
+                    src[0] = span - 1;
+                    src[1] = 0;
+                    let mut want: Vec<u64> = src.iter().map(|&x| (x + add as u64) % q).collect();
+                    t.forward(&mut want);
+                    let mut got = vec![0u64; n];
+                    t.forward_from(&src, add, &mut got);
+                    assert_eq!(got, want, "q={q} n={n} add={add}");
+                    let s = t.small.as_ref().unwrap();
+                    let mut portable = vec![0u64; n];
+                    let b = &mut portable;
+                    for (d, &x) in b.iter_mut().zip(&src) {
+                        *d = x + add as u64;
+                    }
+                    let slots = words_as_slots(b);
+                    pack_slots(slots, n);
+                    s.forward_body(&mut slots[..n]);
+                    unpack_slots(slots, n);
+                    assert_eq!(portable, want, "portable q={q} n={n}");
                 }
             }
         }

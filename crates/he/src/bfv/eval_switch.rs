@@ -254,13 +254,13 @@ impl KeySwitchKey {
             for j in (0..k).filter(|&j| j != r) {
                 let d = &mut digits[j * n..(j + 1) * n];
                 let src = &target_coeff[j * n..(j + 1) * n];
-                // A digit below q_j ≤ q is already reduced: a copy does.
-                if ctx.modulus(j).value as u32 <= q {
-                    d.copy_from_slice(src);
+                // A digit below q_j < 4q goes straight into the transform, which reduces it.
+                if (ctx.modulus(j).value as u64) < 4 * q as u64 {
+                    ctx.ntt(mi).forward_from(src, 0, d);
                 } else {
                     keyprod::reduce_add(d, src, q, mu, 0);
+                    ctx.ntt(mi).forward(d);
                 }
-                ctx.ntt(mi).forward(d);
             }
             let srcs: Vec<&[u64]> = (0..k)
                 .map(|j| {
@@ -310,8 +310,14 @@ fn mod_down_small(
             let q = ctx.modulus(i).value as u32;
             let mu = barrett32_mu(q);
             let half_i = barrett32(half, q, mu);
-            keyprod::reduce_add(buf, p, q, mu, (q - half_i) % q);
-            ctx.ntt(i).forward(buf);
+            let add = (q - half_i) % q;
+            // p < P, so p + add < P + q: below 4q (the transform's input bound) when P < 3q.
+            if (pv as u64) < 3 * q as u64 {
+                ctx.ntt(i).forward_from(p, add, buf);
+            } else {
+                keyprod::reduce_add(buf, p, q, mu, add);
+                ctx.ntt(i).forward(buf);
+            }
             finish(poly, i, buf);
         }
     }

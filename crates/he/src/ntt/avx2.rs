@@ -345,23 +345,54 @@ fn forward_last(r: &mut [u32], recs: &[u32], q: __m256i, two_q: __m256i) {
 /// `tables` built for `t` and n.
 #[target_feature(enable = "avx2")]
 pub(super) fn forward(t: &Ntt32, tables: &Tables, b: &mut [u32]) {
+    forward_impl(t, tables, None, b)
+}
+
+/// [`forward`] of the words `src + add` (each below 4q, in `src`'s 2n slots) into `b`: the
+/// first stage reads `src` and adds, so no separate reduction pass runs over the input.
+#[target_feature(enable = "avx2")]
+pub(super) fn forward_from(t: &Ntt32, tables: &Tables, src: &[u32], add: u32, b: &mut [u32]) {
+    forward_impl(t, tables, Some((src, add)), b)
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn forward_impl(t: &Ntt32, tables: &Tables, src: Option<(&[u32], u32)>, b: &mut [u32]) {
     let n = b.len() / 2;
     debug_assert!(n >= 32 && n.is_power_of_two());
     debug_assert_eq!(tables.fwd.len(), REC * n / 16);
     let q = splat(t.q);
     let two_q = splat(2 * t.q);
     let (lo, hi) = b.split_at_mut(n);
-    // First stage (pairs i, i + n/2), reading words and packing: step i reads slots
-    // [2i, 2i+16) of each region and writes [i, i+8); the slots below 2i were read earlier
-    // and the write follows the step's own reads.
     let tw = tw_splat(t.roots[1], t.roots_shoup[1]);
-    for i in (0..n / 2).step_by(8) {
-        let x = pack8(load(at(lo, 2 * i)), load(at(lo, 2 * i + 8)));
-        let y = pack8(load(at(hi, 2 * i)), load(at(hi, 2 * i + 8)));
-        // Inputs are below q, so x needs no correction.
-        let (u, v) = fwd_bfly_raw(x, y, tw, q, two_q);
-        store(at_mut(lo, i), u);
-        store(at_mut(hi, i), v);
+    match src {
+        // First stage (pairs i, i + n/2), reading words and packing: step i reads slots
+        // [2i, 2i+16) of each region and writes [i, i+8); the slots below 2i were read
+        // earlier and the write follows the step's own reads.
+        None => {
+            for i in (0..n / 2).step_by(8) {
+                let x = pack8(load(at(lo, 2 * i)), load(at(lo, 2 * i + 8)));
+                let y = pack8(load(at(hi, 2 * i)), load(at(hi, 2 * i + 8)));
+                // Inputs are below q, so x needs no correction.
+                let (u, v) = fwd_bfly_raw(x, y, tw, q, two_q);
+                store(at_mut(lo, i), u);
+                store(at_mut(hi, i), v);
+            }
+        }
+        // The same from a separate source, each value plus `add` (below 4q: x is corrected
+        // by the butterfly, y may be any 32-bit value).
+        Some((src, add)) => {
+            let (slo, shi) = src.split_at(n);
+            let add = splat(add);
+            for i in (0..n / 2).step_by(8) {
+                let x = pack8(load(at(slo, 2 * i)), load(at(slo, 2 * i + 8)));
+                let y = pack8(load(at(shi, 2 * i)), load(at(shi, 2 * i + 8)));
+                let (x, y) = (_mm256_add_epi32(x, add), _mm256_add_epi32(y, add));
+                let (u, v) = fwd_bfly(x, y, tw, q, two_q);
+                store(at_mut(lo, i), u);
+                store(at_mut(hi, i), v);
+            }
+        }
     }
     let recs = tables.fwd.split_at(REC * n / 32);
     for (region, (r, recs)) in [(lo, recs.0), (hi, recs.1)].into_iter().enumerate() {
