@@ -255,7 +255,7 @@ impl KeySwitchKey {
                 let d = &mut digits[j * n..(j + 1) * n];
                 let src = &target_coeff[j * n..(j + 1) * n];
                 // A digit below q_j < 4q goes straight into the transform, which reduces it.
-                if (ctx.modulus(j).value as u64) < 4 * q as u64 {
+                if ctx.modulus(j).value < 4 * q as u64 {
                     ctx.ntt(mi).forward_from(src, 0, d);
                 } else {
                     keyprod::reduce_add(d, src, q, mu, 0);
