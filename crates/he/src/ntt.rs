@@ -234,6 +234,21 @@ impl Ntt32 {
         unpack_slots(b, n);
     }
 
+    /// Inverse transform of the words `src` (values < q) into `dst`.
+    fn inverse_words_from(&self, src: &[u64], dst: &mut [u64]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(tables) = self.avx2.as_ref()
+            && std::is_x86_feature_detected!("avx2")
+        {
+            let (s, b) = (words_as_slots_ref(src), words_as_slots(dst));
+            // SAFETY: as in `forward_words` (AVX2 detected just above, bounds-checked access).
+            unsafe { avx2::inverse_from(self, tables, s, b) };
+            return;
+        }
+        dst.copy_from_slice(src);
+        self.inverse_words(dst, false);
+    }
+
     /// Inverse transform of the words `a` (values < q), in place; see [`Self::forward_words`].
     fn inverse_words(&self, a: &mut [u64], simd: bool) {
         let n = a.len();
@@ -350,6 +365,19 @@ impl NttTable {
                     *d = self.modulus.reduce(x + add as u64);
                 }
                 self.forward_u64(dst);
+            }
+        }
+    }
+
+    /// `dst` ← inverse NTT of `src` (values in [0, q)), without copying the input first: the
+    /// transform's first pass reads `src`. Panics if a length is not n.
+    pub fn inverse_from(&self, src: &[u64], dst: &mut [u64]) {
+        assert!(src.len() == self.n && dst.len() == self.n, "NTT length");
+        match &self.small {
+            Some(s) => s.inverse_words_from(src, dst),
+            None => {
+                dst.copy_from_slice(src);
+                self.inverse_u64(dst);
             }
         }
     }
@@ -631,6 +659,11 @@ mod tests {
                     let mut got = vec![0u64; n];
                     t.forward_from(&src, add, &mut got);
                     assert_eq!(got, want, "q={q} n={n} add={add}");
+                    // And back, out of place.
+                    let mut back = vec![0u64; n];
+                    t.inverse_from(&got, &mut back);
+                    let reduced: Vec<u64> = src.iter().map(|&x| (x + add as u64) % q).collect();
+                    assert_eq!(back, reduced, "inverse_from q={q} n={n}");
                     let s = t.small.as_ref().unwrap();
                     let mut portable = vec![0u64; n];
                     let b = &mut portable;

@@ -409,8 +409,8 @@ impl TensorPlan {
     }
 
     /// The auxiliary rows, in Eval form, of the centered lift of an Eval poly over the k
-    /// ciphertext moduli (its own rows are the lift's first k rows, unchanged): inverse NTT of
-    /// a copy in `scratch`, the 32-bit lift, forward NTT of each auxiliary row in `aux`.
+    /// ciphertext moduli (its own rows are the lift's first k rows, unchanged): inverse NTT
+    /// into `scratch`, the 32-bit lift, forward NTT of each auxiliary row in `aux`.
     fn lift_aux_eval_small(
         &self,
         ctx: &Context,
@@ -420,10 +420,10 @@ impl TensorPlan {
         scratch: &mut Vec<u64>,
     ) {
         let n = ctx.n;
-        scratch.clear();
-        scratch.extend_from_slice(&p.data);
+        scratch.resize(p.data.len(), 0);
         for (r, &mi) in p.basis.iter().enumerate() {
-            ctx.ntt(mi).inverse(&mut scratch[r * n..(r + 1) * n]);
+            ctx.ntt(mi)
+                .inverse_from(p.row(r), &mut scratch[r * n..(r + 1) * n]);
         }
         self.lift_small(sl, n, scratch, aux);
         for (a, &mi) in self.ext[self.k..].iter().enumerate() {

@@ -459,11 +459,16 @@ fn load_words(r: &[u32], g: usize) -> [__m256i; 4] {
 /// was read by an earlier pair.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn inverse_first(r: &mut [u32], recs: &[u32], q: __m256i, two_q: __m256i) {
+fn inverse_first(r: &mut [u32], src: Option<&[u32]>, recs: &[u32], q: __m256i, two_q: __m256i) {
+    // Words come from `src` when given (the same region of another buffer), else from `r`.
+    let words = |r: &[u32], g: usize| match src {
+        Some(s) => load_words(s, g),
+        None => load_words(r, g),
+    };
     if recs.len() % (INFLIGHT * REC) != 0 {
         for (g, rec) in recs.chunks_exact(REC).enumerate() {
             let rec: &[u32; REC] = rec.try_into().expect("record");
-            let (a, b) = inverse_group(load_words(r, g), rec, q, two_q);
+            let (a, b) = inverse_group(words(r, g), rec, q, two_q);
             store(at_mut(r, 16 * g), a);
             store(at_mut(r, 16 * g + 8), b);
         }
@@ -474,7 +479,7 @@ fn inverse_first(r: &mut [u32], recs: &[u32], q: __m256i, two_q: __m256i) {
         let zero = _mm256_setzero_si256();
         let mut inp = [[zero; 4]; INFLIGHT];
         for (k, w) in inp.iter_mut().enumerate() {
-            *w = load_words(r, g0 + k);
+            *w = words(r, g0 + k);
         }
         let mut out = [(zero, zero); INFLIGHT];
         for (k, (o, &w)) in out.iter_mut().zip(&inp).enumerate() {
@@ -519,6 +524,19 @@ fn inverse_middle(t: &Ntt32, a: &mut [u32], region: usize, q: __m256i, two_q: __
 /// n ≥ 32, a power of two, and `tables` built for `t` and n.
 #[target_feature(enable = "avx2")]
 pub(super) fn inverse(t: &Ntt32, tables: &Tables, b: &mut [u32]) {
+    inverse_impl(t, tables, None, b)
+}
+
+/// [`inverse`] of the words in `src` (values < q, its 2n slots) into `b`: the first pass
+/// reads `src`, so no copy of the input is made first.
+#[target_feature(enable = "avx2")]
+pub(super) fn inverse_from(t: &Ntt32, tables: &Tables, src: &[u32], b: &mut [u32]) {
+    inverse_impl(t, tables, Some(src), b)
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn inverse_impl(t: &Ntt32, tables: &Tables, src: Option<&[u32]>, b: &mut [u32]) {
     let n = b.len() / 2;
     debug_assert!(n >= 32 && n.is_power_of_two());
     debug_assert_eq!(tables.inv.len(), REC * n / 16);
@@ -526,11 +544,19 @@ pub(super) fn inverse(t: &Ntt32, tables: &Tables, b: &mut [u32]) {
     let two_q = splat(2 * t.q);
     let (lo, hi) = b.split_at_mut(n);
     let recs = tables.inv.split_at(REC * n / 32);
-    for (region, (r, recs)) in [(&mut *lo, recs.0), (&mut *hi, recs.1)]
+    let srcs = match src {
+        Some(s) => {
+            let (a, b) = s.split_at(n);
+            [Some(a), Some(b)]
+        }
+        None => [None, None],
+    };
+    for (region, ((r, recs), src)) in [(&mut *lo, recs.0), (&mut *hi, recs.1)]
         .into_iter()
+        .zip(srcs)
         .enumerate()
     {
-        inverse_first(r, recs, q, two_q);
+        inverse_first(r, src, recs, q, two_q);
         inverse_middle(t, &mut r[..n / 2], region, q, two_q);
     }
     // Last stage (pairs i, i + n/2) fused with the 1/n factor, the reduction to [0, q) and
