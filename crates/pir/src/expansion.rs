@@ -37,6 +37,31 @@ impl ExpansionPool {
         })
     }
 
+    /// A ciphertext shaped as 2 Eval polys over the first k moduli of degree n, from the spare
+    /// buffers when there are any (words unspecified: the caller overwrites them all).
+    pub fn take_eval(&mut self, k: usize, n: usize) -> Ciphertext {
+        let mut c = self.take();
+        c.polys.truncate(2);
+        while c.polys.len() < 2 {
+            c.polys.push(Poly {
+                format: Format::Eval,
+                basis: Vec::new(),
+                n,
+                data: Vec::new(),
+            });
+        }
+        for p in &mut c.polys {
+            p.format = Format::Eval;
+            p.n = n;
+            p.basis.clear();
+            p.basis.extend(0..k);
+            p.data.resize(k * n, 0);
+        }
+        c.correction_factor = 1;
+        c.seed = None;
+        c
+    }
+
     /// Hands ciphertexts back for reuse (beyond [`MAX_SPARE`] they are dropped).
     pub fn recycle(&mut self, cts: impl IntoIterator<Item = Ciphertext>) {
         for c in cts {

@@ -7,7 +7,7 @@
 //! database read each of its plaintext blocks once between them. (Keyword PIR gives each cuckoo
 //! table its own database, so there every call streams its own table once.)
 
-use sift_he::{Ciphertext, Context, Format, Poly, bfv};
+use sift_he::{Ciphertext, Context, Format, bfv};
 
 use crate::PirError;
 
@@ -179,13 +179,16 @@ fn narrow_words(dst: &mut [u32], src: &[u64]) {
 /// The first dimension of every call over one chunk of a compact database: for each column
 /// (plaintexts `first + col·d₀ ..`, `per_chunk` in all) and each call, Σ_i q_i ⊙ pt_i as an Eval
 /// ciphertext over the k moduli, or None where the whole column is zero. Result `[call][col]`.
+///
+/// `alloc` supplies each output ciphertext already shaped as 2 Eval polys over the k moduli
+/// (its words are all overwritten), so a server can hand in reused buffers.
 pub fn first_dimension_compact(
     ctx: &Context,
     db: &CompactDatabase,
     sel: &Selection32,
     calls: std::ops::Range<usize>,
-    first: usize,
-    per_chunk: usize,
+    (first, per_chunk): (usize, usize),
+    alloc: &mut dyn FnMut() -> Ciphertext,
 ) -> Result<Vec<Vec<Option<Ciphertext>>>, PirError> {
     if calls.end > sel.calls {
         return Err(PirError::Corrupted("selection calls".into()));
@@ -208,16 +211,23 @@ pub fn first_dimension_compact(
             .collect::<Vec<_>>()
     };
     let columns: Vec<Vec<Option<usize>>> = (0..cols).map(column).collect();
-    // [call][col] → 2·kn reduced words (only for columns with a plaintext).
-    let mut out: Vec<Vec<u64>> = (0..calls * cols)
-        .map(|idx| {
-            if columns[idx % cols].iter().any(Option::is_some) {
-                vec![0u64; 2 * kn]
-            } else {
-                Vec::new()
-            }
-        })
-        .collect();
+    // [call][col] → the column's ciphertext (only for columns with a plaintext).
+    let mut out: Vec<Option<Ciphertext>> = Vec::with_capacity(calls * cols);
+    for idx in 0..calls * cols {
+        if !columns[idx % cols].iter().any(Option::is_some) {
+            out.push(None);
+            continue;
+        }
+        let c = alloc();
+        if c.polys.len() != 2
+            || c.polys.iter().any(|p| {
+                p.data.len() != kn || p.format != Format::Eval || p.basis.iter().copied().ne(0..k)
+            })
+        {
+            return Err(PirError::Corrupted("first dimension output shape".into()));
+        }
+        out.push(Some(c));
+    }
     let moduli: Vec<u32> = (0..k).map(|r| ctx.modulus(r).value as u32).collect();
     kernel(
         &KernelArgs {
@@ -234,26 +244,8 @@ pub fn first_dimension_compact(
     );
     let mut result: Vec<Vec<Option<Ciphertext>>> =
         (0..calls).map(|_| Vec::with_capacity(cols)).collect();
-    for (idx, words) in out.into_iter().enumerate() {
-        let call = idx / cols;
-        if words.is_empty() {
-            result[call].push(None);
-            continue;
-        }
-        let polys = words
-            .chunks_exact(kn)
-            .map(|data| Poly {
-                format: Format::Eval,
-                basis: (0..k).collect(),
-                n,
-                data: data.to_vec(),
-            })
-            .collect();
-        result[call].push(Some(Ciphertext {
-            polys,
-            correction_factor: 1,
-            seed: None,
-        }));
+    for (idx, c) in out.into_iter().enumerate() {
+        result[idx / cols].push(c);
     }
     Ok(result)
 }
@@ -271,11 +263,11 @@ struct KernelArgs<'a> {
 }
 
 /// Dispatches [`kernel_body`] to an AVX2 build when available.
-fn kernel(a: &KernelArgs, out: &mut [Vec<u64>]) {
+fn kernel(a: &KernelArgs, out: &mut [Option<Ciphertext>]) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx2")]
-        fn avx2(a: &KernelArgs, out: &mut [Vec<u64>]) {
+        fn avx2(a: &KernelArgs, out: &mut [Option<Ciphertext>]) {
             kernel_body(a, out)
         }
         if std::arch::is_x86_feature_detected!("avx2") {
@@ -290,16 +282,15 @@ fn kernel(a: &KernelArgs, out: &mut [Vec<u64>]) {
 /// The tiled loop: per block of coefficients (inside one row), per column, the lazy u64 sums of
 /// every call and both polynomials, then one reduction into `out[call·cols + col]`.
 #[inline(always)]
-fn kernel_body(a: &KernelArgs, out: &mut [Vec<u64>]) {
+fn kernel_body(a: &KernelArgs, out: &mut [Option<Ciphertext>]) {
     let (calls, cols, b) = (a.calls.len(), a.columns.len(), a.block);
     let kn = a.sel.kn;
     let mut acc = vec![0u64; calls * 2 * b];
-    let mut tmp = vec![0u64; b];
     for tile in 0..kn / b {
         let start = tile * b;
         let q = a.moduli[start / a.n];
         for (col, offsets) in a.columns.iter().enumerate() {
-            if out[col].is_empty() {
+            if out[col].is_none() {
                 continue;
             }
             acc.fill(0);
@@ -325,11 +316,12 @@ fn kernel_body(a: &KernelArgs, out: &mut [Vec<u64>]) {
                 lazy += 1;
             }
             for call in 0..calls {
-                for poly in 0..2 {
+                let Some(ct) = out[call * cols + col].as_mut() else {
+                    continue;
+                };
+                for (poly, p) in ct.polys.iter_mut().enumerate() {
                     let src = &acc[(call * 2 + poly) * b..(call * 2 + poly + 1) * b];
-                    bfv::reduce_u64_rows32(q, &mut tmp, src);
-                    out[call * cols + col][poly * kn + start..poly * kn + start + b]
-                        .copy_from_slice(&tmp);
+                    bfv::reduce_u64_rows32(q, &mut p.data[start..start + b], src);
                 }
             }
         }

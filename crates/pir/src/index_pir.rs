@@ -325,9 +325,14 @@ fn compute_response_in(
             let first = chunk_index * per_chunk;
             // columns[call in range][col]
             let columns: Vec<Vec<Option<Ciphertext>>> = match db {
-                DatabaseRef::Compact(cdb) => {
-                    first_dimension_compact(ctx, cdb, selection, range.clone(), first, per_chunk)?
-                }
+                DatabaseRef::Compact(cdb) => first_dimension_compact(
+                    ctx,
+                    cdb,
+                    selection,
+                    range.clone(),
+                    (first, per_chunk),
+                    &mut || pool.take_eval(k, ctx.n),
+                )?,
                 DatabaseRef::Eval(pts) => range
                     .clone()
                     .map(|call| {
@@ -355,6 +360,7 @@ fn compute_response_in(
                     tensor.add_product(ctx, dim1[j], col)?;
                 }
                 add_partial(ctx, &mut total, tensor.finish(ctx)?)?;
+                pool.recycle(cols.into_iter().flatten());
                 times.second_dimension += clock.elapsed();
                 let clock = Instant::now();
                 let mut ct = match total {
