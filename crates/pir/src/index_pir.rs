@@ -193,6 +193,25 @@ pub struct PhaseTimes {
 pub struct ResponseWorkspace {
     expansion: ExpansionPool,
     selection: Selection32,
+    /// The second dimension's accumulator (about half a megabyte of sums) with the parameters
+    /// and moduli count it was built for.
+    tensor: Option<(sift_he::EncryptionParameters, usize, TensorAccumulator)>,
+}
+
+/// A workspace's cleared tensor accumulator for `ctx` and k moduli, built anew when the
+/// parameters differ from the last response's.
+fn reused_tensor<'a>(
+    slot: &'a mut Option<(sift_he::EncryptionParameters, usize, TensorAccumulator)>,
+    ctx: &Context,
+    k: usize,
+) -> &'a mut TensorAccumulator {
+    let reuse = matches!(&*slot, Some((p, kk, _)) if *p == ctx.params && *kk == k);
+    if !reuse {
+        *slot = Some((ctx.params.clone(), k, TensorAccumulator::new(ctx, k)));
+    }
+    let (_, _, acc) = slot.as_mut().expect("set just above");
+    acc.clear();
+    acc
 }
 
 /// Idle workspaces kept for the next queries, at most one per core (bounded memory).
@@ -284,7 +303,9 @@ fn compute_response_in(
     let ResponseWorkspace {
         expansion: pool,
         selection,
+        tensor,
     } = ws;
+    let tensor = reused_tensor(tensor, ctx, k);
     if compact {
         selection.reset(indices_count, d0, k, ctx.n);
     }
@@ -318,7 +339,6 @@ fn compute_response_in(
     let mut replies: Vec<Vec<Ciphertext>> = (0..indices_count)
         .map(|_| Vec::with_capacity(chunks))
         .collect();
-    let mut tensor = TensorAccumulator::new(ctx, k);
     for (db, range) in groups {
         for chunk_index in 0..chunks {
             let clock = Instant::now();

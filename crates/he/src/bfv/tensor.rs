@@ -502,13 +502,13 @@ impl TensorPlan {
     }
 
     /// ⌊t·x/Q⌉ of an extended-basis Eval poly, as a Coeff poly over q_0..q_{k−1}.
-    fn scale_round(&self, ctx: &Context, mut dp: Poly) -> Result<Poly, HeError> {
+    fn scale_round(&self, ctx: &Context, dp: &mut Poly) -> Result<Poly, HeError> {
         let (k, n) = (self.k, ctx.n);
         let e = self.ext.len();
         let tf = ctx.t() as f64;
         dp.inverse_ntt(ctx)?;
         if let Some(sl) = &self.small {
-            return Ok(self.scale_round_small(ctx, sl, &dp));
+            return Ok(self.scale_round_small(ctx, sl, dp));
         }
         let mut out = Poly::zero(ctx, k, Format::Coeff);
         let mut res = vec![0u64; e];
@@ -636,7 +636,7 @@ pub fn multiply(ctx: &Context, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphert
     d2.mul_assign(ctx, &b1)?;
     let polys = [d0, d1, d2]
         .into_iter()
-        .map(|dp| plan.scale_round(ctx, dp))
+        .map(|mut dp| plan.scale_round(ctx, &mut dp))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Ciphertext {
         polys,
@@ -666,6 +666,8 @@ pub struct TensorAccumulator {
     /// Auxiliary rows (Eval form) of the four operand polys when they come in Eval form (their
     /// own rows are read in place).
     aux: Vec<u64>,
+    /// The extended-basis poly each finish scales down, kept for the next one.
+    finish_buf: Option<Poly>,
 }
 
 /// acc0 += x0·y0, acc1 += x0·y1 + x1·y0, acc2 += x1·y1 over one row of 32-bit values held
@@ -732,6 +734,7 @@ impl TensorAccumulator {
             lifted: Vec::new(),
             scratch: Vec::new(),
             aux: Vec::new(),
+            finish_buf: None,
         }
     }
 
@@ -748,6 +751,18 @@ impl TensorAccumulator {
     /// Whether no product was added since the last finish.
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+
+    /// Drops any partial sum (after an error part-way through a sum), so the accumulator can
+    /// be reused; [`TensorAccumulator::finish`] leaves it cleared already.
+    pub fn clear(&mut self) {
+        if self.count > 0 || self.lazy > 0 {
+            self.acc.fill(0);
+            self.acc64.fill(0);
+            self.lazy = 0;
+            self.count = 0;
+            self.correction_factor = None;
+        }
     }
 
     fn reduce_in_place(&mut self, ctx: &Context) {
@@ -855,8 +870,9 @@ impl TensorAccumulator {
         if self.lazy + 1 > max_lazy {
             for (idx, chunk) in self.acc64.chunks_exact_mut(n).enumerate() {
                 let q = self.plan.ext_moduli[idx % e].value as u32;
-                let src = chunk.to_vec();
-                reduce_u64_rows32(q, chunk, &src);
+                self.scratch.clear();
+                self.scratch.extend_from_slice(chunk);
+                reduce_u64_rows32(q, chunk, &self.scratch);
             }
             self.lazy = 1;
         }
@@ -938,8 +954,13 @@ impl TensorAccumulator {
         let n = ctx.n;
         let e = self.plan.ext.len();
         let mut polys = Vec::with_capacity(3);
+        // One extended-basis buffer, reused (every row is overwritten before the scale-down).
+        let mut dp = self
+            .finish_buf
+            .take()
+            .unwrap_or_else(|| Poly::zero_with_basis(ctx, self.plan.ext.clone(), Format::Eval));
         for p in 0..3 {
-            let mut dp = Poly::zero_with_basis(ctx, self.plan.ext.clone(), Format::Eval);
+            dp.format = Format::Eval;
             for (r, m) in self.plan.ext_moduli.iter().enumerate() {
                 let range = (p * e + r) * n..(p * e + r + 1) * n;
                 if self.plan.small.is_some() {
@@ -950,8 +971,9 @@ impl TensorAccumulator {
                     }
                 }
             }
-            polys.push(self.plan.scale_round(ctx, dp)?);
+            polys.push(self.plan.scale_round(ctx, &mut dp)?);
         }
+        self.finish_buf = Some(dp);
         self.acc.fill(0);
         self.acc64.fill(0);
         self.lazy = 0;
@@ -1052,9 +1074,9 @@ mod tests {
             }
             p.forward_ntt(&ctx).unwrap();
             assert_eq!(p.data.len(), e * n);
-            let fast = plan.scale_round(&ctx, p.clone()).unwrap();
+            let fast = plan.scale_round(&ctx, &mut p.clone()).unwrap();
             plan.small = None;
-            let slow = plan.scale_round(&ctx, p).unwrap();
+            let slow = plan.scale_round(&ctx, &mut p).unwrap();
             assert_eq!(fast, slow, "{name}");
         }
     }
