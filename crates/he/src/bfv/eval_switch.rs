@@ -493,22 +493,21 @@ pub fn expand_step_eval(
     for v in [&mut c1_eval, &mut coeff, &mut sigma0, &mut u0, &mut u1] {
         v.resize(k * n, 0);
     }
-    // σ(c₁) in both forms and σ(c₀), one gather each per row.
+    // σ(c₀) and σ(c₁) by one gather per row, then σ(c₁)'s Coeff rows by an inverse NTT
+    // that reads the gathered Eval rows.
     for r in 0..k {
         let rows = r * n..(r + 1) * n;
         let (src0, src1) = (ct.polys[0].row(r), ct.polys[1].row(r));
-        for (((e, c), s0), &p) in c1_eval[rows.clone()]
+        for ((e, s0), &p) in c1_eval[rows.clone()]
             .iter_mut()
-            .zip(&mut coeff[rows.clone()])
             .zip(&mut sigma0[rows.clone()])
             .zip(perm)
         {
-            let v = src1[p as usize];
-            *e = v;
-            *c = v;
+            *e = src1[p as usize];
             *s0 = src0[p as usize];
         }
-        ctx.ntt(r).inverse(&mut coeff[rows]);
+        ctx.ntt(r)
+            .inverse_from(&c1_eval[rows.clone()], &mut coeff[rows]);
     }
     ksk.key_products_small(
         ctx,
