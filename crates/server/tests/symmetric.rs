@@ -174,3 +174,46 @@ async fn the_key_must_match_the_dataset() {
     let server = start(good).await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_keeps_serving_devices_on_the_old_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_key = OprfPrivateKey::generate(&mut rand::thread_rng());
+    let server = start(symmetric_setup(dir.path(), &old_key, 1)).await;
+    let mut old_device = device(&server);
+    assert_eq!(
+        old_device.lookup("example.com").await.unwrap().0.as_deref(),
+        Some(&b"1"[..])
+    );
+
+    // New data under a new key (same files, as `sift build` rewrites them), then a reload.
+    let new_key = OprfPrivateKey::generate(&mut rand::thread_rng());
+    write_dataset_with_key(
+        &dir.path().join("data"),
+        &[("example.com", "2"), ("new.example", "1")],
+        1,
+        8,
+        Some(&new_key),
+    );
+    sift_oprf::write_key_file(&dir.path().join("oprf-key.txt"), &new_key).unwrap();
+    assert_eq!(server.state.reload(), vec![USECASE.to_string()]);
+
+    // The old device's OPRF request names its config id, so the kept old version's key
+    // answers it and its proof verifies against the public key that device holds.
+    assert_eq!(
+        old_device.lookup("example.com").await.unwrap().0.as_deref(),
+        Some(&b"1"[..])
+    );
+    assert_eq!(old_device.lookup("new.example").await.unwrap().0, None);
+    // A new device gets the new configuration and key.
+    let mut new_device = device(&server);
+    assert_eq!(
+        new_device.lookup("example.com").await.unwrap().0.as_deref(),
+        Some(&b"2"[..])
+    );
+    assert_eq!(
+        new_device.lookup("new.example").await.unwrap().0.as_deref(),
+        Some(&b"1"[..])
+    );
+    server.stop().await;
+}
