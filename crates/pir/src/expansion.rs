@@ -41,24 +41,7 @@ impl ExpansionPool {
     /// buffers when there are any (words unspecified: the caller overwrites them all).
     pub fn take_eval(&mut self, k: usize, n: usize) -> Ciphertext {
         let mut c = self.take();
-        c.polys.truncate(2);
-        while c.polys.len() < 2 {
-            c.polys.push(Poly {
-                format: Format::Eval,
-                basis: Vec::new(),
-                n,
-                data: Vec::new(),
-            });
-        }
-        for p in &mut c.polys {
-            p.format = Format::Eval;
-            p.n = n;
-            p.basis.clear();
-            p.basis.extend(0..k);
-            p.data.resize(k * n, 0);
-        }
-        c.correction_factor = 1;
-        c.seed = None;
+        c.reshape_eval(k, n);
         c
     }
 

@@ -357,7 +357,7 @@ pub fn apply_galois_eval_into(
 ) -> Result<(), HeError> {
     let n = ctx.n;
     let k = check_eval_galois(ctx, ct, g, perm)?;
-    shape_eval(out, k, n);
+    out.reshape_eval(k, n);
     // σ(c₁) in both forms: the Eval rows by permutation, the Coeff rows by inverse NTT of those.
     // One gather writes both copies (no second pass over the rows).
     let mut c1_eval = std::mem::take(&mut scratch.eval);
@@ -426,27 +426,30 @@ fn check_eval_galois(
     Ok(k)
 }
 
-/// Shapes `out` as a 2-poly Eval ciphertext over the first k moduli, reusing its buffers
-/// (resized, not zeroed: the caller overwrites every word).
-fn shape_eval(out: &mut Ciphertext, k: usize, n: usize) {
-    out.polys.truncate(2);
-    while out.polys.len() < 2 {
-        out.polys.push(Poly {
-            format: Format::Eval,
-            basis: Vec::new(),
-            n,
-            data: Vec::new(),
-        });
+impl Ciphertext {
+    /// Shapes this ciphertext as 2 Eval polys over the first k moduli of degree n, reusing its
+    /// buffers (resized, not zeroed: the caller overwrites every word), so pools of
+    /// ciphertexts can serve any step without allocating.
+    pub fn reshape_eval(&mut self, k: usize, n: usize) {
+        self.polys.truncate(2);
+        while self.polys.len() < 2 {
+            self.polys.push(Poly {
+                format: Format::Eval,
+                basis: Vec::new(),
+                n,
+                data: Vec::new(),
+            });
+        }
+        for p in &mut self.polys {
+            p.format = Format::Eval;
+            p.n = n;
+            p.basis.clear();
+            p.basis.extend(0..k);
+            p.data.resize(k * n, 0);
+        }
+        self.correction_factor = 1;
+        self.seed = None;
     }
-    for p in &mut out.polys {
-        p.format = Format::Eval;
-        p.n = n;
-        p.basis.clear();
-        p.basis.extend(0..k);
-        p.data.resize(k * n, 0);
-    }
-    out.correction_factor = 1;
-    out.seed = None;
 }
 
 /// A twist row set for [`expand_step_eval`]: w in Eval form (k rows of n words) and its Shoup
@@ -483,7 +486,7 @@ pub fn expand_step_eval(
     let Some(ks) = rows else {
         return expand_step_generic(ctx, ct, g, count, perm, ksk, twist, scratch, minus);
     };
-    shape_eval(minus, k, n);
+    minus.reshape_eval(k, n);
     ct.seed = None;
     let s = scratch;
     let mut c1_eval = std::mem::take(&mut s.eval);
