@@ -306,9 +306,9 @@ fn answer_all(
 /// Symmetric PIR's first round trip (pir-service-example `PirUsecase.processOprf`): evaluates
 /// the blinded keyword with the use case's OPRF key and proves it. The key is the one of the
 /// version named by `config_id` when that version is still kept, else the current one (Apple's
-/// client leaves `config_id` empty). 501 when the use case is not symmetric (Apple's service
-/// answers 400 "SymmetricPIR not configured."), 400 for a blinded element that is not a valid
-/// compressed P-384 point.
+/// client leaves `config_id` empty). 400 when the use case is not symmetric, as Apple's
+/// service answers ("SymmetricPIR not configured."), and 400 for a blinded element that is not
+/// a valid compressed P-384 point.
 fn answer_oprf(
     uc: &crate::state::UseCase,
     name: &str,
@@ -321,10 +321,9 @@ fn answer_oprf(
             .unwrap_or_else(|| uc.current())
     };
     let key = version.oprf_key.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            format!("symmetric PIR is not enabled for use case {name}"),
-        )
+        ApiError::bad_request(format!(
+            "symmetric PIR is not configured for use case {name}"
+        ))
     })?;
     let eval = key
         .blind_evaluate(&req.query_element)

@@ -128,7 +128,7 @@ async fn present_values_round_trip_and_absent_keywords_are_absent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oprf_on_a_plain_use_case_is_not_implemented() {
+async fn oprf_on_a_plain_use_case_is_a_bad_request() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_with_dataset(dir.path(), &[("example.com", "1")], 1, 1).await;
     let dev = Device::new(server.addr, "u1");
@@ -137,10 +137,12 @@ async fn oprf_on_a_plain_use_case_is_not_implemented() {
     let q = client
         .blind(b"example.com", &mut rand::thread_rng())
         .unwrap();
-    let (status, _) = dev
+    let (status, body) = dev
         .post("/queries", oprf_request(q.element().to_vec()))
         .await;
-    assert_eq!(status, 501);
+    // Apple's service answers 400 "SymmetricPIR not configured." here.
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("not configured"));
     server.stop().await;
 }
 
