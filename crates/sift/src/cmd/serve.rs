@@ -25,6 +25,8 @@ use anyhow::Context as _;
   dataset_dir = \"dataset\"        # output of `sift build`
   stem = \"url\"
   versions_kept = 2
+  # [usecases.symmetric_pir]     # only for a dataset built with symmetricPirArguments
+  # database_encryption_key_file = \"oprf.key\"   # the key `sift build` wrote or read
 
   [tls]                          # HTTPS with HTTP/2 (required unless dev_plain_http = true)
   cert = \"fullchain.pem\"
