@@ -198,13 +198,43 @@ impl KeySwitchKey {
         out1: &mut [u64],
         scratch: &mut SwitchScratch,
     ) -> Result<(), HeError> {
-        let s = scratch;
-        self.key_products_small(
+        self.switch_small(
             ctx,
             k,
             ks,
             (target_coeff, target_eval),
-            (&mut *out0, &mut *out1),
+            (out0, out1),
+            scratch,
+            |_, i, row, corr| {
+                let q = ctx.modulus(i).value as u32;
+                let (inv, inv_s) = ks.p_inv[i];
+                keyprod::sub_mul(row, corr, q, inv, inv_s);
+            },
+        );
+        Ok(())
+    }
+
+    /// A key switch over moduli below 2^30: the digit products into `acc` (k rows each) and
+    /// the special prime's rows, then the rounding division by P, whose last step is
+    /// `finish(p, i, row, corr)` for row i of acc.p and its correction, to be turned into
+    /// (row − corr)·P⁻¹ in whatever pass suits the caller.
+    #[allow(clippy::too_many_arguments)]
+    fn switch_small(
+        &self,
+        ctx: &Context,
+        k: usize,
+        ks: &KeyRows32,
+        target: (&[u64], &[u64]),
+        (acc0, acc1): (&mut [u64], &mut [u64]),
+        s: &mut SwitchScratch,
+        mut finish: impl FnMut(usize, usize, &mut [u64], &[u64]),
+    ) {
+        self.key_products_small(
+            ctx,
+            k,
+            ks,
+            target,
+            (&mut *acc0, &mut *acc1),
             &mut s.digits,
             (&mut s.p0, &mut s.p1),
         );
@@ -216,13 +246,10 @@ impl KeySwitchKey {
             (&mut s.p0, &mut s.p1),
             &mut s.buf,
             |p, i, corr| {
-                let out = if p == 0 { &mut *out0 } else { &mut *out1 };
-                let q = ctx.modulus(i).value as u32;
-                let (inv, inv_s) = ks.p_inv[i];
-                keyprod::sub_mul(&mut out[i * n..(i + 1) * n], corr, q, inv, inv_s);
+                let acc = if p == 0 { &mut *acc0 } else { &mut *acc1 };
+                finish(p, i, &mut acc[i * n..(i + 1) * n], corr);
             },
         );
-        Ok(())
     }
 
     /// The digit products of a key switch over moduli below 2^30: per output modulus, the
@@ -323,6 +350,43 @@ fn mod_down_small(
     }
 }
 
+/// σ(c₁) of a 2-poly Eval ciphertext over the first k moduli in both forms, one gather per
+/// row (`c1_eval`) and an inverse NTT reading the gathered rows (`coeff`), and σ(c₀) into
+/// `sigma0` when given (the same gather). `perm` is the Eval permutation of σ.
+fn gather_galois(
+    ctx: &Context,
+    ct: &Ciphertext,
+    perm: &[u32],
+    c1_eval: &mut [u64],
+    coeff: &mut [u64],
+    mut sigma0: Option<&mut [u64]>,
+) {
+    let n = ctx.n;
+    for r in 0..ct.polys[0].basis.len() {
+        let rows = r * n..(r + 1) * n;
+        let (src0, src1) = (ct.polys[0].row(r), ct.polys[1].row(r));
+        match sigma0.as_deref_mut() {
+            Some(sigma0) => {
+                for ((e, s0), &p) in c1_eval[rows.clone()]
+                    .iter_mut()
+                    .zip(&mut sigma0[rows.clone()])
+                    .zip(perm)
+                {
+                    *e = src1[p as usize];
+                    *s0 = src0[p as usize];
+                }
+            }
+            None => {
+                for (e, &p) in c1_eval[rows.clone()].iter_mut().zip(perm) {
+                    *e = src1[p as usize];
+                }
+            }
+        }
+        ctx.ntt(r)
+            .inverse_from(&c1_eval[rows.clone()], &mut coeff[rows]);
+    }
+}
+
 /// [`apply_galois_with`] for an Eval-form 2-poly ciphertext over the first k moduli, result in
 /// Eval form (equal to the NTT of [`apply_galois_with`]'s result). `perm` is
 /// [`Poly::galois_eval_permutation`] of g.
@@ -358,25 +422,11 @@ pub fn apply_galois_eval_into(
     let n = ctx.n;
     let k = check_eval_galois(ctx, ct, g, perm)?;
     out.reshape_eval(k, n);
-    // σ(c₁) in both forms: the Eval rows by permutation, the Coeff rows by inverse NTT of those.
-    // One gather writes both copies (no second pass over the rows).
     let mut c1_eval = std::mem::take(&mut scratch.eval);
     let mut coeff = std::mem::take(&mut scratch.coeff);
     c1_eval.resize(k * n, 0);
     coeff.resize(k * n, 0);
-    for r in 0..k {
-        let s = ct.polys[1].row(r);
-        let (e, c) = (
-            &mut c1_eval[r * n..(r + 1) * n],
-            &mut coeff[r * n..(r + 1) * n],
-        );
-        for ((e, c), &p) in e.iter_mut().zip(c.iter_mut()).zip(perm) {
-            let v = s[p as usize];
-            *e = v;
-            *c = v;
-        }
-        ctx.ntt(r).inverse(c);
-    }
+    gather_galois(ctx, ct, perm, &mut c1_eval, &mut coeff, None);
     let (u0, u1) = out.polys.split_at_mut(1);
     let (u0, u1) = (&mut u0[0], &mut u1[0]);
     let res = ksk.switch_eval(
@@ -496,45 +546,21 @@ pub fn expand_step_eval(
     for v in [&mut c1_eval, &mut coeff, &mut sigma0, &mut u0, &mut u1] {
         v.resize(k * n, 0);
     }
-    // σ(c₀) and σ(c₁) by one gather per row, then σ(c₁)'s Coeff rows by an inverse NTT
-    // that reads the gathered Eval rows.
-    for r in 0..k {
-        let rows = r * n..(r + 1) * n;
-        let (src0, src1) = (ct.polys[0].row(r), ct.polys[1].row(r));
-        for ((e, s0), &p) in c1_eval[rows.clone()]
-            .iter_mut()
-            .zip(&mut sigma0[rows.clone()])
-            .zip(perm)
-        {
-            *e = src1[p as usize];
-            *s0 = src0[p as usize];
-        }
-        ctx.ntt(r)
-            .inverse_from(&c1_eval[rows.clone()], &mut coeff[rows]);
-    }
-    ksk.key_products_small(
+    gather_galois(ctx, ct, perm, &mut c1_eval, &mut coeff, Some(&mut sigma0));
+    let (plus, minus) = (&mut ct.polys, &mut minus.polys);
+    ksk.switch_small(
         ctx,
         k,
         ks,
         (&coeff, &c1_eval),
         (&mut u0, &mut u1),
-        &mut s.digits,
-        (&mut s.p0, &mut s.p1),
-    );
-    let (plus, minus) = (&mut ct.polys, &mut minus.polys);
-    mod_down_small(
-        ctx,
-        k,
-        ks,
-        (&mut s.p0, &mut s.p1),
-        &mut s.buf,
-        |p, i, corr| {
+        s,
+        |p, i, acc, corr| {
             let rows = i * n..(i + 1) * n;
-            let acc = if p == 0 { &u0 } else { &u1 };
             keyprod::finish_twist(
                 &mut plus[p].data[rows.clone()],
                 &mut minus[p].data[rows.clone()],
-                &acc[rows.clone()],
+                acc,
                 corr,
                 (p == 0).then(|| &sigma0[rows.clone()]),
                 ctx.modulus(i).value as u32,
