@@ -420,11 +420,7 @@ impl TensorPlan {
         scratch: &mut Vec<u64>,
     ) {
         let n = ctx.n;
-        scratch.resize(p.data.len(), 0);
-        for (r, &mi) in p.basis.iter().enumerate() {
-            ctx.ntt(mi)
-                .inverse_from(p.row(r), &mut scratch[r * n..(r + 1) * n]);
-        }
+        coeff_rows_into(ctx, p, scratch);
         self.lift_small(sl, n, scratch, aux);
         for (a, &mi) in self.ext[self.k..].iter().enumerate() {
             ctx.ntt(mi).forward(&mut aux[a * n..(a + 1) * n]);
@@ -457,11 +453,7 @@ impl TensorPlan {
         let coeff: &[u64] = if p.format == Format::Coeff {
             &p.data
         } else {
-            scratch.clear();
-            scratch.extend_from_slice(&p.data);
-            for (r, &mi) in p.basis.iter().enumerate() {
-                ctx.ntt(mi).inverse(&mut scratch[r * n..(r + 1) * n]);
-            }
+            coeff_rows_into(ctx, p, scratch);
             scratch
         };
         if let Some(sl) = &self.small {
@@ -668,6 +660,16 @@ pub struct TensorAccumulator {
     aux: Vec<u64>,
     /// The extended-basis poly each finish scales down, kept for the next one.
     finish_buf: Option<Poly>,
+}
+
+/// The Coeff rows of an Eval poly into `scratch` (inverse NTTs reading the poly's rows).
+fn coeff_rows_into(ctx: &Context, p: &Poly, scratch: &mut Vec<u64>) {
+    let n = ctx.n;
+    scratch.resize(p.data.len(), 0);
+    for (r, &mi) in p.basis.iter().enumerate() {
+        ctx.ntt(mi)
+            .inverse_from(p.row(r), &mut scratch[r * n..(r + 1) * n]);
+    }
 }
 
 /// acc0 += x0·y0, acc1 += x0·y1 + x1·y0, acc2 += x1·y1 over one row of 32-bit values held
@@ -877,67 +879,50 @@ impl TensorAccumulator {
             self.lazy = 1;
         }
         let k = self.plan.k;
-        if let Some(sl) = &self.plan.small
-            && a.polys
-                .iter()
-                .chain(&b.polys)
-                .all(|p| p.format == Format::Eval)
-        {
-            // Eval operands: their k rows are the lift's first rows as they are, so only the
-            // auxiliary rows are computed and nothing is copied back.
-            let an = (e - k) * n;
-            self.aux.resize(4 * an, 0);
-            let polys = [&a.polys[0], &a.polys[1], &b.polys[0], &b.polys[1]];
-            for (aux, p) in self.aux.chunks_exact_mut(an).zip(polys) {
-                self.plan
-                    .lift_aux_eval_small(ctx, sl, p, aux, &mut self.scratch);
+        let polys = [&a.polys[0], &a.polys[1], &b.polys[0], &b.polys[1]];
+        let an = (e - k) * n;
+        // Eval operands: their k rows are the lift's first rows as they are, so only the
+        // auxiliary rows are computed; other operands are lifted whole.
+        let eval_small = match &self.plan.small {
+            Some(sl) if polys.iter().all(|p| p.format == Format::Eval) => {
+                self.aux.resize(4 * an, 0);
+                for (aux, p) in self.aux.chunks_exact_mut(an).zip(polys) {
+                    self.plan
+                        .lift_aux_eval_small(ctx, sl, p, aux, &mut self.scratch);
+                }
+                true
             }
-            let en = e * n;
-            let (acc0, rest) = self.acc64.split_at_mut(en);
-            let (acc1, acc2) = rest.split_at_mut(en);
-            for r in 0..e {
-                let row = |i: usize| -> &[u64] {
-                    if r < k {
-                        polys[i].row(r)
-                    } else {
-                        &self.aux[i * an + (r - k) * n..i * an + (r - k + 1) * n]
-                    }
-                };
-                let rows = r * n..(r + 1) * n;
-                tensor_rows(
-                    (
-                        &mut acc0[rows.clone()],
-                        &mut acc1[rows.clone()],
-                        &mut acc2[rows],
-                    ),
-                    [row(0), row(1), row(2), row(3)],
-                );
+            _ => {
+                if self.lifted.len() < 4 {
+                    self.lifted = (0..4)
+                        .map(|_| Poly::zero_with_basis(ctx, self.plan.ext.clone(), Format::Coeff))
+                        .collect();
+                }
+                for (out, p) in self.lifted.iter_mut().zip(polys) {
+                    self.plan.lift_into(ctx, p, None, out, &mut self.scratch);
+                }
+                false
             }
-            self.lazy += 1;
-            self.count += 1;
-            return Ok(());
-        }
-        if self.lifted.len() < 4 {
-            self.lifted = (0..4)
-                .map(|_| Poly::zero_with_basis(ctx, self.plan.ext.clone(), Format::Coeff))
-                .collect();
-        }
-        for (out, p) in self.lifted.iter_mut().zip(a.polys.iter().chain(&b.polys)) {
-            self.plan.lift_into(ctx, p, None, out, &mut self.scratch);
-        }
+        };
         let en = e * n;
         let (acc0, rest) = self.acc64.split_at_mut(en);
         let (acc1, acc2) = rest.split_at_mut(en);
-        let l = &self.lifted;
         for r in 0..e {
             let rows = r * n..(r + 1) * n;
+            let row = |i: usize| -> &[u64] {
+                match (eval_small, r < k) {
+                    (true, true) => polys[i].row(r),
+                    (true, false) => &self.aux[i * an + (r - k) * n..i * an + (r - k + 1) * n],
+                    (false, _) => &self.lifted[i].data[rows.clone()],
+                }
+            };
             tensor_rows(
                 (
                     &mut acc0[rows.clone()],
                     &mut acc1[rows.clone()],
                     &mut acc2[rows.clone()],
                 ),
-                [0, 1, 2, 3].map(|i| &l[i].data[rows.clone()]),
+                [row(0), row(1), row(2), row(3)],
             );
         }
         self.lazy += 1;
