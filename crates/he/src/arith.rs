@@ -214,13 +214,13 @@ pub fn is_prime(n: u64) -> bool {
         return false;
     }
     for p in [2u64, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37] {
-        if n % p == 0 {
+        if n.is_multiple_of(p) {
             return n == p;
         }
     }
     let mut d = n - 1;
     let mut s = 0;
-    while d % 2 == 0 {
+    while d.is_multiple_of(2) {
         d /= 2;
         s += 1;
     }
@@ -255,7 +255,7 @@ pub fn is_prime(n: u64) -> bool {
 /// The smallest primitive `degree`-th root of unity mod prime q (degree a power of two),
 /// as Apple's `minPrimitiveRootOfUnity` returns; None when degree ∤ q − 1.
 pub fn min_primitive_root(q: u64, degree: u64) -> Option<u64> {
-    if degree < 2 || !degree.is_power_of_two() || (q - 1) % degree != 0 {
+    if degree < 2 || !degree.is_power_of_two() || !(q - 1).is_multiple_of(degree) {
         return None;
     }
     let m = Modulus::new(q);

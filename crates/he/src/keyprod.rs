@@ -19,7 +19,7 @@ pub(crate) struct Mont32 {
 impl Mont32 {
     /// The constants for odd q < 2^31 (None for an even or larger q).
     pub(crate) fn new(q: u32) -> Option<Mont32> {
-        if q % 2 == 0 || q >= 1 << 31 {
+        if q.is_multiple_of(2) || q >= 1 << 31 {
             return None;
         }
         // Newton's iteration doubles the correct low bits of q⁻¹ mod 2^32 each round.
@@ -66,7 +66,7 @@ pub(crate) fn dot_redc(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if srcs.len() == 2 && std::arch::is_x86_feature_detected!("avx2") {
+        if srcs.len() == 2 && crate::simd::avx2() {
             // SAFETY: AVX2 is present (checked just above); `avx2::dot2` is safe Rust with
             // AVX2 enabled whose memory accesses are bounds-checked slices.
             unsafe {
@@ -113,7 +113,7 @@ fn dot_redc_portable(
 /// `lift_half`: p ← (p + ⌊P/2⌋) mod P for p < P.
 pub(crate) fn lift_half(p: &mut [u64], half: u32, pv: u32) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if crate::simd::avx2() {
         // SAFETY: AVX2 is present (checked just above); safe Rust with AVX2 enabled.
         unsafe { avx2::lift_half(p, half, pv) };
         return;
@@ -126,7 +126,7 @@ pub(crate) fn lift_half(p: &mut [u64], half: u32, pv: u32) {
 /// dst ← (src mod q + add) mod q for src < 2^32 and add < q, with mu = ⌊2^32/q⌋.
 pub(crate) fn reduce_add(dst: &mut [u64], src: &[u64], q: u32, mu: u32, add: u32) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if crate::simd::avx2() {
         // SAFETY: AVX2 is present (checked just above); safe Rust with AVX2 enabled.
         unsafe { avx2::reduce_add(dst, src, q, mu, add) };
         return;
@@ -139,7 +139,7 @@ pub(crate) fn reduce_add(dst: &mut [u64], src: &[u64], q: u32, mu: u32, add: u32
 /// out ← (out − corr)·inv mod q for out, corr < q, with inv_s = ⌊inv·2^32/q⌋ (Shoup).
 pub(crate) fn sub_mul(out: &mut [u64], corr: &[u64], q: u32, inv: u32, inv_s: u32) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if crate::simd::avx2() {
         // SAFETY: AVX2 is present (checked just above); safe Rust with AVX2 enabled.
         unsafe { avx2::sub_mul(out, corr, q, inv, inv_s) };
         return;
@@ -167,7 +167,7 @@ pub(crate) fn finish_twist(
     twist: (&[u64], &[u64]),
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if crate::simd::avx2() {
         // SAFETY: AVX2 is present (checked just above); `avx2::finish_twist` is safe Rust
         // with AVX2 enabled whose memory accesses are bounds-checked slices.
         unsafe {
@@ -234,7 +234,7 @@ pub(crate) struct Lift2 {
 /// `aux` gets (x₀ + (q₀ mod m)·d₁ − [x negative]·Q) mod m for the a-th auxiliary m.
 pub(crate) fn lift2_aux(l: &Lift2, x0s: &[u64], x1s: &[u64], aux: &mut [u64]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if crate::simd::avx2() {
         // SAFETY: AVX2 is present (checked just above); safe Rust with AVX2 enabled.
         unsafe { avx2::lift2_aux(l, x0s, x1s, aux) };
         return;

@@ -40,6 +40,7 @@ pub mod packing;
 pub mod params;
 pub mod poly;
 pub mod serialize;
+pub mod simd;
 
 pub use bfv::{
     Ciphertext, EvalAccumulator, EvalPlaintext, EvaluationKey, KeySwitchKey, Plaintext, SecretKey,

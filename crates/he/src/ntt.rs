@@ -17,15 +17,36 @@ use crate::arith::{
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 /// The SIMD instruction set the 32-bit NTT path (moduli below 2^30) uses on this CPU, if any;
 /// `None` means the portable scalar loops run. For reports and benchmarks.
 pub fn simd_backend() -> Option<&'static str> {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        return Some("avx2");
+    match crate::simd::level() {
+        crate::simd::Level::Portable => None,
+        l => Some(l.name()),
     }
-    None
+}
+
+/// Which kernels a 32-bit transform may use: the widest the CPU has, at most AVX2 (to
+/// compare the two in one run), or only the portable loops.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Simd {
+    Best,
+    Avx2,
+    Portable,
+}
+
+/// The kernel set one 32-bit transform runs with, resolved from [`Simd`], the CPU and the
+/// tables built for n.
+#[derive(Clone, Copy)]
+enum Kernels<'a> {
+    #[cfg(target_arch = "x86_64")]
+    Avx512(&'a avx512::Tables),
+    #[cfg(target_arch = "x86_64")]
+    Avx2(&'a avx2::Tables),
+    Portable(std::marker::PhantomData<&'a ()>),
 }
 
 /// Views `n` words as `2n` 32-bit slots (the same memory), so the 32-bit transform can run in
@@ -112,6 +133,9 @@ struct Ntt32 {
     /// Lane-ordered twiddles of the AVX2 kernels (n ≥ 32).
     #[cfg(target_arch = "x86_64")]
     avx2: Option<avx2::Tables>,
+    /// Lane-ordered twiddles of the AVX-512 kernels (n ≥ 64).
+    #[cfg(target_arch = "x86_64")]
+    avx512: Option<avx512::Tables>,
 }
 
 impl Ntt32 {
@@ -191,80 +215,104 @@ impl Ntt32 {
         }
     }
 
-    /// Forward transform of the words `a` (values < q), in place; `simd` allows the AVX2
-    /// kernels when the CPU has them.
-    fn forward_words(&self, a: &mut [u64], simd: bool) {
-        let n = a.len();
-        let b = words_as_slots(a);
+    /// The kernels `simd` allows on this CPU for this table.
+    fn kernels(&self, simd: Simd) -> Kernels<'_> {
         #[cfg(target_arch = "x86_64")]
-        if let Some(tables) = self.avx2.as_ref().filter(|_| simd)
-            && std::is_x86_feature_detected!("avx2")
         {
-            // SAFETY: AVX2 support was detected at run time just above, which is the only
-            // requirement of the target-feature function; it accesses memory only through
-            // bounds-checked references. `tables` exist only for n ≥ 32 (its size condition).
-            unsafe { avx2::forward(self, tables, b) };
-            return;
+            if simd == Simd::Best
+                && let Some(t) = self.avx512.as_ref()
+                && crate::simd::avx512()
+            {
+                return Kernels::Avx512(t);
+            }
+            if simd != Simd::Portable
+                && let Some(t) = self.avx2.as_ref()
+                && crate::simd::avx2()
+            {
+                return Kernels::Avx2(t);
+            }
         }
         let _ = simd;
-        pack_slots(b, n);
-        self.forward_body(&mut b[..n]);
-        unpack_slots(b, n);
+        Kernels::Portable(std::marker::PhantomData)
+    }
+
+    /// Forward transform of the words `a` (values < q), in place, with the kernels `simd`
+    /// allows.
+    fn forward_words(&self, a: &mut [u64], simd: Simd) {
+        let n = a.len();
+        let b = words_as_slots(a);
+        // SAFETY (both arms): `kernels` returned the variant only after `simd` confirmed its
+        // instruction set at run time, the only requirement of the target-feature functions;
+        // they access memory only through bounds-checked references, and their tables exist
+        // only for the sizes they handle (n ≥ 32 for AVX2, n ≥ 64 for AVX-512).
+        match self.kernels(simd) {
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx512(t) => unsafe { avx512::forward(self, t, b) },
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2(t) => unsafe { avx2::forward(self, t, b) },
+            Kernels::Portable(_) => {
+                pack_slots(b, n);
+                self.forward_body(&mut b[..n]);
+                unpack_slots(b, n);
+            }
+        }
     }
 
     /// Forward transform of the words `src + add` (each below 4q) into `dst`.
-    fn forward_words_from(&self, src: &[u64], add: u32, dst: &mut [u64]) {
+    fn forward_words_from(&self, src: &[u64], add: u32, dst: &mut [u64], simd: Simd) {
         let n = dst.len();
-        #[cfg(target_arch = "x86_64")]
-        if let Some(tables) = self.avx2.as_ref()
-            && std::is_x86_feature_detected!("avx2")
-        {
-            let (s, b) = (words_as_slots_ref(src), words_as_slots(dst));
-            // SAFETY: as in `forward_words` (AVX2 detected just above, bounds-checked access).
-            unsafe { avx2::forward_from(self, tables, s, add, b) };
-            return;
+        let (s, b) = (words_as_slots_ref(src), words_as_slots(dst));
+        // SAFETY: as in `forward_words` (instruction set detected, bounds-checked access).
+        match self.kernels(simd) {
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx512(t) => unsafe { avx512::forward_from(self, t, s, add, b) },
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2(t) => unsafe { avx2::forward_from(self, t, s, add, b) },
+            Kernels::Portable(_) => {
+                // The portable first stage corrects inputs below 4q itself.
+                for (d, &x) in dst.iter_mut().zip(src) {
+                    *d = x + add as u64;
+                }
+                let b = words_as_slots(dst);
+                pack_slots(b, n);
+                self.forward_body(&mut b[..n]);
+                unpack_slots(b, n);
+            }
         }
-        // The portable first stage corrects inputs below 4q itself.
-        for (d, &x) in dst.iter_mut().zip(src) {
-            *d = x + add as u64;
-        }
-        let b = words_as_slots(dst);
-        pack_slots(b, n);
-        self.forward_body(&mut b[..n]);
-        unpack_slots(b, n);
     }
 
     /// Inverse transform of the words `src` (values < q) into `dst`.
-    fn inverse_words_from(&self, src: &[u64], dst: &mut [u64]) {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(tables) = self.avx2.as_ref()
-            && std::is_x86_feature_detected!("avx2")
-        {
-            let (s, b) = (words_as_slots_ref(src), words_as_slots(dst));
-            // SAFETY: as in `forward_words` (AVX2 detected just above, bounds-checked access).
-            unsafe { avx2::inverse_from(self, tables, s, b) };
-            return;
+    fn inverse_words_from(&self, src: &[u64], dst: &mut [u64], simd: Simd) {
+        let (s, b) = (words_as_slots_ref(src), words_as_slots(dst));
+        // SAFETY: as in `forward_words` (instruction set detected, bounds-checked access).
+        match self.kernels(simd) {
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx512(t) => unsafe { avx512::inverse_from(self, t, s, b) },
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2(t) => unsafe { avx2::inverse_from(self, t, s, b) },
+            Kernels::Portable(_) => {
+                dst.copy_from_slice(src);
+                self.inverse_words(dst, Simd::Portable);
+            }
         }
-        dst.copy_from_slice(src);
-        self.inverse_words(dst, false);
     }
 
     /// Inverse transform of the words `a` (values < q), in place; see [`Self::forward_words`].
-    fn inverse_words(&self, a: &mut [u64], simd: bool) {
+    fn inverse_words(&self, a: &mut [u64], simd: Simd) {
         let n = a.len();
         let b = words_as_slots(a);
-        #[cfg(target_arch = "x86_64")]
-        if let Some(tables) = self.avx2.as_ref().filter(|_| simd)
-            && std::is_x86_feature_detected!("avx2")
-        {
-            // SAFETY: as in `forward_words`.
-            unsafe { avx2::inverse(self, tables, b) };
-            return;
+        // SAFETY: as in `forward_words`.
+        match self.kernels(simd) {
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx512(t) => unsafe { avx512::inverse(self, t, b) },
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2(t) => unsafe { avx2::inverse(self, t, b) },
+            Kernels::Portable(_) => {
+                pack_slots(b, n);
+                self.inverse_body(&mut b[..n]);
+                unpack_slots(b, n);
+            }
         }
-        let _ = simd;
-        pack_slots(b, n);
-        self.inverse_body(&mut b[..n]);
-        unpack_slots(b, n);
     }
 }
 
@@ -317,10 +365,17 @@ impl NttTable {
                 inv_n_w_shoup: shoup32(inv_n_w, q32),
                 #[cfg(target_arch = "x86_64")]
                 avx2: None,
+                #[cfg(target_arch = "x86_64")]
+                avx512: None,
             };
             #[cfg(target_arch = "x86_64")]
-            if n >= 32 {
-                t.avx2 = Some(avx2::Tables::new(&t, n));
+            {
+                if n >= 32 {
+                    t.avx2 = Some(avx2::Tables::new(&t, n));
+                }
+                if n >= 64 {
+                    t.avx512 = Some(avx512::Tables::new(&t, n));
+                }
             }
             t
         });
@@ -347,7 +402,7 @@ impl NttTable {
     pub fn forward(&self, a: &mut [u64]) {
         assert_eq!(a.len(), self.n, "NTT length");
         match &self.small {
-            Some(s) => s.forward_words(a, true),
+            Some(s) => s.forward_words(a, Simd::Best),
             None => self.forward_u64(a),
         }
     }
@@ -359,7 +414,7 @@ impl NttTable {
     pub fn forward_from(&self, src: &[u64], add: u32, dst: &mut [u64]) {
         assert!(src.len() == self.n && dst.len() == self.n, "NTT length");
         match &self.small {
-            Some(s) => s.forward_words_from(src, add, dst),
+            Some(s) => s.forward_words_from(src, add, dst, Simd::Best),
             None => {
                 for (d, &x) in dst.iter_mut().zip(src) {
                     *d = self.modulus.reduce(x + add as u64);
@@ -374,7 +429,7 @@ impl NttTable {
     pub fn inverse_from(&self, src: &[u64], dst: &mut [u64]) {
         assert!(src.len() == self.n && dst.len() == self.n, "NTT length");
         match &self.small {
-            Some(s) => s.inverse_words_from(src, dst),
+            Some(s) => s.inverse_words_from(src, dst, Simd::Best),
             None => {
                 dst.copy_from_slice(src);
                 self.inverse_u64(dst);
@@ -387,7 +442,7 @@ impl NttTable {
     pub fn inverse(&self, a: &mut [u64]) {
         assert_eq!(a.len(), self.n, "NTT length");
         match &self.small {
-            Some(s) => s.inverse_words(a, true),
+            Some(s) => s.inverse_words(a, Simd::Best),
             None => self.inverse_u64(a),
         }
     }
@@ -397,7 +452,7 @@ impl NttTable {
     pub fn forward_scalar(&self, a: &mut [u64]) {
         assert_eq!(a.len(), self.n, "NTT length");
         match &self.small {
-            Some(s) => s.forward_words(a, false),
+            Some(s) => s.forward_words(a, Simd::Portable),
             None => self.forward_u64(a),
         }
     }
@@ -406,9 +461,43 @@ impl NttTable {
     pub fn inverse_scalar(&self, a: &mut [u64]) {
         assert_eq!(a.len(), self.n, "NTT length");
         match &self.small {
-            Some(s) => s.inverse_words(a, false),
+            Some(s) => s.inverse_words(a, Simd::Portable),
             None => self.inverse_u64(a),
         }
+    }
+
+    /// [`Self::forward`] with SIMD kernels no wider than AVX2 (the AVX2 kernels where the CPU
+    /// also has AVX-512), for cross-checks and for benchmarks that compare the two; same
+    /// results.
+    pub fn forward_avx2(&self, a: &mut [u64]) {
+        assert_eq!(a.len(), self.n, "NTT length");
+        match &self.small {
+            Some(s) => s.forward_words(a, Simd::Avx2),
+            None => self.forward_u64(a),
+        }
+    }
+
+    /// [`Self::inverse`] with SIMD kernels no wider than AVX2; see [`Self::forward_avx2`].
+    pub fn inverse_avx2(&self, a: &mut [u64]) {
+        assert_eq!(a.len(), self.n, "NTT length");
+        match &self.small {
+            Some(s) => s.inverse_words(a, Simd::Avx2),
+            None => self.inverse_u64(a),
+        }
+    }
+
+    /// [`Self::forward_from`] with kernels no wider than AVX2, for cross-checks.
+    #[cfg(test)]
+    fn forward_from_avx2(&self, src: &[u64], add: u32, dst: &mut [u64]) {
+        let s = self.small.as_ref().expect("32-bit modulus");
+        s.forward_words_from(src, add, dst, Simd::Avx2);
+    }
+
+    /// [`Self::inverse_from`] with kernels no wider than AVX2, for cross-checks.
+    #[cfg(test)]
+    fn inverse_from_avx2(&self, src: &[u64], dst: &mut [u64]) {
+        let s = self.small.as_ref().expect("32-bit modulus");
+        s.inverse_words_from(src, dst, Simd::Avx2);
     }
 
     /// Forward NTT with 64-bit words (any modulus below 2^62). Harvey butterflies with Shoup
@@ -618,18 +707,24 @@ mod tests {
                 }
                 for x in inputs {
                     let (mut s, mut p, mut w) = (x.clone(), x.clone(), x.clone());
+                    let mut v = x.clone();
                     t.forward(&mut s);
                     t.forward_scalar(&mut p);
                     t.forward_u64(&mut w);
+                    t.forward_avx2(&mut v);
                     assert_eq!(s, p, "forward q={q} n={n}");
                     assert_eq!(s, w, "forward q={q} n={n}");
+                    assert_eq!(s, v, "forward AVX2 q={q} n={n}");
                     // Inverse on the same (arbitrary) evaluation vector through every path.
                     let (mut s2, mut p2, mut w2) = (x.clone(), x.clone(), x.clone());
+                    let mut v2 = x.clone();
                     t.inverse(&mut s2);
                     t.inverse_scalar(&mut p2);
                     t.inverse_u64(&mut w2);
+                    t.inverse_avx2(&mut v2);
                     assert_eq!(s2, p2, "inverse q={q} n={n}");
                     assert_eq!(s2, w2, "inverse q={q} n={n}");
+                    assert_eq!(s2, v2, "inverse AVX2 q={q} n={n}");
                     t.inverse(&mut s);
                     assert_eq!(s, x, "round trip q={q} n={n}");
                 }
@@ -641,7 +736,7 @@ mod tests {
     /// 4q − 1) equals reducing first and transforming in place, AVX2 or not.
     #[test]
     fn forward_from_matches_reduce_then_forward() {
-        for n in [32usize, 64, 1024, 4096] {
+        for n in [32usize, 64, 128, 1024, 4096] {
             for bits in [27u32, 28, 30] {
                 let q = ntt_prime(bits, n);
                 let t = NttTable::new(q, n).unwrap();
@@ -659,11 +754,16 @@ mod tests {
                     let mut got = vec![0u64; n];
                     t.forward_from(&src, add, &mut got);
                     assert_eq!(got, want, "q={q} n={n} add={add}");
+                    let mut got2 = vec![0u64; n];
+                    t.forward_from_avx2(&src, add, &mut got2);
+                    assert_eq!(got2, want, "AVX2 q={q} n={n} add={add}");
                     // And back, out of place.
                     let mut back = vec![0u64; n];
                     t.inverse_from(&got, &mut back);
                     let reduced: Vec<u64> = src.iter().map(|&x| (x + add as u64) % q).collect();
                     assert_eq!(back, reduced, "inverse_from q={q} n={n}");
+                    t.inverse_from_avx2(&got, &mut back);
+                    assert_eq!(back, reduced, "inverse_from AVX2 q={q} n={n}");
                     let s = t.small.as_ref().unwrap();
                     let mut portable = vec![0u64; n];
                     let b = &mut portable;

@@ -322,7 +322,7 @@ impl Poly {
     /// `applyGalois` (`PolyRq/Galois.swift`).
     pub fn apply_galois(&self, ctx: &Context, g: usize) -> Result<Poly, HeError> {
         let n = self.n;
-        if g % 2 == 0 || g <= 1 || g >= 2 * n {
+        if g.is_multiple_of(2) || g <= 1 || g >= 2 * n {
             return Err(HeError::InvalidGaloisElement(g));
         }
         let mut out = self.clone();
@@ -364,7 +364,7 @@ impl Poly {
     /// The index map of X → X^g in Eval form: `out[i] = in[perm[i]]` (what
     /// [`Poly::apply_galois`] uses; precompute it once per element for repeated use).
     pub fn galois_eval_permutation(n: usize, g: usize) -> Result<Vec<u32>, HeError> {
-        if !n.is_power_of_two() || n > 1 << 31 || g % 2 == 0 || g <= 1 || g >= 2 * n {
+        if !n.is_power_of_two() || n > 1 << 31 || g.is_multiple_of(2) || g <= 1 || g >= 2 * n {
             return Err(HeError::InvalidGaloisElement(g));
         }
         let log_n = n.trailing_zeros();

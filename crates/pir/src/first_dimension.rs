@@ -152,8 +152,8 @@ impl Selection32 {
     }
 }
 
-/// dst[i] = src[i] as u32 (words known to hold values below 2^32); AVX2 when present, where
-/// the baseline build would narrow two words at a time.
+/// dst[i] = src[i] as u32 (words known to hold values below 2^32); vectorized for the widest
+/// instruction set available, where the baseline build would narrow two words at a time.
 fn narrow_words(dst: &mut [u32], src: &[u64]) {
     #[inline(always)]
     fn body(dst: &mut [u32], src: &[u64]) {
@@ -161,19 +161,7 @@ fn narrow_words(dst: &mut [u32], src: &[u64]) {
             *d = x as u32;
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        fn avx2(dst: &mut [u32], src: &[u64]) {
-            body(dst, src)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
-            unsafe { avx2(dst, src) };
-            return;
-        }
-    }
-    body(dst, src)
+    sift_he::simd_dispatch!(body, (dst: &mut [u32], src: &[u64]))
 }
 
 /// The first dimension of every call over one chunk of a compact database: for each column
@@ -262,21 +250,9 @@ struct KernelArgs<'a> {
     max_lazy: usize,
 }
 
-/// Dispatches [`kernel_body`] to an AVX2 build when available.
+/// Runs [`kernel_body`] built for the widest instruction set available.
 fn kernel(a: &KernelArgs, out: &mut [Option<Ciphertext>]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        fn avx2(a: &KernelArgs, out: &mut [Option<Ciphertext>]) {
-            kernel_body(a, out)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
-            unsafe { avx2(a, out) };
-            return;
-        }
-    }
-    kernel_body(a, out)
+    sift_he::simd_dispatch!(kernel_body, (a: &KernelArgs, out: &mut [Option<Ciphertext>]))
 }
 
 /// The tiled loop: per block of coefficients (inside one row), per column, the lazy u64 sums of

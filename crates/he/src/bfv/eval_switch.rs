@@ -466,7 +466,7 @@ fn check_eval_galois(
         ));
     }
     let n = ctx.n;
-    if perm.len() != n || g % 2 == 0 || g <= 1 || g >= 2 * n {
+    if perm.len() != n || g.is_multiple_of(2) || g <= 1 || g >= 2 * n {
         return Err(HeError::InvalidGaloisElement(g));
     }
     let k = ct.polys[0].basis.len();

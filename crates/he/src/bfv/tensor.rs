@@ -107,7 +107,7 @@ pub fn reduce_u64_rows32(q: u32, out: &mut [u64], x: &[u64]) {
         fn avx2(q: u32, out: &mut [u64], x: &[u64]) {
             body(q, out, x)
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if crate::simd::avx2() {
             // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
             unsafe { avx2(q, out, x) };
             return;
@@ -399,7 +399,7 @@ impl TensorPlan {
             fn avx2(p: &TensorPlan, sl: &SmallLift, n: usize, coeff: &[u64], aux: &mut [u64]) {
                 p.lift_small_body(sl, n, coeff, aux)
             }
-            if std::arch::is_x86_feature_detected!("avx2") {
+            if crate::simd::avx2() {
                 // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
                 unsafe { avx2(self, sl, n, coeff, aux) };
                 return;
@@ -542,7 +542,7 @@ impl TensorPlan {
             fn avx2(p: &TensorPlan, ctx: &Context, sl: &SmallLift, dp: &Poly) -> Poly {
                 p.scale_round_small_body(ctx, sl, dp)
             }
-            if std::arch::is_x86_feature_detected!("avx2") {
+            if crate::simd::avx2() {
                 // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
                 return unsafe { avx2(self, ctx, sl, dp) };
             }
@@ -702,7 +702,7 @@ fn tensor_rows(
         fn avx2(acc0: &mut [u64], acc1: &mut [u64], acc2: &mut [u64], v: [&[u64]; 4]) {
             body(acc0, acc1, acc2, v)
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if crate::simd::avx2() {
             // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
             unsafe { avx2(acc0, acc1, acc2, [x0, x1, y0, y1]) };
             return;

@@ -22,7 +22,7 @@
 //!
 //! Every function here carries `#[target_feature(enable = "avx2")]`; the entry points
 //! [`forward`] and [`inverse`] are called by `ntt.rs` only after
-//! `is_x86_feature_detected!("avx2")`. All memory access goes through [`load`] / [`store`] on
+//! `crate::simd::avx2()` (run-time detection). All memory access goes through [`load`] / [`store`] on
 //! `&[u32; 8]` references, so bounds are enforced by slicing, not by pointer arithmetic.
 
 use std::arch::x86_64::*;
@@ -312,7 +312,7 @@ fn store_words(r: &mut [u32], g: usize, out: [__m256i; 4]) {
 #[inline]
 #[target_feature(enable = "avx2")]
 fn forward_last(r: &mut [u32], recs: &[u32], q: __m256i, two_q: __m256i) {
-    if recs.len() % (INFLIGHT * REC) != 0 {
+    if !recs.len().is_multiple_of(INFLIGHT * REC) {
         // Few groups (small n): one at a time.
         for (g, rec) in recs.chunks_exact(REC).enumerate().rev() {
             let rec: &[u32; REC] = rec.try_into().expect("record");
@@ -465,7 +465,7 @@ fn inverse_first(r: &mut [u32], src: Option<&[u32]>, recs: &[u32], q: __m256i, t
         Some(s) => load_words(s, g),
         None => load_words(r, g),
     };
-    if recs.len() % (INFLIGHT * REC) != 0 {
+    if !recs.len().is_multiple_of(INFLIGHT * REC) {
         for (g, rec) in recs.chunks_exact(REC).enumerate() {
             let rec: &[u32; REC] = rec.try_into().expect("record");
             let (a, b) = inverse_group(words(r, g), rec, q, two_q);

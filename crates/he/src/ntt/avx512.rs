@@ -1,0 +1,628 @@
+//! AVX-512 kernels of the 32-bit NTT (moduli below 2^30): sixteen Harvey butterflies per
+//! vector, the same integers as the AVX2 and portable paths.
+//!
+//! Shoup's quotient estimate ⌊y·w'/2^32⌋ comes from two `vpmuludq` (even and odd lanes, the
+//! high words blended back together), the remainder y·w − q̂·q from two `vpmulld` (low words
+//! only: the true remainder is below 2q < 2^32, so arithmetic mod 2^32 is exact).
+//!
+//! # Layout
+//! As in the AVX2 kernels, the transform runs in place on the caller's n `u64` words viewed
+//! as 2n `u32` slots, split into two regions of n slots (the words of coefficients < n/2 and
+//! the rest); while it runs, region r keeps its n/2 residues packed in its first n/2 slots,
+//! here in natural order (`vpermt2d` packs sixteen words into one vector). Stages with
+//! half-block size ≥ 16 work on whole vectors; the four with sizes 8, 4, 2, 1 run fused per
+//! group of 32 residues held in two vectors (x, y) whose lanes pair up lane by lane, shuffled
+//! between stages as the comments in [`forward_group`] show ([`lane_residues`] lists which
+//! residue each lane holds, and the twiddle records follow it).
+//!
+//! Every function here carries `#[target_feature(enable = "avx512f")]`; the entry points are
+//! called by `ntt.rs` only after `crate::simd::avx512()` (run-time detection). All memory access
+//! goes through [`load`] / [`store`] on `&[u32; 16]` references, so bounds are enforced by
+//! slicing, not by pointer arithmetic.
+
+use std::arch::x86_64::*;
+
+use super::Ntt32;
+
+/// Lanes of one vector.
+const L: usize = 16;
+
+/// Residues in one group of the fused stages (two vectors).
+const GROUP: usize = 32;
+
+/// Twiddle record per group: four stages, each 16 Shoup constants then 16 twiddles.
+const REC: usize = 4 * 2 * L;
+
+/// Groups the fused passes keep in flight (their four stages form long dependency chains).
+const INFLIGHT: usize = 2;
+
+/// Which residue of its group (0..32) lane l of the x vector holds before the fused stage
+/// with half-block size `half` (8, 4, 2, 1); the y vector holds that residue + `half`.
+/// Forward runs the stages 8, 4, 2, 1 and inverse 1, 2, 4, 8 with the same layouts.
+pub(super) fn lane_residues(half: usize) -> [usize; L] {
+    let mut r = [0; L];
+    for (l, v) in r.iter_mut().enumerate() {
+        // 128-bit chunk c = l / 4 holds four residues from base b.
+        let (c, i) = (l / 4, l % 4);
+        *v = match half {
+            8 => [0, 4, 16, 20][c] + i,
+            4 => [0, 16, 8, 24][c] + i,
+            2 => [0, 16, 8, 24][c] + [0, 1, 4, 5][i],
+            _ => [0, 16, 8, 24][c] + [0, 2, 4, 6][i],
+        };
+    }
+    r
+}
+
+/// Lane-ordered twiddles of the fused stages (both directions) and the index vectors of
+/// the packing shuffles.
+#[derive(Clone, Debug)]
+pub(super) struct Tables {
+    fwd: Vec<u32>,
+    inv: Vec<u32>,
+    /// Per output vector k of a group: `vpermt2d` indices taking residue 8k + j from (x, y)
+    /// of the last stage into 32-bit slot 2j (odd slots are zeroed by the mask).
+    widen: [[u32; L]; 4],
+    /// `vpermt2d` indices taking the residues of the first inverse stage's x (then y) from
+    /// the group's 32 residues in natural order.
+    gather: [[u32; L]; 2],
+}
+
+impl Tables {
+    /// Builds the records from the bit-reversed root tables of `t` (n ≥ 64). Record g
+    /// (residues 32g..32g+32, over all n) holds one block per fused stage in the order the
+    /// pass runs them: the Shoup constants of the 16 lanes, then their twiddles, where lane l
+    /// of the stage with half-block size h takes root `n/(2h) + (32g + lane_residues(h)[l]) /
+    /// (2h)` (forward roots or inverse roots). Reading a Shoup block at offset +1 gives the
+    /// odd lanes' constants in the even lanes (its last lane, a twiddle, is never used).
+    pub(super) fn new(t: &Ntt32, n: usize) -> Self {
+        let build = |roots: &[u32], halves: [usize; 4]| {
+            let mut v = Vec::with_capacity(REC * n / GROUP);
+            for g in 0..n / GROUP {
+                for h in halves {
+                    let idx = lane_residues(h).map(|r| n / (2 * h) + (GROUP * g + r) / (2 * h));
+                    v.extend(idx.iter().map(|&k| super::shoup32(roots[k], t.q)));
+                    v.extend(idx.iter().map(|&k| roots[k]));
+                }
+            }
+            v
+        };
+        let last = lane_residues(1);
+        let pos = |r: usize| -> u32 {
+            // Residue r of the group sits in x (index l) or y (index 16 + l) after the last
+            // forward stage: x holds last[l], y holds last[l] + 1.
+            let l = last
+                .iter()
+                .position(|&v| v == r & !1)
+                .expect("every even residue");
+            (l + (r & 1) * L) as u32
+        };
+        let mut widen = [[0u32; L]; 4];
+        for (k, w) in widen.iter_mut().enumerate() {
+            for j in 0..8 {
+                w[2 * j] = pos(8 * k + j);
+            }
+        }
+        let gather = [last.map(|r| r as u32), last.map(|r| r as u32 + 1)];
+        Tables {
+            fwd: build(&t.roots, [8, 4, 2, 1]),
+            inv: build(&t.inv_roots, [1, 2, 4, 8]),
+            widen,
+            gather,
+        }
+    }
+}
+
+/// Loads sixteen lanes.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn load(a: &[u32; L]) -> __m512i {
+    // SAFETY: `a` is a live reference to 64 readable bytes; `loadu` has no alignment
+    // requirement; AVX-512F is enabled on this function (callers are AVX-512F functions).
+    unsafe { _mm512_loadu_si512(a.as_ptr().cast()) }
+}
+
+/// Stores sixteen lanes.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn store(a: &mut [u32; L], v: __m512i) {
+    // SAFETY: `a` is an exclusive reference to 64 writable bytes; `storeu` has no alignment
+    // requirement; AVX-512F is enabled on this function.
+    unsafe { _mm512_storeu_si512(a.as_mut_ptr().cast(), v) }
+}
+
+/// The sixteen slots starting at `i` (panics if out of range, which the loop bounds exclude).
+#[inline(always)]
+fn at(s: &[u32], i: usize) -> &[u32; L] {
+    s[i..i + L].try_into().expect("sixteen slots")
+}
+
+#[inline(always)]
+fn at_mut(s: &mut [u32], i: usize) -> &mut [u32; L] {
+    (&mut s[i..i + L]).try_into().expect("sixteen slots")
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn splat(x: u32) -> __m512i {
+    _mm512_set1_epi32(x as i32)
+}
+
+/// y·w mod q in [0, 2q) for any 32-bit lanes y. `ws` holds ⌊w·2^32/q⌋ for the even lanes
+/// (low word of each 64-bit lane), `ws_odd` the same for the odd lanes, in even position.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn mul_lazy(y: __m512i, w: __m512i, ws: __m512i, ws_odd: __m512i, q: __m512i) -> __m512i {
+    let even = _mm512_mul_epu32(y, ws);
+    let odd = _mm512_mul_epu32(_mm512_srli_epi64::<32>(y), ws_odd);
+    let qhat = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64::<32>(even), odd);
+    _mm512_sub_epi32(_mm512_mullo_epi32(y, w), _mm512_mullo_epi32(qhat, q))
+}
+
+/// min(x, x − c) lane-wise: subtracts c from lanes ≥ c (values below 2^32, c < 2^31).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn csub(x: __m512i, c: __m512i) -> __m512i {
+    _mm512_min_epu32(x, _mm512_sub_epi32(x, c))
+}
+
+/// Twiddle w with its Shoup constants for even and odd lanes.
+#[derive(Clone, Copy)]
+struct Tw {
+    w: __m512i,
+    ws: __m512i,
+    ws_odd: __m512i,
+}
+
+/// Block `J` of a twiddle record (see [`Tables::new`]).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn tw_rec<const J: usize>(r: &[u32; REC]) -> Tw {
+    Tw {
+        ws: load(at(r, 2 * L * J)),
+        ws_odd: load(at(r, 2 * L * J + 1)),
+        w: load(at(r, 2 * L * J + L)),
+    }
+}
+
+/// The same twiddle in every lane.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn tw_splat(w: u32, ws: u32) -> Tw {
+    let ws = splat(ws);
+    Tw {
+        w: splat(w),
+        ws,
+        ws_odd: ws,
+    }
+}
+
+/// Cooley–Tukey butterfly without the input correction, for x < 2q: (x + w·y, x − w·y).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn fwd_bfly_raw(x: __m512i, y: __m512i, tw: Tw, q: __m512i, two_q: __m512i) -> (__m512i, __m512i) {
+    let wy = mul_lazy(y, tw.w, tw.ws, tw.ws_odd, q);
+    (
+        _mm512_add_epi32(x, wy),
+        _mm512_sub_epi32(_mm512_add_epi32(x, two_q), wy),
+    )
+}
+
+/// Cooley–Tukey butterfly on inputs in [0, 4q), outputs in [0, 4q).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn fwd_bfly(x: __m512i, y: __m512i, tw: Tw, q: __m512i, two_q: __m512i) -> (__m512i, __m512i) {
+    fwd_bfly_raw(csub(x, two_q), y, tw, q, two_q)
+}
+
+/// Gentleman–Sande butterfly on inputs in [0, 2q): (x + y, w·(x − y)), outputs in [0, 2q).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn inv_bfly(x: __m512i, y: __m512i, tw: Tw, q: __m512i, two_q: __m512i) -> (__m512i, __m512i) {
+    let s = csub(_mm512_add_epi32(x, y), two_q);
+    let d = _mm512_sub_epi32(_mm512_add_epi32(x, two_q), y);
+    (s, mul_lazy(d, tw.w, tw.ws, tw.ws_odd, q))
+}
+
+/// Sixteen words (values < 2^32) at `s[i..i + 32]` packed into one vector in order.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn pack16(s: &[u32], i: usize) -> __m512i {
+    let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    _mm512_permutex2var_epi32(load(at(s, i)), even, load(at(s, i + L)))
+}
+
+/// Stores sixteen residues as words at `out[0..32]` (inverse of [`pack16`]).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn unpack16(out: &mut [u32], v: __m512i) {
+    store(
+        at_mut(out, 0),
+        _mm512_cvtepu32_epi64(_mm512_castsi512_si256(v)),
+    );
+    store(
+        at_mut(out, L),
+        _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(v)),
+    );
+}
+
+/// Forward stages with half-block sizes n/4 .. 16 on one region's packed residues `a`
+/// (n/2 slots); `region` 0 or 1 selects the blocks' twiddles.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn forward_middle(t: &Ntt32, a: &mut [u32], region: usize, q: __m512i, two_q: __m512i) {
+    let n = 2 * a.len();
+    let mut half = n / 4;
+    let mut m = 2;
+    while half >= L {
+        let first = m + region * (m / 2);
+        let roots = &t.roots[first..first + m / 2];
+        let shoup = &t.roots_shoup[first..first + m / 2];
+        for ((block, &w), &ws) in a.chunks_exact_mut(2 * half).zip(roots).zip(shoup) {
+            let tw = tw_splat(w, ws);
+            let (lo, hi) = block.split_at_mut(half);
+            for (x, y) in lo.chunks_exact_mut(L).zip(hi.chunks_exact_mut(L)) {
+                let (x, y): (&mut [u32; L], &mut [u32; L]) =
+                    (x.try_into().expect("lanes"), y.try_into().expect("lanes"));
+                let (u, v) = fwd_bfly(load(x), load(y), tw, q, two_q);
+                store(x, u);
+                store(y, v);
+            }
+        }
+        half >>= 1;
+        m <<= 1;
+    }
+}
+
+/// Forward half-block sizes 8, 4, 2, 1 on one group of 32 residues, `a` (0..16) and `b`
+/// (16..32) in order, reduced to [0, q) and returned as four vectors of eight words each.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn forward_group(
+    a: __m512i,
+    b: __m512i,
+    rec: &[u32; REC],
+    tables: &Tables,
+    q: __m512i,
+    two_q: __m512i,
+) -> [__m512i; 4] {
+    // 128-bit chunks: x = [a0-3, a4-7, b0-3, b4-7] (residues 0-7, 16-23), y = +8.
+    let x = _mm512_shuffle_i64x2::<0x44>(a, b);
+    let y = _mm512_shuffle_i64x2::<0xEE>(a, b);
+    let (x, y) = fwd_bfly(x, y, tw_rec::<0>(rec), q, two_q);
+    // x = [x.c0, x.c2, y.c0, y.c2] (residues 0-3, 16-19, 8-11, 24-27), y = +4.
+    let (x, y) = (
+        _mm512_shuffle_i64x2::<0x88>(x, y),
+        _mm512_shuffle_i64x2::<0xDD>(x, y),
+    );
+    let (x, y) = fwd_bfly(x, y, tw_rec::<1>(rec), q, two_q);
+    // Per chunk from base b: x = [b, b+1, b+4, b+5], y = +2.
+    let (x, y) = (_mm512_unpacklo_epi64(x, y), _mm512_unpackhi_epi64(x, y));
+    let (x, y) = fwd_bfly(x, y, tw_rec::<2>(rec), q, two_q);
+    // Per chunk: x = [b, b+2, b+4, b+6], y = +1.
+    let (x, y) = (
+        _mm512_mask_blend_epi32(0xAAAA, x, _mm512_slli_epi64::<32>(y)),
+        _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64::<32>(x), y),
+    );
+    let (x, y) = fwd_bfly(x, y, tw_rec::<3>(rec), q, two_q);
+    let x = csub(csub(x, two_q), q);
+    let y = csub(csub(y, two_q), q);
+    tables.widen.map(|idx| {
+        let idx = load(&idx);
+        _mm512_maskz_permutex2var_epi32(0x5555, x, idx, y)
+    })
+}
+
+/// Stores the four word vectors of group g at slots [64g, 64g+64).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn store_words(r: &mut [u32], g: usize, out: [__m512i; 4]) {
+    for (k, v) in out.into_iter().enumerate() {
+        store(at_mut(r, 2 * GROUP * g + L * k), v);
+    }
+}
+
+/// Forward half-block sizes 8, 4, 2, 1 on one region (`r`: n slots, packed residues in the
+/// first n/2), fused with the final reduction to [0, q) and the widening back to words.
+/// `recs` are the region's twiddle records. Groups run last to first, two at a time: groups
+/// g, g+1 read slots [32g, 32g+64) and then write [64g, 64g+128); the slots not yet read
+/// are below 32g ≤ 64g, and the pair reads before it writes.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn forward_last(r: &mut [u32], recs: &[u32], tables: &Tables, q: __m512i, two_q: __m512i) {
+    let group = |r: &[u32], g: usize| (load(at(r, GROUP * g)), load(at(r, GROUP * g + L)));
+    if !recs.len().is_multiple_of(INFLIGHT * REC) {
+        // Few groups (small n): one at a time.
+        for (g, rec) in recs.chunks_exact(REC).enumerate().rev() {
+            let rec: &[u32; REC] = rec.try_into().expect("record");
+            let (a, b) = group(r, g);
+            let out = forward_group(a, b, rec, tables, q, two_q);
+            store_words(r, g, out);
+        }
+        return;
+    }
+    for (p, chunk) in recs.chunks_exact(INFLIGHT * REC).enumerate().rev() {
+        let g0 = INFLIGHT * p;
+        let zero = _mm512_setzero_si512();
+        let mut inp = [(zero, zero); INFLIGHT];
+        for (k, v) in inp.iter_mut().enumerate() {
+            *v = group(r, g0 + k);
+        }
+        let mut out = [[zero; 4]; INFLIGHT];
+        for (k, (o, &(a, b))) in out.iter_mut().zip(&inp).enumerate() {
+            let rec: &[u32; REC] = chunk[k * REC..(k + 1) * REC].try_into().expect("record");
+            *o = forward_group(a, b, rec, tables, q, two_q);
+        }
+        for (k, o) in out.into_iter().enumerate().rev() {
+            store_words(r, g0 + k, o);
+        }
+    }
+}
+
+/// Forward negacyclic NTT of the `n = b.len() / 2` words held in `b` (values < q on input,
+/// < q on output, bit-reversed order). Requires n ≥ 64, a power of two, and `tables` built
+/// for `t` and n.
+#[target_feature(enable = "avx512f")]
+pub(super) fn forward(t: &Ntt32, tables: &Tables, b: &mut [u32]) {
+    forward_impl(t, tables, None, b)
+}
+
+/// [`forward`] of the words `src + add` (each below 4q, in `src`'s 2n slots) into `b`: the
+/// first stage reads `src` and adds, so no separate reduction pass runs over the input.
+#[target_feature(enable = "avx512f")]
+pub(super) fn forward_from(t: &Ntt32, tables: &Tables, src: &[u32], add: u32, b: &mut [u32]) {
+    forward_impl(t, tables, Some((src, add)), b)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn forward_impl(t: &Ntt32, tables: &Tables, src: Option<(&[u32], u32)>, b: &mut [u32]) {
+    let n = b.len() / 2;
+    debug_assert!(n >= 2 * GROUP && n.is_power_of_two());
+    debug_assert_eq!(tables.fwd.len(), REC * n / GROUP);
+    let q = splat(t.q);
+    let two_q = splat(2 * t.q);
+    let (lo, hi) = b.split_at_mut(n);
+    let tw = tw_splat(t.roots[1], t.roots_shoup[1]);
+    match src {
+        // First stage (pairs i, i + n/2), reading words and packing: step i reads slots
+        // [2i, 2i+32) of each region and writes [i, i+16); the slots below 2i were read
+        // earlier and the write follows the step's own reads.
+        None => {
+            for i in (0..n / 2).step_by(L) {
+                let (x, y) = (pack16(lo, 2 * i), pack16(hi, 2 * i));
+                // Inputs are below q, so x needs no correction.
+                let (u, v) = fwd_bfly_raw(x, y, tw, q, two_q);
+                store(at_mut(lo, i), u);
+                store(at_mut(hi, i), v);
+            }
+        }
+        // The same from a separate source, each value plus `add` (below 4q: x is corrected
+        // by the butterfly, y may be any 32-bit value).
+        Some((src, add)) => {
+            let (slo, shi) = src.split_at(n);
+            let add = splat(add);
+            for i in (0..n / 2).step_by(L) {
+                let x = _mm512_add_epi32(pack16(slo, 2 * i), add);
+                let y = _mm512_add_epi32(pack16(shi, 2 * i), add);
+                let (u, v) = fwd_bfly(x, y, tw, q, two_q);
+                store(at_mut(lo, i), u);
+                store(at_mut(hi, i), v);
+            }
+        }
+    }
+    let recs = tables.fwd.split_at(REC * n / (2 * GROUP));
+    for (region, (r, recs)) in [(lo, recs.0), (hi, recs.1)].into_iter().enumerate() {
+        forward_middle(t, &mut r[..n / 2], region, q, two_q);
+        forward_last(r, recs, tables, q, two_q);
+    }
+}
+
+/// Inverse half-block sizes 1, 2, 4, 8 on the group of 32 residues whose words are `w`
+/// (four vectors of eight), returning residues 0..16 and 16..32 in order.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn inverse_group(
+    w: [__m512i; 4],
+    rec: &[u32; REC],
+    tables: &Tables,
+    q: __m512i,
+    two_q: __m512i,
+) -> (__m512i, __m512i) {
+    let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    let a = _mm512_permutex2var_epi32(w[0], even, w[1]);
+    let b = _mm512_permutex2var_epi32(w[2], even, w[3]);
+    // Per chunk from base b: x = [b, b+2, b+4, b+6], y = +1 (the forward's last layout).
+    let x = _mm512_permutex2var_epi32(a, load(&tables.gather[0]), b);
+    let y = _mm512_permutex2var_epi32(a, load(&tables.gather[1]), b);
+    let (x, y) = inv_bfly(x, y, tw_rec::<0>(rec), q, two_q);
+    // x = [b, b+1, b+4, b+5], y = +2.
+    let (x, y) = (
+        _mm512_mask_blend_epi32(0xAAAA, x, _mm512_slli_epi64::<32>(y)),
+        _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64::<32>(x), y),
+    );
+    let (x, y) = inv_bfly(x, y, tw_rec::<1>(rec), q, two_q);
+    // x = [b, b+1, b+2, b+3] with bases 0, 16, 8, 24; y = +4.
+    let (x, y) = (_mm512_unpacklo_epi64(x, y), _mm512_unpackhi_epi64(x, y));
+    let (x, y) = inv_bfly(x, y, tw_rec::<2>(rec), q, two_q);
+    // x = [x.c0, y.c0, x.c1, y.c1] (residues 0-7, 16-23), y = [x.c2, y.c2, x.c3, y.c3].
+    let (x, y) = (
+        _mm512_permutex2var_epi64(x, _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0), y),
+        _mm512_permutex2var_epi64(x, _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4), y),
+    );
+    let (x, y) = inv_bfly(x, y, tw_rec::<3>(rec), q, two_q);
+    // a = [x.c0, x.c1, y.c0, y.c1] (residues 0-15), b = the rest.
+    (
+        _mm512_shuffle_i64x2::<0x44>(x, y),
+        _mm512_shuffle_i64x2::<0xEE>(x, y),
+    )
+}
+
+/// The four word vectors of group g (slots [64g, 64g+64)).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn load_words(r: &[u32], g: usize) -> [__m512i; 4] {
+    let i = 2 * GROUP * g;
+    [
+        load(at(r, i)),
+        load(at(r, i + L)),
+        load(at(r, i + 2 * L)),
+        load(at(r, i + 3 * L)),
+    ]
+}
+
+/// Inverse half-block sizes 1, 2, 4, 8 on one region (`r`: n slots holding n/2 words),
+/// fused with the packing of words into slots, two groups at a time. Groups g, g+1 read
+/// slots [64g, 64g+128) and then write [32g, 32g+64); every slot below 64g was read by an
+/// earlier pair.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn inverse_first(
+    r: &mut [u32],
+    src: Option<&[u32]>,
+    recs: &[u32],
+    tables: &Tables,
+    q: __m512i,
+    two_q: __m512i,
+) {
+    // Words come from `src` when given (the same region of another buffer), else from `r`.
+    let words = |r: &[u32], g: usize| match src {
+        Some(s) => load_words(s, g),
+        None => load_words(r, g),
+    };
+    let put = |r: &mut [u32], g: usize, (a, b): (__m512i, __m512i)| {
+        store(at_mut(r, GROUP * g), a);
+        store(at_mut(r, GROUP * g + L), b);
+    };
+    if !recs.len().is_multiple_of(INFLIGHT * REC) {
+        for (g, rec) in recs.chunks_exact(REC).enumerate() {
+            let rec: &[u32; REC] = rec.try_into().expect("record");
+            let out = inverse_group(words(r, g), rec, tables, q, two_q);
+            put(r, g, out);
+        }
+        return;
+    }
+    for (p, chunk) in recs.chunks_exact(INFLIGHT * REC).enumerate() {
+        let g0 = INFLIGHT * p;
+        let zero = _mm512_setzero_si512();
+        let mut inp = [[zero; 4]; INFLIGHT];
+        for (k, w) in inp.iter_mut().enumerate() {
+            *w = words(r, g0 + k);
+        }
+        let mut out = [(zero, zero); INFLIGHT];
+        for (k, (o, &w)) in out.iter_mut().zip(&inp).enumerate() {
+            let rec: &[u32; REC] = chunk[k * REC..(k + 1) * REC].try_into().expect("record");
+            *o = inverse_group(w, rec, tables, q, two_q);
+        }
+        for (k, o) in out.into_iter().enumerate() {
+            put(r, g0 + k, o);
+        }
+    }
+}
+
+/// Inverse stages with half-block sizes 16 .. n/4 on one region's packed residues `a`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn inverse_middle(t: &Ntt32, a: &mut [u32], region: usize, q: __m512i, two_q: __m512i) {
+    let n = 2 * a.len();
+    let mut half = L;
+    let mut m = n / (2 * L);
+    while m > 1 {
+        let first = m + region * (m / 2);
+        let roots = &t.inv_roots[first..first + m / 2];
+        let shoup = &t.inv_roots_shoup[first..first + m / 2];
+        for ((block, &w), &ws) in a.chunks_exact_mut(2 * half).zip(roots).zip(shoup) {
+            let tw = tw_splat(w, ws);
+            let (lo, hi) = block.split_at_mut(half);
+            for (x, y) in lo.chunks_exact_mut(L).zip(hi.chunks_exact_mut(L)) {
+                let (x, y): (&mut [u32; L], &mut [u32; L]) =
+                    (x.try_into().expect("lanes"), y.try_into().expect("lanes"));
+                let (u, v) = inv_bfly(load(x), load(y), tw, q, two_q);
+                store(x, u);
+                store(y, v);
+            }
+        }
+        half <<= 1;
+        m >>= 1;
+    }
+}
+
+/// Inverse negacyclic NTT (with the 1/n factor) of the `n = b.len() / 2` words held in `b`
+/// (values < q in bit-reversed order on input, < q in natural order on output). Requires
+/// n ≥ 64, a power of two, and `tables` built for `t` and n.
+#[target_feature(enable = "avx512f")]
+pub(super) fn inverse(t: &Ntt32, tables: &Tables, b: &mut [u32]) {
+    inverse_impl(t, tables, None, b)
+}
+
+/// [`inverse`] of the words in `src` (values < q, its 2n slots) into `b`: the first pass
+/// reads `src`, so no copy of the input is made first.
+#[target_feature(enable = "avx512f")]
+pub(super) fn inverse_from(t: &Ntt32, tables: &Tables, src: &[u32], b: &mut [u32]) {
+    inverse_impl(t, tables, Some(src), b)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn inverse_impl(t: &Ntt32, tables: &Tables, src: Option<&[u32]>, b: &mut [u32]) {
+    let n = b.len() / 2;
+    debug_assert!(n >= 2 * GROUP && n.is_power_of_two());
+    debug_assert_eq!(tables.inv.len(), REC * n / GROUP);
+    let q = splat(t.q);
+    let two_q = splat(2 * t.q);
+    let (lo, hi) = b.split_at_mut(n);
+    let recs = tables.inv.split_at(REC * n / (2 * GROUP));
+    let srcs = match src {
+        Some(s) => {
+            let (a, b) = s.split_at(n);
+            [Some(a), Some(b)]
+        }
+        None => [None, None],
+    };
+    for (region, ((r, recs), src)) in [(&mut *lo, recs.0), (&mut *hi, recs.1)]
+        .into_iter()
+        .zip(srcs)
+        .enumerate()
+    {
+        inverse_first(r, src, recs, tables, q, two_q);
+        inverse_middle(t, &mut r[..n / 2], region, q, two_q);
+    }
+    // Last stage (pairs i, i + n/2) fused with the 1/n factor, the reduction to [0, q) and
+    // the widening to words: x ← (x + y)/n, y ← (x − y)·w/n. Steps run last to first: step i
+    // reads slots [i, i+16) of each region and writes [2i, 2i+32); the slots not yet read
+    // are below i ≤ 2i, and step 0 reads before it writes.
+    let ni = tw_splat(t.inv_n, t.inv_n_shoup);
+    let wn = tw_splat(t.inv_n_w, t.inv_n_w_shoup);
+    for i in (0..n / 2).step_by(L).rev() {
+        let (x, y) = (load(at(lo, i)), load(at(hi, i)));
+        let s = _mm512_add_epi32(x, y);
+        let d = _mm512_sub_epi32(_mm512_add_epi32(x, two_q), y);
+        let s = csub(mul_lazy(s, ni.w, ni.ws, ni.ws_odd, q), q);
+        let d = csub(mul_lazy(d, wn.w, wn.ws, wn.ws_odd, q), q);
+        unpack16(&mut lo[2 * i..2 * i + 2 * L], s);
+        unpack16(&mut hi[2 * i..2 * i + 2 * L], d);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lane_residues;
+
+    /// The lane layouts pair each residue exactly once per stage: x and y together hold all
+    /// 32 residues of the group, y = x + half, and x only residues whose bit `half` is clear.
+    #[test]
+    fn lane_layouts_cover_the_group() {
+        for half in [8usize, 4, 2, 1] {
+            let x = lane_residues(half);
+            let mut seen = [false; 32];
+            for &r in &x {
+                assert_eq!(r & half, 0, "half {half}");
+                for v in [r, r + half] {
+                    assert!(!seen[v], "half {half} residue {v} twice");
+                    seen[v] = true;
+                }
+            }
+            assert!(seen.iter().all(|&s| s), "half {half}");
+        }
+    }
+}
