@@ -66,6 +66,21 @@ pub(crate) fn dot_redc(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
+        if srcs.len() == 2 && crate::simd::avx512() {
+            // SAFETY: AVX-512 is present (checked just above); `avx512::dot2` is safe Rust
+            // with AVX-512 enabled whose memory accesses are bounds-checked slices.
+            unsafe {
+                avx512::dot2(
+                    m,
+                    [srcs[0], srcs[1]],
+                    [k0[0], k0[1]],
+                    [k1[0], k1[1]],
+                    out0,
+                    out1,
+                )
+            };
+            return;
+        }
         if srcs.len() == 2 && crate::simd::avx2() {
             // SAFETY: AVX2 is present (checked just above); `avx2::dot2` is safe Rust with
             // AVX2 enabled whose memory accesses are bounds-checked slices.
@@ -167,6 +182,18 @@ pub(crate) fn finish_twist(
     twist: (&[u64], &[u64]),
 ) {
     #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx512() {
+        // SAFETY: AVX-512 is present (checked just above); `avx512::finish_twist` is safe
+        // Rust with AVX-512 enabled whose memory accesses are bounds-checked slices.
+        unsafe {
+            match add {
+                Some(a) => avx512::finish_twist::<true>(plus, minus, acc, corr, a, q, inv, twist),
+                None => avx512::finish_twist::<false>(plus, minus, acc, corr, &[], q, inv, twist),
+            }
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if crate::simd::avx2() {
         // SAFETY: AVX2 is present (checked just above); `avx2::finish_twist` is safe Rust
         // with AVX2 enabled whose memory accesses are bounds-checked slices.
@@ -233,6 +260,12 @@ pub(crate) struct Lift2 {
 /// d₁ = (x₁ − x₀)·q₀⁻¹ mod q₁ and x negative when (d₁, x₀) > the digits of ⌊Q/2⌋, row a of
 /// `aux` gets (x₀ + (q₀ mod m)·d₁ − [x negative]·Q) mod m for the a-th auxiliary m.
 pub(crate) fn lift2_aux(l: &Lift2, x0s: &[u64], x1s: &[u64], aux: &mut [u64]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx512() {
+        // SAFETY: AVX-512 is present (checked just above); safe Rust with AVX-512 enabled.
+        unsafe { avx512::lift2_aux(l, x0s, x1s, aux) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if crate::simd::avx2() {
         // SAFETY: AVX2 is present (checked just above); safe Rust with AVX2 enabled.
@@ -575,6 +608,196 @@ mod avx2 {
     }
 }
 
+/// The AVX-512 forms of the `avx2` kernels above: the same integers, eight u64 lanes per
+/// vector (each holding a 32-bit value, so `vpmuludq` gives the full products).
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::Mont32;
+
+    /// Lanes per vector.
+    const W: usize = 8;
+
+    /// Eight u64 words from `s[c..c + 8]` (panics past the end, which loop bounds exclude).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn load64(s: &[u64], c: usize) -> __m512i {
+        let a: &[u64; W] = s[c..c + W].try_into().expect("8 words");
+        // SAFETY: `a` is a live reference to 64 readable bytes; `loadu` needs no alignment.
+        unsafe { _mm512_loadu_si512(a.as_ptr().cast()) }
+    }
+
+    /// Eight u32 words from `s[c..c + 8]`, widened to u64 lanes.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn load32(s: &[u32], c: usize) -> __m512i {
+        let a: &[u32; W] = s[c..c + W].try_into().expect("8 words");
+        // SAFETY: `a` is a live reference to 32 readable bytes; `loadu` needs no alignment.
+        _mm512_cvtepu32_epi64(unsafe { _mm256_loadu_si256(a.as_ptr().cast()) })
+    }
+
+    /// Stores eight u64 words at `s[c..c + 8]`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn store64(s: &mut [u64], c: usize, v: __m512i) {
+        let a: &mut [u64; W] = (&mut s[c..c + W]).try_into().expect("8 words");
+        // SAFETY: `a` is an exclusive reference to 64 writable bytes; no alignment needed.
+        unsafe { _mm512_storeu_si512(a.as_mut_ptr().cast(), v) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn set(v: u32) -> __m512i {
+        _mm512_set1_epi64(v as i64)
+    }
+
+    /// x − c where x ≥ c, else x (values below 2^32 in u64 lanes, c < 2^31).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn csub(x: __m512i, c: __m512i) -> __m512i {
+        _mm512_min_epu32(x, _mm512_sub_epi32(x, c))
+    }
+
+    /// x·w mod q in [0, q) for x < 2q, w < q, `ws` = ⌊w·2^32/q⌋.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn mul_shoup(x: __m512i, w: __m512i, ws: __m512i, q: __m512i) -> __m512i {
+        let qhat = _mm512_srli_epi64::<32>(_mm512_mul_epu32(x, ws));
+        csub(
+            _mm512_sub_epi64(_mm512_mul_epu32(x, w), _mm512_mul_epu32(qhat, q)),
+            q,
+        )
+    }
+
+    /// x mod q for x < 2^32, `mu` = ⌊2^32/q⌋.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn barrett(x: __m512i, q: __m512i, mu: __m512i) -> __m512i {
+        let qhat = _mm512_srli_epi64::<32>(_mm512_mul_epu32(x, mu));
+        csub(_mm512_sub_epi64(x, _mm512_mul_epu32(qhat, q)), q)
+    }
+
+    /// REDC (see [`Mont32::redc`]).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn redc(x: __m512i, q: __m512i, neg_inv: __m512i) -> __m512i {
+        let m = _mm512_mul_epu32(x, neg_inv);
+        let t = _mm512_srli_epi64::<32>(_mm512_add_epi64(x, _mm512_mul_epu32(m, q)));
+        _mm512_min_epu32(t, _mm512_sub_epi32(t, q))
+    }
+
+    /// [`super::finish_twist`], eight coefficients per step.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn finish_twist<const ADD: bool>(
+        plus: &mut [u64],
+        minus: &mut [u64],
+        acc: &[u64],
+        corr: &[u64],
+        add: &[u64],
+        q: u32,
+        (inv, inv_s): (u32, u32),
+        (w, ws): (&[u64], &[u64]),
+    ) {
+        let n = plus.len();
+        let (minus, acc, corr, w, ws) = (&mut minus[..n], &acc[..n], &corr[..n], &w[..n], &ws[..n]);
+        let add = if ADD { &add[..n] } else { add };
+        let (qv, iv, isv) = (set(q), set(inv), set(inv_s));
+        let body = n - n % W;
+        for c in (0..body).step_by(W) {
+            let d = _mm512_sub_epi64(_mm512_add_epi64(load64(acc, c), qv), load64(corr, c));
+            let mut t = mul_shoup(d, iv, isv, qv);
+            if ADD {
+                t = csub(_mm512_add_epi64(t, load64(add, c)), qv);
+            }
+            let a = load64(plus, c);
+            store64(plus, c, csub(_mm512_add_epi64(a, t), qv));
+            let e = _mm512_sub_epi64(_mm512_add_epi64(a, qv), t);
+            store64(minus, c, mul_shoup(e, load64(w, c), load64(ws, c), qv));
+        }
+        let add_tail: &[u64] = if ADD { &add[body..] } else { add };
+        super::finish_twist_body::<ADD>(
+            &mut plus[body..],
+            &mut minus[body..],
+            &acc[body..],
+            &corr[body..],
+            add_tail,
+            q,
+            (inv, inv_s),
+            (&w[body..], &ws[body..]),
+        );
+    }
+
+    /// [`super::lift2_aux`], eight coefficients per step.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn lift2_aux(l: &super::Lift2, x0s: &[u64], x1s: &[u64], aux: &mut [u64]) {
+        let n = x0s.len();
+        let x1s = &x1s[..n];
+        let (q1, mu1, w, ws) = (set(l.q1), set(l.mu1), set(l.inv.0), set(l.inv.1));
+        let (h0, h1) = (set(l.half.0), set(l.half.1));
+        let consts: Vec<[__m512i; 5]> = l
+            .aux
+            .iter()
+            .map(|&(m, mu, (r0, r0s), qm)| [set(m), set(mu), set(r0), set(r0s), set(qm)])
+            .collect();
+        let body = n - n % W;
+        for c in (0..body).step_by(W) {
+            let (x0, x1) = (load64(x0s, c), load64(x1s, c));
+            let t = _mm512_sub_epi64(_mm512_add_epi64(x1, q1), barrett(x0, q1, mu1));
+            let d1 = mul_shoup(t, w, ws, q1);
+            let neg = _mm512_cmpgt_epu64_mask(d1, h1)
+                | (_mm512_cmpeq_epu64_mask(d1, h1) & _mm512_cmpgt_epu64_mask(x0, h0));
+            for (a, &[m, mu, r0, r0s, qm]) in consts.iter().enumerate() {
+                let v = _mm512_add_epi64(
+                    mul_shoup(barrett(d1, m, mu), r0, r0s, m),
+                    barrett(x0, m, mu),
+                );
+                let v = csub(v, m);
+                let nv = csub(_mm512_sub_epi64(_mm512_add_epi64(v, m), qm), m);
+                store64(aux, a * n + c, _mm512_mask_blend_epi64(neg, v, nv));
+            }
+        }
+        super::lift2_aux_range(l, x0s, x1s, aux, body..n);
+    }
+
+    /// [`super::dot_redc`] for two digits, eight coefficients per step.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn dot2(
+        m: Mont32,
+        srcs: [&[u64]; 2],
+        k0: [&[u32]; 2],
+        k1: [&[u32]; 2],
+        out0: &mut [u64],
+        out1: &mut [u64],
+    ) {
+        let n = out0.len();
+        let (q, neg_inv) = (set(m.q), set(m.neg_inv));
+        let (s0, s1) = (&srcs[0][..n], &srcs[1][..n]);
+        let (a0, a1, b0, b1) = (&k0[0][..n], &k0[1][..n], &k1[0][..n], &k1[1][..n]);
+        let out1 = &mut out1[..n];
+        let body = n - n % W;
+        for c in (0..body).step_by(W) {
+            let (d0, d1) = (load64(s0, c), load64(s1, c));
+            let p0 = _mm512_add_epi64(
+                _mm512_mul_epu32(d0, load32(a0, c)),
+                _mm512_mul_epu32(d1, load32(a1, c)),
+            );
+            let p1 = _mm512_add_epi64(
+                _mm512_mul_epu32(d0, load32(b0, c)),
+                _mm512_mul_epu32(d1, load32(b1, c)),
+            );
+            store64(out0, c, redc(p0, q, neg_inv));
+            store64(out1, c, redc(p1, q, neg_inv));
+        }
+        for c in body..n {
+            let (d0, d1) = (s0[c] as u32 as u64, s1[c] as u32 as u64);
+            out0[c] = m.redc(d0 * a0[c] as u64 + d1 * a1[c] as u64);
+            out1[c] = m.redc(d0 * b0[c] as u64 + d1 * b1[c] as u64);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -769,5 +992,122 @@ mod tests {
         let m = Mont32::new(268369921).unwrap();
         assert_eq!(268369921u32.wrapping_mul(m.neg_inv), u32::MAX);
         assert!(m.fits(15) && !m.fits(17));
+    }
+
+    /// Where the CPU has both, the AVX2 kernels give the AVX-512 kernels' words (the
+    /// dispatched path, pinned to the definitions above, is the widest one), on lengths with
+    /// a scalar tail and values at the extremes.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_kernels_match_avx512() {
+        use crate::simd::{Level, detected};
+        if detected() < Level::Avx512 {
+            return;
+        }
+        let q = 268369921u32;
+        let m = Mont32::new(q).unwrap();
+        let n = 4099;
+        let v = |mul: u64| -> Vec<u64> {
+            (0..n as u64)
+                .map(|i| {
+                    if i < 3 {
+                        q as u64 - 1
+                    } else {
+                        i * mul % q as u64
+                    }
+                })
+                .collect()
+        };
+        let k32 = |mul: u64| -> Vec<u32> { v(mul).iter().map(|&x| m.to_mont(x as u32)).collect() };
+        let (s0, s1) = (v(97), v(40503));
+        let (a0, a1, b0, b1) = (k32(7919), k32(104729), k32(1299709), k32(15485863));
+        let mut outs = Vec::new();
+        for wide in [false, true] {
+            let (mut o0, mut o1) = (vec![0u64; n], vec![0u64; n]);
+            let args = ([&s0[..], &s1[..]], [&a0[..], &a1[..]], [&b0[..], &b1[..]]);
+            // SAFETY: both instruction sets were detected above.
+            unsafe {
+                if wide {
+                    avx512::dot2(m, args.0, args.1, args.2, &mut o0, &mut o1);
+                } else {
+                    avx2::dot2(m, args.0, args.1, args.2, &mut o0, &mut o1);
+                }
+            }
+            outs.push((o0, o1));
+        }
+        assert_eq!(outs[0], outs[1], "dot2");
+
+        let (inv, inv_s) = (12345677u32, ((12345677u64 << 32) / q as u64) as u32);
+        let (acc, corr, add, plus0, w) = (v(97), v(40503), v(2654435761), v(7919), v(104729));
+        let ws: Vec<u64> = w.iter().map(|&x| (x << 32) / q as u64).collect();
+        let mut outs = Vec::new();
+        for wide in [false, true] {
+            let (mut plus, mut minus) = (plus0.clone(), vec![0u64; n]);
+            let tw = (&w[..], &ws[..]);
+            // SAFETY: both instruction sets were detected above.
+            unsafe {
+                if wide {
+                    avx512::finish_twist::<true>(
+                        &mut plus,
+                        &mut minus,
+                        &acc,
+                        &corr,
+                        &add,
+                        q,
+                        (inv, inv_s),
+                        tw,
+                    );
+                } else {
+                    avx2::finish_twist::<true>(
+                        &mut plus,
+                        &mut minus,
+                        &acc,
+                        &corr,
+                        &add,
+                        q,
+                        (inv, inv_s),
+                        tw,
+                    );
+                }
+            }
+            outs.push((plus, minus));
+        }
+        assert_eq!(outs[0], outs[1], "finish_twist");
+
+        let (q0, q1) = (134176769u32, 268361729u32);
+        let mu = |m: u32| ((1u64 << 32) / m as u64) as u32;
+        let sh = |w: u32, m: u32| (w, (((w as u64) << 32) / m as u64) as u32);
+        let qq = q0 as u128 * q1 as u128;
+        let inv = (1..q1 as u64)
+            .find(|&i| i * q0 as u64 % q1 as u64 == 1)
+            .unwrap() as u32;
+        let half = qq / 2;
+        let l = Lift2 {
+            q1,
+            mu1: mu(q1),
+            inv: sh(inv, q1),
+            half: ((half % q0 as u128) as u32, (half / q0 as u128) as u32),
+            aux: [268369921u32, 268582913]
+                .iter()
+                .map(|&m| (m, mu(m), sh(q0 % m, m), (qq % m as u128) as u32))
+                .collect(),
+        };
+        let xs: Vec<u128> = (0..n as u128)
+            .map(|i| match i {
+                0 => half,
+                1 => half + 1,
+                2 => qq - 1,
+                _ => i * 0x9E37_79B9_7F4A_7C15 % qq,
+            })
+            .collect();
+        let x0: Vec<u64> = xs.iter().map(|&x| (x % q0 as u128) as u64).collect();
+        let x1: Vec<u64> = xs.iter().map(|&x| (x % q1 as u128) as u64).collect();
+        let (mut narrow, mut wide) = (vec![0u64; 2 * n], vec![0u64; 2 * n]);
+        // SAFETY: both instruction sets were detected above.
+        unsafe {
+            avx2::lift2_aux(&l, &x0, &x1, &mut narrow);
+            avx512::lift2_aux(&l, &x0, &x1, &mut wide);
+        }
+        assert_eq!(narrow, wide, "lift2_aux");
     }
 }

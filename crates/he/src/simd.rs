@@ -109,22 +109,29 @@ pub fn avx2() -> bool {
 }
 
 /// Runs a plain-Rust kernel body compiled three ways (AVX-512, AVX2, baseline) and picks the
-/// widest that [`avx512`] / [`avx2`] allow, returning its value from the enclosing function.
-/// `simd_dispatch!(body(a: &[u64], b: u32) -> u64)` calls `body(a, b)`; the body should be
-/// `#[inline(always)]` so that each copy is vectorized for its own instruction set.
+/// widest that [`avx512`] / [`avx2`] allow, returning its value from the enclosing function
+/// (so it is the last statement of a dispatching function).
+///
+/// - `simd_dispatch!(body, (a: &[u64], b: u32) -> u64)` calls `body(a, b)`;
+/// - `simd_dispatch!((p: &Plan, a: &[u64]) -> u64 => { p.run(a) } (self, a))` runs the block
+///   with the parameters bound to the listed values.
+///
+/// The code the body calls should be `#[inline(always)]` so that each copy is vectorized for
+/// its own instruction set.
 #[macro_export]
 macro_rules! simd_dispatch {
-    ($body:path, ($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?) => {{
+    ($body:path, ($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?) => {
+        $crate::simd_dispatch!(($($arg: $ty),*) $(-> $ret)? => { $body($($arg),*) } ($($arg),*))
+    };
+    (($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:block ($($val:expr),* $(,)?)) => {{
+        // Bound first, so no caller expression is expanded inside the unsafe blocks below.
+        let ($($arg,)*) = ($($val,)*);
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
-            fn with_avx512($($arg: $ty),*) $(-> $ret)? {
-                $body($($arg),*)
-            }
+            fn with_avx512($($arg: $ty),*) $(-> $ret)? $body
             #[target_feature(enable = "avx2")]
-            fn with_avx2($($arg: $ty),*) $(-> $ret)? {
-                $body($($arg),*)
-            }
+            fn with_avx2($($arg: $ty),*) $(-> $ret)? $body
             if $crate::simd::avx512() {
                 // SAFETY: `avx512()` is true only when the CPU has these features (run-time
                 // detection); the function is safe Rust compiled with them enabled.
@@ -135,7 +142,9 @@ macro_rules! simd_dispatch {
                 return unsafe { with_avx2($($arg),*) };
             }
         }
-        $body($($arg),*)
+        #[inline(always)]
+        fn portable($($arg: $ty),*) $(-> $ret)? $body
+        portable($($arg),*)
     }};
 }
 

@@ -101,19 +101,7 @@ pub fn reduce_u64_rows32(q: u32, out: &mut [u64], x: &[u64]) {
             *o = t.min(t.wrapping_sub(q)) as u64;
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        fn avx2(q: u32, out: &mut [u64], x: &[u64]) {
-            body(q, out, x)
-        }
-        if crate::simd::avx2() {
-            // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
-            unsafe { avx2(q, out, x) };
-            return;
-        }
-    }
-    body(q, out, x)
+    crate::simd_dispatch!(body, (q: u32, out: &mut [u64], x: &[u64]))
 }
 
 /// Precomputation for exact tensoring over the first k ciphertext moduli: the extended basis
@@ -393,19 +381,11 @@ impl TensorPlan {
 
     /// The auxiliary rows (Coeff form) of the centered lift of the k rows `coeff` into `aux`.
     fn lift_small(&self, sl: &SmallLift, n: usize, coeff: &[u64], aux: &mut [u64]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2")]
-            fn avx2(p: &TensorPlan, sl: &SmallLift, n: usize, coeff: &[u64], aux: &mut [u64]) {
+        crate::simd_dispatch!(
+            (p: &TensorPlan, sl: &SmallLift, n: usize, coeff: &[u64], aux: &mut [u64]) => {
                 p.lift_small_body(sl, n, coeff, aux)
-            }
-            if crate::simd::avx2() {
-                // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
-                unsafe { avx2(self, sl, n, coeff, aux) };
-                return;
-            }
-        }
-        self.lift_small_body(sl, n, coeff, aux)
+            } (self, sl, n, coeff, aux)
+        )
     }
 
     /// The auxiliary rows, in Eval form, of the centered lift of an Eval poly over the k
@@ -536,18 +516,11 @@ impl TensorPlan {
     /// same integers (Garner digits, the same f64 rounding of the low digits, Horner over the
     /// auxiliary digits), computed a row at a time so the passes vectorize.
     fn scale_round_small(&self, ctx: &Context, sl: &SmallLift, dp: &Poly) -> Poly {
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2")]
-            fn avx2(p: &TensorPlan, ctx: &Context, sl: &SmallLift, dp: &Poly) -> Poly {
+        crate::simd_dispatch!(
+            (p: &TensorPlan, ctx: &Context, sl: &SmallLift, dp: &Poly) -> Poly => {
                 p.scale_round_small_body(ctx, sl, dp)
-            }
-            if crate::simd::avx2() {
-                // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
-                return unsafe { avx2(self, ctx, sl, dp) };
-            }
-        }
-        self.scale_round_small_body(ctx, sl, dp)
+            } (self, ctx, sl, dp)
+        )
     }
 
     #[inline(always)]
@@ -696,19 +669,11 @@ fn tensor_rows(
             acc2[i] += b * d;
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        fn avx2(acc0: &mut [u64], acc1: &mut [u64], acc2: &mut [u64], v: [&[u64]; 4]) {
+    crate::simd_dispatch!(
+        (acc0: &mut [u64], acc1: &mut [u64], acc2: &mut [u64], v: [&[u64]; 4]) => {
             body(acc0, acc1, acc2, v)
-        }
-        if crate::simd::avx2() {
-            // SAFETY: AVX2 is present (checked above); `avx2` is safe Rust built with AVX2.
-            unsafe { avx2(acc0, acc1, acc2, [x0, x1, y0, y1]) };
-            return;
-        }
-    }
-    body(acc0, acc1, acc2, [x0, x1, y0, y1])
+        } (acc0, acc1, acc2, [x0, x1, y0, y1])
+    )
 }
 
 impl std::fmt::Debug for TensorPlan {
