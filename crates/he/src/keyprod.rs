@@ -301,6 +301,35 @@ fn lift2_aux_range(
     }
 }
 
+/// dst_j[i] = src_j[perm[i]] for each of the K (source, destination) rows, every perm entry
+/// below the source length. With AVX-512, eight outputs whose sources share one aligned
+/// block of eight words (what the Eval permutations of the expansion's Galois elements give)
+/// take one `vpermq` per row; other groups of eight are copied one by one.
+pub(crate) fn gather_rows<const K: usize>(perm: &[u32], src: [&[u64]; K], dst: [&mut [u64]; K]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx512() {
+        // SAFETY: AVX-512 is present (checked just above); `avx512::gather_rows` is safe Rust
+        // with AVX-512 enabled whose memory accesses are bounds-checked slices.
+        unsafe { avx512::gather_rows(perm, src, dst) };
+        return;
+    }
+    gather_rows_scalar(perm, 0, src, dst);
+}
+
+/// [`gather_rows`] one word at a time, from output `from` on.
+fn gather_rows_scalar<const K: usize>(
+    perm: &[u32],
+    from: usize,
+    src: [&[u64]; K],
+    dst: [&mut [u64]; K],
+) {
+    for (s, d) in src.into_iter().zip(dst) {
+        for (o, &p) in d[from..].iter_mut().zip(&perm[from..]) {
+            *o = s[p as usize];
+        }
+    }
+}
+
 /// One word of [`lift_half`].
 #[inline(always)]
 fn lift_half1(x: u64, half: u32, pv: u32) -> u64 {
@@ -761,6 +790,41 @@ mod avx512 {
         super::lift2_aux_range(l, x0s, x1s, aux, body..n);
     }
 
+    /// [`super::gather_rows`], eight outputs per step: when perm[i..i + 8] all point into
+    /// one aligned block of eight source words, one `vpermq` per row (its lanes use the low
+    /// three bits of each index), else the eight words one by one.
+    #[target_feature(enable = "avx512f,avx512vl")]
+    pub(super) fn gather_rows<const K: usize>(
+        perm: &[u32],
+        src: [&[u64]; K],
+        mut dst: [&mut [u64]; K],
+    ) {
+        let n = perm.len();
+        let body = n - n % W;
+        let high = _mm256_set1_epi32(!7);
+        for i in (0..body).step_by(W) {
+            let p: &[u32; W] = perm[i..i + W].try_into().expect("8 entries");
+            // SAFETY: `p` is a live reference to 32 readable bytes; no alignment needed.
+            let pv = unsafe { _mm256_loadu_si256(p.as_ptr().cast()) };
+            let base = (p[0] & !7) as usize;
+            let same =
+                _mm256_cmpeq_epi32_mask(_mm256_and_si256(pv, high), _mm256_set1_epi32(base as i32));
+            if same == 0xff {
+                let idx = _mm512_cvtepu32_epi64(pv);
+                for (s, d) in src.iter().zip(dst.iter_mut()) {
+                    store64(d, i, _mm512_permutexvar_epi64(idx, load64(s, base)));
+                }
+            } else {
+                for (s, d) in src.iter().zip(dst.iter_mut()) {
+                    for (o, &q) in d[i..i + W].iter_mut().zip(p) {
+                        *o = s[q as usize];
+                    }
+                }
+            }
+        }
+        super::gather_rows_scalar(perm, body, src, dst);
+    }
+
     /// [`super::dot_redc`] for two digits, eight coefficients per step.
     #[target_feature(enable = "avx512f")]
     pub(super) fn dot2(
@@ -1109,5 +1173,38 @@ mod tests {
             avx512::lift2_aux(&l, &x0, &x1, &mut wide);
         }
         assert_eq!(narrow, wide, "lift2_aux");
+    }
+
+    /// The gather equals the word-by-word definition for the expansion's Galois elements
+    /// (blocks of eight stay together, the `vpermq` path) and for elements whose blocks
+    /// split (the per-word path), with one and two rows, on n = 4096 and a length with a tail.
+    #[test]
+    fn gather_rows_matches_definition() {
+        for n in [64usize, 4096] {
+            let src0: Vec<u64> = (0..n as u64).map(|i| i * 0x9E37_79B9 % 1_000_003).collect();
+            let src1: Vec<u64> = (0..n as u64).map(|i| i ^ 0x5555).collect();
+            let mut gs: Vec<usize> = (1..n.trailing_zeros() as usize + 1)
+                .map(|k| 2 * n / (1 << k) + 1)
+                .collect();
+            gs.extend([3, 2 * n - 1, 5 * 7 + 2]);
+            for g in gs {
+                let perm = crate::Poly::galois_eval_permutation(n, g).unwrap();
+                let want0: Vec<u64> = perm.iter().map(|&p| src0[p as usize]).collect();
+                let want1: Vec<u64> = perm.iter().map(|&p| src1[p as usize]).collect();
+                let (mut d0, mut d1) = (vec![0u64; n], vec![0u64; n]);
+                gather_rows(&perm, [&src0[..], &src1[..]], [&mut d0, &mut d1]);
+                assert_eq!((&d0, &d1), (&want0, &want1), "n {n} g {g}");
+                let mut one = vec![0u64; n];
+                gather_rows(&perm, [&src1[..]], [&mut one]);
+                assert_eq!(one, want1, "n {n} g {g}");
+            }
+            // A permutation that is not a Galois map, over a length with a scalar tail.
+            let m = n - 3;
+            let perm: Vec<u32> = (0..m as u32).map(|i| (i * 7 + 3) % m as u32).collect();
+            let mut d = vec![0u64; m];
+            gather_rows(&perm, [&src0[..m]], [&mut d]);
+            let want: Vec<u64> = perm.iter().map(|&p| src0[p as usize]).collect();
+            assert_eq!(d, want, "tail n {m}");
+        }
     }
 }

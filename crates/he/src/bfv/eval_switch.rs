@@ -366,21 +366,12 @@ fn gather_galois(
         let rows = r * n..(r + 1) * n;
         let (src0, src1) = (ct.polys[0].row(r), ct.polys[1].row(r));
         match sigma0.as_deref_mut() {
-            Some(sigma0) => {
-                for ((e, s0), &p) in c1_eval[rows.clone()]
-                    .iter_mut()
-                    .zip(&mut sigma0[rows.clone()])
-                    .zip(perm)
-                {
-                    *e = src1[p as usize];
-                    *s0 = src0[p as usize];
-                }
-            }
-            None => {
-                for (e, &p) in c1_eval[rows.clone()].iter_mut().zip(perm) {
-                    *e = src1[p as usize];
-                }
-            }
+            Some(sigma0) => keyprod::gather_rows(
+                perm,
+                [src1, src0],
+                [&mut c1_eval[rows.clone()], &mut sigma0[rows.clone()]],
+            ),
+            None => keyprod::gather_rows(perm, [src1], [&mut c1_eval[rows.clone()]]),
         }
         ctx.ntt(r)
             .inverse_from(&c1_eval[rows.clone()], &mut coeff[rows]);
