@@ -31,6 +31,7 @@
 //! assert_eq!(&pt.to_bytes(&ctx)[..5], b"hello");
 //! ```
 
+pub mod aligned_alloc;
 pub mod arith;
 pub mod bfv;
 pub mod drbg;

@@ -12,6 +12,10 @@ use sift_pir::client::KeywordPirClient;
 use sift_pir::server::{KeywordPirConfig, KeywordPirServer, process_keyword_database};
 use sift_pir::wire;
 
+/// Large blocks (polynomial rows) on cache-line boundaries for the AVX-512 kernels.
+#[global_allocator]
+static GLOBAL: sift_he::aligned_alloc::CacheAligned = sift_he::aligned_alloc::CacheAligned;
+
 fn rows(n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
     (0..n)
         .map(|i| {

@@ -2,6 +2,10 @@
 
 mod cmd;
 
+/// Large blocks (polynomial rows) on cache-line boundaries for the AVX-512 kernels.
+#[global_allocator]
+static GLOBAL: sift_he::aligned_alloc::CacheAligned = sift_he::aligned_alloc::CacheAligned;
+
 use clap::{Parser, Subcommand};
 
 /// Server side of Apple's URL filter (NEURLFilter): build and serve Bloom prefilters and keyword
