@@ -255,6 +255,30 @@ fn kernel(a: &KernelArgs, out: &mut [Option<Ciphertext>]) {
     sift_he::simd_dispatch!(kernel_body, (a: &KernelArgs, out: &mut [Option<Ciphertext>]))
 }
 
+/// dst[j] += sel[j]·pt[j] (32×32→64-bit) over a block; a full [`BLOCK`] runs as a loop of
+/// constant length, which the compiler unrolls without bounds checks.
+#[inline(always)]
+fn mac_block(dst: &mut [u64], sel: &[u32], pt: &[u32]) {
+    #[inline(always)]
+    fn mac<'a>(
+        dst: impl Iterator<Item = &'a mut u64>,
+        sel: impl Iterator<Item = &'a u32>,
+        pt: impl Iterator<Item = &'a u32>,
+    ) {
+        for ((d, &x), &y) in dst.zip(sel).zip(pt) {
+            *d += x as u64 * y as u64;
+        }
+    }
+    if dst.len() == BLOCK && sel.len() == BLOCK && pt.len() == BLOCK {
+        let d: &mut [u64; BLOCK] = dst.try_into().expect("length checked");
+        let s: &[u32; BLOCK] = sel.try_into().expect("length checked");
+        let p: &[u32; BLOCK] = pt.try_into().expect("length checked");
+        mac(d.iter_mut(), s.iter(), p.iter());
+    } else {
+        mac(dst.iter_mut(), sel.iter(), pt.iter());
+    }
+}
+
 /// The tiled loop: per block of coefficients (inside one row), per column, the lazy u64 sums of
 /// every call and both polynomials, then one reduction into `out[call·cols + col]`.
 #[inline(always)]
@@ -284,9 +308,7 @@ fn kernel_body(a: &KernelArgs, out: &mut [Option<Ciphertext>]) {
                     for poly in 0..2 {
                         let sel = a.sel.tile(tile, a.calls.start + call, i, poly);
                         let dst = &mut acc[(call * 2 + poly) * b..(call * 2 + poly + 1) * b];
-                        for ((d, &x), &y) in dst.iter_mut().zip(sel).zip(pt) {
-                            *d += x as u64 * y as u64;
-                        }
+                        mac_block(dst, sel, pt);
                     }
                 }
                 lazy += 1;
