@@ -137,11 +137,11 @@ impl Selection32 {
             return Err(PirError::Corrupted("selection ciphertext shape".into()));
         }
         let (calls, d0, block) = (self.calls, self.d0, self.block);
+        // Block `tile` of poly p goes to `stride`·tile + `offset`(p).
+        let stride = calls * d0 * 2 * block;
+        let offset = |poly: usize| ((call * d0 + i) * 2 + poly) * block;
         for (poly, p) in c.polys.iter().enumerate() {
-            for (tile, src) in p.data.chunks_exact(block).enumerate() {
-                let at = (((tile * calls + call) * d0 + i) * 2 + poly) * block;
-                narrow_words(&mut self.words[at..at + block], src);
-            }
+            scatter_narrow(&mut self.words[offset(poly)..], &p.data, block, stride);
         }
         Ok(())
     }
@@ -152,16 +152,28 @@ impl Selection32 {
     }
 }
 
-/// dst[i] = src[i] as u32 (words known to hold values below 2^32); vectorized for the widest
-/// instruction set available, where the baseline build would narrow two words at a time.
-fn narrow_words(dst: &mut [u32], src: &[u64]) {
+/// Narrows the words of `src` (values below 2^32) to u32, block by block: block t of `block`
+/// words goes to `dst[t·stride ..]`. Vectorized for the widest instruction set available
+/// (one dispatch per ciphertext row set), a full [`BLOCK`] as a loop of constant length.
+fn scatter_narrow(dst: &mut [u32], src: &[u64], block: usize, stride: usize) {
     #[inline(always)]
-    fn body(dst: &mut [u32], src: &[u64]) {
-        for (d, &x) in dst.iter_mut().zip(src) {
-            *d = x as u32;
+    fn body(dst: &mut [u32], src: &[u64], block: usize, stride: usize) {
+        for (t, s) in src.chunks_exact(block).enumerate() {
+            let d = &mut dst[t * stride..t * stride + block];
+            if block == BLOCK {
+                let d: &mut [u32; BLOCK] = d.try_into().expect("block length");
+                let s: &[u64; BLOCK] = s.try_into().expect("block length");
+                for (d, &x) in d.iter_mut().zip(s) {
+                    *d = x as u32;
+                }
+            } else {
+                for (d, &x) in d.iter_mut().zip(s) {
+                    *d = x as u32;
+                }
+            }
         }
     }
-    sift_he::simd_dispatch!(body, (dst: &mut [u32], src: &[u64]))
+    sift_he::simd_dispatch!(body, (dst: &mut [u32], src: &[u64], block: usize, stride: usize))
 }
 
 /// The first dimension of every call over one chunk of a compact database: for each column
