@@ -304,13 +304,21 @@ fn lift2_aux_range(
 /// dst_j[i] = src_j[perm[i]] for each of the K (source, destination) rows, every perm entry
 /// below the source length. With AVX-512, eight outputs whose sources share one aligned
 /// block of eight words (what the Eval permutations of the expansion's Galois elements give)
-/// take one `vpermq` per row; other groups of eight are copied one by one.
+/// take one `vpermq` per row, with AVX2 four outputs from one block of four one `vpermd`;
+/// other groups are copied one by one.
 pub(crate) fn gather_rows<const K: usize>(perm: &[u32], src: [&[u64]; K], dst: [&mut [u64]; K]) {
     #[cfg(target_arch = "x86_64")]
     if crate::simd::avx512() {
         // SAFETY: AVX-512 is present (checked just above); `avx512::gather_rows` is safe Rust
         // with AVX-512 enabled whose memory accesses are bounds-checked slices.
         unsafe { avx512::gather_rows(perm, src, dst) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx2() {
+        // SAFETY: AVX2 is present (checked just above); `avx2::gather_rows` is safe Rust with
+        // AVX2 enabled whose memory accesses are bounds-checked slices.
+        unsafe { avx2::gather_rows(perm, src, dst) };
         return;
     }
     gather_rows_scalar(perm, 0, src, dst);
@@ -476,6 +484,47 @@ mod avx2 {
             _mm256_sub_epi64(_mm256_mul_epu32(x, w), _mm256_mul_epu32(qhat, q)),
             q,
         )
+    }
+
+    /// [`super::gather_rows`], four outputs per step: when perm[i..i + 4] all point into one
+    /// aligned block of four source words, one `vpermd` per row (word p of the block is the
+    /// 32-bit lanes 2p, 2p + 1), else the four words one by one.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn gather_rows<const K: usize>(
+        perm: &[u32],
+        src: [&[u64]; K],
+        mut dst: [&mut [u64]; K],
+    ) {
+        let n = perm.len();
+        let body = n - n % 4;
+        let (three, one) = (_mm256_set1_epi64x(3), _mm256_set1_epi64x(1));
+        for i in (0..body).step_by(4) {
+            let p: &[u32; 4] = perm[i..i + 4].try_into().expect("4 entries");
+            let base = (p[0] & !3) as usize;
+            if p.iter().all(|&x| (x & !3) as usize == base) {
+                // SAFETY: `p` is a live reference to 16 readable bytes; no alignment needed.
+                let w = _mm256_and_si256(
+                    _mm256_cvtepu32_epi64(unsafe { _mm_loadu_si128(p.as_ptr().cast()) }),
+                    three,
+                );
+                let lo = _mm256_slli_epi64::<1>(w);
+                let idx = _mm256_or_si256(lo, _mm256_slli_epi64::<32>(_mm256_add_epi64(lo, one)));
+                for (s, d) in src.iter().zip(dst.iter_mut()) {
+                    let v = load64(s[base..base + 4].try_into().expect("4 words"));
+                    store64(
+                        (&mut d[i..i + 4]).try_into().expect("4 words"),
+                        _mm256_permutevar8x32_epi32(v, idx),
+                    );
+                }
+            } else {
+                for (s, d) in src.iter().zip(dst.iter_mut()) {
+                    for (o, &q) in d[i..i + 4].iter_mut().zip(p) {
+                        *o = s[q as usize];
+                    }
+                }
+            }
+        }
+        super::gather_rows_scalar(perm, body, src, dst);
     }
 
     /// [`super::finish_twist`], four coefficients per step.
@@ -1197,6 +1246,13 @@ mod tests {
                 let mut one = vec![0u64; n];
                 gather_rows(&perm, [&src1[..]], [&mut one]);
                 assert_eq!(one, want1, "n {n} g {g}");
+                #[cfg(target_arch = "x86_64")]
+                if crate::simd::detected() >= crate::simd::Level::Avx2 {
+                    let (mut e0, mut e1) = (vec![0u64; n], vec![0u64; n]);
+                    // SAFETY: AVX2 was detected just above.
+                    unsafe { avx2::gather_rows(&perm, [&src0[..], &src1[..]], [&mut e0, &mut e1]) };
+                    assert_eq!((&e0, &e1), (&want0, &want1), "AVX2 n {n} g {g}");
+                }
             }
             // A permutation that is not a Galois map, over a length with a scalar tail.
             let m = n - 3;
