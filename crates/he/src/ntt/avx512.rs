@@ -246,6 +246,35 @@ fn unpack16(out: &mut [u32], v: __m512i) {
     );
 }
 
+/// One stage with half-block size `half` ≥ 16 over `a` (blocks of 2·half, one twiddle and
+/// its Shoup constant each, from `roots`): Cooley–Tukey butterflies when FORWARD, else
+/// Gentleman–Sande.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn middle_stage<const FORWARD: bool>(
+    a: &mut [u32],
+    half: usize,
+    (roots, shoup): (&[u32], &[u32]),
+    q: __m512i,
+    two_q: __m512i,
+) {
+    for ((block, &w), &ws) in a.chunks_exact_mut(2 * half).zip(roots).zip(shoup) {
+        let tw = tw_splat(w, ws);
+        let (lo, hi) = block.split_at_mut(half);
+        for (x, y) in lo.chunks_exact_mut(L).zip(hi.chunks_exact_mut(L)) {
+            let (x, y): (&mut [u32; L], &mut [u32; L]) =
+                (x.try_into().expect("lanes"), y.try_into().expect("lanes"));
+            let (u, v) = if FORWARD {
+                fwd_bfly(load(x), load(y), tw, q, two_q)
+            } else {
+                inv_bfly(load(x), load(y), tw, q, two_q)
+            };
+            store(x, u);
+            store(y, v);
+        }
+    }
+}
+
 /// Forward stages with half-block sizes n/4 .. 16 on one region's packed residues `a`
 /// (n/2 slots); `region` 0 or 1 selects the blocks' twiddles.
 #[inline]
@@ -256,19 +285,11 @@ fn forward_middle(t: &Ntt32, a: &mut [u32], region: usize, q: __m512i, two_q: __
     let mut m = 2;
     while half >= L {
         let first = m + region * (m / 2);
-        let roots = &t.roots[first..first + m / 2];
-        let shoup = &t.roots_shoup[first..first + m / 2];
-        for ((block, &w), &ws) in a.chunks_exact_mut(2 * half).zip(roots).zip(shoup) {
-            let tw = tw_splat(w, ws);
-            let (lo, hi) = block.split_at_mut(half);
-            for (x, y) in lo.chunks_exact_mut(L).zip(hi.chunks_exact_mut(L)) {
-                let (x, y): (&mut [u32; L], &mut [u32; L]) =
-                    (x.try_into().expect("lanes"), y.try_into().expect("lanes"));
-                let (u, v) = fwd_bfly(load(x), load(y), tw, q, two_q);
-                store(x, u);
-                store(y, v);
-            }
-        }
+        let tw = (
+            &t.roots[first..first + m / 2],
+            &t.roots_shoup[first..first + m / 2],
+        );
+        middle_stage::<true>(a, half, tw, q, two_q);
         half >>= 1;
         m <<= 1;
     }
@@ -529,19 +550,11 @@ fn inverse_middle(t: &Ntt32, a: &mut [u32], region: usize, q: __m512i, two_q: __
     let mut m = n / (2 * L);
     while m > 1 {
         let first = m + region * (m / 2);
-        let roots = &t.inv_roots[first..first + m / 2];
-        let shoup = &t.inv_roots_shoup[first..first + m / 2];
-        for ((block, &w), &ws) in a.chunks_exact_mut(2 * half).zip(roots).zip(shoup) {
-            let tw = tw_splat(w, ws);
-            let (lo, hi) = block.split_at_mut(half);
-            for (x, y) in lo.chunks_exact_mut(L).zip(hi.chunks_exact_mut(L)) {
-                let (x, y): (&mut [u32; L], &mut [u32; L]) =
-                    (x.try_into().expect("lanes"), y.try_into().expect("lanes"));
-                let (u, v) = inv_bfly(load(x), load(y), tw, q, two_q);
-                store(x, u);
-                store(y, v);
-            }
-        }
+        let tw = (
+            &t.inv_roots[first..first + m / 2],
+            &t.inv_roots_shoup[first..first + m / 2],
+        );
+        middle_stage::<false>(a, half, tw, q, two_q);
         half <<= 1;
         m >>= 1;
     }
