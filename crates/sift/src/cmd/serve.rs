@@ -43,7 +43,9 @@ use anyhow::Context as _;
 Datasets are reloaded on SIGHUP and when their files change (checked every --poll-secs).
 The OHTTP gateway key is created on first start, rotated every rotate_after_days (the old key
 is accepted for grace_days more), and its schedule is also checked on SIGHUP.
-Logs go to stderr; SIFT_LOG_FORMAT=json writes one JSON object per line, RUST_LOG sets the level.")]
+Logs go to stderr; SIFT_LOG_FORMAT=json writes one JSON object per line, RUST_LOG sets the level.
+The PIR kernels use the widest SIMD the CPU has (AVX-512, else AVX2); SIFT_SIMD=avx2 or
+SIFT_SIMD=portable caps it (same answers, only speed differs). The level is logged at start.")]
 pub struct Args {
     /// The TOML configuration file.
     #[arg(short, long, default_value = "sift.toml")]
@@ -66,6 +68,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "require_tokens = false: PIR routes accept requests without Privacy Pass tokens"
         );
     }
+    if let Ok(v) = std::env::var("SIFT_SIMD")
+        && sift_he::simd::Level::parse(&v).is_none()
+    {
+        tracing::warn!(value = %v, "SIFT_SIMD is not one of avx512, avx2, portable; ignored");
+    }
+    tracing::info!(
+        simd = sift_he::simd::level().name(),
+        detected = sift_he::simd::detected().name(),
+        "PIR kernels' instruction set (SIFT_SIMD caps it)"
+    );
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let server = sift_server::spawn(cfg, None)

@@ -1,0 +1,68 @@
+//! Keyword PIR end to end under every SIMD level this CPU has (AVX-512, AVX2, portable), each
+//! capped process-wide with `sift_he::simd::set_cap`: the same database answers every present
+//! and absent keyword, and the responses are byte-identical across levels (the kernels compute
+//! the same integers). This file holds one test, so the process-wide cap affects nothing else.
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use sift_he::Context;
+use sift_he::simd::{self, Level};
+use sift_pir::client::KeywordPirClient;
+use sift_pir::server::{KeywordPirConfig, KeywordPirServer, process_keyword_database};
+use sift_pir::wire;
+
+#[test]
+fn every_simd_level_gives_the_same_answers() {
+    let ctx = Context::predefined("n_4096_logq_27_28_28_logt_4").unwrap();
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = (0..3000u32)
+        .map(|i| {
+            (
+                format!("site{i}.example/path").into_bytes(),
+                i.to_le_bytes().to_vec(),
+            )
+        })
+        .collect();
+    let cfg = KeywordPirConfig::default_for(&ctx.params, 4);
+    let shards = process_keyword_database(&ctx, rows.clone(), &cfg, 5).unwrap();
+    let protos: Vec<_> = shards
+        .iter()
+        .map(|s| wire::pir_parameters_to_proto(&s.params))
+        .collect();
+    let server = KeywordPirServer::from_processed(shards).unwrap();
+    let mut rng = StdRng::seed_from_u64(9);
+    let client = KeywordPirClient::new(&protos, &mut rng).unwrap();
+    let key = client.evaluation_key(&mut rng).unwrap();
+    let present = [&rows[0], &rows[1234], &rows[2999]];
+    let mut requests: Vec<_> = present
+        .iter()
+        .map(|(k, _)| client.query(k, &mut rng).unwrap())
+        .collect();
+    requests.push(client.query(b"absent.example/", &mut rng).unwrap());
+    let levels: Vec<Level> = [Level::Avx512, Level::Avx2, Level::Portable]
+        .into_iter()
+        .filter(|&l| l <= simd::detected())
+        .collect();
+    let mut first: Option<Vec<_>> = None;
+    for level in levels {
+        simd::set_cap(level);
+        assert_eq!(simd::level(), level);
+        let answers: Vec<_> = requests
+            .iter()
+            .map(|r| server.answer(r, &key).unwrap())
+            .collect();
+        for ((kw, value), resp) in present.iter().zip(&answers) {
+            let got = client.decode(kw, resp).unwrap();
+            assert_eq!(got.as_deref(), Some(value.as_slice()), "{}", level.name());
+        }
+        let absent = client.decode(b"absent.example/", &answers[3]).unwrap();
+        assert_eq!(absent, None, "{}", level.name());
+        match &first {
+            None => first = Some(answers),
+            Some(f) => assert!(
+                f == &answers,
+                "{} differs from the widest level",
+                level.name()
+            ),
+        }
+    }
+}
