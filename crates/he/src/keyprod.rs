@@ -730,6 +730,14 @@ mod avx512 {
         _mm512_set1_epi64(v as i64)
     }
 
+    /// The high 32 bits of each u64 lane, as a u64 (a shift by 32, done as a zero-masked
+    /// shuffle: shifts share the multipliers' port, shuffles do not).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn hi32(v: __m512i) -> __m512i {
+        _mm512_maskz_shuffle_epi32::<0xF5>(0x5555, v)
+    }
+
     /// x − c where x ≥ c, else x (values below 2^32 in u64 lanes, c < 2^31).
     #[inline]
     #[target_feature(enable = "avx512f")]
@@ -741,7 +749,7 @@ mod avx512 {
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn mul_shoup(x: __m512i, w: __m512i, ws: __m512i, q: __m512i) -> __m512i {
-        let qhat = _mm512_srli_epi64::<32>(_mm512_mul_epu32(x, ws));
+        let qhat = hi32(_mm512_mul_epu32(x, ws));
         csub(
             _mm512_sub_epi64(_mm512_mul_epu32(x, w), _mm512_mul_epu32(qhat, q)),
             q,
@@ -752,7 +760,7 @@ mod avx512 {
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn barrett(x: __m512i, q: __m512i, mu: __m512i) -> __m512i {
-        let qhat = _mm512_srli_epi64::<32>(_mm512_mul_epu32(x, mu));
+        let qhat = hi32(_mm512_mul_epu32(x, mu));
         csub(_mm512_sub_epi64(x, _mm512_mul_epu32(qhat, q)), q)
     }
 
@@ -761,7 +769,7 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     fn redc(x: __m512i, q: __m512i, neg_inv: __m512i) -> __m512i {
         let m = _mm512_mul_epu32(x, neg_inv);
-        let t = _mm512_srli_epi64::<32>(_mm512_add_epi64(x, _mm512_mul_epu32(m, q)));
+        let t = hi32(_mm512_add_epi64(x, _mm512_mul_epu32(m, q)));
         _mm512_min_epu32(t, _mm512_sub_epi32(t, q))
     }
 
