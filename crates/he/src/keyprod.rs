@@ -65,35 +65,18 @@ pub(crate) fn dot_redc(
     out1: &mut [u64],
 ) {
     #[cfg(target_arch = "x86_64")]
-    {
-        if srcs.len() == 2 && crate::simd::avx512() {
+    if let ([s0, s1], [a0, a1], [b0, b1]) = (srcs, k0, k1) {
+        let (srcs, k0, k1) = ([*s0, *s1], [*a0, *a1], [*b0, *b1]);
+        if crate::simd::avx512() {
             // SAFETY: AVX-512 is present (checked just above); `avx512::dot2` is safe Rust
             // with AVX-512 enabled whose memory accesses are bounds-checked slices.
-            unsafe {
-                avx512::dot2(
-                    m,
-                    [srcs[0], srcs[1]],
-                    [k0[0], k0[1]],
-                    [k1[0], k1[1]],
-                    out0,
-                    out1,
-                )
-            };
+            unsafe { avx512::dot2(m, srcs, k0, k1, out0, out1) };
             return;
         }
-        if srcs.len() == 2 && crate::simd::avx2() {
+        if crate::simd::avx2() {
             // SAFETY: AVX2 is present (checked just above); `avx2::dot2` is safe Rust with
             // AVX2 enabled whose memory accesses are bounds-checked slices.
-            unsafe {
-                avx2::dot2(
-                    m,
-                    [srcs[0], srcs[1]],
-                    [k0[0], k0[1]],
-                    [k1[0], k1[1]],
-                    out0,
-                    out1,
-                )
-            };
+            unsafe { avx2::dot2(m, srcs, k0, k1, out0, out1) };
             return;
         }
     }
@@ -321,18 +304,18 @@ pub(crate) fn gather_rows<const K: usize>(perm: &[u32], src: [&[u64]; K], dst: [
         unsafe { avx2::gather_rows(perm, src, dst) };
         return;
     }
-    gather_rows_scalar(perm, 0, src, dst);
+    gather_rows_scalar(perm, 0..perm.len(), src, dst);
 }
 
-/// [`gather_rows`] one word at a time, from output `from` on.
+/// [`gather_rows`] one word at a time, for the outputs in `range`.
 fn gather_rows_scalar<const K: usize>(
     perm: &[u32],
-    from: usize,
+    range: std::ops::Range<usize>,
     src: [&[u64]; K],
     dst: [&mut [u64]; K],
 ) {
     for (s, d) in src.into_iter().zip(dst) {
-        for (o, &p) in d[from..].iter_mut().zip(&perm[from..]) {
+        for (o, &p) in d[range.clone()].iter_mut().zip(&perm[range.clone()]) {
             *o = s[p as usize];
         }
     }
@@ -517,14 +500,10 @@ mod avx2 {
                     );
                 }
             } else {
-                for (s, d) in src.iter().zip(dst.iter_mut()) {
-                    for (o, &q) in d[i..i + 4].iter_mut().zip(p) {
-                        *o = s[q as usize];
-                    }
-                }
+                super::gather_rows_scalar(perm, i..i + 4, src, dst.each_mut().map(|d| &mut **d));
             }
         }
-        super::gather_rows_scalar(perm, body, src, dst);
+        super::gather_rows_scalar(perm, body..n, src, dst);
     }
 
     /// [`super::finish_twist`], four coefficients per step.
@@ -872,14 +851,10 @@ mod avx512 {
                     store64(d, i, _mm512_permutexvar_epi64(idx, load64(s, base)));
                 }
             } else {
-                for (s, d) in src.iter().zip(dst.iter_mut()) {
-                    for (o, &q) in d[i..i + W].iter_mut().zip(p) {
-                        *o = s[q as usize];
-                    }
-                }
+                super::gather_rows_scalar(perm, i..i + W, src, dst.each_mut().map(|d| &mut **d));
             }
         }
-        super::gather_rows_scalar(perm, body, src, dst);
+        super::gather_rows_scalar(perm, body..n, src, dst);
     }
 
     /// [`super::dot_redc`] for two digits, eight coefficients per step.
@@ -1269,6 +1244,13 @@ mod tests {
             gather_rows(&perm, [&src0[..m]], [&mut d]);
             let want: Vec<u64> = perm.iter().map(|&p| src0[p as usize]).collect();
             assert_eq!(d, want, "tail n {m}");
+            #[cfg(target_arch = "x86_64")]
+            if crate::simd::detected() >= crate::simd::Level::Avx2 {
+                let mut e = vec![0u64; m];
+                // SAFETY: AVX2 was detected just above.
+                unsafe { avx2::gather_rows(&perm, [&src0[..m]], [&mut e]) };
+                assert_eq!(e, want, "AVX2 tail n {m}");
+            }
         }
     }
 }

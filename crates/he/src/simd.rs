@@ -46,8 +46,15 @@ const UNSET: u8 = u8::MAX;
 /// The cap as a [`Level`] discriminant, or [`UNSET`].
 static CAP: AtomicU8 = AtomicU8::new(UNSET);
 
-/// The widest level this CPU supports.
+/// The widest level this CPU supports (detected once per process: every kernel dispatch
+/// asks, so this is one load after the first call).
 pub fn detected() -> Level {
+    static DETECTED: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+    *DETECTED.get_or_init(detect)
+}
+
+/// Run-time detection behind [`detected`].
+fn detect() -> Level {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f")
