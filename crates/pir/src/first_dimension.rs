@@ -158,18 +158,20 @@ impl Selection32 {
 fn scatter_narrow(dst: &mut [u32], src: &[u64], block: usize, stride: usize) {
     #[inline(always)]
     fn body(dst: &mut [u32], src: &[u64], block: usize, stride: usize) {
+        #[inline(always)]
+        fn narrow<'a>(dst: impl Iterator<Item = &'a mut u32>, src: impl Iterator<Item = &'a u64>) {
+            for (d, &x) in dst.zip(src) {
+                *d = x as u32;
+            }
+        }
         for (t, s) in src.chunks_exact(block).enumerate() {
             let d = &mut dst[t * stride..t * stride + block];
             if block == BLOCK {
                 let d: &mut [u32; BLOCK] = d.try_into().expect("block length");
                 let s: &[u64; BLOCK] = s.try_into().expect("block length");
-                for (d, &x) in d.iter_mut().zip(s) {
-                    *d = x as u32;
-                }
+                narrow(d.iter_mut(), s.iter());
             } else {
-                for (d, &x) in d.iter_mut().zip(s) {
-                    *d = x as u32;
-                }
+                narrow(d.iter_mut(), s.iter());
             }
         }
     }
