@@ -42,6 +42,7 @@ pub mod params;
 pub mod poly;
 pub mod serialize;
 pub mod simd;
+pub mod stream;
 
 pub use bfv::{
     Ciphertext, EvalAccumulator, EvalPlaintext, EvaluationKey, KeySwitchKey, Plaintext, SecretKey,

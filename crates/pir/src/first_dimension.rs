@@ -141,7 +141,14 @@ impl Selection32 {
         let stride = calls * d0 * 2 * block;
         let offset = |poly: usize| ((call * d0 + i) * 2 + poly) * block;
         for (poly, p) in c.polys.iter().enumerate() {
-            scatter_narrow(&mut self.words[offset(poly)..], &p.data, block, stride);
+            // Written once here and read only after the whole expansion: streamed past the
+            // caches, which the expansion needs.
+            sift_he::stream::scatter_narrow(
+                &mut self.words[offset(poly)..],
+                &p.data,
+                block,
+                stride,
+            );
         }
         Ok(())
     }
@@ -150,32 +157,6 @@ impl Selection32 {
         let at = (((tile * self.calls + call) * self.d0 + i) * 2 + poly) * self.block;
         &self.words[at..at + self.block]
     }
-}
-
-/// Narrows the words of `src` (values below 2^32) to u32, block by block: block t of `block`
-/// words goes to `dst[t·stride ..]`. Vectorized for the widest instruction set available
-/// (one dispatch per ciphertext row set), a full [`BLOCK`] as a loop of constant length.
-fn scatter_narrow(dst: &mut [u32], src: &[u64], block: usize, stride: usize) {
-    #[inline(always)]
-    fn body(dst: &mut [u32], src: &[u64], block: usize, stride: usize) {
-        #[inline(always)]
-        fn narrow<'a>(dst: impl Iterator<Item = &'a mut u32>, src: impl Iterator<Item = &'a u64>) {
-            for (d, &x) in dst.zip(src) {
-                *d = x as u32;
-            }
-        }
-        for (t, s) in src.chunks_exact(block).enumerate() {
-            let d = &mut dst[t * stride..t * stride + block];
-            if block == BLOCK {
-                let d: &mut [u32; BLOCK] = d.try_into().expect("block length");
-                let s: &[u64; BLOCK] = s.try_into().expect("block length");
-                narrow(d.iter_mut(), s.iter());
-            } else {
-                narrow(d.iter_mut(), s.iter());
-            }
-        }
-    }
-    sift_he::simd_dispatch!(body, (dst: &mut [u32], src: &[u64], block: usize, stride: usize))
 }
 
 /// The first dimension of every call over one chunk of a compact database: for each column
