@@ -150,8 +150,8 @@ pub(crate) fn sub_mul(out: &mut [u64], corr: &[u64], q: u32, inv: u32, inv_s: u3
 /// The last pass of a fused expansion step, per coefficient c of one row mod q (< 2^31):
 /// t = (acc − corr)·P⁻¹ mod q (the key switch's rounding division, `inv` = (P⁻¹, Shoup)),
 /// plus `add[c]` when given (σ(c₀) for the first polynomial); then
-/// (plus, minus) ← (plus + t, (plus − t)·w) with w from `w` and its Shoup factors `ws` (low
-/// 32 bits of each word). One pass instead of three over the rows (sub_mul, the σ(c₀)
+/// (plus, minus) ← (plus + t, (plus − t)·w) with each `twist` word packing w (low half) and
+/// its Shoup factor ⌊w·2^32/q⌋ (high half), one load for both. One pass instead of three over the rows (sub_mul, the σ(c₀)
 /// addition, then the sum/difference with the twist), the integers unchanged.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn finish_twist(
@@ -162,7 +162,7 @@ pub(crate) fn finish_twist(
     add: Option<&[u64]>,
     q: u32,
     inv: (u32, u32),
-    twist: (&[u64], &[u64]),
+    twist: &[u64],
 ) {
     #[cfg(target_arch = "x86_64")]
     if crate::simd::avx512() {
@@ -206,11 +206,11 @@ fn finish_twist_body<const ADD: bool>(
     add: &[u64],
     q: u32,
     (inv, inv_s): (u32, u32),
-    (w, ws): (&[u64], &[u64]),
+    twist: &[u64],
 ) {
     const LO: u64 = 0xffff_ffff;
     let n = plus.len();
-    let (minus, acc, corr, w, ws) = (&mut minus[..n], &acc[..n], &corr[..n], &w[..n], &ws[..n]);
+    let (minus, acc, corr, twist) = (&mut minus[..n], &acc[..n], &corr[..n], &twist[..n]);
     let add = if ADD { &add[..n] } else { add };
     let (q, inv, inv_s) = (q as u64, inv as u64, inv_s as u64);
     let csub = |x: u64| if x >= q { x - q } else { x };
@@ -222,7 +222,7 @@ fn finish_twist_body<const ADD: bool>(
         let a = plus[c] & LO;
         plus[c] = csub(a + t);
         let e = (a + q - t) & LO;
-        let (wc, wsc) = (w[c] & LO, ws[c] & LO);
+        let (wc, wsc) = (twist[c] & LO, twist[c] >> 32);
         minus[c] = csub(((e * wc).wrapping_sub(((e * wsc) >> 32) * q)) & LO);
     }
 }
@@ -517,10 +517,10 @@ mod avx2 {
         add: &[u64],
         q: u32,
         (inv, inv_s): (u32, u32),
-        (w, ws): (&[u64], &[u64]),
+        twist: &[u64],
     ) {
         let n = plus.len();
-        let (minus, acc, corr, w, ws) = (&mut minus[..n], &acc[..n], &corr[..n], &w[..n], &ws[..n]);
+        let (minus, acc, corr, twist) = (&mut minus[..n], &acc[..n], &corr[..n], &twist[..n]);
         let add = if ADD { &add[..n] } else { add };
         let (qv, iv, isv) = (
             _mm256_set1_epi64x(q as i64),
@@ -541,10 +541,10 @@ mod avx2 {
                 csub(_mm256_add_epi64(a, t), qv),
             );
             let e = _mm256_sub_epi64(_mm256_add_epi64(a, qv), t);
-            store64(
-                (&mut minus[c..c + 4]).try_into().expect("4"),
-                mul_shoup(e, four(w, c), four(ws, c), qv),
-            );
+            store64((&mut minus[c..c + 4]).try_into().expect("4"), {
+                let tw = four(twist, c);
+                mul_shoup(e, tw, _mm256_srli_epi64::<32>(tw), qv)
+            });
         }
         let add_tail: &[u64] = if ADD { &add[body..] } else { add };
         super::finish_twist_body::<ADD>(
@@ -555,7 +555,7 @@ mod avx2 {
             add_tail,
             q,
             (inv, inv_s),
-            (&w[body..], &ws[body..]),
+            &twist[body..],
         );
     }
 
@@ -763,10 +763,10 @@ mod avx512 {
         add: &[u64],
         q: u32,
         (inv, inv_s): (u32, u32),
-        (w, ws): (&[u64], &[u64]),
+        twist: &[u64],
     ) {
         let n = plus.len();
-        let (minus, acc, corr, w, ws) = (&mut minus[..n], &acc[..n], &corr[..n], &w[..n], &ws[..n]);
+        let (minus, acc, corr, twist) = (&mut minus[..n], &acc[..n], &corr[..n], &twist[..n]);
         let add = if ADD { &add[..n] } else { add };
         let (qv, iv, isv) = (set(q), set(inv), set(inv_s));
         let body = n - n % W;
@@ -779,7 +779,8 @@ mod avx512 {
             let a = load64(plus, c);
             store64(plus, c, csub(_mm512_add_epi64(a, t), qv));
             let e = _mm512_sub_epi64(_mm512_add_epi64(a, qv), t);
-            store64(minus, c, mul_shoup(e, load64(w, c), load64(ws, c), qv));
+            let tw = load64(twist, c);
+            store64(minus, c, mul_shoup(e, tw, _mm512_srli_epi64::<32>(tw), qv));
         }
         let add_tail: &[u64] = if ADD { &add[body..] } else { add };
         super::finish_twist_body::<ADD>(
@@ -790,7 +791,7 @@ mod avx512 {
             add_tail,
             q,
             (inv, inv_s),
-            (&w[body..], &ws[body..]),
+            &twist[body..],
         );
     }
 
@@ -990,20 +991,15 @@ mod tests {
         let v = |mul: u64| -> Vec<u64> { (0..n as u64).map(|i| i * mul % q as u64).collect() };
         let (acc, corr, add, plus0) = (v(97), v(40503), v(2654435761), v(7919));
         let w = v(104729);
-        let ws: Vec<u64> = w.iter().map(|&x| (x << 32) / q as u64).collect();
+        // Packed twist words: w | ⌊w·2^32/q⌋ << 32.
+        let tw: Vec<u64> = w
+            .iter()
+            .map(|&x| x | ((x << 32) / q as u64) << 32)
+            .collect();
         for with_add in [false, true] {
             let (mut plus, mut minus) = (plus0.clone(), vec![0u64; n]);
             let a = with_add.then_some(add.as_slice());
-            finish_twist(
-                &mut plus,
-                &mut minus,
-                &acc,
-                &corr,
-                a,
-                q,
-                (inv, inv_s),
-                (&w, &ws),
-            );
+            finish_twist(&mut plus, &mut minus, &acc, &corr, a, q, (inv, inv_s), &tw);
             let mut portable = (plus0.clone(), vec![0u64; n]);
             finish_twist_body::<false>(
                 &mut portable.0,
@@ -1013,7 +1009,7 @@ mod tests {
                 &[],
                 q,
                 (inv, inv_s),
-                (&w, &ws),
+                &tw,
             );
             let qq = q as u64;
             for c in 0..n {
@@ -1135,11 +1131,14 @@ mod tests {
 
         let (inv, inv_s) = (12345677u32, ((12345677u64 << 32) / q as u64) as u32);
         let (acc, corr, add, plus0, w) = (v(97), v(40503), v(2654435761), v(7919), v(104729));
-        let ws: Vec<u64> = w.iter().map(|&x| (x << 32) / q as u64).collect();
+        let packed: Vec<u64> = w
+            .iter()
+            .map(|&x| x | ((x << 32) / q as u64) << 32)
+            .collect();
         let mut outs = Vec::new();
         for wide in [false, true] {
             let (mut plus, mut minus) = (plus0.clone(), vec![0u64; n]);
-            let tw = (&w[..], &ws[..]);
+            let tw = &packed[..];
             // SAFETY: both instruction sets were detected above.
             unsafe {
                 if wide {

@@ -145,7 +145,8 @@ fn expand_level(
         mono.row_mut(r)[n - shift] = q - 1;
     }
     mono.forward_ntt(ctx)?;
-    // Shoup factors ⌊w·2^32/q⌋ for moduli below 2^30 (32-bit lanes), ⌊w·2^64/q⌋ otherwise.
+    // Shoup factors ⌊w·2^32/q⌋ for moduli below 2^30 (32-bit lanes, packed above w),
+    // ⌊w·2^64/q⌋ otherwise.
     let mono_shoup = (0..k)
         .flat_map(|r| {
             let m = *ctx.modulus(r);
@@ -153,7 +154,8 @@ fn expand_level(
                 .iter()
                 .map(move |&w| {
                     if m.value < (1 << 30) {
-                        ((w << 32) / m.value) as u32 as u64
+                        // w and its 32-bit Shoup factor in one word (see `bfv::Twist`).
+                        w | ((w << 32) / m.value) << 32
                     } else {
                         m.shoup(w)
                     }

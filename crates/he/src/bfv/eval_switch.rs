@@ -494,7 +494,8 @@ impl Ciphertext {
 }
 
 /// A twist row set for [`expand_step_eval`]: w in Eval form (k rows of n words) and its Shoup
-/// factors, ⌊w·2^32/q⌋ for moduli below 2^30 and ⌊w·2^64/q⌋ otherwise.
+/// factors: for moduli below 2^30 each word packs w (low half) with ⌊w·2^32/q⌋ (high half),
+/// so the fused pass loads one word for both; ⌊w·2^64/q⌋ otherwise.
 pub type Twist<'a> = (&'a [u64], &'a [u64]);
 
 /// One step of the PIR query expansion on an Eval-form 2-poly ciphertext c over the first k
@@ -556,7 +557,7 @@ pub fn expand_step_eval(
                 (p == 0).then(|| &sigma0[rows.clone()]),
                 ctx.modulus(i).value as u32,
                 ks.p_inv[i],
-                (&twist.0[rows.clone()], &twist.1[rows]),
+                &twist.1[rows],
             );
         },
     );
