@@ -228,15 +228,24 @@ fn finish_twist_body<const ADD: bool>(
 }
 
 /// Constants of the centered lift of values x = x₀ + q₀·d₁ given by residues (x₀, x₁) mod
-/// (q₀, q₁) to auxiliary moduli m (all below 2^30): q₁ with its Barrett factor, (q₀⁻¹ mod q₁,
+/// (q₀, q₁) to auxiliary moduli m (all below 2^30): q₀, q₁ with its Barrett factor, (q₀⁻¹ mod q₁,
 /// Shoup), the Garner digits of ⌊Q/2⌋ (low, high), and per m: (m, Barrett factor,
 /// (q₀ mod m, Shoup), Q mod m).
 pub(crate) struct Lift2 {
+    pub(crate) q0: u32,
     pub(crate) q1: u32,
     pub(crate) mu1: u32,
     pub(crate) inv: (u32, u32),
     pub(crate) half: (u32, u32),
     pub(crate) aux: Vec<(u32, u32, (u32, u32), u32)>,
+}
+
+impl Lift2 {
+    /// Whether q₀ < q₁ < every auxiliary m, so x₀ and d₁ need no reduction mod q₁ or m (the
+    /// case of Apple's parameters, whose auxiliary primes are just below 2^30).
+    pub(crate) fn direct(&self) -> bool {
+        self.q0 < self.q1 && self.aux.iter().all(|a| a.0 > self.q1)
+    }
 }
 
 /// The auxiliary rows of the centered lift: for every coefficient c, with
@@ -246,13 +255,25 @@ pub(crate) fn lift2_aux(l: &Lift2, x0s: &[u64], x1s: &[u64], aux: &mut [u64]) {
     #[cfg(target_arch = "x86_64")]
     if crate::simd::avx512() {
         // SAFETY: AVX-512 is present (checked just above); safe Rust with AVX-512 enabled.
-        unsafe { avx512::lift2_aux(l, x0s, x1s, aux) };
+        unsafe {
+            if l.direct() {
+                avx512::lift2_aux::<true>(l, x0s, x1s, aux)
+            } else {
+                avx512::lift2_aux::<false>(l, x0s, x1s, aux)
+            }
+        };
         return;
     }
     #[cfg(target_arch = "x86_64")]
     if crate::simd::avx2() {
         // SAFETY: AVX2 is present (checked just above); safe Rust with AVX2 enabled.
-        unsafe { avx2::lift2_aux(l, x0s, x1s, aux) };
+        unsafe {
+            if l.direct() {
+                avx2::lift2_aux::<true>(l, x0s, x1s, aux)
+            } else {
+                avx2::lift2_aux::<false>(l, x0s, x1s, aux)
+            }
+        };
         return;
     }
     lift2_aux_range(l, x0s, x1s, aux, 0..x0s.len());
@@ -567,9 +588,15 @@ mod avx2 {
         csub(_mm256_sub_epi64(x, _mm256_mul_epu32(qhat, q)), q)
     }
 
-    /// [`super::lift2_aux`], four coefficients per step.
+    /// [`super::lift2_aux`], four coefficients per step; DIRECT when [`super::Lift2::direct`]
+    /// (the reductions of x₀ and d₁ are then the identity and skipped).
     #[target_feature(enable = "avx2")]
-    pub(super) fn lift2_aux(l: &super::Lift2, x0s: &[u64], x1s: &[u64], aux: &mut [u64]) {
+    pub(super) fn lift2_aux<const DIRECT: bool>(
+        l: &super::Lift2,
+        x0s: &[u64],
+        x1s: &[u64],
+        aux: &mut [u64],
+    ) {
         let n = x0s.len();
         let x1s = &x1s[..n];
         let set = |v: u32| _mm256_set1_epi64x(v as i64);
@@ -584,7 +611,8 @@ mod avx2 {
         for c in (0..body).step_by(4) {
             let x0 = load64(x0s[c..c + 4].try_into().expect("4"));
             let x1 = load64(x1s[c..c + 4].try_into().expect("4"));
-            let t = _mm256_sub_epi64(_mm256_add_epi64(x1, q1), barrett(x0, q1, mu1));
+            let x0q1 = if DIRECT { x0 } else { barrett(x0, q1, mu1) };
+            let t = _mm256_sub_epi64(_mm256_add_epi64(x1, q1), x0q1);
             let d1 = mul_shoup(t, w, ws, q1);
             // Values are below 2^32, so the signed 64-bit compares order them correctly.
             let neg = _mm256_or_si256(
@@ -592,10 +620,12 @@ mod avx2 {
                 _mm256_and_si256(_mm256_cmpeq_epi64(d1, h1), _mm256_cmpgt_epi64(x0, h0)),
             );
             for (a, &[m, mu, r0, r0s, qm]) in consts.iter().enumerate() {
-                let v = _mm256_add_epi64(
-                    mul_shoup(barrett(d1, m, mu), r0, r0s, m),
-                    barrett(x0, m, mu),
-                );
+                let (d1m, x0m) = if DIRECT {
+                    (d1, x0)
+                } else {
+                    (barrett(d1, m, mu), barrett(x0, m, mu))
+                };
+                let v = _mm256_add_epi64(mul_shoup(d1m, r0, r0s, m), x0m);
                 let v = csub(v, m);
                 let nv = csub(_mm256_sub_epi64(_mm256_add_epi64(v, m), qm), m);
                 let at = a * n + c;
@@ -795,9 +825,14 @@ mod avx512 {
         );
     }
 
-    /// [`super::lift2_aux`], eight coefficients per step.
+    /// [`super::lift2_aux`], eight coefficients per step; DIRECT as in the AVX2 form.
     #[target_feature(enable = "avx512f")]
-    pub(super) fn lift2_aux(l: &super::Lift2, x0s: &[u64], x1s: &[u64], aux: &mut [u64]) {
+    pub(super) fn lift2_aux<const DIRECT: bool>(
+        l: &super::Lift2,
+        x0s: &[u64],
+        x1s: &[u64],
+        aux: &mut [u64],
+    ) {
         let n = x0s.len();
         let x1s = &x1s[..n];
         let (q1, mu1, w, ws) = (set(l.q1), set(l.mu1), set(l.inv.0), set(l.inv.1));
@@ -810,15 +845,18 @@ mod avx512 {
         let body = n - n % W;
         for c in (0..body).step_by(W) {
             let (x0, x1) = (load64(x0s, c), load64(x1s, c));
-            let t = _mm512_sub_epi64(_mm512_add_epi64(x1, q1), barrett(x0, q1, mu1));
+            let x0q1 = if DIRECT { x0 } else { barrett(x0, q1, mu1) };
+            let t = _mm512_sub_epi64(_mm512_add_epi64(x1, q1), x0q1);
             let d1 = mul_shoup(t, w, ws, q1);
             let neg = _mm512_cmpgt_epu64_mask(d1, h1)
                 | (_mm512_cmpeq_epu64_mask(d1, h1) & _mm512_cmpgt_epu64_mask(x0, h0));
             for (a, &[m, mu, r0, r0s, qm]) in consts.iter().enumerate() {
-                let v = _mm512_add_epi64(
-                    mul_shoup(barrett(d1, m, mu), r0, r0s, m),
-                    barrett(x0, m, mu),
-                );
+                let (d1m, x0m) = if DIRECT {
+                    (d1, x0)
+                } else {
+                    (barrett(d1, m, mu), barrett(x0, m, mu))
+                };
+                let v = _mm512_add_epi64(mul_shoup(d1m, r0, r0s, m), x0m);
                 let v = csub(v, m);
                 let nv = csub(_mm512_sub_epi64(_mm512_add_epi64(v, m), qm), m);
                 store64(aux, a * n + c, _mm512_mask_blend_epi64(neg, v, nv));
@@ -1040,6 +1078,7 @@ mod tests {
             .unwrap() as u32;
         let half = q / 2;
         let l = Lift2 {
+            q0,
             q1,
             mu1: mu(q1),
             inv: sh(inv, q1),
@@ -1178,6 +1217,7 @@ mod tests {
             .unwrap() as u32;
         let half = qq / 2;
         let l = Lift2 {
+            q0,
             q1,
             mu1: mu(q1),
             inv: sh(inv, q1),
@@ -1197,13 +1237,25 @@ mod tests {
             .collect();
         let x0: Vec<u64> = xs.iter().map(|&x| (x % q0 as u128) as u64).collect();
         let x1: Vec<u64> = xs.iter().map(|&x| (x % q1 as u128) as u64).collect();
-        let (mut narrow, mut wide) = (vec![0u64; 2 * n], vec![0u64; 2 * n]);
-        // SAFETY: both instruction sets were detected above.
-        unsafe {
-            avx2::lift2_aux(&l, &x0, &x1, &mut narrow);
-            avx512::lift2_aux(&l, &x0, &x1, &mut wide);
+        // The reducing forms, and the direct ones (these moduli allow them), all agree.
+        assert!(l.direct());
+        let mut outs = Vec::new();
+        for direct in [false, true] {
+            let (mut narrow, mut wide) = (vec![0u64; 2 * n], vec![0u64; 2 * n]);
+            // SAFETY: both instruction sets were detected above.
+            unsafe {
+                if direct {
+                    avx2::lift2_aux::<true>(&l, &x0, &x1, &mut narrow);
+                    avx512::lift2_aux::<true>(&l, &x0, &x1, &mut wide);
+                } else {
+                    avx2::lift2_aux::<false>(&l, &x0, &x1, &mut narrow);
+                    avx512::lift2_aux::<false>(&l, &x0, &x1, &mut wide);
+                }
+            }
+            assert_eq!(narrow, wide, "lift2_aux, direct {direct}");
+            outs.push(wide);
         }
-        assert_eq!(narrow, wide, "lift2_aux");
+        assert_eq!(outs[0], outs[1], "direct and reducing lifts");
     }
 
     /// The gather equals the word-by-word definition for the expansion's Galois elements

@@ -362,6 +362,7 @@ impl TensorPlan {
     fn lift2_small_body(&self, sl: &SmallLift, n: usize, coeff: &[u64], aux: &mut [u64]) {
         let q1 = self.ext_moduli[1].value as u32;
         let consts = keyprod::Lift2 {
+            q0: self.ext_moduli[0].value as u32,
             q1,
             mu1: barrett32_mu(q1),
             inv: sl.inv[1][0],
