@@ -274,6 +274,33 @@ fn mac_block(dst: &mut [u64], sel: &[u32], pt: &[u32]) {
     }
 }
 
+/// Bytes of the database stream requested ahead of the block being multiplied.
+const PREFETCH_AHEAD: usize = std::mem::size_of::<u32>() * BLOCK * 64;
+
+/// Asks for the block `ahead` bytes past `at` (the database is read front to back) to be
+/// brought into L2, where it waits for the multiply instead of the multiply waiting for it.
+#[inline(always)]
+fn prefetch_l2(words: &[u32], at: *const u32, ahead: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let end = words.as_ptr() as usize + std::mem::size_of_val(words);
+        let mut line = at as usize + ahead;
+        let stop = (line + BLOCK * 4).min(end);
+        while line < stop {
+            // SAFETY: a prefetch never faults and writes nothing; the address is inside
+            // `words` anyway (checked against `end`).
+            unsafe {
+                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(
+                    line as *const i8,
+                )
+            };
+            line += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (words, at, ahead);
+}
+
 /// The tiled loop: per block of coefficients (inside one row), per column, the lazy u64 sums of
 /// every call and both polynomials, then one reduction into `out[call·cols + col]`.
 #[inline(always)]
@@ -299,6 +326,7 @@ fn kernel_body(a: &KernelArgs, out: &mut [Option<Ciphertext>]) {
                     lazy = 1;
                 }
                 let pt = a.db.tile(tile, off);
+                prefetch_l2(&a.db.words, pt.as_ptr(), PREFETCH_AHEAD);
                 for call in 0..calls {
                     for poly in 0..2 {
                         let sel = a.sel.tile(tile, a.calls.start + call, i, poly);
