@@ -94,9 +94,14 @@ impl CompactDatabase {
         self.offsets.is_empty()
     }
 
+    /// Where tile `tile` of the plaintext in `slot` starts in `words`.
+    fn at(&self, tile: usize, slot: usize) -> usize {
+        (tile * self.present + slot) * self.block
+    }
+
     /// Tile `tile` of the plaintext in `slot`.
     fn tile(&self, tile: usize, slot: usize) -> &[u32] {
-        let at = (tile * self.present + slot) * self.block;
+        let at = self.at(tile, slot);
         &self.words[at..at + self.block]
     }
 }
@@ -153,8 +158,13 @@ impl Selection32 {
         Ok(())
     }
 
+    /// Where block `tile` of poly `poly` of selection i of `call` starts in `words`.
+    fn at(&self, tile: usize, call: usize, i: usize, poly: usize) -> usize {
+        (((tile * self.calls + call) * self.d0 + i) * 2 + poly) * self.block
+    }
+
     fn tile(&self, tile: usize, call: usize, i: usize, poly: usize) -> &[u32] {
-        let at = (((tile * self.calls + call) * self.d0 + i) * 2 + poly) * self.block;
+        let at = self.at(tile, call, i, poly);
         &self.words[at..at + self.block]
     }
 }
@@ -274,31 +284,31 @@ fn mac_block(dst: &mut [u64], sel: &[u32], pt: &[u32]) {
     }
 }
 
-/// Bytes of the database stream requested ahead of the block being multiplied.
-const PREFETCH_AHEAD: usize = std::mem::size_of::<u32>() * BLOCK * 64;
+/// Words of the database stream requested ahead of the block being multiplied (64 KB).
+const PREFETCH_AHEAD: usize = BLOCK * 64;
 
-/// Asks for the block `ahead` bytes past `at` (the database is read front to back) to be
-/// brought into L2, where it waits for the multiply instead of the multiply waiting for it.
+/// Asks for `words[from..from + count]` (clipped to the slice) to be brought into L2, where it
+/// waits for the multiply instead of the multiply waiting for it: the database and the
+/// selections are read from DRAM, which the hardware prefetcher alone does not keep ahead of.
 #[inline(always)]
-fn prefetch_l2(words: &[u32], at: *const u32, ahead: usize) {
+fn prefetch_l2(words: &[u32], from: usize, count: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        let end = words.as_ptr() as usize + std::mem::size_of_val(words);
-        let mut line = at as usize + ahead;
-        let stop = (line + BLOCK * 4).min(end);
-        while line < stop {
+        let end = from.saturating_add(count).min(words.len());
+        let mut at = from;
+        while at < end {
             // SAFETY: a prefetch never faults and writes nothing; the address is inside
-            // `words` anyway (checked against `end`).
+            // `words` (at < end ≤ len).
             unsafe {
                 core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(
-                    line as *const i8,
+                    words.as_ptr().add(at).cast(),
                 )
             };
-            line += 64;
+            at += 64 / std::mem::size_of::<u32>();
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (words, at, ahead);
+    let _ = (words, from, count);
 }
 
 /// The tiled loop: per block of coefficients (inside one row), per column, the lazy u64 sums of
@@ -326,7 +336,14 @@ fn kernel_body(a: &KernelArgs, out: &mut [Option<Ciphertext>]) {
                     lazy = 1;
                 }
                 let pt = a.db.tile(tile, off);
-                prefetch_l2(&a.db.words, pt.as_ptr(), PREFETCH_AHEAD);
+                prefetch_l2(&a.db.words, a.db.at(tile, off) + PREFETCH_AHEAD, b);
+                // The next tile's selections (both polys of row i, 2·b words per call), a
+                // column's share at a time, so they arrive spread over this tile's work.
+                let share = (2 * b).div_ceil(cols);
+                for call in a.calls.clone() {
+                    let next = a.sel.at(tile + 1, call, i, 0) + col * share;
+                    prefetch_l2(&a.sel.words, next, share);
+                }
                 for call in 0..calls {
                     for poly in 0..2 {
                         let sel = a.sel.tile(tile, a.calls.start + call, i, poly);
