@@ -151,8 +151,9 @@ pub(crate) fn sub_mul(out: &mut [u64], corr: &[u64], q: u32, inv: u32, inv_s: u3
 /// t = (acc − corr)·P⁻¹ mod q (the key switch's rounding division, `inv` = (P⁻¹, Shoup)),
 /// plus `add[c]` when given (σ(c₀) for the first polynomial); then
 /// (plus, minus) ← (plus + t, (plus − t)·w) with each `twist` word packing w (low half) and
-/// its Shoup factor ⌊w·2^32/q⌋ (high half), one load for both. One pass instead of three over the rows (sub_mul, the σ(c₀)
-/// addition, then the sum/difference with the twist), the integers unchanged.
+/// its Shoup factor ⌊w·2^32/q⌋ (high half), one load for both. One pass instead of three over
+/// the rows (sub_mul, the σ(c₀) addition, then the sum/difference with the twist), the
+/// integers unchanged.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn finish_twist(
     plus: &mut [u64],
@@ -228,9 +229,9 @@ fn finish_twist_body<const ADD: bool>(
 }
 
 /// Constants of the centered lift of values x = x₀ + q₀·d₁ given by residues (x₀, x₁) mod
-/// (q₀, q₁) to auxiliary moduli m (all below 2^30): q₀, q₁ with its Barrett factor, (q₀⁻¹ mod q₁,
-/// Shoup), the Garner digits of ⌊Q/2⌋ (low, high), and per m: (m, Barrett factor,
-/// (q₀ mod m, Shoup), Q mod m).
+/// (q₀, q₁) to auxiliary moduli m (all below 2^30): q₀, q₁ with its Barrett factor,
+/// (q₀⁻¹ mod q₁, Shoup), the Garner digits of ⌊Q/2⌋ (low, high), and per m: (m, Barrett
+/// factor, (q₀ mod m, Shoup), Q mod m).
 pub(crate) struct Lift2 {
     pub(crate) q0: u32,
     pub(crate) q1: u32,
