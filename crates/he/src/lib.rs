@@ -37,6 +37,7 @@ pub mod bfv;
 pub mod drbg;
 mod keyprod;
 pub mod ntt;
+pub mod pack28;
 pub mod packing;
 pub mod params;
 pub mod poly;

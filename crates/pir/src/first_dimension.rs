@@ -7,7 +7,7 @@
 //! database read each of its plaintext blocks once between them. (Keyword PIR gives each cuckoo
 //! table its own database, so there every call streams its own table once.)
 
-use sift_he::{Ciphertext, Context, Format, bfv};
+use sift_he::{Ciphertext, Context, Format, bfv, pack28};
 
 use crate::PirError;
 
@@ -16,9 +16,12 @@ use crate::PirError;
 const BLOCK: usize = 256;
 
 /// Eval plaintexts stored as u32 words (half the memory traffic of u64) for moduli below 2^30,
-/// so the first dimension runs as 32×32→64-bit vector products summed lazily in u64.
+/// so the first dimension runs as 32×32→64-bit vector products summed lazily in u64; when
+/// every modulus is below 2^28, in 28 bits ([`sift_he::pack28`]): the first dimension streams
+/// the database from DRAM once per query, and with AVX-512 VBMI 12.5% fewer bytes cost less
+/// than the unpacking (0.1–0.5 ms of a 4.2 ms pass in same-run comparisons).
 ///
-/// Layout: tile-major, `[tile][present plaintext][BLOCK words]` (a tile is BLOCK consecutive
+/// Layout: tile-major, `[tile][present plaintext][stored tile]` (a tile is BLOCK consecutive
 /// words of the k·n rows), so the tiled first dimension reads the database front to back.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompactDatabase {
@@ -27,6 +30,10 @@ pub struct CompactDatabase {
     n: usize,
     /// Words per tile (divides n).
     block: usize,
+    /// Whether tiles are stored in 28 bits.
+    packed: bool,
+    /// u32 words per stored tile: `block`, or 7/8 of it packed.
+    tile_len: usize,
     /// Number of present (non-zero) plaintexts.
     present: usize,
     /// The present plaintexts' words, tile-major.
@@ -37,10 +44,21 @@ pub struct CompactDatabase {
 
 impl CompactDatabase {
     /// The compact copy of `plaintexts`, or None when a ciphertext modulus is 2^30 or more or
-    /// a plaintext is not over the ciphertext moduli.
+    /// a plaintext is not over the ciphertext moduli. Packed in 28 bits where the moduli allow
+    /// and the CPU unpacks in registers (AVX-512 VBMI, [`pack28::vbmi`]); elsewhere unpacking
+    /// would cost more than the smaller stream saves.
     pub fn new(
         ctx: &Context,
         plaintexts: &[Option<sift_he::EvalPlaintext>],
+    ) -> Option<CompactDatabase> {
+        Self::with_packing(ctx, plaintexts, pack28::vbmi())
+    }
+
+    /// [`CompactDatabase::new`], packing into 28 bits only when `pack` (and the moduli allow).
+    pub fn with_packing(
+        ctx: &Context,
+        plaintexts: &[Option<sift_he::EvalPlaintext>],
+        pack: bool,
     ) -> Option<CompactDatabase> {
         let k = ctx.ciphertext_moduli_count();
         let n = ctx.n;
@@ -48,9 +66,17 @@ impl CompactDatabase {
             return None;
         }
         let block = BLOCK.min(n);
+        let packed = pack
+            && block.is_multiple_of(pack28::GROUP)
+            && (0..k).all(|i| ctx.modulus(i).value < (1 << 28));
+        let tile_len = if packed {
+            block / pack28::GROUP * pack28::GROUP_WORDS
+        } else {
+            block
+        };
         let kn = k * n;
         let present = plaintexts.iter().flatten().count();
-        let mut words = vec![0u32; present * kn];
+        let mut words = vec![0u32; present * (kn / block) * tile_len];
         let mut offsets = Vec::with_capacity(plaintexts.len());
         let mut slot = 0;
         for pt in plaintexts {
@@ -64,9 +90,14 @@ impl CompactDatabase {
                         return None;
                     }
                     for (tile, src) in pt.poly.data.chunks_exact(block).enumerate() {
-                        let at = (tile * present + slot) * block;
-                        for (d, &x) in words[at..at + block].iter_mut().zip(src) {
-                            *d = x as u32;
+                        let at = (tile * present + slot) * tile_len;
+                        let dst = &mut words[at..at + tile_len];
+                        if packed {
+                            pack28::pack(src, dst);
+                        } else {
+                            for (d, &x) in dst.iter_mut().zip(src) {
+                                *d = x as u32;
+                            }
                         }
                     }
                     offsets.push(Some(slot));
@@ -78,10 +109,17 @@ impl CompactDatabase {
             k,
             n,
             block,
+            packed,
+            tile_len,
             present,
             words,
             offsets,
         })
+    }
+
+    /// Whether the words are stored in 28 bits.
+    pub fn is_packed(&self) -> bool {
+        self.packed
     }
 
     /// Number of plaintexts (including zero ones).
@@ -96,13 +134,13 @@ impl CompactDatabase {
 
     /// Where tile `tile` of the plaintext in `slot` starts in `words`.
     fn at(&self, tile: usize, slot: usize) -> usize {
-        (tile * self.present + slot) * self.block
+        (tile * self.present + slot) * self.tile_len
     }
 
-    /// Tile `tile` of the plaintext in `slot`.
+    /// Tile `tile` of the plaintext in `slot` as stored (packed or not).
     fn tile(&self, tile: usize, slot: usize) -> &[u32] {
         let at = self.at(tile, slot);
-        &self.words[at..at + self.block]
+        &self.words[at..at + self.tile_len]
     }
 }
 
@@ -284,8 +322,55 @@ fn mac_block(dst: &mut [u64], sel: &[u32], pt: &[u32]) {
     }
 }
 
-/// Words of the database stream requested ahead of the block being multiplied (64 KB).
-const PREFETCH_AHEAD: usize = BLOCK * 64;
+/// acc[j·BLOCK + c] += sels[j][c]·pt[c] for every selection row j, with `packed` one tile of
+/// the database in 28 bits: sixteen words at a time are unpacked in a register
+/// ([`pack28::x86::unpack16`]) and widened once for every row.
+///
+/// # Safety
+/// The CPU must support AVX-512 F, BW and VBMI.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+unsafe fn mac_packed_vbmi(
+    c: pack28::x86::Unpack16,
+    acc: &mut [u64],
+    sels: &[&[u32]],
+    packed: &[u32],
+) {
+    use core::arch::x86_64::*;
+    assert!(
+        packed.len() == BLOCK / pack28::GROUP * pack28::GROUP_WORDS
+            && acc.len() >= sels.len() * BLOCK
+            && sels.iter().all(|s| s.len() == BLOCK),
+        "packed multiply shapes"
+    );
+    for g in 0..BLOCK / 16 {
+        let src: &[u32; 14] = packed[14 * g..14 * g + 14].try_into().expect("14 words");
+        // SAFETY: the caller guarantees the features.
+        let v = unsafe { pack28::x86::unpack16(c, src) };
+        let lo = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(v));
+        let hi = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(v));
+        for (j, s) in sels.iter().enumerate() {
+            let s = &s[16 * g..16 * g + 16];
+            let d = &mut acc[j * BLOCK + 16 * g..j * BLOCK + 16 * g + 16];
+            // SAFETY: `s` holds 16 u32 (two 256-bit loads), `d` 16 u64 (two 512-bit loads
+            // and stores), all unaligned accesses inside the slices.
+            unsafe {
+                let s_lo = _mm512_cvtepu32_epi64(_mm256_loadu_si256(s.as_ptr().cast()));
+                let s_hi = _mm512_cvtepu32_epi64(_mm256_loadu_si256(s[8..].as_ptr().cast()));
+                let d_lo = _mm512_loadu_si512(d.as_ptr().cast());
+                let d_hi = _mm512_loadu_si512(d[8..].as_ptr().cast());
+                let d_lo = _mm512_add_epi64(d_lo, _mm512_mul_epu32(s_lo, lo));
+                let d_hi = _mm512_add_epi64(d_hi, _mm512_mul_epu32(s_hi, hi));
+                _mm512_storeu_si512(d.as_mut_ptr().cast(), d_lo);
+                _mm512_storeu_si512(d[8..].as_mut_ptr().cast(), d_hi);
+            }
+        }
+    }
+}
+
+/// Stored tiles of the database stream requested ahead of the one being multiplied (64 KB
+/// unpacked).
+const PREFETCH_TILES: usize = 64;
 
 /// Asks for `words[from..from + count]` (clipped to the slice) to be brought into L2, where it
 /// waits for the multiply instead of the multiply waiting for it: the database and the
@@ -318,6 +403,15 @@ fn kernel_body(a: &KernelArgs, out: &mut [Option<Ciphertext>]) {
     let (calls, cols, b) = (a.calls.len(), a.columns.len(), a.block);
     let kn = a.sel.kn;
     let mut acc = vec![0u64; calls * 2 * b];
+    let mut unpacked = vec![0u32; b];
+    // Packed tiles are unpacked in registers inside the multiply where the CPU has AVX-512
+    // VBMI, else into `unpacked` first.
+    #[cfg(target_arch = "x86_64")]
+    let fused = (a.db.packed && b == BLOCK && pack28::vbmi()).then(|| {
+        // SAFETY: `vbmi()` is true only when AVX-512 F/BW and VBMI are present.
+        unsafe { pack28::x86::Unpack16::new() }
+    });
+    let mut sels: Vec<&[u32]> = Vec::with_capacity(calls * 2);
     for tile in 0..kn / b {
         let start = tile * b;
         let q = a.moduli[start / a.n];
@@ -335,8 +429,9 @@ fn kernel_body(a: &KernelArgs, out: &mut [Option<Ciphertext>]) {
                     }
                     lazy = 1;
                 }
-                let pt = a.db.tile(tile, off);
-                prefetch_l2(&a.db.words, a.db.at(tile, off) + PREFETCH_AHEAD, b);
+                let stored = a.db.tile(tile, off);
+                let ahead = PREFETCH_TILES * a.db.tile_len;
+                prefetch_l2(&a.db.words, a.db.at(tile, off) + ahead, a.db.tile_len);
                 // The next tile's selections (both polys of row i, 2·b words per call), a
                 // column's share at a time, so they arrive spread over this tile's work.
                 let share = (2 * b).div_ceil(cols);
@@ -344,12 +439,26 @@ fn kernel_body(a: &KernelArgs, out: &mut [Option<Ciphertext>]) {
                     let next = a.sel.at(tile + 1, call, i, 0) + col * share;
                     prefetch_l2(&a.sel.words, next, share);
                 }
-                for call in 0..calls {
-                    for poly in 0..2 {
-                        let sel = a.sel.tile(tile, a.calls.start + call, i, poly);
-                        let dst = &mut acc[(call * 2 + poly) * b..(call * 2 + poly + 1) * b];
-                        mac_block(dst, sel, pt);
-                    }
+                sels.clear();
+                for call in a.calls.clone() {
+                    sels.extend((0..2).map(|poly| a.sel.tile(tile, call, i, poly)));
+                }
+                #[cfg(target_arch = "x86_64")]
+                if let Some(c) = fused {
+                    // SAFETY: `fused` is Some only when AVX-512 F/BW and VBMI are present;
+                    // the function checks every length it relies on.
+                    unsafe { mac_packed_vbmi(c, &mut acc, &sels, stored) };
+                    lazy += 1;
+                    continue;
+                }
+                let pt = if a.db.packed {
+                    pack28::unpack(stored, &mut unpacked[..b]);
+                    &unpacked[..b]
+                } else {
+                    stored
+                };
+                for (dst, sel) in acc.chunks_exact_mut(b).zip(&sels) {
+                    mac_block(dst, sel, pt);
                 }
                 lazy += 1;
             }
@@ -360,6 +469,95 @@ fn kernel_body(a: &KernelArgs, out: &mut [Option<Ciphertext>]) {
                 for (poly, p) in ct.polys.iter_mut().enumerate() {
                     let src = &acc[(call * 2 + poly) * b..(call * 2 + poly + 1) * b];
                     bfv::reduce_u64_rows32(q, &mut p.data[start..start + b], src);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use sift_he::{EvalPlaintext, Poly};
+
+    /// The packed and the plain database give the same first dimension, equal to Σ q_i ⊙ pt_i
+    /// computed directly, over two calls, several columns, a partial last column and an
+    /// absent plaintext.
+    #[test]
+    fn packed_and_plain_databases_agree_with_the_definition() {
+        let ctx = Context::predefined("n_4096_logq_27_28_28_logt_4").unwrap();
+        let (k, n) = (ctx.ciphertext_moduli_count(), ctx.n);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let random_poly = |rng: &mut rand::rngs::StdRng| {
+            let mut p = Poly::zero(&ctx, k, Format::Eval);
+            for r in 0..k {
+                let q = ctx.modulus(r).value;
+                for x in p.row_mut(r) {
+                    *x = rng.gen_range(0..q);
+                }
+            }
+            p
+        };
+        let (d0, per_chunk, calls) = (5usize, 13usize, 2usize);
+        let pts: Vec<Option<EvalPlaintext>> = (0..per_chunk)
+            .map(|j| {
+                (j != 7).then(|| EvalPlaintext {
+                    poly: random_poly(&mut rng),
+                })
+            })
+            .collect();
+        let sels: Vec<Vec<Ciphertext>> = (0..calls)
+            .map(|_| {
+                (0..d0)
+                    .map(|_| Ciphertext {
+                        polys: vec![random_poly(&mut rng), random_poly(&mut rng)],
+                        correction_factor: 1,
+                        seed: None,
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut sel = Selection32::default();
+        sel.reset(calls, d0, k, n);
+        for (call, cts) in sels.iter().enumerate() {
+            for (i, c) in cts.iter().enumerate() {
+                sel.put(call, i, c).unwrap();
+            }
+        }
+        let run = |db: &CompactDatabase| {
+            first_dimension_compact(&ctx, db, &sel, 0..calls, (0, per_chunk), &mut || {
+                Ciphertext {
+                    polys: vec![Poly::zero(&ctx, k, Format::Eval); 2],
+                    correction_factor: 1,
+                    seed: None,
+                }
+            })
+            .unwrap()
+        };
+        let packed = CompactDatabase::with_packing(&ctx, &pts, true).unwrap();
+        let plain = CompactDatabase::with_packing(&ctx, &pts, false).unwrap();
+        assert!(packed.is_packed() && !plain.is_packed());
+        let got = run(&packed);
+        assert_eq!(got, run(&plain));
+        for (call, cols) in got.iter().enumerate() {
+            assert_eq!(cols.len(), per_chunk.div_ceil(d0));
+            for (col, c) in cols.iter().enumerate() {
+                let c = c.as_ref().expect("every column has a plaintext");
+                for poly in 0..2 {
+                    for r in 0..k {
+                        let q = ctx.modulus(r).value as u128;
+                        for x in (0..n).step_by(97) {
+                            let mut want = 0u128;
+                            for (i, sel) in sels[call].iter().enumerate() {
+                                if let Some(Some(pt)) = pts.get(col * d0 + i) {
+                                    let s = sel.polys[poly].row(r)[x] as u128;
+                                    want += s * pt.poly.row(r)[x] as u128;
+                                }
+                            }
+                            assert_eq!(c.polys[poly].row(r)[x] as u128, want % q);
+                        }
+                    }
                 }
             }
         }
