@@ -209,22 +209,97 @@ fn finish_twist_body<const ADD: bool>(
     (inv, inv_s): (u32, u32),
     twist: &[u64],
 ) {
-    const LO: u64 = 0xffff_ffff;
     let n = plus.len();
     let (minus, acc, corr, twist) = (&mut minus[..n], &acc[..n], &corr[..n], &twist[..n]);
     let add = if ADD { &add[..n] } else { add };
+    for c in 0..n {
+        let a = if ADD { add[c] } else { 0 };
+        (plus[c], minus[c]) = finish_step(plus[c], acc[c], corr[c], a, q, (inv, inv_s), twist[c]);
+    }
+}
+
+/// One coefficient of [`finish_twist`]: t = (acc − corr)·P⁻¹ (+ add), then
+/// (plus + t, (plus − t)·w), with `tw` packing w and its Shoup factor. Written on u64 lanes
+/// with every multiplied operand masked to 32 bits, so that a loop of it maps to `vpmuludq`.
+#[inline(always)]
+fn finish_step(
+    plus: u64,
+    acc: u64,
+    corr: u64,
+    add: u64,
+    q: u32,
+    (inv, inv_s): (u32, u32),
+    tw: u64,
+) -> (u64, u64) {
+    const LO: u64 = 0xffff_ffff;
     let (q, inv, inv_s) = (q as u64, inv as u64, inv_s as u64);
     let csub = |x: u64| if x >= q { x - q } else { x };
-    for c in 0..n {
-        // Every value below is < 2q < 2^32; the masks only tell the compiler so.
-        let d = ((acc[c] & LO) + q - (corr[c] & LO)) & LO;
-        let t = csub(((d * inv).wrapping_sub(((d * inv_s) >> 32) * q)) & LO);
-        let t = if ADD { csub(t + (add[c] & LO)) } else { t };
-        let a = plus[c] & LO;
-        plus[c] = csub(a + t);
-        let e = (a + q - t) & LO;
-        let (wc, wsc) = (twist[c] & LO, twist[c] >> 32);
-        minus[c] = csub(((e * wc).wrapping_sub(((e * wsc) >> 32) * q)) & LO);
+    // Every value below is < 2q < 2^32; the masks only tell the compiler so.
+    let d = ((acc & LO) + q - (corr & LO)) & LO;
+    let t = csub(((d * inv).wrapping_sub(((d * inv_s) >> 32) * q)) & LO);
+    let t = csub(t + (add & LO));
+    let a = plus & LO;
+    let e = (a + q - t) & LO;
+    let (wc, wsc) = (tw & LO, tw >> 32);
+    (
+        csub(a + t),
+        csub(((e * wc).wrapping_sub(((e * wsc) >> 32) * q)) & LO),
+    )
+}
+
+/// The inputs of [`dot_finish_twist`] for one row mod q (two digits).
+pub(crate) struct DotFinish<'a> {
+    /// Montgomery constants of q (the key rows are in Montgomery form).
+    pub(crate) m: Mont32,
+    /// The two digits' Eval rows.
+    pub(crate) srcs: [&'a [u64]; 2],
+    /// Key rows of each digit for the first and the second output polynomial.
+    pub(crate) keys: [[&'a [u32]; 2]; 2],
+    /// Correction rows of the rounding division, per output polynomial.
+    pub(crate) corr: [&'a [u64]; 2],
+    /// σ(c₀), added to the first polynomial.
+    pub(crate) add: &'a [u64],
+    /// q, (P⁻¹ mod q, Shoup factor).
+    pub(crate) q: u32,
+    pub(crate) inv: (u32, u32),
+    /// Packed twist words (see [`finish_twist`]).
+    pub(crate) twist: &'a [u64],
+}
+
+/// One row of a fused expansion step: the key-switch dot products of [`dot_redc`] (two
+/// digits) and then [`finish_twist`] for both polynomials (σ(c₀) added to the first), in one
+/// pass, so the switched rows never go through memory. The same integers as the two passes.
+pub(crate) fn dot_finish_twist(
+    a: &DotFinish,
+    [plus0, plus1]: [&mut [u64]; 2],
+    [minus0, minus1]: [&mut [u64]; 2],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx512() {
+        // SAFETY: AVX-512 is present (checked just above); the kernel is safe Rust with
+        // AVX-512 enabled whose memory accesses are bounds-checked slices.
+        unsafe { avx512::dot_finish_twist(a, [plus0, plus1], [minus0, minus1]) };
+        return;
+    }
+    dot_finish_range(a, [plus0, plus1], [minus0, minus1], 0..a.twist.len());
+}
+
+/// [`dot_finish_twist`] one coefficient at a time over `range`.
+fn dot_finish_range(
+    a: &DotFinish,
+    [plus0, plus1]: [&mut [u64]; 2],
+    [minus0, minus1]: [&mut [u64]; 2],
+    range: std::ops::Range<usize>,
+) {
+    let [[a0, a1], [b0, b1]] = a.keys;
+    let [s0, s1] = a.srcs;
+    for c in range {
+        let (d0, d1) = (s0[c] as u32 as u64, s1[c] as u32 as u64);
+        let x0 = a.m.redc(d0 * a0[c] as u64 + d1 * a1[c] as u64);
+        let x1 = a.m.redc(d0 * b0[c] as u64 + d1 * b1[c] as u64);
+        (plus0[c], minus0[c]) =
+            finish_step(plus0[c], x0, a.corr[0][c], a.add[c], a.q, a.inv, a.twist[c]);
+        (plus1[c], minus1[c]) = finish_step(plus1[c], x1, a.corr[1][c], 0, a.q, a.inv, a.twist[c]);
     }
 }
 
@@ -802,16 +877,18 @@ mod avx512 {
         let (qv, iv, isv) = (set(q), set(inv), set(inv_s));
         let body = n - n % W;
         for c in (0..body).step_by(W) {
-            let d = _mm512_sub_epi64(_mm512_add_epi64(load64(acc, c), qv), load64(corr, c));
-            let mut t = mul_shoup(d, iv, isv, qv);
-            if ADD {
-                t = csub(_mm512_add_epi64(t, load64(add, c)), qv);
-            }
-            let a = load64(plus, c);
-            store64(plus, c, csub(_mm512_add_epi64(a, t), qv));
-            let e = _mm512_sub_epi64(_mm512_add_epi64(a, qv), t);
-            let tw = load64(twist, c);
-            store64(minus, c, mul_shoup(e, tw, _mm512_srli_epi64::<32>(tw), qv));
+            let add = if ADD { Some(load64(add, c)) } else { None };
+            let acc = load64(acc, c);
+            finish_vec(
+                plus,
+                minus,
+                c,
+                acc,
+                load64(corr, c),
+                add,
+                (qv, iv, isv),
+                twist,
+            );
         }
         let add_tail: &[u64] = if ADD { &add[body..] } else { add };
         super::finish_twist_body::<ADD>(
@@ -824,6 +901,90 @@ mod avx512 {
             (inv, inv_s),
             &twist[body..],
         );
+    }
+
+    /// Eight coefficients of [`super::finish_step`] at `c`: t = (acc − corr)·P⁻¹ (+ add),
+    /// plus ← plus + t, minus ← (plus − t)·w.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    fn finish_vec(
+        plus: &mut [u64],
+        minus: &mut [u64],
+        c: usize,
+        acc: __m512i,
+        corr: __m512i,
+        add: Option<__m512i>,
+        (qv, iv, isv): (__m512i, __m512i, __m512i),
+        twist: &[u64],
+    ) {
+        let d = _mm512_sub_epi64(_mm512_add_epi64(acc, qv), corr);
+        let mut t = mul_shoup(d, iv, isv, qv);
+        if let Some(add) = add {
+            t = csub(_mm512_add_epi64(t, add), qv);
+        }
+        let a = load64(plus, c);
+        store64(plus, c, csub(_mm512_add_epi64(a, t), qv));
+        let e = _mm512_sub_epi64(_mm512_add_epi64(a, qv), t);
+        let tw = load64(twist, c);
+        store64(minus, c, mul_shoup(e, tw, _mm512_srli_epi64::<32>(tw), qv));
+    }
+
+    /// [`super::dot_finish_twist`], eight coefficients per step.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn dot_finish_twist(
+        a: &super::DotFinish,
+        [plus0, plus1]: [&mut [u64]; 2],
+        [minus0, minus1]: [&mut [u64]; 2],
+    ) {
+        let n = a.twist.len();
+        let (plus0, plus1, minus0, minus1) = (
+            &mut plus0[..n],
+            &mut plus1[..n],
+            &mut minus0[..n],
+            &mut minus1[..n],
+        );
+        let (s0, s1) = (&a.srcs[0][..n], &a.srcs[1][..n]);
+        let [[a0, a1], [b0, b1]] = a.keys;
+        let (a0, a1, b0, b1) = (&a0[..n], &a1[..n], &b0[..n], &b1[..n]);
+        let (corr0, corr1, add) = (&a.corr[0][..n], &a.corr[1][..n], &a.add[..n]);
+        let (mq, neg_inv) = (set(a.m.q), set(a.m.neg_inv));
+        let consts = (set(a.q), set(a.inv.0), set(a.inv.1));
+        let body = n - n % W;
+        for c in (0..body).step_by(W) {
+            let (d0, d1) = (load64(s0, c), load64(s1, c));
+            let p0 = _mm512_add_epi64(
+                _mm512_mul_epu32(d0, load32(a0, c)),
+                _mm512_mul_epu32(d1, load32(a1, c)),
+            );
+            let p1 = _mm512_add_epi64(
+                _mm512_mul_epu32(d0, load32(b0, c)),
+                _mm512_mul_epu32(d1, load32(b1, c)),
+            );
+            let (x0, x1) = (redc(p0, mq, neg_inv), redc(p1, mq, neg_inv));
+            let sigma0 = Some(load64(add, c));
+            finish_vec(
+                plus0,
+                minus0,
+                c,
+                x0,
+                load64(corr0, c),
+                sigma0,
+                consts,
+                a.twist,
+            );
+            finish_vec(
+                plus1,
+                minus1,
+                c,
+                x1,
+                load64(corr1, c),
+                None,
+                consts,
+                a.twist,
+            );
+        }
+        super::dot_finish_range(a, [plus0, plus1], [minus0, minus1], body..n);
     }
 
     /// [`super::lift2_aux`], eight coefficients per step; DIRECT as in the AVX2 form.
@@ -1016,6 +1177,62 @@ mod tests {
             assert_eq!(red[i], (lifted[i] % q as u64 + add as u64) % q as u64);
             let d = (before[i] + q as u64 - corr[i]) % q as u64;
             assert_eq!(out[i], d * inv as u64 % q as u64, "{i}");
+        }
+    }
+
+    /// The fused row (dot products, then the finish of both polynomials) equals dot_redc
+    /// followed by finish_twist, on the dispatched path and the scalar one, with a tail.
+    #[test]
+    fn dot_finish_twist_matches_the_two_passes() {
+        let q = 268369921u32;
+        let m = Mont32::new(q).unwrap();
+        let n = 4099;
+        let v = |mul: u64| -> Vec<u64> { (0..n as u64).map(|i| i * mul % q as u64).collect() };
+        let v32 = |mul: u64| -> Vec<u32> { v(mul).iter().map(|&x| x as u32).collect() };
+        let (s0, s1, sigma0, plus0, plus1) = (v(3), v(5), v(7), v(11), v(13));
+        let (a0, a1, b0, b1) = (v32(17), v32(19), v32(23), v32(29));
+        let (corr0, corr1) = (v(31), v(37));
+        let inv = (12345677u32, ((12345677u64 << 32) / q as u64) as u32);
+        let tw: Vec<u64> = v(41)
+            .iter()
+            .map(|&x| x | ((x << 32) / q as u64) << 32)
+            .collect();
+        // The two passes.
+        let (mut acc0, mut acc1) = (vec![0u64; n], vec![0u64; n]);
+        dot_redc(
+            m,
+            &[&s0, &s1],
+            &[&a0, &a1],
+            &[&b0, &b1],
+            &mut acc0,
+            &mut acc1,
+        );
+        let mut want = [
+            (plus0.clone(), vec![0u64; n]),
+            (plus1.clone(), vec![0u64; n]),
+        ];
+        let [(p0, m0), (p1, m1)] = &mut want;
+        finish_twist(p0, m0, &acc0, &corr0, Some(&sigma0), q, inv, &tw);
+        finish_twist(p1, m1, &acc1, &corr1, None, q, inv, &tw);
+        let args = DotFinish {
+            m,
+            srcs: [&s0, &s1],
+            keys: [[&a0, &a1], [&b0, &b1]],
+            corr: [&corr0, &corr1],
+            add: &sigma0,
+            q,
+            inv,
+            twist: &tw,
+        };
+        for scalar in [false, true] {
+            let (mut p0, mut p1) = (plus0.clone(), plus1.clone());
+            let (mut m0, mut m1) = (vec![0u64; n], vec![0u64; n]);
+            if scalar {
+                dot_finish_range(&args, [&mut p0, &mut p1], [&mut m0, &mut m1], 0..n);
+            } else {
+                dot_finish_twist(&args, [&mut p0, &mut p1], [&mut m0, &mut m1]);
+            }
+            assert_eq!([(p0, m0), (p1, m1)], want, "scalar {scalar}");
         }
     }
 

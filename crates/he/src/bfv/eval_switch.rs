@@ -252,6 +252,101 @@ impl KeySwitchKey {
         );
     }
 
+    /// [`expand_step_eval`]'s key switch for two ciphertext moduli with each row's dot
+    /// products and finish fused ([`keyprod::dot_finish_twist`]): the special prime's row
+    /// first, its rounding-division corrections, then per modulus the digit, both corrections
+    /// and one pass that writes the step's outputs. Same integers as [`Self::switch_small`]
+    /// followed by [`keyprod::finish_twist`]; the switched rows never go through memory.
+    /// `corr` are two scratch rows of at least n words.
+    #[allow(clippy::too_many_arguments)]
+    fn switch_fused_expand(
+        &self,
+        ctx: &Context,
+        ks: &KeyRows32,
+        (target_coeff, target_eval): (&[u64], &[u64]),
+        (sigma0, twist): (&[u64], &[u64]),
+        (plus, minus): (&mut [Poly], &mut [Poly]),
+        s: &mut SwitchScratch,
+        (corr0, corr1): (&mut [u64], &mut [u64]),
+    ) {
+        const K: usize = 2;
+        let n = ctx.n;
+        let l = ks.l;
+        let special = l - 1;
+        let row = |j: usize, p: usize, mi: usize| ((j * 2 + p) * l + mi) * n;
+        let key = |j: usize, p: usize, mi: usize| &ks.rows[row(j, p, mi)..row(j, p, mi) + n];
+        s.p0.resize(n, 0);
+        s.p1.resize(n, 0);
+        s.digits.resize(K * n, 0);
+        // The special prime's rows: both digits transformed mod P, the dot products.
+        let pv = ctx.modulus(special).value as u32;
+        let mu_p = barrett32_mu(pv);
+        for j in 0..K {
+            let d = &mut s.digits[j * n..(j + 1) * n];
+            digit_row(
+                ctx,
+                j,
+                special,
+                (pv, mu_p),
+                &target_coeff[j * n..(j + 1) * n],
+                d,
+            );
+        }
+        let (d0, d1) = s.digits.split_at(n);
+        keyprod::dot_redc(
+            ks.mont[special],
+            &[d0, d1],
+            &[key(0, 0, special), key(1, 0, special)],
+            &[key(0, 1, special), key(1, 1, special)],
+            &mut s.p0,
+            &mut s.p1,
+        );
+        // Their Coeff form, lifted for the corrections.
+        let half = pv >> 1;
+        for p in [&mut s.p0, &mut s.p1] {
+            ctx.ntt(special).inverse(p);
+            keyprod::lift_half(p, half, pv);
+        }
+        let (corr0, corr1) = (&mut corr0[..n], &mut corr1[..n]);
+        for r in 0..K {
+            let rows = r * n..(r + 1) * n;
+            let q = ctx.modulus(r).value as u32;
+            // The other digit in Eval form mod q_r (digit r is the target's own Eval row).
+            let j = 1 - r;
+            let d = &mut s.digits[j * n..(j + 1) * n];
+            digit_row(
+                ctx,
+                j,
+                r,
+                (q, barrett32_mu(q)),
+                &target_coeff[j * n..(j + 1) * n],
+                d,
+            );
+            correction_row(ctx, r, (pv, half), &s.p0, corr0);
+            correction_row(ctx, r, (pv, half), &s.p1, corr1);
+            let own = &target_eval[rows.clone()];
+            let other = &s.digits[j * n..(j + 1) * n];
+            let srcs = if r == 0 { [own, other] } else { [other, own] };
+            let args = keyprod::DotFinish {
+                m: ks.mont[r],
+                srcs,
+                keys: [[key(0, 0, r), key(1, 0, r)], [key(0, 1, r), key(1, 1, r)]],
+                corr: [corr0, corr1],
+                add: &sigma0[rows.clone()],
+                q,
+                inv: ks.p_inv[r],
+                twist: &twist[rows.clone()],
+            };
+            let (pa, pb) = plus.split_at_mut(1);
+            let (ma, mb) = minus.split_at_mut(1);
+            keyprod::dot_finish_twist(
+                &args,
+                [&mut pa[0].data[rows.clone()], &mut pb[0].data[rows.clone()]],
+                [&mut ma[0].data[rows.clone()], &mut mb[0].data[rows]],
+            );
+        }
+    }
+
     /// The digit products of a key switch over moduli below 2^30: per output modulus, the
     /// digits in Eval form (the target's own Eval row for its modulus, else the digit reduced
     /// and NTT'd), then the Montgomery dot product with the key rows. The k ciphertext moduli's
@@ -280,14 +375,7 @@ impl KeySwitchKey {
             let mu = barrett32_mu(q);
             for j in (0..k).filter(|&j| j != r) {
                 let d = &mut digits[j * n..(j + 1) * n];
-                let src = &target_coeff[j * n..(j + 1) * n];
-                // A digit below q_j < 4q goes straight into the transform, which reduces it.
-                if ctx.modulus(j).value < 4 * q as u64 {
-                    ctx.ntt(mi).forward_from(src, 0, d);
-                } else {
-                    keyprod::reduce_add(d, src, q, mu, 0);
-                    ctx.ntt(mi).forward(d);
-                }
+                digit_row(ctx, j, mi, (q, mu), &target_coeff[j * n..(j + 1) * n], d);
             }
             let srcs: Vec<&[u64]> = (0..k)
                 .map(|j| {
@@ -334,19 +422,38 @@ fn mod_down_small(
         ctx.ntt(special).inverse(p);
         keyprod::lift_half(p, half, pv);
         for i in 0..k {
-            let q = ctx.modulus(i).value as u32;
-            let mu = barrett32_mu(q);
-            let half_i = barrett32(half, q, mu);
-            let add = (q - half_i) % q;
-            // p < P, so p + add < P + q: below 4q (the transform's input bound) when P < 3q.
-            if (pv as u64) < 3 * q as u64 {
-                ctx.ntt(i).forward_from(p, add, buf);
-            } else {
-                keyprod::reduce_add(buf, p, q, mu, add);
-                ctx.ntt(i).forward(buf);
-            }
+            correction_row(ctx, i, (pv, half), p, buf);
             finish(poly, i, buf);
         }
+    }
+}
+
+/// Digit j (the Coeff row `src` mod q_j) in Eval form mod modulus `mi` (q with its Barrett
+/// factor) into `d`.
+fn digit_row(ctx: &Context, j: usize, mi: usize, (q, mu): (u32, u32), src: &[u64], d: &mut [u64]) {
+    // A digit below q_j < 4q goes straight into the transform, which reduces it.
+    if ctx.modulus(j).value < 4 * q as u64 {
+        ctx.ntt(mi).forward_from(src, 0, d);
+    } else {
+        keyprod::reduce_add(d, src, q, mu, 0);
+        ctx.ntt(mi).forward(d);
+    }
+}
+
+/// The correction row of the rounding division by P for ciphertext modulus i: the special
+/// prime's row `p` (Coeff, lifted to [x + ⌊P/2⌋]_P by [`keyprod::lift_half`]) minus ⌊P/2⌋,
+/// in Eval form mod q_i, into `buf`. `(pv, half)` = (P, ⌊P/2⌋).
+fn correction_row(ctx: &Context, i: usize, (pv, half): (u32, u32), p: &[u64], buf: &mut [u64]) {
+    let q = ctx.modulus(i).value as u32;
+    let mu = barrett32_mu(q);
+    let half_i = barrett32(half, q, mu);
+    let add = (q - half_i) % q;
+    // p < P, so p + add < P + q: below 4q (the transform's input bound) when P < 3q.
+    if (pv as u64) < 3 * q as u64 {
+        ctx.ntt(i).forward_from(p, add, buf);
+    } else {
+        keyprod::reduce_add(buf, p, q, mu, add);
+        ctx.ntt(i).forward(buf);
     }
 }
 
@@ -540,6 +647,23 @@ pub fn expand_step_eval(
     }
     gather_galois(ctx, ct, perm, &mut c1_eval, &mut coeff, Some(&mut sigma0));
     let (plus, minus) = (&mut ct.polys, &mut minus.polys);
+    if k == 2 && crate::simd::avx512() {
+        ksk.switch_fused_expand(
+            ctx,
+            ks,
+            (&coeff, &c1_eval),
+            (&sigma0, twist.1),
+            (plus, minus),
+            s,
+            (&mut u0, &mut u1),
+        );
+        s.eval = c1_eval;
+        s.coeff = coeff;
+        s.sigma0 = sigma0;
+        s.u0 = u0;
+        s.u1 = u1;
+        return Ok(());
+    }
     ksk.switch_small(
         ctx,
         k,
