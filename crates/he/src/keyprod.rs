@@ -930,6 +930,29 @@ mod avx512 {
         store64(minus, c, mul_shoup(e, tw, _mm512_srli_epi64::<32>(tw), qv));
     }
 
+    /// Eight coefficients of the two-digit Montgomery dot products at `c`: REDC(s₀·a₀ + s₁·a₁)
+    /// and REDC(s₀·b₀ + s₁·b₁), `(q, neg_inv)` the Montgomery constants.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn dot2_vec(
+        [s0, s1]: [&[u64]; 2],
+        [a0, a1]: [&[u32]; 2],
+        [b0, b1]: [&[u32]; 2],
+        c: usize,
+        (q, neg_inv): (__m512i, __m512i),
+    ) -> (__m512i, __m512i) {
+        let (d0, d1) = (load64(s0, c), load64(s1, c));
+        let p0 = _mm512_add_epi64(
+            _mm512_mul_epu32(d0, load32(a0, c)),
+            _mm512_mul_epu32(d1, load32(a1, c)),
+        );
+        let p1 = _mm512_add_epi64(
+            _mm512_mul_epu32(d0, load32(b0, c)),
+            _mm512_mul_epu32(d1, load32(b1, c)),
+        );
+        (redc(p0, q, neg_inv), redc(p1, q, neg_inv))
+    }
+
     /// [`super::dot_finish_twist`], eight coefficients per step.
     #[target_feature(enable = "avx512f")]
     pub(super) fn dot_finish_twist(
@@ -952,16 +975,7 @@ mod avx512 {
         let consts = (set(a.q), set(a.inv.0), set(a.inv.1));
         let body = n - n % W;
         for c in (0..body).step_by(W) {
-            let (d0, d1) = (load64(s0, c), load64(s1, c));
-            let p0 = _mm512_add_epi64(
-                _mm512_mul_epu32(d0, load32(a0, c)),
-                _mm512_mul_epu32(d1, load32(a1, c)),
-            );
-            let p1 = _mm512_add_epi64(
-                _mm512_mul_epu32(d0, load32(b0, c)),
-                _mm512_mul_epu32(d1, load32(b1, c)),
-            );
-            let (x0, x1) = (redc(p0, mq, neg_inv), redc(p1, mq, neg_inv));
+            let (x0, x1) = dot2_vec([s0, s1], [a0, a1], [b0, b1], c, (mq, neg_inv));
             let sigma0 = Some(load64(add, c));
             finish_vec(
                 plus0,
@@ -1075,17 +1089,9 @@ mod avx512 {
         let out1 = &mut out1[..n];
         let body = n - n % W;
         for c in (0..body).step_by(W) {
-            let (d0, d1) = (load64(s0, c), load64(s1, c));
-            let p0 = _mm512_add_epi64(
-                _mm512_mul_epu32(d0, load32(a0, c)),
-                _mm512_mul_epu32(d1, load32(a1, c)),
-            );
-            let p1 = _mm512_add_epi64(
-                _mm512_mul_epu32(d0, load32(b0, c)),
-                _mm512_mul_epu32(d1, load32(b1, c)),
-            );
-            store64(out0, c, redc(p0, q, neg_inv));
-            store64(out1, c, redc(p1, q, neg_inv));
+            let (x0, x1) = dot2_vec([s0, s1], [a0, a1], [b0, b1], c, (q, neg_inv));
+            store64(out0, c, x0);
+            store64(out1, c, x1);
         }
         for c in body..n {
             let (d0, d1) = (s0[c] as u32 as u64, s1[c] as u32 as u64);
