@@ -931,26 +931,22 @@ mod avx512 {
     }
 
     /// Eight coefficients of the two-digit Montgomery dot products at `c`: REDC(s₀·a₀ + s₁·a₁)
-    /// and REDC(s₀·b₀ + s₁·b₁), `(q, neg_inv)` the Montgomery constants.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn dot2_vec(
-        [s0, s1]: [&[u64]; 2],
-        [a0, a1]: [&[u32]; 2],
-        [b0, b1]: [&[u32]; 2],
-        c: usize,
-        (q, neg_inv): (__m512i, __m512i),
-    ) -> (__m512i, __m512i) {
-        let (d0, d1) = (load64(s0, c), load64(s1, c));
-        let p0 = _mm512_add_epi64(
-            _mm512_mul_epu32(d0, load32(a0, c)),
-            _mm512_mul_epu32(d1, load32(a1, c)),
-        );
-        let p1 = _mm512_add_epi64(
-            _mm512_mul_epu32(d0, load32(b0, c)),
-            _mm512_mul_epu32(d1, load32(b1, c)),
-        );
-        (redc(p0, q, neg_inv), redc(p1, q, neg_inv))
+    /// and REDC(s₀·b₀ + s₁·b₁), `(q, neg_inv)` the Montgomery constants. A macro rather than a
+    /// function: a `#[target_feature]` function cannot be `#[inline(always)]`, and a call per
+    /// eight coefficients (two vectors returned through memory) cost as much as the arithmetic.
+    macro_rules! dot2_vec {
+        ([$s0:expr, $s1:expr], [$a0:expr, $a1:expr], [$b0:expr, $b1:expr], $c:expr, ($q:expr, $neg_inv:expr)) => {{
+            let (d0, d1) = (load64($s0, $c), load64($s1, $c));
+            let p0 = _mm512_add_epi64(
+                _mm512_mul_epu32(d0, load32($a0, $c)),
+                _mm512_mul_epu32(d1, load32($a1, $c)),
+            );
+            let p1 = _mm512_add_epi64(
+                _mm512_mul_epu32(d0, load32($b0, $c)),
+                _mm512_mul_epu32(d1, load32($b1, $c)),
+            );
+            (redc(p0, $q, $neg_inv), redc(p1, $q, $neg_inv))
+        }};
     }
 
     /// [`super::dot_finish_twist`], eight coefficients per step.
@@ -975,7 +971,7 @@ mod avx512 {
         let consts = (set(a.q), set(a.inv.0), set(a.inv.1));
         let body = n - n % W;
         for c in (0..body).step_by(W) {
-            let (x0, x1) = dot2_vec([s0, s1], [a0, a1], [b0, b1], c, (mq, neg_inv));
+            let (x0, x1) = dot2_vec!([s0, s1], [a0, a1], [b0, b1], c, (mq, neg_inv));
             let sigma0 = Some(load64(add, c));
             finish_vec(
                 plus0,
@@ -1089,7 +1085,7 @@ mod avx512 {
         let out1 = &mut out1[..n];
         let body = n - n % W;
         for c in (0..body).step_by(W) {
-            let (x0, x1) = dot2_vec([s0, s1], [a0, a1], [b0, b1], c, (q, neg_inv));
+            let (x0, x1) = dot2_vec!([s0, s1], [a0, a1], [b0, b1], c, (q, neg_inv));
             store64(out0, c, x0);
             store64(out1, c, x1);
         }
