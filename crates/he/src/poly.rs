@@ -247,8 +247,19 @@ impl Poly {
         for (r, &mi) in self.basis.iter().enumerate() {
             let m = ctx.modulus(mi);
             let w = m.reduce(c);
+            let row = &mut self.data[r * n..(r + 1) * n];
+            if w == 2 {
+                // Doubling (the PIR expansion's leaves that end a level early): an addition,
+                // which vectorizes, instead of a 64-bit Shoup product per word.
+                let q = m.value;
+                for x in row {
+                    let v = *x << 1;
+                    *x = if v >= q { v - q } else { v };
+                }
+                continue;
+            }
             let ws = m.shoup(w);
-            for x in &mut self.data[r * n..(r + 1) * n] {
+            for x in row {
                 *x = m.mul_shoup(*x, w, ws);
             }
         }
@@ -470,6 +481,41 @@ pub fn sample_cbd<R: rand_core::RngCore>(moduli: &[u64], n: usize, data: &mut [u
         let neg = (rng.next_u64() & mask).count_ones() as u64;
         for (r, &q) in moduli.iter().enumerate() {
             data[r * n + i] = (pos + q - neg) % q;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Doubling (the addition path) and another scalar (the Shoup path) both equal x·c mod q,
+    /// at the ends of the range too.
+    #[test]
+    fn scalar_products_match_the_definition() {
+        let ctx = Context::predefined("n_4096_logq_27_28_28_logt_4").unwrap();
+        let k = ctx.ciphertext_moduli_count();
+        let mut p = Poly::zero(&ctx, k, Format::Eval);
+        for r in 0..k {
+            let q = ctx.modulus(r).value;
+            for (i, x) in p.row_mut(r).iter_mut().enumerate() {
+                *x = match i {
+                    0 => q - 1,
+                    1 => q / 2,
+                    2 => q / 2 + 1,
+                    _ => (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % q,
+                };
+            }
+        }
+        for c in [2u64, 3, 1 << 40] {
+            let mut got = p.clone();
+            got.mul_scalar_assign(&ctx, c);
+            for r in 0..k {
+                let q = ctx.modulus(r).value as u128;
+                for (g, &x) in got.row(r).iter().zip(p.row(r)) {
+                    assert_eq!(*g as u128, x as u128 * c as u128 % q, "c = {c}");
+                }
+            }
         }
     }
 }
