@@ -459,6 +459,14 @@ struct KeyRows32 {
     l: usize,
 }
 
+impl KeyRows32 {
+    /// The row of digit j, output polynomial p, modulus mi (n words).
+    fn key_row(&self, j: usize, p: usize, mi: usize, n: usize) -> &[u32] {
+        let at = ((j * 2 + p) * self.l + mi) * n;
+        &self.rows[at..at + n]
+    }
+}
+
 impl KeySwitchKey {
     /// Wraps key-switching ciphertexts (each 2 Eval polys over all L moduli).
     pub fn new(ciphertexts: Vec<Ciphertext>) -> KeySwitchKey {

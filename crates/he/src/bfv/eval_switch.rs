@@ -273,8 +273,7 @@ impl KeySwitchKey {
         let n = ctx.n;
         let l = ks.l;
         let special = l - 1;
-        let row = |j: usize, p: usize, mi: usize| ((j * 2 + p) * l + mi) * n;
-        let key = |j: usize, p: usize, mi: usize| &ks.rows[row(j, p, mi)..row(j, p, mi) + n];
+        let key = |j: usize, p: usize, mi: usize| ks.key_row(j, p, mi, n);
         s.p0.resize(n, 0);
         s.p1.resize(n, 0);
         s.digits.resize(K * n, 0);
@@ -304,8 +303,7 @@ impl KeySwitchKey {
         // Their Coeff form, lifted for the corrections.
         let half = pv >> 1;
         for p in [&mut s.p0, &mut s.p1] {
-            ctx.ntt(special).inverse(p);
-            keyprod::lift_half(p, half, pv);
+            lift_special_row(ctx, special, (pv, half), p);
         }
         let (corr0, corr1) = (&mut corr0[..n], &mut corr1[..n]);
         for r in 0..K {
@@ -367,7 +365,6 @@ impl KeySwitchKey {
         let special = l - 1;
         p0.resize(n, 0);
         p1.resize(n, 0);
-        let row = |j: usize, p: usize, mi: usize| ((j * 2 + p) * l + mi) * n;
         digits.resize(k * n, 0);
         for r in 0..=k {
             let mi = if r < k { r } else { special };
@@ -386,11 +383,8 @@ impl KeySwitchKey {
                     }
                 })
                 .collect();
-            let keys = |p: usize| -> Vec<&[u32]> {
-                (0..k)
-                    .map(|j| &ks.rows[row(j, p, mi)..row(j, p, mi) + n])
-                    .collect()
-            };
+            let keys =
+                |p: usize| -> Vec<&[u32]> { (0..k).map(|j| ks.key_row(j, p, mi, n)).collect() };
             let (d0, d1): (&mut [u64], &mut [u64]) = if r < k {
                 (&mut out0[r * n..(r + 1) * n], &mut out1[r * n..(r + 1) * n])
             } else {
@@ -419,8 +413,7 @@ fn mod_down_small(
     let pv = ctx.modulus(special).value as u32;
     let half = pv >> 1;
     for (poly, p) in [p0, p1].into_iter().enumerate() {
-        ctx.ntt(special).inverse(p);
-        keyprod::lift_half(p, half, pv);
+        lift_special_row(ctx, special, (pv, half), p);
         for i in 0..k {
             correction_row(ctx, i, (pv, half), p, buf);
             finish(poly, i, buf);
@@ -438,6 +431,13 @@ fn digit_row(ctx: &Context, j: usize, mi: usize, (q, mu): (u32, u32), src: &[u64
         keyprod::reduce_add(d, src, q, mu, 0);
         ctx.ntt(mi).forward(d);
     }
+}
+
+/// The special prime's row `p` of a key switch (Eval) to Coeff form, lifted to
+/// [x + ⌊P/2⌋]_P, the input of [`correction_row`]. `(pv, half)` = (P, ⌊P/2⌋).
+fn lift_special_row(ctx: &Context, special: usize, (pv, half): (u32, u32), p: &mut [u64]) {
+    ctx.ntt(special).inverse(p);
+    keyprod::lift_half(p, half, pv);
 }
 
 /// The correction row of the rounding division by P for ciphertext modulus i: the special
@@ -657,34 +657,29 @@ pub fn expand_step_eval(
             s,
             (&mut u0, &mut u1),
         );
-        s.eval = c1_eval;
-        s.coeff = coeff;
-        s.sigma0 = sigma0;
-        s.u0 = u0;
-        s.u1 = u1;
-        return Ok(());
+    } else {
+        ksk.switch_small(
+            ctx,
+            k,
+            ks,
+            (&coeff, &c1_eval),
+            (&mut u0, &mut u1),
+            s,
+            |p, i, acc, corr| {
+                let rows = i * n..(i + 1) * n;
+                keyprod::finish_twist(
+                    &mut plus[p].data[rows.clone()],
+                    &mut minus[p].data[rows.clone()],
+                    acc,
+                    corr,
+                    (p == 0).then(|| &sigma0[rows.clone()]),
+                    ctx.modulus(i).value as u32,
+                    ks.p_inv[i],
+                    &twist.1[rows],
+                );
+            },
+        );
     }
-    ksk.switch_small(
-        ctx,
-        k,
-        ks,
-        (&coeff, &c1_eval),
-        (&mut u0, &mut u1),
-        s,
-        |p, i, acc, corr| {
-            let rows = i * n..(i + 1) * n;
-            keyprod::finish_twist(
-                &mut plus[p].data[rows.clone()],
-                &mut minus[p].data[rows.clone()],
-                acc,
-                corr,
-                (p == 0).then(|| &sigma0[rows.clone()]),
-                ctx.modulus(i).value as u32,
-                ks.p_inv[i],
-                &twist.1[rows],
-            );
-        },
-    );
     s.eval = c1_eval;
     s.coeff = coeff;
     s.sigma0 = sigma0;
