@@ -256,11 +256,10 @@ fn unpack16(out: &mut [u32], v: __m512i) {
 }
 
 /// One stage with half-block size `half` ≥ 16 over `a` (blocks of 2·half, one twiddle and
-/// its Shoup constant each, from `roots`): Cooley–Tukey butterflies when FORWARD, else
-/// Gentleman–Sande.
+/// its Shoup constant each, from `roots`): Gentleman–Sande butterflies (inverse).
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn middle_stage<const FORWARD: bool>(
+fn middle_stage_inv(
     a: &mut [u32],
     half: usize,
     (roots, shoup): (&[u32], &[u32]),
@@ -273,11 +272,38 @@ fn middle_stage<const FORWARD: bool>(
         for (x, y) in lo.chunks_exact_mut(L).zip(hi.chunks_exact_mut(L)) {
             let (x, y): (&mut [u32; L], &mut [u32; L]) =
                 (x.try_into().expect("lanes"), y.try_into().expect("lanes"));
-            let (u, v) = if FORWARD {
-                fwd_bfly(load(x), load(y), tw, q, two_q)
-            } else {
-                inv_bfly(load(x), load(y), tw, q, two_q)
-            };
+            let (u, v) = inv_bfly(load(x), load(y), tw, q, two_q);
+            store(x, u);
+            store(y, v);
+        }
+    }
+}
+
+/// One forward stage with half-block size `half` ≥ 16 over `a` (blocks of 2·half, one
+/// twiddle and its Shoup constant each, from `roots`): Cooley–Tukey butterflies whose x input
+/// first goes through `csub` with each constant of `corr` in turn (none when the stage's
+/// inputs leave room for the outputs' growth by 2q; see [`forward_middle`]).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn middle_stage_fwd<const C: usize>(
+    a: &mut [u32],
+    half: usize,
+    (roots, shoup): (&[u32], &[u32]),
+    corr: [__m512i; C],
+    q: __m512i,
+    two_q: __m512i,
+) {
+    for ((block, &w), &ws) in a.chunks_exact_mut(2 * half).zip(roots).zip(shoup) {
+        let tw = tw_splat(w, ws);
+        let (lo, hi) = block.split_at_mut(half);
+        for (x, y) in lo.chunks_exact_mut(L).zip(hi.chunks_exact_mut(L)) {
+            let (x, y): (&mut [u32; L], &mut [u32; L]) =
+                (x.try_into().expect("lanes"), y.try_into().expect("lanes"));
+            let mut xv = load(x);
+            for c in corr {
+                xv = csub(xv, c);
+            }
+            let (u, v) = fwd_bfly_raw(xv, load(y), tw, q, two_q);
             store(x, u);
             store(y, v);
         }
@@ -285,20 +311,44 @@ fn middle_stage<const FORWARD: bool>(
 }
 
 /// Forward stages with half-block sizes n/4 .. 16 on one region's packed residues `a`
-/// (n/2 slots); `region` 0 or 1 selects the blocks' twiddles.
+/// (n/2 slots, values below 4q on entry; below 4q on exit, as the fused stages require);
+/// `region` 0 or 1 selects the blocks' twiddles.
+///
+/// Harvey's butterfly needs its x input below 2q only to keep its outputs below 4q: any x
+/// below B·q gives outputs below (B + 2)·q, and Shoup's product takes any 32-bit y. So a
+/// stage corrects x only when the next growth could pass 2^32 (for q < 2^28, one stage in
+/// seven) and on the last stage, by as many halvings (`csub` with 2^j·q) as bring x below
+/// 2q: two vector operations fewer per butterfly on the stages that skip it.
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn forward_middle(t: &Ntt32, a: &mut [u32], region: usize, q: __m512i, two_q: __m512i) {
     let n = 2 * a.len();
+    let qv = u64::from(t.q);
     let mut half = n / 4;
     let mut m = 2;
+    // Every value below bound·q.
+    let mut bound = 4u64;
     while half >= L {
         let first = m + region * (m / 2);
         let tw = (
             &t.roots[first..first + m / 2],
             &t.roots_shoup[first..first + m / 2],
         );
-        middle_stage::<true>(a, half, tw, q, two_q);
+        // The bound stays at most 16 so the halvings' constants (≤ 8q < 2^32) fit a lane.
+        if half > L && bound + 2 <= 16 && (bound + 2) * qv < 1 << 32 {
+            middle_stage_fwd(a, half, tw, [], q, two_q);
+            bound += 2;
+        } else {
+            // Halvings from 2^j·q with 2^(j+1) the power of two at or above the bound, down
+            // to 2q (one when the bound is 4, as every stage did before).
+            let c = |j: u32| splat(t.q << j);
+            match bound.next_power_of_two().trailing_zeros() {
+                0..=2 => middle_stage_fwd(a, half, tw, [c(1)], q, two_q),
+                3 => middle_stage_fwd(a, half, tw, [c(2), c(1)], q, two_q),
+                _ => middle_stage_fwd(a, half, tw, [c(3), c(2), c(1)], q, two_q),
+            }
+            bound = 4;
+        }
         half >>= 1;
         m <<= 1;
     }
@@ -610,7 +660,7 @@ fn inverse_middle(t: &Ntt32, a: &mut [u32], region: usize, q: __m512i, two_q: __
             &t.inv_roots[first..first + m / 2],
             &t.inv_roots_shoup[first..first + m / 2],
         );
-        middle_stage::<false>(a, half, tw, q, two_q);
+        middle_stage_inv(a, half, tw, q, two_q);
         half <<= 1;
         m >>= 1;
     }
