@@ -350,7 +350,13 @@ fn forward_last(r: &mut [u32], recs: &[u32], q: __m256i, two_q: __m256i) {
     }
     for (p, chunk) in recs.chunks_exact(INFLIGHT * REC).enumerate().rev() {
         let g0 = INFLIGHT * p;
-        let inp: [(__m256i, __m256i); INFLIGHT] = std::array::from_fn(|k| group(r, g0 + k));
+        // Loops rather than `array::from_fn`: a closure that calls SIMD helpers may be left
+        // out of line, returning its vectors through memory.
+        let zero = _mm256_setzero_si256();
+        let mut inp = [(zero, zero); INFLIGHT];
+        for (k, v) in inp.iter_mut().enumerate() {
+            *v = group(r, g0 + k);
+        }
         let recs: [&[u32; REC]; INFLIGHT] = std::array::from_fn(|k| rec_at(chunk, k));
         let out = forward_groups(inp, recs, q, two_q);
         for (k, o) in out.into_iter().enumerate().rev() {
@@ -514,7 +520,12 @@ fn inverse_first(r: &mut [u32], src: Option<&[u32]>, recs: &[u32], q: __m256i, t
     }
     for (p, chunk) in recs.chunks_exact(INFLIGHT * REC).enumerate() {
         let g0 = INFLIGHT * p;
-        let inp: [[__m256i; 4]; INFLIGHT] = std::array::from_fn(|k| words(r, g0 + k));
+        // Loops rather than `array::from_fn` (see [`forward_last`]).
+        let zero = _mm256_setzero_si256();
+        let mut inp = [[zero; 4]; INFLIGHT];
+        for (k, w) in inp.iter_mut().enumerate() {
+            *w = words(r, g0 + k);
+        }
         let recs: [&[u32; REC]; INFLIGHT] = std::array::from_fn(|k| rec_at(chunk, k));
         let out = inverse_groups(inp, recs, q, two_q);
         for (k, o) in out.into_iter().enumerate() {

@@ -457,7 +457,13 @@ fn forward_last(r: &mut [u32], recs: &[u32], tables: &Tables, q: __m512i, two_q:
     }
     for (p, chunk) in recs.chunks_exact(INFLIGHT * REC).enumerate().rev() {
         let g0 = INFLIGHT * p;
-        let inp: [(__m512i, __m512i); INFLIGHT] = std::array::from_fn(|k| group(r, g0 + k));
+        // Loops rather than `array::from_fn`: a closure that calls SIMD helpers may be left
+        // out of line, returning its vectors through memory.
+        let zero = _mm512_setzero_si512();
+        let mut inp = [(zero, zero); INFLIGHT];
+        for (k, v) in inp.iter_mut().enumerate() {
+            *v = group(r, g0 + k);
+        }
         let recs: [&[u32; REC]; INFLIGHT] = std::array::from_fn(|k| rec_at(chunk, k));
         let out = forward_groups(inp, recs, tables, q, two_q);
         for (k, o) in out.into_iter().enumerate().rev() {
@@ -638,7 +644,12 @@ fn inverse_first(
     }
     for (p, chunk) in recs.chunks_exact(INFLIGHT * REC).enumerate() {
         let g0 = INFLIGHT * p;
-        let inp: [[__m512i; 4]; INFLIGHT] = std::array::from_fn(|k| words(r, g0 + k));
+        // Loops rather than `array::from_fn` (see [`forward_last`]).
+        let zero = _mm512_setzero_si512();
+        let mut inp = [[zero; 4]; INFLIGHT];
+        for (k, w) in inp.iter_mut().enumerate() {
+            *w = words(r, g0 + k);
+        }
         let recs: [&[u32; REC]; INFLIGHT] = std::array::from_fn(|k| rec_at(chunk, k));
         let out = inverse_groups(inp, recs, tables, q, two_q);
         for (k, o) in out.into_iter().enumerate() {
