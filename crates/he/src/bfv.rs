@@ -453,9 +453,17 @@ impl Eq for KeySwitchKey {}
 #[derive(Clone, Debug)]
 struct KeyRows32 {
     rows: Vec<u32>,
+    /// The ciphertext moduli's rows times P⁻¹ mod q_i, laid out as `rows` over the first
+    /// L − 1 moduli: the fused expansion step folds the rounding division into its
+    /// Montgomery reduction ([`crate::keyprod::DotFinish`]). Empty unless L = 3 (two
+    /// ciphertext moduli, the only case that step handles).
+    scaled: Vec<u32>,
     mont: Vec<Mont32>,
     /// Per ciphertext modulus q_i: (P⁻¹ mod q_i, its Shoup factor), P the special prime.
     p_inv: Vec<(u32, u32)>,
+    /// Per ciphertext modulus q_i: −P⁻¹ mod q_i in Montgomery form (the factor of the
+    /// correction rows next to the scaled key rows).
+    p_inv_cf: Vec<u32>,
     l: usize,
 }
 
@@ -464,6 +472,13 @@ impl KeyRows32 {
     fn key_row(&self, j: usize, p: usize, mi: usize, n: usize) -> &[u32] {
         let at = ((j * 2 + p) * self.l + mi) * n;
         &self.rows[at..at + n]
+    }
+
+    /// [`Self::key_row`] times P⁻¹ mod q_mi, for a ciphertext modulus mi (None when the
+    /// scaled rows were not built).
+    fn scaled_row(&self, j: usize, p: usize, mi: usize, n: usize) -> Option<&[u32]> {
+        let at = ((j * 2 + p) * (self.l - 1) + mi) * n;
+        self.scaled.get(at..at + n)
     }
 }
 
@@ -500,6 +515,7 @@ impl KeySwitchKey {
                     })
                     .collect::<Option<Vec<_>>>()?;
                 let mut rows = Vec::with_capacity(self.ciphertexts.len() * 2 * l * n);
+                let mut scaled = Vec::new();
                 for ct in &self.ciphertexts {
                     if ct.polys.len() != 2 || ct.polys.iter().any(|p| p.basis.len() != l) {
                         return None;
@@ -508,12 +524,29 @@ impl KeySwitchKey {
                         for (mi, m) in mont.iter().enumerate() {
                             rows.extend(p.row(mi).iter().map(|&w| m.to_mont(w as u32)));
                         }
+                        if l == 3 {
+                            for (mi, &(inv, _)) in p_inv.iter().enumerate() {
+                                let md = ctx.modulus(mi);
+                                scaled.extend(
+                                    p.row(mi)
+                                        .iter()
+                                        .map(|&w| mont[mi].to_mont(md.mul(w, inv as u64) as u32)),
+                                );
+                            }
+                        }
                     }
                 }
+                let p_inv_cf = p_inv
+                    .iter()
+                    .zip(&mont)
+                    .map(|(&(inv, _), m)| m.to_mont((m.q() - inv) % m.q()))
+                    .collect();
                 Some(KeyRows32 {
                     rows,
+                    scaled,
                     mont,
                     p_inv,
+                    p_inv_cf,
                     l,
                 })
             })

@@ -33,6 +33,11 @@ impl Mont32 {
         })
     }
 
+    /// The modulus.
+    pub(crate) fn q(self) -> u32 {
+        self.q
+    }
+
     /// w·2^32 mod q: the Montgomery form a key row is stored in.
     pub(crate) fn to_mont(self, w: u32) -> u32 {
         (((w as u64) << 32) % self.q as u64) as u32
@@ -237,38 +242,39 @@ fn finish_step(
     // Every value below is < 2q < 2^32; the masks only tell the compiler so.
     let d = ((acc & LO) + q - (corr & LO)) & LO;
     let t = csub(((d * inv).wrapping_sub(((d * inv_s) >> 32) * q)) & LO);
-    let t = csub(t + (add & LO));
-    let a = plus & LO;
-    let e = (a + q - t) & LO;
-    let (wc, wsc) = (tw & LO, tw >> 32);
-    (
-        csub(a + t),
-        csub(((e * wc).wrapping_sub(((e * wsc) >> 32) * q)) & LO),
-    )
+    twist_step(plus, t, add, q as u32, tw)
 }
 
 /// The inputs of [`dot_finish_twist`] for one row mod q (two digits).
+///
+/// The rounding division by P is folded into the Montgomery reduction: the key rows are
+/// stored already multiplied by P⁻¹ mod q, and the correction row enters the same reduction
+/// with `cf` = −P⁻¹·2^32 mod q, so REDC(s₀·a₀' + s₁·a₁' + corr·cf) is (Σ s·a − corr)·P⁻¹
+/// with no separate product by P⁻¹.
 pub(crate) struct DotFinish<'a> {
     /// Montgomery constants of q (the key rows are in Montgomery form).
     pub(crate) m: Mont32,
     /// The two digits' Eval rows.
     pub(crate) srcs: [&'a [u64]; 2],
-    /// Key rows of each digit for the first and the second output polynomial.
+    /// Key rows of each digit for the first and the second output polynomial, times P⁻¹.
     pub(crate) keys: [[&'a [u32]; 2]; 2],
     /// Correction rows of the rounding division, per output polynomial.
     pub(crate) corr: [&'a [u64]; 2],
+    /// −P⁻¹ mod q in Montgomery form (the correction rows' factor).
+    pub(crate) cf: u32,
     /// σ(c₀), added to the first polynomial.
     pub(crate) add: &'a [u64],
-    /// q, (P⁻¹ mod q, Shoup factor).
+    /// The modulus.
     pub(crate) q: u32,
-    pub(crate) inv: (u32, u32),
     /// Packed twist words (see [`finish_twist`]).
     pub(crate) twist: &'a [u64],
 }
 
 /// One row of a fused expansion step: the key-switch dot products of [`dot_redc`] (two
-/// digits) and then [`finish_twist`] for both polynomials (σ(c₀) added to the first), in one
-/// pass, so the switched rows never go through memory. The same integers as the two passes.
+/// digits) with the rounding division by P folded in (see [`DotFinish`]), then the twisted
+/// sum and difference of [`finish_twist`] for both polynomials (σ(c₀) added to the first), in
+/// one pass, so the switched rows never go through memory. The same integers as the two
+/// passes with unscaled keys. Needs `a.m.fits(3)`.
 pub(crate) fn dot_finish_twist(
     a: &DotFinish,
     [plus0, plus1]: [&mut [u64]; 2],
@@ -293,14 +299,32 @@ fn dot_finish_range(
 ) {
     let [[a0, a1], [b0, b1]] = a.keys;
     let [s0, s1] = a.srcs;
+    let cf = a.cf as u64;
     for c in range {
         let (d0, d1) = (s0[c] as u32 as u64, s1[c] as u32 as u64);
-        let x0 = a.m.redc(d0 * a0[c] as u64 + d1 * a1[c] as u64);
-        let x1 = a.m.redc(d0 * b0[c] as u64 + d1 * b1[c] as u64);
-        (plus0[c], minus0[c]) =
-            finish_step(plus0[c], x0, a.corr[0][c], a.add[c], a.q, a.inv, a.twist[c]);
-        (plus1[c], minus1[c]) = finish_step(plus1[c], x1, a.corr[1][c], 0, a.q, a.inv, a.twist[c]);
+        let (e0, e1) = (a.corr[0][c] as u32 as u64, a.corr[1][c] as u32 as u64);
+        let t0 = a.m.redc(d0 * a0[c] as u64 + d1 * a1[c] as u64 + e0 * cf);
+        let t1 = a.m.redc(d0 * b0[c] as u64 + d1 * b1[c] as u64 + e1 * cf);
+        (plus0[c], minus0[c]) = twist_step(plus0[c], t0, a.add[c], a.q, a.twist[c]);
+        (plus1[c], minus1[c]) = twist_step(plus1[c], t1, 0, a.q, a.twist[c]);
     }
+}
+
+/// t ← t + add mod q, then (plus + t, (plus − t)·w) for values below q, with `tw` packing w
+/// and its Shoup factor: the end of [`finish_step`] once t = (acc − corr)·P⁻¹ is known.
+#[inline(always)]
+fn twist_step(plus: u64, t: u64, add: u64, q: u32, tw: u64) -> (u64, u64) {
+    const LO: u64 = 0xffff_ffff;
+    let q = q as u64;
+    let csub = |x: u64| if x >= q { x - q } else { x };
+    let t = csub(t + (add & LO));
+    let a = plus & LO;
+    let e = (a + q - t) & LO;
+    let (wc, wsc) = (tw & LO, tw >> 32);
+    (
+        csub(a + t),
+        csub(((e * wc).wrapping_sub(((e * wsc) >> 32) * q)) & LO),
+    )
 }
 
 /// Constants of the centered lift of values x = x₀ + q₀·d₁ given by residues (x₀, x₁) mod
@@ -931,9 +955,8 @@ mod avx512 {
     }
 
     /// Eight coefficients of the two-digit Montgomery dot products at `c`: REDC(s₀·a₀ + s₁·a₁)
-    /// and REDC(s₀·b₀ + s₁·b₁), `(q, neg_inv)` the Montgomery constants. A macro rather than a
-    /// function: a `#[target_feature]` function cannot be `#[inline(always)]`, and a call per
-    /// eight coefficients (two vectors returned through memory) cost as much as the arithmetic.
+    /// and REDC(s₀·b₀ + s₁·b₁), `(q, neg_inv)` the Montgomery constants (a macro for the
+    /// reason given at `dot3_vec`).
     macro_rules! dot2_vec {
         ([$s0:expr, $s1:expr], [$a0:expr, $a1:expr], [$b0:expr, $b1:expr], $c:expr, ($q:expr, $neg_inv:expr)) => {{
             let (d0, d1) = (load64($s0, $c), load64($s1, $c));
@@ -947,6 +970,56 @@ mod avx512 {
             );
             (redc(p0, $q, $neg_inv), redc(p1, $q, $neg_inv))
         }};
+    }
+
+    /// Eight coefficients of the fused rows' Montgomery reductions at `c`:
+    /// REDC(s₀·a₀ + s₁·a₁ + e₀·cf) and REDC(s₀·b₀ + s₁·b₁ + e₁·cf) (see [`super::DotFinish`]),
+    /// `(q, neg_inv)` the Montgomery constants. A macro rather than a function: a
+    /// `#[target_feature]` function cannot be `#[inline(always)]`, and a call per eight
+    /// coefficients (two vectors returned through memory) cost as much as the arithmetic.
+    macro_rules! dot3_vec {
+        ([$s0:expr, $s1:expr], [$a0:expr, $a1:expr], [$b0:expr, $b1:expr], [$e0:expr, $e1:expr], $cf:expr, $c:expr, ($q:expr, $neg_inv:expr)) => {{
+            let (d0, d1) = (load64($s0, $c), load64($s1, $c));
+            let p0 = _mm512_add_epi64(
+                _mm512_add_epi64(
+                    _mm512_mul_epu32(d0, load32($a0, $c)),
+                    _mm512_mul_epu32(d1, load32($a1, $c)),
+                ),
+                _mm512_mul_epu32(load64($e0, $c), $cf),
+            );
+            let p1 = _mm512_add_epi64(
+                _mm512_add_epi64(
+                    _mm512_mul_epu32(d0, load32($b0, $c)),
+                    _mm512_mul_epu32(d1, load32($b1, $c)),
+                ),
+                _mm512_mul_epu32(load64($e1, $c), $cf),
+            );
+            (redc(p0, $q, $neg_inv), redc(p1, $q, $neg_inv))
+        }};
+    }
+
+    /// Eight coefficients of [`super::twist_step`] at `c`: t ← t (+ add) mod q, then
+    /// plus ← plus + t, minus ← (plus − t)·w.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn twist_vec(
+        plus: &mut [u64],
+        minus: &mut [u64],
+        c: usize,
+        t: __m512i,
+        add: Option<__m512i>,
+        qv: __m512i,
+        twist: &[u64],
+    ) {
+        let t = match add {
+            Some(add) => csub(_mm512_add_epi64(t, add), qv),
+            None => t,
+        };
+        let a = load64(plus, c);
+        store64(plus, c, csub(_mm512_add_epi64(a, t), qv));
+        let e = _mm512_sub_epi64(_mm512_add_epi64(a, qv), t);
+        let tw = load64(twist, c);
+        store64(minus, c, mul_shoup(e, tw, _mm512_srli_epi64::<32>(tw), qv));
     }
 
     /// [`super::dot_finish_twist`], eight coefficients per step.
@@ -967,32 +1040,21 @@ mod avx512 {
         let [[a0, a1], [b0, b1]] = a.keys;
         let (a0, a1, b0, b1) = (&a0[..n], &a1[..n], &b0[..n], &b1[..n]);
         let (corr0, corr1, add) = (&a.corr[0][..n], &a.corr[1][..n], &a.add[..n]);
-        let (mq, neg_inv) = (set(a.m.q), set(a.m.neg_inv));
-        let consts = (set(a.q), set(a.inv.0), set(a.inv.1));
+        let (mq, neg_inv, cf) = (set(a.m.q), set(a.m.neg_inv), set(a.cf));
+        let qv = set(a.q);
         let body = n - n % W;
         for c in (0..body).step_by(W) {
-            let (x0, x1) = dot2_vec!([s0, s1], [a0, a1], [b0, b1], c, (mq, neg_inv));
-            let sigma0 = Some(load64(add, c));
-            finish_vec(
-                plus0,
-                minus0,
+            let (t0, t1) = dot3_vec!(
+                [s0, s1],
+                [a0, a1],
+                [b0, b1],
+                [corr0, corr1],
+                cf,
                 c,
-                x0,
-                load64(corr0, c),
-                sigma0,
-                consts,
-                a.twist,
+                (mq, neg_inv)
             );
-            finish_vec(
-                plus1,
-                minus1,
-                c,
-                x1,
-                load64(corr1, c),
-                None,
-                consts,
-                a.twist,
-            );
+            twist_vec(plus0, minus0, c, t0, Some(load64(add, c)), qv, a.twist);
+            twist_vec(plus1, minus1, c, t1, None, qv, a.twist);
         }
         super::dot_finish_range(a, [plus0, plus1], [minus0, minus1], body..n);
     }
@@ -1216,14 +1278,21 @@ mod tests {
         let [(p0, m0), (p1, m1)] = &mut want;
         finish_twist(p0, m0, &acc0, &corr0, Some(&sigma0), q, inv, &tw);
         finish_twist(p1, m1, &acc1, &corr1, None, q, inv, &tw);
+        // The fused pass takes the key rows times P⁻¹ (here `inv`) and −P⁻¹ in Montgomery form.
+        let scale = |k: &[u32]| -> Vec<u32> {
+            k.iter()
+                .map(|&x| (x as u64 * inv.0 as u64 % q as u64) as u32)
+                .collect()
+        };
+        let (sa0, sa1, sb0, sb1) = (scale(&a0), scale(&a1), scale(&b0), scale(&b1));
         let args = DotFinish {
             m,
             srcs: [&s0, &s1],
-            keys: [[&a0, &a1], [&b0, &b1]],
+            keys: [[&sa0, &sa1], [&sb0, &sb1]],
             corr: [&corr0, &corr1],
+            cf: m.to_mont(q - inv.0),
             add: &sigma0,
             q,
-            inv,
             twist: &tw,
         };
         for scalar in [false, true] {

@@ -255,9 +255,11 @@ impl KeySwitchKey {
     /// [`expand_step_eval`]'s key switch for two ciphertext moduli with each row's dot
     /// products and finish fused ([`keyprod::dot_finish_twist`]): the special prime's row
     /// first, its rounding-division corrections, then per modulus the digit, both corrections
-    /// and one pass that writes the step's outputs. Same integers as [`Self::switch_small`]
-    /// followed by [`keyprod::finish_twist`]; the switched rows never go through memory.
-    /// `corr` are two scratch rows of at least n words.
+    /// and one pass that writes the step's outputs, with the rounding division by P folded
+    /// into the rows' Montgomery reduction (the key rows scaled by P⁻¹). Same integers as
+    /// [`Self::switch_small`] followed by [`keyprod::finish_twist`]; the switched rows never go
+    /// through memory. `corr` are two scratch rows of at least n words; needs the scaled key
+    /// rows and q_i < 2^32 / 3.
     #[allow(clippy::too_many_arguments)]
     fn switch_fused_expand(
         &self,
@@ -325,14 +327,18 @@ impl KeySwitchKey {
             let own = &target_eval[rows.clone()];
             let other = &s.digits[j * n..(j + 1) * n];
             let srcs = if r == 0 { [own, other] } else { [other, own] };
+            let scaled = |j: usize, p: usize| {
+                ks.scaled_row(j, p, r, n)
+                    .expect("scaled key rows (checked by expand_step_eval)")
+            };
             let args = keyprod::DotFinish {
                 m: ks.mont[r],
                 srcs,
-                keys: [[key(0, 0, r), key(1, 0, r)], [key(0, 1, r), key(1, 1, r)]],
+                keys: [[scaled(0, 0), scaled(1, 0)], [scaled(0, 1), scaled(1, 1)]],
                 corr: [corr0, corr1],
+                cf: ks.p_inv_cf[r],
                 add: &sigma0[rows.clone()],
                 q,
-                inv: ks.p_inv[r],
                 twist: &twist[rows.clone()],
             };
             let (pa, pb) = plus.split_at_mut(1);
@@ -647,7 +653,12 @@ pub fn expand_step_eval(
     }
     gather_galois(ctx, ct, perm, &mut c1_eval, &mut coeff, Some(&mut sigma0));
     let (plus, minus) = (&mut ct.polys, &mut minus.polys);
-    if k == 2 && crate::simd::avx512() {
+    // The fused rows reduce three products at once (two digits and the correction).
+    let fused = k == 2
+        && crate::simd::avx512()
+        && !ks.scaled.is_empty()
+        && ks.mont[..k].iter().all(|m| m.fits(3));
+    if fused {
         ksk.switch_fused_expand(
             ctx,
             ks,
