@@ -20,7 +20,7 @@ pub enum Format {
 /// Precomputed tables for one parameter set, shared behind an `Arc`.
 ///
 /// Modulus indices `0..L` are the parameter moduli (index `L−1` is the special prime P);
-/// indices `L..` are auxiliary primes below 2^30 used internally by ciphertext multiplication.
+/// indices `L..` are auxiliary primes below 2^29 used internally by ciphertext multiplication.
 #[derive(Debug)]
 pub struct Context {
     /// The parameters the context was built from.
@@ -45,10 +45,14 @@ impl Context {
             .map(|&q| 64 - q.leading_zeros())
             .sum();
         let need_bits = ct_bits + n.trailing_zeros() + 8;
-        // Primes below 2^30 so every auxiliary NTT and lift runs in 32-bit (AVX2) lanes.
-        let aux_count = need_bits.div_ceil(29) as usize;
+        // Primes just below 2^29 (each above 2^28, so 28 bits counted apiece): every auxiliary
+        // NTT and lift runs in 32-bit lanes, a Montgomery product sum of up to 32 products of
+        // two values below 2^29 fits a u64 (so the tensor's usual sums of a few dozen products
+        // need no reduction part-way), and they lie above 28-bit ciphertext moduli, which lets
+        // the centered lift skip reductions ([`crate::keyprod`]'s `Lift2::direct`).
+        let aux_count = need_bits.div_ceil(28) as usize;
         let step = 2 * n as u64;
-        let mut cand = ((1u64 << 30) / step) * step + 1;
+        let mut cand = ((1u64 << 29) / step) * step + 1;
         let mut aux = 0;
         while aux < aux_count {
             cand -= step;

@@ -1047,16 +1047,18 @@ mod tests {
         assert!(acc.capacity() >= 1000);
         let mut sum: Option<Ciphertext> = None;
         let mut expect = vec![0u64; ctx.n];
-        // 12 products: more than the lazy u64 sums hold, so a mid-way reduction is exercised.
-        for j in 0..12u64 {
-            // a = j+1 (constant), b = (2, 0, …, 0, 3 at index j).
-            let a = Plaintext::new(&ctx, &[j + 1]).unwrap();
+        // 40 products: more than the lazy u64 sums hold (32 with auxiliary primes below 2^29),
+        // so a mid-way reduction is exercised.
+        for j in 0..40u64 {
+            // a = (j mod 15) + 1 (constant), b = (2, 0, …, 0, 3 at index j + 1).
+            let av = j % 15 + 1;
+            let a = Plaintext::new(&ctx, &[av]).unwrap();
             let mut bv = vec![0u64; ctx.n];
             bv[0] = 2;
             bv[j as usize + 1] = 3;
             let b = Plaintext::new(&ctx, &bv).unwrap();
-            expect[0] = (expect[0] + 2 * (j + 1)) % t;
-            expect[j as usize + 1] = (expect[j as usize + 1] + 3 * (j + 1)) % t;
+            expect[0] = (expect[0] + 2 * av) % t;
+            expect[j as usize + 1] = (expect[j as usize + 1] + 3 * av) % t;
             let ca = encrypt(&ctx, &a, &sk, &mut rng);
             let cb = encrypt(&ctx, &b, &sk, &mut rng);
             let mut cb_eval = cb.clone();
@@ -1071,7 +1073,7 @@ mod tests {
                 Some(s) => s.add_assign(&ctx, &p).unwrap(),
             }
         }
-        assert_eq!(acc.len(), 12);
+        assert_eq!(acc.len(), 40);
         let lazy = acc.finish(&ctx).unwrap().unwrap();
         assert!(acc.is_empty());
         assert_eq!(acc_eval.finish(&ctx).unwrap().unwrap(), lazy);
