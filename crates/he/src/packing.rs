@@ -70,15 +70,25 @@ pub fn bytes_to_coefficients_into(
     let w = bits - skip;
     let mut acc: u128 = 0;
     let mut acc_bits = 0u32;
-    let mut it = bytes.iter();
     let mask = if w == 64 {
         u64::MAX as u128
     } else {
         (1u128 << w) - 1
     };
+    // Eight bytes at a time while a whole word is left (acc holds fewer than w ≤ 64 bits
+    // then, so the shift stays within the u128), then byte by byte, zeros past the end.
+    let mut words = bytes.chunks_exact(8);
+    let mut rest = words.remainder().iter();
     for c in coeffs.iter_mut() {
+        if acc_bits < w
+            && let Some(word) = words.next()
+        {
+            let v = u64::from_be_bytes(word.try_into().expect("eight bytes"));
+            acc = (acc << 64) | v as u128;
+            acc_bits += 64;
+        }
         while acc_bits < w {
-            let b = it.next().copied().unwrap_or(0);
+            let b = rest.next().copied().unwrap_or(0);
             acc = (acc << 8) | b as u128;
             acc_bits += 8;
         }
@@ -114,7 +124,8 @@ mod tests {
     use super::*;
 
     /// The packing equals a bit-at-a-time MSB-first writer for every width and skip and
-    /// for counts that end mid-byte and mid-word, and unpacks back to the kept bits.
+    /// for counts that end mid-byte and mid-word, and unpacks back to the kept bits (a
+    /// truncated input as if zero-padded).
     #[test]
     fn packing_matches_a_bitwise_writer() {
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
@@ -158,6 +169,14 @@ mod tests {
                     bytes_to_coefficients_into(&got, bits, skip, &mut back).unwrap();
                     let kept: Vec<u64> = coeffs.iter().map(|&c| c >> skip << skip).collect();
                     assert_eq!(back, kept, "bits {bits} skip {skip} count {count}");
+                    // Missing trailing bytes read as zeros.
+                    let cut = got.len() * 2 / 3;
+                    let mut padded = got[..cut].to_vec();
+                    padded.resize(got.len(), 0);
+                    let (mut short, mut full) = (vec![0u64; count], vec![0u64; count]);
+                    bytes_to_coefficients_into(&got[..cut], bits, skip, &mut short).unwrap();
+                    bytes_to_coefficients_into(&padded, bits, skip, &mut full).unwrap();
+                    assert_eq!(short, full, "bits {bits} skip {skip} count {count}");
                 }
             }
         }
