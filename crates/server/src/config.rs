@@ -203,7 +203,9 @@ pub struct Limits {
     pub max_keys_per_user: usize,
     /// Users with stored keys (least recently used dropped first).
     pub max_users: usize,
-    /// Deserialized evaluation keys kept in memory.
+    /// Deserialized evaluation keys kept in memory (about 6 MB each for Apple's
+    /// n = 4096, three-modulus parameters once queried: the key polynomials and their 32-bit
+    /// and P⁻¹-scaled rows).
     pub key_cache_entries: usize,
     /// Largest `/report` body URL count.
     pub max_report_urls: usize,
