@@ -1547,6 +1547,19 @@ mod tests {
         assert_eq!(outs[0], outs[1], "direct and reducing lifts");
     }
 
+    /// An index past the source rows is refused (a panic from the bounds-checked path), not
+    /// read, on every SIMD path.
+    #[test]
+    #[should_panic]
+    fn gather_rows_refuses_an_index_past_the_rows() {
+        let n = 64;
+        let src: Vec<u64> = (0..n as u64).collect();
+        let mut perm: Vec<u32> = (0..n as u32).map(|i| (i * 7 + 3) % n as u32).collect();
+        perm[9] = n as u32;
+        let mut d = vec![0u64; n];
+        gather_rows(&perm, [&src[..]], [&mut d]);
+    }
+
     /// The gather equals the word-by-word definition for the expansion's Galois elements
     /// (blocks of eight stay together, the `vpermq` path) and for elements whose blocks
     /// split (the per-word path), with one and two rows, on n = 4096 and a length with a tail.
