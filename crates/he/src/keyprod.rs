@@ -254,11 +254,12 @@ fn finish_step(
 pub(crate) struct DotFinish<'a> {
     /// Montgomery constants of q (the key rows are in Montgomery form).
     pub(crate) m: Mont32,
-    /// The two digits' Eval rows.
+    /// The two digits' Eval rows (each word below 4q; the reduction needs the sum of the three
+    /// products below q·2^32).
     pub(crate) srcs: [&'a [u64]; 2],
     /// Key rows of each digit for the first and the second output polynomial, times P⁻¹.
     pub(crate) keys: [[&'a [u32]; 2]; 2],
-    /// Correction rows of the rounding division, per output polynomial.
+    /// Correction rows of the rounding division, per output polynomial (below 4q).
     pub(crate) corr: [&'a [u64]; 2],
     /// −P⁻¹ mod q in Montgomery form (the correction rows' factor).
     pub(crate) cf: u32,
@@ -274,7 +275,8 @@ pub(crate) struct DotFinish<'a> {
 /// digits) with the rounding division by P folded in (see [`DotFinish`]), then the twisted
 /// sum and difference of [`finish_twist`] for both polynomials (σ(c₀) added to the first), in
 /// one pass, so the switched rows never go through memory. The same integers as the two
-/// passes with unscaled keys. Needs `a.m.fits(3)`.
+/// passes with unscaled keys. Needs the three products' sum below q·2^32 (`a.m.fits(9)` with
+/// lazy rows below 4q, `fits(3)` with reduced ones).
 pub(crate) fn dot_finish_twist(
     a: &DotFinish,
     [plus0, plus1]: [&mut [u64]; 2],

@@ -281,6 +281,19 @@ impl Ntt32 {
         }
     }
 
+    /// [`Self::forward_words_from`] with outputs below 4q where a lazy kernel exists
+    /// (AVX-512), reduced elsewhere.
+    fn forward_words_from_lazy(&self, src: &[u64], add: u32, dst: &mut [u64]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Kernels::Avx512(t) = self.kernels(Simd::Best) {
+            let (s, b) = (words_as_slots_ref(src), words_as_slots(dst));
+            // SAFETY: as in `forward_words` (instruction set detected, bounds-checked access).
+            unsafe { avx512::forward_from_lazy(self, t, s, add, b) };
+            return;
+        }
+        self.forward_words_from(src, add, dst, Simd::Best);
+    }
+
     /// Inverse transform of the words `src` (values < q) into `dst`.
     fn inverse_words_from(&self, src: &[u64], dst: &mut [u64], simd: Simd) {
         let (s, b) = (words_as_slots_ref(src), words_as_slots(dst));
@@ -421,6 +434,17 @@ impl NttTable {
                 }
                 self.forward_u64(dst);
             }
+        }
+    }
+
+    /// [`Self::forward_from`] whose outputs are only congruent to the transform, each below
+    /// 4q (fully reduced where no lazy kernel applies): for rows whose every use is a product
+    /// reduced afterwards, with room for the larger factor (see the fused expansion step).
+    pub fn forward_from_lazy(&self, src: &[u64], add: u32, dst: &mut [u64]) {
+        assert!(src.len() == self.n && dst.len() == self.n, "NTT length");
+        match &self.small {
+            Some(s) => s.forward_words_from_lazy(src, add, dst),
+            None => self.forward_from(src, add, dst),
         }
     }
 
@@ -757,6 +781,12 @@ mod tests {
                     let mut got2 = vec![0u64; n];
                     t.forward_from_avx2(&src, add, &mut got2);
                     assert_eq!(got2, want, "AVX2 q={q} n={n} add={add}");
+                    // The lazy form: congruent, each word below 4q.
+                    let mut lazy = vec![0u64; n];
+                    t.forward_from_lazy(&src, add, &mut lazy);
+                    assert!(lazy.iter().all(|&x| x < 4 * q), "lazy bound q={q} n={n}");
+                    let lazy_reduced: Vec<u64> = lazy.iter().map(|&x| x % q).collect();
+                    assert_eq!(lazy_reduced, want, "lazy q={q} n={n} add={add}");
                     // And back, out of place.
                     let mut back = vec![0u64; n];
                     t.inverse_from(&got, &mut back);

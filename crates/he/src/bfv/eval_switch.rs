@@ -258,8 +258,10 @@ impl KeySwitchKey {
     /// and one pass that writes the step's outputs, with the rounding division by P folded
     /// into the rows' Montgomery reduction (the key rows scaled by P⁻¹). Same integers as
     /// [`Self::switch_small`] followed by [`keyprod::finish_twist`]; the switched rows never go
-    /// through memory. `corr` are two scratch rows of at least n words; needs the scaled key
-    /// rows and q_i < 2^32 / 3.
+    /// through memory. The digits transformed here and the corrections are left below 4q
+    /// ([`crate::ntt::NttTable::forward_from_lazy`]): every use is a product reduced after.
+    /// `corr` are two scratch rows of at least n words; needs the scaled key rows,
+    /// 9·q_i < 2^32 and 8·P < 2^32.
     #[allow(clippy::too_many_arguments)]
     fn switch_fused_expand(
         &self,
@@ -291,6 +293,7 @@ impl KeySwitchKey {
                 (pv, mu_p),
                 &target_coeff[j * n..(j + 1) * n],
                 d,
+                true,
             );
         }
         let (d0, d1) = s.digits.split_at(n);
@@ -321,9 +324,10 @@ impl KeySwitchKey {
                 (q, barrett32_mu(q)),
                 &target_coeff[j * n..(j + 1) * n],
                 d,
+                true,
             );
-            correction_row(ctx, r, (pv, half), &s.p0, corr0);
-            correction_row(ctx, r, (pv, half), &s.p1, corr1);
+            correction_row(ctx, r, (pv, half), &s.p0, corr0, true);
+            correction_row(ctx, r, (pv, half), &s.p1, corr1, true);
             let own = &target_eval[rows.clone()];
             let other = &s.digits[j * n..(j + 1) * n];
             let srcs = if r == 0 { [own, other] } else { [other, own] };
@@ -378,7 +382,15 @@ impl KeySwitchKey {
             let mu = barrett32_mu(q);
             for j in (0..k).filter(|&j| j != r) {
                 let d = &mut digits[j * n..(j + 1) * n];
-                digit_row(ctx, j, mi, (q, mu), &target_coeff[j * n..(j + 1) * n], d);
+                digit_row(
+                    ctx,
+                    j,
+                    mi,
+                    (q, mu),
+                    &target_coeff[j * n..(j + 1) * n],
+                    d,
+                    false,
+                );
             }
             let srcs: Vec<&[u64]> = (0..k)
                 .map(|j| {
@@ -421,18 +433,30 @@ fn mod_down_small(
     for (poly, p) in [p0, p1].into_iter().enumerate() {
         lift_special_row(ctx, special, (pv, half), p);
         for i in 0..k {
-            correction_row(ctx, i, (pv, half), p, buf);
+            correction_row(ctx, i, (pv, half), p, buf, false);
             finish(poly, i, buf);
         }
     }
 }
 
 /// Digit j (the Coeff row `src` mod q_j) in Eval form mod modulus `mi` (q with its Barrett
-/// factor) into `d`.
-fn digit_row(ctx: &Context, j: usize, mi: usize, (q, mu): (u32, u32), src: &[u64], d: &mut [u64]) {
+/// factor) into `d`: reduced, or below 4q when `lazy` ([`crate::ntt::NttTable::forward_from_lazy`]).
+fn digit_row(
+    ctx: &Context,
+    j: usize,
+    mi: usize,
+    (q, mu): (u32, u32),
+    src: &[u64],
+    d: &mut [u64],
+    lazy: bool,
+) {
     // A digit below q_j < 4q goes straight into the transform, which reduces it.
     if ctx.modulus(j).value < 4 * q as u64 {
-        ctx.ntt(mi).forward_from(src, 0, d);
+        if lazy {
+            ctx.ntt(mi).forward_from_lazy(src, 0, d);
+        } else {
+            ctx.ntt(mi).forward_from(src, 0, d);
+        }
     } else {
         keyprod::reduce_add(d, src, q, mu, 0);
         ctx.ntt(mi).forward(d);
@@ -448,15 +472,27 @@ fn lift_special_row(ctx: &Context, special: usize, (pv, half): (u32, u32), p: &m
 
 /// The correction row of the rounding division by P for ciphertext modulus i: the special
 /// prime's row `p` (Coeff, lifted to [x + ⌊P/2⌋]_P by [`keyprod::lift_half`]) minus ⌊P/2⌋,
-/// in Eval form mod q_i, into `buf`. `(pv, half)` = (P, ⌊P/2⌋).
-fn correction_row(ctx: &Context, i: usize, (pv, half): (u32, u32), p: &[u64], buf: &mut [u64]) {
+/// in Eval form mod q_i, into `buf` (below 4q_i rather than reduced when `lazy`).
+/// `(pv, half)` = (P, ⌊P/2⌋).
+fn correction_row(
+    ctx: &Context,
+    i: usize,
+    (pv, half): (u32, u32),
+    p: &[u64],
+    buf: &mut [u64],
+    lazy: bool,
+) {
     let q = ctx.modulus(i).value as u32;
     let mu = barrett32_mu(q);
     let half_i = barrett32(half, q, mu);
     let add = (q - half_i) % q;
     // p < P, so p + add < P + q: below 4q (the transform's input bound) when P < 3q.
     if (pv as u64) < 3 * q as u64 {
-        ctx.ntt(i).forward_from(p, add, buf);
+        if lazy {
+            ctx.ntt(i).forward_from_lazy(p, add, buf);
+        } else {
+            ctx.ntt(i).forward_from(p, add, buf);
+        }
     } else {
         keyprod::reduce_add(buf, p, q, mu, add);
         ctx.ntt(i).forward(buf);
@@ -653,11 +689,14 @@ pub fn expand_step_eval(
     }
     gather_galois(ctx, ct, perm, &mut c1_eval, &mut coeff, Some(&mut sigma0));
     let (plus, minus) = (&mut ct.polys, &mut minus.polys);
-    // The fused rows reduce three products at once (two digits and the correction).
+    // The fused rows reduce three products at once (two digits and the correction), the
+    // other digit and the correction left below 4q by their transforms: 9q² < q·2^32. The
+    // special prime's two lazy digits: 8P² < P·2^32.
     let fused = k == 2
         && crate::simd::avx512()
         && !ks.scaled.is_empty()
-        && ks.mont[..k].iter().all(|m| m.fits(3));
+        && ks.mont[..k].iter().all(|m| m.fits(9))
+        && ks.mont[ks.l - 1].fits(8);
     if fused {
         ksk.switch_fused_expand(
             ctx,

@@ -356,7 +356,7 @@ fn forward_middle(t: &Ntt32, a: &mut [u32], region: usize, q: __m512i, two_q: __
 
 /// Forward half-block sizes 8, 4, 2, 1 on G groups of 32 residues each, group k given as
 /// `inp[k]` = (residues 0..16, 16..32) in order with its twiddle record `recs[k]`, reduced to
-/// [0, q) and returned as four vectors of eight words per group.
+/// [0, q) (below 4q when LAZY) and returned as four vectors of eight words per group.
 ///
 /// The groups advance stage by stage together: one group's four stages form a chain of
 /// dependent multiplies and shuffles (about 25 cycles a stage) that the out-of-order window
@@ -364,7 +364,7 @@ fn forward_middle(t: &Ntt32, a: &mut [u32], region: usize, q: __m512i, two_q: __
 /// while interleaving G independent chains in program order keeps the multiplier ports busy.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn forward_groups<const G: usize>(
+fn forward_groups<const G: usize, const LAZY: bool>(
     inp: [(__m512i, __m512i); G],
     recs: [&[u32; REC]; G],
     tables: &Tables,
@@ -414,8 +414,12 @@ fn forward_groups<const G: usize>(
     }
     let mut out = [[zero; 4]; G];
     for k in 0..G {
-        let xk = csub(csub(x[k], two_q), q);
-        let yk = csub(csub(y[k], two_q), q);
+        // Outputs below 4q; LAZY leaves them there, else they are reduced to [0, q).
+        let (xk, yk) = if LAZY {
+            (x[k], y[k])
+        } else {
+            (csub(csub(x[k], two_q), q), csub(csub(y[k], two_q), q))
+        };
         for (o, idx) in out[k].iter_mut().zip(&tables.widen) {
             *o = _mm512_maskz_permutex2var_epi32(0x5555, xk, load(idx), yk);
         }
@@ -445,12 +449,19 @@ fn store_words(r: &mut [u32], g: usize, out: [__m512i; 4]) {
 /// not yet read are below 32g ≤ 64g, and each batch reads before it writes.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn forward_last(r: &mut [u32], recs: &[u32], tables: &Tables, q: __m512i, two_q: __m512i) {
+fn forward_last<const LAZY: bool>(
+    r: &mut [u32],
+    recs: &[u32],
+    tables: &Tables,
+    q: __m512i,
+    two_q: __m512i,
+) {
     let group = |r: &[u32], g: usize| (load(at(r, GROUP * g)), load(at(r, GROUP * g + L)));
     if !recs.len().is_multiple_of(INFLIGHT * REC) {
         // Few groups (small n): one at a time.
         for (g, chunk) in recs.chunks_exact(REC).enumerate().rev() {
-            let [out] = forward_groups([group(r, g)], [rec_at(chunk, 0)], tables, q, two_q);
+            let [out] =
+                forward_groups::<1, LAZY>([group(r, g)], [rec_at(chunk, 0)], tables, q, two_q);
             store_words(r, g, out);
         }
         return;
@@ -465,7 +476,7 @@ fn forward_last(r: &mut [u32], recs: &[u32], tables: &Tables, q: __m512i, two_q:
             *v = group(r, g0 + k);
         }
         let recs: [&[u32; REC]; INFLIGHT] = std::array::from_fn(|k| rec_at(chunk, k));
-        let out = forward_groups(inp, recs, tables, q, two_q);
+        let out = forward_groups::<INFLIGHT, LAZY>(inp, recs, tables, q, two_q);
         for (k, o) in out.into_iter().enumerate().rev() {
             store_words(r, g0 + k, o);
         }
@@ -477,19 +488,32 @@ fn forward_last(r: &mut [u32], recs: &[u32], tables: &Tables, q: __m512i, two_q:
 /// for `t` and n.
 #[target_feature(enable = "avx512f")]
 pub(super) fn forward(t: &Ntt32, tables: &Tables, b: &mut [u32]) {
-    forward_impl(t, tables, None, b)
+    forward_impl::<false>(t, tables, None, b)
 }
 
 /// [`forward`] of the words `src + add` (each below 4q, in `src`'s 2n slots) into `b`: the
 /// first stage reads `src` and adds, so no separate reduction pass runs over the input.
 #[target_feature(enable = "avx512f")]
 pub(super) fn forward_from(t: &Ntt32, tables: &Tables, src: &[u32], add: u32, b: &mut [u32]) {
-    forward_impl(t, tables, Some((src, add)), b)
+    forward_impl::<false>(t, tables, Some((src, add)), b)
+}
+
+/// [`forward_from`] with outputs left below 4q (congruent, not reduced): for rows that only
+/// feed products reduced afterwards, the last reduction (four vector operations per sixteen
+/// words) is skipped.
+#[target_feature(enable = "avx512f")]
+pub(super) fn forward_from_lazy(t: &Ntt32, tables: &Tables, src: &[u32], add: u32, b: &mut [u32]) {
+    forward_impl::<true>(t, tables, Some((src, add)), b)
 }
 
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn forward_impl(t: &Ntt32, tables: &Tables, src: Option<(&[u32], u32)>, b: &mut [u32]) {
+fn forward_impl<const LAZY: bool>(
+    t: &Ntt32,
+    tables: &Tables,
+    src: Option<(&[u32], u32)>,
+    b: &mut [u32],
+) {
     let n = b.len() / 2;
     debug_assert!(n >= 2 * GROUP && n.is_power_of_two());
     debug_assert_eq!(tables.fwd.len(), REC * n / GROUP);
@@ -527,7 +551,7 @@ fn forward_impl(t: &Ntt32, tables: &Tables, src: Option<(&[u32], u32)>, b: &mut 
     let recs = tables.fwd.split_at(REC * n / (2 * GROUP));
     for (region, (r, recs)) in [(lo, recs.0), (hi, recs.1)].into_iter().enumerate() {
         forward_middle(t, &mut r[..n / 2], region, q, two_q);
-        forward_last(r, recs, tables, q, two_q);
+        forward_last::<LAZY>(r, recs, tables, q, two_q);
     }
 }
 
