@@ -354,6 +354,50 @@ fn forward_middle(t: &Ntt32, a: &mut [u32], region: usize, q: __m512i, two_q: __
     }
 }
 
+/// Stage J of the fused passes on every group: Cooley–Tukey (FORWARD) or Gentleman–Sande
+/// butterflies of x[k], y[k] with block J of record k.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn fused_stage<const G: usize, const J: usize, const FORWARD: bool>(
+    (x, y): (&mut [__m512i; G], &mut [__m512i; G]),
+    recs: &[&[u32; REC]; G],
+    q: __m512i,
+    two_q: __m512i,
+) {
+    for k in 0..G {
+        let tw = tw_rec::<J>(recs[k]);
+        (x[k], y[k]) = if FORWARD {
+            fwd_bfly(x[k], y[k], tw, q, two_q)
+        } else {
+            inv_bfly(x[k], y[k], tw, q, two_q)
+        };
+    }
+}
+
+/// Per group, x ← the even 64-bit lanes of x and y interleaved, y ← the odd ones.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn unpack_qwords<const G: usize>(x: &mut [__m512i; G], y: &mut [__m512i; G]) {
+    for k in 0..G {
+        (x[k], y[k]) = (
+            _mm512_unpacklo_epi64(x[k], y[k]),
+            _mm512_unpackhi_epi64(x[k], y[k]),
+        );
+    }
+}
+
+/// Per group, the odd 32-bit lanes of x trade places with the even lanes of y.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn swap_odd_dwords<const G: usize>(x: &mut [__m512i; G], y: &mut [__m512i; G]) {
+    for k in 0..G {
+        (x[k], y[k]) = (
+            _mm512_mask_blend_epi32(0xAAAA, x[k], _mm512_shuffle_epi32::<0xA0>(y[k])),
+            _mm512_mask_blend_epi32(0xAAAA, _mm512_shuffle_epi32::<0xF5>(x[k]), y[k]),
+        );
+    }
+}
+
 /// Forward half-block sizes 8, 4, 2, 1 on G groups of 32 residues each, group k given as
 /// `inp[k]` = (residues 0..16, 16..32) in order with its twiddle record `recs[k]`, reduced to
 /// [0, q) (below 4q when LAZY) and returned as four vectors of eight words per group.
@@ -379,9 +423,7 @@ fn forward_groups<const G: usize, const LAZY: bool>(
         x[k] = _mm512_shuffle_i64x2::<0x44>(a, b);
         y[k] = _mm512_shuffle_i64x2::<0xEE>(a, b);
     }
-    for k in 0..G {
-        (x[k], y[k]) = fwd_bfly(x[k], y[k], tw_rec::<0>(recs[k]), q, two_q);
-    }
+    fused_stage::<G, 0, true>((&mut x, &mut y), &recs, q, two_q);
     // x = [x.c0, x.c2, y.c0, y.c2] (residues 0-3, 16-19, 8-11, 24-27), y = +4.
     for k in 0..G {
         (x[k], y[k]) = (
@@ -389,29 +431,13 @@ fn forward_groups<const G: usize, const LAZY: bool>(
             _mm512_shuffle_i64x2::<0xDD>(x[k], y[k]),
         );
     }
-    for k in 0..G {
-        (x[k], y[k]) = fwd_bfly(x[k], y[k], tw_rec::<1>(recs[k]), q, two_q);
-    }
+    fused_stage::<G, 1, true>((&mut x, &mut y), &recs, q, two_q);
     // Per chunk from base b: x = [b, b+1, b+4, b+5], y = +2.
-    for k in 0..G {
-        (x[k], y[k]) = (
-            _mm512_unpacklo_epi64(x[k], y[k]),
-            _mm512_unpackhi_epi64(x[k], y[k]),
-        );
-    }
-    for k in 0..G {
-        (x[k], y[k]) = fwd_bfly(x[k], y[k], tw_rec::<2>(recs[k]), q, two_q);
-    }
+    unpack_qwords(&mut x, &mut y);
+    fused_stage::<G, 2, true>((&mut x, &mut y), &recs, q, two_q);
     // Per chunk: x = [b, b+2, b+4, b+6], y = +1.
-    for k in 0..G {
-        (x[k], y[k]) = (
-            _mm512_mask_blend_epi32(0xAAAA, x[k], _mm512_shuffle_epi32::<0xA0>(y[k])),
-            _mm512_mask_blend_epi32(0xAAAA, _mm512_shuffle_epi32::<0xF5>(x[k]), y[k]),
-        );
-    }
-    for k in 0..G {
-        (x[k], y[k]) = fwd_bfly(x[k], y[k], tw_rec::<3>(recs[k]), q, two_q);
-    }
+    swap_odd_dwords(&mut x, &mut y);
+    fused_stage::<G, 3, true>((&mut x, &mut y), &recs, q, two_q);
     let mut out = [[zero; 4]; G];
     for k in 0..G {
         // Outputs below 4q; LAZY leaves them there, else they are reduced to [0, q).
@@ -579,29 +605,13 @@ fn inverse_groups<const G: usize>(
         x[k] = _mm512_permutex2var_epi32(a, g0, b);
         y[k] = _mm512_permutex2var_epi32(a, g1, b);
     }
-    for k in 0..G {
-        (x[k], y[k]) = inv_bfly(x[k], y[k], tw_rec::<0>(recs[k]), q, two_q);
-    }
+    fused_stage::<G, 0, false>((&mut x, &mut y), &recs, q, two_q);
     // x = [b, b+1, b+4, b+5], y = +2.
-    for k in 0..G {
-        (x[k], y[k]) = (
-            _mm512_mask_blend_epi32(0xAAAA, x[k], _mm512_shuffle_epi32::<0xA0>(y[k])),
-            _mm512_mask_blend_epi32(0xAAAA, _mm512_shuffle_epi32::<0xF5>(x[k]), y[k]),
-        );
-    }
-    for k in 0..G {
-        (x[k], y[k]) = inv_bfly(x[k], y[k], tw_rec::<1>(recs[k]), q, two_q);
-    }
+    swap_odd_dwords(&mut x, &mut y);
+    fused_stage::<G, 1, false>((&mut x, &mut y), &recs, q, two_q);
     // x = [b, b+1, b+2, b+3] with bases 0, 16, 8, 24; y = +4.
-    for k in 0..G {
-        (x[k], y[k]) = (
-            _mm512_unpacklo_epi64(x[k], y[k]),
-            _mm512_unpackhi_epi64(x[k], y[k]),
-        );
-    }
-    for k in 0..G {
-        (x[k], y[k]) = inv_bfly(x[k], y[k], tw_rec::<2>(recs[k]), q, two_q);
-    }
+    unpack_qwords(&mut x, &mut y);
+    fused_stage::<G, 2, false>((&mut x, &mut y), &recs, q, two_q);
     // x = [x.c0, y.c0, x.c1, y.c1] (residues 0-7, 16-23), y = [x.c2, y.c2, x.c3, y.c3].
     let lo = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
     let hi = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
@@ -611,9 +621,7 @@ fn inverse_groups<const G: usize>(
             _mm512_permutex2var_epi64(x[k], hi, y[k]),
         );
     }
-    for k in 0..G {
-        (x[k], y[k]) = inv_bfly(x[k], y[k], tw_rec::<3>(recs[k]), q, two_q);
-    }
+    fused_stage::<G, 3, false>((&mut x, &mut y), &recs, q, two_q);
     // a = [x.c0, x.c1, y.c0, y.c1] (residues 0-15), b = the rest.
     std::array::from_fn(|k| {
         (
