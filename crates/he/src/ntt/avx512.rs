@@ -256,36 +256,13 @@ fn unpack16(out: &mut [u32], v: __m512i) {
 }
 
 /// One stage with half-block size `half` ≥ 16 over `a` (blocks of 2·half, one twiddle and
-/// its Shoup constant each, from `roots`): Gentleman–Sande butterflies (inverse).
+/// its Shoup constant each, from `roots`): Cooley–Tukey butterflies when FORWARD, whose x
+/// input first goes through `csub` with each constant of `corr` in turn (none when the
+/// stage's inputs leave room for the outputs' growth by 2q; see [`forward_middle`]), else
+/// Gentleman–Sande butterflies (`corr` unused).
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn middle_stage_inv(
-    a: &mut [u32],
-    half: usize,
-    (roots, shoup): (&[u32], &[u32]),
-    q: __m512i,
-    two_q: __m512i,
-) {
-    for ((block, &w), &ws) in a.chunks_exact_mut(2 * half).zip(roots).zip(shoup) {
-        let tw = tw_splat(w, ws);
-        let (lo, hi) = block.split_at_mut(half);
-        for (x, y) in lo.chunks_exact_mut(L).zip(hi.chunks_exact_mut(L)) {
-            let (x, y): (&mut [u32; L], &mut [u32; L]) =
-                (x.try_into().expect("lanes"), y.try_into().expect("lanes"));
-            let (u, v) = inv_bfly(load(x), load(y), tw, q, two_q);
-            store(x, u);
-            store(y, v);
-        }
-    }
-}
-
-/// One forward stage with half-block size `half` ≥ 16 over `a` (blocks of 2·half, one
-/// twiddle and its Shoup constant each, from `roots`): Cooley–Tukey butterflies whose x input
-/// first goes through `csub` with each constant of `corr` in turn (none when the stage's
-/// inputs leave room for the outputs' growth by 2q; see [`forward_middle`]).
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn middle_stage_fwd<const C: usize>(
+fn middle_stage<const FORWARD: bool, const C: usize>(
     a: &mut [u32],
     half: usize,
     (roots, shoup): (&[u32], &[u32]),
@@ -299,11 +276,15 @@ fn middle_stage_fwd<const C: usize>(
         for (x, y) in lo.chunks_exact_mut(L).zip(hi.chunks_exact_mut(L)) {
             let (x, y): (&mut [u32; L], &mut [u32; L]) =
                 (x.try_into().expect("lanes"), y.try_into().expect("lanes"));
-            let mut xv = load(x);
-            for c in corr {
-                xv = csub(xv, c);
-            }
-            let (u, v) = fwd_bfly_raw(xv, load(y), tw, q, two_q);
+            let (u, v) = if FORWARD {
+                let mut xv = load(x);
+                for c in corr {
+                    xv = csub(xv, c);
+                }
+                fwd_bfly_raw(xv, load(y), tw, q, two_q)
+            } else {
+                inv_bfly(load(x), load(y), tw, q, two_q)
+            };
             store(x, u);
             store(y, v);
         }
@@ -336,16 +317,16 @@ fn forward_middle(t: &Ntt32, a: &mut [u32], region: usize, q: __m512i, two_q: __
         );
         // The bound stays at most 16 so the halvings' constants (≤ 8q < 2^32) fit a lane.
         if half > L && bound + 2 <= 16 && (bound + 2) * qv < 1 << 32 {
-            middle_stage_fwd(a, half, tw, [], q, two_q);
+            middle_stage::<true, 0>(a, half, tw, [], q, two_q);
             bound += 2;
         } else {
             // Halvings from 2^j·q with 2^(j+1) the power of two at or above the bound, down
             // to 2q (one when the bound is 4, as every stage did before).
             let c = |j: u32| splat(t.q << j);
             match bound.next_power_of_two().trailing_zeros() {
-                0..=2 => middle_stage_fwd(a, half, tw, [c(1)], q, two_q),
-                3 => middle_stage_fwd(a, half, tw, [c(2), c(1)], q, two_q),
-                _ => middle_stage_fwd(a, half, tw, [c(3), c(2), c(1)], q, two_q),
+                0..=2 => middle_stage::<true, 1>(a, half, tw, [c(1)], q, two_q),
+                3 => middle_stage::<true, 2>(a, half, tw, [c(2), c(1)], q, two_q),
+                _ => middle_stage::<true, 3>(a, half, tw, [c(3), c(2), c(1)], q, two_q),
             }
             bound = 4;
         }
@@ -703,7 +684,7 @@ fn inverse_middle(t: &Ntt32, a: &mut [u32], region: usize, q: __m512i, two_q: __
             &t.inv_roots[first..first + m / 2],
             &t.inv_roots_shoup[first..first + m / 2],
         );
-        middle_stage_inv(a, half, tw, q, two_q);
+        middle_stage::<false, 0>(a, half, tw, [], q, two_q);
         half <<= 1;
         m >>= 1;
     }
