@@ -253,6 +253,50 @@ fn forward_middle(t: &Ntt32, a: &mut [u32], region: usize, q: __m256i, two_q: __
     }
 }
 
+/// Stage J of the fused passes on every group: Cooley–Tukey (FORWARD) or Gentleman–Sande
+/// butterflies of x[k], y[k] with block J of record k.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn fused_stage<const G: usize, const J: usize, const FORWARD: bool>(
+    (x, y): (&mut [__m256i; G], &mut [__m256i; G]),
+    recs: &[&[u32; REC]; G],
+    q: __m256i,
+    two_q: __m256i,
+) {
+    for k in 0..G {
+        let tw = tw_rec::<J>(recs[k]);
+        (x[k], y[k]) = if FORWARD {
+            fwd_bfly(x[k], y[k], tw, q, two_q)
+        } else {
+            inv_bfly(x[k], y[k], tw, q, two_q)
+        };
+    }
+}
+
+/// Per group, x ← the low 128-bit halves of x and y, y ← the high ones.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn split_halves<const G: usize>(x: &mut [__m256i; G], y: &mut [__m256i; G]) {
+    for k in 0..G {
+        (x[k], y[k]) = (
+            _mm256_permute2x128_si256::<0x20>(x[k], y[k]),
+            _mm256_permute2x128_si256::<0x31>(x[k], y[k]),
+        );
+    }
+}
+
+/// Per group, x ← the even 64-bit lanes of x and y interleaved, y ← the odd ones.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn unpack_qwords<const G: usize>(x: &mut [__m256i; G], y: &mut [__m256i; G]) {
+    for k in 0..G {
+        (x[k], y[k]) = (
+            _mm256_unpacklo_epi64(x[k], y[k]),
+            _mm256_unpackhi_epi64(x[k], y[k]),
+        );
+    }
+}
+
 /// Forward half-block sizes 4, 2, 1 on G groups of 16 residues, group k given as
 /// `inp[k]` = (residues 0..8, 8..16) in group layout with its twiddle record `recs[k]`,
 /// reduced to [0, q) and returned as four vectors of four words per group. The groups
@@ -274,29 +318,13 @@ fn forward_groups<const G: usize>(
         x[k] = _mm256_blend_epi32::<0b1010_1010>(a, _mm256_slli_epi64::<32>(b));
         y[k] = _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<32>(a), b);
     }
-    for k in 0..G {
-        (x[k], y[k]) = fwd_bfly(x[k], y[k], tw_rec::<0>(recs[k]), q, two_q);
-    }
+    fused_stage::<G, 0, true>((&mut x, &mut y), &recs, q, two_q);
     // Half 2: x = [a0,b0,a1,b1 | a4,b4,a5,b5], y = [a2,b2,a3,b3 | a6,b6,a7,b7].
-    for k in 0..G {
-        (x[k], y[k]) = (
-            _mm256_permute2x128_si256::<0x20>(x[k], y[k]),
-            _mm256_permute2x128_si256::<0x31>(x[k], y[k]),
-        );
-    }
-    for k in 0..G {
-        (x[k], y[k]) = fwd_bfly(x[k], y[k], tw_rec::<1>(recs[k]), q, two_q);
-    }
+    split_halves(&mut x, &mut y);
+    fused_stage::<G, 1, true>((&mut x, &mut y), &recs, q, two_q);
     // Half 1: x = [a0,b0,a2,b2 | a4,b4,a6,b6], y = [a1,b1,a3,b3 | a5,b5,a7,b7].
-    for k in 0..G {
-        (x[k], y[k]) = (
-            _mm256_unpacklo_epi64(x[k], y[k]),
-            _mm256_unpackhi_epi64(x[k], y[k]),
-        );
-    }
-    for k in 0..G {
-        (x[k], y[k]) = fwd_bfly(x[k], y[k], tw_rec::<2>(recs[k]), q, two_q);
-    }
+    unpack_qwords(&mut x, &mut y);
+    fused_stage::<G, 2, true>((&mut x, &mut y), &recs, q, two_q);
     let mask = _mm256_set1_epi64x(0xffff_ffff);
     std::array::from_fn(|k| {
         let x = csub(csub(x[k], two_q), q);
@@ -447,29 +475,13 @@ fn inverse_groups<const G: usize>(
         // Half 1: x = [a0,b0,a4,b4 | a2,b2,a6,b6], y = [a1,b1,a5,b5 | a3,b3,a7,b7].
         (x[k], y[k]) = (_mm256_unpacklo_epi64(p, s), _mm256_unpackhi_epi64(p, s));
     }
-    for k in 0..G {
-        (x[k], y[k]) = inv_bfly(x[k], y[k], tw_rec::<0>(recs[k]), q, two_q);
-    }
+    fused_stage::<G, 0, false>((&mut x, &mut y), &recs, q, two_q);
     // Half 2: x = [a0,b0,a4,b4 | a1,b1,a5,b5], y = [a2,b2,a6,b6 | a3,b3,a7,b7].
-    for k in 0..G {
-        (x[k], y[k]) = (
-            _mm256_permute2x128_si256::<0x20>(x[k], y[k]),
-            _mm256_permute2x128_si256::<0x31>(x[k], y[k]),
-        );
-    }
-    for k in 0..G {
-        (x[k], y[k]) = inv_bfly(x[k], y[k], tw_rec::<1>(recs[k]), q, two_q);
-    }
+    split_halves(&mut x, &mut y);
+    fused_stage::<G, 1, false>((&mut x, &mut y), &recs, q, two_q);
     // Half 4: x = [a0,b0,a2,b2 | a1,b1,a3,b3], y = [a4,b4,a6,b6 | a5,b5,a7,b7].
-    for k in 0..G {
-        (x[k], y[k]) = (
-            _mm256_unpacklo_epi64(x[k], y[k]),
-            _mm256_unpackhi_epi64(x[k], y[k]),
-        );
-    }
-    for k in 0..G {
-        (x[k], y[k]) = inv_bfly(x[k], y[k], tw_rec::<2>(recs[k]), q, two_q);
-    }
+    unpack_qwords(&mut x, &mut y);
+    fused_stage::<G, 2, false>((&mut x, &mut y), &recs, q, two_q);
     // Back to group layout: l = [a0,a4,b0,b4 | a1,a5,b1,b5], h = [a2,a6,b2,b6 | a3,a7,b3,b7];
     // a = 64-bit lanes l0, l2, h0, h2 and b = l1, l3, h1, h3.
     std::array::from_fn(|k| {
