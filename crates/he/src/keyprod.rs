@@ -58,7 +58,7 @@ impl Mont32 {
     }
 }
 
-/// out0[c] = Σ_j src_j[c]·k0_j[c]·2^−32 mod q and out1 likewise with k1, for every c < n.
+/// `out0[c]` = Σ_j `src_j[c]`·`k0_j[c]`·2^−32 mod q and out1 likewise with k1, for every c < n.
 /// Needs `m.fits(srcs.len())`, src values below q and key words below q (else the result is
 /// wrong, never unsound); slices shorter than n are an error of the caller and panic.
 pub(crate) fn dot_redc(
@@ -407,7 +407,7 @@ fn lift2_aux_range(
     }
 }
 
-/// dst_j[i] = src_j[perm[i]] for each of the K (source, destination) rows, every perm entry
+/// `dst_j[i] = src_j[perm[i]]` for each of the K (source, destination) rows, every perm entry
 /// below the source length. With AVX-512, eight outputs whose sources share one aligned
 /// block of eight words (what the Eval permutations of the expansion's Galois elements give)
 /// take one `vpermq` per row, with AVX2 four outputs from one block of four one `vpermd`;

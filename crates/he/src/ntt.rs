@@ -422,7 +422,7 @@ impl NttTable {
 
     /// `dst` ← forward NTT of (src + add) mod q, without a separate reduction pass over the
     /// input: the transform's first stage reads `src` and adds. For moduli below 2^30 every
-    /// src[i] + add must be below 4q (a larger value gives a wrong result, nothing worse);
+    /// `src[i] + add` must be below 4q (a larger value gives a wrong result, nothing worse);
     /// other moduli reduce first. Panics if a length is not n.
     pub fn forward_from(&self, src: &[u64], add: u32, dst: &mut [u64]) {
         assert!(src.len() == self.n && dst.len() == self.n, "NTT length");

@@ -304,7 +304,7 @@ impl Poly {
         }
     }
 
-    /// Multiplies by X^power in Z[X]/(X^n+1) (Coeff form; power may be negative).
+    /// Multiplies by X^power in Z\[X\]/(X^n+1) (Coeff form; power may be negative).
     pub fn multiply_power_of_x(&mut self, ctx: &Context, power: i64) -> Result<(), HeError> {
         if self.format != Format::Coeff {
             return Err(HeError::Mismatch("monomial product needs Coeff form"));

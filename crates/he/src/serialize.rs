@@ -55,7 +55,7 @@ pub fn poly_byte_len(ctx: &Context, basis: &[usize], skip: u32) -> usize {
         .sum()
 }
 
-/// Packs row-major residues, row i with ⌈log2 moduli[i]⌉ bits minus `skip` (raw-moduli form
+/// Packs row-major residues, row i with ⌈log2 `moduli[i]`⌉ bits minus `skip` (raw-moduli form
 /// of [`Poly::serialize`], usable for moduli without NTT tables).
 pub fn serialize_rows(
     data: &[u64],

@@ -5,7 +5,7 @@
 //! `(keyword′, AES-GCM-192(value))`, where the OPRF output `F(key, keyword)` (48 bytes) gives
 //! keyword′ = bytes `[0, 16)`, the AES key = bytes `[24, 48)` and the nonce = bytes `[0, 12)`.
 //! A device learns `F(key, keyword)` for its own keyword through one oblivious round trip
-//! ([`OprfClient::blind`] → [`OprfPrivateKey::blind_evaluate`] → [`OprfQuery::finalize`]), then
+//! ([`OprfClient::blind`] → [`OprfPrivateKey::blind_evaluate`] → [`OprfClient::finalize`]), then
 //! runs ordinary keyword PIR with keyword′ and decrypts the value it gets back. Without the OPRF
 //! key nobody can map keywords to rows or decrypt values, so the PIR answer reveals nothing about
 //! other rows.

@@ -45,7 +45,7 @@ impl ExpansionPool {
         c
     }
 
-    /// Hands ciphertexts back for reuse (beyond [`MAX_SPARE`] they are dropped).
+    /// Hands ciphertexts back for reuse (beyond `MAX_SPARE`, 512, they are dropped).
     pub fn recycle(&mut self, cts: impl IntoIterator<Item = Ciphertext>) {
         for c in cts {
             if self.spare.len() >= MAX_SPARE {

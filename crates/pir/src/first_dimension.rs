@@ -298,7 +298,7 @@ fn kernel(a: &KernelArgs, out: &mut [Option<Ciphertext>]) {
     sift_he::simd_dispatch!(kernel_body, (a: &KernelArgs, out: &mut [Option<Ciphertext>]))
 }
 
-/// dst[j] += sel[j]·pt[j] (32×32→64-bit) over a block; a full [`BLOCK`] runs as a loop of
+/// `dst[j] += sel[j]·pt[j]` (32×32→64-bit) over a block; a full [`BLOCK`] runs as a loop of
 /// constant length, which the compiler unrolls without bounds checks.
 #[inline(always)]
 fn mac_block(dst: &mut [u64], sel: &[u32], pt: &[u32]) {
@@ -322,7 +322,7 @@ fn mac_block(dst: &mut [u64], sel: &[u32], pt: &[u32]) {
     }
 }
 
-/// acc[j·BLOCK + c] += sels[j][c]·pt[c] for every selection row j, with `packed` one tile of
+/// `acc[j·BLOCK + c] += sels[j][c]·pt[c]` for every selection row j, with `packed` one tile of
 /// the database in 28 bits: sixteen words at a time are unpacked in a register
 /// ([`pack28::x86::unpack16`]) and widened once for every row.
 ///

@@ -36,7 +36,7 @@ pub struct SubUrlWalker {
     tail_b: String,
     /// `":port"` or empty.
     port: String,
-    /// The current host[:port] + tail.
+    /// The current `host[:port]` + tail.
     key: String,
     /// Sub-URL lengths within `tail_a` / `tail_b`.
     rel_a: Vec<usize>,

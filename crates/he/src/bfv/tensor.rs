@@ -8,7 +8,7 @@ use super::*;
 /// using only word operations, plus the digits of ⌊P/2⌋ to detect the negative half.
 struct Garner {
     moduli: Vec<Modulus>,
-    /// inv[j][i] = p_i^{-1} mod p_j for i < j.
+    /// `inv[j][i]` = p_i^{-1} mod p_j for i < j.
     inv: Vec<Vec<u64>>,
     /// Shoup factors of `inv`.
     inv_shoup: Vec<Vec<u64>>,
@@ -79,7 +79,7 @@ fn horner_mod(m: &Modulus, digits: &[u64], radices: &[u64]) -> u64 {
     acc
 }
 
-/// out[i] = x[i] mod q for any u64 x and q < 2^30, in 32-bit lanes: x = h·2^32 + l ↦
+/// `out[i] = x[i] mod q` for any u64 x and q < 2^30, in 32-bit lanes: x = h·2^32 + l ↦
 /// (h mod q)·(2^32 mod q) + l mod q (Barrett and Shoup on u32); AVX2 when present.
 pub fn reduce_u64_rows32(q: u32, out: &mut [u64], x: &[u64]) {
     #[inline(always)]
@@ -126,7 +126,7 @@ struct TensorPlan {
 
 /// Constants of the 32-bit centered lift: Garner inverses and radices with Shoup factors.
 struct SmallLift {
-    /// inv[j][i] = (q_i^{-1} mod q_j, shoup) for i < j < k.
+    /// `inv[j][i]` = (q_i^{-1} mod q_j, shoup) for i < j < k.
     inv: Vec<Vec<(u32, u32)>>,
     /// Mixed-radix digits of ⌊Q/2⌋.
     half: Vec<u32>,
@@ -202,7 +202,7 @@ fn barrett64(x: u64, q: u64, mu: u64) -> u64 {
     if r >= q { r - q } else { r }
 }
 
-/// row[c] ← (row[c]·w + digits[c] mod q) mod q for every c: one Horner step over a row of
+/// `row[c]` ← (`row[c]`·w + `digits[c]` mod q) mod q for every c: one Horner step over a row of
 /// mixed-radix digits (each below 2^32), with w's Shoup factor.
 #[inline(always)]
 fn horner_row(row: &mut [u64], digits: &[u32], (w, ws): (u32, u32), q: u64, mu: u64) {

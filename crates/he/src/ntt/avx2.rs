@@ -254,7 +254,7 @@ fn forward_middle(t: &Ntt32, a: &mut [u32], region: usize, q: __m256i, two_q: __
 }
 
 /// Stage J of the fused passes on every group: Cooley–Tukey (FORWARD) or Gentleman–Sande
-/// butterflies of x[k], y[k] with block J of record k.
+/// butterflies of `x[k]`, `y[k]` with block J of record k.
 #[inline]
 #[target_feature(enable = "avx2")]
 fn fused_stage<const G: usize, const J: usize, const FORWARD: bool>(

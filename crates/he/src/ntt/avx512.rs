@@ -12,7 +12,7 @@
 //! here in natural order (`vpermt2d` packs sixteen words into one vector). Stages with
 //! half-block size ≥ 16 work on whole vectors; the four with sizes 8, 4, 2, 1 run fused per
 //! group of 32 residues held in two vectors (x, y) whose lanes pair up lane by lane, shuffled
-//! between stages as the comments in [`forward_group`] show ([`lane_residues`] lists which
+//! between stages as the comments in [`forward_groups`] show ([`lane_residues`] lists which
 //! residue each lane holds, and the twiddle records follow it).
 //!
 //! Every function here carries `#[target_feature(enable = "avx512f")]`; the entry points are
@@ -336,7 +336,7 @@ fn forward_middle(t: &Ntt32, a: &mut [u32], region: usize, q: __m512i, two_q: __
 }
 
 /// Stage J of the fused passes on every group: Cooley–Tukey (FORWARD) or Gentleman–Sande
-/// butterflies of x[k], y[k] with block J of record k.
+/// butterflies of `x[k]`, `y[k]` with block J of record k.
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn fused_stage<const G: usize, const J: usize, const FORWARD: bool>(
