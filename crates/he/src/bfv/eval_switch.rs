@@ -452,14 +452,20 @@ fn digit_row(
 ) {
     // A digit below q_j < 4q goes straight into the transform, which reduces it.
     if ctx.modulus(j).value < 4 * q as u64 {
-        if lazy {
-            ctx.ntt(mi).forward_from_lazy(src, 0, d);
-        } else {
-            ctx.ntt(mi).forward_from(src, 0, d);
-        }
+        transform_from(ctx, mi, src, 0, d, lazy);
     } else {
         keyprod::reduce_add(d, src, q, mu, 0);
         ctx.ntt(mi).forward(d);
+    }
+}
+
+/// The forward transform mod modulus `mi` of `src + add` into `dst`: reduced, or only below 4q
+/// when `lazy` ([`crate::ntt::NttTable::forward_from_lazy`]).
+fn transform_from(ctx: &Context, mi: usize, src: &[u64], add: u32, dst: &mut [u64], lazy: bool) {
+    if lazy {
+        ctx.ntt(mi).forward_from_lazy(src, add, dst);
+    } else {
+        ctx.ntt(mi).forward_from(src, add, dst);
     }
 }
 
@@ -488,11 +494,7 @@ fn correction_row(
     let add = (q - half_i) % q;
     // p < P, so p + add < P + q: below 4q (the transform's input bound) when P < 3q.
     if (pv as u64) < 3 * q as u64 {
-        if lazy {
-            ctx.ntt(i).forward_from_lazy(p, add, buf);
-        } else {
-            ctx.ntt(i).forward_from(p, add, buf);
-        }
+        transform_from(ctx, i, p, add, buf, lazy);
     } else {
         keyprod::reduce_add(buf, p, q, mu, add);
         ctx.ntt(i).forward(buf);
