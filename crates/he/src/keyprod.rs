@@ -59,8 +59,9 @@ impl Mont32 {
 }
 
 /// `out0[c]` = Σ_j `src_j[c]`·`k0_j[c]`·2^−32 mod q and out1 likewise with k1, for every c < n.
-/// Needs `m.fits(srcs.len())`, src values below q and key words below q (else the result is
-/// wrong, never unsound); slices shorter than n are an error of the caller and panic.
+/// Needs each sum of products below q·2^32: key words below q, and src values below q with
+/// `m.fits(srcs.len())` or below 4q (lazy transforms) with `m.fits(4·srcs.len())` (else the
+/// result is wrong, never unsound); slices shorter than n are an error of the caller and panic.
 pub(crate) fn dot_redc(
     m: Mont32,
     srcs: &[&[u64]],

@@ -383,10 +383,10 @@ fn swap_odd_dwords<const G: usize>(x: &mut [__m512i; G], y: &mut [__m512i; G]) {
 /// `inp[k]` = (residues 0..16, 16..32) in order with its twiddle record `recs[k]`, reduced to
 /// [0, q) (below 4q when LAZY) and returned as four vectors of eight words per group.
 ///
-/// The groups advance stage by stage together: one group's four stages form a chain of
-/// dependent multiplies and shuffles (about 25 cycles a stage) that the out-of-order window
-/// cannot overlap with more than a group or two when the code lists one group after another,
-/// while interleaving G independent chains in program order keeps the multiplier ports busy.
+/// The groups are written stage by stage together: one group's four stages form a chain of
+/// dependent multiplies and shuffles (about 25 cycles a stage). The compiler still schedules
+/// most of each group's chain in sequence, but all G groups' loads come first and the batch
+/// measured faster than one group after another (see [`INFLIGHT`]).
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn forward_groups<const G: usize, const LAZY: bool>(
