@@ -1,120 +1,147 @@
 //! First dimension of MulPir: for each database column j and PIR call, Σ_i q_i ⊙ pt_ij over the
-//! d₀ expanded selection ciphertexts q_i, on a database kept as 32-bit words.
+//! d₀ expanded selection ciphertexts q_i, on a database kept as 32-bit (or 28-bit) words.
 //!
-//! The products are 32×32→64-bit, summed lazily in u64 and reduced once per column. The loop is
-//! tiled by blocks of coefficients: a block's accumulators (every call, both polynomials) stay
-//! in L1 while the column's plaintext blocks stream past, and calls that select from the same
-//! database read each of its plaintext blocks once between them. (Keyword PIR gives each cuckoo
-//! table its own database, so there every call streams its own table once.)
+//! The products are 32×32→64-bit, summed lazily in u64 and reduced once per column. The
+//! database is laid out for the loop that reads it: per chunk and block of coefficients, the
+//! columns in groups of [`GROUP_COLUMNS`], and inside a group sixteen coefficients of every row
+//! and column side by side. The loop then reads the database front to back, exactly once per
+//! query, while the sums of a group (five columns, both polynomials, sixteen coefficients) stay
+//! in registers over all d₀ rows and each selection value loaded serves five columns.
 
 use sift_he::{Ciphertext, Context, Format, bfv, pack28};
 
 use crate::PirError;
 
-/// Coefficients per tile: 2 polys × calls × 256 u64 accumulators (8 KB for two calls) stay in
-/// L1 beside the block of each selection ciphertext.
+/// Coefficients per tile: a tile of every selection ciphertext (2 polys × d₀ rows × 1 KB) is
+/// what the register-blocked loop reuses from L2 across the column groups.
 const BLOCK: usize = 256;
+
+/// Coefficients per piece: one AVX-512 register of 32-bit lanes.
+const PIECE: usize = 16;
+
+/// Columns per group: their sums (2 polys × 16 coefficients as u64, four registers a column)
+/// take 20 of the 32 AVX-512 registers, leaving room for the selection values, the unpacked
+/// database words and the unpacking constants.
+const GROUP_COLUMNS: usize = 5;
+
+/// Database words requested ahead of the multiply (16 KB): the hardware prefetcher alone
+/// does not keep a stream from DRAM ahead of it.
+const PREFETCH_WORDS: usize = 4096;
 
 /// Eval plaintexts stored as u32 words (half the memory traffic of u64) for moduli below 2^30,
 /// so the first dimension runs as 32×32→64-bit vector products summed lazily in u64; when
-/// every modulus is below 2^28, in 28 bits ([`sift_he::pack28`]): the first dimension streams
-/// the database from DRAM once per query, and with AVX-512 VBMI 12.5% fewer bytes cost less
-/// than the unpacking (0.1–0.5 ms of a 4.2 ms pass in same-run comparisons).
+/// every modulus is below 2^28 and the CPU has AVX-512 VBMI, in 28 bits ([`sift_he::pack28`]),
+/// unpacked in registers inside the multiply (12.5% fewer bytes streamed per query).
 ///
-/// Layout: tile-major, `[tile][present plaintext][stored tile]` (a tile is BLOCK consecutive
-/// words of the k·n rows), so the tiled first dimension reads the database front to back.
+/// Layout: per chunk (`per_chunk` plaintexts, `per_chunk / d0` columns of d₀ consecutive
+/// plaintexts), per tile (BLOCK consecutive words of the k·n rows), per group of up to
+/// [`GROUP_COLUMNS`] columns: `[piece][row i][column c][PIECE values]`, each piece of sixteen
+/// values packed into 14 words or stored as 16. Absent (all-zero) plaintexts are stored as
+/// zeros; a column with no plaintext at all gives no output.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompactDatabase {
     /// Rows per plaintext (ciphertext moduli).
     k: usize,
     n: usize,
-    /// Words per tile (divides n).
+    /// Words per tile (divides n, a multiple of PIECE).
     block: usize,
-    /// Whether tiles are stored in 28 bits.
+    /// Whether pieces are stored in 28 bits.
     packed: bool,
-    /// u32 words per stored tile: `block`, or 7/8 of it packed.
-    tile_len: usize,
-    /// Number of present (non-zero) plaintexts.
-    present: usize,
-    /// The present plaintexts' words, tile-major.
+    /// Stored words per piece: 14 packed, 16 plain.
+    piece_len: usize,
+    /// Plaintexts per column (the first dimension).
+    d0: usize,
+    /// Plaintexts per chunk (a multiple of d0).
+    per_chunk: usize,
+    /// Number of plaintexts.
+    len: usize,
+    /// The stored words, in the layout above.
     words: Vec<u32>,
-    /// Per plaintext: its slot among the present ones, None for an all-zero plaintext.
-    offsets: Vec<Option<usize>>,
+    /// Per column (chunk-major), whether any of its plaintexts is present.
+    present: Vec<bool>,
 }
 
 impl CompactDatabase {
-    /// The compact copy of `plaintexts`, or None when a ciphertext modulus is 2^30 or more or
-    /// a plaintext is not over the ciphertext moduli. Packed in 28 bits where the moduli allow
+    /// The compact copy of `plaintexts` for a first dimension of `d0` rows over chunks of
+    /// `per_chunk` plaintexts, or None when a ciphertext modulus is 2^30 or more, a plaintext
+    /// is not over the ciphertext moduli, or the shape does not divide (`per_chunk` a multiple
+    /// of `d0`, `plaintexts.len()` of `per_chunk`). Packed in 28 bits where the moduli allow
     /// and the CPU unpacks in registers (AVX-512 VBMI, [`pack28::vbmi`]); elsewhere unpacking
     /// would cost more than the smaller stream saves.
     pub fn new(
         ctx: &Context,
         plaintexts: &[Option<sift_he::EvalPlaintext>],
+        d0: usize,
+        per_chunk: usize,
     ) -> Option<CompactDatabase> {
-        Self::with_packing(ctx, plaintexts, pack28::vbmi())
+        Self::with_packing(ctx, plaintexts, (d0, per_chunk), pack28::vbmi())
     }
 
     /// [`CompactDatabase::new`], packing into 28 bits only when `pack` (and the moduli allow).
     pub fn with_packing(
         ctx: &Context,
         plaintexts: &[Option<sift_he::EvalPlaintext>],
+        (d0, per_chunk): (usize, usize),
         pack: bool,
     ) -> Option<CompactDatabase> {
         let k = ctx.ciphertext_moduli_count();
         let n = ctx.n;
-        if (0..k).any(|i| ctx.modulus(i).value >= (1 << 30)) {
+        let block = BLOCK.min(n);
+        if (0..k).any(|i| ctx.modulus(i).value >= (1 << 30))
+            || d0 == 0
+            || !per_chunk.is_multiple_of(d0)
+            || per_chunk == 0
+            || !plaintexts.len().is_multiple_of(per_chunk)
+            || !block.is_multiple_of(PIECE)
+            || !n.is_multiple_of(block)
+        {
             return None;
         }
-        let block = BLOCK.min(n);
-        let packed = pack
-            && block.is_multiple_of(pack28::GROUP)
-            && (0..k).all(|i| ctx.modulus(i).value < (1 << 28));
-        let tile_len = if packed {
-            block / pack28::GROUP * pack28::GROUP_WORDS
+        let packed = pack && (0..k).all(|i| ctx.modulus(i).value < (1 << 28));
+        let piece_len = if packed {
+            PIECE / pack28::GROUP * pack28::GROUP_WORDS
         } else {
-            block
+            PIECE
         };
-        let kn = k * n;
-        let present = plaintexts.iter().flatten().count();
-        let mut words = vec![0u32; present * (kn / block) * tile_len];
-        let mut offsets = Vec::with_capacity(plaintexts.len());
-        let mut slot = 0;
-        for pt in plaintexts {
-            match pt {
-                None => offsets.push(None),
-                Some(pt) => {
-                    if pt.poly.basis.iter().copied().ne(0..k)
-                        || pt.poly.format != Format::Eval
-                        || pt.poly.data.len() != kn
-                    {
-                        return None;
-                    }
-                    for (tile, src) in pt.poly.data.chunks_exact(block).enumerate() {
-                        let at = (tile * present + slot) * tile_len;
-                        let dst = &mut words[at..at + tile_len];
-                        if packed {
-                            pack28::pack(src, dst);
-                        } else {
-                            for (d, &x) in dst.iter_mut().zip(src) {
-                                *d = x as u32;
-                            }
-                        }
-                    }
-                    offsets.push(Some(slot));
-                    slot += 1;
-                }
-            }
-        }
-        Some(CompactDatabase {
+        let mut db = CompactDatabase {
             k,
             n,
             block,
             packed,
-            tile_len,
-            present,
-            words,
-            offsets,
-        })
+            piece_len,
+            d0,
+            per_chunk,
+            len: plaintexts.len(),
+            words: vec![0u32; plaintexts.len() * k * n / PIECE * piece_len],
+            present: vec![false; plaintexts.len() / d0],
+        };
+        let kn = k * n;
+        for (index, pt) in plaintexts.iter().enumerate() {
+            let Some(pt) = pt else { continue };
+            if pt.poly.basis.iter().copied().ne(0..k)
+                || pt.poly.format != Format::Eval
+                || pt.poly.data.len() != kn
+            {
+                return None;
+            }
+            db.present[index / d0] = true;
+            let (chunk, col, row) = db.position(index);
+            for (tile, src) in pt.poly.data.chunks_exact(block).enumerate() {
+                let group = db.group(chunk, tile, col);
+                for (g, values) in src.chunks_exact(PIECE).enumerate() {
+                    let at = group.at + db.piece_at(&group, g, row, col);
+                    let dst = &mut db.words[at..at + piece_len];
+                    if packed {
+                        pack28::pack(values, dst);
+                    } else {
+                        for (d, &x) in dst.iter_mut().zip(values) {
+                            *d = x as u32;
+                        }
+                    }
+                }
+            }
+        }
+        Some(db)
     }
 
     /// Whether the words are stored in 28 bits.
@@ -124,24 +151,55 @@ impl CompactDatabase {
 
     /// Number of plaintexts (including zero ones).
     pub fn len(&self) -> usize {
-        self.offsets.len()
+        self.len
     }
 
     /// Whether there are no plaintexts.
     pub fn is_empty(&self) -> bool {
-        self.offsets.is_empty()
+        self.len == 0
     }
 
-    /// Where tile `tile` of the plaintext in `slot` starts in `words`.
-    fn at(&self, tile: usize, slot: usize) -> usize {
-        (tile * self.present + slot) * self.tile_len
+    /// Columns per chunk.
+    fn columns(&self) -> usize {
+        self.per_chunk / self.d0
     }
 
-    /// Tile `tile` of the plaintext in `slot` as stored (packed or not).
-    fn tile(&self, tile: usize, slot: usize) -> &[u32] {
-        let at = self.at(tile, slot);
-        &self.words[at..at + self.tile_len]
+    /// Chunk, column within the chunk and row of plaintext `index`.
+    fn position(&self, index: usize) -> (usize, usize, usize) {
+        let (chunk, within) = (index / self.per_chunk, index % self.per_chunk);
+        (chunk, within / self.d0, within % self.d0)
     }
+
+    /// Words of one column in one tile.
+    fn column_words(&self) -> usize {
+        self.block / PIECE * self.d0 * self.piece_len
+    }
+
+    /// The group holding column `col` of `chunk` in tile `tile`.
+    fn group(&self, chunk: usize, tile: usize, col: usize) -> Group {
+        let cols = self.columns();
+        let first = col / GROUP_COLUMNS * GROUP_COLUMNS;
+        let tiles = self.k * self.n / self.block;
+        Group {
+            first,
+            width: GROUP_COLUMNS.min(cols - first),
+            at: ((chunk * tiles + tile) * cols + first) * self.column_words(),
+        }
+    }
+
+    /// Offset inside `group` of piece `g` of row `row` of column `col`.
+    fn piece_at(&self, group: &Group, g: usize, row: usize, col: usize) -> usize {
+        ((g * self.d0 + row) * group.width + col - group.first) * self.piece_len
+    }
+}
+
+/// A run of columns stored together (see [`CompactDatabase`]): columns `first..first + width`
+/// of one chunk and tile, starting at word `at`.
+#[derive(Clone, Copy, Debug)]
+struct Group {
+    first: usize,
+    width: usize,
+    at: usize,
 }
 
 /// Selection ciphertexts of the first dimension as 32-bit words (moduli below 2^30), laid out
@@ -200,16 +258,13 @@ impl Selection32 {
     fn at(&self, tile: usize, call: usize, i: usize, poly: usize) -> usize {
         (((tile * self.calls + call) * self.d0 + i) * 2 + poly) * self.block
     }
-
-    fn tile(&self, tile: usize, call: usize, i: usize, poly: usize) -> &[u32] {
-        let at = self.at(tile, call, i, poly);
-        &self.words[at..at + self.block]
-    }
 }
 
 /// The first dimension of every call over one chunk of a compact database: for each column
-/// (plaintexts `first + col·d₀ ..`, `per_chunk` in all) and each call, Σ_i q_i ⊙ pt_i as an Eval
-/// ciphertext over the k moduli, or None where the whole column is zero. Result `[call][col]`.
+/// (plaintexts `first + col·d₀ ..`, `per_chunk / d₀` columns) and each call, Σ_i q_i ⊙ pt_i as
+/// an Eval ciphertext over the k moduli, or None where the whole column is zero. Result
+/// `[call][col]`. The chunk must be one the database was laid out for (`first` a multiple of
+/// its `per_chunk`, the same d₀ as the selections).
 ///
 /// `alloc` supplies each output ciphertext already shaped as 2 Eval polys over the k moduli
 /// (its words are all overwritten), so a server can hand in reused buffers.
@@ -218,163 +273,405 @@ pub fn first_dimension_compact(
     db: &CompactDatabase,
     sel: &Selection32,
     calls: std::ops::Range<usize>,
+    chunk: (usize, usize),
+    alloc: &mut dyn FnMut() -> Ciphertext,
+) -> Result<Vec<Vec<Option<Ciphertext>>>, PirError> {
+    let qmax = (0..db.k).map(|i| ctx.modulus(i).value).max().unwrap_or(2);
+    // Products are below (q−1)²; a sum of this many rows plus a reduced carry fits a u64.
+    let max_lazy = (u64::MAX / ((qmax - 1) * (qmax - 1)).max(1)).max(2) as usize;
+    first_dimension_runs(ctx, db, sel, calls, chunk, alloc, max_lazy - 1)
+}
+
+/// [`first_dimension_compact`] reducing the lazy sums every `run` rows (tests shorten it to
+/// exercise the carries).
+fn first_dimension_runs(
+    ctx: &Context,
+    db: &CompactDatabase,
+    sel: &Selection32,
+    calls: std::ops::Range<usize>,
     (first, per_chunk): (usize, usize),
     alloc: &mut dyn FnMut() -> Ciphertext,
+    run: usize,
 ) -> Result<Vec<Vec<Option<Ciphertext>>>, PirError> {
     if calls.end > sel.calls {
         return Err(PirError::Corrupted("selection calls".into()));
     }
-    let call_range = calls.clone();
-    let (k, n, d0, calls) = (db.k, db.n, sel.d0, calls.len());
+    let (k, n, d0) = (db.k, db.n, db.d0);
     let kn = k * n;
-    if sel.kn != kn || sel.block != db.block || d0 == 0 || first + per_chunk > db.offsets.len() {
+    if sel.kn != kn
+        || sel.block != db.block
+        || sel.d0 != d0
+        || per_chunk != db.per_chunk
+        || !first.is_multiple_of(per_chunk)
+        || first + per_chunk > db.len
+    {
         return Err(PirError::Corrupted("first dimension shape".into()));
     }
-    let cols = per_chunk.div_ceil(d0);
-    let block = db.block;
-    let qmax = (0..k).map(|i| ctx.modulus(i).value).max().unwrap_or(2);
-    // Products are below (q−1)²; this many fit a u64 sum.
-    let max_lazy = (u64::MAX / ((qmax - 1) * (qmax - 1)).max(1)).max(1) as usize;
-    let column = |col: usize| {
-        let count = d0.min(per_chunk - col * d0);
-        (first + col * d0..first + col * d0 + count)
-            .map(|idx| db.offsets[idx])
-            .collect::<Vec<_>>()
-    };
-    let columns: Vec<Vec<Option<usize>>> = (0..cols).map(column).collect();
+    let chunk = first / per_chunk;
+    let cols = db.columns();
+    let present = &db.present[chunk * cols..(chunk + 1) * cols];
     // [call][col] → the column's ciphertext (only for columns with a plaintext).
-    let mut out: Vec<Option<Ciphertext>> = Vec::with_capacity(calls * cols);
-    for idx in 0..calls * cols {
-        if !columns[idx % cols].iter().any(Option::is_some) {
-            out.push(None);
-            continue;
+    let mut out: Vec<Vec<Option<Ciphertext>>> = Vec::with_capacity(calls.len());
+    for _ in calls.clone() {
+        let mut row = Vec::with_capacity(cols);
+        for &present in present {
+            if !present {
+                row.push(None);
+                continue;
+            }
+            let c = alloc();
+            if c.polys.len() != 2
+                || c.polys.iter().any(|p| {
+                    p.data.len() != kn
+                        || p.format != Format::Eval
+                        || p.basis.iter().copied().ne(0..k)
+                })
+            {
+                return Err(PirError::Corrupted("first dimension output shape".into()));
+            }
+            row.push(Some(c));
         }
-        let c = alloc();
-        if c.polys.len() != 2
-            || c.polys.iter().any(|p| {
-                p.data.len() != kn || p.format != Format::Eval || p.basis.iter().copied().ne(0..k)
-            })
-        {
-            return Err(PirError::Corrupted("first dimension output shape".into()));
+        out.push(row);
+    }
+    if run == 0 {
+        return Err(PirError::Corrupted("first dimension lazy run".into()));
+    }
+    let block = db.block;
+    let tiles = kn / block;
+    let mut sums = vec![0u64; GROUP_COLUMNS * 2 * block];
+    let mut scratch = Vec::new();
+    for tile in 0..tiles {
+        let start = tile * block;
+        let q = ctx.modulus(start / n).value as u32;
+        let next_tile = (tile + 1) % tiles;
+        for first_col in (0..cols).step_by(GROUP_COLUMNS) {
+            let group = db.group(chunk, tile, first_col);
+            let cs = group.first..group.first + group.width;
+            if !present[cs.clone()].iter().any(|&p| p) {
+                continue;
+            }
+            for (slot, call) in calls.clone().enumerate() {
+                // This group's share of the next tile's selections, fetched while it works.
+                let next = sel.at(next_tile, call, 0, 0);
+                let groups = cols.div_ceil(GROUP_COLUMNS);
+                let share = (d0 * 2 * block).div_ceil(groups);
+                let from = (next + first_col / GROUP_COLUMNS * share).min(sel.words.len());
+                let to = (from + share).min(sel.words.len());
+                let at = sel.at(tile, call, 0, 0);
+                let pass = Pass {
+                    db,
+                    group,
+                    sels: &sel.words[at..at + d0 * 2 * block],
+                    prefetch: &sel.words[from..to],
+                    q,
+                    run,
+                };
+                let sums = &mut sums[..group.width * 2 * block];
+                group_sums(&pass, sums, &mut scratch);
+                for c in cs.clone() {
+                    let Some(ct) = out[slot][c].as_mut() else {
+                        continue;
+                    };
+                    let c = c - group.first;
+                    for (poly, p) in ct.polys.iter_mut().enumerate() {
+                        let src = &sums[(c * 2 + poly) * block..(c * 2 + poly + 1) * block];
+                        bfv::reduce_u64_rows32(q, &mut p.data[start..start + block], src);
+                    }
+                }
+            }
         }
-        out.push(Some(c));
     }
-    let moduli: Vec<u32> = (0..k).map(|r| ctx.modulus(r).value as u32).collect();
-    kernel(
-        &KernelArgs {
-            db,
-            sel,
-            calls: call_range,
-            columns: &columns,
-            moduli: &moduli,
-            n,
-            block,
-            max_lazy,
-        },
-        &mut out,
-    );
-    let mut result: Vec<Vec<Option<Ciphertext>>> =
-        (0..calls).map(|_| Vec::with_capacity(cols)).collect();
-    for (idx, c) in out.into_iter().enumerate() {
-        result[idx / cols].push(c);
-    }
-    Ok(result)
+    Ok(out)
 }
 
-struct KernelArgs<'a> {
+/// One group of columns in one tile for one call: what [`group_sums`] multiplies.
+struct Pass<'a> {
     db: &'a CompactDatabase,
-    sel: &'a Selection32,
-    /// The calls answered, as indices into `sel`; `out` holds them from 0.
-    calls: std::ops::Range<usize>,
-    columns: &'a [Vec<Option<usize>>],
-    moduli: &'a [u32],
-    n: usize,
-    block: usize,
-    max_lazy: usize,
+    group: Group,
+    /// The call's selections in this tile: `[row i][poly][block]`.
+    sels: &'a [u32],
+    /// Words to bring into L2 while the pass runs (the next tile's selections).
+    prefetch: &'a [u32],
+    /// The tile's modulus.
+    q: u32,
+    /// Rows summed lazily before the sums are reduced (they then carry on from below q).
+    run: usize,
 }
 
-/// Runs [`kernel_body`] built for the widest instruction set available.
-fn kernel(a: &KernelArgs, out: &mut [Option<Ciphertext>]) {
-    sift_he::simd_dispatch!(kernel_body, (a: &KernelArgs, out: &mut [Option<Ciphertext>]))
-}
-
-/// `dst[j] += sel[j]·pt[j]` (32×32→64-bit) over a block; a full [`BLOCK`] runs as a loop of
-/// constant length, which the compiler unrolls without bounds checks.
-#[inline(always)]
-fn mac_block(dst: &mut [u64], sel: &[u32], pt: &[u32]) {
-    #[inline(always)]
-    fn mac<'a>(
-        dst: impl Iterator<Item = &'a mut u64>,
-        sel: impl Iterator<Item = &'a u32>,
-        pt: impl Iterator<Item = &'a u32>,
-    ) {
-        for ((d, &x), &y) in dst.zip(sel).zip(pt) {
-            *d += x as u64 * y as u64;
+/// `sums[(c·2 + poly)·block + x]` = Σ_i sel_{i,poly}[x]·pt_{c,i}[x], lazily (each below 2^64,
+/// congruent mod q), for the columns c of the pass's group.
+fn group_sums(p: &Pass, sums: &mut [u64], scratch: &mut Vec<u32>) {
+    #[cfg(target_arch = "x86_64")]
+    if p.db.packed && pack28::vbmi() {
+        macro_rules! blocked {
+            ($($w:literal)*) => {
+                match p.group.width {
+                    // SAFETY: `vbmi()` is true only when AVX-512 F/BW and VBMI are present;
+                    // the function checks every length it relies on.
+                    $($w => return unsafe { group_sums_vbmi::<$w>(p, sums) },)*
+                    _ => {}
+                }
+            };
         }
+        blocked!(1 2 3 4 5);
     }
-    if dst.len() == BLOCK && sel.len() == BLOCK && pt.len() == BLOCK {
-        let d: &mut [u64; BLOCK] = dst.try_into().expect("length checked");
-        let s: &[u32; BLOCK] = sel.try_into().expect("length checked");
-        let p: &[u32; BLOCK] = pt.try_into().expect("length checked");
-        mac(d.iter_mut(), s.iter(), p.iter());
-    } else {
-        mac(dst.iter_mut(), sel.iter(), pt.iter());
+    #[cfg(target_arch = "x86_64")]
+    if sift_he::simd::avx2() {
+        // SAFETY: `avx2()` is true only when the CPU has AVX2.
+        return unsafe { group_sums_avx2(p, sums, scratch) };
+    }
+    group_sums_portable(p, sums, scratch)
+}
+
+/// Reduces every sum mod q (the carry of a lazy run into the next).
+fn reduce_sums(sums: &mut [u64], q: u32) {
+    for x in sums.iter_mut() {
+        *x %= q as u64;
     }
 }
 
-/// `acc[j·BLOCK + c] += sels[j][c]·pt[c]` for every selection row j, with `packed` one tile of
-/// the database in 28 bits: sixteen words at a time are unpacked in a register
-/// ([`pack28::x86::unpack16`]) and widened once for every row.
-///
-/// # Safety
-/// The CPU must support AVX-512 F, BW and VBMI.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-unsafe fn mac_packed_vbmi(
-    c: pack28::x86::Unpack16,
-    acc: &mut [u64],
-    sels: &[&[u32]],
-    packed: &[u32],
-) {
-    use core::arch::x86_64::*;
-    assert!(
-        packed.len() == BLOCK / pack28::GROUP * pack28::GROUP_WORDS
-            && acc.len() >= sels.len() * BLOCK
-            && sels.iter().all(|s| s.len() == BLOCK),
-        "packed multiply shapes"
-    );
-    for g in 0..BLOCK / 16 {
-        let src: &[u32; 14] = packed[14 * g..14 * g + 14].try_into().expect("14 words");
-        // SAFETY: the caller guarantees the features.
-        let v = unsafe { pack28::x86::unpack16(c, src) };
-        let lo = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(v));
-        let hi = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(v));
-        for (j, s) in sels.iter().enumerate() {
-            let s = &s[16 * g..16 * g + 16];
-            let d = &mut acc[j * BLOCK + 16 * g..j * BLOCK + 16 * g + 16];
-            // SAFETY: `s` holds 16 u32 (two 256-bit loads), `d` 16 u64 (two 512-bit loads
-            // and stores), all unaligned accesses inside the slices.
-            unsafe {
-                let s_lo = _mm512_cvtepu32_epi64(_mm256_loadu_si256(s.as_ptr().cast()));
-                let s_hi = _mm512_cvtepu32_epi64(_mm256_loadu_si256(s[8..].as_ptr().cast()));
-                let d_lo = _mm512_loadu_si512(d.as_ptr().cast());
-                let d_hi = _mm512_loadu_si512(d[8..].as_ptr().cast());
-                let d_lo = _mm512_add_epi64(d_lo, _mm512_mul_epu32(s_lo, lo));
-                let d_hi = _mm512_add_epi64(d_hi, _mm512_mul_epu32(s_hi, hi));
-                _mm512_storeu_si512(d.as_mut_ptr().cast(), d_lo);
-                _mm512_storeu_si512(d[8..].as_mut_ptr().cast(), d_hi);
+/// The group's pieces `g` as 32-bit values, `[row][column][PIECE]`: the stored words, or
+/// unpacked into `scratch`.
+fn slab<'a>(p: &'a Pass, g: usize, scratch: &'a mut Vec<u32>) -> &'a [u32] {
+    let db = p.db;
+    let len = db.d0 * p.group.width * db.piece_len;
+    let stored = &db.words[p.group.at + g * len..][..len];
+    if db.packed {
+        scratch.resize(db.d0 * p.group.width * PIECE, 0);
+        pack28::unpack(stored, scratch);
+        scratch
+    } else {
+        stored
+    }
+}
+
+/// Selection values of row i, poly `poly`, piece g.
+#[inline(always)]
+fn sel_piece<'a>(p: &'a Pass, i: usize, poly: usize, g: usize) -> &'a [u32; PIECE] {
+    let block = p.db.block;
+    p.sels[(2 * i + poly) * block + g * PIECE..][..PIECE]
+        .try_into()
+        .expect("piece")
+}
+
+/// [`group_sums`] on any CPU and storage, per column and piece with both polys' sums in a
+/// local array over all rows.
+fn group_sums_portable(p: &Pass, sums: &mut [u64], scratch: &mut Vec<u32>) {
+    let (block, d0, w) = (p.db.block, p.db.d0, p.group.width);
+    for g in 0..block / PIECE {
+        let values = slab(p, g, scratch);
+        for c in 0..w {
+            let mut acc = [[0u64; PIECE]; 2];
+            for i in 0..d0 {
+                if i > 0 && i.is_multiple_of(p.run) {
+                    for x in acc.iter_mut().flatten() {
+                        *x %= p.q as u64;
+                    }
+                }
+                let v = &values[(i * w + c) * PIECE..][..PIECE];
+                for (poly, acc) in acc.iter_mut().enumerate() {
+                    for ((a, &x), &y) in acc.iter_mut().zip(sel_piece(p, i, poly, g)).zip(v) {
+                        *a += x as u64 * y as u64;
+                    }
+                }
+            }
+            for (poly, acc) in acc.iter().enumerate() {
+                let at = (c * 2 + poly) * block + g * PIECE;
+                sums[at..at + PIECE].copy_from_slice(acc);
             }
         }
     }
 }
 
-/// Stored tiles of the database stream requested ahead of the one being multiplied (64 KB
-/// unpacked).
-const PREFETCH_TILES: usize = 64;
+/// [`group_sums_portable`] with AVX2: per column and piece, both polys' sums in eight
+/// registers over all rows. The 32-bit values are not widened: `vpmuludq` multiplies the even
+/// lanes, and the odd lanes after a 32-bit shift, into separate sums that are interleaved back
+/// at the end (shifts run on two ports, the widening loads on one).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn group_sums_avx2(p: &Pass, sums: &mut [u64], scratch: &mut Vec<u32>) {
+    use core::arch::x86_64::*;
+    let (block, d0, w) = (p.db.block, p.db.d0, p.group.width);
+    assert!(
+        sums.len() == w * 2 * block && p.sels.len() == d0 * 2 * block && p.run > 0,
+        "first dimension group shapes"
+    );
+    /// Sixteen u32 as two vectors.
+    #[inline(always)]
+    fn load(x: &[u32]) -> [__m256i; 2] {
+        let x: &[u32; PIECE] = x.try_into().expect("piece");
+        // SAFETY: AVX2 is enabled in the caller; each load reads 8 of the 16 u32.
+        unsafe {
+            [
+                _mm256_loadu_si256(x.as_ptr().cast()),
+                _mm256_loadu_si256(x[8..].as_ptr().cast()),
+            ]
+        }
+    }
+    let slab_len = d0 * w * p.db.piece_len;
+    let per_piece = p.prefetch.len().div_ceil(block / PIECE);
+    for g in 0..block / PIECE {
+        let at = p.group.at + g * slab_len;
+        prefetch_l2(&p.db.words, at + PREFETCH_WORDS, slab_len);
+        prefetch_l2(p.prefetch, g * per_piece, per_piece);
+        let values = slab(p, g, scratch);
+        for c in 0..w {
+            let mut total = [[0u64; PIECE]; 2];
+            let mut i = 0;
+            while i < d0 {
+                let end = (i + p.run).min(d0);
+                // [poly][half][even, odd]
+                let mut acc = [[[_mm256_setzero_si256(); 2]; 2]; 2];
+                for i in i..end {
+                    let v = load(&values[(i * w + c) * PIECE..][..PIECE]);
+                    let v_odd = v.map(|v| _mm256_srli_epi64::<32>(v));
+                    for (poly, acc) in acc.iter_mut().enumerate() {
+                        let s = load(sel_piece(p, i, poly, g));
+                        for h in 0..2 {
+                            let odd = _mm256_srli_epi64::<32>(s[h]);
+                            let [even_sum, odd_sum] = &mut acc[h];
+                            *even_sum = _mm256_add_epi64(*even_sum, _mm256_mul_epu32(s[h], v[h]));
+                            *odd_sum = _mm256_add_epi64(*odd_sum, _mm256_mul_epu32(odd, v_odd[h]));
+                        }
+                    }
+                }
+                for (poly, acc) in acc.iter().enumerate() {
+                    let mut lanes = [[0u64; 4]; 4];
+                    for (h, pair) in acc.iter().enumerate() {
+                        for (e, &v) in pair.iter().enumerate() {
+                            // SAFETY: each array holds 4 u64.
+                            unsafe { _mm256_storeu_si256(lanes[2 * h + e].as_mut_ptr().cast(), v) };
+                        }
+                    }
+                    // Lane j of half h's even sums is coefficient 8h + 2j, of its odd ones 8h + 2j + 1.
+                    for (x, t) in total[poly].iter_mut().enumerate() {
+                        let (h, j, e) = (x / 8, x % 8 / 2, x % 2);
+                        *t += lanes[2 * h + e][j];
+                    }
+                    if end < d0 {
+                        reduce_sums(&mut total[poly], p.q);
+                    }
+                }
+                i = end;
+            }
+            for (poly, total) in total.iter().enumerate() {
+                let at = (c * 2 + poly) * block + g * PIECE;
+                sums[at..at + PIECE].copy_from_slice(total);
+            }
+        }
+    }
+}
+
+/// [`group_sums`] for a packed database on AVX-512 VBMI with the W columns' sums in registers:
+/// per piece of sixteen coefficients, 4·W accumulators run over all d₀ rows; each row's
+/// selection values (both polys, widened once) serve all W columns, and each database piece
+/// is unpacked in registers ([`pack28::x86::unpack16`]) and used for both polys. The database
+/// is read front to back (prefetched [`PREFETCH_WORDS`] ahead into L2), the next tile's
+/// selections are prefetched spread over the pass.
+///
+/// # Safety
+/// The CPU must support AVX-512 F, BW and VBMI.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+unsafe fn group_sums_vbmi<const W: usize>(p: &Pass, sums: &mut [u64]) {
+    use core::arch::x86_64::*;
+    let (db, group) = (p.db, p.group);
+    let (block, d0) = (db.block, db.d0);
+    let piece_len = PIECE / pack28::GROUP * pack28::GROUP_WORDS;
+    let row_len = W * piece_len;
+    let len = block / PIECE * d0 * row_len;
+    assert!(
+        db.packed
+            && db.piece_len == piece_len
+            && group.width == W
+            && group.at + len <= db.words.len()
+            && p.sels.len() == d0 * 2 * block
+            && sums.len() == W * 2 * block
+            && p.run > 0,
+        "blocked first dimension shapes"
+    );
+    let words = &db.words[group.at..group.at + len];
+    // SAFETY: the caller guarantees the features.
+    let unpack = unsafe { pack28::x86::Unpack16::new() };
+    // The next tile's selections: this many words per step, over block/16·d0 steps.
+    let steps = block / PIECE * d0;
+    let per_step = p.prefetch.len().div_ceil(steps).next_multiple_of(PIECE);
+    let mut step = 0;
+    for g in 0..block / PIECE {
+        let mut carry = false;
+        let mut i = 0;
+        while i < d0 {
+            let end = (i + p.run).min(d0);
+            let mut acc = [[_mm512_setzero_si512(); 4]; W];
+            for i in i..end {
+                let at = group.at + (g * d0 + i) * row_len;
+                prefetch_l2(&db.words, at + PREFETCH_WORDS, row_len);
+                prefetch_l2(p.prefetch, step * per_step, per_step);
+                step += 1;
+                let s0: &[u32; PIECE] = p.sels[2 * i * block + g * PIECE..][..PIECE]
+                    .try_into()
+                    .expect("piece");
+                let s1: &[u32; PIECE] = p.sels[(2 * i + 1) * block + g * PIECE..][..PIECE]
+                    .try_into()
+                    .expect("piece");
+                // SAFETY: each array holds 16 u32, read as two 256-bit halves.
+                let (s0l, s0h, s1l, s1h) = unsafe {
+                    (
+                        _mm512_cvtepu32_epi64(_mm256_loadu_si256(s0.as_ptr().cast())),
+                        _mm512_cvtepu32_epi64(_mm256_loadu_si256(s0[8..].as_ptr().cast())),
+                        _mm512_cvtepu32_epi64(_mm256_loadu_si256(s1.as_ptr().cast())),
+                        _mm512_cvtepu32_epi64(_mm256_loadu_si256(s1[8..].as_ptr().cast())),
+                    )
+                };
+                let row = &words[(g * d0 + i) * row_len..(g * d0 + i + 1) * row_len];
+                for (c, acc) in acc.iter_mut().enumerate() {
+                    let src: &[u32; 14] = row[c * piece_len..(c + 1) * piece_len]
+                        .try_into()
+                        .expect("14 words");
+                    // SAFETY: the caller guarantees the features.
+                    let v = unsafe { pack28::x86::unpack16(unpack, src) };
+                    let lo = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(v));
+                    let hi = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(v));
+                    acc[0] = _mm512_add_epi64(acc[0], _mm512_mul_epu32(s0l, lo));
+                    acc[1] = _mm512_add_epi64(acc[1], _mm512_mul_epu32(s0h, hi));
+                    acc[2] = _mm512_add_epi64(acc[2], _mm512_mul_epu32(s1l, lo));
+                    acc[3] = _mm512_add_epi64(acc[3], _mm512_mul_epu32(s1h, hi));
+                }
+            }
+            for (c, acc) in acc.iter().enumerate() {
+                for poly in 0..2 {
+                    let at = (c * 2 + poly) * block + g * PIECE;
+                    let d = &mut sums[at..at + PIECE];
+                    // SAFETY: `d` holds 16 u64: two unaligned 512-bit loads and stores.
+                    unsafe {
+                        let (lo, hi) = (acc[2 * poly], acc[2 * poly + 1]);
+                        let (lo, hi) = if carry {
+                            (
+                                _mm512_add_epi64(lo, _mm512_loadu_si512(d.as_ptr().cast())),
+                                _mm512_add_epi64(hi, _mm512_loadu_si512(d[8..].as_ptr().cast())),
+                            )
+                        } else {
+                            (lo, hi)
+                        };
+                        _mm512_storeu_si512(d.as_mut_ptr().cast(), lo);
+                        _mm512_storeu_si512(d[8..].as_mut_ptr().cast(), hi);
+                    }
+                    if end < d0 {
+                        reduce_sums(d, p.q);
+                    }
+                }
+            }
+            carry = true;
+            i = end;
+        }
+    }
+}
 
 /// Asks for `words[from..from + count]` (clipped to the slice) to be brought into L2, where it
-/// waits for the multiply instead of the multiply waiting for it: the database and the
-/// selections are read from DRAM, which the hardware prefetcher alone does not keep ahead of.
+/// waits for the multiply instead of the multiply waiting for it.
 #[inline(always)]
 fn prefetch_l2(words: &[u32], from: usize, count: usize) {
     #[cfg(target_arch = "x86_64")]
@@ -396,94 +693,16 @@ fn prefetch_l2(words: &[u32], from: usize, count: usize) {
     let _ = (words, from, count);
 }
 
-/// The tiled loop: per block of coefficients (inside one row), per column, the lazy u64 sums of
-/// every call and both polynomials, then one reduction into `out[call·cols + col]`.
-#[inline(always)]
-fn kernel_body(a: &KernelArgs, out: &mut [Option<Ciphertext>]) {
-    let (calls, cols, b) = (a.calls.len(), a.columns.len(), a.block);
-    let kn = a.sel.kn;
-    let mut acc = vec![0u64; calls * 2 * b];
-    let mut unpacked = vec![0u32; b];
-    // Packed tiles are unpacked in registers inside the multiply where the CPU has AVX-512
-    // VBMI, else into `unpacked` first.
-    #[cfg(target_arch = "x86_64")]
-    let fused = (a.db.packed && b == BLOCK && pack28::vbmi()).then(|| {
-        // SAFETY: `vbmi()` is true only when AVX-512 F/BW and VBMI are present.
-        unsafe { pack28::x86::Unpack16::new() }
-    });
-    let mut sels: Vec<&[u32]> = Vec::with_capacity(calls * 2);
-    for tile in 0..kn / b {
-        let start = tile * b;
-        let q = a.moduli[start / a.n];
-        for (col, offsets) in a.columns.iter().enumerate() {
-            if out[col].is_none() {
-                continue;
-            }
-            acc.fill(0);
-            let mut lazy = 0;
-            for (i, off) in offsets.iter().enumerate() {
-                let Some(off) = *off else { continue };
-                if lazy == a.max_lazy {
-                    for x in acc.iter_mut() {
-                        *x %= q as u64;
-                    }
-                    lazy = 1;
-                }
-                let stored = a.db.tile(tile, off);
-                let ahead = PREFETCH_TILES * a.db.tile_len;
-                prefetch_l2(&a.db.words, a.db.at(tile, off) + ahead, a.db.tile_len);
-                // The next tile's selections (both polys of row i, 2·b words per call), a
-                // column's share at a time, so they arrive spread over this tile's work.
-                let share = (2 * b).div_ceil(cols);
-                for call in a.calls.clone() {
-                    let next = a.sel.at(tile + 1, call, i, 0) + col * share;
-                    prefetch_l2(&a.sel.words, next, share);
-                }
-                sels.clear();
-                for call in a.calls.clone() {
-                    sels.extend((0..2).map(|poly| a.sel.tile(tile, call, i, poly)));
-                }
-                #[cfg(target_arch = "x86_64")]
-                if let Some(c) = fused {
-                    // SAFETY: `fused` is Some only when AVX-512 F/BW and VBMI are present;
-                    // the function checks every length it relies on.
-                    unsafe { mac_packed_vbmi(c, &mut acc, &sels, stored) };
-                    lazy += 1;
-                    continue;
-                }
-                let pt = if a.db.packed {
-                    pack28::unpack(stored, &mut unpacked[..b]);
-                    &unpacked[..b]
-                } else {
-                    stored
-                };
-                for (dst, sel) in acc.chunks_exact_mut(b).zip(&sels) {
-                    mac_block(dst, sel, pt);
-                }
-                lazy += 1;
-            }
-            for call in 0..calls {
-                let Some(ct) = out[call * cols + col].as_mut() else {
-                    continue;
-                };
-                for (poly, p) in ct.polys.iter_mut().enumerate() {
-                    let src = &acc[(call * 2 + poly) * b..(call * 2 + poly + 1) * b];
-                    bfv::reduce_u64_rows32(q, &mut p.data[start..start + b], src);
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use sift_he::{EvalPlaintext, Poly};
 
-    /// The packed and the plain database give the same first dimension, equal to Σ q_i ⊙ pt_i
-    /// computed directly, over two calls, several columns, a partial last column and an
-    /// absent plaintext.
+    /// The packed database (with AVX-512 VBMI: unpacked in registers; else unpacked a slab at
+    /// a time) and the plain one, with AVX-512, AVX2 or portable code, give the same first dimension, equal to Σ q_i ⊙ pt_i computed
+    /// directly, over two calls, two chunks, a partial column group, an absent plaintext and
+    /// an all-absent column (no output), with the lazy sums carried every 2 rows or not at all.
     #[test]
     fn packed_and_plain_databases_agree_with_the_definition() {
         let ctx = Context::predefined("n_4096_logq_27_28_28_logt_4").unwrap();
@@ -499,10 +718,12 @@ mod tests {
             }
             p
         };
-        let (d0, per_chunk, calls) = (5usize, 13usize, 2usize);
-        let pts: Vec<Option<EvalPlaintext>> = (0..per_chunk)
+        // 7 columns of 3 rows per chunk: groups of 5 and 2 columns.
+        let (d0, per_chunk, chunks, calls) = (3usize, 21usize, 2usize, 2usize);
+        let absent = |j: usize| j == 7 || (per_chunk + 9..per_chunk + 12).contains(&j);
+        let pts: Vec<Option<EvalPlaintext>> = (0..per_chunk * chunks)
             .map(|j| {
-                (j != 7).then(|| EvalPlaintext {
+                (!absent(j)).then(|| EvalPlaintext {
                     poly: random_poly(&mut rng),
                 })
             })
@@ -525,41 +746,71 @@ mod tests {
                 sel.put(call, i, c).unwrap();
             }
         }
-        let run = |db: &CompactDatabase| {
-            first_dimension_compact(&ctx, db, &sel, 0..calls, (0, per_chunk), &mut || {
-                Ciphertext {
-                    polys: vec![Poly::zero(&ctx, k, Format::Eval); 2],
-                    correction_factor: 1,
-                    seed: None,
-                }
-            })
-            .unwrap()
+        let run = |db: &CompactDatabase, chunk: usize, rows: usize| {
+            let mut alloc = || Ciphertext {
+                polys: vec![Poly::zero(&ctx, k, Format::Eval); 2],
+                correction_factor: 1,
+                seed: None,
+            };
+            let chunk = (chunk * per_chunk, per_chunk);
+            first_dimension_runs(&ctx, db, &sel, 0..calls, chunk, &mut alloc, rows).unwrap()
         };
-        let packed = CompactDatabase::with_packing(&ctx, &pts, true).unwrap();
-        let plain = CompactDatabase::with_packing(&ctx, &pts, false).unwrap();
+        let packed = CompactDatabase::with_packing(&ctx, &pts, (d0, per_chunk), true).unwrap();
+        let plain = CompactDatabase::with_packing(&ctx, &pts, (d0, per_chunk), false).unwrap();
         assert!(packed.is_packed() && !plain.is_packed());
-        let got = run(&packed);
-        assert_eq!(got, run(&plain));
-        for (call, cols) in got.iter().enumerate() {
-            assert_eq!(cols.len(), per_chunk.div_ceil(d0));
-            for (col, c) in cols.iter().enumerate() {
-                let c = c.as_ref().expect("every column has a plaintext");
-                for poly in 0..2 {
-                    for r in 0..k {
-                        let q = ctx.modulus(r).value as u128;
-                        for x in (0..n).step_by(97) {
-                            let mut want = 0u128;
-                            for (i, sel) in sels[call].iter().enumerate() {
-                                if let Some(Some(pt)) = pts.get(col * d0 + i) {
-                                    let s = sel.polys[poly].row(r)[x] as u128;
-                                    want += s * pt.poly.row(r)[x] as u128;
+        for chunk in 0..chunks {
+            let got = run(&packed, chunk, usize::MAX);
+            assert_eq!(got, run(&plain, chunk, usize::MAX));
+            assert_eq!(got, run(&packed, chunk, 2));
+            assert_eq!(got, run(&plain, chunk, 1));
+            let top = sift_he::simd::level();
+            sift_he::simd::set_cap(sift_he::simd::Level::Avx2);
+            let capped = run(&packed, chunk, 2);
+            let capped_plain = run(&plain, chunk, 3);
+            sift_he::simd::set_cap(sift_he::simd::Level::Portable);
+            let portable = [run(&packed, chunk, 2), run(&plain, chunk, 3)];
+            sift_he::simd::set_cap(top);
+            assert_eq!(got, capped);
+            assert_eq!(got, capped_plain);
+            assert_eq!([&got, &got], [&portable[0], &portable[1]]);
+            for (call, cols) in got.iter().enumerate() {
+                assert_eq!(cols.len(), per_chunk / d0);
+                for (col, c) in cols.iter().enumerate() {
+                    let base = chunk * per_chunk + col * d0;
+                    let Some(c) = c else {
+                        assert!((base..base + d0).all(absent), "column {col} has plaintexts");
+                        continue;
+                    };
+                    for poly in 0..2 {
+                        for r in 0..k {
+                            let q = ctx.modulus(r).value as u128;
+                            for x in (0..n).step_by(97) {
+                                let mut want = 0u128;
+                                for (i, sel) in sels[call].iter().enumerate() {
+                                    if let Some(pt) = &pts[base + i] {
+                                        let s = sel.polys[poly].row(r)[x] as u128;
+                                        want += s * pt.poly.row(r)[x] as u128;
+                                    }
                                 }
+                                assert_eq!(c.polys[poly].row(r)[x] as u128, want % q);
                             }
-                            assert_eq!(c.polys[poly].row(r)[x] as u128, want % q);
                         }
                     }
                 }
             }
         }
+    }
+
+    /// Shapes the layout cannot hold are refused: a chunk that is not whole columns, a
+    /// database that is not whole chunks.
+    #[test]
+    fn uneven_shapes_are_refused() {
+        let ctx = Context::predefined("n_4096_logq_27_28_28_logt_4").unwrap();
+        let pts: Vec<Option<EvalPlaintext>> = vec![None; 12];
+        assert!(CompactDatabase::new(&ctx, &pts, 5, 12).is_none());
+        assert!(CompactDatabase::new(&ctx, &pts, 4, 8).is_none());
+        assert!(CompactDatabase::new(&ctx, &pts, 0, 12).is_none());
+        let db = CompactDatabase::new(&ctx, &pts, 4, 12).unwrap();
+        assert_eq!(db.len(), 12);
     }
 }

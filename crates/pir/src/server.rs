@@ -344,7 +344,14 @@ impl ServerShard {
         let tables = database.tables(params.hash_function_count)?;
         let compact = tables
             .iter()
-            .map(|t| index_pir::CompactDatabase::new(ctx, t))
+            .map(|t| {
+                index_pir::CompactDatabase::new(
+                    ctx,
+                    t,
+                    params.index.dimensions[0],
+                    params.index.per_chunk_plaintext_count(),
+                )
+            })
             .collect::<Option<Vec<_>>>();
         let database = if compact.is_some() {
             ProcessedDatabase::default()
