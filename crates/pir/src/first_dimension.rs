@@ -3,7 +3,7 @@
 //!
 //! The products are 32×32→64-bit, summed lazily in u64 and reduced once per column. The
 //! database is laid out for the loop that reads it: per chunk and block of coefficients, the
-//! columns in groups of [`GROUP_COLUMNS`], and inside a group sixteen coefficients of every row
+//! columns in groups of `GROUP_COLUMNS` (five), and inside a group sixteen coefficients of every row
 //! and column side by side. The loop then reads the database front to back, exactly once per
 //! query, while the sums of a group (five columns, both polynomials, sixteen coefficients) stay
 //! in registers over all d₀ rows and each selection value loaded serves five columns.
@@ -35,7 +35,7 @@ const PREFETCH_WORDS: usize = 4096;
 ///
 /// Layout: per chunk (`per_chunk` plaintexts, `per_chunk / d0` columns of d₀ consecutive
 /// plaintexts), per tile (BLOCK consecutive words of the k·n rows), per group of up to
-/// [`GROUP_COLUMNS`] columns: `[piece][row i][column c][PIECE values]`, each piece of sixteen
+/// `GROUP_COLUMNS` (five) columns: `[piece][row i][column c][PIECE values]`, each piece of sixteen
 /// values packed into 14 words or stored as 16. Absent (all-zero) plaintexts are stored as
 /// zeros; a column with no plaintext at all gives no output.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -398,7 +398,7 @@ struct Pass<'a> {
     run: usize,
 }
 
-/// `sums[(c·2 + poly)·block + x]` = Σ_i sel_{i,poly}[x]·pt_{c,i}[x], lazily (each below 2^64,
+/// `sums[(c·2 + poly)·block + x] = Σ_i sel_{i,poly}[x]·pt_{c,i}[x]`, lazily (each below 2^64,
 /// congruent mod q), for the columns c of the pass's group.
 fn group_sums(p: &Pass, sums: &mut [u64], scratch: &mut Vec<u32>) {
     #[cfg(target_arch = "x86_64")]
@@ -596,6 +596,9 @@ unsafe fn group_sums_vbmi<const W: usize>(p: &Pass, sums: &mut [u64]) {
     let words = &db.words[group.at..group.at + len];
     // SAFETY: the caller guarantees the features.
     let unpack = unsafe { pack28::x86::Unpack16::new() };
+    // Lanes of the even sums (coefficient 2j in lane j) and the odd ones (2j + 1), interleaved.
+    let interleave_lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+    let interleave_hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
     // The next tile's selections: this many words per step, over block/16·d0 steps.
     let steps = block / PIECE * d0;
     let per_step = p.prefetch.len().div_ceil(steps).next_multiple_of(PIECE);
@@ -617,15 +620,14 @@ unsafe fn group_sums_vbmi<const W: usize>(p: &Pass, sums: &mut [u64]) {
                 let s1: &[u32; PIECE] = p.sels[(2 * i + 1) * block + g * PIECE..][..PIECE]
                     .try_into()
                     .expect("piece");
-                // SAFETY: each array holds 16 u32, read as two 256-bit halves.
-                let (s0l, s0h, s1l, s1h) = unsafe {
+                // SAFETY: each array holds 16 u32 (one 512-bit load).
+                let (s0, s1) = unsafe {
                     (
-                        _mm512_cvtepu32_epi64(_mm256_loadu_si256(s0.as_ptr().cast())),
-                        _mm512_cvtepu32_epi64(_mm256_loadu_si256(s0[8..].as_ptr().cast())),
-                        _mm512_cvtepu32_epi64(_mm256_loadu_si256(s1.as_ptr().cast())),
-                        _mm512_cvtepu32_epi64(_mm256_loadu_si256(s1[8..].as_ptr().cast())),
+                        _mm512_loadu_si512(s0.as_ptr().cast()),
+                        _mm512_loadu_si512(s1.as_ptr().cast()),
                     )
                 };
+                let (s0_odd, s1_odd) = (_mm512_srli_epi64::<32>(s0), _mm512_srli_epi64::<32>(s1));
                 let row = &words[(g * d0 + i) * row_len..(g * d0 + i + 1) * row_len];
                 for (c, acc) in acc.iter_mut().enumerate() {
                     let src: &[u32; 14] = row[c * piece_len..(c + 1) * piece_len]
@@ -633,12 +635,11 @@ unsafe fn group_sums_vbmi<const W: usize>(p: &Pass, sums: &mut [u64]) {
                         .expect("14 words");
                     // SAFETY: the caller guarantees the features.
                     let v = unsafe { pack28::x86::unpack16(unpack, src) };
-                    let lo = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(v));
-                    let hi = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(v));
-                    acc[0] = _mm512_add_epi64(acc[0], _mm512_mul_epu32(s0l, lo));
-                    acc[1] = _mm512_add_epi64(acc[1], _mm512_mul_epu32(s0h, hi));
-                    acc[2] = _mm512_add_epi64(acc[2], _mm512_mul_epu32(s1l, lo));
-                    acc[3] = _mm512_add_epi64(acc[3], _mm512_mul_epu32(s1h, hi));
+                    let v_odd = _mm512_srli_epi64::<32>(v);
+                    acc[0] = _mm512_add_epi64(acc[0], _mm512_mul_epu32(s0, v));
+                    acc[1] = _mm512_add_epi64(acc[1], _mm512_mul_epu32(s0_odd, v_odd));
+                    acc[2] = _mm512_add_epi64(acc[2], _mm512_mul_epu32(s1, v));
+                    acc[3] = _mm512_add_epi64(acc[3], _mm512_mul_epu32(s1_odd, v_odd));
                 }
             }
             for (c, acc) in acc.iter().enumerate() {
@@ -647,7 +648,10 @@ unsafe fn group_sums_vbmi<const W: usize>(p: &Pass, sums: &mut [u64]) {
                     let d = &mut sums[at..at + PIECE];
                     // SAFETY: `d` holds 16 u64: two unaligned 512-bit loads and stores.
                     unsafe {
-                        let (lo, hi) = (acc[2 * poly], acc[2 * poly + 1]);
+                        // Even and odd coefficients back in order.
+                        let (even, odd) = (acc[2 * poly], acc[2 * poly + 1]);
+                        let lo = _mm512_permutex2var_epi64(even, interleave_lo, odd);
+                        let hi = _mm512_permutex2var_epi64(even, interleave_hi, odd);
                         let (lo, hi) = if carry {
                             (
                                 _mm512_add_epi64(lo, _mm512_loadu_si512(d.as_ptr().cast())),
