@@ -296,6 +296,9 @@ fn first_dimension_runs(
     if calls.end > sel.calls {
         return Err(PirError::Corrupted("selection calls".into()));
     }
+    if run == 0 {
+        return Err(PirError::Corrupted("first dimension lazy run".into()));
+    }
     let (k, n, d0) = (db.k, db.n, db.d0);
     let kn = k * n;
     if sel.kn != kn
@@ -333,11 +336,10 @@ fn first_dimension_runs(
         }
         out.push(row);
     }
-    if run == 0 {
-        return Err(PirError::Corrupted("first dimension lazy run".into()));
-    }
     let block = db.block;
     let tiles = kn / block;
+    // Each group prefetches its share of the next tile's selections of a call.
+    let share = (d0 * 2 * block).div_ceil(cols.div_ceil(GROUP_COLUMNS));
     let mut sums = vec![0u64; GROUP_COLUMNS * 2 * block];
     let mut scratch = Vec::new();
     for tile in 0..tiles {
@@ -353,8 +355,6 @@ fn first_dimension_runs(
             for (slot, call) in calls.clone().enumerate() {
                 // This group's share of the next tile's selections, fetched while it works.
                 let next = sel.at(next_tile, call, 0, 0);
-                let groups = cols.div_ceil(GROUP_COLUMNS);
-                let share = (d0 * 2 * block).div_ceil(groups);
                 let from = (next + first_col / GROUP_COLUMNS * share).min(sel.words.len());
                 let to = (from + share).min(sel.words.len());
                 let at = sel.at(tile, call, 0, 0);
@@ -462,12 +462,13 @@ fn group_sums_portable(p: &Pass, sums: &mut [u64], scratch: &mut Vec<u32>) {
         let values = slab(p, g, scratch);
         for c in 0..w {
             let mut acc = [[0u64; PIECE]; 2];
+            let mut lazy = 0;
             for i in 0..d0 {
-                if i > 0 && i.is_multiple_of(p.run) {
-                    for x in acc.iter_mut().flatten() {
-                        *x %= p.q as u64;
-                    }
+                if lazy == p.run {
+                    reduce_sums(acc.as_flattened_mut(), p.q);
+                    lazy = 0;
                 }
+                lazy += 1;
                 let v = &values[(i * w + c) * PIECE..][..PIECE];
                 for (poly, acc) in acc.iter_mut().enumerate() {
                     for ((a, &x), &y) in acc.iter_mut().zip(sel_piece(p, i, poly, g)).zip(v) {
@@ -566,9 +567,12 @@ unsafe fn group_sums_avx2(p: &Pass, sums: &mut [u64], scratch: &mut Vec<u32>) {
 }
 
 /// [`group_sums`] for a packed database on AVX-512 VBMI with the W columns' sums in registers:
-/// per piece of sixteen coefficients, 4·W accumulators run over all d₀ rows; each row's
-/// selection values (both polys, widened once) serve all W columns, and each database piece
-/// is unpacked in registers ([`pack28::x86::unpack16`]) and used for both polys. The database
+/// per piece of sixteen coefficients, 4·W accumulators (even and odd coefficients of both
+/// polys) run over all d₀ rows; each row's selection values (both polys, loaded once, odd
+/// lanes shifted down once) serve all W columns, and each database piece is unpacked in
+/// registers ([`pack28::x86::unpack16`]) and used for both polys. `vpmuludq` reads each
+/// qword's low dword, so nothing is widened; the even and odd sums are interleaved back once
+/// per piece. The database
 /// is read front to back (prefetched [`PREFETCH_WORDS`] ahead into L2), the next tile's
 /// selections are prefetched spread over the pass.
 ///
@@ -614,12 +618,7 @@ unsafe fn group_sums_vbmi<const W: usize>(p: &Pass, sums: &mut [u64]) {
                 prefetch_l2(&db.words, at + PREFETCH_WORDS, row_len);
                 prefetch_l2(p.prefetch, step * per_step, per_step);
                 step += 1;
-                let s0: &[u32; PIECE] = p.sels[2 * i * block + g * PIECE..][..PIECE]
-                    .try_into()
-                    .expect("piece");
-                let s1: &[u32; PIECE] = p.sels[(2 * i + 1) * block + g * PIECE..][..PIECE]
-                    .try_into()
-                    .expect("piece");
+                let (s0, s1) = (sel_piece(p, i, 0, g), sel_piece(p, i, 1, g));
                 // SAFETY: each array holds 16 u32 (one 512-bit load).
                 let (s0, s1) = unsafe {
                     (
