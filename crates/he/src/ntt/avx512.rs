@@ -66,6 +66,10 @@ pub(super) struct Tables {
     /// Per output vector k of a group: `vpermt2d` indices taking residue 8k + j from (x, y)
     /// of the last stage into 32-bit slot 2j (odd slots are zeroed by the mask).
     widen: [[u32; L]; 4],
+    /// The even-slot mask (0x5555) of the widening permutes, kept as data: given as a
+    /// constant, LLVM turns each zero-masked `vpermt2d` into a `vpermt2d` plus a `vpandd`
+    /// (one vector µop more per output vector, on the ports the butterflies need).
+    widen_mask: u16,
     /// `vpermt2d` indices taking the residues of the first inverse stage's x (then y) from
     /// the group's 32 residues in natural order.
     gather: [[u32; L]; 2],
@@ -111,6 +115,7 @@ impl Tables {
             fwd: build(&t.roots, [8, 4, 2, 1]),
             inv: build(&t.inv_roots, [1, 2, 4, 8]),
             widen,
+            widen_mask: 0x5555,
             gather,
         }
     }
@@ -428,7 +433,7 @@ fn forward_groups<const G: usize, const LAZY: bool>(
             (csub(csub(x[k], two_q), q), csub(csub(y[k], two_q), q))
         };
         for (o, idx) in out[k].iter_mut().zip(&tables.widen) {
-            *o = _mm512_maskz_permutex2var_epi32(0x5555, xk, load(idx), yk);
+            *o = _mm512_maskz_permutex2var_epi32(tables.widen_mask, xk, load(idx), yk);
         }
     }
     out
