@@ -127,6 +127,22 @@ pub(crate) fn lift_half(p: &mut [u64], half: u32, pv: u32) {
     }
 }
 
+/// `out[i] = x[i] mod q` for any u64 words x and q < 2^30, on the words as they are: with
+/// x = h·2^32 + l, (h mod q)·(2^32 mod q) + l mod q (two Barrett reductions and a Shoup
+/// product in u64 lanes). None when the CPU has no AVX-512 (the caller's 32-bit-lane loop
+/// runs then); the lazy sums of the first dimension and of the tensor end here.
+pub(crate) fn reduce_u64_rows_avx512(q: u32, out: &mut [u64], x: &[u64]) -> Option<()> {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx512() {
+        // SAFETY: AVX-512 is present (checked just above); safe Rust with AVX-512 enabled
+        // whose memory accesses are bounds-checked slices.
+        unsafe { avx512::reduce_u64_rows(q, out, x) };
+        return Some(());
+    }
+    let _ = (q, out, x);
+    None
+}
+
 /// dst ← (src mod q + add) mod q for src < 2^32 and add < q, with mu = ⌊2^32/q⌋.
 pub(crate) fn reduce_add(dst: &mut [u64], src: &[u64], q: u32, mu: u32, add: u32) {
     #[cfg(target_arch = "x86_64")]
@@ -885,6 +901,34 @@ mod avx512 {
         _mm512_min_epu32(t, _mm512_sub_epi32(t, q))
     }
 
+    /// [`super::reduce_u64_rows_avx512`], eight words per step (the tail one by one).
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn reduce_u64_rows(q: u32, out: &mut [u64], x: &[u64]) {
+        let n = out.len();
+        let x = &x[..n];
+        let mu = ((1u64 << 32) / q as u64) as u32;
+        let c = ((1u64 << 32) % q as u64) as u32;
+        let cs = ((c as u64) << 32) / q as u64;
+        let (qv, muv) = (set(q), set(mu));
+        // c with its Shoup factor in the high half, as the twist words pack them: a constant
+        // with a zero high half lets LLVM rewrite the vpmuludq by c as a 64-bit multiply
+        // (three multiplies and a shift).
+        let cv = _mm512_set1_epi64((c as u64 | cs << 32) as i64);
+        let csv = _mm512_srli_epi64::<32>(cv);
+        let body = n - n % W;
+        for i in (0..body).step_by(W) {
+            let v = load64(x, i);
+            // h mod q, then ·2^32 mod q; l mod q (the low words, high halves cleared).
+            let h = barrett(hi32(v), qv, muv);
+            let t = mul_shoup(h, cv, csv, qv);
+            let l = barrett(_mm512_maskz_mov_epi32(0x5555, v), qv, muv);
+            store64(out, i, csub(_mm512_add_epi64(t, l), qv));
+        }
+        for (o, &v) in out[body..].iter_mut().zip(&x[body..]) {
+            *o = v % q as u64;
+        }
+    }
+
     /// [`super::finish_twist`], eight coefficients per step.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
@@ -1419,6 +1463,39 @@ mod tests {
 
     /// Where the CPU has both, the AVX2 kernels give the AVX-512 kernels' words (the
     /// dispatched path, pinned to the definitions above, is the widest one), on lengths with
+    /// The AVX-512 reduction of u64 words equals the remainder for every word (the extremes,
+    /// words with either half zero, and a length with a scalar tail), for moduli of 16 to 30
+    /// bits.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_u64_reduction_is_the_remainder() {
+        use crate::simd::{Level, detected};
+        if detected() < Level::Avx512 {
+            return;
+        }
+        let mut x: Vec<u64> = (0..4099u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i << 45))
+            .collect();
+        x[..8].copy_from_slice(&[
+            0,
+            u64::MAX,
+            u64::MAX - 1,
+            1 << 63,
+            (1 << 32) - 1,
+            1 << 32,
+            7,
+            7 << 32,
+        ]);
+        for q in [40961u32, 134176769, 268369921, (1 << 30) - 35] {
+            let mut out = vec![1u64; x.len()];
+            // SAFETY: AVX-512 is present (checked above).
+            unsafe { avx512::reduce_u64_rows(q, &mut out, &x) };
+            for (o, v) in out.iter().zip(&x) {
+                assert_eq!(*o, v % q as u64, "{v} mod {q}");
+            }
+        }
+    }
+
     /// a scalar tail and values at the extremes.
     #[cfg(target_arch = "x86_64")]
     #[test]

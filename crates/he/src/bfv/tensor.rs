@@ -82,6 +82,12 @@ fn horner_mod(m: &Modulus, digits: &[u64], radices: &[u64]) -> u64 {
 /// `out[i] = x[i] mod q` for any u64 x and q < 2^30, in 32-bit lanes: x = h·2^32 + l ↦
 /// (h mod q)·(2^32 mod q) + l mod q (Barrett and Shoup on u32); AVX2 when present.
 pub fn reduce_u64_rows32(q: u32, out: &mut [u64], x: &[u64]) {
+    debug_assert!(q < 1 << 30);
+    let n = out.len().min(x.len());
+    let (out, x) = (&mut out[..n], &x[..n]);
+    if crate::keyprod::reduce_u64_rows_avx512(q, out, x).is_some() {
+        return;
+    }
     #[inline(always)]
     fn barrett(x: u32, q: u32, mu: u32) -> u32 {
         let qhat = ((x as u64 * mu as u64) >> 32) as u32;
