@@ -358,6 +358,35 @@ fn fused_stage<const G: usize, const J: usize, const FORWARD: bool>(
             inv_bfly(x[k], y[k], tw, q, two_q)
         };
     }
+    stage_barrier(x, y);
+}
+
+/// A scheduling barrier between two fused stages of four groups: an empty `asm!` that takes
+/// and gives back all eight vectors, so every group's stage is computed before any group's
+/// next one. Left to itself LLVM emits each group's four dependent stages in a row; the
+/// core then holds one long chain in its scheduler where it could hold four short ones.
+/// No instruction is emitted. Other group counts pass through.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn stage_barrier<const G: usize>(x: &mut [__m512i; G], y: &mut [__m512i; G]) {
+    if let ([x0, x1, x2, x3], [y0, y1, y2, y3]) = (x.as_mut_slice(), y.as_mut_slice()) {
+        // SAFETY: the template is empty (a comment): it reads no memory, writes no memory and
+        // leaves every register as it found it, so it only orders the code around it.
+        unsafe {
+            std::arch::asm!(
+                "/* {0} {1} {2} {3} {4} {5} {6} {7} */",
+                inout(zmm_reg) * x0,
+                inout(zmm_reg) * x1,
+                inout(zmm_reg) * x2,
+                inout(zmm_reg) * x3,
+                inout(zmm_reg) * y0,
+                inout(zmm_reg) * y1,
+                inout(zmm_reg) * y2,
+                inout(zmm_reg) * y3,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+        }
+    }
 }
 
 /// Per group, x ← the even 64-bit lanes of x and y interleaved, y ← the odd ones.
