@@ -111,22 +111,6 @@ fn dot_redc_portable(
     }
 }
 
-/// The element-wise steps of the rounding division by the special prime P, on u64 words
-/// holding 32-bit residues (q < 2^31): scalar here, four `vpmuludq` lanes with AVX2.
-///
-/// `lift_half`: p ← (p + ⌊P/2⌋) mod P for p < P.
-pub(crate) fn lift_half(p: &mut [u64], half: u32, pv: u32) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx2() {
-        // SAFETY: AVX2 is present (checked just above); safe Rust with AVX2 enabled.
-        unsafe { avx2::lift_half(p, half, pv) };
-        return;
-    }
-    for x in p {
-        *x = lift_half1(*x, half, pv);
-    }
-}
-
 /// `out[i] = x[i] mod q` for any u64 words x and q < 2^30, on the words as they are: with
 /// x = h·2^32 + l, (h mod q)·(2^32 mod q) + l mod q (two Barrett reductions and a Shoup
 /// product in u64 lanes). None when the CPU has no AVX-512 (the caller's 32-bit-lane loop
@@ -461,13 +445,6 @@ fn gather_rows_scalar<const K: usize>(
     }
 }
 
-/// One word of [`lift_half`].
-#[inline(always)]
-fn lift_half1(x: u64, half: u32, pv: u32) -> u64 {
-    let w = x as u32 + half;
-    w.min(w.wrapping_sub(pv)) as u64
-}
-
 /// One word of [`reduce_add`].
 #[inline(always)]
 fn reduce_add1(x: u64, q: u32, mu: u32, add: u32) -> u64 {
@@ -537,23 +514,6 @@ mod avx2 {
         }
         for (x, &y) in a[body..n].iter_mut().zip(&b[body..n]) {
             tail(x, y);
-        }
-    }
-
-    #[target_feature(enable = "avx2")]
-    pub(super) fn lift_half(p: &mut [u64], half: u32, pv: u32) {
-        let (h, pvv) = (
-            _mm256_set1_epi64x(half as i64),
-            _mm256_set1_epi64x(pv as i64),
-        );
-        let n = p.len();
-        let body = n - n % 4;
-        for x in p[..body].chunks_exact_mut(4) {
-            let x: &mut [u64; 4] = x.try_into().expect("4 words");
-            store64(x, csub(_mm256_add_epi64(load64(x), h), pvv));
-        }
-        for x in &mut p[body..] {
-            *x = super::lift_half1(*x, half, pv);
         }
     }
 
@@ -1274,8 +1234,7 @@ mod tests {
         let inv_s = (((inv as u64) << 32) / q as u64) as u32;
         let n = 4099;
         let p: Vec<u64> = (0..n as u64).map(|i| i * 2654435761 % pv as u64).collect();
-        let mut lifted = p.clone();
-        lift_half(&mut lifted, half, pv);
+        let lifted: Vec<u64> = p.iter().map(|&x| (x + half as u64) % pv as u64).collect();
         let mut red = vec![0u64; n];
         let add = q - 17;
         reduce_add(&mut red, &lifted, q, mu, add);
@@ -1284,7 +1243,6 @@ mod tests {
         let before = out.clone();
         sub_mul(&mut out, &corr, q, inv, inv_s);
         for i in 0..n {
-            assert_eq!(lifted[i], (p[i] + half as u64) % pv as u64);
             assert_eq!(red[i], (lifted[i] % q as u64 + add as u64) % q as u64);
             let d = (before[i] + q as u64 - corr[i]) % q as u64;
             assert_eq!(out[i], d * inv as u64 % q as u64, "{i}");

@@ -310,6 +310,23 @@ impl Ntt32 {
         }
     }
 
+    /// [`Self::inverse_words`] then (x + add) mod q on every word (add < q): in the last pass
+    /// with AVX-512, a separate one otherwise.
+    fn inverse_words_add(&self, a: &mut [u64], add: u32) {
+        #[cfg(target_arch = "x86_64")]
+        if let Kernels::Avx512(t) = self.kernels(Simd::Best) {
+            // SAFETY: as in `forward_words` (instruction set detected, bounds-checked access).
+            unsafe { avx512::inverse_add(self, t, add, words_as_slots(a)) };
+            return;
+        }
+        self.inverse_words(a, Simd::Best);
+        let q = self.q;
+        for x in a.iter_mut() {
+            let v = *x as u32 + add;
+            *x = v.min(v.wrapping_sub(q)) as u64;
+        }
+    }
+
     /// Inverse transform of the words `a` (values < q), in place; see [`Self::forward_words`].
     fn inverse_words(&self, a: &mut [u64], simd: Simd) {
         let n = a.len();
@@ -468,6 +485,24 @@ impl NttTable {
         match &self.small {
             Some(s) => s.inverse_words(a, Simd::Best),
             None => self.inverse_u64(a),
+        }
+    }
+
+    /// [`Self::inverse`] followed by a ← (a + add) mod q on every coefficient (add < q; the
+    /// special prime's row of a key switch shifted by ⌊P/2⌋ for its centered lift), the
+    /// addition in the transform's last pass where the kernels allow. Panics if `a.len() != n`
+    /// or add ≥ q.
+    pub fn inverse_add(&self, a: &mut [u64], add: u64) {
+        assert_eq!(a.len(), self.n, "NTT length");
+        assert!(add < self.modulus.value, "offset not below q");
+        match &self.small {
+            Some(s) => s.inverse_words_add(a, add as u32),
+            None => {
+                self.inverse_u64(a);
+                for x in a.iter_mut() {
+                    *x = self.modulus.add(*x, add);
+                }
+            }
         }
     }
 
@@ -806,6 +841,28 @@ mod tests {
                     unpack_slots(slots, n);
                     assert_eq!(portable, want, "portable q={q} n={n}");
                 }
+            }
+        }
+    }
+
+    /// `inverse_add` equals the inverse transform followed by the offset mod q, for the
+    /// 32-bit kernels (n below and above the AVX-512 size) and the 64-bit path, offsets 0,
+    /// 1 and q − 1.
+    #[test]
+    fn inverse_add_is_inverse_then_offset() {
+        for (n, bits) in [(32usize, 28u32), (4096, 27), (4096, 30), (1024, 50)] {
+            let q = ntt_prime(bits, n);
+            let t = NttTable::new(q, n).unwrap();
+            let eval = random_residues(q, n, 9);
+            for add in [0, 1, q - 1] {
+                let mut want = eval.clone();
+                t.inverse(&mut want);
+                for x in &mut want {
+                    *x = (*x + add) % q;
+                }
+                let mut got = eval.clone();
+                t.inverse_add(&mut got, add);
+                assert_eq!(got, want, "q={q} n={n} add={add}");
             }
         }
     }

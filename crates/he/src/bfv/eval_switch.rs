@@ -472,12 +472,12 @@ fn transform_from(ctx: &Context, mi: usize, src: &[u64], add: u32, dst: &mut [u6
 /// The special prime's row `p` of a key switch (Eval) to Coeff form, lifted to
 /// [x + ⌊P/2⌋]_P, the input of [`correction_row`]. `(pv, half)` = (P, ⌊P/2⌋).
 fn lift_special_row(ctx: &Context, special: usize, (pv, half): (u32, u32), p: &mut [u64]) {
-    ctx.ntt(special).inverse(p);
-    keyprod::lift_half(p, half, pv);
+    debug_assert_eq!(ctx.modulus(special).value, pv as u64);
+    ctx.ntt(special).inverse_add(p, half as u64);
 }
 
 /// The correction row of the rounding division by P for ciphertext modulus i: the special
-/// prime's row `p` (Coeff, lifted to [x + ⌊P/2⌋]_P by [`keyprod::lift_half`]) minus ⌊P/2⌋,
+/// prime's row `p` (Coeff, lifted to [x + ⌊P/2⌋]_P by [`lift_special_row`]) minus ⌊P/2⌋,
 /// in Eval form mod q_i, into `buf` (below 4q_i rather than reduced when `lazy`).
 /// `(pv, half)` = (P, ⌊P/2⌋).
 fn correction_row(

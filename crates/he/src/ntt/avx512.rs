@@ -729,19 +729,31 @@ fn inverse_middle(t: &Ntt32, a: &mut [u32], region: usize, q: __m512i, two_q: __
 /// n ≥ 64, a power of two, and `tables` built for `t` and n.
 #[target_feature(enable = "avx512f")]
 pub(super) fn inverse(t: &Ntt32, tables: &Tables, b: &mut [u32]) {
-    inverse_impl(t, tables, None, b)
+    inverse_impl::<false>(t, tables, None, 0, b)
+}
+
+/// [`inverse`] followed by (x + `add`) mod q on every output (`add` < q), in its last pass.
+#[target_feature(enable = "avx512f")]
+pub(super) fn inverse_add(t: &Ntt32, tables: &Tables, add: u32, b: &mut [u32]) {
+    inverse_impl::<true>(t, tables, None, add, b)
 }
 
 /// [`inverse`] of the words in `src` (values < q, its 2n slots) into `b`: the first pass
 /// reads `src`, so no copy of the input is made first.
 #[target_feature(enable = "avx512f")]
 pub(super) fn inverse_from(t: &Ntt32, tables: &Tables, src: &[u32], b: &mut [u32]) {
-    inverse_impl(t, tables, Some(src), b)
+    inverse_impl::<false>(t, tables, Some(src), 0, b)
 }
 
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn inverse_impl(t: &Ntt32, tables: &Tables, src: Option<&[u32]>, b: &mut [u32]) {
+fn inverse_impl<const ADD: bool>(
+    t: &Ntt32,
+    tables: &Tables,
+    src: Option<&[u32]>,
+    add: u32,
+    b: &mut [u32],
+) {
     let n = b.len() / 2;
     debug_assert!(n >= 2 * GROUP && n.is_power_of_two());
     debug_assert_eq!(tables.inv.len(), REC * n / GROUP);
@@ -768,14 +780,19 @@ fn inverse_impl(t: &Ntt32, tables: &Tables, src: Option<&[u32]>, b: &mut [u32]) 
     // the widening to words: x ← (x + y)/n, y ← (x − y)·w/n. Steps run last to first: step i
     // reads slots [i, i+16) of each region and writes [2i, 2i+32); the slots not yet read
     // are below i ≤ 2i, and step 0 reads before it writes.
+    let addv = splat(add);
     let ni = tw_splat(t.inv_n, t.inv_n_shoup);
     let wn = tw_splat(t.inv_n_w, t.inv_n_w_shoup);
     for i in (0..n / 2).step_by(L).rev() {
         let (x, y) = (load(at(lo, i)), load(at(hi, i)));
         let s = _mm512_add_epi32(x, y);
         let d = _mm512_sub_epi32(_mm512_add_epi32(x, two_q), y);
-        let s = csub(mul_lazy(s, ni.w, ni.ws, ni.ws_odd, q), q);
-        let d = csub(mul_lazy(d, wn.w, wn.ws, wn.ws_odd, q), q);
+        let mut s = csub(mul_lazy(s, ni.w, ni.ws, ni.ws_odd, q), q);
+        let mut d = csub(mul_lazy(d, wn.w, wn.ws, wn.ws_odd, q), q);
+        if ADD {
+            s = csub(_mm512_add_epi32(s, addv), q);
+            d = csub(_mm512_add_epi32(d, addv), q);
+        }
         unpack16(&mut lo[2 * i..2 * i + 2 * L], s);
         unpack16(&mut hi[2 * i..2 * i + 2 * L], d);
     }
