@@ -184,18 +184,32 @@ fn garner_digits32(
 /// from the top digit), else 0: the negative half of a centered representation.
 #[inline(always)]
 fn above_half32(digits: &[u32], half: &[u32], n: usize) -> Vec<u32> {
+    // Sixteen coefficients at a time with both flags in locals, so the compares stay in
+    // vector registers (flags kept in two arrays updated row by row compiled to scalar
+    // read-modify-write loops: two fifths of the whole scale-down).
+    const B: usize = 16;
     let mut gt = vec![0u32; n];
-    let mut eq = vec![1u32; n];
-    for j in (0..half.len()).rev() {
-        let h = half[j];
-        for ((g, e), &d) in gt
-            .iter_mut()
-            .zip(eq.iter_mut())
-            .zip(&digits[j * n..(j + 1) * n])
-        {
-            *g |= *e & (d > h) as u32;
-            *e &= (d == h) as u32;
+    let body = n - n % B;
+    let flags = |c: usize, width: usize, gt: &mut [u32]| {
+        let mut g = [0u32; B];
+        let mut e = [u32::MAX; B];
+        for j in (0..half.len()).rev() {
+            let h = half[j];
+            let row = &digits[j * n + c..j * n + c + width];
+            for ((g, e), &d) in g.iter_mut().zip(e.iter_mut()).zip(row) {
+                *g |= *e & 0u32.wrapping_sub((d > h) as u32);
+                *e &= 0u32.wrapping_sub((d == h) as u32);
+            }
         }
+        for (o, &g) in gt[c..c + width].iter_mut().zip(&g) {
+            *o = g & 1;
+        }
+    };
+    for c in (0..body).step_by(B) {
+        flags(c, B, &mut gt);
+    }
+    if body < n {
+        flags(body, n - body, &mut gt);
     }
     gt
 }
