@@ -255,11 +255,7 @@ impl Poly {
             if w == 2 {
                 // Doubling (the PIR expansion's leaves that end a level early): an addition,
                 // which vectorizes, instead of a 64-bit Shoup product per word.
-                let q = m.value;
-                for x in row {
-                    let v = *x << 1;
-                    *x = if v >= q { v - q } else { v };
-                }
+                double_row(row, m.value);
                 continue;
             }
             let ws = m.shoup(w);
@@ -441,6 +437,19 @@ impl Poly {
         let mut rng = NistAes128Ctr::new(seed);
         Poly::random_uniform(ctx, (0..k).collect(), Format::Eval, &mut rng)
     }
+}
+
+/// `row[i]` ← 2·`row[i]` mod q for words below q (q < 2^63), vectorized for the widest
+/// instruction set allowed (the baseline build has no unsigned 64-bit vector compare).
+fn double_row(row: &mut [u64], q: u64) {
+    #[inline(always)]
+    fn body(row: &mut [u64], q: u64) {
+        for x in row {
+            let v = *x << 1;
+            *x = if v >= q { v - q } else { v };
+        }
+    }
+    crate::simd_dispatch!(body, (row: &mut [u64], q: u64))
 }
 
 /// Apple's `randomizeUniform` on raw row-major data (`moduli.len() × n`).
