@@ -930,3 +930,66 @@ mod tests {
         }
     }
 }
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod cold_timing {
+    use super::*;
+    #[global_allocator]
+    static ALLOC: crate::aligned_alloc::CacheAligned = crate::aligned_alloc::CacheAligned;
+
+    #[test]
+    #[ignore]
+    fn cold_tables() {
+        let n = 4096;
+        let q = 134176769u64;
+        let t = NttTable::new(q, n).unwrap();
+        let src: Vec<u64> = (0..n as u64).map(|i| i * 7919 % q).collect();
+        let mut d = vec![0u64; n];
+        let mut sweep = vec![1u64; 6 << 17]; // 6 MB
+        for _ in 0..5 {
+            let (mut hot, mut cold, mut sw) = (f64::MAX, f64::MAX, f64::MAX);
+            for _ in 0..100 {
+                let s = std::time::Instant::now();
+                t.forward_from_lazy(std::hint::black_box(&src), 0, &mut d);
+                hot = hot.min(s.elapsed().as_secs_f64() * 1e6);
+                // Evict: write the sweep buffer (6 MB > L2), then time one transform, with
+                // the data rows re-touched first so only the tables are cold.
+                for x in sweep.iter_mut().step_by(8) {
+                    *x = x.wrapping_add(1);
+                }
+                std::hint::black_box(&sweep);
+                let mut acc = 0u64;
+                for (a, b) in src.iter().zip(d.iter()) {
+                    acc = acc.wrapping_add(a ^ b);
+                }
+                std::hint::black_box(acc);
+                let s = std::time::Instant::now();
+                t.forward_from_lazy(std::hint::black_box(&src), 0, &mut d);
+                cold = cold.min(s.elapsed().as_secs_f64() * 1e6);
+                let s = std::time::Instant::now();
+                std::hint::black_box(&d);
+                sw = sw.min(s.elapsed().as_secs_f64() * 1e6);
+            }
+            println!("forward_from_lazy hot {hot:.2} µs, tables cold {cold:.2} µs");
+            let (mut hot, mut cold) = (f64::MAX, f64::MAX);
+            for _ in 0..100 {
+                let s = std::time::Instant::now();
+                t.inverse_from(std::hint::black_box(&src), &mut d);
+                hot = hot.min(s.elapsed().as_secs_f64() * 1e6);
+                for x in sweep.iter_mut().step_by(8) {
+                    *x = x.wrapping_add(1);
+                }
+                std::hint::black_box(&sweep);
+                let mut acc = 0u64;
+                for (a, b) in src.iter().zip(d.iter()) {
+                    acc = acc.wrapping_add(a ^ b);
+                }
+                std::hint::black_box(acc);
+                let s = std::time::Instant::now();
+                t.inverse_from(std::hint::black_box(&src), &mut d);
+                cold = cold.min(s.elapsed().as_secs_f64() * 1e6);
+            }
+            println!("inverse_from hot {hot:.2} µs, tables cold {cold:.2} µs ({sw:.3})");
+        }
+    }
+}
