@@ -268,8 +268,9 @@ pub(crate) struct DotFinish<'a> {
     pub(crate) add: &'a [u64],
     /// The modulus.
     pub(crate) q: u32,
-    /// Packed twist words (see [`finish_twist`]).
-    pub(crate) twist: &'a [u64],
+    /// Packed twist words (see [`finish_twist`]), each for a block of that many consecutive
+    /// coefficients: (1, a whole row), or (b ≥ 8, n/b words) for a twist constant on blocks.
+    pub(crate) twist: (usize, &'a [u64]),
 }
 
 /// One row of a fused expansion step: the key-switch dot products of [`dot_redc`] (two
@@ -290,7 +291,7 @@ pub(crate) fn dot_finish_twist(
         unsafe { avx512::dot_finish_twist(a, [plus0, plus1], [minus0, minus1]) };
         return;
     }
-    dot_finish_range(a, [plus0, plus1], [minus0, minus1], 0..a.twist.len());
+    dot_finish_range(a, [plus0, plus1], [minus0, minus1], 0..a.add.len());
 }
 
 /// [`dot_finish_twist`] one coefficient at a time over `range`.
@@ -308,8 +309,9 @@ fn dot_finish_range(
         let (e0, e1) = (a.corr[0][c] as u32 as u64, a.corr[1][c] as u32 as u64);
         let t0 = a.m.redc(d0 * a0[c] as u64 + d1 * a1[c] as u64 + e0 * cf);
         let t1 = a.m.redc(d0 * b0[c] as u64 + d1 * b1[c] as u64 + e1 * cf);
-        (plus0[c], minus0[c]) = twist_step(plus0[c], t0, a.add[c], a.q, a.twist[c]);
-        (plus1[c], minus1[c]) = twist_step(plus1[c], t1, 0, a.q, a.twist[c]);
+        let tw = a.twist.1[c / a.twist.0];
+        (plus0[c], minus0[c]) = twist_step(plus0[c], t0, a.add[c], a.q, tw);
+        (plus1[c], minus1[c]) = twist_step(plus1[c], t1, 0, a.q, tw);
     }
 }
 
@@ -1016,7 +1018,7 @@ mod avx512 {
         t: __m512i,
         add: Option<__m512i>,
         qv: __m512i,
-        twist: &[u64],
+        tw: __m512i,
     ) {
         let t = match add {
             Some(add) => csub(_mm512_add_epi64(t, add), qv),
@@ -1025,7 +1027,6 @@ mod avx512 {
         let a = load64(plus, c);
         store64(plus, c, csub(_mm512_add_epi64(a, t), qv));
         let e = _mm512_sub_epi64(_mm512_add_epi64(a, qv), t);
-        let tw = load64(twist, c);
         store64(minus, c, mul_shoup(e, tw, _mm512_srli_epi64::<32>(tw), qv));
     }
 
@@ -1033,10 +1034,31 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub(super) fn dot_finish_twist(
         a: &super::DotFinish,
+        rows: [&mut [u64]; 2],
+        minus: [&mut [u64]; 2],
+    ) {
+        if a.twist.0 >= W {
+            dot_finish_twist_impl::<true>(a, rows, minus)
+        } else {
+            dot_finish_twist_impl::<false>(a, rows, minus)
+        }
+    }
+
+    /// [`dot_finish_twist`] with the twist broadcast from one word per block of at least
+    /// eight coefficients (BLOCKS) or loaded from a full row.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn dot_finish_twist_impl<const BLOCKS: bool>(
+        a: &super::DotFinish,
         [plus0, plus1]: [&mut [u64]; 2],
         [minus0, minus1]: [&mut [u64]; 2],
     ) {
-        let n = a.twist.len();
+        let n = a.add.len();
+        let (block, twist) = a.twist;
+        assert!(
+            twist.len() * block >= n && (!BLOCKS || block.is_multiple_of(W)),
+            "twist words for the row"
+        );
         let (plus0, plus1, minus0, minus1) = (
             &mut plus0[..n],
             &mut plus1[..n],
@@ -1060,8 +1082,13 @@ mod avx512 {
                 c,
                 (mq, neg_inv)
             );
-            twist_vec(plus0, minus0, c, t0, Some(load64(add, c)), qv, a.twist);
-            twist_vec(plus1, minus1, c, t1, None, qv, a.twist);
+            let tw = if BLOCKS {
+                _mm512_set1_epi64(twist[c / block] as i64)
+            } else {
+                load64(twist, c)
+            };
+            twist_vec(plus0, minus0, c, t0, Some(load64(add, c)), qv, tw);
+            twist_vec(plus1, minus1, c, t1, None, qv, tw);
         }
         super::dot_finish_range(a, [plus0, plus1], [minus0, minus1], body..n);
     }
@@ -1255,60 +1282,66 @@ mod tests {
     fn dot_finish_twist_matches_the_two_passes() {
         let q = 268369921u32;
         let m = Mont32::new(q).unwrap();
-        let n = 4099;
+        let n: usize = 4099;
         let v = |mul: u64| -> Vec<u64> { (0..n as u64).map(|i| i * mul % q as u64).collect() };
         let v32 = |mul: u64| -> Vec<u32> { v(mul).iter().map(|&x| x as u32).collect() };
         let (s0, s1, sigma0, plus0, plus1) = (v(3), v(5), v(7), v(11), v(13));
         let (a0, a1, b0, b1) = (v32(17), v32(19), v32(23), v32(29));
         let (corr0, corr1) = (v(31), v(37));
         let inv = (12345677u32, ((12345677u64 << 32) / q as u64) as u32);
-        let tw: Vec<u64> = v(41)
-            .iter()
-            .map(|&x| x | ((x << 32) / q as u64) << 32)
-            .collect();
-        // The two passes.
-        let (mut acc0, mut acc1) = (vec![0u64; n], vec![0u64; n]);
-        dot_redc(
-            m,
-            &[&s0, &s1],
-            &[&a0, &a1],
-            &[&b0, &b1],
-            &mut acc0,
-            &mut acc1,
-        );
-        let mut want = [
-            (plus0.clone(), vec![0u64; n]),
-            (plus1.clone(), vec![0u64; n]),
-        ];
-        let [(p0, m0), (p1, m1)] = &mut want;
-        finish_twist(p0, m0, &acc0, &corr0, Some(&sigma0), q, inv, &tw);
-        finish_twist(p1, m1, &acc1, &corr1, None, q, inv, &tw);
-        // The fused pass takes the key rows times P⁻¹ (here `inv`) and −P⁻¹ in Montgomery form.
-        let scale = |k: &[u32]| -> Vec<u32> {
-            k.iter()
-                .map(|&x| (x as u64 * inv.0 as u64 % q as u64) as u32)
-                .collect()
-        };
-        let (sa0, sa1, sb0, sb1) = (scale(&a0), scale(&a1), scale(&b0), scale(&b1));
-        let args = DotFinish {
-            m,
-            srcs: [&s0, &s1],
-            keys: [[&sa0, &sa1], [&sb0, &sb1]],
-            corr: [&corr0, &corr1],
-            cf: m.to_mont(q - inv.0),
-            add: &sigma0,
-            q,
-            twist: &tw,
-        };
-        for scalar in [false, true] {
-            let (mut p0, mut p1) = (plus0.clone(), plus1.clone());
-            let (mut m0, mut m1) = (vec![0u64; n], vec![0u64; n]);
-            if scalar {
-                dot_finish_range(&args, [&mut p0, &mut p1], [&mut m0, &mut m1], 0..n);
-            } else {
-                dot_finish_twist(&args, [&mut p0, &mut p1], [&mut m0, &mut m1]);
+        // The twist as a full row (block 1) and constant on blocks of 16 coefficients, given
+        // once per block (the last block partial: n has a tail).
+        for block in [1usize, 16] {
+            let words: Vec<u64> = v(41)[..n.div_ceil(block)]
+                .iter()
+                .map(|&x| x | ((x << 32) / q as u64) << 32)
+                .collect();
+            let tw: Vec<u64> = (0..n).map(|c| words[c / block]).collect();
+            // The two passes.
+            let (mut acc0, mut acc1) = (vec![0u64; n], vec![0u64; n]);
+            dot_redc(
+                m,
+                &[&s0, &s1],
+                &[&a0, &a1],
+                &[&b0, &b1],
+                &mut acc0,
+                &mut acc1,
+            );
+            let mut want = [
+                (plus0.clone(), vec![0u64; n]),
+                (plus1.clone(), vec![0u64; n]),
+            ];
+            let [(p0, m0), (p1, m1)] = &mut want;
+            finish_twist(p0, m0, &acc0, &corr0, Some(&sigma0), q, inv, &tw);
+            finish_twist(p1, m1, &acc1, &corr1, None, q, inv, &tw);
+            // The fused pass takes the key rows times P⁻¹ (here `inv`) and −P⁻¹ in Montgomery
+            // form.
+            let scale = |k: &[u32]| -> Vec<u32> {
+                k.iter()
+                    .map(|&x| (x as u64 * inv.0 as u64 % q as u64) as u32)
+                    .collect()
+            };
+            let (sa0, sa1, sb0, sb1) = (scale(&a0), scale(&a1), scale(&b0), scale(&b1));
+            let args = DotFinish {
+                m,
+                srcs: [&s0, &s1],
+                keys: [[&sa0, &sa1], [&sb0, &sb1]],
+                corr: [&corr0, &corr1],
+                cf: m.to_mont(q - inv.0),
+                add: &sigma0,
+                q,
+                twist: (block, &words),
+            };
+            for scalar in [false, true] {
+                let (mut p0, mut p1) = (plus0.clone(), plus1.clone());
+                let (mut m0, mut m1) = (vec![0u64; n], vec![0u64; n]);
+                if scalar {
+                    dot_finish_range(&args, [&mut p0, &mut p1], [&mut m0, &mut m1], 0..n);
+                } else {
+                    dot_finish_twist(&args, [&mut p0, &mut p1], [&mut m0, &mut m1]);
+                }
+                assert_eq!([(p0, m0), (p1, m1)], want, "scalar {scalar} block {block}");
             }
-            assert_eq!([(p0, m0), (p1, m1)], want, "scalar {scalar}");
         }
     }
 

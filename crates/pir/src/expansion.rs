@@ -57,7 +57,8 @@ impl ExpansionPool {
 }
 
 /// Per-level data of the expansion: the Galois element used, how many times it is applied, its
-/// Eval-form permutation, and X^(−2^(ℓ−1)) in Eval form with Shoup factors.
+/// Eval-form permutation, and X^(−2^(ℓ−1)) in Eval form with Shoup factors, also once per
+/// block where the level's rows are constant on blocks (see [`bfv::Twist::blocks`]).
 #[derive(Debug)]
 struct ExpandLevel {
     g: usize,
@@ -65,6 +66,22 @@ struct ExpandLevel {
     perm: Vec<u32>,
     mono: Vec<u64>,
     mono_shoup: Vec<u64>,
+    blocks: Option<(usize, Vec<u64>)>,
+}
+
+/// The largest block size b (a power of two from 8 to 64 dividing n) on whose aligned blocks
+/// every row of `words` (rows of n) is constant, with one word per block; None below 8. In Eval
+/// form X^(−s) takes ψ^(−s·(2·bitrev(j)+1)) at slot j, which depends only on j / s, so level ℓ
+/// qualifies with b = min(2^(ℓ−1), 64); checking the words rather than trusting that keeps
+/// the rows exact whatever the layout.
+fn twist_blocks(words: &[u64], n: usize) -> Option<(usize, Vec<u64>)> {
+    let b = [64usize, 32, 16, 8].into_iter().find(|&b| {
+        n.is_multiple_of(b)
+            && words
+                .chunks_exact(b)
+                .all(|blk| blk.iter().all(|&w| w == blk[0]))
+    })?;
+    Some((b, words.iter().step_by(b).copied().collect()))
 }
 
 /// What an [`ExpandLevel`] depends on: degree, the k moduli, the level and the element.
@@ -147,7 +164,7 @@ fn expand_level(
     mono.forward_ntt(ctx)?;
     // Shoup factors ⌊w·2^32/q⌋ for moduli below 2^30 (32-bit lanes, packed above w),
     // ⌊w·2^64/q⌋ otherwise.
-    let mono_shoup = (0..k)
+    let mono_shoup: Vec<u64> = (0..k)
         .flat_map(|r| {
             let m = *ctx.modulus(r);
             mono.row(r)
@@ -167,6 +184,7 @@ fn expand_level(
         g,
         count,
         perm: Poly::galois_eval_permutation(n, g)?,
+        blocks: twist_blocks(&mono_shoup, n),
         mono: mono.data,
         mono_shoup,
     })
@@ -193,7 +211,14 @@ fn expand_one_step_eval(
         level.count,
         &level.perm,
         ksk,
-        (&level.mono, &level.mono_shoup),
+        bfv::Twist {
+            w: &level.mono,
+            packed: &level.mono_shoup,
+            blocks: level
+                .blocks
+                .as_ref()
+                .map(|(b, words)| (*b, words.as_slice())),
+        },
         &mut pool.scratch,
         &mut minus,
     )?;
@@ -480,6 +505,30 @@ mod tests {
             let slow = expand_reference(&ctx, &q, outputs, &key).unwrap();
             assert_eq!(fast.len(), outputs);
             assert_eq!(fast, slow);
+        }
+    }
+
+    /// X^(−s) in Eval form is constant on aligned blocks of s slots, so the levels with s ≥ 8
+    /// get twist words once per block of min(s, 64), each equal to the row it stands for.
+    #[test]
+    fn deep_levels_twist_once_per_block() {
+        let ctx = Context::predefined("n_4096_logq_27_28_28_logt_4").unwrap();
+        let mut rng = StdRng::seed_from_u64(5);
+        let sk = SecretKey::generate(&ctx, &mut rng);
+        let cfg = evaluation_key_config(120, ctx.n, KeyCompression::NoCompression);
+        let key = EvaluationKey::generate(&ctx, &sk, &cfg.galois_elements, true, &mut rng).unwrap();
+        for l in 1..=7u32 {
+            let level = expand_level(&ctx, 2, l, &key).unwrap();
+            let s = 1usize << (l - 1);
+            match &level.blocks {
+                None => assert!(s < 8, "level {l}"),
+                Some((b, words)) => {
+                    assert_eq!(*b, s.min(64), "level {l}");
+                    for (c, w) in level.mono_shoup.iter().enumerate() {
+                        assert_eq!(*w, words[c / b], "level {l} slot {c}");
+                    }
+                }
+            }
         }
     }
 

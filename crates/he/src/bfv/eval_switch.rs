@@ -268,7 +268,7 @@ impl KeySwitchKey {
         ctx: &Context,
         ks: &KeyRows32,
         (target_coeff, target_eval): (&[u64], &[u64]),
-        (sigma0, twist): (&[u64], &[u64]),
+        (sigma0, twist): (&[u64], Twist),
         (plus, minus): (&mut [Poly], &mut [Poly]),
         s: &mut SwitchScratch,
         (corr0, corr1): (&mut [u64], &mut [u64]),
@@ -343,7 +343,10 @@ impl KeySwitchKey {
                 cf: ks.p_inv_cf[r],
                 add: &sigma0[rows.clone()],
                 q,
-                twist: &twist[rows.clone()],
+                twist: match twist.blocks {
+                    Some((b, words)) => (b, &words[r * (n / b)..(r + 1) * (n / b)]),
+                    None => (1, &twist.packed[rows.clone()]),
+                },
             };
             let (pa, pb) = plus.split_at_mut(1);
             let (ma, mb) = minus.split_at_mut(1);
@@ -644,10 +647,21 @@ impl Ciphertext {
     }
 }
 
-/// A twist row set for [`expand_step_eval`]: w in Eval form (k rows of n words) and its Shoup
-/// factors: for moduli below 2^30 each word packs w (low half) with ⌊w·2^32/q⌋ (high half),
-/// so the fused pass loads one word for both; ⌊w·2^64/q⌋ otherwise.
-pub type Twist<'a> = (&'a [u64], &'a [u64]);
+/// A twist row set for [`expand_step_eval`].
+#[derive(Clone, Copy, Debug)]
+pub struct Twist<'a> {
+    /// w in Eval form (k rows of n words).
+    pub w: &'a [u64],
+    /// Its Shoup factors (k rows of n words): for moduli below 2^30 each word packs w (low
+    /// half) with ⌊w·2^32/q⌋ (high half), so the fused pass loads one word for both;
+    /// ⌊w·2^64/q⌋ otherwise.
+    pub packed: &'a [u64],
+    /// `(b, rows)` when every row of w is constant on aligned blocks of b ≥ 8 coefficients
+    /// (X^(−s) for s ≥ 8 is): the packed words once per block, k rows of n/b words. The fused
+    /// AVX-512 pass then broadcasts one word per eight coefficients instead of streaming a
+    /// row; the expansion's deeper levels, where most key switches are, all qualify.
+    pub blocks: Option<(usize, &'a [u64])>,
+}
 
 /// One step of the PIR query expansion on an Eval-form 2-poly ciphertext c over the first k
 /// moduli: with c′ = σ(c) switched back to the secret key, where σ is the automorphism g
@@ -669,7 +683,11 @@ pub fn expand_step_eval(
 ) -> Result<(), HeError> {
     let n = ctx.n;
     let k = check_eval_galois(ctx, ct, g, perm)?;
-    if twist.0.len() != k * n || twist.1.len() != k * n || count == 0 {
+    let blocks_ok = match twist.blocks {
+        None => true,
+        Some((b, rows)) => b >= 8 && n.is_multiple_of(b) && rows.len() == k * (n / b),
+    };
+    if twist.w.len() != k * n || twist.packed.len() != k * n || !blocks_ok || count == 0 {
         return Err(HeError::Mismatch("expansion twist rows"));
     }
     let rows = (count == 1)
@@ -704,7 +722,7 @@ pub fn expand_step_eval(
             ctx,
             ks,
             (&coeff, &c1_eval),
-            (&sigma0, twist.1),
+            (&sigma0, twist),
             (plus, minus),
             s,
             (&mut u0, &mut u1),
@@ -727,7 +745,7 @@ pub fn expand_step_eval(
                     (p == 0).then(|| &sigma0[rows.clone()]),
                     ctx.modulus(i).value as u32,
                     ks.p_inv[i],
-                    &twist.1[rows],
+                    &twist.packed[rows],
                 );
             },
         );
@@ -750,7 +768,7 @@ fn expand_step_generic(
     count: usize,
     perm: &[u32],
     ksk: &KeySwitchKey,
-    (w, _): Twist,
+    Twist { w, .. }: Twist,
     scratch: &mut SwitchScratch,
     minus: &mut Ciphertext,
 ) -> Result<(), HeError> {
