@@ -362,7 +362,7 @@ pub(crate) fn lift2_aux(l: &Lift2, x0s: &[u64], x1s: &[u64], aux: &mut [u64]) {
         // SAFETY: AVX-512 is present (checked just above); safe Rust with AVX-512 enabled.
         unsafe {
             if l.direct() {
-                avx512::lift2_aux::<true>(l, x0s, x1s, aux)
+                avx512::lift2_aux_direct16(l, x0s, x1s, aux)
             } else {
                 avx512::lift2_aux::<false>(l, x0s, x1s, aux)
             }
@@ -1093,6 +1093,76 @@ mod avx512 {
         super::dot_finish_range(a, [plus0, plus1], [minus0, minus1], body..n);
     }
 
+    /// Sixteen words at `s[c..c + 16]` (values below 2^32) as sixteen 32-bit lanes.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn load_narrow(s: &[u64], c: usize) -> __m512i {
+        let low_halves =
+            _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        _mm512_permutex2var_epi32(load64(s, c), low_halves, load64(s, c + W))
+    }
+
+    /// Stores sixteen 32-bit lanes as words at `s[c..c + 16]`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn store_wide(s: &mut [u64], c: usize, v: __m512i) {
+        store64(s, c, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(v)));
+        store64(
+            s,
+            c + W,
+            _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(v)),
+        );
+    }
+
+    /// x·w mod q in [0, 2q) on sixteen 32-bit lanes, for any x and w < q with the Shoup
+    /// factor ws = ⌊w·2^32/q⌋ (the NTT's lazy product: high words of the even and odd
+    /// lanes' products, the remainder in 32-bit arithmetic).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn mul_lazy16(x: __m512i, w: __m512i, ws: __m512i, q: __m512i) -> __m512i {
+        let even = _mm512_mul_epu32(x, ws);
+        let odd = _mm512_mul_epu32(_mm512_shuffle_epi32::<0xF5>(x), ws);
+        let high = _mm512_set_epi32(31, 15, 29, 13, 27, 11, 25, 9, 23, 7, 21, 5, 19, 3, 17, 1);
+        let qhat = _mm512_permutex2var_epi32(even, high, odd);
+        _mm512_sub_epi32(_mm512_mullo_epi32(x, w), _mm512_mullo_epi32(qhat, q))
+    }
+
+    /// [`super::lift2_aux`] for the direct case (q₀ < q₁ < every m), sixteen coefficients
+    /// per step in 32-bit lanes: the two Shoup products per auxiliary modulus, the
+    /// corrections and the sign blend on sixteen lanes instead of eight (about a quarter
+    /// fewer vector µops, the narrowing and widening included).
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn lift2_aux_direct16(l: &super::Lift2, x0s: &[u64], x1s: &[u64], aux: &mut [u64]) {
+        let n = x0s.len();
+        let x1s = &x1s[..n];
+        let set32 = |v: u32| _mm512_set1_epi32(v as i32);
+        let (q1, w, ws) = (set32(l.q1), set32(l.inv.0), set32(l.inv.1));
+        let (h0, h1) = (set32(l.half.0), set32(l.half.1));
+        let consts: Vec<[__m512i; 4]> = l
+            .aux
+            .iter()
+            .map(|&(m, _, (r0, r0s), qm)| [set32(m), set32(r0), set32(r0s), set32(qm)])
+            .collect();
+        let csub32 = |x: __m512i, c: __m512i| _mm512_min_epu32(x, _mm512_sub_epi32(x, c));
+        let body = n - n % (2 * W);
+        for c in (0..body).step_by(2 * W) {
+            let (x0, x1) = (load_narrow(x0s, c), load_narrow(x1s, c));
+            let t = _mm512_sub_epi32(_mm512_add_epi32(x1, q1), x0);
+            let d1 = csub32(mul_lazy16(t, w, ws, q1), q1);
+            let neg = _mm512_cmpgt_epu32_mask(d1, h1)
+                | (_mm512_cmpeq_epu32_mask(d1, h1) & _mm512_cmpgt_epu32_mask(x0, h0));
+            for (a, &[m, r0, r0s, qm]) in consts.iter().enumerate() {
+                let v = csub32(
+                    _mm512_add_epi32(csub32(mul_lazy16(d1, r0, r0s, m), m), x0),
+                    m,
+                );
+                let nv = csub32(_mm512_sub_epi32(_mm512_add_epi32(v, m), qm), m);
+                store_wide(aux, a * n + c, _mm512_mask_blend_epi32(neg, v, nv));
+            }
+        }
+        super::lift2_aux_range(l, x0s, x1s, aux, body..n);
+    }
+
     /// [`super::lift2_aux`], eight coefficients per step; DIRECT as in the AVX2 form.
     #[target_feature(enable = "avx512f")]
     pub(super) fn lift2_aux<const DIRECT: bool>(
@@ -1391,8 +1461,9 @@ mod tests {
         }
     }
 
-    /// The lift's AVX2 steps equal the portable loop (odd length: the tail too), and both
-    /// equal the definition computed in u128 for every auxiliary modulus.
+    /// The lift's dispatched SIMD steps (sixteen 32-bit lanes with AVX-512, these moduli
+    /// being direct; AVX2 otherwise) equal the portable loop (odd length: the tail too), and
+    /// both equal the definition computed in u128 for every auxiliary modulus.
     #[test]
     fn lift2_aux_matches_definition() {
         let (q0, q1) = (134176769u32, 268361729u32);
