@@ -964,4 +964,90 @@ mod tests {
             assert_eq!(fast, slow, "{name}");
         }
     }
+
+    /// An expansion step (fused with AVX-512) gives exactly c + σ(c) and (c − σ(c))·w from
+    /// the generic Eval Galois step, on Apple's moduli and on moduli where a digit mod q₁ is
+    /// not below 4·q₀ (the digit is then reduced before its transform), with a twist given
+    /// per row and per block.
+    #[test]
+    fn expansion_step_matches_galois_then_sum_and_difference() {
+        let n = 64usize;
+        let prime_near = |bits: u32, skip: usize| -> u64 {
+            (1u64..)
+                .map(|i| (1u64 << bits) - i * 2 * n as u64 + 1)
+                .filter(|&q| crate::arith::is_prime(q))
+                .nth(skip)
+                .unwrap()
+        };
+        let custom = crate::EncryptionParameters::new(
+            n,
+            17,
+            vec![prime_near(25, 0), prime_near(28, 0), prime_near(28, 1)],
+        )
+        .unwrap();
+        for ctx in [
+            Context::predefined("n_4096_logq_27_28_28_logt_5").unwrap(),
+            Context::new(custom).unwrap(),
+        ] {
+            let n = ctx.n;
+            let mut rng = StdRng::seed_from_u64(17);
+            let sk = SecretKey::generate(&ctx, &mut rng);
+            let g = n / 8 + 1;
+            let key = EvaluationKey::generate(&ctx, &sk, &[g], true, &mut rng).unwrap();
+            let ksk = key.galois.get(&g).unwrap();
+            let perm = Poly::galois_eval_permutation(n, g).unwrap();
+            let vals: Vec<u64> = (0..n as u64).map(|i| i % ctx.t()).collect();
+            let mut ct = encrypt(&ctx, &Plaintext::new(&ctx, &vals).unwrap(), &sk, &mut rng);
+            ct.convert_to(&ctx, Format::Eval);
+            let k = ctx.ciphertext_moduli_count();
+            // A twist constant on blocks of 8 coefficients, given both ways.
+            let words: Vec<u64> = (0..k * n / 8)
+                .map(|i| {
+                    let q = ctx.modulus(i / (n / 8)).value;
+                    let w = (i as u64 * 7919 + 3) % q;
+                    w | ((w << 32) / q) << 32
+                })
+                .collect();
+            let packed: Vec<u64> = (0..k * n).map(|c| words[c / 8]).collect();
+            let w: Vec<u64> = packed.iter().map(|&x| x & 0xffff_ffff).collect();
+            let mut scratch = SwitchScratch::default();
+            let sigma = apply_galois_eval(&ctx, &ct, g, &perm, ksk, &mut scratch).unwrap();
+            for blocks in [None, Some((8, words.as_slice()))] {
+                let mut plus = ct.clone();
+                let mut minus = ct.clone();
+                let twist = Twist {
+                    w: &w,
+                    packed: &packed,
+                    blocks,
+                };
+                expand_step_eval(
+                    &ctx,
+                    &mut plus,
+                    g,
+                    1,
+                    &perm,
+                    ksk,
+                    twist,
+                    &mut scratch,
+                    &mut minus,
+                )
+                .unwrap();
+                for (p, (pp, mp)) in plus.polys.iter().zip(&minus.polys).enumerate() {
+                    for r in 0..k {
+                        let m = ctx.modulus(r);
+                        for c in 0..n {
+                            let (a, b) = (ct.polys[p].row(r)[c], sigma.polys[p].row(r)[c]);
+                            let wc = w[r * n + c];
+                            assert_eq!(pp.row(r)[c], m.add(a, b), "plus p{p} r{r} c{c}");
+                            assert_eq!(
+                                mp.row(r)[c],
+                                m.mul(m.sub(a, b), wc),
+                                "minus p{p} r{r} c{c}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -488,6 +488,43 @@ impl NttTable {
         }
     }
 
+    /// `dst` ← inverse NTT of `src` (values in [0, q)) as plain 32-bit values (moduli below
+    /// 2^30): with AVX-512 the transform's last pass stores the residues without widening
+    /// them to words, and a consumer reading them ([`Self::forward_from_narrow_lazy`]) skips
+    /// the packing; elsewhere the word transform, then a copy. Panics if a length is not n or
+    /// the modulus is 2^30 or more.
+    pub(crate) fn inverse_from_narrow(&self, src: &[u64], dst: &mut [u32]) {
+        assert!(src.len() == self.n && dst.len() == self.n, "NTT length");
+        let s = self.small.as_ref().expect("a modulus below 2^30");
+        #[cfg(target_arch = "x86_64")]
+        if let Kernels::Avx512(t) = s.kernels(Simd::Best) {
+            // SAFETY: as in `forward_words` (instruction set detected, bounds-checked access).
+            unsafe { avx512::inverse_from_narrow(s, t, words_as_slots_ref(src), dst) };
+            return;
+        }
+        let mut words = vec![0u64; self.n];
+        s.inverse_words_from(src, &mut words, Simd::Best);
+        for (d, w) in dst.iter_mut().zip(&words) {
+            *d = *w as u32;
+        }
+    }
+
+    /// [`Self::forward_from_lazy`] of n residues given as plain 32-bit values (each plus
+    /// `add` below 4q), as [`Self::inverse_from_narrow`] writes them. Panics if a length is
+    /// not n or the modulus is 2^30 or more.
+    pub(crate) fn forward_from_narrow_lazy(&self, src: &[u32], add: u32, dst: &mut [u64]) {
+        assert!(src.len() == self.n && dst.len() == self.n, "NTT length");
+        let s = self.small.as_ref().expect("a modulus below 2^30");
+        #[cfg(target_arch = "x86_64")]
+        if let Kernels::Avx512(t) = s.kernels(Simd::Best) {
+            // SAFETY: as in `forward_words` (instruction set detected, bounds-checked access).
+            unsafe { avx512::forward_from_narrow_lazy(s, t, src, add, words_as_slots(dst)) };
+            return;
+        }
+        let words: Vec<u64> = src.iter().map(|&x| x as u64).collect();
+        s.forward_words_from_lazy(&words, add, dst);
+    }
+
     /// [`Self::inverse`] followed by a ← (a + add) mod q on every coefficient (add < q; the
     /// special prime's row of a key switch shifted by ⌊P/2⌋ for its centered lift), the
     /// addition in the transform's last pass where the kernels allow. Panics if `a.len() != n`
@@ -841,6 +878,50 @@ mod tests {
                     unpack_slots(slots, n);
                     assert_eq!(portable, want, "portable q={q} n={n}");
                 }
+            }
+        }
+    }
+
+    /// The narrow forms equal the word forms: `inverse_from_narrow` the inverse's values,
+    /// `forward_from_narrow_lazy` the forward transform of the offset values (congruent, below
+    /// 4q), for n below and at the AVX-512 sizes and 27-30-bit moduli.
+    #[test]
+    fn narrow_forms_match_the_word_forms() {
+        for (n, bits) in [
+            (32usize, 28u32),
+            (64, 27),
+            (4096, 27),
+            (4096, 28),
+            (4096, 30),
+        ] {
+            let q = ntt_prime(bits, n);
+            let t = NttTable::new(q, n).unwrap();
+            let eval = random_residues(q, n, 21);
+            let mut words = vec![0u64; n];
+            t.inverse_from(&eval, &mut words);
+            let mut narrow = vec![0u32; n];
+            t.inverse_from_narrow(&eval, &mut narrow);
+            assert!(
+                narrow.iter().zip(&words).all(|(&a, &b)| a as u64 == b),
+                "q={q} n={n}"
+            );
+            for add in [0u32, (q - 1) as u32] {
+                // Values below 4q − add, the extremes first.
+                let span = 4 * q - add as u64;
+                let mut src: Vec<u32> = random_residues(q, n, 22)
+                    .iter()
+                    .map(|&r| (r * 4 % span) as u32)
+                    .collect();
+                src[0] = (span - 1) as u32;
+                src[1] = 0;
+                let wide: Vec<u64> = src.iter().map(|&x| x as u64).collect();
+                let mut want = vec![0u64; n];
+                t.forward_from(&wide, add, &mut want);
+                let mut got = vec![0u64; n];
+                t.forward_from_narrow_lazy(&src, add, &mut got);
+                assert!(got.iter().all(|&x| x < 4 * q), "bound q={q} n={n}");
+                let got: Vec<u64> = got.iter().map(|&x| x % q).collect();
+                assert_eq!(got, want, "q={q} n={n} add={add}");
             }
         }
     }

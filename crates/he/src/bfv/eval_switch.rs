@@ -20,6 +20,9 @@ pub struct SwitchScratch {
     /// σ(c₀) rows and the key switch's rows before the rounding division (fused expansion
     /// step only).
     sigma0: Vec<u64>,
+    /// σ(c₁)'s Coeff rows as plain 32-bit values (fused expansion step only: the inverse
+    /// transforms write them without widening, the digit transforms read them unpacked).
+    coeff32: Vec<u32>,
     u0: Vec<u64>,
     u1: Vec<u64>,
 }
@@ -267,7 +270,7 @@ impl KeySwitchKey {
         &self,
         ctx: &Context,
         ks: &KeyRows32,
-        (target_coeff, target_eval): (&[u64], &[u64]),
+        (target_coeff, target_eval): (&[u32], &[u64]),
         (sigma0, twist): (&[u64], Twist),
         (plus, minus): (&mut [Poly], &mut [Poly]),
         s: &mut SwitchScratch,
@@ -286,14 +289,13 @@ impl KeySwitchKey {
         let mu_p = barrett32_mu(pv);
         for j in 0..K {
             let d = &mut s.digits[j * n..(j + 1) * n];
-            digit_row(
+            digit_row32(
                 ctx,
                 j,
                 special,
                 (pv, mu_p),
                 &target_coeff[j * n..(j + 1) * n],
                 d,
-                true,
             );
         }
         let (d0, d1) = s.digits.split_at(n);
@@ -317,14 +319,13 @@ impl KeySwitchKey {
             // The other digit in Eval form mod q_r (digit r is the target's own Eval row).
             let j = 1 - r;
             let d = &mut s.digits[j * n..(j + 1) * n];
-            digit_row(
+            digit_row32(
                 ctx,
                 j,
                 r,
                 (q, barrett32_mu(q)),
                 &target_coeff[j * n..(j + 1) * n],
                 d,
-                true,
             );
             correction_row(ctx, r, (pv, half), &s.p0, corr0, true);
             correction_row(ctx, r, (pv, half), &s.p1, corr1, true);
@@ -462,6 +463,26 @@ fn digit_row(
     }
 }
 
+/// [`digit_row`] of a digit row held as plain 32-bit values, outputs left below 4q.
+fn digit_row32(
+    ctx: &Context,
+    j: usize,
+    mi: usize,
+    (q, mu): (u32, u32),
+    src: &[u32],
+    d: &mut [u64],
+) {
+    // A digit below q_j < 4q goes straight into the transform (lazy outputs either way).
+    if ctx.modulus(j).value < 4 * q as u64 {
+        ctx.ntt(mi).forward_from_narrow_lazy(src, 0, d);
+    } else {
+        for (x, &v) in d.iter_mut().zip(src) {
+            *x = barrett32(v, q, mu) as u64;
+        }
+        ctx.ntt(mi).forward(d);
+    }
+}
+
 /// The forward transform mod modulus `mi` of `src + add` into `dst`: reduced, or only below 4q
 /// when `lazy` ([`crate::ntt::NttTable::forward_from_lazy`]).
 fn transform_from(ctx: &Context, mi: usize, src: &[u64], add: u32, dst: &mut [u64], lazy: bool) {
@@ -529,6 +550,30 @@ fn gather_galois(
         }
         ctx.ntt(r)
             .inverse_from(&c1_eval[rows.clone()], &mut coeff[rows]);
+    }
+}
+
+/// [`gather_galois`] for the fused expansion step: σ(c₁)'s Coeff rows as plain 32-bit values
+/// ([`crate::ntt::NttTable::inverse_from_narrow`]), σ(c₀) always gathered.
+fn gather_galois_narrow(
+    ctx: &Context,
+    ct: &Ciphertext,
+    perm: &[u32],
+    c1_eval: &mut [u64],
+    coeff: &mut [u32],
+    sigma0: &mut [u64],
+) {
+    let n = ctx.n;
+    for r in 0..ct.polys[0].basis.len() {
+        let rows = r * n..(r + 1) * n;
+        let (src0, src1) = (ct.polys[0].row(r), ct.polys[1].row(r));
+        keyprod::gather_rows(
+            perm,
+            [src1, src0],
+            [&mut c1_eval[rows.clone()], &mut sigma0[rows.clone()]],
+        );
+        ctx.ntt(r)
+            .inverse_from_narrow(&c1_eval[rows.clone()], &mut coeff[rows]);
     }
 }
 
@@ -707,8 +752,6 @@ pub fn expand_step_eval(
     for v in [&mut c1_eval, &mut coeff, &mut sigma0, &mut u0, &mut u1] {
         v.resize(k * n, 0);
     }
-    gather_galois(ctx, ct, perm, &mut c1_eval, &mut coeff, Some(&mut sigma0));
-    let (plus, minus) = (&mut ct.polys, &mut minus.polys);
     // The fused rows reduce three products at once (two digits and the correction), the
     // other digit and the correction left below 4q by their transforms: 9q² < q·2^32. The
     // special prime's two lazy digits: 8P² < P·2^32.
@@ -718,16 +761,23 @@ pub fn expand_step_eval(
         && ks.mont[..k].iter().all(|m| m.fits(9))
         && ks.mont[ks.l - 1].fits(8);
     if fused {
+        let mut coeff32 = std::mem::take(&mut s.coeff32);
+        coeff32.resize(k * n, 0);
+        gather_galois_narrow(ctx, ct, perm, &mut c1_eval, &mut coeff32, &mut sigma0);
+        let (plus, minus) = (&mut ct.polys, &mut minus.polys);
         ksk.switch_fused_expand(
             ctx,
             ks,
-            (&coeff, &c1_eval),
+            (&coeff32, &c1_eval),
             (&sigma0, twist),
             (plus, minus),
             s,
             (&mut u0, &mut u1),
         );
+        s.coeff32 = coeff32;
     } else {
+        gather_galois(ctx, ct, perm, &mut c1_eval, &mut coeff, Some(&mut sigma0));
+        let (plus, minus) = (&mut ct.polys, &mut minus.polys);
         ksk.switch_small(
             ctx,
             k,

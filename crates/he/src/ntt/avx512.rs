@@ -567,14 +567,37 @@ fn forward_last<const LAZY: bool>(
 /// for `t` and n.
 #[target_feature(enable = "avx512f")]
 pub(super) fn forward(t: &Ntt32, tables: &Tables, b: &mut [u32]) {
-    forward_impl::<false>(t, tables, None, b)
+    forward_impl::<false>(t, tables, Source::InPlace, b)
+}
+
+/// Where a forward transform's first stage reads: the words already in the buffer, the
+/// words of another buffer (2n slots) plus an offset, or another buffer's n residues held
+/// as plain 32-bit values in natural order (narrow) plus an offset.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    InPlace,
+    Words(&'a [u32], u32),
+    Narrow(&'a [u32], u32),
+}
+
+/// [`forward_from_lazy`] reading n residues stored as 32-bit values (`src`, n slots) instead
+/// of words: no packing in the first stage.
+#[target_feature(enable = "avx512f")]
+pub(super) fn forward_from_narrow_lazy(
+    t: &Ntt32,
+    tables: &Tables,
+    src: &[u32],
+    add: u32,
+    b: &mut [u32],
+) {
+    forward_impl::<true>(t, tables, Source::Narrow(src, add), b)
 }
 
 /// [`forward`] of the words `src + add` (each below 4q, in `src`'s 2n slots) into `b`: the
 /// first stage reads `src` and adds, so no separate reduction pass runs over the input.
 #[target_feature(enable = "avx512f")]
 pub(super) fn forward_from(t: &Ntt32, tables: &Tables, src: &[u32], add: u32, b: &mut [u32]) {
-    forward_impl::<false>(t, tables, Some((src, add)), b)
+    forward_impl::<false>(t, tables, Source::Words(src, add), b)
 }
 
 /// [`forward_from`] with outputs left below 4q (congruent, not reduced): for rows that only
@@ -582,17 +605,12 @@ pub(super) fn forward_from(t: &Ntt32, tables: &Tables, src: &[u32], add: u32, b:
 /// words) is skipped.
 #[target_feature(enable = "avx512f")]
 pub(super) fn forward_from_lazy(t: &Ntt32, tables: &Tables, src: &[u32], add: u32, b: &mut [u32]) {
-    forward_impl::<true>(t, tables, Some((src, add)), b)
+    forward_impl::<true>(t, tables, Source::Words(src, add), b)
 }
 
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn forward_impl<const LAZY: bool>(
-    t: &Ntt32,
-    tables: &Tables,
-    src: Option<(&[u32], u32)>,
-    b: &mut [u32],
-) {
+fn forward_impl<const LAZY: bool>(t: &Ntt32, tables: &Tables, src: Source, b: &mut [u32]) {
     let n = b.len() / 2;
     debug_assert!(n >= 2 * GROUP && n.is_power_of_two());
     debug_assert_eq!(tables.fwd.len(), REC * n / GROUP);
@@ -604,7 +622,7 @@ fn forward_impl<const LAZY: bool>(
         // First stage (pairs i, i + n/2), reading words and packing: step i reads slots
         // [2i, 2i+32) of each region and writes [i, i+16); the slots below 2i were read
         // earlier and the write follows the step's own reads.
-        None => {
+        Source::InPlace => {
             for i in (0..n / 2).step_by(L) {
                 let (x, y) = (pack16(lo, 2 * i), pack16(hi, 2 * i));
                 // Inputs are below q, so x needs no correction.
@@ -615,12 +633,24 @@ fn forward_impl<const LAZY: bool>(
         }
         // The same from a separate source, each value plus `add` (below 4q: x is corrected
         // by the butterfly, y may be any 32-bit value).
-        Some((src, add)) => {
+        Source::Words(src, add) => {
             let (slo, shi) = src.split_at(n);
             let add = splat(add);
             for i in (0..n / 2).step_by(L) {
                 let x = _mm512_add_epi32(pack16(slo, 2 * i), add);
                 let y = _mm512_add_epi32(pack16(shi, 2 * i), add);
+                let (u, v) = fwd_bfly(x, y, tw, q, two_q);
+                store(at_mut(lo, i), u);
+                store(at_mut(hi, i), v);
+            }
+        }
+        // The same from n plain residues: coefficient i at slot i.
+        Source::Narrow(src, add) => {
+            let (slo, shi) = src[..n].split_at(n / 2);
+            let add = splat(add);
+            for i in (0..n / 2).step_by(L) {
+                let x = _mm512_add_epi32(load(at(slo, i)), add);
+                let y = _mm512_add_epi32(load(at(shi, i)), add);
                 let (u, v) = fwd_bfly(x, y, tw, q, two_q);
                 store(at_mut(lo, i), u);
                 store(at_mut(hi, i), v);
@@ -768,6 +798,42 @@ fn inverse_middle(t: &Ntt32, a: &mut [u32], region: usize, q: __m512i, two_q: __
 #[target_feature(enable = "avx512f")]
 pub(super) fn inverse(t: &Ntt32, tables: &Tables, b: &mut [u32]) {
     inverse_impl::<false>(t, tables, None, 0, b)
+}
+
+/// [`inverse_from`] writing the n outputs as plain 32-bit values in natural order into `out`
+/// (n slots) instead of words: the transform runs in `out` (regions of n/2 slots) and its
+/// last pass stores the residues as they are, without widening them.
+#[target_feature(enable = "avx512f")]
+pub(super) fn inverse_from_narrow(t: &Ntt32, tables: &Tables, src: &[u32], out: &mut [u32]) {
+    let n = src.len() / 2;
+    let q = splat(t.q);
+    let two_q = splat(2 * t.q);
+    let (lo, hi) = out[..n].split_at_mut(n / 2);
+    let recs = tables.inv.split_at(REC * n / (2 * GROUP));
+    let (slo, shi) = src.split_at(n);
+    for (region, ((r, recs), s)) in [(&mut *lo, recs.0), (&mut *hi, recs.1)]
+        .into_iter()
+        .zip([slo, shi])
+        .enumerate()
+    {
+        inverse_first(r, Some(s), recs, tables, q, two_q);
+        inverse_middle(t, r, region, q, two_q);
+    }
+    let ni = tw_splat(t.inv_n, t.inv_n_shoup);
+    let wn = tw_splat(t.inv_n_w, t.inv_n_w_shoup);
+    for i in (0..n / 2).step_by(L) {
+        let (x, y) = (load(at(lo, i)), load(at(hi, i)));
+        let s = _mm512_add_epi32(x, y);
+        let d = _mm512_sub_epi32(_mm512_add_epi32(x, two_q), y);
+        store(
+            at_mut(lo, i),
+            csub(mul_lazy(s, ni.w, ni.ws, ni.ws_odd, q), q),
+        );
+        store(
+            at_mut(hi, i),
+            csub(mul_lazy(d, wn.w, wn.ws, wn.ws_odd, q), q),
+        );
+    }
 }
 
 /// [`inverse`] followed by (x + `add`) mod q on every output (`add` < q), in its last pass.
