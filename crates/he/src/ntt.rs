@@ -494,18 +494,33 @@ impl NttTable {
     /// the packing; elsewhere the word transform, then a copy. Panics if a length is not n or
     /// the modulus is 2^30 or more.
     pub(crate) fn inverse_from_narrow(&self, src: &[u64], dst: &mut [u32]) {
+        self.inverse_from_narrow_add(src, 0, dst)
+    }
+
+    /// [`Self::inverse_from_narrow`] followed by (x + add) mod q on every value (add < q),
+    /// as [`Self::inverse_add`]. Panics as it does, or if add ≥ q.
+    pub(crate) fn inverse_from_narrow_add(&self, src: &[u64], add: u32, dst: &mut [u32]) {
         assert!(src.len() == self.n && dst.len() == self.n, "NTT length");
         let s = self.small.as_ref().expect("a modulus below 2^30");
+        assert!(add < s.q, "offset not below q");
         #[cfg(target_arch = "x86_64")]
         if let Kernels::Avx512(t) = s.kernels(Simd::Best) {
+            let src = words_as_slots_ref(src);
             // SAFETY: as in `forward_words` (instruction set detected, bounds-checked access).
-            unsafe { avx512::inverse_from_narrow(s, t, words_as_slots_ref(src), dst) };
+            unsafe {
+                if add == 0 {
+                    avx512::inverse_from_narrow(s, t, src, dst)
+                } else {
+                    avx512::inverse_from_narrow_add(s, t, src, add, dst)
+                }
+            };
             return;
         }
         let mut words = vec![0u64; self.n];
         s.inverse_words_from(src, &mut words, Simd::Best);
         for (d, w) in dst.iter_mut().zip(&words) {
-            *d = *w as u32;
+            let v = *w as u32 + add;
+            *d = v.min(v.wrapping_sub(s.q));
         }
     }
 
@@ -882,7 +897,8 @@ mod tests {
         }
     }
 
-    /// The narrow forms equal the word forms: `inverse_from_narrow` the inverse's values,
+    /// The narrow forms equal the word forms: `inverse_from_narrow` the inverse's values (with
+    /// an offset: the values plus it mod q),
     /// `forward_from_narrow_lazy` the forward transform of the offset values (congruent, below
     /// 4q), for n below and at the AVX-512 sizes and 27-30-bit moduli.
     #[test]
@@ -905,6 +921,14 @@ mod tests {
                 narrow.iter().zip(&words).all(|(&a, &b)| a as u64 == b),
                 "q={q} n={n}"
             );
+            for add in [1u32, (q - 1) as u32] {
+                t.inverse_from_narrow_add(&eval, add, &mut narrow);
+                let ok = narrow
+                    .iter()
+                    .zip(&words)
+                    .all(|(&a, &b)| a as u64 == (b + add as u64) % q);
+                assert!(ok, "offset {add} q={q} n={n}");
+            }
             for add in [0u32, (q - 1) as u32] {
                 // Values below 4q − add, the extremes first.
                 let span = 4 * q - add as u64;

@@ -23,6 +23,8 @@ pub struct SwitchScratch {
     /// σ(c₁)'s Coeff rows as plain 32-bit values (fused expansion step only: the inverse
     /// transforms write them without widening, the digit transforms read them unpacked).
     coeff32: Vec<u32>,
+    /// The special prime's two rows in Coeff form, lifted, as 32-bit values (fused step).
+    p32: Vec<u32>,
     u0: Vec<u64>,
     u1: Vec<u64>,
 }
@@ -307,10 +309,12 @@ impl KeySwitchKey {
             &mut s.p0,
             &mut s.p1,
         );
-        // Their Coeff form, lifted for the corrections.
+        // Their Coeff form, lifted for the corrections, as plain 32-bit values.
         let half = pv >> 1;
-        for p in [&mut s.p0, &mut s.p1] {
-            lift_special_row(ctx, special, (pv, half), p);
+        s.p32.resize(2 * n, 0);
+        let (p32_0, p32_1) = s.p32.split_at_mut(n);
+        for (p, out) in [(&s.p0, p32_0), (&s.p1, p32_1)] {
+            ctx.ntt(special).inverse_from_narrow_add(p, half, out);
         }
         let (corr0, corr1) = (&mut corr0[..n], &mut corr1[..n]);
         for r in 0..K {
@@ -327,8 +331,9 @@ impl KeySwitchKey {
                 &target_coeff[j * n..(j + 1) * n],
                 d,
             );
-            correction_row(ctx, r, (pv, half), &s.p0, corr0, true);
-            correction_row(ctx, r, (pv, half), &s.p1, corr1, true);
+            let (p32_0, p32_1) = s.p32.split_at(n);
+            correction_row32(ctx, r, (pv, half), p32_0, corr0);
+            correction_row32(ctx, r, (pv, half), p32_1, corr1);
             let own = &target_eval[rows.clone()];
             let other = &s.digits[j * n..(j + 1) * n];
             let srcs = if r == 0 { [own, other] } else { [other, own] };
@@ -521,6 +526,25 @@ fn correction_row(
         transform_from(ctx, i, p, add, buf, lazy);
     } else {
         keyprod::reduce_add(buf, p, q, mu, add);
+        ctx.ntt(i).forward(buf);
+    }
+}
+
+/// [`correction_row`] (outputs below 4q) of a lifted special-prime row held as plain 32-bit
+/// values.
+fn correction_row32(ctx: &Context, i: usize, (pv, half): (u32, u32), p: &[u32], buf: &mut [u64]) {
+    let q = ctx.modulus(i).value as u32;
+    let mu = barrett32_mu(q);
+    let half_i = barrett32(half, q, mu);
+    let add = (q - half_i) % q;
+    // p < P, so p + add < P + q: below 4q (the transform's input bound) when P < 3q.
+    if (pv as u64) < 3 * q as u64 {
+        ctx.ntt(i).forward_from_narrow_lazy(p, add, buf);
+    } else {
+        for (x, &v) in buf.iter_mut().zip(p) {
+            let r = barrett32(v, q, mu) + add;
+            *x = r.min(r.wrapping_sub(q)) as u64;
+        }
         ctx.ntt(i).forward(buf);
     }
 }

@@ -805,6 +805,30 @@ pub(super) fn inverse(t: &Ntt32, tables: &Tables, b: &mut [u32]) {
 /// last pass stores the residues as they are, without widening them.
 #[target_feature(enable = "avx512f")]
 pub(super) fn inverse_from_narrow(t: &Ntt32, tables: &Tables, src: &[u32], out: &mut [u32]) {
+    inverse_from_narrow_impl::<false>(t, tables, src, 0, out)
+}
+
+/// [`inverse_from_narrow`] followed by (x + `add`) mod q on every output (`add` < q).
+#[target_feature(enable = "avx512f")]
+pub(super) fn inverse_from_narrow_add(
+    t: &Ntt32,
+    tables: &Tables,
+    src: &[u32],
+    add: u32,
+    out: &mut [u32],
+) {
+    inverse_from_narrow_impl::<true>(t, tables, src, add, out)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn inverse_from_narrow_impl<const ADD: bool>(
+    t: &Ntt32,
+    tables: &Tables,
+    src: &[u32],
+    add: u32,
+    out: &mut [u32],
+) {
     let n = src.len() / 2;
     let q = splat(t.q);
     let two_q = splat(2 * t.q);
@@ -819,20 +843,21 @@ pub(super) fn inverse_from_narrow(t: &Ntt32, tables: &Tables, src: &[u32], out: 
         inverse_first(r, Some(s), recs, tables, q, two_q);
         inverse_middle(t, r, region, q, two_q);
     }
+    let addv = splat(add);
     let ni = tw_splat(t.inv_n, t.inv_n_shoup);
     let wn = tw_splat(t.inv_n_w, t.inv_n_w_shoup);
     for i in (0..n / 2).step_by(L) {
         let (x, y) = (load(at(lo, i)), load(at(hi, i)));
         let s = _mm512_add_epi32(x, y);
         let d = _mm512_sub_epi32(_mm512_add_epi32(x, two_q), y);
-        store(
-            at_mut(lo, i),
-            csub(mul_lazy(s, ni.w, ni.ws, ni.ws_odd, q), q),
-        );
-        store(
-            at_mut(hi, i),
-            csub(mul_lazy(d, wn.w, wn.ws, wn.ws_odd, q), q),
-        );
+        let mut s = csub(mul_lazy(s, ni.w, ni.ws, ni.ws_odd, q), q);
+        let mut d = csub(mul_lazy(d, wn.w, wn.ws, wn.ws_odd, q), q);
+        if ADD {
+            s = csub(_mm512_add_epi32(s, addv), q);
+            d = csub(_mm512_add_epi32(d, addv), q);
+        }
+        store(at_mut(lo, i), s);
+        store(at_mut(hi, i), d);
     }
 }
 
