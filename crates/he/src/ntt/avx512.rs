@@ -847,18 +847,33 @@ fn inverse_from_narrow_impl<const ADD: bool>(
     let ni = tw_splat(t.inv_n, t.inv_n_shoup);
     let wn = tw_splat(t.inv_n_w, t.inv_n_w_shoup);
     for i in (0..n / 2).step_by(L) {
-        let (x, y) = (load(at(lo, i)), load(at(hi, i)));
-        let s = _mm512_add_epi32(x, y);
-        let d = _mm512_sub_epi32(_mm512_add_epi32(x, two_q), y);
-        let mut s = csub(mul_lazy(s, ni.w, ni.ws, ni.ws_odd, q), q);
-        let mut d = csub(mul_lazy(d, wn.w, wn.ws, wn.ws_odd, q), q);
-        if ADD {
-            s = csub(_mm512_add_epi32(s, addv), q);
-            d = csub(_mm512_add_epi32(d, addv), q);
-        }
+        let (s, d) = last_pair::<ADD>((load(at(lo, i)), load(at(hi, i))), (ni, wn), addv, q);
         store(at_mut(lo, i), s);
         store(at_mut(hi, i), d);
     }
+}
+
+/// The inverse transform's last butterflies on (x, y) (pairs i, i + n/2) with the 1/n factor
+/// folded into the twiddles `(ni, wn)` = (1/n, w/n): ((x + y)/n, (x − y)·w/n) reduced to
+/// [0, q), each plus `addv` mod q when ADD.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn last_pair<const ADD: bool>(
+    (x, y): (__m512i, __m512i),
+    (ni, wn): (Tw, Tw),
+    addv: __m512i,
+    q: __m512i,
+) -> (__m512i, __m512i) {
+    let two_q = _mm512_add_epi32(q, q);
+    let s = _mm512_add_epi32(x, y);
+    let d = _mm512_sub_epi32(_mm512_add_epi32(x, two_q), y);
+    let mut s = csub(mul_lazy(s, ni.w, ni.ws, ni.ws_odd, q), q);
+    let mut d = csub(mul_lazy(d, wn.w, wn.ws, wn.ws_odd, q), q);
+    if ADD {
+        s = csub(_mm512_add_epi32(s, addv), q);
+        d = csub(_mm512_add_epi32(d, addv), q);
+    }
+    (s, d)
 }
 
 /// [`inverse`] followed by (x + `add`) mod q on every output (`add` < q), in its last pass.
@@ -913,15 +928,7 @@ fn inverse_impl<const ADD: bool>(
     let ni = tw_splat(t.inv_n, t.inv_n_shoup);
     let wn = tw_splat(t.inv_n_w, t.inv_n_w_shoup);
     for i in (0..n / 2).step_by(L).rev() {
-        let (x, y) = (load(at(lo, i)), load(at(hi, i)));
-        let s = _mm512_add_epi32(x, y);
-        let d = _mm512_sub_epi32(_mm512_add_epi32(x, two_q), y);
-        let mut s = csub(mul_lazy(s, ni.w, ni.ws, ni.ws_odd, q), q);
-        let mut d = csub(mul_lazy(d, wn.w, wn.ws, wn.ws_odd, q), q);
-        if ADD {
-            s = csub(_mm512_add_epi32(s, addv), q);
-            d = csub(_mm512_add_epi32(d, addv), q);
-        }
+        let (s, d) = last_pair::<ADD>((load(at(lo, i)), load(at(hi, i))), (ni, wn), addv, q);
         unpack16(&mut lo[2 * i..2 * i + 2 * L], s);
         unpack16(&mut hi[2 * i..2 * i + 2 * L], d);
     }
