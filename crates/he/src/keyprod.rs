@@ -384,6 +384,24 @@ pub(crate) fn lift2_aux(l: &Lift2, x0s: &[u64], x1s: &[u64], aux: &mut [u64]) {
     lift2_aux_range(l, x0s, x1s, aux, 0..x0s.len());
 }
 
+/// [`lift2_aux`] on rows of plain 32-bit values, in and out, where the AVX-512 direct kernel
+/// applies (the CPU has AVX-512, [`Lift2::direct`], n a multiple of 16): false, with nothing
+/// written, elsewhere (the caller then lifts words).
+pub(crate) fn lift2_aux_narrow(l: &Lift2, x0s: &[u32], x1s: &[u32], aux: &mut [u32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx512() && l.direct() && x0s.len().is_multiple_of(16) {
+        let n = x0s.len();
+        // SAFETY: AVX-512 is present (checked just above); safe Rust with AVX-512 enabled
+        // whose accesses are bounds-checked slices.
+        unsafe {
+            avx512::lift2_aux_direct16_narrow(l, x0s, &x1s[..n], &mut aux[..l.aux.len() * n])
+        };
+        return true;
+    }
+    let _ = (l, x0s, x1s, aux);
+    false
+}
+
 /// [`lift2_aux`] for the coefficients in `range` (rows of `aux` are x0s.len() long).
 fn lift2_aux_range(
     l: &Lift2,
@@ -1134,7 +1152,35 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub(super) fn lift2_aux_direct16(l: &super::Lift2, x0s: &[u64], x1s: &[u64], aux: &mut [u64]) {
         let n = x0s.len();
-        let x1s = &x1s[..n];
+        let body = n - n % (2 * W);
+        lift2_direct16_impl::<false>(l, body, (x0s, x1s, aux), (&[], &[], &mut []));
+        super::lift2_aux_range(l, x0s, x1s, aux, body..n);
+    }
+
+    /// [`lift2_aux_direct16`] on rows of plain 32-bit values, in and out (n a multiple of 16).
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn lift2_aux_direct16_narrow(
+        l: &super::Lift2,
+        x0s: &[u32],
+        x1s: &[u32],
+        aux: &mut [u32],
+    ) {
+        let n = x0s.len();
+        assert!(n.is_multiple_of(2 * W), "whole vectors");
+        lift2_direct16_impl::<true>(l, n, (&[], &[], &mut []), (x0s, x1s, aux));
+    }
+
+    /// The sixteen-lane loop of the direct lift over the first `body` coefficients (a multiple
+    /// of 16) of rows n = x0s.len() long, given as words (NARROW false) or 32-bit values.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn lift2_direct16_impl<const NARROW: bool>(
+        l: &super::Lift2,
+        body: usize,
+        (x0w, x1w, auxw): (&[u64], &[u64], &mut [u64]),
+        (x0n, x1n, auxn): (&[u32], &[u32], &mut [u32]),
+    ) {
+        let n = if NARROW { x0n.len() } else { x0w.len() };
         let set32 = |v: u32| _mm512_set1_epi32(v as i32);
         let (q1, w, ws) = (set32(l.q1), set32(l.inv.0), set32(l.inv.1));
         let (h0, h1) = (set32(l.half.0), set32(l.half.1));
@@ -1144,9 +1190,17 @@ mod avx512 {
             .map(|&(m, _, (r0, r0s), qm)| [set32(m), set32(r0), set32(r0s), set32(qm)])
             .collect();
         let csub32 = |x: __m512i, c: __m512i| _mm512_min_epu32(x, _mm512_sub_epi32(x, c));
-        let body = n - n % (2 * W);
+        let load16 = |s: &[u32], c: usize| -> __m512i {
+            let a: &[u32; 2 * W] = s[c..c + 2 * W].try_into().expect("16 values");
+            // SAFETY: `a` is a live reference to 64 readable bytes; no alignment needed.
+            unsafe { _mm512_loadu_si512(a.as_ptr().cast()) }
+        };
         for c in (0..body).step_by(2 * W) {
-            let (x0, x1) = (load_narrow(x0s, c), load_narrow(x1s, c));
+            let (x0, x1) = if NARROW {
+                (load16(x0n, c), load16(x1n, c))
+            } else {
+                (load_narrow(x0w, c), load_narrow(x1w, c))
+            };
             let t = _mm512_sub_epi32(_mm512_add_epi32(x1, q1), x0);
             let d1 = csub32(mul_lazy16(t, w, ws, q1), q1);
             let neg = _mm512_cmpgt_epu32_mask(d1, h1)
@@ -1157,10 +1211,19 @@ mod avx512 {
                     m,
                 );
                 let nv = csub32(_mm512_sub_epi32(_mm512_add_epi32(v, m), qm), m);
-                store_wide(aux, a * n + c, _mm512_mask_blend_epi32(neg, v, nv));
+                let out = _mm512_mask_blend_epi32(neg, v, nv);
+                if NARROW {
+                    let o: &mut [u32; 2 * W] = (&mut auxn[a * n + c..a * n + c + 2 * W])
+                        .try_into()
+                        .expect("16 values");
+                    // SAFETY: `o` is an exclusive reference to 64 writable bytes; no
+                    // alignment needed.
+                    unsafe { _mm512_storeu_si512(o.as_mut_ptr().cast(), out) };
+                } else {
+                    store_wide(auxw, a * n + c, out);
+                }
             }
         }
-        super::lift2_aux_range(l, x0s, x1s, aux, body..n);
     }
 
     /// [`super::lift2_aux`], eight coefficients per step; DIRECT as in the AVX2 form.

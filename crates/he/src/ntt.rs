@@ -524,6 +524,21 @@ impl NttTable {
         }
     }
 
+    /// [`Self::forward_from`] of n residues given as plain 32-bit values (each plus `add`
+    /// below 4q), outputs reduced. Panics if a length is not n or the modulus is 2^30 or more.
+    pub(crate) fn forward_from_narrow(&self, src: &[u32], add: u32, dst: &mut [u64]) {
+        assert!(src.len() == self.n && dst.len() == self.n, "NTT length");
+        let s = self.small.as_ref().expect("a modulus below 2^30");
+        #[cfg(target_arch = "x86_64")]
+        if let Kernels::Avx512(t) = s.kernels(Simd::Best) {
+            // SAFETY: as in `forward_words` (instruction set detected, bounds-checked access).
+            unsafe { avx512::forward_from_narrow(s, t, src, add, words_as_slots(dst)) };
+            return;
+        }
+        let words: Vec<u64> = src.iter().map(|&x| x as u64).collect();
+        s.forward_words_from(&words, add, dst, Simd::Best);
+    }
+
     /// [`Self::forward_from_lazy`] of n residues given as plain 32-bit values (each plus
     /// `add` below 4q), as [`Self::inverse_from_narrow`] writes them. Panics if a length is
     /// not n or the modulus is 2^30 or more.
@@ -941,6 +956,9 @@ mod tests {
                 let wide: Vec<u64> = src.iter().map(|&x| x as u64).collect();
                 let mut want = vec![0u64; n];
                 t.forward_from(&wide, add, &mut want);
+                let mut exact = vec![0u64; n];
+                t.forward_from_narrow(&src, add, &mut exact);
+                assert_eq!(exact, want, "reduced q={q} n={n} add={add}");
                 let mut got = vec![0u64; n];
                 t.forward_from_narrow_lazy(&src, add, &mut got);
                 assert!(got.iter().all(|&x| x < 4 * q), "bound q={q} n={n}");

@@ -380,8 +380,14 @@ impl TensorPlan {
     /// Same integers as the general path.
     #[inline(always)]
     fn lift2_small_body(&self, sl: &SmallLift, n: usize, coeff: &[u64], aux: &mut [u64]) {
+        let consts = self.lift2_consts(sl);
+        keyprod::lift2_aux(&consts, &coeff[..n], &coeff[n..2 * n], aux);
+    }
+
+    /// The constants of the two-modulus centered lift to the auxiliary primes.
+    fn lift2_consts(&self, sl: &SmallLift) -> keyprod::Lift2 {
         let q1 = self.ext_moduli[1].value as u32;
-        let consts = keyprod::Lift2 {
+        keyprod::Lift2 {
             q0: self.ext_moduli[0].value as u32,
             q1,
             mu1: barrett32_mu(q1),
@@ -396,8 +402,7 @@ impl TensorPlan {
                     (m, barrett32_mu(m), rad[0], *qm)
                 })
                 .collect(),
-        };
-        keyprod::lift2_aux(&consts, &coeff[..n], &coeff[n..2 * n], aux);
+        }
     }
 
     /// The auxiliary rows (Coeff form) of the centered lift of the k rows `coeff` into `aux`.
@@ -418,9 +423,32 @@ impl TensorPlan {
         sl: &SmallLift,
         p: &Poly,
         aux: &mut [u64],
-        scratch: &mut Vec<u64>,
+        (scratch, scratch32): (&mut Vec<u64>, &mut Vec<u32>),
     ) {
         let n = ctx.n;
+        if self.k == 2 {
+            // Two moduli with AVX-512: the Coeff rows, the lifted rows and the transforms'
+            // inputs stay 32-bit values (no widening or packing between the passes).
+            let na = self.ext.len() - 2;
+            scratch32.resize((2 + na) * n, 0);
+            let (coeff, lifted) = scratch32.split_at_mut(2 * n);
+            let consts = self.lift2_consts(sl);
+            let narrow = crate::simd::avx512() && consts.direct() && n.is_multiple_of(16) && {
+                for r in 0..2 {
+                    ctx.ntt(r)
+                        .inverse_from_narrow(p.row(r), &mut coeff[r * n..(r + 1) * n]);
+                }
+                keyprod::lift2_aux_narrow(&consts, &coeff[..n], &coeff[n..], lifted)
+            };
+            if narrow {
+                for (a, &mi) in self.ext[2..].iter().enumerate() {
+                    let rows = a * n..(a + 1) * n;
+                    ctx.ntt(mi)
+                        .forward_from_narrow(&lifted[rows.clone()], 0, &mut aux[rows]);
+                }
+                return;
+            }
+        }
         coeff_rows_into(ctx, p, scratch);
         self.lift_small(sl, n, scratch, aux);
         for (a, &mi) in self.ext[self.k..].iter().enumerate() {
@@ -649,6 +677,8 @@ pub struct TensorAccumulator {
     /// Reused lifted operands and Coeff scratch.
     lifted: Vec<Poly>,
     scratch: Vec<u64>,
+    /// The same as 32-bit values (the two-modulus lift with AVX-512).
+    scratch32: Vec<u32>,
     /// Auxiliary rows (Eval form) of the four operand polys when they come in Eval form (their
     /// own rows are read in place).
     aux: Vec<u64>,
@@ -721,6 +751,7 @@ impl TensorAccumulator {
             correction_factor: None,
             lifted: Vec::new(),
             scratch: Vec::new(),
+            scratch32: Vec::new(),
             aux: Vec::new(),
             finish_buf: None,
         }
@@ -873,8 +904,13 @@ impl TensorAccumulator {
             Some(sl) if polys.iter().all(|p| p.format == Format::Eval) => {
                 self.aux.resize(4 * an, 0);
                 for (aux, p) in self.aux.chunks_exact_mut(an).zip(polys) {
-                    self.plan
-                        .lift_aux_eval_small(ctx, sl, p, aux, &mut self.scratch);
+                    self.plan.lift_aux_eval_small(
+                        ctx,
+                        sl,
+                        p,
+                        aux,
+                        (&mut self.scratch, &mut self.scratch32),
+                    );
                 }
                 true
             }
@@ -997,6 +1033,28 @@ mod tests {
             }
         }
         let fast = plan.lift(&ctx, &p, None);
+        // The auxiliary rows of the same poly in Eval form, as the accumulator lifts its
+        // operands (32-bit rows between the passes with AVX-512), equal the lift's (Eval form).
+        let mut eval = p.clone();
+        eval.forward_ntt(&ctx).unwrap();
+        let sl = plan.small.as_ref().unwrap();
+        let na = plan.ext.len() - k;
+        let mut aux = vec![0u64; na * n];
+        plan.lift_aux_eval_small(
+            &ctx,
+            sl,
+            &eval,
+            &mut aux,
+            (&mut Vec::new(), &mut Vec::new()),
+        );
+        assert_eq!(fast.format, Format::Eval);
+        for a in 0..na {
+            assert_eq!(
+                &aux[a * n..(a + 1) * n],
+                fast.row(k + a),
+                "auxiliary row {a}"
+            );
+        }
         plan.small = None;
         let slow = plan.lift(&ctx, &p, None);
         assert_eq!(fast, slow);

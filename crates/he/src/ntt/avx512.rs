@@ -580,6 +580,19 @@ enum Source<'a> {
     Narrow(&'a [u32], u32),
 }
 
+/// [`forward_from`] reading n residues stored as 32-bit values (`src`, n slots) instead of
+/// words: no packing in the first stage; outputs reduced.
+#[target_feature(enable = "avx512f")]
+pub(super) fn forward_from_narrow(
+    t: &Ntt32,
+    tables: &Tables,
+    src: &[u32],
+    add: u32,
+    b: &mut [u32],
+) {
+    forward_impl::<false>(t, tables, Source::Narrow(src, add), b)
+}
+
 /// [`forward_from_lazy`] reading n residues stored as 32-bit values (`src`, n slots) instead
 /// of words: no packing in the first stage.
 #[target_feature(enable = "avx512f")]
