@@ -384,22 +384,28 @@ pub(crate) fn lift2_aux(l: &Lift2, x0s: &[u64], x1s: &[u64], aux: &mut [u64]) {
     lift2_aux_range(l, x0s, x1s, aux, 0..x0s.len());
 }
 
-/// [`lift2_aux`] on rows of plain 32-bit values, in and out, where the AVX-512 direct kernel
-/// applies (the CPU has AVX-512, [`Lift2::direct`], n a multiple of 16): false, with nothing
-/// written, elsewhere (the caller then lifts words).
-pub(crate) fn lift2_aux_narrow(l: &Lift2, x0s: &[u32], x1s: &[u32], aux: &mut [u32]) -> bool {
+/// Whether [`lift2_aux_narrow`] runs for rows of n values: the CPU has AVX-512 (x86-64),
+/// the lift is [`Lift2::direct`] and n is a multiple of 16.
+pub(crate) fn lift2_narrow_applies(l: &Lift2, n: usize) -> bool {
+    cfg!(target_arch = "x86_64") && crate::simd::avx512() && l.direct() && n.is_multiple_of(16)
+}
+
+/// [`lift2_aux`] on rows of plain 32-bit values, in and out, with the AVX-512 direct kernel.
+/// Panics unless [`lift2_narrow_applies`] (the caller lifts words then).
+pub(crate) fn lift2_aux_narrow(l: &Lift2, x0s: &[u32], x1s: &[u32], aux: &mut [u32]) {
+    let n = x0s.len();
+    assert!(
+        lift2_narrow_applies(l, n),
+        "narrow lift on this CPU and moduli"
+    );
     #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx512() && l.direct() && x0s.len().is_multiple_of(16) {
-        let n = x0s.len();
-        // SAFETY: AVX-512 is present (checked just above); safe Rust with AVX-512 enabled
-        // whose accesses are bounds-checked slices.
-        unsafe {
-            avx512::lift2_aux_direct16_narrow(l, x0s, &x1s[..n], &mut aux[..l.aux.len() * n])
-        };
-        return true;
-    }
-    let _ = (l, x0s, x1s, aux);
-    false
+    // SAFETY: AVX-512 is present (asserted just above); safe Rust with AVX-512 enabled whose
+    // accesses are bounds-checked slices.
+    unsafe {
+        avx512::lift2_aux_direct16_narrow(l, x0s, &x1s[..n], &mut aux[..l.aux.len() * n])
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (x1s, aux);
 }
 
 /// [`lift2_aux`] for the coefficients in `range` (rows of `aux` are x0s.len() long).
@@ -800,6 +806,8 @@ mod avx2 {
 mod avx512 {
     use std::arch::x86_64::*;
 
+    use crate::ntt::mul_lazy_avx512;
+
     use super::Mont32;
 
     /// Lanes per vector.
@@ -1132,19 +1140,6 @@ mod avx512 {
         );
     }
 
-    /// x·w mod q in [0, 2q) on sixteen 32-bit lanes, for any x and w < q with the Shoup
-    /// factor ws = ⌊w·2^32/q⌋ (the NTT's lazy product: high words of the even and odd
-    /// lanes' products, the remainder in 32-bit arithmetic).
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn mul_lazy16(x: __m512i, w: __m512i, ws: __m512i, q: __m512i) -> __m512i {
-        let even = _mm512_mul_epu32(x, ws);
-        let odd = _mm512_mul_epu32(_mm512_shuffle_epi32::<0xF5>(x), ws);
-        let high = _mm512_set_epi32(31, 15, 29, 13, 27, 11, 25, 9, 23, 7, 21, 5, 19, 3, 17, 1);
-        let qhat = _mm512_permutex2var_epi32(even, high, odd);
-        _mm512_sub_epi32(_mm512_mullo_epi32(x, w), _mm512_mullo_epi32(qhat, q))
-    }
-
     /// [`super::lift2_aux`] for the direct case (q₀ < q₁ < every m), sixteen coefficients
     /// per step in 32-bit lanes: the two Shoup products per auxiliary modulus, the
     /// corrections and the sign blend on sixteen lanes instead of eight (about a quarter
@@ -1202,12 +1197,12 @@ mod avx512 {
                 (load_narrow(x0w, c), load_narrow(x1w, c))
             };
             let t = _mm512_sub_epi32(_mm512_add_epi32(x1, q1), x0);
-            let d1 = csub32(mul_lazy16(t, w, ws, q1), q1);
+            let d1 = csub32(mul_lazy_avx512(t, w, ws, ws, q1), q1);
             let neg = _mm512_cmpgt_epu32_mask(d1, h1)
                 | (_mm512_cmpeq_epu32_mask(d1, h1) & _mm512_cmpgt_epu32_mask(x0, h0));
             for (a, &[m, r0, r0s, qm]) in consts.iter().enumerate() {
                 let v = csub32(
-                    _mm512_add_epi32(csub32(mul_lazy16(d1, r0, r0s, m), m), x0),
+                    _mm512_add_epi32(csub32(mul_lazy_avx512(d1, r0, r0s, r0s, m), m), x0),
                     m,
                 );
                 let nv = csub32(_mm512_sub_epi32(_mm512_add_epi32(v, m), qm), m);

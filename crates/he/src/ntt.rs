@@ -19,6 +19,8 @@ use crate::arith::{
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx512::mul_lazy as mul_lazy_avx512;
 
 /// The SIMD instruction set the 32-bit NTT path (moduli below 2^30) uses on this CPU, if any;
 /// `None` means the portable scalar loops run. For reports and benchmarks.
@@ -516,43 +518,49 @@ impl NttTable {
             };
             return;
         }
-        let mut words = vec![0u64; self.n];
-        s.inverse_words_from(src, &mut words, Simd::Best);
-        for (d, w) in dst.iter_mut().zip(&words) {
-            let v = *w as u32 + add;
-            *d = v.min(v.wrapping_sub(s.q));
+        let mut words = src.to_vec();
+        s.inverse_words_add(&mut words, add);
+        for (d, &w) in dst.iter_mut().zip(&words) {
+            *d = w as u32;
         }
     }
 
     /// [`Self::forward_from`] of n residues given as plain 32-bit values (each plus `add`
     /// below 4q), outputs reduced. Panics if a length is not n or the modulus is 2^30 or more.
     pub(crate) fn forward_from_narrow(&self, src: &[u32], add: u32, dst: &mut [u64]) {
-        assert!(src.len() == self.n && dst.len() == self.n, "NTT length");
-        let s = self.small.as_ref().expect("a modulus below 2^30");
-        #[cfg(target_arch = "x86_64")]
-        if let Kernels::Avx512(t) = s.kernels(Simd::Best) {
-            // SAFETY: as in `forward_words` (instruction set detected, bounds-checked access).
-            unsafe { avx512::forward_from_narrow(s, t, src, add, words_as_slots(dst)) };
-            return;
-        }
-        let words: Vec<u64> = src.iter().map(|&x| x as u64).collect();
-        s.forward_words_from(&words, add, dst, Simd::Best);
+        self.forward_from_narrow_with(src, add, dst, false)
     }
 
     /// [`Self::forward_from_lazy`] of n residues given as plain 32-bit values (each plus
     /// `add` below 4q), as [`Self::inverse_from_narrow`] writes them. Panics if a length is
     /// not n or the modulus is 2^30 or more.
     pub(crate) fn forward_from_narrow_lazy(&self, src: &[u32], add: u32, dst: &mut [u64]) {
+        self.forward_from_narrow_with(src, add, dst, true)
+    }
+
+    /// The two narrow forward forms: outputs below 4q when `lazy`, else reduced.
+    fn forward_from_narrow_with(&self, src: &[u32], add: u32, dst: &mut [u64], lazy: bool) {
         assert!(src.len() == self.n && dst.len() == self.n, "NTT length");
         let s = self.small.as_ref().expect("a modulus below 2^30");
         #[cfg(target_arch = "x86_64")]
         if let Kernels::Avx512(t) = s.kernels(Simd::Best) {
+            let b = words_as_slots(dst);
             // SAFETY: as in `forward_words` (instruction set detected, bounds-checked access).
-            unsafe { avx512::forward_from_narrow_lazy(s, t, src, add, words_as_slots(dst)) };
+            unsafe {
+                if lazy {
+                    avx512::forward_from_narrow_lazy(s, t, src, add, b)
+                } else {
+                    avx512::forward_from_narrow(s, t, src, add, b)
+                }
+            };
             return;
         }
         let words: Vec<u64> = src.iter().map(|&x| x as u64).collect();
-        s.forward_words_from_lazy(&words, add, dst);
+        if lazy {
+            s.forward_words_from_lazy(&words, add, dst);
+        } else {
+            s.forward_words_from(&words, add, dst, Simd::Best);
+        }
     }
 
     /// [`Self::inverse`] followed by a ← (a + add) mod q on every coefficient (add < q; the
@@ -913,9 +921,9 @@ mod tests {
     }
 
     /// The narrow forms equal the word forms: `inverse_from_narrow` the inverse's values (with
-    /// an offset: the values plus it mod q),
-    /// `forward_from_narrow_lazy` the forward transform of the offset values (congruent, below
-    /// 4q), for n below and at the AVX-512 sizes and 27-30-bit moduli.
+    /// an offset, the values plus it mod q); `forward_from_narrow` the forward transform of
+    /// the offset values, and its lazy form the same congruent and below 4q; for n below and
+    /// at the AVX-512 sizes and 27-30-bit moduli.
     #[test]
     fn narrow_forms_match_the_word_forms() {
         for (n, bits) in [

@@ -440,7 +440,7 @@ fn mod_down_small(
     let pv = ctx.modulus(special).value as u32;
     let half = pv >> 1;
     for (poly, p) in [p0, p1].into_iter().enumerate() {
-        lift_special_row(ctx, special, (pv, half), p);
+        lift_special_row(ctx, special, half, p);
         for i in 0..k {
             correction_row(ctx, i, (pv, half), p, buf, false);
             finish(poly, i, buf);
@@ -499,9 +499,8 @@ fn transform_from(ctx: &Context, mi: usize, src: &[u64], add: u32, dst: &mut [u6
 }
 
 /// The special prime's row `p` of a key switch (Eval) to Coeff form, lifted to
-/// [x + ⌊P/2⌋]_P, the input of [`correction_row`]. `(pv, half)` = (P, ⌊P/2⌋).
-fn lift_special_row(ctx: &Context, special: usize, (pv, half): (u32, u32), p: &mut [u64]) {
-    debug_assert_eq!(ctx.modulus(special).value, pv as u64);
+/// [x + ⌊P/2⌋]_P, the input of [`correction_row`]. `half` = ⌊P/2⌋.
+fn lift_special_row(ctx: &Context, special: usize, half: u32, p: &mut [u64]) {
     ctx.ntt(special).inverse_add(p, half as u64);
 }
 
@@ -517,12 +516,8 @@ fn correction_row(
     buf: &mut [u64],
     lazy: bool,
 ) {
-    let q = ctx.modulus(i).value as u32;
-    let mu = barrett32_mu(q);
-    let half_i = barrett32(half, q, mu);
-    let add = (q - half_i) % q;
-    // p < P, so p + add < P + q: below 4q (the transform's input bound) when P < 3q.
-    if (pv as u64) < 3 * q as u64 {
+    let (q, mu, add, direct) = correction_offset(ctx, i, (pv, half));
+    if direct {
         transform_from(ctx, i, p, add, buf, lazy);
     } else {
         keyprod::reduce_add(buf, p, q, mu, add);
@@ -530,15 +525,21 @@ fn correction_row(
     }
 }
 
+/// What both correction rows need for ciphertext modulus i: q_i, its Barrett factor, the
+/// offset −⌊P/2⌋ mod q_i, and whether the lifted row plus that offset can go straight into
+/// the transform (p + add < P + q is below its 4q input bound when P < 3q).
+fn correction_offset(ctx: &Context, i: usize, (pv, half): (u32, u32)) -> (u32, u32, u32, bool) {
+    let q = ctx.modulus(i).value as u32;
+    let mu = barrett32_mu(q);
+    let add = (q - barrett32(half, q, mu)) % q;
+    (q, mu, add, (pv as u64) < 3 * q as u64)
+}
+
 /// [`correction_row`] (outputs below 4q) of a lifted special-prime row held as plain 32-bit
 /// values.
 fn correction_row32(ctx: &Context, i: usize, (pv, half): (u32, u32), p: &[u32], buf: &mut [u64]) {
-    let q = ctx.modulus(i).value as u32;
-    let mu = barrett32_mu(q);
-    let half_i = barrett32(half, q, mu);
-    let add = (q - half_i) % q;
-    // p < P, so p + add < P + q: below 4q (the transform's input bound) when P < 3q.
-    if (pv as u64) < 3 * q as u64 {
+    let (q, mu, add, direct) = correction_offset(ctx, i, (pv, half));
+    if direct {
         ctx.ntt(i).forward_from_narrow_lazy(p, add, buf);
     } else {
         for (x, &v) in buf.iter_mut().zip(p) {
@@ -549,6 +550,13 @@ fn correction_row32(ctx: &Context, i: usize, (pv, half): (u32, u32), p: &[u32], 
     }
 }
 
+/// Where [`gather_galois`] writes σ(c₁)'s Coeff rows: words, or plain 32-bit values for the
+/// fused expansion step ([`crate::ntt::NttTable::inverse_from_narrow`]).
+enum CoeffRows<'a> {
+    Words(&'a mut [u64]),
+    Narrow(&'a mut [u32]),
+}
+
 /// σ(c₁) of a 2-poly Eval ciphertext over the first k moduli in both forms, one gather per
 /// row (`c1_eval`) and an inverse NTT reading the gathered rows (`coeff`), and σ(c₀) into
 /// `sigma0` when given (the same gather). `perm` is the Eval permutation of σ.
@@ -557,7 +565,7 @@ fn gather_galois(
     ct: &Ciphertext,
     perm: &[u32],
     c1_eval: &mut [u64],
-    coeff: &mut [u64],
+    mut coeff: CoeffRows,
     mut sigma0: Option<&mut [u64]>,
 ) {
     let n = ctx.n;
@@ -572,32 +580,11 @@ fn gather_galois(
             ),
             None => keyprod::gather_rows(perm, [src1], [&mut c1_eval[rows.clone()]]),
         }
-        ctx.ntt(r)
-            .inverse_from(&c1_eval[rows.clone()], &mut coeff[rows]);
-    }
-}
-
-/// [`gather_galois`] for the fused expansion step: σ(c₁)'s Coeff rows as plain 32-bit values
-/// ([`crate::ntt::NttTable::inverse_from_narrow`]), σ(c₀) always gathered.
-fn gather_galois_narrow(
-    ctx: &Context,
-    ct: &Ciphertext,
-    perm: &[u32],
-    c1_eval: &mut [u64],
-    coeff: &mut [u32],
-    sigma0: &mut [u64],
-) {
-    let n = ctx.n;
-    for r in 0..ct.polys[0].basis.len() {
-        let rows = r * n..(r + 1) * n;
-        let (src0, src1) = (ct.polys[0].row(r), ct.polys[1].row(r));
-        keyprod::gather_rows(
-            perm,
-            [src1, src0],
-            [&mut c1_eval[rows.clone()], &mut sigma0[rows.clone()]],
-        );
-        ctx.ntt(r)
-            .inverse_from_narrow(&c1_eval[rows.clone()], &mut coeff[rows]);
+        let gathered = &c1_eval[rows.clone()];
+        match &mut coeff {
+            CoeffRows::Words(c) => ctx.ntt(r).inverse_from(gathered, &mut c[rows]),
+            CoeffRows::Narrow(c) => ctx.ntt(r).inverse_from_narrow(gathered, &mut c[rows]),
+        }
     }
 }
 
@@ -640,7 +627,14 @@ pub fn apply_galois_eval_into(
     let mut coeff = std::mem::take(&mut scratch.coeff);
     c1_eval.resize(k * n, 0);
     coeff.resize(k * n, 0);
-    gather_galois(ctx, ct, perm, &mut c1_eval, &mut coeff, None);
+    gather_galois(
+        ctx,
+        ct,
+        perm,
+        &mut c1_eval,
+        CoeffRows::Words(&mut coeff),
+        None,
+    );
     let (u0, u1) = out.polys.split_at_mut(1);
     let (u0, u1) = (&mut u0[0], &mut u1[0]);
     let res = ksk.switch_eval(
@@ -787,7 +781,14 @@ pub fn expand_step_eval(
     if fused {
         let mut coeff32 = std::mem::take(&mut s.coeff32);
         coeff32.resize(k * n, 0);
-        gather_galois_narrow(ctx, ct, perm, &mut c1_eval, &mut coeff32, &mut sigma0);
+        gather_galois(
+            ctx,
+            ct,
+            perm,
+            &mut c1_eval,
+            CoeffRows::Narrow(&mut coeff32),
+            Some(&mut sigma0),
+        );
         let (plus, minus) = (&mut ct.polys, &mut minus.polys);
         ksk.switch_fused_expand(
             ctx,
@@ -800,7 +801,14 @@ pub fn expand_step_eval(
         );
         s.coeff32 = coeff32;
     } else {
-        gather_galois(ctx, ct, perm, &mut c1_eval, &mut coeff, Some(&mut sigma0));
+        gather_galois(
+            ctx,
+            ct,
+            perm,
+            &mut c1_eval,
+            CoeffRows::Words(&mut coeff),
+            Some(&mut sigma0),
+        );
         let (plus, minus) = (&mut ct.polys, &mut minus.polys);
         ksk.switch_small(
             ctx,

@@ -427,20 +427,18 @@ impl TensorPlan {
     ) {
         let n = ctx.n;
         if self.k == 2 {
-            // Two moduli with AVX-512: the Coeff rows, the lifted rows and the transforms'
-            // inputs stay 32-bit values (no widening or packing between the passes).
-            let na = self.ext.len() - 2;
-            scratch32.resize((2 + na) * n, 0);
-            let (coeff, lifted) = scratch32.split_at_mut(2 * n);
             let consts = self.lift2_consts(sl);
-            let narrow = crate::simd::avx512() && consts.direct() && n.is_multiple_of(16) && {
+            if keyprod::lift2_narrow_applies(&consts, n) {
+                // The Coeff rows, the lifted rows and the transforms' inputs stay 32-bit
+                // values (no widening or packing between the passes).
+                let na = self.ext.len() - 2;
+                scratch32.resize((2 + na) * n, 0);
+                let (coeff, lifted) = scratch32.split_at_mut(2 * n);
                 for r in 0..2 {
                     ctx.ntt(r)
                         .inverse_from_narrow(p.row(r), &mut coeff[r * n..(r + 1) * n]);
                 }
-                keyprod::lift2_aux_narrow(&consts, &coeff[..n], &coeff[n..], lifted)
-            };
-            if narrow {
+                keyprod::lift2_aux_narrow(&consts, &coeff[..n], &coeff[n..], lifted);
                 for (a, &mi) in self.ext[2..].iter().enumerate() {
                     let rows = a * n..(a + 1) * n;
                     ctx.ntt(mi)

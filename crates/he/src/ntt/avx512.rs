@@ -174,10 +174,17 @@ fn splat(x: u32) -> __m512i {
 }
 
 /// y·w mod q in [0, 2q) for any 32-bit lanes y. `ws` holds ⌊w·2^32/q⌋ for the even lanes
-/// (low word of each 64-bit lane), `ws_odd` the same for the odd lanes, in even position.
+/// (low word of each 64-bit lane), `ws_odd` the same for the odd lanes, in even position
+/// (the same vector when every lane has the same w; the key product's lifts use it so).
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn mul_lazy(y: __m512i, w: __m512i, ws: __m512i, ws_odd: __m512i, q: __m512i) -> __m512i {
+pub(crate) fn mul_lazy(
+    y: __m512i,
+    w: __m512i,
+    ws: __m512i,
+    ws_odd: __m512i,
+    q: __m512i,
+) -> __m512i {
     // The multiplies all issue on one port; the data movement around them uses shuffles
     // (another port) rather than 64-bit shifts (the multipliers' port), which measured faster.
     // Odd lanes' y in even position (the high word is ignored by vpmuludq).
