@@ -408,10 +408,15 @@ mod tests {
 
     #[test]
     fn listen_accepts_port_only_and_explains_mistakes() {
-        assert_eq!(parse_listen(":443").unwrap(), "0.0.0.0:443".parse().unwrap());
-        assert_eq!(parse_listen("[::]:8443").unwrap(), "[::]:8443".parse().unwrap());
-        let cfg: ServerConfig =
-            toml::from_str("state_dir = \"/x\"\nlisten = \":443\"").unwrap();
+        assert_eq!(
+            parse_listen(":443").unwrap(),
+            "0.0.0.0:443".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen("[::]:8443").unwrap(),
+            "[::]:8443".parse().unwrap()
+        );
+        let cfg: ServerConfig = toml::from_str("state_dir = \"/x\"\nlisten = \":443\"").unwrap();
         assert_eq!(cfg.listen.port(), 443);
         let e = toml::from_str::<ServerConfig>("state_dir = \"/x\"\nlisten = \"example.com:443\"")
             .unwrap_err()

@@ -136,7 +136,9 @@ fn render_process(started: Instant, out: &mut String) {
         let _ = writeln!(out, "process_resident_memory_bytes {}", rss_pages * 4096);
     }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        out.push_str("# HELP process_open_fds Open file descriptors.\n# TYPE process_open_fds gauge\n");
+        out.push_str(
+            "# HELP process_open_fds Open file descriptors.\n# TYPE process_open_fds gauge\n",
+        );
         let _ = writeln!(out, "process_open_fds {}", fds.count());
     }
 }

@@ -179,7 +179,13 @@ async fn describe(
     let etag = p.etag();
     let cache = format!("max-age={}", state.config.prefilter.max_age_secs);
     if not_modified(&headers, &etag) {
-        return Ok(cached(StatusCode::NOT_MODIFIED, &etag, &cache, "", Bytes::new()));
+        return Ok(cached(
+            StatusCode::NOT_MODIFIED,
+            &etag,
+            &cache,
+            "",
+            Bytes::new(),
+        ));
     }
     let body = serde_json::to_vec(&Description {
         use_case: &usecase,
@@ -222,13 +228,21 @@ async fn data(
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
-                format!("no prefilter with tag {tag} for {usecase}: fetch /prefilter/{usecase} again"),
+                format!(
+                    "no prefilter with tag {tag} for {usecase}: fetch /prefilter/{usecase} again"
+                ),
             )
         })?;
     let etag = p.etag();
     let cache = "public, max-age=31536000, immutable";
     if not_modified(&headers, &etag) {
-        return Ok(cached(StatusCode::NOT_MODIFIED, &etag, cache, "", Bytes::new()));
+        return Ok(cached(
+            StatusCode::NOT_MODIFIED,
+            &etag,
+            cache,
+            "",
+            Bytes::new(),
+        ));
     }
     Ok(cached(
         StatusCode::OK,
@@ -239,7 +253,13 @@ async fn data(
     ))
 }
 
-fn cached(status: StatusCode, etag: &str, cache: &str, content_type: &str, body: Bytes) -> Response {
+fn cached(
+    status: StatusCode,
+    etag: &str,
+    cache: &str,
+    content_type: &str,
+    body: Bytes,
+) -> Response {
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(etag) {
@@ -251,7 +271,8 @@ fn cached(status: StatusCode, etag: &str, cache: &str, content_type: &str, body:
     if !content_type.is_empty() {
         h.insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+            HeaderValue::from_str(content_type)
+                .unwrap_or(HeaderValue::from_static("application/octet-stream")),
         );
     }
     resp
@@ -265,7 +286,10 @@ mod tests {
     fn if_none_match_accepts_lists_weak_tags_and_star() {
         let mut h = HeaderMap::new();
         assert!(!not_modified(&h, "\"ab\""));
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"x\", W/\"ab\""));
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"x\", W/\"ab\""),
+        );
         assert!(not_modified(&h, "\"ab\""));
         assert!(!not_modified(&h, "\"abc\""));
         h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));

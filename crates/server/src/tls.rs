@@ -144,7 +144,8 @@ impl CertificateStore {
         warn_about(&c, &self.paths);
         self.current.store(c.certified);
         *self.files_seen.lock().unwrap_or_else(|p| p.into_inner()) = sig;
-        self.not_after_unix.store(c.not_after_unix, Ordering::Relaxed);
+        self.not_after_unix
+            .store(c.not_after_unix, Ordering::Relaxed);
         Ok(())
     }
 
@@ -207,7 +208,9 @@ impl rustls::server::ResolvesServerCert for CertificateStore {
 
 /// Builds the rustls server config serving `certs`' current certificate, with ALPN `h2`,
 /// `http/1.1`.
-pub fn server_config_with(certs: Arc<CertificateStore>) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+pub fn server_config_with(
+    certs: Arc<CertificateStore>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

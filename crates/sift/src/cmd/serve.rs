@@ -228,7 +228,6 @@ async fn reload_everything(
     Ok(())
 }
 
-
 /// Runs `sift serve` until Ctrl-C or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.check_config {
