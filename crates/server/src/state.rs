@@ -155,19 +155,6 @@ impl AppState {
         let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         new.validate()?;
         let mut notes = Vec::new();
-        match (&self.issuers, new.users.is_empty()) {
-            (Some(i), _) => {
-                i.replace_users(&new.users)?;
-                notes.push(format!(
-                    "user tokens: {}",
-                    new.users.iter().map(|t| t.tokens.len()).sum::<usize>()
-                ));
-            }
-            (None, false) => anyhow::bail!(
-                "[[users]] were added to a server started without them: restart to start the issuer"
-            ),
-            (None, true) => {}
-        }
         let old = self.usecases.load_full();
         let mut next = BTreeMap::new();
         for uc in &new.usecases {
@@ -230,6 +217,20 @@ impl AppState {
             format!("{:?}", new.ohttp) != format!("{:?}", self.config.ohttp),
             &mut notes,
         );
+        // Last: the only step left that can fail checks before it changes anything.
+        match (&self.issuers, new.users.is_empty()) {
+            (Some(i), _) => {
+                i.replace_users(&new.users)?;
+                notes.push(format!(
+                    "user tokens: {}",
+                    new.users.iter().map(|t| t.tokens.len()).sum::<usize>()
+                ));
+            }
+            (None, false) => anyhow::bail!(
+                "[[users]] were added to a server started without them: restart to start the issuer"
+            ),
+            (None, true) => {}
+        }
         self.usecases.store(Arc::new(next));
         Ok(notes)
     }
