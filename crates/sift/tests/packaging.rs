@@ -26,7 +26,11 @@ fn example_config_loads_and_validates() {
 #[test]
 fn dockerfile_is_multi_stage_and_non_root() {
     let d = read("Dockerfile");
-    assert_eq!(d.matches("\nFROM ").count() + usize::from(d.starts_with("FROM ")), 2, "{d}");
+    assert_eq!(
+        d.matches("\nFROM ").count() + usize::from(d.starts_with("FROM ")),
+        2,
+        "{d}"
+    );
     assert!(d.contains("cargo install --locked --path crates/sift"));
     assert!(d.contains("FROM debian:bookworm-slim"));
     assert!(d.contains("\nUSER sift"));
@@ -37,7 +41,13 @@ fn dockerfile_is_multi_stage_and_non_root() {
 #[test]
 fn compose_runs_replicas_with_redis() {
     let c = read("compose.yaml");
-    for needle in ["redis:", "image: redis", "sift-1:", "sift-2:", "read_only: true"] {
+    for needle in [
+        "redis:",
+        "image: redis",
+        "sift-1:",
+        "sift-2:",
+        "read_only: true",
+    ] {
         assert!(c.contains(needle), "compose.yaml lacks {needle}");
     }
 }
@@ -102,7 +112,58 @@ dataset_dir = "missing-dataset"
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("listen    0.0.0.0:8443"), "{text}");
-    assert!(text.contains("com.example.app.url.filtering: problem"), "{text}");
+    assert!(
+        text.contains("com.example.app.url.filtering: problem"),
+        "{text}"
+    );
     assert!(text.contains("missing-dataset"), "{text}");
-    assert!(!tmp.path().join("state").exists(), "--check-config must not write state");
+    assert!(
+        !tmp.path().join("state").exists(),
+        "--check-config must not write state"
+    );
+}
+
+#[test]
+fn check_fails_when_the_server_is_unreachable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut f = sift_bloom::BloomFilter::new(sift_bloom::Params {
+        bit_count: 1024,
+        hash_count: 3,
+        murmur_seed: 0,
+    })
+    .unwrap();
+    f.insert(b"ads.example");
+    let meta = sift_bloom::Metadata::for_filter(&f, 1, 0.001);
+    let dir = tmp.path().join("prefilter");
+    sift_bloom::write_dir(&dir, &f, &meta, sift_bloom::OutputFormat::Json).unwrap();
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sift"))
+            .args(["check", "--prefilter"])
+            .arg(&dir)
+            .args(["--service", &format!("http://127.0.0.1:{port}")])
+            .args(["--usecase", "com.example.app.url.filtering"])
+            .args(extra)
+            .arg("https://not-listed.example/")
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{all}");
+    assert!(!all.contains("allowed"), "{all}");
+    assert!(all.contains("cannot reach"), "{all}");
+    // Asked for explicitly, the prefilter alone answers.
+    let out = run(&["--offline"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("allowed"));
 }
