@@ -195,3 +195,24 @@ fn mismatches_are_named() {
     let k = default.normalize_key("https://example.com/Path").unwrap();
     assert!(!cs.suburls("https://example.com/Path").unwrap().contains(&k));
 }
+
+/// The list importer normalises every format under the app's configuration.
+#[test]
+fn importer_normalises_under_the_configuration() {
+    let list = "https://WWW.Example.com/A?x=1#f\n0.0.0.0 www.Ads.example\n||WWW.Tracker.example^\n";
+    let run = |json: &str| {
+        let mut imp = sift_urlkeys::Importer::with_parsing(cfg(json));
+        imp.import_reader("list.txt", list.as_bytes(), false).unwrap();
+        let (keys, report) = imp.finish();
+        assert_eq!(report.accepted, 3, "{report:?}");
+        keys.iter().map(|k| k.to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        run("{}"),
+        ["ads.example", "example.com/a?x=1#f", "tracker.example"]
+    );
+    assert_eq!(
+        run(r#"{"caseSensitive": true, "domain": {"stripWWW": false}, "query": {"excluded": true}}"#),
+        ["www.ads.example", "www.example.com/A?%*#f", "www.tracker.example"]
+    );
+}
