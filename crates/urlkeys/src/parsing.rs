@@ -261,7 +261,10 @@ impl ParsingConfiguration {
             source,
         })?;
         let name = path.display().to_string();
-        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml")) {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+        {
             Self::from_toml(&text, &name)
         } else {
             Self::from_json(&text, &name)

@@ -41,29 +41,48 @@ fn apple_pages_and_documented_options() {
             "config" => c = cfg(arg),
             "url" => {
                 url = arg.to_owned();
-                subs = c.suburls(&url).unwrap_or_else(|e| panic!("line {n}: {url}: {e}"));
+                subs = c
+                    .suburls(&url)
+                    .unwrap_or_else(|e| panic!("line {n}: {url}: {e}"));
                 cases += 1;
             }
             "key" => {
-                assert_eq!(c.normalize_key(&url).unwrap(), arg, "line {n}: key of {url}");
+                assert_eq!(
+                    c.normalize_key(&url).unwrap(),
+                    arg,
+                    "line {n}: key of {url}"
+                );
                 checks += 1;
             }
             "has" => {
-                assert!(subs.iter().any(|s| s == arg), "line {n}: {arg} missing from {subs:?}");
+                assert!(
+                    subs.iter().any(|s| s == arg),
+                    "line {n}: {arg} missing from {subs:?}"
+                );
                 checks += 1;
             }
             "not" => {
-                assert!(!subs.iter().any(|s| s == arg), "line {n}: {arg} in {subs:?}");
+                assert!(
+                    !subs.iter().any(|s| s == arg),
+                    "line {n}: {arg} in {subs:?}"
+                );
                 checks += 1;
             }
             "count" => {
-                assert_eq!(subs.len(), arg.parse::<usize>().unwrap(), "line {n}: {subs:?}");
+                assert_eq!(
+                    subs.len(),
+                    arg.parse::<usize>().unwrap(),
+                    "line {n}: {subs:?}"
+                );
                 checks += 1;
             }
             _ => panic!("line {n}: bad line {l:?}"),
         }
     }
-    assert!(cases >= 25 && checks >= 80, "{cases} cases, {checks} checks");
+    assert!(
+        cases >= 25 && checks >= 80,
+        "{cases} cases, {checks} checks"
+    );
 }
 
 /// The NEURLFilterManager overview's 48 sub-URLs under the default configuration, whether it
@@ -106,7 +125,12 @@ fn files_with_apple_property_names() {
     assert!(!a.domain.strip_www && a.domain.levels == 3 && a.path.excluded);
     assert_eq!(cfg(&a.to_json()), a);
     let json = a.to_json();
-    for name in ["\"stripWWW\"", "\"caseSensitive\"", "\"excludeFragment\"", "\"enumerateHierarchy\""] {
+    for name in [
+        "\"stripWWW\"",
+        "\"caseSensitive\"",
+        "\"excludeFragment\"",
+        "\"enumerateHierarchy\"",
+    ] {
         assert!(json.contains(name), "{name} missing from {json}");
     }
     let d = a.differences();
@@ -122,10 +146,16 @@ fn typos_and_undocumented_outputs_are_refused() {
     assert!(matches!(e, ParsingError::Syntax { .. }), "{e}");
     assert!(e.to_string().contains("stripWWW"), "{e}");
     for (json, option) in [
-        (r#"{"urlParsingRegularExpression": "^(.*)$"}"#, "urlParsingRegularExpression"),
+        (
+            r#"{"urlParsingRegularExpression": "^(.*)$"}"#,
+            "urlParsingRegularExpression",
+        ),
         (r#"{"excludeIntermediates": true}"#, "excludeIntermediates"),
         (r#"{"query": {"parameters": ["id"]}}"#, "query.parameters"),
-        (r#"{"path": {"enumerateHierarchy": false}}"#, "path.enumerateHierarchy = false"),
+        (
+            r#"{"path": {"enumerateHierarchy": false}}"#,
+            "path.enumerateHierarchy = false",
+        ),
     ] {
         let e = ParsingConfiguration::from_json(json, "p.json").unwrap_err();
         match &e {
@@ -156,7 +186,11 @@ fn listed_urls_are_found_under_their_configuration() {
         for u in urls {
             let key = c.normalize_key(&u).unwrap();
             let subs = c.suburls(&u).unwrap();
-            assert!(subs.contains(&key), "{u} -> {key} not in {subs:?} under {}", c.summary());
+            assert!(
+                subs.contains(&key),
+                "{u} -> {key} not in {subs:?} under {}",
+                c.summary()
+            );
             assert_eq!(c.key_mismatch(&key), None, "{key} under {}", c.summary());
             n += 1;
         }
@@ -173,18 +207,50 @@ fn mismatches_are_named() {
         ("{}", "www.example.com/a", Some(Mismatch::Www)),
         ("{}", "https://example.com", Some(Mismatch::Scheme)),
         ("{}", "example.com/a?q=1", None),
-        (r#"{"query": {"excluded": true}}"#, "example.com/a?q=1", Some(Mismatch::Query)),
+        (
+            r#"{"query": {"excluded": true}}"#,
+            "example.com/a?q=1",
+            Some(Mismatch::Query),
+        ),
         (r#"{"query": {"excluded": true}}"#, "example.com/a?%*", None),
-        (r#"{"path": {"excluded": true}}"#, "example.com/a", Some(Mismatch::Path)),
+        (
+            r#"{"path": {"excluded": true}}"#,
+            "example.com/a",
+            Some(Mismatch::Path),
+        ),
         (r#"{"path": {"excluded": true}}"#, "example.com/%*", None),
-        (r#"{"excludeFragment": true}"#, "example.com/#x", Some(Mismatch::Fragment)),
-        (r#"{"domain": {"excluded": true}}"#, "example.com/a", Some(Mismatch::Domain)),
+        (
+            r#"{"excludeFragment": true}"#,
+            "example.com/#x",
+            Some(Mismatch::Fragment),
+        ),
+        (
+            r#"{"domain": {"excluded": true}}"#,
+            "example.com/a",
+            Some(Mismatch::Domain),
+        ),
         (r#"{"domain": {"excluded": true}}"#, "%*/a", None),
-        (r#"{"domain": {"levels": 2}}"#, "a.example.com", Some(Mismatch::Truncated)),
-        (r#"{"path": {"segments": 1}}"#, "example.com/a/b", Some(Mismatch::Truncated)),
-        (r#"{"excludeScheme": false}"#, "example.com", Some(Mismatch::Scheme)),
+        (
+            r#"{"domain": {"levels": 2}}"#,
+            "a.example.com",
+            Some(Mismatch::Truncated),
+        ),
+        (
+            r#"{"path": {"segments": 1}}"#,
+            "example.com/a/b",
+            Some(Mismatch::Truncated),
+        ),
+        (
+            r#"{"excludeScheme": false}"#,
+            "example.com",
+            Some(Mismatch::Scheme),
+        ),
         (r#"{"caseSensitive": true}"#, "example.com/Path", None),
-        (r#"{"domain": {"stripWWW": false}}"#, "www.example.com/a", None),
+        (
+            r#"{"domain": {"stripWWW": false}}"#,
+            "www.example.com/a",
+            None,
+        ),
     ];
     for (json, key, want) in cases {
         assert_eq!(cfg(json).key_mismatch(key), want, "{key} under {json}");
@@ -202,7 +268,8 @@ fn importer_normalises_under_the_configuration() {
     let list = "https://WWW.Example.com/A?x=1#f\n0.0.0.0 www.Ads.example\n||WWW.Tracker.example^\n";
     let run = |json: &str| {
         let mut imp = sift_urlkeys::Importer::with_parsing(cfg(json));
-        imp.import_reader("list.txt", list.as_bytes(), false).unwrap();
+        imp.import_reader("list.txt", list.as_bytes(), false)
+            .unwrap();
         let (keys, report) = imp.finish();
         assert_eq!(report.accepted, 3, "{report:?}");
         keys.iter().map(|k| k.to_string()).collect::<Vec<_>>()
@@ -212,7 +279,13 @@ fn importer_normalises_under_the_configuration() {
         ["ads.example", "example.com/a?x=1#f", "tracker.example"]
     );
     assert_eq!(
-        run(r#"{"caseSensitive": true, "domain": {"stripWWW": false}, "query": {"excluded": true}}"#),
-        ["www.ads.example", "www.example.com/A?%*#f", "www.tracker.example"]
+        run(
+            r#"{"caseSensitive": true, "domain": {"stripWWW": false}, "query": {"excluded": true}}"#
+        ),
+        [
+            "www.ads.example",
+            "www.example.com/A?%*#f",
+            "www.tracker.example"
+        ]
     );
 }
