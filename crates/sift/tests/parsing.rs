@@ -185,7 +185,7 @@ fn listed_urls_are_blocked_under_each_configuration() {
         default,
         &["https://www.Example.com/Shop/Cart?Item=7#Top"],
     );
-    assert_eq!(got[0].1, false, "{got:?}");
+    assert!(!got[0].1, "{got:?}");
 }
 
 #[test]
