@@ -7,6 +7,16 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use sift_urlkeys::ParsingConfiguration;
 
+/// Reads and validates the configuration in `path`; refusals name the file.
+fn load_file(path: &Path) -> anyhow::Result<ParsingConfiguration> {
+    ParsingConfiguration::load(path).map_err(|e| match e {
+        sift_urlkeys::ParsingError::Unsupported { .. } => {
+            anyhow::anyhow!("{}: {e}", path.display())
+        }
+        e => e.into(),
+    })
+}
+
 /// The name of the record a build writes into its output directory.
 pub const RECORD_NAME: &str = "parsing.json";
 
@@ -25,7 +35,7 @@ impl ParsingArg {
     /// The configuration from `--parsing`, else the default.
     pub fn load(&self) -> anyhow::Result<ParsingConfiguration> {
         match &self.parsing {
-            Some(path) => Ok(ParsingConfiguration::load(path)?),
+            Some(path) => load_file(path),
             None => Ok(ParsingConfiguration::default()),
         }
     }
@@ -37,10 +47,7 @@ impl ParsingArg {
         dataset_dir: &Path,
     ) -> anyhow::Result<(ParsingConfiguration, String)> {
         if let Some(path) = &self.parsing {
-            return Ok((
-                ParsingConfiguration::load(path)?,
-                path.display().to_string(),
-            ));
+            return Ok((load_file(path)?, path.display().to_string()));
         }
         for dir in [Some(dataset_dir), dataset_dir.parent()]
             .into_iter()
@@ -72,7 +79,7 @@ pub fn read_record(dir: &Path) -> anyhow::Result<Option<ParsingConfiguration>> {
     if !path.is_file() {
         return Ok(None);
     }
-    Ok(Some(ParsingConfiguration::load(&path)?))
+    Ok(Some(load_file(&path)?))
 }
 
 /// Examples listed per mismatch reason.
