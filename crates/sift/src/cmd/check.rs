@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use sift_client::device::{DeviceClient, ServiceConfig, check_url};
+use sift_client::device::{DeviceClient, ServiceConfig, check_url_with};
 use sift_client::tokens::TokenSource;
 
 /// Arguments of `sift check`.
@@ -64,7 +64,12 @@ pub struct Args {
     /// (by default an unreachable server is an error, never "allowed").
     #[arg(long)]
     pub offline: bool,
+    /// The app's URL parsing configuration. Default: the `parsing.json` recorded by the build
+    /// beside the prefilter, else the iOS 26 parsing.
+    #[command(flatten)]
+    pub parsing: super::parsing::ParsingArg,
 }
+
 
 /// Fails unless a TCP connection to `url`'s host and port opens within a few seconds: a URL the
 /// prefilter lets through is "allowed" without asking the server, so without this check a
@@ -97,6 +102,11 @@ async fn ensure_reachable(url: &str) -> anyhow::Result<()> {
 /// Runs `sift check`; exits 0 when every URL was checked (blocked or not), 1 on errors.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let prefilter = sift_bloom::read_dir(&args.prefilter)?.filter;
+    let (parsing, parsing_source) = args.parsing.load_or_recorded(&args.prefilter)?;
+    if !args.json && !parsing.is_default() {
+        eprintln!("URL parsing ({parsing_source}): {}", parsing.summary());
+    }
+    let mut walker = sift_urlkeys::SubUrlWalker::with_parsing(parsing);
     let ca = args.ca.as_ref().map(std::fs::read).transpose()?;
     let mut transport =
         sift_client::Transport::new(ca.as_deref(), sift_client::device::REQUEST_TIMEOUT)?;
@@ -124,7 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let mut device = DeviceClient::new(transport, service);
         for url in &args.urls {
-            let v = check_url(&mut device, &prefilter, url).await?;
+            let v = check_url_with(&mut device, &prefilter, url, &mut walker).await?;
             if args.json {
                 println!("{}", serde_json::to_string(&v)?);
                 continue;
