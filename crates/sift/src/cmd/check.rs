@@ -70,7 +70,6 @@ pub struct Args {
     pub parsing: super::parsing::ParsingArg,
 }
 
-
 /// Fails unless a TCP connection to `url`'s host and port opens within a few seconds: a URL the
 /// prefilter lets through is "allowed" without asking the server, so without this check a
 /// down server would look like a working one.
