@@ -57,6 +57,23 @@ pub struct ImportReport {
 /// Distinct reasons counted in [`ImportReport::skipped_by_reason`].
 pub const MAX_REASONS: usize = 64;
 
+impl std::fmt::Display for ImportReport {
+    /// A summary for people: counts, then skipped lines per reason (most frequent first).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} file(s), {} line(s): {} key(s) accepted, {} duplicate(s), {} comment/blank, {} skipped",
+            self.files, self.lines, self.accepted, self.duplicates, self.comments, self.skipped
+        )?;
+        let mut reasons: Vec<(&String, &u64)> = self.skipped_by_reason.iter().collect();
+        reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (reason, n) in reasons {
+            write!(f, "\n  {n:>8}  {reason}")?;
+        }
+        Ok(())
+    }
+}
+
 impl ImportReport {
     fn issue(&mut self, file: &str, line: u64, reason: impl Into<String>) {
         self.skipped += 1;

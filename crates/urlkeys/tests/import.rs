@@ -198,4 +198,12 @@ fn real_list_excerpts_follow_the_option_policy() {
         rep.skipped,
         "every skip is counted"
     );
+    // People read the summary: counts and reasons, no Rust debug syntax.
+    let text = rep.to_string();
+    assert!(text.contains("skipped\n"), "{text}");
+    assert!(text.contains("AdBlock rule with $domain="), "{text}");
+    assert!(
+        !text.contains("ImportReport") && !text.contains("Issue {"),
+        "{text}"
+    );
 }

@@ -325,7 +325,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("reading {}", p.display()))?;
     }
     let (keys, report) = importer.finish();
-    eprintln!("imported {} distinct keys ({report:?})", keys.len());
+    eprintln!("imported {} distinct keys; {report}", keys.len());
     if keys.is_empty() {
         bail!("no keys in the inputs");
     }
