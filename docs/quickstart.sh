@@ -15,12 +15,12 @@ printf 'www.apple.com/url-filter-test\nads.example\n||tracker.example^$third-par
 "$SIFT" build list.txt -o dataset
 
 echo "== test certificate for 127.0.0.1 (leaf signed by a test CA)"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
   -subj /CN=quickstart-ca -keyout ca.key -out ca.pem 2>/dev/null
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
   -keyout privkey.pem -out leaf.csr 2>/dev/null
 printf 'basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n' > leaf.ext
-openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
   -extfile leaf.ext -out fullchain.pem 2>/dev/null
 
 port=$((20000 + RANDOM % 20000))
