@@ -59,4 +59,6 @@ blocked=$(grep -c '"blocked":true' results.jsonl || true)
 grep -q '"url":"https://allowed.example/".*"blocked":false' results.jsonl \
   || grep -q '"blocked":false.*allowed.example' results.jsonl \
   || { echo "allowed.example should be allowed"; exit 1; }
+if grep -q $'\x1b\[' serve.log; then echo "colour codes in a log file"; exit 1; fi
+grep -q "listening on https://" serve.log || { echo "serve did not log its address"; exit 1; }
 echo "quickstart: ok"
