@@ -184,13 +184,13 @@ fn bad_keyword_databases_are_refused_with_position_and_no_output() {
     let mut bin = sift_keyworddb::encode_binary(&[(b"a".to_vec(), b"1".to_vec())]);
     bin.extend_from_slice(&[0x0a, 0x20, 0x0a]);
     let e = refused(d, "cut.binpb", &bin);
-    assert!(e.contains("cut.binpb:byte 7: truncated row"), "{e}");
+    assert!(e.contains("cut.binpb:byte 8: truncated row"), "{e}");
     let big = sift_keyworddb::encode_binary(&[
         (b"ok".to_vec(), vec![1; 10]),
         (b"big".to_vec(), vec![0; 65_536]),
     ]);
     let e = refused(d, "big.binpb", &big);
-    assert!(e.contains("big.binpb:byte 16: the value is 65536 bytes, over the limit of 65535"), "{e}");
+    assert!(e.contains("big.binpb:byte 18: the value is 65536 bytes, over the limit of 65535"), "{e}");
     let e = refused(
         d,
         "dup.txtpb",
@@ -223,7 +223,7 @@ fn identical_duplicates_merge_and_url_like_keywords_are_kept_with_a_warning() {
     assert!(stderr.contains("3 distinct keywords"), "{stderr}");
     assert!(stderr.contains("1 identical duplicates merged"), "{stderr}");
     assert!(stderr.contains("2 keyword(s) are kept as given"), "{stderr}");
-    assert!(stderr.contains("urls.txtpb:1:7: \"https://Example.com/a\": it has a scheme"), "{stderr}");
+    assert!(stderr.contains("urls.txtpb:1:8: \"https://Example.com/a\": it has a scheme"), "{stderr}");
     assert!(out.join("url-0.bin").exists());
     let _ = stdout_of_success;
 }
