@@ -227,8 +227,7 @@ impl DeviceClient {
         let s = self.session.as_ref().expect("set up above");
         let (pir_keyword, parsed, oprf_sent, oprf_received) = match &s.oprf {
             Some(oprf) => {
-                let (parsed, sent, received) =
-                    self.oprf(oprf, &s.config_id, keyword).await?;
+                let (parsed, sent, received) = self.oprf(oprf, &s.config_id, keyword).await?;
                 (
                     parsed.oblivious_keyword().to_vec(),
                     Some(parsed),

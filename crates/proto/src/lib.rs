@@ -88,11 +88,11 @@ pub mod generated {
 pub use generated::apple::swift_homomorphic_encryption::pir::v1 as pir;
 /// Homomorphic-encryption messages (`apple.swift_homomorphic_encryption.v1`).
 pub use generated::apple::swift_homomorphic_encryption::v1 as he;
-/// Messages of Apple's example service that are not in the HE protobuf repository.
-pub use generated::sift::service::v1 as service;
 /// Live Caller ID Lookup: `CallIdentity` (the identity use case's value) and
 /// `InputIdentities` (the input of Apple's `ConstructDatabase`).
 pub use generated::sift::lcid::v1 as lcid;
+/// Messages of Apple's example service that are not in the HE protobuf repository.
+pub use generated::sift::service::v1 as service;
 
 /// The HTTP service envelope: `api.pir.v1` and `api.shared.v1` flattened into one namespace
 /// (their message names do not overlap).

@@ -133,7 +133,10 @@ pub fn collect_rows(inputs: &[PathBuf], url_value: &[u8]) -> anyhow::Result<Rows
     }
     if !url_inputs.is_empty() {
         if url_value.len() > MAX_VALUE_LEN {
-            bail!("--value is {} bytes, over the limit of {MAX_VALUE_LEN}", url_value.len());
+            bail!(
+                "--value is {} bytes, over the limit of {MAX_VALUE_LEN}",
+                url_value.len()
+            );
         }
         let (keys, url_report) = urls.finish();
         report.url_list_keys = keys.len() as u64;

@@ -28,7 +28,10 @@ fn build(inputs: &[&Path], out: &Path, extra: &[&str]) -> std::process::Output {
 async fn serve(
     state: &Path,
     datasets: &[(&str, &Path)],
-) -> (sift_server::RunningServer, Vec<sift_client::device::DeviceClient>) {
+) -> (
+    sift_server::RunningServer,
+    Vec<sift_client::device::DeviceClient>,
+) {
     let mut toml_text = format!(
         "listen = \"127.0.0.1:0\"\ndev_plain_http = true\nrequire_tokens = false\nstate_dir = \"{}\"\n",
         state.display()
@@ -64,8 +67,11 @@ async fn apple_neurlfilter_testing_input_builds_and_answers_exactly() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("10 distinct keywords"), "{stderr}");
-    let (server, mut clients) =
-        serve(&dir.path().join("state"), &[("com.example.app.url.filtering", &out)]).await;
+    let (server, mut clients) = serve(
+        &dir.path().join("state"),
+        &[("com.example.app.url.filtering", &out)],
+    )
+    .await;
     let device = &mut clients[0];
     for k in (1..=9)
         .map(|i| {
@@ -77,9 +83,18 @@ async fn apple_neurlfilter_testing_input_builds_and_answers_exactly() {
         })
         .chain(["example10.com/resource?query=bugs".to_string()])
     {
-        assert_eq!(device.lookup(&k).await.unwrap().0.as_deref(), Some(&b"1"[..]), "{k}");
+        assert_eq!(
+            device.lookup(&k).await.unwrap().0.as_deref(),
+            Some(&b"1"[..]),
+            "{k}"
+        );
     }
-    for absent in ["example10.com", "example11.com", "www.example.com", "Example.com"] {
+    for absent in [
+        "example10.com",
+        "example11.com",
+        "www.example.com",
+        "Example.com",
+    ] {
         assert_eq!(device.lookup(absent).await.unwrap().0, None, "{absent}");
     }
     server.stop().await;
@@ -134,22 +149,39 @@ async fn random_binary_keywords_and_large_values_round_trip_over_http() {
     for (name, input) in [("small", &txt), ("medium", &mid), ("large", &big)] {
         let out = dir.path().join(name);
         let o = build(&[input], &out, &["--no-prefilter"]);
-        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert!(!out.join("prefilter").exists());
         outs.push(out);
     }
     let (server, mut clients) = serve(
         &dir.path().join("state"),
-        &[("t.small", &outs[0]), ("t.medium", &outs[1]), ("t.large", &outs[2])],
+        &[
+            ("t.small", &outs[0]),
+            ("t.medium", &outs[1]),
+            ("t.large", &outs[2]),
+        ],
     )
     .await;
     for (device, rows) in clients.iter_mut().zip([&small, &medium, &large]) {
         for (k, v) in rows.iter() {
             let got = device.lookup_bytes(k).await.unwrap().0;
-            assert_eq!(got.as_deref(), Some(v.as_slice()), "keyword {k:?}, {} bytes", v.len());
+            assert_eq!(
+                got.as_deref(),
+                Some(v.as_slice()),
+                "keyword {k:?}, {} bytes",
+                v.len()
+            );
         }
         for absent in [&b"absent"[..], b"\x00", b""] {
-            assert_eq!(device.lookup_bytes(absent).await.unwrap().0, None, "{absent:?}");
+            assert_eq!(
+                device.lookup_bytes(absent).await.unwrap().0,
+                None,
+                "{absent:?}"
+            );
         }
     }
     server.stop().await;
@@ -179,7 +211,11 @@ fn bad_keyword_databases_are_refused_with_position_and_no_output() {
     assert!(e.contains("braces.txtpb:1:6: unbalanced braces"), "{e}");
     let e = refused(d, "escape.txtpb", b"rows { keyword: \"a\\qb\" }");
     assert!(e.contains("escape.txtpb:1:19: bad escape \\q"), "{e}");
-    let e = refused(d, "field.txtpb", b"rows { keyword: \"a\" }\nrows { name: \"x\" }");
+    let e = refused(
+        d,
+        "field.txtpb",
+        b"rows { keyword: \"a\" }\nrows { name: \"x\" }",
+    );
     assert!(e.contains("field.txtpb:2:8: unknown field `name`"), "{e}");
     let mut bin = sift_keyworddb::encode_binary(&[(b"a".to_vec(), b"1".to_vec())]);
     bin.extend_from_slice(&[0x0a, 0x20, 0x0a]);
@@ -190,7 +226,10 @@ fn bad_keyword_databases_are_refused_with_position_and_no_output() {
         (b"big".to_vec(), vec![0; 65_536]),
     ]);
     let e = refused(d, "big.binpb", &big);
-    assert!(e.contains("big.binpb:byte 18: the value is 65536 bytes, over the limit of 65535"), "{e}");
+    assert!(
+        e.contains("big.binpb:byte 18: the value is 65536 bytes, over the limit of 65535"),
+        "{e}"
+    );
     let e = refused(
         d,
         "dup.txtpb",
@@ -222,8 +261,14 @@ fn identical_duplicates_merge_and_url_like_keywords_are_kept_with_a_warning() {
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("3 distinct keywords"), "{stderr}");
     assert!(stderr.contains("1 identical duplicates merged"), "{stderr}");
-    assert!(stderr.contains("2 keyword(s) are kept as given"), "{stderr}");
-    assert!(stderr.contains("urls.txtpb:1:8: \"https://Example.com/a\": it has a scheme"), "{stderr}");
+    assert!(
+        stderr.contains("2 keyword(s) are kept as given"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("urls.txtpb:1:8: \"https://Example.com/a\": it has a scheme"),
+        "{stderr}"
+    );
     assert!(out.join("url-0.bin").exists());
     let _ = stdout_of_success;
 }

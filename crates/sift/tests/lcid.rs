@@ -137,7 +137,10 @@ fn apple_lcid_testing_input_answers_both_use_cases_through_the_gateway() {
     assert_eq!(c["identity"]["cache_expiry_minutes"], 18);
     assert_eq!(c["identity"]["icon_bytes"], 20_000);
     let absent = &answers[3];
-    assert!(absent["block"].is_null() && absent["identity"].is_null(), "{absent}");
+    assert!(
+        absent["block"].is_null() && absent["identity"].is_null(),
+        "{absent}"
+    );
     // Text output for people.
     let text = stdout_of_success(
         sift()
@@ -145,7 +148,10 @@ fn apple_lcid_testing_input_answers_both_use_cases_through_the_gateway() {
             .args(["--service", &base, "--issuer", &base, "--gateway", &base])
             .args(["--user-token", USER_TOKEN]),
     );
-    assert!(text.contains("+1234: BLOCK") && text.contains("\"Bob\""), "{text}");
+    assert!(
+        text.contains("+1234: BLOCK") && text.contains("\"Bob\""),
+        "{text}"
+    );
 }
 
 /// Numbers with identities (every third with an icon), sharded so that the block dataset
@@ -168,7 +174,11 @@ fn many_numbers_answer_exactly(count: usize, per_shard: usize, probes: usize) {
             i % 60
         );
         if let Some(n) = icon {
-            std::fs::write(icons.join(format!("{number}.heic")), random_bytes(&mut rng, n)).unwrap();
+            std::fs::write(
+                icons.join(format!("{number}.heic")),
+                random_bytes(&mut rng, n),
+            )
+            .unwrap();
         }
         expected.push((number, block, icon.unwrap_or(0), i));
     }
@@ -188,19 +198,35 @@ fn many_numbers_answer_exactly(count: usize, per_shard: usize, probes: usize) {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     let shards = (count / per_shard).max(1);
-    assert!(stderr.contains(&format!("{shards} identity shard(s)")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{shards} identity shard(s)")),
+        "{stderr}"
+    );
     let params = std::fs::read_to_string(out.join("block/block-0.params.txtpb")).unwrap();
     if shards > 1 {
-        assert!(params.contains(&format!("other_shard_count: {shards}")), "{params}");
+        assert!(
+            params.contains(&format!("other_shard_count: {shards}")),
+            "{params}"
+        );
     }
     let (_server, base) = serve(root, &out);
-    let picks: Vec<_> = (0..probes).map(|_| &expected[rng.gen_range(0..count)]).collect();
+    let picks: Vec<_> = (0..probes)
+        .map(|_| &expected[rng.gen_range(0..count)])
+        .collect();
     let numbers: Vec<&str> = picks.iter().map(|p| p.0.as_str()).collect();
     for (answer, (number, block, icon, i)) in check(&base, &numbers).iter().zip(picks) {
         assert_eq!(answer["block"], *block, "{number}");
-        assert_eq!(answer["identity"]["name"], format!("Caller {i}"), "{number}");
+        assert_eq!(
+            answer["identity"]["name"],
+            format!("Caller {i}"),
+            "{number}"
+        );
         assert_eq!(answer["identity"]["icon_bytes"], *icon, "{number}");
-        assert_eq!(answer["identity"]["cache_expiry_minutes"], i % 60, "{number}");
+        assert_eq!(
+            answer["identity"]["cache_expiry_minutes"],
+            i % 60,
+            "{number}"
+        );
     }
     let none = check(&base, &["+14155559999x"]);
     assert!(none[0]["block"].is_null() && none[0]["identity"].is_null());

@@ -100,9 +100,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut service = ServiceConfig::new(&base, USECASE);
         // Every PIR request carries a fresh Privacy Pass token from the in-process issuer.
         service.tokens = Some(TokenSource { issuer_url: base.clone(), user_token: DEMO_USER_TOKEN.into() });
+        // Each client holds its own secret key, so each gets its own User-Identifier: the
+        // server keeps one evaluation key per user and key identifier.
         let lcid_service = |suffix: &str| {
-            let mut s = service.clone();
-            s.usecase = format!("{LCID_BUNDLE}.{suffix}");
+            let mut s = ServiceConfig::new(&base, &format!("{LCID_BUNDLE}.{suffix}"));
+            s.tokens = service.tokens.clone();
             s
         };
         let mut block = DeviceClient::new(transport.clone(), lcid_service("block"));

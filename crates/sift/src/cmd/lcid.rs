@@ -91,10 +91,10 @@ pub struct LcidRows {
 /// Reads `InputIdentities` text and icons into the rows of the two datasets, refusing an
 /// identity whose serialized `CallIdentity` exceeds the 65,535-byte value limit.
 pub fn lcid_rows(input: &Path, icons: Option<&Path>) -> anyhow::Result<LcidRows> {
-    let text = std::fs::read_to_string(input)
-        .with_context(|| format!("reading {}", input.display()))?;
-    let parsed: InputIdentities = sift_proto::from_text(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+    let text =
+        std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
+    let parsed: InputIdentities =
+        sift_proto::from_text(&text).map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
     let identities: BTreeMap<String, _> = parsed.identities.into_iter().collect();
     if identities.is_empty() {
         bail!("{}: no identities: nothing to build", input.display());
@@ -328,7 +328,10 @@ pub async fn lookup(
         None => None,
         Some([0]) => Some(false),
         Some([1]) => Some(true),
-        Some(v) => bail!("block dataset answered {} bytes for {number}, expected one byte 0 or 1", v.len()),
+        Some(v) => bail!(
+            "block dataset answered {} bytes for {number}, expected one byte 0 or 1",
+            v.len()
+        ),
     };
     let (i, ic) = identity
         .lookup_bytes(number.as_bytes())
