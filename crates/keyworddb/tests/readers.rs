@@ -4,13 +4,16 @@
 use proptest::prelude::*;
 use sift_keyworddb::{BinaryReader, Position, TextReader, encode_binary};
 
-fn text(s: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+/// A keyword and its value.
+type Pair = (Vec<u8>, Vec<u8>);
+
+fn text(s: &str) -> Result<Vec<Pair>, String> {
     TextReader::new("in.txtpb", s.as_bytes())
         .map(|r| r.map(|r| (r.keyword, r.value)).map_err(|e| e.to_string()))
         .collect()
 }
 
-fn kv(k: &[u8], v: &[u8]) -> (Vec<u8>, Vec<u8>) {
+fn kv(k: &[u8], v: &[u8]) -> Pair {
     (k.to_vec(), v.to_vec())
 }
 

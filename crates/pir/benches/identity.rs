@@ -98,7 +98,10 @@ fn main() {
         }
         response_bytes = prost::Message::encoded_len(&resp);
         // A wrong answer would make every figure meaningless.
-        assert_eq!(client.decode(kw, &resp).unwrap().as_deref(), Some(&value[..]));
+        assert_eq!(
+            client.decode(kw, &resp).unwrap().as_deref(),
+            Some(&value[..])
+        );
     }
     let n = queries as f64;
     println!(
