@@ -91,10 +91,14 @@ fn describe(inputs: &[PathBuf], o: Origin) -> String {
 /// Reads every input into exact rows; `url_value` is the value of URL-list keys.
 /// Fails, before anything is written, on malformed input, an oversized value or a keyword
 /// given twice with different values.
-pub fn collect_rows(inputs: &[PathBuf], url_value: &[u8]) -> anyhow::Result<Rows> {
+pub fn collect_rows(
+    inputs: &[PathBuf],
+    url_value: &[u8],
+    parsing: sift_urlkeys::ParsingConfiguration,
+) -> anyhow::Result<Rows> {
     let mut report = RowsReport::default();
     let mut rows: Vec<(Vec<u8>, Vec<u8>, Origin)> = Vec::new();
-    let mut urls = sift_urlkeys::Importer::new();
+    let mut urls = sift_urlkeys::Importer::with_parsing(parsing);
     let mut url_inputs = Vec::new();
     for (input, path) in inputs.iter().enumerate() {
         if Encoding::from_path(path).is_none() {

@@ -74,6 +74,10 @@ pub struct Args {
     /// budget. 0 skips the check. Default: the JSON config's `trialsPerShard`, else 1.
     #[arg(long)]
     pub trials_per_shard: Option<usize>,
+    /// The app's URL parsing configuration: keys are normalised under it and it is recorded
+    /// as `parsing.json` in the output directory.
+    #[command(flatten)]
+    pub parsing: super::parsing::ParsingArg,
 }
 
 fn parse_compression(s: &str) -> anyhow::Result<KeyCompression> {
@@ -321,7 +325,8 @@ fn run_trials(
 /// Runs `sift build`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Every input is read and checked before anything is written.
-    let rows = crate::rows::collect_rows(&args.inputs, args.value.as_bytes())?;
+    let parsing = args.parsing.load()?;
+    let rows = crate::rows::collect_rows(&args.inputs, args.value.as_bytes(), parsing)?;
     eprintln!("read {}", rows.report.summary(rows.rows.len()));
     write_dataset(rows.rows, &args)?;
     Ok(ExitCode::SUCCESS)
@@ -424,6 +429,7 @@ pub fn write_dataset(rows: Vec<(Vec<u8>, Vec<u8>)>, args: &Args) -> anyhow::Resu
     );
     bar.set_message("processing");
     std::fs::create_dir_all(&args.output_dir)?;
+    super::parsing::write_record(&args.output_dir, &args.parsing.load()?)?;
     let configs: Vec<EvaluationKeyConfig> = shards
         .par_iter()
         .enumerate()

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use sift_client::device::{DeviceClient, ServiceConfig, check_url};
+use sift_client::device::{DeviceClient, ServiceConfig, check_url_with};
 use sift_client::tokens::TokenSource;
 
 /// Arguments of `sift check`.
@@ -72,6 +72,10 @@ pub struct Args {
     /// Print one JSON object per URL instead of text.
     #[arg(long)]
     pub json: bool,
+    /// The app's URL parsing configuration. Default: the `parsing.json` recorded by the build
+    /// beside the prefilter, else the iOS 26 parsing.
+    #[command(flatten)]
+    pub parsing: super::parsing::ParsingArg,
 }
 
 /// Runs `sift check`; exits 0 when every URL was checked (blocked or not), 1 on errors.
@@ -119,10 +123,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let (Some(usecase), Some(prefilter)) = (&args.usecase, &args.prefilter) else {
             anyhow::bail!("--usecase and --prefilter are needed to check URLs");
         };
+        let (parsing, parsing_source) = args.parsing.load_or_recorded(prefilter)?;
+        if !args.json && !parsing.is_default() {
+            eprintln!("URL parsing ({parsing_source}): {}", parsing.summary());
+        }
+        let mut walker = sift_urlkeys::SubUrlWalker::with_parsing(parsing);
         let prefilter = sift_bloom::read_dir(prefilter)?.filter;
         let mut device = DeviceClient::new(transport, service(usecase));
         for url in &args.urls {
-            let v = check_url(&mut device, &prefilter, url).await?;
+            let v = check_url_with(&mut device, &prefilter, url, &mut walker).await?;
             if args.json {
                 println!("{}", serde_json::to_string(&v)?);
                 continue;

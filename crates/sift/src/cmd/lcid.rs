@@ -241,6 +241,7 @@ fn write_datasets(rows: LcidRows, a: &BuildArgs) -> anyhow::Result<()> {
             no_prefilter: true,
             trials_per_shard: Some(a.trials_per_shard),
             sharding_function: Some(function),
+            parsing: Default::default(),
         };
         super::build::write_dataset(data, &args).with_context(|| format!("{stem} dataset"))?;
     }

@@ -6,6 +6,7 @@ pub mod check;
 pub mod demo;
 pub mod doctor;
 pub mod lcid;
+pub mod parsing;
 pub mod prefilter;
 pub mod serve;
 pub mod suburls;
