@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/api_shared.proto",
         "proto/api_pir.proto",
         "proto/service.proto",
+        "proto/lcid.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -211,6 +211,15 @@ impl DeviceClient {
     /// symmetric-PIR use case: the OPRF first, keyword PIR for keyword′, then the value is
     /// decrypted (a value that fails to decrypt is an error, never a silent answer).
     pub async fn lookup(&mut self, keyword: &str) -> anyhow::Result<(Option<Vec<u8>>, PirCost)> {
+        self.lookup_bytes(keyword.as_bytes()).await
+    }
+
+    /// Looks up a keyword given as raw bytes (a phone number, a binary key), exactly as
+    /// [`DeviceClient::lookup`] does for a URL key.
+    pub async fn lookup_bytes(
+        &mut self,
+        keyword: &[u8],
+    ) -> anyhow::Result<(Option<Vec<u8>>, PirCost)> {
         if self.session.is_none() {
             self.setup().await?;
         }
@@ -218,8 +227,7 @@ impl DeviceClient {
         let s = self.session.as_ref().expect("set up above");
         let (pir_keyword, parsed, oprf_sent, oprf_received) = match &s.oprf {
             Some(oprf) => {
-                let (parsed, sent, received) =
-                    self.oprf(oprf, &s.config_id, keyword.as_bytes()).await?;
+                let (parsed, sent, received) = self.oprf(oprf, &s.config_id, keyword).await?;
                 (
                     parsed.oblivious_keyword().to_vec(),
                     Some(parsed),
@@ -227,7 +235,7 @@ impl DeviceClient {
                     received,
                 )
             }
-            None => (keyword.as_bytes().to_vec(), None, 0, 0),
+            None => (keyword.to_vec(), None, 0, 0),
         };
         let mut q = {
             let mut rng = rand::thread_rng();

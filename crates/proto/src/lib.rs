@@ -9,7 +9,8 @@
 //! - [`he`]: `apple.swift_homomorphic_encryption.v1` (ciphertexts, keys, encryption parameters);
 //! - [`pir`]: `apple.swift_homomorphic_encryption.pir.v1` (PIR parameters, keyword databases);
 //! - [`api`]: `api.pir.v1` and `api.shared.v1` (the HTTP service envelope);
-//! - [`service`]: messages of Apple's example service (URL filter reports).
+//! - [`service`]: messages of Apple's example service (URL filter reports);
+//! - [`lcid`]: Live Caller ID Lookup (`CallIdentity`, `InputIdentities`).
 
 mod text;
 
@@ -66,6 +67,13 @@ pub mod generated {
     }
     /// `sift.*` packages.
     pub mod sift {
+        /// `sift.lcid.*`.
+        pub mod lcid {
+            /// `sift.lcid.v1`.
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/sift.lcid.v1.rs"));
+            }
+        }
         /// `sift.service.*`.
         pub mod service {
             /// `sift.service.v1`.
@@ -80,6 +88,9 @@ pub mod generated {
 pub use generated::apple::swift_homomorphic_encryption::pir::v1 as pir;
 /// Homomorphic-encryption messages (`apple.swift_homomorphic_encryption.v1`).
 pub use generated::apple::swift_homomorphic_encryption::v1 as he;
+/// Live Caller ID Lookup: `CallIdentity` (the identity use case's value) and
+/// `InputIdentities` (the input of Apple's `ConstructDatabase`).
+pub use generated::sift::lcid::v1 as lcid;
 /// Messages of Apple's example service that are not in the HE protobuf repository.
 pub use generated::sift::service::v1 as service;
 

@@ -1,6 +1,7 @@
 //! `sift`: the command-line entry point. Each subcommand lives in its own module under `cmd/`.
 
 mod cmd;
+mod rows;
 
 /// Large blocks (polynomial rows) on cache-line boundaries for the AVX-512 kernels.
 #[global_allocator]
@@ -26,6 +27,9 @@ enum Command {
     Suburls(cmd::suburls::Args),
     /// Process blocklists into a PIR database (per shard) plus the matching prefilter.
     Build(cmd::build::Args),
+    /// Live Caller ID Lookup: build the block and identity datasets from Apple's input.
+    #[command(subcommand)]
+    Lcid(cmd::lcid::Command),
     /// Run the PIR service, Privacy Pass issuer and OHTTP gateway.
     Serve(cmd::serve::Args),
     /// Check URLs the way a device does: sub-URLs, prefilter, token, PIR through OHTTP.
@@ -60,6 +64,7 @@ fn main() -> std::process::ExitCode {
         Command::Prefilter(c) => cmd::prefilter::run(c),
         Command::Suburls(a) => cmd::suburls::run(a),
         Command::Build(a) => cmd::build::run(a),
+        Command::Lcid(c) => cmd::lcid::run(c),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Check(a) => cmd::check::run(a),
         Command::Doctor(a) => cmd::doctor::run(a),

@@ -24,6 +24,16 @@ fn demo_blocks_listed_urls_and_allows_others() {
         stdout.contains("allowed  https://www.example.com/"),
         "{stdout}"
     );
+    // The caller-ID lookups beside the URL checks: Apple's example identities.
+    assert!(stdout.contains("+1234: BLOCK "), "{stdout}");
+    assert!(
+        stdout.contains("identity: \"Grocery Store\" (business), cache 18 min, icon 3000 bytes"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("+1999: not in the block dataset"),
+        "{stdout}"
+    );
 }
 
 #[test]

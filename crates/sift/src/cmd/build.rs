@@ -23,7 +23,8 @@ const DEFAULT_PARAMETERS: &str = "n_4096_logq_27_28_28_logt_5";
 /// Arguments of `sift build`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Blocklist files (plain one URL per line, hosts, AdBlock, or Apple `KeywordDatabase` .txtpb).
+    /// Inputs: URL lists (plain one URL per line, hosts, AdBlock) or Apple `KeywordDatabase`
+    /// files (.txtpb text format, .binpb binary), whose keywords and values are kept exactly.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Output directory.
@@ -52,7 +53,8 @@ pub struct Args {
     /// noCompression | hybridCompression | maxCompression.
     #[arg(long)]
     pub key_compression: Option<String>,
-    /// Value stored for every key (Apple's NEURLFilter placeholder is "1").
+    /// Value stored for every key of a URL list (Apple's NEURLFilter placeholder is "1").
+    /// Keyword databases (.txtpb, .binpb) keep their own values.
     #[arg(long, default_value = "1")]
     pub value: String,
     /// Seed for cuckoo evictions (reproducible output).
@@ -61,6 +63,12 @@ pub struct Args {
     /// False-positive tolerance of the prefilter written to `<output-dir>/prefilter`.
     #[arg(long, default_value_t = 0.001)]
     pub prefilter_fp_rate: f64,
+    /// Write no prefilter (datasets a device queries without one, such as Live Caller ID).
+    #[arg(long)]
+    pub no_prefilter: bool,
+    /// Sharding function set by a caller (`sift lcid build`), over the JSON config's.
+    #[arg(skip)]
+    pub sharding_function: Option<ShardingFunction>,
     /// Test queries per processed shard (Apple's `trialsPerShard`): each looks up a present and
     /// an absent keyword through a fresh client and checks the answers and the remaining noise
     /// budget. 0 skips the check. Default: the JSON config's `trialsPerShard`, else 1.
@@ -316,21 +324,19 @@ fn run_trials(
 
 /// Runs `sift build`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    // Keys.
+    // Every input is read and checked before anything is written.
     let parsing = args.parsing.load()?;
-    let mut importer = sift_urlkeys::Importer::with_parsing(parsing.clone());
-    for p in &args.inputs {
-        importer
-            .import_path(p)
-            .with_context(|| format!("reading {}", p.display()))?;
-    }
-    let (keys, report) = importer.finish();
-    eprintln!("imported {} distinct keys; {report}", keys.len());
-    if keys.is_empty() {
-        bail!("no keys in the inputs");
-    }
-    let value = args.value.as_bytes().to_vec();
+    let rows = crate::rows::collect_rows(&args.inputs, args.value.as_bytes(), parsing)?;
+    eprintln!("read {}", rows.report.summary(rows.rows.len()));
+    write_dataset(rows.rows, &args)?;
+    Ok(ExitCode::SUCCESS)
+}
 
+/// Processes exact `(keyword, value)` rows (sorted, keywords distinct) into a dataset in
+/// `args.output_dir`: shards, parameters, the evaluation-key config and the prefilter, with
+/// the options of `args` (its `inputs` and `value` are not used).
+pub fn write_dataset(rows: Vec<(Vec<u8>, Vec<u8>)>, args: &Args) -> anyhow::Result<()> {
+    let max_value_len = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
     // Configuration: defaults ← JSON ← flags.
     let json: Option<Value> = args
         .config
@@ -355,9 +361,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Symmetric PIR stores keyword′ and value ‖ 16-byte tag instead of the plain row.
     let symmetric = json.as_ref().map(symmetric_args).transpose()?.flatten();
     let stored_value_len = match symmetric {
-        Some(_) => value.len() + sift_oprf::TAG_LEN,
-        None => value.len(),
+        Some(_) => max_value_len + sift_oprf::TAG_LEN,
+        None => max_value_len,
     };
+    if stored_value_len > crate::rows::MAX_VALUE_LEN {
+        bail!(
+            "values of {max_value_len} bytes plus symmetric PIR's {}-byte tag exceed the \
+             {}-byte limit of a stored value",
+            sift_oprf::TAG_LEN,
+            crate::rows::MAX_VALUE_LEN
+        );
+    }
     let mut cfg = KeywordPirConfig::default_for(&params, stored_value_len);
     if let Some(v) = &json {
         apply_json(v, &mut cfg)?;
@@ -374,15 +388,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(k) = &args.key_compression {
         cfg.key_compression = parse_compression(k)?;
     }
+    if let Some(f) = args.sharding_function {
+        cfg.sharding_function = f;
+    }
 
-    // The prefilter for the same keys, so device and server agree on what may be blocked.
-    let filter = super::prefilter::filter_from_keys(
-        &keys,
-        args.prefilter_fp_rate,
-        None,
-        &ProgressBar::hidden(),
-    )?;
-    let meta = sift_bloom::Metadata::for_filter(&filter, keys.len() as u64, args.prefilter_fp_rate);
+    // The prefilter for the same keywords, so device and server agree on what may be blocked.
+    let prefilter = if args.no_prefilter {
+        None
+    } else {
+        let filter = crate::rows::prefilter_for_rows(&rows, args.prefilter_fp_rate)?;
+        let meta =
+            sift_bloom::Metadata::for_filter(&filter, rows.len() as u64, args.prefilter_fp_rate);
+        Some((filter, meta))
+    };
 
     let trials = match args.trials_per_shard {
         Some(n) => n,
@@ -394,10 +412,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             None => 1,
         },
     };
-    let rows: Vec<(Vec<u8>, Vec<u8>)> = keys
-        .into_iter()
-        .map(|k| (k.into_boxed_bytes().into_vec(), value.clone()))
-        .collect();
     let (rows, symmetric_config) = match &symmetric {
         Some(src) => {
             let key = symmetric_key(src)?;
@@ -415,7 +429,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     bar.set_message("processing");
     std::fs::create_dir_all(&args.output_dir)?;
-    super::parsing::write_record(&args.output_dir, &parsing)?;
+    super::parsing::write_record(&args.output_dir, &args.parsing.load()?)?;
     let configs: Vec<EvaluationKeyConfig> = shards
         .par_iter()
         .enumerate()
@@ -469,6 +483,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.output_dir.display()
     );
     // Written last, so a failed build never leaves a prefilter without its shards.
+    let Some((filter, meta)) = prefilter else {
+        return Ok(());
+    };
     let prefilter_dir = args.output_dir.join("prefilter");
     sift_bloom::write_dir(
         &prefilter_dir,
@@ -482,7 +499,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         meta.hash_count,
         prefilter_dir.display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -23,21 +23,34 @@ use sift_client::tokens::TokenSource;
   sift check --service http://127.0.0.1:8080 --usecase com.example.app.url.filtering \\
     --prefilter dataset/prefilter example.com
 
+  # Live Caller ID Lookup: block flag and identity of an incoming number
+  sift check --service https://pir.example.com --issuer https://issuer.example.com \\
+    --gateway https://gateway.example.com --user-token $TOKEN \\
+    --bundle-id com.example.lookup --lcid +14155550123
+
 Exit status: 0 when every URL was checked, 1 on errors (an unreachable server is an error
 unless --offline). --json prints one object per URL.")]
 pub struct Args {
     /// URLs to check, e.g. `https://www.example.com/a?b=c`.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "lcid", conflicts_with = "lcid")]
     pub urls: Vec<String>,
+    /// Live Caller ID Lookup: look this phone number up (as the dataset stores it, e.g.
+    /// `+14155550123`) in `<bundle id>.block` and `<bundle id>.identity`, as a device does for
+    /// an incoming call.
+    #[arg(long, requires = "bundle_id")]
+    pub lcid: Option<String>,
+    /// Bundle id of the Live Caller ID Lookup extension (use cases `<id>.block`, `<id>.identity`).
+    #[arg(long)]
+    pub bundle_id: Option<String>,
     /// Base URL of the PIR service (no trailing slash).
     #[arg(long, env = "SIFT_SERVICE")]
     pub service: String,
     /// Use case, e.g. `com.example.app.url.filtering`.
-    #[arg(long, env = "SIFT_USECASE")]
-    pub usecase: String,
+    #[arg(long, env = "SIFT_USECASE", required_unless_present = "lcid")]
+    pub usecase: Option<String>,
     /// Prefilter directory written by `sift prefilter build`.
-    #[arg(long)]
-    pub prefilter: PathBuf,
+    #[arg(long, required_unless_present = "lcid")]
+    pub prefilter: Option<PathBuf>,
     /// Extra CA certificate (PEM) to trust, e.g. a test CA.
     #[arg(long)]
     pub ca: Option<PathBuf>,
@@ -100,38 +113,59 @@ async fn ensure_reachable(url: &str) -> anyhow::Result<()> {
 
 /// Runs `sift check`; exits 0 when every URL was checked (blocked or not), 1 on errors.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let prefilter = sift_bloom::read_dir(&args.prefilter)?.filter;
-    let (parsing, parsing_source) = args.parsing.load_or_recorded(&args.prefilter)?;
-    if !args.json && !parsing.is_default() {
-        eprintln!("URL parsing ({parsing_source}): {}", parsing.summary());
-    }
-    let mut walker = sift_urlkeys::SubUrlWalker::with_parsing(parsing);
     let ca = args.ca.as_ref().map(std::fs::read).transpose()?;
-    let mut transport =
+    let transport =
         sift_client::Transport::new(ca.as_deref(), sift_client::device::REQUEST_TIMEOUT)?;
-    let mut service = ServiceConfig::new(&args.service, &args.usecase);
-    service.authorization = args.authorization.clone();
-    if let Some(user_token) = &args.user_token {
-        service.tokens = Some(TokenSource {
-            issuer_url: args.issuer.clone().unwrap_or_else(|| args.service.clone()),
-            user_token: user_token.clone(),
-        });
-    }
+    let service = |usecase: &str| {
+        let mut service = ServiceConfig::new(&args.service, usecase);
+        service.authorization = args.authorization.clone();
+        if let Some(user_token) = &args.user_token {
+            service.tokens = Some(TokenSource {
+                issuer_url: args.issuer.clone().unwrap_or_else(|| args.service.clone()),
+                user_token: user_token.clone(),
+            });
+        }
+        service
+    };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         if !args.offline {
             ensure_reachable(args.gateway.as_deref().unwrap_or(&args.service)).await?;
         }
-        if let Some(gateway) = &args.gateway {
-            let keys = match &args.ohttp_keys {
-                Some(path) => {
-                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
-                }
-                None => transport.fetch_gateway_keys(gateway).await?,
-            };
-            transport = transport.via_gateway(gateway, &keys)?;
+        let transport = match &args.gateway {
+            Some(gateway) => {
+                let keys = match &args.ohttp_keys {
+                    Some(path) => std::fs::read(path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                    None => transport.fetch_gateway_keys(gateway).await?,
+                };
+                transport.via_gateway(gateway, &keys)?
+            }
+            None => transport,
+        };
+        if let (Some(number), Some(bundle_id)) = (&args.lcid, &args.bundle_id) {
+            let mut block =
+                DeviceClient::new(transport.clone(), service(&format!("{bundle_id}.block")));
+            let mut identity =
+                DeviceClient::new(transport, service(&format!("{bundle_id}.identity")));
+            let answer = super::lcid::lookup(&mut block, &mut identity, number).await?;
+            if args.json {
+                println!("{}", serde_json::to_string(&answer)?);
+            } else {
+                println!("{answer}");
+            }
+            return anyhow::Ok(());
         }
-        let mut device = DeviceClient::new(transport, service);
+        let (Some(usecase), Some(prefilter)) = (&args.usecase, &args.prefilter) else {
+            anyhow::bail!("--usecase and --prefilter are needed to check URLs");
+        };
+        let (parsing, parsing_source) = args.parsing.load_or_recorded(prefilter)?;
+        if !args.json && !parsing.is_default() {
+            eprintln!("URL parsing ({parsing_source}): {}", parsing.summary());
+        }
+        let mut walker = sift_urlkeys::SubUrlWalker::with_parsing(parsing);
+        let prefilter = sift_bloom::read_dir(prefilter)?.filter;
+        let mut device = DeviceClient::new(transport, service(usecase));
         for url in &args.urls {
             let v = check_url_with(&mut device, &prefilter, url, &mut walker).await?;
             if args.json {

@@ -24,6 +24,15 @@ const DEFAULT_URLS: &[&str] = &[
 ];
 
 const USECASE: &str = "com.example.sift.demo.url.filtering";
+/// Bundle id of the demo's Live Caller ID Lookup extension (use cases `.block`, `.identity`).
+const LCID_BUNDLE: &str = "com.example.sift.demo.lookup";
+/// The demo's caller-ID input: Apple's testing-instructions example (`InputIdentities`).
+const LCID_INPUT: &str = "identities { key: \"+123\" value { name: \"Adam\" cache_expiry_minutes: 8 category: IDENTITY_CATEGORY_PERSON } }
+identities { key: \"+1234\" value { name: \"Bob\" cache_expiry_minutes: 7 block: true } }
+identities { key: \"+12345\" value { name: \"Grocery Store\" cache_expiry_minutes: 18 category: IDENTITY_CATEGORY_BUSINESS } }
+";
+/// Numbers the demo looks up as incoming calls (the last one is unknown).
+const LCID_NUMBERS: &[&str] = &["+123", "+1234", "+12345", "+1999"];
 const DEMO_USER_TOKEN: &str = "demo-user-token";
 
 /// Arguments of `sift demo`.
@@ -58,6 +67,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     eprintln!("== 2/4 loading the Bloom prefilter `sift build` wrote for the same keys");
     let prefilter = sift_bloom::read_dir(&dataset.join("prefilter"))?.filter;
 
+    eprintln!("   and the Live Caller ID datasets (block, identity) from Apple's example input");
+    let lcid_input = dir.join("lcid-input.txtpb");
+    std::fs::write(&lcid_input, LCID_INPUT)?;
+    let icons = dir.join("lcid-icons");
+    std::fs::create_dir_all(&icons)?;
+    // Icons are opaque bytes to sift; a stand-in image shows how its size travels.
+    std::fs::write(icons.join("+12345.heic"), vec![0x5a; 3000])?;
+    let lcid = dir.join("lcid");
+    super::lcid::build_datasets(&lcid_input, Some(&icons), &lcid, 0, 1)?;
+
     eprintln!("== 3/4 starting the PIR service on loopback");
     let rt = tokio::runtime::Runtime::new()?;
     let urls: Vec<String> = if args.urls.is_empty() {
@@ -69,9 +88,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let server = spawn_server(&format!(
             "listen = \"127.0.0.1:0\"\ndev_plain_http = true\nstate_dir = {:?}\n\
              [[users]]\ntier = \"tier1\"\ntokens = [{DEMO_USER_TOKEN:?}]\n\
-             [[usecases]]\nname = {USECASE:?}\ndataset_dir = {:?}\n",
+             [[usecases]]\nname = {USECASE:?}\ndataset_dir = {:?}\n\
+             [[usecases]]\nname = \"{LCID_BUNDLE}.block\"\ndataset_dir = {:?}\nstem = \"block\"\n\
+             [[usecases]]\nname = \"{LCID_BUNDLE}.identity\"\ndataset_dir = {:?}\nstem = \"identity\"\n",
             dir.join("state").display().to_string(),
             dataset.display().to_string(),
+            lcid.join("block").display().to_string(),
+            lcid.join("identity").display().to_string(),
         ))
         .await?;
         eprintln!("   listening on http://{}", server.addr);
@@ -84,6 +107,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut service = ServiceConfig::new(&base, USECASE);
         // Every PIR request carries a fresh Privacy Pass token from the in-process issuer.
         service.tokens = Some(TokenSource { issuer_url: base.clone(), user_token: DEMO_USER_TOKEN.into() });
+        // Each client holds its own secret key, so each gets its own User-Identifier: the
+        // server keeps one evaluation key per user and key identifier.
+        let lcid_service = |suffix: &str| {
+            let mut s = ServiceConfig::new(&base, &format!("{LCID_BUNDLE}.{suffix}"));
+            s.tokens = service.tokens.clone();
+            s
+        };
+        let mut block = DeviceClient::new(transport.clone(), lcid_service("block"));
+        let mut identity = DeviceClient::new(transport.clone(), lcid_service("identity"));
         let mut device = DeviceClient::new(transport, service);
         let mut walker = sift_urlkeys::SubUrlWalker::with_parsing(parsing.clone());
         device.setup().await?;
@@ -115,6 +147,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             for p in pir {
                 println!("         PIR {p}");
             }
+        }
+        eprintln!("== caller ID: incoming calls looked up as a device does (block flag, then identity), through the same gateway and tokens");
+        for number in LCID_NUMBERS {
+            let answer = super::lcid::lookup(&mut block, &mut identity, number).await?;
+            println!("{answer}");
         }
         server.stop().await;
         anyhow::Ok(true)
@@ -160,7 +197,9 @@ pub(super) fn build_list_with(
         value: "1".into(),
         seed: 0,
         prefilter_fp_rate: 0.001,
+        no_prefilter: false,
         trials_per_shard: Some(1),
+        sharding_function: None,
         parsing,
     })
 }
