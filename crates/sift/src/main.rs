@@ -26,6 +26,8 @@ enum Command {
     Suburls(cmd::suburls::Args),
     /// Process blocklists into a PIR database (per shard) plus the matching prefilter.
     Build(cmd::build::Args),
+    /// Apply added and removed keys to a dataset: a new version sharing unchanged shards.
+    Update(cmd::build::UpdateArgs),
     /// Run the PIR service, Privacy Pass issuer and OHTTP gateway.
     Serve(cmd::serve::Args),
     /// Check URLs the way a device does: sub-URLs, prefilter, token, PIR through OHTTP.
@@ -56,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Prefilter(c) => cmd::prefilter::run(c),
         Command::Suburls(a) => cmd::suburls::run(a),
         Command::Build(a) => cmd::build::run(a),
+        Command::Update(a) => cmd::build::run_update(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Check(a) => cmd::check::run(a),
         Command::Doctor(a) => cmd::doctor::run(a),

@@ -49,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     build_list(list, dataset.clone(), None)?;
 
     eprintln!("== 2/4 loading the Bloom prefilter `sift build` wrote for the same keys");
-    let prefilter = sift_bloom::read_dir(&dataset.join("prefilter"))?.filter;
+    let prefilter = sift_bloom::read_dir(&sift_dataset::prefilter_dir(&dataset)?)?.filter;
 
     eprintln!("== 3/4 starting the PIR service on loopback");
     let rt = tokio::runtime::Runtime::new()?;
@@ -132,17 +132,12 @@ pub(super) fn build_list(
     super::build::run(super::build::Args {
         inputs: vec![list],
         output_dir: dataset,
-        stem: "url".into(),
-        config: None,
-        rlwe_parameters,
-        shard_count: None,
-        entry_count_per_shard: None,
-        hash_function_count: None,
-        key_compression: None,
-        value: "1".into(),
-        seed: 0,
-        prefilter_fp_rate: 0.001,
-        trials_per_shard: Some(1),
+        options: super::build::BuildOptions {
+            rlwe_parameters,
+            trials_per_shard: Some(1),
+            ..Default::default()
+        },
+        from: None,
     })
 }
 
