@@ -426,3 +426,49 @@ pub fn run_trials(
         answer_time: times[times.len() / 2],
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn automatic_sharding_keeps_every_shard_under_the_target() {
+        let rows: Rows = (0..450_000u32)
+            .map(|i| (format!("host-{i}.example/p").into_bytes(), b"1".to_vec()))
+            .collect();
+        let k = auto_shard_count(&rows, ShardingFunction::Sha256);
+        let hashes: Vec<u64> = rows.iter().map(|r| keyword_hash(&r.0)).collect();
+        let sizes = shard_sizes(&hashes, ShardingFunction::Sha256, k);
+        assert!(*sizes.iter().max().unwrap() <= TARGET_ROWS_PER_SHARD, "{sizes:?}");
+        assert_eq!(k, 3, "the smallest count that fits: {sizes:?}");
+        // The counting agrees with the sharding function the server and client use.
+        let sharded = server::shard_rows(
+            rows[..1000].to_vec(),
+            &KeywordPirConfig {
+                sharding: Sharding::ShardCount(k),
+                ..KeywordPirConfig::default_for(
+                    &sift_he::EncryptionParameters::predefined("n_4096_logq_27_28_28_logt_5")
+                        .unwrap(),
+                    1,
+                )
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            sharded.iter().map(Vec::len).collect::<Vec<_>>(),
+            shard_sizes(&hashes[..1000], ShardingFunction::Sha256, k)
+        );
+        assert_eq!(auto_shard_count(&rows[..1000], ShardingFunction::Sha256), 1);
+        // Larger values: fewer rows per shard.
+        assert!(target_rows_per_shard(100) < TARGET_ROWS_PER_SHARD / 8);
+    }
+
+    #[test]
+    fn rows_files_round_trip_and_digests_ignore_order() {
+        let rows: Rows = vec![(b"b".to_vec(), b"1".to_vec()), (b"a".to_vec(), vec![])];
+        assert_eq!(decode_rows(&encode_rows(&rows)).unwrap(), rows);
+        let rev: Rows = rows.iter().rev().cloned().collect();
+        assert_eq!(rows_digest(&rows), rows_digest(&rev));
+        assert!(decode_rows(&encode_rows(&rows)[..5]).is_err());
+    }
+}
