@@ -168,8 +168,8 @@ impl ProcessConfig {
 
     /// Reads and parses a config file.
     pub fn read(path: &Path) -> anyhow::Result<ProcessConfig> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         ProcessConfig::from_json(&text).with_context(|| format!("in {}", path.display()))
     }
 
@@ -196,7 +196,9 @@ impl ProcessConfig {
             _ => {}
         }
         if let Some(ShardingFunctionArg::DoubleMod(0)) = self.sharding_function {
-            bail!("shardingFunction.doubleMod (the other use case's shard count) must be at least 1");
+            bail!(
+                "shardingFunction.doubleMod (the other use case's shard count) must be at least 1"
+            );
         }
         Ok(())
     }
@@ -216,7 +218,9 @@ impl ProcessConfig {
             cfg.sharding = s;
         }
         match &self.sharding_function {
-            Some(ShardingFunctionArg::Sha256(_)) => cfg.sharding_function = ShardingFunction::Sha256,
+            Some(ShardingFunctionArg::Sha256(_)) => {
+                cfg.sharding_function = ShardingFunction::Sha256
+            }
             Some(ShardingFunctionArg::DoubleMod(k)) => {
                 cfg.sharding_function = ShardingFunction::DoubleMod {
                     other_shard_count: *k,
@@ -347,7 +351,10 @@ mod tests {
         for (json, word) in [
             (r#"{"shardCount":3}"#, "shardCount"),
             (r#"{"sharding":{"shards":3}}"#, "shards"),
-            (r#"{"cuckooTableArguments":{"hashFunctions":2}}"#, "hashFunctions"),
+            (
+                r#"{"cuckooTableArguments":{"hashFunctions":2}}"#,
+                "hashFunctions",
+            ),
             (r#"{"shardingFunction":{"md5":null}}"#, "md5"),
             (r#"{"rlweParameter":"x"}"#, "rlweParameter"),
         ] {

@@ -92,7 +92,8 @@ pub fn read_verified(dir: &Path, manifest: &Manifest, rel: &str) -> anyhow::Resu
         .file(rel)
         .with_context(|| format!("{rel} is not in the manifest"))?;
     let p = dir.join(rel);
-    let bytes = std::fs::read(&p).with_context(|| format!("{} (listed in the manifest)", p.display()))?;
+    let bytes =
+        std::fs::read(&p).with_context(|| format!("{} (listed in the manifest)", p.display()))?;
     if bytes.len() as u64 != e.size {
         bail!(
             "{} has {} bytes, the manifest says {}: the file is truncated or was replaced",
@@ -142,8 +143,8 @@ fn load_version_shards(dir: &Path, manifest: &Manifest) -> anyhow::Result<Keywor
     verify(dir, manifest, false)?;
     let mut shards = Vec::with_capacity(manifest.shards.len());
     for (i, s) in manifest.shards.iter().enumerate() {
-        let params_bytes = read_verified(dir, manifest, &s.parameters)
-            .with_context(|| format!("shard {i}"))?;
+        let params_bytes =
+            read_verified(dir, manifest, &s.parameters).with_context(|| format!("shard {i}"))?;
         let proto = parse_parameters(&dir.join(&s.parameters), &params_bytes)
             .map_err(|e| anyhow::anyhow!("shard {i}: {e}"))?;
         let db = read_verified(dir, manifest, &s.database).with_context(|| format!("shard {i}"))?;

@@ -86,7 +86,8 @@ impl Manifest {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let m: Manifest = serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not a valid manifest", path.display()))?;
-        m.check().with_context(|| format!("in {}", path.display()))?;
+        m.check()
+            .with_context(|| format!("in {}", path.display()))?;
         Ok(m)
     }
 

@@ -32,11 +32,7 @@ pub fn target_rows_per_shard(value_len: usize) -> usize {
 }
 
 /// Rows per shard for `shard_count` shards (the sharding function applied to every keyword).
-pub fn shard_sizes(
-    hashes: &[u64],
-    function: ShardingFunction,
-    shard_count: usize,
-) -> Vec<usize> {
+pub fn shard_sizes(hashes: &[u64], function: ShardingFunction, shard_count: usize) -> Vec<usize> {
     let mut sizes = vec![0usize; shard_count];
     for &h in hashes {
         let v = match function {
@@ -238,9 +234,8 @@ pub fn build(
     cfg.sharding = Sharding::ShardCount(shard_count);
     let settings = settings_digest(&req, shard_count);
     let previous = match &req.previous {
-        Some(p) => current_version(p)?.filter(|(_, m)| {
-            m.settings_digest == settings && m.shards.len() == shard_count
-        }),
+        Some(p) => current_version(p)?
+            .filter(|(_, m)| m.settings_digest == settings && m.shards.len() == shard_count),
         None => None,
     };
     let mut writer = VersionWriter::begin(&req.dataset_dir)?;
@@ -277,9 +272,13 @@ pub fn build(
                 writer.link_from(pdir, &entry(r)?, &rows_name)?;
             }
             let text = std::fs::read_to_string(writer.dir().join(&params))?;
-            let proto: sift_proto::pir::PirParameters = sift_proto::from_text(&text)
-                .map_err(|e| anyhow::anyhow!("{params}: {e}"))?;
-            key_configs[i] = Some(wire::pir_parameters_from_proto(&proto)?.index.evaluation_key_config);
+            let proto: sift_proto::pir::PirParameters =
+                sift_proto::from_text(&text).map_err(|e| anyhow::anyhow!("{params}: {e}"))?;
+            key_configs[i] = Some(
+                wire::pir_parameters_from_proto(&proto)?
+                    .index
+                    .evaluation_key_config,
+            );
             reused[i] = true;
             on_event(Event::Reused { index: i });
         }
@@ -292,13 +291,17 @@ pub fn build(
         .map(|(i, rows)| -> anyhow::Result<_> {
             let shard = server::process_shard(&ctx, rows, &cfg, req.seed.wrapping_add(i as u64))
                 .with_context(|| format!("shard {i}"))?;
-            let trial = run_trials(&shard, rows, req.trials)
-                .with_context(|| format!("shard {i}: trial query failed, so nothing was published"))?;
+            let trial = run_trials(&shard, rows, req.trials).with_context(|| {
+                format!("shard {i}: trial query failed, so nothing was published")
+            })?;
             let (bin, params, rows_name) = names(i);
             crate::fsutil::write_atomic(&dir.join(&bin), &shard.database.serialize(&ctx))?;
             let mut proto = wire::pir_parameters_to_proto(&shard.params);
             wire::set_symmetric_pir_client_config(&mut proto, req.symmetric.as_ref());
-            crate::fsutil::write_atomic(&dir.join(&params), sift_proto::to_text(&proto)?.as_bytes())?;
+            crate::fsutil::write_atomic(
+                &dir.join(&params),
+                sift_proto::to_text(&proto)?.as_bytes(),
+            )?;
             if req.keep_rows {
                 crate::fsutil::write_atomic(&dir.join(&rows_name), &encode_rows(rows))?;
             }
@@ -439,7 +442,10 @@ mod tests {
         let k = auto_shard_count(&rows, ShardingFunction::Sha256);
         let hashes: Vec<u64> = rows.iter().map(|r| keyword_hash(&r.0)).collect();
         let sizes = shard_sizes(&hashes, ShardingFunction::Sha256, k);
-        assert!(*sizes.iter().max().unwrap() <= TARGET_ROWS_PER_SHARD, "{sizes:?}");
+        assert!(
+            *sizes.iter().max().unwrap() <= TARGET_ROWS_PER_SHARD,
+            "{sizes:?}"
+        );
         assert_eq!(k, 3, "the smallest count that fits: {sizes:?}");
         // The counting agrees with the sharding function the server and client use.
         let sharded = server::shard_rows(

@@ -61,7 +61,10 @@ impl VersionWriter {
         let lock = layout::lock_for_build(dataset_dir)?;
         let n = layout::remove_abandoned_staging(dataset_dir)?;
         if n > 0 {
-            tracing::info!("removed {n} unfinished build folder(s) in {}", dataset_dir.display());
+            tracing::info!(
+                "removed {n} unfinished build folder(s) in {}",
+                dataset_dir.display()
+            );
         }
         let id = layout::new_version_id();
         let staging = dataset_dir
@@ -96,7 +99,12 @@ impl VersionWriter {
     /// Shares `entry` of the version in `from_dir` (a previous version) as `rel`: a hard link
     /// (same inode, no copy), or a copy where links are not possible. The previous manifest's
     /// size and checksum are reused after checking the size.
-    pub fn link_from(&mut self, from_dir: &Path, entry: &FileEntry, rel: &str) -> anyhow::Result<()> {
+    pub fn link_from(
+        &mut self,
+        from_dir: &Path,
+        entry: &FileEntry,
+        rel: &str,
+    ) -> anyhow::Result<()> {
         let src = from_dir.join(&entry.path);
         let dst = self.staging.join(rel);
         let len = std::fs::metadata(&src)

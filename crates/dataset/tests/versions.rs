@@ -76,7 +76,12 @@ fn rebuild_with_fewer_shards_serves_only_the_new_version() {
     build(d, &old, 3, false);
     // An operator's old flat layout next to it, with stale shards 1 and 2: ignored.
     let v1 = version_dir(d);
-    for f in ["url-0.bin", "url-0.params.txtpb", "url-1.bin", "url-1.params.txtpb"] {
+    for f in [
+        "url-0.bin",
+        "url-0.params.txtpb",
+        "url-1.bin",
+        "url-1.params.txtpb",
+    ] {
         std::fs::copy(v1.join(f), d.join(f)).unwrap();
     }
     let mut new = old.clone();

@@ -19,11 +19,12 @@ fn write_list(path: &Path, keys: &[String]) {
 
 fn build_cmd(list: &Path, out: &Path, shards: usize) -> Command {
     let mut c = sift();
-    c.arg("build")
-        .arg(list)
-        .arg("-o")
-        .arg(out)
-        .args(["--shard-count", &shards.to_string(), "--trials-per-shard", "0"]);
+    c.arg("build").arg(list).arg("-o").arg(out).args([
+        "--shard-count",
+        &shards.to_string(),
+        "--trials-per-shard",
+        "0",
+    ]);
     c
 }
 
@@ -72,7 +73,9 @@ async fn killed_builds_and_fewer_shards_never_serve_a_mixed_dataset() {
 
     // How long a full rebuild takes here, to spread the kills over it.
     let start = Instant::now();
-    let mut full = build_cmd(&l2, &tmp.path().join("timing"), 1).spawn().unwrap();
+    let mut full = build_cmd(&l2, &tmp.path().join("timing"), 1)
+        .spawn()
+        .unwrap();
     assert!(full.wait().unwrap().success());
     let span = start.elapsed().as_millis() as u64;
 
@@ -91,8 +94,16 @@ async fn killed_builds_and_fewer_shards_never_serve_a_mixed_dataset() {
             "round {round}: a mix of versions is served: {got:?}"
         );
         seen_new |= got == v2_answers;
-        let shards = server.state.usecases()[USECASE].current().server.shards().len();
-        assert_eq!(shards, if got == v1_answers { 3 } else { 1 }, "round {round}");
+        let shards = server.state.usecases()[USECASE]
+            .current()
+            .server
+            .shards()
+            .len();
+        assert_eq!(
+            shards,
+            if got == v1_answers { 3 } else { 1 },
+            "round {round}"
+        );
     }
     // A build that finishes is served, with exactly its one shard.
     stdout_of_success(&mut build_cmd(&l2, &data, 1));
@@ -108,7 +119,10 @@ async fn killed_builds_and_fewer_shards_never_serve_a_mixed_dataset() {
     let mut bytes = std::fs::read(&bin).unwrap();
     bytes[20] ^= 0xff;
     std::fs::write(&bin, bytes).unwrap();
-    assert!(server.state.reload().is_empty(), "the corrupt version is refused");
+    assert!(
+        server.state.reload().is_empty(),
+        "the corrupt version is refused"
+    );
     assert!(server.state.reload().is_empty());
     assert_eq!(lookup(&server.state, &probe), vec![true; probe.len()]);
 }
@@ -140,13 +154,26 @@ fn sift_update_adds_and_removes_keys_sharing_other_shards() {
     assert!(err.contains("shared with the previous version"), "{err}");
     let loaded = sift_dataset::load(&data, "url").unwrap();
     assert_eq!(loaded.manifest.unwrap().row_count, 40);
-    let protos: Vec<_> = loaded.server.shards().iter().map(|s| s.proto.clone()).collect();
+    let protos: Vec<_> = loaded
+        .server
+        .shards()
+        .iter()
+        .map(|s| s.proto.clone())
+        .collect();
     let mut rng = rand::thread_rng();
     let client = KeywordPirClient::new(&protos, &mut rng).unwrap();
     let key = client.evaluation_key(&mut rng).unwrap();
-    for (w, expect) in [("new.example", true), ("k-3.example", false), ("k-4.example", true)] {
+    for (w, expect) in [
+        ("new.example", true),
+        ("k-3.example", false),
+        ("k-4.example", true),
+    ] {
         let q = client.query(w.as_bytes(), &mut rng).unwrap();
         let r = loaded.server.answer(&q, &key).unwrap();
-        assert_eq!(client.decode(w.as_bytes(), &r).unwrap().is_some(), expect, "{w}");
+        assert_eq!(
+            client.decode(w.as_bytes(), &r).unwrap().is_some(),
+            expect,
+            "{w}"
+        );
     }
 }

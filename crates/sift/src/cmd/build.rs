@@ -57,7 +57,11 @@ pub struct BuildOptions {
     #[arg(long)]
     pub rlwe_parameters: Option<String>,
     /// Number of shards. Default: chosen from the rows (no shard above 200,000 1-byte rows).
-    #[arg(long, visible_alias = "shards", conflicts_with = "entry_count_per_shard")]
+    #[arg(
+        long,
+        visible_alias = "shards",
+        conflicts_with = "entry_count_per_shard"
+    )]
     pub shard_count: Option<usize>,
     /// Shards = max(rows / this, 1).
     #[arg(long)]
@@ -175,8 +179,12 @@ fn symmetric_args(a: &SymmetricPirArguments) -> anyhow::Result<SymmetricKeySourc
         bail!("unsupported symmetric PIR configType {t}");
     }
     match (
-        a.database_encryption_key_file_path.as_ref().map(PathBuf::from),
-        a.output_database_encryption_key_file_path.as_ref().map(PathBuf::from),
+        a.database_encryption_key_file_path
+            .as_ref()
+            .map(PathBuf::from),
+        a.output_database_encryption_key_file_path
+            .as_ref()
+            .map(PathBuf::from),
     ) {
         (Some(_), Some(_)) => bail!(
             "symmetricPirArguments: give either databaseEncryptionKeyFilePath or \
@@ -213,7 +221,6 @@ fn symmetric_client_config(key: &sift_oprf::OprfPrivateKey) -> wire::SymmetricPi
         config_type: wire::SymmetricPirConfigType::OprfP384AesGcm192Nonce96Tag128,
     }
 }
-
 
 /// Noise budget (bits) below which a trial warns: answers still decrypt, but a parameter set
 /// this close to its limit leaves no margin.
@@ -291,7 +298,12 @@ pub fn run_update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
     // Same shape as the current version, so that untouched shards are shared.
     options.shard_count = Some(manifest.shards.len());
     options.entry_count_per_shard = None;
-    write_version(keys.into_iter().collect(), options, &args.dataset, Some(&args.dataset))?;
+    write_version(
+        keys.into_iter().collect(),
+        options,
+        &args.dataset,
+        Some(&args.dataset),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -376,7 +388,12 @@ fn write_version(
     cfg.sharding = match (explicit, previous_shards) {
         (Some(s), _) => s,
         (None, Some(n)) => {
-            eprintln!("sharding: {n} shards, as the version in {}", from.map(Path::display).map(|d| d.to_string()).unwrap_or_default());
+            eprintln!(
+                "sharding: {n} shards, as the version in {}",
+                from.map(Path::display)
+                    .map(|d| d.to_string())
+                    .unwrap_or_default()
+            );
             Sharding::ShardCount(n)
         }
         (None, None) => {
@@ -520,7 +537,10 @@ mod tests {
     fn symmetric_pir_arguments_follow_pir_process_database() {
         let parse = |j: &str| {
             let c = ProcessConfig::from_json(j)?;
-            c.symmetric_pir_arguments.as_ref().map(symmetric_args).transpose()
+            c.symmetric_pir_arguments
+                .as_ref()
+                .map(symmetric_args)
+                .transpose()
         };
         assert_eq!(parse("{}").unwrap(), None);
         assert_eq!(
