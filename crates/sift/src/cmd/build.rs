@@ -40,6 +40,7 @@ pub struct Args {
 
 /// The options of a build, recorded in the manifest so that `sift update` repeats them.
 #[derive(clap::Args, Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BuildOptions {
     /// File stem: shard i goes to `<stem>-<i>.bin` and `<stem>-<i>.params.txtpb`.
     #[arg(long, default_value = "url")]
@@ -512,6 +513,13 @@ fn print_summary(report: &process::BuildReport, out: &Path, params: &str) {
         out.display().to_string(),
         out.join("current").display()
     );
+    if out.join(format!("{}-0.params.txtpb", m.stem)).exists() {
+        eprintln!(
+            "  note: the flat {}-<i>.* files of an older build in {} are no longer served; remove them",
+            m.stem,
+            out.display()
+        );
+    }
 }
 
 fn human_bytes(n: u64) -> String {
