@@ -53,7 +53,7 @@ pub struct BuildOptions {
     /// The parsed config (recorded; not a flag).
     #[arg(skip)]
     #[serde(default)]
-    pub process_config: Option<ProcessConfig>,
+    pub process_config: Option<Box<ProcessConfig>>,
     /// Predefined encryption parameters.
     #[arg(long)]
     pub rlwe_parameters: Option<String>,
@@ -246,7 +246,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let keys = import_keys(&args.inputs)?;
     let mut options = args.options;
     if let Some(p) = &options.config {
-        options.process_config = Some(ProcessConfig::read(p)?);
+        options.process_config = Some(Box::new(ProcessConfig::read(p)?));
     }
     write_version(keys, options, &args.output_dir, args.from.as_deref())?;
     Ok(ExitCode::SUCCESS)
@@ -319,7 +319,11 @@ fn write_version(
         bail!("no keys in the inputs");
     }
     let value = options.value.as_bytes().to_vec();
-    let json = options.process_config.clone().unwrap_or_default();
+    let json = options
+        .process_config
+        .as_deref()
+        .cloned()
+        .unwrap_or_default();
     let name = options
         .rlwe_parameters
         .clone()
