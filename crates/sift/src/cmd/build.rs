@@ -36,6 +36,10 @@ pub struct Args {
     /// whose rows changed are processed. Its shard count is kept unless given explicitly.
     #[arg(long)]
     pub from: Option<PathBuf>,
+    /// The app's URL parsing configuration: keys are normalised under it; it is recorded in
+    /// the manifest and as `parsing.json` in the output directory.
+    #[command(flatten)]
+    pub parsing: super::parsing::ParsingArg,
 }
 
 /// The options of a build, recorded in the manifest so that `sift update` repeats them.
@@ -229,8 +233,11 @@ const LOW_NOISE_BUDGET_BITS: f64 = 2.0;
 
 /// Reads the inputs into distinct keys (the import step; one call so that other row sources
 /// can replace it).
-fn import_keys(inputs: &[PathBuf]) -> anyhow::Result<Vec<Box<str>>> {
-    let mut importer = sift_urlkeys::Importer::new();
+fn import_keys(
+    inputs: &[PathBuf],
+    parsing: &sift_urlkeys::ParsingConfiguration,
+) -> anyhow::Result<Vec<Box<str>>> {
+    let mut importer = sift_urlkeys::Importer::with_parsing(parsing.clone());
     for p in inputs {
         importer
             .import_path(p)
@@ -243,12 +250,22 @@ fn import_keys(inputs: &[PathBuf]) -> anyhow::Result<Vec<Box<str>>> {
 
 /// Runs `sift build`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let keys = import_keys(&args.inputs)?;
+    let parsing = args.parsing.load()?;
+    let keys = import_keys(&args.inputs, &parsing)?;
     let mut options = args.options;
     if let Some(p) = &options.config {
         options.process_config = Some(Box::new(ProcessConfig::read(p)?));
     }
-    write_version(keys, options, &args.output_dir, args.from.as_deref())?;
+    std::fs::create_dir_all(&args.output_dir)
+        .with_context(|| format!("creating {}", args.output_dir.display()))?;
+    super::parsing::write_record(&args.output_dir, &parsing)?;
+    write_version(
+        keys,
+        options,
+        &args.output_dir,
+        args.from.as_deref(),
+        &parsing,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -274,6 +291,7 @@ pub fn run_update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
     {
         bail!("sift update does not handle symmetric-PIR datasets yet: run sift build --from");
     }
+    let parsing = super::parsing::read_record(&args.dataset)?.unwrap_or_default();
     let rows = process::read_rows(&dir, &manifest)?;
     let mut keys: std::collections::BTreeSet<Box<str>> = rows
         .into_iter()
@@ -284,13 +302,13 @@ pub fn run_update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
     let removed = if args.remove.is_empty() {
         0
     } else {
-        let r = import_keys(&args.remove)?;
+        let r = import_keys(&args.remove, &parsing)?;
         r.iter().filter(|k| keys.remove(*k)).count()
     };
     let added = if args.add.is_empty() {
         0
     } else {
-        import_keys(&args.add)?
+        import_keys(&args.add, &parsing)?
             .into_iter()
             .filter(|k| keys.insert(k.clone()))
             .count()
@@ -304,6 +322,7 @@ pub fn run_update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
         options,
         &args.dataset,
         Some(&args.dataset),
+        &parsing,
     )?;
     Ok(ExitCode::SUCCESS)
 }
@@ -314,6 +333,7 @@ fn write_version(
     mut options: BuildOptions,
     out: &Path,
     from: Option<&Path>,
+    parsing: &sift_urlkeys::ParsingConfiguration,
 ) -> anyhow::Result<()> {
     if keys.is_empty() {
         bail!("no keys in the inputs");
@@ -433,7 +453,7 @@ fn write_version(
         versions_kept: options.versions_kept,
         symmetric: symmetric_config,
         build_options: serde_json::to_value(&options)?,
-        parsing: None,
+        parsing: serde_json::from_str(&parsing.to_json()).ok(),
         previous: from.map(Path::to_path_buf),
         keep_rows: !options.no_rows,
     };
