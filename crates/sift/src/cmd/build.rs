@@ -463,6 +463,20 @@ fn write_version(
             trial: Some(t),
             ..
         } = &e
+        {
+            bar.suspend(|| {
+                eprintln!(
+                    "shard {index}: {trials} trial quer{} answered correctly, noise budget left {:.1} bits",
+                    if trials == 1 { "y" } else { "ies" },
+                    t.min_noise_budget
+                )
+            });
+        }
+        if let Event::Processed {
+            index,
+            trial: Some(t),
+            ..
+        } = &e
             && t.min_noise_budget < LOW_NOISE_BUDGET_BITS
         {
             bar.suspend(|| {
@@ -475,6 +489,8 @@ fn write_version(
         bar.inc(1);
     };
     let write_prefilter = |dir: &Path| -> anyhow::Result<Option<String>> {
+        // Also inside the version, beside its prefilter (where `sift check` looks for it).
+        super::parsing::write_record(dir, parsing)?;
         sift_bloom::write_dir(
             &dir.join("prefilter"),
             &filter,
