@@ -111,14 +111,14 @@ pub fn prefilter_dir(dataset_dir: &Path) -> anyhow::Result<PathBuf> {
     })
 }
 
-/// A new version id: seconds since the epoch (zero-padded, so ids sort by age) and a random
-/// suffix.
+/// A new version id: nanoseconds since the epoch (zero-padded, so ids sort by age, also
+/// within one second) and a random suffix.
 pub fn new_version_id() -> String {
-    let secs = std::time::SystemTime::now()
+    let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("{secs:012}-{:08x}", rand::random::<u32>())
+    format!("{nanos:020}-{:08x}", rand::random::<u32>())
 }
 
 /// Points `current` at version `id` atomically: a new symlink under a temporary name, renamed
