@@ -10,8 +10,8 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address to listen on.
-    #[serde(default = "default_listen")]
+    /// Address to listen on: `IP:PORT`, `[IPv6]:PORT`, or `:PORT` for every IPv4 interface.
+    #[serde(default = "default_listen", deserialize_with = "listen_address")]
     pub listen: SocketAddr,
     /// Serve plain HTTP (development only; production sits behind TLS).
     #[serde(default)]
@@ -40,6 +40,9 @@ pub struct ServerConfig {
     /// Where evaluation keys are stored: files under `state_dir` (default) or a shared Redis.
     #[serde(default)]
     pub key_store: KeyStoreConfig,
+    /// Prefilter delivery (`GET /prefilter/<use case>`).
+    #[serde(default)]
+    pub prefilter: crate::prefilter::PrefilterConfig,
 }
 
 /// The evaluation-key store. `kind = "file"` (default) keeps keys under `state_dir/keys`;
@@ -141,7 +144,7 @@ pub struct TlsConfig {
 }
 
 /// One PIR use case, e.g. `com.example.app.url.filtering`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UseCaseConfig {
     /// Use-case name as the device sends it.
@@ -166,7 +169,7 @@ pub struct UseCaseConfig {
 /// newline needed), as `sift build` writes it for `outputDatabaseEncryptionKeyFilePath` and
 /// Apple's `PIRProcessDatabase` does. It is read with the dataset and checked against the
 /// public key in the shards' parameters, so a reload never pairs a key with the wrong data.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SymmetricPirConfig {
     /// The key file (relative paths are resolved against the config file's folder).
@@ -228,6 +231,26 @@ impl Default for Limits {
             tls_handshake_timeout_secs: 10,
         }
     }
+}
+
+/// Parses a `listen` value; `:443` (Go and Caddy style) means `0.0.0.0:443`.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let t = text.trim();
+    let full = match t.strip_prefix(':') {
+        Some(port) if !port.contains(':') => format!("0.0.0.0:{port}"),
+        _ => t.to_owned(),
+    };
+    full.parse().map_err(|_| {
+        format!(
+            "listen = {text:?} is not an address: write \"0.0.0.0:443\", \"[::]:443\", \
+             \"127.0.0.1:8080\" or \":443\" (host names are not resolved)"
+        )
+    })
+}
+
+fn listen_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_listen(&s).map_err(serde::de::Error::custom)
 }
 
 fn default_listen() -> SocketAddr {
@@ -381,6 +404,24 @@ mod tests {
         assert_eq!(sp.config_type, "OPRF_P384_AES_GCM_192_NONCE_96_TAG_128");
         let cfg: ServerConfig = toml::from_str(&text(r#"config_type = "AES""#)).unwrap();
         assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn listen_accepts_port_only_and_explains_mistakes() {
+        assert_eq!(
+            parse_listen(":443").unwrap(),
+            "0.0.0.0:443".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen("[::]:8443").unwrap(),
+            "[::]:8443".parse().unwrap()
+        );
+        let cfg: ServerConfig = toml::from_str("state_dir = \"/x\"\nlisten = \":443\"").unwrap();
+        assert_eq!(cfg.listen.port(), 443);
+        let e = toml::from_str::<ServerConfig>("state_dir = \"/x\"\nlisten = \"example.com:443\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("0.0.0.0:443"), "{e}");
     }
 
     #[test]

@@ -24,7 +24,8 @@ use crate::error::ApiError;
 /// The tiers' issuer keys and the user tokens that may fetch tokens from them.
 pub struct IssuerSet {
     tiers: Vec<(String, Issuer)>,
-    users: Vec<(Vec<u8>, usize)>,
+    /// Bearer user tokens and their tier index; replaced whole on reload.
+    users: arc_swap::ArcSwap<Vec<(Vec<u8>, usize)>>,
 }
 
 impl IssuerSet {
@@ -34,9 +35,9 @@ impl IssuerSet {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut out = IssuerSet {
             tiers: Vec::new(),
-            users: Vec::new(),
+            users: Default::default(),
         };
-        for (i, t) in tiers.iter().enumerate() {
+        for t in tiers {
             anyhow::ensure!(
                 !t.tier.is_empty()
                     && t.tier
@@ -59,18 +60,32 @@ impl IssuerSet {
                 issuer
             };
             out.tiers.push((t.tier.clone(), issuer));
-            for tok in &t.tokens {
-                anyhow::ensure!(!tok.is_empty(), "tier {} has an empty user token", t.tier);
-                out.users.push((tok.as_bytes().to_vec(), i));
-            }
         }
+        out.users.store(Arc::new(user_tokens(tiers)?));
         Ok(out)
+    }
+
+    /// Replaces the user tokens (SIGHUP after editing `[[users]]`): requests already running
+    /// finish with the old list, the next ones see the new one. The tiers themselves (and so
+    /// the issuer keys devices' tokens are signed with) cannot change without a restart.
+    pub fn replace_users(&self, tiers: &[UserTier]) -> anyhow::Result<()> {
+        let names: Vec<&str> = tiers.iter().map(|t| t.tier.as_str()).collect();
+        let current: Vec<&str> = self.tiers.iter().map(|(n, _)| n.as_str()).collect();
+        anyhow::ensure!(
+            names == current,
+            "the [[users]] tiers changed ({} → {}): adding, removing or reordering tiers needs \
+             a restart; only tokens are reloaded",
+            current.join(", "),
+            names.join(", ")
+        );
+        self.users.store(Arc::new(user_tokens(tiers)?));
+        Ok(())
     }
 
     /// The tier index for a Bearer user token; compares against every token in constant time.
     pub fn tier_for(&self, bearer: &str) -> Option<usize> {
         let mut found = None;
-        for (tok, tier) in &self.users {
+        for (tok, tier) in self.users.load().iter() {
             if bool::from(tok.as_slice().ct_eq(bearer.as_bytes())) {
                 found = Some(*tier);
             }
@@ -88,6 +103,17 @@ impl IssuerSet {
         Verifier::new(keys, ReplayCache::new(1 << 20, Duration::from_secs(3600)))
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
+}
+
+fn user_tokens(tiers: &[UserTier]) -> anyhow::Result<Vec<(Vec<u8>, usize)>> {
+    let mut users = Vec::new();
+    for (i, t) in tiers.iter().enumerate() {
+        for tok in &t.tokens {
+            anyhow::ensure!(!tok.is_empty(), "tier {} has an empty user token", t.tier);
+            users.push((tok.as_bytes().to_vec(), i));
+        }
+    }
+    Ok(users)
 }
 
 /// Generates a key whose truncated key id differs from the existing tiers' (the verifier picks

@@ -10,8 +10,11 @@ pub mod issuer;
 pub mod keystore;
 pub mod keystore_redis;
 pub mod metrics;
+pub mod ops;
+pub mod prefilter;
 pub mod routes;
 pub mod state;
+pub mod systemd;
 pub mod tls;
 
 pub use config::ServerConfig;
@@ -51,6 +54,23 @@ impl RunningServer {
     }
 }
 
+/// Says which address could not be bound and what to do about it.
+fn bind_error(addr: SocketAddr, e: std::io::Error) -> anyhow::Error {
+    let hint = match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            " (another process listens there: stop it, or set another `listen` in the config)"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE; the systemd unit grants it)"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            " (no interface has this address; use 0.0.0.0 or [::] to listen on all)"
+        }
+        _ => "",
+    };
+    anyhow::anyhow!("cannot listen on {addr}: {e}{hint}")
+}
+
 /// How often the OHTTP key schedule is checked.
 const KEY_ROTATION_CHECK: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -61,9 +81,20 @@ pub async fn spawn(
     config: ServerConfig,
     auth: Option<Arc<dyn auth::TokenAuthority>>,
 ) -> anyhow::Result<RunningServer> {
-    let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
+    let certificates = config
+        .tls
+        .as_ref()
+        .map(tls::CertificateStore::load)
+        .transpose()?;
+    let tls = certificates
+        .clone()
+        .map(tls::server_config_with)
+        .transpose()?;
     let gateway = gateway::OhttpGateway::from_config(&config)?;
     let state = Arc::new(AppState::load(config, auth)?);
+    if let Some(c) = certificates {
+        state.ops.set_certificates(c);
+    }
     let service = routes::router(state.clone());
     let app = match &gateway {
         Some(gw) => service.clone().merge(routes::with_metrics(
@@ -72,7 +103,9 @@ pub async fn spawn(
         )),
         None => service,
     };
-    let listener = tokio::net::TcpListener::bind(state.config.listen).await?;
+    let listener = tokio::net::TcpListener::bind(state.config.listen)
+        .await
+        .map_err(|e| bind_error(state.config.listen, e))?;
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let scheme = if tls.is_some() { "https" } else { "http" };

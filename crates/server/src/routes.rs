@@ -30,8 +30,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         Some(i) => crate::issuer::routes(i.clone()),
         None => Router::new(),
     };
+    let prefilter_routes = if state.config.prefilter.enabled {
+        crate::prefilter::routes()
+    } else {
+        Router::new()
+    };
     Router::new()
         .merge(config_route)
+        .merge(prefilter_routes)
         .route("/key", post(key))
         .route("/queries", post(queries))
         .route("/report", post(report))
@@ -62,18 +68,57 @@ pub fn with_metrics(routes: Router, state: Arc<AppState>) -> Router {
         ))
 }
 
+/// The use case a response was for, set by handlers that know it so that the metrics layer
+/// counts each request once, with its use case.
+#[derive(Clone)]
+pub struct UseCaseLabel(pub String);
+
+/// The route label for `path`: a fixed set, so a client cannot grow the metrics.
+pub fn route_label(path: &str) -> &'static str {
+    match path {
+        "/config" => "/config",
+        "/key" => "/key",
+        "/queries" => "/queries",
+        "/report" => "/report",
+        "/metrics" => "/metrics",
+        "/healthz" => "/healthz",
+        "/" => "/",
+        "/ohttp-keys" => "/ohttp-keys",
+        "/.well-known/ohttp-gateway" => "/.well-known/ohttp-gateway",
+        "/.well-known/private-token-issuer-directory" => {
+            "/.well-known/private-token-issuer-directory"
+        }
+        "/token-key-for-user-token" => "/token-key-for-user-token",
+        "/issue" => "/issue",
+        p if p.starts_with("/prefilter/") => {
+            if p.trim_start_matches("/prefilter/").contains('/') {
+                "/prefilter/data"
+            } else {
+                "/prefilter"
+            }
+        }
+        _ => "other",
+    }
+}
+
 async fn record_metrics(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let route = req.uri().path().to_owned();
+    let route = route_label(req.uri().path());
     let start = Instant::now();
     let resp = next.run(req).await;
-    let route = match route.as_str() {
-        "/config" | "/key" | "/queries" | "/report" | "/metrics" | "/healthz" | "/"
-        | "/ohttp-keys" => route,
-        _ => "other".to_owned(),
+    let usecase = resp
+        .extensions()
+        .get::<UseCaseLabel>()
+        .map(|l| l.0.as_str())
+        .unwrap_or("-");
+    // Only configured use-case names become labels.
+    let usecase = if usecase != "-" && state.usecases().contains_key(usecase) {
+        usecase
+    } else {
+        "-"
     };
     state
         .metrics
-        .record(&route, "-", resp.status().as_u16(), start.elapsed());
+        .record(route, usecase, resp.status().as_u16(), start.elapsed());
     resp
 }
 
@@ -225,7 +270,6 @@ async fn queries(
     let caller = pir_caller(&state, &headers)?;
     let reqs: api::Requests = decode(&body, "Requests")?;
     let st = state.clone();
-    let start = Instant::now();
     let label = reqs
         .requests
         .first()
@@ -239,14 +283,12 @@ async fn queries(
                 format!("evaluation failed: {e}"),
             )
         })?;
-    let status = result
-        .as_ref()
-        .map(|_| 200)
-        .unwrap_or_else(|e| e.status.as_u16());
-    state
-        .metrics
-        .record("/queries:evaluate", &label, status, start.elapsed());
-    Ok(protobuf(&result?))
+    let mut resp = match result {
+        Ok(r) => protobuf(&r),
+        Err(e) => e.into_response(),
+    };
+    resp.extensions_mut().insert(UseCaseLabel(label));
+    Ok(resp)
 }
 
 fn answer_all(
@@ -456,9 +498,16 @@ fn append_line(dir: &std::path::Path, line: &str) -> std::io::Result<()> {
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(state.keys.len()),
+        render_metrics(&state),
     )
         .into_response()
+}
+
+/// Everything `/metrics` shows: requests, key store, reloads, certificate, datasets, process.
+pub fn render_metrics(state: &AppState) -> String {
+    let mut out = state.metrics.render(state.keys.len());
+    state.ops.render(state, &mut out);
+    out
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! devices holding an older config id keep getting answers until it is retired (then 410).
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
@@ -35,6 +36,9 @@ pub struct Version {
     pub oprf_key: Option<sift_oprf::OprfPrivateKey>,
     /// The dataset version id from its manifest; `None` for a legacy flat folder.
     pub dataset_version: Option<String>,
+    /// The Bloom prefilter built with this dataset (`None` when the dataset has none); loaded
+    /// and swapped together with the shards so `/prefilter` and `/queries` agree.
+    pub prefilter: Option<Arc<crate::prefilter::PrefilterAsset>>,
     /// Modification signature of the dataset files (to notice changes).
     signature: String,
 }
@@ -79,6 +83,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Deserialized keys in memory.
     pub key_cache: KeyCache,
+    /// Reload counters, the serving certificate, process metrics.
+    pub ops: crate::ops::Operations,
     reload_lock: Mutex<()>,
     /// Per use case, the signature of a dataset that failed to load: not re-read until it
     /// changes (a refused version is immutable, so polling it again would only repeat the
@@ -135,6 +141,7 @@ impl AppState {
             issuers,
             metrics: Metrics::default(),
             key_cache: Mutex::new(HashMap::new()),
+            ops: crate::ops::Operations::default(),
             reload_lock: Mutex::new(()),
             refused: Mutex::new(HashMap::new()),
         })
@@ -143,6 +150,95 @@ impl AppState {
     /// A snapshot of the use cases (cheap; stays valid during a reload).
     pub fn usecases(&self) -> Arc<BTreeMap<String, Arc<UseCase>>> {
         self.usecases.load_full()
+    }
+
+    /// Applies an edited config file (SIGHUP): new user tokens, use cases added, removed or
+    /// changed. Everything is checked first; on any error nothing changes and the old
+    /// configuration keeps serving. Returns what changed, for the log. Listener settings
+    /// (`listen`, `[tls]` paths), `[limits]`, `[ohttp]` and `[key_store]` need a restart; a
+    /// difference there is reported in the returned notes.
+    pub fn apply_config(&self, new: &ServerConfig) -> anyhow::Result<Vec<String>> {
+        let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        new.validate()?;
+        let mut notes = Vec::new();
+        let old = self.usecases.load_full();
+        let mut next = BTreeMap::new();
+        for uc in &new.usecases {
+            match old.get(&uc.name) {
+                Some(cur) if cur.config == *uc => {
+                    next.insert(uc.name.clone(), cur.clone());
+                }
+                Some(cur) => {
+                    let v = load_version(uc).with_context(|| format!("use case {}", uc.name))?;
+                    let mut versions = cur.versions.clone();
+                    versions.push(Arc::new(v));
+                    let keep = uc.versions_kept.max(1);
+                    if versions.len() > keep {
+                        versions.drain(..versions.len() - keep);
+                    }
+                    notes.push(format!("use case {} reconfigured", uc.name));
+                    next.insert(
+                        uc.name.clone(),
+                        Arc::new(UseCase {
+                            config: uc.clone(),
+                            versions,
+                        }),
+                    );
+                }
+                None => {
+                    let v = load_version(uc).with_context(|| format!("use case {}", uc.name))?;
+                    notes.push(format!("use case {} added", uc.name));
+                    next.insert(
+                        uc.name.clone(),
+                        Arc::new(UseCase {
+                            config: uc.clone(),
+                            versions: vec![Arc::new(v)],
+                        }),
+                    );
+                }
+            }
+        }
+        for name in old.keys().filter(|n| !next.contains_key(*n)) {
+            notes.push(format!("use case {name} removed"));
+        }
+        let restart = |what: &str, differs: bool, notes: &mut Vec<String>| {
+            if differs {
+                notes.push(format!("{what} changed: takes effect after a restart"));
+            }
+        };
+        restart("listen", new.listen != self.config.listen, &mut notes);
+        restart(
+            "[tls] paths",
+            new.tls.as_ref().map(|t| (&t.cert, &t.key))
+                != self.config.tls.as_ref().map(|t| (&t.cert, &t.key)),
+            &mut notes,
+        );
+        restart(
+            "[limits]",
+            format!("{:?}", new.limits) != format!("{:?}", self.config.limits),
+            &mut notes,
+        );
+        restart(
+            "[ohttp]",
+            format!("{:?}", new.ohttp) != format!("{:?}", self.config.ohttp),
+            &mut notes,
+        );
+        // Last: the only step left that can fail checks before it changes anything.
+        match (&self.issuers, new.users.is_empty()) {
+            (Some(i), _) => {
+                i.replace_users(&new.users)?;
+                notes.push(format!(
+                    "user tokens: {}",
+                    new.users.iter().map(|t| t.tokens.len()).sum::<usize>()
+                ));
+            }
+            (None, false) => anyhow::bail!(
+                "[[users]] were added to a server started without them: restart to start the issuer"
+            ),
+            (None, true) => {}
+        }
+        self.usecases.store(Arc::new(next));
+        Ok(notes)
     }
 
     /// Reloads datasets whose files changed; returns the names of use cases that got a new
@@ -171,6 +267,7 @@ impl AppState {
                         dataset = %uc.config.dataset_dir.display(),
                         "refused the new dataset, still serving the current version: {e:#}"
                     );
+                    self.ops.count_reload(crate::ops::ReloadOutcome::Failed);
                     refused.insert(name.clone(), sig);
                     continue;
                 }
@@ -208,14 +305,42 @@ impl AppState {
     }
 }
 
+/// Loads `uc`'s dataset as the server would, without serving it, and describes it (for
+/// `sift serve --check-config`).
+pub fn check_usecase(uc: &UseCaseConfig) -> anyhow::Result<String> {
+    let v = load_version(uc)?;
+    let prefilter = match &v.prefilter {
+        Some(p) => format!(
+            "prefilter {} keys, tag {}…",
+            p.meta.item_count,
+            &p.meta.tag[..p.meta.tag.len().min(12)]
+        ),
+        None => "no prefilter (GET /prefilter answers 404)".to_owned(),
+    };
+    Ok(format!(
+        "{} shard(s) in {}, config id {}…, {prefilter}",
+        v.server.shards().len(),
+        uc.dataset_dir.display(),
+        hex::encode(&v.config_id[..6])
+    ))
+}
+
+fn file_signature(f: &Path) -> anyhow::Result<String> {
+    sift_dataset::load::file_signature(f)
+}
+
 /// What the dataset folder would load now (the current version's id, or a legacy flat
-/// folder's file times) plus the OPRF key file's signature, so that replacing either reloads.
+/// folder's file times) plus the OPRF key file's and prefilter's signatures, so that
+/// replacing any of them reloads.
 fn version_signature(uc: &UseCaseConfig) -> anyhow::Result<String> {
     let mut sig = sift_dataset::signature(&uc.dataset_dir, &uc.stem)?;
     if let Some(sp) = &uc.symmetric_pir {
         sig.push_str(&sift_dataset::load::file_signature(
             &sp.database_encryption_key_file,
         )?);
+    }
+    for f in crate::prefilter::PrefilterAsset::files(uc) {
+        sig.push_str(&file_signature(&f)?);
     }
     Ok(sig)
 }
@@ -275,6 +400,7 @@ fn load_version(uc: &UseCaseConfig) -> anyhow::Result<Version> {
     }
     let server = loaded.server;
     let oprf_key = load_oprf_key(uc, &server)?;
+    let prefilter = crate::prefilter::PrefilterAsset::load(uc)?.map(Arc::new);
     let (pir_config, key_config) = pir_config(&server)?;
     let key_config_id = Sha256::digest(key_config.encode_to_vec()).to_vec();
     let config_id = Sha256::digest(pir_config.encode_to_vec()).to_vec();
@@ -285,6 +411,7 @@ fn load_version(uc: &UseCaseConfig) -> anyhow::Result<Version> {
         key_config_id,
         server: Arc::new(server),
         oprf_key,
+        prefilter,
         signature,
         dataset_version: loaded.manifest.map(|m| m.id),
     })

@@ -49,16 +49,48 @@ pub struct ImportReport {
     pub skipped: u64,
     /// The first issues, in order found.
     pub issues: Vec<Issue>,
+    /// Skipped lines counted per reason (every skip, not only the first issues kept); at
+    /// most [`MAX_REASONS`] distinct reasons, the rest under `"other"`.
+    pub skipped_by_reason: std::collections::BTreeMap<String, u64>,
+}
+
+/// Distinct reasons counted in [`ImportReport::skipped_by_reason`].
+pub const MAX_REASONS: usize = 64;
+
+impl std::fmt::Display for ImportReport {
+    /// A summary for people: counts, then skipped lines per reason (most frequent first).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} file(s), {} line(s): {} key(s) accepted, {} duplicate(s), {} comment/blank, {} skipped",
+            self.files, self.lines, self.accepted, self.duplicates, self.comments, self.skipped
+        )?;
+        let mut reasons: Vec<(&String, &u64)> = self.skipped_by_reason.iter().collect();
+        reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (reason, n) in reasons {
+            write!(f, "\n  {n:>8}  {reason}")?;
+        }
+        Ok(())
+    }
 }
 
 impl ImportReport {
     fn issue(&mut self, file: &str, line: u64, reason: impl Into<String>) {
         self.skipped += 1;
+        let reason = reason.into();
+        let kind = if self.skipped_by_reason.contains_key(&reason)
+            || self.skipped_by_reason.len() < MAX_REASONS
+        {
+            reason.clone()
+        } else {
+            "other".to_owned()
+        };
+        *self.skipped_by_reason.entry(kind).or_default() += 1;
         if self.issues.len() < MAX_ISSUES {
             self.issues.push(Issue {
                 file: file.to_string(),
                 line,
-                reason: reason.into(),
+                reason,
             });
         }
     }
@@ -136,9 +168,71 @@ const HOSTS_LOCAL: &[&str] = &[
     "0.0.0.0",
 ];
 
+/// The AdBlock option policy: whether a `||host^$options` or `||host/path^$options` rule
+/// becomes a block entry. The device filters every URL load, navigations included, so options
+/// that only narrow *which kind of request* is blocked (`$script`, `$image`, `$third-party`,
+/// `$document`, `$popup`, `$all`, `$important`, `$match-case`, negated types, …) still block the
+/// host or URL. Options that make the rule apply only on some sites (`$domain=`, `$from=`,
+/// `$denyallow=`, …) or do something other than block (`$redirect`, `$removeparam`, `$csp`,
+/// `$badfilter`, hiding options, …) are skipped, with the option named in the reason.
+fn adblock_options_block(options: &str) -> Result<(), String> {
+    const NARROWING: &[&str] = &[
+        "all",
+        "document",
+        "doc",
+        "popup",
+        "popunder",
+        "important",
+        "third-party",
+        "3p",
+        "first-party",
+        "1p",
+        "strict1p",
+        "strict3p",
+        "match-case",
+        "script",
+        "image",
+        "stylesheet",
+        "css",
+        "xmlhttprequest",
+        "xhr",
+        "subdocument",
+        "frame",
+        "media",
+        "font",
+        "object",
+        "ping",
+        "websocket",
+        "webrtc",
+        "other",
+        "beacon",
+        "fetch",
+        "inline-script",
+        "inline-font",
+    ];
+    for opt in options.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let name = opt.trim_start_matches('~');
+        let key = name.split('=').next().unwrap_or(name).to_ascii_lowercase();
+        if opt.starts_with('~') || NARROWING.contains(&key.as_str()) {
+            continue;
+        }
+        return Err(match key.as_str() {
+            "domain" | "from" | "to" | "denyallow" | "method" | "header" | "app" => format!(
+                "AdBlock rule with ${key}= applies only in some contexts (not a block everywhere)"
+            ),
+            _ => format!("AdBlock rule with ${key} does not block (or is not supported)"),
+        });
+    }
+    Ok(())
+}
+
 fn classify(line: &str, parsing: &ParsingConfiguration) -> Line {
     let normalize_key = |s: &str| parsing.normalize_key(s);
     let t = line.trim();
+    // A generic cosmetic rule (`##.ad-banner`, `##a[href^=…]`) starts like a comment.
+    if t.starts_with("##") && t[2..].starts_with(|c: char| !c.is_whitespace() && c != '#') {
+        return Line::Skip("AdBlock cosmetic rule (element hiding) is not a URL".into());
+    }
     if t.is_empty() || t.starts_with('#') || t.starts_with('!') || t.starts_with("[Adblock") {
         return Line::Comment;
     }
@@ -153,9 +247,15 @@ fn classify(line: &str, parsing: &ParsingConfiguration) -> Line {
         return Line::Skip("AdBlock cosmetic rule (element hiding) is not a URL".into());
     }
     if let Some(rule) = t.strip_prefix("||") {
-        if rule.contains('$') {
-            return Line::Skip("AdBlock rule with $options cannot be an exact key".into());
-        }
+        let rule = match rule.rfind('$') {
+            Some(i) => {
+                if let Err(reason) = adblock_options_block(&rule[i + 1..]) {
+                    return Line::Skip(reason);
+                }
+                &rule[..i]
+            }
+            None => rule,
+        };
         let body = rule.trim_end_matches(['^', '|']);
         if body.contains(['*', '^', '|']) {
             return Line::Skip("AdBlock rule with wildcards or separators inside".into());

@@ -244,7 +244,7 @@ fn import_keys(
             .with_context(|| format!("reading {}", p.display()))?;
     }
     let (keys, report) = importer.finish();
-    eprintln!("imported {} distinct keys ({report:?})", keys.len());
+    eprintln!("imported {} distinct keys; {report}", keys.len());
     Ok(keys)
 }
 

@@ -23,7 +23,8 @@ use sift_client::tokens::TokenSource;
   sift check --service http://127.0.0.1:8080 --usecase com.example.app.url.filtering \\
     --prefilter dataset/current/prefilter example.com
 
-Exit status: 0 when every URL was checked, 1 on errors. --json prints one object per URL.")]
+Exit status: 0 when every URL was checked, 1 on errors (an unreachable server is an error
+unless --offline). --json prints one object per URL.")]
 pub struct Args {
     /// URLs to check, e.g. `https://www.example.com/a?b=c`.
     #[arg(required = true)]
@@ -59,10 +60,42 @@ pub struct Args {
     /// Print one JSON object per URL instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Check against the prefilter only, without requiring the server to be reachable
+    /// (by default an unreachable server is an error, never "allowed").
+    #[arg(long)]
+    pub offline: bool,
     /// The app's URL parsing configuration. Default: the `parsing.json` recorded by the build
     /// beside the prefilter, else the iOS 26 parsing.
     #[command(flatten)]
     pub parsing: super::parsing::ParsingArg,
+}
+
+/// Fails unless a TCP connection to `url`'s host and port opens within a few seconds: a URL the
+/// prefilter lets through is "allowed" without asking the server, so without this check a
+/// down server would look like a working one.
+async fn ensure_reachable(url: &str) -> anyhow::Result<()> {
+    let u = reqwest::Url::parse(url).with_context(|| format!("{url} is not a URL"))?;
+    let host = u
+        .host_str()
+        .with_context(|| format!("{url} has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = u
+        .port_or_known_default()
+        .with_context(|| format!("{url} has no port"))?;
+    let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+    match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => anyhow::bail!(
+            "cannot reach {url} ({host}:{port}: {e}); nothing was checked. Is `sift serve` \
+             running there? (--offline checks the prefilter alone)"
+        ),
+        Err(_) => anyhow::bail!(
+            "cannot reach {url} ({host}:{port}: no answer within 5 s); nothing was checked \
+             (--offline checks the prefilter alone)"
+        ),
+    }
 }
 
 /// Runs `sift check`; exits 0 when every URL was checked (blocked or not), 1 on errors.
@@ -86,6 +119,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
+        if !args.offline {
+            ensure_reachable(args.gateway.as_deref().unwrap_or(&args.service)).await?;
+        }
         if let Some(gateway) = &args.gateway {
             let keys = match &args.ohttp_keys {
                 Some(path) => {

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 #[derive(clap::Args)]
 #[command(after_help = "Example config (sift.toml):
 
-  listen = \"0.0.0.0:443\"
+  listen = \":443\"                # all IPv4 interfaces; or \"[::]:443\"
   state_dir = \"state\"            # issuer keys, OHTTP gateway keys, stored evaluation keys
   require_tokens = true          # PIR routes need Privacy Pass tokens of our issuer
   report_dir = \"reports\"         # /report submissions (JSON lines)
@@ -40,7 +40,11 @@ use anyhow::Context as _;
   [limits]
   max_body_bytes = 10485760
 
-Datasets are reloaded on SIGHUP and when their files change (checked every --poll-secs).
+SIGHUP reloads the config file (user tokens, use cases), the TLS certificate and the datasets
+without dropping connections; certificate and dataset files are also watched (every
+--poll-secs). A part that fails to load leaves its previous state serving (logged, and counted
+in sift_reloads_total{result=\"failed\"}). listen, [limits], [ohttp] and [key_store] need a restart.
+A full example config: examples/sift.toml.
 The OHTTP gateway key is created on first start, rotated every rotate_after_days (the old key
 is accepted for grace_days more), and its schedule is also checked on SIGHUP.
 Logs go to stderr; SIFT_LOG_FORMAT=json writes one JSON object per line, RUST_LOG sets the level.
@@ -50,13 +54,185 @@ pub struct Args {
     /// The TOML configuration file.
     #[arg(short, long, default_value = "sift.toml")]
     pub config: PathBuf,
-    /// How often to look for changed dataset files, in seconds (0 disables polling).
+    /// How often to look for changed dataset and certificate files, in seconds (0 disables
+    /// polling).
     #[arg(long, default_value_t = 10)]
     pub poll_secs: u64,
+    /// Check the config file, the TLS certificate and every use case's dataset, print what
+    /// would be served, and exit (0 when all is usable) without listening.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// `sift serve --check-config`: everything `serve` would load, without side effects.
+fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let cfg = sift_server::ServerConfig::from_file(path)?;
+    let mut problems = 0;
+    println!("config    {}: ok", path.display());
+    println!("listen    {}", cfg.listen);
+    match &cfg.tls {
+        Some(t) => match sift_server::tls::load_certificate(t) {
+            Ok(c) => {
+                let days = (c.not_after_unix - now_unix()).div_euclid(86_400);
+                let names = if c.dns_names.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    c.dns_names.join(", ")
+                };
+                println!(
+                    "tls       {}: {days} day(s) left, names: {names}",
+                    t.cert.display()
+                );
+                if days < 0 {
+                    println!("  problem: the certificate has expired; renew it");
+                    problems += 1;
+                } else if days < sift_server::tls::EXPIRY_WARNING_DAYS {
+                    println!("  warning: the certificate expires in {days} day(s); renew it");
+                }
+                if c.is_ca {
+                    println!(
+                        "  warning: a CA certificate (basicConstraints CA:TRUE); devices refuse \
+                         it as a server certificate (docs/deploy.md shows how to make a test one)"
+                    );
+                }
+            }
+            Err(e) => {
+                println!("tls       problem: {e:#}");
+                problems += 1;
+            }
+        },
+        None => println!("tls       none (dev_plain_http = true: development only)"),
+    }
+    if cfg.usecases.is_empty() {
+        println!("usecases  none configured: the server would answer no queries");
+        problems += 1;
+    }
+    for uc in &cfg.usecases {
+        match sift_server::state::check_usecase(uc) {
+            Ok(summary) => println!("usecase   {}: {summary}", uc.name),
+            Err(e) => {
+                println!("usecase   {}: problem: {e:#}", uc.name);
+                problems += 1;
+            }
+        }
+    }
+    let tokens: usize = cfg.users.iter().map(|t| t.tokens.len()).sum();
+    let no_users = cfg.require_tokens && cfg.users.is_empty();
+    println!(
+        "users     {} tier(s), {tokens} user token(s){}",
+        cfg.users.len(),
+        if no_users {
+            " (problem: require_tokens needs [[users]])"
+        } else {
+            ""
+        }
+    );
+    problems += usize::from(no_users);
+    if problems == 0 {
+        println!("ok: {} is ready to serve", path.display());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{problems} problem(s) found");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// What SIGHUP (or a poll) re-reads; each part that fails leaves its old state serving.
+async fn reload_everything(
+    server: &sift_server::RunningServer,
+    config_path: &std::path::Path,
+    reason: &str,
+) -> anyhow::Result<()> {
+    use sift_server::ops::ReloadOutcome;
+    let state = server.state.clone();
+    let count = |ok: bool| {
+        state.ops.count_reload(if ok {
+            ReloadOutcome::Ok
+        } else {
+            ReloadOutcome::Failed
+        })
+    };
+    let sighup = reason == "SIGHUP";
+    if sighup {
+        sift_server::systemd::notify(&sift_server::systemd::reloading_message());
+        if let Some(gw) = &server.gateway {
+            let gw = gw.clone();
+            match tokio::task::spawn_blocking(move || {
+                gw.rotate_if_due(std::time::SystemTime::now())
+            })
+            .await?
+            {
+                Ok(rotated) => tracing::info!(rotated, "checked the OHTTP key schedule"),
+                Err(e) => tracing::error!(error = %e, "OHTTP key check failed"),
+            }
+        }
+        let path = config_path.to_owned();
+        let st = state.clone();
+        let applied = tokio::task::spawn_blocking(move || {
+            let cfg = sift_server::ServerConfig::from_file(&path)?;
+            st.apply_config(&cfg)
+        })
+        .await?;
+        match applied {
+            Ok(notes) => {
+                count(true);
+                tracing::info!(changes = %notes.join("; "), "reloaded {}", config_path.display());
+            }
+            Err(e) => {
+                count(false);
+                tracing::error!(
+                    "reloading {} failed, the previous configuration keeps serving: {e:#}",
+                    config_path.display()
+                );
+            }
+        }
+    }
+    if let Some(certs) = state.ops.certificates() {
+        let result = if sighup {
+            certs.reload().map(|()| true)
+        } else {
+            certs.reload_if_changed()
+        };
+        match result {
+            Ok(true) => {
+                count(true);
+                tracing::info!("TLS certificate reloaded ({reason}); open connections keep theirs");
+            }
+            Ok(false) => {}
+            Err(e) => {
+                count(false);
+                tracing::error!(
+                    "reloading the TLS certificate failed, the previous one keeps serving: {e:#}"
+                );
+            }
+        }
+    }
+    let st = state.clone();
+    let changed = tokio::task::spawn_blocking(move || st.reload()).await?;
+    if !changed.is_empty() {
+        count(true);
+    }
+    if !changed.is_empty() || sighup {
+        tracing::info!(changed = %changed.join(", "), "datasets reloaded ({reason})");
+    }
+    if sighup {
+        sift_server::systemd::notify("READY=1");
+    }
+    Ok(())
 }
 
 /// Runs `sift serve` until Ctrl-C or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.check_config {
+        return check_config(&args.config);
+    }
     let cfg = sift_server::ServerConfig::from_file(&args.config)?;
     if cfg.tls.is_none() {
         tracing::warn!(
@@ -97,7 +273,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        let state = server.state.clone();
+        sift_server::systemd::notify("READY=1");
+        if let Some(c) = server.state.ops.certificates() {
+            c.check_expiry();
+        }
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let poll = if args.poll_secs == 0 {
@@ -107,30 +286,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         let mut ticker = tokio::time::interval(poll.min(Duration::from_secs(86_400)));
         ticker.tick().await;
+        let mut daily = tokio::time::interval(Duration::from_secs(86_400));
+        daily.tick().await;
         loop {
             let reason = tokio::select! {
                 _ = hup.recv() => "SIGHUP",
                 _ = ticker.tick(), if args.poll_secs != 0 => "poll",
+                _ = daily.tick() => {
+                    if let Some(c) = server.state.ops.certificates() {
+                        c.check_expiry();
+                    }
+                    continue;
+                }
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
             };
-            if let (Some(gw), "SIGHUP") = (&server.gateway, reason) {
-                let gw = gw.clone();
-                match tokio::task::spawn_blocking(move || {
-                    gw.rotate_if_due(std::time::SystemTime::now())
-                })
-                .await?
-                {
-                    Ok(rotated) => tracing::info!(rotated, "checked the OHTTP key schedule"),
-                    Err(e) => tracing::error!(error = %e, "OHTTP key check failed"),
-                }
-            }
-            let st = state.clone();
-            let changed = tokio::task::spawn_blocking(move || st.reload()).await?;
-            if !changed.is_empty() || reason == "SIGHUP" {
-                tracing::info!(?changed, "reload ({reason})");
-            }
+            reload_everything(&server, &args.config, reason).await?;
         }
+        sift_server::systemd::notify("STOPPING=1");
         tracing::info!("shutting down; letting in-flight requests finish");
         server.stop().await;
         anyhow::Ok(())
