@@ -50,7 +50,7 @@ curl -sf --cacert ca.pem "$base/prefilter/$uc"; echo
 
 echo "== check, as a device does"
 common=(--ca ca.pem --service "$base" --issuer "$base" --gateway "$base"
-        --user-token quickstart-token --usecase "$uc" --prefilter dataset/prefilter)
+        --user-token quickstart-token --usecase "$uc" --prefilter dataset/current/prefilter)
 "$SIFT" check "${common[@]}" --json https://ads.example/ https://tracker.example/x \
   https://www.apple.com/url-filter-test https://allowed.example/ > results.jsonl
 cat results.jsonl

@@ -214,29 +214,42 @@ impl KeywordPirServer {
     /// i = 0, 1, … while they exist (Apple's `PirUsecase` layout).
     pub fn load(dir: &Path, stem: &str) -> Result<KeywordPirServer, PirError> {
         let mut shards = Vec::new();
-        let mut ctx: Option<Arc<Context>> = None;
         for i in 0.. {
             let txt = dir.join(format!("{stem}-{i}.params.txtpb"));
             let bin = dir.join(format!("{stem}-{i}.params.binpb"));
-            let proto: pp::PirParameters = if txt.exists() {
-                let text = read(&txt)?;
-                let text = String::from_utf8(text)
-                    .map_err(|_| PirError::Corrupted(format!("{} is not UTF-8", txt.display())))?;
-                sift_proto::from_text(&text)
-                    .map_err(|e| PirError::Corrupted(format!("{}: {e}", txt.display())))?
+            let proto = if txt.exists() {
+                parse_parameters(&txt, &read(&txt)?)?
             } else if bin.exists() {
-                prost::Message::decode(read(&bin)?.as_slice())
-                    .map_err(|e| PirError::Corrupted(format!("{}: {e}", bin.display())))?
+                parse_parameters(&bin, &read(&bin)?)?
             } else {
                 break;
             };
+            shards.push((proto, read(&dir.join(format!("{stem}-{i}.bin")))?));
+        }
+        if shards.is_empty() {
+            return Err(PirError::InvalidParameters(format!(
+                "no shard files {stem}-0.params.txtpb in {}",
+                dir.display()
+            )));
+        }
+        KeywordPirServer::from_serialized(shards)
+    }
+
+    /// Builds a server from each shard's `PirParameters` and `.bin` bytes, in shard order
+    /// (the dataset crate reads and verifies the files, then calls this).
+    pub fn from_serialized(
+        shards: Vec<(pp::PirParameters, Vec<u8>)>,
+    ) -> Result<KeywordPirServer, PirError> {
+        let mut out = Vec::with_capacity(shards.len());
+        let mut ctx: Option<Arc<Context>> = None;
+        for (i, (proto, bytes)) in shards.into_iter().enumerate() {
             let params = wire::pir_parameters_from_proto(&proto)?;
             let c = match &ctx {
                 Some(c) if c.params == params.encryption => c.clone(),
                 Some(_) => {
-                    return Err(PirError::InvalidParameters(
-                        "shards use different encryption parameters".into(),
-                    ));
+                    return Err(PirError::InvalidParameters(format!(
+                        "shard {i} uses different encryption parameters than shard 0"
+                    )));
                 }
                 None => {
                     let c = Context::new(params.encryption.clone())?;
@@ -244,19 +257,15 @@ impl KeywordPirServer {
                     c
                 }
             };
-            let db =
-                ProcessedDatabase::deserialize(&c, &read(&dir.join(format!("{stem}-{i}.bin")))?)?;
-            let mut shard = ServerShard::new(&c, params, db)?;
+            let db = ProcessedDatabase::deserialize(&c, &bytes)
+                .map_err(|e| PirError::Corrupted(format!("shard {i}: {e}")))?;
+            let mut shard = ServerShard::new(&c, params, db)
+                .map_err(|e| PirError::Corrupted(format!("shard {i}: {e}")))?;
             shard.proto = proto;
-            shards.push(shard);
+            out.push(shard);
         }
-        let ctx = ctx.ok_or_else(|| {
-            PirError::InvalidParameters(format!(
-                "no shard files {stem}-0.params.txtpb in {}",
-                dir.display()
-            ))
-        })?;
-        Ok(KeywordPirServer { ctx, shards })
+        let ctx = ctx.ok_or_else(|| PirError::InvalidParameters("no shards".into()))?;
+        Ok(KeywordPirServer { ctx, shards: out })
     }
 
     /// The HE context.
@@ -323,6 +332,20 @@ impl KeywordPirServer {
 
 fn read(p: &PathBuf) -> Result<Vec<u8>, PirError> {
     std::fs::read(p).map_err(|e| PirError::Corrupted(format!("{}: {e}", p.display())))
+}
+
+/// Parses a `PirParameters` file's bytes: text format when `path` ends in `.txtpb`, binary
+/// otherwise (`path` only names the file in errors and picks the format).
+pub fn parse_parameters(path: &Path, bytes: &[u8]) -> Result<pp::PirParameters, PirError> {
+    if path.extension().is_some_and(|e| e == "txtpb") {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| PirError::Corrupted(format!("{} is not UTF-8", path.display())))?;
+        sift_proto::from_text(text)
+            .map_err(|e| PirError::Corrupted(format!("{}: {e}", path.display())))
+    } else {
+        prost::Message::decode(bytes)
+            .map_err(|e| PirError::Corrupted(format!("{}: {e}", path.display())))
+    }
 }
 
 impl ServerShard {

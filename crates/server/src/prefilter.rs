@@ -56,7 +56,9 @@ impl Default for PrefilterConfig {
 /// Where a use case's prefilter lives. The one place that knows the dataset layout for
 /// prefilters: `sift build` writes it to `<dataset_dir>/prefilter/`.
 pub fn prefilter_dir(uc: &UseCaseConfig) -> PathBuf {
-    uc.dataset_dir.join("prefilter")
+    // A versioned dataset's prefilter lives in its current version.
+    sift_dataset::prefilter_dir(&uc.dataset_dir)
+        .unwrap_or_else(|_| uc.dataset_dir.join("prefilter"))
 }
 
 /// A prefilter loaded with its dataset version, ready to send.

@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -35,6 +34,8 @@ pub struct Version {
     /// The OPRF key of a symmetric-PIR dataset (its public key is the one the shards publish);
     /// `None` for an ordinary keyword-PIR dataset.
     pub oprf_key: Option<sift_oprf::OprfPrivateKey>,
+    /// The dataset version id from its manifest; `None` for a legacy flat folder.
+    pub dataset_version: Option<String>,
     /// The Bloom prefilter built with this dataset (`None` when the dataset has none); loaded
     /// and swapped together with the shards so `/prefilter` and `/queries` agree.
     pub prefilter: Option<Arc<crate::prefilter::PrefilterAsset>>,
@@ -85,6 +86,10 @@ pub struct AppState {
     /// Reload counters, the serving certificate, process metrics.
     pub ops: crate::ops::Operations,
     reload_lock: Mutex<()>,
+    /// Per use case, the signature of a dataset that failed to load: not re-read until it
+    /// changes (a refused version is immutable, so polling it again would only repeat the
+    /// full read and the same error).
+    refused: Mutex<HashMap<String, String>>,
 }
 
 impl AppState {
@@ -138,6 +143,7 @@ impl AppState {
             key_cache: Mutex::new(HashMap::new()),
             ops: crate::ops::Operations::default(),
             reload_lock: Mutex::new(()),
+            refused: Mutex::new(HashMap::new()),
         })
     }
 
@@ -242,23 +248,31 @@ impl AppState {
         let old = self.usecases.load_full();
         let mut next = (*old).clone();
         let mut changed = Vec::new();
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
         for (name, uc) in old.iter() {
-            match version_signature(&uc.config) {
+            let sig = match version_signature(&uc.config) {
                 Ok(sig) if sig == uc.current().signature => continue,
-                Ok(_) => {}
+                Ok(sig) if refused.get(name) == Some(&sig) => continue,
+                Ok(sig) => sig,
                 Err(e) => {
                     tracing::warn!(usecase = %name, "dataset unreadable, keeping current version: {e:#}");
                     continue;
                 }
-            }
+            };
             let v = match load_version(&uc.config) {
                 Ok(v) => Arc::new(v),
                 Err(e) => {
-                    tracing::warn!(usecase = %name, "reload failed, keeping current version: {e:#}");
+                    tracing::error!(
+                        usecase = %name,
+                        dataset = %uc.config.dataset_dir.display(),
+                        "refused the new dataset, still serving the current version: {e:#}"
+                    );
                     self.ops.count_reload(crate::ops::ReloadOutcome::Failed);
+                    refused.insert(name.clone(), sig);
                     continue;
                 }
             };
+            refused.remove(name);
             let mut versions = uc.versions.clone();
             if v.config_id == uc.current().config_id {
                 // Same shape (config id covers parameters, not data): queries built for the
@@ -311,54 +325,19 @@ pub fn check_usecase(uc: &UseCaseConfig) -> anyhow::Result<String> {
     ))
 }
 
-fn shard_files(uc: &UseCaseConfig) -> anyhow::Result<Vec<std::path::PathBuf>> {
-    let mut files = Vec::new();
-    for i in 0.. {
-        let txt = uc.dataset_dir.join(format!("{}-{i}.params.txtpb", uc.stem));
-        let bin = uc.dataset_dir.join(format!("{}-{i}.params.binpb", uc.stem));
-        let params = if txt.exists() {
-            txt
-        } else if bin.exists() {
-            bin
-        } else {
-            break;
-        };
-        files.push(params);
-        files.push(uc.dataset_dir.join(format!("{}-{i}.bin", uc.stem)));
-    }
-    anyhow::ensure!(
-        !files.is_empty(),
-        "no {}-0.params.txtpb in {}",
-        uc.stem,
-        uc.dataset_dir.display()
-    );
-    Ok(files)
-}
-
-fn dataset_signature(uc: &UseCaseConfig) -> anyhow::Result<String> {
-    let mut sig = String::new();
-    for f in shard_files(uc)? {
-        sig.push_str(&file_signature(&f)?);
-    }
-    Ok(sig)
-}
-
 fn file_signature(f: &Path) -> anyhow::Result<String> {
-    let m = std::fs::metadata(f).with_context(|| f.display().to_string())?;
-    let t = m
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    Ok(format!("{}:{}:{t};", f.display(), m.len()))
+    sift_dataset::load::file_signature(f)
 }
 
-/// The dataset's signature plus its OPRF key file's, so that replacing either reloads.
+/// What the dataset folder would load now (the current version's id, or a legacy flat
+/// folder's file times) plus the OPRF key file's and prefilter's signatures, so that
+/// replacing any of them reloads.
 fn version_signature(uc: &UseCaseConfig) -> anyhow::Result<String> {
-    let mut sig = dataset_signature(uc)?;
+    let mut sig = sift_dataset::signature(&uc.dataset_dir, &uc.stem)?;
     if let Some(sp) = &uc.symmetric_pir {
-        sig.push_str(&file_signature(&sp.database_encryption_key_file)?);
+        sig.push_str(&sift_dataset::load::file_signature(
+            &sp.database_encryption_key_file,
+        )?);
     }
     for f in crate::prefilter::PrefilterAsset::files(uc) {
         sig.push_str(&file_signature(&f)?);
@@ -410,9 +389,16 @@ fn load_oprf_key(
 }
 
 fn load_version(uc: &UseCaseConfig) -> anyhow::Result<Version> {
-    let signature = version_signature(uc)?;
-    let server = KeywordPirServer::load(Path::new(&uc.dataset_dir), &uc.stem)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let loaded = sift_dataset::load(&uc.dataset_dir, &uc.stem)?;
+    // The signature of what was actually loaded (a switch between the two reads is noticed
+    // at the next poll).
+    let mut signature = loaded.signature.clone();
+    if let Some(sp) = &uc.symmetric_pir {
+        signature.push_str(&sift_dataset::load::file_signature(
+            &sp.database_encryption_key_file,
+        )?);
+    }
+    let server = loaded.server;
     let oprf_key = load_oprf_key(uc, &server)?;
     let prefilter = crate::prefilter::PrefilterAsset::load(uc)?.map(Arc::new);
     let (pir_config, key_config) = pir_config(&server)?;
@@ -427,6 +413,7 @@ fn load_version(uc: &UseCaseConfig) -> anyhow::Result<Version> {
         oprf_key,
         prefilter,
         signature,
+        dataset_version: loaded.manifest.map(|m| m.id),
     })
 }
 

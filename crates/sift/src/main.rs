@@ -30,6 +30,8 @@ enum Command {
     /// Live Caller ID Lookup: build the block and identity datasets from Apple's input.
     #[command(subcommand)]
     Lcid(cmd::lcid::Command),
+    /// Apply added and removed keys to a dataset: a new version sharing unchanged shards.
+    Update(cmd::build::UpdateArgs),
     /// Run the PIR service, Privacy Pass issuer and OHTTP gateway.
     Serve(cmd::serve::Args),
     /// Check URLs the way a device does: sub-URLs, prefilter, token, PIR through OHTTP.
@@ -65,6 +67,7 @@ fn main() -> std::process::ExitCode {
         Command::Suburls(a) => cmd::suburls::run(a),
         Command::Build(a) => cmd::build::run(a),
         Command::Lcid(c) => cmd::lcid::run(c),
+        Command::Update(a) => cmd::build::run_update(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Check(a) => cmd::check::run(a),
         Command::Doctor(a) => cmd::doctor::run(a),

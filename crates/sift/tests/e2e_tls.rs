@@ -131,7 +131,7 @@ dataset_dir = "dataset"
             .args(["--user-token", USER_TOKEN, "--ca"])
             .arg(&ca)
             .arg("--prefilter")
-            .arg(dataset.join("prefilter"))
+            .arg(dataset.join("current/prefilter"))
             .args([
                 "https://www.apple.com/url-filter-test",
                 "https://cdn.badsite.example/page?x=1",
@@ -204,7 +204,7 @@ dataset_dir = "dataset"
         .args(["--user-token", "not-a-user", "--ca"])
         .arg(&ca)
         .arg("--prefilter")
-        .arg(dataset.join("prefilter"))
+        .arg(dataset.join("current/prefilter"))
         .arg("https://www.apple.com/url-filter-test")
         .output()
         .unwrap();

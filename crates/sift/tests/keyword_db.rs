@@ -154,7 +154,7 @@ async fn random_binary_keywords_and_large_values_round_trip_over_http() {
             "{name}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        assert!(!out.join("prefilter").exists());
+        assert!(!out.join("current/prefilter").exists());
         outs.push(out);
     }
     let (server, mut clients) = serve(
@@ -269,6 +269,6 @@ fn identical_duplicates_merge_and_url_like_keywords_are_kept_with_a_warning() {
         stderr.contains("urls.txtpb:1:8: \"https://Example.com/a\": it has a scheme"),
         "{stderr}"
     );
-    assert!(out.join("url-0.bin").exists());
+    assert!(out.join("current/url-0.bin").exists());
     let _ = stdout_of_success;
 }

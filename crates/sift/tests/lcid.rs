@@ -115,8 +115,8 @@ fn apple_lcid_testing_input_answers_both_use_cases_through_the_gateway() {
             .arg(&out),
     );
     assert!(stdout.contains("<bundle id>.block"), "{stdout}");
-    assert!(out.join("block/block-0.bin").exists());
-    assert!(out.join("identity/identity-0.bin").exists());
+    assert!(out.join("block/current/block-0.bin").exists());
+    assert!(out.join("identity/current/identity-0.bin").exists());
     let (_server, base) = serve(root, &out);
     let answers = check(&base, &["+123", "+1234", "+12345", "+1999"]);
     let a = &answers[0];
@@ -202,7 +202,7 @@ fn many_numbers_answer_exactly(count: usize, per_shard: usize, probes: usize) {
         stderr.contains(&format!("{shards} identity shard(s)")),
         "{stderr}"
     );
-    let params = std::fs::read_to_string(out.join("block/block-0.params.txtpb")).unwrap();
+    let params = std::fs::read_to_string(out.join("block/current/block-0.params.txtpb")).unwrap();
     if shards > 1 {
         assert!(
             params.contains(&format!("other_shard_count: {shards}")),

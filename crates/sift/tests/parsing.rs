@@ -120,7 +120,7 @@ fn check(
             .args(["--service", base, "--issuer", base])
             .args(["--user-token", USER_TOKEN])
             .arg("--prefilter")
-            .arg(dataset.join("prefilter"))
+            .arg(dataset.join("current/prefilter"))
             .arg("--parsing")
             .arg(parsing)
             .args(urls),

@@ -20,7 +20,7 @@ fn build(list: &std::path::Path, out: &std::path::Path, config: &std::path::Path
 }
 
 fn published_key(out: &std::path::Path) -> Vec<u8> {
-    let text = std::fs::read_to_string(out.join("url-0.params.txtpb")).unwrap();
+    let text = std::fs::read_to_string(out.join("current/url-0.params.txtpb")).unwrap();
     let p: sift_proto::pir::PirParameters = sift_proto::from_text(&text).unwrap();
     sift_pir::wire::symmetric_pir_client_config(&p)
         .unwrap()

@@ -1,18 +1,19 @@
-//! `sift build`: blocklists → keyword-PIR shards (`<stem>-<i>.bin`, `<stem>-<i>.params.txtpb`)
-//! and the evaluation-key config, as Apple's `PIRProcessDatabase` writes them.
+//! `sift build` and `sift update`: blocklists → a new version of a dataset (keyword-PIR shards
+//! in Apple's `<stem>-<i>.bin` / `.params.txtpb` layout, the evaluation-key config, the
+//! prefilter and a manifest), published atomically. The format and the processing live in
+//! the `sift-dataset` crate; this module imports the inputs and reports.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use rayon::prelude::*;
-use serde_json::Value;
-use sift_he::{Context, EncryptionParameters};
-use sift_pir::cuckoo::BucketCount;
+use serde::{Deserialize, Serialize};
+use sift_dataset::config::{ProcessConfig, SymmetricPirArguments, parse_key_compression};
+use sift_dataset::process::{self, BuildRequest, Event};
+use sift_he::EncryptionParameters;
 use sift_pir::keyword::ShardingFunction;
-use sift_pir::params::{EvaluationKeyConfig, KeyCompression};
-use sift_pir::server::{self, KeywordPirConfig, Sharding};
+use sift_pir::server::{KeywordPirConfig, Sharding};
 use sift_pir::wire;
 
 /// Default parameters: Apple's NEURLFilter example and PIRProcessDatabase docs use
@@ -23,26 +24,50 @@ const DEFAULT_PARAMETERS: &str = "n_4096_logq_27_28_28_logt_5";
 /// Arguments of `sift build`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Inputs: URL lists (plain one URL per line, hosts, AdBlock) or Apple `KeywordDatabase`
-    /// files (.txtpb text format, .binpb binary), whose keywords and values are kept exactly.
+    /// Blocklist files (plain one URL per line, hosts, AdBlock, or Apple `KeywordDatabase` .txtpb).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
-    /// Output directory.
+    /// Dataset folder: each build publishes `versions/<id>/` there and points `current` at it
+    /// (`current/` is Apple's `<stem>-<i>.bin` layout). A service's `dataset_dir` names it.
     #[arg(short, long, default_value = ".")]
     pub output_dir: PathBuf,
+    #[command(flatten)]
+    pub options: BuildOptions,
+    /// Reuse the unchanged shards of this dataset's current version (hard links): only shards
+    /// whose rows changed are processed. Its shard count is kept unless given explicitly.
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+    /// The app's URL parsing configuration: keys are normalised under it; it is recorded in
+    /// the manifest and as `parsing.json` in the output directory.
+    #[command(flatten)]
+    pub parsing: super::parsing::ParsingArg,
+}
+
+/// The options of a build, recorded in the manifest so that `sift update` repeats them.
+#[derive(clap::Args, Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BuildOptions {
     /// File stem: shard i goes to `<stem>-<i>.bin` and `<stem>-<i>.params.txtpb`.
     #[arg(long, default_value = "url")]
     pub stem: String,
     /// Apple PIRProcessDatabase JSON config (rlweParameters, sharding, shardingFunction,
-    /// cuckooTableArguments, keyCompression, useMaxSerializedBucketSize, symmetricPirArguments);
-    /// flags override it.
+    /// cuckooTableArguments, keyCompression, useMaxSerializedBucketSize, trialsPerShard,
+    /// symmetricPirArguments); flags override it. Unknown keys are errors.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// The parsed config (recorded; not a flag).
+    #[arg(skip)]
+    #[serde(default)]
+    pub process_config: Option<Box<ProcessConfig>>,
     /// Predefined encryption parameters.
     #[arg(long)]
     pub rlwe_parameters: Option<String>,
-    /// Number of shards.
-    #[arg(long, conflicts_with = "entry_count_per_shard")]
+    /// Number of shards. Default: chosen from the rows (no shard above 200,000 1-byte rows).
+    #[arg(
+        long,
+        visible_alias = "shards",
+        conflicts_with = "entry_count_per_shard"
+    )]
     pub shard_count: Option<usize>,
     /// Shards = max(rows / this, 1).
     #[arg(long)]
@@ -53,112 +78,75 @@ pub struct Args {
     /// noCompression | hybridCompression | maxCompression.
     #[arg(long)]
     pub key_compression: Option<String>,
-    /// Value stored for every key of a URL list (Apple's NEURLFilter placeholder is "1").
-    /// Keyword databases (.txtpb, .binpb) keep their own values.
+    /// Value stored for every key (Apple's NEURLFilter placeholder is "1").
     #[arg(long, default_value = "1")]
     pub value: String,
     /// Seed for cuckoo evictions (reproducible output).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// False-positive tolerance of the prefilter written to `<output-dir>/prefilter`.
+    /// False-positive tolerance of the prefilter written into the version.
     #[arg(long, default_value_t = 0.001)]
     pub prefilter_fp_rate: f64,
-    /// Write no prefilter (datasets a device queries without one, such as Live Caller ID).
-    #[arg(long)]
-    pub no_prefilter: bool,
-    /// Sharding function set by a caller (`sift lcid build`), over the JSON config's.
-    #[arg(skip)]
-    pub sharding_function: Option<ShardingFunction>,
     /// Test queries per processed shard (Apple's `trialsPerShard`): each looks up a present and
     /// an absent keyword through a fresh client and checks the answers and the remaining noise
     /// budget. 0 skips the check. Default: the JSON config's `trialsPerShard`, else 1.
     #[arg(long)]
     pub trials_per_shard: Option<usize>,
-    /// The app's URL parsing configuration: keys are normalised under it and it is recorded
-    /// as `parsing.json` in the output directory.
-    #[command(flatten)]
-    pub parsing: super::parsing::ParsingArg,
+    /// Published versions kept on disk, the new one included (older ones are removed; set it
+    /// to at least the services' `versions_kept`).
+    #[arg(long, default_value_t = 3)]
+    pub versions_kept: usize,
+    /// Do not keep the shards' rows in the version (saves disk; `sift update` then needs a
+    /// full `sift build --from`).
+    #[arg(long)]
+    #[serde(default)]
+    pub no_rows: bool,
+    /// Write no prefilter (datasets a device does not prefilter, e.g. Live Caller ID).
+    #[arg(long)]
+    #[serde(default)]
+    pub no_prefilter: bool,
+    /// Keyword → shard function when not given by `--config` (Live Caller ID pairs its two
+    /// datasets with `doubleMod`).
+    #[arg(skip)]
+    #[serde(skip)]
+    pub sharding_function: Option<ShardingFunction>,
 }
 
-fn parse_compression(s: &str) -> anyhow::Result<KeyCompression> {
-    Ok(match s {
-        "noCompression" => KeyCompression::NoCompression,
-        "hybridCompression" => KeyCompression::HybridCompression,
-        "maxCompression" => KeyCompression::MaxCompression,
-        _ => bail!("unknown key compression {s}"),
-    })
+impl Default for BuildOptions {
+    /// The flags' defaults.
+    fn default() -> Self {
+        BuildOptions {
+            stem: "url".into(),
+            config: None,
+            process_config: None,
+            rlwe_parameters: None,
+            shard_count: None,
+            entry_count_per_shard: None,
+            hash_function_count: None,
+            key_compression: None,
+            value: "1".into(),
+            seed: 0,
+            prefilter_fp_rate: 0.001,
+            trials_per_shard: None,
+            versions_kept: 3,
+            no_rows: false,
+            no_prefilter: false,
+            sharding_function: None,
+        }
+    }
 }
 
-/// Applies Apple's JSON config keys to `cfg`; returns rlweParameters if given.
-fn apply_json(v: &Value, cfg: &mut KeywordPirConfig) -> anyhow::Result<Option<String>> {
-    let u = |x: &Value, what: &str| {
-        x.as_u64()
-            .map(|n| n as usize)
-            .with_context(|| format!("{what} must be a non-negative integer"))
-    };
-    if let Some(s) = v.get("sharding") {
-        if let Some(n) = s.get("shardCount") {
-            cfg.sharding = Sharding::ShardCount(u(n, "shardCount")?);
-        } else if let Some(n) = s.get("entryCountPerShard") {
-            cfg.sharding = Sharding::EntryCountPerShard(u(n, "entryCountPerShard")?);
-        }
-    }
-    if let Some(f) = v.get("shardingFunction") {
-        if let Some(k) = f.get("doubleMod") {
-            cfg.sharding_function = ShardingFunction::DoubleMod {
-                other_shard_count: u32::try_from(u(k, "doubleMod")?)?,
-            };
-        } else if f.get("sha256").is_some() {
-            cfg.sharding_function = ShardingFunction::Sha256;
-        }
-    }
-    if let Some(c) = v.get("cuckooTableArguments") {
-        if let Some(n) = c.get("hashFunctionCount") {
-            cfg.cuckoo.hash_function_count = u(n, "hashFunctionCount")?;
-        }
-        if let Some(n) = c.get("maxEvictionCount") {
-            cfg.cuckoo.max_eviction_count = u(n, "maxEvictionCount")?;
-        }
-        if let Some(n) = c.get("maxSerializedBucketSize") {
-            cfg.cuckoo.max_serialized_bucket_size = u(n, "maxSerializedBucketSize")?;
-        }
-        if let Some(n) = c.get("slotCount") {
-            cfg.cuckoo.slot_count = u(n, "slotCount")?;
-        }
-        if let Some(b) = c.get("bucketCount") {
-            if let Some(a) = b.get("allowExpansion") {
-                cfg.cuckoo.bucket_count = BucketCount::AllowExpansion {
-                    expansion_factor: a
-                        .get("expansionFactor")
-                        .and_then(Value::as_f64)
-                        .unwrap_or(1.1),
-                    target_load_factor: a
-                        .get("targetLoadFactor")
-                        .and_then(Value::as_f64)
-                        .unwrap_or(0.9),
-                };
-            } else if let Some(f) = b.get("fixedSize") {
-                let n = f.get("bucketCount").unwrap_or(f);
-                cfg.cuckoo.bucket_count = BucketCount::FixedSize {
-                    bucket_count: u(n, "fixedSize.bucketCount")?,
-                };
-            }
-        }
-    }
-    if let Some(k) = v.get("keyCompression").and_then(Value::as_str) {
-        cfg.key_compression = parse_compression(k)?;
-    }
-    if let Some(b) = v.get("useMaxSerializedBucketSize").and_then(Value::as_bool) {
-        cfg.use_max_serialized_bucket_size = b;
-    }
-    if let Some(a) = v.get("algorithm").and_then(Value::as_str)
-        && a != "mulPir"
-    {
-        bail!("only algorithm mulPir is supported");
-    }
-    Ok(v.get("rlweParameters")
-        .and_then(Value::as_str)
-        .map(str::to_string))
+/// Arguments of `sift update`.
+#[derive(clap::Args, Debug)]
+pub struct UpdateArgs {
+    /// The dataset folder (as given to `sift build -o`).
+    pub dataset: PathBuf,
+    /// Files of keys to add (same formats as `sift build`).
+    #[arg(long)]
+    pub add: Vec<PathBuf>,
+    /// Files of keys to remove.
+    #[arg(long)]
+    pub remove: Vec<PathBuf>,
 }
 
 /// Symmetric PIR's row transform (one P-384 OPRF evaluation per row, about a millisecond
@@ -198,38 +186,29 @@ enum SymmetricKeySource {
     Generate(PathBuf),
 }
 
-/// Parses `symmetricPirArguments`: exactly one of `databaseEncryptionKeyFilePath` and
+/// Checks `symmetricPirArguments`: exactly one of `databaseEncryptionKeyFilePath` and
 /// `outputDatabaseEncryptionKeyFilePath`, and `configType` (default, and only value,
-/// `OPRF_P384_AES_GCM_192_NONCE_96_TAG_128`). `None` when the key is absent.
-fn symmetric_args(v: &Value) -> anyhow::Result<Option<SymmetricKeySource>> {
-    let Some(a) = v.get("symmetricPirArguments") else {
-        return Ok(None);
-    };
-    if let Some(t) = a.get("configType") {
-        let t = t.as_str().context("configType must be a string")?;
-        if sift_oprf::ConfigType::from_name(t).is_none() {
-            bail!("unsupported symmetric PIR configType {t}");
-        }
+/// `OPRF_P384_AES_GCM_192_NONCE_96_TAG_128`).
+fn symmetric_args(a: &SymmetricPirArguments) -> anyhow::Result<SymmetricKeySource> {
+    if let Some(t) = &a.config_type
+        && sift_oprf::ConfigType::from_name(t).is_none()
+    {
+        bail!("unsupported symmetric PIR configType {t}");
     }
-    let path = |k: &str| -> anyhow::Result<Option<PathBuf>> {
-        a.get(k)
-            .map(|p| {
-                p.as_str()
-                    .map(PathBuf::from)
-                    .with_context(|| format!("{k} must be a string"))
-            })
-            .transpose()
-    };
     match (
-        path("databaseEncryptionKeyFilePath")?,
-        path("outputDatabaseEncryptionKeyFilePath")?,
+        a.database_encryption_key_file_path
+            .as_ref()
+            .map(PathBuf::from),
+        a.output_database_encryption_key_file_path
+            .as_ref()
+            .map(PathBuf::from),
     ) {
         (Some(_), Some(_)) => bail!(
             "symmetricPirArguments: give either databaseEncryptionKeyFilePath or \
              outputDatabaseEncryptionKeyFilePath, not both"
         ),
-        (Some(p), None) => Ok(Some(SymmetricKeySource::Read(p))),
-        (None, Some(p)) => Ok(Some(SymmetricKeySource::Generate(p))),
+        (Some(p), None) => Ok(SymmetricKeySource::Read(p)),
+        (None, Some(p)) => Ok(SymmetricKeySource::Generate(p)),
         (None, None) => bail!(
             "symmetricPirArguments needs databaseEncryptionKeyFilePath or \
              outputDatabaseEncryptionKeyFilePath"
@@ -260,106 +239,140 @@ fn symmetric_client_config(key: &sift_oprf::OprfPrivateKey) -> wire::SymmetricPi
     }
 }
 
-/// Writes `bytes` to `path` atomically (temporary file in the same directory, then rename).
-fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().context("output path has no file name")?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
-}
-
 /// Noise budget (bits) below which a trial warns: answers still decrypt, but a parameter set
 /// this close to its limit leaves no margin.
 const LOW_NOISE_BUDGET_BITS: f64 = 2.0;
 
-/// Queries `shard` `trials` times, each for a present keyword (spread over the shard) and an
-/// absent one, with a fresh client, as Apple's `trialsPerShard` does. Returns the smallest
-/// noise budget seen, or `None` when `trials` is 0.
-fn run_trials(
-    shard: &server::ProcessedShard,
-    rows: &[(Vec<u8>, Vec<u8>)],
-    trials: usize,
-) -> anyhow::Result<Option<f64>> {
-    if trials == 0 || rows.is_empty() {
-        return Ok(None);
-    }
-    let proto = wire::pir_parameters_to_proto(&shard.params);
-    let server = server::KeywordPirServer::from_processed(vec![shard.clone()])?;
-    let mut rng = rand::thread_rng();
-    let client = sift_pir::client::KeywordPirClient::new(std::slice::from_ref(&proto), &mut rng)?;
-    let key = client.evaluation_key(&mut rng)?;
-    let mut min_budget = f64::INFINITY;
-    for t in 0..trials {
-        let (keyword, value) = &rows[t * rows.len() / trials];
-        let absent = format!("sift-trial-absent-{t}.invalid");
-        for (kw, expected) in [
-            (keyword.as_slice(), Some(value.as_slice())),
-            (absent.as_bytes(), None),
-        ] {
-            let response = server.answer(&client.query(kw, &mut rng)?, &key)?;
-            let got = client.decode(kw, &response)?;
-            anyhow::ensure!(
-                got.as_deref() == expected,
-                "lookup of {:?} returned {:?}, expected {:?}",
-                String::from_utf8_lossy(kw),
-                got.as_deref().map(String::from_utf8_lossy),
-                expected.map(String::from_utf8_lossy)
-            );
-            min_budget = min_budget.min(client.response_noise_budget(&response)?);
-        }
-    }
-    if min_budget < LOW_NOISE_BUDGET_BITS {
-        tracing::warn!(
-            "noise budget after a trial query is only {min_budget:.1} bits: consider other rlweParameters"
-        );
-    }
-    Ok(Some(min_budget))
+/// Reads the inputs into exact `(keyword, value)` rows, sorted and distinct (the import step;
+/// URL lists take `value`, keyword databases keep theirs).
+fn import_rows(
+    inputs: &[PathBuf],
+    value: &[u8],
+    parsing: &sift_urlkeys::ParsingConfiguration,
+) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let rows = crate::rows::collect_rows(inputs, value, parsing.clone())?;
+    eprintln!("read {}", rows.report.summary(rows.rows.len()));
+    Ok(rows.rows)
 }
 
 /// Runs `sift build`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    // Every input is read and checked before anything is written.
     let parsing = args.parsing.load()?;
-    let rows = crate::rows::collect_rows(&args.inputs, args.value.as_bytes(), parsing)?;
-    eprintln!("read {}", rows.report.summary(rows.rows.len()));
-    write_dataset(rows.rows, &args)?;
+    let mut options = args.options;
+    let rows = import_rows(&args.inputs, options.value.as_bytes(), &parsing)?;
+    if let Some(p) = &options.config {
+        options.process_config = Some(Box::new(ProcessConfig::read(p)?));
+    }
+    std::fs::create_dir_all(&args.output_dir)
+        .with_context(|| format!("creating {}", args.output_dir.display()))?;
+    super::parsing::write_record(&args.output_dir, &parsing)?;
+    write_version(
+        rows,
+        options,
+        &args.output_dir,
+        args.from.as_deref(),
+        &parsing,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Processes exact `(keyword, value)` rows (sorted, keywords distinct) into a dataset in
-/// `args.output_dir`: shards, parameters, the evaluation-key config and the prefilter, with
-/// the options of `args` (its `inputs` and `value` are not used).
-pub fn write_dataset(rows: Vec<(Vec<u8>, Vec<u8>)>, args: &Args) -> anyhow::Result<()> {
+/// Runs `sift update`: the current version's keys, minus `--remove`, plus `--add`, published
+/// as a new version that shares every unchanged shard with the current one.
+pub fn run_update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
+    if args.add.is_empty() && args.remove.is_empty() {
+        bail!("nothing to do: give --add FILE and/or --remove FILE");
+    }
+    let (dir, manifest) = process::current_version(&args.dataset)?.with_context(|| {
+        format!(
+            "{} is not a versioned dataset: build it with `sift build -o {}` first",
+            args.dataset.display(),
+            args.dataset.display()
+        )
+    })?;
+    let mut options: BuildOptions = serde_json::from_value(manifest.build.clone())
+        .context("the manifest's build options are not readable by this sift")?;
+    if options
+        .process_config
+        .as_ref()
+        .is_some_and(|c| c.symmetric_pir_arguments.is_some())
+    {
+        bail!("sift update does not handle symmetric-PIR datasets yet: run sift build --from");
+    }
+    let parsing = super::parsing::read_record(&args.dataset)?.unwrap_or_default();
+    let mut rows: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+        process::read_rows(&dir, &manifest)?.into_iter().collect();
+    let before = rows.len();
+    let value = options.value.as_bytes().to_vec();
+    let removed = if args.remove.is_empty() {
+        0
+    } else {
+        import_rows(&args.remove, &value, &parsing)?
+            .iter()
+            .filter(|(k, _)| rows.remove(k).is_some())
+            .count()
+    };
+    let added = if args.add.is_empty() {
+        0
+    } else {
+        import_rows(&args.add, &value, &parsing)?
+            .into_iter()
+            .filter(|(k, v)| rows.insert(k.clone(), v.clone()).as_ref() != Some(v))
+            .count()
+    };
+    eprintln!("{before} keys: {removed} removed, {added} added");
+    // Same shape as the current version, so that untouched shards are shared.
+    options.shard_count = Some(manifest.shards.len());
+    options.entry_count_per_shard = None;
+    write_version(
+        rows.into_iter().collect(),
+        options,
+        &args.dataset,
+        Some(&args.dataset),
+        &parsing,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Processes exact `(keyword, value)` rows (sorted, keywords distinct) into a new version of
+/// the dataset in `out`, with `options` (what `sift lcid build` uses for its two datasets).
+pub fn write_dataset(
+    rows: Vec<(Vec<u8>, Vec<u8>)>,
+    options: BuildOptions,
+    out: &Path,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    write_version(rows, options, out, None, &Default::default())
+}
+
+/// Resolves the options, shards (automatically unless told), processes and publishes.
+fn write_version(
+    rows: Vec<(Vec<u8>, Vec<u8>)>,
+    mut options: BuildOptions,
+    out: &Path,
+    from: Option<&Path>,
+    parsing: &sift_urlkeys::ParsingConfiguration,
+) -> anyhow::Result<()> {
+    if rows.is_empty() {
+        bail!("no keys in the inputs");
+    }
     let max_value_len = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
-    // Configuration: defaults ← JSON ← flags.
-    let json: Option<Value> = args
-        .config
-        .as_ref()
-        .map(|p| -> anyhow::Result<Value> {
-            Ok(serde_json::from_slice(
-                &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
-            )?)
-        })
-        .transpose()?;
-    let json_params = json
-        .as_ref()
-        .and_then(|v| v.get("rlweParameters"))
-        .and_then(Value::as_str);
-    let name = args
+    let json = options
+        .process_config
+        .as_deref()
+        .cloned()
+        .unwrap_or_default();
+    let name = options
         .rlwe_parameters
         .clone()
-        .or(json_params.map(str::to_string))
+        .or(json.rlwe_parameters.clone())
         .unwrap_or_else(|| DEFAULT_PARAMETERS.to_string());
     let params = EncryptionParameters::predefined(&name)?;
-    let ctx = Context::new(params.clone())?;
     // Symmetric PIR stores keyword′ and value ‖ 16-byte tag instead of the plain row.
-    let symmetric = json.as_ref().map(symmetric_args).transpose()?.flatten();
+    let symmetric = json
+        .symmetric_pir_arguments
+        .as_ref()
+        .map(symmetric_args)
+        .transpose()?;
     let stored_value_len = match symmetric {
         Some(_) => max_value_len + sift_oprf::TAG_LEN,
         None => max_value_len,
@@ -373,45 +386,41 @@ pub fn write_dataset(rows: Vec<(Vec<u8>, Vec<u8>)>, args: &Args) -> anyhow::Resu
         );
     }
     let mut cfg = KeywordPirConfig::default_for(&params, stored_value_len);
-    if let Some(v) = &json {
-        apply_json(v, &mut cfg)?;
-    }
-    if let Some(n) = args.shard_count {
-        cfg.sharding = Sharding::ShardCount(n);
-    }
-    if let Some(n) = args.entry_count_per_shard {
-        cfg.sharding = Sharding::EntryCountPerShard(n);
-    }
-    if let Some(n) = args.hash_function_count {
-        cfg.cuckoo.hash_function_count = n;
-    }
-    if let Some(k) = &args.key_compression {
-        cfg.key_compression = parse_compression(k)?;
-    }
-    if let Some(f) = args.sharding_function {
+    if let Some(f) = options.sharding_function {
         cfg.sharding_function = f;
     }
+    json.apply(&mut cfg)?;
+    let mut explicit = json.sharding();
+    if let Some(n) = options.shard_count {
+        explicit = Some(Sharding::ShardCount(n));
+    }
+    if let Some(n) = options.entry_count_per_shard {
+        explicit = Some(Sharding::EntryCountPerShard(n));
+    }
+    if let Some(n) = options.hash_function_count {
+        cfg.cuckoo.hash_function_count = n;
+    }
+    if let Some(k) = &options.key_compression {
+        cfg.key_compression = parse_key_compression(k)?;
+    }
+    let trials = options
+        .trials_per_shard
+        .or(json.trials_per_shard)
+        .unwrap_or(1);
 
     // The prefilter for the same keywords, so device and server agree on what may be blocked.
-    let prefilter = if args.no_prefilter {
+    let prefilter = if options.no_prefilter {
         None
     } else {
-        let filter = crate::rows::prefilter_for_rows(&rows, args.prefilter_fp_rate)?;
-        let meta =
-            sift_bloom::Metadata::for_filter(&filter, rows.len() as u64, args.prefilter_fp_rate);
+        let filter = crate::rows::prefilter_for_rows(&rows, options.prefilter_fp_rate)?;
+        let meta = sift_bloom::Metadata::for_filter(
+            &filter,
+            rows.len() as u64,
+            options.prefilter_fp_rate,
+        );
         Some((filter, meta))
     };
 
-    let trials = match args.trials_per_shard {
-        Some(n) => n,
-        None => match json.as_ref().and_then(|v| v.get("trialsPerShard")) {
-            Some(v) => v
-                .as_u64()
-                .map(|n| n as usize)
-                .context("trialsPerShard must be a non-negative integer")?,
-            None => 1,
-        },
-    };
     let (rows, symmetric_config) = match &symmetric {
         Some(src) => {
             let key = symmetric_key(src)?;
@@ -421,85 +430,181 @@ pub fn write_dataset(rows: Vec<(Vec<u8>, Vec<u8>)>, args: &Args) -> anyhow::Resu
         }
         None => (rows, None),
     };
-    let shards = server::shard_rows(rows, &cfg)?;
-    let bar = ProgressBar::new(shards.len() as u64);
+
+    // Sharding: explicit options, else the previous version's count (to share its shards),
+    // else chosen from the rows.
+    let previous_shards = match from {
+        Some(p) => process::current_version(p)?.map(|(_, m)| m.shards.len()),
+        None => None,
+    };
+    cfg.sharding = match (explicit, previous_shards) {
+        (Some(s), _) => s,
+        (None, Some(n)) => {
+            eprintln!(
+                "sharding: {n} shards, as the version in {}",
+                from.map(Path::display)
+                    .map(|d| d.to_string())
+                    .unwrap_or_default()
+            );
+            Sharding::ShardCount(n)
+        }
+        (None, None) => {
+            let n = process::auto_shard_count(&rows, cfg.sharding_function);
+            eprintln!(
+                "sharding: {n} shard(s) chosen automatically (at most {} rows per shard for {}-byte values; --shard-count overrides)",
+                process::target_rows_per_shard(stored_value_len),
+                stored_value_len
+            );
+            Sharding::ShardCount(n)
+        }
+    };
+    let shard_count = cfg.sharding.shard_count(rows.len())?;
+    options.shard_count = Some(shard_count);
+    options.entry_count_per_shard = None;
+
+    let bar = ProgressBar::new(shard_count as u64);
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} shards ({elapsed})")
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} shards ({elapsed}, eta {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    bar.set_message("processing");
-    std::fs::create_dir_all(&args.output_dir)?;
-    super::parsing::write_record(&args.output_dir, &args.parsing.load()?)?;
-    let configs: Vec<EvaluationKeyConfig> = shards
-        .par_iter()
-        .enumerate()
-        .map(|(i, rows)| -> anyhow::Result<EvaluationKeyConfig> {
-            let shard = server::process_shard(&ctx, rows, &cfg, args.seed.wrapping_add(i as u64))
-                .with_context(|| format!("shard {i}"))?;
-            let budget = run_trials(&shard, rows, trials).with_context(|| {
-                format!(
-                    "shard {i}: trial query failed, so the shard was not written. A wrong answer \
-                     usually means {name} leaves MulPir too little noise budget (larger \
-                     plaintext moduli do); the default {DEFAULT_PARAMETERS} or \
-                     n_8192_logq_3x55_logt_24 work"
-                )
-            })?;
-            if let Some(b) = budget {
-                bar.suspend(|| {
-                    eprintln!(
-                        "shard {i}: {trials} trial quer{} answered correctly, noise budget left {b:.1} bits",
-                        if trials == 1 { "y" } else { "ies" }
-                    )
-                });
-            }
-            let stem = &args.stem;
-            write_atomic(
-                &args.output_dir.join(format!("{stem}-{i}.bin")),
-                &shard.database.serialize(&ctx),
-            )?;
-            let mut proto = wire::pir_parameters_to_proto(&shard.params);
-            wire::set_symmetric_pir_client_config(&mut proto, symmetric_config.as_ref());
-            let text = sift_proto::to_text(&proto)?;
-            write_atomic(
-                &args.output_dir.join(format!("{stem}-{i}.params.txtpb")),
-                text.as_bytes(),
-            )?;
-            bar.inc(1);
-            Ok(shard.params.index.evaluation_key_config)
-        })
-        .collect::<anyhow::Result<_>>()?;
-    bar.finish_with_message("done");
-    let union = EvaluationKeyConfig::union(&configs);
-    let text = sift_proto::to_text(&wire::evaluation_key_config_to_proto(&union, &params))?;
-    write_atomic(
-        &args
-            .output_dir
-            .join(format!("{}-evaluation-key-config.txtpb", args.stem)),
-        text.as_bytes(),
-    )?;
-    eprintln!(
-        "wrote {} shard(s) with {name} to {}",
-        shards.len(),
-        args.output_dir.display()
-    );
-    // Written last, so a failed build never leaves a prefilter without its shards.
-    let Some((filter, meta)) = prefilter else {
-        return Ok(());
+    bar.set_message("processing shards");
+    let stem = options.stem.clone();
+    let request = BuildRequest {
+        dataset_dir: out.to_path_buf(),
+        rows,
+        rlwe_parameters: name.clone(),
+        config: cfg,
+        stem: stem.clone(),
+        seed: options.seed,
+        trials,
+        versions_kept: options.versions_kept,
+        symmetric: symmetric_config,
+        build_options: serde_json::to_value(&options)?,
+        parsing: serde_json::from_str(&parsing.to_json()).ok(),
+        previous: from.map(Path::to_path_buf),
+        keep_rows: !options.no_rows,
     };
-    let prefilter_dir = args.output_dir.join("prefilter");
-    sift_bloom::write_dir(
-        &prefilter_dir,
-        &filter,
-        &meta,
-        sift_bloom::OutputFormat::Both,
-    )?;
-    eprintln!(
-        "wrote the prefilter ({} bytes, {} hashes) to {}",
-        meta.byte_count,
-        meta.hash_count,
-        prefilter_dir.display()
-    );
+    let on_event = |e: Event| {
+        if let Event::Processed {
+            index,
+            trial: Some(t),
+            ..
+        } = &e
+        {
+            bar.suspend(|| {
+                eprintln!(
+                    "shard {index}: {trials} trial quer{} answered correctly, noise budget left {:.1} bits",
+                    if trials == 1 { "y" } else { "ies" },
+                    t.min_noise_budget
+                )
+            });
+        }
+        if let Event::Processed {
+            index,
+            trial: Some(t),
+            ..
+        } = &e
+            && t.min_noise_budget < LOW_NOISE_BUDGET_BITS
+        {
+            bar.suspend(|| {
+                tracing::warn!(
+                    "shard {index}: noise budget after a trial query is only {:.1} bits: consider other rlweParameters",
+                    t.min_noise_budget
+                )
+            });
+        }
+        bar.inc(1);
+    };
+    let write_prefilter = |dir: &Path| -> anyhow::Result<Option<String>> {
+        // Also inside the version, beside its prefilter (where `sift check` looks for it).
+        super::parsing::write_record(dir, parsing)?;
+        let Some((filter, meta)) = &prefilter else {
+            return Ok(None);
+        };
+        sift_bloom::write_dir(
+            &dir.join("prefilter"),
+            filter,
+            meta,
+            sift_bloom::OutputFormat::Both,
+        )?;
+        Ok(Some("prefilter".to_string()))
+    };
+    let report = process::build(request, write_prefilter, &on_event).with_context(|| {
+        format!(
+            "nothing was published. A failed trial usually means {name} leaves MulPir too \
+             little noise budget (larger plaintext moduli do); the default {DEFAULT_PARAMETERS} \
+             or n_8192_logq_3x55_logt_24 work"
+        )
+    })?;
+    bar.finish_and_clear();
+    print_summary(&report, out, &name);
     Ok(())
+}
+
+fn print_summary(report: &process::BuildReport, out: &Path, params: &str) {
+    let m = &report.published.manifest;
+    let min = report.shard_rows.iter().min().copied().unwrap_or(0);
+    let max = report.shard_rows.iter().max().copied().unwrap_or(0);
+    let db_bytes: u64 = m
+        .shards
+        .iter()
+        .filter_map(|s| m.file(&s.database))
+        .map(|f| f.size)
+        .sum();
+    eprintln!(
+        "published version {} in {} ({} rows, {} shard(s) with {params}: {min}..{max} rows per shard; {} processed, {} shared with the previous version)",
+        m.id,
+        out.display(),
+        m.row_count,
+        m.shards.len(),
+        report.processed,
+        report.reused
+    );
+    eprintln!(
+        "  bytes on disk: {} (shards {}); server memory for the shards: about {}",
+        human_bytes(m.total_bytes()),
+        human_bytes(db_bytes),
+        human_bytes(db_bytes / 2)
+    );
+    if let Some(t) = report.largest_trial {
+        eprintln!(
+            "  expected server time per query (largest processed shard, measured now): {:.1} ms",
+            t.answer_time.as_secs_f64() * 1e3
+        );
+    }
+    if !report.published.removed.is_empty() {
+        eprintln!(
+            "  removed old version(s): {}",
+            report.published.removed.join(", ")
+        );
+    }
+    eprintln!(
+        "  serve it with dataset_dir = {:?}; Apple's layout is in {}",
+        out.display().to_string(),
+        out.join("current").display()
+    );
+    if out.join(format!("{}-0.params.txtpb", m.stem)).exists() {
+        eprintln!(
+            "  note: the flat {}-<i>.* files of an older build in {} are no longer served; remove them",
+            m.stem,
+            out.display()
+        );
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 #[cfg(test)]
@@ -508,7 +613,13 @@ mod tests {
 
     #[test]
     fn symmetric_pir_arguments_follow_pir_process_database() {
-        let parse = |j: &str| symmetric_args(&serde_json::from_str(j).unwrap());
+        let parse = |j: &str| {
+            let c = ProcessConfig::from_json(j)?;
+            c.symmetric_pir_arguments
+                .as_ref()
+                .map(symmetric_args)
+                .transpose()
+        };
         assert_eq!(parse("{}").unwrap(), None);
         assert_eq!(
             parse(r#"{"symmetricPirArguments":{"databaseEncryptionKeyFilePath":"k.txt"}}"#)

@@ -16,12 +16,12 @@ use sift_client::tokens::TokenSource;
   # The device's path: tokens and PIR through the OHTTP gateway
   sift check --service https://pir.example.com --issuer https://issuer.example.com \\
     --gateway https://gateway.example.com --user-token $TOKEN \\
-    --usecase com.example.app.url.filtering --prefilter dataset/prefilter \\
+    --usecase com.example.app.url.filtering --prefilter dataset/current/prefilter \\
     https://www.example.com/page
 
   # Straight to a development server without tokens
   sift check --service http://127.0.0.1:8080 --usecase com.example.app.url.filtering \\
-    --prefilter dataset/prefilter example.com
+    --prefilter dataset/current/prefilter example.com
 
   # Live Caller ID Lookup: block flag and identity of an incoming number
   sift check --service https://pir.example.com --issuer https://issuer.example.com \\

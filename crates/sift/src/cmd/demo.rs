@@ -65,7 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     build_list_with(list, dataset.clone(), None, args.parsing.clone())?;
 
     eprintln!("== 2/4 loading the Bloom prefilter `sift build` wrote for the same keys");
-    let prefilter = sift_bloom::read_dir(&dataset.join("prefilter"))?.filter;
+    let prefilter = sift_bloom::read_dir(&sift_dataset::prefilter_dir(&dataset)?)?.filter;
 
     eprintln!("   and the Live Caller ID datasets (block, identity) from Apple's example input");
     let lcid_input = dir.join("lcid-input.txtpb");
@@ -187,19 +187,12 @@ pub(super) fn build_list_with(
     super::build::run(super::build::Args {
         inputs: vec![list],
         output_dir: dataset,
-        stem: "url".into(),
-        config: None,
-        rlwe_parameters,
-        shard_count: None,
-        entry_count_per_shard: None,
-        hash_function_count: None,
-        key_compression: None,
-        value: "1".into(),
-        seed: 0,
-        prefilter_fp_rate: 0.001,
-        no_prefilter: false,
-        trials_per_shard: Some(1),
-        sharding_function: None,
+        options: super::build::BuildOptions {
+            rlwe_parameters,
+            trials_per_shard: Some(1),
+            ..Default::default()
+        },
+        from: None,
         parsing,
     })
 }

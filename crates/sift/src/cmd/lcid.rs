@@ -225,25 +225,19 @@ fn write_datasets(rows: LcidRows, a: &BuildArgs) -> anyhow::Result<()> {
         if data.is_empty() {
             bail!("no {stem} rows: every identity is empty");
         }
-        let args = super::build::Args {
-            inputs: vec![],
-            output_dir: a.output_dir.join(stem),
+        let options = super::build::BuildOptions {
             stem: stem.to_string(),
-            config: None,
             rlwe_parameters: Some(a.rlwe_parameters.clone()),
             shard_count: Some(shards),
-            entry_count_per_shard: None,
-            hash_function_count: None,
-            key_compression: None,
             value: String::new(),
             seed: a.seed,
-            prefilter_fp_rate: 0.001,
             no_prefilter: true,
             trials_per_shard: Some(a.trials_per_shard),
             sharding_function: Some(function),
-            parsing: Default::default(),
+            ..Default::default()
         };
-        super::build::write_dataset(data, &args).with_context(|| format!("{stem} dataset"))?;
+        super::build::write_dataset(data, options, &a.output_dir.join(stem))
+            .with_context(|| format!("{stem} dataset"))?;
     }
     Ok(())
 }

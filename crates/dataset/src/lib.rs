@@ -1,0 +1,21 @@
+//! The dataset format, in one place: Apple's `PIRProcessDatabase` JSON config (typed), the
+//! versioned immutable dataset directory with its manifest, the atomic switch of the current
+//! version, loading with verification, and building or updating a version from rows.
+//! `sift build`, `sift update` and the server's loader are thin callers of this crate.
+//!
+//! See [`layout`] for the directory structure and `docs/datasets.md` for the operator's view.
+
+pub mod config;
+pub mod fsutil;
+pub mod layout;
+pub mod load;
+pub mod manifest;
+pub mod process;
+pub mod writer;
+
+pub use config::ProcessConfig;
+pub use layout::{Layout, prefilter_dir, resolve};
+pub use load::{Loaded, load, signature};
+pub use manifest::Manifest;
+pub use process::{BuildReport, BuildRequest, build, rows_digest};
+pub use writer::VersionWriter;

@@ -1,0 +1,480 @@
+//! Rows → a published version: automatic sharding, shard processing (in parallel), trial
+//! queries, reuse of unchanged shards from a previous version, and the manifest.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use sift_he::Context;
+use sift_pir::bucket::SLOT_OVERHEAD;
+use sift_pir::keyword::{ShardingFunction, keyword_hash};
+use sift_pir::params::EvaluationKeyConfig;
+use sift_pir::server::{self, KeywordPirConfig, Rows, Sharding};
+use sift_pir::wire;
+
+use crate::layout::{self, Layout};
+use crate::manifest::{Manifest, ShardEntry};
+use crate::writer::{ManifestInfo, Published, VersionWriter};
+
+/// The per-shard row budget of automatic sharding for 1-byte values (URL lists): a device
+/// queries one shard, so server time per query follows the largest shard. 200,000 rows keep
+/// a query near the 100k-row figure's order (see docs/datasets.md).
+pub const TARGET_ROWS_PER_SHARD: usize = 200_000;
+
+/// The most rows automatic sharding puts in one shard for values of `value_len` bytes: the
+/// shard's bucket bytes (`rows × (SLOT_OVERHEAD + value_len)`) stay within those of
+/// [`TARGET_ROWS_PER_SHARD`] 1-byte rows.
+pub fn target_rows_per_shard(value_len: usize) -> usize {
+    let budget = TARGET_ROWS_PER_SHARD * (SLOT_OVERHEAD + 1);
+    (budget / (SLOT_OVERHEAD + value_len.max(1))).max(1)
+}
+
+/// Rows per shard for `shard_count` shards (the sharding function applied to every keyword).
+pub fn shard_sizes(hashes: &[u64], function: ShardingFunction, shard_count: usize) -> Vec<usize> {
+    let mut sizes = vec![0usize; shard_count];
+    for &h in hashes {
+        let v = match function {
+            ShardingFunction::Sha256 => h,
+            ShardingFunction::DoubleMod { other_shard_count } => h % other_shard_count as u64,
+        };
+        sizes[(v % shard_count as u64) as usize] += 1;
+    }
+    sizes
+}
+
+/// The smallest shard count (from an estimate that allows for hash imbalance, raised until it
+/// holds) whose largest shard has at most [`target_rows_per_shard`] rows, counting the actual
+/// imbalance of the sharding function on these keywords.
+pub fn auto_shard_count(rows: &[(Vec<u8>, Vec<u8>)], function: ShardingFunction) -> usize {
+    let max_value = rows.iter().map(|r| r.1.len()).max().unwrap_or(1);
+    let target = target_rows_per_shard(max_value);
+    if rows.len() <= target {
+        return 1;
+    }
+    let hashes: Vec<u64> = rows.par_iter().map(|r| keyword_hash(&r.0)).collect();
+    // Mean m with m + 4·√m ≤ target: the largest of k Poisson-like shards is a few standard
+    // deviations above the mean.
+    let t = target as f64;
+    let mean = {
+        let s = (-4.0 + (16.0 + 4.0 * t).sqrt()) / 2.0;
+        (s * s).max(1.0)
+    };
+    let mut k = ((rows.len() as f64) / mean).ceil() as usize;
+    loop {
+        let sizes = shard_sizes(&hashes, function, k);
+        if sizes.iter().max().copied().unwrap_or(0) <= target {
+            return k;
+        }
+        k += (k / 64).max(1);
+    }
+}
+
+/// SHA-256 (hex) of a shard's rows, independent of their order: rows sorted by keyword,
+/// each as `u32 LE len ‖ keyword ‖ u32 LE len ‖ value`.
+pub fn rows_digest(rows: &[(Vec<u8>, Vec<u8>)]) -> String {
+    let mut sorted: Vec<&(Vec<u8>, Vec<u8>)> = rows.iter().collect();
+    sorted.sort_unstable();
+    let mut h = Sha256::new();
+    for (k, v) in sorted {
+        h.update((k.len() as u32).to_le_bytes());
+        h.update(k);
+        h.update((v.len() as u32).to_le_bytes());
+        h.update(v);
+    }
+    hex::encode(h.finalize())
+}
+
+/// Serializes rows for a `.rows` file (`u32 LE len ‖ keyword ‖ u32 LE len ‖ value` each).
+pub fn encode_rows(rows: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows.iter().map(|r| 8 + r.0.len() + r.1.len()).sum());
+    for (k, v) in rows {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(k);
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(v);
+    }
+    out
+}
+
+/// Parses a `.rows` file.
+pub fn decode_rows(mut bytes: &[u8]) -> anyhow::Result<Rows> {
+    let mut rows = Vec::new();
+    let field = |b: &mut &[u8]| -> anyhow::Result<Vec<u8>> {
+        anyhow::ensure!(b.len() >= 4, "truncated rows file");
+        let n = u32::from_le_bytes(b[..4].try_into().expect("4 bytes")) as usize;
+        anyhow::ensure!(b.len() >= 4 + n, "truncated rows file");
+        let v = b[4..4 + n].to_vec();
+        *b = &b[4 + n..];
+        Ok(v)
+    };
+    while !bytes.is_empty() {
+        let k = field(&mut bytes)?;
+        let v = field(&mut bytes)?;
+        rows.push((k, v));
+    }
+    Ok(rows)
+}
+
+/// Everything needed to write a version from rows.
+pub struct BuildRequest {
+    /// The dataset folder (`sift build -o`).
+    pub dataset_dir: PathBuf,
+    /// Rows as stored (already OPRF-transformed for symmetric PIR).
+    pub rows: Rows,
+    /// Predefined encryption parameters name.
+    pub rlwe_parameters: String,
+    /// Processing options; `sharding` decides the shard count.
+    pub config: KeywordPirConfig,
+    /// Shard file stem.
+    pub stem: String,
+    /// Cuckoo seed (shard i uses seed + i).
+    pub seed: u64,
+    /// Trial queries per processed shard (0: none).
+    pub trials: usize,
+    /// Published versions to keep on disk (with the new one).
+    pub versions_kept: usize,
+    /// Symmetric PIR client config the shards' parameters carry.
+    pub symmetric: Option<wire::SymmetricPirClientConfig>,
+    /// Build options to record in the manifest.
+    pub build_options: serde_json::Value,
+    /// URL parsing configuration to record.
+    pub parsing: Option<serde_json::Value>,
+    /// Reuse unchanged shards of this dataset's current version.
+    pub previous: Option<PathBuf>,
+    /// Keep each shard's rows (`<stem>-<i>.rows`) so that `sift update` can apply changes.
+    pub keep_rows: bool,
+}
+
+/// Progress events of [`build`].
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// Shard `index` was processed (and passed its trials: smallest noise budget, answer time).
+    Processed {
+        /// Shard index.
+        index: usize,
+        /// Rows in the shard.
+        rows: usize,
+        /// Trial results.
+        trial: Option<Trial>,
+    },
+    /// Shard `index` was unchanged and shared with the previous version.
+    Reused {
+        /// Shard index.
+        index: usize,
+    },
+}
+
+/// One shard's trial queries.
+#[derive(Clone, Copy, Debug)]
+pub struct Trial {
+    /// Smallest noise budget (bits) left in a response.
+    pub min_noise_budget: f64,
+    /// Median server time to answer one query.
+    pub answer_time: Duration,
+}
+
+/// What [`build`] did.
+#[derive(Debug)]
+pub struct BuildReport {
+    /// The published version.
+    pub published: Published,
+    /// Shards processed.
+    pub processed: usize,
+    /// Shards shared with the previous version.
+    pub reused: usize,
+    /// Rows in each shard.
+    pub shard_rows: Vec<usize>,
+    /// Trials of the largest processed shard (the calibration of the server time per query).
+    pub largest_trial: Option<Trial>,
+}
+
+/// Digest of everything but the rows that determines shard bytes.
+pub fn settings_digest(req: &BuildRequest, shard_count: usize) -> String {
+    let s = format!(
+        "{}|{}|{:?}|{}|{}|{:?}|{}",
+        crate::manifest::FORMAT,
+        req.rlwe_parameters,
+        req.config,
+        req.seed,
+        req.stem,
+        req.symmetric
+            .as_ref()
+            .map(|s| hex::encode(&s.server_public_key)),
+        shard_count
+    );
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// The current version of `dataset_dir` and its manifest, if it is versioned.
+pub fn current_version(dataset_dir: &Path) -> anyhow::Result<Option<(PathBuf, Manifest)>> {
+    match layout::resolve(dataset_dir)? {
+        Layout::Versioned { id, dir } => {
+            let m = crate::load::load_manifest(&dir, &id)?;
+            Ok(Some((dir, m)))
+        }
+        Layout::Legacy { .. } => Ok(None),
+    }
+}
+
+/// Shards the rows, processes every shard whose rows changed since `previous` (all when there
+/// is none) in parallel, runs the trial queries, shares unchanged shard files with the
+/// previous version, lets `extra` write more files (the prefilter) into the version folder,
+/// and publishes the version. `on_event` is called from worker threads.
+pub fn build(
+    req: BuildRequest,
+    extra: impl FnOnce(&Path) -> anyhow::Result<Option<String>>,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> anyhow::Result<BuildReport> {
+    let ctx = Context::predefined(&req.rlwe_parameters)?;
+    let row_count = req.rows.len() as u64;
+    let shard_count = req.config.sharding.shard_count(req.rows.len())?;
+    let mut cfg = req.config.clone();
+    cfg.sharding = Sharding::ShardCount(shard_count);
+    let settings = settings_digest(&req, shard_count);
+    let previous = match &req.previous {
+        Some(p) => current_version(p)?
+            .filter(|(_, m)| m.settings_digest == settings && m.shards.len() == shard_count),
+        None => None,
+    };
+    let mut writer = VersionWriter::begin(&req.dataset_dir)?;
+    let mut rows = req.rows;
+    let mut shards = server::shard_rows(std::mem::take(&mut rows), &cfg)?;
+    // Rows in keyword order: a shard's files then depend only on its set of rows (and the
+    // settings), so an updated version and a fresh build of the same list are byte-identical.
+    shards.par_iter_mut().for_each(|s| s.sort_unstable());
+    let digests: Vec<String> = shards.par_iter().map(|r| rows_digest(r)).collect();
+    let stem = &req.stem;
+    let names = |i: usize| {
+        (
+            format!("{stem}-{i}.bin"),
+            format!("{stem}-{i}.params.txtpb"),
+            format!("{stem}-{i}.rows"),
+        )
+    };
+    // Reuse first (sequential: links are cheap), then process the rest in parallel.
+    let mut reused = vec![false; shard_count];
+    let mut key_configs: Vec<Option<EvaluationKeyConfig>> = vec![None; shard_count];
+    if let Some((pdir, pm)) = &previous {
+        for i in 0..shard_count {
+            let ps = &pm.shards[i];
+            if ps.rows_sha256 != digests[i] || (req.keep_rows && ps.rows_file.is_none()) {
+                continue;
+            }
+            let (bin, params, rows_name) = names(i);
+            let entry = |p: &str| pm.file(p).cloned().context("manifest lacks a shard file");
+            writer.link_from(pdir, &entry(&ps.database)?, &bin)?;
+            writer.link_from(pdir, &entry(&ps.parameters)?, &params)?;
+            if req.keep_rows
+                && let Some(r) = &ps.rows_file
+            {
+                writer.link_from(pdir, &entry(r)?, &rows_name)?;
+            }
+            let text = std::fs::read_to_string(writer.dir().join(&params))?;
+            let proto: sift_proto::pir::PirParameters =
+                sift_proto::from_text(&text).map_err(|e| anyhow::anyhow!("{params}: {e}"))?;
+            key_configs[i] = Some(
+                wire::pir_parameters_from_proto(&proto)?
+                    .index
+                    .evaluation_key_config,
+            );
+            reused[i] = true;
+            on_event(Event::Reused { index: i });
+        }
+    }
+    let dir = writer.dir().to_path_buf();
+    let results: Vec<(usize, EvaluationKeyConfig, Option<Trial>)> = shards
+        .par_iter()
+        .enumerate()
+        .filter(|(i, _)| !reused[*i])
+        .map(|(i, rows)| -> anyhow::Result<_> {
+            let shard = server::process_shard(&ctx, rows, &cfg, req.seed.wrapping_add(i as u64))
+                .with_context(|| format!("shard {i}"))?;
+            let trial = run_trials(&shard, rows, req.trials).with_context(|| {
+                format!("shard {i}: trial query failed, so nothing was published")
+            })?;
+            let (bin, params, rows_name) = names(i);
+            crate::fsutil::write_atomic(&dir.join(&bin), &shard.database.serialize(&ctx))?;
+            let mut proto = wire::pir_parameters_to_proto(&shard.params);
+            wire::set_symmetric_pir_client_config(&mut proto, req.symmetric.as_ref());
+            crate::fsutil::write_atomic(
+                &dir.join(&params),
+                sift_proto::to_text(&proto)?.as_bytes(),
+            )?;
+            if req.keep_rows {
+                crate::fsutil::write_atomic(&dir.join(&rows_name), &encode_rows(rows))?;
+            }
+            on_event(Event::Processed {
+                index: i,
+                rows: rows.len(),
+                trial,
+            });
+            Ok((i, shard.params.index.evaluation_key_config, trial))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let shard_rows: Vec<usize> = shards.iter().map(Vec::len).collect();
+    let largest = results
+        .iter()
+        .max_by_key(|(i, _, _)| shard_rows[*i])
+        .and_then(|r| r.2);
+    let processed = results.len();
+    for (i, kc, _) in results {
+        key_configs[i] = Some(kc);
+    }
+    let key_configs: Vec<EvaluationKeyConfig> = key_configs
+        .into_iter()
+        .map(|k| k.context("a shard was neither processed nor reused"))
+        .collect::<anyhow::Result<_>>()?;
+    let union = EvaluationKeyConfig::union(&key_configs);
+    writer.write_file(
+        &format!("{stem}-evaluation-key-config.txtpb"),
+        sift_proto::to_text(&wire::evaluation_key_config_to_proto(&union, &ctx.params))?.as_bytes(),
+    )?;
+    let prefilter = extra(writer.dir())?;
+    let entries = (0..shard_count)
+        .map(|i| {
+            let (bin, params, rows_name) = names(i);
+            ShardEntry {
+                rows: shard_rows[i] as u64,
+                rows_sha256: digests[i].clone(),
+                database: bin,
+                parameters: params,
+                rows_file: req.keep_rows.then_some(rows_name),
+            }
+        })
+        .collect();
+    let published = writer.publish(
+        ManifestInfo {
+            stem: req.stem.clone(),
+            row_count,
+            rlwe_parameters: req.rlwe_parameters.clone(),
+            shards: entries,
+            prefilter,
+            build: req.build_options.clone(),
+            settings_digest: settings,
+            parsing: req.parsing.clone(),
+        },
+        req.versions_kept,
+    )?;
+    Ok(BuildReport {
+        published,
+        processed,
+        reused: reused.iter().filter(|r| **r).count(),
+        shard_rows,
+        largest_trial: largest,
+    })
+}
+
+/// Reads every shard's rows of a version written with `keep_rows`.
+pub fn read_rows(dir: &Path, manifest: &Manifest) -> anyhow::Result<Rows> {
+    let mut rows = Vec::with_capacity(manifest.row_count as usize);
+    for (i, s) in manifest.shards.iter().enumerate() {
+        let name = s.rows_file.as_ref().with_context(|| {
+            format!(
+                "version {} was built without its rows (shard {i}): rebuild it with this sift \
+                 before updating in place",
+                manifest.id
+            )
+        })?;
+        let bytes = crate::load::read_verified(dir, manifest, name)?;
+        rows.extend(decode_rows(&bytes)?);
+    }
+    Ok(rows)
+}
+
+/// Queries `shard` `trials` times, each for a present keyword and an absent one, with a
+/// fresh client (Apple's `trialsPerShard`). `None` when `trials` is 0 or the shard is empty.
+pub fn run_trials(
+    shard: &server::ProcessedShard,
+    rows: &[(Vec<u8>, Vec<u8>)],
+    trials: usize,
+) -> anyhow::Result<Option<Trial>> {
+    if trials == 0 || rows.is_empty() {
+        return Ok(None);
+    }
+    let proto = wire::pir_parameters_to_proto(&shard.params);
+    let server = server::KeywordPirServer::from_processed(vec![shard.clone()])?;
+    let mut rng = rand::thread_rng();
+    let client = sift_pir::client::KeywordPirClient::new(std::slice::from_ref(&proto), &mut rng)?;
+    let key = client.evaluation_key(&mut rng)?;
+    let mut min_budget = f64::INFINITY;
+    let mut times = Vec::new();
+    for t in 0..trials {
+        let (keyword, value) = &rows[t * rows.len() / trials];
+        let absent = format!("sift-trial-absent-{t}.invalid");
+        for (kw, expected) in [
+            (keyword.as_slice(), Some(value.as_slice())),
+            (absent.as_bytes(), None),
+        ] {
+            let query = client.query(kw, &mut rng)?;
+            let start = Instant::now();
+            let response = server.answer(&query, &key)?;
+            times.push(start.elapsed());
+            let got = client.decode(kw, &response)?;
+            anyhow::ensure!(
+                got.as_deref() == expected,
+                "lookup of {:?} returned {:?}, expected {:?}: the parameters leave too little \
+                 noise budget",
+                String::from_utf8_lossy(kw),
+                got.as_deref().map(String::from_utf8_lossy),
+                expected.map(String::from_utf8_lossy)
+            );
+            min_budget = min_budget.min(client.response_noise_budget(&response)?);
+        }
+    }
+    times.sort();
+    Ok(Some(Trial {
+        min_noise_budget: min_budget,
+        answer_time: times[times.len() / 2],
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn automatic_sharding_keeps_every_shard_under_the_target() {
+        let rows: Rows = (0..450_000u32)
+            .map(|i| (format!("host-{i}.example/p").into_bytes(), b"1".to_vec()))
+            .collect();
+        let k = auto_shard_count(&rows, ShardingFunction::Sha256);
+        let hashes: Vec<u64> = rows.iter().map(|r| keyword_hash(&r.0)).collect();
+        let sizes = shard_sizes(&hashes, ShardingFunction::Sha256, k);
+        assert!(
+            *sizes.iter().max().unwrap() <= TARGET_ROWS_PER_SHARD,
+            "{sizes:?}"
+        );
+        assert_eq!(k, 3, "the smallest count that fits: {sizes:?}");
+        // The counting agrees with the sharding function the server and client use.
+        let sharded = server::shard_rows(
+            rows[..1000].to_vec(),
+            &KeywordPirConfig {
+                sharding: Sharding::ShardCount(k),
+                ..KeywordPirConfig::default_for(
+                    &sift_he::EncryptionParameters::predefined("n_4096_logq_27_28_28_logt_5")
+                        .unwrap(),
+                    1,
+                )
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            sharded.iter().map(Vec::len).collect::<Vec<_>>(),
+            shard_sizes(&hashes[..1000], ShardingFunction::Sha256, k)
+        );
+        assert_eq!(auto_shard_count(&rows[..1000], ShardingFunction::Sha256), 1);
+        // Larger values: fewer rows per shard.
+        assert!(target_rows_per_shard(100) < TARGET_ROWS_PER_SHARD / 8);
+    }
+
+    #[test]
+    fn rows_files_round_trip_and_digests_ignore_order() {
+        let rows: Rows = vec![(b"b".to_vec(), b"1".to_vec()), (b"a".to_vec(), vec![])];
+        assert_eq!(decode_rows(&encode_rows(&rows)).unwrap(), rows);
+        let rev: Rows = rows.iter().rev().cloned().collect();
+        assert_eq!(rows_digest(&rows), rows_digest(&rev));
+        assert!(decode_rows(&encode_rows(&rows)[..5]).is_err());
+    }
+}

@@ -1,0 +1,226 @@
+//! Versioned datasets: a rebuild, a corrupt or missing file, an interrupted build and updates
+//! never produce a mixed or stale dataset, and the loader says why it refuses one.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+use sift_dataset::process::{self, BuildReport, BuildRequest};
+use sift_pir::client::KeywordPirClient;
+use sift_pir::server::{KeywordPirConfig, Sharding};
+
+const PARAMS: &str = "n_4096_logq_27_28_28_logt_5";
+
+fn keys(tag: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{tag}-{i}.example")).collect()
+}
+
+fn build(dir: &Path, keys: &[String], shards: usize, previous: bool) -> BuildReport {
+    let p = sift_he::EncryptionParameters::predefined(PARAMS).unwrap();
+    let mut config = KeywordPirConfig::default_for(&p, 1);
+    config.sharding = Sharding::ShardCount(shards);
+    let req = BuildRequest {
+        dataset_dir: dir.to_path_buf(),
+        rows: keys
+            .iter()
+            .map(|k| (k.as_bytes().to_vec(), b"1".to_vec()))
+            .collect(),
+        rlwe_parameters: PARAMS.into(),
+        config,
+        stem: "url".into(),
+        seed: 0,
+        trials: 0,
+        versions_kept: 2,
+        symmetric: None,
+        build_options: serde_json::json!({}),
+        parsing: None,
+        previous: previous.then(|| dir.to_path_buf()),
+        keep_rows: true,
+    };
+    process::build(req, |_| Ok(None), &|_| {}).unwrap()
+}
+
+/// Looks each keyword up through a device-like client against what `dir` loads.
+fn lookup(dir: &Path, words: &[&str]) -> Vec<Option<Vec<u8>>> {
+    let loaded = sift_dataset::load(dir, "url").unwrap();
+    let protos: Vec<_> = loaded
+        .server
+        .shards()
+        .iter()
+        .map(|s| s.proto.clone())
+        .collect();
+    let mut rng = rand::thread_rng();
+    let client = KeywordPirClient::new(&protos, &mut rng).unwrap();
+    let key = client.evaluation_key(&mut rng).unwrap();
+    words
+        .iter()
+        .map(|w| {
+            let q = client.query(w.as_bytes(), &mut rng).unwrap();
+            let r = loaded.server.answer(&q, &key).unwrap();
+            client.decode(w.as_bytes(), &r).unwrap()
+        })
+        .collect()
+}
+
+fn version_dir(dir: &Path) -> std::path::PathBuf {
+    match sift_dataset::resolve(dir).unwrap() {
+        sift_dataset::Layout::Versioned { dir, .. } => dir,
+        l => panic!("not versioned: {l:?}"),
+    }
+}
+
+#[test]
+fn rebuild_with_fewer_shards_serves_only_the_new_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let old = keys("old", 40);
+    build(d, &old, 3, false);
+    // An operator's old flat layout next to it, with stale shards 1 and 2: ignored.
+    let v1 = version_dir(d);
+    for f in [
+        "url-0.bin",
+        "url-0.params.txtpb",
+        "url-1.bin",
+        "url-1.params.txtpb",
+    ] {
+        std::fs::copy(v1.join(f), d.join(f)).unwrap();
+    }
+    let mut new = old.clone();
+    new.extend(keys("blocked", 8));
+    build(d, &new, 1, false);
+    let loaded = sift_dataset::load(d, "url").unwrap();
+    assert_eq!(loaded.server.shards().len(), 1);
+    let blocked = keys("blocked", 8);
+    let words: Vec<&str> = blocked.iter().map(String::as_str).collect();
+    assert!(
+        lookup(d, &words).iter().all(|v| v.as_deref() == Some(b"1")),
+        "every newly blocked key is found"
+    );
+}
+
+#[test]
+fn a_corrupt_shard_is_refused_and_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    build(d, &keys("a", 30), 2, false);
+    let bin = version_dir(d).join("url-1.bin");
+    let mut bytes = std::fs::read(&bin).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&bin, &bytes).unwrap();
+    let e = format!("{:#}", sift_dataset::load(d, "url").err().unwrap());
+    assert!(e.contains("url-1.bin") && e.contains("SHA-256"), "{e}");
+    // Truncation is caught by size before parsing.
+    std::fs::write(&bin, &bytes[..10]).unwrap();
+    let e = format!("{:#}", sift_dataset::load(d, "url").err().unwrap());
+    assert!(e.contains("url-1.bin") && e.contains("bytes"), "{e}");
+}
+
+#[test]
+fn a_manifest_naming_a_missing_file_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    build(d, &keys("a", 30), 2, false);
+    let p = version_dir(d).join("url-0.params.txtpb");
+    std::fs::remove_file(&p).unwrap();
+    let e = format!("{:#}", sift_dataset::load(d, "url").err().unwrap());
+    assert!(e.contains("url-0.params.txtpb"), "{e}");
+}
+
+#[test]
+fn a_version_without_manifest_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    build(d, &keys("a", 30), 1, false);
+    std::fs::remove_file(version_dir(d).join("manifest.json")).unwrap();
+    let e = format!("{:#}", sift_dataset::load(d, "url").err().unwrap());
+    assert!(e.contains("incomplete"), "{e}");
+}
+
+#[test]
+fn old_versions_are_pruned_but_never_the_current_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    for i in 0..4 {
+        build(d, &keys(&format!("v{i}"), 10), 1, false);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let ids = sift_dataset::layout::list_versions(d).unwrap();
+    assert_eq!(ids.len(), 2, "versions_kept = 2: {ids:?}");
+    let cur = version_dir(d);
+    assert!(ids.iter().any(|i| cur.ends_with(i)));
+    // An abandoned staging folder (a killed build) is removed by the next build.
+    let staging = d.join("versions/.staging-abandoned");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(staging.join("url-0.bin"), b"partial").unwrap();
+    build(d, &keys("v9", 10), 1, false);
+    assert!(!staging.exists());
+}
+
+#[test]
+fn an_update_shares_untouched_shards_and_changes_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut list = keys("k", 80);
+    build(d, &list, 4, false);
+    let before = version_dir(d);
+    list.push("added.example".into());
+    let r = build(d, &list, 4, true);
+    assert_eq!((r.processed, r.reused), (1, 3));
+    let after = version_dir(d);
+    assert_ne!(before, after);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let shared = (0..4)
+            .filter(|i| {
+                let f = format!("url-{i}.bin");
+                std::fs::metadata(before.join(&f)).unwrap().ino()
+                    == std::fs::metadata(after.join(&f)).unwrap().ino()
+            })
+            .count();
+        assert_eq!(shared, 3, "untouched shard files are hard links");
+    }
+    assert_eq!(
+        lookup(d, &["added.example", "k-3.example", "absent.example"]),
+        vec![Some(b"1".to_vec()), Some(b"1".to_vec()), None]
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4, .. ProptestConfig::default() })]
+
+    /// After random additions and removals applied as updates, every shard file is identical
+    /// to a fresh build of the final list, so every query answers the same.
+    #[test]
+    fn random_updates_match_a_fresh_build(
+        steps in prop::collection::vec(
+            (prop::collection::vec(0usize..60, 0..6), prop::collection::vec(0usize..60, 0..6)),
+            1..4,
+        )
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("updated");
+        let mut set: std::collections::BTreeSet<String> = keys("k", 30).into_iter().collect();
+        build(&d, &set.iter().cloned().collect::<Vec<_>>(), 3, false);
+        for (add, remove) in &steps {
+            for a in add { set.insert(format!("n-{a}.example")); }
+            for r in remove { set.remove(&format!("k-{r}.example")); }
+            if set.is_empty() { set.insert("last.example".into()); }
+            build(&d, &set.iter().cloned().collect::<Vec<_>>(), 3, true);
+        }
+        let fresh = tmp.path().join("fresh");
+        build(&fresh, &set.iter().cloned().collect::<Vec<_>>(), 3, false);
+        let (a, b) = (version_dir(&d), version_dir(&fresh));
+        for i in 0..3 {
+            for f in [format!("url-{i}.bin"), format!("url-{i}.params.txtpb")] {
+                prop_assert!(
+                    std::fs::read(a.join(&f)).unwrap() == std::fs::read(b.join(&f)).unwrap(),
+                    "{f} differs"
+                );
+            }
+        }
+        let probe: Vec<String> = set.iter().take(2).cloned().chain(["k-999.example".to_string()]).collect();
+        let words: Vec<&str> = probe.iter().map(String::as_str).collect();
+        prop_assert_eq!(lookup(&d, &words), lookup(&fresh, &words));
+    }
+}

@@ -1,0 +1,179 @@
+//! `sift build` killed at random points, and rebuilds with fewer shards, never leave the
+//! service with a mixed or partial dataset: it keeps answering from a complete version.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{sift, stdout_of_success};
+use rand::Rng;
+use sift_pir::client::KeywordPirClient;
+
+const USECASE: &str = "com.example.app.url.filtering";
+
+fn write_list(path: &Path, keys: &[String]) {
+    std::fs::write(path, keys.join("\n")).unwrap();
+}
+
+fn build_cmd(list: &Path, out: &Path, shards: usize) -> Command {
+    let mut c = sift();
+    c.arg("build").arg(list).arg("-o").arg(out).args([
+        "--shard-count",
+        &shards.to_string(),
+        "--trials-per-shard",
+        "0",
+    ]);
+    c
+}
+
+/// Looks `words` up against the server's current version (through its shards' published
+/// parameters, as a device would).
+fn lookup(state: &sift_server::state::AppState, words: &[String]) -> Vec<bool> {
+    let ucs = state.usecases();
+    let v = ucs[USECASE].current().clone();
+    let protos: Vec<_> = v.server.shards().iter().map(|s| s.proto.clone()).collect();
+    let mut rng = rand::thread_rng();
+    let client = KeywordPirClient::new(&protos, &mut rng).unwrap();
+    let key = client.evaluation_key(&mut rng).unwrap();
+    words
+        .iter()
+        .map(|w| {
+            let q = client.query(w.as_bytes(), &mut rng).unwrap();
+            let r = v.server.answer(&q, &key).unwrap();
+            client.decode(w.as_bytes(), &r).unwrap().as_deref() == Some(b"1".as_slice())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_builds_and_fewer_shards_never_serve_a_mixed_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let old: Vec<String> = (0..40).map(|i| format!("old-{i}.example")).collect();
+    let blocked: Vec<String> = (0..8).map(|i| format!("blocked-{i}.example")).collect();
+    let l1 = tmp.path().join("v1.txt");
+    let l2 = tmp.path().join("v2.txt");
+    write_list(&l1, &old);
+    write_list(&l2, &[old.clone(), blocked.clone()].concat());
+    stdout_of_success(&mut build_cmd(&l1, &data, 3));
+
+    let cfg: sift_server::ServerConfig = toml::from_str(&format!(
+        "listen = \"127.0.0.1:0\"\ndev_plain_http = true\nrequire_tokens = false\n\
+         state_dir = {:?}\n[[usecases]]\nname = {USECASE:?}\ndataset_dir = {:?}\n",
+        tmp.path().join("state").display().to_string(),
+        data.display().to_string()
+    ))
+    .unwrap();
+    let server = sift_server::spawn(cfg, None).await.unwrap();
+    let probe: Vec<String> = [&old[..2], &blocked[..]].concat();
+    let v1_answers: Vec<bool> = probe.iter().map(|w| w.starts_with("old")).collect();
+    assert_eq!(lookup(&server.state, &probe), v1_answers);
+
+    // How long a full rebuild takes here, to spread the kills over it.
+    let start = Instant::now();
+    let mut full = build_cmd(&l2, &tmp.path().join("timing"), 1)
+        .spawn()
+        .unwrap();
+    assert!(full.wait().unwrap().success());
+    let span = start.elapsed().as_millis() as u64;
+
+    let mut rng = rand::thread_rng();
+    let mut seen_new = false;
+    for round in 0..6 {
+        let mut child = build_cmd(&l2, &data, 1).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..=span.max(1))));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        server.state.reload();
+        let got = lookup(&server.state, &probe);
+        let v2_answers = vec![true; probe.len()];
+        assert!(
+            got == v1_answers || got == v2_answers,
+            "round {round}: a mix of versions is served: {got:?}"
+        );
+        seen_new |= got == v2_answers;
+        let shards = server.state.usecases()[USECASE]
+            .current()
+            .server
+            .shards()
+            .len();
+        assert_eq!(
+            shards,
+            if got == v1_answers { 3 } else { 1 },
+            "round {round}"
+        );
+    }
+    // A build that finishes is served, with exactly its one shard.
+    stdout_of_success(&mut build_cmd(&l2, &data, 1));
+    server.state.reload();
+    assert_eq!(lookup(&server.state, &probe), vec![true; probe.len()]);
+    let _ = seen_new;
+
+    // A corrupt new version is refused, the complete one keeps answering, and polling again
+    // does not replace it either.
+    stdout_of_success(&mut build_cmd(&l1, &data, 2));
+    let cur = std::fs::read_link(data.join("current")).unwrap();
+    let bin = data.join(cur).join("url-1.bin");
+    let mut bytes = std::fs::read(&bin).unwrap();
+    bytes[20] ^= 0xff;
+    std::fs::write(&bin, bytes).unwrap();
+    assert!(
+        server.state.reload().is_empty(),
+        "the corrupt version is refused"
+    );
+    assert!(server.state.reload().is_empty());
+    assert_eq!(lookup(&server.state, &probe), vec![true; probe.len()]);
+}
+
+#[test]
+fn sift_update_adds_and_removes_keys_sharing_other_shards() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let keys: Vec<String> = (0..40).map(|i| format!("k-{i}.example")).collect();
+    let list = tmp.path().join("list.txt");
+    write_list(&list, &keys);
+    stdout_of_success(&mut build_cmd(&list, &data, 4));
+    let add = tmp.path().join("add.txt");
+    let remove = tmp.path().join("remove.txt");
+    write_list(&add, &["new.example".to_string()]);
+    write_list(&remove, &["k-3.example".to_string()]);
+    let out = sift()
+        .arg("update")
+        .arg(&data)
+        .arg("--add")
+        .arg(&add)
+        .arg("--remove")
+        .arg(&remove)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("1 removed, 1 added"), "{err}");
+    assert!(err.contains("shared with the previous version"), "{err}");
+    let loaded = sift_dataset::load(&data, "url").unwrap();
+    assert_eq!(loaded.manifest.unwrap().row_count, 40);
+    let protos: Vec<_> = loaded
+        .server
+        .shards()
+        .iter()
+        .map(|s| s.proto.clone())
+        .collect();
+    let mut rng = rand::thread_rng();
+    let client = KeywordPirClient::new(&protos, &mut rng).unwrap();
+    let key = client.evaluation_key(&mut rng).unwrap();
+    for (w, expect) in [
+        ("new.example", true),
+        ("k-3.example", false),
+        ("k-4.example", true),
+    ] {
+        let q = client.query(w.as_bytes(), &mut rng).unwrap();
+        let r = loaded.server.answer(&q, &key).unwrap();
+        assert_eq!(
+            client.decode(w.as_bytes(), &r).unwrap().is_some(),
+            expect,
+            "{w}"
+        );
+    }
+}
