@@ -12,6 +12,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// Human-readable reason (never secrets).
     pub message: String,
+    /// Extra response headers (e.g. `Retry-After` on a 429).
+    pub headers: http::HeaderMap,
 }
 
 impl ApiError {
@@ -20,6 +22,7 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            headers: http::HeaderMap::new(),
         }
     }
     /// 400 Bad Request.
@@ -31,6 +34,6 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": { "message": self.message } });
-        (self.status, Json(body)).into_response()
+        (self.status, self.headers, Json(body)).into_response()
     }
 }

@@ -9,8 +9,11 @@ pub mod gateway;
 pub mod issuer;
 pub mod keystore;
 pub mod keystore_redis;
+pub mod listener;
 pub mod metrics;
+pub mod ratelimit;
 pub mod routes;
+pub mod spent;
 pub mod state;
 pub mod tls;
 
@@ -62,13 +65,14 @@ pub async fn spawn(
     auth: Option<Arc<dyn auth::TokenAuthority>>,
 ) -> anyhow::Result<RunningServer> {
     let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
-    let gateway = gateway::OhttpGateway::from_config(&config)?;
     let state = Arc::new(AppState::load(config, auth)?);
+    let gateway = gateway::OhttpGateway::from_config(&state.config, state.spent.clone())?;
     let service = routes::router(state.clone());
     let app = match &gateway {
         Some(gw) => service.clone().merge(routes::with_metrics(
             gateway::routes(gw.clone(), service),
             state.clone(),
+            gw.max_body(),
         )),
         None => service,
     };
@@ -76,22 +80,12 @@ pub async fn spawn(
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let limits = state.config.limits.clone();
+    let limits = listener::ConnectionLimits::from(&state.config.limits);
     let rotation = gateway
         .clone()
         .map(|gw| tokio::spawn(gateway::rotation_task(gw, KEY_ROTATION_CHECK)));
     let task = tokio::spawn(async move {
-        match tls {
-            Some(tls) => tls::serve(listener, app, tls, &limits, rx).await,
-            None => {
-                let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                    let _ = rx.await;
-                });
-                if let Err(e) = serve.await {
-                    tracing::error!("server stopped: {e}");
-                }
-            }
-        }
+        listener::serve(listener, app, tls, limits, rx).await;
         if let Some(r) = rotation {
             r.abort();
         }

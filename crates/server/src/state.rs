@@ -73,12 +73,16 @@ pub struct AppState {
     pub keys: Arc<dyn KeyStore>,
     /// Privacy Pass (or test) token checks.
     pub auth: Arc<dyn TokenAuthority>,
+    /// Durable replay records (spent tokens, OHTTP requests), in the key store's backend.
+    pub spent: Arc<dyn crate::spent::SpentStore>,
     /// The Privacy Pass issuer, when the config lists users.
     pub issuers: Option<Arc<crate::issuer::IssuerSet>>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
     /// Deserialized keys in memory.
     pub key_cache: KeyCache,
+    /// PIR requests per `User-Identifier` (`limits.queries_per_minute`).
+    pub query_limit: Option<crate::ratelimit::RateLimiter>,
     reload_lock: Mutex<()>,
 }
 
@@ -93,16 +97,23 @@ impl AppState {
         let issuers = if config.users.is_empty() {
             None
         } else {
-            Some(Arc::new(crate::issuer::IssuerSet::load_or_create(
-                &config.state_dir.join("issuer"),
-                &config.users,
-            )?))
+            Some(Arc::new(
+                crate::issuer::IssuerSet::load_or_create(
+                    &config.state_dir.join("issuer"),
+                    &config.users,
+                )?
+                .with_issue_limit(crate::ratelimit::RateLimiter::new(
+                    config.limits.issue_per_minute,
+                    config.limits.issue_burst,
+                )),
+            ))
         };
+        let spent = crate::spent::open(&config).context("opening the replay store")?;
         let auth: Arc<dyn TokenAuthority> = match (auth, &issuers) {
             (Some(a), _) => a,
-            (None, Some(i)) if config.require_tokens => {
-                Arc::new(crate::issuer::PrivacyPassAuthority::new(i)?)
-            }
+            (None, Some(i)) if config.require_tokens => Arc::new(
+                crate::issuer::PrivacyPassAuthority::new(i, spent.clone())?,
+            ),
             (None, None) if config.require_tokens => {
                 anyhow::bail!(
                     "require_tokens is set but no [[users]] are configured to obtain tokens"
@@ -123,14 +134,20 @@ impl AppState {
             );
         }
         let keys = crate::keystore::open(&config)?;
+        let query_limit = crate::ratelimit::RateLimiter::new(
+            config.limits.queries_per_minute,
+            config.limits.queries_burst,
+        );
         Ok(Self {
             config,
             usecases: ArcSwap::from_pointee(map),
             keys,
             auth,
+            spent,
             issuers,
             metrics: Metrics::default(),
             key_cache: Mutex::new(HashMap::new()),
+            query_limit,
             reload_lock: Mutex::new(()),
         })
     }
