@@ -27,9 +27,9 @@ use tower::ServiceExt as _;
 
 use crate::config::Limits;
 
-/// How long a connection told to shut down (idle, or server stopping) may take to finish the
-/// requests it has in progress before it is dropped, on top of the request timeout.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a connection told to shut down (idle, or server stopping) with no request in
+/// progress may take to close by itself (HTTP/2 GOAWAY exchange) before it is dropped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// The timeouts and caps of [`serve`], taken from `[limits]`.
 #[derive(Debug, Clone)]
@@ -44,7 +44,7 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// Time without a request in progress after which a connection is closed.
     pub idle_timeout: Duration,
-    /// Longest a request may run (used to bound the shutdown of a busy connection).
+    /// Longest a request may run (bounds the shutdown of a busy connection, plus a grace).
     pub request_timeout: Duration,
 }
 

@@ -125,7 +125,11 @@ async fn tls_connection_that_never_sends_a_request_is_closed_on_time() {
     let dir = tempfile::tempdir().unwrap();
     let der = write_cert(dir.path());
     let server = sift_server::spawn(
-        config(dir.path(), Some(dir.path()), "idle_timeout_secs = 1"),
+        config(
+            dir.path(),
+            Some(dir.path()),
+            "idle_timeout_secs = 1\ntls_handshake_timeout_secs = 1",
+        ),
         None,
     )
     .await
