@@ -171,8 +171,7 @@ impl Token {
         let mut found = None;
         for p in rest.split(',') {
             let p = p.trim();
-            if p
-                .split_whitespace()
+            if p.split_whitespace()
                 .next()
                 .is_some_and(|w| w.eq_ignore_ascii_case("PrivateToken"))
             {

@@ -26,7 +26,10 @@ use crate::spent::SpentStore;
 /// Scope of the replay records of requests made to the gateway key `public_key`.
 fn ohttp_scope(public_key: &[u8]) -> String {
     use sha2::Digest as _;
-    format!("ohttp-{}", &hex::encode(sha2::Sha256::digest(public_key))[..16])
+    format!(
+        "ohttp-{}",
+        &hex::encode(sha2::Sha256::digest(public_key))[..16]
+    )
 }
 
 /// The gateway's requests recorded in the durable replay store, each kept as long as its key
@@ -104,8 +107,8 @@ impl OhttpGateway {
             ..GatewayConfig::default()
         };
         let gateway = Gateway::new(&store, gw_config).context("starting the OHTTP gateway")?;
-        let rotate_after = (oc.rotate_after_days > 0)
-            .then(|| Duration::from_secs(oc.rotate_after_days * 86_400));
+        let rotate_after =
+            (oc.rotate_after_days > 0).then(|| Duration::from_secs(oc.rotate_after_days * 86_400));
         gateway.set_spent_requests(Arc::new(DurableReplay {
             store: spent.clone(),
             keep_for: rotate_after.map(|r| r + grace + KEY_CHECK_SLACK),

@@ -473,11 +473,25 @@ fn evaluation_key(
         .map(|m| m.identifier.clone())
         .ok_or_else(|| ApiError::bad_request("Evaluation key not found"))?;
     // Keyed by the stored timestamp too: another replica may have replaced this key id.
-    let stamp = state
-        .keys
-        .timestamp(&caller.user, &id)
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("key store: {e}")))?
-        .ok_or_else(|| ApiError::bad_request("Evaluation key not found"))?;
+    let stamp = match state.keys.timestamp(&caller.user, &id) {
+        Ok(stamp) => stamp.ok_or_else(|| ApiError::bad_request("Evaluation key not found"))?,
+        Err(e) => {
+            // The store (Redis) is unreachable: serve a key this process already holds for
+            // this user, id and configuration rather than fail the query.
+            let cache = state.key_cache.lock().unwrap_or_else(|p| p.into_inner());
+            let held = cache.iter().find(|((u, i, c), _)| {
+                *u == caller.user && *i == id && c.starts_with(&version.config_id)
+            });
+            if let Some((_, k)) = held {
+                tracing::warn!(error = %e, "key store unavailable; serving a cached key");
+                return Ok(k.clone());
+            }
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("key store: {e}"),
+            ));
+        }
+    };
     let cache_key = (
         caller.user.clone(),
         id.clone(),

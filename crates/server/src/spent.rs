@@ -65,7 +65,6 @@ impl FileSpentStore {
             root: root.to_owned(),
         })
     }
-
 }
 
 impl SpentStore for FileSpentStore {
@@ -104,7 +103,9 @@ impl SpentStore for FileSpentStore {
 
 /// Opens the replay store `config.key_store` selects: files under `state_dir/spent`, or the
 /// same Redis as the keys.
-pub fn open(config: &crate::config::ServerConfig) -> anyhow::Result<std::sync::Arc<dyn SpentStore>> {
+pub fn open(
+    config: &crate::config::ServerConfig,
+) -> anyhow::Result<std::sync::Arc<dyn SpentStore>> {
     Ok(match &config.key_store {
         crate::config::KeyStoreConfig::File => {
             std::sync::Arc::new(FileSpentStore::open(&config.state_dir.join("spent"))?)

@@ -111,9 +111,9 @@ impl AppState {
         let spent = crate::spent::open(&config).context("opening the replay store")?;
         let auth: Arc<dyn TokenAuthority> = match (auth, &issuers) {
             (Some(a), _) => a,
-            (None, Some(i)) if config.require_tokens => Arc::new(
-                crate::issuer::PrivacyPassAuthority::new(i, spent.clone())?,
-            ),
+            (None, Some(i)) if config.require_tokens => {
+                Arc::new(crate::issuer::PrivacyPassAuthority::new(i, spent.clone())?)
+            }
             (None, None) if config.require_tokens => {
                 anyhow::bail!(
                     "require_tokens is set but no [[users]] are configured to obtain tokens"

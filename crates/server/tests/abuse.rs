@@ -56,7 +56,10 @@ async fn a_spent_token_is_refused_after_a_restart_and_on_a_second_replica() {
         config_status_with_auth(&a.base_url(), token(&base_b).await).await,
         200
     );
-    assert_eq!(config_status_with_auth(&base_b, token(&base_b).await).await, 200);
+    assert_eq!(
+        config_status_with_auth(&base_b, token(&base_b).await).await,
+        200
+    );
     a.stop().await;
     b.stop().await;
 }
@@ -110,7 +113,10 @@ async fn a_captured_ohttp_request_is_refused_after_a_restart_and_on_a_second_rep
         400,
         "a captured request was answered again after a restart"
     );
-    assert_eq!(post_ohttp(&a.base_url(), captured_request(&keys)).await, 200);
+    assert_eq!(
+        post_ohttp(&a.base_url(), captured_request(&keys)).await,
+        200
+    );
     a.stop().await;
     b.stop().await;
 }
@@ -166,8 +172,15 @@ async fn floods_get_429_with_retry_after() {
         .await;
         statuses.push(t.map_or_else(|e| e.to_string(), |_| "ok".to_owned()));
     }
-    assert_eq!(statuses.iter().filter(|s| *s == "ok").count(), 3, "{statuses:?}");
-    assert!(statuses[3..].iter().all(|s| s.contains("429")), "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "ok").count(),
+        3,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[3..].iter().all(|s| s.contains("429")),
+        "{statuses:?}"
+    );
     let r = http
         .post(format!("{base}/issue"))
         .header("authorization", "Bearer user-token-1")
@@ -213,7 +226,11 @@ async fn oversized_and_doubled_query_bodies_are_refused_before_any_work() {
     let start = Instant::now();
     let (status, body) = dev.post("/queries", many.encode_to_vec()).await;
     assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
-    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
 
     // A request whose query ciphertexts are doubled.
     let mut doubled = one.clone();
@@ -260,7 +277,10 @@ async fn declared_huge_bodies_get_413_at_once_and_short_bodies_408_on_time() {
             .await
             .expect("no answer within 10 s")
             .unwrap();
-        (String::from_utf8_lossy(&buf[..n]).into_owned(), start.elapsed())
+        (
+            String::from_utf8_lossy(&buf[..n]).into_owned(),
+            start.elapsed(),
+        )
     };
     for path in ["/queries", "/issue", "/"] {
         let (answer, took) = exchange(format!(
@@ -294,6 +314,9 @@ async fn two_tokens_in_one_authorization_header_are_refused() {
         config_status_with_auth(&base, format!("{t1}, {value2}")).await,
         401
     );
-    assert_eq!(config_status_with_auth(&base, format!("{t1}, {t2}")).await, 401);
+    assert_eq!(
+        config_status_with_auth(&base, format!("{t1}, {t2}")).await,
+        401
+    );
     server.stop().await;
 }

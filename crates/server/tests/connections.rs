@@ -85,12 +85,9 @@ const EMPTY_SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
 #[tokio::test]
 async fn idle_http2_connection_that_keeps_pinging_is_closed_on_time() {
     let dir = tempfile::tempdir().unwrap();
-    let server = sift_server::spawn(
-        config(dir.path(), None, "idle_timeout_secs = 1"),
-        None,
-    )
-    .await
-    .unwrap();
+    let server = sift_server::spawn(config(dir.path(), None, "idle_timeout_secs = 1"), None)
+        .await
+        .unwrap();
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     s.write_all(H2_PREFACE).await.unwrap();
     s.write_all(EMPTY_SETTINGS).await.unwrap();
@@ -104,12 +101,9 @@ async fn idle_http2_connection_that_keeps_pinging_is_closed_on_time() {
 #[tokio::test]
 async fn idle_http1_keep_alive_connection_is_closed_after_a_request() {
     let dir = tempfile::tempdir().unwrap();
-    let server = sift_server::spawn(
-        config(dir.path(), None, "idle_timeout_secs = 1"),
-        None,
-    )
-    .await
-    .unwrap();
+    let server = sift_server::spawn(config(dir.path(), None, "idle_timeout_secs = 1"), None)
+        .await
+        .unwrap();
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
