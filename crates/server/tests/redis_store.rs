@@ -309,7 +309,6 @@ async fn redis_outage_gives_503() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_replay_records_through_redis() {
-    use sift_server::spent::SpentStore;
     let Some(url) = redis_url() else {
         println!("skipped: SIFT_TEST_REDIS_URL not set");
         return;
