@@ -261,7 +261,7 @@ async fn key(
         ));
     }
     for k in &keys.keys {
-        check_key_identifier(&k.metadata.as_ref().map_or(&[][..], |m| &m.identifier[..]))?;
+        check_key_identifier(k.metadata.as_ref().map_or(&[][..], |m| &m.identifier[..]))?;
     }
     for k in &keys.keys {
         state.keys.put(&caller.user, k).map_err(|e| {
