@@ -12,8 +12,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// Human-readable reason (never secrets).
     pub message: String,
-    /// Extra response headers (e.g. `Retry-After` on a 429).
-    pub headers: http::HeaderMap,
+    /// `Retry-After` in seconds (429 answers).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -22,7 +22,7 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
-            headers: http::HeaderMap::new(),
+            retry_after_secs: None,
         }
     }
     /// 400 Bad Request.
@@ -34,6 +34,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": { "message": self.message } });
-        (self.status, self.headers, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        resp
     }
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, StatusCode, header};
+use http::StatusCode;
 
 use crate::error::ApiError;
 
@@ -88,9 +88,7 @@ pub fn too_many(retry_after: Duration) -> ApiError {
             retry_after.as_secs().max(1)
         ),
     );
-    if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
-        e.headers.insert(header::RETRY_AFTER, v);
-    }
+    e.retry_after_secs = Some(retry_after.as_secs().max(1));
     e
 }
 
@@ -107,7 +105,7 @@ mod tests {
         }
         let e = l.check_at(b"a", t0).unwrap_err();
         assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(e.headers.get(header::RETRY_AFTER).unwrap(), "1");
+        assert_eq!(e.retry_after_secs, Some(1));
         // Another caller has its own bucket.
         l.check_at(b"b", t0).unwrap();
         // One token a second comes back.
