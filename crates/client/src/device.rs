@@ -303,19 +303,38 @@ pub struct UrlVerdict {
 }
 
 /// Checks `url` as the device does: every sub-URL against the prefilter, PIR for the hits.
+/// Sub-URLs follow the iOS 26 default parsing; [`check_url_with`] takes the app's.
 pub async fn check_url(
     client: &mut DeviceClient,
     prefilter: &BloomFilter,
     url: &str,
 ) -> anyhow::Result<UrlVerdict> {
+    check_url_with(
+        client,
+        prefilter,
+        url,
+        &mut sift_urlkeys::SubUrlWalker::new(),
+    )
+    .await
+}
+
+/// [`check_url`] with the sub-URLs of `walker`, e.g. one made with
+/// [`sift_urlkeys::SubUrlWalker::with_parsing`] for the app's parsing configuration.
+pub async fn check_url_with(
+    client: &mut DeviceClient,
+    prefilter: &BloomFilter,
+    url: &str,
+    walker: &mut sift_urlkeys::SubUrlWalker,
+) -> anyhow::Result<UrlVerdict> {
     let start = Instant::now();
     let mut keys = Vec::new();
     let mut hits = Vec::new();
-    sift_urlkeys::for_each_suburl(url, |k| {
-        keys.push(k.to_owned());
-        hits.push(prefilter.contains(k.as_bytes()));
-    })
-    .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    walker
+        .for_each(url, |k| {
+            keys.push(k.to_owned());
+            hits.push(prefilter.contains(k.as_bytes()));
+        })
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
     let prefilter_micros = start.elapsed().as_secs_f64() * 1e6;
     let mut suburls = Vec::with_capacity(keys.len());
     let mut blocked = false;

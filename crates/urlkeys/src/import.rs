@@ -1,7 +1,7 @@
 //! Streaming blocklist import: plain URLs/hosts, hosts files, AdBlock domain rules and Apple's
 //! text-format `KeywordDatabase`, read line by line with a bounded line length.
 
-use crate::suburl::normalize_key;
+use crate::ParsingConfiguration;
 use crate::txtpb::{TxtpbEvent, TxtpbParser};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -69,6 +69,8 @@ impl ImportReport {
 pub struct Importer {
     keys: Vec<Box<str>>,
     report: ImportReport,
+    /// How keys are normalised (the app's parsing configuration; default: iOS 26).
+    parsing: ParsingConfiguration,
 }
 
 /// Reads one line into `buf` (without the newline), keeping at most `MAX_LINE` bytes and
@@ -134,7 +136,8 @@ const HOSTS_LOCAL: &[&str] = &[
     "0.0.0.0",
 ];
 
-fn classify(line: &str) -> Line {
+fn classify(line: &str, parsing: &ParsingConfiguration) -> Line {
+    let normalize_key = |s: &str| parsing.normalize_key(s);
     let t = line.trim();
     if t.is_empty() || t.starts_with('#') || t.starts_with('!') || t.starts_with("[Adblock") {
         return Line::Comment;
@@ -211,6 +214,15 @@ impl Importer {
         Self::default()
     }
 
+    /// An empty importer that normalises keys under `parsing` (case kept when case-sensitive,
+    /// `www.` kept when not stripped, excluded components replaced by `%*`).
+    pub fn with_parsing(parsing: ParsingConfiguration) -> Self {
+        Self {
+            parsing,
+            ..Self::default()
+        }
+    }
+
     /// Imports a file; formats are detected per line, or per file for `.txtpb`/`.textproto`
     /// files and files whose first entry starts with `rows`.
     pub fn import_path(&mut self, path: &Path) -> std::io::Result<()> {
@@ -281,7 +293,7 @@ impl Importer {
                     any = true;
                     match ev {
                         TxtpbEvent::Row(k, _) => match String::from_utf8(k) {
-                            Ok(k) => match normalize_key(&k) {
+                            Ok(k) => match self.parsing.normalize_key(&k) {
                                 Ok(k) => self.push(k),
                                 Err(e) => {
                                     self.report
@@ -298,7 +310,7 @@ impl Importer {
                 }
                 continue;
             }
-            match classify(line) {
+            match classify(line, &self.parsing) {
                 Line::Keys(ks) => ks.into_iter().for_each(|k| self.push(k)),
                 Line::Comment => self.report.comments += 1,
                 Line::Skip(reason) => self.report.issue(name, lineno, reason),

@@ -3,12 +3,17 @@
 //! normalized scheme-less keys.
 
 mod import;
+mod parsing;
 mod punycode;
 mod suburl;
 mod txtpb;
 mod walker;
 
 pub use import::{ImportReport, Importer, Issue, MAX_LINE};
+pub use parsing::{
+    DomainOptions, Mismatch, PLACEHOLDER, ParsingConfiguration, ParsingError, PathOptions,
+    QueryOptions,
+};
 pub use punycode::host_to_ascii;
 pub use suburl::{ParsedUrl, for_each_suburl, normalize_key, parse_url, suburls};
 pub use txtpb::{TxtpbEvent, TxtpbParser, parse_txtpb};
@@ -32,6 +37,10 @@ pub enum KeyError {
     /// Wildcards are not supported by the Bloom filter or PIR (Apple's documentation).
     #[error("wildcards are not supported (exact keys only)")]
     Wildcard,
+    /// The parsing configuration has an option whose output Apple does not document
+    /// ([`ParsingConfiguration::validate`] says why).
+    #[error("unsupported parsing option {0}")]
+    UnsupportedParsing(&'static str),
     /// Longer than [`MAX_KEY`] bytes.
     #[error("key longer than {MAX_KEY} bytes")]
     TooLong,

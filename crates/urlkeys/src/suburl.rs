@@ -56,8 +56,53 @@ impl ParsedUrl {
 }
 
 /// Parses a URL (with or without scheme) into lowercased parts; rejects whitespace, control
-/// characters, wildcards in the host, bad ports and empty hosts.
+/// characters, wildcards in the host, bad ports and empty hosts. This is the parse of the
+/// iOS 26 default configuration; [`crate::ParsingConfiguration::parse_url`] parses under others.
 pub fn parse_url(input: &str) -> Result<ParsedUrl, KeyError> {
+    parse_url_parts(input, PartsOptions::default())
+}
+
+/// How [`parse_url_parts`] treats case, `www.` and a placeholder host.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PartsOptions {
+    /// Keep the case of path, query and fragment (hosts and schemes are always lowercased).
+    pub keep_case: bool,
+    /// Strip one leading `www.` label (when more labels follow).
+    pub strip_www: bool,
+    /// Accept the placeholder `%*` as a host (keys written under an excluded domain).
+    pub placeholder_host: bool,
+}
+
+impl Default for PartsOptions {
+    fn default() -> Self {
+        Self {
+            keep_case: false,
+            strip_www: true,
+            placeholder_host: false,
+        }
+    }
+}
+
+/// Appends `s` with every non-ASCII character percent-encoded as its UTF-8 bytes (upper-case
+/// hex), as WebKit and `URL` serialise a URL before the device parses it.
+fn push_percent_encoded(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for c in s.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for &b in c.encode_utf8(&mut buf).as_bytes() {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 15)]));
+            }
+        }
+    }
+}
+
+/// [`parse_url`] with the case, `www.` and placeholder rules chosen by `o`.
+pub(crate) fn parse_url_parts(input: &str, o: PartsOptions) -> Result<ParsedUrl, KeyError> {
     let s = input.trim();
     if s.len() > MAX_KEY {
         return Err(KeyError::TooLong);
@@ -87,25 +132,29 @@ pub fn parse_url(input: &str) -> Result<ParsedUrl, KeyError> {
     if host.is_empty() {
         return Err(KeyError::NoHost);
     }
-    if host.contains('*') {
-        return Err(KeyError::Wildcard);
-    }
-    let host = if host.starts_with('[') {
-        host.to_ascii_lowercase()
+    let host = if o.placeholder_host && host == crate::parsing::PLACEHOLDER {
+        host.to_string()
     } else {
-        host_to_ascii(host)?
-    };
-    if !host.starts_with('[')
-        && (host.split('.').any(str::is_empty)
-            || !host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
-    {
-        return Err(KeyError::BadHost(host));
-    }
-    let host = match host.strip_prefix("www.") {
-        Some(h) if h.contains('.') => h.to_string(),
-        _ => host,
+        if host.contains('*') {
+            return Err(KeyError::Wildcard);
+        }
+        let host = if host.starts_with('[') {
+            host.to_ascii_lowercase()
+        } else {
+            host_to_ascii(host)?
+        };
+        if !host.starts_with('[')
+            && (host.split('.').any(str::is_empty)
+                || !host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        {
+            return Err(KeyError::BadHost(host));
+        }
+        match host.strip_prefix("www.") {
+            Some(h) if o.strip_www && h.contains('.') => h.to_string(),
+            _ => host,
+        }
     };
     let (before_frag, fragment) = match tail.split_once('#') {
         Some((a, f)) => (a, Some(f)),
@@ -115,19 +164,20 @@ pub fn parse_url(input: &str) -> Result<ParsedUrl, KeyError> {
         Some((p, q)) => (p, Some(q)),
         None => (before_frag, None),
     };
-    let lower = |x: &str| {
-        if x.is_ascii() {
-            x.to_ascii_lowercase()
-        } else {
-            x.to_lowercase()
+    let part = |x: &str| {
+        let mut out = String::with_capacity(x.len());
+        push_percent_encoded(&mut out, x);
+        if !o.keep_case {
+            out.make_ascii_lowercase();
         }
+        out
     };
-    let nonempty = |o: Option<&str>| o.filter(|x| !x.is_empty()).map(lower);
+    let nonempty = |o: Option<&str>| o.filter(|x| !x.is_empty()).map(part);
     Ok(ParsedUrl {
         scheme,
         host,
         port,
-        path: lower(path),
+        path: part(path),
         query: nonempty(query),
         fragment: nonempty(fragment),
     })
@@ -214,24 +264,33 @@ pub fn normalize_key(input: &str) -> Result<String, KeyError> {
         return Ok(key);
     }
     let u = parse_url(input)?;
-    let mut key = u.host;
+    let key = join_key("", &u);
+    if key.len() > MAX_KEY {
+        return Err(KeyError::TooLong);
+    }
+    Ok(key)
+}
+
+/// `prefix + host [+ ":" + explicit port] + path [+ "?" + query] [+ "#" + fragment]`: the key
+/// form of a parsed URL.
+pub(crate) fn join_key(prefix: &str, u: &ParsedUrl) -> String {
+    let mut key = String::with_capacity(prefix.len() + u.host.len() + u.path.len() + 16);
+    key.push_str(prefix);
+    key.push_str(&u.host);
     if let Some(p) = u.port {
         key.push(':');
         key.push_str(&p.to_string());
     }
     key.push_str(&u.path);
-    if let Some(q) = u.query {
+    if let Some(q) = &u.query {
         key.push('?');
-        key.push_str(&q);
+        key.push_str(q);
     }
-    if let Some(f) = u.fragment {
+    if let Some(f) = &u.fragment {
         key.push('#');
-        key.push_str(&f);
+        key.push_str(f);
     }
-    if key.len() > MAX_KEY {
-        return Err(KeyError::TooLong);
-    }
-    Ok(key)
+    key
 }
 
 #[cfg(test)]

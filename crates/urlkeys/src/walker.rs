@@ -15,7 +15,8 @@
 //!   [`SubUrlWalker::for_each_group`] hands out each string with its prefix lengths, so a Bloom
 //!   filter can hash every prefix in one pass over the string.
 
-use crate::suburl::{is_ip_literal, parse_url};
+use crate::ParsingConfiguration;
+use crate::suburl::{ParsedUrl, is_ip_literal, parse_url};
 use crate::{KeyError, MAX_KEY};
 use std::ops::Range;
 
@@ -45,6 +46,12 @@ pub struct SubUrlWalker {
     lens: Vec<usize>,
     /// Starts of the host suffixes, in emission order (registrable domain first).
     hosts: Vec<usize>,
+    /// A non-default parsing configuration (`None`: the iOS 26 default, on the fast parser).
+    parsing: Option<Box<ParsingConfiguration>>,
+    /// `scheme://` when the configuration keeps the scheme, else empty.
+    prefix: String,
+    /// Whether the current URL's host walks its domain hierarchy.
+    walk_domain: bool,
 }
 
 /// Where the parts of a parsed URL lie in [`SubUrlWalker::low`].
@@ -70,6 +77,16 @@ impl SubUrlWalker {
     /// A walker with empty buffers (they grow on first use).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A walker that enumerates as the device does under `parsing` (the default configuration
+    /// gives [`SubUrlWalker::new`]). Walks fail with [`KeyError::UnsupportedParsing`] when the
+    /// configuration has an option sift refuses ([`ParsingConfiguration::validate`]).
+    pub fn with_parsing(parsing: ParsingConfiguration) -> Self {
+        Self {
+            parsing: (!parsing.is_default()).then(|| Box::new(parsing)),
+            ..Self::default()
+        }
     }
 
     /// Calls `f` with each sub-URL of `url`, in the order of [`crate::suburls`]; returns how
@@ -104,6 +121,8 @@ impl SubUrlWalker {
             rel_b,
             lens,
             hosts,
+            prefix,
+            ..
         } = self;
         let host = &low[layout.host.clone()];
         let mut count = 0;
@@ -113,6 +132,7 @@ impl SubUrlWalker {
                 .flatten()
             {
                 key.clear();
+                key.push_str(prefix);
                 key.push_str(&host[start..]);
                 key.push_str(p);
                 let base = key.len();
@@ -136,6 +156,14 @@ impl SubUrlWalker {
 
     /// Parses `url` into [`Self::low`]: the fast ASCII parser, else [`parse_url`].
     fn parse(&mut self, url: &str) -> Result<Layout, KeyError> {
+        self.prefix.clear();
+        self.walk_domain = true;
+        if let Some(cfg) = &self.parsing {
+            let u = cfg.parse_url(url)?;
+            self.prefix.push_str(&cfg.scheme_prefix(&u));
+            self.walk_domain = cfg.walks_domain();
+            return Ok(self.layout_of(&u));
+        }
         let s = url.trim();
         if s.is_ascii() && s.len() <= MAX_KEY {
             self.low.clear();
@@ -147,6 +175,11 @@ impl SubUrlWalker {
         }
         // Non-ASCII input, IPv6 literals and every error: the reference parser decides.
         let u = parse_url(url)?;
+        Ok(self.layout_of(&u))
+    }
+
+    /// Copies the parts of `u` into [`Self::low`] and says where they lie.
+    fn layout_of(&mut self, u: &ParsedUrl) -> Layout {
         self.low.clear();
         self.low.push_str(&u.host);
         let host = 0..self.low.len();
@@ -155,7 +188,7 @@ impl SubUrlWalker {
         let path = raw.start..raw.start + full;
         let query = u.query.as_deref().map(|q| self.push(q));
         let fragment = u.fragment.as_deref().map(|f| self.push(f));
-        Ok(Layout {
+        Layout {
             host,
             path,
             query,
@@ -163,7 +196,7 @@ impl SubUrlWalker {
             port: u.effective_port(),
             explicit_port: u.port,
             path_end: raw.end,
-        })
+        }
     }
 
     fn push(&mut self, s: &str) -> Range<usize> {
@@ -178,7 +211,7 @@ impl SubUrlWalker {
         let host = &low[l.host.clone()];
         self.hosts.clear();
         self.hosts.push(0);
-        if !is_ip_literal(host) {
+        if self.walk_domain && !is_ip_literal(host) {
             let b = host.as_bytes();
             // Label starts after each dot, except the last label (never the bare TLD).
             self.hosts

@@ -66,6 +66,10 @@ pub struct Args {
     /// budget. 0 skips the check. Default: the JSON config's `trialsPerShard`, else 1.
     #[arg(long)]
     pub trials_per_shard: Option<usize>,
+    /// The app's URL parsing configuration: keys are normalised under it and it is recorded
+    /// as `parsing.json` in the output directory.
+    #[command(flatten)]
+    pub parsing: super::parsing::ParsingArg,
 }
 
 fn parse_compression(s: &str) -> anyhow::Result<KeyCompression> {
@@ -313,7 +317,8 @@ fn run_trials(
 /// Runs `sift build`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Keys.
-    let mut importer = sift_urlkeys::Importer::new();
+    let parsing = args.parsing.load()?;
+    let mut importer = sift_urlkeys::Importer::with_parsing(parsing.clone());
     for p in &args.inputs {
         importer
             .import_path(p)
@@ -410,6 +415,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     bar.set_message("processing");
     std::fs::create_dir_all(&args.output_dir)?;
+    super::parsing::write_record(&args.output_dir, &parsing)?;
     let configs: Vec<EvaluationKeyConfig> = shards
         .par_iter()
         .enumerate()

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use sift_client::device::{DeviceClient, ServiceConfig, check_url};
+use sift_client::device::{DeviceClient, ServiceConfig, check_url_with};
 use sift_client::tokens::TokenSource;
 
 /// Arguments of `sift check`.
@@ -59,11 +59,20 @@ pub struct Args {
     /// Print one JSON object per URL instead of text.
     #[arg(long)]
     pub json: bool,
+    /// The app's URL parsing configuration. Default: the `parsing.json` recorded by the build
+    /// beside the prefilter, else the iOS 26 parsing.
+    #[command(flatten)]
+    pub parsing: super::parsing::ParsingArg,
 }
 
 /// Runs `sift check`; exits 0 when every URL was checked (blocked or not), 1 on errors.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let prefilter = sift_bloom::read_dir(&args.prefilter)?.filter;
+    let (parsing, parsing_source) = args.parsing.load_or_recorded(&args.prefilter)?;
+    if !args.json && !parsing.is_default() {
+        eprintln!("URL parsing ({parsing_source}): {}", parsing.summary());
+    }
+    let mut walker = sift_urlkeys::SubUrlWalker::with_parsing(parsing);
     let ca = args.ca.as_ref().map(std::fs::read).transpose()?;
     let mut transport =
         sift_client::Transport::new(ca.as_deref(), sift_client::device::REQUEST_TIMEOUT)?;
@@ -88,7 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let mut device = DeviceClient::new(transport, service);
         for url in &args.urls {
-            let v = check_url(&mut device, &prefilter, url).await?;
+            let v = check_url_with(&mut device, &prefilter, url, &mut walker).await?;
             if args.json {
                 println!("{}", serde_json::to_string(&v)?);
                 continue;

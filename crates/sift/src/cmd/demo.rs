@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use sift_client::device::{DeviceClient, ServiceConfig, check_url};
+use sift_client::device::{DeviceClient, ServiceConfig, check_url_with};
 use sift_client::tokens::TokenSource;
 
 /// The embedded default blocklist.
@@ -34,6 +34,9 @@ pub struct Args {
     /// Keep the built dataset and prefilter in this directory (default: a temporary one).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// The app's URL parsing configuration: the dataset is built and URLs are checked under it.
+    #[command(flatten)]
+    pub parsing: super::parsing::ParsingArg,
 }
 
 /// Runs `sift demo`.
@@ -46,7 +49,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     eprintln!("== 1/4 building the PIR dataset from the embedded blocklist");
     let dataset = dir.join("dataset");
-    build_list(list, dataset.clone(), None)?;
+    let parsing = args.parsing.load()?;
+    if !parsing.is_default() {
+        eprintln!("   URL parsing: {}", parsing.summary());
+    }
+    build_list_with(list, dataset.clone(), None, args.parsing.clone())?;
 
     eprintln!("== 2/4 loading the Bloom prefilter `sift build` wrote for the same keys");
     let prefilter = sift_bloom::read_dir(&dataset.join("prefilter"))?.filter;
@@ -78,10 +85,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // Every PIR request carries a fresh Privacy Pass token from the in-process issuer.
         service.tokens = Some(TokenSource { issuer_url: base.clone(), user_token: DEMO_USER_TOKEN.into() });
         let mut device = DeviceClient::new(transport, service);
+        let mut walker = sift_urlkeys::SubUrlWalker::with_parsing(parsing.clone());
         device.setup().await?;
         eprintln!("   evaluation key uploaded ({} bytes)", device.key_bytes);
         for url in &urls {
-            let v = check_url(&mut device, &prefilter, url).await?;
+            let v = check_url_with(&mut device, &prefilter, url, &mut walker).await?;
             let hits = v.suburls.iter().filter(|s| s.prefilter_hit).count();
             let pir: Vec<String> = v
                 .suburls
@@ -129,6 +137,16 @@ pub(super) fn build_list(
     dataset: PathBuf,
     rlwe_parameters: Option<String>,
 ) -> anyhow::Result<ExitCode> {
+    build_list_with(list, dataset, rlwe_parameters, Default::default())
+}
+
+/// [`build_list`] with the app's URL parsing configuration.
+pub(super) fn build_list_with(
+    list: PathBuf,
+    dataset: PathBuf,
+    rlwe_parameters: Option<String>,
+    parsing: super::parsing::ParsingArg,
+) -> anyhow::Result<ExitCode> {
     super::build::run(super::build::Args {
         inputs: vec![list],
         output_dir: dataset,
@@ -143,6 +161,7 @@ pub(super) fn build_list(
         seed: 0,
         prefilter_fp_rate: 0.001,
         trials_per_shard: Some(1),
+        parsing,
     })
 }
 

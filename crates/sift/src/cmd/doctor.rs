@@ -38,6 +38,20 @@ pub struct Args {
     /// Print findings as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The app's URL parsing configuration (its `urlParsingConfiguration`, JSON or TOML with
+    /// Apple's property names): shown, compared with `--dataset`'s record, and used to check
+    /// `--lists`.
+    #[command(flatten)]
+    pub parsing: super::parsing::ParsingArg,
+    /// Dataset directory written by `sift build` (or a `sift prefilter build` folder): its
+    /// `parsing.json` says which parsing its keys were normalised under.
+    #[arg(long, value_name = "DIR")]
+    pub dataset: Option<std::path::PathBuf>,
+    /// The blocklists the dataset was built from: their keys (normalised as the build did) are
+    /// checked against the app's parsing; keys the device can never ask for are counted, with
+    /// examples.
+    #[arg(long = "lists", value_name = "FILE", num_args = 1..)]
+    pub lists: Vec<std::path::PathBuf>,
 }
 
 /// Runs `sift doctor`; exits 1 when a rule fails.
@@ -54,6 +68,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.probe {
         findings.extend(probe(&args));
     }
+    findings.extend(super::parsing::doctor_findings(
+        &args.parsing,
+        args.dataset.as_deref(),
+        &args.lists,
+    )?);
     let ok = findings.iter().all(|f| f.ok);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&findings)?);

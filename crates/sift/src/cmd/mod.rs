@@ -5,6 +5,7 @@ pub mod build;
 pub mod check;
 pub mod demo;
 pub mod doctor;
+pub mod parsing;
 pub mod prefilter;
 pub mod serve;
 pub mod suburls;

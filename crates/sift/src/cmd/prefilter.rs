@@ -66,6 +66,10 @@ pub struct BuildArgs {
     /// Skipped lines to list in the summary (all are counted).
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub show_issues: usize,
+    /// The app's URL parsing configuration: keys are normalised under it and it is recorded
+    /// as `parsing.json` in DIR.
+    #[command(flatten)]
+    pub parsing: super::parsing::ParsingArg,
 }
 
 /// Arguments of `sift prefilter test`.
@@ -75,6 +79,10 @@ pub struct TestArgs {
     pub dir: PathBuf,
     /// URL to check, e.g. `https://www.example.com/a?b=c`.
     pub url: String,
+    /// The app's URL parsing configuration. Default: the `parsing.json` in DIR, else the
+    /// iOS 26 parsing.
+    #[command(flatten)]
+    pub parsing: super::parsing::ParsingArg,
 }
 
 /// Runs `sift prefilter`.
@@ -106,6 +114,7 @@ fn build_from_lists(
     fp_rate: f64,
     seed: Option<u32>,
     progress: bool,
+    parsing: &sift_urlkeys::ParsingConfiguration,
 ) -> anyhow::Result<(sift_bloom::BloomFilter, sift_urlkeys::ImportReport, usize)> {
     let tty = progress && std::io::stderr().is_terminal();
     let bar = |len: u64, msg: &str| {
@@ -121,7 +130,7 @@ fn build_from_lists(
         pb.set_message(msg.to_string());
         pb
     };
-    let mut importer = Importer::new();
+    let mut importer = Importer::with_parsing(parsing.clone());
     let pb = bar(lists.len() as u64, "import");
     for path in lists {
         importer
@@ -174,7 +183,9 @@ pub fn filter_from_keys(
 }
 
 fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
-    let (filter, report, key_count) = build_from_lists(&a.lists, a.fp_rate, a.seed, true)?;
+    let parsing = a.parsing.load()?;
+    let (filter, report, key_count) =
+        build_from_lists(&a.lists, a.fp_rate, a.seed, true, &parsing)?;
     let meta = Metadata::for_filter(&filter, key_count as u64, a.fp_rate);
     let fmt = match a.format {
         Format::Json => OutputFormat::Json,
@@ -182,6 +193,7 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
         Format::Both => OutputFormat::Both,
     };
     sift_bloom::write_dir(&a.out, &filter, &meta, fmt)?;
+    super::parsing::write_record(&a.out, &parsing)?;
 
     eprintln!(
         "read {} file(s), {} lines: {} keys ({} duplicates merged), {} comments/blank, {} skipped",
@@ -213,7 +225,9 @@ fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
 
 fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
     let pf = sift_bloom::read_dir(&a.dir)?;
-    let subs = sift_urlkeys::suburls(&a.url)
+    let (parsing, _) = a.parsing.load_or_recorded(&a.dir)?;
+    let subs = parsing
+        .suburls(&a.url)
         .map_err(|e| anyhow::anyhow!("cannot expand {:?}: {e}", a.url))?;
     let mut hits = 0;
     for s in &subs {

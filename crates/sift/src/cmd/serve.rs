@@ -78,6 +78,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         detected = sift_he::simd::detected().name(),
         "PIR kernels' instruction set (SIFT_SIMD caps it)"
     );
+    for u in &cfg.usecases {
+        log_parsing(&u.name, &u.dataset_dir);
+    }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let server = sift_server::spawn(cfg, None)
@@ -133,4 +136,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Logs the URL parsing configuration a use case's dataset was built under (its
+/// `parsing.json`), so an operator can compare it with the app's `urlParsingConfiguration`.
+fn log_parsing(usecase: &str, dataset_dir: &std::path::Path) {
+    match super::parsing::read_record(dataset_dir) {
+        Ok(Some(p)) if p.is_default() => {
+            tracing::info!(usecase, parsing = %p.summary(), "dataset keys follow the iOS 26 URL parsing")
+        }
+        Ok(Some(p)) => tracing::info!(
+            usecase,
+            parsing = %p.summary(),
+            "dataset keys follow a custom URL parsing: the app must set the same urlParsingConfiguration"
+        ),
+        Ok(None) => tracing::info!(
+            usecase,
+            "dataset has no parsing.json (built before it was recorded): keys follow the iOS 26 URL parsing"
+        ),
+        Err(e) => tracing::warn!(usecase, error = %e, "cannot read the dataset's parsing.json"),
+    }
 }
