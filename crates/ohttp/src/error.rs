@@ -27,6 +27,10 @@ pub enum OhttpError {
     /// The same encapsulated key `enc` was seen recently: a replayed request.
     #[error("replayed encapsulated request")]
     Replay,
+    /// The durable record of spent requests could not be consulted; the request is refused
+    /// rather than risk accepting a replay (503).
+    #[error("replay store unavailable: {0}")]
+    ReplayStoreUnavailable(String),
     /// The body is larger than the configured limit.
     #[error("body of {actual} bytes exceeds the limit of {limit}")]
     TooLarge {
@@ -82,6 +86,7 @@ impl OhttpError {
             }
             OhttpError::WrongContentType => S::UNSUPPORTED_MEDIA_TYPE,
             OhttpError::GatewayRejected { .. } => S::BAD_GATEWAY,
+            OhttpError::ReplayStoreUnavailable(_) => S::SERVICE_UNAVAILABLE,
             OhttpError::KeyFile { .. }
             | OhttpError::InvalidUri
             | OhttpError::Internal(_)

@@ -24,6 +24,15 @@ use crate::replay::{DEFAULT_CAPACITY, ReplayCache};
 /// Problem details body for key problems (RFC 9458 §5.3).
 const KEY_PROBLEM_JSON: &str = r#"{"type":"https://iana.org/assignments/http-problem-types#ohttp-key","title":"key configuration not accepted"}"#;
 
+/// A durable, shared record of accepted requests (disk, Redis), consulted after the in-memory
+/// cache so that a restart or another replica does not accept a request twice.
+pub trait SpentRequests: Send + Sync {
+    /// Records the request whose encapsulated key is `enc`, made to the gateway key whose
+    /// public key is `public_key`. `Ok(true)` the first time, `Ok(false)` for a replay, `Err`
+    /// when the record cannot be consulted (the request is then refused with 503).
+    fn spend(&self, public_key: &[u8; X25519_LEN], enc: &[u8; X25519_LEN]) -> Result<bool, String>;
+}
+
 /// Gateway settings.
 #[derive(Debug, Clone, Copy)]
 pub struct GatewayConfig {
@@ -57,6 +66,7 @@ struct KeyState {
 pub struct Gateway {
     keys: RwLock<Arc<KeyState>>,
     replay: Mutex<ReplayCache>,
+    spent: RwLock<Option<Arc<dyn SpentRequests>>>,
     config: GatewayConfig,
 }
 
@@ -129,6 +139,7 @@ impl Gateway {
         Ok(Self {
             keys: RwLock::new(Arc::new(Self::state(store)?)),
             replay: Mutex::new(ReplayCache::new(config.replay_capacity)),
+            spent: RwLock::new(None),
             config,
         })
     }
@@ -152,8 +163,14 @@ impl Gateway {
                 published,
             })),
             replay: Mutex::new(ReplayCache::new(config.replay_capacity)),
+            spent: RwLock::new(None),
             config,
         })
+    }
+
+    /// Adds a durable record of accepted requests to the in-memory replay cache.
+    pub fn set_spent_requests(&self, spent: Arc<dyn SpentRequests>) {
+        *self.spent.write().unwrap_or_else(|e| e.into_inner()) = Some(spent);
     }
 
     fn state(store: &KeyStore) -> Result<KeyState, OhttpError> {
@@ -234,6 +251,15 @@ impl Gateway {
         }
         let info = crypto::request_info(&hdr);
         let (plain, secret) = crypto::open_request(aead, key.secret_bytes(), &enc, &info, ct)?;
+        // The durable record too, only for requests that opened (garbage cannot fill it).
+        let spent = self.spent.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(spent) = spent {
+            match spent.spend(key.public_key(), &enc) {
+                Ok(true) => {}
+                Ok(false) => return Err(OhttpError::Replay),
+                Err(e) => return Err(OhttpError::ReplayStoreUnavailable(e)),
+            }
+        }
         // Insert only after a successful open, so garbage cannot evict real entries; the
         // insert is atomic, so of two concurrent copies exactly one wins.
         if !self.replay_lock().insert(enc) {

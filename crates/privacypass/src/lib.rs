@@ -157,7 +157,9 @@ impl Token {
             URL_SAFE_NO_PAD.encode(self.to_bytes())
         )
     }
-    /// Parse an `Authorization` header value; tolerant to padding, quoting and extra params.
+    /// Parse an `Authorization` header value; tolerant to padding, quoting and extra params,
+    /// strict on count: exactly one `PrivateToken` credential with exactly one `token`
+    /// parameter (a header carrying two tokens is refused, not read as its first).
     pub fn from_header(h: &str) -> Result<Self, Error> {
         let h = h.trim();
         let (scheme, rest) = h
@@ -166,21 +168,32 @@ impl Token {
         if !scheme.eq_ignore_ascii_case("PrivateToken") {
             return Err(Error::Malformed("authorization scheme"));
         }
+        let mut found = None;
         for p in rest.split(',') {
+            let p = p.trim();
+            if p.split_whitespace()
+                .next()
+                .is_some_and(|w| w.eq_ignore_ascii_case("PrivateToken"))
+            {
+                // `…, PrivateToken token=…`: a second credential in the same header.
+                return Err(Error::Malformed("authorization: more than one credential"));
+            }
             if let Some((_, v)) = p
-                .trim()
                 .split_once('=')
                 .filter(|(k, _)| k.trim().eq_ignore_ascii_case("token"))
             {
-                let v = v.trim().trim_matches('"');
-                let bytes = URL_SAFE_NO_PAD
-                    .decode(v.trim_end_matches('='))
-                    .or_else(|_| URL_SAFE.decode(v))
-                    .map_err(|_| Error::Malformed("token base64"))?;
-                return Self::parse(&bytes);
+                if found.is_some() {
+                    return Err(Error::Malformed("authorization: more than one token"));
+                }
+                found = Some(v.trim().trim_matches('"'));
             }
         }
-        Err(Error::Malformed("authorization: no token param"))
+        let v = found.ok_or(Error::Malformed("authorization: no token param"))?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(v.trim_end_matches('='))
+            .or_else(|_| URL_SAFE.decode(v))
+            .map_err(|_| Error::Malformed("token base64"))?;
+        Self::parse(&bytes)
     }
 }
 

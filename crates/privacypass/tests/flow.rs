@@ -53,6 +53,11 @@ fn flow_replay_wrong_key_and_garbage() {
     assert!(Token::parse(&bytes[..bytes.len() - 1]).is_err());
     assert!(Token::from_header("PrivateToken token=@@@!!").is_err());
     assert!(Token::from_header("Bearer abc").is_err());
+    // Two tokens in one header are refused, in either spelling (issue 19).
+    let second = obtain(&a).to_header();
+    let second_value = second.strip_prefix("PrivateToken ").unwrap();
+    assert!(Token::from_header(&format!("{hdr}, {second}")).is_err());
+    assert!(Token::from_header(&format!("{hdr}, {second_value}")).is_err());
     // issuer rejects wrong truncated key id
     let (mut req, _) = client_request(a.public_key(), &TokenChallenge::new("x")).unwrap();
     req.truncated_key_id ^= 1;

@@ -212,10 +212,32 @@ pub struct Limits {
     pub key_cache_entries: usize,
     /// Largest `/report` body URL count.
     pub max_report_urls: usize,
-    /// Open connections accepted at once on the TLS listener (more wait in the backlog).
+    /// Open connections accepted at once on the listener, plain or TLS (more wait in the
+    /// backlog).
     pub max_connections: usize,
+    /// Open connections accepted at once from one IP address (nginx `limit_conn`; Apple's relay
+    /// multiplexes over HTTP/2, so it needs few).
+    pub max_connections_per_address: usize,
     /// Seconds a client may take to finish the TLS handshake.
     pub tls_handshake_timeout_secs: u64,
+    /// Seconds an HTTP/1.1 client may take to send a request's headers (nginx
+    /// `client_header_timeout`).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in progress, HTTP/1.1 keep-alive and
+    /// HTTP/2 alike (pings and other frames do not count); then it is closed (nginx
+    /// `keepalive_timeout`).
+    pub idle_timeout_secs: u64,
+    /// PIR requests (`Request` messages) accepted in one `/queries` body; a device sends one per
+    /// shard it looks up, a few at a time.
+    pub max_requests_per_query: usize,
+    /// Tokens one user token may obtain from `/issue` per minute, sustained (0: unlimited).
+    pub issue_per_minute: u32,
+    /// Tokens one user token may obtain in a burst.
+    pub issue_burst: u32,
+    /// `/queries` and `/key` calls per minute per `User-Identifier`, sustained (0: unlimited).
+    pub queries_per_minute: u32,
+    /// `/queries` and `/key` calls per `User-Identifier` in a burst.
+    pub queries_burst: u32,
 }
 
 impl Default for Limits {
@@ -228,7 +250,15 @@ impl Default for Limits {
             key_cache_entries: 64,
             max_report_urls: 1000,
             max_connections: 10_000,
+            max_connections_per_address: 256,
             tls_handshake_timeout_secs: 10,
+            header_read_timeout_secs: 20,
+            idle_timeout_secs: 75,
+            max_requests_per_query: 64,
+            issue_per_minute: 120,
+            issue_burst: 200,
+            queries_per_minute: 600,
+            queries_burst: 300,
         }
     }
 }
@@ -336,6 +366,21 @@ impl ServerConfig {
         anyhow::ensure!(
             self.limits.max_connections >= 1,
             "limits.max_connections must be at least 1"
+        );
+        anyhow::ensure!(
+            self.limits.max_connections_per_address >= 1,
+            "limits.max_connections_per_address must be at least 1"
+        );
+        anyhow::ensure!(
+            self.limits.idle_timeout_secs >= 1
+                && self.limits.header_read_timeout_secs >= 1
+                && self.limits.tls_handshake_timeout_secs >= 1
+                && self.limits.request_timeout_secs >= 1,
+            "limits: timeouts must be at least 1 second"
+        );
+        anyhow::ensure!(
+            self.limits.max_requests_per_query >= 1,
+            "limits.max_requests_per_query must be at least 1"
         );
         if let Some(up) = &self.ohttp.upstream {
             anyhow::ensure!(

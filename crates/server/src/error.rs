@@ -12,6 +12,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// Human-readable reason (never secrets).
     pub message: String,
+    /// `Retry-After` in seconds (429 answers).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -20,6 +22,7 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after_secs: None,
         }
     }
     /// 400 Bad Request.
@@ -31,6 +34,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": { "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        resp
     }
 }

@@ -21,10 +21,41 @@ use sift_ohttp::{Gateway, GatewayConfig, KeyStore};
 use tower::ServiceExt as _;
 
 use crate::config::ServerConfig;
+use crate::spent::SpentStore;
+
+/// Scope of the replay records of requests made to the gateway key `public_key`.
+fn ohttp_scope(public_key: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!(
+        "ohttp-{}",
+        &hex::encode(sha2::Sha256::digest(public_key))[..16]
+    )
+}
+
+/// The gateway's requests recorded in the durable replay store, each kept as long as its key
+/// can be accepted.
+struct DurableReplay {
+    store: Arc<dyn SpentStore>,
+    /// Longest a key can still be accepted from now (rotation age + grace + one check
+    /// period); `None` when keys do not rotate.
+    keep_for: Option<Duration>,
+}
+
+impl sift_ohttp::SpentRequests for DurableReplay {
+    fn spend(&self, public_key: &[u8; 32], enc: &[u8; 32]) -> Result<bool, String> {
+        let keep_until = self.keep_for.map(|d| SystemTime::now() + d);
+        self.store
+            .spend(&ohttp_scope(public_key), enc, keep_until)
+            .map_err(|e| format!("{e:#}"))
+    }
+}
 
 /// Room for the encapsulation around a request body: header, `enc`, AEAD tag and the binary
 /// HTTP framing of method, path and headers.
 const ENCAPSULATION_OVERHEAD: usize = 64 * 1024;
+
+/// Margin for the hourly key-schedule check: a key can outlive its nominal end by that much.
+const KEY_CHECK_SLACK: Duration = Duration::from_secs(2 * 3600);
 
 /// The gateway with its key store and where decapsulated requests go.
 pub struct OhttpGateway {
@@ -34,6 +65,7 @@ pub struct OhttpGateway {
     rotate_after: Option<Duration>,
     upstream: Option<Upstream>,
     max_body: usize,
+    spent: Arc<dyn SpentStore>,
 }
 
 /// Forwarding over HTTP(S) to a separate service.
@@ -51,9 +83,13 @@ impl std::fmt::Debug for OhttpGateway {
 }
 
 impl OhttpGateway {
-    /// Loads (or creates) the gateway keys and sets limits from the server config; `None` when
-    /// the gateway is disabled.
-    pub fn from_config(config: &ServerConfig) -> anyhow::Result<Option<Arc<Self>>> {
+    /// Loads (or creates) the gateway keys and sets limits from the server config; accepted
+    /// requests are recorded in `spent` (shared with other replicas) as well as in memory.
+    /// `None` when the gateway is disabled.
+    pub fn from_config(
+        config: &ServerConfig,
+        spent: Arc<dyn SpentStore>,
+    ) -> anyhow::Result<Option<Arc<Self>>> {
         let oc = &config.ohttp;
         if !oc.enabled {
             return Ok(None);
@@ -71,6 +107,12 @@ impl OhttpGateway {
             ..GatewayConfig::default()
         };
         let gateway = Gateway::new(&store, gw_config).context("starting the OHTTP gateway")?;
+        let rotate_after =
+            (oc.rotate_after_days > 0).then(|| Duration::from_secs(oc.rotate_after_days * 86_400));
+        gateway.set_spent_requests(Arc::new(DurableReplay {
+            store: spent.clone(),
+            keep_for: rotate_after.map(|r| r + grace + KEY_CHECK_SLACK),
+        }));
         let upstream = match &oc.upstream {
             None => None,
             Some(base) => Some(Upstream {
@@ -86,11 +128,16 @@ impl OhttpGateway {
             gateway,
             store: Mutex::new(store),
             key_path,
-            rotate_after: (oc.rotate_after_days > 0)
-                .then(|| Duration::from_secs(oc.rotate_after_days * 86_400)),
+            rotate_after,
             upstream,
             max_body,
+            spent,
         })))
+    }
+
+    /// Largest encapsulated request body accepted.
+    pub fn max_body(&self) -> usize {
+        self.max_body
     }
 
     /// The published key configuration list (`application/ohttp-keys`).
@@ -114,6 +161,7 @@ impl OhttpGateway {
         }
         next.save(&self.key_path)?;
         self.gateway.update_keys(&next)?;
+        self.retire_replay_records(&next, now);
         *store = next;
         Ok(due)
     }
@@ -125,8 +173,21 @@ impl OhttpGateway {
         let id = next.rotate(SystemTime::now())?.key_id();
         next.save(&self.key_path)?;
         self.gateway.update_keys(&next)?;
+        self.retire_replay_records(&next, SystemTime::now());
         *store = next;
         Ok(id)
+    }
+
+    /// Forgets the replay records of keys no longer accepted (their requests fail anyway).
+    fn retire_replay_records(&self, store: &KeyStore, now: SystemTime) {
+        let keep: Vec<String> = store
+            .accepted_keys(now)
+            .iter()
+            .map(|k| ohttp_scope(k.public_key()))
+            .collect();
+        if let Err(e) = self.spent.retire_scopes_except("ohttp-", &keep) {
+            tracing::warn!(error = %e, "could not forget retired OHTTP replay records");
+        }
     }
 
     /// Runs one decapsulated request: through `inner` in process, or to the upstream.

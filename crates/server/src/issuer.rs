@@ -26,6 +26,8 @@ pub struct IssuerSet {
     tiers: Vec<(String, Issuer)>,
     /// Bearer user tokens and their tier index; replaced whole on reload.
     users: arc_swap::ArcSwap<Vec<(Vec<u8>, usize)>>,
+    /// Tokens issued per user token (`limits.issue_per_minute`).
+    issue_limit: Option<crate::ratelimit::RateLimiter>,
 }
 
 impl IssuerSet {
@@ -36,6 +38,7 @@ impl IssuerSet {
         let mut out = IssuerSet {
             tiers: Vec::new(),
             users: Default::default(),
+            issue_limit: None,
         };
         for t in tiers {
             anyhow::ensure!(
@@ -82,12 +85,23 @@ impl IssuerSet {
         Ok(())
     }
 
+    /// Limits issuance to `limiter` per user token.
+    pub fn with_issue_limit(mut self, limiter: Option<crate::ratelimit::RateLimiter>) -> Self {
+        self.issue_limit = limiter;
+        self
+    }
+
     /// The tier index for a Bearer user token; compares against every token in constant time.
     pub fn tier_for(&self, bearer: &str) -> Option<usize> {
+        self.user_for(bearer).map(|(_, tier)| tier)
+    }
+
+    /// The (user index, tier index) of a Bearer user token, in constant time over all tokens.
+    fn user_for(&self, bearer: &str) -> Option<(usize, usize)> {
         let mut found = None;
-        for (tok, tier) in self.users.load().iter() {
+        for (i, (tok, tier)) in self.users.load().iter().enumerate() {
             if bool::from(tok.as_slice().ct_eq(bearer.as_bytes())) {
-                found = Some(*tier);
+                found = Some((i, *tier));
             }
         }
         found
@@ -148,27 +162,64 @@ fn write_secret(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks `Authorization: PrivateToken token=…` on PIR routes.
+/// Checks `Authorization: PrivateToken token=…` on PIR routes: one well-formed token, signed by
+/// one of our tiers' keys, whose nonce has not been spent before — on this server or on any
+/// replica sharing the replay store, before or after a restart.
 pub struct PrivacyPassAuthority {
-    verifier: Verifier,
+    keys: std::collections::HashMap<u8, sift_privacypass::IssuerPublicKey>,
+    spent: Arc<dyn crate::spent::SpentStore>,
 }
 
 impl PrivacyPassAuthority {
-    /// An authority accepting tokens of `issuers`' keys.
-    pub fn new(issuers: &IssuerSet) -> anyhow::Result<Self> {
-        Ok(Self {
-            verifier: issuers.verifier()?,
-        })
+    /// An authority accepting tokens of `issuers`' keys, recording spent nonces in `spent`.
+    pub fn new(
+        issuers: &IssuerSet,
+        spent: Arc<dyn crate::spent::SpentStore>,
+    ) -> anyhow::Result<Self> {
+        let mut keys = std::collections::HashMap::new();
+        for (tier, i) in &issuers.tiers {
+            let k = i.public_key().clone();
+            anyhow::ensure!(
+                keys.insert(k.truncated_key_id(), k).is_none(),
+                "tier {tier}: two issuer keys share a truncated key id"
+            );
+        }
+        Ok(Self { keys, spent })
     }
+}
+
+/// Scope of the spent-nonce records of tokens signed by the key with `token_key_id`: they are
+/// kept as long as that key is (issuer keys do not rotate, so for good).
+fn token_scope(token_key_id: &[u8; 32]) -> String {
+    format!("token-{}", &hex::encode(token_key_id)[..16])
 }
 
 impl TokenAuthority for PrivacyPassAuthority {
     fn authorize(&self, authorization: Option<&str>) -> Result<(), ApiError> {
         let h = authorization.ok_or_else(|| unauthorized("missing Authorization: PrivateToken"))?;
-        self.verifier
-            .verify_header(h)
-            .map(|_| ())
-            .map_err(|e| unauthorized(&format!("invalid token: {e}")))
+        let token = sift_privacypass::Token::from_header(h)
+            .map_err(|e| unauthorized(&format!("invalid token: {e}")))?;
+        let key = self
+            .keys
+            .get(&token.token_key_id[31])
+            .filter(|k| k.token_key_id() == token.token_key_id)
+            .ok_or_else(|| unauthorized("invalid token: unknown issuer key"))?;
+        key.verify_signature(&token)
+            .map_err(|e| unauthorized(&format!("invalid token: {e}")))?;
+        match self
+            .spent
+            .spend(&token_scope(&token.token_key_id), &token.nonce, None)
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(unauthorized("token already spent")),
+            Err(e) => {
+                tracing::error!(error = %e, "replay store unavailable");
+                Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "token check temporarily unavailable",
+                ))
+            }
+        }
     }
 }
 
@@ -229,7 +280,12 @@ async fn issue(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let tier = user_tier(&issuers, &headers)?;
+    let (user, tier) = bearer(&headers)
+        .and_then(|b| issuers.user_for(b))
+        .ok_or_else(|| unauthorized("missing or unknown Bearer user token"))?;
+    if let Some(limit) = &issuers.issue_limit {
+        limit.check(&user.to_be_bytes())?;
+    }
     let req = TokenRequest::parse(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid token request: {e}")))?;
     let issuers2 = issuers.clone();

@@ -142,6 +142,19 @@ impl RedisKeyStore {
         Ok(out)
     }
 
+    /// Runs `f` on a pooled connection (for the replay store sharing this Redis).
+    pub(crate) fn run<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> anyhow::Result<T> {
+        self.with_conn(f)
+    }
+
+    /// The Redis key recording a spent identifier of `scope`.
+    pub(crate) fn spent_key(&self, scope: &str, id: &[u8]) -> String {
+        format!("{}:spent:{scope}:{}", self.prefix, hex::encode(id))
+    }
+
     fn value_key(&self, user_hash: &str, id: &[u8]) -> String {
         format!("{}:key:{user_hash}:{}", self.prefix, hex::encode(id))
     }

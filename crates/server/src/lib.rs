@@ -9,10 +9,13 @@ pub mod gateway;
 pub mod issuer;
 pub mod keystore;
 pub mod keystore_redis;
+pub mod listener;
 pub mod metrics;
 pub mod ops;
 pub mod prefilter;
+pub mod ratelimit;
 pub mod routes;
+pub mod spent;
 pub mod state;
 pub mod systemd;
 pub mod tls;
@@ -90,8 +93,8 @@ pub async fn spawn(
         .clone()
         .map(tls::server_config_with)
         .transpose()?;
-    let gateway = gateway::OhttpGateway::from_config(&config)?;
     let state = Arc::new(AppState::load(config, auth)?);
+    let gateway = gateway::OhttpGateway::from_config(&state.config, state.spent.clone())?;
     if let Some(c) = certificates {
         state.ops.set_certificates(c);
     }
@@ -100,6 +103,7 @@ pub async fn spawn(
         Some(gw) => service.clone().merge(routes::with_metrics(
             gateway::routes(gw.clone(), service),
             state.clone(),
+            gw.max_body(),
         )),
         None => service,
     };
@@ -109,22 +113,12 @@ pub async fn spawn(
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let limits = state.config.limits.clone();
+    let limits = listener::ConnectionLimits::from(&state.config.limits);
     let rotation = gateway
         .clone()
         .map(|gw| tokio::spawn(gateway::rotation_task(gw, KEY_ROTATION_CHECK)));
     let task = tokio::spawn(async move {
-        match tls {
-            Some(tls) => tls::serve(listener, app, tls, &limits, rx).await,
-            None => {
-                let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                    let _ = rx.await;
-                });
-                if let Err(e) = serve.await {
-                    tracing::error!("server stopped: {e}");
-                }
-            }
-        }
+        listener::serve(listener, app, tls, limits, rx).await;
         if let Some(r) = rotation {
             r.abort();
         }

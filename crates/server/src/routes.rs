@@ -35,6 +35,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     } else {
         Router::new()
     };
+    let max_body = limits.max_body_bytes;
     Router::new()
         .merge(config_route)
         .merge(prefilter_routes)
@@ -43,22 +44,45 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/report", post(report))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
+        .with_state(state.clone())
+        // The issuer's routes get the same body limit, timeout and metrics as the others.
+        .merge(issuer_routes)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,
         ))
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(DefaultBodyLimit::max(max_body))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(limits.request_timeout_secs),
         ))
-        .with_state(state)
-        .merge(issuer_routes)
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            refuse_declared_oversize(max_body, req, next)
+        }))
+}
+
+/// Answers 413 at once when `Content-Length` declares more than `max` bytes, instead of
+/// reading (or waiting for) a body that will be refused anyway.
+pub async fn refuse_declared_oversize(max: usize, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over the limit of {max} bytes"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// Adds request metrics and the request timeout to `routes` (used for the gateway's routes,
 /// which are built outside [`router`]).
-pub fn with_metrics(routes: Router, state: Arc<AppState>) -> Router {
+/// `max_body` is the largest (encapsulated) body those routes accept.
+pub fn with_metrics(routes: Router, state: Arc<AppState>, max_body: usize) -> Router {
     let timeout = Duration::from_secs(state.config.limits.request_timeout_secs);
     routes
         .layer(middleware::from_fn_with_state(state, record_metrics))
@@ -66,6 +90,9 @@ pub fn with_metrics(routes: Router, state: Arc<AppState>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            refuse_declared_oversize(max_body, req, next)
+        }))
 }
 
 /// The use case a response was for, set by handlers that know it so that the metrics layer
@@ -135,14 +162,30 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// Longest evaluation-key identifier accepted (Apple's are 32-byte SHA-256 digests).
+pub const MAX_KEY_IDENTIFIER_BYTES: usize = 64;
+
+fn check_key_identifier(id: &[u8]) -> Result<(), ApiError> {
+    if id.len() > MAX_KEY_IDENTIFIER_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "evaluation key identifier of {} bytes is too long (at most {MAX_KEY_IDENTIFIER_BYTES})",
+            id.len()
+        )));
+    }
+    Ok(())
+}
+
 fn pir_caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    state.auth.authorize(header_str(headers, "authorization"))?;
     let user = header_str(headers, "user-identifier")
         .ok_or_else(|| ApiError::bad_request("missing User-Identifier header"))?;
     let user_agent = header_str(headers, "user-agent")
         .ok_or_else(|| ApiError::bad_request("missing User-Agent header"))?;
     if user.len() > 256 {
         return Err(ApiError::bad_request("User-Identifier is too long"));
+    }
+    state.auth.authorize(header_str(headers, "authorization"))?;
+    if let Some(limit) = &state.query_limit {
+        limit.check(user.as_bytes())?;
     }
     Ok(Caller {
         user: user.to_owned(),
@@ -252,6 +295,19 @@ async fn key(
             "every key needs metadata and evaluation_key",
         ));
     }
+    if keys.keys.len() > state.config.limits.max_keys_per_user {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{} keys in one upload; at most {} are kept per user",
+                keys.keys.len(),
+                state.config.limits.max_keys_per_user
+            ),
+        ));
+    }
+    for k in &keys.keys {
+        check_key_identifier(k.metadata.as_ref().map_or(&[][..], |m| &m.identifier[..]))?;
+    }
     for k in &keys.keys {
         state.keys.put(&caller.user, k).map_err(|e| {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("storing key: {e}"))
@@ -269,6 +325,7 @@ async fn queries(
 ) -> Result<Response, ApiError> {
     let caller = pir_caller(&state, &headers)?;
     let reqs: api::Requests = decode(&body, "Requests")?;
+    check_query_cost(&state, &reqs)?;
     let st = state.clone();
     let label = reqs
         .requests
@@ -289,6 +346,59 @@ async fn queries(
     };
     resp.extensions_mut().insert(UseCaseLabel(label));
     Ok(resp)
+}
+
+/// Refuses, before any evaluation, a body asking for more work than a device ever does: more
+/// `Request`s than `limits.max_requests_per_query` (413), or a PIR request whose PIR-call count
+/// or ciphertext count does not match its configuration (400), or a key identifier that is
+/// too long (400).
+fn check_query_cost(state: &AppState, reqs: &api::Requests) -> Result<(), ApiError> {
+    let max = state.config.limits.max_requests_per_query;
+    if reqs.requests.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{} requests in one body; at most {max} are accepted",
+                reqs.requests.len()
+            ),
+        ));
+    }
+    let usecases = state.usecases();
+    for r in &reqs.requests {
+        let Some(api::request::Request::PirRequest(pir)) = &r.request else {
+            continue;
+        };
+        if let Some(m) = &pir.evaluation_key_metadata {
+            check_key_identifier(&m.identifier)?;
+        }
+        let Some(version) = usecases
+            .get(&r.usecase)
+            .and_then(|uc| uc.by_config_id(&pir.configuration_hash))
+        else {
+            continue; // answered with 400/410 by `answer_all`
+        };
+        let Some(shard) = version.server.shards().get(pir.shard_index as usize) else {
+            continue;
+        };
+        let index = &shard.params.index;
+        let query = pir.query.as_ref();
+        let calls = query.map_or(0, |q| q.num_pir_calls as usize);
+        if calls != index.batch_size {
+            return Err(ApiError::bad_request(format!(
+                "{calls} PIR calls in one request; this configuration takes {}",
+                index.batch_size
+            )));
+        }
+        let n = version.server.context().n;
+        let want = (index.expanded_query_count() * calls).div_ceil(n);
+        let got = query.map_or(0, |q| q.ciphertexts.len());
+        if got != want {
+            return Err(ApiError::bad_request(format!(
+                "{got} query ciphertexts; this configuration takes {want}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn answer_all(
@@ -405,11 +515,25 @@ fn evaluation_key(
         .map(|m| m.identifier.clone())
         .ok_or_else(|| ApiError::bad_request("Evaluation key not found"))?;
     // Keyed by the stored timestamp too: another replica may have replaced this key id.
-    let stamp = state
-        .keys
-        .timestamp(&caller.user, &id)
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("key store: {e}")))?
-        .ok_or_else(|| ApiError::bad_request("Evaluation key not found"))?;
+    let stamp = match state.keys.timestamp(&caller.user, &id) {
+        Ok(stamp) => stamp.ok_or_else(|| ApiError::bad_request("Evaluation key not found"))?,
+        Err(e) => {
+            // The store (Redis) is unreachable: serve a key this process already holds for
+            // this user, id and configuration rather than fail the query.
+            let cache = state.key_cache.lock().unwrap_or_else(|p| p.into_inner());
+            let held = cache.iter().find(|((u, i, c), _)| {
+                *u == caller.user && *i == id && c.starts_with(&version.config_id)
+            });
+            if let Some((_, k)) = held {
+                tracing::warn!(error = %e, "key store unavailable; serving a cached key");
+                return Ok(k.clone());
+            }
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("key store: {e}"),
+            ));
+        }
+    };
     let cache_key = (
         caller.user.clone(),
         id.clone(),

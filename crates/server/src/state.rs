@@ -77,6 +77,8 @@ pub struct AppState {
     pub keys: Arc<dyn KeyStore>,
     /// Privacy Pass (or test) token checks.
     pub auth: Arc<dyn TokenAuthority>,
+    /// Durable replay records (spent tokens, OHTTP requests), in the key store's backend.
+    pub spent: Arc<dyn crate::spent::SpentStore>,
     /// The Privacy Pass issuer, when the config lists users.
     pub issuers: Option<Arc<crate::issuer::IssuerSet>>,
     /// Counters for `/metrics`.
@@ -85,6 +87,8 @@ pub struct AppState {
     pub key_cache: KeyCache,
     /// Reload counters, the serving certificate, process metrics.
     pub ops: crate::ops::Operations,
+    /// PIR requests per `User-Identifier` (`limits.queries_per_minute`).
+    pub query_limit: Option<crate::ratelimit::RateLimiter>,
     reload_lock: Mutex<()>,
     /// Per use case, the signature of a dataset that failed to load: not re-read until it
     /// changes (a refused version is immutable, so polling it again would only repeat the
@@ -103,15 +107,22 @@ impl AppState {
         let issuers = if config.users.is_empty() {
             None
         } else {
-            Some(Arc::new(crate::issuer::IssuerSet::load_or_create(
-                &config.state_dir.join("issuer"),
-                &config.users,
-            )?))
+            Some(Arc::new(
+                crate::issuer::IssuerSet::load_or_create(
+                    &config.state_dir.join("issuer"),
+                    &config.users,
+                )?
+                .with_issue_limit(crate::ratelimit::RateLimiter::new(
+                    config.limits.issue_per_minute,
+                    config.limits.issue_burst,
+                )),
+            ))
         };
+        let spent = crate::spent::open(&config).context("opening the replay store")?;
         let auth: Arc<dyn TokenAuthority> = match (auth, &issuers) {
             (Some(a), _) => a,
             (None, Some(i)) if config.require_tokens => {
-                Arc::new(crate::issuer::PrivacyPassAuthority::new(i)?)
+                Arc::new(crate::issuer::PrivacyPassAuthority::new(i, spent.clone())?)
             }
             (None, None) if config.require_tokens => {
                 anyhow::bail!(
@@ -133,15 +144,21 @@ impl AppState {
             );
         }
         let keys = crate::keystore::open(&config)?;
+        let query_limit = crate::ratelimit::RateLimiter::new(
+            config.limits.queries_per_minute,
+            config.limits.queries_burst,
+        );
         Ok(Self {
             config,
             usecases: ArcSwap::from_pointee(map),
             keys,
             auth,
+            spent,
             issuers,
             metrics: Metrics::default(),
             key_cache: Mutex::new(HashMap::new()),
             ops: crate::ops::Operations::default(),
+            query_limit,
             reload_lock: Mutex::new(()),
             refused: Mutex::new(HashMap::new()),
         })

@@ -274,15 +274,24 @@ async fn redis_outage_gives_503() {
     let dev = Device::new(server.addr, "alice");
     let (status, body) = dev.post_key(placeholder_key(1, vec![1])).await;
     assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
-    // A query naming a stored key needs the store: 503 as well.
+    // A query naming a stored key needs the store: 503 as well. (The query has the shape its
+    // configuration takes, so that it passes the cost check made before any work.)
+    let version = server.state.usecases()[USECASE].current().clone();
+    let index = &version.server.shards()[0].params.index;
+    let cts =
+        (index.expanded_query_count() * index.batch_size).div_ceil(version.server.context().n);
     let req = api::Requests {
         requests: vec![api::Request {
             usecase: USECASE.into(),
             request: Some(api::request::Request::PirRequest(api::PirRequest {
-                configuration_hash: server.state.usecases()[USECASE].current().config_id.clone(),
+                configuration_hash: version.config_id.clone(),
                 evaluation_key_metadata: Some(api::EvaluationKeyMetadata {
                     timestamp: 1,
                     identifier: vec![1],
+                }),
+                query: Some(sift_proto::pir::EncryptedIndices {
+                    ciphertexts: vec![Default::default(); cts],
+                    num_pir_calls: index.batch_size as u64,
                 }),
                 ..Default::default()
             })),
@@ -296,4 +305,60 @@ async fn redis_outage_gives_503() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_replay_records_through_redis() {
+    let Some(url) = redis_url() else {
+        println!("skipped: SIFT_TEST_REDIS_URL not set");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_dataset(&data, &[("blocked.example", "1")], 1, 3);
+    let prefix = unique_prefix();
+    // Same gateway keys (one state dir), replay records in Redis only.
+    let cfg = redis_config(&data, &tmp.path().join("s"), &url, &prefix, 2);
+    let a = start(cfg.clone()).await;
+    let b = start(cfg).await;
+    let keys = reqwest::get(format!("http://{}/ohttp-keys", a.addr))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let inner = http::Request::get("https://sift.example/healthz")
+        .body(bytes::Bytes::new())
+        .unwrap();
+    let captured = sift_ohttp::ClientRequest::from_encoded_config_list(&keys)
+        .unwrap()
+        .encapsulate(&inner)
+        .unwrap()
+        .0;
+    let post = |addr: std::net::SocketAddr, body: bytes::Bytes| async move {
+        reqwest::Client::new()
+            .post(format!("http://{addr}/"))
+            .header("content-type", "message/ohttp-req")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(post(a.addr, captured.clone()).await, 200);
+    assert_eq!(post(b.addr, captured).await, 400, "replayed on replica B");
+    // The store itself: a second spend of one id is a replay.
+    let store = sift_server::spent::open(&redis_config(
+        &data,
+        &tmp.path().join("s"),
+        &url,
+        &prefix,
+        2,
+    ))
+    .unwrap();
+    assert!(store.spend("token-test", &[1; 32], None).unwrap());
+    assert!(!store.spend("token-test", &[1; 32], None).unwrap());
+    a.stop().await;
+    b.stop().await;
 }

@@ -44,7 +44,26 @@ enum Command {
     Bench(cmd::bench::Args),
 }
 
+/// `sift check … | head`: a reader that stops early closes our stdout. That is its choice, not
+/// an error: exit quietly (status 0) instead of panicking in `println!`.
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info)
+    }));
+}
+
 fn main() -> std::process::ExitCode {
+    exit_quietly_on_broken_pipe();
     // Logs go to stderr: text by default, one JSON object per line with SIFT_LOG_FORMAT=json
     // (for log collectors); RUST_LOG sets the level (default info).
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -413,11 +413,8 @@ fn write_version(
         None
     } else {
         let filter = crate::rows::prefilter_for_rows(&rows, options.prefilter_fp_rate)?;
-        let meta = sift_bloom::Metadata::for_filter(
-            &filter,
-            rows.len() as u64,
-            options.prefilter_fp_rate,
-        );
+        let meta =
+            sift_bloom::Metadata::for_filter(&filter, rows.len() as u64, options.prefilter_fp_rate);
         Some((filter, meta))
     };
 
