@@ -50,7 +50,7 @@ pub struct ImportReport {
     /// The first issues, in order found.
     pub issues: Vec<Issue>,
     /// Skipped lines counted per reason (every skip, not only the first issues kept); at
-    /// most [`MAX_REASONS`] distinct reasons, the rest under `"other"`.
+    /// most `MAX_REASONS` (64) distinct reasons, the rest under `"other"`.
     pub skipped_by_reason: std::collections::BTreeMap<String, u64>,
 }
 
