@@ -185,29 +185,7 @@ pub fn collect_rows(
         out.push((k, v));
         last_origin = Some(o);
     }
-    if out.is_empty() {
-        bail!("no rows in the inputs: nothing to build");
-    }
     Ok(Rows { rows: out, report })
-}
-
-/// The Bloom prefilter for the rows' keywords (exact bytes), sized for their count and
-/// `fp_rate`, with a random seed as Apple's tool picks one.
-pub fn prefilter_for_rows(
-    rows: &[(Vec<u8>, Vec<u8>)],
-    fp_rate: f64,
-) -> anyhow::Result<sift_bloom::BloomFilter> {
-    let sizing = sift_bloom::sizing(rows.len() as u64, fp_rate)?;
-    let mut builder = sift_bloom::Builder::new(sift_bloom::Params {
-        bit_count: sizing.bit_count,
-        hash_count: sizing.hash_count,
-        murmur_seed: rand::random(),
-    })?;
-    for chunk in rows.chunks(1 << 16) {
-        let keys: Vec<&[u8]> = chunk.iter().map(|r| r.0.as_slice()).collect();
-        builder.insert_batch(&keys);
-    }
-    Ok(builder.finish())
 }
 
 impl RowsReport {

@@ -128,6 +128,34 @@ async fn killed_builds_and_fewer_shards_never_serve_a_mixed_dataset() {
 }
 
 #[test]
+fn sift_update_takes_an_empty_remove_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let keys: Vec<String> = (0..10).map(|i| format!("k-{i}.example")).collect();
+    let list = tmp.path().join("list.txt");
+    write_list(&list, &keys);
+    stdout_of_success(&mut build_cmd(&list, &data, 1));
+    let add = tmp.path().join("add.txt");
+    let remove = tmp.path().join("remove.txt");
+    write_list(&add, &["new.example".to_string()]);
+    std::fs::write(&remove, "").unwrap();
+    let out = sift()
+        .arg("update")
+        .arg(&data)
+        .arg("--add")
+        .arg(&add)
+        .arg("--remove")
+        .arg(&remove)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("0 removed, 1 added"), "{err}");
+    let loaded = sift_dataset::load(&data, "url").unwrap();
+    assert_eq!(loaded.manifest.unwrap().row_count, 11);
+}
+
+#[test]
 fn sift_update_adds_and_removes_keys_sharing_other_shards() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");

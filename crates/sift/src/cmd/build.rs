@@ -260,6 +260,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let parsing = args.parsing.load()?;
     let mut options = args.options;
     let rows = import_rows(&args.inputs, options.value.as_bytes(), &parsing)?;
+    if rows.is_empty() {
+        bail!("no rows in the inputs: nothing to build");
+    }
     if let Some(p) = &options.config {
         options.process_config = Some(Box::new(ProcessConfig::read(p)?));
     }
@@ -412,7 +415,12 @@ fn write_version(
     let prefilter = if options.no_prefilter {
         None
     } else {
-        let filter = crate::rows::prefilter_for_rows(&rows, options.prefilter_fp_rate)?;
+        let filter = super::prefilter::filter_from_keys(
+            rows.iter().map(|r| r.0.as_slice()),
+            options.prefilter_fp_rate,
+            None,
+            &ProgressBar::hidden(),
+        )?;
         let meta =
             sift_bloom::Metadata::for_filter(&filter, rows.len() as u64, options.prefilter_fp_rate);
         Some((filter, meta))

@@ -149,19 +149,25 @@ fn build_from_lists(
         );
     }
     let pb = bar(keys.len() as u64, "hash");
-    let filter = filter_from_keys(&keys, fp_rate, seed, &pb)?;
+    let filter = filter_from_keys(keys.iter().map(|k| k.as_bytes()), fp_rate, seed, &pb)?;
     pb.finish_and_clear();
     Ok((filter, report, keys.len()))
 }
 
 /// Builds the prefilter for `keys` (sized for their count and `fp_rate`), reporting progress on
 /// `pb`; `seed` defaults to a random one, as in Apple's tool.
-pub fn filter_from_keys(
-    keys: &[Box<str>],
+pub fn filter_from_keys<'a, I>(
+    keys: I,
     fp_rate: f64,
     seed: Option<u32>,
     pb: &ProgressBar,
-) -> anyhow::Result<sift_bloom::BloomFilter> {
+) -> anyhow::Result<sift_bloom::BloomFilter>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+    I::IntoIter: ExactSizeIterator,
+{
+    const BATCH: usize = 1 << 18;
+    let keys = keys.into_iter();
     let sizing = sift_bloom::sizing(keys.len() as u64, fp_rate)?;
     let params = Params {
         bit_count: sizing.bit_count,
@@ -169,16 +175,17 @@ pub fn filter_from_keys(
         murmur_seed: seed.unwrap_or_else(random_seed),
     };
     let mut builder = Builder::new(params)?;
-    for chunk in keys.chunks(1 << 18) {
-        builder.insert_batch(
-            chunk
-                .iter()
-                .map(|k| k.as_bytes())
-                .collect::<Vec<_>>()
-                .as_slice(),
-        );
-        pb.inc(chunk.len() as u64);
+    let mut batch = Vec::with_capacity(BATCH.min(keys.len()));
+    for key in keys {
+        batch.push(key);
+        if batch.len() == BATCH {
+            builder.insert_batch(&batch);
+            pb.inc(batch.len() as u64);
+            batch.clear();
+        }
     }
+    builder.insert_batch(&batch);
+    pb.inc(batch.len() as u64);
     Ok(builder.finish())
 }
 
