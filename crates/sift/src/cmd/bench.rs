@@ -133,9 +133,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let rt = tokio::runtime::Runtime::new()?;
     let report = rt.block_on(async {
+        // A throughput benchmark of this machine: the per-client rate limit (429 past
+        // `queries_per_minute`) would cap it, so it is off here.
         let server = super::demo::spawn_server(&format!(
             "listen = \"127.0.0.1:0\"\ndev_plain_http = true\nrequire_tokens = false\n\
              state_dir = {:?}\n[ohttp]\nenabled = false\n\
+             [limits]\nqueries_per_minute = 0\n\
              [[usecases]]\nname = {USECASE:?}\ndataset_dir = {:?}\n",
             dir.join("state").display().to_string(),
             dataset.display().to_string(),
