@@ -49,7 +49,7 @@ impl Context {
         // NTT and lift runs in 32-bit lanes, a Montgomery product sum of up to 32 products of
         // two values below 2^29 fits a u64 (so the tensor's usual sums of a few dozen products
         // need no reduction part-way), and they lie above 28-bit ciphertext moduli, which lets
-        // the centered lift skip reductions ([`crate::keyprod`]'s `Lift2::direct`).
+        // the centered lift skip reductions ([`crate::kernels::keyprod`]'s `Lift2::direct`).
         let aux_count = need_bits.div_ceil(28) as usize;
         let step = 2 * n as u64;
         let mut cand = ((1u64 << 29) / step) * step + 1;
