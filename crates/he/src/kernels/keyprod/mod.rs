@@ -8,6 +8,7 @@
 //! `vpmuludq` lanes working directly on the u64 words, with no packing or unpacking.
 
 use crate::arith::{barrett32, mul_shoup32_lazy};
+use crate::simd::{Isa, level};
 
 /// Montgomery constants of an odd modulus q < 2^31: q and q' = −q⁻¹ mod 2^32.
 #[derive(Clone, Copy, Debug)]
@@ -70,20 +71,17 @@ pub(crate) fn dot_redc(
     out0: &mut [u64],
     out1: &mut [u64],
 ) {
-    #[cfg(target_arch = "x86_64")]
     if let ([s0, s1], [a0, a1], [b0, b1]) = (srcs, k0, k1) {
-        let (srcs, k0, k1) = ([*s0, *s1], [*a0, *a1], [*b0, *b1]);
-        if crate::simd::avx512() {
-            // SAFETY: AVX-512 is present (checked just above); `avx512::dot2` is safe Rust
-            // with AVX-512 enabled whose memory accesses are bounds-checked slices.
-            unsafe { avx512::dot2(m, srcs, k0, k1, out0, out1) };
-            return;
-        }
-        if crate::simd::avx2() {
-            // SAFETY: AVX2 is present (checked just above); `avx2::dot2` is safe Rust with
-            // AVX2 enabled whose memory accesses are bounds-checked slices.
-            unsafe { avx2::dot2(m, srcs, k0, k1, out0, out1) };
-            return;
+        let (two, k0, k1) = ([*s0, *s1], [*a0, *a1], [*b0, *b1]);
+        match level().isa() {
+            // SAFETY: `isa()` yields `Avx512` only when the CPU has AVX-512; `avx512::dot2` is
+            // safe Rust with AVX-512 enabled whose memory accesses are bounds-checked slices.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => return unsafe { avx512::dot2(m, two, k0, k1, out0, out1) },
+            // SAFETY: as above, for AVX2 and `avx2::dot2`.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => return unsafe { avx2::dot2(m, two, k0, k1, out0, out1) },
+            _ => {}
         }
     }
     dot_redc_portable(m, srcs, k0, k1, out0, out1)
@@ -116,40 +114,45 @@ fn dot_redc_portable(
 /// product in u64 lanes). None when the CPU has no AVX-512 (the caller's 32-bit-lane loop
 /// runs then); the lazy sums of the first dimension and of the tensor end here.
 pub(crate) fn reduce_u64_rows_avx512(q: u32, out: &mut [u64], x: &[u64]) -> Option<()> {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx512() {
-        // SAFETY: AVX-512 is present (checked just above); safe Rust with AVX-512 enabled
-        // whose memory accesses are bounds-checked slices.
-        unsafe { avx512::reduce_u64_rows(q, out, x) };
-        return Some(());
+    match level().isa() {
+        // SAFETY: `isa()` yields `Avx512` only when the CPU has AVX-512; the kernel is safe
+        // Rust with AVX-512 enabled whose memory accesses are bounds-checked slices.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Some(unsafe { avx512::reduce_u64_rows(q, out, x) }),
+        _ => {
+            let _ = (q, out, x);
+            None
+        }
     }
-    let _ = (q, out, x);
-    None
 }
 
 /// dst ← (src mod q + add) mod q for src < 2^32 and add < q, with mu = ⌊2^32/q⌋.
 pub(crate) fn reduce_add(dst: &mut [u64], src: &[u64], q: u32, mu: u32, add: u32) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx2() {
-        // SAFETY: AVX2 is present (checked just above); safe Rust with AVX2 enabled.
-        unsafe { avx2::reduce_add(dst, src, q, mu, add) };
-        return;
-    }
-    for (d, &x) in dst.iter_mut().zip(src) {
-        *d = reduce_add1(x, q, mu, add);
+    match level().isa() {
+        // SAFETY: `isa()` yields `Avx2` or wider only when the CPU has AVX2; the kernel is
+        // safe Rust with AVX2 enabled whose memory accesses are bounds-checked slices.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 | Isa::Avx2 => unsafe { avx2::reduce_add(dst, src, q, mu, add) },
+        _ => {
+            for (d, &x) in dst.iter_mut().zip(src) {
+                *d = reduce_add1(x, q, mu, add);
+            }
+        }
     }
 }
 
 /// out ← (out − corr)·inv mod q for out, corr < q, with inv_s = ⌊inv·2^32/q⌋ (Shoup).
 pub(crate) fn sub_mul(out: &mut [u64], corr: &[u64], q: u32, inv: u32, inv_s: u32) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx2() {
-        // SAFETY: AVX2 is present (checked just above); safe Rust with AVX2 enabled.
-        unsafe { avx2::sub_mul(out, corr, q, inv, inv_s) };
-        return;
-    }
-    for (x, &c) in out.iter_mut().zip(corr) {
-        *x = sub_mul1(*x, c, q, inv, inv_s);
+    match level().isa() {
+        // SAFETY: `isa()` yields `Avx2` or wider only when the CPU has AVX2; the kernel is
+        // safe Rust with AVX2 enabled whose memory accesses are bounds-checked slices.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 | Isa::Avx2 => unsafe { avx2::sub_mul(out, corr, q, inv, inv_s) },
+        _ => {
+            for (x, &c) in out.iter_mut().zip(corr) {
+                *x = sub_mul1(*x, c, q, inv, inv_s);
+            }
+        }
     }
 }
 
@@ -171,33 +174,29 @@ pub(crate) fn finish_twist(
     inv: (u32, u32),
     twist: &[u64],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx512() {
-        // SAFETY: AVX-512 is present (checked just above); `avx512::finish_twist` is safe
-        // Rust with AVX-512 enabled whose memory accesses are bounds-checked slices.
-        unsafe {
-            match add {
-                Some(a) => avx512::finish_twist::<true>(plus, minus, acc, corr, a, q, inv, twist),
-                None => avx512::finish_twist::<false>(plus, minus, acc, corr, &[], q, inv, twist),
-            }
-        }
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx2() {
-        // SAFETY: AVX2 is present (checked just above); `avx2::finish_twist` is safe Rust
-        // with AVX2 enabled whose memory accesses are bounds-checked slices.
-        unsafe {
-            match add {
-                Some(a) => avx2::finish_twist::<true>(plus, minus, acc, corr, a, q, inv, twist),
-                None => avx2::finish_twist::<false>(plus, minus, acc, corr, &[], q, inv, twist),
-            }
-        }
-        return;
-    }
-    match add {
-        Some(a) => finish_twist_body::<true>(plus, minus, acc, corr, a, q, inv, twist),
-        None => finish_twist_body::<false>(plus, minus, acc, corr, &[], q, inv, twist),
+    let (a, with_add) = (add.unwrap_or(&[]), add.is_some());
+    match (level().isa(), with_add) {
+        // SAFETY (all four arms): `isa()` yields `Avx512` (`Avx2`) only when the CPU has
+        // AVX-512 (AVX2); the kernels are safe Rust with that set enabled whose memory
+        // accesses are bounds-checked slices.
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, true) => unsafe {
+            avx512::finish_twist::<true>(plus, minus, acc, corr, a, q, inv, twist)
+        },
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, false) => unsafe {
+            avx512::finish_twist::<false>(plus, minus, acc, corr, a, q, inv, twist)
+        },
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, true) => unsafe {
+            avx2::finish_twist::<true>(plus, minus, acc, corr, a, q, inv, twist)
+        },
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, false) => unsafe {
+            avx2::finish_twist::<false>(plus, minus, acc, corr, a, q, inv, twist)
+        },
+        (_, true) => finish_twist_body::<true>(plus, minus, acc, corr, a, q, inv, twist),
+        (_, false) => finish_twist_body::<false>(plus, minus, acc, corr, a, q, inv, twist),
     }
 }
 
@@ -284,14 +283,13 @@ pub(crate) fn dot_finish_twist(
     [plus0, plus1]: [&mut [u64]; 2],
     [minus0, minus1]: [&mut [u64]; 2],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx512() {
-        // SAFETY: AVX-512 is present (checked just above); the kernel is safe Rust with
-        // AVX-512 enabled whose memory accesses are bounds-checked slices.
-        unsafe { avx512::dot_finish_twist(a, [plus0, plus1], [minus0, minus1]) };
-        return;
+    match level().isa() {
+        // SAFETY: `isa()` yields `Avx512` only when the CPU has AVX-512; the kernel is safe
+        // Rust with AVX-512 enabled whose memory accesses are bounds-checked slices.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::dot_finish_twist(a, [plus0, plus1], [minus0, minus1]) },
+        _ => dot_finish_range(a, [plus0, plus1], [minus0, minus1], 0..a.add.len()),
     }
-    dot_finish_range(a, [plus0, plus1], [minus0, minus1], 0..a.add.len());
 }
 
 /// [`dot_finish_twist`] one coefficient at a time over `range`.
@@ -357,37 +355,29 @@ impl Lift2 {
 /// d₁ = (x₁ − x₀)·q₀⁻¹ mod q₁ and x negative when (d₁, x₀) > the digits of ⌊Q/2⌋, row a of
 /// `aux` gets (x₀ + (q₀ mod m)·d₁ − [x negative]·Q) mod m for the a-th auxiliary m.
 pub(crate) fn lift2_aux(l: &Lift2, x0s: &[u64], x1s: &[u64], aux: &mut [u64]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx512() {
-        // SAFETY: AVX-512 is present (checked just above); safe Rust with AVX-512 enabled.
-        unsafe {
-            if l.direct() {
-                avx512::lift2_aux_direct16(l, x0s, x1s, aux)
-            } else {
-                avx512::lift2_aux::<false>(l, x0s, x1s, aux)
-            }
-        };
-        return;
+    match (level().isa(), l.direct()) {
+        // SAFETY (all four arms): `isa()` yields `Avx512` (`Avx2`) only when the CPU has
+        // AVX-512 (AVX2); the kernels are safe Rust with that set enabled whose memory
+        // accesses are bounds-checked slices.
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, true) => unsafe { avx512::lift2_aux_direct16(l, x0s, x1s, aux) },
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, false) => unsafe { avx512::lift2_aux::<false>(l, x0s, x1s, aux) },
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, true) => unsafe { avx2::lift2_aux::<true>(l, x0s, x1s, aux) },
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, false) => unsafe { avx2::lift2_aux::<false>(l, x0s, x1s, aux) },
+        _ => lift2_aux_range(l, x0s, x1s, aux, 0..x0s.len()),
     }
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx2() {
-        // SAFETY: AVX2 is present (checked just above); safe Rust with AVX2 enabled.
-        unsafe {
-            if l.direct() {
-                avx2::lift2_aux::<true>(l, x0s, x1s, aux)
-            } else {
-                avx2::lift2_aux::<false>(l, x0s, x1s, aux)
-            }
-        };
-        return;
-    }
-    lift2_aux_range(l, x0s, x1s, aux, 0..x0s.len());
 }
 
 /// Whether [`lift2_aux_narrow`] runs for rows of n values: the CPU has AVX-512 (x86-64),
 /// the lift is [`Lift2::direct`] and n is a multiple of 16.
 pub(crate) fn lift2_narrow_applies(l: &Lift2, n: usize) -> bool {
-    cfg!(target_arch = "x86_64") && crate::simd::avx512() && l.direct() && n.is_multiple_of(16)
+    cfg!(target_arch = "x86_64")
+        && level().isa() == Isa::Avx512
+        && l.direct()
+        && n.is_multiple_of(16)
 }
 
 /// [`lift2_aux`] on rows of plain 32-bit values, in and out, with the AVX-512 direct kernel.
@@ -440,21 +430,16 @@ fn lift2_aux_range(
 /// take one `vpermq` per row, with AVX2 four outputs from one block of four one `vpermd`;
 /// other groups are copied one by one.
 pub(crate) fn gather_rows<const K: usize>(perm: &[u32], src: [&[u64]; K], dst: [&mut [u64]; K]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx512() {
-        // SAFETY: AVX-512 is present (checked just above); `avx512::gather_rows` is safe Rust
-        // with AVX-512 enabled whose memory accesses are bounds-checked slices.
-        unsafe { avx512::gather_rows(perm, src, dst) };
-        return;
+    match level().isa() {
+        // SAFETY: `isa()` yields `Avx512` only when the CPU has AVX-512; the kernel is safe
+        // Rust with AVX-512 enabled whose memory accesses are bounds-checked slices.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::gather_rows(perm, src, dst) },
+        // SAFETY: as above, for AVX2.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2::gather_rows(perm, src, dst) },
+        _ => gather_rows_scalar(perm, 0..perm.len(), src, dst),
     }
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx2() {
-        // SAFETY: AVX2 is present (checked just above); `avx2::gather_rows` is safe Rust with
-        // AVX2 enabled whose memory accesses are bounds-checked slices.
-        unsafe { avx2::gather_rows(perm, src, dst) };
-        return;
-    }
-    gather_rows_scalar(perm, 0..perm.len(), src, dst);
 }
 
 /// [`gather_rows`] one word at a time, for the outputs in `range`.

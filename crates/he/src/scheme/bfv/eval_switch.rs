@@ -774,7 +774,7 @@ pub fn expand_step_eval(
     // other digit and the correction left below 4q by their transforms: 9q² < q·2^32. The
     // special prime's two lazy digits: 8P² < P·2^32.
     let fused = k == 2
-        && crate::simd::avx512()
+        && crate::simd::level().isa() == crate::simd::Isa::Avx512
         && !ks.scaled.is_empty()
         && ks.mont[..k].iter().all(|m| m.fits(9))
         && ks.mont[ks.l - 1].fits(8);
