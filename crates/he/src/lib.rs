@@ -30,6 +30,7 @@
 //! let pt = bfv::decrypt(&ctx, &back, &sk).unwrap();
 //! assert_eq!(&pt.to_bytes(&ctx)[..5], b"hello");
 //! ```
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod kernels;
 pub mod scheme;

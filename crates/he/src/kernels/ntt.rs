@@ -231,8 +231,10 @@ impl Ntt32 {
         // they access memory only through bounds-checked references, and their tables exist
         // only for the sizes they handle (n ≥ 32 for AVX2, n ≥ 64 for AVX-512).
         match self.kernels(level) {
+            // SAFETY: see above; AVX-512 was detected before this variant was chosen.
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx512(t) => unsafe { avx512::forward(self, t, b) },
+            // SAFETY: see above; AVX2 was detected before this variant was chosen.
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx2(t) => unsafe { avx2::forward(self, t, b) },
             Kernels::Portable(_) => {
@@ -249,8 +251,10 @@ impl Ntt32 {
         let (s, b) = (words_as_slots_ref(src), words_as_slots(dst));
         // SAFETY: as in `forward_words` (instruction set detected, bounds-checked access).
         match self.kernels(level) {
+            // SAFETY: see above; AVX-512 was detected before this variant was chosen.
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx512(t) => unsafe { avx512::forward_from(self, t, s, add, b) },
+            // SAFETY: see above; AVX2 was detected before this variant was chosen.
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx2(t) => unsafe { avx2::forward_from(self, t, s, add, b) },
             Kernels::Portable(_) => {
@@ -284,8 +288,10 @@ impl Ntt32 {
         let (s, b) = (words_as_slots_ref(src), words_as_slots(dst));
         // SAFETY: as in `forward_words` (instruction set detected, bounds-checked access).
         match self.kernels(level) {
+            // SAFETY: see above; AVX-512 was detected before this variant was chosen.
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx512(t) => unsafe { avx512::inverse_from(self, t, s, b) },
+            // SAFETY: see above; AVX2 was detected before this variant was chosen.
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx2(t) => unsafe { avx2::inverse_from(self, t, s, b) },
             Kernels::Portable(_) => {
@@ -318,8 +324,10 @@ impl Ntt32 {
         let b = words_as_slots(a);
         // SAFETY: as in `forward_words`.
         match self.kernels(level) {
+            // SAFETY: see above; AVX-512 was detected before this variant was chosen.
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx512(t) => unsafe { avx512::inverse(self, t, b) },
+            // SAFETY: see above; AVX2 was detected before this variant was chosen.
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx2(t) => unsafe { avx2::inverse(self, t, b) },
             Kernels::Portable(_) => {

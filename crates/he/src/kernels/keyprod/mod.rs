@@ -118,7 +118,11 @@ pub(crate) fn reduce_u64_rows_avx512(q: u32, out: &mut [u64], x: &[u64]) -> Opti
         // SAFETY: `isa()` yields `Avx512` only when the CPU has AVX-512; the kernel is safe
         // Rust with AVX-512 enabled whose memory accesses are bounds-checked slices.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => Some(unsafe { avx512::reduce_u64_rows(q, out, x) }),
+        Isa::Avx512 => {
+            // SAFETY: see above; AVX-512 was detected before this variant was chosen.
+            unsafe { avx512::reduce_u64_rows(q, out, x) };
+            Some(())
+        }
         _ => {
             let _ = (q, out, x);
             None
@@ -176,21 +180,23 @@ pub(crate) fn finish_twist(
 ) {
     let (a, with_add) = (add.unwrap_or(&[]), add.is_some());
     match (level().isa(), with_add) {
-        // SAFETY (all four arms): `isa()` yields `Avx512` (`Avx2`) only when the CPU has
-        // AVX-512 (AVX2); the kernels are safe Rust with that set enabled whose memory
-        // accesses are bounds-checked slices.
+        // SAFETY: `isa()` yields `Avx512` only when the CPU has AVX-512; the kernel is safe
+        // Rust with AVX-512 enabled whose memory accesses are bounds-checked slices.
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx512, true) => unsafe {
             avx512::finish_twist::<true>(plus, minus, acc, corr, a, q, inv, twist)
         },
+        // SAFETY: as above; `isa()` checked that the CPU has AVX-512.
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx512, false) => unsafe {
             avx512::finish_twist::<false>(plus, minus, acc, corr, a, q, inv, twist)
         },
+        // SAFETY: as above; `isa()` checked that the CPU has AVX2.
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx2, true) => unsafe {
             avx2::finish_twist::<true>(plus, minus, acc, corr, a, q, inv, twist)
         },
+        // SAFETY: as above; `isa()` checked that the CPU has AVX2.
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx2, false) => unsafe {
             avx2::finish_twist::<false>(plus, minus, acc, corr, a, q, inv, twist)
@@ -356,15 +362,17 @@ impl Lift2 {
 /// `aux` gets (x₀ + (q₀ mod m)·d₁ − [x negative]·Q) mod m for the a-th auxiliary m.
 pub(crate) fn lift2_aux(l: &Lift2, x0s: &[u64], x1s: &[u64], aux: &mut [u64]) {
     match (level().isa(), l.direct()) {
-        // SAFETY (all four arms): `isa()` yields `Avx512` (`Avx2`) only when the CPU has
-        // AVX-512 (AVX2); the kernels are safe Rust with that set enabled whose memory
-        // accesses are bounds-checked slices.
+        // SAFETY: `isa()` yields `Avx512` only when the CPU has AVX-512; the kernel is safe
+        // Rust with AVX-512 enabled whose memory accesses are bounds-checked slices.
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx512, true) => unsafe { avx512::lift2_aux_direct16(l, x0s, x1s, aux) },
+        // SAFETY: as above; `isa()` checked that the CPU has AVX-512.
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx512, false) => unsafe { avx512::lift2_aux::<false>(l, x0s, x1s, aux) },
+        // SAFETY: as above; `isa()` checked that the CPU has AVX2.
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx2, true) => unsafe { avx2::lift2_aux::<true>(l, x0s, x1s, aux) },
+        // SAFETY: as above; `isa()` checked that the CPU has AVX2.
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx2, false) => unsafe { avx2::lift2_aux::<false>(l, x0s, x1s, aux) },
         _ => lift2_aux_range(l, x0s, x1s, aux, 0..x0s.len()),
