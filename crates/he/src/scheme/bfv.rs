@@ -225,16 +225,6 @@ impl Ciphertext {
         self.seed = None;
     }
 
-    /// ct ⊙ pt (Eval ciphertext and Eval plaintext over the same moduli).
-    pub fn mul_plain(&self, ctx: &Context, pt: &EvalPlaintext) -> Result<Ciphertext, HeError> {
-        let mut out = self.clone();
-        for p in &mut out.polys {
-            p.mul_assign(ctx, &pt.poly)?;
-        }
-        out.seed = None;
-        Ok(out)
-    }
-
     /// Divides by the last modulus with rounding (Apple's `modSwitchDown`); result in Coeff form.
     pub fn mod_switch_down(&mut self, ctx: &Context) -> Result<(), HeError> {
         if self.moduli_count() < 2 {

@@ -148,22 +148,6 @@ impl Poly {
         &mut self.data[i * self.n..(i + 1) * self.n]
     }
 
-    /// Polynomial whose coefficients are small signed integers, reduced into each of the first k moduli.
-    pub fn from_signed(ctx: &Context, k: usize, values: &[i64]) -> Poly {
-        let mut p = Poly::zero(ctx, k, Format::Coeff);
-        for r in 0..k {
-            let q = ctx.modulus(r).value;
-            for (c, &v) in p.row_mut(r).iter_mut().zip(values) {
-                *c = if v >= 0 {
-                    v as u64 % q
-                } else {
-                    (q - ((-v) as u64 % q)) % q
-                };
-            }
-        }
-        p
-    }
-
     fn check_compatible(&self, other: &Poly) -> Result<(), HeError> {
         if self.basis != other.basis || self.format != other.format || self.n != other.n {
             return Err(HeError::Mismatch("polynomial basis or format differs"));
