@@ -3,6 +3,7 @@
 //!
 //! The format is fixed by Apple's `SimpleURLFilter` sample (`SwiftBloomFilter`); the known answers
 //! in `tests/vectors/bloom/` pin every detail (hash variants, index rule, LSB-first bits, sizing).
+#![forbid(unsafe_code)]
 
 mod filter;
 mod hash;

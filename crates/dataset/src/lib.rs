@@ -4,6 +4,7 @@
 //! `sift build`, `sift update` and the server's loader are thin callers of this crate.
 //!
 //! See [`layout`] for the directory structure and `docs/datasets.md` for the operator's view.
+#![forbid(unsafe_code)]
 
 pub mod config;
 pub mod fsutil;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use sift_he::bfv::{self, encrypt};
+use sift_he::simd::Level;
 use sift_he::{Context, EvalAccumulator, EvaluationKey, Format, Plaintext, SecretKey};
 
 /// Large blocks (polynomial rows) on cache-line boundaries for the AVX-512 kernels.
@@ -62,7 +63,7 @@ fn ntt_4096(budget: Duration) -> (Duration, Duration) {
     let ctx = Context::predefined("n_4096_logq_27_28_28_logt_5").unwrap();
     println!(
         "-- NTT n=4096, SIMD backend: {}",
-        sift_he::ntt::simd_backend().unwrap_or("none (scalar)")
+        sift_he::simd::level().name()
     );
     let (mut worst_f, mut worst_i) = (
         (Duration::ZERO, Duration::ZERO),
@@ -74,12 +75,18 @@ fn ntt_4096(budget: Duration) -> (Duration, Duration) {
         let bits = 64 - q.leading_zeros();
         let mut a: Vec<u64> = (0..4096u64).map(|i| i * 7919 % q).collect();
         let f = time2(|| t.forward(black_box(&mut a)), budget);
-        let f2 = time2(|| t.forward_avx2(black_box(&mut a)), budget);
-        let fs = time2(|| t.forward_scalar(black_box(&mut a)), budget);
+        let f2 = time2(|| t.forward_with(Level::Avx2, black_box(&mut a)), budget);
+        let fs = time2(
+            || t.forward_with(Level::Portable, black_box(&mut a)),
+            budget,
+        );
         let fw = time2(|| t.forward_u64(black_box(&mut a)), budget);
         let inv = time2(|| t.inverse(black_box(&mut a)), budget);
-        let i2 = time2(|| t.inverse_avx2(black_box(&mut a)), budget);
-        let is = time2(|| t.inverse_scalar(black_box(&mut a)), budget);
+        let i2 = time2(|| t.inverse_with(Level::Avx2, black_box(&mut a)), budget);
+        let is = time2(
+            || t.inverse_with(Level::Portable, black_box(&mut a)),
+            budget,
+        );
         let iw = time2(|| t.inverse_u64(black_box(&mut a)), budget);
         report2(&format!("forward NTT n=4096 {bits}-bit, SIMD"), f);
         report2(&format!("forward NTT n=4096 {bits}-bit, at most AVX2"), f2);

@@ -30,20 +30,13 @@
 //! let pt = bfv::decrypt(&ctx, &back, &sk).unwrap();
 //! assert_eq!(&pt.to_bytes(&ctx)[..5], b"hello");
 //! ```
+#![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod aligned_alloc;
-pub mod arith;
-pub mod bfv;
-pub mod drbg;
-mod keyprod;
-pub mod ntt;
-pub mod pack28;
-pub mod packing;
-pub mod params;
-pub mod poly;
-pub mod serialize;
-pub mod simd;
-pub mod stream;
+pub mod kernels;
+pub mod scheme;
+
+pub use kernels::{aligned_alloc, arith, ntt, pack28, packing, simd, stream};
+pub use scheme::{bfv, drbg, params, poly, serialize};
 
 pub use bfv::{
     Ciphertext, EvalAccumulator, EvalPlaintext, EvaluationKey, KeySwitchKey, Plaintext, SecretKey,

@@ -11,6 +11,7 @@
 //! million rows never has to fit in memory. Rows come out exactly as stored: keyword and value
 //! bytes are never normalised. Every error names the position (line and column, or byte
 //! offset) and the reason.
+#![forbid(unsafe_code)]
 
 mod binary;
 mod error;

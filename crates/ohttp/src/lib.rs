@@ -16,8 +16,7 @@
 //! Only DHKEM(X25519, HKDF-SHA256) with HKDF-SHA256 and AES-128-GCM or ChaCha20-Poly1305 is
 //! implemented, the suite of RFC 9458's example and of Apple's relay. Everything runs in pure
 //! Rust (the `hpke` crate for the gateway's HPKE, RustCrypto primitives elsewhere).
-
-#![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod bhttp;
 pub mod client;

@@ -13,6 +13,7 @@
 //! The OPRF is RFC 9497 in VOPRF mode (mode 1) with suite `P384-SHA384`, as swift-crypto's
 //! `P384._VOPRF` implements it: the server proves with a DLEQ proof that it used the key whose
 //! public key it published, and the client verifies that proof.
+#![forbid(unsafe_code)]
 
 mod keyfile;
 mod oprf;

@@ -2,6 +2,7 @@
 //! keyword hashing and sharding, hash buckets, cuckoo tables, MulPir parameters, database
 //! processing into Eval-form plaintexts, oblivious query expansion and server evaluation, and a
 //! reference client. [`wire`] maps everything to Apple's protobuf messages.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod bucket;
 pub mod client;

@@ -1,6 +1,7 @@
 //! Privacy Pass (RFC 9578) token type 2 — publicly verifiable Blind RSA-2048 tokens
 //! (RSABSSA-SHA384-PSS-Deterministic), as used by Apple's pir-service-example to authorize PIR requests.
 //! Pure library: wire formats, issuer, verifier with replay cache, and a client for tests.
+#![forbid(unsafe_code)]
 
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};

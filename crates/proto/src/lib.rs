@@ -11,6 +11,7 @@
 //! - [`api`]: `api.pir.v1` and `api.shared.v1` (the HTTP service envelope);
 //! - [`service`]: messages of Apple's example service (URL filter reports);
 //! - [`lcid`]: Live Caller ID Lookup (`CallIdentity`, `InputIdentities`).
+#![forbid(unsafe_code)]
 
 mod text;
 

@@ -1,4 +1,5 @@
 //! `sift`: the command-line entry point. Each subcommand lives in its own module under `cmd/`.
+#![forbid(unsafe_code)]
 
 mod cmd;
 mod rows;

@@ -8,19 +8,20 @@ use num_traits::{ToPrimitive, Zero};
 use rand_core::{CryptoRng, RngCore};
 
 use crate::HeError;
-use crate::arith::{Modulus, barrett32, barrett32_mu, mul_shoup32_lazy, shoup32};
+use crate::arith::{Modulus, barrett32, barrett32_mu, shoup32};
 use crate::drbg::{NistAes128Ctr, SEED_LEN};
-use crate::keyprod::{self, Mont32};
+use crate::kernels::keyprod::{self, Mont32};
 use crate::packing;
 use crate::poly::{Context, Format, Poly, sample_cbd, sample_ternary};
 
 mod eval_switch;
 mod tensor;
 
+pub use crate::kernels::rows::reduce_u64_rows32;
 pub use eval_switch::{
     SwitchScratch, Twist, apply_galois_eval, apply_galois_eval_into, expand_step_eval,
 };
-pub use tensor::{TensorAccumulator, multiply, reduce_u64_rows32};
+pub use tensor::{TensorAccumulator, multiply};
 
 /// A plaintext in coefficient encoding: n values below t (Apple's `Plaintext<_, Coeff>`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,16 +223,6 @@ impl Ciphertext {
             p.mul_scalar_assign(ctx, c);
         }
         self.seed = None;
-    }
-
-    /// ct ⊙ pt (Eval ciphertext and Eval plaintext over the same moduli).
-    pub fn mul_plain(&self, ctx: &Context, pt: &EvalPlaintext) -> Result<Ciphertext, HeError> {
-        let mut out = self.clone();
-        for p in &mut out.polys {
-            p.mul_assign(ctx, &pt.poly)?;
-        }
-        out.seed = None;
-        Ok(out)
     }
 
     /// Divides by the last modulus with rounding (Apple's `modSwitchDown`); result in Coeff form.
@@ -449,13 +440,13 @@ impl Eq for KeySwitchKey {}
 
 /// The key's Eval rows as u32 in Montgomery form (w·2^32 mod q), laid out
 /// `((j·2 + p)·L + modulus)·n`: half the bytes of u64 rows, and one Montgomery reduction per
-/// coefficient for the whole digit sum (see [`crate::keyprod`]).
+/// coefficient for the whole digit sum (see [`crate::kernels::keyprod`]).
 #[derive(Clone, Debug)]
 struct KeyRows32 {
     rows: Vec<u32>,
     /// The ciphertext moduli's rows times P⁻¹ mod q_i, laid out as `rows` over the first
     /// L − 1 moduli: the fused expansion step folds the rounding division into its
-    /// Montgomery reduction ([`crate::keyprod::DotFinish`]). Empty unless L = 3 (two
+    /// Montgomery reduction ([`crate::kernels::keyprod::DotFinish`]). Empty unless L = 3 (two
     /// ciphertext moduli, the only case that step handles).
     scaled: Vec<u32>,
     mont: Vec<Mont32>,

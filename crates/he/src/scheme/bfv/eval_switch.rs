@@ -190,7 +190,7 @@ impl KeySwitchKey {
 impl KeySwitchKey {
     /// [`KeySwitchKey::switch_eval`] for moduli below 2^30: Montgomery dot products of the
     /// digits with the 32-bit key rows, Barrett digit reduction and the mod-down steps, each a
-    /// [`crate::keyprod`] kernel that picks AVX2 itself (so this driver needs no SIMD build).
+    /// [`crate::kernels::keyprod`] kernel that picks AVX2 itself (so this driver needs no SIMD build).
     #[allow(clippy::too_many_arguments)]
     fn switch_eval_small(
         &self,
@@ -417,7 +417,7 @@ impl KeySwitchKey {
             } else {
                 (&mut p0[..], &mut p1[..])
             };
-            crate::keyprod::dot_redc(ks.mont[mi], &srcs, &keys(0), &keys(1), d0, d1);
+            crate::kernels::keyprod::dot_redc(ks.mont[mi], &srcs, &keys(0), &keys(1), d0, d1);
         }
     }
 }
@@ -774,7 +774,7 @@ pub fn expand_step_eval(
     // other digit and the correction left below 4q by their transforms: 9q² < q·2^32. The
     // special prime's two lazy digits: 8P² < P·2^32.
     let fused = k == 2
-        && crate::simd::avx512()
+        && crate::simd::level().isa() == crate::simd::Isa::Avx512
         && !ks.scaled.is_empty()
         && ks.mont[..k].iter().all(|m| m.fits(9))
         && ks.mont[ks.l - 1].fits(8);

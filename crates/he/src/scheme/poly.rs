@@ -49,7 +49,7 @@ impl Context {
         // NTT and lift runs in 32-bit lanes, a Montgomery product sum of up to 32 products of
         // two values below 2^29 fits a u64 (so the tensor's usual sums of a few dozen products
         // need no reduction part-way), and they lie above 28-bit ciphertext moduli, which lets
-        // the centered lift skip reductions ([`crate::keyprod`]'s `Lift2::direct`).
+        // the centered lift skip reductions ([`crate::kernels::keyprod`]'s `Lift2::direct`).
         let aux_count = need_bits.div_ceil(28) as usize;
         let step = 2 * n as u64;
         let mut cand = ((1u64 << 29) / step) * step + 1;
@@ -146,22 +146,6 @@ impl Poly {
     #[inline]
     pub fn row_mut(&mut self, i: usize) -> &mut [u64] {
         &mut self.data[i * self.n..(i + 1) * self.n]
-    }
-
-    /// Polynomial whose coefficients are small signed integers, reduced into each of the first k moduli.
-    pub fn from_signed(ctx: &Context, k: usize, values: &[i64]) -> Poly {
-        let mut p = Poly::zero(ctx, k, Format::Coeff);
-        for r in 0..k {
-            let q = ctx.modulus(r).value;
-            for (c, &v) in p.row_mut(r).iter_mut().zip(values) {
-                *c = if v >= 0 {
-                    v as u64 % q
-                } else {
-                    (q - ((-v) as u64 % q)) % q
-                };
-            }
-        }
-        p
     }
 
     fn check_compatible(&self, other: &Poly) -> Result<(), HeError> {

@@ -16,7 +16,7 @@
 //! residue each lane holds, and the twiddle records follow it).
 //!
 //! Every function here carries `#[target_feature(enable = "avx512f")]`; the entry points are
-//! called by `ntt.rs` only after `crate::simd::avx512()` (run-time detection). All memory access
+//! called by `ntt.rs` only after `Level::isa` (run-time detection). All memory access
 //! goes through [`load`] / [`store`] on `&[u32; 16]` references, so bounds are enforced by
 //! slicing, not by pointer arithmetic.
 

@@ -22,7 +22,7 @@
 //!
 //! Every function here carries `#[target_feature(enable = "avx2")]`; the entry points
 //! [`forward`] and [`inverse`] are called by `ntt.rs` only after
-//! `crate::simd::avx2()` (run-time detection). All memory access goes through [`load`] / [`store`] on
+//! `Level::isa` (run-time detection). All memory access goes through [`load`] / [`store`] on
 //! `&[u32; 8]` references, so bounds are enforced by slicing, not by pointer arithmetic.
 
 use std::arch::x86_64::*;

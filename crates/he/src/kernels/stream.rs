@@ -20,18 +20,19 @@ pub fn scatter_narrow(dst: &mut [u32], src: &[u64], block: usize, stride: usize)
             "destination too short for the blocks"
         );
     }
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx512()
-        && (dst.as_ptr() as usize).is_multiple_of(64)
+    let aligned = (dst.as_ptr() as usize).is_multiple_of(64)
         && block.is_multiple_of(16)
-        && stride.is_multiple_of(16)
-    {
-        // SAFETY: `avx512()` is true only when the CPU has AVX-512 F (run-time detection);
-        // the bounds were asserted above and the function checks every slice it forms.
-        unsafe { avx512::scatter_narrow_streaming(dst, src, block, stride) };
-        return;
+        && stride.is_multiple_of(16);
+    match crate::simd::level().isa() {
+        // SAFETY: `isa()` yields `Avx512` only when the CPU has AVX-512 F (run-time
+        // detection); the bounds were asserted above and the function checks every slice it
+        // forms.
+        #[cfg(target_arch = "x86_64")]
+        crate::simd::Isa::Avx512 if aligned => unsafe {
+            avx512::scatter_narrow_streaming(dst, src, block, stride)
+        },
+        _ => scatter_narrow_cached(dst, src, block, stride),
     }
-    scatter_narrow_cached(dst, src, block, stride);
 }
 
 /// [`scatter_narrow`] with ordinary stores, vectorized for the widest instruction set allowed.

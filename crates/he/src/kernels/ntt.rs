@@ -14,6 +14,7 @@ use crate::HeError;
 use crate::arith::{
     Modulus, bit_reverse, min_primitive_root, mul_hi_u64, mul_shoup32_lazy, shoup32,
 };
+use crate::simd::{Isa, Level};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -22,25 +23,7 @@ mod avx512;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use avx512::mul_lazy as mul_lazy_avx512;
 
-/// The SIMD instruction set the 32-bit NTT path (moduli below 2^30) uses on this CPU, if any;
-/// `None` means the portable scalar loops run. For reports and benchmarks.
-pub fn simd_backend() -> Option<&'static str> {
-    match crate::simd::level() {
-        crate::simd::Level::Portable => None,
-        l => Some(l.name()),
-    }
-}
-
-/// Which kernels a 32-bit transform may use: the widest the CPU has, at most AVX2 (to
-/// compare the two in one run), or only the portable loops.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Simd {
-    Best,
-    Avx2,
-    Portable,
-}
-
-/// The kernel set one 32-bit transform runs with, resolved from [`Simd`], the CPU and the
+/// The kernel set one 32-bit transform runs with, resolved from a [`Level`], the CPU and the
 /// tables built for n.
 #[derive(Clone, Copy)]
 enum Kernels<'a> {
@@ -217,39 +200,41 @@ impl Ntt32 {
         }
     }
 
-    /// The kernels `simd` allows on this CPU for this table.
-    fn kernels(&self, simd: Simd) -> Kernels<'_> {
+    /// The kernels `level` allows on this CPU ([`Level::isa`]) for this table: the widest
+    /// family at most that level whose tables exist for n.
+    fn kernels(&self, level: Level) -> Kernels<'_> {
+        let isa = level.isa();
         #[cfg(target_arch = "x86_64")]
         {
-            if simd == Simd::Best
+            if isa == Isa::Avx512
                 && let Some(t) = self.avx512.as_ref()
-                && crate::simd::avx512()
             {
                 return Kernels::Avx512(t);
             }
-            if simd != Simd::Portable
+            if isa >= Isa::Avx2
                 && let Some(t) = self.avx2.as_ref()
-                && crate::simd::avx2()
             {
                 return Kernels::Avx2(t);
             }
         }
-        let _ = simd;
+        let _ = isa;
         Kernels::Portable(std::marker::PhantomData)
     }
 
-    /// Forward transform of the words `a` (values < q), in place, with the kernels `simd`
+    /// Forward transform of the words `a` (values < q), in place, with the kernels `level`
     /// allows.
-    fn forward_words(&self, a: &mut [u64], simd: Simd) {
+    fn forward_words(&self, a: &mut [u64], level: Level) {
         let n = a.len();
         let b = words_as_slots(a);
-        // SAFETY (both arms): `kernels` returned the variant only after `simd` confirmed its
+        // SAFETY (both arms): `kernels` returned the variant only after `Level::isa` confirmed its
         // instruction set at run time, the only requirement of the target-feature functions;
         // they access memory only through bounds-checked references, and their tables exist
         // only for the sizes they handle (n ≥ 32 for AVX2, n ≥ 64 for AVX-512).
-        match self.kernels(simd) {
+        match self.kernels(level) {
+            // SAFETY: see above; AVX-512 was detected before this variant was chosen.
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx512(t) => unsafe { avx512::forward(self, t, b) },
+            // SAFETY: see above; AVX2 was detected before this variant was chosen.
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx2(t) => unsafe { avx2::forward(self, t, b) },
             Kernels::Portable(_) => {
@@ -261,13 +246,15 @@ impl Ntt32 {
     }
 
     /// Forward transform of the words `src + add` (each below 4q) into `dst`.
-    fn forward_words_from(&self, src: &[u64], add: u32, dst: &mut [u64], simd: Simd) {
+    fn forward_words_from(&self, src: &[u64], add: u32, dst: &mut [u64], level: Level) {
         let n = dst.len();
         let (s, b) = (words_as_slots_ref(src), words_as_slots(dst));
         // SAFETY: as in `forward_words` (instruction set detected, bounds-checked access).
-        match self.kernels(simd) {
+        match self.kernels(level) {
+            // SAFETY: see above; AVX-512 was detected before this variant was chosen.
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx512(t) => unsafe { avx512::forward_from(self, t, s, add, b) },
+            // SAFETY: see above; AVX2 was detected before this variant was chosen.
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx2(t) => unsafe { avx2::forward_from(self, t, s, add, b) },
             Kernels::Portable(_) => {
@@ -287,27 +274,29 @@ impl Ntt32 {
     /// (AVX-512), reduced elsewhere.
     fn forward_words_from_lazy(&self, src: &[u64], add: u32, dst: &mut [u64]) {
         #[cfg(target_arch = "x86_64")]
-        if let Kernels::Avx512(t) = self.kernels(Simd::Best) {
+        if let Kernels::Avx512(t) = self.kernels(crate::simd::level()) {
             let (s, b) = (words_as_slots_ref(src), words_as_slots(dst));
             // SAFETY: as in `forward_words` (instruction set detected, bounds-checked access).
             unsafe { avx512::forward_from_lazy(self, t, s, add, b) };
             return;
         }
-        self.forward_words_from(src, add, dst, Simd::Best);
+        self.forward_words_from(src, add, dst, crate::simd::level());
     }
 
     /// Inverse transform of the words `src` (values < q) into `dst`.
-    fn inverse_words_from(&self, src: &[u64], dst: &mut [u64], simd: Simd) {
+    fn inverse_words_from(&self, src: &[u64], dst: &mut [u64], level: Level) {
         let (s, b) = (words_as_slots_ref(src), words_as_slots(dst));
         // SAFETY: as in `forward_words` (instruction set detected, bounds-checked access).
-        match self.kernels(simd) {
+        match self.kernels(level) {
+            // SAFETY: see above; AVX-512 was detected before this variant was chosen.
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx512(t) => unsafe { avx512::inverse_from(self, t, s, b) },
+            // SAFETY: see above; AVX2 was detected before this variant was chosen.
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx2(t) => unsafe { avx2::inverse_from(self, t, s, b) },
             Kernels::Portable(_) => {
                 dst.copy_from_slice(src);
-                self.inverse_words(dst, Simd::Portable);
+                self.inverse_words(dst, Level::Portable);
             }
         }
     }
@@ -316,12 +305,12 @@ impl Ntt32 {
     /// with AVX-512, a separate one otherwise.
     fn inverse_words_add(&self, a: &mut [u64], add: u32) {
         #[cfg(target_arch = "x86_64")]
-        if let Kernels::Avx512(t) = self.kernels(Simd::Best) {
+        if let Kernels::Avx512(t) = self.kernels(crate::simd::level()) {
             // SAFETY: as in `forward_words` (instruction set detected, bounds-checked access).
             unsafe { avx512::inverse_add(self, t, add, words_as_slots(a)) };
             return;
         }
-        self.inverse_words(a, Simd::Best);
+        self.inverse_words(a, crate::simd::level());
         let q = self.q;
         for x in a.iter_mut() {
             let v = *x as u32 + add;
@@ -330,13 +319,15 @@ impl Ntt32 {
     }
 
     /// Inverse transform of the words `a` (values < q), in place; see [`Self::forward_words`].
-    fn inverse_words(&self, a: &mut [u64], simd: Simd) {
+    fn inverse_words(&self, a: &mut [u64], level: Level) {
         let n = a.len();
         let b = words_as_slots(a);
         // SAFETY: as in `forward_words`.
-        match self.kernels(simd) {
+        match self.kernels(level) {
+            // SAFETY: see above; AVX-512 was detected before this variant was chosen.
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx512(t) => unsafe { avx512::inverse(self, t, b) },
+            // SAFETY: see above; AVX2 was detected before this variant was chosen.
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx2(t) => unsafe { avx2::inverse(self, t, b) },
             Kernels::Portable(_) => {
@@ -432,9 +423,15 @@ impl NttTable {
     ///
     /// Panics if `a.len() != n` (a caller bug: `Poly` rows always have n coefficients).
     pub fn forward(&self, a: &mut [u64]) {
+        self.forward_with(crate::simd::level(), a)
+    }
+
+    /// [`Self::forward`] with the kernels `level` allows ([`Level::isa`]: never wider than
+    /// the CPU has), for cross-checks and benchmarks that compare levels; same results.
+    pub fn forward_with(&self, level: Level, a: &mut [u64]) {
         assert_eq!(a.len(), self.n, "NTT length");
         match &self.small {
-            Some(s) => s.forward_words(a, Simd::Best),
+            Some(s) => s.forward_words(a, level),
             None => self.forward_u64(a),
         }
     }
@@ -444,9 +441,14 @@ impl NttTable {
     /// `src[i] + add` must be below 4q (a larger value gives a wrong result, nothing worse);
     /// other moduli reduce first. Panics if a length is not n.
     pub fn forward_from(&self, src: &[u64], add: u32, dst: &mut [u64]) {
+        self.forward_from_with(crate::simd::level(), src, add, dst)
+    }
+
+    /// [`Self::forward_from`] with the kernels `level` allows, as [`Self::forward_with`].
+    pub fn forward_from_with(&self, level: Level, src: &[u64], add: u32, dst: &mut [u64]) {
         assert!(src.len() == self.n && dst.len() == self.n, "NTT length");
         match &self.small {
-            Some(s) => s.forward_words_from(src, add, dst, Simd::Best),
+            Some(s) => s.forward_words_from(src, add, dst, level),
             None => {
                 for (d, &x) in dst.iter_mut().zip(src) {
                     *d = self.modulus.reduce(x + add as u64);
@@ -470,9 +472,14 @@ impl NttTable {
     /// `dst` ← inverse NTT of `src` (values in [0, q)), without copying the input first: the
     /// transform's first pass reads `src`. Panics if a length is not n.
     pub fn inverse_from(&self, src: &[u64], dst: &mut [u64]) {
+        self.inverse_from_with(crate::simd::level(), src, dst)
+    }
+
+    /// [`Self::inverse_from`] with the kernels `level` allows, as [`Self::forward_with`].
+    pub fn inverse_from_with(&self, level: Level, src: &[u64], dst: &mut [u64]) {
         assert!(src.len() == self.n && dst.len() == self.n, "NTT length");
         match &self.small {
-            Some(s) => s.inverse_words_from(src, dst, Simd::Best),
+            Some(s) => s.inverse_words_from(src, dst, level),
             None => {
                 dst.copy_from_slice(src);
                 self.inverse_u64(dst);
@@ -483,9 +490,14 @@ impl NttTable {
     /// In-place inverse NTT (including the 1/n factor); values in [0, q). Panics if
     /// `a.len() != n`.
     pub fn inverse(&self, a: &mut [u64]) {
+        self.inverse_with(crate::simd::level(), a)
+    }
+
+    /// [`Self::inverse`] with the kernels `level` allows, as [`Self::forward_with`].
+    pub fn inverse_with(&self, level: Level, a: &mut [u64]) {
         assert_eq!(a.len(), self.n, "NTT length");
         match &self.small {
-            Some(s) => s.inverse_words(a, Simd::Best),
+            Some(s) => s.inverse_words(a, level),
             None => self.inverse_u64(a),
         }
     }
@@ -506,7 +518,7 @@ impl NttTable {
         let s = self.small.as_ref().expect("a modulus below 2^30");
         assert!(add < s.q, "offset not below q");
         #[cfg(target_arch = "x86_64")]
-        if let Kernels::Avx512(t) = s.kernels(Simd::Best) {
+        if let Kernels::Avx512(t) = s.kernels(crate::simd::level()) {
             let src = words_as_slots_ref(src);
             // SAFETY: as in `forward_words` (instruction set detected, bounds-checked access).
             unsafe {
@@ -543,7 +555,7 @@ impl NttTable {
         assert!(src.len() == self.n && dst.len() == self.n, "NTT length");
         let s = self.small.as_ref().expect("a modulus below 2^30");
         #[cfg(target_arch = "x86_64")]
-        if let Kernels::Avx512(t) = s.kernels(Simd::Best) {
+        if let Kernels::Avx512(t) = s.kernels(crate::simd::level()) {
             let b = words_as_slots(dst);
             // SAFETY: as in `forward_words` (instruction set detected, bounds-checked access).
             unsafe {
@@ -559,7 +571,7 @@ impl NttTable {
         if lazy {
             s.forward_words_from_lazy(&words, add, dst);
         } else {
-            s.forward_words_from(&words, add, dst, Simd::Best);
+            s.forward_words_from(&words, add, dst, crate::simd::level());
         }
     }
 
@@ -579,59 +591,6 @@ impl NttTable {
                 }
             }
         }
-    }
-
-    /// [`Self::forward`] without SIMD kernels (the portable loops), for cross-checks and
-    /// benchmarks; same results.
-    pub fn forward_scalar(&self, a: &mut [u64]) {
-        assert_eq!(a.len(), self.n, "NTT length");
-        match &self.small {
-            Some(s) => s.forward_words(a, Simd::Portable),
-            None => self.forward_u64(a),
-        }
-    }
-
-    /// [`Self::inverse`] without SIMD kernels, for cross-checks and benchmarks.
-    pub fn inverse_scalar(&self, a: &mut [u64]) {
-        assert_eq!(a.len(), self.n, "NTT length");
-        match &self.small {
-            Some(s) => s.inverse_words(a, Simd::Portable),
-            None => self.inverse_u64(a),
-        }
-    }
-
-    /// [`Self::forward`] with SIMD kernels no wider than AVX2 (the AVX2 kernels where the CPU
-    /// also has AVX-512), for cross-checks and for benchmarks that compare the two; same
-    /// results.
-    pub fn forward_avx2(&self, a: &mut [u64]) {
-        assert_eq!(a.len(), self.n, "NTT length");
-        match &self.small {
-            Some(s) => s.forward_words(a, Simd::Avx2),
-            None => self.forward_u64(a),
-        }
-    }
-
-    /// [`Self::inverse`] with SIMD kernels no wider than AVX2; see [`Self::forward_avx2`].
-    pub fn inverse_avx2(&self, a: &mut [u64]) {
-        assert_eq!(a.len(), self.n, "NTT length");
-        match &self.small {
-            Some(s) => s.inverse_words(a, Simd::Avx2),
-            None => self.inverse_u64(a),
-        }
-    }
-
-    /// [`Self::forward_from`] with kernels no wider than AVX2, for cross-checks.
-    #[cfg(test)]
-    fn forward_from_avx2(&self, src: &[u64], add: u32, dst: &mut [u64]) {
-        let s = self.small.as_ref().expect("32-bit modulus");
-        s.forward_words_from(src, add, dst, Simd::Avx2);
-    }
-
-    /// [`Self::inverse_from`] with kernels no wider than AVX2, for cross-checks.
-    #[cfg(test)]
-    fn inverse_from_avx2(&self, src: &[u64], dst: &mut [u64]) {
-        let s = self.small.as_ref().expect("32-bit modulus");
-        s.inverse_words_from(src, dst, Simd::Avx2);
     }
 
     /// Forward NTT with 64-bit words (any modulus below 2^62). Harvey butterflies with Shoup
@@ -843,9 +802,9 @@ mod tests {
                     let (mut s, mut p, mut w) = (x.clone(), x.clone(), x.clone());
                     let mut v = x.clone();
                     t.forward(&mut s);
-                    t.forward_scalar(&mut p);
+                    t.forward_with(Level::Portable, &mut p);
                     t.forward_u64(&mut w);
-                    t.forward_avx2(&mut v);
+                    t.forward_with(Level::Avx2, &mut v);
                     assert_eq!(s, p, "forward q={q} n={n}");
                     assert_eq!(s, w, "forward q={q} n={n}");
                     assert_eq!(s, v, "forward AVX2 q={q} n={n}");
@@ -853,9 +812,9 @@ mod tests {
                     let (mut s2, mut p2, mut w2) = (x.clone(), x.clone(), x.clone());
                     let mut v2 = x.clone();
                     t.inverse(&mut s2);
-                    t.inverse_scalar(&mut p2);
+                    t.inverse_with(Level::Portable, &mut p2);
                     t.inverse_u64(&mut w2);
-                    t.inverse_avx2(&mut v2);
+                    t.inverse_with(Level::Avx2, &mut v2);
                     assert_eq!(s2, p2, "inverse q={q} n={n}");
                     assert_eq!(s2, w2, "inverse q={q} n={n}");
                     assert_eq!(s2, v2, "inverse AVX2 q={q} n={n}");
@@ -889,7 +848,7 @@ mod tests {
                     t.forward_from(&src, add, &mut got);
                     assert_eq!(got, want, "q={q} n={n} add={add}");
                     let mut got2 = vec![0u64; n];
-                    t.forward_from_avx2(&src, add, &mut got2);
+                    t.forward_from_with(Level::Avx2, &src, add, &mut got2);
                     assert_eq!(got2, want, "AVX2 q={q} n={n} add={add}");
                     // The lazy form: congruent, each word below 4q.
                     let mut lazy = vec![0u64; n];
@@ -902,7 +861,7 @@ mod tests {
                     t.inverse_from(&got, &mut back);
                     let reduced: Vec<u64> = src.iter().map(|&x| (x + add as u64) % q).collect();
                     assert_eq!(back, reduced, "inverse_from q={q} n={n}");
-                    t.inverse_from_avx2(&got, &mut back);
+                    t.inverse_from_with(Level::Avx2, &got, &mut back);
                     assert_eq!(back, reduced, "inverse_from AVX2 q={q} n={n}");
                     let s = t.small.as_ref().unwrap();
                     let mut portable = vec![0u64; n];

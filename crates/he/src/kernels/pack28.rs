@@ -2,6 +2,9 @@
 //! the group, little-endian). A database read once per query from DRAM is 12.5% smaller this
 //! way, and unpacking sixteen values costs three vector instructions with AVX-512 VBMI.
 
+#[cfg(target_arch = "x86_64")]
+use crate::simd::Isa;
+
 /// Values per packed group.
 pub const GROUP: usize = 8;
 /// u32 words per packed group.
@@ -41,34 +44,25 @@ pub fn unpack(src: &[u32], dst: &mut [u32]) {
         src.len().is_multiple_of(GROUP_WORDS) && dst.len() == src.len() / GROUP_WORDS * GROUP,
         "unpack28 lengths"
     );
-    #[cfg(target_arch = "x86_64")]
-    {
-        if vbmi() {
-            // SAFETY: AVX-512 F/BW and VBMI are present and allowed (see `vbmi`); the kernel
-            // reads and writes only through the slices, whose lengths were checked above.
-            unsafe { x86::unpack_vbmi(src, dst) };
-            return;
-        }
-        if crate::simd::avx2() {
-            // SAFETY: AVX2 is present (run-time detection); as above.
-            unsafe { x86::unpack_avx2(src, dst) };
-            return;
-        }
+    let level = crate::simd::level();
+    match level.isa() {
+        // SAFETY: `vbmi()` is true only when the CPU has AVX-512 F/BW and VBMI (run-time
+        // detection); the kernel reads and writes only through the slices, whose lengths
+        // were checked above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if level.vbmi() => unsafe { x86::unpack_vbmi(src, dst) },
+        // SAFETY: `isa()` yields `Avx2` or wider only when the CPU has AVX2; as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 | Isa::Avx2 => unsafe { x86::unpack_avx2(src, dst) },
+        _ => unpack_groups(src, dst),
     }
-    unpack_groups(src, dst);
 }
 
-/// Whether AVX-512 kernels are allowed ([`crate::simd::avx512`]) and the CPU also has VBMI
-/// (byte permutes across the whole vector), detected once.
+/// Whether the VBMI kernels may run now: the current [`crate::simd::level`] is
+/// [`Level::Avx512Vbmi`](crate::simd::Level::Avx512Vbmi) and the CPU has it
+/// ([`crate::simd::Level::vbmi`]).
 pub fn vbmi() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static VBMI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        crate::simd::avx512()
-            && *VBMI.get_or_init(|| std::arch::is_x86_feature_detected!("avx512vbmi"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    crate::simd::level().vbmi()
 }
 
 /// The portable unpacking, group by group.
