@@ -74,6 +74,48 @@ pub fn evaluation_key_config(
     }
 }
 
+/// How [`IndexPirParameter::generate_with`] shapes the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DimensionChoice {
+    /// Always PIRProcessDatabase's shape: near-square, then reshaped towards a longer first
+    /// dimension while the expansion stays within the same power of two.
+    Apple,
+    /// Apple's shape for entries that fit a plaintext; for wider entries (several response
+    /// ciphertexts per PIR call) the shape with the least [`estimated_cost`], which is
+    /// `[entries, 1]` (no ciphertext × ciphertext products at all) unless the expansion would
+    /// cost more than the products it saves. Any shape is valid for Apple's clients, which
+    /// read the dimensions from the parameters; PIRProcessDatabase emits `[d0, 1]` itself
+    /// for some small databases.
+    #[default]
+    Fastest,
+}
+
+/// Server work of one query per unit, relative to one expanded ciphertext, measured with the
+/// identity benchmark (`crates/pir/benches/identity.rs`, n = 4096, two moduli, 7 December 2026:
+/// 0.25 ms per expanded ciphertext, 4.4 ms per chunk to rescale a second dimension's tensor
+/// sum, 0.5 ms to relinearize it; the products themselves are cheap).
+pub mod cost {
+    /// One ciphertext of the oblivious expansion (a key switch and two additions).
+    pub const EXPANSION: f64 = 1.0;
+    /// One ciphertext × ciphertext product of the second dimension, per chunk.
+    pub const PRODUCT: f64 = 0.05;
+    /// Rescaling and relinearizing a second dimension's sum, per chunk (none when d₁ = 1).
+    pub const RESCALE_AND_RELINEARIZE: f64 = 20.0;
+}
+
+/// Estimated server work per query (in [`cost`] units) for `dims` over `chunks` plaintexts per
+/// entry and `calls` PIR calls. The first dimension is left out: it reads every plaintext once
+/// whatever the shape, and so is the final mod switch, once per chunk either way.
+pub fn estimated_cost(dims: &[usize; 2], chunks: usize, calls: usize) -> f64 {
+    let expansion = (dims[0] + dims[1]) as f64 * cost::EXPANSION;
+    let second = if dims[1] > 1 {
+        dims[1] as f64 * cost::PRODUCT + cost::RESCALE_AND_RELINEARIZE
+    } else {
+        0.0
+    };
+    calls as f64 * (expansion + chunks as f64 * second)
+}
+
 /// Index-PIR parameters shared by client and server (Apple's `IndexPirParameter`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexPirParameter {
@@ -148,6 +190,47 @@ impl IndexPirParameter {
             batch_size,
             key_compression,
         })
+    }
+
+    /// Parameters with dimensions picked by `choice`: Apple's uneven shape
+    /// ([`IndexPirParameter::generate`]) or, for entries wider than a plaintext under
+    /// [`DimensionChoice::Fastest`], the shape with the least [`estimated_cost`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn generate_with(
+        choice: DimensionChoice,
+        entry_count: usize,
+        entry_size: usize,
+        batch_size: usize,
+        bytes_per_plaintext: usize,
+        n: usize,
+        key_compression: KeyCompression,
+    ) -> Result<IndexPirParameter, PirError> {
+        let mut p = IndexPirParameter::generate(
+            entry_count,
+            entry_size,
+            batch_size,
+            bytes_per_plaintext,
+            n,
+            true,
+            key_compression,
+        )?;
+        let chunks = p.chunk_count(bytes_per_plaintext);
+        if choice == DimensionChoice::Fastest && chunks > 1 {
+            // Entries span plaintexts: every plaintext of a column is one chunk, so P = the
+            // entry count, and each d₁ > 1 costs a ct×ct product per chunk.
+            let best = (1..=entry_count)
+                .take_while(|&d1| d1 * d1 <= 4 * entry_count)
+                .map(|d1| [entry_count.div_ceil(d1), d1])
+                .min_by(|a, b| {
+                    let cost = |d: &[usize; 2]| estimated_cost(d, chunks, batch_size);
+                    cost(a).total_cmp(&cost(b))
+                })
+                .expect("d1 = 1 is always a candidate");
+            p.dimensions = best.to_vec();
+            p.evaluation_key_config =
+                evaluation_key_config(p.expanded_query_count() * batch_size, n, key_compression);
+        }
+        Ok(p)
     }
 
     /// Entries per plaintext (1 when an entry spans several plaintexts).
