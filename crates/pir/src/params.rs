@@ -257,3 +257,69 @@ impl IndexPirParameter {
         self.dimensions.iter().sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The identity benchmark's shape (1,000 icon-sized values in 3-slot buckets: 186 buckets
+    /// per table, 180,031-byte entries of 88 plaintexts, 2 PIR calls) gets a second dimension
+    /// of one: with Apple's [24, 8] every chunk paid a tensor rescale and a relinearization,
+    /// which made the query 2× slower. Entries within a plaintext keep Apple's shape.
+    #[test]
+    fn wide_entries_get_a_single_column_and_narrow_ones_apples_shape() {
+        let wide = |choice| {
+            IndexPirParameter::generate_with(
+                choice,
+                186,
+                180_031,
+                2,
+                2048,
+                4096,
+                KeyCompression::NoCompression,
+            )
+            .unwrap()
+        };
+        let fastest = wide(DimensionChoice::Fastest);
+        let apple = wide(DimensionChoice::Apple);
+        assert_eq!(fastest.dimensions, vec![186, 1]);
+        assert_eq!(apple.dimensions, vec![24, 8]);
+        assert!(estimated_cost(&[186, 1], 88, 2) * 5.0 < estimated_cost(&[24, 8], 88, 2));
+        // The key covers the longer expansion (2 × 187 outputs: 9 levels).
+        assert_eq!(
+            fastest.evaluation_key_config,
+            evaluation_key_config(374, 4096, KeyCompression::NoCompression)
+        );
+        // Many entries of two plaintexts: a second dimension pays for itself again.
+        let many = IndexPirParameter::generate_with(
+            DimensionChoice::Fastest,
+            20_000,
+            3000,
+            2,
+            2048,
+            4096,
+            KeyCompression::NoCompression,
+        )
+        .unwrap();
+        assert!(many.dimensions[1] > 1, "{:?}", many.dimensions);
+        assert!(many.dimensions[0] * many.dimensions[1] >= 20_000);
+        for (entries, size) in [(1000, 30), (50_000, 11), (7, 2048)] {
+            let narrow = |choice| {
+                IndexPirParameter::generate_with(
+                    choice,
+                    entries,
+                    size,
+                    2,
+                    2048,
+                    4096,
+                    KeyCompression::NoCompression,
+                )
+                .unwrap()
+            };
+            assert_eq!(
+                narrow(DimensionChoice::Fastest),
+                narrow(DimensionChoice::Apple)
+            );
+        }
+    }
+}
