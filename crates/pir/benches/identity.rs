@@ -162,7 +162,8 @@ fn main() {
             .collect();
         let files: Vec<_> = shards
             .iter()
-            .map(|s| (protos[0].clone(), s.database.serialize(&ctx)))
+            .zip(&protos)
+            .map(|(s, p)| (p.clone(), s.database.serialize(&ctx)))
             .collect();
         drop(shards);
         let serialized = files.iter().map(|f| f.1.len()).sum();
