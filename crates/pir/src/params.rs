@@ -83,7 +83,8 @@ pub enum DimensionChoice {
     /// Apple's shape for entries that fit a plaintext; for wider entries (several response
     /// ciphertexts per PIR call) the shape with the least [`estimated_cost`], which is
     /// `[entries, 1]` (no ciphertext × ciphertext products at all) unless the expansion would
-    /// cost more than the products it saves. Any shape is valid for Apple's clients, which
+    /// cost more than the products it saves, and never one whose query needs more ciphertexts
+    /// than Apple's shape would. Any shape is valid for Apple's clients, which
     /// read the dimensions from the parameters; PIRProcessDatabase emits `[d0, 1]` itself
     /// for some small databases.
     #[default]
@@ -218,15 +219,18 @@ impl IndexPirParameter {
         if choice == DimensionChoice::Fastest && chunks > 1 {
             // Entries span plaintexts: every plaintext of a column is one chunk, so P = the
             // entry count, and each d₁ > 1 costs a ct×ct product per chunk.
+            // No shape whose query needs more ciphertexts than Apple's (n selections each).
+            let max_expanded = n.max(p.expanded_query_count() * batch_size);
             let best = (1..=entry_count)
                 .take_while(|&d1| d1 * d1 <= 4 * entry_count)
                 .map(|d1| [entry_count.div_ceil(d1), d1])
+                .filter(|d| (d[0] + d[1]) * batch_size <= max_expanded)
                 .min_by(|a, b| {
                     let cost = |d: &[usize; 2]| estimated_cost(d, chunks, batch_size);
                     cost(a).total_cmp(&cost(b))
                 })
-                .expect("d1 = 1 is always a candidate");
-            p.dimensions = best.to_vec();
+                .map_or_else(|| p.dimensions.clone(), |d| d.to_vec());
+            p.dimensions = best;
             p.evaluation_key_config =
                 evaluation_key_config(p.expanded_query_count() * batch_size, n, key_compression);
         }
