@@ -124,13 +124,18 @@ impl CuckooTable {
         if hashes.windows(2).any(|w| w[0] == w[1]) {
             return Err(PirError::Cuckoo("duplicate keyword (hash)".into()));
         }
+        // Buckets needed at full load: by slot count, or by bytes when the byte limit holds
+        // fewer values than the slots (icon-sized values; as Apple sizes its first table), so
+        // the first size tried is near the one that works instead of many expansions below it.
+        let value_bytes: usize = items.iter().map(|i| SLOT_OVERHEAD + i.value.len()).sum();
+        let by_bytes =
+            value_bytes as f64 / config.max_serialized_bucket_size.saturating_sub(1).max(1) as f64;
+        let full = (items.len() as f64 / config.slot_count as f64).max(by_bytes);
         let mut per_table = match config.bucket_count {
             BucketCount::FixedSize { bucket_count } => bucket_count.div_ceil(h).max(1),
             BucketCount::AllowExpansion {
                 target_load_factor, ..
-            } => ((items.len() as f64 / (target_load_factor * (config.slot_count * h) as f64))
-                .ceil() as usize)
-                .max(1),
+            } => ((full / (target_load_factor * h as f64)).ceil() as usize).max(1),
         };
         let mut rng = StdRng::seed_from_u64(seed);
         for _attempt in 0..200 {
@@ -233,5 +238,33 @@ impl CuckooTable {
     /// Whether the table holds no rows.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A byte limit of one icon-sized value per bucket sizes the first table by bytes: the
+    /// table holds every row at most one per bucket, with no more buckets than expansion from
+    /// that size needs, while small values keep the slot-count sizing.
+    #[test]
+    fn wide_values_are_sized_by_bytes_and_small_ones_by_slots() {
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = (0..60u32)
+            .map(|i| (i.to_le_bytes().to_vec(), vec![7u8; 3000]))
+            .collect();
+        let mut config = CuckooConfig::default_keyword_pir(1 + SLOT_OVERHEAD + 3000);
+        config.hash_function_count = 3;
+        let t = CuckooTable::build(&rows, &config, 1).unwrap();
+        assert_eq!(t.len(), 60);
+        assert!(t.tables.iter().flatten().all(|b| b.slots.len() <= 1));
+        // 60 rows / (0.9 load × 3 tables) = 23 buckets a table before any expansion.
+        assert!(t.buckets_per_table >= 23, "{}", t.buckets_per_table);
+        let small: Vec<(Vec<u8>, Vec<u8>)> = (0..600u32)
+            .map(|i| (i.to_le_bytes().to_vec(), vec![1u8]))
+            .collect();
+        let t = CuckooTable::build(&small, &CuckooConfig::default_keyword_pir(1024), 1).unwrap();
+        // 600 / (0.9 × 3 slots × 2 tables) = 112 buckets a table, as before.
+        assert!(t.buckets_per_table >= 112 && t.buckets_per_table < 140);
     }
 }

@@ -125,44 +125,9 @@ impl ProcessedDatabase {
 
     /// Reads Apple's `.bin` format.
     pub fn deserialize(ctx: &Context, bytes: &[u8]) -> Result<ProcessedDatabase, PirError> {
-        let bad = |m: &str| PirError::Corrupted(m.to_string());
-        if bytes.len() < 5 {
-            return Err(bad("database file too short"));
-        }
-        if bytes[0] != SERIALIZATION_VERSION {
-            return Err(PirError::Corrupted(format!(
-                "database serialization version {} (expected 1)",
-                bytes[0]
-            )));
-        }
-        let count = u32::from_le_bytes(bytes[1..5].try_into().expect("4 bytes")) as usize;
+        let spans = plaintext_spans(ctx, bytes)?;
         let k = ctx.ciphertext_moduli_count();
-        let basis: Vec<usize> = (0..k).collect();
-        let len = poly_byte_len(ctx, &basis, 0);
-        if count > bytes.len() {
-            return Err(bad("plaintext count exceeds file size"));
-        }
-        // First pass: locate plaintexts; second: decode in parallel.
-        let mut spans = Vec::with_capacity(count);
-        let mut off = 5;
-        for _ in 0..count {
-            let tag = *bytes.get(off).ok_or_else(|| bad("truncated database"))?;
-            off += 1;
-            match tag {
-                0 => spans.push(None),
-                1 => {
-                    if off + len > bytes.len() {
-                        return Err(bad("truncated plaintext"));
-                    }
-                    spans.push(Some(off));
-                    off += len;
-                }
-                t => return Err(PirError::Corrupted(format!("invalid plaintext tag {t}"))),
-            }
-        }
-        if off != bytes.len() {
-            return Err(bad("trailing bytes after database"));
-        }
+        let len = plaintext_len(ctx);
         let plaintexts = spans
             .par_iter()
             .map(|s| {
@@ -172,4 +137,52 @@ impl ProcessedDatabase {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ProcessedDatabase { plaintexts })
     }
+}
+
+/// Bytes of one serialized plaintext (an Eval polynomial over the ciphertext moduli).
+pub fn plaintext_len(ctx: &Context) -> usize {
+    let basis: Vec<usize> = (0..ctx.ciphertext_moduli_count()).collect();
+    poly_byte_len(ctx, &basis, 0)
+}
+
+/// Where each plaintext of a `.bin` file starts ([`plaintext_len`] bytes each), None for an
+/// all-zero one, after checking the version, tags and total length; the plaintexts themselves
+/// are decoded by the caller ([`EvalPlaintext::deserialize`] checks each word).
+pub fn plaintext_spans(ctx: &Context, bytes: &[u8]) -> Result<Vec<Option<usize>>, PirError> {
+    let bad = |m: &str| PirError::Corrupted(m.to_string());
+    if bytes.len() < 5 {
+        return Err(bad("database file too short"));
+    }
+    if bytes[0] != SERIALIZATION_VERSION {
+        return Err(PirError::Corrupted(format!(
+            "database serialization version {} (expected 1)",
+            bytes[0]
+        )));
+    }
+    let count = u32::from_le_bytes(bytes[1..5].try_into().expect("4 bytes")) as usize;
+    let len = plaintext_len(ctx);
+    if count > bytes.len() {
+        return Err(bad("plaintext count exceeds file size"));
+    }
+    let mut spans = Vec::with_capacity(count);
+    let mut off = 5;
+    for _ in 0..count {
+        let tag = *bytes.get(off).ok_or_else(|| bad("truncated database"))?;
+        off += 1;
+        match tag {
+            0 => spans.push(None),
+            1 => {
+                if off + len > bytes.len() {
+                    return Err(bad("truncated plaintext"));
+                }
+                spans.push(Some(off));
+                off += len;
+            }
+            t => return Err(PirError::Corrupted(format!("invalid plaintext tag {t}"))),
+        }
+    }
+    if off != bytes.len() {
+        return Err(bad("trailing bytes after database"));
+    }
+    Ok(spans)
 }

@@ -81,6 +81,28 @@ impl CompactDatabase {
     pub fn with_packing(
         ctx: &Context,
         plaintexts: &[Option<sift_he::EvalPlaintext>],
+        shape: (usize, usize),
+        pack: bool,
+    ) -> Option<CompactDatabase> {
+        let mut db = Self::zeroed(ctx, plaintexts.len(), shape, pack)?;
+        for (index, pt) in plaintexts.iter().enumerate() {
+            if let Some(pt) = pt
+                && !db.set(index, pt)
+            {
+                return None;
+            }
+        }
+        Some(db)
+    }
+
+    /// A database of `len` all-zero plaintexts in the layout for a first dimension of `d0` rows
+    /// over passes of `per_chunk` plaintexts, filled in with [`CompactDatabase::set`] (so a
+    /// server can fill it straight from the serialized plaintexts, one at a time, without
+    /// holding them all in Eval form); None when the moduli or the shape do not suit (see
+    /// [`CompactDatabase::new`]).
+    pub fn zeroed(
+        ctx: &Context,
+        len: usize,
         (d0, per_chunk): (usize, usize),
         pack: bool,
     ) -> Option<CompactDatabase> {
@@ -89,9 +111,9 @@ impl CompactDatabase {
         let block = BLOCK.min(n);
         if (0..k).any(|i| ctx.modulus(i).value >= (1 << 30))
             || d0 == 0
-            || !per_chunk.is_multiple_of(d0)
             || per_chunk == 0
-            || !plaintexts.len().is_multiple_of(per_chunk)
+            || !per_chunk.is_multiple_of(d0)
+            || !len.is_multiple_of(per_chunk)
             || !block.is_multiple_of(PIECE)
             || !n.is_multiple_of(block)
         {
@@ -103,7 +125,7 @@ impl CompactDatabase {
         } else {
             PIECE
         };
-        let mut db = CompactDatabase {
+        Some(CompactDatabase {
             k,
             n,
             block,
@@ -111,37 +133,52 @@ impl CompactDatabase {
             piece_len,
             d0,
             per_chunk,
-            len: plaintexts.len(),
-            words: vec![0u32; plaintexts.len() * k * n / PIECE * piece_len],
-            present: vec![false; plaintexts.len() / d0],
-        };
-        let kn = k * n;
-        for (index, pt) in plaintexts.iter().enumerate() {
-            let Some(pt) = pt else { continue };
-            if pt.poly.basis.iter().copied().ne(0..k)
-                || pt.poly.format != Format::Eval
-                || pt.poly.data.len() != kn
-            {
-                return None;
-            }
-            db.present[index / d0] = true;
-            let (chunk, col, row) = db.position(index);
-            for (tile, src) in pt.poly.data.chunks_exact(block).enumerate() {
-                let group = db.group(chunk, tile, col);
-                for (g, values) in src.chunks_exact(PIECE).enumerate() {
-                    let at = group.at + db.piece_at(&group, g, row, col);
-                    let dst = &mut db.words[at..at + piece_len];
-                    if packed {
-                        pack28::pack(values, dst);
-                    } else {
-                        for (d, &x) in dst.iter_mut().zip(values) {
-                            *d = x as u32;
-                        }
+            len,
+            words: vec![0u32; len * k * n / PIECE * piece_len],
+            present: vec![false; len / d0],
+        })
+    }
+
+    /// Stores plaintext `index` (Eval form over the k ciphertext moduli, each word below its
+    /// modulus); false, storing nothing, when the index is out of range or the plaintext has
+    /// another shape.
+    pub fn set(&mut self, index: usize, pt: &sift_he::EvalPlaintext) -> bool {
+        let (k, kn) = (self.k, self.k * self.n);
+        if index >= self.len
+            || pt.poly.basis.iter().copied().ne(0..k)
+            || pt.poly.format != Format::Eval
+            || pt.poly.data.len() != kn
+        {
+            return false;
+        }
+        self.present[index / self.d0] = true;
+        let (chunk, col, row) = self.position(index);
+        let (block, piece_len, packed) = (self.block, self.piece_len, self.packed);
+        for (tile, src) in pt.poly.data.chunks_exact(block).enumerate() {
+            let group = self.group(chunk, tile, col);
+            for (g, values) in src.chunks_exact(PIECE).enumerate() {
+                let at = group.at + self.piece_at(&group, g, row, col);
+                let dst = &mut self.words[at..at + piece_len];
+                if packed {
+                    pack28::pack(values, dst);
+                } else {
+                    for (d, &x) in dst.iter_mut().zip(values) {
+                        *d = x as u32;
                     }
                 }
             }
         }
-        Some(db)
+        true
+    }
+
+    /// Memory held by the stored words and flags, in bytes.
+    pub fn heap_bytes(&self) -> usize {
+        self.words.len() * 4 + self.present.len()
+    }
+
+    /// Plaintexts per pass of the first dimension (a chunk, or with d₁ = 1 every chunk).
+    pub fn pass_len(&self) -> usize {
+        self.per_chunk
     }
 
     /// Whether the words are stored in 28 bits.

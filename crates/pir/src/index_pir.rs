@@ -340,26 +340,67 @@ fn compute_response_in(
         .map(|_| Vec::with_capacity(chunks))
         .collect();
     for (db, range) in groups {
+        if d1 == 1 {
+            // A second dimension of one: its selection encrypts 1, so each chunk's column is
+            // the answer as it is (no ct×ct product, no relinearization).
+            let clock = Instant::now();
+            let mut columns: Vec<Vec<Option<Ciphertext>>> = vec![Vec::new(); range.len()];
+            match db {
+                // Laid out with the chunks as the columns of one pass.
+                DatabaseRef::Compact(cdb) if cdb.pass_len() == chunks * per_chunk => {
+                    columns = first_dimension_compact(
+                        ctx,
+                        cdb,
+                        selection,
+                        range.clone(),
+                        (0, chunks * per_chunk),
+                        &mut || pool.take_eval(k, ctx.n),
+                    )?;
+                }
+                _ => {
+                    for chunk_index in 0..chunks {
+                        let first = chunk_index * per_chunk;
+                        let part = first_dimension_chunk(
+                            ctx,
+                            db,
+                            &calls,
+                            selection,
+                            pool,
+                            &range,
+                            (first, per_chunk, d0),
+                        )?;
+                        for (all, mut part) in columns.iter_mut().zip(part) {
+                            all.push(part.pop().flatten());
+                        }
+                    }
+                }
+            }
+            times.first_dimension += clock.elapsed();
+            let clock = Instant::now();
+            for (call, cols) in range.clone().zip(columns) {
+                for col in cols {
+                    let mut ct = col.unwrap_or_else(|| Ciphertext::zero(ctx, k, Format::Eval));
+                    ct.mod_switch_down_to_single(ctx)?;
+                    ct.convert_to(ctx, Format::Coeff);
+                    replies[call].push(ct);
+                }
+            }
+            times.relin_mod_switch += clock.elapsed();
+            continue;
+        }
         for chunk_index in 0..chunks {
             let clock = Instant::now();
             let first = chunk_index * per_chunk;
             // columns[call in range][col]
-            let columns: Vec<Vec<Option<Ciphertext>>> = match db {
-                DatabaseRef::Compact(cdb) => first_dimension_compact(
-                    ctx,
-                    cdb,
-                    selection,
-                    range.clone(),
-                    (first, per_chunk),
-                    &mut || pool.take_eval(k, ctx.n),
-                )?,
-                DatabaseRef::Eval(pts) => range
-                    .clone()
-                    .map(|call| {
-                        first_dimension_eval(ctx, pts, &calls[call][..d0], first, per_chunk, k)
-                    })
-                    .collect::<Result<_, _>>()?,
-            };
+            let columns = first_dimension_chunk(
+                ctx,
+                db,
+                &calls,
+                selection,
+                pool,
+                &range,
+                (first, per_chunk, d0),
+            )?;
             times.first_dimension += clock.elapsed();
             for (call, cols) in range.clone().zip(columns) {
                 let dim1 = &calls[call][d0..d0 + d1];
@@ -396,6 +437,34 @@ fn compute_response_in(
     }
     pool.recycle(expanded.into_iter().flatten());
     Ok(replies)
+}
+
+/// The first dimension of the calls in `range` over the chunk of `per_chunk` plaintexts at
+/// `first` (d₀ rows a column): `[call][column]`, None for an all-zero column.
+fn first_dimension_chunk(
+    ctx: &Context,
+    db: DatabaseRef,
+    calls: &[&[Option<Ciphertext>]],
+    selection: &Selection32,
+    pool: &mut ExpansionPool,
+    range: &std::ops::Range<usize>,
+    (first, per_chunk, d0): (usize, usize, usize),
+) -> Result<Vec<Vec<Option<Ciphertext>>>, PirError> {
+    let k = ctx.ciphertext_moduli_count();
+    match db {
+        DatabaseRef::Compact(cdb) => first_dimension_compact(
+            ctx,
+            cdb,
+            selection,
+            range.clone(),
+            (first, per_chunk),
+            &mut || pool.take_eval(k, ctx.n),
+        ),
+        DatabaseRef::Eval(pts) => range
+            .clone()
+            .map(|call| first_dimension_eval(ctx, pts, &calls[call][..d0], first, per_chunk, k))
+            .collect(),
+    }
 }
 
 /// First dimension of one call over Eval plaintexts (any moduli): per column Σ q_i ⊙ pt_i.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rayon::prelude::*;
-use sift_he::{Ciphertext, Context, EncryptionParameters, EvaluationKey, Format};
+use sift_he::{Ciphertext, Context, EncryptionParameters, EvalPlaintext, EvaluationKey, Format};
 use sift_proto::{api, he as pb, pir as pp};
 
 use crate::PirError;
@@ -14,7 +14,7 @@ use crate::cuckoo::{BucketCount, CuckooConfig, CuckooTable};
 use crate::database::{self, ProcessedDatabase};
 use crate::index_pir;
 use crate::keyword::ShardingFunction;
-use crate::params::{IndexPirParameter, KeyCompression};
+use crate::params::{DimensionChoice, IndexPirParameter, KeyCompression};
 use crate::wire::{self, ShardParameters};
 
 /// Keyword database rows: (keyword, value).
@@ -55,6 +55,8 @@ pub struct KeywordPirConfig {
     pub sharding: Sharding,
     /// Keyword → shard function.
     pub sharding_function: ShardingFunction,
+    /// How the index-PIR dimensions are chosen.
+    pub dimension_choice: DimensionChoice,
 }
 
 impl KeywordPirConfig {
@@ -72,6 +74,7 @@ impl KeywordPirConfig {
             use_max_serialized_bucket_size: false,
             sharding: Sharding::ShardCount(1),
             sharding_function: ShardingFunction::Sha256,
+            dimension_choice: DimensionChoice::default(),
         }
     }
 }
@@ -133,13 +136,13 @@ pub fn process_shard(
     };
     let h = config.cuckoo.hash_function_count;
     let bpp = ctx.params.bytes_per_plaintext();
-    let index = IndexPirParameter::generate(
+    let index = IndexPirParameter::generate_with(
+        config.dimension_choice,
         table.buckets_per_table,
         entry_size,
         h,
         bpp,
         ctx.n,
-        true,
         config.key_compression,
     )?;
     let mut plaintexts = Vec::new();
@@ -257,10 +260,9 @@ impl KeywordPirServer {
                     c
                 }
             };
-            let db = ProcessedDatabase::deserialize(&c, &bytes)
+            let mut shard = ServerShard::from_bytes(&c, params, &bytes)
                 .map_err(|e| PirError::Corrupted(format!("shard {i}: {e}")))?;
-            let mut shard = ServerShard::new(&c, params, db)
-                .map_err(|e| PirError::Corrupted(format!("shard {i}: {e}")))?;
+            drop(bytes);
             shard.proto = proto;
             out.push(shard);
         }
@@ -348,6 +350,18 @@ pub fn parse_parameters(path: &Path, bytes: &[u8]) -> Result<pp::PirParameters, 
     }
 }
 
+/// The (d₀, plaintexts per pass) shape a table's compact database is laid out in: one chunk
+/// per pass, or with d₁ = 1 all chunks in one pass (the chunks are then the columns, which all
+/// use the same selections, so each selection word loaded serves several of them).
+fn compact_shape(index: &IndexPirParameter, bpp: usize) -> (usize, usize) {
+    let per_chunk = index.per_chunk_plaintext_count();
+    if index.dimensions[1] == 1 {
+        (index.dimensions[0], per_chunk * index.chunk_count(bpp))
+    } else {
+        (index.dimensions[0], per_chunk)
+    }
+}
+
 impl ServerShard {
     fn new(
         ctx: &Context,
@@ -365,16 +379,10 @@ impl ServerShard {
             )));
         }
         let tables = database.tables(params.hash_function_count)?;
+        let shape = compact_shape(&params.index, bpp);
         let compact = tables
             .iter()
-            .map(|t| {
-                index_pir::CompactDatabase::new(
-                    ctx,
-                    t,
-                    params.index.dimensions[0],
-                    params.index.per_chunk_plaintext_count(),
-                )
-            })
+            .map(|t| index_pir::CompactDatabase::new(ctx, t, shape.0, shape.1))
             .collect::<Option<Vec<_>>>();
         let database = if compact.is_some() {
             ProcessedDatabase::default()
@@ -387,6 +395,75 @@ impl ServerShard {
             database,
             compact,
         })
+    }
+
+    /// A shard from its `.bin` bytes: straight into the compact form, a few plaintexts at a
+    /// time, so the Eval form (twice the size) is never held whole; the Eval form where the
+    /// compact one does not apply.
+    fn from_bytes(ctx: &Context, params: ShardParameters, bytes: &[u8]) -> Result<Self, PirError> {
+        /// Plaintexts decoded at once (in parallel), about 16 MB at n = 4096.
+        const BATCH: usize = 256;
+        let spans = database::plaintext_spans(ctx, bytes)?;
+        let bpp = ctx.params.bytes_per_plaintext();
+        let h = params.hash_function_count;
+        let expect = h * params.index.chunk_count(bpp) * params.index.per_chunk_plaintext_count();
+        if spans.len() != expect {
+            return Err(PirError::Corrupted(format!(
+                "database has {} plaintexts, parameters need {expect}",
+                spans.len()
+            )));
+        }
+        let per_table = expect / h;
+        let shape = compact_shape(&params.index, bpp);
+        let (k, len) = (ctx.ciphertext_moduli_count(), database::plaintext_len(ctx));
+        let mut compact = Vec::with_capacity(h);
+        for table in spans.chunks(per_table) {
+            let Some(mut db) =
+                index_pir::CompactDatabase::zeroed(ctx, per_table, shape, sift_he::pack28::vbmi())
+            else {
+                return ServerShard::new(ctx, params, ProcessedDatabase::deserialize(ctx, bytes)?);
+            };
+            for (b, batch) in table.chunks(BATCH).enumerate() {
+                let pts = batch
+                    .par_iter()
+                    .map(|s| {
+                        s.map(|o| EvalPlaintext::deserialize(ctx, &bytes[o..o + len], k))
+                            .transpose()
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                for (j, pt) in pts.iter().enumerate() {
+                    if let Some(pt) = pt
+                        && !db.set(b * BATCH + j, pt)
+                    {
+                        return Err(PirError::Corrupted(format!(
+                            "plaintext {} has the wrong shape",
+                            b * BATCH + j
+                        )));
+                    }
+                }
+            }
+            compact.push(db);
+        }
+        Ok(ServerShard {
+            proto: wire::pir_parameters_to_proto(&params),
+            params,
+            database: ProcessedDatabase::default(),
+            compact: Some(compact),
+        })
+    }
+
+    /// Memory the loaded database holds, in bytes (the compact words, or the Eval plaintexts).
+    pub fn database_bytes(&self) -> usize {
+        match &self.compact {
+            Some(c) => c.iter().map(index_pir::CompactDatabase::heap_bytes).sum(),
+            None => self
+                .database
+                .plaintexts
+                .iter()
+                .flatten()
+                .map(|p| p.poly.data.len() * 8)
+                .sum(),
+        }
     }
 
     /// Computes the replies (one per table) for serialized query ciphertexts.

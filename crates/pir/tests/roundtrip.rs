@@ -145,3 +145,48 @@ fn load_from_txtpb_and_bin_files() {
     std::fs::write(dir.path().join("url-1.bin"), [1u8, 9, 0, 0, 0, 7]).unwrap();
     assert!(KeywordPirServer::load(dir.path(), "url").is_err());
 }
+
+/// Values wider than a plaintext (Live Caller ID identities with icons) get a second dimension
+/// of one by default (no ciphertext × ciphertext products), are loaded from `.bin` bytes
+/// straight into the compact form as a server loads them, and answer exactly, each reply one
+/// ciphertext per plaintext of the entry.
+#[test]
+fn wide_values_answer_through_a_single_column_layout() {
+    let ctx = Context::predefined("n_4096_logq_27_28_28_logt_5").unwrap();
+    let mut rng = StdRng::seed_from_u64(17);
+    let db: Vec<(Vec<u8>, Vec<u8>)> = (0..30)
+        .map(|i| {
+            let len = rng.gen_range(2500..=5000);
+            (
+                format!("+1415555{i:04}").into_bytes(),
+                (0..len).map(|_| rng.r#gen()).collect(),
+            )
+        })
+        .collect();
+    let config = KeywordPirConfig::default_for(&ctx.params, 5000);
+    let shards = process_keyword_database(&ctx, db.clone(), &config, 5).unwrap();
+    let index = &shards[0].params.index;
+    let chunks = index.chunk_count(ctx.params.bytes_per_plaintext());
+    assert!(chunks > 1, "entries span plaintexts");
+    assert_eq!(index.dimensions, vec![index.entry_count, 1]);
+    let protos: Vec<pp::PirParameters> = shards
+        .iter()
+        .map(|s| wire::pir_parameters_to_proto(&s.params))
+        .collect();
+    let files = shards
+        .iter()
+        .zip(&protos)
+        .map(|(s, p)| (p.clone(), s.database.serialize(&ctx)))
+        .collect();
+    let server = KeywordPirServer::from_serialized(files).unwrap();
+    let client = KeywordPirClient::new(&protos, &mut rng).unwrap();
+    let key = client.evaluation_key(&mut rng).unwrap();
+    for kw in [&db[0].0[..], &db[17].0[..], &db[29].0[..], b"+14155559999"] {
+        let resp = server
+            .answer(&client.query(kw, &mut rng).unwrap(), &key)
+            .unwrap();
+        assert!(resp.replies.iter().all(|r| r.ciphertexts.len() == chunks));
+        let want = db.iter().find(|r| r.0 == kw).map(|r| r.1.as_slice());
+        assert_eq!(client.decode(kw, &resp).unwrap().as_deref(), want);
+    }
+}
