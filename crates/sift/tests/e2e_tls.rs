@@ -212,3 +212,117 @@ dataset_dir = "dataset"
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("401"), "{stderr}");
 }
+
+/// `(year, month, day)` of `days` days from now (UTC).
+fn date_in(days: i64) -> (i32, u8, u8) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let z = (now / 86_400 + days) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    ((yoe + era * 400 + i64::from(m <= 2)) as i32, m as u8, d as u8)
+}
+
+/// One way to get a certificate wrong (or right), written as `cert.pem`/`key.pem` in `dir`;
+/// returns the CA's PEM to pass as `--ca`.
+fn write_variant(dir: &Path, variant: &str) -> String {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let names = if variant == "name" {
+        vec!["pir.example.com".to_owned()]
+    } else {
+        vec!["127.0.0.1".to_owned()]
+    };
+    let mut params = rcgen::CertificateParams::new(names).unwrap();
+    let ymd = |(y, m, d): (i32, u8, u8)| rcgen::date_time_ymd(y, m, d);
+    match variant {
+        "expired" => {
+            params.not_before = ymd(date_in(-60));
+            params.not_after = ymd(date_in(-2));
+        }
+        "not_yet" => {
+            params.not_before = ymd(date_in(30));
+            params.not_after = ymd(date_in(90));
+        }
+        "soon" => {
+            params.not_before = ymd(date_in(-30));
+            params.not_after = ymd(date_in(5));
+        }
+        _ => {}
+    }
+    let (cert_pem, ca_pem) = if variant == "ca_leaf" {
+        // What `openssl req -x509` makes: self-signed with CA:TRUE, trusted via --ca.
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let c = params.self_signed(&key).unwrap();
+        (c.pem(), c.pem())
+    } else {
+        (params.signed_by(&key, &issuer).unwrap().pem(), ca.pem())
+    };
+    std::fs::write(dir.join("cert.pem"), cert_pem).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    ca_pem
+}
+
+#[test]
+fn doctor_names_the_tls_cause_and_warns_before_expiry() {
+    let root = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // (variant, pass --ca, what doctor must say)
+    let cases = [
+        ("expired", true, "EXPIRED on"),
+        ("not_yet", true, "NOT VALID YET"),
+        ("name", true, "NAME MISMATCH; it names: pir.example.com"),
+        ("unknown", false, "UNKNOWN ISSUER"),
+        ("ca_leaf", true, "CA certificate USED AS END ENTITY"),
+        ("soon", true, "WARN service  warning: the TLS certificate of"),
+    ];
+    let mut servers = Vec::new();
+    for (variant, with_ca, expect) in cases {
+        let dir = root.path().join(variant);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, write_variant(&dir, variant)).unwrap();
+        let cfg: sift_server::ServerConfig = toml::from_str(&format!(
+            "listen = \"127.0.0.1:0\"\nrequire_tokens = false\nstate_dir = \"{}\"\n\
+             [tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            dir.join("state").display(),
+            dir.join("cert.pem").display(),
+            dir.join("key.pem").display()
+        ))
+        .unwrap();
+        let server = rt.block_on(sift_server::spawn(cfg, None)).unwrap();
+        let base = server.base_url();
+        let mut cmd = sift();
+        cmd.args(["doctor", "--probe", "--bundle-id", "com.example.tls"])
+            .args(["--service", &base, "--issuer", &base, "--gateway", &base]);
+        if with_ca {
+            cmd.arg("--ca").arg(&ca);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(expect), "{variant}: {stdout}");
+        assert!(
+            !stdout.contains("error sending request"),
+            "{variant}: {stdout}"
+        );
+        if variant == "soon" {
+            // Still usable: the gateway answered after the warning.
+            assert!(stdout.contains("ok   gateway  answers over HTTP/2"), "{stdout}");
+        }
+        servers.push(server);
+    }
+    for s in servers {
+        rt.block_on(s.stop());
+    }
+}
