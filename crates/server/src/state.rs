@@ -196,7 +196,7 @@ impl AppState {
     /// Listener settings (`listen`, `[tls]` paths, `[metrics] listen`), `[ohttp]`,
     /// `[key_store]`, `[prefilter]` and the limits fixed into the key store, the issuer and the
     /// gateway at start need a restart; a difference there is reported in the returned notes
-    /// as "takes effect after a restart". Open connections are kept either way.
+    /// as "needs a restart to take effect". Open connections are kept either way.
     pub fn apply_config(&self, new: &ServerConfig) -> anyhow::Result<Vec<String>> {
         let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         new.validate()?;
@@ -243,7 +243,7 @@ impl AppState {
         }
         let restart = |what: &str, differs: bool, notes: &mut Vec<String>| {
             if differs {
-                notes.push(format!("{what} changed: takes effect after a restart"));
+                notes.push(format!("{what} changed: needs a restart to take effect"));
             }
         };
         restart("listen", new.listen != self.config.listen, &mut notes);

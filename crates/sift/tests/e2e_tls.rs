@@ -49,30 +49,61 @@ impl Drop for Server {
     }
 }
 
-/// Starts `sift serve` and returns it with its base URL, read from its first stdout line.
-fn start_server(config: &Path) -> (Server, String) {
+/// What `sift serve` printed to stderr (its logs), collected while it runs.
+type Logs = std::sync::Arc<std::sync::Mutex<String>>;
+
+/// Starts `sift serve` and returns it with its base URL and metrics URL, read from its stdout,
+/// and its logs.
+fn start_server(config: &Path) -> (Server, String, String, Logs) {
     let mut child = sift()
         .args(["serve", "--poll-secs", "0", "--config"])
         .arg(config)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
     let server = Server(child);
+    let logs = Logs::default();
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            let mut l = sink.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
     let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
+    let (mut base, mut metrics) = (None, None);
+    while base.is_none() || metrics.is_none() {
         let line = lines
             .next()
             .expect("sift serve exited before listening")
             .unwrap();
         if let Some(url) = line.strip_prefix("sift serve: listening on ") {
-            break url.trim().to_owned();
+            base = Some(url.trim().to_owned());
         }
-    };
+        if let Some(url) = line.strip_prefix("sift serve: metrics at ") {
+            metrics = Some(url.trim().to_owned());
+        }
+    }
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (server, base)
+    (server, base.unwrap(), metrics.unwrap(), logs)
+}
+
+/// `GET url` over plain HTTP/1.0 (the metrics listener): status line and body.
+fn http_get(url: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
 
 #[test]
@@ -117,11 +148,15 @@ tokens = ["{USER_TOKEN}"]
 [[usecases]]
 name = "{USECASE}"
 dataset_dir = "dataset"
+[metrics]
+listen = "127.0.0.1:0"
+[log]
+access = true
 "#
         ),
     )
     .unwrap();
-    let (_server, base) = start_server(&config);
+    let (_server, base, metrics_url, logs) = start_server(&config);
     assert!(base.starts_with("https://127.0.0.1:"), "{base}");
 
     let stdout = stdout_of_success(
@@ -211,6 +246,31 @@ dataset_dir = "dataset"
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("401"), "{stderr}");
+
+    // Metrics on their own listener, not on the public one; every request through the gateway
+    // counted once as `/` and once with via="ohttp" under its own route.
+    let metrics = http_get(&metrics_url);
+    assert!(metrics.starts_with("HTTP/1.0 200"), "{metrics}");
+    assert!(
+        metrics.contains("sift_requests_total{route=\"/queries\",status=\"200\",via=\"ohttp\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sift_issuer_requests_total{result=\"unauthorized\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("sift_ohttp_requests_total{result=\"forwarded\"}"));
+    assert!(metrics.contains("sift_tls_certificate_expiry_timestamp_seconds"));
+    assert!(metrics.contains(&format!("sift_dataset_info{{usecase=\"{USECASE}\",version=\"")));
+    // The access log: one structured line per request, without the user token.
+    let logs = logs.lock().unwrap().clone();
+    let access: Vec<&str> = logs.lines().filter(|l| l.contains("sift::access")).collect();
+    assert!(
+        access.iter().any(|l| l.contains("/queries") && l.contains("status=200")),
+        "{logs}"
+    );
+    assert!(access.iter().all(|l| l.contains("duration_ms=")), "{logs}");
+    assert!(!logs.contains(USER_TOKEN), "{logs}");
 }
 
 /// `(year, month, day)` of `days` days from now (UTC).

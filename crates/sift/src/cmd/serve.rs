@@ -40,10 +40,18 @@ use anyhow::Context as _;
   [limits]
   max_body_bytes = 10485760
 
-SIGHUP reloads the config file (user tokens, use cases), the TLS certificate and the datasets
-without dropping connections; certificate and dataset files are also watched (every
---poll-secs). A part that fails to load leaves its previous state serving (logged, and counted
-in sift_reloads_total{result=\"failed\"}). listen, [limits], [ohttp] and [key_store] need a restart.
+  [metrics]                      # /metrics on its own listener instead of the public one
+  listen = \"127.0.0.1:9100\"
+
+  [log]
+  access = true                  # one line per request (target sift::access); no user ids
+
+SIGHUP reloads the config file (user tokens, use cases added/removed/changed, [limits], [log]),
+the TLS certificate and the datasets without dropping connections; certificate and dataset
+files are also watched (every --poll-secs). A part that fails to load leaves its previous state
+serving (logged, and counted in sift_reloads_total{result=\"failed\"}). What needs a restart
+(listen, [tls] paths, [metrics], [ohttp], [key_store], [prefilter], the key store's and
+issuer's limits) is logged as \"needs a restart to take effect\".
 A full example config: examples/sift.toml.
 The OHTTP gateway key is created on first start, rotated every rotate_after_days (the old key
 is accepted for grace_days more), and its schedule is also checked on SIGHUP.
@@ -183,7 +191,12 @@ async fn reload_everything(
         match applied {
             Ok(notes) => {
                 count(true);
-                tracing::info!(changes = %notes.join("; "), "reloaded {}", config_path.display());
+                let (restart, applied): (Vec<_>, Vec<_>) =
+                    notes.into_iter().partition(|n| n.contains("needs a restart"));
+                tracing::info!(changes = %applied.join("; "), "reloaded {}", config_path.display());
+                for n in restart {
+                    tracing::warn!("{n} (sift serve keeps the old value until then)");
+                }
             }
             Err(e) => {
                 count(false);
@@ -264,6 +277,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .context("starting the server")?;
         // On stdout, so scripts and tests can find the port when listening on port 0.
         println!("sift serve: listening on {}", server.base_url());
+        if let Some(m) = server.metrics_addr {
+            println!("sift serve: metrics at http://{m}/metrics");
+        }
         if let Some(gw) = &server.gateway {
             println!(
                 "sift serve: OHTTP gateway at {0}/ (key configuration: {0}/ohttp-keys, {1} bytes)",
