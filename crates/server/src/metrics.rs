@@ -94,7 +94,10 @@ impl GatewayOutcome {
     }
 }
 
-/// What the Privacy Pass issuer did with one `POST /issue`.
+/// The issuer's routes a device calls for tokens, in counter order.
+const ISSUER_ROUTES: [&str; 2] = ["/token-key-for-user-token", "/issue"];
+
+/// What the Privacy Pass issuer did with one `GET /token-key-for-user-token` or `POST /issue`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IssuerOutcome {
     /// A token was issued.
@@ -161,7 +164,7 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, Via, u16), u64>>,
     latency: Mutex<BTreeMap<(&'static str, String), Histogram>>,
     gateway: [AtomicU64; GatewayOutcome::ALL.len()],
-    issuer: [AtomicU64; IssuerOutcome::ALL.len()],
+    issuer: [[AtomicU64; IssuerOutcome::ALL.len()]; ISSUER_ROUTES.len()],
 }
 
 impl Metrics {
@@ -194,13 +197,17 @@ impl Metrics {
         self.gateway[i].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts one issuance request by outcome.
-    pub fn count_issuer(&self, outcome: IssuerOutcome) {
+    /// Counts one request to an issuer route (`/token-key-for-user-token` or `/issue`; others
+    /// are ignored) by outcome.
+    pub fn count_issuer(&self, route: &str, outcome: IssuerOutcome) {
+        let Some(r) = ISSUER_ROUTES.iter().position(|x| *x == route) else {
+            return;
+        };
         let i = IssuerOutcome::ALL
             .iter()
             .position(|o| *o == outcome)
             .unwrap_or(0);
-        self.issuer[i].fetch_add(1, Ordering::Relaxed);
+        self.issuer[r][i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Renders the Prometheus text exposition format. `key_store` is the number of stored
@@ -255,14 +262,16 @@ impl Metrics {
             }
         }
         if issuer {
-            out.push_str("# HELP sift_issuer_requests_total Token issuance requests (POST /issue) by result.\n# TYPE sift_issuer_requests_total counter\n");
-            for (o, n) in IssuerOutcome::ALL.iter().zip(&self.issuer) {
-                let _ = writeln!(
-                    out,
-                    "sift_issuer_requests_total{{result=\"{}\"}} {}",
-                    o.label(),
-                    n.load(Ordering::Relaxed)
-                );
+            out.push_str("# HELP sift_issuer_requests_total Privacy Pass issuer requests by route and result (\"issued\": a token, or the token key, was handed out).\n# TYPE sift_issuer_requests_total counter\n");
+            for (route, counts) in ISSUER_ROUTES.iter().zip(&self.issuer) {
+                for (o, n) in IssuerOutcome::ALL.iter().zip(counts) {
+                    let _ = writeln!(
+                        out,
+                        "sift_issuer_requests_total{{route=\"{route}\",result=\"{}\"}} {}",
+                        o.label(),
+                        n.load(Ordering::Relaxed)
+                    );
+                }
             }
         }
         out.push_str("# HELP sift_stored_evaluation_keys Evaluation keys in the store.\n# TYPE sift_stored_evaluation_keys gauge\n");
@@ -301,7 +310,8 @@ mod tests {
         m.record(&r);
         m.count_gateway(GatewayOutcome::from_response(200, false));
         m.count_gateway(GatewayOutcome::from_response(400, true));
-        m.count_issuer(IssuerOutcome::from_status(429));
+        m.count_issuer("/issue", IssuerOutcome::from_status(429));
+        m.count_issuer("/other", IssuerOutcome::from_status(200));
         let text = m.render((5, Some(1000)), true, true);
         assert!(text.contains(
             "sift_requests_total{route=\"/queries\",status=\"200\",via=\"direct\"} 1"
@@ -315,8 +325,12 @@ mod tests {
         assert!(text.contains("sift_request_seconds_count{route=\"/queries\",usecase=\"uc\"} 2"));
         assert!(text.contains("sift_ohttp_requests_total{result=\"forwarded\"} 1"));
         assert!(text.contains("sift_ohttp_requests_total{result=\"key_problem\"} 1"));
-        assert!(text.contains("sift_issuer_requests_total{result=\"rate_limited\"} 1"));
-        assert!(text.contains("sift_issuer_requests_total{result=\"issued\"} 0"));
+        assert!(text.contains(
+            "sift_issuer_requests_total{route=\"/issue\",result=\"rate_limited\"} 1"
+        ));
+        assert!(
+            text.contains("sift_issuer_requests_total{route=\"/issue\",result=\"issued\"} 0")
+        );
         assert!(text.contains("sift_stored_evaluation_keys 5"));
         assert!(text.contains("sift_stored_evaluation_key_bytes 1000"));
         let bare = m.render((0, None), false, false);

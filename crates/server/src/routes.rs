@@ -205,9 +205,9 @@ async fn record_metrics(State(state): State<Arc<AppState>>, req: Request, next: 
                 .metrics
                 .count_gateway(GatewayOutcome::from_response(status, problem));
         }
-        "/issue" => state
+        "/issue" | "/token-key-for-user-token" => state
             .metrics
-            .count_issuer(IssuerOutcome::from_status(status)),
+            .count_issuer(route, IssuerOutcome::from_status(status)),
         _ => {}
     }
     if state.access_log() {

@@ -285,7 +285,7 @@ async fn metrics_listener_shows_gateway_issuer_and_key_store() {
         "sift_requests_total{route=\"/queries\",status=\"200\",via=\"direct\"} 1",
         "sift_ohttp_requests_total{result=\"forwarded\"} 1",
         "sift_ohttp_requests_total{result=\"wrong_content_type\"} 1",
-        "sift_issuer_requests_total{result=\"unauthorized\"} 1",
+        "sift_issuer_requests_total{route=\"/issue\",result=\"unauthorized\"} 1",
         "sift_stored_evaluation_keys 1",
         "sift_dataset_versions_kept{usecase=\"com.example.app.url.filtering\"} 1",
     ] {

@@ -256,7 +256,9 @@ access = true
         "{metrics}"
     );
     assert!(
-        metrics.contains("sift_issuer_requests_total{result=\"unauthorized\"} 1"),
+        metrics.contains(
+            "sift_issuer_requests_total{route=\"/token-key-for-user-token\",result=\"unauthorized\"} 1"
+        ),
         "{metrics}"
     );
     assert!(metrics.contains("sift_ohttp_requests_total{result=\"forwarded\"}"));
