@@ -490,6 +490,11 @@ fn load_version(uc: &UseCaseConfig) -> anyhow::Result<Version> {
             &sp.database_encryption_key_file,
         )?);
     }
+    // As `version_signature` computes it, prefilter files included: otherwise every poll
+    // would see a "changed" dataset and reload it.
+    for f in crate::prefilter::PrefilterAsset::files(uc) {
+        signature.push_str(&file_signature(&f)?);
+    }
     let server = loaded.server;
     let oprf_key = load_oprf_key(uc, &server)?;
     let prefilter = crate::prefilter::PrefilterAsset::load(uc)?.map(Arc::new);

@@ -156,7 +156,7 @@ access = true
         ),
     )
     .unwrap();
-    let (_server, base, metrics_url, logs) = start_server(&config);
+    let (server, base, metrics_url, logs) = start_server(&config);
     assert!(base.starts_with("https://127.0.0.1:"), "{base}");
 
     let stdout = stdout_of_success(
@@ -265,14 +265,59 @@ access = true
     assert!(metrics.contains("sift_tls_certificate_expiry_timestamp_seconds"));
     assert!(metrics.contains(&format!("sift_dataset_info{{usecase=\"{USECASE}\",version=\"")));
     // The access log: one structured line per request, without the user token.
-    let logs = logs.lock().unwrap().clone();
-    let access: Vec<&str> = logs.lines().filter(|l| l.contains("sift::access")).collect();
+    let logs_so_far = logs.lock().unwrap().clone();
+    let access: Vec<&str> = logs_so_far
+        .lines().filter(|l| l.contains("sift::access")).collect();
     assert!(
-        access.iter().any(|l| l.contains("/queries") && l.contains("status=200")),
-        "{logs}"
+        access
+            .iter()
+            .any(|l| l.contains("/queries") && l.contains("status=200")),
+        "{logs_so_far}"
     );
-    assert!(access.iter().all(|l| l.contains("duration_ms=")), "{logs}");
-    assert!(!logs.contains(USER_TOKEN), "{logs}");
+    assert!(
+        access.iter().all(|l| l.contains("duration_ms=")),
+        "{logs_so_far}"
+    );
+    assert!(!logs_so_far.contains(USER_TOKEN), "{logs_so_far}");
+
+    // SIGHUP re-reads the config: [limits] apply at once, a new listen address is named as
+    // needing a restart, and the server keeps serving on its address.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"", 1)
+            + "[limits]\nmax_report_urls = 5\n",
+    )
+    .unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let mut reloaded = String::new();
+    for _ in 0..100 {
+        reloaded = logs.lock().unwrap().clone();
+        if reloaded.contains("listen changed: needs a restart to take effect") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        reloaded.contains("listen changed: needs a restart to take effect"),
+        "{reloaded}"
+    );
+    assert!(reloaded.contains("[limits] applied"), "{reloaded}");
+    assert!(!reloaded.contains("[metrics] listen changed"), "{reloaded}");
+    // An unchanged dataset is not reloaded.
+    assert!(
+        !reloaded.contains(&format!("changed={USECASE}")),
+        "{reloaded}"
+    );
+    let metrics = http_get(&metrics_url);
+    assert!(
+        metrics.contains("sift_reloads_total{result=\"failed\"} 0"),
+        "{metrics}"
+    );
 }
 
 /// `(year, month, day)` of `days` days from now (UTC).

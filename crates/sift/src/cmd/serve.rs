@@ -47,8 +47,8 @@ use anyhow::Context as _;
   access = true                  # one line per request (target sift::access); no user ids
 
 SIGHUP reloads the config file (user tokens, use cases added/removed/changed, [limits], [log]),
-the TLS certificate and the datasets without dropping connections; certificate and dataset
-files are also watched (every --poll-secs). A part that fails to load leaves its previous state
+the TLS certificate and the datasets without dropping connections; the config, certificate and
+dataset files are also watched (every --poll-secs). A part that fails to load leaves its previous state
 serving (logged, and counted in sift_reloads_total{result=\"failed\"}). What needs a restart
 (listen, [tls] paths, [metrics], [ohttp], [key_store], [prefilter], the key store's and
 issuer's limits) is logged as \"needs a restart to take effect\".
@@ -152,11 +152,19 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// What SIGHUP (or a poll) re-reads; each part that fails leaves its old state serving.
+/// Size and modification time of the config file, to notice edits between polls.
+fn config_stamp(path: &std::path::Path) -> Option<(u64, std::time::SystemTime)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()?))
+}
+
+/// What SIGHUP (or a poll) re-reads; each part that fails leaves its old state serving. The
+/// config file is re-read on SIGHUP and when a poll finds it changed (`config_changed`).
 async fn reload_everything(
     server: &sift_server::RunningServer,
     config_path: &std::path::Path,
     reason: &str,
+    config_changed: bool,
 ) -> anyhow::Result<()> {
     use sift_server::ops::ReloadOutcome;
     let state = server.state.clone();
@@ -181,6 +189,8 @@ async fn reload_everything(
                 Err(e) => tracing::error!(error = %e, "OHTTP key check failed"),
             }
         }
+    }
+    if sighup || config_changed {
         let path = config_path.to_owned();
         let st = state.clone();
         let applied = tokio::task::spawn_blocking(move || {
@@ -293,6 +303,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(c) = server.state.ops.certificates() {
             c.check_expiry();
         }
+        let mut config_seen = config_stamp(&args.config);
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let poll = if args.poll_secs == 0 {
@@ -317,7 +328,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
             };
-            reload_everything(&server, &args.config, reason).await?;
+            let stamp = config_stamp(&args.config);
+            let config_changed = stamp != config_seen;
+            config_seen = stamp;
+            reload_everything(&server, &args.config, reason, config_changed).await?;
         }
         sift_server::systemd::notify("STOPPING=1");
         tracing::info!("shutting down; letting in-flight requests finish");
