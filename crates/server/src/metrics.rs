@@ -313,9 +313,11 @@ mod tests {
         m.count_issuer("/issue", IssuerOutcome::from_status(429));
         m.count_issuer("/other", IssuerOutcome::from_status(200));
         let text = m.render((5, Some(1000)), true, true);
-        assert!(text.contains(
-            "sift_requests_total{route=\"/queries\",status=\"200\",via=\"direct\"} 1"
-        ));
+        assert!(
+            text.contains(
+                "sift_requests_total{route=\"/queries\",status=\"200\",via=\"direct\"} 1"
+            )
+        );
         assert!(
             text.contains("sift_requests_total{route=\"/queries\",status=\"400\",via=\"ohttp\"} 1")
         );
@@ -325,12 +327,10 @@ mod tests {
         assert!(text.contains("sift_request_seconds_count{route=\"/queries\",usecase=\"uc\"} 2"));
         assert!(text.contains("sift_ohttp_requests_total{result=\"forwarded\"} 1"));
         assert!(text.contains("sift_ohttp_requests_total{result=\"key_problem\"} 1"));
-        assert!(text.contains(
-            "sift_issuer_requests_total{route=\"/issue\",result=\"rate_limited\"} 1"
-        ));
         assert!(
-            text.contains("sift_issuer_requests_total{route=\"/issue\",result=\"issued\"} 0")
+            text.contains("sift_issuer_requests_total{route=\"/issue\",result=\"rate_limited\"} 1")
         );
+        assert!(text.contains("sift_issuer_requests_total{route=\"/issue\",result=\"issued\"} 0"));
         assert!(text.contains("sift_stored_evaluation_keys 5"));
         assert!(text.contains("sift_stored_evaluation_key_bytes 1000"));
         let bare = m.render((0, None), false, false);

@@ -263,11 +263,15 @@ access = true
     );
     assert!(metrics.contains("sift_ohttp_requests_total{result=\"forwarded\"}"));
     assert!(metrics.contains("sift_tls_certificate_expiry_timestamp_seconds"));
-    assert!(metrics.contains(&format!("sift_dataset_info{{usecase=\"{USECASE}\",version=\"")));
+    assert!(metrics.contains(&format!(
+        "sift_dataset_info{{usecase=\"{USECASE}\",version=\""
+    )));
     // The access log: one structured line per request, without the user token.
     let logs_so_far = logs.lock().unwrap().clone();
     let access: Vec<&str> = logs_so_far
-        .lines().filter(|l| l.contains("sift::access")).collect();
+        .lines()
+        .filter(|l| l.contains("sift::access"))
+        .collect();
     assert!(
         access
             .iter()
@@ -334,7 +338,11 @@ fn date_in(days: i64) -> (i32, u8, u8) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    ((yoe + era * 400 + i64::from(m <= 2)) as i32, m as u8, d as u8)
+    (
+        (yoe + era * 400 + i64::from(m <= 2)) as i32,
+        m as u8,
+        d as u8,
+    )
 }
 
 /// One way to get a certificate wrong (or right), written as `cert.pem`/`key.pem` in `dir`;
@@ -392,7 +400,11 @@ fn doctor_names_the_tls_cause_and_warns_before_expiry() {
         ("name", true, "NAME MISMATCH; it names: pir.example.com"),
         ("unknown", false, "UNKNOWN ISSUER"),
         ("ca_leaf", true, "CA certificate USED AS END ENTITY"),
-        ("soon", true, "WARN service  warning: the TLS certificate of"),
+        (
+            "soon",
+            true,
+            "WARN service  warning: the TLS certificate of",
+        ),
     ];
     let mut servers = Vec::new();
     for (variant, with_ca, expect) in cases {
@@ -425,7 +437,10 @@ fn doctor_names_the_tls_cause_and_warns_before_expiry() {
         );
         if variant == "soon" {
             // Still usable: the gateway answered after the warning.
-            assert!(stdout.contains("ok   gateway  answers over HTTP/2"), "{stdout}");
+            assert!(
+                stdout.contains("ok   gateway  answers over HTTP/2"),
+                "{stdout}"
+            );
         }
         servers.push(server);
     }

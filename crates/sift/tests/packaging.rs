@@ -37,7 +37,10 @@ fn readme_is_written_for_the_operator() {
     let what = readme.find("sift is the server").expect("what sift is");
     let demo = readme.find("cargo run --release -p sift -- demo").unwrap();
     let tests = readme.find("cargo test --workspace").unwrap();
-    assert!(what < demo && demo < tests && tests < 1500, "the two commands near the top");
+    assert!(
+        what < demo && demo < tests && tests < 1500,
+        "the two commands near the top"
+    );
     let mut at = 0;
     for heading in [
         "## Install",
@@ -47,7 +50,10 @@ fn readme_is_written_for_the_operator() {
         "## Live Caller ID Lookup",
         "## Reliability",
     ] {
-        let i = readme[at..].find(heading).unwrap_or_else(|| panic!("{heading}")) + at;
+        let i = readme[at..]
+            .find(heading)
+            .unwrap_or_else(|| panic!("{heading}"))
+            + at;
         at = i;
     }
     for link in [

@@ -311,8 +311,13 @@ mod tls {
             now: UnixTime,
         ) -> Result<ServerCertVerified, rustls::Error> {
             *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(end_entity.to_vec());
-            self.inner
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            self.inner.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            )
         }
 
         fn verify_tls12_signature(
@@ -377,7 +382,10 @@ mod tls {
         if parsed.scheme() != "https" {
             return Vec::new();
         }
-        let Some(host) = parsed.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()) else {
+        let Some(host) = parsed
+            .host_str()
+            .map(|h| h.trim_matches(['[', ']']).to_owned())
+        else {
             return Vec::new();
         };
         let port = parsed.port_or_known_default().unwrap_or(443);

@@ -201,8 +201,9 @@ async fn reload_everything(
         match applied {
             Ok(notes) => {
                 count(true);
-                let (restart, applied): (Vec<_>, Vec<_>) =
-                    notes.into_iter().partition(|n| n.contains("needs a restart"));
+                let (restart, applied): (Vec<_>, Vec<_>) = notes
+                    .into_iter()
+                    .partition(|n| n.contains("needs a restart"));
                 tracing::info!(changes = %applied.join("; "), "reloaded {}", config_path.display());
                 for n in restart {
                     tracing::warn!("{n} (sift serve keeps the old value until then)");
