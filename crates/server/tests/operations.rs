@@ -409,3 +409,28 @@ async fn limits_reload_without_restart_and_restart_only_settings_are_named() {
     assert!(served);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_in_use_is_named_with_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_dataset(&data, &[("example.com", "1")], 1, 1);
+    let first = start(config(&data, &tmp.path().join("state"), 2)).await;
+    let mut cfg = config(&data, &tmp.path().join("state2"), 2);
+    cfg.listen = first.addr;
+    let e = format!(
+        "{:#}",
+        sift_server::spawn(cfg.clone(), None).await.err().unwrap()
+    );
+    assert!(
+        e.contains(&format!("cannot listen on {}", first.addr)) && e.contains("another process"),
+        "{e}"
+    );
+    // The metrics listener too, named as such.
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.metrics.listen = Some(first.addr);
+    let e = format!("{:#}", sift_server::spawn(cfg, None).await.err().unwrap());
+    assert!(e.contains("[metrics] listen"), "{e}");
+    assert!(e.contains(&first.addr.to_string()), "{e}");
+    first.stop().await;
+}
