@@ -143,6 +143,18 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         }
     );
     problems += usize::from(no_users);
+    match cfg.metrics.listen {
+        Some(at) => println!("metrics   http://{at}/metrics (not on the public listener)"),
+        None => println!("metrics   /metrics on the public listener ([metrics] listen moves it)"),
+    }
+    println!(
+        "log       access log {}",
+        if cfg.log.access {
+            "on (target sift::access)"
+        } else {
+            "off ([log] access = true)"
+        }
+    );
     if problems == 0 {
         println!("ok: {} is ready to serve", path.display());
         Ok(ExitCode::SUCCESS)
