@@ -43,6 +43,32 @@ pub struct ServerConfig {
     /// Prefilter delivery (`GET /prefilter/<use case>`).
     #[serde(default)]
     pub prefilter: crate::prefilter::PrefilterConfig,
+    /// Where `/metrics` is served (`[metrics] listen`: a separate listener).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// What is logged besides events (`[log] access`: one line per request).
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[metrics]`: where Prometheus scrapes.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A separate plain-HTTP listener for `/metrics` (e.g. `127.0.0.1:9100`); when set, the
+    /// public listener no longer answers `/metrics`. Unset: `/metrics` on the public listener.
+    #[serde(default, deserialize_with = "optional_listen_address")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[log]`: optional log streams.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// One structured line per request (target `sift::access`: method, route, status,
+    /// duration, bytes in and out); never user identifiers, tokens or client addresses.
+    #[serde(default)]
+    pub access: bool,
 }
 
 /// The evaluation-key store. `kind = "file"` (default) keeps keys under `state_dir/keys`;
@@ -195,7 +221,7 @@ pub struct UserTier {
 }
 
 /// Resource limits; the defaults suit one server with thousands of users.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest request body (evaluation keys exceed 2 MiB; Apple allows 10 MiB).
@@ -281,6 +307,13 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 fn listen_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
     let s = String::deserialize(d)?;
     parse_listen(&s).map_err(serde::de::Error::custom)
+}
+
+fn optional_listen_address<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_listen(&s).map(Some).map_err(serde::de::Error::custom)
 }
 
 fn default_listen() -> SocketAddr {

@@ -240,6 +240,7 @@ async fn forward_in_process(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .parse()?;
+    parts.extensions.insert(crate::routes::ForwardedByGateway);
     let resp = inner
         .oneshot(Request::from_parts(parts, Body::from(body)))
         .await

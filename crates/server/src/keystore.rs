@@ -27,6 +27,11 @@ pub trait KeyStore: Send + Sync {
     }
     /// Number of stored keys (for metrics).
     fn len(&self) -> usize;
+    /// Total size of the stored keys in bytes, where the store tracks it cheaply (for
+    /// metrics); `None` otherwise.
+    fn stored_bytes(&self) -> Option<u64> {
+        None
+    }
     /// `true` when nothing is stored.
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -51,6 +56,8 @@ struct Index {
     last_use: HashMap<String, u64>,
     seq: u64,
     count: usize,
+    /// Bytes of the key files (kept up to date by `put`; for metrics).
+    bytes: u64,
 }
 
 /// Hex SHA-256 of a user identifier: stores never keep the identifier itself.
@@ -77,6 +84,7 @@ impl FileKeyStore {
                     continue;
                 };
                 let Ok(id) = hex::decode(stem) else { continue };
+                index.bytes += f.metadata().map_or(0, |m| m.len());
                 let ts = std::fs::read(f.path())
                     .ok()
                     .and_then(|b| api::EvaluationKey::decode(b.as_slice()).ok())
@@ -119,10 +127,13 @@ impl KeyStore for FileKeyStore {
         let path = self.path(&dir, &meta.identifier);
         std::fs::create_dir_all(path.parent().expect("key path has a parent"))?;
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, key.encode_to_vec())?;
+        let encoded = key.encode_to_vec();
+        std::fs::write(&tmp, &encoded)?;
+        let replaced = std::fs::metadata(&path).map_or(0, |m| m.len());
         std::fs::rename(&tmp, &path)?;
 
         let mut idx = self.lock();
+        idx.bytes = (idx.bytes + encoded.len() as u64).saturating_sub(replaced);
         idx.seq += 1;
         let seq = idx.seq;
         idx.last_use.insert(dir.clone(), seq);
@@ -152,13 +163,22 @@ impl KeyStore for FileKeyStore {
             idx.last_use.remove(&lru);
             if let Some(keys) = idx.users.remove(&lru) {
                 count -= keys.len();
+                let freed = dir_bytes(&self.root.join(&lru));
+                idx.bytes = idx.bytes.saturating_sub(freed);
                 let _ = std::fs::remove_dir_all(self.root.join(&lru));
             }
         }
         idx.count = count;
         drop(idx);
+        let mut freed = 0;
         for (d, k) in evicted {
-            let _ = std::fs::remove_file(self.path(&d, &k));
+            let p = self.path(&d, &k);
+            freed += std::fs::metadata(&p).map_or(0, |m| m.len());
+            let _ = std::fs::remove_file(p);
+        }
+        if freed > 0 {
+            let mut idx = self.lock();
+            idx.bytes = idx.bytes.saturating_sub(freed);
         }
         Ok(())
     }
@@ -198,6 +218,21 @@ impl KeyStore for FileKeyStore {
     fn len(&self) -> usize {
         self.lock().count
     }
+
+    fn stored_bytes(&self) -> Option<u64> {
+        Some(self.lock().bytes)
+    }
+}
+
+/// Bytes of the files directly in `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    })
 }
 
 /// Opens the store `config.key_store` selects: files under `state_dir/keys`, or Redis.

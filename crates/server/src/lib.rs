@@ -30,6 +30,8 @@ use std::sync::Arc;
 pub struct RunningServer {
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
+    /// The separate metrics listener's address (`[metrics] listen`), when configured.
+    pub metrics_addr: Option<SocketAddr>,
     /// `https` when the listener terminates TLS, `http` otherwise.
     pub scheme: &'static str,
     /// The OHTTP gateway, when enabled.
@@ -38,6 +40,7 @@ pub struct RunningServer {
     pub state: Arc<AppState>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    metrics_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -47,6 +50,9 @@ impl RunningServer {
             let _ = tx.send(());
         }
         let _ = self.task.await;
+        if let Some(m) = self.metrics_task.take() {
+            m.abort();
+        }
     }
 }
 
@@ -113,7 +119,31 @@ pub async fn spawn(
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let limits = listener::ConnectionLimits::from(&state.config.limits);
+    let metrics_listener = match state.config.metrics.listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| bind_error(at, e))
+                .map_err(|e| e.context("[metrics] listen"))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(tokio::net::TcpListener::local_addr)
+        .transpose()?;
+    let metrics_task = metrics_listener.map(|l| {
+        let app = routes::metrics_router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, app).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        })
+    });
+    let limits: listener::LimitsSource = {
+        let state = state.clone();
+        Arc::new(move || listener::ConnectionLimits::from(&*state.limits()))
+    };
     let rotation = gateway
         .clone()
         .map(|gw| tokio::spawn(gateway::rotation_task(gw, KEY_ROTATION_CHECK)));
@@ -125,10 +155,12 @@ pub async fn spawn(
     });
     Ok(RunningServer {
         addr,
+        metrics_addr,
         scheme,
         gateway,
         state,
         shutdown: Some(tx),
         task,
+        metrics_task,
     })
 }

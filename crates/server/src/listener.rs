@@ -61,6 +61,30 @@ impl From<&Limits> for ConnectionLimits {
     }
 }
 
+/// Where [`serve`] reads its limits: called for every accepted connection and while a
+/// connection idles, so a reload of `[limits]` applies without restarting the listener (open
+/// connections keep running; a lower `max_connections` waits for connections to close).
+pub type LimitsSource = Arc<dyn Fn() -> ConnectionLimits + Send + Sync>;
+
+/// A source that always answers `limits`.
+pub fn fixed_limits(limits: ConnectionLimits) -> LimitsSource {
+    Arc::new(move || limits.clone())
+}
+
+fn http_builder(header_read_timeout: Duration) -> Arc<auto::Builder<TokioExecutor>> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .max_header_list_size(64 * 1024);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Some(header_read_timeout));
+    Arc::new(builder)
+}
+
 /// Open connections per IP address, with a cap.
 #[derive(Debug, Default)]
 struct PerAddress {
@@ -154,27 +178,37 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
-    limits: ConnectionLimits,
+    limits: LimitsSource,
     shutdown: tokio::sync::oneshot::Receiver<()>,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let first = limits();
+    let mut max_connections = first.max_connections;
+    let slots = Arc::new(Semaphore::new(max_connections));
     let per_address = Arc::new(PerAddress::default());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .max_header_list_size(64 * 1024);
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Some(limits.header_read_timeout));
-    let builder = Arc::new(builder);
-    let limits = Arc::new(limits);
+    let mut header_read_timeout = first.header_read_timeout;
+    let mut builder = http_builder(header_read_timeout);
     tokio::pin!(shutdown);
     loop {
+        let now = limits();
+        if now.max_connections > max_connections {
+            slots.add_permits(now.max_connections - max_connections);
+        } else if now.max_connections < max_connections {
+            // Takes the surplus slots out of service as connections close.
+            let surplus = u32::try_from(max_connections - now.max_connections).unwrap_or(u32::MAX);
+            let slots = slots.clone();
+            tokio::spawn(async move {
+                if let Ok(p) = slots.acquire_many_owned(surplus).await {
+                    p.forget();
+                }
+            });
+        }
+        max_connections = now.max_connections;
+        if now.header_read_timeout != header_read_timeout {
+            header_read_timeout = now.header_read_timeout;
+            builder = http_builder(header_read_timeout);
+        }
         let permit = tokio::select! {
             _ = &mut shutdown => break,
             p = slots.clone().acquire_owned() => match p {
@@ -194,7 +228,7 @@ pub async fn serve(
                 }
             },
         };
-        let Some(address_slot) = per_address.try_take(peer.ip(), limits.max_per_address) else {
+        let Some(address_slot) = per_address.try_take(peer.ip(), limits().max_per_address) else {
             tracing::debug!(%peer, "connection refused: too many open from this address");
             drop(tcp);
             continue;
@@ -213,7 +247,7 @@ pub async fn serve(
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(Duration::from_secs(30), slots.acquire_many(all))
         .await
         .is_err()
@@ -230,13 +264,13 @@ async fn serve_one(
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     app: Router,
     builder: &auto::Builder<TokioExecutor>,
-    limits: &ConnectionLimits,
+    limits: &LimitsSource,
     stop: watch::Receiver<bool>,
 ) {
     match acceptor {
         None => drive(tcp, peer, app, builder, limits, stop).await,
         Some(acceptor) => {
-            match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+            match tokio::time::timeout(limits().handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => drive(tls, peer, app, builder, limits, stop).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -250,7 +284,7 @@ async fn drive<I>(
     peer: SocketAddr,
     app: Router,
     builder: &auto::Builder<TokioExecutor>,
-    limits: &ConnectionLimits,
+    limits: &LimitsSource,
     mut stop: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -269,10 +303,12 @@ async fn drive<I>(
     let conn =
         builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
     let mut conn = std::pin::pin!(conn);
-    let tick = (limits.idle_timeout / 8).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut closing_since: Option<Instant> = None;
-    let hard_limit = limits.request_timeout + SHUTDOWN_GRACE;
     loop {
+        let limits = limits();
+        let tick =
+            (limits.idle_timeout / 8).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let hard_limit = limits.request_timeout + SHUTDOWN_GRACE;
         tokio::select! {
             done = conn.as_mut() => {
                 if let Err(e) = done {

@@ -15,6 +15,7 @@ pub struct Operations {
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     started: Instant,
+    started_unix: f64,
 }
 
 impl Default for Operations {
@@ -24,6 +25,9 @@ impl Default for Operations {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             started: Instant::now(),
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
         }
     }
 }
@@ -78,17 +82,18 @@ impl Operations {
                 c.not_after_unix()
             );
         }
-        out.push_str("# HELP sift_dataset_info The current dataset version of each use case (config id prefix).\n# TYPE sift_dataset_info gauge\n");
+        out.push_str("# HELP sift_dataset_info The current dataset of each use case: its version id (from the manifest; \"-\" for a flat folder) and config id prefix.\n# TYPE sift_dataset_info gauge\n");
         let mut shards = String::new();
         let mut versions = String::new();
         let mut rows = String::new();
         for (name, uc) in state.usecases().iter() {
-            let name = name.replace(['"', '\\', '\n'], "");
+            let name = crate::metrics::escape(name);
             let v = uc.current();
             let id = hex::encode(&v.config_id[..v.config_id.len().min(8)]);
+            let version = crate::metrics::escape(v.dataset_version.as_deref().unwrap_or("-"));
             let _ = writeln!(
                 out,
-                "sift_dataset_info{{usecase=\"{name}\",config_id=\"{id}\"}} 1"
+                "sift_dataset_info{{usecase=\"{name}\",version=\"{version}\",config_id=\"{id}\"}} 1"
             );
             let _ = writeln!(
                 shards,
@@ -114,26 +119,30 @@ impl Operations {
         out.push_str(&versions);
         out.push_str("# HELP sift_dataset_rows Keys in the current dataset (from its prefilter).\n# TYPE sift_dataset_rows gauge\n");
         out.push_str(&rows);
-        render_process(self.started, out);
+        render_process(self.started, self.started_unix, out);
     }
 }
 
 /// Process metrics in Prometheus' conventional names (Linux: from /proc/self).
-fn render_process(started: Instant, out: &mut String) {
+fn render_process(started: Instant, started_unix: f64, out: &mut String) {
+    out.push_str("# HELP process_start_time_seconds Start time of the process since the Unix epoch.\n# TYPE process_start_time_seconds gauge\n");
+    let _ = writeln!(out, "process_start_time_seconds {started_unix:.3}");
     out.push_str("# HELP process_uptime_seconds Seconds since the server started.\n# TYPE process_uptime_seconds gauge\n");
     let _ = writeln!(
         out,
         "process_uptime_seconds {}",
         started.elapsed().as_secs()
     );
-    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm")
-        && let Some(rss_pages) = statm
-            .split_whitespace()
-            .nth(1)
+    // VmRSS is in kB whatever the page size.
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+        && let Some(rss_kb) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse::<u64>().ok())
     {
         out.push_str("# HELP process_resident_memory_bytes Resident memory.\n# TYPE process_resident_memory_bytes gauge\n");
-        let _ = writeln!(out, "process_resident_memory_bytes {}", rss_pages * 4096);
+        let _ = writeln!(out, "process_resident_memory_bytes {}", rss_kb * 1024);
     }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
         out.push_str(

@@ -14,15 +14,16 @@ use http::{HeaderMap, StatusCode, header};
 use prost::Message;
 use sift_proto::{api, service};
 use tower_http::compression::CompressionLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
 use crate::keystore::stored_timestamp;
+use crate::metrics::{GatewayOutcome, IssuerOutcome, RequestRecord, Via};
 use crate::state::{AppState, downgrade_for_old_clients};
 
-/// The service's router: PIR routes, `/report`, `/metrics` and `/healthz`.
+/// The service's router: PIR routes, `/report`, `/metrics` (unless `[metrics] listen` moves it
+/// to its own listener) and `/healthz`. Body size and request timeout follow the current
+/// `[limits]`, so a reload changes them for the next request.
 pub fn router(state: Arc<AppState>) -> Router {
-    let limits = &state.config.limits;
     let config_route = Router::new()
         .route("/config", post(config))
         .layer(CompressionLayer::new().gzip(true));
@@ -35,30 +36,35 @@ pub fn router(state: Arc<AppState>) -> Router {
     } else {
         Router::new()
     };
-    let max_body = limits.max_body_bytes;
-    Router::new()
+    let mut routes = Router::new()
         .merge(config_route)
         .merge(prefilter_routes)
         .route("/key", post(key))
         .route("/queries", post(queries))
         .route("/report", post(report))
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(|| async { "ok" }));
+    if state.config.metrics.listen.is_none() {
+        routes = routes.route("/metrics", get(metrics));
+    }
+    routes
         .with_state(state.clone())
         // The issuer's routes get the same body limit, timeout and metrics as the others.
         .merge(issuer_routes)
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            record_metrics,
+            request_timeout,
         ))
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(limits.request_timeout_secs),
-        ))
-        .layer(middleware::from_fn(move |req: Request, next: Next| {
-            refuse_declared_oversize(max_body, req, next)
-        }))
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(state.clone(), limit_body))
+        .layer(middleware::from_fn_with_state(state, record_metrics))
+}
+
+/// The router of the separate metrics listener (`[metrics] listen`): `/metrics` and `/healthz`.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
 }
 
 /// Answers 413 at once when `Content-Length` declares more than `max` bytes, instead of
@@ -79,21 +85,46 @@ pub async fn refuse_declared_oversize(max: usize, req: Request, next: Next) -> R
     next.run(req).await
 }
 
+/// `limits.max_body_bytes` as it is now: a declared larger body is refused at once, an
+/// undeclared one stops being read at the limit (413).
+async fn limit_body(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let max = state.limits().max_body_bytes;
+    let req = req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, max)));
+    refuse_declared_oversize(max, req, next).await
+}
+
+/// `limits.request_timeout_secs` as it is now: 408 when the handler takes longer.
+async fn request_timeout(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let limit = Duration::from_secs(state.limits().request_timeout_secs);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request took longer than {} s", limit.as_secs()),
+        )
+        .into_response(),
+    }
+}
+
 /// Adds request metrics and the request timeout to `routes` (used for the gateway's routes,
 /// which are built outside [`router`]).
 /// `max_body` is the largest (encapsulated) body those routes accept.
 pub fn with_metrics(routes: Router, state: Arc<AppState>, max_body: usize) -> Router {
-    let timeout = Duration::from_secs(state.config.limits.request_timeout_secs);
     routes
-        .layer(middleware::from_fn_with_state(state, record_metrics))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_timeout,
         ))
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             refuse_declared_oversize(max_body, req, next)
         }))
+        .layer(middleware::from_fn_with_state(state, record_metrics))
 }
+
+/// Marks a request the OHTTP gateway decapsulated and runs in process, so that it is counted
+/// with `via="ohttp"` (its outer `POST /` is counted as well).
+#[derive(Clone, Copy, Debug)]
+pub struct ForwardedByGateway;
 
 /// The use case a response was for, set by handlers that know it so that the metrics layer
 /// counts each request once, with its use case.
@@ -130,8 +161,21 @@ pub fn route_label(path: &str) -> &'static str {
 
 async fn record_metrics(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let route = route_label(req.uri().path());
+    let via = if req.extensions().get::<ForwardedByGateway>().is_some() {
+        Via::Ohttp
+    } else {
+        Via::Direct
+    };
+    let method = method_label(req.method());
+    let bytes_in = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
     let start = Instant::now();
     let resp = next.run(req).await;
+    let elapsed = start.elapsed();
     let usecase = resp
         .extensions()
         .get::<UseCaseLabel>()
@@ -143,10 +187,60 @@ async fn record_metrics(State(state): State<Arc<AppState>>, req: Request, next: 
     } else {
         "-"
     };
-    state
-        .metrics
-        .record(route, usecase, resp.status().as_u16(), start.elapsed());
+    let status = resp.status().as_u16();
+    state.metrics.record(&RequestRecord {
+        route,
+        via,
+        usecase,
+        status,
+        elapsed,
+    });
+    match route {
+        "/" if method == "POST" => {
+            let problem = resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|c| c.as_bytes().starts_with(b"application/problem+json"));
+            state
+                .metrics
+                .count_gateway(GatewayOutcome::from_response(status, problem));
+        }
+        "/issue" | "/token-key-for-user-token" => state
+            .metrics
+            .count_issuer(route, IssuerOutcome::from_status(status)),
+        _ => {}
+    }
+    if state.access_log() {
+        use axum::body::HttpBody as _;
+        let bytes_out = resp.body().size_hint().exact();
+        // No user identifier, token, client address, path or query: route labels only.
+        tracing::info!(
+            target: "sift::access",
+            method,
+            route,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            bytes_in,
+            bytes_out,
+            via = via.label(),
+            usecase,
+        );
+    }
     resp
+}
+
+/// The method as a bounded label (extension methods become `OTHER`).
+fn method_label(m: &http::Method) -> &'static str {
+    match *m {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::HEAD => "HEAD",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::PATCH => "PATCH",
+        _ => "OTHER",
+    }
 }
 
 /// The caller's identity headers, required on PIR routes as Apple's service does.
@@ -184,7 +278,7 @@ fn pir_caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError>
         return Err(ApiError::bad_request("User-Identifier is too long"));
     }
     state.auth.authorize(header_str(headers, "authorization"))?;
-    if let Some(limit) = &state.query_limit {
+    if let Some(limit) = state.query_limit() {
         limit.check(user.as_bytes())?;
     }
     Ok(Caller {
@@ -295,13 +389,13 @@ async fn key(
             "every key needs metadata and evaluation_key",
         ));
     }
-    if keys.keys.len() > state.config.limits.max_keys_per_user {
+    if keys.keys.len() > state.limits().max_keys_per_user {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "{} keys in one upload; at most {} are kept per user",
                 keys.keys.len(),
-                state.config.limits.max_keys_per_user
+                state.limits().max_keys_per_user
             ),
         ));
     }
@@ -353,7 +447,7 @@ async fn queries(
 /// or ciphertext count does not match its configuration (400), or a key identifier that is
 /// too long (400).
 fn check_query_cost(state: &AppState, reqs: &api::Requests) -> Result<(), ApiError> {
-    let max = state.config.limits.max_requests_per_query;
+    let max = state.limits().max_requests_per_query;
     if reqs.requests.len() > max {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -554,7 +648,7 @@ fn evaluation_key(
         .ok_or_else(|| ApiError::bad_request("Evaluation key not found"))?;
     let key = Arc::new(parse(&stored)?);
     let mut cache = state.key_cache.lock().unwrap_or_else(|p| p.into_inner());
-    if cache.len() >= state.config.limits.key_cache_entries
+    if cache.len() >= state.limits().key_cache_entries
         && let Some(victim) = cache.keys().next().cloned()
     {
         cache.remove(&victim);
@@ -585,7 +679,7 @@ async fn report(
     } else {
         decode::<service::UrlFilterReport>(&body, "URLFilterReport")?.urls
     };
-    if urls.len() > state.config.limits.max_report_urls || urls.iter().any(|u| u.len() > 8192) {
+    if urls.len() > state.limits().max_report_urls || urls.iter().any(|u| u.len() > 8192) {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "report has too many or too long URLs",
@@ -629,7 +723,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 
 /// Everything `/metrics` shows: requests, key store, reloads, certificate, datasets, process.
 pub fn render_metrics(state: &AppState) -> String {
-    let mut out = state.metrics.render(state.keys.len());
+    let mut out = state.metrics.render(
+        (state.keys.len(), state.keys.stored_bytes()),
+        state.config.ohttp.enabled,
+        state.issuers.is_some(),
+    );
     state.ops.render(state, &mut out);
     out
 }

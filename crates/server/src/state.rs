@@ -15,7 +15,7 @@ use sift_pir::server::KeywordPirServer;
 use sift_proto::{api, he, pir as pp};
 
 use crate::auth::TokenAuthority;
-use crate::config::{ServerConfig, UseCaseConfig};
+use crate::config::{Limits, ServerConfig, UseCaseConfig};
 use crate::keystore::KeyStore;
 use crate::metrics::Metrics;
 
@@ -87,8 +87,12 @@ pub struct AppState {
     pub key_cache: KeyCache,
     /// Reload counters, the serving certificate, process metrics.
     pub ops: crate::ops::Operations,
-    /// PIR requests per `User-Identifier` (`limits.queries_per_minute`).
-    pub query_limit: Option<crate::ratelimit::RateLimiter>,
+    /// PIR requests per `User-Identifier` (`limits.queries_per_minute`), as last configured.
+    query_limit: arc_swap::ArcSwapOption<crate::ratelimit::RateLimiter>,
+    /// `[limits]` as last configured (the start config's, until a reload changes them).
+    limits: ArcSwap<Limits>,
+    /// `[log] access` as last configured.
+    access_log: std::sync::atomic::AtomicBool,
     reload_lock: Mutex<()>,
     /// Per use case, the signature of a dataset that failed to load: not re-read until it
     /// changes (a refused version is immutable, so polling it again would only repeat the
@@ -149,6 +153,8 @@ impl AppState {
             config.limits.queries_burst,
         );
         Ok(Self {
+            limits: ArcSwap::from_pointee(config.limits.clone()),
+            access_log: std::sync::atomic::AtomicBool::new(config.log.access),
             config,
             usecases: ArcSwap::from_pointee(map),
             keys,
@@ -158,10 +164,25 @@ impl AppState {
             metrics: Metrics::default(),
             key_cache: Mutex::new(HashMap::new()),
             ops: crate::ops::Operations::default(),
-            query_limit,
+            query_limit: arc_swap::ArcSwapOption::new(query_limit.map(Arc::new)),
             reload_lock: Mutex::new(()),
             refused: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// `[limits]` as they apply now (a reload may have changed them since the start).
+    pub fn limits(&self) -> Arc<Limits> {
+        self.limits.load_full()
+    }
+
+    /// The per-`User-Identifier` query rate limiter, when `limits.queries_per_minute` is set.
+    pub fn query_limit(&self) -> Option<Arc<crate::ratelimit::RateLimiter>> {
+        self.query_limit.load_full()
+    }
+
+    /// Whether each request is logged (`[log] access`).
+    pub fn access_log(&self) -> bool {
+        self.access_log.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A snapshot of the use cases (cheap; stays valid during a reload).
@@ -170,10 +191,12 @@ impl AppState {
     }
 
     /// Applies an edited config file (SIGHUP): new user tokens, use cases added, removed or
-    /// changed. Everything is checked first; on any error nothing changes and the old
-    /// configuration keeps serving. Returns what changed, for the log. Listener settings
-    /// (`listen`, `[tls]` paths), `[limits]`, `[ohttp]` and `[key_store]` need a restart; a
-    /// difference there is reported in the returned notes.
+    /// changed, `[limits]` and `[log]`. Everything is checked first; on any error nothing
+    /// changes and the old configuration keeps serving. Returns what changed, for the log.
+    /// Listener settings (`listen`, `[tls]` paths, `[metrics] listen`), `[ohttp]`,
+    /// `[key_store]`, `[prefilter]` and the limits fixed into the key store, the issuer and the
+    /// gateway at start need a restart; a difference there is reported in the returned notes
+    /// as "needs a restart to take effect". Open connections are kept either way.
     pub fn apply_config(&self, new: &ServerConfig) -> anyhow::Result<Vec<String>> {
         let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         new.validate()?;
@@ -220,7 +243,7 @@ impl AppState {
         }
         let restart = |what: &str, differs: bool, notes: &mut Vec<String>| {
             if differs {
-                notes.push(format!("{what} changed: takes effect after a restart"));
+                notes.push(format!("{what} changed: needs a restart to take effect"));
             }
         };
         restart("listen", new.listen != self.config.listen, &mut notes);
@@ -230,9 +253,37 @@ impl AppState {
                 != self.config.tls.as_ref().map(|t| (&t.cert, &t.key)),
             &mut notes,
         );
+        let (old_limits, new_limits) = (&self.config.limits, &new.limits);
         restart(
-            "[limits]",
-            format!("{:?}", new.limits) != format!("{:?}", self.config.limits),
+            "limits.max_keys_per_user / limits.max_users for the key store's retention",
+            (old_limits.max_keys_per_user, old_limits.max_users)
+                != (new_limits.max_keys_per_user, new_limits.max_users),
+            &mut notes,
+        );
+        restart(
+            "limits.issue_per_minute / limits.issue_burst",
+            (old_limits.issue_per_minute, old_limits.issue_burst)
+                != (new_limits.issue_per_minute, new_limits.issue_burst),
+            &mut notes,
+        );
+        restart(
+            "limits.max_body_bytes for the OHTTP gateway's encapsulated requests",
+            new.ohttp.enabled && old_limits.max_body_bytes != new_limits.max_body_bytes,
+            &mut notes,
+        );
+        restart(
+            "[metrics] listen",
+            new.metrics != self.config.metrics,
+            &mut notes,
+        );
+        restart(
+            "[key_store]",
+            format!("{:?}", new.key_store) != format!("{:?}", self.config.key_store),
+            &mut notes,
+        );
+        restart(
+            "[prefilter]",
+            format!("{:?}", new.prefilter) != format!("{:?}", self.config.prefilter),
             &mut notes,
         );
         restart(
@@ -255,6 +306,30 @@ impl AppState {
             (None, true) => {}
         }
         self.usecases.store(Arc::new(next));
+        let current = self.limits();
+        if *current != new.limits {
+            if (current.queries_per_minute, current.queries_burst)
+                != (new.limits.queries_per_minute, new.limits.queries_burst)
+            {
+                self.query_limit.store(
+                    crate::ratelimit::RateLimiter::new(
+                        new.limits.queries_per_minute,
+                        new.limits.queries_burst,
+                    )
+                    .map(Arc::new),
+                );
+            }
+            self.limits.store(Arc::new(new.limits.clone()));
+            notes.push("[limits] applied (connection limits from the next connection)".to_owned());
+        }
+        if self.access_log() != new.log.access {
+            self.access_log
+                .store(new.log.access, std::sync::atomic::Ordering::Relaxed);
+            notes.push(format!(
+                "access log {}",
+                if new.log.access { "on" } else { "off" }
+            ));
+        }
         Ok(notes)
     }
 
@@ -414,6 +489,11 @@ fn load_version(uc: &UseCaseConfig) -> anyhow::Result<Version> {
         signature.push_str(&sift_dataset::load::file_signature(
             &sp.database_encryption_key_file,
         )?);
+    }
+    // As `version_signature` computes it, prefilter files included: otherwise every poll
+    // would see a "changed" dataset and reload it.
+    for f in crate::prefilter::PrefilterAsset::files(uc) {
+        signature.push_str(&file_signature(&f)?);
     }
     let server = loaded.server;
     let oprf_key = load_oprf_key(uc, &server)?;

@@ -49,30 +49,61 @@ impl Drop for Server {
     }
 }
 
-/// Starts `sift serve` and returns it with its base URL, read from its first stdout line.
-fn start_server(config: &Path) -> (Server, String) {
+/// What `sift serve` printed to stderr (its logs), collected while it runs.
+type Logs = std::sync::Arc<std::sync::Mutex<String>>;
+
+/// Starts `sift serve` and returns it with its base URL and metrics URL, read from its stdout,
+/// and its logs.
+fn start_server(config: &Path) -> (Server, String, String, Logs) {
     let mut child = sift()
         .args(["serve", "--poll-secs", "0", "--config"])
         .arg(config)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
     let server = Server(child);
+    let logs = Logs::default();
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            let mut l = sink.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
     let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
+    let (mut base, mut metrics) = (None, None);
+    while base.is_none() || metrics.is_none() {
         let line = lines
             .next()
             .expect("sift serve exited before listening")
             .unwrap();
         if let Some(url) = line.strip_prefix("sift serve: listening on ") {
-            break url.trim().to_owned();
+            base = Some(url.trim().to_owned());
         }
-    };
+        if let Some(url) = line.strip_prefix("sift serve: metrics at ") {
+            metrics = Some(url.trim().to_owned());
+        }
+    }
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (server, base)
+    (server, base.unwrap(), metrics.unwrap(), logs)
+}
+
+/// `GET url` over plain HTTP/1.0 (the metrics listener): status line and body.
+fn http_get(url: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
 
 #[test]
@@ -117,11 +148,15 @@ tokens = ["{USER_TOKEN}"]
 [[usecases]]
 name = "{USECASE}"
 dataset_dir = "dataset"
+[metrics]
+listen = "127.0.0.1:0"
+[log]
+access = true
 "#
         ),
     )
     .unwrap();
-    let (_server, base) = start_server(&config);
+    let (server, base, metrics_url, logs) = start_server(&config);
     assert!(base.starts_with("https://127.0.0.1:"), "{base}");
 
     let stdout = stdout_of_success(
@@ -211,4 +246,205 @@ dataset_dir = "dataset"
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("401"), "{stderr}");
+
+    // Metrics on their own listener, not on the public one; every request through the gateway
+    // counted once as `/` and once with via="ohttp" under its own route.
+    let metrics = http_get(&metrics_url);
+    assert!(metrics.starts_with("HTTP/1.0 200"), "{metrics}");
+    assert!(
+        metrics.contains("sift_requests_total{route=\"/queries\",status=\"200\",via=\"ohttp\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "sift_issuer_requests_total{route=\"/token-key-for-user-token\",result=\"unauthorized\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("sift_ohttp_requests_total{result=\"forwarded\"}"));
+    assert!(metrics.contains("sift_tls_certificate_expiry_timestamp_seconds"));
+    assert!(metrics.contains(&format!(
+        "sift_dataset_info{{usecase=\"{USECASE}\",version=\""
+    )));
+    // The access log: one structured line per request, without the user token.
+    let logs_so_far = logs.lock().unwrap().clone();
+    let access: Vec<&str> = logs_so_far
+        .lines()
+        .filter(|l| l.contains("sift::access"))
+        .collect();
+    assert!(
+        access
+            .iter()
+            .any(|l| l.contains("/queries") && l.contains("status=200")),
+        "{logs_so_far}"
+    );
+    assert!(
+        access.iter().all(|l| l.contains("duration_ms=")),
+        "{logs_so_far}"
+    );
+    assert!(!logs_so_far.contains(USER_TOKEN), "{logs_so_far}");
+
+    // SIGHUP re-reads the config: [limits] apply at once, a new listen address is named as
+    // needing a restart, and the server keeps serving on its address.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"", 1)
+            + "[limits]\nmax_report_urls = 5\n",
+    )
+    .unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let mut reloaded = String::new();
+    for _ in 0..100 {
+        reloaded = logs.lock().unwrap().clone();
+        if reloaded.contains("listen changed: needs a restart to take effect") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        reloaded.contains("listen changed: needs a restart to take effect"),
+        "{reloaded}"
+    );
+    assert!(reloaded.contains("[limits] applied"), "{reloaded}");
+    assert!(!reloaded.contains("[metrics] listen changed"), "{reloaded}");
+    // An unchanged dataset is not reloaded.
+    assert!(
+        !reloaded.contains(&format!("changed={USECASE}")),
+        "{reloaded}"
+    );
+    let metrics = http_get(&metrics_url);
+    assert!(
+        metrics.contains("sift_reloads_total{result=\"failed\"} 0"),
+        "{metrics}"
+    );
+}
+
+/// `(year, month, day)` of `days` days from now (UTC).
+fn date_in(days: i64) -> (i32, u8, u8) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let z = (now / 86_400 + days) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (
+        (yoe + era * 400 + i64::from(m <= 2)) as i32,
+        m as u8,
+        d as u8,
+    )
+}
+
+/// One way to get a certificate wrong (or right), written as `cert.pem`/`key.pem` in `dir`;
+/// returns the CA's PEM to pass as `--ca`.
+fn write_variant(dir: &Path, variant: &str) -> String {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let names = if variant == "name" {
+        vec!["pir.example.com".to_owned()]
+    } else {
+        vec!["127.0.0.1".to_owned()]
+    };
+    let mut params = rcgen::CertificateParams::new(names).unwrap();
+    let ymd = |(y, m, d): (i32, u8, u8)| rcgen::date_time_ymd(y, m, d);
+    match variant {
+        "expired" => {
+            params.not_before = ymd(date_in(-60));
+            params.not_after = ymd(date_in(-2));
+        }
+        "not_yet" => {
+            params.not_before = ymd(date_in(30));
+            params.not_after = ymd(date_in(90));
+        }
+        "soon" => {
+            params.not_before = ymd(date_in(-30));
+            params.not_after = ymd(date_in(5));
+        }
+        _ => {}
+    }
+    let (cert_pem, ca_pem) = if variant == "ca_leaf" {
+        // What `openssl req -x509` makes: self-signed with CA:TRUE, trusted via --ca.
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let c = params.self_signed(&key).unwrap();
+        (c.pem(), c.pem())
+    } else {
+        (params.signed_by(&key, &issuer).unwrap().pem(), ca.pem())
+    };
+    std::fs::write(dir.join("cert.pem"), cert_pem).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    ca_pem
+}
+
+#[test]
+fn doctor_names_the_tls_cause_and_warns_before_expiry() {
+    let root = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // (variant, pass --ca, what doctor must say)
+    let cases = [
+        ("expired", true, "EXPIRED on"),
+        ("not_yet", true, "NOT VALID YET"),
+        ("name", true, "NAME MISMATCH; it names: pir.example.com"),
+        ("unknown", false, "UNKNOWN ISSUER"),
+        ("ca_leaf", true, "CA certificate USED AS END ENTITY"),
+        (
+            "soon",
+            true,
+            "WARN service  warning: the TLS certificate of",
+        ),
+    ];
+    let mut servers = Vec::new();
+    for (variant, with_ca, expect) in cases {
+        let dir = root.path().join(variant);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, write_variant(&dir, variant)).unwrap();
+        let cfg: sift_server::ServerConfig = toml::from_str(&format!(
+            "listen = \"127.0.0.1:0\"\nrequire_tokens = false\nstate_dir = \"{}\"\n\
+             [tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            dir.join("state").display(),
+            dir.join("cert.pem").display(),
+            dir.join("key.pem").display()
+        ))
+        .unwrap();
+        let server = rt.block_on(sift_server::spawn(cfg, None)).unwrap();
+        let base = server.base_url();
+        let mut cmd = sift();
+        cmd.args(["doctor", "--probe", "--bundle-id", "com.example.tls"])
+            .args(["--service", &base, "--issuer", &base, "--gateway", &base]);
+        if with_ca {
+            cmd.arg("--ca").arg(&ca);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(expect), "{variant}: {stdout}");
+        assert!(
+            !stdout.contains("error sending request"),
+            "{variant}: {stdout}"
+        );
+        if variant == "soon" {
+            // Still usable: the gateway answered after the warning.
+            assert!(
+                stdout.contains("ok   gateway  answers over HTTP/2"),
+                "{stdout}"
+            );
+        }
+        servers.push(server);
+    }
+    for s in servers {
+        rt.block_on(s.stop());
+    }
 }

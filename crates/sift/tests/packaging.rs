@@ -21,6 +21,54 @@ fn example_config_loads_and_validates() {
     assert_eq!(cfg.usecases[0].name, "com.example.app.url.filtering");
     assert!(cfg.prefilter.enabled);
     assert!(!cfg.users.is_empty());
+    assert_eq!(
+        cfg.metrics.listen,
+        Some("127.0.0.1:9100".parse().unwrap()),
+        "metrics stay off the public listener"
+    );
+    assert!(!cfg.log.access);
+}
+
+/// The README an operator reads: what sift is first, the two commands a fresh machine needs at
+/// the top, then install, deploy, operate, and the links it promises.
+#[test]
+fn readme_is_written_for_the_operator() {
+    let readme = read("README.md");
+    let what = readme.find("sift is the server").expect("what sift is");
+    let demo = readme.find("cargo run --release -p sift -- demo").unwrap();
+    let tests = readme.find("cargo test --workspace").unwrap();
+    assert!(
+        what < demo && demo < tests && tests < 1500,
+        "the two commands near the top"
+    );
+    let mut at = 0;
+    for heading in [
+        "## Install",
+        "## Quick start",
+        "## Deploy",
+        "## Operate",
+        "## Live Caller ID Lookup",
+        "## Reliability",
+    ] {
+        let i = readme[at..]
+            .find(heading)
+            .unwrap_or_else(|| panic!("{heading}"))
+            + at;
+        at = i;
+    }
+    for link in [
+        "docs/deploy.md",
+        "docs/quickstart.sh",
+        "docs/reference.md",
+        "docs/reliability.md",
+    ] {
+        assert!(readme.contains(&format!("]({link}")), "{link}");
+        if link != "docs/reliability.md" {
+            assert!(repo().join(link).exists(), "{link}");
+        }
+    }
+    assert!(readme.contains("cargo install --path crates/sift"));
+    assert!(readme.contains("docker build"));
 }
 
 #[test]

@@ -78,12 +78,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&findings)?);
     } else {
         for f in &findings {
-            println!(
-                "{} {:8} {}",
-                if f.ok { "ok  " } else { "FAIL" },
-                f.subject,
-                f.message
-            );
+            let tag = if !f.ok {
+                "FAIL"
+            } else if f.message.starts_with("warning:") {
+                "WARN"
+            } else {
+                "ok  "
+            };
+            println!("{tag} {:8} {}", f.subject, f.message);
         }
         println!(
             "\nPublish this DNS record on the service host:\n  {}",
@@ -119,10 +121,37 @@ fn probe(args: &Args) -> Vec<Finding> {
             Err(e) => return vec![finding("probe", false, format!("{e:#}"))],
         };
         let mut out = Vec::new();
+        // TLS first, once per host: a refused certificate is named here, not as a failed GET.
+        let mut seen = std::collections::HashSet::new();
+        let mut gateway_tls_ok = true;
+        for (subject, url) in [
+            ("service", &args.service),
+            ("issuer", &args.issuer),
+            ("gateway", &args.gateway),
+        ] {
+            let origin = reqwest::Url::parse(url)
+                .map(|u| (u.host_str().map(str::to_owned), u.port_or_known_default()))
+                .ok();
+            if !seen.insert(origin) {
+                continue;
+            }
+            let found = tls::check(subject, url, ca.as_deref()).await;
+            if subject == "gateway" || url == &args.gateway {
+                gateway_tls_ok &= found.iter().all(|f| f.ok);
+            }
+            out.extend(found);
+        }
+        if !gateway_tls_ok {
+            return out;
+        }
         let url = format!("{}/ohttp-keys", args.gateway.trim_end_matches('/'));
         let keys = match transport.http().get(&url).send().await {
             Err(e) => {
-                out.push(finding("gateway", false, format!("GET {url}: {e}")));
+                out.push(finding(
+                    "gateway",
+                    false,
+                    format!("GET {url}: {}", error_chain(&e)),
+                ));
                 return out;
             }
             Ok(resp) => {
@@ -185,6 +214,21 @@ fn probe(args: &Args) -> Vec<Finding> {
     })
 }
 
+/// An error and its causes on one line (`a: b: c`), as reqwest's own message omits them.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 fn finding(subject: &str, ok: bool, message: String) -> Finding {
     Finding {
         subject: subject.into(),
@@ -228,5 +272,297 @@ async fn test_entry(args: &Args, transport: sift_client::Transport, token: &str)
         subject: "dataset".into(),
         ok,
         message,
+    }
+}
+
+/// `sift doctor --probe`'s own TLS handshake with each host: names the reason a client refuses
+/// the certificate (expired, not yet valid, name mismatch, unknown issuer, CA used as end
+/// entity) instead of a transport error, and warns [`EXPIRY_WARNING_DAYS`] days before
+/// expiry. Trusts what the device would (the public web PKI) plus `--ca`.
+///
+/// [`EXPIRY_WARNING_DAYS`]: sift_server::tls::EXPIRY_WARNING_DAYS
+mod tls {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+    use sift_client::onboarding::Finding;
+    use sift_server::tls::EXPIRY_WARNING_DAYS;
+
+    /// Verifies as a client normally does, remembering the end-entity certificate it was
+    /// shown so a refusal can be explained from its contents.
+    #[derive(Debug)]
+    struct Recorder {
+        inner: Arc<WebPkiServerVerifier>,
+        seen: Mutex<Option<Vec<u8>>>,
+    }
+
+    impl ServerCertVerifier for Recorder {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            server_name: &ServerName<'_>,
+            ocsp_response: &[u8],
+            now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(end_entity.to_vec());
+            self.inner.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            )
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.inner.supported_verify_schemes()
+        }
+    }
+
+    fn finding(subject: &str, ok: bool, message: String) -> Finding {
+        Finding {
+            subject: subject.into(),
+            ok,
+            message,
+        }
+    }
+
+    /// `YYYY-MM-DD` of a Unix time (UTC).
+    pub fn date(unix: i64) -> String {
+        // Howard Hinnant's days-to-civil algorithm.
+        let z = unix.div_euclid(86_400) + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        format!("{y:04}-{m:02}-{d:02}")
+    }
+
+    fn now_unix() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+
+    /// Connects to `url`'s host and port, shakes hands, and reports the certificate: one
+    /// finding, or two when it is valid but expires within two weeks.
+    pub async fn check(subject: &str, url: &str, extra_ca: Option<&[u8]>) -> Vec<Finding> {
+        let Ok(parsed) = reqwest::Url::parse(url) else {
+            return Vec::new(); // the URL rules already reported it
+        };
+        if parsed.scheme() != "https" {
+            return Vec::new();
+        }
+        let Some(host) = parsed
+            .host_str()
+            .map(|h| h.trim_matches(['[', ']']).to_owned())
+        else {
+            return Vec::new();
+        };
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        match handshake(&host, port, extra_ca).await {
+            Ok(findings) => findings
+                .into_iter()
+                .map(|(ok, m)| finding(subject, ok, m))
+                .collect(),
+            Err(m) => vec![finding(subject, false, m)],
+        }
+    }
+
+    async fn handshake(
+        host: &str,
+        port: u16,
+        extra_ca: Option<&[u8]>,
+    ) -> Result<Vec<(bool, String)>, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        if let Some(pem) = extra_ca {
+            for c in CertificateDer::pem_slice_iter(pem) {
+                let c = c.map_err(|e| format!("reading --ca: {e}"))?;
+                roots
+                    .add(c)
+                    .map_err(|e| format!("--ca is not a usable CA certificate: {e}"))?;
+            }
+        }
+        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| format!("building the certificate verifier: {e}"))?;
+        let recorder = Arc::new(Recorder {
+            inner,
+            seen: Mutex::new(None),
+        });
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS versions: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(recorder.clone())
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| format!("{host} is not a valid TLS server name: {e}"))?;
+        let at = format!("{host}:{port}");
+        let tcp = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::net::TcpStream::connect((host, port)),
+        )
+        .await
+        .map_err(|_| format!("cannot connect to {at}: no answer within 10 s (firewall?)"))?
+        .map_err(|e| format!("cannot connect to {at}: {e} (is the server running there?)"))?;
+        let result = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| format!("{at}: the TLS handshake did not finish within 10 s"))?;
+        let seen = recorder
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let facts = seen
+            .as_deref()
+            .and_then(|der| sift_server::tls::certificate_facts(der).ok());
+        match result {
+            Ok(_) => {
+                let Some((not_after, _, names)) = facts else {
+                    return Ok(vec![(true, format!("{at}: TLS certificate accepted"))]);
+                };
+                let days = (not_after - now_unix()).div_euclid(86_400);
+                let mut out = vec![(
+                    true,
+                    format!(
+                        "{at}: TLS certificate accepted for {host} (names: {}), valid until {}",
+                        names.join(", "),
+                        date(not_after)
+                    ),
+                )];
+                if days < EXPIRY_WARNING_DAYS {
+                    out.push((
+                        true,
+                        format!(
+                            "warning: the TLS certificate of {at} expires in {days} day(s), on {}: \
+                             renew it now and send SIGHUP to sift serve (no restart needed)",
+                            date(not_after)
+                        ),
+                    ));
+                }
+                Ok(out)
+            }
+            Err(e) => {
+                let cause = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+                Err(match cause {
+                    Some(cause) => explain(cause, host, &at, facts.as_ref()),
+                    None => format!("{at}: TLS handshake failed: {e}"),
+                })
+            }
+        }
+    }
+
+    /// What a refused certificate means for the operator, and what to do.
+    pub fn explain(
+        e: &rustls::Error,
+        host: &str,
+        at: &str,
+        facts: Option<&(i64, bool, Vec<String>)>,
+    ) -> String {
+        let names = facts
+            .map(|f| {
+                if f.2.is_empty() {
+                    "no DNS names".to_owned()
+                } else {
+                    f.2.join(", ")
+                }
+            })
+            .unwrap_or_else(|| "unknown names".to_owned());
+        let is_ca = facts.is_some_and(|f| f.1);
+        let ca_note = if is_ca {
+            "; it is also a CA certificate (basicConstraints CA:TRUE, the default of \
+             `openssl req -x509`), which devices refuse as a server certificate even once trusted"
+        } else {
+            ""
+        };
+        let rustls::Error::InvalidCertificate(ce) = e else {
+            return format!("{at}: TLS handshake failed: {e}");
+        };
+        match ce {
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                let when = match (ce, facts) {
+                    (CertificateError::ExpiredContext { not_after, .. }, _) => {
+                        date(not_after.as_secs() as i64)
+                    }
+                    (_, Some(f)) => date(f.0),
+                    _ => "an earlier date".to_owned(),
+                };
+                format!(
+                    "{at}: the TLS certificate EXPIRED on {when}: devices refuse it; renew it and \
+                     send SIGHUP to sift serve"
+                )
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                let when = match ce {
+                    CertificateError::NotValidYetContext { not_before, .. } => {
+                        format!(" before {}", date(not_before.as_secs() as i64))
+                    }
+                    _ => String::new(),
+                };
+                format!(
+                    "{at}: the TLS certificate is NOT VALID YET (not{when}): check the clock of \
+                     this machine and of whoever issued it, or wait"
+                )
+            }
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                format!(
+                    "{at}: the TLS certificate does not cover {host} (NAME MISMATCH; it names: \
+                     {names}): get one whose subjectAltName lists {host}; one certificate may \
+                     cover the service, issuer and gateway names"
+                )
+            }
+            CertificateError::UnknownIssuer => format!(
+                "{at}: the TLS certificate is signed by an UNKNOWN ISSUER (not a public CA, or the \
+                 intermediate is missing): serve the full chain (fullchain.pem), or pass --ca \
+                 for a test CA{ca_note}"
+            ),
+            CertificateError::Other(o) if o.to_string().contains("CaUsedAsEndEntity") || is_ca => {
+                format!(
+                    "{at}: the TLS certificate is a CA certificate USED AS END ENTITY \
+                     (basicConstraints CA:TRUE, the default of `openssl req -x509`): devices \
+                     refuse it; issue a server (leaf) certificate, see docs/deploy.md"
+                )
+            }
+            _ => format!("{at}: the TLS certificate is refused: {e}"),
+        }
     }
 }

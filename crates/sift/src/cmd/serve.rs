@@ -40,10 +40,18 @@ use anyhow::Context as _;
   [limits]
   max_body_bytes = 10485760
 
-SIGHUP reloads the config file (user tokens, use cases), the TLS certificate and the datasets
-without dropping connections; certificate and dataset files are also watched (every
---poll-secs). A part that fails to load leaves its previous state serving (logged, and counted
-in sift_reloads_total{result=\"failed\"}). listen, [limits], [ohttp] and [key_store] need a restart.
+  [metrics]                      # /metrics on its own listener instead of the public one
+  listen = \"127.0.0.1:9100\"
+
+  [log]
+  access = true                  # one line per request (target sift::access); no user ids
+
+SIGHUP reloads the config file (user tokens, use cases added/removed/changed, [limits], [log]),
+the TLS certificate and the datasets without dropping connections; the config, certificate and
+dataset files are also watched (every --poll-secs). A part that fails to load leaves its previous state
+serving (logged, and counted in sift_reloads_total{result=\"failed\"}). What needs a restart
+(listen, [tls] paths, [metrics], [ohttp], [key_store], [prefilter], the key store's and
+issuer's limits) is logged as \"needs a restart to take effect\".
 A full example config: examples/sift.toml.
 The OHTTP gateway key is created on first start, rotated every rotate_after_days (the old key
 is accepted for grace_days more), and its schedule is also checked on SIGHUP.
@@ -135,6 +143,18 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         }
     );
     problems += usize::from(no_users);
+    match cfg.metrics.listen {
+        Some(at) => println!("metrics   http://{at}/metrics (not on the public listener)"),
+        None => println!("metrics   /metrics on the public listener ([metrics] listen moves it)"),
+    }
+    println!(
+        "log       access log {}",
+        if cfg.log.access {
+            "on (target sift::access)"
+        } else {
+            "off ([log] access = true)"
+        }
+    );
     if problems == 0 {
         println!("ok: {} is ready to serve", path.display());
         Ok(ExitCode::SUCCESS)
@@ -144,11 +164,19 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// What SIGHUP (or a poll) re-reads; each part that fails leaves its old state serving.
+/// Size and modification time of the config file, to notice edits between polls.
+fn config_stamp(path: &std::path::Path) -> Option<(u64, std::time::SystemTime)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()?))
+}
+
+/// What SIGHUP (or a poll) re-reads; each part that fails leaves its old state serving. The
+/// config file is re-read on SIGHUP and when a poll finds it changed (`config_changed`).
 async fn reload_everything(
     server: &sift_server::RunningServer,
     config_path: &std::path::Path,
     reason: &str,
+    config_changed: bool,
 ) -> anyhow::Result<()> {
     use sift_server::ops::ReloadOutcome;
     let state = server.state.clone();
@@ -173,6 +201,8 @@ async fn reload_everything(
                 Err(e) => tracing::error!(error = %e, "OHTTP key check failed"),
             }
         }
+    }
+    if sighup || config_changed {
         let path = config_path.to_owned();
         let st = state.clone();
         let applied = tokio::task::spawn_blocking(move || {
@@ -183,7 +213,13 @@ async fn reload_everything(
         match applied {
             Ok(notes) => {
                 count(true);
-                tracing::info!(changes = %notes.join("; "), "reloaded {}", config_path.display());
+                let (restart, applied): (Vec<_>, Vec<_>) = notes
+                    .into_iter()
+                    .partition(|n| n.contains("needs a restart"));
+                tracing::info!(changes = %applied.join("; "), "reloaded {}", config_path.display());
+                for n in restart {
+                    tracing::warn!("{n} (sift serve keeps the old value until then)");
+                }
             }
             Err(e) => {
                 count(false);
@@ -264,6 +300,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .context("starting the server")?;
         // On stdout, so scripts and tests can find the port when listening on port 0.
         println!("sift serve: listening on {}", server.base_url());
+        if let Some(m) = server.metrics_addr {
+            println!("sift serve: metrics at http://{m}/metrics");
+        }
         if let Some(gw) = &server.gateway {
             println!(
                 "sift serve: OHTTP gateway at {0}/ (key configuration: {0}/ohttp-keys, {1} bytes)",
@@ -277,6 +316,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(c) = server.state.ops.certificates() {
             c.check_expiry();
         }
+        let mut config_seen = config_stamp(&args.config);
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let poll = if args.poll_secs == 0 {
@@ -301,7 +341,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
             };
-            reload_everything(&server, &args.config, reason).await?;
+            let stamp = config_stamp(&args.config);
+            let config_changed = stamp != config_seen;
+            config_seen = stamp;
+            reload_everything(&server, &args.config, reason, config_changed).await?;
         }
         sift_server::systemd::notify("STOPPING=1");
         tracing::info!("shutting down; letting in-flight requests finish");
