@@ -14,10 +14,10 @@ use crate::PirError;
 
 /// Coefficients per tile: a tile of every selection ciphertext (2 polys × d₀ rows × 1 KB) is
 /// what the register-blocked loop reuses from L2 across the column groups.
-const BLOCK: usize = 256;
+pub(crate) const BLOCK: usize = 256;
 
 /// Coefficients per piece: one AVX-512 register of 32-bit lanes.
-const PIECE: usize = 16;
+pub(crate) const PIECE: usize = 16;
 
 /// Columns per group: their sums (2 polys × 16 coefficients as u64, four registers a column)
 /// take 20 of the 32 AVX-512 registers, leaving room for the selection values, the unpacked
@@ -41,24 +41,26 @@ const PREFETCH_WORDS: usize = 4096;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompactDatabase {
     /// Rows per plaintext (ciphertext moduli).
-    k: usize,
-    n: usize,
+    pub(crate) k: usize,
+    /// Coefficients per polynomial.
+    pub(crate) n: usize,
     /// Words per tile (divides n, a multiple of PIECE).
-    block: usize,
+    pub(crate) block: usize,
     /// Whether pieces are stored in 28 bits.
-    packed: bool,
+    pub(crate) packed: bool,
     /// Stored words per piece: 14 packed, 16 plain.
-    piece_len: usize,
+    pub(crate) piece_len: usize,
     /// Plaintexts per column (the first dimension).
-    d0: usize,
+    pub(crate) d0: usize,
     /// Plaintexts per chunk (a multiple of d0).
-    per_chunk: usize,
+    pub(crate) per_chunk: usize,
     /// Number of plaintexts.
-    len: usize,
-    /// The stored words, in the layout above.
-    words: Vec<u32>,
+    pub(crate) len: usize,
+    /// The stored words, in the layout above (in memory, or mapped from a shard file:
+    /// see [`crate::storage`]).
+    pub(crate) words: crate::storage::Words,
     /// Per column (chunk-major), whether any of its plaintexts is present.
-    present: Vec<bool>,
+    pub(crate) present: Vec<bool>,
 }
 
 impl CompactDatabase {
@@ -112,10 +114,11 @@ impl CompactDatabase {
             d0,
             per_chunk,
             len: plaintexts.len(),
-            words: vec![0u32; plaintexts.len() * k * n / PIECE * piece_len],
+            words: crate::storage::Words::default(),
             present: vec![false; plaintexts.len() / d0],
         };
         let kn = k * n;
+        let mut words = vec![0u32; plaintexts.len() * k * n / PIECE * piece_len];
         for (index, pt) in plaintexts.iter().enumerate() {
             let Some(pt) = pt else { continue };
             if pt.poly.basis.iter().copied().ne(0..k)
@@ -130,7 +133,7 @@ impl CompactDatabase {
                 let group = db.group(chunk, tile, col);
                 for (g, values) in src.chunks_exact(PIECE).enumerate() {
                     let at = group.at + db.piece_at(&group, g, row, col);
-                    let dst = &mut db.words[at..at + piece_len];
+                    let dst = &mut words[at..at + piece_len];
                     if packed {
                         pack28::pack(values, dst);
                     } else {
@@ -141,6 +144,7 @@ impl CompactDatabase {
                 }
             }
         }
+        db.words = crate::storage::Words::Owned(words);
         Some(db)
     }
 
