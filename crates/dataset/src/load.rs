@@ -153,8 +153,8 @@ fn load_version_shards(dir: &Path, manifest: &Manifest) -> anyhow::Result<Keywor
     let mut shards = Vec::with_capacity(manifest.shards.len());
     let mut contexts = ContextCache::default();
     for (i, s) in manifest.shards.iter().enumerate() {
-        let shard = load_shard(dir, manifest, s, i, &mut contexts)
-            .with_context(|| format!("shard {i}"))?;
+        let shard =
+            load_shard(dir, manifest, s, i, &mut contexts).with_context(|| format!("shard {i}"))?;
         shards.push(shard);
     }
     KeywordPirServer::from_shards(shards).map_err(|e| anyhow::anyhow!("{e}"))
@@ -172,7 +172,9 @@ fn load_shard(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let params =
         sift_pir::wire::pir_parameters_from_proto(&proto).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let ctx = contexts.get(i, &params).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ctx = contexts
+        .get(i, &params)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(words) = &s.words {
         let entry = manifest
             .file(words)

@@ -233,8 +233,18 @@ pub fn decode(
         let h: Vec<usize> = (0..FIELDS)
             .map(|f| u64_at(16 + (t * FIELDS + f) * 8))
             .collect::<Result<_, _>>()?;
-        let [fk, fn_, block, packed, piece_len, d0, per_chunk, len, present_at, words_at] =
-            h[..]
+        let [
+            fk,
+            fn_,
+            block,
+            packed,
+            piece_len,
+            d0,
+            per_chunk,
+            len,
+            present_at,
+            words_at,
+        ] = h[..]
         else {
             unreachable!("FIELDS values")
         };
@@ -324,5 +334,76 @@ mod tests {
         assert!(Words::mapped(map.clone(), 4, 2).is_none(), "past the end");
         assert!(Words::mapped(map.clone(), 1, 1).is_none(), "misaligned");
         assert!(Words::mapped(map, usize::MAX - 2, 1).is_none(), "overflow");
+    }
+
+    /// A small processed shard's tables as this machine packs them, and the other packing.
+    fn tables(pack: bool) -> (Arc<Context>, Shape, Vec<CompactDatabase>) {
+        use crate::server::{KeywordPirConfig, process_shard};
+        let p = sift_he::EncryptionParameters::predefined("n_4096_logq_27_28_28_logt_5").unwrap();
+        let ctx = Context::new(p.clone()).unwrap();
+        let rows: Vec<_> = (0..20u32)
+            .map(|i| (i.to_le_bytes().to_vec(), vec![1u8]))
+            .collect();
+        let shard = process_shard(&ctx, &rows, &KeywordPirConfig::default_for(&p, 1), 0).unwrap();
+        let per_chunk = shard.params.index.per_chunk_plaintext_count();
+        let d0 = shard.params.index.dimensions[0];
+        let tables: Vec<_> = shard
+            .database
+            .tables(shard.params.hash_function_count)
+            .unwrap()
+            .iter()
+            .map(|t| CompactDatabase::with_packing(&ctx, t, (d0, per_chunk), pack).unwrap())
+            .collect();
+        let shape = Shape {
+            tables: tables.len(),
+            d0,
+            per_chunk,
+            len: tables[0].len(),
+        };
+        (ctx, shape, tables)
+    }
+
+    #[test]
+    fn a_words_file_maps_back_to_the_same_tables_or_defers_to_the_bin() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.words");
+        let (ctx, shape, here) = tables(packs_here(
+            &Context::new(
+                sift_he::EncryptionParameters::predefined("n_4096_logq_27_28_28_logt_5").unwrap(),
+            )
+            .unwrap(),
+        ));
+        std::fs::write(&p, encode(&here)).unwrap();
+        let mapped = decode(&map_file(&p).unwrap(), &ctx, shape)
+            .unwrap()
+            .unwrap();
+        assert_eq!(mapped, here);
+        assert!(mapped.iter().all(|t| t.words.is_mapped()));
+
+        // Written with the other packing: not mapped, the caller reads the .bin.
+        let (_, _, other) = tables(!packs_here(&ctx));
+        if other[0].packed != here[0].packed {
+            std::fs::write(&p, encode(&other)).unwrap();
+            assert!(
+                decode(&map_file(&p).unwrap(), &ctx, shape)
+                    .unwrap()
+                    .is_none()
+            );
+        }
+
+        // A wrong shape, a bad magic or a truncated file is an error, never a short read.
+        std::fs::write(&p, encode(&here)).unwrap();
+        let wrong = Shape {
+            d0: shape.d0 + 1,
+            ..shape
+        };
+        assert!(decode(&map_file(&p).unwrap(), &ctx, wrong).is_err());
+        let bytes = encode(&here);
+        std::fs::write(&p, &bytes[..bytes.len() - 4]).unwrap();
+        assert!(decode(&map_file(&p).unwrap(), &ctx, shape).is_err());
+        let mut bad = bytes.clone();
+        bad[0] ^= 1;
+        std::fs::write(&p, &bad).unwrap();
+        assert!(decode(&map_file(&p).unwrap(), &ctx, shape).is_err());
     }
 }

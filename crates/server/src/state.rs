@@ -415,7 +415,27 @@ fn load_version(uc: &UseCaseConfig) -> anyhow::Result<Version> {
             &sp.database_encryption_key_file,
         )?);
     }
-    let server = loaded.server;
+    let server = Arc::new(loaded.server);
+    if uc.warm_up {
+        server
+            .verify_all()
+            .map_err(|e| anyhow::anyhow!("warm-up of {}: {e}", loaded.dir.display()))?;
+    } else if server.shards().iter().any(|s| s.is_mapped()) {
+        // Full verification off the serving path; a shard that fails it refuses queries.
+        let (bg, dir) = (server.clone(), loaded.dir.clone());
+        std::thread::Builder::new()
+            .name("verify-dataset".into())
+            .spawn(move || {
+                if let Err(e) = bg.verify_all() {
+                    tracing::error!(
+                        "dataset {}: {e}; publish a good version (`sift build`) or run \
+                         `sift dataset verify`",
+                        dir.display()
+                    );
+                }
+            })
+            .context("starting the dataset verification thread")?;
+    }
     let oprf_key = load_oprf_key(uc, &server)?;
     let prefilter = crate::prefilter::PrefilterAsset::load(uc)?.map(Arc::new);
     let (pir_config, key_config) = pir_config(&server)?;
@@ -426,7 +446,7 @@ fn load_version(uc: &UseCaseConfig) -> anyhow::Result<Version> {
         pir_config,
         key_config,
         key_config_id,
-        server: Arc::new(server),
+        server,
         oprf_key,
         prefilter,
         signature,

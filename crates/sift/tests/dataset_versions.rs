@@ -153,6 +153,31 @@ fn sift_update_takes_an_empty_remove_list() {
     assert!(err.contains("0 removed, 1 added"), "{err}");
     let loaded = sift_dataset::load(&data, "url").unwrap();
     assert_eq!(loaded.manifest.unwrap().row_count, 11);
+    assert!(loaded.server.shards().iter().all(|s| s.is_mapped()));
+
+    // `sift dataset verify` checks every file; a flipped bit in a mapped shard fails it.
+    let out = sift()
+        .args(["dataset", "verify"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("all match"), "{text}");
+    let words = loaded.dir.join("url-0.words");
+    let mut bytes = std::fs::read(&words).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&words, &bytes).unwrap();
+    let out = sift()
+        .args(["dataset", "verify"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("url-0.words"),
+        "{err}"
+    );
 }
 
 #[test]
