@@ -133,7 +133,7 @@ impl AppState {
         };
         let mut map = BTreeMap::new();
         for uc in &config.usecases {
-            let v = load_version(uc).with_context(|| format!("use case {}", uc.name))?;
+            let v = load_version(uc, false).with_context(|| format!("use case {}", uc.name))?;
             tracing::info!(usecase = %uc.name, config_id = %hex::encode(&v.config_id), "loaded dataset");
             map.insert(
                 uc.name.clone(),
@@ -186,7 +186,8 @@ impl AppState {
                     next.insert(uc.name.clone(), cur.clone());
                 }
                 Some(cur) => {
-                    let v = load_version(uc).with_context(|| format!("use case {}", uc.name))?;
+                    let v =
+                        load_version(uc, true).with_context(|| format!("use case {}", uc.name))?;
                     let mut versions = cur.versions.clone();
                     versions.push(Arc::new(v));
                     let keep = uc.versions_kept.max(1);
@@ -203,7 +204,8 @@ impl AppState {
                     );
                 }
                 None => {
-                    let v = load_version(uc).with_context(|| format!("use case {}", uc.name))?;
+                    let v =
+                        load_version(uc, false).with_context(|| format!("use case {}", uc.name))?;
                     notes.push(format!("use case {} added", uc.name));
                     next.insert(
                         uc.name.clone(),
@@ -276,7 +278,7 @@ impl AppState {
                     continue;
                 }
             };
-            let v = match load_version(&uc.config) {
+            let v = match load_version(&uc.config, true) {
                 Ok(v) => Arc::new(v),
                 Err(e) => {
                     tracing::error!(
@@ -325,7 +327,7 @@ impl AppState {
 /// Loads `uc`'s dataset as the server would, without serving it, and describes it (for
 /// `sift serve --check-config`).
 pub fn check_usecase(uc: &UseCaseConfig) -> anyhow::Result<String> {
-    let v = load_version(uc)?;
+    let v = load_version(uc, true)?;
     let prefilter = match &v.prefilter {
         Some(p) => format!(
             "prefilter {} keys, tag {}…",
@@ -405,7 +407,11 @@ fn load_oprf_key(
     }
 }
 
-fn load_version(uc: &UseCaseConfig) -> anyhow::Result<Version> {
+/// Loads `uc`'s current dataset version. Mapped shards are verified (read whole and
+/// checksummed) before this returns when `replacing` a version that keeps serving meanwhile
+/// (a reload: a corrupt new version is then refused as a whole) or with `warm_up`; otherwise
+/// (startup) in the background, each at the latest before its first answer.
+fn load_version(uc: &UseCaseConfig, replacing: bool) -> anyhow::Result<Version> {
     let loaded = sift_dataset::load(&uc.dataset_dir, &uc.stem)?;
     // The signature of what was actually loaded (a switch between the two reads is noticed
     // at the next poll).
@@ -416,10 +422,10 @@ fn load_version(uc: &UseCaseConfig) -> anyhow::Result<Version> {
         )?);
     }
     let server = Arc::new(loaded.server);
-    if uc.warm_up {
+    if uc.warm_up || replacing {
         server
             .verify_all()
-            .map_err(|e| anyhow::anyhow!("warm-up of {}: {e}", loaded.dir.display()))?;
+            .map_err(|e| anyhow::anyhow!("verifying {}: {e}", loaded.dir.display()))?;
     } else if server.shards().iter().any(|s| s.is_mapped()) {
         // Full verification off the serving path; a shard that fails it refuses queries.
         let (bg, dir) = (server.clone(), loaded.dir.clone());

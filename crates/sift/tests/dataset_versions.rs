@@ -112,10 +112,11 @@ async fn killed_builds_and_fewer_shards_never_serve_a_mixed_dataset() {
     let _ = seen_new;
 
     // A corrupt new version is refused, the complete one keeps answering, and polling again
-    // does not replace it either.
+    // does not replace it either (a reload reads and checks the mapped shards before the
+    // switch; the old version serves meanwhile).
     stdout_of_success(&mut build_cmd(&l1, &data, 2));
     let cur = std::fs::read_link(data.join("current")).unwrap();
-    let bin = data.join(cur).join("url-1.bin");
+    let bin = data.join(cur).join("url-1.words");
     let mut bytes = std::fs::read(&bin).unwrap();
     bytes[20] ^= 0xff;
     std::fs::write(&bin, bytes).unwrap();
