@@ -1,12 +1,20 @@
-//! Loading a dataset for the server: exactly the files the current version's manifest lists,
-//! each checked against its size and SHA-256 before it is parsed.
+//! Loading a dataset for the server: exactly the files the current version's manifest lists.
+//!
+//! Every listed file must exist with its listed size. Small files (parameters) and Apple's
+//! `.bin` shards are checked against their SHA-256 before they are parsed. A shard with a
+//! `.words` file (the form the server computes on) is memory-mapped instead of read: its
+//! header is checked against the parameters at once, and its SHA-256 over the mapped bytes
+//! before the shard's first answer (or at once for all shards with
+//! [`KeywordPirServer::verify_all`], which is also the warm-up). A shard whose bytes do not
+//! match refuses every query with an error naming the file, so a corrupt file is never
+//! answered from, and loading a 100M-row dataset does not read it all before serving.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context as _, bail};
 use sha2::{Digest, Sha256};
-use sift_pir::server::{KeywordPirServer, parse_parameters};
+use sift_pir::server::{ContextCache, KeywordPirServer, ServerShard, ShardCheck, parse_parameters};
 
 use crate::layout::{self, Layout};
 use crate::manifest::{MANIFEST_FILE, Manifest};
@@ -139,18 +147,77 @@ pub fn verify(dir: &Path, manifest: &Manifest, full: bool) -> anyhow::Result<()>
 }
 
 fn load_version_shards(dir: &Path, manifest: &Manifest) -> anyhow::Result<KeywordPirServer> {
-    // Files the server does not parse (rows, prefilter) must still be present and whole.
+    // Files the server does not parse (rows, prefilter, .bin beside .words) must still be
+    // present and of their listed size.
     verify(dir, manifest, false)?;
     let mut shards = Vec::with_capacity(manifest.shards.len());
+    let mut contexts = ContextCache::default();
     for (i, s) in manifest.shards.iter().enumerate() {
-        let params_bytes =
-            read_verified(dir, manifest, &s.parameters).with_context(|| format!("shard {i}"))?;
-        let proto = parse_parameters(&dir.join(&s.parameters), &params_bytes)
-            .map_err(|e| anyhow::anyhow!("shard {i}: {e}"))?;
-        let db = read_verified(dir, manifest, &s.database).with_context(|| format!("shard {i}"))?;
-        shards.push((proto, db));
+        let shard =
+            load_shard(dir, manifest, s, i, &mut contexts).with_context(|| format!("shard {i}"))?;
+        shards.push(shard);
     }
-    KeywordPirServer::from_serialized(shards).map_err(|e| anyhow::anyhow!("{e}"))
+    KeywordPirServer::from_shards(shards).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn load_shard(
+    dir: &Path,
+    manifest: &Manifest,
+    s: &crate::manifest::ShardEntry,
+    i: usize,
+    contexts: &mut ContextCache,
+) -> anyhow::Result<ServerShard> {
+    let params_bytes = read_verified(dir, manifest, &s.parameters)?;
+    let proto = parse_parameters(&dir.join(&s.parameters), &params_bytes)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let params =
+        sift_pir::wire::pir_parameters_from_proto(&proto).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ctx = contexts
+        .get(i, &params)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(words) = &s.words {
+        let entry = manifest
+            .file(words)
+            .with_context(|| format!("{words} is not in the manifest"))?
+            .clone();
+        let path = dir.join(words);
+        let map = sift_pir::storage::map_file(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        anyhow::ensure!(
+            map.len() as u64 == entry.size,
+            "{} has {} bytes, the manifest says {}: the file is truncated or was replaced",
+            path.display(),
+            map.len(),
+            entry.size
+        );
+        let check = {
+            let map = map.clone();
+            ShardCheck(Box::new(move || {
+                if hex::encode(Sha256::digest(&map[..])) == entry.sha256 {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} does not match its SHA-256 in the manifest: the file is corrupt \
+                         or was replaced; this shard refuses queries until a good version \
+                         is published (`sift dataset verify` checks every file)",
+                        path.display()
+                    ))
+                }
+            }))
+        };
+        if let Some(shard) = ServerShard::from_words(&ctx, proto.clone(), &map, Some(check))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(words).display()))?
+        {
+            return Ok(shard);
+        }
+        tracing::info!(
+            "{} was written for another CPU's word packing; reading {} instead",
+            dir.join(words).display(),
+            s.database
+        );
+    }
+    let db = read_verified(dir, manifest, &s.database)?;
+    ServerShard::from_bin(&ctx, proto, &db)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(&s.database).display()))
 }
 
 fn legacy_signature(dir: &Path, stem: &str) -> anyhow::Result<String> {

@@ -62,6 +62,11 @@ pub struct ShardEntry {
     pub database: String,
     /// The `PirParameters` file (`.params.txtpb`), relative to the version directory.
     pub parameters: String,
+    /// The shard in the form the server computes on (`.words`, see `sift_pir::storage`),
+    /// memory-mapped at load; `None` when not written (parameters with a modulus of 2^30 or
+    /// more, or versions of older sift).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub words: Option<String>,
     /// The shard's rows (`.rows`), kept so that `sift update` can rebuild it; `None` when not
     /// written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,6 +116,7 @@ impl Manifest {
             for p in [&s.database, &s.parameters]
                 .into_iter()
                 .chain(s.rows_file.as_ref())
+                .chain(s.words.as_ref())
             {
                 if self.file(p).is_none() {
                     bail!("shard {i}'s {p} is not in the manifest's file list");

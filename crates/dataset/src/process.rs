@@ -193,7 +193,7 @@ pub struct BuildReport {
 /// Digest of everything but the rows that determines shard bytes.
 pub fn settings_digest(req: &BuildRequest, shard_count: usize) -> String {
     let s = format!(
-        "{}|{}|{:?}|{}|{}|{:?}|{}",
+        "{}|words/1|{}|{:?}|{}|{}|{:?}|{}",
         crate::manifest::FORMAT,
         req.rlwe_parameters,
         req.config,
@@ -251,19 +251,25 @@ pub fn build(
             format!("{stem}-{i}.bin"),
             format!("{stem}-{i}.params.txtpb"),
             format!("{stem}-{i}.rows"),
+            format!("{stem}-{i}.words"),
         )
     };
     // Reuse first (sequential: links are cheap), then process the rest in parallel.
     let mut reused = vec![false; shard_count];
     let mut key_configs: Vec<Option<EvaluationKeyConfig>> = vec![None; shard_count];
+    let mut has_words = vec![false; shard_count];
     if let Some((pdir, pm)) = &previous {
         for i in 0..shard_count {
             let ps = &pm.shards[i];
             if ps.rows_sha256 != digests[i] || (req.keep_rows && ps.rows_file.is_none()) {
                 continue;
             }
-            let (bin, params, rows_name) = names(i);
+            let (bin, params, rows_name, words) = names(i);
             let entry = |p: &str| pm.file(p).cloned().context("manifest lacks a shard file");
+            if let Some(w) = &ps.words {
+                writer.link_from(pdir, &entry(w)?, &words)?;
+                has_words[i] = true;
+            }
             writer.link_from(pdir, &entry(&ps.database)?, &bin)?;
             writer.link_from(pdir, &entry(&ps.parameters)?, &params)?;
             if req.keep_rows
@@ -284,7 +290,7 @@ pub fn build(
         }
     }
     let dir = writer.dir().to_path_buf();
-    let results: Vec<(usize, EvaluationKeyConfig, Option<Trial>)> = shards
+    let results: Vec<(usize, EvaluationKeyConfig, Option<Trial>, bool)> = shards
         .par_iter()
         .enumerate()
         .filter(|(i, _)| !reused[*i])
@@ -294,8 +300,12 @@ pub fn build(
             let trial = run_trials(&shard, rows, req.trials).with_context(|| {
                 format!("shard {i}: trial query failed, so nothing was published")
             })?;
-            let (bin, params, rows_name) = names(i);
+            let (bin, params, rows_name, words_name) = names(i);
             crate::fsutil::write_atomic(&dir.join(&bin), &shard.database.serialize(&ctx))?;
+            let words = server::words_file(&ctx, &shard).with_context(|| format!("shard {i}"))?;
+            if let Some(w) = &words {
+                crate::fsutil::write_atomic(&dir.join(&words_name), w)?;
+            }
             let mut proto = wire::pir_parameters_to_proto(&shard.params);
             wire::set_symmetric_pir_client_config(&mut proto, req.symmetric.as_ref());
             crate::fsutil::write_atomic(
@@ -310,17 +320,23 @@ pub fn build(
                 rows: rows.len(),
                 trial,
             });
-            Ok((i, shard.params.index.evaluation_key_config, trial))
+            Ok((
+                i,
+                shard.params.index.evaluation_key_config,
+                trial,
+                words.is_some(),
+            ))
         })
         .collect::<anyhow::Result<_>>()?;
     let shard_rows: Vec<usize> = shards.iter().map(Vec::len).collect();
     let largest = results
         .iter()
-        .max_by_key(|(i, _, _)| shard_rows[*i])
+        .max_by_key(|(i, _, _, _)| shard_rows[*i])
         .and_then(|r| r.2);
     let processed = results.len();
-    for (i, kc, _) in results {
+    for (i, kc, _, w) in results {
         key_configs[i] = Some(kc);
+        has_words[i] = w;
     }
     let key_configs: Vec<EvaluationKeyConfig> = key_configs
         .into_iter()
@@ -334,12 +350,13 @@ pub fn build(
     let prefilter = extra(writer.dir())?;
     let entries = (0..shard_count)
         .map(|i| {
-            let (bin, params, rows_name) = names(i);
+            let (bin, params, rows_name, words) = names(i);
             ShardEntry {
                 rows: shard_rows[i] as u64,
                 rows_sha256: digests[i].clone(),
                 database: bin,
                 parameters: params,
+                words: has_words[i].then_some(words),
                 rows_file: req.keep_rows.then_some(rows_name),
             }
         })

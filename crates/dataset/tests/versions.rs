@@ -102,17 +102,88 @@ fn a_corrupt_shard_is_refused_and_named() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     build(d, &keys("a", 30), 2, false);
-    let bin = version_dir(d).join("url-1.bin");
+    // Served shards are mapped, not read, at load.
+    let loaded = sift_dataset::load(d, "url").unwrap();
+    assert!(loaded.server.shards().iter().all(|s| s.is_mapped()));
+    loaded.server.verify_all().unwrap();
+    drop(loaded);
+
+    // One flipped bit in a mapped shard: the load is quick (header and sizes only), but the
+    // shard refuses every query (checksum before its first answer) and the warm-up fails;
+    // the intact shard still answers.
+    let words = version_dir(d).join("url-1.words");
+    let mut bytes = std::fs::read(&words).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&words, &bytes).unwrap();
+    let loaded = sift_dataset::load(d, "url").unwrap();
+    let e = loaded.server.verify_all().unwrap_err().to_string();
+    assert!(e.contains("url-1.words") && e.contains("SHA-256"), "{e}");
+    let protos: Vec<_> = loaded
+        .server
+        .shards()
+        .iter()
+        .map(|s| s.proto.clone())
+        .collect();
+    let mut rng = rand::thread_rng();
+    let client = KeywordPirClient::new(&protos, &mut rng).unwrap();
+    let key = client.evaluation_key(&mut rng).unwrap();
+    let mut refused = 0;
+    for k in keys("a", 30) {
+        let q = client.query(k.as_bytes(), &mut rng).unwrap();
+        match loaded.server.answer(&q, &key) {
+            Ok(r) => {
+                assert_eq!(q.shard_index, 0);
+                assert_eq!(
+                    client.decode(k.as_bytes(), &r).unwrap().as_deref(),
+                    Some(&b"1"[..])
+                );
+            }
+            Err(e) => {
+                assert_eq!(q.shard_index, 1);
+                assert!(e.to_string().contains("url-1.words"), "{e}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "some keys live in the corrupt shard");
+    assert!(
+        sift_dataset::load::verify(&version_dir(d), &loaded.manifest.clone().unwrap(), true)
+            .is_err()
+    );
+    drop(loaded);
+
+    // Truncation is caught by size at load.
+    std::fs::write(&words, &bytes[..100]).unwrap();
+    let e = format!("{:#}", sift_dataset::load(d, "url").err().unwrap());
+    assert!(e.contains("url-1.words") && e.contains("bytes"), "{e}");
+
+    // A shard without a .words file (older versions) is read whole and checked at load.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    build(d, &keys("a", 30), 2, false);
+    let v = version_dir(d);
+    let mpath = v.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    for s in m["shards"].as_array_mut().unwrap() {
+        s.as_object_mut().unwrap().remove("words");
+    }
+    std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    assert!(
+        sift_dataset::load(d, "url")
+            .unwrap()
+            .server
+            .shards()
+            .iter()
+            .all(|s| !s.is_mapped())
+    );
+    let bin = v.join("url-1.bin");
     let mut bytes = std::fs::read(&bin).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&bin, &bytes).unwrap();
     let e = format!("{:#}", sift_dataset::load(d, "url").err().unwrap());
     assert!(e.contains("url-1.bin") && e.contains("SHA-256"), "{e}");
-    // Truncation is caught by size before parsing.
-    std::fs::write(&bin, &bytes[..10]).unwrap();
-    let e = format!("{:#}", sift_dataset::load(d, "url").err().unwrap());
-    assert!(e.contains("url-1.bin") && e.contains("bytes"), "{e}");
 }
 
 #[test]

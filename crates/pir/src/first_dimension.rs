@@ -14,10 +14,10 @@ use crate::PirError;
 
 /// Coefficients per tile: a tile of every selection ciphertext (2 polys × d₀ rows × 1 KB) is
 /// what the register-blocked loop reuses from L2 across the column groups.
-const BLOCK: usize = 256;
+pub(crate) const BLOCK: usize = 256;
 
 /// Coefficients per piece: one AVX-512 register of 32-bit lanes.
-const PIECE: usize = 16;
+pub(crate) const PIECE: usize = 16;
 
 /// Columns per group: their sums (2 polys × 16 coefficients as u64, four registers a column)
 /// take 20 of the 32 AVX-512 registers, leaving room for the selection values, the unpacked
@@ -41,24 +41,26 @@ const PREFETCH_WORDS: usize = 4096;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompactDatabase {
     /// Rows per plaintext (ciphertext moduli).
-    k: usize,
-    n: usize,
+    pub(crate) k: usize,
+    /// Coefficients per polynomial.
+    pub(crate) n: usize,
     /// Words per tile (divides n, a multiple of PIECE).
-    block: usize,
+    pub(crate) block: usize,
     /// Whether pieces are stored in 28 bits.
-    packed: bool,
+    pub(crate) packed: bool,
     /// Stored words per piece: 14 packed, 16 plain.
-    piece_len: usize,
+    pub(crate) piece_len: usize,
     /// Plaintexts per column (the first dimension).
-    d0: usize,
+    pub(crate) d0: usize,
     /// Plaintexts per chunk (a multiple of d0).
-    per_chunk: usize,
+    pub(crate) per_chunk: usize,
     /// Number of plaintexts.
-    len: usize,
-    /// The stored words, in the layout above.
-    words: Vec<u32>,
+    pub(crate) len: usize,
+    /// The stored words, in the layout above (in memory, or mapped from a shard file:
+    /// see [`crate::storage`]).
+    pub(crate) words: crate::storage::Words,
     /// Per column (chunk-major), whether any of its plaintexts is present.
-    present: Vec<bool>,
+    pub(crate) present: Vec<bool>,
 }
 
 impl CompactDatabase {
@@ -134,14 +136,14 @@ impl CompactDatabase {
             d0,
             per_chunk,
             len,
-            words: vec![0u32; len * k * n / PIECE * piece_len],
+            words: crate::storage::Words::Owned(vec![0u32; len * k * n / PIECE * piece_len]),
             present: vec![false; len / d0],
         })
     }
 
     /// Stores plaintext `index` (Eval form over the k ciphertext moduli, each word below its
     /// modulus); false, storing nothing, when the index is out of range or the plaintext has
-    /// another shape.
+    /// another shape, or the words are mapped from a file (read-only).
     pub fn set(&mut self, index: usize, pt: &sift_he::EvalPlaintext) -> bool {
         let (k, kn) = (self.k, self.k * self.n);
         if index >= self.len
@@ -151,6 +153,13 @@ impl CompactDatabase {
         {
             return false;
         }
+        let mut words = match std::mem::take(&mut self.words) {
+            crate::storage::Words::Owned(words) => words,
+            mapped => {
+                self.words = mapped;
+                return false;
+            }
+        };
         self.present[index / self.d0] = true;
         let (chunk, col, row) = self.position(index);
         let (block, piece_len, packed) = (self.block, self.piece_len, self.packed);
@@ -158,7 +167,7 @@ impl CompactDatabase {
             let group = self.group(chunk, tile, col);
             for (g, values) in src.chunks_exact(PIECE).enumerate() {
                 let at = group.at + self.piece_at(&group, g, row, col);
-                let dst = &mut self.words[at..at + piece_len];
+                let dst = &mut words[at..at + piece_len];
                 if packed {
                     pack28::pack(values, dst);
                 } else {
@@ -168,12 +177,15 @@ impl CompactDatabase {
                 }
             }
         }
+        self.words = crate::storage::Words::Owned(words);
         true
     }
 
-    /// Memory held by the stored words and flags, in bytes.
+    /// Memory held by the stored words and flags, in bytes (mapped words are the page
+    /// cache's, not counted).
     pub fn heap_bytes(&self) -> usize {
-        self.words.len() * 4 + self.present.len()
+        let words = if self.words.is_mapped() { 0 } else { self.words.len() * 4 };
+        words + self.present.len()
     }
 
     /// Plaintexts per pass of the first dimension (a chunk, or with d₁ = 1 every chunk).

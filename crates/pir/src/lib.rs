@@ -14,6 +14,7 @@ pub mod index_pir;
 pub mod keyword;
 pub mod params;
 pub mod server;
+pub mod storage;
 pub mod wire;
 
 /// Errors from PIR parameter checks, database processing and malformed queries or responses.

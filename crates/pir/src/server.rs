@@ -2,7 +2,7 @@
 //! and the server that answers `api.pir.v1.PIRRequest`s.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 use sift_he::{Ciphertext, Context, EncryptionParameters, EvalPlaintext, EvaluationKey, Format};
@@ -164,6 +164,19 @@ pub fn process_shard(
     })
 }
 
+/// The `.words` file of a processed shard (its tables in the form the server computes on,
+/// see [`crate::storage`]), or None when the server would keep Eval plaintexts for these
+/// parameters (a modulus of 2^30 or more).
+pub fn words_file(ctx: &Context, shard: &ProcessedShard) -> Result<Option<Vec<u8>>, PirError> {
+    let tables = shard.database.tables(shard.params.hash_function_count)?;
+    let (d0, per_pass) = compact_shape(&shard.params.index, ctx.params.bytes_per_plaintext());
+    let compact = tables
+        .iter()
+        .map(|t| index_pir::CompactDatabase::new(ctx, t, d0, per_pass))
+        .collect::<Option<Vec<_>>>();
+    Ok(compact.map(|c| crate::storage::encode(&c)))
+}
+
 /// Shards and processes a whole keyword database (shards in parallel).
 pub fn process_keyword_database(
     ctx: &Context,
@@ -179,6 +192,16 @@ pub fn process_keyword_database(
         .collect()
 }
 
+/// A check of a shard's stored bytes (its file's checksum), run once before the shard's
+/// first answer; the error says what is wrong and where.
+pub struct ShardCheck(pub Box<dyn Fn() -> Result<(), String> + Send + Sync>);
+
+impl std::fmt::Debug for ShardCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ShardCheck")
+    }
+}
+
 /// A loaded shard ready to answer queries.
 #[derive(Debug)]
 pub struct ServerShard {
@@ -190,6 +213,10 @@ pub struct ServerShard {
     database: ProcessedDatabase,
     /// Per table, the 32-bit copy used for answering (moduli below 2^30).
     compact: Option<Vec<index_pir::CompactDatabase>>,
+    /// Run before the first answer (mapped shards: their checksum); `None`: checked at load.
+    check: Option<ShardCheck>,
+    /// The check's outcome, once run: a shard that failed it never answers.
+    verified: OnceLock<Result<(), String>>,
 }
 
 /// Keyword-PIR server over the shards of one use case (all with the same encryption parameters).
@@ -244,32 +271,72 @@ impl KeywordPirServer {
         shards: Vec<(pp::PirParameters, Vec<u8>)>,
     ) -> Result<KeywordPirServer, PirError> {
         let mut out = Vec::with_capacity(shards.len());
-        let mut ctx: Option<Arc<Context>> = None;
+        let mut contexts = ContextCache::default();
         for (i, (proto, bytes)) in shards.into_iter().enumerate() {
             let params = wire::pir_parameters_from_proto(&proto)?;
-            let c = match &ctx {
-                Some(c) if c.params == params.encryption => c.clone(),
-                Some(_) => {
-                    return Err(PirError::InvalidParameters(format!(
-                        "shard {i} uses different encryption parameters than shard 0"
-                    )));
-                }
-                None => {
-                    let c = Context::new(params.encryption.clone())?;
-                    ctx = Some(c.clone());
-                    c
-                }
-            };
-            let mut shard = ServerShard::from_bytes(&c, params, &bytes)
+            let c = contexts.get(i, &params)?;
+            let shard = ServerShard::from_bin(&c, proto, &bytes)
                 .map_err(|e| PirError::Corrupted(format!("shard {i}: {e}")))?;
             drop(bytes);
-            shard.proto = proto;
             out.push(shard);
         }
-        let ctx = ctx.ok_or_else(|| PirError::InvalidParameters("no shards".into()))?;
-        Ok(KeywordPirServer { ctx, shards: out })
+        KeywordPirServer::from_shards(out)
     }
 
+    /// Builds a server from loaded shards (see [`ServerShard::from_bin`] and
+    /// [`ServerShard::from_words`]), in shard order, all over the same encryption parameters.
+    pub fn from_shards(shards: Vec<ServerShard>) -> Result<KeywordPirServer, PirError> {
+        let mut contexts = ContextCache::default();
+        for (i, s) in shards.iter().enumerate() {
+            contexts.get(i, &s.params)?;
+        }
+        let ctx = contexts
+            .0
+            .ok_or_else(|| PirError::InvalidParameters("no shards".into()))?;
+        Ok(KeywordPirServer { ctx, shards })
+    }
+
+    /// Runs every shard's pending check (in parallel) and returns the first failure: call it
+    /// to warm a freshly mapped dataset up (the check reads every page) or to verify it
+    /// fully in the background. Shards that fail never answer, whether or not this is called.
+    pub fn verify_all(&self) -> Result<(), PirError> {
+        self.shards
+            .par_iter()
+            .enumerate()
+            .try_for_each(|(i, s)| s.ensure_verified().map_err(|e| shard_error(i, e)))
+    }
+}
+
+fn shard_error(i: usize, e: PirError) -> PirError {
+    match e {
+        PirError::Corrupted(m) => PirError::Corrupted(format!("shard {i}: {m}")),
+        e => e,
+    }
+}
+
+/// The HE context shared by a server's shards, made from the first shard's parameters.
+#[derive(Default)]
+pub struct ContextCache(Option<Arc<Context>>);
+
+impl ContextCache {
+    /// The context for shard `i`'s parameters: the first shard's, or an error when they
+    /// differ from it.
+    pub fn get(&mut self, i: usize, params: &ShardParameters) -> Result<Arc<Context>, PirError> {
+        match &self.0 {
+            Some(c) if c.params == params.encryption => Ok(c.clone()),
+            Some(_) => Err(PirError::InvalidParameters(format!(
+                "shard {i} uses different encryption parameters than shard 0"
+            ))),
+            None => {
+                let c = Context::new(params.encryption.clone())?;
+                self.0 = Some(c.clone());
+                Ok(c)
+            }
+        }
+    }
+}
+
+impl KeywordPirServer {
     /// The HE context.
     pub fn context(&self) -> &Arc<Context> {
         &self.ctx
@@ -394,6 +461,8 @@ impl ServerShard {
             params,
             database,
             compact,
+            check: None,
+            verified: OnceLock::new(),
         })
     }
 
@@ -449,6 +518,8 @@ impl ServerShard {
             params,
             database: ProcessedDatabase::default(),
             compact: Some(compact),
+            check: None,
+            verified: OnceLock::new(),
         })
     }
 
@@ -463,6 +534,71 @@ impl ServerShard {
                 .flatten()
                 .map(|p| p.poly.data.len() * 8)
                 .sum(),
+        }
+    }
+
+    /// A shard from its `PirParameters` and Apple's `.bin` bytes (converted to the compact
+    /// form a few plaintexts at a time; the bytes must have been verified by the caller).
+    pub fn from_bin(
+        ctx: &Context,
+        proto: pp::PirParameters,
+        bytes: &[u8],
+    ) -> Result<ServerShard, PirError> {
+        let params = wire::pir_parameters_from_proto(&proto)?;
+        let mut shard = ServerShard::from_bytes(ctx, params, bytes)?;
+        shard.proto = proto;
+        Ok(shard)
+    }
+
+    /// A shard answering from a mapped `.words` file (see [`crate::storage`]): nothing is
+    /// read but its header until queries come. `check` runs once before the first answer
+    /// (the file's checksum; a shard that fails it refuses every query). `Ok(None)` when the
+    /// file was written for another packing than this machine's: load the `.bin` instead.
+    pub fn from_words(
+        ctx: &Context,
+        proto: pp::PirParameters,
+        map: &Arc<crate::storage::Mmap>,
+        check: Option<ShardCheck>,
+    ) -> Result<Option<ServerShard>, PirError> {
+        let params = wire::pir_parameters_from_proto(&proto)?;
+        let bpp = ctx.params.bytes_per_plaintext();
+        let (d0, per_pass) = compact_shape(&params.index, bpp);
+        let shape = crate::storage::Shape {
+            tables: params.hash_function_count,
+            d0,
+            per_chunk: per_pass,
+            len: params.index.chunk_count(bpp) * params.index.per_chunk_plaintext_count(),
+        };
+        let Some(tables) = crate::storage::decode(map, ctx, shape)? else {
+            return Ok(None);
+        };
+        Ok(Some(ServerShard {
+            params,
+            proto,
+            database: ProcessedDatabase::default(),
+            compact: Some(tables),
+            check,
+            verified: OnceLock::new(),
+        }))
+    }
+
+    /// Whether the shard answers from a mapped file.
+    pub fn is_mapped(&self) -> bool {
+        self.compact
+            .as_ref()
+            .is_some_and(|t| t.iter().any(|t| t.words.is_mapped()))
+    }
+
+    /// Runs the shard's check if it has not run yet (once, also when called concurrently)
+    /// and returns its outcome.
+    pub fn ensure_verified(&self) -> Result<(), PirError> {
+        match &self.check {
+            None => Ok(()),
+            Some(c) => self
+                .verified
+                .get_or_init(|| (c.0)())
+                .clone()
+                .map_err(PirError::Corrupted),
         }
     }
 
@@ -484,6 +620,8 @@ impl ServerShard {
         key: &EvaluationKey,
         times: &mut index_pir::PhaseTimes,
     ) -> Result<Vec<Vec<Ciphertext>>, PirError> {
+        // A mapped shard is answered from only after its bytes matched their checksum.
+        self.ensure_verified()?;
         let cts = query
             .iter()
             .map(|c| {

@@ -187,6 +187,12 @@ pub struct UseCaseConfig {
     /// with. Required when the shards' parameters carry a `symmetric_pir_client_config`.
     #[serde(default)]
     pub symmetric_pir: Option<SymmetricPirConfig>,
+    /// Read and verify every mapped shard before the dataset is served (startup and each
+    /// reload take as long as reading the dataset once; a corrupt version is refused as a
+    /// whole). Off: serving starts at once and shards are verified in the background, each
+    /// at the latest before its first answer (that query waits for it).
+    #[serde(default)]
+    pub warm_up: bool,
 }
 
 /// `[usecases.symmetric_pir]`: the database-encryption (OPRF) key of a symmetric-PIR use case.

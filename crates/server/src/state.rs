@@ -137,7 +137,7 @@ impl AppState {
         };
         let mut map = BTreeMap::new();
         for uc in &config.usecases {
-            let v = load_version(uc).with_context(|| format!("use case {}", uc.name))?;
+            let v = load_version(uc, false).with_context(|| format!("use case {}", uc.name))?;
             tracing::info!(usecase = %uc.name, config_id = %hex::encode(&v.config_id), "loaded dataset");
             map.insert(
                 uc.name.clone(),
@@ -209,7 +209,8 @@ impl AppState {
                     next.insert(uc.name.clone(), cur.clone());
                 }
                 Some(cur) => {
-                    let v = load_version(uc).with_context(|| format!("use case {}", uc.name))?;
+                    let v =
+                        load_version(uc, true).with_context(|| format!("use case {}", uc.name))?;
                     let mut versions = cur.versions.clone();
                     versions.push(Arc::new(v));
                     let keep = uc.versions_kept.max(1);
@@ -226,7 +227,8 @@ impl AppState {
                     );
                 }
                 None => {
-                    let v = load_version(uc).with_context(|| format!("use case {}", uc.name))?;
+                    let v =
+                        load_version(uc, false).with_context(|| format!("use case {}", uc.name))?;
                     notes.push(format!("use case {} added", uc.name));
                     next.insert(
                         uc.name.clone(),
@@ -351,7 +353,7 @@ impl AppState {
                     continue;
                 }
             };
-            let v = match load_version(&uc.config) {
+            let v = match load_version(&uc.config, true) {
                 Ok(v) => Arc::new(v),
                 Err(e) => {
                     tracing::error!(
@@ -400,7 +402,7 @@ impl AppState {
 /// Loads `uc`'s dataset as the server would, without serving it, and describes it (for
 /// `sift serve --check-config`).
 pub fn check_usecase(uc: &UseCaseConfig) -> anyhow::Result<String> {
-    let v = load_version(uc)?;
+    let v = load_version(uc, true)?;
     let prefilter = match &v.prefilter {
         Some(p) => format!(
             "prefilter {} keys, tag {}…",
@@ -480,7 +482,11 @@ fn load_oprf_key(
     }
 }
 
-fn load_version(uc: &UseCaseConfig) -> anyhow::Result<Version> {
+/// Loads `uc`'s current dataset version. Mapped shards are verified (read whole and
+/// checksummed) before this returns when `replacing` a version that keeps serving meanwhile
+/// (a reload: a corrupt new version is then refused as a whole) or with `warm_up`; otherwise
+/// (startup) in the background, each at the latest before its first answer.
+fn load_version(uc: &UseCaseConfig, replacing: bool) -> anyhow::Result<Version> {
     let loaded = sift_dataset::load(&uc.dataset_dir, &uc.stem)?;
     // The signature of what was actually loaded (a switch between the two reads is noticed
     // at the next poll).
@@ -495,7 +501,27 @@ fn load_version(uc: &UseCaseConfig) -> anyhow::Result<Version> {
     for f in crate::prefilter::PrefilterAsset::files(uc) {
         signature.push_str(&file_signature(&f)?);
     }
-    let server = loaded.server;
+    let server = Arc::new(loaded.server);
+    if uc.warm_up || replacing {
+        server
+            .verify_all()
+            .map_err(|e| anyhow::anyhow!("verifying {}: {e}", loaded.dir.display()))?;
+    } else if server.shards().iter().any(|s| s.is_mapped()) {
+        // Full verification off the serving path; a shard that fails it refuses queries.
+        let (bg, dir) = (server.clone(), loaded.dir.clone());
+        std::thread::Builder::new()
+            .name("verify-dataset".into())
+            .spawn(move || {
+                if let Err(e) = bg.verify_all() {
+                    tracing::error!(
+                        "dataset {}: {e}; publish a good version (`sift build`) or run \
+                         `sift dataset verify`",
+                        dir.display()
+                    );
+                }
+            })
+            .context("starting the dataset verification thread")?;
+    }
     let oprf_key = load_oprf_key(uc, &server)?;
     let prefilter = crate::prefilter::PrefilterAsset::load(uc)?.map(Arc::new);
     let (pir_config, key_config) = pir_config(&server)?;
@@ -506,7 +532,7 @@ fn load_version(uc: &UseCaseConfig) -> anyhow::Result<Version> {
         pir_config,
         key_config,
         key_config_id,
-        server: Arc::new(server),
+        server,
         oprf_key,
         prefilter,
         signature,

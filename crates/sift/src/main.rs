@@ -33,6 +33,9 @@ enum Command {
     Lcid(cmd::lcid::Command),
     /// Apply added and removed keys to a dataset: a new version sharing unchanged shards.
     Update(cmd::build::UpdateArgs),
+    /// Dataset maintenance: `sift dataset verify` checks every file against its manifest.
+    #[command(subcommand)]
+    Dataset(cmd::dataset::Command),
     /// Run the PIR service, Privacy Pass issuer and OHTTP gateway.
     Serve(cmd::serve::Args),
     /// Check URLs the way a device does: sub-URLs, prefilter, token, PIR through OHTTP.
@@ -88,6 +91,7 @@ fn main() -> std::process::ExitCode {
         Command::Build(a) => cmd::build::run(a),
         Command::Lcid(c) => cmd::lcid::run(c),
         Command::Update(a) => cmd::build::run_update(a),
+        Command::Dataset(c) => cmd::dataset::run(c),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Check(a) => cmd::check::run(a),
         Command::Doctor(a) => cmd::doctor::run(a),

@@ -112,10 +112,11 @@ async fn killed_builds_and_fewer_shards_never_serve_a_mixed_dataset() {
     let _ = seen_new;
 
     // A corrupt new version is refused, the complete one keeps answering, and polling again
-    // does not replace it either.
+    // does not replace it either (a reload reads and checks the mapped shards before the
+    // switch; the old version serves meanwhile).
     stdout_of_success(&mut build_cmd(&l1, &data, 2));
     let cur = std::fs::read_link(data.join("current")).unwrap();
-    let bin = data.join(cur).join("url-1.bin");
+    let bin = data.join(cur).join("url-1.words");
     let mut bytes = std::fs::read(&bin).unwrap();
     bytes[20] ^= 0xff;
     std::fs::write(&bin, bytes).unwrap();
@@ -153,6 +154,31 @@ fn sift_update_takes_an_empty_remove_list() {
     assert!(err.contains("0 removed, 1 added"), "{err}");
     let loaded = sift_dataset::load(&data, "url").unwrap();
     assert_eq!(loaded.manifest.unwrap().row_count, 11);
+    assert!(loaded.server.shards().iter().all(|s| s.is_mapped()));
+
+    // `sift dataset verify` checks every file; a flipped bit in a mapped shard fails it.
+    let out = sift()
+        .args(["dataset", "verify"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("all match"), "{text}");
+    let words = loaded.dir.join("url-0.words");
+    let mut bytes = std::fs::read(&words).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&words, &bytes).unwrap();
+    let out = sift()
+        .args(["dataset", "verify"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("url-0.words"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod build;
 pub mod check;
+pub mod dataset;
 pub mod demo;
 pub mod doctor;
 pub mod lcid;

@@ -1,0 +1,409 @@
+//! Shards stored in the form the server computes on, so that a server maps them instead of
+//! reading and converting them.
+//!
+//! Apple's `.bin` holds Eval plaintexts as 64-bit coefficients that the server converts into
+//! its [`CompactDatabase`] (32- or 28-bit words in the first dimension's loop order) at load:
+//! the whole file is read, decoded and rewritten in memory before the first answer. A
+//! `.words` file holds the converted words themselves, so a loader memory-maps it and serves
+//! at once; the pages come in from the page cache on first use, a reload of an unchanged
+//! (hard-linked) shard shares the old version's pages, and several processes serving one
+//! dataset share one copy.
+//!
+//! Format (all integers little-endian):
+//!
+//! ```text
+//! magic "SIFTCDB\x01"        8 bytes
+//! u64 table_count
+//! per table: 10 × u64        k n block packed piece_len d0 per_chunk len present_at words_at
+//! per table, at present_at:  len/d0 bytes, 0 or 1 (whether a column has a plaintext)
+//! per table, at words_at:    len·k·n/16·piece_len u32 words (words_at a multiple of 64)
+//! ```
+//!
+//! The words depend on the machine that wrote them only through `packed` (28-bit packing is
+//! used where the CPU has AVX-512 VBMI): a server whose CPU would not pack the same way does
+//! not map the file and reads the shard's `.bin` instead.
+
+use std::ops::Deref;
+use std::path::Path;
+use std::sync::Arc;
+
+use sift_he::{Context, pack28};
+
+use crate::PirError;
+use crate::first_dimension::{BLOCK, CompactDatabase, PIECE};
+
+/// A read-only memory map of a shard file.
+pub use memmap2::Mmap;
+
+/// File magic of a `.words` file.
+pub const MAGIC: &[u8; 8] = b"SIFTCDB\x01";
+
+/// Header fields per table.
+const FIELDS: usize = 10;
+
+/// Alignment of each table's words inside the file (a cache line).
+const ALIGN: usize = 64;
+
+/// A compact database's words: owned, or a range of a mapped file.
+#[derive(Clone)]
+pub enum Words {
+    /// Words in memory.
+    Owned(Vec<u32>),
+    /// `len` words at byte offset `at` of a mapped file (checked when made: in range and
+    /// aligned, see [`Words::mapped`]).
+    Mapped {
+        /// The map (shared by the shard's tables).
+        map: Arc<Mmap>,
+        /// Byte offset of the first word.
+        at: usize,
+        /// Number of words.
+        len: usize,
+    },
+}
+
+impl Words {
+    /// `len` words at byte offset `at` of `map`, or None when the range leaves the map, is
+    /// not 4-byte aligned in memory, or the machine is not little-endian (the file's order).
+    pub fn mapped(map: Arc<Mmap>, at: usize, len: usize) -> Option<Words> {
+        let end = len.checked_mul(4)?.checked_add(at)?;
+        if end > map.len()
+            || !cfg!(target_endian = "little")
+            || !(map.as_ptr() as usize + at).is_multiple_of(std::mem::align_of::<u32>())
+        {
+            return None;
+        }
+        Some(Words::Mapped { map, at, len })
+    }
+
+    /// Whether the words come from a mapped file.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self, Words::Mapped { .. })
+    }
+}
+
+impl Default for Words {
+    fn default() -> Self {
+        Words::Owned(Vec::new())
+    }
+}
+
+impl Deref for Words {
+    type Target = [u32];
+
+    fn deref(&self) -> &[u32] {
+        match self {
+            Words::Owned(v) => v,
+            Words::Mapped { map, at, len } => {
+                // SAFETY: `Words::mapped` is the only constructor of this variant; it checked
+                // that bytes `at .. at + 4·len` lie inside the map and that their start is
+                // aligned for u32, and that the machine is little-endian (the file's order).
+                // Every bit pattern is a valid u32. The map is read-only and lives as long as
+                // `self` (the Arc), which bounds the returned borrow. The mapped file is never
+                // written: dataset versions are immutable (new files are written under a new
+                // name and renamed into place, which gives them a new inode), so the bytes
+                // cannot change under the borrow.
+                unsafe { std::slice::from_raw_parts(map.as_ptr().add(*at).cast::<u32>(), *len) }
+            }
+        }
+    }
+}
+
+impl PartialEq for Words {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Words {}
+
+impl std::fmt::Debug for Words {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.is_mapped() { "mapped" } else { "owned" };
+        write!(f, "{} {kind} words", self.len())
+    }
+}
+
+/// Maps `path` read-only.
+pub fn map_file(path: &Path) -> Result<Arc<Mmap>, PirError> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| PirError::Corrupted(format!("{}: {e}", path.display())))?;
+    // SAFETY: the map is only read. Its soundness needs the file not to be modified or
+    // truncated while mapped: shard files of a dataset version are immutable (written once
+    // into a staging folder, `fsync`ed, published by rename; later versions write new files
+    // or hard-link unchanged ones, never rewrite them), and pruning removes a version's
+    // directory entries, which leaves mapped inodes intact.
+    let map = unsafe { Mmap::map(&f) }
+        .map_err(|e| PirError::Corrupted(format!("mapping {}: {e}", path.display())))?;
+    Ok(Arc::new(map))
+}
+
+/// Whether a server on this machine would store a database over `ctx` in 28 bits.
+pub fn packs_here(ctx: &Context) -> bool {
+    pack28::vbmi() && (0..ctx.ciphertext_moduli_count()).all(|i| ctx.modulus(i).value < (1 << 28))
+}
+
+/// The `.words` file of a shard's tables (each from [`CompactDatabase::new`]).
+pub fn encode(tables: &[CompactDatabase]) -> Vec<u8> {
+    let header = 16 + tables.len() * FIELDS * 8;
+    let mut at = header;
+    let mut places = Vec::with_capacity(tables.len());
+    for t in tables {
+        let present_at = at;
+        at += t.present.len();
+        at = at.div_ceil(ALIGN) * ALIGN;
+        places.push((present_at, at));
+        at += t.words.len() * 4;
+    }
+    let mut out = Vec::with_capacity(at);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(tables.len() as u64).to_le_bytes());
+    for (t, &(p, w)) in tables.iter().zip(&places) {
+        for v in [
+            t.k,
+            t.n,
+            t.block,
+            usize::from(t.packed),
+            t.piece_len,
+            t.d0,
+            t.per_chunk,
+            t.len,
+            p,
+            w,
+        ] {
+            out.extend_from_slice(&(v as u64).to_le_bytes());
+        }
+    }
+    for (t, &(p, w)) in tables.iter().zip(&places) {
+        debug_assert_eq!(out.len(), p);
+        out.extend(t.present.iter().map(|&b| u8::from(b)));
+        out.resize(w, 0);
+        for x in t.words.iter() {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// The shape every table of a shard must have: `tables` tables of `len` plaintexts over
+/// `ctx`, first dimension `d0`, `per_chunk` plaintexts per chunk.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    /// Tables (hash functions).
+    pub tables: usize,
+    /// First dimension.
+    pub d0: usize,
+    /// Plaintexts per pass of the first dimension (a chunk, or every chunk when d₁ = 1).
+    pub per_chunk: usize,
+    /// Plaintexts per table.
+    pub len: usize,
+}
+
+/// The tables of a mapped `.words` file, checked against `shape` and `ctx`; `Ok(None)` when
+/// the file is whole but was written for the other packing than this machine's (read the
+/// `.bin` instead), an error when it is not a well-formed file of this shape.
+pub fn decode(
+    map: &Arc<Mmap>,
+    ctx: &Context,
+    shape: Shape,
+) -> Result<Option<Vec<CompactDatabase>>, PirError> {
+    let bad = |m: String| PirError::Corrupted(format!("shard words file: {m}"));
+    let bytes: &[u8] = map;
+    let u64_at = |o: usize| -> Result<usize, PirError> {
+        let b = bytes
+            .get(o..o + 8)
+            .ok_or_else(|| bad("truncated header".into()))?;
+        usize::try_from(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .map_err(|_| bad("header value too large".into()))
+    };
+    if bytes.get(..8) != Some(&MAGIC[..]) {
+        return Err(bad("bad magic (not a sift .words file)".into()));
+    }
+    let count = u64_at(8)?;
+    if count != shape.tables {
+        return Err(bad(format!(
+            "{count} tables, the parameters say {}",
+            shape.tables
+        )));
+    }
+    let k = ctx.ciphertext_moduli_count();
+    let n = ctx.n;
+    let pack = packs_here(ctx);
+    let mut out = Vec::with_capacity(count);
+    for t in 0..count {
+        let h: Vec<usize> = (0..FIELDS)
+            .map(|f| u64_at(16 + (t * FIELDS + f) * 8))
+            .collect::<Result<_, _>>()?;
+        let [
+            fk,
+            fn_,
+            block,
+            packed,
+            piece_len,
+            d0,
+            per_chunk,
+            len,
+            present_at,
+            words_at,
+        ] = h[..]
+        else {
+            unreachable!("FIELDS values")
+        };
+        let packed = match packed {
+            0 => false,
+            1 => true,
+            v => return Err(bad(format!("table {t}: packing flag {v}"))),
+        };
+        let want_piece = if packed {
+            PIECE / pack28::GROUP * pack28::GROUP_WORDS
+        } else {
+            PIECE
+        };
+        if fk != k
+            || fn_ != n
+            || block != BLOCK.min(n)
+            || piece_len != want_piece
+            || d0 != shape.d0
+            || per_chunk != shape.per_chunk
+            || len != shape.len
+            || d0 == 0
+            || !len.is_multiple_of(d0)
+        {
+            return Err(bad(format!(
+                "table {t}'s shape (k {fk}, n {fn_}, block {block}, d0 {d0}, {len} plaintexts) \
+                 does not match the parameters (k {k}, n {n}, d0 {}, {} plaintexts)",
+                shape.d0, shape.len
+            )));
+        }
+        if packed != pack {
+            return Ok(None);
+        }
+        let present_len = len / d0;
+        let present = bytes
+            .get(present_at..present_at.saturating_add(present_len))
+            .ok_or_else(|| bad(format!("table {t}: column flags out of range")))?
+            .iter()
+            .map(|&b| match b {
+                0 => Ok(false),
+                1 => Ok(true),
+                v => Err(bad(format!("table {t}: column flag {v}"))),
+            })
+            .collect::<Result<Vec<bool>, _>>()?;
+        let word_count = len
+            .checked_mul(k * n)
+            .map(|x| x / PIECE * piece_len)
+            .ok_or_else(|| bad(format!("table {t}: size overflows")))?;
+        if !words_at.is_multiple_of(ALIGN) {
+            return Err(bad(format!("table {t}: words not aligned")));
+        }
+        let words = Words::mapped(map.clone(), words_at, word_count).ok_or_else(|| {
+            bad(format!(
+                "table {t}: {word_count} words at byte {words_at} do not fit the {}-byte file",
+                bytes.len()
+            ))
+        })?;
+        out.push(CompactDatabase {
+            k,
+            n,
+            block,
+            packed,
+            piece_len,
+            d0,
+            per_chunk,
+            len,
+            words,
+            present,
+        });
+    }
+    Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_mapped_rejects_out_of_range_and_misaligned() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w");
+        std::fs::write(&p, [1u8, 0, 0, 0, 2, 0, 0, 0, 9]).unwrap();
+        let map = map_file(&p).unwrap();
+        let w = Words::mapped(map.clone(), 0, 2).unwrap();
+        assert_eq!(&*w, &[1, 2]);
+        assert!(w.is_mapped());
+        assert_eq!(w, Words::Owned(vec![1, 2]));
+        assert!(Words::mapped(map.clone(), 4, 2).is_none(), "past the end");
+        assert!(Words::mapped(map.clone(), 1, 1).is_none(), "misaligned");
+        assert!(Words::mapped(map, usize::MAX - 2, 1).is_none(), "overflow");
+    }
+
+    /// A small processed shard's tables as this machine packs them, and the other packing.
+    fn tables(pack: bool) -> (Arc<Context>, Shape, Vec<CompactDatabase>) {
+        use crate::server::{KeywordPirConfig, process_shard};
+        let p = sift_he::EncryptionParameters::predefined("n_4096_logq_27_28_28_logt_5").unwrap();
+        let ctx = Context::new(p.clone()).unwrap();
+        let rows: Vec<_> = (0..20u32)
+            .map(|i| (i.to_le_bytes().to_vec(), vec![1u8]))
+            .collect();
+        let shard = process_shard(&ctx, &rows, &KeywordPirConfig::default_for(&p, 1), 0).unwrap();
+        let per_chunk = shard.params.index.per_chunk_plaintext_count();
+        let d0 = shard.params.index.dimensions[0];
+        let tables: Vec<_> = shard
+            .database
+            .tables(shard.params.hash_function_count)
+            .unwrap()
+            .iter()
+            .map(|t| CompactDatabase::with_packing(&ctx, t, (d0, per_chunk), pack).unwrap())
+            .collect();
+        let shape = Shape {
+            tables: tables.len(),
+            d0,
+            per_chunk,
+            len: tables[0].len(),
+        };
+        (ctx, shape, tables)
+    }
+
+    #[test]
+    fn a_words_file_maps_back_to_the_same_tables_or_defers_to_the_bin() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.words");
+        let (ctx, shape, here) = tables(packs_here(
+            &Context::new(
+                sift_he::EncryptionParameters::predefined("n_4096_logq_27_28_28_logt_5").unwrap(),
+            )
+            .unwrap(),
+        ));
+        std::fs::write(&p, encode(&here)).unwrap();
+        let mapped = decode(&map_file(&p).unwrap(), &ctx, shape)
+            .unwrap()
+            .unwrap();
+        assert_eq!(mapped, here);
+        assert!(mapped.iter().all(|t| t.words.is_mapped()));
+
+        // Written with the other packing: not mapped, the caller reads the .bin.
+        let (_, _, other) = tables(!packs_here(&ctx));
+        if other[0].packed != here[0].packed {
+            std::fs::write(&p, encode(&other)).unwrap();
+            assert!(
+                decode(&map_file(&p).unwrap(), &ctx, shape)
+                    .unwrap()
+                    .is_none()
+            );
+        }
+
+        // A wrong shape, a bad magic or a truncated file is an error, never a short read.
+        std::fs::write(&p, encode(&here)).unwrap();
+        let wrong = Shape {
+            d0: shape.d0 + 1,
+            ..shape
+        };
+        assert!(decode(&map_file(&p).unwrap(), &ctx, wrong).is_err());
+        let bytes = encode(&here);
+        std::fs::write(&p, &bytes[..bytes.len() - 4]).unwrap();
+        assert!(decode(&map_file(&p).unwrap(), &ctx, shape).is_err());
+        let mut bad = bytes.clone();
+        bad[0] ^= 1;
+        std::fs::write(&p, &bad).unwrap();
+        assert!(decode(&map_file(&p).unwrap(), &ctx, shape).is_err());
+    }
+}
