@@ -65,8 +65,10 @@ impl UseCase {
     }
 }
 
-/// Deserialized evaluation keys, bounded; keyed by (user, key id, config id).
-type KeyCache = Mutex<HashMap<(String, Vec<u8>, Vec<u8>), Arc<sift_he::EvaluationKey>>>;
+/// Deserialized evaluation keys, bounded by bytes; keyed by (user, key id, config id and stored
+/// timestamp).
+type KeyCache =
+    Mutex<crate::keystore::ByteLru<(String, Vec<u8>, Vec<u8>), Arc<sift_he::EvaluationKey>>>;
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -144,6 +146,10 @@ impl AppState {
             );
         }
         let keys = crate::keystore::open(&config)?;
+        let key_cache = crate::keystore::ByteLru::new(
+            config.limits.key_cache_bytes,
+            config.limits.key_cache_entries,
+        );
         let query_limit = crate::ratelimit::RateLimiter::new(
             config.limits.queries_per_minute,
             config.limits.queries_burst,
@@ -156,7 +162,7 @@ impl AppState {
             spent,
             issuers,
             metrics: Metrics::default(),
-            key_cache: Mutex::new(HashMap::new()),
+            key_cache: Mutex::new(key_cache),
             ops: crate::ops::Operations::default(),
             query_limit,
             reload_lock: Mutex::new(()),

@@ -12,7 +12,7 @@ use common::*;
 use prost::Message;
 use sift_proto::api;
 use sift_server::keystore::KeyStore;
-use sift_server::keystore_redis::RedisKeyStore;
+use sift_server::keystore::redis::RedisKeyStore;
 
 fn redis_url() -> Option<String> {
     std::env::var("SIFT_TEST_REDIS_URL")
