@@ -109,6 +109,10 @@ pub struct OhttpConfig {
     pub upstream: Option<String>,
     /// Encapsulated requests remembered to reject replays.
     pub replay_capacity: usize,
+    /// RFC 9458 §6.5 Date window in seconds: an inner request dated further from the server's
+    /// clock gets an encapsulated 400 (`date` problem, with the server's `Date`); 0 turns the
+    /// check off.
+    pub date_window_secs: u64,
 }
 
 impl Default for OhttpConfig {
@@ -120,6 +124,7 @@ impl Default for OhttpConfig {
             grace_days: 7,
             upstream: None,
             replay_capacity: 1 << 20,
+            date_window_secs: 60,
         }
     }
 }
