@@ -239,8 +239,7 @@ impl FileKeyStore {
             None => idx.users.keys().cloned().collect(),
         };
         for user in users {
-            loop {
-                let Some(u) = idx.users.get(&user) else { break };
+            while let Some(u) = idx.users.get(&user) {
                 if u.ids.len() <= b.max_keys_per_user && u.bytes <= b.max_bytes_per_user {
                     break;
                 }
