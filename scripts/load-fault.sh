@@ -79,8 +79,9 @@ worker() { # one device after another; one line per request: ok | wrong | error 
     local b=$(( RANDOM % 200 + 1 ))
     if out=$("$SIFT" check "${common[@]}" --json "https://blocked$b.example/" \
         "https://allowed$n-$RANDOM.example/" 2>err.$n); then
-      if echo "$out" | grep -q "blocked$b.example.*\"blocked\":true\|\"blocked\":true.*blocked$b.example" \
-         && [ "$(echo "$out" | grep -c '"blocked":true')" = 1 ]; then
+      # (here-strings, not `echo | grep -q`: under pipefail an early grep exit fails echo)
+      if grep -q "blocked$b.example/\",\"blocked\":true" <<< "$out" \
+         && [ "$(grep -c '"blocked":true' <<< "$out")" = 1 ]; then
         echo ok
       else
         echo wrong; echo "$out" >> wrong.log
