@@ -24,13 +24,27 @@ use crate::replay::{DEFAULT_CAPACITY, ReplayCache};
 /// Problem details body for key problems (RFC 9458 §5.3).
 const KEY_PROBLEM_JSON: &str = r#"{"type":"https://iana.org/assignments/http-problem-types#ohttp-key","title":"key configuration not accepted"}"#;
 
+/// Default Date window: requests dated more than a minute from the gateway's clock are refused.
+pub const DEFAULT_DATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Problem details body for an inner request outside the Date window (RFC 9458 §6.5.1).
+const DATE_PROBLEM_JSON: &str = r#"{"type":"https://iana.org/assignments/http-problem-types#date","title":"date is not acceptable"}"#;
+
 /// A durable, shared record of accepted requests (disk, Redis), consulted after the in-memory
 /// cache so that a restart or another replica does not accept a request twice.
 pub trait SpentRequests: Send + Sync {
     /// Records the request whose encapsulated key is `enc`, made to the gateway key whose
-    /// public key is `public_key`. `Ok(true)` the first time, `Ok(false)` for a replay, `Err`
-    /// when the record cannot be consulted (the request is then refused with 503).
-    fn spend(&self, public_key: &[u8; X25519_LEN], enc: &[u8; X25519_LEN]) -> Result<bool, String>;
+    /// public key is `public_key`. `valid_until`: the end of the request's Date window (RFC 9458
+    /// §6.5) when it carried a `Date`; after it the record may be dropped, since the request
+    /// would be refused anyway (`None`: keep it as long as the key is accepted). `Ok(true)` the
+    /// first time, `Ok(false)` for a replay, `Err` when the record cannot be consulted (the
+    /// request is then refused with 503).
+    fn spend(
+        &self,
+        public_key: &[u8; X25519_LEN],
+        enc: &[u8; X25519_LEN],
+        valid_until: Option<SystemTime>,
+    ) -> Result<bool, String>;
 }
 
 /// Gateway settings.
@@ -42,6 +56,12 @@ pub struct GatewayConfig {
     pub replay_capacity: usize,
     /// Limits on the decrypted binary HTTP request.
     pub bhttp_limits: Limits,
+    /// RFC 9458 §6.5: an inner request whose `Date` is further than this from the gateway's
+    /// clock gets an encapsulated `400` with the `date` problem type and the gateway's `Date`
+    /// (the client retries with its clock corrected); its replay record then only needs to
+    /// outlive the window. Requests without `Date` are accepted and remembered as long as
+    /// their key. `None` turns the check off.
+    pub date_window: Option<std::time::Duration>,
 }
 
 impl Default for GatewayConfig {
@@ -50,6 +70,7 @@ impl Default for GatewayConfig {
             max_request_body: 32 * 1024 * 1024,
             replay_capacity: DEFAULT_CAPACITY,
             bhttp_limits: Limits::default(),
+            date_window: Some(DEFAULT_DATE_WINDOW),
         }
     }
 }
@@ -205,6 +226,17 @@ impl Gateway {
     /// Removes the encapsulation: returns the binary HTTP request and the response context.
     /// Checks size, key identifier, algorithms and replays before and after decryption.
     pub fn decapsulate_bhttp(&self, body: &[u8]) -> Result<(Vec<u8>, ResponseContext), OhttpError> {
+        let (plain, ctx, public_key) = self.open(body)?;
+        self.record(&public_key, &ctx.enc, None)?;
+        Ok((plain, ctx))
+    }
+
+    /// Decrypts `body` after the checks that need no decryption; the request is not yet
+    /// recorded as spent (see [`Gateway::record`]).
+    fn open(
+        &self,
+        body: &[u8],
+    ) -> Result<(Vec<u8>, ResponseContext, [u8; X25519_LEN]), OhttpError> {
         if body.len() > self.config.max_request_body {
             return Err(OhttpError::TooLarge {
                 limit: self.config.max_request_body,
@@ -251,21 +283,62 @@ impl Gateway {
         }
         let info = crypto::request_info(&hdr);
         let (plain, secret) = crypto::open_request(aead, key.secret_bytes(), &enc, &info, ct)?;
-        // The durable record too, only for requests that opened (garbage cannot fill it).
+        Ok((
+            plain,
+            ResponseContext { aead, enc, secret },
+            *key.public_key(),
+        ))
+    }
+
+    /// Records a decrypted request as spent: in the durable store (only requests that opened
+    /// are recorded, so garbage cannot fill it), then in memory.
+    fn record(
+        &self,
+        public_key: &[u8; X25519_LEN],
+        enc: &[u8; X25519_LEN],
+        valid_until: Option<SystemTime>,
+    ) -> Result<(), OhttpError> {
         let spent = self.spent.read().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(spent) = spent {
-            match spent.spend(key.public_key(), &enc) {
+            match spent.spend(public_key, enc, valid_until) {
                 Ok(true) => {}
                 Ok(false) => return Err(OhttpError::Replay),
                 Err(e) => return Err(OhttpError::ReplayStoreUnavailable(e)),
             }
         }
-        // Insert only after a successful open, so garbage cannot evict real entries; the
-        // insert is atomic, so of two concurrent copies exactly one wins.
-        if !self.replay_lock().insert(enc) {
+        // The insert is atomic, so of two concurrent copies exactly one wins.
+        if !self.replay_lock().insert(*enc) {
             return Err(OhttpError::Replay);
         }
-        Ok((plain, ResponseContext { aead, enc, secret }))
+        Ok(())
+    }
+
+    /// RFC 9458 §6.5: `Ok(Some(end of window))` for a request dated within the window,
+    /// `Ok(None)` without a usable check (no `Date`, or no window), `Err(())` outside it.
+    fn check_date(
+        &self,
+        req: &http::Request<Bytes>,
+        now: SystemTime,
+    ) -> Result<Option<SystemTime>, ()> {
+        let Some(window) = self.config.date_window else {
+            return Ok(None);
+        };
+        let Some(date) = req.headers().get(http::header::DATE) else {
+            return Ok(None);
+        };
+        let date = date
+            .to_str()
+            .ok()
+            .and_then(|d| httpdate::parse_http_date(d).ok())
+            .ok_or(())?;
+        let skew = match now.duration_since(date) {
+            Ok(d) => d,
+            Err(e) => e.duration(),
+        };
+        if skew > window {
+            return Err(());
+        }
+        Ok(Some(date + window))
     }
 
     fn replay_lock(&self) -> std::sync::MutexGuard<'_, ReplayCache> {
@@ -293,10 +366,22 @@ impl Gateway {
         F: FnOnce(http::Request<Bytes>) -> Fut,
         Fut: Future<Output = http::Response<Bytes>>,
     {
-        let (plain, ctx) = self.decapsulate_bhttp(body)?;
+        let (plain, ctx, public_key) = self.open(body)?;
         let response = match bhttp::decode_request(&plain, &self.config.bhttp_limits) {
-            Ok(req) => forward(req).await,
+            Ok(req) => {
+                let now = SystemTime::now();
+                match self.check_date(&req, now) {
+                    Ok(valid_until) => {
+                        self.record(&public_key, &ctx.enc, valid_until)?;
+                        forward(req).await
+                    }
+                    // Not recorded: outside its window it is refused whenever it comes back,
+                    // and inside it (a future date that became current) it is new.
+                    Err(()) => date_problem(now),
+                }
+            }
             Err(e) => {
+                self.record(&public_key, &ctx.enc, None)?;
                 tracing::debug!(error = %e, "invalid binary HTTP inside an OHTTP request");
                 simple_response(OhttpError::Bhttp(e).status(), "invalid binary HTTP request")
             }
@@ -386,6 +471,21 @@ pub fn error_response(err: &OhttpError) -> http::Response<Bytes> {
         _ => "invalid encapsulated request",
     };
     simple_response(err.status(), text)
+}
+
+/// The encapsulated answer to a request outside the Date window: `400`, the `date` problem
+/// type and the gateway's `Date` (RFC 9458 §6.5.1).
+fn date_problem(now: SystemTime) -> http::Response<Bytes> {
+    let mut resp = http::Response::new(Bytes::from_static(DATE_PROBLEM_JSON.as_bytes()));
+    *resp.status_mut() = StatusCode::BAD_REQUEST;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(now)) {
+        resp.headers_mut().insert(http::header::DATE, v);
+    }
+    resp
 }
 
 /// The vector files and their parser, shared with the integration tests.

@@ -32,5 +32,7 @@ pub use config::{
     KEYS_MEDIA_TYPE, KeyConfig, REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE, SymmetricSuite,
 };
 pub use error::OhttpError;
-pub use gateway::{Gateway, GatewayConfig, ResponseContext, SpentRequests, error_response};
+pub use gateway::{
+    DEFAULT_DATE_WINDOW, Gateway, GatewayConfig, ResponseContext, SpentRequests, error_response,
+};
 pub use keys::{DEFAULT_GRACE, GatewayKey, KeyStore};

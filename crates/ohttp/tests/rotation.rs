@@ -183,3 +183,85 @@ fn key_file_is_private_atomic_and_strict() {
     let gw = Gateway::new(&loaded, GatewayConfig::default()).unwrap();
     assert_eq!(decode_list(&gw.key_configs()).unwrap().len(), 1);
 }
+
+/// Records what the gateway asks the durable store to keep, and for how long.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<Option<SystemTime>>>);
+
+impl sift_ohttp::SpentRequests for Recorder {
+    fn spend(
+        &self,
+        _public_key: &[u8; 32],
+        _enc: &[u8; 32],
+        valid_until: Option<SystemTime>,
+    ) -> Result<bool, String> {
+        self.0.lock().unwrap().push(valid_until);
+        Ok(true)
+    }
+}
+
+/// RFC 9458 §6.5: an inner request dated outside the window gets an encapsulated 400 with the
+/// `date` problem type and the gateway's `Date`, and is not recorded; one inside it is served
+/// and its replay record only needs to outlive the window; one without `Date` is served and
+/// kept as long as its key.
+#[tokio::test]
+async fn date_window() {
+    let (_store, gw) = fresh_gateway(Duration::from_secs(60));
+    let recorder = std::sync::Arc::new(Recorder::default());
+    gw.set_spent_requests(recorder.clone());
+    let client = client_of(&gw);
+    let now = SystemTime::now();
+    let dated = |t: SystemTime| {
+        http::Request::post("https://pir.example.com/queries")
+            .header("date", httpdate::fmt_http_date(t))
+            .body(Bytes::from_static(b"q"))
+            .unwrap()
+    };
+    let run = |req: http::Request<Bytes>| {
+        let (body, pending) = client.encapsulate(&req).unwrap();
+        let gw = &gw;
+        async move {
+            let enc = gw
+                .handle(&body, |r| async move { http::Response::new(r.into_body()) })
+                .await
+                .unwrap();
+            pending.decapsulate(&enc).unwrap()
+        }
+    };
+    for stale in [
+        now - Duration::from_secs(600),
+        now + Duration::from_secs(600),
+    ] {
+        let resp = run(dated(stale)).await;
+        assert_eq!(resp.status(), 400);
+        assert!(
+            std::str::from_utf8(resp.body())
+                .unwrap()
+                .contains("http-problem-types#date")
+        );
+        let server_date =
+            httpdate::parse_http_date(resp.headers()["date"].to_str().unwrap()).unwrap();
+        assert!(server_date + Duration::from_secs(5) >= now);
+    }
+    assert!(
+        recorder.0.lock().unwrap().is_empty(),
+        "refused requests are not recorded"
+    );
+
+    let resp = run(dated(now)).await;
+    assert_eq!((resp.status().as_u16(), &resp.body()[..]), (200, &b"q"[..]));
+    let resp = run(request()).await;
+    assert_eq!(resp.status(), 200, "no Date: accepted");
+    let kept = recorder.0.lock().unwrap().clone();
+    assert_eq!(kept.len(), 2);
+    let until = kept[0].expect("a dated request's record ends with its window");
+    let window = sift_ohttp::DEFAULT_DATE_WINDOW;
+    assert!(
+        until <= now + window + Duration::from_secs(1)
+            && until + Duration::from_secs(2) >= now + window
+    );
+    assert_eq!(
+        kept[1], None,
+        "an undated request is kept as long as its key"
+    );
+}

@@ -135,6 +135,10 @@ pub struct OhttpConfig {
     pub upstream: Option<String>,
     /// Encapsulated requests remembered to reject replays.
     pub replay_capacity: usize,
+    /// RFC 9458 §6.5 Date window in seconds: an inner request dated further from the server's
+    /// clock gets an encapsulated 400 (`date` problem, with the server's `Date`); 0 turns the
+    /// check off.
+    pub date_window_secs: u64,
 }
 
 impl Default for OhttpConfig {
@@ -146,6 +150,7 @@ impl Default for OhttpConfig {
             grace_days: 7,
             upstream: None,
             replay_capacity: 1 << 20,
+            date_window_secs: 60,
         }
     }
 }
@@ -238,7 +243,14 @@ pub struct Limits {
     pub max_keys_per_user: usize,
     /// Users with stored keys (least recently used dropped first).
     pub max_users: usize,
-    /// Deserialized evaluation keys kept in memory (about 6 MB each for Apple's
+    /// Bytes of serialized evaluation keys stored per user (least recently used dropped
+    /// first; a single larger key is refused with 413).
+    pub max_key_bytes_per_user: u64,
+    /// Bytes of serialized evaluation keys stored in total (least recently used dropped first).
+    pub max_key_bytes_total: u64,
+    /// Bytes of deserialized evaluation keys kept in memory (least recently used dropped first).
+    pub key_cache_bytes: u64,
+    /// Deserialized evaluation keys kept in memory, besides `key_cache_bytes` (about 6 MB each for Apple's
     /// n = 4096, three-modulus parameters once queried: the key polynomials and their 32-bit
     /// and P⁻¹-scaled rows).
     pub key_cache_entries: usize,
@@ -279,7 +291,10 @@ impl Default for Limits {
             request_timeout_secs: 30,
             max_keys_per_user: 4,
             max_users: 100_000,
-            key_cache_entries: 64,
+            max_key_bytes_per_user: 8 * 1024 * 1024,
+            max_key_bytes_total: 16 * 1024 * 1024 * 1024,
+            key_cache_bytes: 512 * 1024 * 1024,
+            key_cache_entries: 256,
             max_report_urls: 1000,
             max_connections: 10_000,
             max_connections_per_address: 256,
@@ -401,6 +416,13 @@ impl ServerConfig {
         anyhow::ensure!(
             self.limits.max_keys_per_user >= 1,
             "limits.max_keys_per_user must be at least 1"
+        );
+        anyhow::ensure!(
+            self.limits.max_users >= 1
+                && self.limits.max_key_bytes_per_user >= 1024
+                && self.limits.max_key_bytes_total >= self.limits.max_key_bytes_per_user,
+            "limits: max_users must be at least 1, max_key_bytes_per_user at least 1024 and \
+             max_key_bytes_total at least max_key_bytes_per_user"
         );
         anyhow::ensure!(
             self.limits.max_connections >= 1,

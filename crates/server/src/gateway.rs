@@ -42,8 +42,19 @@ struct DurableReplay {
 }
 
 impl sift_ohttp::SpentRequests for DurableReplay {
-    fn spend(&self, public_key: &[u8; 32], enc: &[u8; 32]) -> Result<bool, String> {
-        let keep_until = self.keep_for.map(|d| SystemTime::now() + d);
+    fn spend(
+        &self,
+        public_key: &[u8; 32],
+        enc: &[u8; 32],
+        valid_until: Option<SystemTime>,
+    ) -> Result<bool, String> {
+        // A dated request is refused after its Date window anyway; an undated one lives as
+        // long as its key.
+        let key_end = self.keep_for.map(|d| SystemTime::now() + d);
+        let keep_until = match (valid_until, key_end) {
+            (Some(v), Some(k)) => Some(v.min(k)),
+            (v, k) => v.or(k),
+        };
         self.store
             .spend(&ohttp_scope(public_key), enc, keep_until)
             .map_err(|e| format!("{e:#}"))
@@ -104,6 +115,8 @@ impl OhttpGateway {
         let gw_config = GatewayConfig {
             max_request_body: max_body,
             replay_capacity: oc.replay_capacity,
+            date_window: (oc.date_window_secs > 0)
+                .then(|| Duration::from_secs(oc.date_window_secs)),
             ..GatewayConfig::default()
         };
         let gateway = Gateway::new(&store, gw_config).context("starting the OHTTP gateway")?;

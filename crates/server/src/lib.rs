@@ -8,7 +8,6 @@ pub mod error;
 pub mod gateway;
 pub mod issuer;
 pub mod keystore;
-pub mod keystore_redis;
 pub mod listener;
 pub mod metrics;
 pub mod ops;

@@ -401,6 +401,17 @@ async fn key(
     }
     for k in &keys.keys {
         check_key_identifier(k.metadata.as_ref().map_or(&[][..], |m| &m.identifier[..]))?;
+        let max = state.config.limits.max_key_bytes_per_user;
+        if k.encoded_len() as u64 > max {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "an evaluation key of {} bytes; at most {max} are kept per user \
+                     (limits.max_key_bytes_per_user)",
+                    k.encoded_len()
+                ),
+            ));
+        }
     }
     for k in &keys.keys {
         state.keys.put(&caller.user, k).map_err(|e| {
@@ -408,7 +419,7 @@ async fn key(
         })?;
     }
     let mut cache = state.key_cache.lock().unwrap_or_else(|p| p.into_inner());
-    cache.retain(|(user, _, _), _| *user != caller.user);
+    cache.retain(|(user, _, _)| *user != caller.user);
     Ok(StatusCode::OK.into_response())
 }
 
@@ -614,11 +625,11 @@ fn evaluation_key(
         Err(e) => {
             // The store (Redis) is unreachable: serve a key this process already holds for
             // this user, id and configuration rather than fail the query.
-            let cache = state.key_cache.lock().unwrap_or_else(|p| p.into_inner());
-            let held = cache.iter().find(|((u, i, c), _)| {
+            let mut cache = state.key_cache.lock().unwrap_or_else(|p| p.into_inner());
+            let held = cache.find(|(u, i, c)| {
                 *u == caller.user && *i == id && c.starts_with(&version.config_id)
             });
-            if let Some((_, k)) = held {
+            if let Some(k) = held {
                 tracing::warn!(error = %e, "key store unavailable; serving a cached key");
                 return Ok(k.clone());
             }
@@ -647,13 +658,12 @@ fn evaluation_key(
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("key store: {e}")))?
         .ok_or_else(|| ApiError::bad_request("Evaluation key not found"))?;
     let key = Arc::new(parse(&stored)?);
-    let mut cache = state.key_cache.lock().unwrap_or_else(|p| p.into_inner());
-    if cache.len() >= state.limits().key_cache_entries
-        && let Some(victim) = cache.keys().next().cloned()
-    {
-        cache.remove(&victim);
-    }
-    cache.insert(cache_key, key.clone());
+    let weight = crate::keystore::resident_bytes(&key);
+    state
+        .key_cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(cache_key, key.clone(), weight);
     Ok(key)
 }
 

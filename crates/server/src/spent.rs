@@ -111,13 +111,13 @@ pub fn open(
             std::sync::Arc::new(FileSpentStore::open(&config.state_dir.join("spent"))?)
         }
         crate::config::KeyStoreConfig::Redis(r) => std::sync::Arc::new(
-            crate::keystore_redis::RedisKeyStore::open(r, config.limits.max_keys_per_user)?,
+            crate::keystore::redis::RedisKeyStore::open(r, config.limits.max_keys_per_user)?,
         ),
     })
 }
 
 /// Redis: `SET … NX EXAT`, so replicas agree and records expire with their key.
-impl SpentStore for crate::keystore_redis::RedisKeyStore {
+impl SpentStore for crate::keystore::redis::RedisKeyStore {
     fn spend(
         &self,
         scope: &str,

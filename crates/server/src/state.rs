@@ -65,8 +65,10 @@ impl UseCase {
     }
 }
 
-/// Deserialized evaluation keys, bounded; keyed by (user, key id, config id).
-type KeyCache = Mutex<HashMap<(String, Vec<u8>, Vec<u8>), Arc<sift_he::EvaluationKey>>>;
+/// Deserialized evaluation keys, bounded by bytes; keyed by (user, key id, config id and stored
+/// timestamp).
+type KeyCache =
+    Mutex<crate::keystore::ByteLru<(String, Vec<u8>, Vec<u8>), Arc<sift_he::EvaluationKey>>>;
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -148,6 +150,10 @@ impl AppState {
             );
         }
         let keys = crate::keystore::open(&config)?;
+        let key_cache = crate::keystore::ByteLru::new(
+            config.limits.key_cache_bytes,
+            config.limits.key_cache_entries,
+        );
         let query_limit = crate::ratelimit::RateLimiter::new(
             config.limits.queries_per_minute,
             config.limits.queries_burst,
@@ -162,7 +168,7 @@ impl AppState {
             spent,
             issuers,
             metrics: Metrics::default(),
-            key_cache: Mutex::new(HashMap::new()),
+            key_cache: Mutex::new(key_cache),
             ops: crate::ops::Operations::default(),
             query_limit: arc_swap::ArcSwapOption::new(query_limit.map(Arc::new)),
             reload_lock: Mutex::new(()),
@@ -260,6 +266,22 @@ impl AppState {
             "limits.max_keys_per_user / limits.max_users for the key store's retention",
             (old_limits.max_keys_per_user, old_limits.max_users)
                 != (new_limits.max_keys_per_user, new_limits.max_users),
+            &mut notes,
+        );
+        restart(
+            "limits.max_key_bytes_per_user / max_key_bytes_total / key_cache_bytes / \
+             key_cache_entries for the key store and its cache",
+            (
+                old_limits.max_key_bytes_per_user,
+                old_limits.max_key_bytes_total,
+                old_limits.key_cache_bytes,
+                old_limits.key_cache_entries,
+            ) != (
+                new_limits.max_key_bytes_per_user,
+                new_limits.max_key_bytes_total,
+                new_limits.key_cache_bytes,
+                new_limits.key_cache_entries,
+            ),
             &mut notes,
         );
         restart(

@@ -12,12 +12,95 @@ use common::*;
 use prost::Message;
 use sift_proto::api;
 use sift_server::keystore::KeyStore;
-use sift_server::keystore_redis::RedisKeyStore;
+use sift_server::keystore::redis::RedisKeyStore;
 
+/// `SIFT_TEST_REDIS_URL`, checked: when it is set, an unreachable Redis fails the test
+/// instead of skipping it.
 fn redis_url() -> Option<String> {
-    std::env::var("SIFT_TEST_REDIS_URL")
+    let url = std::env::var("SIFT_TEST_REDIS_URL")
         .ok()
-        .filter(|u| !u.is_empty())
+        .filter(|u| !u.is_empty())?;
+    let reachable = redis::Client::open(url.as_str())
+        .and_then(|c| c.get_connection_with_timeout(std::time::Duration::from_secs(2)))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+    if let Err(e) = reachable {
+        panic!("SIFT_TEST_REDIS_URL={url} is set but Redis does not answer: {e}");
+    }
+    Some(url)
+}
+
+/// A `redis-server` this test owns (so that it can kill and restart it), on a free port.
+struct OwnRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    /// `None` when `redis-server` is not installed and no Redis is configured for tests;
+    /// with `SIFT_TEST_REDIS_URL` set, a missing `redis-server` fails the test.
+    fn start() -> Option<Self> {
+        let installed = std::process::Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !installed {
+            assert!(
+                redis_url().is_none(),
+                "SIFT_TEST_REDIS_URL is set but redis-server is not on PATH"
+            );
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = Self { port, child: None };
+        r.restart();
+        Some(r)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("starting redis-server");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let up = redis::Client::open(self.url().as_str())
+                .and_then(|c| c.get_connection_with_timeout(std::time::Duration::from_secs(1)))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok();
+            if up {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// A prefix no other run shares, so parallel CI jobs on one Redis do not collide.
@@ -361,4 +444,70 @@ async fn replicas_share_replay_records_through_redis() {
     assert!(!store.spend("token-test", &[1; 32], None).unwrap());
     a.stop().await;
     b.stop().await;
+}
+
+/// Redis killed under a running server: queries whose key this process already holds keep
+/// being answered, uploads get a prompt 503, and once Redis is back the store reconnects by
+/// itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted() {
+    let Some(mut redis) = OwnRedis::start() else {
+        println!("skipped: redis-server is not installed");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_dataset(&data, &[("blocked.example", "1")], 1, 3);
+    let mut cfg = redis_config(&data, &tmp.path().join("s"), &redis.url(), "sift", 4);
+    if let sift_server::config::KeyStoreConfig::Redis(r) = &mut cfg.key_store {
+        r.timeout_ms = 500;
+    }
+    let server = start(cfg).await;
+    let mut dev = Device::new(server.addr, "alice");
+    let resp = dev.setup().await;
+    assert_eq!(
+        dev.lookup("blocked.example").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+
+    redis.kill();
+    // The key is cached in process: answers go on, right ones.
+    for _ in 0..3 {
+        assert_eq!(
+            dev.lookup("blocked.example").await.unwrap().as_deref(),
+            Some(&b"1"[..])
+        );
+        assert_eq!(dev.lookup("fine.example").await.unwrap(), None);
+    }
+    // Storing needs Redis: a prompt 503, not a hang.
+    let t = std::time::Instant::now();
+    let (status, body) = dev.post_key(placeholder_key(9, vec![9])).await;
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        t.elapsed()
+    );
+
+    // Redis back (empty: it kept nothing): the store reconnects on its own; the device sees
+    // its key missing and uploads it again.
+    let redis = tokio::task::spawn_blocking(move || {
+        redis.restart();
+        redis
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        dev.lookup("blocked.example").await,
+        Err(400),
+        "Redis is back and says the key is gone: the device must upload it again"
+    );
+    dev.upload_new_key(&resp, 1_700_000_900).await;
+    assert_eq!(stored_timestamp_via_config(&dev).await, 1_700_000_900);
+    assert_eq!(
+        dev.lookup("blocked.example").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+    drop(redis);
+    server.stop().await;
 }

@@ -123,18 +123,36 @@ impl RedisKeyStore {
     }
 
     /// Runs `f` on a pooled connection; a connection that saw an error is dropped, not reused.
+    /// A pooled connection that turns out broken (Redis restarted since it was opened) is
+    /// replaced by a fresh one and `f` tried once more, so the store recovers by itself when
+    /// Redis comes back. (Every command here may run twice: the upload script only bumps the
+    /// key to newest again.)
     fn with_conn<T>(
         &self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        mut f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> anyhow::Result<T> {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => self
-                .connect()
-                .map_err(|e| anyhow::anyhow!("Redis unavailable: {e}"))?,
+        let fresh = |_| {
+            self.connect()
+                .map_err(|e| anyhow::anyhow!("Redis unavailable: {e}"))
         };
-        let out = f(&mut conn).map_err(|e| anyhow::anyhow!("Redis error: {e}"))?;
+        let (mut conn, out) = match pooled {
+            Some(mut c) => match f(&mut c) {
+                Err(e) if e.is_io_error() || e.is_connection_dropped() => {
+                    let mut c = fresh(())?;
+                    let out = f(&mut c);
+                    (c, out)
+                }
+                out => (c, out),
+            },
+            None => {
+                let mut c = fresh(())?;
+                let out = f(&mut c);
+                (c, out)
+            }
+        };
+        let out = out.map_err(|e| anyhow::anyhow!("Redis error: {e}"))?;
+        let _ = &mut conn;
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < self.pool_size {
             idle.push(conn);
@@ -145,7 +163,7 @@ impl RedisKeyStore {
     /// Runs `f` on a pooled connection (for the replay store sharing this Redis).
     pub(crate) fn run<T>(
         &self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> anyhow::Result<T> {
         self.with_conn(f)
     }
