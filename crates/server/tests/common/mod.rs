@@ -272,3 +272,53 @@ pub fn sha2_digest(b: &[u8]) -> Vec<u8> {
     use sha2::Digest;
     sha2::Sha256::digest(b).to_vec()
 }
+
+/// The Redis URL for a test that needs a real Redis, or `None` (after printing a `SKIPPED` line
+/// naming `test`) when `SIFT_TEST_REDIS_URL` is unset or its server does not accept a connection.
+///
+/// With `SIFT_REQUIRE_REDIS=1` (set by CI's `.ci/run`) a missing or unreachable Redis panics
+/// instead, so CI cannot pass without having run the Redis tests.
+pub fn redis_url_or_skip(test: &str) -> Option<String> {
+    let required = std::env::var("SIFT_REQUIRE_REDIS").is_ok_and(|v| v == "1");
+    let url = std::env::var("SIFT_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let problem = match &url {
+        None => "SIFT_TEST_REDIS_URL is not set".to_string(),
+        Some(u) => match redis_reachable(u) {
+            Ok(()) => return url,
+            Err(e) => format!("the Redis at {u} is unreachable ({e})"),
+        },
+    };
+    if required {
+        panic!(
+            "{test}: SIFT_REQUIRE_REDIS=1 but {problem}; start redis-server and set \
+             SIFT_TEST_REDIS_URL=redis://127.0.0.1:<port>/, or unset SIFT_REQUIRE_REDIS to skip"
+        );
+    }
+    println!("SKIPPED {test}: {problem} (set SIFT_REQUIRE_REDIS=1 to make this a failure)");
+    None
+}
+
+/// Whether the host:port of a `redis://host:port/…` URL accepts a TCP connection within 2 s.
+fn redis_reachable(url: &str) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
+    let rest = url
+        .strip_prefix("redis://")
+        .ok_or_else(|| "not a redis:// URL".to_string())?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host_port = if host_port.contains(':') {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:6379")
+    };
+    let addr = host_port
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or_else(|| format!("{host_port} resolves to no address"))?;
+    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
