@@ -322,3 +322,16 @@ fn redis_reachable(url: &str) -> Result<(), String> {
         .map(drop)
         .map_err(|e| e.to_string())
 }
+
+/// Polls `cond` every 10 ms until it holds; panics naming `what` if it does not within 60 s
+/// (a deadline for a hung server, not a timing margin: a slow machine only polls longer).
+pub async fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after 60 s waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
