@@ -125,12 +125,12 @@ impl ProcessedDatabase {
 
     /// Reads Apple's `.bin` format.
     pub fn deserialize(ctx: &Context, bytes: &[u8]) -> Result<ProcessedDatabase, PirError> {
-        let bad = |m: &str| PirError::Corrupted(m.to_string());
+        let bad = |m: &str| PirError::DamagedDataset(m.to_string());
         if bytes.len() < 5 {
             return Err(bad("database file too short"));
         }
         if bytes[0] != SERIALIZATION_VERSION {
-            return Err(PirError::Corrupted(format!(
+            return Err(PirError::DamagedDataset(format!(
                 "database serialization version {} (expected 1)",
                 bytes[0]
             )));
@@ -157,7 +157,11 @@ impl ProcessedDatabase {
                     spans.push(Some(off));
                     off += len;
                 }
-                t => return Err(PirError::Corrupted(format!("invalid plaintext tag {t}"))),
+                t => {
+                    return Err(PirError::DamagedDataset(format!(
+                        "invalid plaintext tag {t}"
+                    )));
+                }
             }
         }
         if off != bytes.len() {

@@ -258,9 +258,9 @@ impl KeywordPirServer {
                 }
             };
             let db = ProcessedDatabase::deserialize(&c, &bytes)
-                .map_err(|e| PirError::Corrupted(format!("shard {i}: {e}")))?;
+                .map_err(|e| PirError::DamagedDataset(format!("shard {i}: {e}")))?;
             let mut shard = ServerShard::new(&c, params, db)
-                .map_err(|e| PirError::Corrupted(format!("shard {i}: {e}")))?;
+                .map_err(|e| PirError::DamagedDataset(format!("shard {i}: {e}")))?;
             shard.proto = proto;
             out.push(shard);
         }
@@ -300,16 +300,16 @@ impl KeywordPirServer {
             .shards
             .get(request.shard_index as usize)
             .ok_or_else(|| {
-                PirError::Corrupted(format!("shard {} out of range", request.shard_index))
+                PirError::Malformed(format!("shard {} out of range", request.shard_index))
             })?;
         let query = request
             .query
             .as_ref()
-            .ok_or_else(|| PirError::Corrupted("request without query".into()))?;
+            .ok_or_else(|| PirError::Malformed("request without query".into()))?;
         let calls = usize::try_from(query.num_pir_calls)
-            .map_err(|_| PirError::Corrupted("num_pir_calls too large".into()))?;
+            .map_err(|_| PirError::Malformed("num_pir_calls too large".into()))?;
         if calls != shard.params.index.batch_size {
-            return Err(PirError::Corrupted(format!(
+            return Err(PirError::Malformed(format!(
                 "{calls} PIR calls, shard expects {}",
                 shard.params.index.batch_size
             )));
@@ -331,7 +331,7 @@ impl KeywordPirServer {
 }
 
 fn read(p: &PathBuf) -> Result<Vec<u8>, PirError> {
-    std::fs::read(p).map_err(|e| PirError::Corrupted(format!("{}: {e}", p.display())))
+    std::fs::read(p).map_err(|e| PirError::DamagedDataset(format!("{}: {e}", p.display())))
 }
 
 /// Parses a `PirParameters` file's bytes: text format when `path` ends in `.txtpb`, binary
@@ -339,12 +339,12 @@ fn read(p: &PathBuf) -> Result<Vec<u8>, PirError> {
 pub fn parse_parameters(path: &Path, bytes: &[u8]) -> Result<pp::PirParameters, PirError> {
     if path.extension().is_some_and(|e| e == "txtpb") {
         let text = std::str::from_utf8(bytes)
-            .map_err(|_| PirError::Corrupted(format!("{} is not UTF-8", path.display())))?;
+            .map_err(|_| PirError::DamagedDataset(format!("{} is not UTF-8", path.display())))?;
         sift_proto::from_text(text)
-            .map_err(|e| PirError::Corrupted(format!("{}: {e}", path.display())))
+            .map_err(|e| PirError::DamagedDataset(format!("{}: {e}", path.display())))
     } else {
         prost::Message::decode(bytes)
-            .map_err(|e| PirError::Corrupted(format!("{}: {e}", path.display())))
+            .map_err(|e| PirError::DamagedDataset(format!("{}: {e}", path.display())))
     }
 }
 
@@ -359,7 +359,7 @@ impl ServerShard {
             * params.index.chunk_count(bpp)
             * params.index.per_chunk_plaintext_count();
         if database.plaintexts.len() != expect {
-            return Err(PirError::Corrupted(format!(
+            return Err(PirError::DamagedDataset(format!(
                 "database has {} plaintexts, parameters need {expect}",
                 database.plaintexts.len()
             )));
