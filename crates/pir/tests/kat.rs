@@ -238,3 +238,69 @@ fn apple_serialized_hash_bucket() {
     }
     assert_eq!(finds, 2);
 }
+
+#[test]
+fn cuckoo_failure_paths_are_clean_errors() {
+    use sift_pir::PirError;
+    use sift_pir::cuckoo::{BucketCount, CuckooConfig, CuckooTable};
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = (0..20)
+        .map(|i| (format!("k{i}").into_bytes(), vec![1; 3]))
+        .collect();
+    let ok = CuckooConfig::default_keyword_pir(1024);
+    let invalid = |cfg: CuckooConfig| {
+        let e = CuckooTable::build(&rows, &cfg, 1).unwrap_err();
+        assert!(matches!(e, PirError::InvalidParameters(_)), "{cfg:?}: {e}");
+    };
+    invalid(CuckooConfig {
+        hash_function_count: 0,
+        ..ok.clone()
+    });
+    for slot_count in [0, 256] {
+        invalid(CuckooConfig {
+            slot_count,
+            ..ok.clone()
+        });
+    }
+    for (expansion_factor, target_load_factor) in [
+        (1.0, 0.9),
+        (f64::NAN, 0.9),
+        (f64::INFINITY, 0.9),
+        (1.1, 0.0),
+        (1.1, 1.5),
+    ] {
+        invalid(CuckooConfig {
+            bucket_count: BucketCount::AllowExpansion {
+                expansion_factor,
+                target_load_factor,
+            },
+            ..ok.clone()
+        });
+    }
+    let cuckoo = |rows: &[(Vec<u8>, Vec<u8>)], cfg: &CuckooConfig, what: &str| {
+        let e = CuckooTable::build(rows, cfg, 1).unwrap_err();
+        assert!(matches!(e, PirError::Cuckoo(_)), "{e}");
+        assert!(e.to_string().contains(what), "{e}");
+    };
+    // A value larger than a bucket may be, and one longer than the u16 length field.
+    let mut big = rows.clone();
+    big[7].1 = vec![0; 1024];
+    cuckoo(&big, &ok, "does not fit a bucket of at most 1024 bytes");
+    big[7].1 = vec![0; 65536];
+    let roomy = CuckooConfig {
+        max_serialized_bucket_size: 1 << 20,
+        ..ok.clone()
+    };
+    cuckoo(&big, &roomy, "longer than 65535 bytes");
+    // The same keyword twice.
+    let mut dup = rows.clone();
+    dup.push(rows[3].clone());
+    cuckoo(&dup, &ok, "duplicate keyword");
+    // A fixed size too small says how many rows did not fit.
+    let fixed = CuckooConfig {
+        bucket_count: BucketCount::FixedSize { bucket_count: 2 },
+        ..ok.clone()
+    };
+    cuckoo(&rows, &fixed, "20 rows do not fit in 1 buckets per table");
+    // No rows: an empty table, not an error.
+    assert!(CuckooTable::build(&[], &ok, 1).unwrap().is_empty());
+}
