@@ -336,10 +336,11 @@ async fn a_failed_proof_or_wrong_key_is_an_error_never_absent() {
     ] {
         let (base, proxy) = tampering_proxy(server.base_url(), tamper).await;
         for outcome in lookup_all(base).await {
-            assert!(
-                outcome.is_err(),
-                "{name}: got {outcome:?} instead of an error"
-            );
+            let Err(e) = outcome else {
+                panic!("{name}: got {outcome:?} instead of an error");
+            };
+            // Refused by the OPRF check, not by some other failure of the tampered answer.
+            assert!(format!("{e:#}").contains("OPRF"), "{name}: {e:#}");
         }
         proxy.abort();
     }
