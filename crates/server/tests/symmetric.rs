@@ -9,7 +9,7 @@ use std::path::Path;
 use common::*;
 use prost::Message;
 use sift_client::device::{DeviceClient, ServiceConfig};
-use sift_oprf::OprfPrivateKey;
+use sift_spir::OprfPrivateKey;
 use sift_proto::api;
 
 const ROWS: &[(&str, &str)] = &[
@@ -25,7 +25,7 @@ const ROWS: &[(&str, &str)] = &[
 fn symmetric_setup(dir: &Path, key: &OprfPrivateKey, shards: usize) -> sift_server::ServerConfig {
     write_dataset_with_key(&dir.join("data"), ROWS, shards, 7, Some(key));
     let key_file = dir.join("oprf-key.txt");
-    sift_oprf::write_key_file(&key_file, key).unwrap();
+    sift_spir::write_key_file(&key_file, key).unwrap();
     with_key_file(dir, &key_file)
 }
 
@@ -96,7 +96,7 @@ async fn present_values_round_trip_and_absent_keywords_are_absent() {
         .symmetric_pir_client_config()
         .cloned();
     assert!(stored.is_some());
-    let parsed = sift_oprf::ParsedOprfOutput::new(kw, sift_oprf::ConfigType::default());
+    let parsed = sift_spir::ParsedOprfOutput::new(kw, sift_spir::ConfigType::default());
     let mut q = raw.request("unused");
     let pir_client = raw.pir.as_ref().unwrap();
     let mut p = pir_client
@@ -118,7 +118,7 @@ async fn present_values_round_trip_and_absent_keywords_are_absent() {
         .decode(parsed.oblivious_keyword(), r)
         .unwrap()
         .expect("keyword′ is in the database");
-    assert_eq!(entry.len(), 1 + sift_oprf::TAG_LEN);
+    assert_eq!(entry.len(), 1 + sift_spir::TAG_LEN);
     assert_eq!(parsed.decrypt(&entry).unwrap(), b"1");
 
     // Malformed OPRF requests are 400s.
@@ -133,7 +133,7 @@ async fn oprf_on_a_plain_use_case_is_a_bad_request() {
     let server = start_with_dataset(dir.path(), &[("example.com", "1")], 1, 1).await;
     let dev = Device::new(server.addr, "u1");
     let key = OprfPrivateKey::generate(&mut rand::thread_rng());
-    let client = sift_oprf::OprfClient::new(&key.public_key(), Default::default()).unwrap();
+    let client = sift_spir::OprfClient::new(&key.public_key(), Default::default()).unwrap();
     let q = client
         .blind(b"example.com", &mut rand::thread_rng())
         .unwrap();
@@ -153,7 +153,7 @@ async fn the_key_must_match_the_dataset() {
     let good = symmetric_setup(dir.path(), &key, 1);
     // Another key than the one the dataset was processed with.
     let wrong = dir.path().join("wrong-key.txt");
-    sift_oprf::write_key_file(&wrong, &OprfPrivateKey::generate(&mut rand::thread_rng())).unwrap();
+    sift_spir::write_key_file(&wrong, &OprfPrivateKey::generate(&mut rand::thread_rng())).unwrap();
     let err = sift_server::spawn(with_key_file(dir.path(), &wrong), None)
         .await
         .err()
@@ -197,7 +197,7 @@ async fn a_rotated_key_keeps_serving_devices_on_the_old_config() {
         8,
         Some(&new_key),
     );
-    sift_oprf::write_key_file(&dir.path().join("oprf-key.txt"), &new_key).unwrap();
+    sift_spir::write_key_file(&dir.path().join("oprf-key.txt"), &new_key).unwrap();
     assert_eq!(server.state.reload(), vec![USECASE.to_string()]);
 
     // The old device's OPRF request names its config id, so the kept old version's key

@@ -30,7 +30,7 @@ pub fn write_dataset_with_key<K: AsRef<str>, V: AsRef<str>>(
     rows: &[(K, V)],
     shards: usize,
     seed: u64,
-    key: Option<&sift_oprf::OprfPrivateKey>,
+    key: Option<&sift_spir::OprfPrivateKey>,
 ) {
     std::fs::create_dir_all(dir).unwrap();
     let ctx = Context::predefined(PARAMS).unwrap();
@@ -48,7 +48,7 @@ pub fn write_dataset_with_key<K: AsRef<str>, V: AsRef<str>>(
         config_type: sift_pir::wire::SymmetricPirConfigType::OprfP384AesGcm192Nonce96Tag128,
     });
     if let Some(k) = key {
-        rows = sift_oprf::process_database(k, rows).unwrap();
+        rows = sift_spir::process_database(k, rows).unwrap();
     }
     let max_value = rows.iter().map(|r| r.1.len()).max().unwrap_or(1);
     let mut cfg = KeywordPirConfig::default_for(&ctx.params, max_value);
