@@ -9,8 +9,8 @@ use std::path::Path;
 use common::*;
 use prost::Message;
 use sift_client::device::{DeviceClient, ServiceConfig};
-use sift_spir::OprfPrivateKey;
 use sift_proto::api;
+use sift_spir::OprfPrivateKey;
 
 const ROWS: &[(&str, &str)] = &[
     ("example.com", "1"),
