@@ -8,9 +8,9 @@ use bytes::Bytes;
 use prost::Message;
 use sha2::{Digest, Sha256};
 use sift_bloom::BloomFilter;
-use sift_oprf::{BlindEvaluation, ConfigType, OprfClient, ParsedOprfOutput};
 use sift_pir::client::KeywordPirClient;
 use sift_proto::api;
+use sift_spir::{BlindEvaluation, ConfigType, OprfClient, ParsedOprfOutput};
 
 use crate::transport::Transport;
 

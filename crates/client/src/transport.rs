@@ -171,7 +171,7 @@ impl Transport {
         for (name, value) in headers {
             req = req.header(*name, value);
         }
-        let resp = req
+        let mut resp = req
             .send()
             .await
             .with_context(|| format!("{method} {url}"))?;
@@ -183,20 +183,28 @@ impl Transport {
         {
             anyhow::bail!("{method} {url}: response larger than {MAX_RESPONSE_BYTES} bytes");
         }
-        let body = resp
-            .bytes()
+        // Read with the cap applied to the decoded bytes too: the HTTP client decompresses gzip
+        // itself, so a small compressed body could otherwise expand without bound.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .with_context(|| format!("reading {method} {url}"))?;
+            .with_context(|| format!("reading {method} {url}"))?
+        {
+            anyhow::ensure!(
+                body.len() + chunk.len() <= MAX_RESPONSE_BYTES,
+                "{method} {url}: response larger than {MAX_RESPONSE_BYTES} bytes once decompressed"
+            );
+            body.extend_from_slice(&chunk);
+        }
         Ok(HttpResponse {
             status,
             content_type,
-            body,
+            body: Bytes::from(body),
         })
     }
 }
 
-/// Decompresses a gzip body (responses inside OHTTP bypass the HTTP client's decoding), with
-/// the same size cap as any response.
 /// The `Content-Type` of a response, when present and readable as text.
 fn content_type(headers: &http::HeaderMap) -> Option<String> {
     headers
@@ -205,16 +213,55 @@ fn content_type(headers: &http::HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Decompresses a gzip body (responses inside OHTTP bypass the HTTP client's decoding), with
+/// the same size cap as any response.
 fn gunzip(body: &[u8]) -> anyhow::Result<Bytes> {
+    gunzip_capped(body, MAX_RESPONSE_BYTES)
+}
+
+/// [`gunzip`] with the cap as a parameter: an error, not memory exhaustion, when the body
+/// decompresses to more than `cap` bytes (a gzip bomb).
+fn gunzip_capped(body: &[u8], cap: usize) -> anyhow::Result<Bytes> {
     use std::io::Read as _;
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(body)
-        .take(MAX_RESPONSE_BYTES as u64 + 1)
+        .take(cap as u64 + 1)
         .read_to_end(&mut out)
         .context("decompressing a gzip response")?;
     anyhow::ensure!(
-        out.len() <= MAX_RESPONSE_BYTES,
-        "decompressed response larger than {MAX_RESPONSE_BYTES} bytes"
+        out.len() <= cap,
+        "decompressed response larger than {cap} bytes: refused (the server or the relay is \
+         misbehaving)"
     );
     Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gunzip_round_trips_and_refuses_a_bomb() {
+        let data = vec![7u8; 4096];
+        let gz = gzip(&data);
+        assert_eq!(gunzip(&gz).unwrap(), data);
+        assert_eq!(gunzip_capped(&gz, 4096).unwrap(), data);
+        // One byte over the cap is refused, and saying why.
+        let err = gunzip_capped(&gz, 4095).unwrap_err().to_string();
+        assert!(err.contains("larger than 4095 bytes"), "{err}");
+        // The real cap: 64 MiB + 1 zeros compress to about 64 KiB; decompression stops at the
+        // cap instead of allocating whatever the bomb holds.
+        let bomb = gzip(&vec![0u8; MAX_RESPONSE_BYTES + 1]);
+        assert!(bomb.len() < MAX_RESPONSE_BYTES / 100);
+        assert!(gunzip(&bomb).is_err());
+        // Not gzip at all: an error, not a panic.
+        assert!(gunzip(b"not gzip").is_err());
+    }
 }

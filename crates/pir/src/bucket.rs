@@ -61,13 +61,13 @@ impl HashBucket {
         let mut slots = Vec::with_capacity(count as usize);
         for _ in 0..count {
             if rest.len() < SLOT_OVERHEAD {
-                return Err(PirError::Corrupted("truncated hash bucket slot".into()));
+                return Err(PirError::Malformed("truncated hash bucket slot".into()));
             }
             let keyword_hash = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
             let len = u16::from_le_bytes([rest[8], rest[9]]) as usize;
             rest = &rest[SLOT_OVERHEAD..];
             if rest.len() < len {
-                return Err(PirError::Corrupted("truncated hash bucket value".into()));
+                return Err(PirError::Malformed("truncated hash bucket value".into()));
             }
             slots.push(Slot {
                 keyword_hash,

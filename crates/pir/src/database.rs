@@ -149,12 +149,12 @@ pub fn plaintext_len(ctx: &Context) -> usize {
 /// all-zero one, after checking the version, tags and total length; the plaintexts themselves
 /// are decoded by the caller ([`EvalPlaintext::deserialize`] checks each word).
 pub fn plaintext_spans(ctx: &Context, bytes: &[u8]) -> Result<Vec<Option<usize>>, PirError> {
-    let bad = |m: &str| PirError::Corrupted(m.to_string());
+    let bad = |m: &str| PirError::DamagedDataset(m.to_string());
     if bytes.len() < 5 {
         return Err(bad("database file too short"));
     }
     if bytes[0] != SERIALIZATION_VERSION {
-        return Err(PirError::Corrupted(format!(
+        return Err(PirError::DamagedDataset(format!(
             "database serialization version {} (expected 1)",
             bytes[0]
         )));
@@ -178,7 +178,7 @@ pub fn plaintext_spans(ctx: &Context, bytes: &[u8]) -> Result<Vec<Option<usize>>
                 spans.push(Some(off));
                 off += len;
             }
-            t => return Err(PirError::Corrupted(format!("invalid plaintext tag {t}"))),
+            t => return Err(PirError::DamagedDataset(format!("invalid plaintext tag {t}"))),
         }
     }
     if off != bytes.len() {

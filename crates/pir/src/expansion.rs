@@ -123,7 +123,7 @@ fn cached_level(
 fn level_element(n: usize, log_step: u32, key: &EvaluationKey) -> Result<(usize, usize), PirError> {
     let log_n = n.trailing_zeros();
     if log_step == 0 || log_step > log_n {
-        return Err(PirError::Corrupted("expansion deeper than log n".into()));
+        return Err(PirError::Malformed("expansion deeper than log n".into()));
     }
     let target = (1usize << (log_n - log_step + 1)) + 1;
     let g = key
@@ -252,7 +252,7 @@ pub fn expand_eval_pooled(
 ) -> Result<Vec<Ciphertext>, PirError> {
     expand_eval_into(ctx, cts, output_count, key, pool, &mut |_, _| Ok(false))?
         .into_iter()
-        .map(|c| c.ok_or_else(|| PirError::Corrupted("expansion left an output empty".into())))
+        .map(|c| c.ok_or_else(|| PirError::Malformed("expansion left an output empty".into())))
         .collect()
 }
 
@@ -272,7 +272,7 @@ pub fn expand_eval_into(
 ) -> Result<Vec<Option<Ciphertext>>, PirError> {
     let n = ctx.n;
     if cts.is_empty() || (cts.len() - 1) * n >= output_count || cts.len() * n < output_count {
-        return Err(PirError::Corrupted(format!(
+        return Err(PirError::Malformed(format!(
             "{} query ciphertexts cannot expand to {output_count}",
             cts.len()
         )));
@@ -349,14 +349,14 @@ fn expand_node(ctx: &Context, mut c: Ciphertext, node: Node, w: &mut Walk) -> Re
         let slot = w
             .out
             .get_mut(node.pos)
-            .ok_or_else(|| PirError::Corrupted("expansion position".into()))?;
+            .ok_or_else(|| PirError::Malformed("expansion position".into()))?;
         *slot = Some(c);
         return Ok(());
     }
     let level = w
         .levels
         .get(node.step as usize - 1)
-        .ok_or_else(|| PirError::Corrupted("expansion level".into()))?
+        .ok_or_else(|| PirError::Malformed("expansion level".into()))?
         .clone();
     let diff = expand_one_step_eval(ctx, &mut c, &level, w.key, w.pool)?;
     let child = |count, pos| Node {
@@ -449,7 +449,7 @@ pub(crate) fn expand_reference(
 ) -> Result<Vec<Ciphertext>, PirError> {
     let n = ctx.n;
     if cts.is_empty() || (cts.len() - 1) * n >= output_count || cts.len() * n < output_count {
-        return Err(PirError::Corrupted(format!(
+        return Err(PirError::Malformed(format!(
             "{} query ciphertexts cannot expand to {output_count}",
             cts.len()
         )));

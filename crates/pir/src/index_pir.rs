@@ -108,7 +108,7 @@ pub fn decrypt_response(
 ) -> Result<Vec<Vec<u8>>, PirError> {
     let bpp = ctx.params.bytes_per_plaintext();
     if replies.len() != indices.len() {
-        return Err(PirError::Corrupted(format!(
+        return Err(PirError::Malformed(format!(
             "{} replies for {} indices",
             replies.len(),
             indices.len()
@@ -121,7 +121,7 @@ pub fn decrypt_response(
         .zip(indices)
         .map(|(reply, &idx)| {
             if reply.len() != chunks {
-                return Err(PirError::Corrupted(format!(
+                return Err(PirError::Malformed(format!(
                     "reply has {} ciphertexts, expected {chunks}",
                     reply.len()
                 )));
@@ -135,7 +135,7 @@ pub fn decrypt_response(
             bytes
                 .get(range)
                 .map(<[u8]>::to_vec)
-                .ok_or_else(|| PirError::Corrupted("reply too short".into()))
+                .ok_or_else(|| PirError::Malformed("reply too short".into()))
         })
         .collect()
 }
@@ -265,7 +265,7 @@ fn compute_response_in(
         ));
     }
     if indices_count == 0 || !(databases.len() == 1 || databases.len() >= indices_count) {
-        return Err(PirError::Corrupted(format!(
+        return Err(PirError::Malformed(format!(
             "{indices_count} PIR calls for {} databases",
             databases.len()
         )));
@@ -277,7 +277,7 @@ fn compute_response_in(
     let (d0, d1) = (param.dimensions[0], param.dimensions[1]);
     for db in databases {
         if db.len() != chunks * per_chunk {
-            return Err(PirError::Corrupted(format!(
+            return Err(PirError::DamagedDataset(format!(
                 "database has {} plaintexts, expected {}",
                 db.len(),
                 chunks * per_chunk
@@ -408,7 +408,7 @@ fn compute_response_in(
                     .iter()
                     .map(|c| {
                         c.as_ref()
-                            .ok_or_else(|| PirError::Corrupted("missing selection".into()))
+                            .ok_or_else(|| PirError::Malformed("missing selection".into()))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 let clock = Instant::now();
@@ -487,7 +487,7 @@ fn first_dimension_eval(
             if let Some(pt) = pt {
                 let q = q
                     .as_ref()
-                    .ok_or_else(|| PirError::Corrupted("missing selection".into()))?;
+                    .ok_or_else(|| PirError::Malformed("missing selection".into()))?;
                 acc.add_product(ctx, q, pt)?;
                 any = true;
             }
@@ -517,7 +517,7 @@ impl ProcessedDatabase {
         tables: usize,
     ) -> Result<Vec<&[Option<sift_he::EvalPlaintext>]>, PirError> {
         if tables == 0 || !self.plaintexts.len().is_multiple_of(tables) {
-            return Err(PirError::Corrupted(format!(
+            return Err(PirError::DamagedDataset(format!(
                 "{} plaintexts do not split into {tables} tables",
                 self.plaintexts.len()
             )));

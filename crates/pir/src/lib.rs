@@ -17,7 +17,9 @@ pub mod server;
 pub mod storage;
 pub mod wire;
 
-/// Errors from PIR parameter checks, database processing and malformed queries or responses.
+/// Errors from PIR parameter checks, database processing and malformed queries or responses,
+/// split by whose fault they are ([`PirError::Malformed`]: the sender's;
+/// [`PirError::DamagedDataset`]: the server's own data).
 #[derive(Debug, thiserror::Error)]
 pub enum PirError {
     /// Invalid configuration or parameters.
@@ -26,9 +28,16 @@ pub enum PirError {
     /// Cuckoo hashing failed for the given configuration.
     #[error("cuckoo table: {0}")]
     Cuckoo(String),
-    /// Malformed or inconsistent data (database file, bucket, query, response).
-    #[error("corrupted data: {0}")]
-    Corrupted(String),
+    /// A query, evaluation key, reply or hash bucket that is malformed or does not fit the
+    /// parameters: the sender's fault (a server answers 4xx; the sender should fetch the
+    /// configuration again and rebuild its request).
+    #[error("malformed input: {0}")]
+    Malformed(String),
+    /// The dataset loaded from disk (a processed database or parameters file) is damaged or
+    /// does not match its parameters: the operator's fault, never the client's (a server
+    /// answers 5xx and logs the file; rebuild the dataset with `sift build`).
+    #[error("damaged dataset: {0}")]
+    DamagedDataset(String),
     /// Error from the HE layer.
     #[error(transparent)]
     He(#[from] sift_he::HeError),

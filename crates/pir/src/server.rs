@@ -276,7 +276,7 @@ impl KeywordPirServer {
             let params = wire::pir_parameters_from_proto(&proto)?;
             let c = contexts.get(i, &params)?;
             let shard = ServerShard::from_bin(&c, proto, &bytes)
-                .map_err(|e| PirError::Corrupted(format!("shard {i}: {e}")))?;
+                .map_err(|e| PirError::DamagedDataset(format!("shard {i}: {e}")))?;
             drop(bytes);
             out.push(shard);
         }
@@ -309,7 +309,7 @@ impl KeywordPirServer {
 
 fn shard_error(i: usize, e: PirError) -> PirError {
     match e {
-        PirError::Corrupted(m) => PirError::Corrupted(format!("shard {i}: {m}")),
+        PirError::DamagedDataset(m) => PirError::DamagedDataset(format!("shard {i}: {m}")),
         e => e,
     }
 }
@@ -369,16 +369,16 @@ impl KeywordPirServer {
             .shards
             .get(request.shard_index as usize)
             .ok_or_else(|| {
-                PirError::Corrupted(format!("shard {} out of range", request.shard_index))
+                PirError::Malformed(format!("shard {} out of range", request.shard_index))
             })?;
         let query = request
             .query
             .as_ref()
-            .ok_or_else(|| PirError::Corrupted("request without query".into()))?;
+            .ok_or_else(|| PirError::Malformed("request without query".into()))?;
         let calls = usize::try_from(query.num_pir_calls)
-            .map_err(|_| PirError::Corrupted("num_pir_calls too large".into()))?;
+            .map_err(|_| PirError::Malformed("num_pir_calls too large".into()))?;
         if calls != shard.params.index.batch_size {
-            return Err(PirError::Corrupted(format!(
+            return Err(PirError::Malformed(format!(
                 "{calls} PIR calls, shard expects {}",
                 shard.params.index.batch_size
             )));
@@ -400,7 +400,7 @@ impl KeywordPirServer {
 }
 
 fn read(p: &PathBuf) -> Result<Vec<u8>, PirError> {
-    std::fs::read(p).map_err(|e| PirError::Corrupted(format!("{}: {e}", p.display())))
+    std::fs::read(p).map_err(|e| PirError::DamagedDataset(format!("{}: {e}", p.display())))
 }
 
 /// Parses a `PirParameters` file's bytes: text format when `path` ends in `.txtpb`, binary
@@ -408,12 +408,12 @@ fn read(p: &PathBuf) -> Result<Vec<u8>, PirError> {
 pub fn parse_parameters(path: &Path, bytes: &[u8]) -> Result<pp::PirParameters, PirError> {
     if path.extension().is_some_and(|e| e == "txtpb") {
         let text = std::str::from_utf8(bytes)
-            .map_err(|_| PirError::Corrupted(format!("{} is not UTF-8", path.display())))?;
+            .map_err(|_| PirError::DamagedDataset(format!("{} is not UTF-8", path.display())))?;
         sift_proto::from_text(text)
-            .map_err(|e| PirError::Corrupted(format!("{}: {e}", path.display())))
+            .map_err(|e| PirError::DamagedDataset(format!("{}: {e}", path.display())))
     } else {
         prost::Message::decode(bytes)
-            .map_err(|e| PirError::Corrupted(format!("{}: {e}", path.display())))
+            .map_err(|e| PirError::DamagedDataset(format!("{}: {e}", path.display())))
     }
 }
 
@@ -440,7 +440,7 @@ impl ServerShard {
             * params.index.chunk_count(bpp)
             * params.index.per_chunk_plaintext_count();
         if database.plaintexts.len() != expect {
-            return Err(PirError::Corrupted(format!(
+            return Err(PirError::DamagedDataset(format!(
                 "database has {} plaintexts, parameters need {expect}",
                 database.plaintexts.len()
             )));
@@ -477,7 +477,7 @@ impl ServerShard {
         let h = params.hash_function_count;
         let expect = h * params.index.chunk_count(bpp) * params.index.per_chunk_plaintext_count();
         if spans.len() != expect {
-            return Err(PirError::Corrupted(format!(
+            return Err(PirError::DamagedDataset(format!(
                 "database has {} plaintexts, parameters need {expect}",
                 spans.len()
             )));
@@ -504,7 +504,7 @@ impl ServerShard {
                     if let Some(pt) = pt
                         && !db.set(b * BATCH + j, pt)
                     {
-                        return Err(PirError::Corrupted(format!(
+                        return Err(PirError::DamagedDataset(format!(
                             "plaintext {} has the wrong shape",
                             b * BATCH + j
                         )));
@@ -598,7 +598,7 @@ impl ServerShard {
                 .verified
                 .get_or_init(|| (c.0)())
                 .clone()
-                .map_err(PirError::Corrupted),
+                .map_err(PirError::DamagedDataset),
         }
     }
 

@@ -126,14 +126,14 @@ impl std::fmt::Debug for Words {
 /// Maps `path` read-only.
 pub fn map_file(path: &Path) -> Result<Arc<Mmap>, PirError> {
     let f = std::fs::File::open(path)
-        .map_err(|e| PirError::Corrupted(format!("{}: {e}", path.display())))?;
+        .map_err(|e| PirError::DamagedDataset(format!("{}: {e}", path.display())))?;
     // SAFETY: the map is only read. Its soundness needs the file not to be modified or
     // truncated while mapped: shard files of a dataset version are immutable (written once
     // into a staging folder, `fsync`ed, published by rename; later versions write new files
     // or hard-link unchanged ones, never rewrite them), and pruning removes a version's
     // directory entries, which leaves mapped inodes intact.
     let map = unsafe { Mmap::map(&f) }
-        .map_err(|e| PirError::Corrupted(format!("mapping {}: {e}", path.display())))?;
+        .map_err(|e| PirError::DamagedDataset(format!("mapping {}: {e}", path.display())))?;
     Ok(Arc::new(map))
 }
 
@@ -206,7 +206,7 @@ pub fn decode(
     ctx: &Context,
     shape: Shape,
 ) -> Result<Option<Vec<CompactDatabase>>, PirError> {
-    let bad = |m: String| PirError::Corrupted(format!("shard words file: {m}"));
+    let bad = |m: String| PirError::DamagedDataset(format!("shard words file: {m}"));
     let bytes: &[u8] = map;
     let u64_at = |o: usize| -> Result<usize, PirError> {
         let b = bytes

@@ -38,7 +38,7 @@ pub fn ciphertext_from_proto(
                 .seed
                 .as_slice()
                 .try_into()
-                .map_err(|_| PirError::Corrupted(format!("seed of {} bytes", s.seed.len())))?;
+                .map_err(|_| PirError::Malformed(format!("seed of {} bytes", s.seed.len())))?;
             Ok(hs::SerializedCiphertext::Seeded(
                 hs::SeededCiphertextBytes {
                     poly0: s.poly0.clone(),
@@ -51,7 +51,7 @@ pub fn ciphertext_from_proto(
             skip_lsbs: f.skip_lsbs.clone(),
             correction_factor: f.correction_factor,
         })),
-        None => Err(PirError::Corrupted("empty SerializedCiphertext".into())),
+        None => Err(PirError::Malformed("empty SerializedCiphertext".into())),
     }
 }
 
@@ -68,7 +68,7 @@ fn ksk_from_proto(
 ) -> Result<Vec<hs::SerializedCiphertext>, PirError> {
     k.key_switch_key
         .as_ref()
-        .ok_or_else(|| PirError::Corrupted("empty key-switch key".into()))?
+        .ok_or_else(|| PirError::Malformed("empty key-switch key".into()))?
         .ciphertexts
         .iter()
         .map(ciphertext_from_proto)
@@ -105,7 +105,7 @@ pub fn evaluation_key_from_proto(
         let ksk = r
             .relin_key
             .as_ref()
-            .ok_or_else(|| PirError::Corrupted("empty relinearization key".into()))?;
+            .ok_or_else(|| PirError::Malformed("empty relinearization key".into()))?;
         out.relin = Some(ksk_from_proto(ksk)?);
     }
     Ok(out)

@@ -151,3 +151,156 @@ fn cuckoo_places_every_row_within_limits() {
     };
     assert!(CuckooTable::build(&rows, &fixed, 3).is_err());
 }
+
+/// The data lines of a vector file under tests/vectors/pir/ (comments and blanks skipped).
+fn vector_lines(text: &str) -> impl Iterator<Item = Vec<&str>> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.split_whitespace().collect())
+}
+
+fn decimal_list<T: std::str::FromStr>(s: &str) -> Vec<T>
+where
+    T::Err: std::fmt::Debug,
+{
+    s.split(',').map(|x| x.parse().unwrap()).collect()
+}
+
+#[test]
+fn apple_sharding_known_answers() {
+    use sift_pir::keyword::ShardingFunction;
+    let mut cases = 0;
+    for f in vector_lines(include_str!("../../../tests/vectors/pir/sharding.txt")) {
+        let function = match f[0].split_once(':') {
+            None if f[0] == "sha256" => ShardingFunction::Sha256,
+            Some(("doubleMod", other)) => ShardingFunction::DoubleMod {
+                other_shard_count: other.parse().unwrap(),
+            },
+            _ => panic!("unknown sharding function {}", f[0]),
+        };
+        let keyword: Vec<u8> = decimal_list(f[1]);
+        let shard_count: usize = f[2].parse().unwrap();
+        let expected: usize = f[3].parse().unwrap();
+        assert_eq!(
+            function.shard_index(&keyword, shard_count).unwrap(),
+            expected,
+            "{f:?}"
+        );
+        cases += 1;
+    }
+    assert_eq!(cases, 8, "Apple's shardingKnownAnswerTest has 8 cases");
+}
+
+#[test]
+fn apple_hash_indices_known_answers() {
+    let mut cases = 0;
+    for f in vector_lines(include_str!("../../../tests/vectors/pir/hash_indices.txt")) {
+        let keyword: Vec<u8> = decimal_list(f[0]);
+        let got = hash_indices(&keyword, f[1].parse().unwrap(), f[2].parse().unwrap());
+        assert_eq!(got, decimal_list::<usize>(f[3]), "{f:?}");
+        cases += 1;
+    }
+    assert_eq!(cases, 2);
+}
+
+#[test]
+fn apple_serialized_hash_bucket() {
+    use sift_pir::bucket::HashBucket;
+    use sift_pir::keyword::keyword_hash;
+    let text = include_str!("../../../tests/vectors/pir/hash_bucket.txt");
+    let mut bucket = None;
+    let mut finds = 0;
+    for f in vector_lines(text) {
+        match f[0] {
+            "bucket" => {
+                let raw: Vec<u8> = decimal_list(f[1]);
+                let b = HashBucket::deserialize(&raw).unwrap();
+                // Serializing again gives Apple's bytes back.
+                assert_eq!(b.serialize().unwrap(), raw);
+                bucket = Some(b);
+            }
+            "slots" => assert_eq!(
+                bucket.as_ref().unwrap().slots.len(),
+                f[1].parse::<usize>().unwrap()
+            ),
+            "find" => {
+                let b = bucket.as_ref().unwrap();
+                assert_eq!(
+                    b.find(keyword_hash(f[1].as_bytes())),
+                    Some(f[2].as_bytes()),
+                    "{f:?}"
+                );
+                finds += 1;
+            }
+            other => panic!("unknown line kind {other}"),
+        }
+    }
+    assert_eq!(finds, 2);
+}
+
+#[test]
+fn cuckoo_failure_paths_are_clean_errors() {
+    use sift_pir::PirError;
+    use sift_pir::cuckoo::{BucketCount, CuckooConfig, CuckooTable};
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = (0..20)
+        .map(|i| (format!("k{i}").into_bytes(), vec![1; 3]))
+        .collect();
+    let ok = CuckooConfig::default_keyword_pir(1024);
+    let invalid = |cfg: CuckooConfig| {
+        let e = CuckooTable::build(&rows, &cfg, 1).unwrap_err();
+        assert!(matches!(e, PirError::InvalidParameters(_)), "{cfg:?}: {e}");
+    };
+    invalid(CuckooConfig {
+        hash_function_count: 0,
+        ..ok.clone()
+    });
+    for slot_count in [0, 256] {
+        invalid(CuckooConfig {
+            slot_count,
+            ..ok.clone()
+        });
+    }
+    for (expansion_factor, target_load_factor) in [
+        (1.0, 0.9),
+        (f64::NAN, 0.9),
+        (f64::INFINITY, 0.9),
+        (1.1, 0.0),
+        (1.1, 1.5),
+    ] {
+        invalid(CuckooConfig {
+            bucket_count: BucketCount::AllowExpansion {
+                expansion_factor,
+                target_load_factor,
+            },
+            ..ok.clone()
+        });
+    }
+    let cuckoo = |rows: &[(Vec<u8>, Vec<u8>)], cfg: &CuckooConfig, what: &str| {
+        let e = CuckooTable::build(rows, cfg, 1).unwrap_err();
+        assert!(matches!(e, PirError::Cuckoo(_)), "{e}");
+        assert!(e.to_string().contains(what), "{e}");
+    };
+    // A value larger than a bucket may be, and one longer than the u16 length field.
+    let mut big = rows.clone();
+    big[7].1 = vec![0; 1024];
+    cuckoo(&big, &ok, "does not fit a bucket of at most 1024 bytes");
+    big[7].1 = vec![0; 65536];
+    let roomy = CuckooConfig {
+        max_serialized_bucket_size: 1 << 20,
+        ..ok.clone()
+    };
+    cuckoo(&big, &roomy, "longer than 65535 bytes");
+    // The same keyword twice.
+    let mut dup = rows.clone();
+    dup.push(rows[3].clone());
+    cuckoo(&dup, &ok, "duplicate keyword");
+    // A fixed size too small says how many rows did not fit.
+    let fixed = CuckooConfig {
+        bucket_count: BucketCount::FixedSize { bucket_count: 2 },
+        ..ok.clone()
+    };
+    cuckoo(&rows, &fixed, "20 rows do not fit in 1 buckets per table");
+    // No rows: an empty table, not an error.
+    assert!(CuckooTable::build(&[], &ok, 1).unwrap().is_empty());
+}

@@ -144,6 +144,22 @@ fn load_from_txtpb_and_bin_files() {
     // Corrupted database file is an error, not a panic.
     std::fs::write(dir.path().join("url-1.bin"), [1u8, 9, 0, 0, 0, 7]).unwrap();
     assert!(KeywordPirServer::load(dir.path(), "url").is_err());
+    // Errors by fault: a damaged file is the dataset's, a malformed request the client's.
+    let damaged = KeywordPirServer::load(dir.path(), "url").err().unwrap();
+    assert!(
+        matches!(damaged, sift_pir::PirError::DamagedDataset(_)),
+        "{damaged}"
+    );
+    let mut bad = client.query(b"nope.test", &mut rng).unwrap();
+    bad.shard_index = 7;
+    let e = server.answer(&bad, &key).unwrap_err();
+    assert!(matches!(e, sift_pir::PirError::Malformed(_)), "{e}");
+    bad.shard_index = 0;
+    if let Some(q) = bad.query.as_mut() {
+        q.num_pir_calls += 1;
+    }
+    let e = server.answer(&bad, &key).unwrap_err();
+    assert!(matches!(e, sift_pir::PirError::Malformed(_)), "{e}");
 }
 
 /// Values wider than a plaintext (Live Caller ID identities with icons) get a second dimension

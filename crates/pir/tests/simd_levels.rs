@@ -1,7 +1,16 @@
 //! Keyword PIR end to end under every SIMD level this CPU has (AVX-512 VBMI, AVX-512, AVX2, portable), each
 //! capped process-wide with `sift_he::simd::set_cap`: the same database answers every present
 //! and absent keyword, and the responses are byte-identical across levels (the kernels compute
-//! the same integers). This file holds one test, so the process-wide cap affects nothing else.
+//! the same integers). This file holds one test, so the process-wide cap affects nothing else
+//! (the first-dimension unit tests run at the widest level only, for that reason).
+//!
+//! Two servers answer at each level: one built at the widest level (its database packed into
+//! 28 bits when the CPU has AVX-512 VBMI) and one built under the cap (packed only where VBMI
+//! is allowed), so the packed and plain first-dimension kernels both run at every narrower
+//! level. The test writes the levels it covered to stderr past the test harness's capture, so
+//! every `cargo test` log (CI's included) says which SIMD paths ran.
+
+use std::io::Write;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -28,7 +37,9 @@ fn every_simd_level_gives_the_same_answers() {
         .iter()
         .map(|s| wire::pir_parameters_to_proto(&s.params))
         .collect();
-    let server = KeywordPirServer::from_processed(shards).unwrap();
+    let top = simd::level();
+    let vbmi = sift_he::pack28::vbmi();
+    let server = KeywordPirServer::from_processed(shards.clone()).unwrap();
     let mut rng = StdRng::seed_from_u64(9);
     let client = KeywordPirClient::new(&protos, &mut rng).unwrap();
     let key = client.evaluation_key(&mut rng).unwrap();
@@ -44,26 +55,49 @@ fn every_simd_level_gives_the_same_answers() {
         .filter(|&l| l <= simd::detected())
         .collect();
     let mut first: Option<Vec<_>> = None;
-    for level in levels {
+    let mut ran = Vec::new();
+    for &level in &levels {
         simd::set_cap(level);
         assert_eq!(simd::level(), level);
-        let answers: Vec<_> = requests
-            .iter()
-            .map(|r| server.answer(r, &key).unwrap())
-            .collect();
-        for ((kw, value), resp) in present.iter().zip(&answers) {
-            let got = client.decode(kw, resp).unwrap();
-            assert_eq!(got.as_deref(), Some(value.as_slice()), "{}", level.name());
+        let built_here = KeywordPirServer::from_processed(shards.clone()).unwrap();
+        let packed_here = sift_he::pack28::vbmi();
+        for (server, packed) in [(&server, vbmi), (&built_here, packed_here)] {
+            let what = format!(
+                "{} with a {} database",
+                level.name(),
+                if packed { "28-bit packed" } else { "plain" }
+            );
+            let answers: Vec<_> = requests
+                .iter()
+                .map(|r| server.answer(r, &key).unwrap())
+                .collect();
+            for ((kw, value), resp) in present.iter().zip(&answers) {
+                let got = client.decode(kw, resp).unwrap();
+                assert_eq!(got.as_deref(), Some(value.as_slice()), "{what}");
+            }
+            let absent = client.decode(b"absent.example/", &answers[3]).unwrap();
+            assert_eq!(absent, None, "{what}");
+            match &first {
+                None => first = Some(answers),
+                Some(f) => assert!(f == &answers, "{what} differs from the widest level"),
+            }
+            if !ran.contains(&what) {
+                ran.push(what);
+            }
         }
-        let absent = client.decode(b"absent.example/", &answers[3]).unwrap();
-        assert_eq!(absent, None, "{}", level.name());
-        match &first {
-            None => first = Some(answers),
-            Some(f) => assert!(
-                f == &answers,
-                "{} differs from the widest level",
-                level.name()
-            ),
-        }
+    }
+    simd::set_cap(top);
+    let _ = writeln!(
+        std::io::stderr(),
+        "SIMD coverage: this CPU has {} (AVX-512 VBMI: {}); keyword PIR answers compared \
+         byte for byte at: {}",
+        simd::detected().name(),
+        if vbmi { "yes" } else { "no" },
+        ran.join(", ")
+    );
+    // Every CI machine is x86-64 with AVX2: the portable and AVX2 paths must both have run.
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        assert!(levels.contains(&Level::Avx2) && levels.contains(&Level::Portable));
     }
 }

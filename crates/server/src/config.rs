@@ -218,7 +218,7 @@ pub struct SymmetricPirConfig {
 }
 
 fn default_symmetric_config_type() -> String {
-    sift_oprf::ConfigType::default().name().to_owned()
+    sift_spir::ConfigType::default().name().to_owned()
 }
 
 /// A tier of users and their Bearer tokens.
@@ -402,7 +402,7 @@ impl ServerConfig {
             );
             if let Some(sp) = &u.symmetric_pir {
                 anyhow::ensure!(
-                    sift_oprf::ConfigType::from_name(&sp.config_type).is_some(),
+                    sift_spir::ConfigType::from_name(&sp.config_type).is_some(),
                     "use case {}: unsupported symmetric PIR config_type {}",
                     u.name,
                     sp.config_type

@@ -549,10 +549,16 @@ fn answer_all(
             )));
         }
         let key = evaluation_key(state, caller, pir, version)?;
-        let resp = version
-            .server
-            .answer_with_key(pir, &key)
-            .map_err(|e| ApiError::bad_request(format!("cannot evaluate query: {e}")))?;
+        let resp = version.server.answer_with_key(pir, &key).map_err(|e| {
+            let c = &uc.config;
+            crate::error::pir_evaluation_error(
+                &e,
+                &r.usecase,
+                &c.dataset_dir,
+                &c.stem,
+                pir.shard_index,
+            )
+        })?;
         out.responses.push(api::Response {
             response: Some(api::response::Response::PirResponse(resp)),
         });

@@ -33,7 +33,7 @@ pub struct Version {
     pub server: Arc<KeywordPirServer>,
     /// The OPRF key of a symmetric-PIR dataset (its public key is the one the shards publish);
     /// `None` for an ordinary keyword-PIR dataset.
-    pub oprf_key: Option<sift_oprf::OprfPrivateKey>,
+    pub oprf_key: Option<sift_spir::OprfPrivateKey>,
     /// The dataset version id from its manifest; `None` for a legacy flat folder.
     pub dataset_version: Option<String>,
     /// The Bloom prefilter built with this dataset (`None` when the dataset has none); loaded
@@ -467,7 +467,7 @@ fn version_signature(uc: &UseCaseConfig) -> anyhow::Result<String> {
 fn load_oprf_key(
     uc: &UseCaseConfig,
     server: &KeywordPirServer,
-) -> anyhow::Result<Option<sift_oprf::OprfPrivateKey>> {
+) -> anyhow::Result<Option<sift_spir::OprfPrivateKey>> {
     let mut published = None;
     for (i, s) in server.shards().iter().enumerate() {
         let c = sift_pir::wire::symmetric_pir_client_config(&s.proto)
@@ -484,7 +484,7 @@ fn load_oprf_key(
     match (&uc.symmetric_pir, published) {
         (None, None) => Ok(None),
         (Some(sp), Some(c)) => {
-            let key = sift_oprf::read_key_file(&sp.database_encryption_key_file)?;
+            let key = sift_spir::read_key_file(&sp.database_encryption_key_file)?;
             anyhow::ensure!(
                 key.public_key()[..] == c.server_public_key[..],
                 "{} is not the key the dataset was processed with (its public key differs from \

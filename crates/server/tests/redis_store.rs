@@ -3,7 +3,7 @@
 //! the per-user bound evicts the oldest key, and a failing Redis gives 503 instead of a panic.
 //!
 //! The replica tests need a Redis: CI's `.ci/run` starts one and sets `SIFT_TEST_REDIS_URL`;
-//! without it they print a notice and return. The outage test runs everywhere against a fake
+//! without it they print a SKIPPED line and return (or fail, under CI's `SIFT_REQUIRE_REDIS=1`). The outage test runs everywhere against a fake
 //! Redis that answers the connection handshake and then fails every command.
 
 mod common;
@@ -163,8 +163,7 @@ async fn stored_timestamp_via_config(dev: &Device) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_keys_through_redis() {
-    let Some(url) = redis_url() else {
-        println!("skipped: SIFT_TEST_REDIS_URL not set");
+    let Some(url) = redis_url_or_skip("replicas_share_keys_through_redis") else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -236,8 +235,7 @@ async fn replicas_share_keys_through_redis() {
 
 #[test]
 fn store_evicts_oldest_and_counts() {
-    let Some(url) = redis_url() else {
-        println!("skipped: SIFT_TEST_REDIS_URL not set");
+    let Some(url) = redis_url_or_skip("store_evicts_oldest_and_counts") else {
         return;
     };
     let cfg: sift_server::ServerConfig = toml::from_str(&format!(
@@ -392,8 +390,7 @@ async fn redis_outage_gives_503() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_replay_records_through_redis() {
-    let Some(url) = redis_url() else {
-        println!("skipped: SIFT_TEST_REDIS_URL not set");
+    let Some(url) = redis_url_or_skip("replicas_share_replay_records_through_redis") else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

@@ -44,10 +44,21 @@ async fn reload_under_load_drops_no_query() {
             dev
         }));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Polled with a deadline, not slept: lookups are under way before the reload and go on
+    // after it (or every client has finished its 200).
+    let all_done = 8 * 200;
+    wait_for("lookups before the reload", || {
+        ok.load(Ordering::Relaxed) >= 8
+    })
+    .await;
     write_dataset(&data, &rows("v2", 60), 1, 2);
     assert_eq!(server.state.reload(), vec![USECASE.to_string()]);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let at_reload = ok.load(Ordering::Relaxed);
+    wait_for("lookups after the reload", || {
+        let n = ok.load(Ordering::Relaxed);
+        n >= at_reload + 8 || n >= all_done
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     let mut devs = Vec::new();
     for t in tasks {

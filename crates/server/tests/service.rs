@@ -116,3 +116,40 @@ async fn sharded_dataset_uses_repeated_shard_config() {
     }
     server.stop().await;
 }
+
+/// `/config` is gzip-compressed for a client that accepts it (Apple's devices do), and the
+/// decompressed body is the same `ConfigResponse` an uncompressed request gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_is_gzipped_when_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start_with_dataset(tmp.path(), &[("example.com", "1")], 1, 1).await;
+    // reqwest's own decoding off: the test sees the bytes on the wire.
+    let http = reqwest::Client::builder().no_gzip().build().unwrap();
+    let body = api::ConfigRequest {
+        usecases: vec![USECASE.to_string()],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let post = |encoding: &'static str| {
+        http.post(format!("http://{}/config", server.addr))
+            .header("User-Identifier", "u")
+            .header("User-Agent", "com.apple.ciphermld/1.0 iOS/26.0")
+            .header("Accept-Encoding", encoding)
+            .body(body.clone())
+            .send()
+    };
+    let plain = post("identity").await.unwrap();
+    assert_eq!(plain.status(), 200);
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.bytes().await.unwrap();
+    let gz = post("gzip").await.unwrap();
+    assert_eq!(gz.status(), 200);
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    let gz = gz.bytes().await.unwrap();
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut unzipped).unwrap();
+    assert_eq!(unzipped, plain);
+    let resp = api::ConfigResponse::decode(&unzipped[..]).unwrap();
+    assert!(resp.configs.contains_key(USECASE));
+    server.stop().await;
+}

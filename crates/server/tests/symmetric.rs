@@ -9,8 +9,8 @@ use std::path::Path;
 use common::*;
 use prost::Message;
 use sift_client::device::{DeviceClient, ServiceConfig};
-use sift_oprf::OprfPrivateKey;
 use sift_proto::api;
+use sift_spir::OprfPrivateKey;
 
 const ROWS: &[(&str, &str)] = &[
     ("example.com", "1"),
@@ -25,7 +25,7 @@ const ROWS: &[(&str, &str)] = &[
 fn symmetric_setup(dir: &Path, key: &OprfPrivateKey, shards: usize) -> sift_server::ServerConfig {
     write_dataset_with_key(&dir.join("data"), ROWS, shards, 7, Some(key));
     let key_file = dir.join("oprf-key.txt");
-    sift_oprf::write_key_file(&key_file, key).unwrap();
+    sift_spir::write_key_file(&key_file, key).unwrap();
     with_key_file(dir, &key_file)
 }
 
@@ -96,7 +96,7 @@ async fn present_values_round_trip_and_absent_keywords_are_absent() {
         .symmetric_pir_client_config()
         .cloned();
     assert!(stored.is_some());
-    let parsed = sift_oprf::ParsedOprfOutput::new(kw, sift_oprf::ConfigType::default());
+    let parsed = sift_spir::ParsedOprfOutput::new(kw, sift_spir::ConfigType::default());
     let mut q = raw.request("unused");
     let pir_client = raw.pir.as_ref().unwrap();
     let mut p = pir_client
@@ -118,7 +118,7 @@ async fn present_values_round_trip_and_absent_keywords_are_absent() {
         .decode(parsed.oblivious_keyword(), r)
         .unwrap()
         .expect("keyword′ is in the database");
-    assert_eq!(entry.len(), 1 + sift_oprf::TAG_LEN);
+    assert_eq!(entry.len(), 1 + sift_spir::TAG_LEN);
     assert_eq!(parsed.decrypt(&entry).unwrap(), b"1");
 
     // Malformed OPRF requests are 400s.
@@ -133,7 +133,7 @@ async fn oprf_on_a_plain_use_case_is_a_bad_request() {
     let server = start_with_dataset(dir.path(), &[("example.com", "1")], 1, 1).await;
     let dev = Device::new(server.addr, "u1");
     let key = OprfPrivateKey::generate(&mut rand::thread_rng());
-    let client = sift_oprf::OprfClient::new(&key.public_key(), Default::default()).unwrap();
+    let client = sift_spir::OprfClient::new(&key.public_key(), Default::default()).unwrap();
     let q = client
         .blind(b"example.com", &mut rand::thread_rng())
         .unwrap();
@@ -153,7 +153,7 @@ async fn the_key_must_match_the_dataset() {
     let good = symmetric_setup(dir.path(), &key, 1);
     // Another key than the one the dataset was processed with.
     let wrong = dir.path().join("wrong-key.txt");
-    sift_oprf::write_key_file(&wrong, &OprfPrivateKey::generate(&mut rand::thread_rng())).unwrap();
+    sift_spir::write_key_file(&wrong, &OprfPrivateKey::generate(&mut rand::thread_rng())).unwrap();
     let err = sift_server::spawn(with_key_file(dir.path(), &wrong), None)
         .await
         .err()
@@ -197,7 +197,7 @@ async fn a_rotated_key_keeps_serving_devices_on_the_old_config() {
         8,
         Some(&new_key),
     );
-    sift_oprf::write_key_file(&dir.path().join("oprf-key.txt"), &new_key).unwrap();
+    sift_spir::write_key_file(&dir.path().join("oprf-key.txt"), &new_key).unwrap();
     assert_eq!(server.state.reload(), vec![USECASE.to_string()]);
 
     // The old device's OPRF request names its config id, so the kept old version's key
@@ -217,5 +217,132 @@ async fn a_rotated_key_keeps_serving_devices_on_the_old_config() {
         new_device.lookup("new.example").await.unwrap().0.as_deref(),
         Some(&b"1"[..])
     );
+    server.stop().await;
+}
+
+/// A proxy in front of `upstream` that passes requests on and lets `tamper` rewrite each
+/// decoded response (`/config` and `/queries`), as a man in the middle or a misconfigured
+/// server would. Returns the proxy's base URL.
+async fn tampering_proxy(
+    upstream: String,
+    tamper: fn(&str, &mut Vec<u8>),
+) -> (String, tokio::task::JoinHandle<()>) {
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let (http, upstream) = (http.clone(), upstream.clone());
+        async move {
+            let path = req.uri().path().to_string();
+            let mut fwd = http.request(req.method().clone(), format!("{upstream}{path}"));
+            for name in [
+                "user-identifier",
+                "user-agent",
+                "authorization",
+                "content-type",
+            ] {
+                if let Some(v) = req.headers().get(name) {
+                    fwd = fwd.header(name, v.as_bytes());
+                }
+            }
+            let body = axum::body::to_bytes(req.into_body(), 1 << 24)
+                .await
+                .unwrap();
+            let resp = fwd.body(body).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let mut bytes = resp.bytes().await.unwrap().to_vec();
+            tamper(&path, &mut bytes);
+            (axum::http::StatusCode::from_u16(status).unwrap(), bytes)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (base, task)
+}
+
+/// Rewrites every OPRF response in a `/queries` answer with `f`.
+fn rewrite_oprf(path: &str, body: &mut Vec<u8>, f: fn(&mut api::OprfResponse)) {
+    if path != "/queries" {
+        return;
+    }
+    let mut r = api::Responses::decode(body.as_slice()).unwrap();
+    for resp in &mut r.responses {
+        if let Some(api::response::Response::OprfResponse(o)) = &mut resp.response {
+            f(o);
+        }
+    }
+    *body = r.encode_to_vec();
+}
+
+/// Symmetric PIR on the device: a proof that fails, or an OPRF key other than the one the
+/// configuration published, is an error for present and absent keywords alike, never
+/// "absent" (which a URL filter would read as "allowed").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_proof_or_wrong_key_is_an_error_never_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = OprfPrivateKey::generate(&mut rand::thread_rng());
+    let server = start(symmetric_setup(dir.path(), &key, 1)).await;
+    let lookup_all = |base: String| async move {
+        let transport =
+            sift_client::Transport::new(None, std::time::Duration::from_secs(60)).unwrap();
+        let mut dev = DeviceClient::new(transport, ServiceConfig::new(&base, USECASE));
+        let mut outcomes = Vec::new();
+        for k in [ROWS[0].0, "absent.example"] {
+            outcomes.push(dev.lookup(k).await.map(|(v, _)| v));
+        }
+        outcomes
+    };
+    // Untampered, through the same proxy: the lookups work (the proxy itself is sound).
+    let (base, proxy) = tampering_proxy(server.base_url(), |_, _| {}).await;
+    let ok = lookup_all(base).await;
+    assert_eq!(ok[0].as_ref().unwrap().as_deref(), Some(b"1".as_slice()));
+    assert_eq!(ok[1].as_ref().unwrap(), &None);
+    proxy.abort();
+
+    let proof_flipped: fn(&str, &mut Vec<u8>) = |p, b| rewrite_oprf(p, b, |o| o.proof[5] ^= 1);
+    let element_of_another_key: fn(&str, &mut Vec<u8>) = |p, b| {
+        rewrite_oprf(p, b, |o| {
+            // A different key's evaluation, with a proof made by that key: the device must
+            // check the proof against the published key and refuse.
+            let other = OprfPrivateKey::from_bytes(&[3; 48]).unwrap();
+            let e = other.blind_evaluate(&o.evaluated_element).unwrap();
+            o.evaluated_element = e.evaluated_element.to_vec();
+            o.proof = e.proof.to_vec();
+        })
+    };
+    let wrong_public_key: fn(&str, &mut Vec<u8>) = |p, b| {
+        if p != "/config" {
+            return;
+        }
+        let mut r = api::ConfigResponse::decode(b.as_slice()).unwrap();
+        for c in r.configs.values_mut() {
+            if let Some(api::config::Config::PirConfig(pir)) = &mut c.config
+                && let Some(s) = pir
+                    .keyword_pir_params
+                    .as_mut()
+                    .and_then(|k| k.symmetric_pir_client_config.as_mut())
+            {
+                let other = OprfPrivateKey::from_bytes(&[3; 48]).unwrap();
+                s.server_public_key = other.public_key().to_vec();
+            }
+        }
+        *b = r.encode_to_vec();
+    };
+    for (name, tamper) in [
+        ("flipped proof", proof_flipped),
+        ("another key's evaluation", element_of_another_key),
+        ("wrong published key", wrong_public_key),
+    ] {
+        let (base, proxy) = tampering_proxy(server.base_url(), tamper).await;
+        for outcome in lookup_all(base).await {
+            let Err(e) = outcome else {
+                panic!("{name}: got {outcome:?} instead of an error");
+            };
+            // Refused by the OPRF check, not by some other failure of the tampered answer.
+            assert!(format!("{e:#}").contains("OPRF"), "{name}: {e:#}");
+        }
+        proxy.abort();
+    }
     server.stop().await;
 }

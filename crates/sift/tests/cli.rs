@@ -136,3 +136,83 @@ fn doctor_flags_onboarding_rule_violations() {
         assert!(stdout.contains(needle), "missing {needle:?} in {stdout}");
     }
 }
+
+#[test]
+fn empty_lists_are_refused_without_partial_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let blank = dir.path().join("blank.txt");
+    std::fs::write(&blank, "\n   \n\n").unwrap();
+    for list in [&empty, &blank] {
+        let out_dir = dir.path().join("dataset");
+        let out = sift()
+            .arg("build")
+            .arg(list)
+            .arg("-o")
+            .arg(&out_dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "sift build {}: {err}",
+            list.display()
+        );
+        assert!(err.contains("nothing to build"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out_dir.exists(), "sift build left {}", out_dir.display());
+        let out_dir = dir.path().join("prefilter");
+        let out = sift()
+            .args(["prefilter", "build"])
+            .arg(list)
+            .arg("-o")
+            .arg(&out_dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "sift prefilter build: {err}");
+        assert!(err.contains("no usable keys"), "{err}");
+        assert!(
+            !out_dir.exists(),
+            "sift prefilter build left {}",
+            out_dir.display()
+        );
+    }
+}
+
+#[test]
+fn prefilter_test_says_which_sub_urls_may_be_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, "blocked.example\nbad.example.org/path\n").unwrap();
+    let out_dir = dir.path().join("pf");
+    stdout_of_success(
+        sift()
+            .args(["prefilter", "build"])
+            .arg(&list)
+            .arg("-o")
+            .arg(&out_dir)
+            .args(["--seed", "7"]),
+    );
+    let test =
+        |url: &str| stdout_of_success(sift().args(["prefilter", "test"]).arg(&out_dir).arg(url));
+    let hit = test("https://www.blocked.example/some/page");
+    assert!(hit.contains("maybe blocked.example"), "{hit}");
+    assert!(
+        hit.contains("may be listed: the device asks the PIR server"),
+        "{hit}"
+    );
+    let miss = test("https://allowed.example/");
+    assert!(miss.contains("no sub-URL in the prefilter"), "{miss}");
+    assert!(!miss.contains("maybe"), "{miss}");
+    // A missing prefilter directory is an error naming it, not a panic.
+    let out = sift()
+        .args(["prefilter", "test"])
+        .arg(dir.path().join("none"))
+        .arg("https://a.example/")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && !err.contains("panicked"), "{err}");
+}

@@ -51,7 +51,7 @@ async fn build_serve_and_look_up_with_symmetric_pir() {
     .unwrap();
     let out1 = dir.path().join("out1");
     build(&list, &out1, &cfg);
-    let key = sift_oprf::read_key_file(&key_file).unwrap();
+    let key = sift_spir::read_key_file(&key_file).unwrap();
     assert_eq!(published_key(&out1), key.public_key().to_vec());
 
     // Reuse it (databaseEncryptionKeyFilePath): same public key, key file untouched.
@@ -66,7 +66,7 @@ async fn build_serve_and_look_up_with_symmetric_pir() {
     build(&list, &out2, &cfg);
     assert_eq!(published_key(&out2), key.public_key().to_vec());
     assert_eq!(
-        sift_oprf::read_key_file(&key_file).unwrap().to_bytes(),
+        sift_spir::read_key_file(&key_file).unwrap().to_bytes(),
         key.to_bytes()
     );
 

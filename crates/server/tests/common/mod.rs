@@ -30,7 +30,7 @@ pub fn write_dataset_with_key<K: AsRef<str>, V: AsRef<str>>(
     rows: &[(K, V)],
     shards: usize,
     seed: u64,
-    key: Option<&sift_oprf::OprfPrivateKey>,
+    key: Option<&sift_spir::OprfPrivateKey>,
 ) {
     std::fs::create_dir_all(dir).unwrap();
     let ctx = Context::predefined(PARAMS).unwrap();
@@ -48,7 +48,7 @@ pub fn write_dataset_with_key<K: AsRef<str>, V: AsRef<str>>(
         config_type: sift_pir::wire::SymmetricPirConfigType::OprfP384AesGcm192Nonce96Tag128,
     });
     if let Some(k) = key {
-        rows = sift_oprf::process_database(k, rows).unwrap();
+        rows = sift_spir::process_database(k, rows).unwrap();
     }
     let max_value = rows.iter().map(|r| r.1.len()).max().unwrap_or(1);
     let mut cfg = KeywordPirConfig::default_for(&ctx.params, max_value);
@@ -271,4 +271,67 @@ impl Device {
 pub fn sha2_digest(b: &[u8]) -> Vec<u8> {
     use sha2::Digest;
     sha2::Sha256::digest(b).to_vec()
+}
+
+/// The Redis URL for a test that needs a real Redis, or `None` (after printing a `SKIPPED` line
+/// naming `test`) when `SIFT_TEST_REDIS_URL` is unset or its server does not accept a connection.
+///
+/// With `SIFT_REQUIRE_REDIS=1` (set by CI's `.ci/run`) a missing or unreachable Redis panics
+/// instead, so CI cannot pass without having run the Redis tests.
+pub fn redis_url_or_skip(test: &str) -> Option<String> {
+    let required = std::env::var("SIFT_REQUIRE_REDIS").is_ok_and(|v| v == "1");
+    let url = std::env::var("SIFT_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let problem = match &url {
+        None => "SIFT_TEST_REDIS_URL is not set".to_string(),
+        Some(u) => match redis_reachable(u) {
+            Ok(()) => return url,
+            Err(e) => format!("the Redis at {u} is unreachable ({e})"),
+        },
+    };
+    if required {
+        panic!(
+            "{test}: SIFT_REQUIRE_REDIS=1 but {problem}; start redis-server and set \
+             SIFT_TEST_REDIS_URL=redis://127.0.0.1:<port>/, or unset SIFT_REQUIRE_REDIS to skip"
+        );
+    }
+    println!("SKIPPED {test}: {problem} (set SIFT_REQUIRE_REDIS=1 to make this a failure)");
+    None
+}
+
+/// Whether the host:port of a `redis://host:port/…` URL accepts a TCP connection within 2 s.
+fn redis_reachable(url: &str) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
+    let rest = url
+        .strip_prefix("redis://")
+        .ok_or_else(|| "not a redis:// URL".to_string())?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host_port = if host_port.contains(':') {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:6379")
+    };
+    let addr = host_port
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or_else(|| format!("{host_port} resolves to no address"))?;
+    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Polls `cond` every 10 ms until it holds; panics naming `what` if it does not within 60 s
+/// (a deadline for a hung server, not a timing margin: a slow machine only polls longer).
+pub async fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after 60 s waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }

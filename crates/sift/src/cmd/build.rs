@@ -152,7 +152,7 @@ pub struct UpdateArgs {
 /// Symmetric PIR's row transform (one P-384 OPRF evaluation per row, about a millisecond
 /// each) in chunks, with a progress bar: a million rows take minutes.
 fn oprf_rows_with_progress(
-    key: &sift_oprf::OprfPrivateKey,
+    key: &sift_spir::OprfPrivateKey,
     rows: Vec<(Vec<u8>, Vec<u8>)>,
 ) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     const CHUNK: usize = 4096;
@@ -170,7 +170,7 @@ fn oprf_rows_with_progress(
             break;
         }
         let n = chunk.len() as u64;
-        out.extend(sift_oprf::process_database(key, chunk)?);
+        out.extend(sift_spir::process_database(key, chunk)?);
         bar.inc(n);
     }
     bar.finish_and_clear();
@@ -191,7 +191,7 @@ enum SymmetricKeySource {
 /// `OPRF_P384_AES_GCM_192_NONCE_96_TAG_128`).
 fn symmetric_args(a: &SymmetricPirArguments) -> anyhow::Result<SymmetricKeySource> {
     if let Some(t) = &a.config_type
-        && sift_oprf::ConfigType::from_name(t).is_none()
+        && sift_spir::ConfigType::from_name(t).is_none()
     {
         bail!("unsupported symmetric PIR configType {t}");
     }
@@ -219,12 +219,12 @@ fn symmetric_args(a: &SymmetricPirArguments) -> anyhow::Result<SymmetricKeySourc
 /// The OPRF key for a symmetric-PIR build: read, or generated and written atomically (before
 /// any shard, as PIRProcessDatabase does; the server checks the key against the shards'
 /// public key, so a key written for a build that then fails is never served with old shards).
-fn symmetric_key(src: &SymmetricKeySource) -> anyhow::Result<sift_oprf::OprfPrivateKey> {
+fn symmetric_key(src: &SymmetricKeySource) -> anyhow::Result<sift_spir::OprfPrivateKey> {
     match src {
-        SymmetricKeySource::Read(p) => Ok(sift_oprf::read_key_file(p)?),
+        SymmetricKeySource::Read(p) => Ok(sift_spir::read_key_file(p)?),
         SymmetricKeySource::Generate(p) => {
-            let key = sift_oprf::OprfPrivateKey::generate(&mut rand::rngs::OsRng);
-            sift_oprf::write_key_file(p, &key)?;
+            let key = sift_spir::OprfPrivateKey::generate(&mut rand::rngs::OsRng);
+            sift_spir::write_key_file(p, &key)?;
             eprintln!("wrote a new database encryption key to {}", p.display());
             Ok(key)
         }
@@ -232,7 +232,7 @@ fn symmetric_key(src: &SymmetricKeySource) -> anyhow::Result<sift_oprf::OprfPriv
 }
 
 /// The `SymmetricPirClientConfig` the shards' parameters carry for `key`.
-fn symmetric_client_config(key: &sift_oprf::OprfPrivateKey) -> wire::SymmetricPirClientConfig {
+fn symmetric_client_config(key: &sift_spir::OprfPrivateKey) -> wire::SymmetricPirClientConfig {
     wire::SymmetricPirClientConfig {
         server_public_key: key.public_key().to_vec(),
         config_type: wire::SymmetricPirConfigType::OprfP384AesGcm192Nonce96Tag128,
@@ -377,14 +377,14 @@ fn write_version(
         .map(symmetric_args)
         .transpose()?;
     let stored_value_len = match symmetric {
-        Some(_) => max_value_len + sift_oprf::TAG_LEN,
+        Some(_) => max_value_len + sift_spir::TAG_LEN,
         None => max_value_len,
     };
     if stored_value_len > crate::rows::MAX_VALUE_LEN {
         bail!(
             "values of {max_value_len} bytes plus symmetric PIR's {}-byte tag exceed the \
              {}-byte limit of a stored value",
-            sift_oprf::TAG_LEN,
+            sift_spir::TAG_LEN,
             crate::rows::MAX_VALUE_LEN
         );
     }

@@ -3,7 +3,7 @@
 
 use rand_core::{CryptoRng, RngCore};
 use serde_json::Value;
-use sift_oprf::{
+use sift_spir::{
     BlindEvaluation, ConfigType, OprfClient, OprfError, OprfPrivateKey, ParsedOprfOutput,
     encrypt_entry,
 };

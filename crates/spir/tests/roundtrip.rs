@@ -2,7 +2,7 @@
 //! two blindings of one keyword differ but finalize to the same output, which matches the
 //! server's direct evaluation and opens the row the database transform produced.
 
-use sift_oprf::{ConfigType, OprfClient, OprfPrivateKey, process_database, read_key_file};
+use sift_spir::{ConfigType, OprfClient, OprfPrivateKey, process_database, read_key_file};
 
 #[test]
 fn oprf_round_trip_matches_database_transform() {
@@ -27,7 +27,7 @@ fn oprf_round_trip_matches_database_transform() {
         assert_eq!(o1, o2);
         assert_eq!(o1.output, key.evaluate(keyword).unwrap());
         assert_eq!(o1.oblivious_keyword(), &db[i].0[..]);
-        assert_eq!(db[i].1.len(), value.len() + sift_oprf::TAG_LEN);
+        assert_eq!(db[i].1.len(), value.len() + sift_spir::TAG_LEN);
         assert_eq!(&o1.decrypt(&db[i].1).unwrap(), value);
         // Another row's entry does not open with this keyword's key.
         let j = (i + 1) % rows.len();
@@ -40,7 +40,7 @@ fn key_file_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("key.txt");
     let key = OprfPrivateKey::generate(&mut rand::thread_rng());
-    sift_oprf::write_key_file(&path, &key).unwrap();
+    sift_spir::write_key_file(&path, &key).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text.len(), 96);
     assert_eq!(text, text.to_lowercase());
