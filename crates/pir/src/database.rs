@@ -178,7 +178,11 @@ pub fn plaintext_spans(ctx: &Context, bytes: &[u8]) -> Result<Vec<Option<usize>>
                 spans.push(Some(off));
                 off += len;
             }
-            t => return Err(PirError::DamagedDataset(format!("invalid plaintext tag {t}"))),
+            t => {
+                return Err(PirError::DamagedDataset(format!(
+                    "invalid plaintext tag {t}"
+                )));
+            }
         }
     }
     if off != bytes.len() {

@@ -184,7 +184,11 @@ impl CompactDatabase {
     /// Memory held by the stored words and flags, in bytes (mapped words are the page
     /// cache's, not counted).
     pub fn heap_bytes(&self) -> usize {
-        let words = if self.words.is_mapped() { 0 } else { self.words.len() * 4 };
+        let words = if self.words.is_mapped() {
+            0
+        } else {
+            self.words.len() * 4
+        };
         words + self.present.len()
     }
 

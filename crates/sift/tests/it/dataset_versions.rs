@@ -1,7 +1,7 @@
 //! `sift build` killed at random points, and rebuilds with fewer shards, never leave the
 //! service with a mixed or partial dataset: it keeps answering from a complete version.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

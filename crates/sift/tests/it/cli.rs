@@ -1,6 +1,6 @@
 //! The `sift` binary end to end: the README's main command and the prefilter known answer.
 
-mod common;
+use crate::common;
 
 use common::{sift, stdout_of_success};
 

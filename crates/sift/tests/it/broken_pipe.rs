@@ -1,6 +1,6 @@
 //! `sift … | head`: a reader that closes the pipe early must not make `sift` panic (issue 19).
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 

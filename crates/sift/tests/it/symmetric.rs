@@ -1,7 +1,7 @@
 //! `sift build` with Apple's `symmetricPirArguments`, served by `sift-server` and queried by the
 //! device flow: generate the key, reuse it, and look values up through OPRF + keyword PIR.
 
-mod common;
+use crate::common;
 
 use common::{sift, stdout_of_success};
 

@@ -5,7 +5,7 @@
 //!
 //! Nothing of `sift-privacypass` or `sift-client` is used on the client side.
 
-mod common;
+use crate::common;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};

@@ -2,7 +2,7 @@
 //! `OPRFRequest`s with that key, and the device flow (OPRF, keyword PIR for keyword′, value
 //! decryption) through `sift_client::device`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! Reload to a new dataset version while clients query: no failures; the old version keeps
 //! answering until retired, then 410.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

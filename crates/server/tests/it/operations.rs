@@ -2,7 +2,7 @@
 //! use cases take effect without a restart or a dropped connection; a broken certificate is
 //! refused while the old one keeps serving; every request is counted once with bounded labels.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -3,7 +3,7 @@
 //! wrongly keyed, mistyped and oversized encapsulated requests get errors while the server
 //! stays up.
 
-mod common;
+use crate::common;
 
 use std::io::Cursor;
 

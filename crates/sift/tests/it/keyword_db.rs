@@ -2,7 +2,7 @@
 //! NEURLFilter input, random binary keywords with values from 1 byte to 60 KB (entries that
 //! need several response ciphertexts), and bad inputs refused with a position and no output.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

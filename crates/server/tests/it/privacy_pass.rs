@@ -1,7 +1,7 @@
 //! PIR routes behind Privacy Pass: tokens from our issuer (fetched with a Bearer user token) are
 //! accepted once; missing, replayed or foreign tokens get 401.
 
-mod common;
+use crate::common;
 
 use common::*;
 use sift_client::device::{DeviceClient, ServiceConfig};

@@ -1,6 +1,6 @@
 //! Every kind of bad request gets the documented 4xx and the server stays up.
 
-mod common;
+use crate::common;
 
 use common::*;
 use prost::Message;

@@ -2,7 +2,7 @@
 //! data under its tag, 304 for the tag the device holds, gzip, optional user-token auth, and no
 //! mixed state across a reload (a description's data path never serves another version's bits).
 
-mod common;
+use crate::common;
 
 use std::io::Read as _;
 use std::path::Path;

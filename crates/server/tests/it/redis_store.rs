@@ -6,7 +6,7 @@
 //! without it they print a SKIPPED line and return (or fail, under CI's `SIFT_REQUIRE_REDIS=1`). The outage test runs everywhere against a fake
 //! Redis that answers the connection handshake and then fails every command.
 
-mod common;
+use crate::common;
 
 use common::*;
 use prost::Message;

@@ -6,7 +6,7 @@ use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 
-mod common;
+use crate::common;
 
 use common::{sift, stdout_of_success};
 

@@ -1,7 +1,7 @@
 //! Abuse resistance (issue 19): replays across restarts and replicas, rate limits, cost bounds
 //! checked before any work, declared oversize bodies, slow bodies, long key identifiers.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

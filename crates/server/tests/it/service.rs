@@ -1,6 +1,6 @@
 //! The real server on loopback, driven by a device-like client through Apple's protobuf API.
 
-mod common;
+use crate::common;
 
 use common::*;
 use prost::Message;

@@ -1,7 +1,7 @@
 //! `sift bench serve` run tiny: the output has every concurrency level with consistent figures
 //! (shape only; no timing thresholds).
 
-mod common;
+use crate::common;
 
 use common::{sift, stdout_of_success};
 

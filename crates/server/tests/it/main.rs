@@ -1,0 +1,16 @@
+//! The server crate's integration tests, one binary (one link, one run) for all of them.
+
+mod common;
+
+mod abuse;
+mod bad_input;
+mod connections;
+mod ohttp_gateway;
+mod operations;
+mod prefilter;
+mod privacy_pass;
+mod privacypass_interop;
+mod redis_store;
+mod reload;
+mod service;
+mod symmetric;

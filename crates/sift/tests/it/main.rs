@@ -1,0 +1,14 @@
+//! The sift crate's integration tests, one binary (one link, one run) for all of them.
+
+mod common;
+
+mod bench_serve;
+mod broken_pipe;
+mod cli;
+mod dataset_versions;
+mod e2e_tls;
+mod keyword_db;
+mod lcid;
+mod packaging;
+mod parsing;
+mod symmetric;
