@@ -611,11 +611,33 @@ fn evaluation_key(
             .ok_or_else(|| ApiError::bad_request("evaluation key is empty"))?;
         let ser = sift_pir::wire::evaluation_key_from_proto(ser)
             .map_err(|e| ApiError::bad_request(format!("invalid evaluation key: {e}")))?;
-        sift_he::EvaluationKey::deserialize(ctx, &ser).map_err(|e| {
+        let key = sift_he::EvaluationKey::deserialize(ctx, &ser).map_err(|e| {
             ApiError::bad_request(format!(
                 "evaluation key does not fit this configuration: {e}"
             ))
-        })
+        })?;
+        // Exactly what the published key config asks for: a key missing an element would
+        // either fail mid-answer or (under key compression) make the server emulate it with
+        // thousands of repeated key switches, at the client's choosing.
+        let wanted = &version.key_config;
+        let missing: Vec<u32> = wanted
+            .galois_elements
+            .iter()
+            .copied()
+            .filter(|&g| !key.galois.contains_key(&(g as usize)))
+            .collect();
+        if !missing.is_empty() || (wanted.has_relin_key && key.relin.is_none()) {
+            return Err(ApiError::bad_request(format!(
+                "evaluation key does not fit this configuration: {}; fetch /config and \
+                 upload a key for its evaluation key config",
+                if missing.is_empty() {
+                    "no relinearization key".to_string()
+                } else {
+                    format!("Galois elements {missing:?} missing")
+                }
+            )));
+        }
+        Ok(key)
     };
     if let Some(inline) = &pir.evaluation_key {
         return Ok(Arc::new(parse(inline)?));
