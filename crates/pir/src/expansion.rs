@@ -13,7 +13,7 @@ use sift_he::bfv::{self, SwitchScratch};
 use sift_he::{Ciphertext, Context, EvaluationKey, Format, Poly};
 
 use crate::PirError;
-use crate::index_pir::ceil_log2;
+use sift_he::arith::ceil_log2;
 
 /// Spare ciphertext buffers most worth keeping between queries (128 KB each at n = 4096 with
 /// two moduli): a bound, so an unusual query cannot pin memory for good.
@@ -278,7 +278,7 @@ pub fn expand_eval_into(
         )));
     }
     let k = cts[0].moduli_count();
-    let height = ceil_log2(output_count.min(n));
+    let height = ceil_log2(output_count.min(n) as u64);
     let levels = (1..=height)
         .map(|l| cached_level(ctx, k, l, key, pool))
         .collect::<Result<Vec<_>, _>>()?;
@@ -286,7 +286,7 @@ pub fn expand_eval_into(
     let mut base = 0;
     for ct in cts {
         let m = (output_count - base).min(n);
-        let tree_height = ceil_log2(m);
+        let tree_height = ceil_log2(m as u64);
         let mut root = pool.take();
         root.clone_from(ct);
         root.convert_to(ctx, Format::Eval);
@@ -467,7 +467,7 @@ pub(crate) fn expand_reference(
             c,
             m,
             1,
-            ceil_log2(m),
+            ceil_log2(m as u64),
             key,
         )?);
     }

@@ -58,7 +58,7 @@ pub struct CompactDatabase {
     pub(crate) len: usize,
     /// The stored words, in the layout above (in memory, or mapped from a shard file:
     /// see [`crate::storage`]).
-    pub(crate) words: crate::storage::Words,
+    pub(crate) words: crate::words::Words,
     /// Per column (chunk-major), whether any of its plaintexts is present.
     pub(crate) present: Vec<bool>,
 }
@@ -136,7 +136,7 @@ impl CompactDatabase {
             d0,
             per_chunk,
             len,
-            words: crate::storage::Words::Owned(vec![0u32; len * k * n / PIECE * piece_len]),
+            words: crate::words::Words::Owned(vec![0u32; len * k * n / PIECE * piece_len]),
             present: vec![false; len / d0],
         })
     }
@@ -154,7 +154,7 @@ impl CompactDatabase {
             return false;
         }
         let mut words = match std::mem::take(&mut self.words) {
-            crate::storage::Words::Owned(words) => words,
+            crate::words::Words::Owned(words) => words,
             mapped => {
                 self.words = mapped;
                 return false;
@@ -177,7 +177,7 @@ impl CompactDatabase {
                 }
             }
         }
-        self.words = crate::storage::Words::Owned(words);
+        self.words = crate::words::Words::Owned(words);
         true
     }
 

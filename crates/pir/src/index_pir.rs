@@ -9,6 +9,7 @@ use sift_he::{
     TensorAccumulator, bfv,
 };
 
+use sift_he::arith::ceil_log2;
 use crate::PirError;
 use crate::database::ProcessedDatabase;
 use crate::expansion::{self, ExpansionPool};
@@ -17,13 +18,6 @@ pub use crate::first_dimension::CompactDatabase;
 use crate::first_dimension::{Selection32, first_dimension_compact};
 use crate::params::IndexPirParameter;
 
-pub(crate) fn ceil_log2(x: usize) -> u32 {
-    if x <= 1 {
-        0
-    } else {
-        usize::BITS - (x - 1).leading_zeros()
-    }
-}
 
 fn pow_mod(mut b: u64, mut e: u64, m: u64) -> u64 {
     let mut r = 1u128;
@@ -86,7 +80,7 @@ pub fn generate_query<R: RngCore + CryptoRng>(
     let mut start = 0;
     while start < total {
         let m = (total - start).min(n);
-        let inv = pow_mod(pow_mod(2, ceil_log2(m) as u64, t), t - 2, t);
+        let inv = pow_mod(pow_mod(2, ceil_log2(m as u64) as u64, t), t - 2, t);
         let mut values = vec![0u64; n];
         for &h in hot.iter().filter(|&&h| h >= start && h < start + m) {
             values[h - start] = inv;
@@ -568,7 +562,7 @@ mod noise {
         let cfg = evaluation_key_config(outputs, ctx.n, KeyCompression::NoCompression);
         let key = EvaluationKey::generate(&ctx, &sk, &cfg.galois_elements, true, &mut rng).unwrap();
         let t = ctx.t();
-        let inv = pow_mod(pow_mod(2, ceil_log2(outputs) as u64, t), t - 2, t);
+        let inv = pow_mod(pow_mod(2, ceil_log2(outputs as u64) as u64, t), t - 2, t);
         let mut values = vec![0u64; outputs];
         values[3] = inv;
         values[d0 + 2] = inv;

@@ -16,6 +16,7 @@ pub mod params;
 pub mod server;
 pub mod storage;
 pub mod wire;
+pub mod words;
 
 /// Errors from PIR parameter checks, database processing and malformed queries or responses,
 /// split by whose fault they are ([`PirError::Malformed`]: the sender's;

@@ -1,5 +1,7 @@
 //! MulPir parameters (Apple's `MulPir.generateParameter`, `evaluationKeyConfig`).
 
+use sift_he::arith::ceil_log2;
+
 use crate::PirError;
 
 /// Evaluation-key compression (Apple's `PirKeyCompressionStrategy`).
@@ -38,13 +40,6 @@ impl EvaluationKeyConfig {
     }
 }
 
-fn ceil_log2(x: usize) -> u32 {
-    if x <= 1 {
-        0
-    } else {
-        usize::BITS - (x - 1).leading_zeros()
-    }
-}
 
 /// The evaluation-key config for expanding `expanded_query_count` ciphertexts at degree `n`.
 pub fn evaluation_key_config(
@@ -53,7 +48,7 @@ pub fn evaluation_key_config(
     compression: KeyCompression,
 ) -> EvaluationKeyConfig {
     let log_n = n.trailing_zeros();
-    let depth = ceil_log2(expanded_query_count.min(n).max(1));
+    let depth = ceil_log2(expanded_query_count.min(n).max(1) as u64);
     let smallest = log_n - depth + 1;
     let largest = match compression {
         KeyCompression::NoCompression => log_n,
