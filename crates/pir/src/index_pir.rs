@@ -4,12 +4,12 @@
 use std::time::{Duration, Instant};
 
 use rand_core::{CryptoRng, RngCore};
+use sift_he::arith::ceil_log2;
 use sift_he::{
     Ciphertext, Context, EvalAccumulator, EvaluationKey, Format, Plaintext, SecretKey,
     TensorAccumulator, bfv,
 };
 
-use sift_he::arith::ceil_log2;
 use crate::PirError;
 use crate::database::ProcessedDatabase;
 use crate::expansion::{self, ExpansionPool};
@@ -17,7 +17,6 @@ pub use crate::expansion::{expand, expand_eval};
 pub use crate::first_dimension::CompactDatabase;
 use crate::first_dimension::{Selection32, first_dimension_compact};
 use crate::params::IndexPirParameter;
-
 
 fn pow_mod(mut b: u64, mut e: u64, m: u64) -> u64 {
     let mut r = 1u128;

@@ -40,7 +40,6 @@ impl EvaluationKeyConfig {
     }
 }
 
-
 /// The evaluation-key config for expanding `expanded_query_count` ciphertexts at degree `n`.
 pub fn evaluation_key_config(
     expanded_query_count: usize,
