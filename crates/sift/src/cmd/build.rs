@@ -59,8 +59,13 @@ pub struct BuildOptions {
     #[arg(skip)]
     #[serde(default)]
     pub process_config: Option<Box<ProcessConfig>>,
-    /// Predefined encryption parameters.
-    #[arg(long)]
+    /// Predefined encryption parameters (Apple's names; default n_4096_logq_27_28_28_logt_5).
+    #[arg(
+        long,
+        value_parser = clap::builder::PossibleValuesParser::new(
+            EncryptionParameters::predefined_names()
+        )
+    )]
     pub rlwe_parameters: Option<String>,
     /// Number of shards. Default: chosen from the rows (no shard above 200,000 1-byte rows).
     #[arg(
@@ -259,12 +264,14 @@ fn import_rows(
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let parsing = args.parsing.load()?;
     let mut options = args.options;
+    // The config and its parameter names are checked before the (possibly long) import.
+    if let Some(p) = &options.config {
+        options.process_config = Some(Box::new(ProcessConfig::read(p)?));
+    }
+    check_rlwe_parameters(&options)?;
     let rows = import_rows(&args.inputs, options.value.as_bytes(), &parsing)?;
     if rows.is_empty() {
         bail!("no rows in the inputs: nothing to build");
-    }
-    if let Some(p) = &options.config {
-        options.process_config = Some(Box::new(ProcessConfig::read(p)?));
     }
     std::fs::create_dir_all(&args.output_dir)
         .with_context(|| format!("creating {}", args.output_dir.display()))?;
@@ -610,6 +617,30 @@ fn human_bytes(n: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[u])
     }
+}
+
+/// Fails, naming the valid choices, when the config file's `rlweParameters` is not one of
+/// Apple's predefined parameter sets (the flag is checked by its parser).
+fn check_rlwe_parameters(options: &BuildOptions) -> anyhow::Result<()> {
+    let from_file = options
+        .process_config
+        .as_deref()
+        .and_then(|c| c.rlwe_parameters.clone());
+    if options.rlwe_parameters.is_none()
+        && let Some(name) = from_file
+        && EncryptionParameters::predefined(&name).is_err()
+    {
+        let valid: Vec<&str> = EncryptionParameters::predefined_names().collect();
+        bail!(
+            "{}: rlweParameters {name:?} is not a predefined parameter set; use one of: {}",
+            options
+                .config
+                .as_deref()
+                .map_or_else(|| "the config".to_string(), |p| p.display().to_string()),
+            valid.join(", ")
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -216,3 +216,43 @@ fn prefilter_test_says_which_sub_urls_may_be_listed() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && !err.contains("panicked"), "{err}");
 }
+
+/// Unknown encryption parameters are refused before any input is read (the input here does
+/// not exist, so an error about it would mean the import ran first), naming the valid sets.
+#[test]
+fn unknown_rlwe_parameters_are_refused_before_the_import() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-list.txt");
+    let out = tmp.path().join("out");
+    let flag = sift()
+        .args(["build", "--rlwe-parameters", "n_4096_typo"])
+        .arg(&missing)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&flag.stderr);
+    assert!(!flag.status.success());
+    assert!(err.contains("n_4096_logq_27_28_28_logt_5"), "{err}");
+    assert!(!err.contains("no-such-list"), "{err}");
+
+    let config = tmp.path().join("pir.json");
+    std::fs::write(&config, r#"{"rlweParameters": "n_4096_typo"}"#).unwrap();
+    let file = sift()
+        .arg("build")
+        .arg("--config")
+        .arg(&config)
+        .arg(&missing)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&file.stderr);
+    assert!(!file.status.success());
+    assert!(
+        err.contains("pir.json") && err.contains("n_4096_logq_27_28_28_logt_5"),
+        "{err}"
+    );
+    assert!(!err.contains("no-such-list"), "{err}");
+    assert!(!out.exists(), "no output for a refused build");
+}
