@@ -52,6 +52,8 @@ pub struct ImportReport {
     /// Skipped lines counted per reason (every skip, not only the first issues kept); at
     /// most `MAX_REASONS` (64) distinct reasons, the rest under `"other"`.
     pub skipped_by_reason: std::collections::BTreeMap<String, u64>,
+    /// Issues to keep in full (None: the first 100; see [`Importer::keep_issues`]).
+    keep_issues: Option<usize>,
 }
 
 /// Distinct reasons counted in [`ImportReport::skipped_by_reason`].
@@ -86,7 +88,7 @@ impl ImportReport {
             "other".to_owned()
         };
         *self.skipped_by_reason.entry(kind).or_default() += 1;
-        if self.issues.len() < MAX_ISSUES {
+        if self.issues.len() < self.keep_issues.unwrap_or(MAX_ISSUES) {
             self.issues.push(Issue {
                 file: file.to_string(),
                 line,
@@ -312,6 +314,12 @@ impl Importer {
     /// An empty importer.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Keeps the first `n` skipped lines in full in the report (default 100; every skip is
+    /// counted either way), for a summary that lists more of them.
+    pub fn keep_issues(&mut self, n: usize) {
+        self.report.keep_issues = Some(n);
     }
 
     /// An empty importer that normalises keys under `parsing` (case kept when case-sensitive,

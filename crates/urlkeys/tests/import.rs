@@ -207,3 +207,24 @@ fn real_list_excerpts_follow_the_option_policy() {
         "{text}"
     );
 }
+
+/// The report keeps the first 100 skipped lines in full by default and as many as asked with
+/// `keep_issues`; every skip is counted either way.
+#[test]
+fn kept_issues_follow_keep_issues() {
+    let bad: String = (0..250).map(|i| format!("bad host {i}!\n")).collect();
+    let mut default = Importer::new();
+    default
+        .import_reader("bad.txt", bad.as_bytes(), false)
+        .unwrap();
+    let (_, rep) = default.finish();
+    assert_eq!((rep.skipped, rep.issues.len()), (250, 100));
+
+    let mut more = Importer::new();
+    more.keep_issues(240);
+    more.import_reader("bad.txt", bad.as_bytes(), false)
+        .unwrap();
+    let (_, rep) = more.finish();
+    assert_eq!((rep.skipped, rep.issues.len()), (250, 240));
+    assert_eq!(rep.issues[239].line, 240);
+}

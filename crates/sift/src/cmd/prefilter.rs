@@ -63,7 +63,7 @@ pub struct BuildArgs {
     /// Which description files to write.
     #[arg(long, value_enum, default_value = "both")]
     pub format: Format,
-    /// Skipped lines to list in the summary (all are counted).
+    /// Skipped lines to list in the summary, in full (all are counted by reason).
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub show_issues: usize,
     /// The app's URL parsing configuration: keys are normalised under it and it is recorded
@@ -108,13 +108,15 @@ fn random_seed() -> u32 {
 }
 
 /// Imports `lists` and builds the prefilter for their keys: the filter, the import report and
-/// the key count. Progress bars appear when `progress` is set and stderr is a terminal.
+/// the key count (the first `keep_issues` skipped lines kept in full). Progress bars appear
+/// when `progress` is set and stderr is a terminal.
 fn build_from_lists(
     lists: &[std::path::PathBuf],
     fp_rate: f64,
     seed: Option<u32>,
     progress: bool,
     parsing: &sift_urlkeys::ParsingConfiguration,
+    keep_issues: usize,
 ) -> anyhow::Result<(sift_bloom::BloomFilter, sift_urlkeys::ImportReport, usize)> {
     let tty = progress && std::io::stderr().is_terminal();
     let bar = |len: u64, msg: &str| {
@@ -131,6 +133,7 @@ fn build_from_lists(
         pb
     };
     let mut importer = Importer::with_parsing(parsing.clone());
+    importer.keep_issues(keep_issues);
     let pb = bar(lists.len() as u64, "import");
     for path in lists {
         importer
@@ -192,7 +195,7 @@ where
 fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
     let parsing = a.parsing.load()?;
     let (filter, report, key_count) =
-        build_from_lists(&a.lists, a.fp_rate, a.seed, true, &parsing)?;
+        build_from_lists(&a.lists, a.fp_rate, a.seed, true, &parsing, a.show_issues)?;
     let meta = Metadata::for_filter(&filter, key_count as u64, a.fp_rate);
     let fmt = match a.format {
         Format::Json => OutputFormat::Json,
