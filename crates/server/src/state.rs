@@ -4,7 +4,6 @@
 //! devices holding an older config id keep getting answers until it is retired (then 410).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
@@ -441,22 +440,26 @@ pub fn check_usecase(uc: &UseCaseConfig) -> anyhow::Result<String> {
     ))
 }
 
-fn file_signature(f: &Path) -> anyhow::Result<String> {
-    sift_dataset::load::file_signature(f)
-}
-
 /// What the dataset folder would load now (the current version's id, or a legacy flat
-/// folder's file times) plus the OPRF key file's and prefilter's signatures, so that
-/// replacing any of them reloads.
+/// folder's file times) plus [`companion_signature`], so that replacing any of them reloads.
 fn version_signature(uc: &UseCaseConfig) -> anyhow::Result<String> {
     let mut sig = sift_dataset::signature(&uc.dataset_dir, &uc.stem)?;
+    sig.push_str(&companion_signature(uc)?);
+    Ok(sig)
+}
+
+/// The signatures of the files a use case loads beside its dataset version: the OPRF key file
+/// (symmetric PIR) and the prefilter. The poll's [`version_signature`] and a loaded
+/// [`Version`]'s signature both end with it, so an unchanged use case is never reloaded.
+fn companion_signature(uc: &UseCaseConfig) -> anyhow::Result<String> {
+    let mut sig = String::new();
     if let Some(sp) = &uc.symmetric_pir {
         sig.push_str(&sift_dataset::load::file_signature(
             &sp.database_encryption_key_file,
         )?);
     }
     for f in crate::prefilter::PrefilterAsset::files(uc) {
-        sig.push_str(&file_signature(&f)?);
+        sig.push_str(&sift_dataset::load::file_signature(&f)?);
     }
     Ok(sig)
 }
@@ -512,17 +515,7 @@ fn load_version(uc: &UseCaseConfig, replacing: bool) -> anyhow::Result<Version> 
     let loaded = sift_dataset::load(&uc.dataset_dir, &uc.stem)?;
     // The signature of what was actually loaded (a switch between the two reads is noticed
     // at the next poll).
-    let mut signature = loaded.signature.clone();
-    if let Some(sp) = &uc.symmetric_pir {
-        signature.push_str(&sift_dataset::load::file_signature(
-            &sp.database_encryption_key_file,
-        )?);
-    }
-    // As `version_signature` computes it, prefilter files included: otherwise every poll
-    // would see a "changed" dataset and reload it.
-    for f in crate::prefilter::PrefilterAsset::files(uc) {
-        signature.push_str(&file_signature(&f)?);
-    }
+    let signature = loaded.signature.clone() + &companion_signature(uc)?;
     let server = Arc::new(loaded.server);
     if uc.warm_up || replacing {
         server
