@@ -603,42 +603,7 @@ fn evaluation_key(
     pir: &api::PirRequest,
     version: &crate::state::Version,
 ) -> Result<Arc<sift_he::EvaluationKey>, ApiError> {
-    let ctx = version.server.context();
-    let parse = |k: &api::EvaluationKey| -> Result<sift_he::EvaluationKey, ApiError> {
-        let ser = k
-            .evaluation_key
-            .as_ref()
-            .ok_or_else(|| ApiError::bad_request("evaluation key is empty"))?;
-        let ser = sift_pir::wire::evaluation_key_from_proto(ser)
-            .map_err(|e| ApiError::bad_request(format!("invalid evaluation key: {e}")))?;
-        let key = sift_he::EvaluationKey::deserialize(ctx, &ser).map_err(|e| {
-            ApiError::bad_request(format!(
-                "evaluation key does not fit this configuration: {e}"
-            ))
-        })?;
-        // Exactly what the published key config asks for: a key missing an element would
-        // either fail mid-answer or (under key compression) make the server emulate it with
-        // thousands of repeated key switches, at the client's choosing.
-        let wanted = &version.key_config;
-        let missing: Vec<u32> = wanted
-            .galois_elements
-            .iter()
-            .copied()
-            .filter(|&g| !key.galois.contains_key(&(g as usize)))
-            .collect();
-        if !missing.is_empty() || (wanted.has_relin_key && key.relin.is_none()) {
-            return Err(ApiError::bad_request(format!(
-                "evaluation key does not fit this configuration: {}; fetch /config and \
-                 upload a key for its evaluation key config",
-                if missing.is_empty() {
-                    "no relinearization key".to_string()
-                } else {
-                    format!("Galois elements {missing:?} missing")
-                }
-            )));
-        }
-        Ok(key)
-    };
+    let parse = |k: &api::EvaluationKey| parse_evaluation_key(version, k);
     if let Some(inline) = &pir.evaluation_key {
         return Ok(Arc::new(parse(inline)?));
     }
@@ -692,6 +657,50 @@ fn evaluation_key(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(cache_key, key.clone(), weight);
+    Ok(key)
+}
+
+/// `key` deserialized for `version`'s context, with exactly what its published key config asks
+/// for: a key missing an element would either fail mid-answer or (under key compression) make
+/// the server emulate it with thousands of repeated key switches, at the client's choosing.
+fn parse_evaluation_key(
+    version: &crate::state::Version,
+    key: &api::EvaluationKey,
+) -> Result<sift_he::EvaluationKey, ApiError> {
+    let unfit = |why: String| {
+        ApiError::bad_request(format!(
+            "evaluation key does not fit this configuration: {why}"
+        ))
+    };
+    let ser = key
+        .evaluation_key
+        .as_ref()
+        .ok_or_else(|| ApiError::bad_request("evaluation key is empty"))?;
+    let ser = sift_pir::wire::evaluation_key_from_proto(ser)
+        .map_err(|e| ApiError::bad_request(format!("invalid evaluation key: {e}")))?;
+    let key = sift_he::EvaluationKey::deserialize(version.server.context(), &ser)
+        .map_err(|e| unfit(e.to_string()))?;
+    let wanted = &version.key_config;
+    let missing: Vec<String> = wanted
+        .galois_elements
+        .iter()
+        .filter(|&&g| !key.galois.contains_key(&(g as usize)))
+        .map(u32::to_string)
+        .collect();
+    if !missing.is_empty() {
+        return Err(unfit(format!(
+            "Galois elements {} missing; fetch /config and upload a key for its evaluation \
+             key config",
+            missing.join(", ")
+        )));
+    }
+    if wanted.has_relin_key && key.relin.is_none() {
+        return Err(unfit(
+            "no relinearization key; fetch /config and upload a key for its evaluation key \
+             config"
+                .into(),
+        ));
+    }
     Ok(key)
 }
 
