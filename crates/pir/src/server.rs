@@ -429,6 +429,24 @@ fn compact_shape(index: &IndexPirParameter, bpp: usize) -> (usize, usize) {
     }
 }
 
+/// Checks that a shard's database holds `found` plaintexts, what `params` need over `ctx`, and
+/// returns that count.
+fn check_plaintext_count(
+    ctx: &Context,
+    params: &ShardParameters,
+    found: usize,
+) -> Result<usize, PirError> {
+    let expect = params.hash_function_count
+        * params.index.chunk_count(ctx.params.bytes_per_plaintext())
+        * params.index.per_chunk_plaintext_count();
+    if found != expect {
+        return Err(PirError::DamagedDataset(format!(
+            "database has {found} plaintexts, parameters need {expect}"
+        )));
+    }
+    Ok(expect)
+}
+
 impl ServerShard {
     fn new(
         ctx: &Context,
@@ -436,15 +454,7 @@ impl ServerShard {
         database: ProcessedDatabase,
     ) -> Result<Self, PirError> {
         let bpp = ctx.params.bytes_per_plaintext();
-        let expect = params.hash_function_count
-            * params.index.chunk_count(bpp)
-            * params.index.per_chunk_plaintext_count();
-        if database.plaintexts.len() != expect {
-            return Err(PirError::DamagedDataset(format!(
-                "database has {} plaintexts, parameters need {expect}",
-                database.plaintexts.len()
-            )));
-        }
+        check_plaintext_count(ctx, &params, database.plaintexts.len())?;
         let tables = database.tables(params.hash_function_count)?;
         let shape = compact_shape(&params.index, bpp);
         let compact = tables
@@ -466,31 +476,32 @@ impl ServerShard {
         })
     }
 
-    /// A shard from its `.bin` bytes: straight into the compact form, a few plaintexts at a
-    /// time, so the Eval form (twice the size) is never held whole; the Eval form where the
-    /// compact one does not apply.
-    fn from_bytes(ctx: &Context, params: ShardParameters, bytes: &[u8]) -> Result<Self, PirError> {
+    /// A shard from its `PirParameters` and Apple's `.bin` bytes (the bytes must have been
+    /// verified by the caller): straight into the compact form, a few plaintexts at a time, so
+    /// the Eval form (twice the size) is never held whole; the Eval form where the compact one
+    /// does not apply.
+    pub fn from_bin(
+        ctx: &Context,
+        proto: pp::PirParameters,
+        bytes: &[u8],
+    ) -> Result<ServerShard, PirError> {
         /// Plaintexts decoded at once (in parallel), about 16 MB at n = 4096.
         const BATCH: usize = 256;
+        let params = wire::pir_parameters_from_proto(&proto)?;
         let spans = database::plaintext_spans(ctx, bytes)?;
-        let bpp = ctx.params.bytes_per_plaintext();
         let h = params.hash_function_count;
-        let expect = h * params.index.chunk_count(bpp) * params.index.per_chunk_plaintext_count();
-        if spans.len() != expect {
-            return Err(PirError::DamagedDataset(format!(
-                "database has {} plaintexts, parameters need {expect}",
-                spans.len()
-            )));
-        }
-        let per_table = expect / h;
-        let shape = compact_shape(&params.index, bpp);
+        let per_table = check_plaintext_count(ctx, &params, spans.len())? / h;
+        let shape = compact_shape(&params.index, ctx.params.bytes_per_plaintext());
         let (k, len) = (ctx.ciphertext_moduli_count(), database::plaintext_len(ctx));
         let mut compact = Vec::with_capacity(h);
         for table in spans.chunks(per_table) {
             let Some(mut db) =
                 index_pir::CompactDatabase::zeroed(ctx, per_table, shape, sift_he::pack28::vbmi())
             else {
-                return ServerShard::new(ctx, params, ProcessedDatabase::deserialize(ctx, bytes)?);
+                let mut shard =
+                    ServerShard::new(ctx, params, ProcessedDatabase::deserialize(ctx, bytes)?)?;
+                shard.proto = proto;
+                return Ok(shard);
             };
             for (b, batch) in table.chunks(BATCH).enumerate() {
                 let pts = batch
@@ -514,7 +525,7 @@ impl ServerShard {
             compact.push(db);
         }
         Ok(ServerShard {
-            proto: wire::pir_parameters_to_proto(&params),
+            proto,
             params,
             database: ProcessedDatabase::default(),
             compact: Some(compact),
@@ -535,19 +546,6 @@ impl ServerShard {
                 .map(|p| p.poly.data.len() * 8)
                 .sum(),
         }
-    }
-
-    /// A shard from its `PirParameters` and Apple's `.bin` bytes (converted to the compact
-    /// form a few plaintexts at a time; the bytes must have been verified by the caller).
-    pub fn from_bin(
-        ctx: &Context,
-        proto: pp::PirParameters,
-        bytes: &[u8],
-    ) -> Result<ServerShard, PirError> {
-        let params = wire::pir_parameters_from_proto(&proto)?;
-        let mut shard = ServerShard::from_bytes(ctx, params, bytes)?;
-        shard.proto = proto;
-        Ok(shard)
     }
 
     /// A shard answering from a mapped `.words` file (see [`crate::storage`]): nothing is
