@@ -140,28 +140,14 @@ fn sift_update_takes_an_empty_remove_list() {
     let remove = tmp.path().join("remove.txt");
     write_list(&add, &["new.example".to_string()]);
     std::fs::write(&remove, "").unwrap();
-    let out = sift()
-        .arg("update")
-        .arg(&data)
-        .arg("--add")
-        .arg(&add)
-        .arg("--remove")
-        .arg(&remove)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let err = update(&data, &add, &remove);
     assert!(err.contains("0 removed, 1 added"), "{err}");
     let loaded = sift_dataset::load(&data, "url").unwrap();
     assert_eq!(loaded.manifest.unwrap().row_count, 11);
     assert!(loaded.server.shards().iter().all(|s| s.is_mapped()));
 
     // `sift dataset verify` checks every file; a flipped bit in a mapped shard fails it.
-    let out = sift()
-        .args(["dataset", "verify"])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = verify(&data);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("all match"), "{text}");
     let words = loaded.dir.join("url-0.words");
@@ -169,11 +155,7 @@ fn sift_update_takes_an_empty_remove_list() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&words, &bytes).unwrap();
-    let out = sift()
-        .args(["dataset", "verify"])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = verify(&data);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("url-0.words"),
@@ -193,17 +175,7 @@ fn sift_update_adds_and_removes_keys_sharing_other_shards() {
     let remove = tmp.path().join("remove.txt");
     write_list(&add, &["new.example".to_string()]);
     write_list(&remove, &["k-3.example".to_string()]);
-    let out = sift()
-        .arg("update")
-        .arg(&data)
-        .arg("--add")
-        .arg(&add)
-        .arg("--remove")
-        .arg(&remove)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let err = update(&data, &add, &remove);
     assert!(err.contains("1 removed, 1 added"), "{err}");
     assert!(err.contains("shared with the previous version"), "{err}");
     let loaded = sift_dataset::load(&data, "url").unwrap();
@@ -230,4 +202,29 @@ fn sift_update_adds_and_removes_keys_sharing_other_shards() {
             "{w}"
         );
     }
+}
+
+/// Runs `sift update DATA --add ADD --remove REMOVE`, which must succeed; its stderr.
+fn update(data: &std::path::Path, add: &std::path::Path, remove: &std::path::Path) -> String {
+    let out = sift()
+        .arg("update")
+        .arg(data)
+        .arg("--add")
+        .arg(add)
+        .arg("--remove")
+        .arg(remove)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    err
+}
+
+/// Runs `sift dataset verify DATA`.
+fn verify(data: &std::path::Path) -> std::process::Output {
+    sift()
+        .args(["dataset", "verify"])
+        .arg(data)
+        .output()
+        .unwrap()
 }
