@@ -268,7 +268,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(p) = &options.config {
         options.process_config = Some(Box::new(ProcessConfig::read(p)?));
     }
-    check_rlwe_parameters(&options)?;
+    rlwe_parameters(&options)?;
     let rows = import_rows(&args.inputs, options.value.as_bytes(), &parsing)?;
     if rows.is_empty() {
         bail!("no rows in the inputs: nothing to build");
@@ -371,12 +371,7 @@ fn write_version(
         .as_deref()
         .cloned()
         .unwrap_or_default();
-    let name = options
-        .rlwe_parameters
-        .clone()
-        .or(json.rlwe_parameters.clone())
-        .unwrap_or_else(|| DEFAULT_PARAMETERS.to_string());
-    let params = EncryptionParameters::predefined(&name)?;
+    let (name, params) = rlwe_parameters(&options)?;
     // Symmetric PIR stores keyword′ and value ‖ 16-byte tag instead of the plain row.
     let symmetric = json
         .symmetric_pir_arguments
@@ -619,28 +614,32 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-/// Fails, naming the valid choices, when the config file's `rlweParameters` is not one of
-/// Apple's predefined parameter sets (the flag is checked by its parser).
-fn check_rlwe_parameters(options: &BuildOptions) -> anyhow::Result<()> {
-    let from_file = options
-        .process_config
-        .as_deref()
-        .and_then(|c| c.rlwe_parameters.clone());
-    if options.rlwe_parameters.is_none()
-        && let Some(name) = from_file
-        && EncryptionParameters::predefined(&name).is_err()
-    {
+/// The encryption parameters a build uses, by name: `--rlwe-parameters` (checked by its
+/// parser), else the config file's `rlweParameters`, else the default. An unknown name from the
+/// file is an error naming the file and the valid choices (checked before the import).
+fn rlwe_parameters(options: &BuildOptions) -> anyhow::Result<(String, EncryptionParameters)> {
+    let name = options
+        .rlwe_parameters
+        .clone()
+        .or_else(|| {
+            options
+                .process_config
+                .as_deref()
+                .and_then(|c| c.rlwe_parameters.clone())
+        })
+        .unwrap_or_else(|| DEFAULT_PARAMETERS.to_string());
+    let params = EncryptionParameters::predefined(&name).map_err(|_| {
         let valid: Vec<&str> = EncryptionParameters::predefined_names().collect();
-        bail!(
+        anyhow::anyhow!(
             "{}: rlweParameters {name:?} is not a predefined parameter set; use one of: {}",
             options
                 .config
                 .as_deref()
                 .map_or_else(|| "the config".to_string(), |p| p.display().to_string()),
             valid.join(", ")
-        );
-    }
-    Ok(())
+        )
+    })?;
+    Ok((name, params))
 }
 
 #[cfg(test)]
