@@ -27,8 +27,7 @@ async fn token(base: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spent_token_is_refused_after_a_restart_and_on_a_second_replica() {
     let tmp = tempfile::tempdir().unwrap();
-    write_dataset(&tmp.path().join("data"), &[("example.com", "1")], 1, 1);
-    let cfg = config_with_tokens(&tmp.path().join("data"), &tmp.path().join("state"));
+    let cfg = example_config_with_tokens(tmp.path());
     // Two replicas sharing one state directory.
     let a = sift_server::spawn(cfg.clone(), None).await.unwrap();
     let b = sift_server::spawn(cfg.clone(), None).await.unwrap();
@@ -64,42 +63,15 @@ async fn a_spent_token_is_refused_after_a_restart_and_on_a_second_replica() {
     b.stop().await;
 }
 
-/// An encapsulated `GET /healthz` for the gateway whose key list is `keys`.
-fn captured_request(keys: &[u8]) -> Vec<u8> {
-    let inner = http::Request::get("https://sift.example/healthz")
-        .body(bytes::Bytes::new())
-        .unwrap();
-    let client = sift_ohttp::ClientRequest::from_encoded_config_list(keys).unwrap();
-    client.encapsulate(&inner).unwrap().0.to_vec()
-}
-
-async fn post_ohttp(base: &str, body: Vec<u8>) -> u16 {
-    reqwest::Client::new()
-        .post(format!("{base}/"))
-        .header("content-type", "message/ohttp-req")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_captured_ohttp_request_is_refused_after_a_restart_and_on_a_second_replica() {
     let tmp = tempfile::tempdir().unwrap();
-    write_dataset(&tmp.path().join("data"), &[("example.com", "1")], 1, 1);
-    let cfg = config(&tmp.path().join("data"), &tmp.path().join("state"), 2);
+    let cfg = config(&example_dataset(tmp.path()), &tmp.path().join("state"), 2);
     let a = sift_server::spawn(cfg.clone(), None).await.unwrap();
     let b = sift_server::spawn(cfg.clone(), None).await.unwrap();
-    let keys = reqwest::get(format!("{}/ohttp-keys", a.base_url()))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let keys = get_bytes(format!("{}/ohttp-keys", a.base_url())).await;
 
-    let captured = captured_request(&keys);
+    let captured = encapsulated_healthz(&keys);
     assert_eq!(post_ohttp(&a.base_url(), captured.clone()).await, 200);
     assert_eq!(
         post_ohttp(&b.base_url(), captured.clone()).await,
@@ -114,7 +86,7 @@ async fn a_captured_ohttp_request_is_refused_after_a_restart_and_on_a_second_rep
         "a captured request was answered again after a restart"
     );
     assert_eq!(
-        post_ohttp(&a.base_url(), captured_request(&keys)).await,
+        post_ohttp(&a.base_url(), encapsulated_healthz(&keys)).await,
         200
     );
     a.stop().await;
@@ -125,29 +97,13 @@ async fn a_captured_ohttp_request_is_refused_after_a_restart_and_on_a_second_rep
 fn limited_config(dir: &std::path::Path, limits: &str) -> sift_server::ServerConfig {
     let data = dir.join("data");
     if !data.exists() {
-        write_dataset(&data, &[("example.com", "1")], 1, 1);
+        example_dataset(dir);
     }
-    let mut text = format!(
-        r#"
-        listen = "127.0.0.1:0"
-        dev_plain_http = true
-        require_tokens = false
-        state_dir = "{}"
-        [[users]]
-        tier = "tier1"
-        tokens = ["user-token-1"]
-        [[usecases]]
-        name = "{USECASE}"
-        dataset_dir = "{}"
-        "#,
-        dir.join("state").display(),
-        data.display()
-    );
-    text.push_str("[limits]\n");
-    text.push_str(limits);
-    let cfg: sift_server::ServerConfig = toml::from_str(&text).unwrap();
-    cfg.validate().unwrap();
-    cfg
+    parse_config(&format!(
+        "{}{USERS_TOML}{}[limits]\n{limits}",
+        config_head(&dir.join("state"), false),
+        usecase_toml(&data)
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,8 +260,7 @@ async fn declared_huge_bodies_get_413_at_once_and_short_bodies_408_on_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tokens_in_one_authorization_header_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    write_dataset(&tmp.path().join("data"), &[("example.com", "1")], 1, 1);
-    let cfg = config_with_tokens(&tmp.path().join("data"), &tmp.path().join("state"));
+    let cfg = example_config_with_tokens(tmp.path());
     let server = sift_server::spawn(cfg, None).await.unwrap();
     let base = server.base_url();
     let (t1, t2) = (token(&base).await, token(&base).await);

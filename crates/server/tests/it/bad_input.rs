@@ -9,9 +9,7 @@ use sift_proto::api;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_documented_statuses() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = start_with_dataset(tmp.path(), &[("example.com", "1")], 1, 1).await;
-    let mut dev = Device::new(server.addr, "user-1");
-    dev.setup().await;
+    let (server, dev) = example_server_with_device(tmp.path(), "user-1").await;
     let http = reqwest::Client::new();
     let url = |p: &str| format!("http://{}{p}", server.addr);
 
@@ -25,14 +23,8 @@ async fn bad_requests_get_documented_statuses() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("User-Identifier"));
-    let r = http
-        .post(url("/queries"))
-        .header("User-Identifier", "u")
-        .body(vec![])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400, "missing User-Agent");
+    let r = http.post(url("/queries")).header("User-Identifier", "u");
+    assert_eq!(status_of(r.body(vec![])).await, 400, "missing User-Agent");
 
     // Garbage and truncated protobuf.
     assert_eq!(dev.post("/config", vec![0xFF, 0xFF, 0xFF]).await.0, 400);
@@ -141,22 +133,15 @@ async fn bad_requests_get_documented_statuses() {
         urls: vec!["example.com".into()],
     };
     assert_eq!(dev.post("/report", rep.encode_to_vec()).await.0, 200);
-    let r = http
-        .post(url("/report"))
-        .header("Content-Type", "application/json")
-        .body(r#"["a.example","b.example"]"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = http
-        .post(url("/report"))
-        .header("Content-Type", "application/json")
-        .body("{")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
+    let json_report = |body: &'static str| {
+        status_of(
+            http.post(url("/report"))
+                .header("Content-Type", "application/json")
+                .body(body),
+        )
+    };
+    assert_eq!(json_report(r#"["a.example","b.example"]"#).await, 200);
+    assert_eq!(json_report("{").await, 400);
     let reports = std::fs::read_to_string(tmp.path().join("state/reports/reports.jsonl")).unwrap();
     assert_eq!(reports.lines().count(), 2);
 

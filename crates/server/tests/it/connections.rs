@@ -3,6 +3,8 @@
 //! connections are closed on time, and a real client is served while an attacker holds every
 //! connection one address may open.
 
+use crate::common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -22,21 +24,17 @@ fn config(state: &Path, tls: Option<&Path>, limits: &str) -> sift_server::Server
             )
         })
         .unwrap_or_default();
-    let text = format!(
-        r#"
-        listen = "127.0.0.1:0"
-        dev_plain_http = true
-        require_tokens = false
-        state_dir = "{}"
-        {tls}
-        [limits]
-        {limits}
-        "#,
-        state.display()
-    );
-    let cfg: sift_server::ServerConfig = toml::from_str(&text).unwrap();
-    cfg.validate().unwrap();
-    cfg
+    common::parse_config(&format!(
+        "{}{tls}[limits]\n{limits}\n",
+        common::config_head(state, false)
+    ))
+}
+
+/// A server started on [`config`].
+async fn spawn(state: &Path, tls: Option<&Path>, limits: &str) -> sift_server::RunningServer {
+    sift_server::spawn(config(state, tls, limits), None)
+        .await
+        .unwrap()
 }
 
 /// A self-signed certificate for 127.0.0.1 in `dir`; returns it as DER for the client.
@@ -85,9 +83,7 @@ const EMPTY_SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
 #[tokio::test]
 async fn idle_http2_connection_that_keeps_pinging_is_closed_on_time() {
     let dir = tempfile::tempdir().unwrap();
-    let server = sift_server::spawn(config(dir.path(), None, "idle_timeout_secs = 1"), None)
-        .await
-        .unwrap();
+    let server = spawn(dir.path(), None, "idle_timeout_secs = 1").await;
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     s.write_all(H2_PREFACE).await.unwrap();
     s.write_all(EMPTY_SETTINGS).await.unwrap();
@@ -101,9 +97,7 @@ async fn idle_http2_connection_that_keeps_pinging_is_closed_on_time() {
 #[tokio::test]
 async fn idle_http1_keep_alive_connection_is_closed_after_a_request() {
     let dir = tempfile::tempdir().unwrap();
-    let server = sift_server::spawn(config(dir.path(), None, "idle_timeout_secs = 1"), None)
-        .await
-        .unwrap();
+    let server = spawn(dir.path(), None, "idle_timeout_secs = 1").await;
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
@@ -118,16 +112,12 @@ async fn idle_http1_keep_alive_connection_is_closed_after_a_request() {
 async fn tls_connection_that_never_sends_a_request_is_closed_on_time() {
     let dir = tempfile::tempdir().unwrap();
     let der = write_cert(dir.path());
-    let server = sift_server::spawn(
-        config(
-            dir.path(),
-            Some(dir.path()),
-            "idle_timeout_secs = 1\ntls_handshake_timeout_secs = 1",
-        ),
-        None,
+    let server = spawn(
+        dir.path(),
+        Some(dir.path()),
+        "idle_timeout_secs = 1\ntls_handshake_timeout_secs = 1",
     )
-    .await
-    .unwrap();
+    .await;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(der).unwrap();
     let client = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -163,16 +153,12 @@ async fn connect_from(from: [u8; 4], server: SocketAddr) -> std::io::Result<TcpS
 #[tokio::test]
 async fn a_client_is_served_while_an_attacker_holds_the_per_address_cap() {
     let dir = tempfile::tempdir().unwrap();
-    let server = sift_server::spawn(
-        config(
-            dir.path(),
-            None,
-            "max_connections = 8\nmax_connections_per_address = 3\nidle_timeout_secs = 60",
-        ),
+    let server = spawn(
+        dir.path(),
         None,
+        "max_connections = 8\nmax_connections_per_address = 3\nidle_timeout_secs = 60",
     )
-    .await
-    .unwrap();
+    .await;
     // The attacker opens far more connections than the global cap, and sends nothing.
     let mut held = Vec::new();
     for _ in 0..20 {

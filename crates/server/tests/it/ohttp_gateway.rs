@@ -9,40 +9,15 @@ use std::io::Cursor;
 
 use sift_server::RunningServer;
 
-/// A test CA and a server certificate for 127.0.0.1; returns the CA's PEM.
-fn write_tls(dir: &std::path::Path) -> String {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-    ca.pem()
-}
-
 async fn start_tls(dir: &std::path::Path) -> (RunningServer, reqwest::Client) {
     let data = dir.join("data");
     common::write_dataset(&data, &[("blocked.example", "1")], 1, 7);
-    let ca = write_tls(dir);
+    let ca = common::write_leaf(dir);
     let mut cfg = common::config(&data, &dir.join("state"), 2);
-    cfg.dev_plain_http = false;
-    cfg.tls = Some(sift_server::config::TlsConfig {
-        cert: dir.join("cert.pem"),
-        key: dir.join("key.pem"),
-    });
+    common::use_tls(&mut cfg, dir);
     cfg.limits.max_body_bytes = 1024 * 1024;
     let server = common::start(cfg).await;
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
-        .build()
-        .unwrap();
-    (server, http)
+    (server, common::https_client(&ca, false))
 }
 
 /// A binary HTTP request built with the independent `bhttp` crate.
@@ -63,14 +38,7 @@ fn bhttp_request(method: &str, authority: &str, path: &str, body: &[u8]) -> Vec<
 
 /// The gateway's published key configuration.
 async fn fetch_keys(http: &reqwest::Client, base: &str) -> Vec<u8> {
-    http.get(format!("{base}/ohttp-keys"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec()
+    common::bytes_of(http.get(format!("{base}/ohttp-keys"))).await
 }
 
 async fn post_outer(
@@ -151,15 +119,8 @@ async fn independent_client_reaches_the_service_through_the_gateway_over_h2() {
         "application/ohttp-keys"
     );
     let keys = resp.bytes().await.unwrap().to_vec();
-    let well_known = http
-        .get(format!("{base}/.well-known/ohttp-gateway"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(well_known.to_vec(), keys);
+    let well_known = common::bytes_of(http.get(format!("{base}/.well-known/ohttp-gateway"))).await;
+    assert_eq!(well_known, keys);
 
     // /config through the gateway with the `ohttp` crate's client.
     let inner = bhttp_request("POST", "127.0.0.1", "/config", &config_request());
@@ -280,15 +241,8 @@ async fn gateway_forwards_to_an_upstream_service_over_http() {
     let service = common::start(service_cfg).await;
     // A gateway-only server forwarding everything to it.
     let gateway_cfg: sift_server::ServerConfig = toml::from_str(&format!(
-        r#"
-        listen = "127.0.0.1:0"
-        dev_plain_http = true
-        require_tokens = false
-        state_dir = "{}"
-        [ohttp]
-        upstream = "{}"
-        "#,
-        dir.path().join("gateway-state").display(),
+        "{}[ohttp]\nupstream = \"{}\"\n",
+        common::config_head(&dir.path().join("gateway-state"), false),
         service.base_url()
     ))
     .unwrap();

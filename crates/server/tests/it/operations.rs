@@ -6,56 +6,18 @@ use crate::common;
 
 use common::*;
 
-/// A CA and a leaf for 127.0.0.1 signed by it, written to `dir/cert.pem`, `dir/key.pem`;
-/// returns the CA's PEM.
-fn write_leaf(dir: &std::path::Path) -> String {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-    ca.pem()
-}
-
-fn client_trusting(ca: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
-        .http2_prior_knowledge()
-        .build()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewed_certificate_serves_without_dropping_connections() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let data = dir.join("data");
-    write_dataset(&data, &[("example.com", "1")], 1, 1);
+    let data = example_dataset(dir);
     let ca_old = write_leaf(dir);
     let mut cfg = config(&data, &dir.join("state"), 2);
-    cfg.dev_plain_http = false;
-    cfg.tls = Some(sift_server::config::TlsConfig {
-        cert: dir.join("cert.pem"),
-        key: dir.join("key.pem"),
-    });
+    use_tls(&mut cfg, dir);
     let server = start(cfg).await;
     let base = format!("https://127.0.0.1:{}", server.addr.port());
-    let old = client_trusting(&ca_old);
-    assert_eq!(
-        old.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    let old = https_client(&ca_old, true);
+    assert_eq!(status_of(old.get(format!("{base}/healthz"))).await, 200);
 
     // Renewal: new files, then the reload SIGHUP triggers.
     let ca_new = write_leaf(dir);
@@ -67,27 +29,13 @@ async fn renewed_certificate_serves_without_dropping_connections() {
     assert!(!certs.reload_if_changed().unwrap(), "and loaded once");
     // The open HTTP/2 connection of the old client keeps working...
     for _ in 0..3 {
-        assert_eq!(
-            old.get(format!("{base}/healthz"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(status_of(old.get(format!("{base}/healthz"))).await, 200);
     }
     // ...and new handshakes get the new certificate.
-    let new = client_trusting(&ca_new);
-    assert_eq!(
-        new.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    let new = https_client(&ca_new, true);
+    assert_eq!(status_of(new.get(format!("{base}/healthz"))).await, 200);
     assert!(
-        client_trusting(&ca_old)
+        https_client(&ca_old, true)
             .get(format!("{base}/healthz"))
             .send()
             .await
@@ -105,25 +53,13 @@ async fn renewed_certificate_serves_without_dropping_connections() {
     let err = certs.reload().unwrap_err();
     assert!(format!("{err:#}").contains("usable pair"), "{err:#}");
     assert_eq!(
-        client_trusting(&ca_new)
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_of(https_client(&ca_new, true).get(format!("{base}/healthz"))).await,
         200
     );
     std::fs::write(dir.join("key.pem"), good_key).unwrap();
 
     // Expiry is exported.
-    let m = new
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = String::from_utf8(bytes_of(new.get(format!("{base}/metrics"))).await).unwrap();
     let line = m
         .lines()
         .find(|l| l.starts_with("sift_tls_certificate_expiry_timestamp_seconds "))
@@ -137,22 +73,18 @@ async fn renewed_certificate_serves_without_dropping_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_reload_swaps_user_tokens_and_use_cases() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    write_dataset(&data, &[("example.com", "1")], 1, 1);
-    let cfg = config_with_tokens(&data, &tmp.path().join("state"));
+    let cfg = example_config_with_tokens(tmp.path());
     let server = start(cfg.clone()).await;
     let base = server.base_url();
     let key_status = |token: &'static str| {
         let base = base.clone();
         async move {
-            reqwest::Client::new()
-                .get(format!("{base}/token-key-for-user-token"))
-                .header("Authorization", format!("Bearer {token}"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
+            status_of(
+                reqwest::Client::new()
+                    .get(format!("{base}/token-key-for-user-token"))
+                    .header("Authorization", format!("Bearer {token}")),
+            )
+            .await
         }
     };
     assert_eq!(key_status("user-token-1").await, 200);
@@ -192,9 +124,7 @@ async fn config_reload_swaps_user_tokens_and_use_cases() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_query_is_counted_once_with_bounded_labels() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = start_with_dataset(tmp.path(), &[("example.com", "1")], 1, 1).await;
-    let mut dev = Device::new(server.addr, "u1");
-    dev.setup().await;
+    let (server, dev) = example_server_with_device(tmp.path(), "u1").await;
     assert_eq!(dev.lookup("example.com").await, Ok(Some(b"1".to_vec())));
     // Paths a scanner might send do not become labels.
     for p in ["/wp-login.php", "/a/b/c", "/prefilter/x/y/z"] {
@@ -202,12 +132,7 @@ async fn each_query_is_counted_once_with_bounded_labels() {
             .await
             .unwrap();
     }
-    let m = reqwest::get(format!("{}/metrics", server.base_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, m) = get_text(format!("{}/metrics", server.base_url())).await;
     let queries: u64 = m
         .lines()
         .filter(|l| l.starts_with("sift_requests_total{route=\"/queries\""))
@@ -225,25 +150,17 @@ async fn each_query_is_counted_once_with_bounded_labels() {
     server.stop().await;
 }
 
-/// Reads `url` as text.
-async fn text(url: String) -> (u16, String) {
-    let r = reqwest::get(url).await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_listener_shows_gateway_issuer_and_key_store() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    write_dataset(&data, &[("example.com", "1")], 1, 1);
-    let mut cfg = config_with_tokens(&data, &tmp.path().join("state"));
+    let mut cfg = example_config_with_tokens(tmp.path());
     cfg.require_tokens = false;
     cfg.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
     let server = start(cfg).await;
     let base = server.base_url();
     let metrics_url = format!("http://{}/metrics", server.metrics_addr.unwrap());
     // Not on the public listener any more.
-    assert_eq!(text(format!("{base}/metrics")).await.0, 404);
+    assert_eq!(get_text(format!("{base}/metrics")).await.0, 404);
 
     let mut dev = Device::new(server.addr, "u1");
     dev.setup().await;
@@ -262,22 +179,17 @@ async fn metrics_listener_shows_gateway_issuer_and_key_store() {
         .await
         .unwrap();
     assert_eq!(r.status, 200);
-    let wrong_type = reqwest::Client::new()
-        .post(format!("{base}/"))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong_type.status(), 415);
-    let refused = reqwest::Client::new()
-        .post(format!("{base}/issue"))
-        .header("Authorization", "Bearer not-a-user")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 401);
+    let http = reqwest::Client::new();
+    let wrong_type = status_of(http.post(format!("{base}/")).body("x")).await;
+    assert_eq!(wrong_type, 415);
+    let refused = status_of(
+        http.post(format!("{base}/issue"))
+            .header("Authorization", "Bearer not-a-user"),
+    )
+    .await;
+    assert_eq!(refused, 401);
 
-    let (status, m) = text(metrics_url).await;
+    let (status, m) = get_text(metrics_url).await;
     assert_eq!(status, 200);
     for line in [
         "sift_requests_total{route=\"/healthz\",status=\"200\",via=\"ohttp\"} 1",
@@ -309,9 +221,7 @@ async fn metrics_listener_shows_gateway_issuer_and_key_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_reload_without_restart_and_restart_only_settings_are_named() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    write_dataset(&data, &[("example.com", "1")], 1, 1);
-    let cfg = config(&data, &tmp.path().join("state"), 2);
+    let cfg = config(&example_dataset(tmp.path()), &tmp.path().join("state"), 2);
     let server = start(cfg.clone()).await;
     let base = server.base_url();
     let report = |urls: usize, pad: usize| {
@@ -320,28 +230,19 @@ async fn limits_reload_without_restart_and_restart_only_settings_are_named() {
             let list: Vec<String> = (0..urls)
                 .map(|i| format!("https://e{i}.example/{}", "a".repeat(pad)))
                 .collect();
-            reqwest::Client::new()
-                .post(format!("{base}/report"))
-                .header("content-type", "application/json")
-                .body(serde_json::to_vec(&list).unwrap())
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
+            status_of(
+                reqwest::Client::new()
+                    .post(format!("{base}/report"))
+                    .header("content-type", "application/json")
+                    .body(serde_json::to_vec(&list).unwrap()),
+            )
+            .await
         }
     };
     assert_eq!(report(3, 600).await, 200);
     // A client holding a connection open across the reload.
     let kept = reqwest::Client::new();
-    assert_eq!(
-        kept.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(kept.get(format!("{base}/healthz"))).await, 200);
 
     let mut next = cfg.clone();
     next.limits.max_body_bytes = 1024;
@@ -351,41 +252,27 @@ async fn limits_reload_without_restart_and_restart_only_settings_are_named() {
     next.log.access = true;
     let notes = server.state.apply_config(&next).unwrap();
     let all = notes.join("\n");
-    assert!(all.contains("[limits] applied"), "{all}");
-    assert!(all.contains("access log on"), "{all}");
-    assert!(
-        all.contains("listen changed: needs a restart to take effect"),
-        "{all}"
-    );
-    assert!(
-        all.contains("max_users for the key store's retention changed: needs a restart"),
-        "{all}"
+    let restart = "max_users for the key store's retention changed: needs a restart";
+    assert_contains_all(
+        &all,
+        &[
+            "[limits] applied",
+            "access log on",
+            "listen changed: needs a restart to take effect",
+            restart,
+        ],
     );
     assert_eq!(server.state.limits().max_body_bytes, 1024);
     assert!(server.state.access_log());
     // The open connection still answers, under the new limits.
-    assert_eq!(
-        kept.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(kept.get(format!("{base}/healthz"))).await, 200);
     assert_eq!(report(3, 10).await, 413, "max_report_urls is 2 now");
     assert_eq!(report(2, 600).await, 413, "max_body_bytes is 1024 now");
     assert_eq!(report(2, 10).await, 200);
 
     // One connection per address from the next connection on: `kept`'s stays open, a second
     // one is closed at once.
-    assert_eq!(
-        kept.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(kept.get(format!("{base}/healthz"))).await, 200);
     next.limits.max_connections_per_address = 1;
     server.state.apply_config(&next).unwrap();
     let fresh = reqwest::Client::builder()
@@ -413,8 +300,7 @@ async fn limits_reload_without_restart_and_restart_only_settings_are_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_in_use_is_named_with_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    write_dataset(&data, &[("example.com", "1")], 1, 1);
+    let data = example_dataset(tmp.path());
     let first = start(config(&data, &tmp.path().join("state"), 2)).await;
     let mut cfg = config(&data, &tmp.path().join("state2"), 2);
     cfg.listen = first.addr;

@@ -45,6 +45,11 @@ async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
     r.send().await.unwrap()
 }
 
+/// The status of `GET url` with `headers`.
+async fn status(url: &str, headers: &[(&str, &str)]) -> u16 {
+    get(url, headers).await.status().as_u16()
+}
+
 /// `GET path` over a raw HTTP/1.1 connection with `Accept-Encoding: encoding`; returns the
 /// lower-cased head and the body (chunked transfer decoded).
 async fn raw_get(addr: std::net::SocketAddr, path: &str, encoding: &str) -> (String, Vec<u8>) {
@@ -161,36 +166,37 @@ async fn description_data_etag_and_gzip() {
     assert_eq!(out, bits.to_vec());
 
     // Unknown use case and unknown tag: 404, never another prefilter.
-    assert_eq!(
-        get(&format!("{base}/prefilter/nope"), &[]).await.status(),
-        404
-    );
-    assert_eq!(
-        get(
-            &format!("{base}/prefilter/{USECASE}/{}", "0".repeat(64)),
-            &[]
-        )
-        .await
-        .status(),
-        404
-    );
+    let zeros = "0".repeat(64);
+    assert_eq!(status(&format!("{base}/prefilter/nope"), &[]).await, 404);
+    let unknown_tag = format!("{base}/prefilter/{USECASE}/{zeros}");
+    assert_eq!(status(&unknown_tag, &[]).await, 404);
     server.stop().await;
+}
+
+/// The bit array the server at `base` serves under the data path of `d`.
+async fn data_bits(base: &str, d: &Description) -> Vec<u8> {
+    let r = get(&format!("{base}{}", d.data_path), &[]).await;
+    r.bytes().await.unwrap().to_vec()
+}
+
+/// The prefilter description the server at `base` gives for [`USECASE`].
+async fn description(base: &str) -> Description {
+    let body = get(&format!("{base}/prefilter/{USECASE}"), &[])
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    serde_json::from_slice(&body).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_never_mixes_description_and_data() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    write_dataset(&data, &[("example.com", "1")], 1, 1);
+    let data = example_dataset(tmp.path());
     let old = write_prefilter(&data, &["example.com"]);
     let server = start(config(&data, &tmp.path().join("state"), 2)).await;
     let base = server.base_url();
-    let d: Description = get(&format!("{base}/prefilter/{USECASE}"), &[])
-        .await
-        .bytes()
-        .await
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap();
+    let d: Description = description(&base).await;
     assert_eq!(d.tag, old.tag);
 
     // A new list: shards and prefilter change between the device's two requests.
@@ -203,25 +209,12 @@ async fn reload_never_mixes_description_and_data() {
     assert_eq!(server.state.reload(), vec![USECASE.to_string()]);
 
     // The old description's data path still gives the old bits (never the new ones)...
-    let bits = get(&format!("{base}{}", d.data_path), &[])
-        .await
-        .bytes()
-        .await
-        .unwrap();
+    let bits = data_bits(&base, &d).await;
     assert_eq!(sift_bloom::sha256_tag(&bits), old.tag);
     // ...and the description now names the new prefilter, whose data matches it.
-    let d2: Description = get(&format!("{base}/prefilter/{USECASE}"), &[])
-        .await
-        .bytes()
-        .await
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap();
+    let d2: Description = description(&base).await;
     assert_eq!(d2.tag, new.tag);
-    let bits = get(&format!("{base}{}", d2.data_path), &[])
-        .await
-        .bytes()
-        .await
-        .unwrap();
+    let bits = data_bits(&base, &d2).await;
     assert_eq!(sift_bloom::sha256_tag(&bits), new.tag);
     // The device's old tag is no longer current: a full answer, not 304.
     let r = get(
@@ -234,12 +227,7 @@ async fn reload_never_mixes_description_and_data() {
     // A corrupt prefilter (bits that do not match the tag) is refused: the last good one stays.
     std::fs::write(data.join("prefilter").join("prefilter.bin"), [0u8; 3]).unwrap();
     assert!(server.state.reload().is_empty());
-    let d3: Description = get(&format!("{base}/prefilter/{USECASE}"), &[])
-        .await
-        .bytes()
-        .await
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap();
+    let d3: Description = description(&base).await;
     assert_eq!(d3.tag, new.tag);
     server.stop().await;
 }
@@ -247,18 +235,15 @@ async fn reload_never_mixes_description_and_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_token_required_when_configured() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    write_dataset(&data, &[("example.com", "1")], 1, 1);
+    let data = example_dataset(tmp.path());
     write_prefilter(&data, &["example.com"]);
     let mut cfg = config_with_tokens(&data, &tmp.path().join("state"));
     cfg.prefilter.require_user_token = true;
     let server = start(cfg).await;
     let url = format!("{}/prefilter/{USECASE}", server.base_url());
-    assert_eq!(get(&url, &[]).await.status(), 401);
+    assert_eq!(status(&url, &[]).await, 401);
     assert_eq!(
-        get(&url, &[("authorization", "Bearer wrong")])
-            .await
-            .status(),
+        status(&url, &[("authorization", "Bearer wrong")]).await,
         401
     );
     let r = get(&url, &[("authorization", "Bearer user-token-1")]).await;
@@ -270,19 +255,15 @@ async fn user_token_required_when_configured() {
     )
     .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(
-        get(&format!("{}{}", server.base_url(), d.data_path), &[])
-            .await
-            .status(),
-        401
-    );
+    let data_url = format!("{}{}", server.base_url(), d.data_path);
+    assert_eq!(status(&data_url, &[]).await, 401);
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dataset_without_prefilter_answers_404() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = start_with_dataset(tmp.path(), &[("example.com", "1")], 1, 1).await;
+    let server = start_with_dataset(tmp.path(), EXAMPLE_ROWS, 1, 1).await;
     let r = get(&format!("{}/prefilter/{USECASE}", server.base_url()), &[]).await;
     assert_eq!(r.status(), 404);
     assert!(r.text().await.unwrap().contains("no prefilter"));

@@ -10,8 +10,7 @@ use sift_client::tokens::TokenSource;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_gate_pir_routes() {
     let tmp = tempfile::tempdir().unwrap();
-    write_dataset(&tmp.path().join("data"), &[("example.com", "1")], 1, 1);
-    let cfg = config_with_tokens(&tmp.path().join("data"), &tmp.path().join("state"));
+    let cfg = example_config_with_tokens(tmp.path());
     assert!(cfg.require_tokens, "tokens are required by default");
     let server = sift_server::spawn(cfg.clone(), None).await.unwrap();
     let base = format!("http://{}", server.addr);
@@ -56,12 +55,7 @@ async fn tokens_gate_pir_routes() {
     );
 
     // The directory lists the tier key.
-    let dir = reqwest::get(format!("{base}/.well-known/private-token-issuer-directory"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, dir) = get_text(format!("{base}/.well-known/private-token-issuer-directory")).await;
     assert!(dir.contains("\"token-type\":2"), "{dir}");
     server.stop().await;
 

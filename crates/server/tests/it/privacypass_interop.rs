@@ -20,8 +20,7 @@ use privacypass::{Deserialize as _, Serialize as _, TokenType};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn independent_client_obtains_and_redeems_a_token() {
     let tmp = tempfile::tempdir().unwrap();
-    write_dataset(&tmp.path().join("data"), &[("example.com", "1")], 1, 1);
-    let cfg = config_with_tokens(&tmp.path().join("data"), &tmp.path().join("state"));
+    let cfg = example_config_with_tokens(tmp.path());
     let server = sift_server::spawn(cfg, None).await.unwrap();
     let base = format!("http://{}", server.addr);
     let http = reqwest::Client::new();

@@ -401,33 +401,14 @@ async fn replicas_share_replay_records_through_redis() {
     let cfg = redis_config(&data, &tmp.path().join("s"), &url, &prefix, 2);
     let a = start(cfg.clone()).await;
     let b = start(cfg).await;
-    let keys = reqwest::get(format!("http://{}/ohttp-keys", a.addr))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let inner = http::Request::get("https://sift.example/healthz")
-        .body(bytes::Bytes::new())
-        .unwrap();
-    let captured = sift_ohttp::ClientRequest::from_encoded_config_list(&keys)
-        .unwrap()
-        .encapsulate(&inner)
-        .unwrap()
-        .0;
-    let post = |addr: std::net::SocketAddr, body: bytes::Bytes| async move {
-        reqwest::Client::new()
-            .post(format!("http://{addr}/"))
-            .header("content-type", "message/ohttp-req")
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    };
-    assert_eq!(post(a.addr, captured.clone()).await, 200);
-    assert_eq!(post(b.addr, captured).await, 400, "replayed on replica B");
+    let keys = get_bytes(format!("http://{}/ohttp-keys", a.addr)).await;
+    let captured = encapsulated_healthz(&keys);
+    assert_eq!(post_ohttp(&a.base_url(), captured.clone()).await, 200);
+    assert_eq!(
+        post_ohttp(&b.base_url(), captured).await,
+        400,
+        "replayed on replica B"
+    );
     // The store itself: a second spend of one id is a replay.
     let store = sift_server::spent::open(&redis_config(
         &data,

@@ -63,12 +63,7 @@ async fn config_key_query_flow_answers_present_and_absent() {
     assert_eq!(status, 200);
 
     // Metrics show the traffic.
-    let m = reqwest::get(format!("http://{}/metrics", server.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, m) = get_text(format!("http://{}/metrics", server.addr)).await;
     assert!(m.contains("route=\"/queries\",status=\"200\""), "{m}");
     assert!(m.contains("sift_stored_evaluation_keys 1"), "{m}");
     server.stop().await;
@@ -122,7 +117,7 @@ async fn sharded_dataset_uses_repeated_shard_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_is_gzipped_when_accepted() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = start_with_dataset(tmp.path(), &[("example.com", "1")], 1, 1).await;
+    let server = start_with_dataset(tmp.path(), EXAMPLE_ROWS, 1, 1).await;
     // reqwest's own decoding off: the test sees the bytes on the wire.
     let http = reqwest::Client::builder().no_gzip().build().unwrap();
     let body = api::ConfigRequest {

@@ -130,7 +130,7 @@ async fn present_values_round_trip_and_absent_keywords_are_absent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oprf_on_a_plain_use_case_is_a_bad_request() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start_with_dataset(dir.path(), &[("example.com", "1")], 1, 1).await;
+    let server = start_with_dataset(dir.path(), EXAMPLE_ROWS, 1, 1).await;
     let dev = Device::new(server.addr, "u1");
     let key = OprfPrivateKey::generate(&mut rand::thread_rng());
     let client = sift_spir::OprfClient::new(&key.public_key(), Default::default()).unwrap();

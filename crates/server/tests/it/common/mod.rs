@@ -2,7 +2,11 @@
 
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::path::Path;
+
+pub use tls::write_leaf;
 
 use prost::Message;
 use sift_he::Context;
@@ -11,6 +15,8 @@ use sift_proto::api;
 
 pub const USECASE: &str = "com.example.app.url.filtering";
 pub const PARAMS: &str = "n_4096_logq_27_28_28_logt_5";
+/// The one row most tests serve: `example.com` → `1`.
+pub const EXAMPLE_ROWS: &[(&str, &str)] = &[("example.com", "1")];
 
 /// Writes `rows` as a processed dataset (`url-<i>.bin` + `url-<i>.params.txtpb`) into `dir`.
 pub fn write_dataset<K: AsRef<str>, V: AsRef<str>>(
@@ -66,47 +72,130 @@ pub fn write_dataset_with_key<K: AsRef<str>, V: AsRef<str>>(
     }
 }
 
+/// A server configuration for the one use case [`USECASE`] on `data` (state and reports in
+/// `state`, `versions_kept` versions kept), over plain HTTP and without tokens; validated.
 pub fn config(data: &Path, state: &Path, versions_kept: usize) -> sift_server::ServerConfig {
-    let text = format!(
-        r#"
-        listen = "127.0.0.1:0"
-        dev_plain_http = true
-        require_tokens = false
-        state_dir = "{}"
-        report_dir = "{}"
-        [[usecases]]
-        name = "{USECASE}"
-        dataset_dir = "{}"
-        versions_kept = {versions_kept}
-        "#,
-        state.display(),
+    parse_config(&format!(
+        "{}report_dir = \"{}\"\n{}versions_kept = {versions_kept}\n",
+        config_head(state, false),
         state.join("reports").display(),
-        data.display()
-    );
-    let cfg: sift_server::ServerConfig = toml::from_str(&text).unwrap();
-    cfg.validate().unwrap();
-    cfg
+        usecase_toml(data)
+    ))
 }
 
 /// A server configuration for `data` that requires Privacy Pass tokens, with one user
 /// (`user-token-1`, tier `tier1`) allowed to fetch them.
 pub fn config_with_tokens(data: &Path, state: &Path) -> sift_server::ServerConfig {
     toml::from_str(&format!(
-        r#"
-        listen = "127.0.0.1:0"
-        dev_plain_http = true
-        state_dir = "{}"
-        [[users]]
-        tier = "tier1"
-        tokens = ["user-token-1"]
-        [[usecases]]
-        name = "{USECASE}"
-        dataset_dir = "{}"
-        "#,
-        state.display(),
-        data.display()
+        "{}{USERS_TOML}{}",
+        config_head(state, true),
+        usecase_toml(data)
     ))
     .unwrap()
+}
+
+/// The top-level lines every test configuration starts with: loopback on a free port, plain
+/// HTTP, state in `state`, and `require_tokens = false` unless `tokens`. Tables follow it.
+pub fn config_head(state: &Path, tokens: bool) -> String {
+    let require = if tokens {
+        ""
+    } else {
+        "require_tokens = false\n"
+    };
+    format!(
+        "listen = \"127.0.0.1:0\"\ndev_plain_http = true\n{require}state_dir = \"{}\"\n",
+        state.display()
+    )
+}
+
+/// The `[[users]]` table of the one test user tier: `tier1`, token `user-token-1`.
+pub const USERS_TOML: &str = "[[users]]\ntier = \"tier1\"\ntokens = [\"user-token-1\"]\n";
+
+/// The `[[usecases]]` table for [`USECASE`] served from `data`.
+pub fn usecase_toml(data: &Path) -> String {
+    format!(
+        "[[usecases]]\nname = \"{USECASE}\"\ndataset_dir = \"{}\"\n",
+        data.display()
+    )
+}
+
+/// Parses `text` as a server configuration and validates it as `sift serve` does.
+pub fn parse_config(text: &str) -> sift_server::ServerConfig {
+    let cfg: sift_server::ServerConfig =
+        toml::from_str(text).unwrap_or_else(|e| panic!("test config: {e}\n{text}"));
+    cfg.validate().unwrap();
+    cfg
+}
+
+/// Switches `cfg` to TLS with `dir/cert.pem` and `dir/key.pem` (see [`tls::write_leaf`]).
+pub fn use_tls(cfg: &mut sift_server::ServerConfig, dir: &Path) {
+    cfg.dev_plain_http = false;
+    cfg.tls = Some(sift_server::config::TlsConfig {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    });
+}
+
+/// An HTTPS client that trusts the CA `ca` (PEM); with `http2` it speaks HTTP/2 from the start.
+pub fn https_client(ca: &str, http2: bool) -> reqwest::Client {
+    let b = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap());
+    let b = if http2 { b.http2_prior_knowledge() } else { b };
+    b.build().unwrap()
+}
+
+/// Writes the one-row dataset most tests serve (`example.com` → `1`, one shard, seed 1) into
+/// `dir/data` and returns that path.
+pub fn example_dataset(dir: &Path) -> std::path::PathBuf {
+    let data = dir.join("data");
+    write_dataset(&data, EXAMPLE_ROWS, 1, 1);
+    data
+}
+
+/// [`example_dataset`] in `dir` served by [`config_with_tokens`] (state in `dir/state`).
+pub fn example_config_with_tokens(dir: &Path) -> sift_server::ServerConfig {
+    config_with_tokens(&example_dataset(dir), &dir.join("state"))
+}
+
+/// Sends `req` and returns the response's status (panics if there is no response).
+pub async fn status_of(req: reqwest::RequestBuilder) -> u16 {
+    req.send().await.unwrap().status().as_u16()
+}
+
+/// Sends `req` and returns the response's body, whatever the status.
+pub async fn bytes_of(req: reqwest::RequestBuilder) -> Vec<u8> {
+    req.send().await.unwrap().bytes().await.unwrap().to_vec()
+}
+
+/// `GET url`: the status and the body as text.
+pub async fn get_text(url: String) -> (u16, String) {
+    let r = reqwest::get(url).await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// `GET url`: the body as bytes, whatever the status.
+pub async fn get_bytes(url: String) -> Vec<u8> {
+    bytes_of(reqwest::Client::new().get(url)).await
+}
+
+/// An encapsulated `GET /healthz` for the gateway whose key list is `keys`.
+pub fn encapsulated_healthz(keys: &[u8]) -> Vec<u8> {
+    let inner = http::Request::get("https://sift.example/healthz")
+        .body(bytes::Bytes::new())
+        .unwrap();
+    let client = sift_ohttp::ClientRequest::from_encoded_config_list(keys).unwrap();
+    client.encapsulate(&inner).unwrap().0.to_vec()
+}
+
+/// Posts `body` as an encapsulated OHTTP request to the gateway at `base` and returns the status.
+pub async fn post_ohttp(base: &str, body: Vec<u8>) -> u16 {
+    status_of(
+        reqwest::Client::new()
+            .post(format!("{base}/"))
+            .header("content-type", "message/ohttp-req")
+            .body(body),
+    )
+    .await
 }
 
 pub async fn start(cfg: sift_server::ServerConfig) -> sift_server::RunningServer {
@@ -125,19 +214,29 @@ pub async fn start_with_dataset<K: AsRef<str>, V: AsRef<str>>(
     start(config(&dir.join("data"), &dir.join("state"), 2)).await
 }
 
+/// A server on the [`EXAMPLE_ROWS`] dataset in `dir` (see [`start_with_dataset`]) and a device
+/// `user` set up against it (configuration fetched, key uploaded).
+pub async fn example_server_with_device(
+    dir: &Path,
+    user: &str,
+) -> (sift_server::RunningServer, Device) {
+    let server = start_with_dataset(dir, EXAMPLE_ROWS, 1, 1).await;
+    let mut dev = Device::new(server.addr, user);
+    dev.setup().await;
+    (server, dev)
+}
+
 /// Posts an empty `/config` to the server at `base` with `Authorization: auth` (a Privacy Pass
 /// token) and returns the status.
 pub async fn config_status_with_auth(base: &str, auth: String) -> u16 {
-    reqwest::Client::new()
-        .post(format!("{base}/config"))
-        .header("Authorization", auth)
-        .header("User-Identifier", "u")
-        .header("User-Agent", "x iOS/26.0")
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    status_of(
+        reqwest::Client::new()
+            .post(format!("{base}/config"))
+            .header("Authorization", auth)
+            .header("User-Identifier", "u")
+            .header("User-Agent", "x iOS/26.0"),
+    )
+    .await
 }
 
 /// A device-like client speaking raw protobuf over HTTP.
@@ -321,6 +420,13 @@ fn redis_reachable(url: &str) -> Result<(), String> {
     std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
         .map(drop)
         .map_err(|e| e.to_string())
+}
+
+/// Asserts that `text` contains every one of `needles`, naming the first one missing.
+pub fn assert_contains_all(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "{needle:?} missing in\n{text}");
+    }
 }
 
 /// Polls `cond` every 10 ms until it holds; panics naming `what` if it does not within 60 s
