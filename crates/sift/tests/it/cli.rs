@@ -2,7 +2,9 @@
 
 use crate::common;
 
-use common::{sift, stdout_of_success};
+use std::path::Path;
+
+use common::{assert_contains_all, output_of_failure, sift, stdout_of_success, write_file};
 
 #[test]
 fn demo_blocks_listed_urls_and_allows_others() {
@@ -12,51 +14,45 @@ fn demo_blocks_listed_urls_and_allows_others() {
         "https://cdn.badsite.example/x",
         "https://www.example.com/",
     ]));
-    assert!(
-        stdout.contains("BLOCKED  https://www.apple.com/url-filter-test"),
-        "{stdout}"
+    // After the URL checks, the caller-ID lookups: Apple's example identities.
+    let grocery = "identity: \"Grocery Store\" (business), cache 18 min, icon 3000 bytes";
+    assert_contains_all(
+        &stdout,
+        &[
+            "BLOCKED  https://www.apple.com/url-filter-test",
+            "BLOCKED  https://cdn.badsite.example/x",
+            "allowed  https://www.example.com/",
+            "+1234: BLOCK ",
+            grocery,
+            "+1999: not in the block dataset",
+        ],
     );
-    assert!(
-        stdout.contains("BLOCKED  https://cdn.badsite.example/x"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("allowed  https://www.example.com/"),
-        "{stdout}"
-    );
-    // The caller-ID lookups beside the URL checks: Apple's example identities.
-    assert!(stdout.contains("+1234: BLOCK "), "{stdout}");
-    assert!(
-        stdout.contains("identity: \"Grocery Store\" (business), cache 18 min, icon 3000 bytes"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("+1999: not in the block dataset"),
-        "{stdout}"
+}
+
+/// Runs `sift prefilter build LIST -o OUT EXTRA…`, which must succeed.
+fn prefilter_build(list: &Path, out: &Path, extra: &[&str]) {
+    stdout_of_success(
+        sift()
+            .args(["prefilter", "build"])
+            .arg(list)
+            .arg("-o")
+            .arg(out)
+            .args(extra),
     );
 }
 
 #[test]
 fn prefilter_build_reproduces_apples_sample() {
     let dir = tempfile::tempdir().unwrap();
-    let list = dir.path().join("sample.txt");
     let mut items = vec!["example.com".to_string()];
     items.extend((2..=9).map(|i| format!("example{i}.com")));
     items.push("example10.com/resource?query=bugs".into());
-    std::fs::write(&list, items.join("\n")).unwrap();
+    let list = write_file(dir.path(), "sample.txt", &items.join("\n"));
     let out_dir = dir.path().join("out");
-    let out = sift()
-        .args(["prefilter", "build"])
-        .arg(&list)
-        .arg("-o")
-        .arg(&out_dir)
-        .args(["--seed", "1267652889", "--format", "plist"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    prefilter_build(
+        &list,
+        &out_dir,
+        &["--seed", "1267652889", "--format", "plist"],
     );
     let plist = std::fs::read_to_string(out_dir.join("prefilter.plist")).unwrap();
     assert!(plist.contains("JGguOvZzlBEHYkUWJC5vw/eH"), "{plist}");
@@ -64,18 +60,13 @@ fn prefilter_build_reproduces_apples_sample() {
 
 #[test]
 fn bad_input_gives_an_error_not_a_panic() {
-    let out = sift()
-        .args([
-            "prefilter",
-            "build",
-            "/nonexistent/list.txt",
-            "-o",
-            "/tmp/sift-never",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (_, err) = output_of_failure(sift().args([
+        "prefilter",
+        "build",
+        "/nonexistent/list.txt",
+        "-o",
+        "/tmp/sift-never",
+    ]));
     assert!(err.contains("error"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     let out = sift()
@@ -87,24 +78,22 @@ fn bad_input_gives_an_error_not_a_panic() {
 
 #[test]
 fn doctor_flags_onboarding_rule_violations() {
-    let good = sift()
-        .args([
-            "doctor",
-            "--service",
-            "https://pir.example.com",
-            "--issuer",
-            "https://issuer.example.com",
-        ])
-        .args([
-            "--gateway",
-            "https://ohttp.example.com",
-            "--bundle-id",
-            "com.example.app",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&good.stdout);
-    assert!(good.status.success(), "{stdout}");
+    let stdout = stdout_of_success(
+        sift()
+            .args([
+                "doctor",
+                "--service",
+                "https://pir.example.com",
+                "--issuer",
+                "https://issuer.example.com",
+            ])
+            .args([
+                "--gateway",
+                "https://ohttp.example.com",
+                "--bundle-id",
+                "com.example.app",
+            ]),
+    );
     assert!(
         stdout.contains("apple-url-filter=com.example.app"),
         "{stdout}"
@@ -127,51 +116,30 @@ fn doctor_flags_onboarding_rule_violations() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&bad.stdout);
     assert!(!bad.status.success());
-    for needle in [
+    let rules = [
         "path `/pir`",
         "custom port 8443",
         "HTTPS required",
         "separate subdomains",
-    ] {
-        assert!(stdout.contains(needle), "missing {needle:?} in {stdout}");
-    }
+    ];
+    assert_contains_all(&stdout, &rules);
 }
 
 #[test]
 fn empty_lists_are_refused_without_partial_output() {
     let dir = tempfile::tempdir().unwrap();
-    let empty = dir.path().join("empty.txt");
-    std::fs::write(&empty, "").unwrap();
-    let blank = dir.path().join("blank.txt");
-    std::fs::write(&blank, "\n   \n\n").unwrap();
+    let empty = write_file(dir.path(), "empty.txt", "");
+    let blank = write_file(dir.path(), "blank.txt", "\n   \n\n");
     for list in [&empty, &blank] {
         let out_dir = dir.path().join("dataset");
-        let out = sift()
-            .arg("build")
-            .arg(list)
-            .arg("-o")
-            .arg(&out_dir)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success(),
-            "sift build {}: {err}",
-            list.display()
-        );
+        let (_, err) = output_of_failure(sift().arg("build").arg(list).arg("-o").arg(&out_dir));
         assert!(err.contains("nothing to build"), "{err}");
         assert!(!err.contains("panicked"), "{err}");
         assert!(!out_dir.exists(), "sift build left {}", out_dir.display());
         let out_dir = dir.path().join("prefilter");
-        let out = sift()
-            .args(["prefilter", "build"])
-            .arg(list)
-            .arg("-o")
-            .arg(&out_dir)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "sift prefilter build: {err}");
+        let mut cmd = sift();
+        cmd.args(["prefilter", "build"]).arg(list);
+        let (_, err) = output_of_failure(cmd.arg("-o").arg(&out_dir));
         assert!(err.contains("no usable keys"), "{err}");
         assert!(
             !out_dir.exists(),
@@ -184,17 +152,13 @@ fn empty_lists_are_refused_without_partial_output() {
 #[test]
 fn prefilter_test_says_which_sub_urls_may_be_listed() {
     let dir = tempfile::tempdir().unwrap();
-    let list = dir.path().join("list.txt");
-    std::fs::write(&list, "blocked.example\nbad.example.org/path\n").unwrap();
-    let out_dir = dir.path().join("pf");
-    stdout_of_success(
-        sift()
-            .args(["prefilter", "build"])
-            .arg(&list)
-            .arg("-o")
-            .arg(&out_dir)
-            .args(["--seed", "7"]),
+    let list = write_file(
+        dir.path(),
+        "list.txt",
+        "blocked.example\nbad.example.org/path\n",
     );
+    let out_dir = dir.path().join("pf");
+    prefilter_build(&list, &out_dir, &["--seed", "7"]);
     let test =
         |url: &str| stdout_of_success(sift().args(["prefilter", "test"]).arg(&out_dir).arg(url));
     let hit = test("https://www.blocked.example/some/page");
@@ -207,14 +171,13 @@ fn prefilter_test_says_which_sub_urls_may_be_listed() {
     assert!(miss.contains("no sub-URL in the prefilter"), "{miss}");
     assert!(!miss.contains("maybe"), "{miss}");
     // A missing prefilter directory is an error naming it, not a panic.
-    let out = sift()
-        .args(["prefilter", "test"])
-        .arg(dir.path().join("none"))
-        .arg("https://a.example/")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && !err.contains("panicked"), "{err}");
+    let (_, err) = output_of_failure(
+        sift()
+            .args(["prefilter", "test"])
+            .arg(dir.path().join("none"))
+            .arg("https://a.example/"),
+    );
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 /// Unknown encryption parameters are refused before any input is read (the input here does
@@ -224,31 +187,30 @@ fn unknown_rlwe_parameters_are_refused_before_the_import() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("no-such-list.txt");
     let out = tmp.path().join("out");
-    let flag = sift()
-        .args(["build", "--rlwe-parameters", "n_4096_typo"])
-        .arg(&missing)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&flag.stderr);
-    assert!(!flag.status.success());
+    let (_, err) = output_of_failure(
+        sift()
+            .args(["build", "--rlwe-parameters", "n_4096_typo"])
+            .arg(&missing)
+            .arg("-o")
+            .arg(&out),
+    );
     assert!(err.contains("n_4096_logq_27_28_28_logt_5"), "{err}");
     assert!(!err.contains("no-such-list"), "{err}");
 
-    let config = tmp.path().join("pir.json");
-    std::fs::write(&config, r#"{"rlweParameters": "n_4096_typo"}"#).unwrap();
-    let file = sift()
-        .arg("build")
-        .arg("--config")
-        .arg(&config)
-        .arg(&missing)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&file.stderr);
-    assert!(!file.status.success());
+    let config = write_file(
+        tmp.path(),
+        "pir.json",
+        r#"{"rlweParameters": "n_4096_typo"}"#,
+    );
+    let (_, err) = output_of_failure(
+        sift()
+            .arg("build")
+            .arg("--config")
+            .arg(&config)
+            .arg(&missing)
+            .arg("-o")
+            .arg(&out),
+    );
     assert!(
         err.contains("pir.json") && err.contains("n_4096_logq_27_28_28_logt_5"),
         "{err}"

@@ -3,13 +3,16 @@
 
 use crate::common;
 
-use std::path::Path;
+#[path = "../../../dataset/tests/support/device.rs"]
+mod device;
+
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{sift, stdout_of_success};
+use device::{Device, flip_last_bit};
 use rand::Rng;
-use sift_pir::client::KeywordPirClient;
 
 const USECASE: &str = "com.example.app.url.filtering";
 
@@ -33,17 +36,10 @@ fn build_cmd(list: &Path, out: &Path, shards: usize) -> Command {
 fn lookup(state: &sift_server::state::AppState, words: &[String]) -> Vec<bool> {
     let ucs = state.usecases();
     let v = ucs[USECASE].current().clone();
-    let protos: Vec<_> = v.server.shards().iter().map(|s| s.proto.clone()).collect();
-    let mut rng = rand::thread_rng();
-    let client = KeywordPirClient::new(&protos, &mut rng).unwrap();
-    let key = client.evaluation_key(&mut rng).unwrap();
+    let device = Device::new(&v.server);
     words
         .iter()
-        .map(|w| {
-            let q = client.query(w.as_bytes(), &mut rng).unwrap();
-            let r = v.server.answer(&q, &key).unwrap();
-            client.decode(w.as_bytes(), &r).unwrap().as_deref() == Some(b"1".as_slice())
-        })
+        .map(|w| device.lookup(w).as_deref() == Some(b"1".as_slice()))
         .collect()
 }
 
@@ -131,14 +127,7 @@ async fn killed_builds_and_fewer_shards_never_serve_a_mixed_dataset() {
 #[test]
 fn sift_update_takes_an_empty_remove_list() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let keys: Vec<String> = (0..10).map(|i| format!("k-{i}.example")).collect();
-    let list = tmp.path().join("list.txt");
-    write_list(&list, &keys);
-    stdout_of_success(&mut build_cmd(&list, &data, 1));
-    let add = tmp.path().join("add.txt");
-    let remove = tmp.path().join("remove.txt");
-    write_list(&add, &["new.example".to_string()]);
+    let (data, add, remove) = built_for_update(tmp.path(), 10, 1);
     std::fs::write(&remove, "").unwrap();
     let err = update(&data, &add, &remove);
     assert!(err.contains("0 removed, 1 added"), "{err}");
@@ -150,11 +139,7 @@ fn sift_update_takes_an_empty_remove_list() {
     let out = verify(&data);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("all match"), "{text}");
-    let words = loaded.dir.join("url-0.words");
-    let mut bytes = std::fs::read(&words).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    std::fs::write(&words, &bytes).unwrap();
+    flip_last_bit(&loaded.dir.join("url-0.words"));
     let out = verify(&data);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -166,42 +151,34 @@ fn sift_update_takes_an_empty_remove_list() {
 #[test]
 fn sift_update_adds_and_removes_keys_sharing_other_shards() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let keys: Vec<String> = (0..40).map(|i| format!("k-{i}.example")).collect();
-    let list = tmp.path().join("list.txt");
-    write_list(&list, &keys);
-    stdout_of_success(&mut build_cmd(&list, &data, 4));
-    let add = tmp.path().join("add.txt");
-    let remove = tmp.path().join("remove.txt");
-    write_list(&add, &["new.example".to_string()]);
+    let (data, add, remove) = built_for_update(tmp.path(), 40, 4);
     write_list(&remove, &["k-3.example".to_string()]);
     let err = update(&data, &add, &remove);
     assert!(err.contains("1 removed, 1 added"), "{err}");
     assert!(err.contains("shared with the previous version"), "{err}");
     let loaded = sift_dataset::load(&data, "url").unwrap();
     assert_eq!(loaded.manifest.unwrap().row_count, 40);
-    let protos: Vec<_> = loaded
-        .server
-        .shards()
-        .iter()
-        .map(|s| s.proto.clone())
-        .collect();
-    let mut rng = rand::thread_rng();
-    let client = KeywordPirClient::new(&protos, &mut rng).unwrap();
-    let key = client.evaluation_key(&mut rng).unwrap();
+    let device = Device::new(&loaded.server);
     for (w, expect) in [
         ("new.example", true),
         ("k-3.example", false),
         ("k-4.example", true),
     ] {
-        let q = client.query(w.as_bytes(), &mut rng).unwrap();
-        let r = loaded.server.answer(&q, &key).unwrap();
-        assert_eq!(
-            client.decode(w.as_bytes(), &r).unwrap().is_some(),
-            expect,
-            "{w}"
-        );
+        assert_eq!(device.lookup(w).is_some(), expect, "{w}");
     }
+}
+
+/// Builds `k-0.example` … `k-<n-1>.example` into `dir/data` in `shards` shards and writes the
+/// add list `dir/add.txt` (`new.example`); returns the dataset, the add and the remove list paths.
+fn built_for_update(dir: &Path, n: usize, shards: usize) -> (PathBuf, PathBuf, PathBuf) {
+    let data = dir.join("data");
+    let keys: Vec<String> = (0..n).map(|i| format!("k-{i}.example")).collect();
+    let list = dir.join("list.txt");
+    write_list(&list, &keys);
+    stdout_of_success(&mut build_cmd(&list, &data, shards));
+    let add = dir.join("add.txt");
+    write_list(&add, &["new.example".to_string()]);
+    (data, add, dir.join("remove.txt"))
 }
 
 /// Runs `sift update DATA --add ADD --remove REMOVE`, which must succeed; its stderr.

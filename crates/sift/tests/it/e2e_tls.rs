@@ -4,49 +4,22 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 
 use crate::common;
 
-use common::{sift, stdout_of_success};
+use common::tls::TestCa;
+use common::{Server, sift, stdout_of_success, usecase_toml, users_toml, verdicts, write_file};
 
 const USECASE: &str = "com.example.e2e.url.filtering";
 const USER_TOKEN: &str = "e2e-user-token";
 
-/// Writes a test CA and a server certificate for 127.0.0.1 signed by it; returns the CA path.
+/// Writes a test CA and a server certificate for 127.0.0.1 and localhost signed by it (the
+/// chain in `cert.pem`); returns the CA path.
 fn write_tls_material(dir: &Path) -> std::path::PathBuf {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "sift e2e test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf_params =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .unwrap();
-    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-    std::fs::write(
-        dir.join("cert.pem"),
-        format!("{}{}", leaf.pem(), ca_cert.pem()),
-    )
-    .unwrap();
-    std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).unwrap();
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, ca_cert.pem()).unwrap();
-    ca
-}
-
-/// Kills the server when the test ends, pass or fail.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    let ca = TestCa::named("sift e2e test CA");
+    ca.write_leaf_for(dir, &["127.0.0.1", "localhost"], true);
+    write_file(dir, "ca.pem", &ca.pem())
 }
 
 /// What `sift serve` printed to stderr (its logs), collected while it runs.
@@ -55,16 +28,8 @@ type Logs = std::sync::Arc<std::sync::Mutex<String>>;
 /// Starts `sift serve` and returns it with its base URL and metrics URL, read from its stdout,
 /// and its logs.
 fn start_server(config: &Path) -> (Server, String, String, Logs) {
-    let mut child = sift()
-        .args(["serve", "--poll-secs", "0", "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let server = Server(child);
+    let (mut server, mut lines) = common::spawn_serve(config, Stdio::piped());
+    let stderr = server.0.stderr.take().unwrap();
     let logs = Logs::default();
     let sink = logs.clone();
     std::thread::spawn(move || {
@@ -75,22 +40,17 @@ fn start_server(config: &Path) -> (Server, String, String, Logs) {
             l.push('\n');
         }
     });
-    let mut lines = BufReader::new(stdout).lines();
     let (mut base, mut metrics) = (None, None);
     while base.is_none() || metrics.is_none() {
-        let line = lines
-            .next()
-            .expect("sift serve exited before listening")
-            .unwrap();
-        if let Some(url) = line.strip_prefix("sift serve: listening on ") {
+        let line = common::next_line(&mut lines);
+        if let Some(url) = line.strip_prefix(common::LISTENING) {
             base = Some(url.trim().to_owned());
         }
         if let Some(url) = line.strip_prefix("sift serve: metrics at ") {
             metrics = Some(url.trim().to_owned());
         }
     }
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    common::drain(lines);
     (server, base.unwrap(), metrics.unwrap(), logs)
 }
 
@@ -117,45 +77,21 @@ fn check_through_the_gateway_over_tls_with_tokens() {
     )
     .unwrap();
     let dataset = root.join("dataset");
-    let out = sift()
-        .arg("build")
-        .arg(&list)
-        .arg("-o")
-        .arg(&dataset)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "sift build: {stderr}");
+    let stderr = common::stderr_of_success(sift().arg("build").arg(&list).arg("-o").arg(&dataset));
     // Apple's trialsPerShard (default 1): a test query per shard before it is written.
     assert!(
         stderr.contains("shard 0: 1 trial query answered correctly"),
         "{stderr}"
     );
     let ca = write_tls_material(root);
-    let config = root.join("sift.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-listen = "127.0.0.1:0"
-state_dir = "state"
-[tls]
-cert = "cert.pem"
-key = "key.pem"
-[[users]]
-tier = "tier1"
-tokens = ["{USER_TOKEN}"]
-[[usecases]]
-name = "{USECASE}"
-dataset_dir = "dataset"
-[metrics]
-listen = "127.0.0.1:0"
-[log]
-access = true
-"#
-        ),
-    )
-    .unwrap();
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nstate_dir = \"state\"\n{}{}\
+         [tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
+         [metrics]\nlisten = \"127.0.0.1:0\"\n[log]\naccess = true\n",
+        users_toml(USER_TOKEN),
+        usecase_toml(USECASE, "dataset")
+    );
+    let config = write_file(root, "sift.toml", &text);
     let (server, base, metrics_url, logs) = start_server(&config);
     assert!(base.starts_with("https://127.0.0.1:"), "{base}");
 
@@ -176,19 +112,8 @@ access = true
             ]),
     );
     eprintln!("{stdout}");
-    let verdicts: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let blocked: Vec<(String, bool)> = verdicts
-        .iter()
-        .map(|v| {
-            (
-                v["url"].as_str().unwrap().to_owned(),
-                v["blocked"].as_bool().unwrap(),
-            )
-        })
-        .collect();
+    let first: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    let blocked = verdicts(&stdout);
     assert_eq!(
         blocked,
         vec![
@@ -200,7 +125,7 @@ access = true
         ]
     );
     // The blocked verdicts came from PIR answers, not the prefilter alone.
-    let pir_answers = verdicts[0]["suburls"]
+    let pir_answers = first["suburls"]
         .as_array()
         .unwrap()
         .iter()
@@ -324,56 +249,35 @@ access = true
     );
 }
 
-/// `(year, month, day)` of `days` days from now (UTC).
-fn date_in(days: i64) -> (i32, u8, u8) {
+/// Sets `params` valid from `from` days from now until `until` days from now.
+fn valid_between(params: &mut rcgen::CertificateParams, from: i64, until: i64) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs() as i64;
-    let z = (now / 86_400 + days) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        (yoe + era * 400 + i64::from(m <= 2)) as i32,
-        m as u8,
-        d as u8,
-    )
+        .as_secs();
+    let at = |days: i64| {
+        let secs = now.checked_add_signed(days * 86_400).unwrap();
+        rcgen::date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(secs)
+    };
+    params.not_before = at(from);
+    params.not_after = at(until);
 }
 
 /// One way to get a certificate wrong (or right), written as `cert.pem`/`key.pem` in `dir`;
 /// returns the CA's PEM to pass as `--ca`.
 fn write_variant(dir: &Path, variant: &str) -> String {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let ca = TestCa::new();
     let key = rcgen::KeyPair::generate().unwrap();
-    let names = if variant == "name" {
-        vec!["pir.example.com".to_owned()]
+    let name = if variant == "name" {
+        "pir.example.com"
     } else {
-        vec!["127.0.0.1".to_owned()]
+        "127.0.0.1"
     };
-    let mut params = rcgen::CertificateParams::new(names).unwrap();
-    let ymd = |(y, m, d): (i32, u8, u8)| rcgen::date_time_ymd(y, m, d);
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
     match variant {
-        "expired" => {
-            params.not_before = ymd(date_in(-60));
-            params.not_after = ymd(date_in(-2));
-        }
-        "not_yet" => {
-            params.not_before = ymd(date_in(30));
-            params.not_after = ymd(date_in(90));
-        }
-        "soon" => {
-            params.not_before = ymd(date_in(-30));
-            params.not_after = ymd(date_in(5));
-        }
+        "expired" => valid_between(&mut params, -60, -2),
+        "not_yet" => valid_between(&mut params, 30, 90),
+        "soon" => valid_between(&mut params, -30, 5),
         _ => {}
     }
     let (cert_pem, ca_pem) = if variant == "ca_leaf" {
@@ -382,10 +286,9 @@ fn write_variant(dir: &Path, variant: &str) -> String {
         let c = params.self_signed(&key).unwrap();
         (c.pem(), c.pem())
     } else {
-        (params.signed_by(&key, &issuer).unwrap().pem(), ca.pem())
+        (ca.sign(&params, &key), ca.pem())
     };
-    std::fs::write(dir.join("cert.pem"), cert_pem).unwrap();
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    common::tls::write_cert_and_key(dir, &cert_pem, &key);
     ca_pem
 }
 

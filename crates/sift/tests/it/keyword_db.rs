@@ -4,10 +4,14 @@
 
 use crate::common;
 
+#[path = "../../../keyworddb/tests/support/textproto.rs"]
+mod textproto;
+
 use std::path::{Path, PathBuf};
 
-use common::{sift, stdout_of_success};
+use common::{assert_contains_all, sift, stdout_of_success};
 use rand::{Rng, SeedableRng};
+use textproto::quote;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/vectors/keyworddb");
 
@@ -32,15 +36,9 @@ async fn serve(
     sift_server::RunningServer,
     Vec<sift_client::device::DeviceClient>,
 ) {
-    let mut toml_text = format!(
-        "listen = \"127.0.0.1:0\"\ndev_plain_http = true\nrequire_tokens = false\nstate_dir = \"{}\"\n",
-        state.display()
-    );
+    let mut toml_text = common::open_config_head(state);
     for (name, dir) in datasets {
-        toml_text += &format!(
-            "[[usecases]]\nname = \"{name}\"\ndataset_dir = \"{}\"\n",
-            dir.display()
-        );
+        toml_text += &common::usecase_toml(name, &dir.display().to_string());
     }
     let config: sift_server::ServerConfig = toml::from_str(&toml_text).unwrap();
     let server = sift_server::spawn(config, None).await.unwrap();
@@ -98,19 +96,6 @@ async fn apple_neurlfilter_testing_input_builds_and_answers_exactly() {
         assert_eq!(device.lookup(absent).await.unwrap().0, None, "{absent}");
     }
     server.stop().await;
-}
-
-/// Writes `b` as a text-format string, octal-escaping everything not printable.
-fn quote(b: &[u8]) -> String {
-    let mut s = String::from("\"");
-    for &c in b {
-        match c {
-            b'"' | b'\\' => s.push_str(&format!("\\{}", c as char)),
-            0x20..=0x7e => s.push(c as char),
-            _ => s.push_str(&format!("\\{c:03o}")),
-        }
-    }
-    s + "\""
 }
 
 fn random_rows(rng: &mut impl Rng, sizes: &[usize]) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -259,15 +244,15 @@ fn identical_duplicates_merge_and_url_like_keywords_are_kept_with_a_warning() {
     let o = build(&[&input], &out, &[]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
-    assert!(stderr.contains("3 distinct keywords"), "{stderr}");
-    assert!(stderr.contains("1 identical duplicates merged"), "{stderr}");
-    assert!(
-        stderr.contains("2 keyword(s) are kept as given"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("urls.txtpb:1:8: \"https://Example.com/a\": it has a scheme"),
-        "{stderr}"
+    let scheme = "urls.txtpb:1:8: \"https://Example.com/a\": it has a scheme";
+    assert_contains_all(
+        &stderr,
+        &[
+            "3 distinct keywords",
+            "1 identical duplicates merged",
+            "2 keyword(s) are kept as given",
+            scheme,
+        ],
     );
     assert!(out.join("current/url-0.bin").exists());
     let _ = stdout_of_success;

@@ -2,75 +2,31 @@
 //! documented input (and generated ones) with icons, `sift serve` with tokens and the OHTTP
 //! gateway, and `sift check --lcid` doing both lookups of an incoming call.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
 
 use crate::common;
 
-use common::{sift, stdout_of_success};
+use common::{Server, sift, stdout_of_success, usecase_toml, users_toml, write_file};
 use rand::{Rng, SeedableRng};
 
 const BUNDLE: &str = "net.example.lookup";
 const USER_TOKEN: &str = "lcid-user-token";
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/vectors/keyworddb");
 
-/// Kills the server when the test ends, pass or fail.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `sift serve` for `out/block` and `out/identity` with tokens required; returns the
 /// server and its base URL.
 fn serve(root: &Path, out: &Path) -> (Server, String) {
-    let config = root.join("sift.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-listen = "127.0.0.1:0"
-dev_plain_http = true
-state_dir = "{state}"
-[[users]]
-tier = "tier1"
-tokens = ["{USER_TOKEN}"]
-[[usecases]]
-name = "{BUNDLE}.block"
-dataset_dir = "{out}/block"
-stem = "block"
-[[usecases]]
-name = "{BUNDLE}.identity"
-dataset_dir = "{out}/identity"
-stem = "identity"
-"#,
-            state = root.join("state").display(),
-            out = out.display()
-        ),
-    )
-    .unwrap();
-    let mut child = sift()
-        .args(["serve", "--poll-secs", "0", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines.next().expect("sift serve exited early").unwrap();
-        if let Some(url) = line.strip_prefix("sift serve: listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (server, base)
+    let mut text = format!(
+        "listen = \"127.0.0.1:0\"\ndev_plain_http = true\nstate_dir = \"{}\"\n{}",
+        root.join("state").display(),
+        users_toml(USER_TOKEN)
+    );
+    for stem in ["block", "identity"] {
+        let dir = out.join(stem);
+        text += &usecase_toml(&format!("{BUNDLE}.{stem}"), &dir.display().to_string());
+        text += &format!("stem = \"{stem}\"\n");
+    }
+    common::serve(&write_file(root, "sift.toml", &text))
 }
 
 /// `sift check --lcid` for each number through the gateway with tokens; one JSON per number.
@@ -119,23 +75,29 @@ fn apple_lcid_testing_input_answers_both_use_cases_through_the_gateway() {
     assert!(out.join("identity/current/identity-0.bin").exists());
     let (_server, base) = serve(root, &out);
     let answers = check(&base, &["+123", "+1234", "+12345", "+1999"]);
-    let a = &answers[0];
-    assert_eq!(a["block"], false);
-    assert_eq!(a["identity"]["name"], "Adam");
-    assert_eq!(a["identity"]["category"], "person");
-    assert_eq!(a["identity"]["cache_expiry_minutes"], 8);
-    assert_eq!(a["identity"]["icon_bytes"], 1500);
-    let b = &answers[1];
-    assert_eq!(b["block"], true);
-    assert_eq!(b["identity"]["name"], "Bob");
-    assert_eq!(b["identity"]["category"], "unspecified");
-    assert_eq!(b["identity"]["icon_bytes"], 0);
-    let c = &answers[2];
-    assert_eq!(c["block"], false);
-    assert_eq!(c["identity"]["name"], "Grocery Store");
-    assert_eq!(c["identity"]["category"], "business");
-    assert_eq!(c["identity"]["cache_expiry_minutes"], 18);
-    assert_eq!(c["identity"]["icon_bytes"], 20_000);
+    // (number, block, name, category, cache expiry in minutes where checked, icon bytes)
+    let expected = [
+        ("+123", false, "Adam", "person", Some(8), 1500),
+        ("+1234", true, "Bob", "unspecified", None, 0),
+        (
+            "+12345",
+            false,
+            "Grocery Store",
+            "business",
+            Some(18),
+            20_000,
+        ),
+    ];
+    for (answer, (number, block, name, category, minutes, icon)) in answers.iter().zip(expected) {
+        let id = &answer["identity"];
+        assert_eq!(answer["block"], block, "{number}");
+        assert_eq!(id["name"], name, "{number}");
+        assert_eq!(id["category"], category, "{number}");
+        if let Some(minutes) = minutes {
+            assert_eq!(id["cache_expiry_minutes"], minutes, "{number}");
+        }
+        assert_eq!(id["icon_bytes"], icon, "{number}");
+    }
     let absent = &answers[3];
     assert!(
         absent["block"].is_null() && absent["identity"].is_null(),

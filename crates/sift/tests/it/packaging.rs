@@ -2,6 +2,8 @@
 //! multi-stage and non-root, the compose file pairs replicas with Redis, and the systemd unit
 //! is hardened (and passes `systemd-analyze verify` where that tool exists).
 
+use crate::common;
+
 use std::path::{Path, PathBuf};
 
 fn repo() -> PathBuf {
@@ -89,21 +91,20 @@ fn dockerfile_is_multi_stage_and_non_root() {
 #[test]
 fn compose_runs_replicas_with_redis() {
     let c = read("compose.yaml");
-    for needle in [
+    let needles = [
         "redis:",
         "image: redis",
         "sift-1:",
         "sift-2:",
         "read_only: true",
-    ] {
-        assert!(c.contains(needle), "compose.yaml lacks {needle}");
-    }
+    ];
+    common::assert_contains_all(&c, &needles);
 }
 
 #[test]
 fn systemd_unit_is_hardened_and_verifies() {
     let u = read("packaging/sift.service");
-    for needle in [
+    let needles = [
         "Type=notify",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "User=sift",
@@ -112,9 +113,8 @@ fn systemd_unit_is_hardened_and_verifies() {
         "NoNewPrivileges=true",
         "--check-config",
         "AmbientCapabilities=CAP_NET_BIND_SERVICE",
-    ] {
-        assert!(u.contains(needle), "sift.service lacks {needle}");
-    }
+    ];
+    common::assert_contains_all(&u, &needles);
     // Every directive is known to systemd (the tool is missing on most CI images: skipped).
     let tmp = tempfile::tempdir().unwrap();
     let unit = tmp.path().join("sift.service");
@@ -138,27 +138,16 @@ fn systemd_unit_is_hardened_and_verifies() {
 #[test]
 fn check_config_reports_problems_and_exits_non_zero() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("sift.toml");
-    std::fs::write(
-        &cfg,
-        r#"
-listen = ":8443"
-dev_plain_http = true
-state_dir = "state"
-require_tokens = false
-[[usecases]]
-name = "com.example.app.url.filtering"
-dataset_dir = "missing-dataset"
-"#,
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sift"))
-        .args(["serve", "--check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{text}");
+    let text = format!(
+        "listen = \":8443\"\ndev_plain_http = true\nstate_dir = \"state\"\nrequire_tokens = false\n{}",
+        common::usecase_toml("com.example.app.url.filtering", "missing-dataset")
+    );
+    let cfg = common::write_file(tmp.path(), "sift.toml", &text);
+    let (text, _) = common::output_of_failure(
+        common::sift()
+            .args(["serve", "--check-config", "--config"])
+            .arg(&cfg),
+    );
     assert!(text.contains("listen    0.0.0.0:8443"), "{text}");
     assert!(
         text.contains("com.example.app.url.filtering: problem"),

@@ -3,13 +3,11 @@
 //! --parsing C` finds every listed URL; a dataset built under one configuration and an app
 //! using another is flagged by `sift doctor`.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
 
 use crate::common;
 
-use common::{sift, stdout_of_success};
+use common::{serve, sift, stdout_of_success, usecase_toml, users_toml, verdicts, write_file};
 
 const USER_TOKEN: &str = "parsing-user-token";
 
@@ -44,66 +42,19 @@ const CONFIGS: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
-/// Kills the server when the test ends, pass or fail.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server(config: &Path) -> (Server, String) {
-    let mut child = sift()
-        .args(["serve", "--poll-secs", "0", "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("sift serve exited before listening")
-            .unwrap();
-        if let Some(url) = line.strip_prefix("sift serve: listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (server, base)
-}
-
 fn config_file(root: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let ext = if text.trim_start().starts_with('{') {
         "json"
     } else {
         "toml"
     };
-    let p = root.join(format!("{name}.{ext}"));
-    std::fs::write(&p, text).unwrap();
-    p
+    write_file(root, &format!("{name}.{ext}"), text)
 }
 
 fn build(list: &Path, out: &Path, parsing: &Path) {
-    let o = sift()
-        .arg("build")
-        .arg(list)
-        .arg("-o")
-        .arg(out)
-        .arg("--parsing")
-        .arg(parsing)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "sift build: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let mut cmd = sift();
+    cmd.arg("build").arg(list).arg("-o").arg(out);
+    stdout_of_success(cmd.arg("--parsing").arg(parsing));
 }
 
 /// The verdicts of `sift check --json` for `urls`, as (url, blocked).
@@ -125,28 +76,17 @@ fn check(
             .arg(parsing)
             .args(urls),
     );
-    stdout
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                v["url"].as_str().unwrap().to_owned(),
-                v["blocked"].as_bool().unwrap(),
-            )
-        })
-        .collect()
+    verdicts(&stdout)
 }
 
 #[test]
 fn listed_urls_are_blocked_under_each_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let list = root.join("list.txt");
-    std::fs::write(&list, LISTED.join("\n")).unwrap();
-    let mut toml = format!(
-        "listen = \"127.0.0.1:0\"\ndev_plain_http = true\nstate_dir = \"state\"\n\
-         [[users]]\ntier = \"tier1\"\ntokens = [\"{USER_TOKEN}\"]\n"
-    );
+    let list = write_file(root, "list.txt", &LISTED.join("\n"));
+    let mut toml =
+        "listen = \"127.0.0.1:0\"\ndev_plain_http = true\nstate_dir = \"state\"\n".to_owned();
+    toml += &users_toml(USER_TOKEN);
     let mut files = Vec::new();
     for (name, text, _) in CONFIGS {
         let file = config_file(root, name, text);
@@ -155,14 +95,10 @@ fn listed_urls_are_blocked_under_each_configuration() {
         // The configuration is recorded with the dataset, with Apple's property names.
         let record = std::fs::read_to_string(out.join("parsing.json")).unwrap();
         assert!(record.contains("\"stripWWW\""), "{record}");
-        toml.push_str(&format!(
-            "[[usecases]]\nname = \"com.example.{name}.url.filtering\"\ndataset_dir = \"{name}\"\n"
-        ));
+        toml += &usecase_toml(&format!("com.example.{name}.url.filtering"), name);
         files.push(file);
     }
-    let config = root.join("sift.toml");
-    std::fs::write(&config, toml).unwrap();
-    let (_server, base) = start_server(&config);
+    let (_server, base) = serve(&write_file(root, "sift.toml", &toml));
     for ((name, _, allowed), file) in CONFIGS.iter().zip(&files) {
         let usecase = format!("com.example.{name}.url.filtering");
         let mut urls: Vec<&str> = LISTED.to_vec();
@@ -192,8 +128,7 @@ fn listed_urls_are_blocked_under_each_configuration() {
 fn doctor_flags_a_dataset_built_for_another_parsing() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let list = root.join("list.txt");
-    std::fs::write(&list, LISTED.join("\n")).unwrap();
+    let list = write_file(root, "list.txt", &LISTED.join("\n"));
     let app = config_file(
         root,
         "app",
@@ -201,26 +136,26 @@ fn doctor_flags_a_dataset_built_for_another_parsing() {
     );
     let ios26 = config_file(root, "ios26", "{}");
     // A prefilter folder built under the iOS 26 default (no real service needed for doctor).
+    let prefilter_build = |out: &Path, parsing: &Path| {
+        let mut cmd = sift();
+        cmd.args(["prefilter", "build"]).arg(&list);
+        stdout_of_success(cmd.arg("-o").arg(out).arg("--parsing").arg(parsing));
+    };
     let pf = root.join("pf");
-    stdout_of_success(
-        sift()
-            .args(["prefilter", "build"])
-            .arg(&list)
-            .arg("-o")
-            .arg(&pf)
-            .arg("--parsing")
-            .arg(&ios26),
-    );
-    let doctor = |app_file: &Path| {
-        let o = sift()
-            .args(["doctor", "--bundle-id", "com.example.app"])
+    prefilter_build(&pf, &ios26);
+    // `sift doctor` for the app's parsing file (none: the iOS 26 default) and a dataset.
+    let doctor = |app_file: Option<&Path>, dataset: &Path| {
+        let mut cmd = sift();
+        cmd.args(["doctor", "--bundle-id", "com.example.app"])
             .args(["--service", "https://pir.example.com"])
             .args(["--issuer", "https://issuer.example.com"])
-            .args(["--gateway", "https://ohttp.example.com"])
-            .arg("--parsing")
-            .arg(app_file)
+            .args(["--gateway", "https://ohttp.example.com"]);
+        if let Some(file) = app_file {
+            cmd.arg("--parsing").arg(file);
+        }
+        let o = cmd
             .arg("--dataset")
-            .arg(&pf)
+            .arg(dataset)
             .arg("--lists")
             .arg(&list)
             .output()
@@ -230,13 +165,13 @@ fn doctor_flags_a_dataset_built_for_another_parsing() {
             String::from_utf8_lossy(&o.stdout).into_owned(),
         )
     };
-    let (ok, out) = doctor(&ios26);
+    let (ok, out) = doctor(Some(&ios26), &pf);
     assert!(ok, "{out}");
     assert!(
         out.contains("all 7 keys of the lists can be asked for"),
         "{out}"
     );
-    let (ok, out) = doctor(&app);
+    let (ok, out) = doctor(Some(&app), &pf);
     assert!(!ok, "{out}");
     assert!(out.contains("dataset built under iOS 26 default"), "{out}");
     assert!(out.contains("caseSensitive=true"), "{out}");
@@ -246,28 +181,9 @@ fn doctor_flags_a_dataset_built_for_another_parsing() {
 
     // Keys built for the app, checked against the iOS 26 default: upper case and www. counted.
     let pf2 = root.join("pf2");
-    stdout_of_success(
-        sift()
-            .args(["prefilter", "build"])
-            .arg(&list)
-            .arg("-o")
-            .arg(&pf2)
-            .arg("--parsing")
-            .arg(&app),
-    );
-    let o = sift()
-        .args(["doctor", "--bundle-id", "com.example.app"])
-        .args(["--service", "https://pir.example.com"])
-        .args(["--issuer", "https://issuer.example.com"])
-        .args(["--gateway", "https://ohttp.example.com"])
-        .arg("--dataset")
-        .arg(&pf2)
-        .arg("--lists")
-        .arg(&list)
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(!o.status.success(), "{out}");
+    prefilter_build(&pf2, &app);
+    let (ok, out) = doctor(None, &pf2);
+    assert!(!ok, "{out}");
     assert!(
         out.contains("keys can never match: upper-case letters"),
         "{out}"

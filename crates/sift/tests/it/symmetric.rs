@@ -72,19 +72,9 @@ async fn build_serve_and_look_up_with_symmetric_pir() {
 
     // Serve it and look up as the device does.
     let config: sift_server::ServerConfig = toml::from_str(&format!(
-        r#"
-        listen = "127.0.0.1:0"
-        dev_plain_http = true
-        require_tokens = false
-        state_dir = "{}"
-        [[usecases]]
-        name = "{USECASE}"
-        dataset_dir = "{}"
-        [usecases.symmetric_pir]
-        database_encryption_key_file = "{}"
-        "#,
-        dir.path().join("state").display(),
-        out2.display(),
+        "{}{}[usecases.symmetric_pir]\ndatabase_encryption_key_file = \"{}\"\n",
+        common::open_config_head(&dir.path().join("state")),
+        common::usecase_toml(USECASE, &out2.display().to_string()),
         key_file.display()
     ))
     .unwrap();

@@ -1,7 +1,13 @@
 //! Shared helpers of the `sift` binary's integration tests.
 #![allow(dead_code)]
 
-use std::process::Command;
+/// Test certificates, shared with the server crate's integration tests.
+#[path = "../../../../server/tests/it/common/tls.rs"]
+pub mod tls;
+
+use std::io::{BufRead as _, BufReader, Lines};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 /// The `sift` binary built for these tests.
 pub fn sift() -> Command {
@@ -11,12 +17,130 @@ pub fn sift() -> Command {
 /// Runs `cmd`, asserts that it exited successfully (showing the command and both output
 /// streams if not), and returns its standard output.
 pub fn stdout_of_success(cmd: &mut Command) -> String {
+    run_expecting(cmd, true).0
+}
+
+/// Runs `cmd`, asserts that its exit status is success exactly when `success` (showing the
+/// command and both output streams if not), and returns its standard output and error.
+fn run_expecting(cmd: &mut Command, success: bool) -> (String, String) {
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let should = if success { "succeed" } else { "fail" };
+    assert_eq!(
         out.status.success(),
-        "{cmd:?}: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        success,
+        "{cmd:?} should {should}: {stdout}\n{stderr}"
     );
+    (stdout, stderr)
+}
+
+/// The prefix of the line `sift serve` prints on stdout once it listens.
+pub const LISTENING: &str = "sift serve: listening on ";
+
+/// A running `sift serve` process, killed when the test ends, pass or fail.
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `sift serve --poll-secs 0 --config config` with its stderr sent to `stderr`; returns
+/// the process and the lines of its stdout.
+pub fn spawn_serve(config: &Path, stderr: Stdio) -> (Server, Lines<BufReader<ChildStdout>>) {
+    let mut child = sift()
+        .args(["serve", "--poll-secs", "0", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    (Server(child), BufReader::new(stdout).lines())
+}
+
+/// The next line of a server's stdout; panics if the server exited.
+pub fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
+    lines
+        .next()
+        .expect("sift serve exited before listening")
+        .unwrap()
+}
+
+/// Keeps reading a server's stdout so that it never blocks on a full pipe.
+pub fn drain(lines: Lines<BufReader<ChildStdout>>) {
+    std::thread::spawn(move || for _ in lines {});
+}
+
+/// Starts `sift serve` on `config` (its logs on the test's stderr) and returns it with the base
+/// URL it printed.
+pub fn serve(config: &Path) -> (Server, String) {
+    let (server, mut lines) = spawn_serve(config, Stdio::inherit());
+    let base = loop {
+        if let Some(url) = next_line(&mut lines).strip_prefix(LISTENING) {
+            break url.trim().to_owned();
+        }
+    };
+    drain(lines);
+    (server, base)
+}
+
+/// Writes `text` to `dir/name` and returns that path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The top-level lines of a server configuration on loopback (a free port) over plain HTTP
+/// without tokens, with its state in `state`; tables follow.
+pub fn open_config_head(state: &Path) -> String {
+    format!(
+        "listen = \"127.0.0.1:0\"\ndev_plain_http = true\nrequire_tokens = false\nstate_dir = \"{}\"\n",
+        state.display()
+    )
+}
+
+/// A server configuration's `[[users]]` table: one tier, `tier1`, whose user token is `token`.
+pub fn users_toml(token: &str) -> String {
+    format!("[[users]]\ntier = \"tier1\"\ntokens = [\"{token}\"]\n")
+}
+
+/// A server configuration's `[[usecases]]` table for `name` served from `dataset_dir`.
+pub fn usecase_toml(name: &str, dataset_dir: &str) -> String {
+    format!("[[usecases]]\nname = \"{name}\"\ndataset_dir = \"{dataset_dir}\"\n")
+}
+
+/// Runs `cmd`, asserts that it failed, and returns its standard output and standard error.
+pub fn output_of_failure(cmd: &mut Command) -> (String, String) {
+    run_expecting(cmd, false)
+}
+
+/// Runs `cmd`, asserts that it succeeded, and returns its standard error (where sift reports).
+pub fn stderr_of_success(cmd: &mut Command) -> String {
+    run_expecting(cmd, true).1
+}
+
+/// The (url, blocked) verdicts of `sift check --json` output, one JSON object a line.
+pub fn verdicts(stdout: &str) -> Vec<(String, bool)> {
     stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["url"].as_str().unwrap().to_owned(),
+                v["blocked"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Asserts that `text` contains every one of `needles`, naming the first one missing.
+pub fn assert_contains_all(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "missing {needle:?} in {text}");
+    }
 }
