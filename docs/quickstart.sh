@@ -5,6 +5,8 @@
 #   SIFT=target/debug/sift docs/quickstart.sh      (default: `sift` from PATH)
 set -euo pipefail
 SIFT=${SIFT:-sift}
+# shellcheck source=../scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 work=$(mktemp -d)
 trap 'kill "$server_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 cd "$work"
@@ -15,34 +17,16 @@ printf 'www.apple.com/url-filter-test\nads.example\n||tracker.example^$third-par
 "$SIFT" build list.txt -o dataset
 
 echo "== test certificate for 127.0.0.1 (leaf signed by a test CA)"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-  -subj /CN=quickstart-ca -keyout ca.key -out ca.pem 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
-  -keyout privkey.pem -out leaf.csr 2>/dev/null
-printf 'basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n' > leaf.ext
-openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
-  -extfile leaf.ext -out fullchain.pem 2>/dev/null
+tls_material quickstart-ca
 
 port=$((20000 + RANDOM % 20000))
-cat > sift.toml <<TOML
-listen = "127.0.0.1:$port"
-state_dir = "state"
-[tls]
-cert = "fullchain.pem"
-key = "privkey.pem"
-[[users]]
-tier = "tier1"
-tokens = ["quickstart-token"]
-[[usecases]]
-name = "$uc"
-dataset_dir = "dataset"
-TOML
+tls_config "$port" quickstart-token "$uc"
 "$SIFT" serve --config sift.toml --check-config
 
 echo "== serve"
 "$SIFT" serve --config sift.toml > serve.log 2>&1 &
 server_pid=$!
-for _ in $(seq 1 100); do grep -q "listening on" serve.log && break; sleep 0.1; done
+wait_listening serve.log 100
 base="https://127.0.0.1:$port"
 
 echo "== prefilter delivery"

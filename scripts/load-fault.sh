@@ -9,6 +9,8 @@
 #
 # Needs: a built sift, redis-server, openssl, curl. Uses Redis port REDIS_PORT (6392).
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SIFT=$(realpath "${SIFT:-target/release/sift}")
 DURATION=${DURATION:-60}
 CLIENTS=${CLIENTS:-4}
@@ -29,26 +31,10 @@ uc=com.example.app.url.filtering
 for i in $(seq 1 200); do echo "blocked$i.example"; done > list.txt
 "$SIFT" build list.txt -o dataset > build.log
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-  -subj /CN=fault-ca -keyout ca.key -out ca.pem 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
-  -keyout privkey.pem -out leaf.csr 2>/dev/null
-printf 'basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n' > leaf.ext
-openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
-  -extfile leaf.ext -out fullchain.pem 2>/dev/null
+tls_material fault-ca
 port=$((20000 + RANDOM % 20000))
-cat > sift.toml <<TOML
-listen = "127.0.0.1:$port"
-state_dir = "state"
-[tls]
-cert = "fullchain.pem"
-key = "privkey.pem"
-[[users]]
-tier = "tier1"
-tokens = ["fault-token"]
-[[usecases]]
-name = "$uc"
-dataset_dir = "dataset"
+tls_config "$port" fault-token "$uc"
+cat >> sift.toml <<TOML
 [limits]
 issue_per_minute = 0
 queries_per_minute = 0
@@ -67,7 +53,7 @@ start_redis() {
 start_redis
 "$SIFT" serve --config sift.toml > serve.log 2>&1 &
 server_pid=$!
-for _ in $(seq 1 300); do grep -q "listening on" serve.log && break; sleep 0.1; done
+wait_listening serve.log 300
 base="https://127.0.0.1:$port"
 common=(--ca ca.pem --service "$base" --issuer "$base" --gateway "$base"
         --user-token fault-token --usecase "$uc" --prefilter dataset/current/prefilter)
