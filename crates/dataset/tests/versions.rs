@@ -1,11 +1,14 @@
 //! Versioned datasets: a rebuild, a corrupt or missing file, an interrupted build and updates
 //! never produce a mixed or stale dataset, and the loader says why it refuses one.
 
+#[path = "support/device.rs"]
+mod device;
+
 use std::path::Path;
 
+use device::{Device, flip_last_bit};
 use proptest::prelude::*;
 use sift_dataset::process::{self, BuildReport, BuildRequest};
-use sift_pir::client::KeywordPirClient;
 use sift_pir::server::{KeywordPirConfig, Sharding};
 
 const PARAMS: &str = "n_4096_logq_27_28_28_logt_5";
@@ -42,23 +45,8 @@ fn build(dir: &Path, keys: &[String], shards: usize, previous: bool) -> BuildRep
 /// Looks each keyword up through a device-like client against what `dir` loads.
 fn lookup(dir: &Path, words: &[&str]) -> Vec<Option<Vec<u8>>> {
     let loaded = sift_dataset::load(dir, "url").unwrap();
-    let protos: Vec<_> = loaded
-        .server
-        .shards()
-        .iter()
-        .map(|s| s.proto.clone())
-        .collect();
-    let mut rng = rand::thread_rng();
-    let client = KeywordPirClient::new(&protos, &mut rng).unwrap();
-    let key = client.evaluation_key(&mut rng).unwrap();
-    words
-        .iter()
-        .map(|w| {
-            let q = client.query(w.as_bytes(), &mut rng).unwrap();
-            let r = loaded.server.answer(&q, &key).unwrap();
-            client.decode(w.as_bytes(), &r).unwrap()
-        })
-        .collect()
+    let device = Device::new(&loaded.server);
+    words.iter().map(|w| device.lookup(w)).collect()
 }
 
 fn version_dir(dir: &Path) -> std::path::PathBuf {
@@ -112,30 +100,19 @@ fn a_corrupt_shard_is_refused_and_named() {
     // shard refuses every query (checksum before its first answer) and the warm-up fails;
     // the intact shard still answers.
     let words = version_dir(d).join("url-1.words");
-    let mut bytes = std::fs::read(&words).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    std::fs::write(&words, &bytes).unwrap();
+    let bytes = flip_last_bit(&words);
     let loaded = sift_dataset::load(d, "url").unwrap();
     let e = loaded.server.verify_all().unwrap_err().to_string();
     assert!(e.contains("url-1.words") && e.contains("SHA-256"), "{e}");
-    let protos: Vec<_> = loaded
-        .server
-        .shards()
-        .iter()
-        .map(|s| s.proto.clone())
-        .collect();
-    let mut rng = rand::thread_rng();
-    let client = KeywordPirClient::new(&protos, &mut rng).unwrap();
-    let key = client.evaluation_key(&mut rng).unwrap();
+    let device = Device::new(&loaded.server);
     let mut refused = 0;
     for k in keys("a", 30) {
-        let q = client.query(k.as_bytes(), &mut rng).unwrap();
-        match loaded.server.answer(&q, &key) {
+        let (q, answer) = device.ask(&k);
+        match answer {
             Ok(r) => {
                 assert_eq!(q.shard_index, 0);
                 assert_eq!(
-                    client.decode(k.as_bytes(), &r).unwrap().as_deref(),
+                    device.client.decode(k.as_bytes(), &r).unwrap().as_deref(),
                     Some(&b"1"[..])
                 );
             }

@@ -1,8 +1,12 @@
 //! The text and binary readers: Apple's documented input, every text-format layout and
 //! escape, and each kind of malformed input with its position.
 
+#[path = "support/textproto.rs"]
+mod textproto;
+
 use proptest::prelude::*;
 use sift_keyworddb::{BinaryReader, Position, TextReader, encode_binary};
+use textproto::quote;
 
 /// A keyword and its value.
 type Pair = (Vec<u8>, Vec<u8>);
@@ -233,20 +237,6 @@ fn open_refuses_unknown_extensions() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("expected a .txtpb or .binpb"), "{e}");
-}
-
-/// Writes `b` as a text-format string with octal escapes for everything not printable.
-fn quote(b: &[u8]) -> String {
-    let mut s = String::from("\"");
-    for &c in b {
-        match c {
-            b'"' | b'\\' => s.push_str(&format!("\\{}", c as char)),
-            0x20..=0x7e => s.push(c as char),
-            _ => s.push_str(&format!("\\{c:03o}")),
-        }
-    }
-    s.push('"');
-    s
 }
 
 proptest! {

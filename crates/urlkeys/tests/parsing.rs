@@ -202,55 +202,33 @@ fn listed_urls_are_found_under_their_configuration() {
 #[test]
 fn mismatches_are_named() {
     let default = ParsingConfiguration::default();
+    // The configurations the cases use, by what they change.
+    const NO_QUERY: &str = r#"{"query": {"excluded": true}}"#;
+    const NO_PATH: &str = r#"{"path": {"excluded": true}}"#;
+    const NO_FRAGMENT: &str = r#"{"excludeFragment": true}"#;
+    const NO_DOMAIN: &str = r#"{"domain": {"excluded": true}}"#;
+    const TWO_LEVELS: &str = r#"{"domain": {"levels": 2}}"#;
+    const ONE_SEGMENT: &str = r#"{"path": {"segments": 1}}"#;
+    const WITH_SCHEME: &str = r#"{"excludeScheme": false}"#;
+    const CASE_SENSITIVE: &str = r#"{"caseSensitive": true}"#;
+    const KEEP_WWW: &str = r#"{"domain": {"stripWWW": false}}"#;
     let cases = [
         ("{}", "example.com/Path", Some(Mismatch::UpperCase)),
         ("{}", "www.example.com/a", Some(Mismatch::Www)),
         ("{}", "https://example.com", Some(Mismatch::Scheme)),
         ("{}", "example.com/a?q=1", None),
-        (
-            r#"{"query": {"excluded": true}}"#,
-            "example.com/a?q=1",
-            Some(Mismatch::Query),
-        ),
-        (r#"{"query": {"excluded": true}}"#, "example.com/a?%*", None),
-        (
-            r#"{"path": {"excluded": true}}"#,
-            "example.com/a",
-            Some(Mismatch::Path),
-        ),
-        (r#"{"path": {"excluded": true}}"#, "example.com/%*", None),
-        (
-            r#"{"excludeFragment": true}"#,
-            "example.com/#x",
-            Some(Mismatch::Fragment),
-        ),
-        (
-            r#"{"domain": {"excluded": true}}"#,
-            "example.com/a",
-            Some(Mismatch::Domain),
-        ),
-        (r#"{"domain": {"excluded": true}}"#, "%*/a", None),
-        (
-            r#"{"domain": {"levels": 2}}"#,
-            "a.example.com",
-            Some(Mismatch::Truncated),
-        ),
-        (
-            r#"{"path": {"segments": 1}}"#,
-            "example.com/a/b",
-            Some(Mismatch::Truncated),
-        ),
-        (
-            r#"{"excludeScheme": false}"#,
-            "example.com",
-            Some(Mismatch::Scheme),
-        ),
-        (r#"{"caseSensitive": true}"#, "example.com/Path", None),
-        (
-            r#"{"domain": {"stripWWW": false}}"#,
-            "www.example.com/a",
-            None,
-        ),
+        (NO_QUERY, "example.com/a?q=1", Some(Mismatch::Query)),
+        (NO_QUERY, "example.com/a?%*", None),
+        (NO_PATH, "example.com/a", Some(Mismatch::Path)),
+        (NO_PATH, "example.com/%*", None),
+        (NO_FRAGMENT, "example.com/#x", Some(Mismatch::Fragment)),
+        (NO_DOMAIN, "example.com/a", Some(Mismatch::Domain)),
+        (NO_DOMAIN, "%*/a", None),
+        (TWO_LEVELS, "a.example.com", Some(Mismatch::Truncated)),
+        (ONE_SEGMENT, "example.com/a/b", Some(Mismatch::Truncated)),
+        (WITH_SCHEME, "example.com", Some(Mismatch::Scheme)),
+        (CASE_SENSITIVE, "example.com/Path", None),
+        (KEEP_WWW, "www.example.com/a", None),
     ];
     for (json, key, want) in cases {
         assert_eq!(cfg(json).key_mismatch(key), want, "{key} under {json}");
