@@ -325,23 +325,21 @@ fn monomial_add_sub() {
         let expect = pt_mul(&ctx, &a, &Plaintext::new(&ctx, &mono).unwrap());
         assert_eq!(decrypt(&ctx, &c, &sk).unwrap().coeffs, expect, "X^{power}");
     }
+    // Slot-wise a ∘ b (mod t) of the two plaintexts.
+    let slotwise = |f: fn(u64, u64, u64) -> u64| -> Vec<u64> {
+        a.coeffs
+            .iter()
+            .zip(&b.coeffs)
+            .map(|(&x, &y)| f(x, y, t))
+            .collect()
+    };
     let mut s = ca.clone();
     s.add_assign(&ctx, &cb).unwrap();
-    let sum: Vec<u64> = a
-        .coeffs
-        .iter()
-        .zip(&b.coeffs)
-        .map(|(x, y)| (x + y) % t)
-        .collect();
+    let sum = slotwise(|x, y, t| (x + y) % t);
     assert_eq!(decrypt(&ctx, &s, &sk).unwrap().coeffs, sum);
     let mut d = ca.clone();
     d.sub_assign(&ctx, &cb).unwrap();
-    let diff: Vec<u64> = a
-        .coeffs
-        .iter()
-        .zip(&b.coeffs)
-        .map(|(x, y)| (x + t - y) % t)
-        .collect();
+    let diff = slotwise(|x, y, t| (x + t - y) % t);
     assert_eq!(decrypt(&ctx, &d, &sk).unwrap().coeffs, diff);
     let mut sc = ca.clone();
     sc.mul_scalar_assign(&ctx, 3);

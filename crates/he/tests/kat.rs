@@ -14,6 +14,17 @@ fn lines(s: &str) -> impl Iterator<Item = &str> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
 }
 
+/// Runs `check` on each vector line of `text` (blank lines and `#` comments skipped) and
+/// asserts that there were `expected` of them.
+fn each_vector(text: &str, expected: usize, mut check: impl FnMut(&str)) {
+    let mut count = 0;
+    for l in lines(text) {
+        check(l);
+        count += 1;
+    }
+    assert_eq!(count, expected);
+}
+
 fn nums(s: &str) -> Vec<u64> {
     if s == "range256" {
         return (0..256).collect();
@@ -23,8 +34,7 @@ fn nums(s: &str) -> Vec<u64> {
 
 #[test]
 fn ntt_kats() {
-    let mut count = 0;
-    for l in lines(include_str!("../../../tests/vectors/he/ntt.txt")) {
+    each_vector(include_str!("../../../tests/vectors/he/ntt.txt"), 15, |l| {
         let f: Vec<&str> = l.split_whitespace().collect();
         if f[0] == "root" {
             let (q, d, e): (u64, u64, u64) = (
@@ -44,9 +54,7 @@ fn ntt_kats() {
             t.inverse(&mut a);
             assert_eq!(a, coeffs, "{l}");
         }
-        count += 1;
-    }
-    assert_eq!(count, 15);
+    });
 }
 
 #[test]
@@ -91,133 +99,134 @@ fn ntt_matches_naive_negacyclic() {
 
 #[test]
 fn nist_ctr_drbg_vectors() {
-    let mut count = 0;
-    for l in lines(include_str!("../../../tests/vectors/he/nist_ctr_drbg.txt")) {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let entropy: [u8; 32] = hex::decode(f[0]).unwrap().try_into().unwrap();
-        let expected = hex::decode(f[1]).unwrap();
-        let mut d = NistCtrDrbg::new(&entropy);
-        let mut out = vec![0u8; expected.len()];
-        d.generate(&mut out);
-        d.generate(&mut out);
-        assert_eq!(out, expected, "{l}");
-        count += 1;
-    }
-    assert_eq!(count, 15);
+    each_vector(
+        include_str!("../../../tests/vectors/he/nist_ctr_drbg.txt"),
+        15,
+        |l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let entropy: [u8; 32] = hex::decode(f[0]).unwrap().try_into().unwrap();
+            let expected = hex::decode(f[1]).unwrap();
+            let mut d = NistCtrDrbg::new(&entropy);
+            let mut out = vec![0u8; expected.len()];
+            d.generate(&mut out);
+            d.generate(&mut out);
+            assert_eq!(out, expected, "{l}");
+        },
+    );
 }
 
 #[test]
 fn randomize_interop_kats() {
-    let mut count = 0;
-    for l in lines(include_str!(
-        "../../../tests/vectors/he/randomize_interop.txt"
-    )) {
-        let f: Vec<&str> = l.splitn(4, ' ').collect();
-        let seed: [u8; 32] = hex::decode(f[1]).unwrap().try_into().unwrap();
-        let moduli = nums(f[2]);
-        let expected: Vec<Vec<u64>> = f[3].split('|').map(|p| nums(p.trim())).collect();
-        let mut rng = NistAes128Ctr::new(&seed);
-        let n = 4;
-        let ms: Vec<sift_he::arith::Modulus> = moduli
-            .iter()
-            .map(|&q| sift_he::arith::Modulus::new(q))
-            .collect();
-        let sample = |rng: &mut NistAes128Ctr| {
-            let mut d = vec![0u64; 2 * n];
-            match f[0] {
-                "uniform" => sample_uniform(&ms, n, &mut d, rng),
-                "ternary" => sample_ternary(&moduli, n, &mut d, rng),
-                "cbd" => sample_cbd(&moduli, n, &mut d, rng),
-                _ => panic!("kind"),
-            }
-            d
-        };
-        for (i, exp) in expected.iter().enumerate() {
-            if i > 0 {
-                for _ in 0..1000 {
-                    sample(&mut rng);
+    each_vector(
+        include_str!("../../../tests/vectors/he/randomize_interop.txt"),
+        4,
+        |l| {
+            let f: Vec<&str> = l.splitn(4, ' ').collect();
+            let seed: [u8; 32] = hex::decode(f[1]).unwrap().try_into().unwrap();
+            let moduli = nums(f[2]);
+            let expected: Vec<Vec<u64>> = f[3].split('|').map(|p| nums(p.trim())).collect();
+            let mut rng = NistAes128Ctr::new(&seed);
+            let n = 4;
+            let ms: Vec<sift_he::arith::Modulus> = moduli
+                .iter()
+                .map(|&q| sift_he::arith::Modulus::new(q))
+                .collect();
+            let sample = |rng: &mut NistAes128Ctr| {
+                let mut d = vec![0u64; 2 * n];
+                match f[0] {
+                    "uniform" => sample_uniform(&ms, n, &mut d, rng),
+                    "ternary" => sample_ternary(&moduli, n, &mut d, rng),
+                    "cbd" => sample_cbd(&moduli, n, &mut d, rng),
+                    _ => panic!("kind"),
                 }
+                d
+            };
+            for (i, exp) in expected.iter().enumerate() {
+                if i > 0 {
+                    for _ in 0..1000 {
+                        sample(&mut rng);
+                    }
+                }
+                assert_eq!(&sample(&mut rng), exp, "{l} poly {i}");
             }
-            assert_eq!(&sample(&mut rng), exp, "{l} poly {i}");
-        }
-        count += 1;
-    }
-    assert_eq!(count, 4);
+        },
+    );
 }
 
 #[test]
 fn coefficient_packing_kats() {
-    let mut count = 0;
-    for l in lines(include_str!(
-        "../../../tests/vectors/he/coefficient_packing.txt"
-    )) {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let bits: u32 = f[2].parse().unwrap();
-        let skip: u32 = f[3].parse().unwrap();
-        if f[0] == "b2c" {
-            let bytes: Vec<u8> = nums(f[1]).into_iter().map(|b| b as u8).collect();
-            let decode = f[4] == "true";
-            let got = packing::bytes_to_coefficients(&bytes, bits, decode, skip).unwrap();
-            assert_eq!(got, nums(f[5]), "{l}");
-        } else {
-            let bytes: Vec<u8> = nums(f[4]).into_iter().map(|b| b as u8).collect();
-            assert_eq!(
-                packing::coefficients_to_bytes(&nums(f[1]), bits, skip).unwrap(),
-                bytes,
-                "{l}"
-            );
-        }
-        count += 1;
-    }
-    assert_eq!(count, 15);
+    each_vector(
+        include_str!("../../../tests/vectors/he/coefficient_packing.txt"),
+        15,
+        |l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let bits: u32 = f[2].parse().unwrap();
+            let skip: u32 = f[3].parse().unwrap();
+            if f[0] == "b2c" {
+                let bytes: Vec<u8> = nums(f[1]).into_iter().map(|b| b as u8).collect();
+                let decode = f[4] == "true";
+                let got = packing::bytes_to_coefficients(&bytes, bits, decode, skip).unwrap();
+                assert_eq!(got, nums(f[5]), "{l}");
+            } else {
+                let bytes: Vec<u8> = nums(f[4]).into_iter().map(|b| b as u8).collect();
+                assert_eq!(
+                    packing::coefficients_to_bytes(&nums(f[1]), bits, skip).unwrap(),
+                    bytes,
+                    "{l}"
+                );
+            }
+        },
+    );
 }
 
 #[test]
 fn poly_serialize_kats() {
-    let mut count = 0;
-    for l in lines(include_str!("../../../tests/vectors/he/poly_serialize.txt")) {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let data = nums(f[0]);
-        let moduli = nums(f[1]);
-        let skip: u32 = f[2].parse().unwrap();
-        let n = data.len() / moduli.len();
-        let mut bytes = Vec::new();
-        serialize_rows(&data, n, &moduli, skip, &mut bytes).unwrap();
-        let mut back = vec![0u64; data.len()];
-        assert_eq!(
-            deserialize_rows(&bytes, n, &moduli, skip, &mut back).unwrap(),
-            bytes.len()
-        );
-        assert_eq!(back, nums(f[3]), "{l}");
-        count += 1;
-    }
-    assert_eq!(count, 3);
+    each_vector(
+        include_str!("../../../tests/vectors/he/poly_serialize.txt"),
+        3,
+        |l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let data = nums(f[0]);
+            let moduli = nums(f[1]);
+            let skip: u32 = f[2].parse().unwrap();
+            let n = data.len() / moduli.len();
+            let mut bytes = Vec::new();
+            serialize_rows(&data, n, &moduli, skip, &mut bytes).unwrap();
+            let mut back = vec![0u64; data.len()];
+            assert_eq!(
+                deserialize_rows(&bytes, n, &moduli, skip, &mut back).unwrap(),
+                bytes.len()
+            );
+            assert_eq!(back, nums(f[3]), "{l}");
+        },
+    );
 }
 
 #[test]
 fn parameter_kats() {
-    let mut count = 0;
-    for l in lines(include_str!("../../../tests/vectors/he/parameters.txt")) {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let p = EncryptionParameters::predefined(f[0]).unwrap();
-        assert_eq!(p.n, f[1].parse::<usize>().unwrap());
-        assert_eq!(
-            p.bit_widths(),
-            nums(f[2]).into_iter().map(|x| x as u32).collect::<Vec<_>>(),
-            "{l}"
-        );
-        assert_eq!(sift_he::arith::ceil_log2(p.t), f[3].parse::<u32>().unwrap());
-        assert_eq!(p.supports_evaluation_key(), f[4] == "true");
-        let skip = nums(f[5]);
-        assert_eq!(
-            p.skip_lsbs_for_decryption().to_vec(),
-            skip.iter().map(|&x| x as u32).collect::<Vec<_>>(),
-            "{l}"
-        );
-        p.validate().unwrap();
-        count += 1;
-    }
-    assert_eq!(count, 17);
+    each_vector(
+        include_str!("../../../tests/vectors/he/parameters.txt"),
+        17,
+        |l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let p = EncryptionParameters::predefined(f[0]).unwrap();
+            assert_eq!(p.n, f[1].parse::<usize>().unwrap());
+            assert_eq!(
+                p.bit_widths(),
+                nums(f[2]).into_iter().map(|x| x as u32).collect::<Vec<_>>(),
+                "{l}"
+            );
+            assert_eq!(sift_he::arith::ceil_log2(p.t), f[3].parse::<u32>().unwrap());
+            assert_eq!(p.supports_evaluation_key(), f[4] == "true");
+            let skip = nums(f[5]);
+            assert_eq!(
+                p.skip_lsbs_for_decryption().to_vec(),
+                skip.iter().map(|&x| x as u32).collect::<Vec<_>>(),
+                "{l}"
+            );
+            p.validate().unwrap();
+        },
+    );
     assert_eq!(EncryptionParameters::predefined_names().count(), 17);
     assert_eq!(
         EncryptionParameters::predefined("n_4096_logq_27_28_28_logt_5")
@@ -229,32 +238,34 @@ fn parameter_kats() {
 
 #[test]
 fn galois_kats() {
-    let mut count = 0;
-    for l in lines(include_str!("../../../tests/vectors/he/galois.txt")) {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let n: usize = f[0].parse().unwrap();
-        let moduli = nums(f[1]);
-        let g: usize = f[2].parse().unwrap();
-        let ctx = Context::new(EncryptionParameters::new(n, 2, moduli.clone()).unwrap()).unwrap();
-        let poly = Poly {
-            format: Format::Coeff,
-            basis: (0..moduli.len()).collect(),
-            n,
-            data: nums(f[3]),
-        };
-        let out = poly.apply_galois(&ctx, g).unwrap();
-        assert_eq!(out.data, nums(f[4]), "{l}");
-        // Eval-form Galois agrees with Coeff-form for every element.
-        for g in (3..2 * n).step_by(2) {
-            let mut a = poly.apply_galois(&ctx, g).unwrap();
-            a.forward_ntt(&ctx).unwrap();
-            let mut e = poly.clone();
-            e.forward_ntt(&ctx).unwrap();
-            assert_eq!(e.apply_galois(&ctx, g).unwrap(), a, "element {g}");
-        }
-        count += 1;
-    }
-    assert_eq!(count, 3);
+    each_vector(
+        include_str!("../../../tests/vectors/he/galois.txt"),
+        3,
+        |l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let n: usize = f[0].parse().unwrap();
+            let moduli = nums(f[1]);
+            let g: usize = f[2].parse().unwrap();
+            let ctx =
+                Context::new(EncryptionParameters::new(n, 2, moduli.clone()).unwrap()).unwrap();
+            let poly = Poly {
+                format: Format::Coeff,
+                basis: (0..moduli.len()).collect(),
+                n,
+                data: nums(f[3]),
+            };
+            let out = poly.apply_galois(&ctx, g).unwrap();
+            assert_eq!(out.data, nums(f[4]), "{l}");
+            // Eval-form Galois agrees with Coeff-form for every element.
+            for g in (3..2 * n).step_by(2) {
+                let mut a = poly.apply_galois(&ctx, g).unwrap();
+                a.forward_ntt(&ctx).unwrap();
+                let mut e = poly.clone();
+                e.forward_ntt(&ctx).unwrap();
+                assert_eq!(e.apply_galois(&ctx, g).unwrap(), a, "element {g}");
+            }
+        },
+    );
 }
 
 #[test]
