@@ -68,18 +68,12 @@ struct CheckCost {
 
 /// Seconds per call of `body`: the best of 5 rounds of `iters / 5` calls, the round least
 /// disturbed by other processes on a shared machine.
-fn time_per(iters: u32, mut body: impl FnMut()) -> f64 {
-    let round = (iters / 5).max(1);
-    (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..round {
-                body();
-            }
-            t.elapsed().as_secs_f64() / f64::from(round)
-        })
-        .fold(f64::INFINITY, f64::min)
+fn time_per(iters: u32, body: impl FnMut()) -> f64 {
+    timing::best_of_5((iters / 5).max(1), body)
 }
+
+#[path = "../../urlkeys/benches/support/timing.rs"]
+mod timing;
 
 fn check_cost(f: &BloomFilter, url: &str) -> CheckCost {
     let subs = sift_urlkeys::suburls(url).unwrap();

@@ -4,19 +4,13 @@
 
 use sift_urlkeys::{SubUrlWalker, normalize_key, parse_url, suburls};
 use std::hint::black_box;
-use std::time::Instant;
 
-fn per_call(iters: u32, mut body: impl FnMut()) -> f64 {
-    // Best of 5 rounds: the least disturbed by other processes.
-    (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..iters {
-                body();
-            }
-            t.elapsed().as_secs_f64() / f64::from(iters)
-        })
-        .fold(f64::INFINITY, f64::min)
+#[path = "support/timing.rs"]
+mod timing;
+
+/// Seconds per call of `body`: the best of 5 rounds of `iters` calls.
+fn per_call(iters: u32, body: impl FnMut()) -> f64 {
+    timing::best_of_5(iters, body)
 }
 
 fn main() {
