@@ -113,9 +113,10 @@ impl AppState {
             None
         } else {
             Some(Arc::new(
-                crate::issuer::IssuerSet::load_or_create(
+                crate::issuer::IssuerSet::load(
                     &config.state_dir.join("issuer"),
                     &config.users,
+                    &config.issuer,
                 )?
                 .with_issue_limit(crate::ratelimit::RateLimiter::new(
                     config.limits.issue_per_minute,
@@ -262,34 +263,6 @@ impl AppState {
         );
         let (old_limits, new_limits) = (&self.config.limits, &new.limits);
         restart(
-            "limits.max_keys_per_user / limits.max_users for the key store's retention",
-            (old_limits.max_keys_per_user, old_limits.max_users)
-                != (new_limits.max_keys_per_user, new_limits.max_users),
-            &mut notes,
-        );
-        restart(
-            "limits.max_key_bytes_per_user / max_key_bytes_total / key_cache_bytes / \
-             key_cache_entries for the key store and its cache",
-            (
-                old_limits.max_key_bytes_per_user,
-                old_limits.max_key_bytes_total,
-                old_limits.key_cache_bytes,
-                old_limits.key_cache_entries,
-            ) != (
-                new_limits.max_key_bytes_per_user,
-                new_limits.max_key_bytes_total,
-                new_limits.key_cache_bytes,
-                new_limits.key_cache_entries,
-            ),
-            &mut notes,
-        );
-        restart(
-            "limits.issue_per_minute / limits.issue_burst",
-            (old_limits.issue_per_minute, old_limits.issue_burst)
-                != (new_limits.issue_per_minute, new_limits.issue_burst),
-            &mut notes,
-        );
-        restart(
             "limits.max_body_bytes for the OHTTP gateway's encapsulated requests",
             new.ohttp.enabled && old_limits.max_body_bytes != new_limits.max_body_bytes,
             &mut notes,
@@ -309,6 +282,7 @@ impl AppState {
             format!("{:?}", new.prefilter) != format!("{:?}", self.config.prefilter),
             &mut notes,
         );
+        restart("[issuer]", new.issuer != self.config.issuer, &mut notes);
         restart(
             "[ohttp]",
             format!("{:?}", new.ohttp) != format!("{:?}", self.config.ohttp),
@@ -331,6 +305,28 @@ impl AppState {
         self.usecases.store(Arc::new(next));
         let current = self.limits();
         if *current != new.limits {
+            if crate::keystore::budget(&current) != crate::keystore::budget(&new.limits) {
+                self.keys.set_budget(crate::keystore::budget(&new.limits));
+            }
+            if (current.key_cache_bytes, current.key_cache_entries)
+                != (new.limits.key_cache_bytes, new.limits.key_cache_entries)
+            {
+                // Cached keys are re-read from the store on their next use.
+                *self.key_cache.lock().unwrap_or_else(|p| p.into_inner()) =
+                    crate::keystore::ByteLru::new(
+                        new.limits.key_cache_bytes,
+                        new.limits.key_cache_entries,
+                    );
+            }
+            if let Some(i) = &self.issuers
+                && (current.issue_per_minute, current.issue_burst)
+                    != (new.limits.issue_per_minute, new.limits.issue_burst)
+            {
+                i.set_issue_limit(crate::ratelimit::RateLimiter::new(
+                    new.limits.issue_per_minute,
+                    new.limits.issue_burst,
+                ));
+            }
             if (current.queries_per_minute, current.queries_burst)
                 != (new.limits.queries_per_minute, new.limits.queries_burst)
             {
