@@ -90,6 +90,8 @@ pub struct AppState {
     pub ops: crate::ops::Operations,
     /// PIR requests per `User-Identifier` (`limits.queries_per_minute`), as last configured.
     query_limit: arc_swap::ArcSwapOption<crate::ratelimit::RateLimiter>,
+    /// The rate-limit counts replicas share (Redis key store only).
+    shared_limits: Option<Arc<dyn crate::ratelimit::SharedCounter>>,
     /// `[limits]` as last configured (the start config's, until a reload changes them).
     limits: ArcSwap<Limits>,
     /// `[log] access` as last configured.
@@ -109,6 +111,8 @@ impl AppState {
         config: ServerConfig,
         auth: Option<Arc<dyn TokenAuthority>>,
     ) -> anyhow::Result<Self> {
+        let shared_limits =
+            crate::ratelimit::shared_counter(&config).context("opening the shared rate limits")?;
         let issuers = if config.users.is_empty() {
             None
         } else {
@@ -118,9 +122,11 @@ impl AppState {
                     &config.users,
                     &config.issuer,
                 )?
-                .with_issue_limit(crate::ratelimit::RateLimiter::new(
+                .with_issue_limit(crate::ratelimit::limiter(
+                    "issue",
                     config.limits.issue_per_minute,
                     config.limits.issue_burst,
+                    shared_limits.as_ref(),
                 )),
             ))
         };
@@ -154,9 +160,11 @@ impl AppState {
             config.limits.key_cache_bytes,
             config.limits.key_cache_entries,
         );
-        let query_limit = crate::ratelimit::RateLimiter::new(
+        let query_limit = crate::ratelimit::limiter(
+            "queries",
             config.limits.queries_per_minute,
             config.limits.queries_burst,
+            shared_limits.as_ref(),
         );
         Ok(Self {
             limits: ArcSwap::from_pointee(config.limits.clone()),
@@ -171,6 +179,7 @@ impl AppState {
             key_cache: Mutex::new(key_cache),
             ops: crate::ops::Operations::default(),
             query_limit: arc_swap::ArcSwapOption::new(query_limit.map(Arc::new)),
+            shared_limits,
             reload_lock: Mutex::new(()),
             refused: Mutex::new(HashMap::new()),
         })
@@ -322,18 +331,22 @@ impl AppState {
                 && (current.issue_per_minute, current.issue_burst)
                     != (new.limits.issue_per_minute, new.limits.issue_burst)
             {
-                i.set_issue_limit(crate::ratelimit::RateLimiter::new(
+                i.set_issue_limit(crate::ratelimit::limiter(
+                    "issue",
                     new.limits.issue_per_minute,
                     new.limits.issue_burst,
+                    self.shared_limits.as_ref(),
                 ));
             }
             if (current.queries_per_minute, current.queries_burst)
                 != (new.limits.queries_per_minute, new.limits.queries_burst)
             {
                 self.query_limit.store(
-                    crate::ratelimit::RateLimiter::new(
+                    crate::ratelimit::limiter(
+                        "queries",
                         new.limits.queries_per_minute,
                         new.limits.queries_burst,
+                        self.shared_limits.as_ref(),
                     )
                     .map(Arc::new),
                 );

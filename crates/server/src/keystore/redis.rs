@@ -241,6 +241,11 @@ impl RedisKeyStore {
         self.with_conn(f)
     }
 
+    /// `key` under this store's prefix.
+    pub(crate) fn prefixed(&self, key: &str) -> String {
+        format!("{}:{key}", self.prefix)
+    }
+
     /// The Redis key recording a spent identifier of `scope`.
     pub(crate) fn spent_key(&self, scope: &str, id: &[u8]) -> String {
         format!("{}:spent:{scope}:{}", self.prefix, hex::encode(id))
