@@ -316,6 +316,11 @@ impl AppState {
         if *current != new.limits {
             if crate::keystore::budget(&current) != crate::keystore::budget(&new.limits) {
                 self.keys.set_budget(crate::keystore::budget(&new.limits));
+                notes.push(
+                    "key store budgets (max_keys_per_user, max_users, max_key_bytes_*) applied \
+                     from the next upload"
+                        .to_owned(),
+                );
             }
             if (current.key_cache_bytes, current.key_cache_entries)
                 != (new.limits.key_cache_bytes, new.limits.key_cache_entries)

@@ -15,3 +15,4 @@ mod reload;
 mod service;
 mod shared_limits;
 mod symmetric;
+mod token_windows;

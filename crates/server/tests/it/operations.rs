@@ -358,7 +358,7 @@ async fn limits_reload_without_restart_and_restart_only_settings_are_named() {
         "{all}"
     );
     assert!(
-        all.contains("max_users for the key store's retention changed: needs a restart"),
+        all.contains("key store budgets (max_keys_per_user, max_users, max_key_bytes_*) applied"),
         "{all}"
     );
     assert_eq!(server.state.limits().max_body_bytes, 1024);

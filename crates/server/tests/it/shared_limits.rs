@@ -66,7 +66,7 @@ fn redis_store_keeps_byte_budgets_per_user_and_in_total() {
     let sift_server::config::KeyStoreConfig::Redis(rc) = &cfg.key_store else {
         panic!("redis config expected")
     };
-    let one = key(0, 1000).encode_len_for_test();
+    let one = key(1, 1000).encode_len_for_test();
     // Per user: room for two keys; in total: room for five.
     let a = RedisKeyStore::open(rc, 10)
         .unwrap()
