@@ -181,7 +181,19 @@ impl IssuerSet {
 
     /// Re-reads the key folder when due (every minute): other replicas' keys, rotation.
     fn refresh_if_due(&self, now: u64) {
-        if now < self.next_refresh.load(Ordering::Relaxed) {
+        let due = self.next_refresh.load(Ordering::Relaxed);
+        // One caller refreshes; the others go on with the keys they have.
+        if now < due
+            || self
+                .next_refresh
+                .compare_exchange(
+                    due,
+                    now.saturating_add(REFRESH_EVERY),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
             return;
         }
         if let Err(e) = self.refresh(now) {
