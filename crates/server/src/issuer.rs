@@ -211,6 +211,8 @@ impl IssuerSet {
         let old = self.keys.load_full();
         let mut keys: Vec<Arc<TierKey>> = Vec::new();
         let mut legacy = Vec::new();
+        // Replay scopes of the keys deleted now.
+        let mut gone = Vec::new();
         for entry in std::fs::read_dir(&self.dir)
             .with_context(|| format!("reading {}", self.dir.display()))?
         {
@@ -240,6 +242,11 @@ impl IssuerSet {
                 .expiry(start)
                 .is_some_and(|e| e.saturating_add(DELETE_AFTER) <= now)
             {
+                let id = match old.iter().find(|k| k.path == path) {
+                    Some(k) => Some(k.issuer.public_key().token_key_id()),
+                    None => read_key(&path).ok().map(|k| k.public_key().token_key_id()),
+                };
+                gone.extend(id.map(|id| token_scope(&id)));
                 match std::fs::remove_file(&path) {
                     Ok(()) => {
                         tracing::info!(tier = tier_name, start, "deleted an expired issuer key")
@@ -316,30 +323,17 @@ impl IssuerSet {
             }));
         }
         keys.sort_by_key(|k| (k.tier, k.start));
-        let changed =
-            keys.len() != old.len() || keys.iter().zip(old.iter()).any(|(a, b)| a.path != b.path);
         self.keys.store(Arc::new(keys));
-        if changed {
-            self.retire_spent(now);
+        // The nonces of a deleted key's tokens can never verify again: forget them. (Only the
+        // scopes of keys deleted here, so replicas with other keys lose nothing.)
+        if let Some(spent) = self.spent.get() {
+            for scope in gone {
+                if let Err(e) = spent.retire_scope(&scope) {
+                    tracing::warn!(error = %e, "could not forget the spent tokens of an expired key");
+                }
+            }
         }
         Ok(())
-    }
-
-    /// Forgets the spent-nonce records of keys no longer accepted (their tokens fail anyway).
-    fn retire_spent(&self, now: u64) {
-        let Some(spent) = self.spent.get() else {
-            return;
-        };
-        let keep: Vec<String> = self
-            .keys
-            .load()
-            .iter()
-            .filter(|k| self.schedule.expiry(k.start).is_none_or(|e| now < e))
-            .map(|k| token_scope(&k.issuer.public_key().token_key_id()))
-            .collect();
-        if let Err(e) = spent.retire_scopes_except("token-", &keep) {
-            tracing::warn!(error = %e, "could not forget the spent tokens of expired keys");
-        }
     }
 
     fn key_path(&self, tier: usize, start: u64) -> PathBuf {
@@ -698,7 +692,7 @@ mod tests {
 
     /// Records what was spent and until when, like a real store.
     #[derive(Default)]
-    struct Recorder(StdMutex<Vec<Spent>>);
+    struct Recorder(StdMutex<Vec<Spent>>, StdMutex<Vec<String>>);
 
     /// (scope, id, kept until)
     type Spent = (String, Vec<u8>, Option<SystemTime>);
@@ -711,6 +705,11 @@ mod tests {
             }
             v.push((scope.to_owned(), id.to_vec(), keep));
             Ok(true)
+        }
+
+        fn retire_scope(&self, scope: &str) -> anyhow::Result<()> {
+            self.1.lock().unwrap().push(scope.to_owned());
+            Ok(())
         }
     }
 
@@ -787,6 +786,15 @@ mod tests {
         let d = token(&set, t0 + 690, "issuer.example.com");
         let e = check(&auth, &d, t0 + 1000).unwrap_err();
         assert!(e.starts_with("401") && e.contains("expired"), "{e}");
+
+        // A day after its end the old key is deleted, and its spent nonces forgotten.
+        assert!(k0.path.exists());
+        set.refresh(t0 + 1000 + DELETE_AFTER).unwrap();
+        assert!(!k0.path.exists());
+        assert_eq!(
+            *spent.1.lock().unwrap(),
+            [token_scope(&k0.issuer.public_key().token_key_id())]
+        );
 
         // A restart reads the same keys back.
         let again = IssuerSet::load_at(

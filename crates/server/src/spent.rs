@@ -38,6 +38,12 @@ pub trait SpentStore: Send + Sync {
     fn retire_scopes_except(&self, _prefix: &str, _keep: &[String]) -> anyhow::Result<()> {
         Ok(())
     }
+
+    /// Forgets every record of `scope` (its key is gone). No-op where records expire by
+    /// themselves.
+    fn retire_scope(&self, _scope: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Seconds since the Unix epoch.
@@ -192,6 +198,14 @@ impl SpentStore for FileSpentStore {
         }
     }
 
+    fn retire_scope(&self, scope: &str) -> anyhow::Result<()> {
+        check_scope(scope)?;
+        match std::fs::remove_dir_all(self.root.join(scope)) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
     fn retire_scopes_except(&self, prefix: &str, keep: &[String]) -> anyhow::Result<()> {
         for entry in std::fs::read_dir(&self.root)? {
             let entry = entry?;
@@ -260,6 +274,9 @@ mod tests {
         assert!(a.spend("ohttp-2", &[7; 32], None).unwrap());
         assert!(!a.spend("token-x", &[7; 32], None).unwrap());
         assert!(a.spend("../x", &[1], None).is_err());
+        a.retire_scope("token-x").unwrap();
+        assert!(a.spend("token-x", &[7; 32], None).unwrap());
+        a.retire_scope("token-never-used").unwrap();
     }
 
     #[test]
