@@ -345,11 +345,19 @@ impl Issuer {
 
 /// Issuer directory JSON (`/.well-known/private-token-issuer-directory`) for the given keys.
 pub fn issuer_directory_json(keys: &[&IssuerPublicKey]) -> String {
+    let keys: Vec<_> = keys.iter().map(|k| (*k, None)).collect();
+    issuer_directory_json_with_not_before(&keys)
+}
+
+/// Issuer directory JSON whose keys may carry RFC 9578's `not-before` (Unix seconds from which
+/// clients may use the key), listed in order of preference.
+pub fn issuer_directory_json_with_not_before(keys: &[(&IssuerPublicKey, Option<u64>)]) -> String {
     let ks: Vec<String> = keys
         .iter()
-        .map(|k| {
+        .map(|(k, not_before)| {
+            let nb = not_before.map_or(String::new(), |t| format!(",\"not-before\":{t}"));
             format!(
-                "{{\"token-type\":2,\"token-key\":\"{}\"}}",
+                "{{\"token-type\":2,\"token-key\":\"{}\"{nb}}}",
                 URL_SAFE_NO_PAD.encode(k.spki_der())
             )
         })

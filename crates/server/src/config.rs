@@ -49,6 +49,61 @@ pub struct ServerConfig {
     /// What is logged besides events (`[log] access`: one line per request).
     #[serde(default)]
     pub log: LogConfig,
+    /// Privacy Pass token keys: lifetime, rotation and the challenge check (`[issuer]`).
+    #[serde(default)]
+    pub issuer: IssuerConfig,
+}
+
+/// `[issuer]`: how long Privacy Pass token keys live and which challenges tokens must be for.
+///
+/// Each tier's key is accepted for `key_lifetime_days` from its start. The next key is
+/// generated and published (`not-before` in the issuer directory) `key_overlap_days` before it
+/// takes over signing, and the old key keeps verifying for `key_overlap_days` after that, so a
+/// token lives at least that long (Apple's devices keep tokens for one week).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IssuerConfig {
+    /// Days a token key is accepted from its start (0: keys never expire nor rotate).
+    pub key_lifetime_days: u64,
+    /// Days the next key is published ahead, and the old one still accepted after the switch.
+    pub key_overlap_days: u64,
+    /// Issuer names (the issuer URL's host) a token's challenge may name; devices build the
+    /// challenge from the issuer name alone. Empty: the challenge is not checked, as in
+    /// Apple's example service.
+    pub challenge_issuer_names: Vec<String>,
+}
+
+impl Default for IssuerConfig {
+    fn default() -> Self {
+        Self {
+            key_lifetime_days: 30,
+            key_overlap_days: 8,
+            challenge_issuer_names: Vec::new(),
+        }
+    }
+}
+
+impl IssuerConfig {
+    /// Rejects schedules that cannot work.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.key_lifetime_days == 0
+                || (self.key_overlap_days >= 1
+                    && self.key_overlap_days.saturating_mul(2) <= self.key_lifetime_days),
+            "[issuer]: key_overlap_days ({}) must be at least 1 and at most half of \
+             key_lifetime_days ({}); set key_lifetime_days = 0 to keep keys for ever",
+            self.key_overlap_days,
+            self.key_lifetime_days
+        );
+        for n in &self.challenge_issuer_names {
+            anyhow::ensure!(
+                !n.is_empty() && !n.contains(['/', ':', ' ']),
+                "[issuer] challenge_issuer_names: {n:?} must be a host name such as \
+                 \"issuer.example.com\" (no scheme, port or path)"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// `[metrics]`: where Prometheus scrapes.
@@ -443,6 +498,7 @@ impl ServerConfig {
             self.limits.max_requests_per_query >= 1,
             "limits.max_requests_per_query must be at least 1"
         );
+        self.issuer.validate()?;
         if let Some(up) = &self.ohttp.upstream {
             anyhow::ensure!(
                 up.starts_with("http://") || up.starts_with("https://"),

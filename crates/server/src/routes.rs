@@ -401,7 +401,7 @@ async fn key(
     }
     for k in &keys.keys {
         check_key_identifier(k.metadata.as_ref().map_or(&[][..], |m| &m.identifier[..]))?;
-        let max = state.config.limits.max_key_bytes_per_user;
+        let max = state.limits().max_key_bytes_per_user;
         if k.encoded_len() as u64 > max {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

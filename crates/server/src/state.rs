@@ -90,6 +90,8 @@ pub struct AppState {
     pub ops: crate::ops::Operations,
     /// PIR requests per `User-Identifier` (`limits.queries_per_minute`), as last configured.
     query_limit: arc_swap::ArcSwapOption<crate::ratelimit::RateLimiter>,
+    /// The rate-limit counts replicas share (Redis key store only).
+    shared_limits: Option<Arc<dyn crate::ratelimit::SharedCounter>>,
     /// `[limits]` as last configured (the start config's, until a reload changes them).
     limits: ArcSwap<Limits>,
     /// `[log] access` as last configured.
@@ -109,17 +111,22 @@ impl AppState {
         config: ServerConfig,
         auth: Option<Arc<dyn TokenAuthority>>,
     ) -> anyhow::Result<Self> {
+        let shared_limits =
+            crate::ratelimit::shared_counter(&config).context("opening the shared rate limits")?;
         let issuers = if config.users.is_empty() {
             None
         } else {
             Some(Arc::new(
-                crate::issuer::IssuerSet::load_or_create(
+                crate::issuer::IssuerSet::load(
                     &config.state_dir.join("issuer"),
                     &config.users,
+                    &config.issuer,
                 )?
-                .with_issue_limit(crate::ratelimit::RateLimiter::new(
+                .with_issue_limit(crate::ratelimit::limiter(
+                    "issue",
                     config.limits.issue_per_minute,
                     config.limits.issue_burst,
+                    shared_limits.as_ref(),
                 )),
             ))
         };
@@ -153,9 +160,11 @@ impl AppState {
             config.limits.key_cache_bytes,
             config.limits.key_cache_entries,
         );
-        let query_limit = crate::ratelimit::RateLimiter::new(
+        let query_limit = crate::ratelimit::limiter(
+            "queries",
             config.limits.queries_per_minute,
             config.limits.queries_burst,
+            shared_limits.as_ref(),
         );
         Ok(Self {
             limits: ArcSwap::from_pointee(config.limits.clone()),
@@ -170,6 +179,7 @@ impl AppState {
             key_cache: Mutex::new(key_cache),
             ops: crate::ops::Operations::default(),
             query_limit: arc_swap::ArcSwapOption::new(query_limit.map(Arc::new)),
+            shared_limits,
             reload_lock: Mutex::new(()),
             refused: Mutex::new(HashMap::new()),
         })
@@ -262,34 +272,6 @@ impl AppState {
         );
         let (old_limits, new_limits) = (&self.config.limits, &new.limits);
         restart(
-            "limits.max_keys_per_user / limits.max_users for the key store's retention",
-            (old_limits.max_keys_per_user, old_limits.max_users)
-                != (new_limits.max_keys_per_user, new_limits.max_users),
-            &mut notes,
-        );
-        restart(
-            "limits.max_key_bytes_per_user / max_key_bytes_total / key_cache_bytes / \
-             key_cache_entries for the key store and its cache",
-            (
-                old_limits.max_key_bytes_per_user,
-                old_limits.max_key_bytes_total,
-                old_limits.key_cache_bytes,
-                old_limits.key_cache_entries,
-            ) != (
-                new_limits.max_key_bytes_per_user,
-                new_limits.max_key_bytes_total,
-                new_limits.key_cache_bytes,
-                new_limits.key_cache_entries,
-            ),
-            &mut notes,
-        );
-        restart(
-            "limits.issue_per_minute / limits.issue_burst",
-            (old_limits.issue_per_minute, old_limits.issue_burst)
-                != (new_limits.issue_per_minute, new_limits.issue_burst),
-            &mut notes,
-        );
-        restart(
             "limits.max_body_bytes for the OHTTP gateway's encapsulated requests",
             new.ohttp.enabled && old_limits.max_body_bytes != new_limits.max_body_bytes,
             &mut notes,
@@ -309,6 +291,7 @@ impl AppState {
             format!("{:?}", new.prefilter) != format!("{:?}", self.config.prefilter),
             &mut notes,
         );
+        restart("[issuer]", new.issuer != self.config.issuer, &mut notes);
         restart(
             "[ohttp]",
             format!("{:?}", new.ohttp) != format!("{:?}", self.config.ohttp),
@@ -331,13 +314,44 @@ impl AppState {
         self.usecases.store(Arc::new(next));
         let current = self.limits();
         if *current != new.limits {
+            if crate::keystore::budget(&current) != crate::keystore::budget(&new.limits) {
+                self.keys.set_budget(crate::keystore::budget(&new.limits));
+                notes.push(
+                    "key store budgets (max_keys_per_user, max_users, max_key_bytes_*) applied \
+                     from the next upload"
+                        .to_owned(),
+                );
+            }
+            if (current.key_cache_bytes, current.key_cache_entries)
+                != (new.limits.key_cache_bytes, new.limits.key_cache_entries)
+            {
+                // Cached keys are re-read from the store on their next use.
+                *self.key_cache.lock().unwrap_or_else(|p| p.into_inner()) =
+                    crate::keystore::ByteLru::new(
+                        new.limits.key_cache_bytes,
+                        new.limits.key_cache_entries,
+                    );
+            }
+            if let Some(i) = &self.issuers
+                && (current.issue_per_minute, current.issue_burst)
+                    != (new.limits.issue_per_minute, new.limits.issue_burst)
+            {
+                i.set_issue_limit(crate::ratelimit::limiter(
+                    "issue",
+                    new.limits.issue_per_minute,
+                    new.limits.issue_burst,
+                    self.shared_limits.as_ref(),
+                ));
+            }
             if (current.queries_per_minute, current.queries_burst)
                 != (new.limits.queries_per_minute, new.limits.queries_burst)
             {
                 self.query_limit.store(
-                    crate::ratelimit::RateLimiter::new(
+                    crate::ratelimit::limiter(
+                        "queries",
                         new.limits.queries_per_minute,
                         new.limits.queries_burst,
+                        self.shared_limits.as_ref(),
                     )
                     .map(Arc::new),
                 );

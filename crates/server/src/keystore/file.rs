@@ -32,7 +32,8 @@ const INDEX: &str = "index.log";
 /// File-backed store with an in-memory index.
 pub struct FileKeyStore {
     root: PathBuf,
-    budget: Budget,
+    /// `[limits]` budgets; replaced on reload.
+    budget: Mutex<Budget>,
     index: Mutex<Index>,
     /// Makes temporary file names unique within the process (concurrent uploads of one slot).
     tmp_seq: AtomicU64,
@@ -175,7 +176,7 @@ impl FileKeyStore {
         }
         let store = Self {
             root: root.to_owned(),
-            budget,
+            budget: Mutex::new(budget),
             index: Mutex::new(index),
             tmp_seq: AtomicU64::new(0),
         };
@@ -229,9 +230,14 @@ impl FileKeyStore {
         Ok(())
     }
 
+    /// The budgets as they apply now.
+    fn budget(&self) -> Budget {
+        *self.budget.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The keys to evict so that the budget holds, never `keep`.
     fn over_budget(&self, idx: &mut Index, keep: Option<(&str, &[u8])>) -> Vec<(String, Vec<u8>)> {
-        let b = self.budget;
+        let b = self.budget();
         let mut out = Vec::new();
         // Per user: the user just written, or every user at start-up.
         let users: Vec<String> = match keep {
@@ -315,6 +321,10 @@ fn scan_legacy(root: &Path, index: &mut Index) -> anyhow::Result<()> {
 }
 
 impl KeyStore for FileKeyStore {
+    fn set_budget(&self, budget: Budget) {
+        *self.budget.lock().unwrap_or_else(|p| p.into_inner()) = budget;
+    }
+
     fn put(&self, user: &str, key: &api::EvaluationKey) -> anyhow::Result<()> {
         let meta = key
             .metadata
@@ -322,12 +332,13 @@ impl KeyStore for FileKeyStore {
             .ok_or_else(|| anyhow::anyhow!("key without metadata"))?;
         let bytes = key.encode_to_vec();
         let size = bytes.len() as u64;
+        let budget = self.budget();
         anyhow::ensure!(
-            size <= self.budget.max_bytes_per_user && size <= self.budget.max_bytes_total,
+            size <= budget.max_bytes_per_user && size <= budget.max_bytes_total,
             "the key has {size} bytes, more than limits.max_key_bytes_per_user ({}) or \
              limits.max_key_bytes_total ({})",
-            self.budget.max_bytes_per_user,
-            self.budget.max_bytes_total
+            budget.max_bytes_per_user,
+            budget.max_bytes_total
         );
         let dir = user_dir_name(user);
         let path = self.path(&dir, &meta.identifier);

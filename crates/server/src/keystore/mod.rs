@@ -48,6 +48,8 @@ pub trait KeyStore: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Applies new budgets (SIGHUP after editing `[limits]`); enforced from the next upload.
+    fn set_budget(&self, _budget: Budget) {}
 }
 
 /// Hex SHA-256 of a user identifier: stores never keep the identifier itself.
@@ -55,8 +57,18 @@ pub(crate) fn user_dir_name(user: &str) -> String {
     hex::encode(Sha256::digest(user.as_bytes()))
 }
 
+/// The budgets `[limits]` sets for a key store.
+pub fn budget(l: &crate::config::Limits) -> Budget {
+    Budget {
+        max_keys_per_user: l.max_keys_per_user,
+        max_bytes_per_user: l.max_key_bytes_per_user,
+        max_users: l.max_users,
+        max_bytes_total: l.max_key_bytes_total,
+    }
+}
+
 /// Byte budgets of the embedded store (`[limits]`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
     /// Keys kept per user (least recently used evicted first).
     pub max_keys_per_user: usize,
@@ -92,7 +104,8 @@ pub fn open(config: &crate::config::ServerConfig) -> anyhow::Result<std::sync::A
         ),
         crate::config::KeyStoreConfig::Redis(r) => std::sync::Arc::new(
             redis::RedisKeyStore::open(r, l.max_keys_per_user)
-                .context("opening the Redis key store")?,
+                .context("opening the Redis key store")?
+                .with_byte_budget(l.max_key_bytes_per_user, l.max_key_bytes_total),
         ),
     })
 }

@@ -7,13 +7,20 @@
 //!   the lowest);
 //! - `sift:meta:<u>`: hash id → metadata timestamp (for `/config` without fetching megabytes);
 //! - `sift:all`: sorted set `<u>:<hex id>` → expiry time, to count live keys for metrics;
-//! - `sift:seq`: upload counter that orders keys across replicas.
+//! - `sift:sizes`: hash `<u>:<hex id>` → serialized bytes; `sift:bytes`: their total;
+//! - `sift:lru`: sorted set `<u>:<hex id>` → last use, for the total byte budget;
+//! - `sift:seq`: counter that orders uploads and uses across replicas.
+//!
+//! A key's last use is its upload or its last read, so the per-user bounds (`max_per_user`,
+//! `limits.max_key_bytes_per_user`) and the total one (`limits.max_key_bytes_total`) evict the
+//! least recently used keys, across replicas.
 //!
 //! Uploads run as one Lua script, so replicas racing on one user cannot exceed the bound. The
 //! key names are computed inside the script, so Redis Cluster is not supported (one primary,
 //! optionally with replicas/Sentinel in front, is the intended deployment).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -23,37 +30,86 @@ use sift_proto::api;
 use crate::config::RedisKeyStoreConfig;
 use crate::keystore::{KeyStore, user_dir_name};
 
-/// Stores a key, bumps it to newest, evicts the user's oldest beyond the bound; returns how many
-/// were evicted.
+/// Stores a key as the user's most recently used, then evicts least recently used keys until
+/// the user's count and bytes and the total bytes fit; returns how many were evicted.
+///
+/// KEYS: value, `keys:<u>` (id → last use), `meta:<u>`, `all`, `seq`, `sizes` (`<u>:<id>` →
+/// bytes), `lru` (`<u>:<id>` → last use), `bytes` (total). ARGV: value, id, timestamp,
+/// max keys per user, ttl, (unused), `<u>:`, expiry, max bytes per user, max bytes in total,
+/// prefix, `<u>`, now.
 const PUT_SCRIPT: &str = r#"
+local p, u, id = ARGV[11], ARGV[12], ARGV[2]
+local function drop(vu, vid)
+  local m = vu .. ':' .. vid
+  local sz = tonumber(redis.call('HGET', KEYS[6], m) or '0')
+  redis.call('DEL', p .. ':key:' .. m)
+  redis.call('HDEL', p .. ':meta:' .. vu, vid)
+  redis.call('ZREM', p .. ':keys:' .. vu, vid)
+  redis.call('HDEL', KEYS[6], m)
+  redis.call('ZREM', KEYS[4], m)
+  redis.call('ZREM', KEYS[7], m)
+  redis.call('DECRBY', KEYS[8], sz)
+end
+-- Forget (a bounded number of) keys whose TTL ran out, so their bytes stop counting.
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[13], 'LIMIT', 0, 100)) do
+  local vu, vid = string.match(m, '^(%x+):(%x+)$')
+  if vu then drop(vu, vid) else redis.call('ZREM', KEYS[4], m) end
+end
 local seq = redis.call('INCR', KEYS[5])
 local ttl = tonumber(ARGV[5])
+local me = u .. ':' .. id
+local size = string.len(ARGV[1])
+local old = tonumber(redis.call('HGET', KEYS[6], me) or '0')
 if ttl > 0 then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
 else
   redis.call('SET', KEYS[1], ARGV[1])
 end
-redis.call('ZADD', KEYS[2], seq, ARGV[2])
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-redis.call('ZADD', KEYS[4], ARGV[8], ARGV[7] .. ARGV[2])
-local max = tonumber(ARGV[4])
-local n = redis.call('ZCARD', KEYS[2])
-local evicted = 0
-if n > max then
-  local old = redis.call('ZRANGE', KEYS[2], 0, n - max - 1)
-  for _, id in ipairs(old) do
-    redis.call('DEL', ARGV[6] .. id)
-    redis.call('HDEL', KEYS[3], id)
-    redis.call('ZREM', KEYS[4], ARGV[7] .. id)
+redis.call('ZADD', KEYS[2], seq, id)
+redis.call('HSET', KEYS[3], id, ARGV[3])
+redis.call('ZADD', KEYS[4], ARGV[8], me)
+redis.call('HSET', KEYS[6], me, size)
+redis.call('ZADD', KEYS[7], seq, me)
+redis.call('INCRBY', KEYS[8], size - old)
+local function user_bytes()
+  local t = 0
+  for _, k in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    t = t + tonumber(redis.call('HGET', KEYS[6], u .. ':' .. k) or '0')
   end
-  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - max - 1)
-  evicted = #old
+  return t
+end
+local max, max_user, max_total = tonumber(ARGV[4]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local evicted = 0
+while redis.call('ZCARD', KEYS[2]) > max or user_bytes() > max_user do
+  local lru = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  if lru == nil or lru == id then break end
+  drop(u, lru)
+  evicted = evicted + 1
+end
+while tonumber(redis.call('GET', KEYS[8]) or '0') > max_total do
+  local m = redis.call('ZRANGE', KEYS[7], 0, 0)[1]
+  if m == nil or m == me then break end
+  local vu, vid = string.match(m, '^(%x+):(%x+)$')
+  if vu then drop(vu, vid) else redis.call('ZREM', KEYS[7], m) end
+  evicted = evicted + 1
 end
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[2], ttl)
   redis.call('EXPIRE', KEYS[3], ttl)
 end
 return evicted
+"#;
+
+/// Reads a key and marks it most recently used. KEYS: value, `seq`, `keys:<u>`, `lru`;
+/// ARGV: id, `<u>:<id>`.
+const GET_SCRIPT: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v then
+  local seq = redis.call('INCR', KEYS[2])
+  redis.call('ZADD', KEYS[3], 'XX', seq, ARGV[1])
+  redis.call('ZADD', KEYS[4], 'XX', seq, ARGV[2])
+end
+return v
 "#;
 
 /// Drops index entries whose keys expired, then counts the rest.
@@ -73,9 +129,14 @@ pub struct RedisKeyStore {
     pool_size: usize,
     timeout: Duration,
     prefix: String,
-    max_per_user: usize,
+    max_per_user: AtomicUsize,
+    /// `max_per_user` comes from `[key_store]`, not `[limits]` (a reload leaves it).
+    fixed_per_user: bool,
+    max_bytes_per_user: AtomicU64,
+    max_bytes_total: AtomicU64,
     ttl_secs: u64,
     put: redis::Script,
+    get: redis::Script,
     count: redis::Script,
 }
 
@@ -104,15 +165,27 @@ impl RedisKeyStore {
             pool_size: cfg.pool_size,
             timeout: Duration::from_millis(cfg.timeout_ms),
             prefix: cfg.prefix.clone(),
-            max_per_user,
+            max_per_user: AtomicUsize::new(max_per_user),
+            fixed_per_user: cfg.max_per_user.is_some(),
+            max_bytes_per_user: AtomicU64::new(u64::MAX),
+            max_bytes_total: AtomicU64::new(u64::MAX),
             ttl_secs: cfg.ttl_secs,
             put: redis::Script::new(PUT_SCRIPT),
+            get: redis::Script::new(GET_SCRIPT),
             count: redis::Script::new(COUNT_SCRIPT),
         };
         store
             .with_conn(|c| redis::cmd("PING").query::<String>(c))
             .with_context(|| format!("connecting to {}", redact(&cfg.url)))?;
         Ok(store)
+    }
+
+    /// Applies byte budgets (`limits.max_key_bytes_per_user`, `max_key_bytes_total`) from the
+    /// next upload on.
+    pub fn with_byte_budget(self, per_user: u64, total: u64) -> Self {
+        self.max_bytes_per_user.store(per_user, Ordering::Relaxed);
+        self.max_bytes_total.store(total, Ordering::Relaxed);
+        self
     }
 
     fn connect(&self) -> redis::RedisResult<redis::Connection> {
@@ -168,6 +241,11 @@ impl RedisKeyStore {
         self.with_conn(f)
     }
 
+    /// `key` under this store's prefix.
+    pub(crate) fn prefixed(&self, key: &str) -> String {
+        format!("{}:{key}", self.prefix)
+    }
+
     /// The Redis key recording a spent identifier of `scope`.
     pub(crate) fn spent_key(&self, scope: &str, id: &[u8]) -> String {
         format!("{}:spent:{scope}:{}", self.prefix, hex::encode(id))
@@ -206,6 +284,17 @@ impl KeyStore for RedisKeyStore {
         } else {
             NEVER
         };
+        let bytes = key.encode_to_vec();
+        let (per_user, total) = (
+            self.max_bytes_per_user.load(Ordering::Relaxed),
+            self.max_bytes_total.load(Ordering::Relaxed),
+        );
+        anyhow::ensure!(
+            bytes.len() as u64 <= per_user.min(total),
+            "the key has {} bytes, more than limits.max_key_bytes_per_user ({per_user}) or \
+             limits.max_key_bytes_total ({total})",
+            bytes.len()
+        );
         let evicted: i64 = self.with_conn(|c| {
             self.put
                 .key(self.value_key(&u, &meta.identifier))
@@ -213,14 +302,22 @@ impl KeyStore for RedisKeyStore {
                 .key(format!("{p}:meta:{u}"))
                 .key(format!("{p}:all"))
                 .key(format!("{p}:seq"))
-                .arg(key.encode_to_vec())
+                .key(format!("{p}:sizes"))
+                .key(format!("{p}:lru"))
+                .key(format!("{p}:bytes"))
+                .arg(&bytes)
                 .arg(&id)
                 .arg(meta.timestamp)
-                .arg(self.max_per_user)
+                .arg(self.max_per_user.load(Ordering::Relaxed))
                 .arg(self.ttl_secs)
-                .arg(format!("{p}:key:{u}:"))
+                .arg("")
                 .arg(format!("{u}:"))
                 .arg(expiry)
+                .arg(per_user)
+                .arg(total)
+                .arg(p)
+                .arg(&u)
+                .arg(now_secs())
                 .invoke(c)
         })?;
         if evicted > 0 {
@@ -230,8 +327,19 @@ impl KeyStore for RedisKeyStore {
     }
 
     fn get(&self, user: &str, identifier: &[u8]) -> anyhow::Result<Option<api::EvaluationKey>> {
-        let k = self.value_key(&user_dir_name(user), identifier);
-        let bytes: Option<Vec<u8>> = self.with_conn(|c| redis::cmd("GET").arg(&k).query(c))?;
+        let u = user_dir_name(user);
+        let id = hex::encode(identifier);
+        let p = &self.prefix;
+        let bytes: Option<Vec<u8>> = self.with_conn(|c| {
+            self.get
+                .key(self.value_key(&u, identifier))
+                .key(format!("{p}:seq"))
+                .key(format!("{p}:keys:{u}"))
+                .key(format!("{p}:lru"))
+                .arg(&id)
+                .arg(format!("{u}:{id}"))
+                .invoke(c)
+        })?;
         bytes
             .map(|b| api::EvaluationKey::decode(b.as_slice()).context("stored key is corrupt"))
             .transpose()
@@ -262,6 +370,25 @@ impl KeyStore for RedisKeyStore {
                 0
             }
         }
+    }
+
+    fn stored_bytes(&self) -> Option<u64> {
+        let k = format!("{}:bytes", self.prefix);
+        self.with_conn(|c| redis::cmd("GET").arg(&k).query::<Option<i64>>(c))
+            .ok()
+            .flatten()
+            .map(|b| b.max(0) as u64)
+    }
+
+    fn set_budget(&self, b: crate::keystore::Budget) {
+        if !self.fixed_per_user {
+            self.max_per_user
+                .store(b.max_keys_per_user.max(1), Ordering::Relaxed);
+        }
+        self.max_bytes_per_user
+            .store(b.max_bytes_per_user, Ordering::Relaxed);
+        self.max_bytes_total
+            .store(b.max_bytes_total, Ordering::Relaxed);
     }
 }
 

@@ -13,4 +13,6 @@ mod privacypass_interop;
 mod redis_store;
 mod reload;
 mod service;
+mod shared_limits;
 mod symmetric;
+mod token_windows;

@@ -252,14 +252,13 @@ async fn limits_reload_without_restart_and_restart_only_settings_are_named() {
     next.log.access = true;
     let notes = server.state.apply_config(&next).unwrap();
     let all = notes.join("\n");
-    let restart = "max_users for the key store's retention changed: needs a restart";
     assert_contains_all(
         &all,
         &[
             "[limits] applied",
             "access log on",
             "listen changed: needs a restart to take effect",
-            restart,
+            "key store budgets (max_keys_per_user, max_users, max_key_bytes_*) applied",
         ],
     );
     assert_eq!(server.state.limits().max_body_bytes, 1024);
