@@ -35,6 +35,7 @@ async fn start_tls(dir: &std::path::Path) -> (RunningServer, reqwest::Client) {
     cfg.tls = Some(sift_server::config::TlsConfig {
         cert: dir.join("cert.pem"),
         key: dir.join("key.pem"),
+        acme: None,
     });
     cfg.limits.max_body_bytes = 1024 * 1024;
     let server = common::start(cfg).await;

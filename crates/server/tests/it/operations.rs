@@ -44,6 +44,7 @@ async fn renewed_certificate_serves_without_dropping_connections() {
     cfg.tls = Some(sift_server::config::TlsConfig {
         cert: dir.join("cert.pem"),
         key: dir.join("key.pem"),
+        acme: None,
     });
     let server = start(cfg).await;
     let base = format!("https://127.0.0.1:{}", server.addr.port());
