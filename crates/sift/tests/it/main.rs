@@ -4,6 +4,7 @@ mod common;
 
 mod bench_serve;
 mod broken_pipe;
+mod build_summary;
 mod cli;
 mod dataset_versions;
 mod e2e_tls;
