@@ -91,8 +91,8 @@ pub(crate) fn unlikely_lookup_warning(report: &RowsReport) -> Option<Warning> {
     (report.unlikely_lookup_count > 0).then(|| Warning {
         code: "unlikely_lookups",
         message: format!(
-            "{} keyword(s) are stored as given but a device never looks them up (it asks for \
-             keys without scheme or leading www., in lower case): fix them in the keyword \
+            "{} keyword(s) are kept as given but a device would never look them up (it asks \
+             for keys without scheme or leading www., in lower case): fix them in the keyword \
              database, or give the URLs as a plain list so that sift normalises them",
             report.unlikely_lookup_count
         ),

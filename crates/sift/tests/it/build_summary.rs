@@ -149,8 +149,9 @@ fn keywords_a_device_never_looks_up_are_a_counted_warning_with_examples() {
             .any(|e| e.contains("Tracker.example") && e.contains("upper case"))
     );
     assert!(
-        stderr
-            .contains("warning: 2 keyword(s) are stored as given but a device never looks them up"),
+        stderr.contains(
+            "warning: 2 keyword(s) are kept as given but a device would never look them up"
+        ),
         "{stderr}"
     );
     assert!(
