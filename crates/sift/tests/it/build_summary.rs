@@ -118,7 +118,7 @@ fn keywords_a_device_never_looks_up_are_a_counted_warning_with_examples() {
     std::fs::write(
         &db,
         r#"rows: [
-  { keyword: "apple.com/url-filter-test", value: "1" },
+  { keyword: "www.apple.com/url-filter-test", value: "1" },
   { keyword: "https://ads.example/x", value: "1" },
   { keyword: "Tracker.example", value: "1" },
   { keyword: "fine.example/path", value: "1" }

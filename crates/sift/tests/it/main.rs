@@ -2,6 +2,7 @@
 
 mod common;
 
+mod acme_config;
 mod bench_serve;
 mod broken_pipe;
 mod build_summary;
