@@ -325,3 +325,52 @@ pub(crate) fn human_bytes(n: u64) -> String {
         format!("{v:.1} {}", UNITS[u])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(keys: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut r: Vec<_> = keys
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect();
+        r.sort();
+        r
+    }
+
+    #[test]
+    fn the_test_entry_counts_in_either_spelling_and_only_with_value_1() {
+        let parsing = sift_urlkeys::ParsingConfiguration::default();
+        for key in ["apple.com/url-filter-test", "www.apple.com/url-filter-test"] {
+            assert!(
+                test_entry_warning(&rows(&[("a.example", "1"), (key, "1")]), &parsing).is_none(),
+                "{key}"
+            );
+        }
+        let missing = test_entry_warning(&rows(&[("a.example", "1")]), &parsing).unwrap();
+        assert_eq!(missing.code, "apple_test_entry_missing");
+        let wrong =
+            test_entry_warning(&rows(&[("apple.com/url-filter-test", "blocked")]), &parsing)
+                .unwrap();
+        assert_eq!(wrong.code, "apple_test_entry_value");
+        assert!(wrong.message.contains("\"blocked\""), "{}", wrong.message);
+    }
+
+    #[test]
+    fn only_host_like_datasets_are_taken_for_url_filters() {
+        let none = RowsReport::default();
+        assert!(looks_like_url_filter(
+            &rows(&[("ads.example/x", "1")]),
+            &none
+        ));
+        assert!(!looks_like_url_filter(
+            &rows(&[("+14085551212", "Johnny Appleseed")]),
+            &none
+        ));
+        assert!(!looks_like_url_filter(
+            &rows(&[("\u{1}\u{2}.\u{3}", "x")]),
+            &none
+        ));
+    }
+}
