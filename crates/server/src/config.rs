@@ -219,14 +219,130 @@ impl OhttpConfig {
     }
 }
 
-/// TLS material paths.
-#[derive(Debug, Clone, Deserialize)]
+/// TLS material: certificate files the operator renews, or automatic certificates (`[tls.acme]`).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
-    /// Certificate chain, PEM.
+    /// Certificate chain, PEM. With `[tls.acme]`: where the obtained certificate is written
+    /// (default `<cache_dir>/cert.pem`).
+    #[serde(default)]
     pub cert: PathBuf,
-    /// Private key, PEM.
+    /// Private key, PEM. With `[tls.acme]`: where the obtained key is written (default
+    /// `<cache_dir>/key.pem`).
+    #[serde(default)]
     pub key: PathBuf,
+    /// Automatic certificates from an ACME CA (RFC 8555), e.g. Let's Encrypt.
+    #[serde(default)]
+    pub acme: Option<AcmeConfig>,
+}
+
+impl TlsConfig {
+    /// Fills in what `[tls.acme]` leaves implicit: the cache folder (`<state_dir>/acme`) and
+    /// the certificate and key paths inside it. Idempotent; nothing to do without ACME.
+    pub fn resolve_acme_paths(&mut self, state_dir: &Path) {
+        let Some(acme) = self.acme.as_mut() else {
+            return;
+        };
+        let dir = acme
+            .cache_dir
+            .get_or_insert_with(|| state_dir.join("acme"))
+            .clone();
+        if self.cert.as_os_str().is_empty() {
+            self.cert = dir.join("cert.pem");
+        }
+        if self.key.as_os_str().is_empty() {
+            self.key = dir.join("key.pem");
+        }
+    }
+}
+
+/// Let's Encrypt's production directory, the default ACME CA.
+pub const LETS_ENCRYPT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// `[tls.acme]`: certificates obtained and renewed automatically with the TLS-ALPN-01
+/// challenge on the TLS listener itself (the CA connects to port 443 of each domain; no port
+/// 80 needed).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// The CA's directory URL (default: Let's Encrypt production; its staging directory is
+    /// `https://acme-staging-v02.api.letsencrypt.org/directory`).
+    #[serde(default = "default_acme_directory")]
+    pub directory: String,
+    /// Contacts for the CA's expiry and policy mail: `mailto:ops@example.com` or a bare address.
+    #[serde(default)]
+    pub contact: Vec<String>,
+    /// The names the certificate covers (the service, issuer and gateway hosts); each must
+    /// resolve to this server, which must be reachable on port 443 from the CA.
+    pub domains: Vec<String>,
+    /// Where the account key, certificate and key are kept across restarts (default
+    /// `<state_dir>/acme`).
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// An extra root certificate (PEM) to trust for the directory's HTTPS besides the public
+    /// roots: for a private or test CA such as pebble.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_acme_directory() -> String {
+    LETS_ENCRYPT_DIRECTORY.to_owned()
+}
+
+impl AcmeConfig {
+    /// The contacts as the CA expects them (`mailto:` added to bare addresses).
+    pub fn contact_uris(&self) -> Vec<String> {
+        self.contact
+            .iter()
+            .map(|c| {
+                if c.contains(':') {
+                    c.clone()
+                } else {
+                    format!("mailto:{c}")
+                }
+            })
+            .collect()
+    }
+
+    /// Rejects settings the CA would refuse or TLS-ALPN-01 cannot validate.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.directory.starts_with("https://"),
+            "[tls.acme] directory must be an https:// URL (got {:?})",
+            self.directory
+        );
+        anyhow::ensure!(
+            !self.domains.is_empty(),
+            "[tls.acme] domains is empty: list the names the certificate must cover \
+             (e.g. [\"pir.example.com\", \"issuer.example.com\", \"gateway.example.com\"])"
+        );
+        for d in &self.domains {
+            anyhow::ensure!(
+                !d.starts_with("*."),
+                "[tls.acme] domains: {d} is a wildcard, which TLS-ALPN-01 cannot validate; list each name"
+            );
+            let ok = !d.is_empty()
+                && d.len() <= 253
+                && d.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && !l.starts_with('-')
+                        && !l.ends_with('-')
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            anyhow::ensure!(
+                ok,
+                "[tls.acme] domains: {d:?} is not a DNS name (use Punycode for non-ASCII names)"
+            );
+        }
+        for c in &self.contact {
+            anyhow::ensure!(
+                c.contains('@') || c.contains(':'),
+                "[tls.acme] contact: {c:?} is neither an e-mail address nor a URI"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// One PIR use case, e.g. `com.example.app.url.filtering`.
@@ -423,8 +539,21 @@ impl ServerConfig {
             fix(r);
         }
         if let Some(t) = cfg.tls.as_mut() {
-            fix(&mut t.cert);
-            fix(&mut t.key);
+            if let Some(a) = t.acme.as_mut() {
+                if let Some(d) = a.cache_dir.as_mut() {
+                    fix(d);
+                }
+                if let Some(c) = a.ca_file.as_mut() {
+                    fix(c);
+                }
+            }
+            if !t.cert.as_os_str().is_empty() {
+                fix(&mut t.cert);
+            }
+            if !t.key.as_os_str().is_empty() {
+                fix(&mut t.key);
+            }
+            t.resolve_acme_paths(&cfg.state_dir);
         }
         for u in &mut cfg.usecases {
             fix(&mut u.dataset_dir);
@@ -443,8 +572,19 @@ impl ServerConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.tls.is_none() && !self.dev_plain_http {
             anyhow::bail!(
-                "no [tls] section: set tls.cert/tls.key, or dev_plain_http = true for local development"
+                "no [tls] section: set tls.cert/tls.key (or [tls.acme] for automatic \
+                 certificates), or dev_plain_http = true for local development"
             );
+        }
+        if let Some(t) = &self.tls {
+            match &t.acme {
+                Some(a) => a.validate()?,
+                None => anyhow::ensure!(
+                    !t.cert.as_os_str().is_empty() && !t.key.as_os_str().is_empty(),
+                    "[tls] needs both cert and key (PEM files), or a [tls.acme] section for \
+                     automatic certificates"
+                ),
+            }
         }
         let mut names = std::collections::HashSet::new();
         for u in &self.usecases {

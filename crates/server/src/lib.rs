@@ -2,6 +2,7 @@
 //! on every PIR route, evaluation-key storage, dataset versions with reload, metrics, the
 //! Privacy Pass issuer and the Oblivious HTTP gateway, over HTTPS with HTTP/2.
 
+pub mod acme;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -89,6 +90,10 @@ pub async fn spawn(
     config: ServerConfig,
     auth: Option<Arc<dyn auth::TokenAuthority>>,
 ) -> anyhow::Result<RunningServer> {
+    let mut config = config;
+    if let Some(t) = config.tls.as_mut() {
+        t.resolve_acme_paths(&config.state_dir);
+    }
     let certificates = config
         .tls
         .as_ref()
@@ -100,8 +105,8 @@ pub async fn spawn(
         .transpose()?;
     let state = Arc::new(AppState::load(config, auth)?);
     let gateway = gateway::OhttpGateway::from_config(&state.config, state.spent.clone())?;
-    if let Some(c) = certificates {
-        state.ops.set_certificates(c);
+    if let Some(c) = &certificates {
+        state.ops.set_certificates(c.clone());
     }
     let service = routes::router(state.clone());
     let app = match &gateway {
@@ -116,6 +121,11 @@ pub async fn spawn(
         .await
         .map_err(|e| bind_error(state.config.listen, e))?;
     let addr = listener.local_addr()?;
+    // ACME starts once the listener is up: the CA's validation connects to it.
+    let acme_task = match (&certificates, &state.config.tls) {
+        (Some(c), Some(t)) if t.acme.is_some() => Some(acme::start(t, c.clone())?),
+        _ => None,
+    };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let scheme = if tls.is_some() { "https" } else { "http" };
     let metrics_listener = match state.config.metrics.listen {
@@ -150,6 +160,9 @@ pub async fn spawn(
         listener::serve(listener, app, tls, limits, rx).await;
         if let Some(r) = rotation {
             r.abort();
+        }
+        if let Some(a) = acme_task {
+            a.abort();
         }
     });
     Ok(RunningServer {

@@ -271,6 +271,9 @@ async fn serve_one(
         None => drive(tcp, peer, app, builder, limits, stop).await,
         Some(acceptor) => {
             match tokio::time::timeout(limits().handshake_timeout, acceptor.accept(tcp)).await {
+                // An ACME validation handshake (TLS-ALPN-01) carries no requests: close it.
+                Ok(Ok(tls))
+                    if tls.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) => {}
                 Ok(Ok(tls)) => drive(tls, peer, app, builder, limits, stop).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

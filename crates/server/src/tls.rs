@@ -2,13 +2,15 @@
 //!
 //! Apple's relay reaches the gateway over HTTP/2 only, so ALPN offers `h2` first and
 //! `http/1.1` for tools. The accept loop, with its handshake deadline and connection caps, is
-//! in [`crate::listener`].
+//! in [`crate::listener`]. With `[tls.acme]`, [`crate::acme`] obtains and renews the
+//! certificate, writes it to the configured files and reloads this store; its TLS-ALPN-01
+//! challenge handshakes are answered here too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
@@ -83,15 +85,21 @@ pub fn certificate_facts(der: &[u8]) -> anyhow::Result<(i64, bool, Vec<String>)>
     Ok((cert.validity().not_after.timestamp(), cert.is_ca(), names))
 }
 
+/// The ALPN protocol of ACME's TLS-ALPN-01 validation handshakes (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
 /// The serving certificate, replaceable while connections stay open: new handshakes get the
 /// certificate loaded last; established connections keep theirs.
 #[derive(Debug)]
 pub struct CertificateStore {
     paths: TlsConfig,
-    current: ArcSwap<CertifiedKey>,
+    /// `None` only with ACME before the first certificate is obtained.
+    current: ArcSwapOption<CertifiedKey>,
     not_after_unix: AtomicI64,
     /// Size and modification time of the two files when last loaded.
     files_seen: std::sync::Mutex<String>,
+    /// Answers ACME's TLS-ALPN-01 validation handshakes (set by [`crate::acme`]).
+    challenges: std::sync::OnceLock<Arc<dyn rustls::server::ResolvesServerCert>>,
 }
 
 fn files_signature(tls: &TlsConfig) -> String {
@@ -105,16 +113,42 @@ fn files_signature(tls: &TlsConfig) -> String {
 }
 
 impl CertificateStore {
-    /// Loads the certificate of `tls`; fails when it is unusable.
+    /// Loads the certificate of `tls`; fails when it is unusable. With `[tls.acme]`, missing
+    /// files are not an error: the store starts empty (handshakes fail) until ACME delivers.
     pub fn load(tls: &TlsConfig) -> anyhow::Result<Arc<Self>> {
-        let c = load_certificate(tls)?;
-        warn_about(&c, tls);
+        let (current, not_after) = if tls.acme.is_some() && !tls.cert.exists() {
+            tracing::info!(
+                cert = %tls.cert.display(),
+                "no certificate yet: requesting one from the ACME CA (TLS handshakes fail until it arrives)"
+            );
+            (None, 0)
+        } else {
+            let c = load_certificate(tls)?;
+            warn_about(&c, tls);
+            (Some(c.certified), c.not_after_unix)
+        };
         Ok(Arc::new(Self {
             paths: tls.clone(),
-            current: ArcSwap::new(c.certified),
-            not_after_unix: AtomicI64::new(c.not_after_unix),
+            current: ArcSwapOption::new(current),
+            not_after_unix: AtomicI64::new(not_after),
             files_seen: std::sync::Mutex::new(files_signature(tls)),
+            challenges: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Whether certificates come from ACME (`[tls.acme]`).
+    pub fn is_acme(&self) -> bool {
+        self.paths.acme.is_some()
+    }
+
+    /// Whether a certificate is serving (false only with ACME before the first one arrives).
+    pub fn has_certificate(&self) -> bool {
+        self.current.load().is_some()
+    }
+
+    /// Routes ACME's TLS-ALPN-01 validation handshakes to `resolver` (set once).
+    pub fn set_challenge_resolver(&self, resolver: Arc<dyn rustls::server::ResolvesServerCert>) {
+        let _ = self.challenges.set(resolver);
     }
 
     /// Reloads when the certificate or key file changed since the last load (polling, for
@@ -133,16 +167,21 @@ impl CertificateStore {
     /// pair with its key leaves the current certificate serving and is returned as an error.
     pub fn reload(&self) -> anyhow::Result<()> {
         let sig = files_signature(&self.paths);
+        if self.is_acme() && !self.paths.cert.exists() {
+            // Nothing obtained yet: ACME reloads the store itself once it has a certificate.
+            return Ok(());
+        }
         let c = load_certificate(&self.paths)?;
         warn_about(&c, &self.paths);
-        self.current.store(c.certified);
+        self.current.store(Some(c.certified));
         *self.files_seen.lock().unwrap_or_else(|p| p.into_inner()) = sig;
         self.not_after_unix
             .store(c.not_after_unix, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Expiry of the serving certificate, seconds since the Unix epoch.
+    /// Expiry of the serving certificate, seconds since the Unix epoch (0 while ACME has not
+    /// delivered the first one).
     pub fn not_after_unix(&self) -> i64 {
         self.not_after_unix.load(Ordering::Relaxed)
     }
@@ -150,6 +189,9 @@ impl CertificateStore {
     /// Logs a warning when the serving certificate expires within [`EXPIRY_WARNING_DAYS`] (an
     /// error once expired); called at start, on reload and daily.
     pub fn check_expiry(&self) {
+        if !self.has_certificate() {
+            return;
+        }
         log_expiry(self.not_after_unix(), &self.paths);
     }
 }
@@ -167,6 +209,19 @@ fn now_unix() -> i64 {
 fn log_expiry(not_after: i64, tls: &TlsConfig) {
     let left = not_after - now_unix();
     let days = left.div_euclid(86_400);
+    let acme = tls.acme.is_some();
+    if acme && left > 0 {
+        // Renewed automatically a third of its lifetime ahead; failures are logged as they
+        // happen.
+        if days < EXPIRY_WARNING_DAYS {
+            tracing::warn!(
+                cert = %tls.cert.display(),
+                days_left = days,
+                "the ACME certificate expires soon and has not been renewed yet: check the ACME errors in the log"
+            );
+        }
+        return;
+    }
     if left <= 0 {
         tracing::error!(
             cert = %tls.cert.display(),
@@ -194,8 +249,14 @@ fn warn_about(c: &LoadedCertificate, tls: &TlsConfig) {
 }
 
 impl rustls::server::ResolvesServerCert for CertificateStore {
-    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load_full())
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let challenge = hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
+        if challenge {
+            return self.challenges.get()?.resolve(hello);
+        }
+        self.current.load_full()
     }
 }
 
@@ -204,6 +265,7 @@ impl rustls::server::ResolvesServerCert for CertificateStore {
 pub fn server_config_with(
     certs: Arc<CertificateStore>,
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let acme = certs.is_acme();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -211,6 +273,10 @@ pub fn server_config_with(
         .with_no_client_auth()
         .with_cert_resolver(certs);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if acme {
+        // Offered only to the CA's validation handshakes (which ask for nothing else).
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+    }
     Ok(Arc::new(config))
 }
 

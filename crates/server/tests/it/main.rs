@@ -3,6 +3,7 @@
 mod common;
 
 mod abuse;
+mod acme;
 mod bad_input;
 mod connections;
 mod ohttp_gateway;

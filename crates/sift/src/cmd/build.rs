@@ -16,6 +16,8 @@ use sift_pir::keyword::ShardingFunction;
 use sift_pir::server::{KeywordPirConfig, Sharding};
 use sift_pir::wire;
 
+use super::build_summary as summary;
+
 /// Default parameters: Apple's NEURLFilter example and PIRProcessDatabase docs use
 /// `n_4096_logq_27_28_28_logt_5` — the smallest query/response for 1-byte values with enough
 /// noise budget for MulPir (our round-trip tests pass on it).
@@ -41,6 +43,10 @@ pub struct Args {
     /// the manifest and as `parsing.json` in the output directory.
     #[command(flatten)]
     pub parsing: super::parsing::ParsingArg,
+    /// Print the summary (version, rows, shards, bytes, skipped lines by reason, warnings) as
+    /// one JSON object on stdout; the messages for people stay on stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The options of a build, recorded in the manifest so that `sift update` repeats them.
@@ -152,6 +158,9 @@ pub struct UpdateArgs {
     /// Files of keys to remove.
     #[arg(long)]
     pub remove: Vec<PathBuf>,
+    /// Print the summary as one JSON object on stdout (as `sift build --json`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Symmetric PIR's row transform (one P-384 OPRF evaluation per row, about a millisecond
@@ -248,16 +257,16 @@ fn symmetric_client_config(key: &sift_spir::OprfPrivateKey) -> wire::SymmetricPi
 /// this close to its limit leaves no margin.
 const LOW_NOISE_BUDGET_BITS: f64 = 2.0;
 
-/// Reads the inputs into exact `(keyword, value)` rows, sorted and distinct (the import step;
-/// URL lists take `value`, keyword databases keep theirs).
+/// Reads the inputs into exact `(keyword, value)` rows, sorted and distinct, with what was read
+/// (the import step; URL lists take `value`, keyword databases keep theirs).
 fn import_rows(
     inputs: &[PathBuf],
     value: &[u8],
     parsing: &sift_urlkeys::ParsingConfiguration,
-) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+) -> anyhow::Result<crate::rows::Rows> {
     let rows = crate::rows::collect_rows(inputs, value, parsing.clone())?;
     eprintln!("read {}", rows.report.summary(rows.rows.len()));
-    Ok(rows.rows)
+    Ok(rows)
 }
 
 /// Runs `sift build`.
@@ -269,20 +278,40 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         options.process_config = Some(Box::new(ProcessConfig::read(p)?));
     }
     rlwe_parameters(&options)?;
-    let rows = import_rows(&args.inputs, options.value.as_bytes(), &parsing)?;
+    let crate::rows::Rows { rows, report: read } =
+        import_rows(&args.inputs, options.value.as_bytes(), &parsing)?;
     if rows.is_empty() {
         bail!("no rows in the inputs: nothing to build");
     }
     std::fs::create_dir_all(&args.output_dir)
         .with_context(|| format!("creating {}", args.output_dir.display()))?;
     super::parsing::write_record(&args.output_dir, &parsing)?;
-    write_version(
+    let mut warnings = Vec::new();
+    if summary::looks_like_url_filter(&rows, &read) {
+        warnings.extend(summary::test_entry_warning(&rows, &parsing));
+    }
+    warnings.extend(summary::unlikely_lookup_warning(&read));
+    let (report, params) = write_version(
         rows,
         options,
         &args.output_dir,
         args.from.as_deref(),
         &parsing,
     )?;
+    summary::print_warnings(&warnings);
+    if args.json {
+        println!(
+            "{}",
+            summary::summary_json(
+                "build",
+                &report,
+                &args.output_dir,
+                &params,
+                Some(&read),
+                &warnings
+            )
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -317,14 +346,18 @@ pub fn run_update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
         0
     } else {
         import_rows(&args.remove, &value, &parsing)?
+            .rows
             .iter()
             .filter(|(k, _)| rows.remove(k).is_some())
             .count()
     };
+    let mut warnings = Vec::new();
     let added = if args.add.is_empty() {
         0
     } else {
-        import_rows(&args.add, &value, &parsing)?
+        let read = import_rows(&args.add, &value, &parsing)?;
+        warnings.extend(summary::unlikely_lookup_warning(&read.report));
+        read.rows
             .into_iter()
             .filter(|(k, v)| rows.insert(k.clone(), v.clone()).as_ref() != Some(v))
             .count()
@@ -333,13 +366,19 @@ pub fn run_update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
     // Same shape as the current version, so that untouched shards are shared.
     options.shard_count = Some(manifest.shards.len());
     options.entry_count_per_shard = None;
-    write_version(
-        rows.into_iter().collect(),
-        options,
-        &args.dataset,
-        Some(&args.dataset),
-        &parsing,
-    )?;
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = rows.into_iter().collect();
+    if summary::looks_like_url_filter(&rows, &Default::default()) {
+        warnings.extend(summary::test_entry_warning(&rows, &parsing));
+    }
+    let (report, params) =
+        write_version(rows, options, &args.dataset, Some(&args.dataset), &parsing)?;
+    summary::print_warnings(&warnings);
+    if args.json {
+        println!(
+            "{}",
+            summary::summary_json("update", &report, &args.dataset, &params, None, &warnings)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -351,17 +390,18 @@ pub fn write_dataset(
     out: &Path,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    write_version(rows, options, out, None, &Default::default())
+    write_version(rows, options, out, None, &Default::default()).map(|_| ())
 }
 
-/// Resolves the options, shards (automatically unless told), processes and publishes.
+/// Resolves the options, shards (automatically unless told), processes and publishes; prints
+/// the summary for people and returns the report with the encryption parameters' name.
 fn write_version(
     rows: Vec<(Vec<u8>, Vec<u8>)>,
     mut options: BuildOptions,
     out: &Path,
     from: Option<&Path>,
     parsing: &sift_urlkeys::ParsingConfiguration,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(process::BuildReport, String)> {
     if rows.is_empty() {
         bail!("no keys in the inputs");
     }
@@ -544,74 +584,8 @@ fn write_version(
         )
     })?;
     bar.finish_and_clear();
-    print_summary(&report, out, &name);
-    Ok(())
-}
-
-fn print_summary(report: &process::BuildReport, out: &Path, params: &str) {
-    let m = &report.published.manifest;
-    let min = report.shard_rows.iter().min().copied().unwrap_or(0);
-    let max = report.shard_rows.iter().max().copied().unwrap_or(0);
-    let db_bytes: u64 = m
-        .shards
-        .iter()
-        .filter_map(|s| m.file(&s.database))
-        .map(|f| f.size)
-        .sum();
-    eprintln!(
-        "published version {} in {} ({} rows, {} shard(s) with {params}: {min}..{max} rows per shard; {} processed, {} shared with the previous version)",
-        m.id,
-        out.display(),
-        m.row_count,
-        m.shards.len(),
-        report.processed,
-        report.reused
-    );
-    eprintln!(
-        "  bytes on disk: {} (shards {}); server memory for the shards: about {}",
-        human_bytes(m.total_bytes()),
-        human_bytes(db_bytes),
-        human_bytes(db_bytes / 2)
-    );
-    if let Some(t) = report.largest_trial {
-        eprintln!(
-            "  expected server time per query (largest processed shard, measured now): {:.1} ms",
-            t.answer_time.as_secs_f64() * 1e3
-        );
-    }
-    if !report.published.removed.is_empty() {
-        eprintln!(
-            "  removed old version(s): {}",
-            report.published.removed.join(", ")
-        );
-    }
-    eprintln!(
-        "  serve it with dataset_dir = {:?}; Apple's layout is in {}",
-        out.display().to_string(),
-        out.join("current").display()
-    );
-    if out.join(format!("{}-0.params.txtpb", m.stem)).exists() {
-        eprintln!(
-            "  note: the flat {}-<i>.* files of an older build in {} are no longer served; remove them",
-            m.stem,
-            out.display()
-        );
-    }
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    summary::print_summary(&report, out, &name);
+    Ok((report, name))
 }
 
 /// The encryption parameters a build uses, by name: `--rlwe-parameters` (checked by its

@@ -194,6 +194,7 @@ pub(super) fn build_list_with(
         },
         from: None,
         parsing,
+        json: false,
     })
 }
 

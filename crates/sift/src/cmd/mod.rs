@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod build;
+pub mod build_summary;
 pub mod check;
 pub mod dataset;
 pub mod demo;

@@ -86,6 +86,18 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     println!("config    {}: ok", path.display());
     println!("listen    {}", cfg.listen);
     match &cfg.tls {
+        Some(t) if t.acme.is_some() && !t.cert.exists() => {
+            let acme = t
+                .acme
+                .as_ref()
+                .map(|a| (a.directory.as_str(), a.domains.join(", ")));
+            let (directory, domains) = acme.unwrap_or_default();
+            println!(
+                "tls       ACME: no certificate yet; `serve` requests one for {domains} from \
+                 {directory} and writes it to {}",
+                t.cert.display()
+            );
+        }
         Some(t) => match sift_server::tls::load_certificate(t) {
             Ok(c) => {
                 let days = (c.not_after_unix - now_unix()).div_euclid(86_400);

@@ -2,8 +2,10 @@
 
 mod common;
 
+mod acme_config;
 mod bench_serve;
 mod broken_pipe;
+mod build_summary;
 mod cli;
 mod dataset_versions;
 mod e2e_tls;

@@ -133,6 +133,7 @@ pub fn use_tls(cfg: &mut sift_server::ServerConfig, dir: &Path) {
     cfg.tls = Some(sift_server::config::TlsConfig {
         cert: dir.join("cert.pem"),
         key: dir.join("key.pem"),
+        acme: None,
     });
 }
 
