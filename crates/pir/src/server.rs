@@ -543,7 +543,7 @@ impl ServerShard {
                 .plaintexts
                 .iter()
                 .flatten()
-                .map(|p| p.poly.data.len() * 8)
+                .map(|p| p.poly.data().len() * 8)
                 .sum(),
         }
     }
@@ -607,16 +607,16 @@ impl ServerShard {
         query: &[pb::SerializedCiphertext],
         key: &EvaluationKey,
     ) -> Result<Vec<Vec<Ciphertext>>, PirError> {
-        self.respond_timed(ctx, query, key, &mut index_pir::PhaseTimes::default())
+        self.respond_with(ctx, query, key, &mut ())
     }
 
-    /// [`ServerShard::respond`], adding each phase's wall time to `times` (for benchmarks).
-    pub fn respond_timed(
+    /// [`ServerShard::respond`], telling `observer` each phase's wall time (for benchmarks).
+    pub fn respond_with(
         &self,
         ctx: &Context,
         query: &[pb::SerializedCiphertext],
         key: &EvaluationKey,
-        times: &mut index_pir::PhaseTimes,
+        observer: &mut impl index_pir::PhaseObserver,
     ) -> Result<Vec<Vec<Ciphertext>>, PirError> {
         // A mapped shard is answered from only after its bytes matched their checksum.
         self.ensure_verified()?;
@@ -640,14 +640,14 @@ impl ServerShard {
                 .map(index_pir::DatabaseRef::Eval)
                 .collect(),
         };
-        index_pir::compute_response_timed(
+        index_pir::compute_response_with(
             ctx,
             &self.params.index,
             &tables,
             &cts,
             self.params.index.batch_size,
             key,
-            times,
+            observer,
         )
     }
 }

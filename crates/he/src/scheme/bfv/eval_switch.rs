@@ -685,6 +685,18 @@ fn check_eval_galois(
 }
 
 impl Ciphertext {
+    /// A ciphertext of 2 Eval polys over the first k moduli of degree n, every word zero (with
+    /// k = n = 0, an empty buffer for [`Ciphertext::reshape_eval`] to grow).
+    pub fn eval_shaped(k: usize, n: usize) -> Ciphertext {
+        let mut c = Ciphertext {
+            polys: Vec::with_capacity(2),
+            correction_factor: 1,
+            seed: None,
+        };
+        c.reshape_eval(k, n);
+        c
+    }
+
     /// Shapes this ciphertext as 2 Eval polys over the first k moduli of degree n, reusing its
     /// buffers (resized, not zeroed: the caller overwrites every word), so pools of
     /// ciphertexts can serve any step without allocating.
