@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
-use sift_he::{Ciphertext, Context, EncryptionParameters, EvalPlaintext, EvaluationKey, Format};
+use sift_he::{Ciphertext, Context, EncryptionParameters, EvaluationKey, Format};
 use sift_proto::{api, he as pb, pir as pp};
 
 use crate::PirError;
@@ -492,7 +492,6 @@ impl ServerShard {
         let h = params.hash_function_count;
         let per_table = check_plaintext_count(ctx, &params, spans.len())? / h;
         let shape = compact_shape(&params.index, ctx.params.bytes_per_plaintext());
-        let (k, len) = (ctx.ciphertext_moduli_count(), database::plaintext_len(ctx));
         let mut compact = Vec::with_capacity(h);
         for table in spans.chunks(per_table) {
             let Some(mut db) =
@@ -504,13 +503,7 @@ impl ServerShard {
                 return Ok(shard);
             };
             for (b, batch) in table.chunks(BATCH).enumerate() {
-                let pts = batch
-                    .par_iter()
-                    .map(|s| {
-                        s.map(|o| EvalPlaintext::deserialize(ctx, &bytes[o..o + len], k))
-                            .transpose()
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
+                let pts = database::decode_spans(ctx, bytes, batch)?;
                 for (j, pt) in pts.iter().enumerate() {
                     if let Some(pt) = pt
                         && !db.set(b * BATCH + j, pt)
