@@ -235,23 +235,15 @@ impl SubUrlWalker {
         self.rel_b.clear();
         if query.is_some() || fragment.is_some() {
             self.tail_b.push_str(full);
-            if let Some(q) = query {
+            // `?q` then `#f` on both tails, each ending a sub-URL.
+            for (sep, part) in [('?', query), ('#', fragment)] {
+                let Some(part) = part else { continue };
                 for (t, r) in [
                     (&mut self.tail_a, &mut self.rel_a),
                     (&mut self.tail_b, &mut self.rel_b),
                 ] {
-                    t.push('?');
-                    t.push_str(q);
-                    r.push(t.len());
-                }
-            }
-            if let Some(fr) = fragment {
-                for (t, r) in [
-                    (&mut self.tail_a, &mut self.rel_a),
-                    (&mut self.tail_b, &mut self.rel_b),
-                ] {
-                    t.push('#');
-                    t.push_str(fr);
+                    t.push(sep);
+                    t.push_str(part);
                     r.push(t.len());
                 }
             }

@@ -288,27 +288,33 @@ impl Poly {
 
     /// Forward NTT (Coeff → Eval); error if already Eval.
     pub fn forward_ntt(&mut self, ctx: &Context) -> Result<(), HeError> {
-        if self.format != Format::Coeff {
-            return Err(HeError::Mismatch("forward NTT needs Coeff form"));
-        }
-        let n = self.n;
-        for (r, &mi) in self.basis.iter().enumerate() {
-            ctx.ntt(mi).forward(&mut self.data[r * n..(r + 1) * n]);
-        }
-        self.format = Format::Eval;
-        Ok(())
+        self.transform(ctx, Format::Eval, NttTable::forward)
     }
 
     /// Inverse NTT (Eval → Coeff); error if already Coeff.
     pub fn inverse_ntt(&mut self, ctx: &Context) -> Result<(), HeError> {
-        if self.format != Format::Eval {
-            return Err(HeError::Mismatch("inverse NTT needs Eval form"));
+        self.transform(ctx, Format::Coeff, NttTable::inverse)
+    }
+
+    /// Runs `ntt` on every row with its modulus's table, the polynomial then in form `to`;
+    /// an error if it already is.
+    fn transform(
+        &mut self,
+        ctx: &Context,
+        to: Format,
+        ntt: impl Fn(&NttTable, &mut [u64]),
+    ) -> Result<(), HeError> {
+        if self.format == to {
+            return Err(HeError::Mismatch(match to {
+                Format::Eval => "forward NTT needs Coeff form",
+                Format::Coeff => "inverse NTT needs Eval form",
+            }));
         }
         let n = self.n;
         for (r, &mi) in self.basis.iter().enumerate() {
-            ctx.ntt(mi).inverse(&mut self.data[r * n..(r + 1) * n]);
+            ntt(ctx.ntt(mi), &mut self.data[r * n..(r + 1) * n]);
         }
-        self.format = Format::Coeff;
+        self.format = to;
         Ok(())
     }
 
