@@ -173,11 +173,11 @@ fn key_switch_key_layout_matches_apple() {
     let key = &evk.galois[&3];
     assert_eq!(key.ciphertexts.len(), l - 1);
     for (i, ct) in key.ciphertexts.iter().enumerate() {
-        assert_eq!(ct.polys[0].basis, (0..l).collect::<Vec<_>>());
+        assert_eq!(ct.polys()[0].basis(), (0..l).collect::<Vec<_>>());
         assert_eq!(ct.format(), Format::Eval);
-        let mut v = ct.polys[1].clone();
+        let mut v = ct.polys()[1].clone();
         v.mul_assign(&ctx, &sk.poly).unwrap();
-        v.add_assign(&ctx, &ct.polys[0]).unwrap();
+        v.add_assign(&ctx, &ct.polys()[0]).unwrap();
         let mut expect = sift_he::Poly::zero(&ctx, l, Format::Eval);
         let m = ctx.modulus(i);
         for (d, &x) in expect.row_mut(i).iter_mut().zip(s_prime.row(i)) {
@@ -198,7 +198,7 @@ fn key_switch_key_layout_matches_apple() {
             panic!("seeded")
         };
         assert_eq!(sd.poly0.len(), 42496);
-        assert_eq!(sift_he::Poly::from_seed(&ctx, l, &sd.seed), ct.polys[1]);
+        assert_eq!(sift_he::Poly::from_seed(&ctx, l, &sd.seed), ct.polys()[1]);
     }
 }
 
@@ -314,7 +314,7 @@ fn monomial_add_sub() {
     for power in [1i64, 5, -5, n as i64 + 3, -(2 * n as i64) - 1] {
         let mut c = ca.clone();
         c.multiply_power_of_x(&ctx, power).unwrap();
-        assert!(c.seed.is_none());
+        assert!(c.seed().is_none());
         let mut mono = vec![0u64; n];
         let e = power.rem_euclid(2 * n as i64) as usize;
         if e < n {

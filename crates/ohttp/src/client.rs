@@ -30,7 +30,6 @@
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
-use zeroize::Zeroizing;
 
 use crate::bhttp::{self, Limits};
 use crate::config::{
@@ -167,9 +166,11 @@ impl ClientRequest {
         body.extend_from_slice(&sealed.enc);
         body.extend_from_slice(&sealed.ct);
         let pending = ClientResponse {
-            aead: self.aead,
-            enc: sealed.enc,
-            secret: sealed.secret,
+            keys: crypto::ResponseSecret {
+                aead: self.aead,
+                enc: sealed.enc,
+                secret: sealed.secret,
+            },
             limits: self.limits,
         };
         (Bytes::from(body), pending)
@@ -186,25 +187,16 @@ impl ClientRequest {
 }
 
 /// What a client keeps to open the response to one encapsulated request. Use it once.
+#[derive(Debug)]
 pub struct ClientResponse {
-    aead: Aead,
-    enc: [u8; X25519_LEN],
-    secret: Zeroizing<Vec<u8>>,
+    keys: crypto::ResponseSecret,
     limits: Limits,
-}
-
-impl std::fmt::Debug for ClientResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientResponse")
-            .field("aead", &self.aead)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ClientResponse {
     /// Opens a `message/ohttp-res` body and returns the binary HTTP response inside.
     pub fn decapsulate_bhttp(self, body: &[u8]) -> Result<Vec<u8>, OhttpError> {
-        crypto::open_response(self.aead, &self.secret, &self.enc, body)
+        self.keys.open(body)
     }
 
     /// Opens a `message/ohttp-res` body and decodes the response inside (informational

@@ -255,8 +255,40 @@ fn response_key(
     Ok((key, nonce))
 }
 
+/// What both ends of one exchange derive the response key from (RFC 9458 §4.4): the AEAD, the
+/// request's encapsulated key and the secret exported from its HPKE context. The client opens
+/// the response with it, the gateway seals it; Debug shows the AEAD only.
+pub(crate) struct ResponseSecret {
+    /// The AEAD of the request's suite.
+    pub(crate) aead: Aead,
+    /// The request's encapsulated key.
+    pub(crate) enc: [u8; X25519_LEN],
+    /// The secret exported with [`LABEL_RESPONSE`].
+    pub(crate) secret: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ResponseSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseSecret")
+            .field("aead", &self.aead)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseSecret {
+    /// Seals a response: returns `response_nonce || Seal(key, nonce, "", pt)`.
+    pub(crate) fn seal(&self, response_nonce: &[u8], pt: &[u8]) -> Result<Vec<u8>, OhttpError> {
+        seal_response(self.aead, &self.secret, &self.enc, response_nonce, pt)
+    }
+
+    /// Opens an encapsulated response (`response_nonce || ct`).
+    pub(crate) fn open(&self, enc_response: &[u8]) -> Result<Vec<u8>, OhttpError> {
+        open_response(self.aead, &self.secret, &self.enc, enc_response)
+    }
+}
+
 /// Seals a response: returns `response_nonce || Seal(key, nonce, "", pt)`.
-pub(crate) fn seal_response(
+fn seal_response(
     aead: Aead,
     secret: &[u8],
     enc: &[u8],
@@ -272,7 +304,7 @@ pub(crate) fn seal_response(
 }
 
 /// Opens an encapsulated response (`response_nonce || ct`).
-pub(crate) fn open_response(
+fn open_response(
     aead: Aead,
     secret: &[u8],
     enc: &[u8],

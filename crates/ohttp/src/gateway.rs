@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, StatusCode};
 use rand_core::{OsRng, TryRngCore};
-use zeroize::Zeroizing;
 
 use crate::bhttp::{self, Limits};
 use crate::config::{
@@ -100,18 +99,9 @@ impl std::fmt::Debug for Gateway {
 }
 
 /// What is needed to encrypt the response to one decapsulated request. Use it once.
+#[derive(Debug)]
 pub struct ResponseContext {
-    aead: Aead,
-    enc: [u8; X25519_LEN],
-    secret: Zeroizing<Vec<u8>>,
-}
-
-impl std::fmt::Debug for ResponseContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseContext")
-            .field("aead", &self.aead)
-            .finish_non_exhaustive()
-    }
+    keys: crypto::ResponseSecret,
 }
 
 impl ResponseContext {
@@ -123,7 +113,7 @@ impl ResponseContext {
 
     /// Encapsulates an already encoded binary HTTP response with a fresh random nonce.
     pub fn encapsulate_bhttp(self, bhttp: &[u8]) -> Result<Bytes, OhttpError> {
-        let mut nonce = vec![0u8; self.aead.response_nonce_len()];
+        let mut nonce = vec![0u8; self.keys.aead.response_nonce_len()];
         OsRng
             .try_fill_bytes(&mut nonce)
             .map_err(|_| OhttpError::Internal("operating system RNG failed"))?;
@@ -138,15 +128,15 @@ impl ResponseContext {
         bhttp: &[u8],
         nonce: &[u8],
     ) -> Result<Bytes, OhttpError> {
-        if nonce.len() != self.aead.response_nonce_len() {
+        if nonce.len() != self.keys.aead.response_nonce_len() {
             return Err(OhttpError::Internal("response nonce length"));
         }
-        crypto::seal_response(self.aead, &self.secret, &self.enc, nonce, bhttp).map(Bytes::from)
+        self.keys.seal(nonce, bhttp).map(Bytes::from)
     }
 
     /// The AEAD the client chose.
     pub fn aead(&self) -> Aead {
-        self.aead
+        self.keys.aead
     }
 }
 
@@ -227,7 +217,7 @@ impl Gateway {
     /// Checks size, key identifier, algorithms and replays before and after decryption.
     pub fn decapsulate_bhttp(&self, body: &[u8]) -> Result<(Vec<u8>, ResponseContext), OhttpError> {
         let (plain, ctx, public_key) = self.open(body)?;
-        self.record(&public_key, &ctx.enc, None)?;
+        self.record(&public_key, &ctx.keys.enc, None)?;
         Ok((plain, ctx))
     }
 
@@ -285,7 +275,9 @@ impl Gateway {
         let (plain, secret) = crypto::open_request(aead, key.secret_bytes(), &enc, &info, ct)?;
         Ok((
             plain,
-            ResponseContext { aead, enc, secret },
+            ResponseContext {
+                keys: crypto::ResponseSecret { aead, enc, secret },
+            },
             *key.public_key(),
         ))
     }
@@ -372,7 +364,7 @@ impl Gateway {
                 let now = SystemTime::now();
                 match self.check_date(&req, now) {
                     Ok(valid_until) => {
-                        self.record(&public_key, &ctx.enc, valid_until)?;
+                        self.record(&public_key, &ctx.keys.enc, valid_until)?;
                         forward(req).await
                     }
                     // Not recorded: outside its window it is refused whenever it comes back,
@@ -381,7 +373,7 @@ impl Gateway {
                 }
             }
             Err(e) => {
-                self.record(&public_key, &ctx.enc, None)?;
+                self.record(&public_key, &ctx.keys.enc, None)?;
                 tracing::debug!(error = %e, "invalid binary HTTP inside an OHTTP request");
                 simple_response(OhttpError::Bhttp(e).status(), "invalid binary HTTP request")
             }
@@ -528,8 +520,11 @@ mod tests {
         let (plain, ctx) = gw.decapsulate_bhttp(&enc_request).unwrap();
         assert_eq!(plain, vector(RFC9458, "request"));
         assert_eq!(ctx.aead(), Aead::Aes128Gcm);
-        assert_eq!(&ctx.secret[..], &vector(RFC9458, "response_secret")[..]);
-        assert_eq!(&ctx.enc[..], &vector(RFC9458, "client_public_key")[..]);
+        assert_eq!(
+            &ctx.keys.secret[..],
+            &vector(RFC9458, "response_secret")[..]
+        );
+        assert_eq!(&ctx.keys.enc[..], &vector(RFC9458, "client_public_key")[..]);
         let response = vector(RFC9458, "response");
         let enc_response = ctx
             .encapsulate_bhttp_with_nonce(&response, &vector(RFC9458, "response_nonce"))

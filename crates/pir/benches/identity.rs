@@ -216,7 +216,7 @@ fn main() {
             // The same query again, phase by phase.
             let q = req.query.as_ref().unwrap();
             l.server.shards()[0]
-                .respond_timed(l.server.context(), &q.ciphertexts, &l.key, &mut l.times)
+                .respond_with(l.server.context(), &q.ciphertexts, &l.key, &mut l.times)
                 .unwrap();
         }
     }

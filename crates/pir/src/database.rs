@@ -126,17 +126,27 @@ impl ProcessedDatabase {
     /// Reads Apple's `.bin` format.
     pub fn deserialize(ctx: &Context, bytes: &[u8]) -> Result<ProcessedDatabase, PirError> {
         let spans = plaintext_spans(ctx, bytes)?;
-        let k = ctx.ciphertext_moduli_count();
-        let len = plaintext_len(ctx);
-        let plaintexts = spans
-            .par_iter()
-            .map(|s| {
-                s.map(|o| EvalPlaintext::deserialize(ctx, &bytes[o..o + len], k))
-                    .transpose()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let plaintexts = decode_spans(ctx, bytes, &spans)?;
         Ok(ProcessedDatabase { plaintexts })
     }
+}
+
+/// Decodes the plaintexts of a `.bin` file at `spans` (from [`plaintext_spans`]) in
+/// parallel; an absent (all-zero) one stays None.
+pub fn decode_spans(
+    ctx: &Context,
+    bytes: &[u8],
+    spans: &[Option<usize>],
+) -> Result<Vec<Option<EvalPlaintext>>, PirError> {
+    let k = ctx.ciphertext_moduli_count();
+    let len = plaintext_len(ctx);
+    Ok(spans
+        .par_iter()
+        .map(|s| {
+            s.map(|o| EvalPlaintext::deserialize(ctx, &bytes[o..o + len], k))
+                .transpose()
+        })
+        .collect::<Result<Vec<_>, _>>()?)
 }
 
 /// Bytes of one serialized plaintext (an Eval polynomial over the ciphertext moduli).

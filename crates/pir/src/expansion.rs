@@ -30,11 +30,9 @@ pub struct ExpansionPool {
 impl ExpansionPool {
     /// A ciphertext whose buffers may be overwritten (contents unspecified).
     fn take(&mut self) -> Ciphertext {
-        self.spare.pop().unwrap_or_else(|| Ciphertext {
-            polys: Vec::new(),
-            correction_factor: 1,
-            seed: None,
-        })
+        self.spare
+            .pop()
+            .unwrap_or_else(|| Ciphertext::eval_shaped(0, 0))
     }
 
     /// A ciphertext shaped as 2 Eval polys over the first k moduli of degree n, from the spare
@@ -185,7 +183,7 @@ fn expand_level(
         count,
         perm: Poly::galois_eval_permutation(n, g)?,
         blocks: twist_blocks(&mono_shoup, n),
-        mono: mono.data,
+        mono: mono.into_data(),
         mono_shoup,
     })
 }
@@ -290,7 +288,7 @@ pub fn expand_eval_into(
         let mut root = pool.take();
         root.clone_from(ct);
         root.convert_to(ctx, Format::Eval);
-        root.seed = None;
+        root.clear_seed();
         expand_node(
             ctx,
             root,
@@ -461,7 +459,7 @@ pub(crate) fn expand_reference(
         remaining -= m;
         let mut c = ct.clone();
         c.convert_to(ctx, Format::Coeff);
-        c.seed = None;
+        c.clear_seed();
         out.extend(expand_ciphertext_reference(
             ctx,
             c,

@@ -147,9 +147,9 @@ impl CompactDatabase {
     pub fn set(&mut self, index: usize, pt: &sift_he::EvalPlaintext) -> bool {
         let (k, kn) = (self.k, self.k * self.n);
         if index >= self.len
-            || pt.poly.basis.iter().copied().ne(0..k)
-            || pt.poly.format != Format::Eval
-            || pt.poly.data.len() != kn
+            || pt.poly.basis().iter().copied().ne(0..k)
+            || pt.poly.format() != Format::Eval
+            || pt.poly.data().len() != kn
         {
             return false;
         }
@@ -163,7 +163,7 @@ impl CompactDatabase {
         self.present[index / self.d0] = true;
         let (chunk, col, row) = self.position(index);
         let (block, piece_len, packed) = (self.block, self.piece_len, self.packed);
-        for (tile, src) in pt.poly.data.chunks_exact(block).enumerate() {
+        for (tile, src) in pt.poly.data().chunks_exact(block).enumerate() {
             let group = self.group(chunk, tile, col);
             for (g, values) in src.chunks_exact(PIECE).enumerate() {
                 let at = group.at + self.piece_at(&group, g, row, col);
@@ -284,9 +284,9 @@ impl Selection32 {
         if call >= self.calls || i >= self.d0 {
             return Err(PirError::Malformed("selection index".into()));
         }
-        if c.polys.len() != 2
+        if c.polys().len() != 2
             || c.format() != Format::Eval
-            || c.polys.iter().any(|p| p.data.len() != self.kn)
+            || c.polys().iter().any(|p| p.data().len() != self.kn)
         {
             return Err(PirError::Malformed("selection ciphertext shape".into()));
         }
@@ -294,12 +294,12 @@ impl Selection32 {
         // Block `tile` of poly p goes to `stride`·tile + `offset`(p).
         let stride = calls * d0 * 2 * block;
         let offset = |poly: usize| ((call * d0 + i) * 2 + poly) * block;
-        for (poly, p) in c.polys.iter().enumerate() {
+        for (poly, p) in c.polys().iter().enumerate() {
             // Written once here and read only after the whole expansion: streamed past the
             // caches, which the expansion needs.
             sift_he::stream::scatter_narrow(
                 &mut self.words[offset(poly)..],
-                &p.data,
+                p.data(),
                 block,
                 stride,
             );
@@ -376,11 +376,11 @@ fn first_dimension_runs(
                 continue;
             }
             let c = alloc();
-            if c.polys.len() != 2
-                || c.polys.iter().any(|p| {
-                    p.data.len() != kn
-                        || p.format != Format::Eval
-                        || p.basis.iter().copied().ne(0..k)
+            if c.polys().len() != 2
+                || c.polys().iter().any(|p| {
+                    p.data().len() != kn
+                        || p.format() != Format::Eval
+                        || p.basis().iter().copied().ne(0..k)
                 })
             {
                 return Err(PirError::Malformed("first dimension output shape".into()));
@@ -426,9 +426,9 @@ fn first_dimension_runs(
                         continue;
                     };
                     let c = c - group.first;
-                    for (poly, p) in ct.polys.iter_mut().enumerate() {
+                    for (poly, p) in ct.polys_mut().iter_mut().enumerate() {
                         let src = &sums[(c * 2 + poly) * block..(c * 2 + poly + 1) * block];
-                        bfv::reduce_u64_rows32(q, &mut p.data[start..start + block], src);
+                        bfv::reduce_u64_rows32(q, &mut p.data_mut()[start..start + block], src);
                     }
                 }
             }
@@ -787,10 +787,9 @@ mod tests {
         let sels: Vec<Vec<Ciphertext>> = (0..calls)
             .map(|_| {
                 (0..d0)
-                    .map(|_| Ciphertext {
-                        polys: vec![random_poly(&mut rng), random_poly(&mut rng)],
-                        correction_factor: 1,
-                        seed: None,
+                    .map(|_| {
+                        let polys = vec![random_poly(&mut rng), random_poly(&mut rng)];
+                        Ciphertext::from_polys(polys).unwrap()
                     })
                     .collect()
             })
@@ -803,11 +802,7 @@ mod tests {
             }
         }
         let run = |db: &CompactDatabase, chunk: usize, rows: usize| {
-            let mut alloc = || Ciphertext {
-                polys: vec![Poly::zero(&ctx, k, Format::Eval); 2],
-                correction_factor: 1,
-                seed: None,
-            };
+            let mut alloc = || Ciphertext::eval_shaped(k, n);
             let chunk = (chunk * per_chunk, per_chunk);
             first_dimension_runs(&ctx, db, &sel, 0..calls, chunk, &mut alloc, rows).unwrap()
         };
@@ -836,11 +831,11 @@ mod tests {
                                 let mut want = 0u128;
                                 for (i, sel) in sels[call].iter().enumerate() {
                                     if let Some(pt) = &pts[base + i] {
-                                        let s = sel.polys[poly].row(r)[x] as u128;
+                                        let s = sel.polys()[poly].row(r)[x] as u128;
                                         want += s * pt.poly.row(r)[x] as u128;
                                     }
                                 }
-                                assert_eq!(c.polys[poly].row(r)[x] as u128, want % q);
+                                assert_eq!(c.polys()[poly].row(r)[x] as u128, want % q);
                             }
                         }
                     }

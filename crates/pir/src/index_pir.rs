@@ -144,9 +144,8 @@ pub fn compute_response(
     indices_count: usize,
     key: &EvaluationKey,
 ) -> Result<Vec<Vec<Ciphertext>>, PirError> {
-    let mut times = PhaseTimes::default();
     let dbs: Vec<DatabaseRef> = databases.iter().map(|d| DatabaseRef::Eval(d)).collect();
-    compute_response_timed(ctx, param, &dbs, query, indices_count, key, &mut times)
+    compute_response_with(ctx, param, &dbs, query, indices_count, key, &mut ())
 }
 
 /// A processed database as the server reads it: Eval plaintexts, or their 32-bit copy.
@@ -167,7 +166,42 @@ impl DatabaseRef<'_> {
     }
 }
 
-/// Wall time spent in each phase of [`compute_response_timed`] (accumulated over calls).
+/// A phase of computing a response, as reported to a [`PhaseObserver`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Oblivious query expansion.
+    Expansion,
+    /// First-dimension plaintext × ciphertext inner products.
+    FirstDimension,
+    /// Second-dimension ciphertext × ciphertext inner products.
+    SecondDimension,
+    /// Relinearization and modulus switching.
+    RelinModSwitch,
+}
+
+/// Told the wall time of each phase as a response is computed (benchmarks); `()` ignores it.
+pub trait PhaseObserver {
+    /// `phase` just took `took` (a phase may be reported several times per response).
+    fn phase_done(&mut self, phase: Phase, took: Duration);
+}
+
+impl PhaseObserver for () {
+    fn phase_done(&mut self, _phase: Phase, _took: Duration) {}
+}
+
+impl PhaseObserver for PhaseTimes {
+    fn phase_done(&mut self, phase: Phase, took: Duration) {
+        let slot = match phase {
+            Phase::Expansion => &mut self.expansion,
+            Phase::FirstDimension => &mut self.first_dimension,
+            Phase::SecondDimension => &mut self.second_dimension,
+            Phase::RelinModSwitch => &mut self.relin_mod_switch,
+        };
+        *slot += took;
+    }
+}
+
+/// Wall time spent in each phase of a response, accumulated over calls (a [`PhaseObserver`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PhaseTimes {
     /// Oblivious query expansion.
@@ -225,19 +259,29 @@ fn with_workspace<R>(f: impl FnOnce(&mut ResponseWorkspace) -> R) -> R {
     result
 }
 
-/// [`compute_response`], adding each phase's wall time to `times` (for benchmarks).
+/// [`compute_response`] over Eval or compact databases, telling `observer` each phase's wall
+/// time (pass `&mut ()` to ignore them).
 #[allow(clippy::too_many_arguments)]
-pub fn compute_response_timed(
+pub fn compute_response_with(
     ctx: &Context,
     param: &IndexPirParameter,
     databases: &[DatabaseRef],
     query: &[Ciphertext],
     indices_count: usize,
     key: &EvaluationKey,
-    times: &mut PhaseTimes,
+    observer: &mut impl PhaseObserver,
 ) -> Result<Vec<Vec<Ciphertext>>, PirError> {
     with_workspace(|ws| {
-        compute_response_in(ctx, param, databases, query, indices_count, key, times, ws)
+        compute_response_in(
+            ctx,
+            param,
+            databases,
+            query,
+            indices_count,
+            key,
+            observer,
+            ws,
+        )
     })
 }
 
@@ -249,7 +293,7 @@ fn compute_response_in(
     query: &[Ciphertext],
     indices_count: usize,
     key: &EvaluationKey,
-    times: &mut PhaseTimes,
+    observer: &mut dyn PhaseObserver,
     ws: &mut ResponseWorkspace,
 ) -> Result<Vec<Vec<Ciphertext>>, PirError> {
     if param.dimensions.len() != 2 {
@@ -319,7 +363,7 @@ fn compute_response_in(
             }
         },
     )?;
-    times.expansion += clock.elapsed();
+    observer.phase_done(Phase::Expansion, clock.elapsed());
     let calls: Vec<&[Option<Ciphertext>]> = expanded.chunks(per_call).collect();
     // Groups of calls answered by one pass over a database: all calls when they share it.
     let groups: Vec<(DatabaseRef, std::ops::Range<usize>)> = if databases.len() == 1 {
@@ -368,7 +412,7 @@ fn compute_response_in(
                     }
                 }
             }
-            times.first_dimension += clock.elapsed();
+            observer.phase_done(Phase::FirstDimension, clock.elapsed());
             let clock = Instant::now();
             for (call, cols) in range.clone().zip(columns) {
                 for col in cols {
@@ -378,7 +422,7 @@ fn compute_response_in(
                     replies[call].push(ct);
                 }
             }
-            times.relin_mod_switch += clock.elapsed();
+            observer.phase_done(Phase::RelinModSwitch, clock.elapsed());
             continue;
         }
         for chunk_index in 0..chunks {
@@ -394,7 +438,7 @@ fn compute_response_in(
                 &range,
                 (first, per_chunk, d0),
             )?;
-            times.first_dimension += clock.elapsed();
+            observer.phase_done(Phase::FirstDimension, clock.elapsed());
             for (call, cols) in range.clone().zip(columns) {
                 let dim1 = &calls[call][d0..d0 + d1];
                 let dim1 = dim1
@@ -415,7 +459,7 @@ fn compute_response_in(
                 }
                 add_partial(ctx, &mut total, tensor.finish(ctx)?)?;
                 pool.recycle(cols.into_iter().flatten());
-                times.second_dimension += clock.elapsed();
+                observer.phase_done(Phase::SecondDimension, clock.elapsed());
                 let clock = Instant::now();
                 let mut ct = match total {
                     Some(t) => bfv::relinearize(ctx, &t, key)?,
@@ -424,7 +468,7 @@ fn compute_response_in(
                 ct.mod_switch_down_to_single(ctx)?;
                 ct.convert_to(ctx, Format::Coeff);
                 replies[call].push(ct);
-                times.relin_mod_switch += clock.elapsed();
+                observer.phase_done(Phase::RelinModSwitch, clock.elapsed());
             }
         }
     }

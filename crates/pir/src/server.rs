@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
-use sift_he::{Ciphertext, Context, EncryptionParameters, EvalPlaintext, EvaluationKey, Format};
+use sift_he::{Ciphertext, Context, EncryptionParameters, EvaluationKey, Format};
 use sift_proto::{api, he as pb, pir as pp};
 
 use crate::PirError;
@@ -492,7 +492,6 @@ impl ServerShard {
         let h = params.hash_function_count;
         let per_table = check_plaintext_count(ctx, &params, spans.len())? / h;
         let shape = compact_shape(&params.index, ctx.params.bytes_per_plaintext());
-        let (k, len) = (ctx.ciphertext_moduli_count(), database::plaintext_len(ctx));
         let mut compact = Vec::with_capacity(h);
         for table in spans.chunks(per_table) {
             let Some(mut db) =
@@ -504,13 +503,7 @@ impl ServerShard {
                 return Ok(shard);
             };
             for (b, batch) in table.chunks(BATCH).enumerate() {
-                let pts = batch
-                    .par_iter()
-                    .map(|s| {
-                        s.map(|o| EvalPlaintext::deserialize(ctx, &bytes[o..o + len], k))
-                            .transpose()
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
+                let pts = database::decode_spans(ctx, bytes, batch)?;
                 for (j, pt) in pts.iter().enumerate() {
                     if let Some(pt) = pt
                         && !db.set(b * BATCH + j, pt)
@@ -543,7 +536,7 @@ impl ServerShard {
                 .plaintexts
                 .iter()
                 .flatten()
-                .map(|p| p.poly.data.len() * 8)
+                .map(|p| p.poly.data().len() * 8)
                 .sum(),
         }
     }
@@ -607,16 +600,16 @@ impl ServerShard {
         query: &[pb::SerializedCiphertext],
         key: &EvaluationKey,
     ) -> Result<Vec<Vec<Ciphertext>>, PirError> {
-        self.respond_timed(ctx, query, key, &mut index_pir::PhaseTimes::default())
+        self.respond_with(ctx, query, key, &mut ())
     }
 
-    /// [`ServerShard::respond`], adding each phase's wall time to `times` (for benchmarks).
-    pub fn respond_timed(
+    /// [`ServerShard::respond`], telling `observer` each phase's wall time (for benchmarks).
+    pub fn respond_with(
         &self,
         ctx: &Context,
         query: &[pb::SerializedCiphertext],
         key: &EvaluationKey,
-        times: &mut index_pir::PhaseTimes,
+        observer: &mut impl index_pir::PhaseObserver,
     ) -> Result<Vec<Vec<Ciphertext>>, PirError> {
         // A mapped shard is answered from only after its bytes matched their checksum.
         self.ensure_verified()?;
@@ -640,14 +633,14 @@ impl ServerShard {
                 .map(index_pir::DatabaseRef::Eval)
                 .collect(),
         };
-        index_pir::compute_response_timed(
+        index_pir::compute_response_with(
             ctx,
             &self.params.index,
             &tables,
             &cts,
             self.params.index.batch_size,
             key,
-            times,
+            observer,
         )
     }
 }

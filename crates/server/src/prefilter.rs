@@ -26,7 +26,7 @@ use tower_http::compression::CompressionLayer;
 
 use crate::config::UseCaseConfig;
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::state::{AppState, UseCase};
 
 /// `[prefilter]`: how the prefilter is delivered to the app's control provider.
 #[derive(Debug, Clone, Deserialize)]
@@ -157,8 +157,18 @@ fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
         .any(|t| t == etag || t == "*")
 }
 
-fn unknown_usecase(name: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("unknown use case {name}"))
+/// The use case `name` once the caller's token is accepted; 404 for a name the server lacks.
+fn allowed_usecase(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<Arc<UseCase>, ApiError> {
+    check_user(state, headers)?;
+    state
+        .usecases()
+        .get(name)
+        .cloned()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown use case {name}")))
 }
 
 async fn describe(
@@ -166,11 +176,7 @@ async fn describe(
     UrlPath(usecase): UrlPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_user(&state, &headers)?;
-    let usecases = state.usecases();
-    let uc = usecases
-        .get(&usecase)
-        .ok_or_else(|| unknown_usecase(&usecase))?;
+    let uc = allowed_usecase(&state, &headers, &usecase)?;
     let version = uc.current();
     let p = version.prefilter.as_ref().ok_or_else(|| {
         ApiError::new(
@@ -214,11 +220,7 @@ async fn data(
     UrlPath((usecase, tag)): UrlPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_user(&state, &headers)?;
-    let usecases = state.usecases();
-    let uc = usecases
-        .get(&usecase)
-        .ok_or_else(|| unknown_usecase(&usecase))?;
+    let uc = allowed_usecase(&state, &headers, &usecase)?;
     // Any kept version's prefilter: a client that read the description just before a reload
     // still gets the bit array that matches it, never the new one under the old tag.
     let p = uc

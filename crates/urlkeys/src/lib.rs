@@ -8,6 +8,7 @@ mod parsing;
 mod punycode;
 mod suburl;
 mod txtpb;
+mod url;
 mod walker;
 
 pub use import::{ImportReport, Importer, Issue, MAX_LINE};
@@ -16,8 +17,9 @@ pub use parsing::{
     QueryOptions,
 };
 pub use punycode::host_to_ascii;
-pub use suburl::{ParsedUrl, for_each_suburl, normalize_key, parse_url, suburls};
+pub use suburl::{for_each_suburl, normalize_key, suburls};
 pub use txtpb::{TxtpbEvent, TxtpbParser, parse_txtpb};
+pub use url::{ParsedUrl, parse_url};
 pub use walker::SubUrlWalker;
 
 /// Why a URL or key was rejected.

@@ -23,7 +23,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::KeyError;
-use crate::suburl::{ParsedUrl, PartsOptions, parse_url_parts};
+use crate::url::{ParsedUrl, PartsOptions, parse_url_parts, split_tail};
 
 /// The placeholder the device puts where an excluded component was.
 pub const PLACEHOLDER: &str = "%*";
@@ -405,7 +405,7 @@ impl ParsingConfiguration {
         )?;
         if self.domain.excluded {
             u.host = PLACEHOLDER.to_owned();
-        } else if self.domain.levels > 0 && !crate::suburl::is_ip_literal(&u.host) {
+        } else if self.domain.levels > 0 && !crate::url::is_ip_literal(&u.host) {
             let keep = self.domain.levels as usize;
             let dots: Vec<usize> = u.host.match_indices('.').map(|(i, _)| i).collect();
             if dots.len() >= keep {
@@ -465,7 +465,7 @@ impl ParsingConfiguration {
             return crate::normalize_key(input);
         }
         let u = self.parse_url(input)?;
-        let key = crate::suburl::join_key(&self.scheme_prefix(&u), &u);
+        let key = crate::url::join_key(&self.scheme_prefix(&u), &u);
         if key.len() > crate::MAX_KEY {
             return Err(KeyError::TooLong);
         }
@@ -497,14 +497,7 @@ impl ParsingConfiguration {
         } else if self.domain.strip_www && host.starts_with("www.") {
             return Some(Mismatch::Www);
         }
-        let (before_frag, fragment) = match tail.split_once('#') {
-            Some((a, f)) => (a, Some(f)),
-            None => (tail, None),
-        };
-        let (path, query) = match before_frag.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (before_frag, None),
-        };
+        let (path, query, fragment) = split_tail(tail);
         if self.path.excluded && path.bytes().any(|b| b != b'/') && path != "/%*" {
             return Some(Mismatch::Path);
         }

@@ -15,9 +15,8 @@
 //!   [`SubUrlWalker::for_each_group`] hands out each string with its prefix lengths, so a Bloom
 //!   filter can hash every prefix in one pass over the string.
 
-use crate::ParsingConfiguration;
-use crate::suburl::{ParsedUrl, is_ip_literal, parse_url};
-use crate::{KeyError, MAX_KEY};
+use crate::url::{Layout, ParsedUrl, is_ip_literal, parse_ascii, parse_url, push_port};
+use crate::{KeyError, MAX_KEY, ParsingConfiguration};
 use std::ops::Range;
 
 /// Reusable state for walking the sub-URLs of many URLs without allocating: the lowercased URL,
@@ -52,25 +51,6 @@ pub struct SubUrlWalker {
     prefix: String,
     /// Whether the current URL's host walks its domain hierarchy.
     walk_domain: bool,
-}
-
-/// Where the parts of a parsed URL lie in [`SubUrlWalker::low`].
-#[derive(Debug, Clone)]
-struct Layout {
-    /// Host without `www.` and without the trailing dot.
-    host: Range<usize>,
-    /// Path without trailing slashes.
-    path: Range<usize>,
-    /// Query without `?` (None when absent or empty).
-    query: Option<Range<usize>>,
-    /// Fragment without `#` (None when absent or empty).
-    fragment: Option<Range<usize>>,
-    /// Port of the `host:port` forms (explicit, else the scheme's default).
-    port: Option<u16>,
-    /// Port given in the URL.
-    explicit_port: Option<u16>,
-    /// End of the path as given (with its trailing slashes; `path` ends before them).
-    path_end: usize,
 }
 
 impl SubUrlWalker {
@@ -255,171 +235,18 @@ impl SubUrlWalker {
         self.rel_b.clear();
         if query.is_some() || fragment.is_some() {
             self.tail_b.push_str(full);
-            if let Some(q) = query {
+            // `?q` then `#f` on both tails, each ending a sub-URL.
+            for (sep, part) in [('?', query), ('#', fragment)] {
+                let Some(part) = part else { continue };
                 for (t, r) in [
                     (&mut self.tail_a, &mut self.rel_a),
                     (&mut self.tail_b, &mut self.rel_b),
                 ] {
-                    t.push('?');
-                    t.push_str(q);
-                    r.push(t.len());
-                }
-            }
-            if let Some(fr) = fragment {
-                for (t, r) in [
-                    (&mut self.tail_a, &mut self.rel_a),
-                    (&mut self.tail_b, &mut self.rel_b),
-                ] {
-                    t.push('#');
-                    t.push_str(fr);
+                    t.push(sep);
+                    t.push_str(part);
                     r.push(t.len());
                 }
             }
         }
     }
-}
-
-/// Appends `":" + port` in decimal (no formatting machinery: this runs once per URL).
-fn push_port(out: &mut String, port: u16) {
-    let mut digits = [0u8; 5];
-    let mut n = port;
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.push(':');
-    for &d in &digits[i..] {
-        out.push(char::from(d));
-    }
-}
-
-/// Parses a trimmed, lowercased, ASCII URL of at most [`MAX_KEY`] bytes into ranges, with the
-/// rules of [`parse_url`]. `None` when the URL is invalid or outside the fast path (IPv6
-/// literals); the caller then asks [`parse_url`], which also produces the exact error.
-fn parse_ascii(s: &str) -> Option<Layout> {
-    let b = s.as_bytes();
-    // A fold without early exit: vectorised, and URLs are short.
-    if b.iter()
-        .fold(false, |bad, &c| bad | (c <= b' ') | (c == 0x7f))
-    {
-        return None;
-    }
-    // Scheme: text before the first "://", if non-empty and made of scheme characters. Scanning
-    // scheme characters from the start finds that "://" if it qualifies (':' ends the scan).
-    let is_scheme = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.');
-    let mut scheme: Option<&[u8]> = None;
-    let mut rest = 0;
-    let i = b.iter().position(|c| !is_scheme(c)).unwrap_or(b.len());
-    if i > 0 && b[i..].starts_with(b"://") {
-        scheme = Some(&b[..i]);
-        rest = i + 3;
-    }
-    let auth_end = b[rest..]
-        .iter()
-        .position(|&c| matches!(c, b'/' | b'?' | b'#'))
-        .map_or(b.len(), |i| rest + i);
-    let hp_start = b[rest..auth_end]
-        .iter()
-        .rposition(|&c| c == b'@')
-        .map_or(rest, |i| rest + i + 1);
-    if b.get(hp_start) == Some(&b'[') {
-        return None;
-    }
-    let (host_end, port) = match b[hp_start..auth_end].iter().rposition(|&c| c == b':') {
-        Some(i) => {
-            let digits = &b[hp_start + i + 1..auth_end];
-            let port = if digits.is_empty() {
-                None
-            } else {
-                if !digits.iter().all(u8::is_ascii_digit) {
-                    return None;
-                }
-                Some(s[hp_start + i + 1..auth_end].parse::<u16>().ok()?)
-            };
-            (hp_start + i, port)
-        }
-        None => (auth_end, None),
-    };
-    let mut host_start = hp_start;
-    let mut host_end = host_end;
-    if host_end > host_start && b[host_end - 1] == b'.' {
-        host_end -= 1;
-    }
-    let host = &b[host_start..host_end];
-    // Non-empty labels of DNS characters (this also rejects '*', '@', ':' and empty hosts).
-    if host.is_empty()
-        || host[0] == b'.'
-        || host[host.len() - 1] == b'.'
-        || host.windows(2).any(|w| w == b"..")
-        || !host
-            .iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-    {
-        return None;
-    }
-    if host.starts_with(b"www.") && host[4..].contains(&b'.') {
-        host_start += 4;
-    }
-    let tail_end = b.len();
-    let frag_at = b[auth_end..]
-        .iter()
-        .position(|&c| c == b'#')
-        .map(|i| auth_end + i);
-    let before_frag = frag_at.unwrap_or(tail_end);
-    let query_at = b[auth_end..before_frag]
-        .iter()
-        .position(|&c| c == b'?')
-        .map(|i| auth_end + i);
-    let path_end = query_at.unwrap_or(before_frag);
-    let mut full_end = path_end;
-    while full_end > auth_end && b[full_end - 1] == b'/' {
-        full_end -= 1;
-    }
-    let nonempty = |r: Range<usize>| (!r.is_empty()).then_some(r);
-    let explicit_port = port;
-    let port = port.or(match scheme {
-        None | Some(b"https") | Some(b"wss") => Some(443),
-        Some(b"http") | Some(b"ws") => Some(80),
-        _ => None,
-    });
-    Some(Layout {
-        host: host_start..host_end,
-        path: auth_end..full_end,
-        query: query_at.and_then(|q| nonempty(q + 1..before_frag)),
-        fragment: frag_at.and_then(|f| nonempty(f + 1..tail_end)),
-        port,
-        explicit_port,
-        path_end,
-    })
-}
-
-/// [`crate::normalize_key`] for ASCII input on the fast parser: `None` when the input is not
-/// ASCII, is invalid or needs the reference parser (which then decides, errors included).
-pub(crate) fn normalize_ascii(input: &str) -> Option<String> {
-    let s = input.trim();
-    if !s.is_ascii() || s.len() > MAX_KEY {
-        return None;
-    }
-    let low = s.to_ascii_lowercase();
-    let l = parse_ascii(&low)?;
-    let mut key = String::with_capacity(low.len());
-    key.push_str(&low[l.host]);
-    if let Some(p) = l.explicit_port {
-        push_port(&mut key, p);
-    }
-    key.push_str(&low[l.path.start..l.path_end]);
-    if let Some(q) = l.query {
-        key.push('?');
-        key.push_str(&low[q]);
-    }
-    if let Some(f) = l.fragment {
-        key.push('#');
-        key.push_str(&low[f]);
-    }
-    (key.len() <= MAX_KEY).then_some(key)
 }

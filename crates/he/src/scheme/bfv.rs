@@ -120,18 +120,66 @@ impl SecretKey {
 }
 
 /// A BFV ciphertext: 2 (or 3 after a product) polynomials in one form over the same moduli.
+/// The fields are private to the crate: every polynomial shares the form and basis, and the
+/// seed is only present while c_1 is the one it generates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ciphertext {
     /// c_0, c_1 (, c_2).
-    pub polys: Vec<Poly>,
+    pub(crate) polys: Vec<Poly>,
     /// Apple's correction factor (1 for BFV in this crate).
-    pub correction_factor: u64,
+    pub(crate) correction_factor: u64,
     /// Seed of c_1 while the ciphertext is fresh (enables seeded serialization); any
     /// operation that changes the ciphertext clears it.
-    pub seed: Option<[u8; SEED_LEN]>,
+    pub(crate) seed: Option<[u8; SEED_LEN]>,
 }
 
 impl Ciphertext {
+    /// The ciphertext of polynomials c_0, c_1 (, c_2): two or three, all in one form over one
+    /// basis (else an error), correction factor 1, no seed.
+    pub fn from_polys(polys: Vec<Poly>) -> Result<Ciphertext, HeError> {
+        let same =
+            |p: &Poly| (p.format, &p.basis, p.n) == (polys[0].format, &polys[0].basis, polys[0].n);
+        if !(2..=3).contains(&polys.len()) || !polys.iter().all(same) {
+            return Err(HeError::Mismatch(
+                "a ciphertext has 2 or 3 polynomials of one form and basis",
+            ));
+        }
+        Ok(Ciphertext {
+            polys,
+            correction_factor: 1,
+            seed: None,
+        })
+    }
+
+    /// The polynomials c_0, c_1 (, c_2).
+    #[inline]
+    pub fn polys(&self) -> &[Poly] {
+        &self.polys
+    }
+
+    /// The polynomials, to overwrite their words in place (their count, form and basis stay);
+    /// forgets the seed, as c_1 may change.
+    #[inline]
+    pub fn polys_mut(&mut self) -> &mut [Poly] {
+        self.seed = None;
+        &mut self.polys
+    }
+
+    /// Apple's correction factor (1 for BFV in this crate).
+    pub fn correction_factor(&self) -> u64 {
+        self.correction_factor
+    }
+
+    /// The seed c_1 was generated from, while the ciphertext is fresh.
+    pub fn seed(&self) -> Option<&[u8; SEED_LEN]> {
+        self.seed.as_ref()
+    }
+
+    /// Forgets the seed (the ciphertext is then serialized in full).
+    pub fn clear_seed(&mut self) {
+        self.seed = None;
+    }
+
     /// The form of the polynomials.
     pub fn format(&self) -> Format {
         self.polys[0].format

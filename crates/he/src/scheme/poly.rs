@@ -103,19 +103,56 @@ impl Context {
 
 /// An RNS polynomial: one row of n residues per modulus. `basis` lists the context modulus
 /// indices of the rows (normally `0..k`; key-switching uses `0..k` plus the special prime).
+/// The fields are private to the crate: the words are always `basis.len() × n`, and the
+/// form only changes with the transform.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Poly {
     /// Coeff or Eval.
-    pub format: Format,
+    pub(crate) format: Format,
     /// Context modulus indices, one per row.
-    pub basis: Vec<usize>,
+    pub(crate) basis: Vec<usize>,
     /// Degree n.
-    pub n: usize,
+    pub(crate) n: usize,
     /// Row-major residues, `basis.len() × n`.
-    pub data: Vec<u64>,
+    pub(crate) data: Vec<u64>,
 }
 
 impl Poly {
+    /// Coeff or Eval.
+    #[inline]
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The context modulus indices of the rows, one per row.
+    #[inline]
+    pub fn basis(&self) -> &[usize] {
+        &self.basis
+    }
+
+    /// The degree n (words per row).
+    #[inline]
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// All residues, row after row (`basis().len() × n()` words).
+    #[inline]
+    pub fn data(&self) -> &[u64] {
+        &self.data
+    }
+
+    /// All residues, to overwrite in place (each below its row's modulus).
+    #[inline]
+    pub fn data_mut(&mut self) -> &mut [u64] {
+        &mut self.data
+    }
+
+    /// The residues, row after row, taken out of the polynomial.
+    pub fn into_data(self) -> Vec<u64> {
+        self.data
+    }
+
     /// The zero polynomial over the first `k` moduli.
     pub fn zero(ctx: &Context, k: usize, format: Format) -> Poly {
         Poly::zero_with_basis(ctx, (0..k).collect(), format)
@@ -251,27 +288,33 @@ impl Poly {
 
     /// Forward NTT (Coeff → Eval); error if already Eval.
     pub fn forward_ntt(&mut self, ctx: &Context) -> Result<(), HeError> {
-        if self.format != Format::Coeff {
-            return Err(HeError::Mismatch("forward NTT needs Coeff form"));
-        }
-        let n = self.n;
-        for (r, &mi) in self.basis.iter().enumerate() {
-            ctx.ntt(mi).forward(&mut self.data[r * n..(r + 1) * n]);
-        }
-        self.format = Format::Eval;
-        Ok(())
+        self.transform(ctx, Format::Eval, NttTable::forward)
     }
 
     /// Inverse NTT (Eval → Coeff); error if already Coeff.
     pub fn inverse_ntt(&mut self, ctx: &Context) -> Result<(), HeError> {
-        if self.format != Format::Eval {
-            return Err(HeError::Mismatch("inverse NTT needs Eval form"));
+        self.transform(ctx, Format::Coeff, NttTable::inverse)
+    }
+
+    /// Runs `ntt` on every row with its modulus's table, the polynomial then in form `to`;
+    /// an error if it already is.
+    fn transform(
+        &mut self,
+        ctx: &Context,
+        to: Format,
+        ntt: impl Fn(&NttTable, &mut [u64]),
+    ) -> Result<(), HeError> {
+        if self.format == to {
+            return Err(HeError::Mismatch(match to {
+                Format::Eval => "forward NTT needs Coeff form",
+                Format::Coeff => "inverse NTT needs Eval form",
+            }));
         }
         let n = self.n;
         for (r, &mi) in self.basis.iter().enumerate() {
-            ctx.ntt(mi).inverse(&mut self.data[r * n..(r + 1) * n]);
+            ntt(ctx.ntt(mi), &mut self.data[r * n..(r + 1) * n]);
         }
-        self.format = Format::Coeff;
+        self.format = to;
         Ok(())
     }
 

@@ -222,8 +222,8 @@ pub fn resident_bytes(key: &sift_he::EvaluationKey) -> u64 {
         .values()
         .chain(key.relin.as_ref())
         .flat_map(|k| &k.ciphertexts)
-        .flat_map(|c| &c.polys)
-        .map(|p| p.data.len() * 8)
+        .flat_map(|c| c.polys())
+        .map(|p| p.data().len() * 8)
         .sum();
     (poly_bytes as u64).saturating_mul(3) / 2 + 4096
 }

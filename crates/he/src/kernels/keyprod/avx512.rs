@@ -417,14 +417,10 @@ fn lift2_direct16_impl<const NARROW: bool>(
     }
 }
 
-/// [`super::lift2_aux`], eight coefficients per step; DIRECT as in the AVX2 form.
+/// [`super::lift2_aux`] for any moduli (below 2^30), eight coefficients per step; the direct
+/// case runs [`lift2_aux_direct16`].
 #[target_feature(enable = "avx512f")]
-pub(super) fn lift2_aux<const DIRECT: bool>(
-    l: &super::Lift2,
-    x0s: &[u64],
-    x1s: &[u64],
-    aux: &mut [u64],
-) {
+pub(super) fn lift2_aux(l: &super::Lift2, x0s: &[u64], x1s: &[u64], aux: &mut [u64]) {
     let n = x0s.len();
     let x1s = &x1s[..n];
     let (q1, mu1, w, ws) = (set(l.q1), set(l.mu1), set(l.inv.0), set(l.inv.1));
@@ -437,17 +433,13 @@ pub(super) fn lift2_aux<const DIRECT: bool>(
     let body = n - n % W;
     for c in (0..body).step_by(W) {
         let (x0, x1) = (load64(x0s, c), load64(x1s, c));
-        let x0q1 = if DIRECT { x0 } else { barrett(x0, q1, mu1) };
+        let x0q1 = barrett(x0, q1, mu1);
         let t = _mm512_sub_epi64(_mm512_add_epi64(x1, q1), x0q1);
         let d1 = mul_shoup(t, w, ws, q1);
         let neg = _mm512_cmpgt_epu64_mask(d1, h1)
             | (_mm512_cmpeq_epu64_mask(d1, h1) & _mm512_cmpgt_epu64_mask(x0, h0));
         for (a, &[m, mu, r0, r0s, qm]) in consts.iter().enumerate() {
-            let (d1m, x0m) = if DIRECT {
-                (d1, x0)
-            } else {
-                (barrett(d1, m, mu), barrett(x0, m, mu))
-            };
+            let (d1m, x0m) = (barrett(d1, m, mu), barrett(x0, m, mu));
             let v = _mm512_add_epi64(mul_shoup(d1m, r0, r0s, m), x0m);
             let v = csub(v, m);
             let nv = csub(_mm512_sub_epi64(_mm512_add_epi64(v, m), qm), m);

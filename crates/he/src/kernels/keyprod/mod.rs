@@ -8,7 +8,7 @@
 //! `vpmuludq` lanes working directly on the u64 words, with no packing or unpacking.
 
 use crate::arith::{barrett32, mul_shoup32_lazy};
-use crate::simd::{Isa, level};
+use crate::simd::{Isa, Level, level};
 
 /// Montgomery constants of an odd modulus q < 2^31: q and q' = −q⁻¹ mod 2^32.
 #[derive(Clone, Copy, Debug)]
@@ -71,9 +71,22 @@ pub(crate) fn dot_redc(
     out0: &mut [u64],
     out1: &mut [u64],
 ) {
+    dot_redc_with(level(), m, srcs, k0, k1, out0, out1)
+}
+
+/// [`dot_redc`] with the kernels `level` allows ([`Level::isa`]).
+pub(crate) fn dot_redc_with(
+    level: Level,
+    m: Mont32,
+    srcs: &[&[u64]],
+    k0: &[&[u32]],
+    k1: &[&[u32]],
+    out0: &mut [u64],
+    out1: &mut [u64],
+) {
     if let ([s0, s1], [a0, a1], [b0, b1]) = (srcs, k0, k1) {
         let (two, k0, k1) = ([*s0, *s1], [*a0, *a1], [*b0, *b1]);
-        match level().isa() {
+        match level.isa() {
             // SAFETY: `isa()` yields `Avx512` only when the CPU has AVX-512; `avx512::dot2` is
             // safe Rust with AVX-512 enabled whose memory accesses are bounds-checked slices.
             #[cfg(target_arch = "x86_64")]
@@ -114,7 +127,17 @@ fn dot_redc_portable(
 /// product in u64 lanes). None when the CPU has no AVX-512 (the caller's 32-bit-lane loop
 /// runs then); the lazy sums of the first dimension and of the tensor end here.
 pub(crate) fn reduce_u64_rows_avx512(q: u32, out: &mut [u64], x: &[u64]) -> Option<()> {
-    match level().isa() {
+    reduce_u64_rows_avx512_with(level(), q, out, x)
+}
+
+/// [`reduce_u64_rows_avx512`] with the kernels `level` allows ([`Level::isa`]).
+pub(crate) fn reduce_u64_rows_avx512_with(
+    level: Level,
+    q: u32,
+    out: &mut [u64],
+    x: &[u64],
+) -> Option<()> {
+    match level.isa() {
         // SAFETY: `isa()` yields `Avx512` only when the CPU has AVX-512; the kernel is safe
         // Rust with AVX-512 enabled whose memory accesses are bounds-checked slices.
         #[cfg(target_arch = "x86_64")]
@@ -132,7 +155,19 @@ pub(crate) fn reduce_u64_rows_avx512(q: u32, out: &mut [u64], x: &[u64]) -> Opti
 
 /// dst ← (src mod q + add) mod q for src < 2^32 and add < q, with mu = ⌊2^32/q⌋.
 pub(crate) fn reduce_add(dst: &mut [u64], src: &[u64], q: u32, mu: u32, add: u32) {
-    match level().isa() {
+    reduce_add_with(level(), dst, src, q, mu, add)
+}
+
+/// [`reduce_add`] with the kernels `level` allows ([`Level::isa`]).
+pub(crate) fn reduce_add_with(
+    level: Level,
+    dst: &mut [u64],
+    src: &[u64],
+    q: u32,
+    mu: u32,
+    add: u32,
+) {
+    match level.isa() {
         // SAFETY: `isa()` yields `Avx2` or wider only when the CPU has AVX2; the kernel is
         // safe Rust with AVX2 enabled whose memory accesses are bounds-checked slices.
         #[cfg(target_arch = "x86_64")]
@@ -147,7 +182,19 @@ pub(crate) fn reduce_add(dst: &mut [u64], src: &[u64], q: u32, mu: u32, add: u32
 
 /// out ← (out − corr)·inv mod q for out, corr < q, with inv_s = ⌊inv·2^32/q⌋ (Shoup).
 pub(crate) fn sub_mul(out: &mut [u64], corr: &[u64], q: u32, inv: u32, inv_s: u32) {
-    match level().isa() {
+    sub_mul_with(level(), out, corr, q, inv, inv_s)
+}
+
+/// [`sub_mul`] with the kernels `level` allows ([`Level::isa`]).
+pub(crate) fn sub_mul_with(
+    level: Level,
+    out: &mut [u64],
+    corr: &[u64],
+    q: u32,
+    inv: u32,
+    inv_s: u32,
+) {
+    match level.isa() {
         // SAFETY: `isa()` yields `Avx2` or wider only when the CPU has AVX2; the kernel is
         // safe Rust with AVX2 enabled whose memory accesses are bounds-checked slices.
         #[cfg(target_arch = "x86_64")]
@@ -178,8 +225,24 @@ pub(crate) fn finish_twist(
     inv: (u32, u32),
     twist: &[u64],
 ) {
+    finish_twist_with(level(), plus, minus, acc, corr, add, q, inv, twist)
+}
+
+/// [`finish_twist`] with the kernels `level` allows ([`Level::isa`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finish_twist_with(
+    level: Level,
+    plus: &mut [u64],
+    minus: &mut [u64],
+    acc: &[u64],
+    corr: &[u64],
+    add: Option<&[u64]>,
+    q: u32,
+    inv: (u32, u32),
+    twist: &[u64],
+) {
     let (a, with_add) = (add.unwrap_or(&[]), add.is_some());
-    match (level().isa(), with_add) {
+    match (level.isa(), with_add) {
         // SAFETY: `isa()` yields `Avx512` only when the CPU has AVX-512; the kernel is safe
         // Rust with AVX-512 enabled whose memory accesses are bounds-checked slices.
         #[cfg(target_arch = "x86_64")]
@@ -289,7 +352,17 @@ pub(crate) fn dot_finish_twist(
     [plus0, plus1]: [&mut [u64]; 2],
     [minus0, minus1]: [&mut [u64]; 2],
 ) {
-    match level().isa() {
+    dot_finish_twist_with(level(), a, [plus0, plus1], [minus0, minus1])
+}
+
+/// [`dot_finish_twist`] with the kernels `level` allows ([`Level::isa`]).
+pub(crate) fn dot_finish_twist_with(
+    level: Level,
+    a: &DotFinish,
+    [plus0, plus1]: [&mut [u64]; 2],
+    [minus0, minus1]: [&mut [u64]; 2],
+) {
+    match level.isa() {
         // SAFETY: `isa()` yields `Avx512` only when the CPU has AVX-512; the kernel is safe
         // Rust with AVX-512 enabled whose memory accesses are bounds-checked slices.
         #[cfg(target_arch = "x86_64")]
@@ -361,14 +434,19 @@ impl Lift2 {
 /// d₁ = (x₁ − x₀)·q₀⁻¹ mod q₁ and x negative when (d₁, x₀) > the digits of ⌊Q/2⌋, row a of
 /// `aux` gets (x₀ + (q₀ mod m)·d₁ − [x negative]·Q) mod m for the a-th auxiliary m.
 pub(crate) fn lift2_aux(l: &Lift2, x0s: &[u64], x1s: &[u64], aux: &mut [u64]) {
-    match (level().isa(), l.direct()) {
+    lift2_aux_with(level(), l, x0s, x1s, aux)
+}
+
+/// [`lift2_aux`] with the kernels `level` allows ([`Level::isa`]).
+pub(crate) fn lift2_aux_with(level: Level, l: &Lift2, x0s: &[u64], x1s: &[u64], aux: &mut [u64]) {
+    match (level.isa(), l.direct()) {
         // SAFETY: `isa()` yields `Avx512` only when the CPU has AVX-512; the kernel is safe
         // Rust with AVX-512 enabled whose memory accesses are bounds-checked slices.
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx512, true) => unsafe { avx512::lift2_aux_direct16(l, x0s, x1s, aux) },
         // SAFETY: as above; `isa()` checked that the CPU has AVX-512.
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, false) => unsafe { avx512::lift2_aux::<false>(l, x0s, x1s, aux) },
+        (Isa::Avx512, false) => unsafe { avx512::lift2_aux(l, x0s, x1s, aux) },
         // SAFETY: as above; `isa()` checked that the CPU has AVX2.
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx2, true) => unsafe { avx2::lift2_aux::<true>(l, x0s, x1s, aux) },
@@ -438,7 +516,17 @@ fn lift2_aux_range(
 /// take one `vpermq` per row, with AVX2 four outputs from one block of four one `vpermd`;
 /// other groups are copied one by one.
 pub(crate) fn gather_rows<const K: usize>(perm: &[u32], src: [&[u64]; K], dst: [&mut [u64]; K]) {
-    match level().isa() {
+    gather_rows_with(level(), perm, src, dst)
+}
+
+/// [`gather_rows`] with the kernels `level` allows ([`Level::isa`]).
+pub(crate) fn gather_rows_with<const K: usize>(
+    level: Level,
+    perm: &[u32],
+    src: [&[u64]; K],
+    dst: [&mut [u64]; K],
+) {
+    match level.isa() {
         // SAFETY: `isa()` yields `Avx512` only when the CPU has AVX-512; the kernel is safe
         // Rust with AVX-512 enabled whose memory accesses are bounds-checked slices.
         #[cfg(target_arch = "x86_64")]

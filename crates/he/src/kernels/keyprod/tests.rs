@@ -1,5 +1,36 @@
 use super::*;
 
+/// The levels whose kernels this CPU runs, each reached through the operations' `_with`
+/// door (the widest AVX-512 level only once: VBMI changes no kernel here).
+fn levels() -> Vec<Level> {
+    [Level::Portable, Level::Avx2, Level::Avx512]
+        .into_iter()
+        .filter(|&l| l <= crate::simd::detected())
+        .collect()
+}
+
+/// The constants of the centered lift from (q₀, q₁) to the auxiliary moduli.
+fn lift2(q0: u32, q1: u32, aux_moduli: &[u32]) -> Lift2 {
+    let q = q0 as u128 * q1 as u128;
+    let mu = |m: u32| ((1u64 << 32) / m as u64) as u32;
+    let sh = |w: u32, m: u32| (w, (((w as u64) << 32) / m as u64) as u32);
+    let inv = (1..q1 as u64)
+        .find(|&i| i * q0 as u64 % q1 as u64 == 1)
+        .unwrap() as u32;
+    let half = q / 2;
+    Lift2 {
+        q0,
+        q1,
+        mu1: mu(q1),
+        inv: sh(inv, q1),
+        half: ((half % q0 as u128) as u32, (half / q0 as u128) as u32),
+        aux: aux_moduli
+            .iter()
+            .map(|&m| (m, mu(m), sh(q0 % m, m), (q % m as u128) as u32))
+            .collect(),
+    }
+}
+
 /// Both paths equal Σ_j d_j·k_j mod q computed in u128, for 1, 2 and 3 digits, on random
 /// values and the extremes (q − 1 everywhere), and odd lengths (the scalar tail).
 #[test]
@@ -33,20 +64,20 @@ fn dot_redc_matches_u128_reference() {
                     let s: Vec<&[u64]> = srcs.iter().map(|v| v.as_slice()).collect();
                     let k0: Vec<&[u32]> = mont[..k].iter().map(|v| v.as_slice()).collect();
                     let k1: Vec<&[u32]> = mont[k..].iter().map(|v| v.as_slice()).collect();
-                    let (mut o0, mut o1) = (vec![0u64; n], vec![0u64; n]);
-                    dot_redc(m, &s, &k0, &k1, &mut o0, &mut o1);
-                    let (mut p0, mut p1) = (vec![0u64; n], vec![0u64; n]);
-                    dot_redc_portable(m, &s, &k0, &k1, &mut p0, &mut p1);
-                    for c in 0..n {
-                        let expect = |off: usize| {
-                            (0..k)
-                                .map(|j| srcs[j][c] as u128 * keys[off + j][c] as u128)
-                                .sum::<u128>()
-                                % q as u128
-                        };
-                        assert_eq!(o0[c] as u128, expect(0), "q {q} k {k} c {c}");
-                        assert_eq!(o1[c] as u128, expect(k), "q {q} k {k} c {c}");
-                        assert_eq!((p0[c], p1[c]), (o0[c], o1[c]));
+                    for level in levels() {
+                        let (mut o0, mut o1) = (vec![0u64; n], vec![0u64; n]);
+                        dot_redc_with(level, m, &s, &k0, &k1, &mut o0, &mut o1);
+                        for c in 0..n {
+                            let expect = |off: usize| {
+                                (0..k)
+                                    .map(|j| srcs[j][c] as u128 * keys[off + j][c] as u128)
+                                    .sum::<u128>()
+                                    % q as u128
+                            };
+                            let at = format!("{level:?} q {q} k {k} c {c}");
+                            assert_eq!(o0[c] as u128, expect(0), "{at}");
+                            assert_eq!(o1[c] as u128, expect(k), "{at}");
+                        }
                     }
                 }
             }
@@ -54,7 +85,7 @@ fn dot_redc_matches_u128_reference() {
     }
 }
 
-/// The mod-down steps equal their definitions, AVX2 or not, including the scalar tails.
+/// The mod-down steps equal their definitions at every level, including the scalar tails.
 #[test]
 fn mod_down_steps_match_definitions() {
     let (pv, q) = (268361729u32, 134176769u32);
@@ -65,22 +96,24 @@ fn mod_down_steps_match_definitions() {
     let n = 4099;
     let p: Vec<u64> = (0..n as u64).map(|i| i * 2654435761 % pv as u64).collect();
     let lifted: Vec<u64> = p.iter().map(|&x| (x + half as u64) % pv as u64).collect();
-    let mut red = vec![0u64; n];
     let add = q - 17;
-    reduce_add(&mut red, &lifted, q, mu, add);
     let corr: Vec<u64> = (0..n as u64).map(|i| i * 40503 % q as u64).collect();
-    let mut out: Vec<u64> = (0..n as u64).map(|i| i * 97 % q as u64).collect();
-    let before = out.clone();
-    sub_mul(&mut out, &corr, q, inv, inv_s);
-    for i in 0..n {
-        assert_eq!(red[i], (lifted[i] % q as u64 + add as u64) % q as u64);
-        let d = (before[i] + q as u64 - corr[i]) % q as u64;
-        assert_eq!(out[i], d * inv as u64 % q as u64, "{i}");
+    let before: Vec<u64> = (0..n as u64).map(|i| i * 97 % q as u64).collect();
+    for level in levels() {
+        let mut red = vec![0u64; n];
+        reduce_add_with(level, &mut red, &lifted, q, mu, add);
+        let mut out = before.clone();
+        sub_mul_with(level, &mut out, &corr, q, inv, inv_s);
+        for i in 0..n {
+            assert_eq!(red[i], (lifted[i] % q as u64 + add as u64) % q as u64);
+            let d = (before[i] + q as u64 - corr[i]) % q as u64;
+            assert_eq!(out[i], d * inv as u64 % q as u64, "{level:?} {i}");
+        }
     }
 }
 
 /// The fused row (dot products, then the finish of both polynomials) equals dot_redc
-/// followed by finish_twist, on the dispatched path and the scalar one, with a tail.
+/// followed by finish_twist (both portable), at every level, with a tail.
 #[test]
 fn dot_finish_twist_matches_the_two_passes() {
     let q = 268369921u32;
@@ -102,7 +135,8 @@ fn dot_finish_twist_matches_the_two_passes() {
         let tw: Vec<u64> = (0..n).map(|c| words[c / block]).collect();
         // The two passes.
         let (mut acc0, mut acc1) = (vec![0u64; n], vec![0u64; n]);
-        dot_redc(
+        dot_redc_with(
+            Level::Portable,
             m,
             &[&s0, &s1],
             &[&a0, &a1],
@@ -115,8 +149,9 @@ fn dot_finish_twist_matches_the_two_passes() {
             (plus1.clone(), vec![0u64; n]),
         ];
         let [(p0, m0), (p1, m1)] = &mut want;
-        finish_twist(p0, m0, &acc0, &corr0, Some(&sigma0), q, inv, &tw);
-        finish_twist(p1, m1, &acc1, &corr1, None, q, inv, &tw);
+        let portable = Level::Portable;
+        finish_twist_with(portable, p0, m0, &acc0, &corr0, Some(&sigma0), q, inv, &tw);
+        finish_twist_with(portable, p1, m1, &acc1, &corr1, None, q, inv, &tw);
         // The fused pass takes the key rows times P⁻¹ (here `inv`) and −P⁻¹ in Montgomery
         // form.
         let scale = |k: &[u32]| -> Vec<u32> {
@@ -135,21 +170,17 @@ fn dot_finish_twist_matches_the_two_passes() {
             q,
             twist: (block, &words),
         };
-        for scalar in [false, true] {
+        for level in levels() {
             let (mut p0, mut p1) = (plus0.clone(), plus1.clone());
             let (mut m0, mut m1) = (vec![0u64; n], vec![0u64; n]);
-            if scalar {
-                dot_finish_range(&args, [&mut p0, &mut p1], [&mut m0, &mut m1], 0..n);
-            } else {
-                dot_finish_twist(&args, [&mut p0, &mut p1], [&mut m0, &mut m1]);
-            }
-            assert_eq!([(p0, m0), (p1, m1)], want, "scalar {scalar} block {block}");
+            dot_finish_twist_with(level, &args, [&mut p0, &mut p1], [&mut m0, &mut m1]);
+            assert_eq!([(p0, m0), (p1, m1)], want, "{level:?} block {block}");
         }
     }
 }
 
 /// The fused pass equals sub_mul, the optional addition and the twisted sum/difference
-/// done one after the other, with and without the addition, AVX2 or not.
+/// done one after the other, with and without the addition, at every level.
 #[test]
 fn finish_twist_matches_separate_steps() {
     let q = 134176769u32;
@@ -164,17 +195,19 @@ fn finish_twist_matches_separate_steps() {
         .iter()
         .map(|&x| x | ((x << 32) / q as u64) << 32)
         .collect();
-    for with_add in [false, true] {
+    for (with_add, level) in [false, true]
+        .into_iter()
+        .flat_map(|a| levels().into_iter().map(move |l| (a, l)))
+    {
         let (mut plus, mut minus) = (plus0.clone(), vec![0u64; n]);
         let a = with_add.then_some(add.as_slice());
-        finish_twist(&mut plus, &mut minus, &acc, &corr, a, q, (inv, inv_s), &tw);
-        let mut portable = (plus0.clone(), vec![0u64; n]);
-        finish_twist_body::<false>(
-            &mut portable.0,
-            &mut portable.1,
+        finish_twist_with(
+            level,
+            &mut plus,
+            &mut minus,
             &acc,
             &corr,
-            &[],
+            a,
             q,
             (inv, inv_s),
             &tw,
@@ -185,65 +218,51 @@ fn finish_twist_matches_separate_steps() {
             if with_add {
                 t = (t + add[c]) % qq;
             }
-            assert_eq!(plus[c], (plus0[c] + t) % qq, "{c}");
-            assert_eq!(minus[c], (plus0[c] + qq - t) % qq * w[c] % qq, "{c}");
-            if !with_add {
-                assert_eq!((portable.0[c], portable.1[c]), (plus[c], minus[c]));
-            }
+            let at = format!("{level:?} add {with_add} c {c}");
+            assert_eq!(plus[c], (plus0[c] + t) % qq, "{at}");
+            assert_eq!(minus[c], (plus0[c] + qq - t) % qq * w[c] % qq, "{at}");
         }
     }
 }
 
-/// The lift's dispatched SIMD steps (sixteen 32-bit lanes with AVX-512, these moduli
-/// being direct; AVX2 otherwise) equal the portable loop (odd length: the tail too), and
-/// both equal the definition computed in u128 for every auxiliary modulus.
+/// The lift equals the definition computed in u128 for every auxiliary modulus, at every
+/// level, for moduli where the direct kernels run (q₀ < q₁ < every m, Apple's case) and
+/// where the reducing ones do, on an odd length (the tail too) with the values around ⌊Q/2⌋.
 #[test]
 fn lift2_aux_matches_definition() {
-    let (q0, q1) = (134176769u32, 268361729u32);
-    let aux_moduli = [268369921u32, 268582913, 268664833];
-    let q = q0 as u128 * q1 as u128;
-    let mu = |m: u32| ((1u64 << 32) / m as u64) as u32;
-    let sh = |w: u32, m: u32| (w, (((w as u64) << 32) / m as u64) as u32);
-    let inv = (1..q1 as u64)
-        .find(|&i| i * q0 as u64 % q1 as u64 == 1)
-        .unwrap() as u32;
-    let half = q / 2;
-    let l = Lift2 {
-        q0,
-        q1,
-        mu1: mu(q1),
-        inv: sh(inv, q1),
-        half: ((half % q0 as u128) as u32, (half / q0 as u128) as u32),
-        aux: aux_moduli
-            .iter()
-            .map(|&m| (m, mu(m), sh(q0 % m, m), (q % m as u128) as u32))
-            .collect(),
-    };
-    let n = 4099;
-    let xs: Vec<u128> = (0..n as u128)
-        .map(|i| match i {
-            0 => half,
-            1 => half + 1,
-            2 => q - 1,
-            _ => i * 0x9E37_79B9_7F4A_7C15 % q,
-        })
-        .collect();
-    let x0: Vec<u64> = xs.iter().map(|&x| (x % q0 as u128) as u64).collect();
-    let x1: Vec<u64> = xs.iter().map(|&x| (x % q1 as u128) as u64).collect();
-    let mut fast = vec![0u64; 3 * n];
-    lift2_aux(&l, &x0, &x1, &mut fast);
-    let mut portable = vec![0u64; 3 * n];
-    lift2_aux_range(&l, &x0, &x1, &mut portable, 0..n);
-    assert_eq!(fast, portable);
-    for (c, &x) in xs.iter().enumerate() {
-        for (a, &m) in aux_moduli.iter().enumerate() {
-            let centered = if x > half {
-                x as i128 - q as i128
-            } else {
-                x as i128
-            };
-            let want = centered.rem_euclid(m as i128) as u64;
-            assert_eq!(fast[a * n + c], want, "c {c} m {m}");
+    let direct = lift2(134176769, 268361729, &[268369921, 268582913, 268664833]);
+    let reducing = lift2(268361729, 134176769, &[268369921, 40961, 268664833]);
+    assert!(direct.direct() && !reducing.direct());
+    for l in [direct, reducing] {
+        let (q0, q1) = (l.q0, l.q1);
+        let q = q0 as u128 * q1 as u128;
+        let half = q / 2;
+        let n = 4099;
+        let xs: Vec<u128> = (0..n as u128)
+            .map(|i| match i {
+                0 => half,
+                1 => half + 1,
+                2 => q - 1,
+                _ => i * 0x9E37_79B9_7F4A_7C15 % q,
+            })
+            .collect();
+        let x0: Vec<u64> = xs.iter().map(|&x| (x % q0 as u128) as u64).collect();
+        let x1: Vec<u64> = xs.iter().map(|&x| (x % q1 as u128) as u64).collect();
+        for level in levels() {
+            let mut got = vec![0u64; l.aux.len() * n];
+            lift2_aux_with(level, &l, &x0, &x1, &mut got);
+            for (c, &x) in xs.iter().enumerate() {
+                for (a, &(m, ..)) in l.aux.iter().enumerate() {
+                    let centered = if x > half {
+                        x as i128 - q as i128
+                    } else {
+                        x as i128
+                    };
+                    let want = centered.rem_euclid(m as i128) as u64;
+                    let at = format!("{level:?} direct {} c {c} m {m}", l.direct());
+                    assert_eq!(got[a * n + c], want, "{at}");
+                }
+            }
         }
     }
 }
@@ -256,18 +275,11 @@ fn constants() {
     assert!(m.fits(15) && !m.fits(17));
 }
 
-/// Where the CPU has both, the AVX2 kernels give the AVX-512 kernels' words (the
-/// dispatched path, pinned to the definitions above, is the widest one), on lengths with
-/// The AVX-512 reduction of u64 words equals the remainder for every word (the extremes,
-/// words with either half zero, and a length with a scalar tail), for moduli of 16 to 30
-/// bits.
-#[cfg(target_arch = "x86_64")]
+/// The u64 reduction equals the remainder for every word (the extremes, words with either
+/// half zero, and a length with a scalar tail), for moduli of 16 to 30 bits, where it runs
+/// (AVX-512); below AVX-512 it declines, leaving the caller's loop to run.
 #[test]
-fn avx512_u64_reduction_is_the_remainder() {
-    use crate::simd::{Level, detected};
-    if detected() < Level::Avx512 {
-        return;
-    }
+fn u64_reduction_is_the_remainder() {
     let mut x: Vec<u64> = (0..4099u64)
         .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i << 45))
         .collect();
@@ -281,24 +293,26 @@ fn avx512_u64_reduction_is_the_remainder() {
         7,
         7 << 32,
     ]);
-    for q in [40961u32, 134176769, 268369921, (1 << 30) - 35] {
-        let mut out = vec![1u64; x.len()];
-        // SAFETY: AVX-512 is present (checked above).
-        unsafe { avx512::reduce_u64_rows(q, &mut out, &x) };
-        for (o, v) in out.iter().zip(&x) {
-            assert_eq!(*o, v % q as u64, "{v} mod {q}");
+    for level in levels() {
+        for q in [40961u32, 134176769, 268369921, (1 << 30) - 35] {
+            let mut out = vec![1u64; x.len()];
+            let ran = reduce_u64_rows_avx512_with(level, q, &mut out, &x).is_some();
+            assert_eq!(ran, level.isa() == Isa::Avx512, "{level:?}");
+            if !ran {
+                continue;
+            }
+            for (o, v) in out.iter().zip(&x) {
+                assert_eq!(*o, v % q as u64, "{level:?}: {v} mod {q}");
+            }
         }
     }
 }
 
-/// a scalar tail and values at the extremes.
-#[cfg(target_arch = "x86_64")]
+/// Every level gives the portable loops' words on rows whose first values are q − 1 (the
+/// extremes of the lanes' sums), with a scalar tail: the two-digit dot products, the fused
+/// finish with the addition, and both lifts.
 #[test]
-fn avx2_kernels_match_avx512() {
-    use crate::simd::{Level, detected};
-    if detected() < Level::Avx512 {
-        return;
-    }
+fn every_level_agrees_at_the_extremes() {
     let q = 268369921u32;
     let m = Mont32::new(q).unwrap();
     let n = 4099;
@@ -316,81 +330,36 @@ fn avx2_kernels_match_avx512() {
     let k32 = |mul: u64| -> Vec<u32> { v(mul).iter().map(|&x| m.to_mont(x as u32)).collect() };
     let (s0, s1) = (v(97), v(40503));
     let (a0, a1, b0, b1) = (k32(7919), k32(104729), k32(1299709), k32(15485863));
-    let mut outs = Vec::new();
-    for wide in [false, true] {
+    let dot = |level: Level| {
         let (mut o0, mut o1) = (vec![0u64; n], vec![0u64; n]);
-        let args = ([&s0[..], &s1[..]], [&a0[..], &a1[..]], [&b0[..], &b1[..]]);
-        // SAFETY: both instruction sets were detected above.
-        unsafe {
-            if wide {
-                avx512::dot2(m, args.0, args.1, args.2, &mut o0, &mut o1);
-            } else {
-                avx2::dot2(m, args.0, args.1, args.2, &mut o0, &mut o1);
-            }
-        }
-        outs.push((o0, o1));
-    }
-    assert_eq!(outs[0], outs[1], "dot2");
-
+        dot_redc_with(
+            level,
+            m,
+            &[&s0, &s1],
+            &[&a0, &a1],
+            &[&b0, &b1],
+            &mut o0,
+            &mut o1,
+        );
+        (o0, o1)
+    };
     let (inv, inv_s) = (12345677u32, ((12345677u64 << 32) / q as u64) as u32);
     let (acc, corr, add, plus0, w) = (v(97), v(40503), v(2654435761), v(7919), v(104729));
     let packed: Vec<u64> = w
         .iter()
         .map(|&x| x | ((x << 32) / q as u64) << 32)
         .collect();
-    let mut outs = Vec::new();
-    for wide in [false, true] {
+    let finish = |level: Level| {
         let (mut plus, mut minus) = (plus0.clone(), vec![0u64; n]);
-        let tw = &packed[..];
-        // SAFETY: both instruction sets were detected above.
-        unsafe {
-            if wide {
-                avx512::finish_twist::<true>(
-                    &mut plus,
-                    &mut minus,
-                    &acc,
-                    &corr,
-                    &add,
-                    q,
-                    (inv, inv_s),
-                    tw,
-                );
-            } else {
-                avx2::finish_twist::<true>(
-                    &mut plus,
-                    &mut minus,
-                    &acc,
-                    &corr,
-                    &add,
-                    q,
-                    (inv, inv_s),
-                    tw,
-                );
-            }
-        }
-        outs.push((plus, minus));
-    }
-    assert_eq!(outs[0], outs[1], "finish_twist");
-
-    let (q0, q1) = (134176769u32, 268361729u32);
-    let mu = |m: u32| ((1u64 << 32) / m as u64) as u32;
-    let sh = |w: u32, m: u32| (w, (((w as u64) << 32) / m as u64) as u32);
-    let qq = q0 as u128 * q1 as u128;
-    let inv = (1..q1 as u64)
-        .find(|&i| i * q0 as u64 % q1 as u64 == 1)
-        .unwrap() as u32;
-    let half = qq / 2;
-    let l = Lift2 {
-        q0,
-        q1,
-        mu1: mu(q1),
-        inv: sh(inv, q1),
-        half: ((half % q0 as u128) as u32, (half / q0 as u128) as u32),
-        aux: [268369921u32, 268582913]
-            .iter()
-            .map(|&m| (m, mu(m), sh(q0 % m, m), (qq % m as u128) as u32))
-            .collect(),
+        let (a, i) = (Some(&add[..]), (inv, inv_s));
+        finish_twist_with(level, &mut plus, &mut minus, &acc, &corr, a, q, i, &packed);
+        (plus, minus)
     };
+    let direct = lift2(134176769, 268361729, &[268369921, 268582913]);
+    let reducing = lift2(268361729, 134176769, &[268369921, 268582913]);
+    let (q0, q1) = (direct.q0, direct.q1);
+    let qq = q0 as u128 * q1 as u128;
+    let half = qq / 2;
     let xs: Vec<u128> = (0..n as u128)
         .map(|i| match i {
             0 => half,
@@ -401,38 +370,48 @@ fn avx2_kernels_match_avx512() {
         .collect();
     let x0: Vec<u64> = xs.iter().map(|&x| (x % q0 as u128) as u64).collect();
     let x1: Vec<u64> = xs.iter().map(|&x| (x % q1 as u128) as u64).collect();
-    // The reducing forms, and the direct ones (these moduli allow them), all agree.
-    assert!(l.direct());
-    let mut outs = Vec::new();
-    for direct in [false, true] {
-        let (mut narrow, mut wide) = (vec![0u64; 2 * n], vec![0u64; 2 * n]);
-        // SAFETY: both instruction sets were detected above.
-        unsafe {
-            if direct {
-                avx2::lift2_aux::<true>(&l, &x0, &x1, &mut narrow);
-                avx512::lift2_aux::<true>(&l, &x0, &x1, &mut wide);
-            } else {
-                avx2::lift2_aux::<false>(&l, &x0, &x1, &mut narrow);
-                avx512::lift2_aux::<false>(&l, &x0, &x1, &mut wide);
-            }
-        }
-        assert_eq!(narrow, wide, "lift2_aux, direct {direct}");
-        outs.push(wide);
+    let lift = |level: Level, l: &Lift2, x0: &[u64], x1: &[u64]| {
+        let mut out = vec![0u64; 2 * n];
+        lift2_aux_with(level, l, x0, x1, &mut out);
+        out
+    };
+    let want = (
+        dot(Level::Portable),
+        finish(Level::Portable),
+        lift(Level::Portable, &direct, &x0, &x1),
+        lift(Level::Portable, &reducing, &x1, &x0),
+    );
+    for level in levels() {
+        assert_eq!(dot(level), want.0, "{level:?} dot2");
+        assert_eq!(finish(level), want.1, "{level:?} finish_twist");
+        assert_eq!(
+            lift(level, &direct, &x0, &x1),
+            want.2,
+            "{level:?} direct lift"
+        );
+        assert_eq!(
+            lift(level, &reducing, &x1, &x0),
+            want.3,
+            "{level:?} reducing lift"
+        );
     }
-    assert_eq!(outs[0], outs[1], "direct and reducing lifts");
 }
 
 /// An index past the source rows is refused (a panic from the bounds-checked path), not
 /// read, on every SIMD path.
 #[test]
-#[should_panic]
 fn gather_rows_refuses_an_index_past_the_rows() {
     let n = 64;
     let src: Vec<u64> = (0..n as u64).collect();
     let mut perm: Vec<u32> = (0..n as u32).map(|i| (i * 7 + 3) % n as u32).collect();
     perm[9] = n as u32;
-    let mut d = vec![0u64; n];
-    gather_rows(&perm, [&src[..]], [&mut d]);
+    for level in levels() {
+        let refused = std::panic::catch_unwind(|| {
+            let mut d = vec![0u64; n];
+            gather_rows_with(level, &perm, [&src[..]], [&mut d]);
+        });
+        assert!(refused.is_err(), "{level:?} read past the rows");
+    }
 }
 
 /// The gather equals the word-by-word definition for the expansion's Galois elements
@@ -451,33 +430,23 @@ fn gather_rows_matches_definition() {
             let perm = crate::Poly::galois_eval_permutation(n, g).unwrap();
             let want0: Vec<u64> = perm.iter().map(|&p| src0[p as usize]).collect();
             let want1: Vec<u64> = perm.iter().map(|&p| src1[p as usize]).collect();
-            let (mut d0, mut d1) = (vec![0u64; n], vec![0u64; n]);
-            gather_rows(&perm, [&src0[..], &src1[..]], [&mut d0, &mut d1]);
-            assert_eq!((&d0, &d1), (&want0, &want1), "n {n} g {g}");
-            let mut one = vec![0u64; n];
-            gather_rows(&perm, [&src1[..]], [&mut one]);
-            assert_eq!(one, want1, "n {n} g {g}");
-            #[cfg(target_arch = "x86_64")]
-            if crate::simd::detected() >= crate::simd::Level::Avx2 {
-                let (mut e0, mut e1) = (vec![0u64; n], vec![0u64; n]);
-                // SAFETY: AVX2 was detected just above.
-                unsafe { avx2::gather_rows(&perm, [&src0[..], &src1[..]], [&mut e0, &mut e1]) };
-                assert_eq!((&e0, &e1), (&want0, &want1), "AVX2 n {n} g {g}");
+            for level in levels() {
+                let (mut d0, mut d1) = (vec![0u64; n], vec![0u64; n]);
+                gather_rows_with(level, &perm, [&src0[..], &src1[..]], [&mut d0, &mut d1]);
+                assert_eq!((&d0, &d1), (&want0, &want1), "{level:?} n {n} g {g}");
+                let mut one = vec![0u64; n];
+                gather_rows_with(level, &perm, [&src1[..]], [&mut one]);
+                assert_eq!(one, want1, "{level:?} n {n} g {g}");
             }
         }
         // A permutation that is not a Galois map, over a length with a scalar tail.
         let m = n - 3;
         let perm: Vec<u32> = (0..m as u32).map(|i| (i * 7 + 3) % m as u32).collect();
-        let mut d = vec![0u64; m];
-        gather_rows(&perm, [&src0[..m]], [&mut d]);
         let want: Vec<u64> = perm.iter().map(|&p| src0[p as usize]).collect();
-        assert_eq!(d, want, "tail n {m}");
-        #[cfg(target_arch = "x86_64")]
-        if crate::simd::detected() >= crate::simd::Level::Avx2 {
-            let mut e = vec![0u64; m];
-            // SAFETY: AVX2 was detected just above.
-            unsafe { avx2::gather_rows(&perm, [&src0[..m]], [&mut e]) };
-            assert_eq!(e, want, "AVX2 tail n {m}");
+        for level in levels() {
+            let mut d = vec![0u64; m];
+            gather_rows_with(level, &perm, [&src0[..m]], [&mut d]);
+            assert_eq!(d, want, "{level:?} tail n {m}");
         }
     }
 }

@@ -685,6 +685,18 @@ fn check_eval_galois(
 }
 
 impl Ciphertext {
+    /// A ciphertext of 2 Eval polys over the first k moduli of degree n, every word zero (with
+    /// k = n = 0, an empty buffer for [`Ciphertext::reshape_eval`] to grow).
+    pub fn eval_shaped(k: usize, n: usize) -> Ciphertext {
+        let mut c = Ciphertext {
+            polys: Vec::with_capacity(2),
+            correction_factor: 1,
+            seed: None,
+        };
+        c.reshape_eval(k, n);
+        c
+    }
+
     /// Shapes this ciphertext as 2 Eval polys over the first k moduli of degree n, reusing its
     /// buffers (resized, not zeroed: the caller overwrites every word), so pools of
     /// ciphertexts can serve any step without allocating.
@@ -778,18 +790,17 @@ pub fn expand_step_eval(
         && !ks.scaled.is_empty()
         && ks.mont[..k].iter().all(|m| m.fits(9))
         && ks.mont[ks.l - 1].fits(8);
-    if fused {
-        let mut coeff32 = std::mem::take(&mut s.coeff32);
+    // The fused path takes the Coeff rows of σ(c₁) as 32-bit values, the other as words.
+    let mut coeff32 = std::mem::take(&mut s.coeff32);
+    let rows = if fused {
         coeff32.resize(k * n, 0);
-        gather_galois(
-            ctx,
-            ct,
-            perm,
-            &mut c1_eval,
-            CoeffRows::Narrow(&mut coeff32),
-            Some(&mut sigma0),
-        );
-        let (plus, minus) = (&mut ct.polys, &mut minus.polys);
+        CoeffRows::Narrow(&mut coeff32)
+    } else {
+        CoeffRows::Words(&mut coeff)
+    };
+    gather_galois(ctx, ct, perm, &mut c1_eval, rows, Some(&mut sigma0));
+    let (plus, minus) = (&mut ct.polys, &mut minus.polys);
+    if fused {
         ksk.switch_fused_expand(
             ctx,
             ks,
@@ -799,17 +810,7 @@ pub fn expand_step_eval(
             s,
             (&mut u0, &mut u1),
         );
-        s.coeff32 = coeff32;
     } else {
-        gather_galois(
-            ctx,
-            ct,
-            perm,
-            &mut c1_eval,
-            CoeffRows::Words(&mut coeff),
-            Some(&mut sigma0),
-        );
-        let (plus, minus) = (&mut ct.polys, &mut minus.polys);
         ksk.switch_small(
             ctx,
             k,
@@ -834,6 +835,7 @@ pub fn expand_step_eval(
     }
     s.eval = c1_eval;
     s.coeff = coeff;
+    s.coeff32 = coeff32;
     s.sigma0 = sigma0;
     s.u0 = u0;
     s.u1 = u1;
