@@ -249,7 +249,9 @@ fn dedup_bucket(
 ) -> anyhow::Result<Result<BucketStats, Conflict>> {
     use sift_dataset::partition::take_field;
     let bytes = parts.take(i)?;
-    let mut recs: Vec<(&[u8], &[u8], u64, Origin, bool)> = Vec::new();
+    // (keyword, value, input order, origin, from a URL list)
+    type Rec<'a> = (&'a [u8], &'a [u8], u64, Origin, bool);
+    let mut recs: Vec<Rec> = Vec::new();
     let mut b = bytes.as_slice();
     while !b.is_empty() {
         let k = take_field(&mut b)?;
@@ -335,7 +337,7 @@ pub fn partition_rows(
             let r = urls.import_path_with(path, &mut |k: String| {
                 let meta = encode_meta(seq, input, true, Position::File);
                 seq += 1;
-                if seq % TICK == 0 {
+                if seq.is_multiple_of(TICK) {
                     on_rows(false, TICK);
                 }
                 let b = import_bucket(k.as_bytes(), IMPORT_BUCKETS);
@@ -378,7 +380,7 @@ pub fn partition_rows(
             report.keyword_db_rows += 1;
             let meta = encode_meta(seq, input, false, row.position);
             seq += 1;
-            if seq % TICK == 0 {
+            if seq.is_multiple_of(TICK) {
                 on_rows(false, TICK);
             }
             let b = import_bucket(&row.keyword, IMPORT_BUCKETS);
