@@ -217,13 +217,18 @@ impl RowBuckets {
         }
     }
 
-    /// Rows already in memory (distinct keywords), as one bucket under `dir`: the path of
-    /// callers that hold them anyway (`sift update`, `sift lcid build`).
+    /// Rows already in memory (distinct keywords), in [`IMPORT_BUCKETS`] buckets kept in
+    /// memory under `dir`: the path of callers that hold them anyway (`sift update`, `sift
+    /// lcid build`). Each row is moved into its bucket as it is consumed, so the later passes
+    /// hold one bucket's copy at a time, not a second copy of the dataset.
     pub fn from_rows(dir: &Path, rows: Rows) -> anyhow::Result<RowBuckets> {
-        let parts = Partitions::new(&dir.join("rows"), 1, usize::MAX)?;
-        let max_value_len = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+        let parts = Partitions::new(&dir.join("rows"), IMPORT_BUCKETS, usize::MAX)?;
         let n = rows.len() as u64;
-        parts.append(0, &encode_rows(&rows))?;
+        let mut max_value_len = 0;
+        for (k, v) in rows {
+            max_value_len = max_value_len.max(v.len());
+            parts.push(import_bucket(&k, IMPORT_BUCKETS), &[&k, &v])?;
+        }
         Ok(RowBuckets::new(dir, parts, n, max_value_len, usize::MAX))
     }
 
