@@ -4,6 +4,9 @@
 #
 #   scripts/scale-bench.sh [ROWS...]        default: 100000 10000000
 #   WORK=/big/disk scripts/scale-bench.sh 100000 10000000 100000000
+#   UPDATES=0 ...   skip the `sift update` columns (a 100M-row update rebuilds every shard)
+#   CLEAN=1 ...     remove each size's files once its row is printed (disk: 100M rows need
+#                   about 50 GB while they exist)
 #
 # Needs: a release build (cargo build --release -p sift), GNU time (/usr/bin/time), curl.
 set -euo pipefail
@@ -25,6 +28,7 @@ measure() { # measure LOG CMD... : runs CMD under GNU time, prints "seconds peak
   awk '{ printf "%s %.0f\n", $1, $2 / 1024 }' "$log.time"
 }
 
+echo "$(nproc) cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-11s %-14s %-10s %-10s %-12s %-10s %-12s %-14s %-14s\n' rows build_s build_MiB disk_MiB \
   serve_ready_s serve_MiB query_ms update10k_s update1M_s
 for n in "${ROWS[@]}"; do
@@ -55,16 +59,20 @@ TOML
   rss=$(awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' /proc/$spid/status)
   kill $spid; wait $spid 2>/dev/null || true
 
-  gen 10000 "$n" >"$d/add10k.txt"
-  read -r u10 _ < <(measure "$d/update10k.log" "$SIFT" update "$d/data" --add "$d/add10k.txt")
-  u1m=-
-  if [ "$n" -ge 1000000 ]; then
+  u10=- u1m=-
+  if [ "${UPDATES:-1}" != 0 ]; then
+    gen 10000 "$n" >"$d/add10k.txt"
+    read -r u10 _ < <(measure "$d/update10k.log" "$SIFT" update "$d/data" --add "$d/add10k.txt")
+  fi
+  if [ "${UPDATES:-1}" != 0 ] && [ "$n" -ge 1000000 ]; then
     gen 1000000 $((n + 10000)) >"$d/add1m.txt"
     read -r u1m _ < <(measure "$d/update1m.log" "$SIFT" update "$d/data" --add "$d/add1m.txt")
   fi
   printf '%-11s %-14s %-10s %-10s %-12s %-10s %-12s %-14s %-14s\n' "$n" "$bs" "$bm" "$disk" \
     "$ready" "$rss" "${q:--}" "$u10" "$u1m"
+  [ "${CLEAN:-0}" = 0 ] || rm -rf "$d"
 done
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "Apple pir-service-example issue 30 (100M rows): build 1-2 h, processing 1-2 h, load > 1 h, every update >= 5 h."
 echo "Goals here (2 cores): 100M built < 15 min in < 4 GB; serving < 10 s after start; 10k changes < 10 s;"

@@ -11,6 +11,7 @@ pub mod fsutil;
 pub mod layout;
 pub mod load;
 pub mod manifest;
+pub mod partition;
 pub mod process;
 pub mod writer;
 

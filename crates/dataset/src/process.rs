@@ -19,9 +19,10 @@ use crate::manifest::{Manifest, ShardEntry};
 use crate::writer::{ManifestInfo, Published, VersionWriter};
 
 /// The per-shard row budget of automatic sharding for 1-byte values (URL lists): a device
-/// queries one shard, so server time per query follows the largest shard. 200,000 rows keep
-/// a query near the 100k-row figure's order (see docs/datasets.md).
-pub const TARGET_ROWS_PER_SHARD: usize = 200_000;
+/// queries one shard, so server time per query follows the largest shard. With at most
+/// 100,000 rows in the largest shard (hash imbalance counted), a query at 10M or 100M rows
+/// costs what it costs on a 100k-row list (see docs/datasets.md); the bound is 200,000.
+pub const TARGET_ROWS_PER_SHARD: usize = 100_000;
 
 /// The most rows automatic sharding puts in one shard for values of `value_len` bytes: the
 /// shard's bucket bytes (`rows × (SLOT_OVERHEAD + value_len)`) stay within those of
@@ -54,14 +55,7 @@ pub fn auto_shard_count(rows: &[(Vec<u8>, Vec<u8>)], function: ShardingFunction)
         return 1;
     }
     let hashes: Vec<u64> = rows.par_iter().map(|r| keyword_hash(&r.0)).collect();
-    // Mean m with m + 4·√m ≤ target: the largest of k Poisson-like shards is a few standard
-    // deviations above the mean.
-    let t = target as f64;
-    let mean = {
-        let s = (-4.0 + (16.0 + 4.0 * t).sqrt()) / 2.0;
-        (s * s).max(1.0)
-    };
-    let mut k = ((rows.len() as f64) / mean).ceil() as usize;
+    let mut k = first_shard_count_guess(rows.len(), target);
     loop {
         let sizes = shard_sizes(&hashes, function, k);
         if sizes.iter().max().copied().unwrap_or(0) <= target {
@@ -71,13 +65,34 @@ pub fn auto_shard_count(rows: &[(Vec<u8>, Vec<u8>)], function: ShardingFunction)
     }
 }
 
+/// The first shard count automatic sharding tries for `rows` rows: the mean m with
+/// m + 4·√m ≤ `target` (the largest of k Poisson-like shards is a few standard deviations
+/// above the mean); the count is then raised until the actual largest shard fits.
+pub fn first_shard_count_guess(rows: usize, target: usize) -> usize {
+    let t = target as f64;
+    let mean = {
+        let s = (-4.0 + (16.0 + 4.0 * t).sqrt()) / 2.0;
+        (s * s).max(1.0)
+    };
+    ((rows as f64) / mean).ceil().max(1.0) as usize
+}
+
 /// SHA-256 (hex) of a shard's rows, independent of their order: rows sorted by keyword,
 /// each as `u32 LE len ‖ keyword ‖ u32 LE len ‖ value`.
 pub fn rows_digest(rows: &[(Vec<u8>, Vec<u8>)]) -> String {
     let mut sorted: Vec<&(Vec<u8>, Vec<u8>)> = rows.iter().collect();
     sorted.sort_unstable();
+    digest_of(sorted.into_iter())
+}
+
+/// [`rows_digest`] of rows already sorted.
+fn rows_digest_sorted(rows: &[(Vec<u8>, Vec<u8>)]) -> String {
+    digest_of(rows.iter())
+}
+
+fn digest_of<'a>(rows: impl Iterator<Item = &'a (Vec<u8>, Vec<u8>)>) -> String {
     let mut h = Sha256::new();
-    for (k, v) in sorted {
+    for (k, v) in rows {
         h.update((k.len() as u32).to_le_bytes());
         h.update(k);
         h.update((v.len() as u32).to_le_bytes());
@@ -218,18 +233,78 @@ pub fn current_version(dataset_dir: &Path) -> anyhow::Result<Option<(PathBuf, Ma
     }
 }
 
+/// Where [`build_from`] takes each shard's rows from.
+pub enum ShardSource {
+    /// Rows already sharded in memory (taken one shard at a time).
+    Memory(Vec<std::sync::Mutex<Rows>>),
+    /// One on-disk partition per shard (`.rows` encoding), see [`crate::partition`].
+    Partitioned(crate::partition::Partitions),
+}
+
+impl ShardSource {
+    /// Shards.
+    pub fn shard_count(&self) -> usize {
+        match self {
+            ShardSource::Memory(v) => v.len(),
+            ShardSource::Partitioned(p) => p.count(),
+        }
+    }
+
+    /// Takes shard `i`'s rows (in no particular order); a second take returns nothing.
+    pub fn take(&self, i: usize) -> anyhow::Result<Rows> {
+        match self {
+            ShardSource::Memory(v) => Ok(std::mem::take(
+                &mut *v[i].lock().unwrap_or_else(|e| e.into_inner()),
+            )),
+            ShardSource::Partitioned(p) => decode_rows(&p.take(i)?),
+        }
+    }
+}
+
+/// The folder, inside a version's staging folder, that holds a streaming build's partitions
+/// (hidden: never listed in the manifest; removed before publishing).
+pub const PARTITION_DIR: &str = ".partition";
+
 /// Shards the rows, processes every shard whose rows changed since `previous` (all when there
 /// is none) in parallel, runs the trial queries, shares unchanged shard files with the
 /// previous version, lets `extra` write more files (the prefilter) into the version folder,
 /// and publishes the version. `on_event` is called from worker threads.
 pub fn build(
+    mut req: BuildRequest,
+    extra: impl FnOnce(&Path) -> anyhow::Result<Option<String>>,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> anyhow::Result<BuildReport> {
+    let rows = std::mem::take(&mut req.rows);
+    let row_count = rows.len() as u64;
+    let shard_count = req.config.sharding.shard_count(rows.len())?;
+    let mut cfg = req.config.clone();
+    cfg.sharding = Sharding::ShardCount(shard_count);
+    let shards = server::shard_rows(rows, &cfg)?;
+    let writer = VersionWriter::begin(&req.dataset_dir)?;
+    let source = ShardSource::Memory(shards.into_iter().map(std::sync::Mutex::new).collect());
+    build_from(writer, req, source, row_count, extra, on_event)
+}
+
+/// [`build`] from rows already sharded (`req.rows` is ignored; `req.config.sharding` must
+/// give `source`'s shard count), into the version `writer` stages. Shards are loaded,
+/// sorted, compared with the previous version and processed one per worker thread, so
+/// memory follows the shards in flight. The partition folder ([`PARTITION_DIR`]) is removed
+/// before the version is published.
+pub fn build_from(
+    mut writer: VersionWriter,
     req: BuildRequest,
+    source: ShardSource,
+    row_count: u64,
     extra: impl FnOnce(&Path) -> anyhow::Result<Option<String>>,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> anyhow::Result<BuildReport> {
     let ctx = Context::predefined(&req.rlwe_parameters)?;
-    let row_count = req.rows.len() as u64;
-    let shard_count = req.config.sharding.shard_count(req.rows.len())?;
+    let shard_count = source.shard_count();
+    anyhow::ensure!(
+        req.config.sharding.shard_count(row_count as usize)? == shard_count,
+        "the rows were partitioned into {shard_count} shards, the configuration asks for {:?}",
+        req.config.sharding
+    );
     let mut cfg = req.config.clone();
     cfg.sharding = Sharding::ShardCount(shard_count);
     let settings = settings_digest(&req, shard_count);
@@ -238,13 +313,6 @@ pub fn build(
             .filter(|(_, m)| m.settings_digest == settings && m.shards.len() == shard_count),
         None => None,
     };
-    let mut writer = VersionWriter::begin(&req.dataset_dir)?;
-    let mut rows = req.rows;
-    let mut shards = server::shard_rows(std::mem::take(&mut rows), &cfg)?;
-    // Rows in keyword order: a shard's files then depend only on its set of rows (and the
-    // settings), so an updated version and a fresh build of the same list are byte-identical.
-    shards.par_iter_mut().for_each(|s| s.sort_unstable());
-    let digests: Vec<String> = shards.par_iter().map(|r| rows_digest(r)).collect();
     let stem = &req.stem;
     let names = |i: usize| {
         (
@@ -254,53 +322,76 @@ pub fn build(
             format!("{stem}-{i}.words"),
         )
     };
-    // Reuse first (sequential: links are cheap), then process the rest in parallel.
-    let mut reused = vec![false; shard_count];
-    let mut key_configs: Vec<Option<EvaluationKeyConfig>> = vec![None; shard_count];
-    let mut has_words = vec![false; shard_count];
-    if let Some((pdir, pm)) = &previous {
-        for i in 0..shard_count {
-            let ps = &pm.shards[i];
-            if ps.rows_sha256 != digests[i] || (req.keep_rows && ps.rows_file.is_none()) {
-                continue;
-            }
-            let (bin, params, rows_name, words) = names(i);
-            let entry = |p: &str| pm.file(p).cloned().context("manifest lacks a shard file");
-            if let Some(w) = &ps.words {
-                writer.link_from(pdir, &entry(w)?, &words)?;
-                has_words[i] = true;
-            }
-            writer.link_from(pdir, &entry(&ps.database)?, &bin)?;
-            writer.link_from(pdir, &entry(&ps.parameters)?, &params)?;
-            if req.keep_rows
-                && let Some(r) = &ps.rows_file
-            {
-                writer.link_from(pdir, &entry(r)?, &rows_name)?;
-            }
-            let text = std::fs::read_to_string(writer.dir().join(&params))?;
-            let proto: sift_proto::pir::PirParameters =
-                sift_proto::from_text(&text).map_err(|e| anyhow::anyhow!("{params}: {e}"))?;
-            key_configs[i] = Some(
-                wire::pir_parameters_from_proto(&proto)?
-                    .index
-                    .evaluation_key_config,
-            );
-            reused[i] = true;
-            on_event(Event::Reused { index: i });
-        }
-    }
     let dir = writer.dir().to_path_buf();
-    let results: Vec<(usize, EvaluationKeyConfig, Option<Trial>, bool)> = shards
-        .par_iter()
-        .enumerate()
-        .filter(|(i, _)| !reused[*i])
-        .map(|(i, rows)| -> anyhow::Result<_> {
-            let shard = server::process_shard(&ctx, rows, &cfg, req.seed.wrapping_add(i as u64))
+    // Files shared with the previous version: linked by the workers, recorded in the writer
+    // afterwards (the writer is not shared between threads).
+    let links: std::sync::Mutex<Vec<(crate::manifest::FileEntry, String)>> = Default::default();
+    struct Done {
+        index: usize,
+        rows: usize,
+        digest: String,
+        key_config: EvaluationKeyConfig,
+        trial: Option<Trial>,
+        words: bool,
+        reused: bool,
+    }
+    let results: Vec<Done> = (0..shard_count)
+        .into_par_iter()
+        .with_max_len(1)
+        .map(|i| -> anyhow::Result<Done> {
+            let mut rows = source.take(i).with_context(|| format!("shard {i}"))?;
+            // Rows in keyword order: a shard's files then depend only on its set of rows (and
+            // the settings), so an updated version and a fresh build are byte-identical.
+            rows.sort_unstable();
+            let digest = rows_digest_sorted(&rows);
+            let (bin, params, rows_name, words_name) = names(i);
+            if let Some((pdir, pm)) = &previous {
+                let ps = &pm.shards[i];
+                if ps.rows_sha256 == digest && !(req.keep_rows && ps.rows_file.is_none()) {
+                    let entry =
+                        |p: &str| pm.file(p).cloned().context("manifest lacks a shard file");
+                    let mut pairs = vec![
+                        (entry(&ps.database)?, bin.clone()),
+                        (entry(&ps.parameters)?, params.clone()),
+                    ];
+                    if let Some(w) = &ps.words {
+                        pairs.push((entry(w)?, words_name.clone()));
+                    }
+                    if req.keep_rows
+                        && let Some(r) = &ps.rows_file
+                    {
+                        pairs.push((entry(r)?, rows_name.clone()));
+                    }
+                    for (e, rel) in &pairs {
+                        crate::writer::link_file(pdir, e, &dir.join(rel))?;
+                    }
+                    let text = std::fs::read_to_string(dir.join(&params))?;
+                    let proto: sift_proto::pir::PirParameters = sift_proto::from_text(&text)
+                        .map_err(|e| anyhow::anyhow!("{params}: {e}"))?;
+                    let key_config = wire::pir_parameters_from_proto(&proto)?
+                        .index
+                        .evaluation_key_config;
+                    links
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend(pairs);
+                    on_event(Event::Reused { index: i });
+                    return Ok(Done {
+                        index: i,
+                        rows: rows.len(),
+                        digest,
+                        key_config,
+                        trial: None,
+                        words: ps.words.is_some(),
+                        reused: true,
+                    });
+                }
+            }
+            let shard = server::process_shard(&ctx, &rows, &cfg, req.seed.wrapping_add(i as u64))
                 .with_context(|| format!("shard {i}"))?;
-            let trial = run_trials(&shard, rows, req.trials).with_context(|| {
+            let trial = run_trials(&shard, &rows, req.trials).with_context(|| {
                 format!("shard {i}: trial query failed, so nothing was published")
             })?;
-            let (bin, params, rows_name, words_name) = names(i);
             crate::fsutil::write_atomic(&dir.join(&bin), &shard.database.serialize(&ctx))?;
             let words = server::words_file(&ctx, &shard).with_context(|| format!("shard {i}"))?;
             if let Some(w) = &words {
@@ -313,50 +404,55 @@ pub fn build(
                 sift_proto::to_text(&proto)?.as_bytes(),
             )?;
             if req.keep_rows {
-                crate::fsutil::write_atomic(&dir.join(&rows_name), &encode_rows(rows))?;
+                crate::fsutil::write_atomic(&dir.join(&rows_name), &encode_rows(&rows))?;
             }
             on_event(Event::Processed {
                 index: i,
                 rows: rows.len(),
                 trial,
             });
-            Ok((
-                i,
-                shard.params.index.evaluation_key_config,
+            Ok(Done {
+                index: i,
+                rows: rows.len(),
+                digest,
+                key_config: shard.params.index.evaluation_key_config,
                 trial,
-                words.is_some(),
-            ))
+                words: words.is_some(),
+                reused: false,
+            })
         })
         .collect::<anyhow::Result<_>>()?;
-    let shard_rows: Vec<usize> = shards.iter().map(Vec::len).collect();
+    drop(source);
+    let _ = std::fs::remove_dir_all(dir.join(PARTITION_DIR));
+    for (e, rel) in links.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        writer.record_linked(&e, &rel);
+    }
+    let shard_rows: Vec<usize> = results.iter().map(|d| d.rows).collect();
     let largest = results
         .iter()
-        .max_by_key(|(i, _, _, _)| shard_rows[*i])
-        .and_then(|r| r.2);
-    let processed = results.len();
-    for (i, kc, _, w) in results {
-        key_configs[i] = Some(kc);
-        has_words[i] = w;
-    }
-    let key_configs: Vec<EvaluationKeyConfig> = key_configs
-        .into_iter()
-        .map(|k| k.context("a shard was neither processed nor reused"))
-        .collect::<anyhow::Result<_>>()?;
+        .filter(|d| !d.reused)
+        .max_by_key(|d| d.rows)
+        .and_then(|d| d.trial);
+    let processed = results.iter().filter(|d| !d.reused).count();
+    let reused = results.len() - processed;
+    let key_configs: Vec<EvaluationKeyConfig> =
+        results.iter().map(|d| d.key_config.clone()).collect();
     let union = EvaluationKeyConfig::union(&key_configs);
     writer.write_file(
         &format!("{stem}-evaluation-key-config.txtpb"),
         sift_proto::to_text(&wire::evaluation_key_config_to_proto(&union, &ctx.params))?.as_bytes(),
     )?;
     let prefilter = extra(writer.dir())?;
-    let entries = (0..shard_count)
-        .map(|i| {
-            let (bin, params, rows_name, words) = names(i);
+    let entries = results
+        .iter()
+        .map(|d| {
+            let (bin, params, rows_name, words) = names(d.index);
             ShardEntry {
-                rows: shard_rows[i] as u64,
-                rows_sha256: digests[i].clone(),
+                rows: d.rows as u64,
+                rows_sha256: d.digest.clone(),
                 database: bin,
                 parameters: params,
-                words: has_words[i].then_some(words),
+                words: d.words.then_some(words),
                 rows_file: req.keep_rows.then_some(rows_name),
             }
         })
@@ -377,7 +473,7 @@ pub fn build(
     Ok(BuildReport {
         published,
         processed,
-        reused: reused.iter().filter(|r| **r).count(),
+        reused,
         shard_rows,
         largest_trial: largest,
     })
@@ -463,7 +559,12 @@ mod tests {
             *sizes.iter().max().unwrap() <= TARGET_ROWS_PER_SHARD,
             "{sizes:?}"
         );
-        assert_eq!(k, 3, "the smallest count that fits: {sizes:?}");
+        assert_eq!(k, 5, "the smallest count that fits: {sizes:?}");
+        let fewer = shard_sizes(&hashes, ShardingFunction::Sha256, k - 1);
+        assert!(
+            *fewer.iter().max().unwrap() > TARGET_ROWS_PER_SHARD,
+            "{fewer:?}"
+        );
         // The counting agrees with the sharding function the server and client use.
         let sharded = server::shard_rows(
             rows[..1000].to_vec(),

@@ -105,21 +105,14 @@ impl VersionWriter {
         entry: &FileEntry,
         rel: &str,
     ) -> anyhow::Result<()> {
-        let src = from_dir.join(&entry.path);
-        let dst = self.staging.join(rel);
-        let len = std::fs::metadata(&src)
-            .with_context(|| format!("reading {}", src.display()))?
-            .len();
-        anyhow::ensure!(
-            len == entry.size,
-            "{} has {len} bytes, its manifest says {}",
-            src.display(),
-            entry.size
-        );
-        if std::fs::hard_link(&src, &dst).is_err() {
-            std::fs::copy(&src, &dst)
-                .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
-        }
+        link_file(from_dir, entry, &self.staging.join(rel))?;
+        self.record_linked(entry, rel);
+        Ok(())
+    }
+
+    /// Records that `rel` (already in the staging folder, e.g. by [`link_file`]) is a copy
+    /// of `entry`, so that publishing reuses its size and checksum.
+    pub fn record_linked(&mut self, entry: &FileEntry, rel: &str) {
         self.known.insert(
             rel.to_string(),
             FileEntry {
@@ -128,7 +121,6 @@ impl VersionWriter {
                 sha256: entry.sha256.clone(),
             },
         );
-        Ok(())
     }
 
     /// Lists and checksums every file, writes the manifest last, renames the staging folder
@@ -198,6 +190,35 @@ impl VersionWriter {
             manifest,
             removed,
         })
+    }
+}
+
+/// Hard-links (or copies, where links are not possible) `entry` of the version in `from_dir`
+/// to `dst`, after checking its size against the entry.
+pub fn link_file(from_dir: &Path, entry: &FileEntry, dst: &Path) -> anyhow::Result<()> {
+    let src = from_dir.join(&entry.path);
+    let len = std::fs::metadata(&src)
+        .with_context(|| format!("reading {}", src.display()))?
+        .len();
+    anyhow::ensure!(
+        len == entry.size,
+        "{} has {len} bytes, its manifest says {}",
+        src.display(),
+        entry.size
+    );
+    if std::fs::hard_link(&src, dst).is_err() {
+        std::fs::copy(&src, dst)
+            .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+    }
+    Ok(())
+}
+
+impl Drop for VersionWriter {
+    /// A version that was not published (an error, a panic) leaves nothing behind: its
+    /// staging folder is removed. After [`VersionWriter::publish`] the folder has been
+    /// renamed, so there is nothing to remove.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.staging);
     }
 }
 

@@ -8,9 +8,13 @@
 //! - URL lists (plain, hosts, AdBlock): keys are normalised the way a device looks them up, and
 //!   each gets the one URL-list value (`--value`, Apple's placeholder `1`).
 //!
-//! Every row is checked before anything is written: a value longer than Apple's limit, the same
-//! keyword with two different values, or a malformed row refuses the whole build with the file
-//! and position.
+//! Every row is checked before anything is published: a value longer than Apple's limit, the
+//! same keyword with two different values, or a malformed row refuses the whole build with the
+//! file and position.
+//!
+//! [`collect_rows`] holds every row in memory (small inputs, `sift lcid build`);
+//! [`partition_rows`] streams the inputs into buckets on disk and merges duplicates one bucket
+//! at a time (`sift build`; see `sift_dataset::partition` for the design).
 
 use std::path::PathBuf;
 
@@ -47,7 +51,15 @@ pub struct RowsReport {
     pub unlikely_lookup_count: u64,
     /// URL-list import issues (skipped lines), as the URL importer reports them.
     pub url_list: Option<sift_urlkeys::ImportReport>,
+    /// The first keywords read (up to [`KEYWORD_SAMPLE`]), to tell URL-filter data from other
+    /// keyword data without holding the rows.
+    pub keyword_sample: Vec<Vec<u8>>,
+    /// The rows of Apple's onboarding test entry met while reading (either spelling).
+    pub test_entries: Vec<(Vec<u8>, Vec<u8>)>,
 }
+
+/// How many keywords [`RowsReport::keyword_sample`] keeps.
+pub const KEYWORD_SAMPLE: usize = 1000;
 
 /// How many unlikely-lookup examples a report keeps.
 const MAX_EXAMPLES: usize = 5;
@@ -74,7 +86,7 @@ fn unlikely_lookup(keyword: &[u8]) -> Option<&'static str> {
 }
 
 /// Where a row came from: input index and position, for duplicate messages.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Origin {
     input: usize,
     position: Position,
@@ -191,7 +203,268 @@ pub fn collect_rows(
     Ok(Rows { rows: out, report })
 }
 
+/// Origin and order of a partitioned row: `seq u64 ‖ input u32 ‖ kind u8 ‖ a u64 ‖ b u64`,
+/// kind 0 = a URL-list key (its value is the URL-list value), 1 = whole file, 2 = text
+/// line:col, 3 = binary offset.
+fn encode_meta(seq: u64, input: usize, url: bool, position: Position) -> [u8; 29] {
+    let (kind, a, b) = match (url, position) {
+        (true, _) => (0u8, 0, 0),
+        (false, Position::File) => (1, 0, 0),
+        (false, Position::Text { line, col }) => (2, line, col),
+        (false, Position::Binary { offset }) => (3, offset, 0),
+    };
+    let mut m = [0u8; 29];
+    m[..8].copy_from_slice(&seq.to_le_bytes());
+    m[8..12].copy_from_slice(&(input as u32).to_le_bytes());
+    m[12] = kind;
+    m[13..21].copy_from_slice(&a.to_le_bytes());
+    m[21..29].copy_from_slice(&b.to_le_bytes());
+    m
+}
+
+fn decode_meta(m: &[u8]) -> anyhow::Result<(u64, Origin, bool)> {
+    anyhow::ensure!(m.len() == 29, "corrupt partition record");
+    let u = |r: std::ops::Range<usize>| u64::from_le_bytes(m[r].try_into().expect("8 bytes"));
+    let input = u32::from_le_bytes(m[8..12].try_into().expect("4 bytes")) as usize;
+    let (a, b) = (u(13..21), u(21..29));
+    let position = match m[12] {
+        2 => Position::Text { line: a, col: b },
+        3 => Position::Binary { offset: a },
+        _ => Position::File,
+    };
+    Ok((u(0..8), Origin { input, position }, m[12] == 0))
+}
+
+/// What de-duplicating one bucket found.
+#[derive(Default)]
+struct BucketStats {
+    rows: u64,
+    url_keys: u64,
+    url_duplicates: u64,
+    duplicates: u64,
+    max_value_len: usize,
+}
+
+/// A keyword given twice with different values (the smallest such keyword is reported).
+struct Conflict {
+    keyword: Vec<u8>,
+    message: String,
+}
+
+/// Sorts one import bucket, merges identical rows and writes the exact rows back.
+fn dedup_bucket(
+    parts: &sift_dataset::partition::Partitions,
+    i: usize,
+    inputs: &[PathBuf],
+    url_value: &[u8],
+) -> anyhow::Result<Result<BucketStats, Conflict>> {
+    use sift_dataset::partition::take_field;
+    let bytes = parts.take(i)?;
+    // (keyword, value, input order, origin, from a URL list)
+    type Rec<'a> = (&'a [u8], &'a [u8], u64, Origin, bool);
+    let mut recs: Vec<Rec> = Vec::new();
+    let mut b = bytes.as_slice();
+    while !b.is_empty() {
+        let k = take_field(&mut b)?;
+        let v = take_field(&mut b)?;
+        let (seq, origin, url) = decode_meta(take_field(&mut b)?)?;
+        recs.push((k, if url { url_value } else { v }, seq, origin, url));
+    }
+    // Input order within a keyword, so the message names the first occurrence first.
+    recs.sort_unstable_by(|a, b| a.0.cmp(b.0).then(a.2.cmp(&b.2)));
+    let mut st = BucketStats::default();
+    let mut out = Vec::new();
+    let mut j = 0;
+    while j < recs.len() {
+        let (k, v, _, first, _) = recs[j];
+        let mut end = j + 1;
+        while end < recs.len() && recs[end].0 == k {
+            end += 1;
+        }
+        let run = &recs[j..end];
+        if let Some(other) = run.iter().find(|r| r.1 != v) {
+            return Ok(Err(Conflict {
+                keyword: k.to_vec(),
+                message: format!(
+                    "keyword {:?} has two different values: {} bytes at {} and {} bytes at {}; \
+                     keep one row per keyword",
+                    String::from_utf8_lossy(k),
+                    v.len(),
+                    describe(inputs, first),
+                    other.1.len(),
+                    describe(inputs, other.3)
+                ),
+            }));
+        }
+        // As the in-memory path counts: URL-list keys are merged among themselves first
+        // (the URL report's duplicates), then identical rows across inputs.
+        let urls = run.iter().filter(|r| r.4).count() as u64;
+        st.url_keys += u64::from(urls > 0);
+        let url_dups = urls.saturating_sub(1);
+        st.url_duplicates += url_dups;
+        st.duplicates += run.len() as u64 - url_dups - 1;
+        st.rows += 1;
+        st.max_value_len = st.max_value_len.max(v.len());
+        sift_dataset::partition::put_field(&mut out, k);
+        sift_dataset::partition::put_field(&mut out, v);
+        j = end;
+    }
+    drop(recs);
+    parts.append(i, &out)?;
+    Ok(Ok(st))
+}
+
+/// Streams every input into [`sift_dataset::partition::IMPORT_BUCKETS`] buckets under `dir`
+/// (created; removed when the result is dropped), then merges identical rows bucket by bucket
+/// (in parallel). The same checks and report as [`collect_rows`], in memory bounded by
+/// `buffer_bytes` plus one bucket per thread. `on_rows` is told how many rows were read (import)
+/// and, with `true`, how many were merged (per bucket).
+pub fn partition_rows(
+    inputs: &[PathBuf],
+    url_value: &[u8],
+    parsing: sift_urlkeys::ParsingConfiguration,
+    dir: &std::path::Path,
+    buffer_bytes: usize,
+    on_rows: &(dyn Fn(bool, u64) + Sync),
+) -> anyhow::Result<(sift_dataset::partition::RowBuckets, RowsReport)> {
+    use rayon::prelude::*;
+    use sift_dataset::partition::{IMPORT_BUCKETS, Partitions, RowBuckets, import_bucket};
+    if url_value.len() > MAX_VALUE_LEN {
+        bail!(
+            "--value is {} bytes, over the limit of {MAX_VALUE_LEN}",
+            url_value.len()
+        );
+    }
+    let parts = Partitions::new(&dir.join("rows"), IMPORT_BUCKETS, buffer_bytes)?;
+    let mut report = RowsReport::default();
+    let test_keys = crate::cmd::build_summary::test_entry_keys(&parsing);
+    let mut urls = sift_urlkeys::Importer::with_parsing(parsing);
+    let mut any_url = false;
+    let mut seq = 0u64;
+    const TICK: u64 = 1 << 14;
+    for (input, path) in inputs.iter().enumerate() {
+        if Encoding::from_path(path).is_none() {
+            any_url = true;
+            let mut failed: Option<anyhow::Error> = None;
+            let r = urls.import_path_with(path, &mut |k: String| {
+                let meta = encode_meta(seq, input, true, Position::File);
+                report.observe(&test_keys, k.as_bytes(), url_value);
+                seq += 1;
+                if seq.is_multiple_of(TICK) {
+                    on_rows(false, TICK);
+                }
+                let b = import_bucket(k.as_bytes(), IMPORT_BUCKETS);
+                parts.push(b, &[k.as_bytes(), b"", &meta]).map_err(|e| {
+                    let m = format!("{e:#}");
+                    failed = Some(e);
+                    std::io::Error::other(m)
+                })
+            });
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            r.with_context(|| format!("reading {}", path.display()))?;
+            continue;
+        }
+        for row in sift_keyworddb::open(path)? {
+            let row = row?;
+            let origin = Origin {
+                input,
+                position: row.position,
+            };
+            if row.value.len() > MAX_VALUE_LEN {
+                bail!(
+                    "{}: the value is {} bytes, over the limit of {MAX_VALUE_LEN} (Apple stores \
+                     a value's length in 16 bits); shorten it",
+                    describe(inputs, origin),
+                    row.value.len()
+                );
+            }
+            if let Some(why) = unlikely_lookup(&row.keyword) {
+                report.unlikely_lookup_count += 1;
+                if report.unlikely_lookups.len() < MAX_EXAMPLES {
+                    report.unlikely_lookups.push(format!(
+                        "{}: {:?}: {why}",
+                        describe(inputs, origin),
+                        String::from_utf8_lossy(&row.keyword)
+                    ));
+                }
+            }
+            report.keyword_db_rows += 1;
+            let meta = encode_meta(seq, input, false, row.position);
+            report.observe(&test_keys, &row.keyword, &row.value);
+            seq += 1;
+            if seq.is_multiple_of(TICK) {
+                on_rows(false, TICK);
+            }
+            let b = import_bucket(&row.keyword, IMPORT_BUCKETS);
+            parts.push(b, &[&row.keyword, &row.value, &meta])?;
+        }
+    }
+    on_rows(false, seq % TICK);
+    let results: Vec<Result<BucketStats, Conflict>> = (0..IMPORT_BUCKETS)
+        .into_par_iter()
+        .map(|i| {
+            let r = dedup_bucket(&parts, i, inputs, url_value);
+            if let Ok(Ok(s)) = &r {
+                on_rows(true, s.rows);
+            }
+            r
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut total = BucketStats::default();
+    let mut conflict: Option<Conflict> = None;
+    for r in results {
+        match r {
+            Ok(s) => {
+                total.rows += s.rows;
+                total.url_keys += s.url_keys;
+                total.url_duplicates += s.url_duplicates;
+                total.duplicates += s.duplicates;
+                total.max_value_len = total.max_value_len.max(s.max_value_len);
+            }
+            Err(c) => {
+                if conflict.as_ref().is_none_or(|o| c.keyword < o.keyword) {
+                    conflict = Some(c);
+                }
+            }
+        }
+    }
+    if let Some(c) = conflict {
+        bail!("{}", c.message);
+    }
+    report.duplicates = total.duplicates;
+    report.max_value_len = total.max_value_len;
+    if any_url {
+        let mut r = urls.into_report();
+        r.duplicates = total.url_duplicates;
+        report.url_list_keys = total.url_keys;
+        report.url_list = Some(r);
+    }
+    let buckets = RowBuckets::new(dir, parts, total.rows, total.max_value_len, buffer_bytes);
+    Ok((buckets, report))
+}
+
 impl RowsReport {
+    /// Notes one row as read: the keyword sample, and the row itself if its keyword is one of
+    /// `test_keys` (Apple's test entry).
+    fn observe(&mut self, test_keys: &[String], keyword: &[u8], value: &[u8]) {
+        if self.keyword_sample.len() < KEYWORD_SAMPLE {
+            self.keyword_sample.push(keyword.to_vec());
+        }
+        if test_keys.iter().any(|k| k.as_bytes() == keyword) {
+            self.test_entries.push((keyword.to_vec(), value.to_vec()));
+        }
+    }
+
+    /// The value read for `keyword` if it is one of Apple's test-entry keys.
+    pub fn test_entry_value(&self, keyword: &[u8]) -> Option<Vec<u8>> {
+        self.test_entries
+            .iter()
+            .find(|(k, _)| k == keyword)
+            .map(|(_, v)| v.clone())
+    }
+
     /// A short human summary for stderr (the unlikely lookups are a warning of the build's
     /// final summary instead, see `cmd::build_summary`).
     pub fn summary(&self, distinct: usize) -> String {

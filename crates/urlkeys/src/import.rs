@@ -351,6 +351,46 @@ impl Importer {
         reader: R,
         txtpb: bool,
     ) -> std::io::Result<()> {
+        let mut keys = std::mem::take(&mut self.keys);
+        let r = self.import_reader_with(name, reader, txtpb, &mut |k| {
+            keys.push(k.into_boxed_str());
+            Ok(())
+        });
+        self.keys = keys;
+        r
+    }
+
+    /// Imports a file like [`Importer::import_path`], but hands every accepted key to `sink`
+    /// as it is read instead of keeping it (a streaming build partitions keys on disk);
+    /// duplicates are then the sink's to merge. An error from `sink` stops the import.
+    pub fn import_path_with(
+        &mut self,
+        path: &Path,
+        sink: &mut dyn FnMut(String) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let name = path.display().to_string();
+        let f = std::fs::File::open(path)?;
+        let is_txtpb = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("txtpb" | "textproto" | "pbtxt")
+        );
+        self.import_reader_with(&name, f, is_txtpb, sink)
+    }
+
+    /// The report of a streaming import (see [`Importer::import_path_with`]); its duplicate
+    /// count is the caller's.
+    pub fn into_report(self) -> ImportReport {
+        self.report
+    }
+
+    /// [`Importer::import_reader`] with a sink for the keys.
+    pub fn import_reader_with<R: Read>(
+        &mut self,
+        name: &str,
+        reader: R,
+        txtpb: bool,
+        sink: &mut dyn FnMut(String) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
         let mut r = BufReader::with_capacity(64 * 1024, reader);
         self.report.files += 1;
         let head = r.fill_buf()?;
@@ -402,7 +442,10 @@ impl Importer {
                     match ev {
                         TxtpbEvent::Row(k, _) => match String::from_utf8(k) {
                             Ok(k) => match self.parsing.normalize_key(&k) {
-                                Ok(k) => self.push(k),
+                                Ok(k) => {
+                                    sink(k)?;
+                                    self.report.accepted += 1;
+                                }
                                 Err(e) => {
                                     self.report
                                         .issue(name, lineno, format!("keyword {k:?}: {e}"))
@@ -419,7 +462,12 @@ impl Importer {
                 continue;
             }
             match classify(line, &self.parsing) {
-                Line::Keys(ks) => ks.into_iter().for_each(|k| self.push(k)),
+                Line::Keys(ks) => {
+                    for k in ks {
+                        sink(k)?;
+                        self.report.accepted += 1;
+                    }
+                }
                 Line::Comment => self.report.comments += 1,
                 Line::Skip(reason) => self.report.issue(name, lineno, reason),
             }

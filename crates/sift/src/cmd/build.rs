@@ -10,6 +10,7 @@ use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use sift_dataset::config::{ProcessConfig, SymmetricPirArguments, parse_key_compression};
+use sift_dataset::partition::RowBuckets;
 use sift_dataset::process::{self, BuildRequest, Event};
 use sift_he::EncryptionParameters;
 use sift_pir::keyword::ShardingFunction;
@@ -73,7 +74,7 @@ pub struct BuildOptions {
         )
     )]
     pub rlwe_parameters: Option<String>,
-    /// Number of shards. Default: chosen from the rows (no shard above 200,000 1-byte rows).
+    /// Number of shards. Default: chosen from the rows (no shard above 100,000 1-byte rows).
     #[arg(
         long,
         visible_alias = "shards",
@@ -163,34 +164,6 @@ pub struct UpdateArgs {
     pub json: bool,
 }
 
-/// Symmetric PIR's row transform (one P-384 OPRF evaluation per row, about a millisecond
-/// each) in chunks, with a progress bar: a million rows take minutes.
-fn oprf_rows_with_progress(
-    key: &sift_spir::OprfPrivateKey,
-    rows: Vec<(Vec<u8>, Vec<u8>)>,
-) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    const CHUNK: usize = 4096;
-    let bar = ProgressBar::new(rows.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} rows ({elapsed}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message("OPRF-encrypting rows");
-    let mut out = Vec::with_capacity(rows.len());
-    let mut it = rows.into_iter();
-    loop {
-        let chunk: Vec<_> = it.by_ref().take(CHUNK).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        let n = chunk.len() as u64;
-        out.extend(sift_spir::process_database(key, chunk)?);
-        bar.inc(n);
-    }
-    bar.finish_and_clear();
-    Ok(out)
-}
-
 /// Apple's `symmetricPirArguments` (PIRProcessDatabase `SymmetricPirArguments`).
 #[derive(Debug, PartialEq, Eq)]
 enum SymmetricKeySource {
@@ -269,7 +242,8 @@ fn import_rows(
     Ok(rows)
 }
 
-/// Runs `sift build`.
+/// Runs `sift build`: the inputs are streamed into buckets on disk inside the new version's
+/// staging folder (so memory does not grow with the dataset), merged, sharded and processed.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let parsing = args.parsing.load()?;
     let mut options = args.options;
@@ -278,26 +252,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         options.process_config = Some(Box::new(ProcessConfig::read(p)?));
     }
     rlwe_parameters(&options)?;
-    let crate::rows::Rows { rows, report: read } =
-        import_rows(&args.inputs, options.value.as_bytes(), &parsing)?;
-    if rows.is_empty() {
-        bail!("no rows in the inputs: nothing to build");
-    }
-    std::fs::create_dir_all(&args.output_dir)
-        .with_context(|| format!("creating {}", args.output_dir.display()))?;
-    super::parsing::write_record(&args.output_dir, &parsing)?;
-    let mut warnings = Vec::new();
-    if summary::looks_like_url_filter(&rows, &read) {
-        warnings.extend(summary::test_entry_warning(&rows, &parsing));
-    }
-    warnings.extend(summary::unlikely_lookup_warning(&read));
-    let (report, params) = write_version(
-        rows,
-        options,
+    // A build that fails leaves no trace: its staging folder goes (with its partitions), and
+    // so does the output folder when this build created it.
+    let created = !args.output_dir.exists();
+    let result = build_streaming(
+        &args.inputs,
         &args.output_dir,
         args.from.as_deref(),
+        options,
         &parsing,
-    )?;
+    );
+    if result.is_err() && created {
+        let _ = std::fs::remove_dir_all(&args.output_dir);
+    }
+    let (report, params, read) = result?;
+    let mut warnings = Vec::new();
+    if summary::looks_like_url_filter(&mut read.keyword_sample.iter().map(Vec::as_slice), &read) {
+        warnings.extend(summary::test_entry_warning(
+            &|k| read.test_entry_value(k),
+            &parsing,
+        ));
+    }
+    warnings.extend(summary::unlikely_lookup_warning(&read));
     summary::print_warnings(&warnings);
     if args.json {
         println!(
@@ -313,6 +289,66 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// [`run`] after the options are checked.
+fn build_streaming(
+    inputs: &[PathBuf],
+    output_dir: &Path,
+    from: Option<&Path>,
+    options: BuildOptions,
+    parsing: &sift_urlkeys::ParsingConfiguration,
+) -> anyhow::Result<(process::BuildReport, String, crate::rows::RowsReport)> {
+    std::fs::create_dir_all(output_dir)
+        .with_context(|| format!("creating {}", output_dir.display()))?;
+    // Taking the dataset's build lock first: a second build into the same folder stops now,
+    // not after its import.
+    let writer = sift_dataset::VersionWriter::begin(output_dir)?;
+    let pdir = writer.dir().join(process::PARTITION_DIR);
+    let import_bar = phase_bar("importing");
+    let merge_bar = std::sync::OnceLock::new();
+    let on_rows = |merged: bool, n: u64| {
+        if merged {
+            merge_bar
+                .get_or_init(|| {
+                    import_bar.finish_and_clear();
+                    phase_bar("merging duplicates")
+                })
+                .inc(n)
+        } else {
+            import_bar.inc(n)
+        }
+    };
+    let (buckets, report) = crate::rows::partition_rows(
+        inputs,
+        options.value.as_bytes(),
+        parsing.clone(),
+        &pdir,
+        sift_dataset::partition::buffer_bytes(),
+        &on_rows,
+    )?;
+    import_bar.finish_and_clear();
+    if let Some(b) = merge_bar.get() {
+        b.finish_and_clear();
+    }
+    eprintln!("read {}", report.summary(buckets.row_count as usize));
+    if buckets.row_count == 0 {
+        bail!("no rows in the inputs: nothing to build");
+    }
+    super::parsing::write_record(output_dir, parsing)?;
+    let (built, params) = write_version_from(writer, buckets, options, output_dir, from, parsing)?;
+    Ok((built, params, report))
+}
+
+/// A progress bar for one build phase (rows and rows/s); drawn only on a terminal.
+fn phase_bar(message: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg}: {human_pos} rows ({per_sec}, {elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message(message);
+    bar
 }
 
 /// Runs `sift update`: the current version's keys, minus `--remove`, plus `--add`, published
@@ -367,8 +403,14 @@ pub fn run_update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
     options.shard_count = Some(manifest.shards.len());
     options.entry_count_per_shard = None;
     let rows: Vec<(Vec<u8>, Vec<u8>)> = rows.into_iter().collect();
-    if summary::looks_like_url_filter(&rows, &Default::default()) {
-        warnings.extend(summary::test_entry_warning(&rows, &parsing));
+    if summary::looks_like_url_filter(
+        &mut rows.iter().map(|r| r.0.as_slice()),
+        &Default::default(),
+    ) {
+        warnings.extend(summary::test_entry_warning(
+            &summary::sorted_lookup(&rows),
+            &parsing,
+        ));
     }
     let (report, params) =
         write_version(rows, options, &args.dataset, Some(&args.dataset), &parsing)?;
@@ -393,11 +435,12 @@ pub fn write_dataset(
     write_version(rows, options, out, None, &Default::default()).map(|_| ())
 }
 
-/// Resolves the options, shards (automatically unless told), processes and publishes; prints
-/// the summary for people and returns the report with the encryption parameters' name.
+/// Resolves the options, shards (automatically unless told), processes and publishes rows
+/// held in memory (`sift update`, `sift lcid build`); prints the summary for people and
+/// returns the report with the encryption parameters' name.
 fn write_version(
     rows: Vec<(Vec<u8>, Vec<u8>)>,
-    mut options: BuildOptions,
+    options: BuildOptions,
     out: &Path,
     from: Option<&Path>,
     parsing: &sift_urlkeys::ParsingConfiguration,
@@ -405,7 +448,23 @@ fn write_version(
     if rows.is_empty() {
         bail!("no keys in the inputs");
     }
-    let max_value_len = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    let writer = sift_dataset::VersionWriter::begin(out)?;
+    let buckets = RowBuckets::from_rows(&writer.dir().join(process::PARTITION_DIR), rows)?;
+    write_version_from(writer, buckets, options, out, from, parsing)
+}
+
+/// [`write_version`] for exact rows in buckets (distinct keywords), into the version `writer`
+/// stages: prefilter, symmetric PIR, sharding and processing each stream over the buckets.
+fn write_version_from(
+    writer: sift_dataset::VersionWriter,
+    mut buckets: RowBuckets,
+    mut options: BuildOptions,
+    out: &Path,
+    from: Option<&Path>,
+    parsing: &sift_urlkeys::ParsingConfiguration,
+) -> anyhow::Result<(process::BuildReport, String)> {
+    let max_value_len = buckets.max_value_len;
+    let row_count = buckets.row_count;
     let json = options
         .process_config
         .as_deref()
@@ -457,25 +516,30 @@ fn write_version(
     let prefilter = if options.no_prefilter {
         None
     } else {
-        let filter = super::prefilter::filter_from_keys(
-            rows.iter().map(|r| r.0.as_slice()),
-            options.prefilter_fp_rate,
-            None,
-            &ProgressBar::hidden(),
-        )?;
-        let meta =
-            sift_bloom::Metadata::for_filter(&filter, rows.len() as u64, options.prefilter_fp_rate);
+        let filter = prefilter_from_buckets(&buckets, options.prefilter_fp_rate)?;
+        let meta = sift_bloom::Metadata::for_filter(&filter, row_count, options.prefilter_fp_rate);
         Some((filter, meta))
     };
 
-    let (rows, symmetric_config) = match &symmetric {
+    let symmetric_config = match &symmetric {
         Some(src) => {
             let key = symmetric_key(src)?;
-            let rows = oprf_rows_with_progress(&key, rows)?;
-            eprintln!("encrypted {} rows for symmetric PIR", rows.len());
-            (rows, Some(symmetric_client_config(&key)))
+            let bar = ProgressBar::new(row_count);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {pos}/{len} rows ({per_sec}, eta {eta})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_message("OPRF-encrypting rows");
+            buckets.transform(|rows| Ok(sift_spir::process_database(&key, rows)?), &|n| {
+                bar.inc(n)
+            })?;
+            bar.finish_and_clear();
+            eprintln!("encrypted {row_count} rows for symmetric PIR");
+            Some(symmetric_client_config(&key))
         }
-        None => (rows, None),
+        None => None,
     };
 
     // Sharding: explicit options, else the previous version's count (to share its shards),
@@ -496,7 +560,7 @@ fn write_version(
             Sharding::ShardCount(n)
         }
         (None, None) => {
-            let n = process::auto_shard_count(&rows, cfg.sharding_function);
+            let n = buckets.auto_shard_count(cfg.sharding_function)?;
             eprintln!(
                 "sharding: {n} shard(s) chosen automatically (at most {} rows per shard for {}-byte values; --shard-count overrides)",
                 process::target_rows_per_shard(stored_value_len),
@@ -505,9 +569,14 @@ fn write_version(
             Sharding::ShardCount(n)
         }
     };
-    let shard_count = cfg.sharding.shard_count(rows.len())?;
+    let shard_count = cfg.sharding.shard_count(row_count as usize)?;
     options.shard_count = Some(shard_count);
     options.entry_count_per_shard = None;
+    let partition_bar = phase_bar("partitioning into shards");
+    let shards = buckets.into_shards(cfg.sharding_function, shard_count, &|n| {
+        partition_bar.inc(n)
+    })?;
+    partition_bar.finish_and_clear();
 
     let bar = ProgressBar::new(shard_count as u64);
     bar.set_style(
@@ -518,7 +587,7 @@ fn write_version(
     let stem = options.stem.clone();
     let request = BuildRequest {
         dataset_dir: out.to_path_buf(),
-        rows,
+        rows: Vec::new(),
         rlwe_parameters: name.clone(),
         config: cfg,
         stem: stem.clone(),
@@ -576,7 +645,16 @@ fn write_version(
         )?;
         Ok(Some("prefilter".to_string()))
     };
-    let report = process::build(request, write_prefilter, &on_event).with_context(|| {
+    let source = process::ShardSource::Partitioned(shards);
+    let report = process::build_from(
+        writer,
+        request,
+        source,
+        row_count,
+        write_prefilter,
+        &on_event,
+    )
+    .with_context(|| {
         format!(
             "nothing was published. A failed trial usually means {name} leaves MulPir too \
              little noise budget (larger plaintext moduli do); the default {DEFAULT_PARAMETERS} \
@@ -586,6 +664,24 @@ fn write_version(
     bar.finish_and_clear();
     summary::print_summary(&report, out, &name);
     Ok((report, name))
+}
+
+/// The prefilter of every keyword in `buckets` (read one bucket at a time).
+fn prefilter_from_buckets(
+    buckets: &RowBuckets,
+    fp_rate: f64,
+) -> anyhow::Result<sift_bloom::BloomFilter> {
+    let sizing = sift_bloom::sizing(buckets.row_count, fp_rate)?;
+    let mut builder = sift_bloom::Builder::new(sift_bloom::Params {
+        bit_count: sizing.bit_count,
+        hash_count: sizing.hash_count,
+        murmur_seed: rand::random(),
+    })?;
+    buckets.for_each_bucket(|rows| {
+        let keys: Vec<&[u8]> = rows.iter().map(|r| r.0.as_slice()).collect();
+        builder.insert_batch(&keys);
+    })?;
+    Ok(builder.finish())
 }
 
 /// The encryption parameters a build uses, by name: `--rlwe-parameters` (checked by its

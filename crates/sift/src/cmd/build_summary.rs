@@ -27,11 +27,15 @@ pub(crate) struct Warning {
     pub examples: Vec<String>,
 }
 
-/// Whether the rows look like a URL-filter dataset (host-like keywords), as opposed to
-/// e.g. phone numbers: only those need Apple's URL-filter test entry.
-pub(crate) fn looks_like_url_filter(rows: &[(Vec<u8>, Vec<u8>)], report: &RowsReport) -> bool {
+/// Whether the keywords (the first 1,000 are enough) look like a URL-filter dataset
+/// (host-like keywords), as opposed to e.g. phone numbers: only those need Apple's URL-filter
+/// test entry.
+pub(crate) fn looks_like_url_filter(
+    keywords: &mut dyn Iterator<Item = &[u8]>,
+    report: &RowsReport,
+) -> bool {
     report.url_list.is_some()
-        || rows.iter().take(1000).any(|(k, _)| {
+        || keywords.take(1000).any(|k| {
             let host = k
                 .split(|b| matches!(b, b'/' | b'?' | b'#'))
                 .next()
@@ -43,23 +47,37 @@ pub(crate) fn looks_like_url_filter(rows: &[(Vec<u8>, Vec<u8>)], report: &RowsRe
         })
 }
 
-/// Checks Apple's onboarding test entry: Apple's validator looks up
-/// `www.apple.com/url-filter-test` (Onboarding checklist of pir-service-example) and expects the
-/// value `1`. `rows` are sorted by keyword. Either the literal entry or its key as the device
-/// looks it up under `parsing` counts.
-pub(crate) fn test_entry_warning(
-    rows: &[(Vec<u8>, Vec<u8>)],
-    parsing: &sift_urlkeys::ParsingConfiguration,
-) -> Option<Warning> {
+/// The keys that count as Apple's onboarding test entry under `parsing`: the literal entry and
+/// the key a device looks it up as.
+pub(crate) fn test_entry_keys(parsing: &sift_urlkeys::ParsingConfiguration) -> Vec<String> {
     let mut keys = vec![APPLE_TEST_ENTRY.to_owned()];
     if let Ok(k) = parsing.normalize_key(APPLE_TEST_ENTRY) {
         keys.push(k);
     }
-    let found = keys.iter().find_map(|k| {
-        rows.binary_search_by(|r| r.0.as_slice().cmp(k.as_bytes()))
+    keys
+}
+
+/// A keyword lookup over rows sorted by keyword, for [`test_entry_warning`].
+pub(crate) fn sorted_lookup(rows: &[(Vec<u8>, Vec<u8>)]) -> impl Fn(&[u8]) -> Option<Vec<u8>> + '_ {
+    |k| {
+        rows.binary_search_by(|r| r.0.as_slice().cmp(k))
             .ok()
-            .map(|i| (k, &rows[i].1))
-    });
+            .map(|i| rows[i].1.clone())
+    }
+}
+
+/// Checks Apple's onboarding test entry: Apple's validator looks up
+/// `www.apple.com/url-filter-test` (Onboarding checklist of pir-service-example) and expects the
+/// value `1`. `lookup` gives a keyword's value in the dataset; either of [`test_entry_keys`]
+/// counts.
+pub(crate) fn test_entry_warning(
+    lookup: &dyn Fn(&[u8]) -> Option<Vec<u8>>,
+    parsing: &sift_urlkeys::ParsingConfiguration,
+) -> Option<Warning> {
+    let keys = test_entry_keys(parsing);
+    let found = keys
+        .iter()
+        .find_map(|k| lookup(k.as_bytes()).map(|v| (k, v)));
     match found {
         Some((_, v)) if v.as_slice() == b"1" => None,
         Some((k, v)) => Some(Warning {
@@ -67,7 +85,7 @@ pub(crate) fn test_entry_warning(
             message: format!(
                 "Apple's test entry {k} has the value {:?}, but Apple's onboarding validation \
                  expects 1: give it the value 1 (--value 1, the default) and rebuild",
-                String::from_utf8_lossy(v)
+                String::from_utf8_lossy(&v)
             ),
             count: 1,
             examples: vec![k.clone()],
@@ -344,15 +362,22 @@ mod tests {
         let parsing = sift_urlkeys::ParsingConfiguration::default();
         for key in ["apple.com/url-filter-test", "www.apple.com/url-filter-test"] {
             assert!(
-                test_entry_warning(&rows(&[("a.example", "1"), (key, "1")]), &parsing).is_none(),
+                test_entry_warning(
+                    &sorted_lookup(&rows(&[("a.example", "1"), (key, "1")])),
+                    &parsing
+                )
+                .is_none(),
                 "{key}"
             );
         }
-        let missing = test_entry_warning(&rows(&[("a.example", "1")]), &parsing).unwrap();
+        let missing =
+            test_entry_warning(&sorted_lookup(&rows(&[("a.example", "1")])), &parsing).unwrap();
         assert_eq!(missing.code, "apple_test_entry_missing");
-        let wrong =
-            test_entry_warning(&rows(&[("apple.com/url-filter-test", "blocked")]), &parsing)
-                .unwrap();
+        let wrong = test_entry_warning(
+            &sorted_lookup(&rows(&[("apple.com/url-filter-test", "blocked")])),
+            &parsing,
+        )
+        .unwrap();
         assert_eq!(wrong.code, "apple_test_entry_value");
         assert!(wrong.message.contains("\"blocked\""), "{}", wrong.message);
     }
@@ -361,15 +386,21 @@ mod tests {
     fn only_host_like_datasets_are_taken_for_url_filters() {
         let none = RowsReport::default();
         assert!(looks_like_url_filter(
-            &rows(&[("ads.example/x", "1")]),
+            &mut rows(&[("ads.example/x", "1")])
+                .iter()
+                .map(|r| r.0.as_slice()),
             &none
         ));
         assert!(!looks_like_url_filter(
-            &rows(&[("+14085551212", "Johnny Appleseed")]),
+            &mut rows(&[("+14085551212", "Johnny Appleseed")])
+                .iter()
+                .map(|r| r.0.as_slice()),
             &none
         ));
         assert!(!looks_like_url_filter(
-            &rows(&[("\u{1}\u{2}.\u{3}", "x")]),
+            &mut rows(&[("\u{1}\u{2}.\u{3}", "x")])
+                .iter()
+                .map(|r| r.0.as_slice()),
             &none
         ));
     }

@@ -13,4 +13,5 @@ mod keyword_db;
 mod lcid;
 mod packaging;
 mod parsing;
+mod streaming_build;
 mod symmetric;
