@@ -65,7 +65,11 @@ pub const KEYWORD_SAMPLE: usize = 1000;
 const MAX_EXAMPLES: usize = 5;
 
 /// Why a device would never look up `keyword` as a URL key, if it looks like a URL at all.
+/// Apple's onboarding test entry, which Apple spells with `www.`, is not a mistake.
 fn unlikely_lookup(keyword: &[u8]) -> Option<&'static str> {
+    if keyword == sift_client::onboarding::APPLE_TEST_ENTRY.as_bytes() {
+        return None;
+    }
     let k = std::str::from_utf8(keyword).ok()?;
     let lower = k.to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
@@ -133,10 +137,7 @@ pub fn collect_rows(
                     row.value.len()
                 );
             }
-            // Apple's onboarding asks for its test entry spelled with `www.`: not a mistake.
-            let apple_test_entry =
-                row.keyword == sift_client::onboarding::APPLE_TEST_ENTRY.as_bytes();
-            if let Some(why) = unlikely_lookup(&row.keyword).filter(|_| !apple_test_entry) {
+            if let Some(why) = unlikely_lookup(&row.keyword) {
                 report.unlikely_lookup_count += 1;
                 if report.unlikely_lookups.len() < MAX_EXAMPLES {
                     report.unlikely_lookups.push(format!(
