@@ -522,6 +522,7 @@ impl ServerShard {
                     }
                 }
             }
+            db.compact();
             compact.push(db);
         }
         Ok(ServerShard {
