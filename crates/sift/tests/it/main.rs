@@ -2,6 +2,7 @@
 
 mod common;
 
+mod apple_inputs;
 mod bench_serve;
 mod broken_pipe;
 mod cli;
