@@ -333,6 +333,52 @@ mod tests {
         (ctx, shape, tables)
     }
 
+    /// A first-version file (every row stored, no row lists) written by an older sift still
+    /// maps, to the table with every row.
+    #[test]
+    fn a_first_version_words_file_still_maps() {
+        let (ctx, shape, compacted) = tables(packs_here(
+            &Context::new(
+                sift_he::EncryptionParameters::predefined("n_4096_logq_27_28_28_logt_5").unwrap(),
+            )
+            .unwrap(),
+        ));
+        let t = &compacted[0];
+        // The same table with every row, as the first version stored it.
+        let mut full = CompactDatabase::zeroed(&ctx, t.len, (t.d0, t.per_chunk), t.packed).unwrap();
+        full.present = t.present.clone();
+        assert!(full.words.len() >= t.words.len());
+        let mut out = MAGIC_V1.to_vec();
+        out.extend_from_slice(&1u64.to_le_bytes());
+        let present_at = 16 + FIELDS_V1 * 8;
+        let words_at = (present_at + full.present.len()).div_ceil(ALIGN) * ALIGN;
+        for v in [
+            full.k,
+            full.n,
+            full.block,
+            usize::from(full.packed),
+            full.piece_len,
+            full.d0,
+            full.per_chunk,
+            full.len,
+            present_at,
+            words_at,
+        ] {
+            out.extend_from_slice(&(v as u64).to_le_bytes());
+        }
+        out.extend(full.present.iter().map(|&b| u8::from(b)));
+        out.resize(words_at, 0);
+        for x in full.words.iter() {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v1.words");
+        std::fs::write(&p, &out).unwrap();
+        let one = Shape { tables: 1, ..shape };
+        let mapped = decode(&map_file(&p).unwrap(), &ctx, one).unwrap().unwrap();
+        assert_eq!(mapped, [full]);
+    }
+
     #[test]
     fn a_words_file_maps_back_to_the_same_tables_or_defers_to_the_bin() {
         let dir = tempfile::tempdir().unwrap();
