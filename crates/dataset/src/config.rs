@@ -8,7 +8,7 @@
 //! `{"allowExpansion": {"targetLoadFactor": f, "expansionFactor": f}}` or
 //! `{"fixedSize": {"bucketCount": N}}`. Any other key is an error that names it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
@@ -266,6 +266,115 @@ impl ProcessConfig {
     }
 }
 
+/// What `SHARD_ID` in `outputDatabase` / `outputPirParameters` stands for.
+pub const SHARD_ID: &str = "SHARD_ID";
+
+/// Where one shard goes in Apple's layout (`outputDatabase` / `outputPirParameters`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppleOutput {
+    /// The shard's `.bin`.
+    pub database: PathBuf,
+    /// The shard's `PirParameters`: binary when it ends in `.binpb`, else text format.
+    pub parameters: PathBuf,
+}
+
+impl ProcessConfig {
+    /// The input `inputDatabase` names, for a build given no input on the command line.
+    pub fn input(&self) -> Option<PathBuf> {
+        self.input_database.as_ref().map(PathBuf::from)
+    }
+
+    /// Whether the config asks for Apple's output files.
+    pub fn has_apple_outputs(&self) -> bool {
+        self.output_database.is_some() || self.output_pir_parameters.is_some()
+    }
+
+    /// Apple's output paths for `shard_count` shards (`SHARD_ID` replaced by the shard
+    /// index), or None when the config names none. Refused: only one of the two keys, or
+    /// several shards without `SHARD_ID` in a path (every shard would overwrite the last).
+    pub fn apple_outputs(&self, shard_count: usize) -> anyhow::Result<Option<Vec<AppleOutput>>> {
+        let (db, params) = match (&self.output_database, &self.output_pir_parameters) {
+            (None, None) => return Ok(None),
+            (Some(d), Some(p)) => (d, p),
+            (Some(_), None) => bail!(
+                "outputDatabase is set but outputPirParameters is not: Apple's layout needs both \
+                 (e.g. \"outputPirParameters\": \"url-SHARD_ID.params.txtpb\")"
+            ),
+            (None, Some(_)) => bail!(
+                "outputPirParameters is set but outputDatabase is not: Apple's layout needs both \
+                 (e.g. \"outputDatabase\": \"url-SHARD_ID.bin\")"
+            ),
+        };
+        if shard_count > 1 {
+            for (key, path) in [("outputDatabase", db), ("outputPirParameters", params)] {
+                if !path.contains(SHARD_ID) {
+                    bail!(
+                        "{key} {path:?} has no {SHARD_ID}, but the build has {shard_count} \
+                         shards: put {SHARD_ID} in the path (replaced by each shard's index)"
+                    );
+                }
+            }
+        }
+        if db == params {
+            bail!("outputDatabase and outputPirParameters are the same path {db:?}");
+        }
+        Ok(Some(
+            (0..shard_count)
+                .map(|i| AppleOutput {
+                    database: PathBuf::from(db.replace(SHARD_ID, &i.to_string())),
+                    parameters: PathBuf::from(params.replace(SHARD_ID, &i.to_string())),
+                })
+                .collect(),
+        ))
+    }
+
+    /// Writes the shards of the dataset version in `version_dir` (described by `manifest`) at
+    /// the config's Apple paths, as PIRProcessDatabase would have written them: each shard's
+    /// `.bin`, its `PirParameters` (converted to binary for a `.binpb` path) and, when
+    /// `outputEvaluationKeyConfig` is set, the evaluation-key configuration. Parent folders are
+    /// created. Returns the files written; nothing when the config names no Apple output.
+    pub fn write_apple_outputs(
+        &self,
+        version_dir: &Path,
+        manifest: &crate::manifest::Manifest,
+    ) -> anyhow::Result<Vec<PathBuf>> {
+        let Some(outputs) = self.apple_outputs(manifest.shards.len())? else {
+            return Ok(Vec::new());
+        };
+        let mut written = Vec::new();
+        let write = |path: &Path, bytes: &[u8], written: &mut Vec<PathBuf>| {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+            written.push(path.to_path_buf());
+            anyhow::Ok(())
+        };
+        let read = |name: &str| {
+            let p = version_dir.join(name);
+            std::fs::read(&p).with_context(|| format!("reading {}", p.display()))
+        };
+        for (shard, out) in manifest.shards.iter().zip(&outputs) {
+            write(&out.database, &read(&shard.database)?, &mut written)?;
+            let text = read(&shard.parameters)?;
+            let params = if out.parameters.extension().is_some_and(|e| e == "binpb") {
+                let proto = sift_pir::server::parse_parameters(Path::new(&shard.parameters), &text)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                prost::Message::encode_to_vec(&proto)
+            } else {
+                text
+            };
+            write(&out.parameters, &params, &mut written)?;
+        }
+        if let Some(path) = &self.output_evaluation_key_config {
+            let name = format!("{}-evaluation-key-config.txtpb", manifest.stem);
+            write(Path::new(path), &read(&name)?, &mut written)?;
+        }
+        Ok(written)
+    }
+}
+
 /// Parses Apple's `PirKeyCompressionStrategy` names.
 pub fn parse_key_compression(s: &str) -> anyhow::Result<KeyCompression> {
     Ok(match s {
@@ -314,6 +423,43 @@ mod tests {
         c.apply(&mut cfg).unwrap();
         assert_eq!(cfg.cuckoo.max_serialized_bucket_size, 1024);
         assert_eq!(cfg.sharding_function, ShardingFunction::Sha256);
+    }
+
+    /// `SHARD_ID` becomes each shard's index; several shards need it in both paths; the two
+    /// keys come together; `inputDatabase` is the input.
+    #[test]
+    fn apple_output_paths() {
+        let c = ProcessConfig::from_json(
+            r#"{"inputDatabase": "in.txtpb", "outputDatabase": "o/db-SHARD_ID.bin",
+                "outputPirParameters": "o/p-SHARD_ID.txtpb"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.input(), Some(PathBuf::from("in.txtpb")));
+        let outs = c.apple_outputs(3).unwrap().unwrap();
+        assert_eq!(outs.len(), 3);
+        assert_eq!(outs[2].database, PathBuf::from("o/db-2.bin"));
+        assert_eq!(outs[2].parameters, PathBuf::from("o/p-2.txtpb"));
+        let one = ProcessConfig::from_json(
+            r#"{"outputDatabase": "db.bin", "outputPirParameters": "p.binpb"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            one.apple_outputs(1).unwrap().unwrap()[0].database,
+            PathBuf::from("db.bin")
+        );
+        let e = one.apple_outputs(2).unwrap_err().to_string();
+        assert!(
+            e.contains("outputDatabase") && e.contains("SHARD_ID"),
+            "{e}"
+        );
+        let half = ProcessConfig::from_json(r#"{"outputDatabase": "db.bin"}"#).unwrap();
+        assert!(
+            half.apple_outputs(1)
+                .unwrap_err()
+                .to_string()
+                .contains("outputPirParameters")
+        );
+        assert_eq!(ProcessConfig::default().apple_outputs(4).unwrap(), None);
     }
 
     #[test]

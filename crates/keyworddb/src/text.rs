@@ -58,6 +58,9 @@ pub struct TextReader<R: Read> {
     offset: u64,
     peeked: Option<(Tok, Position)>,
     state: State,
+    /// Whether a row without `keyword` comes out with an empty keyword (protobuf's default)
+    /// instead of ending the stream with an error.
+    keyword_optional: bool,
 }
 
 type Res<T> = Result<T, Error>;
@@ -73,7 +76,15 @@ impl<R: Read> TextReader<R> {
             offset: 0,
             peeked: None,
             state: State::Top,
+            keyword_optional: false,
         }
+    }
+
+    /// Lets a row without `keyword` through with an empty keyword (the protobuf default), for a
+    /// caller that skips such rows itself and reads on, instead of ending the stream there.
+    pub fn keyword_optional(mut self) -> Self {
+        self.keyword_optional = true;
+        self
     }
 
     fn pos(&self) -> Position {
@@ -406,8 +417,10 @@ impl<R: Read> TextReader<R> {
                 }
             }
         }
-        let Some(keyword) = keyword else {
-            return Err(self.err(open, "row without a `keyword`"));
+        let keyword = match keyword {
+            Some(k) => k,
+            None if self.keyword_optional => Vec::new(),
+            None => return Err(self.err(open, "row without a `keyword`")),
         };
         Ok(Row {
             keyword,

@@ -61,6 +61,25 @@ pub struct CompactDatabase {
     pub(crate) words: crate::words::Words,
     /// Per column (chunk-major), whether any of its plaintexts is present.
     pub(crate) present: Vec<bool>,
+    /// Which rows each column group stores (see [`Rows`]): every row until
+    /// [`CompactDatabase::compact`] drops the all-zero ones.
+    pub(crate) rows: Rows,
+}
+
+/// The rows a compact database stores per chunk and column group (group j = chunk · groups +
+/// column / `GROUP_COLUMNS`): `list[start[j]..start[j + 1]]`, ascending. A row whose plaintexts
+/// in the group's columns are all zero adds nothing to any sum, so it is neither stored nor
+/// multiplied; the kernels read the selection of each stored row by its index.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Rows {
+    /// Where each group's rows start in `list` (groups + 1 entries).
+    pub(crate) start: Vec<u32>,
+    /// The stored rows of every group, each group's ascending.
+    pub(crate) list: Vec<u32>,
+    /// Word offset of each group in tile 0 (derived).
+    base: Vec<usize>,
+    /// Words per tile of each chunk (derived).
+    tile_len: Vec<usize>,
 }
 
 impl CompactDatabase {
@@ -94,6 +113,7 @@ impl CompactDatabase {
                 return None;
             }
         }
+        db.compact();
         Some(db)
     }
 
@@ -127,7 +147,7 @@ impl CompactDatabase {
         } else {
             PIECE
         };
-        Some(CompactDatabase {
+        let mut db = CompactDatabase {
             k,
             n,
             block,
@@ -136,9 +156,138 @@ impl CompactDatabase {
             d0,
             per_chunk,
             len,
-            words: crate::words::Words::Owned(vec![0u32; len * k * n / PIECE * piece_len]),
+            words: crate::words::Words::Owned(Vec::new()),
             present: vec![false; len / d0],
+            rows: Rows::default(),
+        };
+        let groups = db.chunks() * db.groups();
+        let start = (0..=groups).map(|j| (j * d0) as u32).collect();
+        let list = (0..groups).flat_map(|_| 0..d0 as u32).collect();
+        db.rows = db.layout(start, list)?;
+        db.words = crate::words::Words::Owned(vec![0u32; db.word_count()]);
+        Some(db)
+    }
+
+    /// The row lists `start`/`list` with the offsets they imply, or None when they are not
+    /// one ascending list of rows below d₀ per group (the checks a mapped file needs).
+    pub(crate) fn layout(&self, start: Vec<u32>, list: Vec<u32>) -> Option<Rows> {
+        let (groups, cols) = (self.groups(), self.columns());
+        if start.len() != self.chunks() * groups + 1
+            || start.first() != Some(&0)
+            || start.last().map(|&e| e as usize) != Some(list.len())
+            || start.windows(2).any(|w| w[0] > w[1])
+        {
+            return None;
+        }
+        let tiles = self.k * self.n / self.block;
+        let (mut base, mut tile_len) = (Vec::with_capacity(groups), Vec::new());
+        let mut at = 0usize;
+        for chunk in 0..self.chunks() {
+            let mut in_tile = 0usize;
+            for g in 0..groups {
+                let j = chunk * groups + g;
+                let rows = &list[start[j] as usize..start[j + 1] as usize];
+                if rows.windows(2).any(|w| w[0] >= w[1])
+                    || rows.last().is_some_and(|&r| r as usize >= self.d0)
+                {
+                    return None;
+                }
+                base.push(at + in_tile);
+                let width = GROUP_COLUMNS.min(cols - g * GROUP_COLUMNS);
+                in_tile = in_tile.checked_add(
+                    (self.block / PIECE)
+                        .checked_mul(rows.len())?
+                        .checked_mul(width * self.piece_len)?,
+                )?;
+            }
+            tile_len.push(in_tile);
+            at = at.checked_add(in_tile.checked_mul(tiles)?)?;
+        }
+        Some(Rows {
+            start,
+            list,
+            base,
+            tile_len,
         })
+    }
+
+    /// Words the layout holds.
+    pub(crate) fn word_count(&self) -> usize {
+        let tiles = self.k * self.n / self.block;
+        self.rows.tile_len.iter().map(|l| l * tiles).sum()
+    }
+
+    /// Drops, per chunk and column group, the rows whose plaintexts are all zero (empty
+    /// cuckoo slots, the tails of short buckets): they are not stored and the first dimension
+    /// neither reads nor multiplies them. The words move down in place. Plaintexts set after
+    /// this must be in a stored row. Does nothing to mapped words.
+    pub fn compact(&mut self) {
+        let mut words = match std::mem::take(&mut self.words) {
+            crate::words::Words::Owned(words) => words,
+            mapped => {
+                self.words = mapped;
+                return;
+            }
+        };
+        let (tiles, groups, cols) = (self.k * self.n / self.block, self.groups(), self.columns());
+        let pieces = self.block / PIECE;
+        // Which stored rows have a non-zero word in any tile, piece or column of their group.
+        let mut start = vec![0u32];
+        let mut list = Vec::new();
+        for chunk in 0..self.chunks() {
+            for g in 0..groups {
+                let group = self.group(chunk, 0, g * GROUP_COLUMNS);
+                let rows = &self.rows.list[group.rows.0..group.rows.1];
+                let row_len = group.width * self.piece_len;
+                for (r, &row) in rows.iter().enumerate() {
+                    let nonzero = (0..tiles).any(|tile| {
+                        let at = self.group(chunk, tile, g * GROUP_COLUMNS).at;
+                        (0..pieces).any(|p| {
+                            let from = at + (p * rows.len() + r) * row_len;
+                            words[from..from + row_len].iter().any(|&w| w != 0)
+                        })
+                    });
+                    if nonzero {
+                        list.push(row);
+                    }
+                }
+                start.push(list.len() as u32);
+            }
+        }
+        let old = std::mem::take(&mut self.rows);
+        self.rows = self
+            .layout(start, list)
+            .expect("a subset of a valid layout is valid");
+        // Storage order is chunk, tile, group, piece, row: the kept rows keep that order, so
+        // every word moves down (or stays).
+        let mut to = 0;
+        for chunk in 0..self.chunks() {
+            for tile in 0..tiles {
+                for g in 0..groups {
+                    let j = chunk * groups + g;
+                    let first = g * GROUP_COLUMNS;
+                    let row_len = GROUP_COLUMNS.min(cols - first) * self.piece_len;
+                    let old_rows = &old.list[old.start[j] as usize..old.start[j + 1] as usize];
+                    let new_rows = &self.rows.list
+                        [self.rows.start[j] as usize..self.rows.start[j + 1] as usize];
+                    let from = old.base[j] + tile * old.tile_len[chunk];
+                    debug_assert_eq!(to, self.rows.base[j] + tile * self.rows.tile_len[chunk]);
+                    for p in 0..pieces {
+                        for (r, row) in old_rows.iter().enumerate() {
+                            if new_rows.binary_search(row).is_ok() {
+                                let at = from + (p * old_rows.len() + r) * row_len;
+                                words.copy_within(at..at + row_len, to);
+                                to += row_len;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        words.truncate(to);
+        words.shrink_to_fit();
+        debug_assert_eq!(to, self.word_count());
+        self.words = crate::words::Words::Owned(words);
     }
 
     /// Stores plaintext `index` (Eval form over the k ciphertext moduli, each word below its
@@ -160,13 +309,19 @@ impl CompactDatabase {
                 return false;
             }
         };
-        self.present[index / self.d0] = true;
         let (chunk, col, row) = self.position(index);
+        let group = self.group(chunk, 0, col);
+        let Ok(r) = self.rows.list[group.rows.0..group.rows.1].binary_search(&(row as u32)) else {
+            // A row dropped by `compact`: only a zero plaintext may go there.
+            self.words = crate::words::Words::Owned(words);
+            return pt.poly.data().iter().all(|&x| x == 0);
+        };
+        self.present[index / self.d0] = true;
         let (block, piece_len, packed) = (self.block, self.piece_len, self.packed);
         for (tile, src) in pt.poly.data().chunks_exact(block).enumerate() {
             let group = self.group(chunk, tile, col);
             for (g, values) in src.chunks_exact(PIECE).enumerate() {
-                let at = group.at + self.piece_at(&group, g, row, col);
+                let at = group.at + self.piece_at(&group, g, r, col);
                 let dst = &mut words[at..at + piece_len];
                 if packed {
                     pack28::pack(values, dst);
@@ -189,7 +344,7 @@ impl CompactDatabase {
         } else {
             self.words.len() * 4
         };
-        words + self.present.len()
+        words + self.present.len() + 4 * (self.rows.start.len() + self.rows.list.len())
     }
 
     /// Plaintexts per pass of the first dimension (a chunk, or with d₁ = 1 every chunk).
@@ -223,36 +378,50 @@ impl CompactDatabase {
         (chunk, within / self.d0, within % self.d0)
     }
 
-    /// Words of one column in one tile.
-    fn column_words(&self) -> usize {
-        self.block / PIECE * self.d0 * self.piece_len
+    /// Chunks (passes) of the database.
+    fn chunks(&self) -> usize {
+        self.len / self.per_chunk
+    }
+
+    /// Column groups of the whole database (every chunk's).
+    pub(crate) fn group_count(&self) -> usize {
+        self.chunks() * self.groups()
+    }
+
+    /// Column groups per chunk.
+    fn groups(&self) -> usize {
+        self.columns().div_ceil(GROUP_COLUMNS)
     }
 
     /// The group holding column `col` of `chunk` in tile `tile`.
     fn group(&self, chunk: usize, tile: usize, col: usize) -> Group {
         let cols = self.columns();
         let first = col / GROUP_COLUMNS * GROUP_COLUMNS;
-        let tiles = self.k * self.n / self.block;
+        let j = chunk * self.groups() + col / GROUP_COLUMNS;
         Group {
             first,
             width: GROUP_COLUMNS.min(cols - first),
-            at: ((chunk * tiles + tile) * cols + first) * self.column_words(),
+            at: self.rows.base[j] + tile * self.rows.tile_len[chunk],
+            rows: (self.rows.start[j] as usize, self.rows.start[j + 1] as usize),
         }
     }
 
-    /// Offset inside `group` of piece `g` of row `row` of column `col`.
-    fn piece_at(&self, group: &Group, g: usize, row: usize, col: usize) -> usize {
-        ((g * self.d0 + row) * group.width + col - group.first) * self.piece_len
+    /// Offset inside `group` of piece `g` of stored row `r` (the r-th of the group's rows) of
+    /// column `col`.
+    fn piece_at(&self, group: &Group, g: usize, r: usize, col: usize) -> usize {
+        let stored = group.rows.1 - group.rows.0;
+        ((g * stored + r) * group.width + col - group.first) * self.piece_len
     }
 }
 
 /// A run of columns stored together (see [`CompactDatabase`]): columns `first..first + width`
-/// of one chunk and tile, starting at word `at`.
+/// of one chunk and tile, starting at word `at`, storing the rows `rows.list[rows.0..rows.1]`.
 #[derive(Clone, Copy, Debug)]
 struct Group {
     first: usize,
     width: usize,
     at: usize,
+    rows: (usize, usize),
 }
 
 /// Selection ciphertexts of the first dimension as 32-bit words (moduli below 2^30), laid out
@@ -414,6 +583,7 @@ fn first_dimension_runs(
                 let pass = Pass {
                     db,
                     group,
+                    rows: &db.rows.list[group.rows.0..group.rows.1],
                     sels: &sel.words[at..at + d0 * 2 * block],
                     prefetch: &sel.words[from..to],
                     q,
@@ -441,6 +611,8 @@ fn first_dimension_runs(
 struct Pass<'a> {
     db: &'a CompactDatabase,
     group: Group,
+    /// The rows the group stores, in storage order (each indexes `sels`).
+    rows: &'a [u32],
     /// The call's selections in this tile: `[row i][poly][block]`.
     sels: &'a [u32],
     /// Words to bring into L2 while the pass runs (the next tile's selections).
@@ -454,6 +626,11 @@ struct Pass<'a> {
 /// `sums[(c·2 + poly)·block + x] = Σ_i sel_{i,poly}[x]·pt_{c,i}[x]`, lazily (each below 2^64,
 /// congruent mod q), for the columns c of the pass's group.
 fn group_sums(p: &Pass, sums: &mut [u64], scratch: &mut Vec<u32>) {
+    if p.rows.is_empty() {
+        // Every plaintext of the group is zero.
+        sums.fill(0);
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if p.db.packed && pack28::vbmi() {
         macro_rules! blocked {
@@ -483,14 +660,14 @@ fn reduce_sums(sums: &mut [u64], q: u32) {
     }
 }
 
-/// The group's pieces `g` as 32-bit values, `[row][column][PIECE]`: the stored words, or
+/// The group's pieces `g` as 32-bit values, `[stored row][column][PIECE]`: the stored words, or
 /// unpacked into `scratch`.
 fn slab<'a>(p: &'a Pass, g: usize, scratch: &'a mut Vec<u32>) -> &'a [u32] {
     let db = p.db;
-    let len = db.d0 * p.group.width * db.piece_len;
+    let len = p.rows.len() * p.group.width * db.piece_len;
     let stored = &db.words[p.group.at + g * len..][..len];
     if db.packed {
-        scratch.resize(db.d0 * p.group.width * PIECE, 0);
+        scratch.resize(p.rows.len() * p.group.width * PIECE, 0);
         pack28::unpack(stored, scratch);
         scratch
     } else {
@@ -510,19 +687,20 @@ fn sel_piece<'a>(p: &'a Pass, i: usize, poly: usize, g: usize) -> &'a [u32; PIEC
 /// [`group_sums`] on any CPU and storage, per column and piece with both polys' sums in a
 /// local array over all rows.
 fn group_sums_portable(p: &Pass, sums: &mut [u64], scratch: &mut Vec<u32>) {
-    let (block, d0, w) = (p.db.block, p.db.d0, p.group.width);
+    let (block, w) = (p.db.block, p.group.width);
     for g in 0..block / PIECE {
         let values = slab(p, g, scratch);
         for c in 0..w {
             let mut acc = [[0u64; PIECE]; 2];
             let mut lazy = 0;
-            for i in 0..d0 {
+            for (r, &i) in p.rows.iter().enumerate() {
+                let i = i as usize;
                 if lazy == p.run {
                     reduce_sums(acc.as_flattened_mut(), p.q);
                     lazy = 0;
                 }
                 lazy += 1;
-                let v = &values[(i * w + c) * PIECE..][..PIECE];
+                let v = &values[(r * w + c) * PIECE..][..PIECE];
                 for (poly, acc) in acc.iter_mut().enumerate() {
                     for ((a, &x), &y) in acc.iter_mut().zip(sel_piece(p, i, poly, g)).zip(v) {
                         *a += x as u64 * y as u64;
@@ -549,8 +727,12 @@ fn group_sums_portable(p: &Pass, sums: &mut [u64], scratch: &mut Vec<u32>) {
 unsafe fn group_sums_avx2(p: &Pass, sums: &mut [u64], scratch: &mut Vec<u32>) {
     use core::arch::x86_64::*;
     let (block, d0, w) = (p.db.block, p.db.d0, p.group.width);
+    let stored = p.rows.len();
     assert!(
-        sums.len() == w * 2 * block && p.sels.len() == d0 * 2 * block && p.run > 0,
+        sums.len() == w * 2 * block
+            && p.sels.len() == d0 * 2 * block
+            && p.rows.iter().all(|&i| (i as usize) < d0)
+            && p.run > 0,
         "first dimension group shapes"
     );
     /// Sixteen u32 as two vectors.
@@ -565,7 +747,7 @@ unsafe fn group_sums_avx2(p: &Pass, sums: &mut [u64], scratch: &mut Vec<u32>) {
             ]
         }
     }
-    let slab_len = d0 * w * p.db.piece_len;
+    let slab_len = stored * w * p.db.piece_len;
     let per_piece = p.prefetch.len().div_ceil(block / PIECE);
     for g in 0..block / PIECE {
         let at = p.group.at + g * slab_len;
@@ -575,15 +757,15 @@ unsafe fn group_sums_avx2(p: &Pass, sums: &mut [u64], scratch: &mut Vec<u32>) {
         for c in 0..w {
             let mut total = [[0u64; PIECE]; 2];
             let mut i = 0;
-            while i < d0 {
-                let end = (i + p.run).min(d0);
+            while i < stored {
+                let end = (i + p.run).min(stored);
                 // [poly][half][even, odd]
                 let mut acc = [[[_mm256_setzero_si256(); 2]; 2]; 2];
-                for i in i..end {
-                    let v = load(&values[(i * w + c) * PIECE..][..PIECE]);
+                for (r, &row) in p.rows.iter().enumerate().take(end).skip(i) {
+                    let v = load(&values[(r * w + c) * PIECE..][..PIECE]);
                     let v_odd = v.map(|v| _mm256_srli_epi64::<32>(v));
                     for (poly, acc) in acc.iter_mut().enumerate() {
-                        let s = load(sel_piece(p, i, poly, g));
+                        let s = load(sel_piece(p, row as usize, poly, g));
                         for h in 0..2 {
                             let odd = _mm256_srli_epi64::<32>(s[h]);
                             let [even_sum, odd_sum] = &mut acc[h];
@@ -605,7 +787,7 @@ unsafe fn group_sums_avx2(p: &Pass, sums: &mut [u64], scratch: &mut Vec<u32>) {
                         let (h, j, e) = (x / 8, x % 8 / 2, x % 2);
                         *t += lanes[2 * h + e][j];
                     }
-                    if end < d0 {
+                    if end < stored {
                         reduce_sums(&mut total[poly], p.q);
                     }
                 }
@@ -636,16 +818,17 @@ unsafe fn group_sums_avx2(p: &Pass, sums: &mut [u64], scratch: &mut Vec<u32>) {
 unsafe fn group_sums_vbmi<const W: usize>(p: &Pass, sums: &mut [u64]) {
     use core::arch::x86_64::*;
     let (db, group) = (p.db, p.group);
-    let (block, d0) = (db.block, db.d0);
+    let (block, d0, stored) = (db.block, db.d0, p.rows.len());
     let piece_len = PIECE / pack28::GROUP * pack28::GROUP_WORDS;
     let row_len = W * piece_len;
-    let len = block / PIECE * d0 * row_len;
+    let len = block / PIECE * stored * row_len;
     assert!(
         db.packed
             && db.piece_len == piece_len
             && group.width == W
             && group.at + len <= db.words.len()
             && p.sels.len() == d0 * 2 * block
+            && p.rows.iter().all(|&i| (i as usize) < d0)
             && sums.len() == W * 2 * block
             && p.run > 0,
         "blocked first dimension shapes"
@@ -656,21 +839,22 @@ unsafe fn group_sums_vbmi<const W: usize>(p: &Pass, sums: &mut [u64]) {
     // Lanes of the even sums (coefficient 2j in lane j) and the odd ones (2j + 1), interleaved.
     let interleave_lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
     let interleave_hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
-    // The next tile's selections: this many words per step, over block/16·d0 steps.
-    let steps = block / PIECE * d0;
+    // The next tile's selections: this many words per step, over block/16·(stored rows) steps.
+    let steps = (block / PIECE * stored).max(1);
     let per_step = p.prefetch.len().div_ceil(steps).next_multiple_of(PIECE);
     let mut step = 0;
     for g in 0..block / PIECE {
         let mut carry = false;
         let mut i = 0;
-        while i < d0 {
-            let end = (i + p.run).min(d0);
+        while i < stored {
+            let end = (i + p.run).min(stored);
             let mut acc = [[_mm512_setzero_si512(); 4]; W];
-            for i in i..end {
-                let at = group.at + (g * d0 + i) * row_len;
+            for r in i..end {
+                let at = group.at + (g * stored + r) * row_len;
                 prefetch_l2(&db.words, at + PREFETCH_WORDS, row_len);
                 prefetch_l2(p.prefetch, step * per_step, per_step);
                 step += 1;
+                let i = p.rows[r] as usize;
                 let (s0, s1) = (sel_piece(p, i, 0, g), sel_piece(p, i, 1, g));
                 // SAFETY: each array holds 16 u32 (one 512-bit load).
                 let (s0, s1) = unsafe {
@@ -680,7 +864,7 @@ unsafe fn group_sums_vbmi<const W: usize>(p: &Pass, sums: &mut [u64]) {
                     )
                 };
                 let (s0_odd, s1_odd) = (_mm512_srli_epi64::<32>(s0), _mm512_srli_epi64::<32>(s1));
-                let row = &words[(g * d0 + i) * row_len..(g * d0 + i + 1) * row_len];
+                let row = &words[(g * stored + r) * row_len..(g * stored + r + 1) * row_len];
                 for (c, acc) in acc.iter_mut().enumerate() {
                     let src: &[u32; 14] = row[c * piece_len..(c + 1) * piece_len]
                         .try_into()
@@ -715,7 +899,7 @@ unsafe fn group_sums_vbmi<const W: usize>(p: &Pass, sums: &mut [u64]) {
                         _mm512_storeu_si512(d.as_mut_ptr().cast(), lo);
                         _mm512_storeu_si512(d[8..].as_mut_ptr().cast(), hi);
                     }
-                    if end < d0 {
+                    if end < stored {
                         reduce_sums(d, p.q);
                     }
                 }
@@ -841,6 +1025,88 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Rows whose plaintexts are all zero in a column group (absent, or present but zero) are
+    /// dropped by `compact` and the first dimension is unchanged: over both packings, against
+    /// the same database filled without compaction, with a group left with no row at all and
+    /// a present all-zero column (a zero ciphertext, not None).
+    #[test]
+    fn compaction_drops_zero_rows_and_keeps_the_sums() {
+        let ctx = Context::predefined("n_4096_logq_27_28_28_logt_4").unwrap();
+        let (k, n) = (ctx.ciphertext_moduli_count(), ctx.n);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let random_poly = |rng: &mut rand::rngs::StdRng| {
+            let mut p = Poly::zero(&ctx, k, Format::Eval);
+            for r in 0..k {
+                let q = ctx.modulus(r).value;
+                for x in p.row_mut(r) {
+                    *x = rng.gen_range(0..q);
+                }
+            }
+            p
+        };
+        // One chunk of 12 columns of 4 rows: groups of columns 0..5, 5..10, 10..12.
+        let (d0, per_chunk, calls) = (4usize, 48usize, 1usize);
+        let at = |col: usize, row: usize| col * d0 + row;
+        let pts: Vec<Option<EvalPlaintext>> = (0..per_chunk)
+            .map(|j| {
+                let (col, row) = (j / d0, j % d0);
+                // Group 0: row 1 absent everywhere, row 3 present but zero in column 2 and
+                // absent elsewhere. Group 1: only row 2 of column 7. Group 2: column 10
+                // present but all zero, column 11 absent.
+                let zero = EvalPlaintext {
+                    poly: Poly::zero(&ctx, k, Format::Eval),
+                };
+                match (col, row) {
+                    (0..5, 1) | (0..5, 3) if (col, row) != (2, 3) => None,
+                    (2, 3) | (10, _) => Some(zero),
+                    (5..10, _) if (col, row) != (7, 2) => None,
+                    (11, _) => None,
+                    _ => Some(EvalPlaintext {
+                        poly: random_poly(&mut rng),
+                    }),
+                }
+            })
+            .collect();
+        let mut sel = Selection32::default();
+        sel.reset(calls, d0, k, n);
+        for i in 0..d0 {
+            let c =
+                Ciphertext::from_polys(vec![random_poly(&mut rng), random_poly(&mut rng)]).unwrap();
+            sel.put(0, i, &c).unwrap();
+        }
+        let run = |db: &CompactDatabase| {
+            let mut alloc = || Ciphertext::eval_shaped(k, n);
+            first_dimension_compact(&ctx, db, &sel, 0..calls, (0, per_chunk), &mut alloc).unwrap()
+        };
+        for pack in [false, true] {
+            let mut full = CompactDatabase::zeroed(&ctx, per_chunk, (d0, per_chunk), pack).unwrap();
+            for (j, pt) in pts.iter().enumerate() {
+                if let Some(pt) = pt {
+                    assert!(full.set(j, pt));
+                }
+            }
+            let compact = CompactDatabase::with_packing(&ctx, &pts, (d0, per_chunk), pack).unwrap();
+            assert_eq!(compact.rows.list, [0, 2, 2], "rows kept per group");
+            assert_eq!(compact.rows.start, [0, 2, 3, 3]);
+            // 15 of the 48 (row, column) pieces per tile are stored.
+            assert_eq!(compact.words.len() * 48, full.words.len() * 15);
+            let (got, want) = (run(&compact), run(&full));
+            assert_eq!(got, want);
+            let cols = &got[0];
+            assert!(cols[6].is_none() && cols[11].is_none() && cols[7].is_some());
+            let ten = cols[10]
+                .as_ref()
+                .expect("a present zero column has an output");
+            assert!(ten.polys().iter().all(|p| p.data().iter().all(|&x| x == 0)));
+            let c0 = cols[0].as_ref().unwrap();
+            // A non-zero plaintext for a dropped row is refused; a zero one is accepted.
+            let mut compact = compact;
+            assert!(!compact.set(at(0, 1), pts[at(0, 0)].as_ref().unwrap()));
+            assert!(compact.set(at(0, 1), pts[at(2, 3)].as_ref().unwrap()));
+            assert_eq!(run(&compact)[0][0].as_ref(), Some(c0));
         }
     }
 

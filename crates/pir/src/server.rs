@@ -515,6 +515,7 @@ impl ServerShard {
                     }
                 }
             }
+            db.compact();
             compact.push(db);
         }
         Ok(ServerShard {

@@ -12,12 +12,18 @@
 //! Format (all integers little-endian):
 //!
 //! ```text
-//! magic "SIFTCDB\x01"        8 bytes
+//! magic "SIFTCDB\x02"        8 bytes
 //! u64 table_count
-//! per table: 10 × u64        k n block packed piece_len d0 per_chunk len present_at words_at
+//! per table: 12 × u64        k n block packed piece_len d0 per_chunk len present_at words_at
+//!                            rows_at row_count
 //! per table, at present_at:  len/d0 bytes, 0 or 1 (whether a column has a plaintext)
-//! per table, at words_at:    len·k·n/16·piece_len u32 words (words_at a multiple of 64)
+//! per table, at rows_at:     (groups + 1) u32 starts, then row_count u32 rows: the rows each
+//!                            column group stores (all-zero rows are dropped)
+//! per table, at words_at:    the stored rows' u32 words (words_at a multiple of 64)
 //! ```
+//!
+//! Files of the first version (`SIFTCDB\x01`: 10 fields, no row lists, every row stored) are
+//! still read.
 //!
 //! The words depend on the machine that wrote them only through `packed` (28-bit packing is
 //! used where the CPU has AVX-512 VBMI): a server whose CPU would not pack the same way does
@@ -36,10 +42,16 @@ pub use crate::words::Words;
 pub use memmap2::Mmap;
 
 /// File magic of a `.words` file.
-pub const MAGIC: &[u8; 8] = b"SIFTCDB\x01";
+pub const MAGIC: &[u8; 8] = b"SIFTCDB\x02";
+
+/// File magic of the first version (every row stored, no row lists).
+const MAGIC_V1: &[u8; 8] = b"SIFTCDB\x01";
 
 /// Header fields per table.
-const FIELDS: usize = 10;
+const FIELDS: usize = 12;
+
+/// Header fields per table in the first version.
+const FIELDS_V1: usize = 10;
 
 /// Alignment of each table's words inside the file (a cache line).
 const ALIGN: usize = 64;
@@ -71,14 +83,16 @@ pub fn encode(tables: &[CompactDatabase]) -> Vec<u8> {
     for t in tables {
         let present_at = at;
         at += t.present.len();
+        let rows_at = at.div_ceil(4) * 4;
+        at = rows_at + 4 * (t.rows.start.len() + t.rows.list.len());
         at = at.div_ceil(ALIGN) * ALIGN;
-        places.push((present_at, at));
+        places.push((present_at, at, rows_at));
         at += t.words.len() * 4;
     }
     let mut out = Vec::with_capacity(at);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(tables.len() as u64).to_le_bytes());
-    for (t, &(p, w)) in tables.iter().zip(&places) {
+    for (t, &(p, w, r)) in tables.iter().zip(&places) {
         for v in [
             t.k,
             t.n,
@@ -90,13 +104,19 @@ pub fn encode(tables: &[CompactDatabase]) -> Vec<u8> {
             t.len,
             p,
             w,
+            r,
+            t.rows.list.len(),
         ] {
             out.extend_from_slice(&(v as u64).to_le_bytes());
         }
     }
-    for (t, &(p, w)) in tables.iter().zip(&places) {
+    for (t, &(p, w, r)) in tables.iter().zip(&places) {
         debug_assert_eq!(out.len(), p);
         out.extend(t.present.iter().map(|&b| u8::from(b)));
+        out.resize(r, 0);
+        for x in t.rows.start.iter().chain(&t.rows.list) {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
         out.resize(w, 0);
         for x in t.words.iter() {
             out.extend_from_slice(&x.to_le_bytes());
@@ -136,9 +156,11 @@ pub fn decode(
         usize::try_from(u64::from_le_bytes(b.try_into().expect("8 bytes")))
             .map_err(|_| bad("header value too large".into()))
     };
-    if bytes.get(..8) != Some(&MAGIC[..]) {
-        return Err(bad("bad magic (not a sift .words file)".into()));
-    }
+    let fields = match bytes.get(..8) {
+        Some(m) if m == &MAGIC[..] => FIELDS,
+        Some(m) if m == &MAGIC_V1[..] => FIELDS_V1,
+        _ => return Err(bad("bad magic (not a sift .words file)".into())),
+    };
     let count = u64_at(8)?;
     if count != shape.tables {
         return Err(bad(format!(
@@ -151,9 +173,11 @@ pub fn decode(
     let pack = packs_here(ctx);
     let mut out = Vec::with_capacity(count);
     for t in 0..count {
-        let h: Vec<usize> = (0..FIELDS)
-            .map(|f| u64_at(16 + (t * FIELDS + f) * 8))
+        let mut h: Vec<usize> = (0..fields)
+            .map(|f| u64_at(16 + (t * fields + f) * 8))
             .collect::<Result<_, _>>()?;
+        // A first-version table stores every row: no row list.
+        h.resize(FIELDS, usize::MAX);
         let [
             fk,
             fn_,
@@ -165,6 +189,8 @@ pub fn decode(
             len,
             present_at,
             words_at,
+            rows_at,
+            row_count,
         ] = h[..]
         else {
             unreachable!("FIELDS values")
@@ -188,6 +214,8 @@ pub fn decode(
             || len != shape.len
             || d0 == 0
             || !len.is_multiple_of(d0)
+            || per_chunk == 0
+            || !len.is_multiple_of(per_chunk)
         {
             return Err(bad(format!(
                 "table {t}'s shape (k {fk}, n {fn_}, block {block}, d0 {d0}, {len} plaintexts) \
@@ -209,10 +237,41 @@ pub fn decode(
                 v => Err(bad(format!("table {t}: column flag {v}"))),
             })
             .collect::<Result<Vec<bool>, _>>()?;
-        let word_count = len
-            .checked_mul(k * n)
-            .map(|x| x / PIECE * piece_len)
-            .ok_or_else(|| bad(format!("table {t}: size overflows")))?;
+        // The layout: every row (first version), or the stored row lists.
+        let mut table = CompactDatabase::zeroed(ctx, 0, (d0, per_chunk), packed)
+            .ok_or_else(|| bad(format!("table {t}: shape")))?;
+        table.len = len;
+        table.present = present;
+        let groups = table.group_count();
+        let (start, list) = if rows_at == usize::MAX {
+            let start = (0..=groups).map(|j| j * d0).collect::<Vec<_>>();
+            let start = start
+                .into_iter()
+                .map(u32::try_from)
+                .collect::<Result<_, _>>();
+            let start = start.map_err(|_| bad(format!("table {t}: too many rows")))?;
+            let list = (0..groups).flat_map(|_| 0..d0 as u32).collect();
+            (start, list)
+        } else {
+            let u32s = |at: usize, count: usize| -> Option<Vec<u32>> {
+                let end = count.checked_mul(4)?.checked_add(at)?;
+                let b = bytes.get(at..end)?;
+                Some(
+                    b.chunks_exact(4)
+                        .map(|w| u32::from_le_bytes(w.try_into().expect("4 bytes")))
+                        .collect(),
+                )
+            };
+            let start = u32s(rows_at, groups.saturating_add(1));
+            let list = u32s(rows_at.saturating_add(4 * (groups + 1)), row_count);
+            start
+                .zip(list)
+                .ok_or_else(|| bad(format!("table {t}: row lists out of range")))?
+        };
+        table.rows = table
+            .layout(start, list)
+            .ok_or_else(|| bad(format!("table {t}: malformed row lists")))?;
+        let word_count = table.word_count();
         if !words_at.is_multiple_of(ALIGN) {
             return Err(bad(format!("table {t}: words not aligned")));
         }
@@ -222,18 +281,8 @@ pub fn decode(
                 bytes.len()
             ))
         })?;
-        out.push(CompactDatabase {
-            k,
-            n,
-            block,
-            packed,
-            piece_len,
-            d0,
-            per_chunk,
-            len,
-            words,
-            present,
-        });
+        table.words = words;
+        out.push(table);
     }
     Ok(Some(out))
 }
@@ -282,6 +331,52 @@ mod tests {
             len: tables[0].len(),
         };
         (ctx, shape, tables)
+    }
+
+    /// A first-version file (every row stored, no row lists) written by an older sift still
+    /// maps, to the table with every row.
+    #[test]
+    fn a_first_version_words_file_still_maps() {
+        let (ctx, shape, compacted) = tables(packs_here(
+            &Context::new(
+                sift_he::EncryptionParameters::predefined("n_4096_logq_27_28_28_logt_5").unwrap(),
+            )
+            .unwrap(),
+        ));
+        let t = &compacted[0];
+        // The same table with every row, as the first version stored it.
+        let mut full = CompactDatabase::zeroed(&ctx, t.len, (t.d0, t.per_chunk), t.packed).unwrap();
+        full.present = t.present.clone();
+        assert!(full.words.len() >= t.words.len());
+        let mut out = MAGIC_V1.to_vec();
+        out.extend_from_slice(&1u64.to_le_bytes());
+        let present_at = 16 + FIELDS_V1 * 8;
+        let words_at = (present_at + full.present.len()).div_ceil(ALIGN) * ALIGN;
+        for v in [
+            full.k,
+            full.n,
+            full.block,
+            usize::from(full.packed),
+            full.piece_len,
+            full.d0,
+            full.per_chunk,
+            full.len,
+            present_at,
+            words_at,
+        ] {
+            out.extend_from_slice(&(v as u64).to_le_bytes());
+        }
+        out.extend(full.present.iter().map(|&b| u8::from(b)));
+        out.resize(words_at, 0);
+        for x in full.words.iter() {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v1.words");
+        std::fs::write(&p, &out).unwrap();
+        let one = Shape { tables: 1, ..shape };
+        let mapped = decode(&map_file(&p).unwrap(), &ctx, one).unwrap().unwrap();
+        assert_eq!(mapped, [full]);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! text-format `KeywordDatabase`, read line by line with a bounded line length.
 
 use crate::ParsingConfiguration;
-use crate::txtpb::{TxtpbEvent, TxtpbParser};
+use sift_keyworddb::{Encoding, Position};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
@@ -331,16 +331,70 @@ impl Importer {
         }
     }
 
-    /// Imports a file; formats are detected per line, or per file for `.txtpb`/`.textproto`
-    /// files and files whose first entry starts with `rows`.
+    /// Imports a file; formats are detected per line, or per file for Apple's
+    /// `KeywordDatabase` (text format: `.txtpb`/`.textproto` files and files whose first entry
+    /// starts with `rows`; binary: `.binpb`/`.pb` files).
     pub fn import_path(&mut self, path: &Path) -> std::io::Result<()> {
-        let name = path.display().to_string();
-        let f = std::fs::File::open(path)?;
-        let is_txtpb = matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("txtpb" | "textproto" | "pbtxt")
-        );
-        self.import_reader(&name, f, is_txtpb)
+        let mut keys = std::mem::take(&mut self.keys);
+        let r = self.import_path_with(path, &mut |k| {
+            keys.push(k.into_boxed_str());
+            Ok(())
+        });
+        self.keys = keys;
+        r
+    }
+
+    /// Imports the rows of a `KeywordDatabase` reader: each keyword normalised like a URL-list
+    /// key; a row without a keyword, or a keyword that is not a URL key, is skipped with its
+    /// line; a malformed file is reported where it goes wrong and read no further.
+    fn import_rows(
+        &mut self,
+        name: &str,
+        rows: impl Iterator<Item = Result<sift_keyworddb::Row, sift_keyworddb::Error>>,
+        sink: &mut dyn FnMut(String) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let line = |p: Position| match p {
+            Position::Text { line, .. } => line,
+            _ => 0,
+        };
+        for row in rows {
+            match row {
+                Ok(row) if row.keyword.is_empty() => {
+                    self.report
+                        .issue(name, line(row.position), "row without keyword, skipped")
+                }
+                Ok(row) => match String::from_utf8(row.keyword) {
+                    Ok(k) => match self.parsing.normalize_key(&k) {
+                        Ok(k) => {
+                            sink(k)?;
+                            self.report.accepted += 1;
+                        }
+                        Err(e) => self.report.issue(
+                            name,
+                            line(row.position),
+                            format!("keyword {k:?}: {e}"),
+                        ),
+                    },
+                    Err(_) => self
+                        .report
+                        .issue(name, line(row.position), "keyword is not UTF-8"),
+                },
+                Err(e) => {
+                    let reason = match e.position {
+                        Position::Text { col, .. } => format!("column {col}: {}", e.reason),
+                        Position::Binary { offset } => format!("byte {offset}: {}", e.reason),
+                        Position::File => e.reason.clone(),
+                    };
+                    self.report.issue(
+                        name,
+                        line(e.position),
+                        format!("{reason} (the rest of the file is not read)"),
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Imports from any reader (streamed; memory use is bounded by [`MAX_LINE`] per line).
@@ -370,11 +424,15 @@ impl Importer {
     ) -> std::io::Result<()> {
         let name = path.display().to_string();
         let f = std::fs::File::open(path)?;
-        let is_txtpb = matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("txtpb" | "textproto" | "pbtxt")
-        );
-        self.import_reader_with(&name, f, is_txtpb, sink)
+        match Encoding::from_path(path) {
+            Some(Encoding::Binary) => {
+                self.report.files += 1;
+                let rows = sift_keyworddb::BinaryReader::new(&name, f);
+                self.import_rows(&name, rows, sink)
+            }
+            Some(Encoding::Text) => self.import_reader_with(&name, f, true, sink),
+            None => self.import_reader_with(&name, f, false, sink),
+        }
     }
 
     /// The report of a streaming import (see [`Importer::import_path_with`]); its duplicate
@@ -403,11 +461,21 @@ impl Importer {
                 .issue(name, 0, "binary file (NUL bytes), skipped");
             return Ok(());
         }
+        if txtpb || starts_with_rows(head) {
+            let lines = std::rc::Rc::new(std::cell::Cell::new((0u64, b'\n')));
+            let counted = CountLines {
+                inner: r,
+                lines: lines.clone(),
+            };
+            let rows = sift_keyworddb::TextReader::new(name, counted).keyword_optional();
+            self.import_rows(name, rows, sink)?;
+            // A last line without a line break counts too.
+            let (breaks, last) = lines.get();
+            self.report.lines += breaks + u64::from(last != b'\n');
+            return Ok(());
+        }
         let mut buf = Vec::new();
         let mut lineno = 0u64;
-        let mut mode_txtpb = txtpb;
-        let mut decided = txtpb;
-        let mut parser = TxtpbParser::new();
         while let Some(too_long) = read_capped_line(&mut r, &mut buf)? {
             lineno += 1;
             self.report.lines += 1;
@@ -428,39 +496,6 @@ impl Importer {
                 continue;
             };
             let line = line.strip_prefix('\u{feff}').unwrap_or(line);
-            if !decided {
-                let t = line.trim_start();
-                if !t.is_empty() && !t.starts_with('#') && !t.starts_with('!') {
-                    decided = true;
-                    mode_txtpb = t.starts_with("rows");
-                }
-            }
-            if mode_txtpb {
-                let mut any = false;
-                for ev in parser.feed_line(line) {
-                    any = true;
-                    match ev {
-                        TxtpbEvent::Row(k, _) => match String::from_utf8(k) {
-                            Ok(k) => match self.parsing.normalize_key(&k) {
-                                Ok(k) => {
-                                    sink(k)?;
-                                    self.report.accepted += 1;
-                                }
-                                Err(e) => {
-                                    self.report
-                                        .issue(name, lineno, format!("keyword {k:?}: {e}"))
-                                }
-                            },
-                            Err(_) => self.report.issue(name, lineno, "keyword is not UTF-8"),
-                        },
-                        TxtpbEvent::Error(m) => self.report.issue(name, lineno, m),
-                    }
-                }
-                if !any && line.trim().is_empty() {
-                    self.report.comments += 1;
-                }
-                continue;
-            }
             match classify(line, &self.parsing) {
                 Line::Keys(ks) => {
                     for k in ks {
@@ -471,9 +506,6 @@ impl Importer {
                 Line::Comment => self.report.comments += 1,
                 Line::Skip(reason) => self.report.issue(name, lineno, reason),
             }
-        }
-        if let Some(m) = parser.finish().filter(|_| mode_txtpb) {
-            self.report.issue(name, lineno, m);
         }
         Ok(())
     }
@@ -497,5 +529,33 @@ impl Importer {
         self.keys.shrink_to_fit();
         self.report.duplicates = (before - self.keys.len()) as u64;
         (self.keys, self.report)
+    }
+}
+
+/// Whether the first entry of a file (its first line that is neither blank nor a `#` / `!`
+/// comment, within `head`) starts with `rows`: Apple's text-format `KeywordDatabase`.
+fn starts_with_rows(head: &[u8]) -> bool {
+    let head = head.strip_prefix("\u{feff}".as_bytes()).unwrap_or(head);
+    head.split(|&b| b == b'\n')
+        .map(|l| l.trim_ascii_start())
+        .find(|l| !l.is_empty() && !l.starts_with(b"#") && !l.starts_with(b"!"))
+        .is_some_and(|l| l.starts_with(b"rows"))
+}
+
+/// A reader that counts the line breaks read through it and keeps the last byte (the lines of
+/// a text-format file read by a parser that does not report them).
+struct CountLines<R> {
+    inner: R,
+    lines: std::rc::Rc<std::cell::Cell<(u64, u8)>>,
+}
+
+impl<R: Read> Read for CountLines<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let (breaks, last) = self.lines.get();
+        let more = buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        self.lines
+            .set((breaks + more, buf[..n].last().copied().unwrap_or(last)));
+        Ok(n)
     }
 }

@@ -1,13 +1,12 @@
 //! URL keys as the device looks them up: sub-URL expansion of a request URL and import of
-//! blocklists (plain, hosts, AdBlock domain rules, Apple `KeywordDatabase` text format) into
-//! normalized scheme-less keys.
+//! blocklists (plain, hosts, AdBlock domain rules, Apple `KeywordDatabase` in text or binary
+//! format, read by `sift-keyworddb`) into normalized scheme-less keys.
 #![forbid(unsafe_code)]
 
 mod import;
 mod parsing;
 mod punycode;
 mod suburl;
-mod txtpb;
 mod url;
 mod walker;
 
@@ -18,7 +17,6 @@ pub use parsing::{
 };
 pub use punycode::host_to_ascii;
 pub use suburl::{for_each_suburl, normalize_key, suburls};
-pub use txtpb::{TxtpbEvent, TxtpbParser, parse_txtpb};
 pub use url::{ParsedUrl, parse_url};
 pub use walker::SubUrlWalker;
 

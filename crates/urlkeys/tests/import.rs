@@ -69,6 +69,40 @@ fn keyword_database_text_format() {
     assert_eq!(keys, keys2);
 }
 
+/// Any text-format layout is read (Apple's testing instructions write the whole database on one
+/// line, in list syntax), and the binary format too; a malformed file is reported where it goes
+/// wrong, keeping the rows before it.
+#[test]
+fn keyword_database_one_line_list_binary_and_malformed() {
+    let one_line = br#"rows: [{ keyword: "www.example.com" value: "1" }, { keyword: "ads.example/a?b=1" value: "1" }]"#;
+    let (keys, rep) = import("one-line.txt", one_line, false);
+    assert_eq!(keys, ["ads.example/a?b=1", "example.com"]);
+    assert_eq!((rep.skipped, rep.lines), (0, 1), "{rep}");
+    let (forced, _) = import("db.txtpb", one_line, true);
+    assert_eq!(forced, keys);
+
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("db.binpb");
+    let rows = vec![
+        (b"Tracker.example".to_vec(), b"1".to_vec()),
+        (b"cdn.example/x".to_vec(), vec![]),
+    ];
+    std::fs::write(&bin, sift_keyworddb::encode_binary(&rows)).unwrap();
+    let mut im = Importer::new();
+    im.import_path(&bin).unwrap();
+    let (keys, rep) = im.finish();
+    let keys: Vec<String> = keys.into_iter().map(String::from).collect();
+    assert_eq!(keys, ["cdn.example/x", "tracker.example"]);
+    assert_eq!((rep.files, rep.skipped), (1, 0));
+
+    let (keys, rep) = import("bad.txtpb", b"rows { keyword: \"a.example\" }\nrows { keyword: \"b\\q\" }\nrows { keyword: \"c.example\" }\n", true);
+    assert_eq!(keys, ["a.example"]);
+    assert_eq!(rep.skipped, 1);
+    assert_eq!(rep.issues[0].line, 2);
+    assert!(rep.issues[0].reason.contains("bad escape"), "{rep}");
+    assert!(rep.issues[0].reason.contains("not read"), "{rep}");
+}
+
 #[test]
 fn empty_and_binary_files() {
     let (keys, rep) = import("empty.txt", b"", false);

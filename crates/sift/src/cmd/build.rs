@@ -28,12 +28,15 @@ const DEFAULT_PARAMETERS: &str = "n_4096_logq_27_28_28_logt_5";
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Blocklist files (plain one URL per line, hosts, AdBlock, or Apple `KeywordDatabase` .txtpb).
-    #[arg(required = true)]
+    /// Default: the `--config` file's `inputDatabase`.
+    #[arg(required_unless_present = "config")]
     pub inputs: Vec<PathBuf>,
     /// Dataset folder: each build publishes `versions/<id>/` there and points `current` at it
     /// (`current/` is Apple's `<stem>-<i>.bin` layout). A service's `dataset_dir` names it.
-    #[arg(short, long, default_value = ".")]
-    pub output_dir: PathBuf,
+    /// Default: `.`, or none when the `--config` file names `outputDatabase` (then only
+    /// Apple's files are written, at the config's paths).
+    #[arg(short, long)]
+    pub output_dir: Option<PathBuf>,
     #[command(flatten)]
     pub options: BuildOptions,
     /// Reuse the unchanged shards of this dataset's current version (hard links): only shards
@@ -252,18 +255,47 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         options.process_config = Some(Box::new(ProcessConfig::read(p)?));
     }
     rlwe_parameters(&options)?;
+    let apple = options
+        .process_config
+        .as_deref()
+        .filter(|c| c.has_apple_outputs())
+        .cloned();
+    if let Some(c) = &apple {
+        c.apple_outputs(1)?;
+    }
+    let inputs = match (args.inputs.is_empty(), options.process_config.as_deref()) {
+        (false, _) => args.inputs.clone(),
+        (true, Some(c)) => vec![c.input().context(
+            "no input: give the blocklist files on the command line or inputDatabase in the \
+             --config file",
+        )?],
+        (true, None) => bail!("no input: give the blocklist files to build from"),
+    };
+    // Without -o, a config that names Apple's outputs gets only those: the versioned dataset
+    // is built in a scratch folder, removed afterwards.
+    let (output_dir, scratch) = match (&args.output_dir, &apple) {
+        (Some(d), _) => (d.clone(), None),
+        (None, Some(_)) => {
+            let t = tempfile::Builder::new()
+                .prefix(".sift-build-")
+                .tempdir_in(".")
+                .context("creating a scratch folder in the current directory")?;
+            (t.path().to_path_buf(), Some(t))
+        }
+        (None, None) => (PathBuf::from("."), None),
+    };
     // A build that fails leaves no trace: its staging folder goes (with its partitions), and
     // so does the output folder when this build created it.
-    let created = !args.output_dir.exists();
+    let created = !output_dir.exists();
     let result = build_streaming(
-        &args.inputs,
-        &args.output_dir,
+        &inputs,
+        &output_dir,
         args.from.as_deref(),
         options,
         &parsing,
     );
     if result.is_err() && created {
-        let _ = std::fs::remove_dir_all(&args.output_dir);
+        let _ = std::fs::remove_dir_all(&output_dir);
     }
     let (report, params, read) = result?;
     let mut warnings = Vec::new();
@@ -275,19 +307,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     warnings.extend(summary::unlikely_lookup_warning(&read));
     summary::print_warnings(&warnings);
+    if let Some(c) = &apple {
+        let (dir, manifest) = process::current_version(&output_dir)?
+            .context("the build published no version to copy Apple's files from")?;
+        let written = c.write_apple_outputs(&dir, &manifest)?;
+        let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+        eprintln!(
+            "wrote Apple's layout (the config's paths): {}",
+            names.join(", ")
+        );
+        if scratch.is_some() {
+            eprintln!(
+                "  no -o given: only these files were kept (give -o DIR for a served dataset)"
+            );
+        }
+    }
     if args.json {
         println!(
             "{}",
             summary::summary_json(
                 "build",
                 &report,
-                &args.output_dir,
+                &output_dir,
                 &params,
                 Some(&read),
                 &warnings
             )
         );
     }
+    drop(scratch);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -186,7 +186,7 @@ pub(super) fn build_list_with(
 ) -> anyhow::Result<ExitCode> {
     super::build::run(super::build::Args {
         inputs: vec![list],
-        output_dir: dataset,
+        output_dir: Some(dataset),
         options: super::build::BuildOptions {
             rlwe_parameters,
             trials_per_shard: Some(1),

@@ -16,9 +16,10 @@ pub enum Command {
         long_about = "Build a Bloom prefilter in Apple's NEURLFilterPrefilter format from \
 blocklists.\n\nInputs may mix formats, detected per line: plain URLs or hosts, hosts files \
 (`0.0.0.0 ads.example`), AdBlock domain rules (`||ads.example^`; cosmetic, exception and \
-option rules are skipped with a reason), and Apple's text-format KeywordDatabase \
-(`rows { keyword: \"...\" value: \"1\" }`, detected by a `.txtpb` extension or a first entry \
-starting with `rows`). Keys are normalised like the device's sub-URLs (scheme and `www.` \
+option rules are skipped with a reason), and Apple's KeywordDatabase in text format \
+(`rows { keyword: \"...\" value: \"1\" }`, any layout, including the one-line list \
+`rows: [{ ... }, { ... }]`; detected by a `.txtpb` extension or a first entry starting with \
+`rows`) or binary format (`.binpb`). Keys are normalised like the device's sub-URLs (scheme and `www.` \
 dropped, lowercased, Punycode) and duplicates merged.\n\nWrites into DIR: `prefilter.bin` (the \
 bit array, for `.temporaryFilepath`) and `prefilter.json` (bitCount, hashCount, murmurSeed, tag, \
 ...) and/or `prefilter.plist` (the property list Apple's SimpleURLFilter sample loads). Build \
@@ -48,7 +49,7 @@ pub enum Format {
 /// Arguments of `sift prefilter build`.
 #[derive(clap::Args)]
 pub struct BuildArgs {
-    /// Blocklist files (plain, hosts, AdBlock `||domain^`, KeywordDatabase `.txtpb`).
+    /// Blocklist files (plain, hosts, AdBlock `||domain^`, KeywordDatabase `.txtpb`/`.binpb`).
     #[arg(required = true, value_name = "LISTS")]
     pub lists: Vec<PathBuf>,
     /// Output directory (created if missing; files are replaced atomically).

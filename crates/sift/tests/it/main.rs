@@ -3,6 +3,7 @@
 mod common;
 
 mod acme_config;
+mod apple_inputs;
 mod bench_serve;
 mod broken_pipe;
 mod build_summary;
