@@ -12,6 +12,7 @@ pub mod layout;
 pub mod load;
 pub mod manifest;
 pub mod process;
+pub mod update;
 pub mod writer;
 
 pub use config::ProcessConfig;

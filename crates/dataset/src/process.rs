@@ -276,6 +276,7 @@ pub fn build(
                 && let Some(r) = &ps.rows_file
             {
                 writer.link_from(pdir, &entry(r)?, &rows_name)?;
+                crate::update::link_table(&mut writer, pdir, pm, stem, i)?;
             }
             let text = std::fs::read_to_string(writer.dir().join(&params))?;
             let proto: sift_proto::pir::PirParameters =
@@ -295,8 +296,9 @@ pub fn build(
         .enumerate()
         .filter(|(i, _)| !reused[*i])
         .map(|(i, rows)| -> anyhow::Result<_> {
-            let shard = server::process_shard(&ctx, rows, &cfg, req.seed.wrapping_add(i as u64))
-                .with_context(|| format!("shard {i}"))?;
+            let (shard, table) =
+                server::process_shard_with_table(&ctx, rows, &cfg, req.seed.wrapping_add(i as u64))
+                    .with_context(|| format!("shard {i}"))?;
             let trial = run_trials(&shard, rows, req.trials).with_context(|| {
                 format!("shard {i}: trial query failed, so nothing was published")
             })?;
@@ -314,6 +316,7 @@ pub fn build(
             )?;
             if req.keep_rows {
                 crate::fsutil::write_atomic(&dir.join(&rows_name), &encode_rows(rows))?;
+                crate::update::write_table(&dir, stem, i, &table, &cfg)?;
             }
             on_event(Event::Processed {
                 index: i,
