@@ -12,3 +12,4 @@ mod lcid;
 mod packaging;
 mod parsing;
 mod symmetric;
+mod update_in_place;
