@@ -13,6 +13,7 @@ pub mod load;
 pub mod manifest;
 pub mod partition;
 pub mod process;
+pub mod update;
 pub mod writer;
 
 pub use config::ProcessConfig;

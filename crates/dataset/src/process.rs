@@ -361,6 +361,10 @@ pub fn build_from(
                         && let Some(r) = &ps.rows_file
                     {
                         pairs.push((entry(r)?, rows_name.clone()));
+                        let table = crate::update::table_file_name(stem, i);
+                        if let Some(e) = pm.file(&table) {
+                            pairs.push((e.clone(), table));
+                        }
                     }
                     for (e, rel) in &pairs {
                         crate::writer::link_file(pdir, e, &dir.join(rel))?;
@@ -387,8 +391,13 @@ pub fn build_from(
                     });
                 }
             }
-            let shard = server::process_shard(&ctx, &rows, &cfg, req.seed.wrapping_add(i as u64))
-                .with_context(|| format!("shard {i}"))?;
+            let (shard, table) = server::process_shard_with_table(
+                &ctx,
+                &rows,
+                &cfg,
+                req.seed.wrapping_add(i as u64),
+            )
+            .with_context(|| format!("shard {i}"))?;
             let trial = run_trials(&shard, &rows, req.trials).with_context(|| {
                 format!("shard {i}: trial query failed, so nothing was published")
             })?;
@@ -405,6 +414,7 @@ pub fn build_from(
             )?;
             if req.keep_rows {
                 crate::fsutil::write_atomic(&dir.join(&rows_name), &encode_rows(&rows))?;
+                crate::update::write_table(&dir, stem, i, &table, &cfg)?;
             }
             on_event(Event::Processed {
                 index: i,
@@ -477,6 +487,24 @@ pub fn build_from(
         shard_rows,
         largest_trial: largest,
     })
+}
+
+/// The rows (sorted by keyword) of the one shard that holds `keyword` in a version written with
+/// `keep_rows`, read alone; `function` is the version's sharding function. Empty when the
+/// version has no rows file for that shard.
+pub fn shard_rows_of(
+    dir: &Path,
+    manifest: &Manifest,
+    function: ShardingFunction,
+    keyword: &[u8],
+) -> anyhow::Result<Rows> {
+    let i = function.shard_index(keyword, manifest.shards.len())?;
+    let Some(name) = &manifest.shards[i].rows_file else {
+        return Ok(Vec::new());
+    };
+    let mut rows = decode_rows(&crate::load::read_verified(dir, manifest, name)?)?;
+    rows.sort_unstable();
+    Ok(rows)
 }
 
 /// Reads every shard's rows of a version written with `keep_rows`.

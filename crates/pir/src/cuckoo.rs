@@ -87,6 +87,18 @@ pub struct CuckooTable {
     pub tables: Vec<Vec<HashBucket>>,
 }
 
+/// Bounds of [`CuckooTable::insert`] into a table whose processed form is fixed.
+#[derive(Clone, Copy, Debug)]
+pub struct InsertLimits {
+    /// Slots per bucket.
+    pub slot_count: usize,
+    /// Largest serialized bucket (the smaller of the configured limit and the index-PIR
+    /// entry size the shard was processed with).
+    pub max_bucket_bytes: usize,
+    /// Evictions tried before giving up.
+    pub max_evictions: usize,
+}
+
 struct Item {
     hash: u64,
     value: Vec<u8>,
@@ -220,6 +232,141 @@ impl CuckooTable {
         })
     }
 
+    /// The candidate buckets (one per table) of a keyword hash in this table.
+    fn candidates(&self, hash: u64) -> Vec<usize> {
+        hash_indices_for_hash(hash, self.buckets_per_table, self.tables.len())
+    }
+
+    /// Removes the row with keyword hash `hash`; returns its (table, bucket), or None when
+    /// the table does not hold it.
+    pub fn remove(&mut self, hash: u64) -> Option<(usize, usize)> {
+        for (b, i) in self.candidates(hash).into_iter().enumerate() {
+            let bucket = &mut self.tables[b][i];
+            if let Some(s) = bucket.slots.iter().position(|s| s.keyword_hash == hash) {
+                bucket.slots.remove(s);
+                return Some((b, i));
+            }
+        }
+        None
+    }
+
+    /// Whether the table holds a row with keyword hash `hash`.
+    pub fn contains(&self, hash: u64) -> bool {
+        self.candidates(hash)
+            .into_iter()
+            .enumerate()
+            .any(|(b, i)| self.tables[b][i].find(hash).is_some())
+    }
+
+    /// Inserts one row into this table of fixed size by cuckoo insertion: at most
+    /// `slot_count` slots and `max_bucket_bytes` serialized bytes a bucket, evicting up to
+    /// `max_evictions` times (random choices from `rng`). Every bucket written is pushed onto
+    /// `changed` as (table, bucket). On failure the row that is left without a place is
+    /// returned and the table is no longer usable (a row may have been evicted out of it):
+    /// rebuild it from its rows.
+    pub fn insert(
+        &mut self,
+        slot: Slot,
+        limits: InsertLimits,
+        rng: &mut StdRng,
+        changed: &mut Vec<(usize, usize)>,
+    ) -> Result<(), Box<Slot>> {
+        let h = self.tables.len();
+        let fits = |bucket: &HashBucket, vlen: usize| {
+            bucket.slots.len() < limits.slot_count
+                && bucket.serialized_size() + SLOT_OVERHEAD + vlen <= limits.max_bucket_bytes
+        };
+        if 1 + SLOT_OVERHEAD + slot.value.len() > limits.max_bucket_bytes {
+            return Err(Box::new(slot));
+        }
+        let mut cur = slot;
+        for _ in 0..=limits.max_evictions {
+            let idx = self.candidates(cur.keyword_hash);
+            if let Some(b) = (0..h).find(|&b| fits(&self.tables[b][idx[b]], cur.value.len())) {
+                self.tables[b][idx[b]].slots.push(cur);
+                changed.push((b, idx[b]));
+                return Ok(());
+            }
+            let b = rng.gen_range(0..h);
+            let bucket = &mut self.tables[b][idx[b]];
+            if bucket.slots.is_empty() {
+                continue;
+            }
+            let s = rng.gen_range(0..bucket.slots.len());
+            let freed = bucket.serialized_size() - SLOT_OVERHEAD - bucket.slots[s].value.len();
+            if freed + SLOT_OVERHEAD + cur.value.len() > limits.max_bucket_bytes {
+                continue;
+            }
+            cur = std::mem::replace(&mut bucket.slots[s], cur);
+            changed.push((b, idx[b]));
+        }
+        Err(Box::new(cur))
+    }
+
+    /// The table as bytes (`u64 LE tables ‖ u64 LE buckets per table ‖` every bucket
+    /// serialized, table by table), so that an update can take it up again.
+    pub fn serialize(&self) -> Result<Vec<u8>, PirError> {
+        let mut out = Vec::with_capacity(16 + self.len() * (SLOT_OVERHEAD + 2));
+        out.extend_from_slice(&(self.tables.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(self.buckets_per_table as u64).to_le_bytes());
+        for b in self.tables.iter().flatten() {
+            out.extend_from_slice(&b.serialize()?);
+        }
+        Ok(out)
+    }
+
+    /// Parses [`CuckooTable::serialize`]'s bytes, checking that every row sits in one of its
+    /// candidate buckets and that no keyword hash appears twice.
+    pub fn deserialize(bytes: &[u8]) -> Result<CuckooTable, PirError> {
+        let bad = |m: &str| PirError::DamagedDataset(format!("cuckoo table file: {m}"));
+        let u64_at = |o: usize| -> Result<usize, PirError> {
+            let b = bytes.get(o..o + 8).ok_or_else(|| bad("truncated header"))?;
+            usize::try_from(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .map_err(|_| bad("header value too large"))
+        };
+        let (h, per_table) = (u64_at(0)?, u64_at(8)?);
+        if h == 0 || per_table == 0 || h.saturating_mul(per_table) > bytes.len() {
+            return Err(bad("table count or size out of range"));
+        }
+        let mut rest = &bytes[16..];
+        let mut tables = Vec::with_capacity(h);
+        let mut seen = std::collections::HashSet::new();
+        for b in 0..h {
+            let mut table = Vec::with_capacity(per_table);
+            for i in 0..per_table {
+                let (&count, tail) = rest.split_first().ok_or_else(|| bad("truncated"))?;
+                let mut len = 1;
+                let mut t = tail;
+                for _ in 0..count {
+                    let v = t
+                        .get(8..10)
+                        .map(|l| u16::from_le_bytes([l[0], l[1]]) as usize)
+                        .ok_or_else(|| bad("truncated slot"))?;
+                    let step = SLOT_OVERHEAD + v;
+                    t = t.get(step..).ok_or_else(|| bad("truncated value"))?;
+                    len += step;
+                }
+                let bucket = HashBucket::deserialize(&rest[..len])?;
+                for s in &bucket.slots {
+                    let idx = hash_indices_for_hash(s.keyword_hash, per_table, h);
+                    if idx[b] != i || !seen.insert(s.keyword_hash) {
+                        return Err(bad("a row is outside its candidate buckets or repeated"));
+                    }
+                }
+                table.push(bucket);
+                rest = &rest[len..];
+            }
+            tables.push(table);
+        }
+        if !rest.is_empty() {
+            return Err(bad("trailing bytes"));
+        }
+        Ok(CuckooTable {
+            buckets_per_table: per_table,
+            tables,
+        })
+    }
+
     /// Largest serialized bucket over all tables.
     pub fn max_serialized_bucket_size(&self) -> usize {
         self.tables
@@ -266,5 +413,69 @@ mod tests {
         let t = CuckooTable::build(&small, &CuckooConfig::default_keyword_pir(1024), 1).unwrap();
         // 600 / (0.9 × 3 slots × 2 tables) = 112 buckets a table, as before.
         assert!(t.buckets_per_table >= 112 && t.buckets_per_table < 140);
+    }
+
+    /// A table taken up again from its bytes accepts removals and insertions in place:
+    /// every row stays findable in one of its candidate buckets, only written buckets are
+    /// reported, and a table without room says so instead of growing.
+    #[test]
+    fn tables_round_trip_and_change_in_place() {
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = (0..300u32)
+            .map(|i| (i.to_le_bytes().to_vec(), vec![1u8]))
+            .collect();
+        let config = CuckooConfig::default_keyword_pir(1024);
+        let t = CuckooTable::build(&rows, &config, 3).unwrap();
+        let mut back = CuckooTable::deserialize(&t.serialize().unwrap()).unwrap();
+        assert_eq!(back, t);
+        let mut bytes = t.serialize().unwrap();
+        bytes.push(0);
+        assert!(CuckooTable::deserialize(&bytes).is_err(), "trailing bytes");
+        assert!(CuckooTable::deserialize(&bytes[..40]).is_err(), "truncated");
+
+        let limits = InsertLimits {
+            slot_count: 3,
+            max_bucket_bytes: 1024,
+            max_evictions: 100,
+        };
+        let mut rng = StdRng::seed_from_u64(1);
+        let gone = keyword_hash(&5u32.to_le_bytes());
+        let before = back.clone();
+        let (tb, bi) = back.remove(gone).unwrap();
+        assert!(!back.contains(gone) && back.remove(gone).is_none());
+        let mut changed = vec![(tb, bi)];
+        let new = keyword_hash(b"new");
+        back.insert(
+            Slot {
+                keyword_hash: new,
+                value: vec![2],
+            },
+            limits,
+            &mut rng,
+            &mut changed,
+        )
+        .unwrap();
+        assert!(back.contains(new) && back.len() == 300);
+        for b in 0..back.tables.len() {
+            for i in 0..back.buckets_per_table {
+                if back.tables[b][i] != before.tables[b][i] {
+                    assert!(changed.contains(&(b, i)), "bucket ({b}, {i}) unreported");
+                }
+            }
+        }
+        // Keep inserting until the fixed-size table has no room: an error, never a growth.
+        let per_table = back.buckets_per_table;
+        let mut n = 0u32;
+        loop {
+            let slot = Slot {
+                keyword_hash: keyword_hash(&(1_000_000 + n).to_le_bytes()),
+                value: vec![3],
+            };
+            n += 1;
+            if back.insert(slot, limits, &mut rng, &mut changed).is_err() {
+                break;
+            }
+            assert!(n < 10_000);
+        }
+        assert_eq!(back.buckets_per_table, per_table);
     }
 }

@@ -101,6 +101,121 @@ pub fn process(
     Ok(ProcessedDatabase { plaintexts: out })
 }
 
+/// The plaintexts (indices into one table's [`process`] output) that hold entry `entry`.
+pub fn plaintexts_of_entry(param: &IndexPirParameter, bpp: usize, entry: usize) -> Vec<usize> {
+    let chunk_count = param.chunk_count(bpp);
+    let per_chunk = param.per_chunk_plaintext_count();
+    let d0 = param.dimensions[0];
+    let columns = per_chunk / d0;
+    // Row-major plaintext p sits at column p % columns, row p / columns.
+    let (p, chunks) = if chunk_count > 1 {
+        (entry, chunk_count)
+    } else {
+        (entry / (bpp / param.entry_size).max(1), 1)
+    };
+    (0..chunks)
+        .map(|c| c * per_chunk + (p % columns) * d0 + p / columns)
+        .collect()
+}
+
+/// Re-encodes the listed plaintexts of one table (indices into [`process`]'s output) from
+/// its entries, exactly as [`process`] encodes them; `entry(e)` is entry e's bytes. None
+/// stands for an all-zero plaintext.
+pub fn reencode(
+    ctx: &Context,
+    param: &IndexPirParameter,
+    entry: &(dyn Fn(usize) -> Result<Vec<u8>, PirError> + Sync),
+    plaintexts: &[usize],
+) -> Result<Vec<(usize, Option<EvalPlaintext>)>, PirError> {
+    let bpp = ctx.params.bytes_per_plaintext();
+    let chunk_count = param.chunk_count(bpp);
+    let per_chunk = param.per_chunk_plaintext_count();
+    let d0 = param.dimensions[0];
+    let columns = per_chunk / d0;
+    plaintexts
+        .par_iter()
+        .map(|&o| {
+            let (c, w) = (o / per_chunk, o % per_chunk);
+            if c >= chunk_count {
+                return Err(PirError::InvalidParameters(format!(
+                    "plaintext {o} is beyond the table"
+                )));
+            }
+            let p = (w % d0) * columns + w / d0;
+            let pt = if chunk_count > 1 {
+                if p >= param.entry_count {
+                    None
+                } else {
+                    let e = entry(p)?;
+                    let start = c * bpp;
+                    let end = (start + bpp).min(e.len());
+                    if start >= end {
+                        None
+                    } else {
+                        encode(ctx, &e[start..end])?
+                    }
+                }
+            } else {
+                let per_pt = bpp / param.entry_size;
+                let first = p * per_pt;
+                if first >= param.entry_count {
+                    None
+                } else {
+                    let mut buf = Vec::with_capacity(per_pt * param.entry_size);
+                    for e in first..(first + per_pt).min(param.entry_count) {
+                        let e = entry(e)?;
+                        if e.len() > param.entry_size {
+                            return Err(PirError::InvalidParameters(
+                                "entry larger than entry size".into(),
+                            ));
+                        }
+                        buf.extend_from_slice(&e);
+                        buf.resize(buf.len() + param.entry_size - e.len(), 0);
+                    }
+                    encode(ctx, &buf)?
+                }
+            };
+            Ok((o, pt))
+        })
+        .collect()
+}
+
+/// A `.bin` file with some plaintexts replaced: `changed` maps a plaintext's index (over all
+/// tables) to its new value; every other plaintext's bytes are copied from `old`.
+pub fn patch_bin(
+    ctx: &Context,
+    old: &[u8],
+    changed: &std::collections::HashMap<usize, Option<EvalPlaintext>>,
+) -> Result<Vec<u8>, PirError> {
+    let spans = plaintext_spans(ctx, old)?;
+    if let Some(&i) = changed.keys().find(|&&i| i >= spans.len()) {
+        return Err(PirError::InvalidParameters(format!(
+            "plaintext {i} is beyond the database's {}",
+            spans.len()
+        )));
+    }
+    let len = plaintext_len(ctx);
+    let mut out = Vec::with_capacity(old.len() + changed.len() * len);
+    out.extend_from_slice(&old[..5]);
+    for (i, span) in spans.iter().enumerate() {
+        match changed.get(&i) {
+            Some(None) => out.push(0),
+            Some(Some(p)) => {
+                out.push(1);
+                out.extend_from_slice(&p.serialize(ctx));
+            }
+            None => match span {
+                None => out.push(0),
+                Some(o) => {
+                    out.push(1);
+                    out.extend_from_slice(&old[*o..*o + len]);
+                }
+            },
+        }
+    }
+    Ok(out)
+}
+
 impl ProcessedDatabase {
     /// Serializes to Apple's `.bin` format.
     pub fn serialize(&self, ctx: &Context) -> Vec<u8> {
@@ -199,4 +314,67 @@ pub fn plaintext_spans(ctx: &Context, bytes: &[u8]) -> Result<Vec<Option<usize>>
         return Err(bad("trailing bytes after database"));
     }
     Ok(spans)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::{DimensionChoice, KeyCompression};
+
+    /// Re-encoding every plaintext gives exactly what processing does, for entries packed
+    /// several to a plaintext and for entries split over several chunks; `plaintexts_of_entry`
+    /// names the plaintexts that change when one entry does; a patched `.bin` equals the
+    /// processed one.
+    #[test]
+    fn reencoding_matches_processing() {
+        let ctx = Context::predefined("n_4096_logq_27_28_28_logt_5").unwrap();
+        let bpp = ctx.params.bytes_per_plaintext();
+        for (count, size) in [(1000usize, 34usize), (7, bpp * 2 + 5)] {
+            let param = IndexPirParameter::generate_with(
+                DimensionChoice::default(),
+                count,
+                size,
+                2,
+                bpp,
+                ctx.n,
+                KeyCompression::NoCompression,
+            )
+            .unwrap();
+            let entry = |e: usize| -> Vec<u8> {
+                (0..size - (e % 3))
+                    .map(|j| (e * 31 + j * 7) as u8 | 1)
+                    .collect()
+            };
+            let entries: Vec<Vec<u8>> = (0..count).map(entry).collect();
+            let full = process(&ctx, &entries, &param).unwrap();
+            assert!(full.plaintexts.len() > 2);
+            let all: Vec<usize> = (0..full.plaintexts.len()).collect();
+            let again = reencode(&ctx, &param, &|e| Ok(entry(e)), &all).unwrap();
+            for (i, p) in again {
+                assert_eq!(p, full.plaintexts[i], "{count}×{size}: plaintext {i}");
+            }
+            // Change one entry: exactly the named plaintexts differ.
+            let target = count / 2 + 1;
+            let mut changed_entries = entries.clone();
+            changed_entries[target] = vec![0xAB; size / 2];
+            let changed = process(&ctx, &changed_entries, &param).unwrap();
+            let named = plaintexts_of_entry(&param, bpp, target);
+            for i in 0..full.plaintexts.len() {
+                assert_eq!(
+                    full.plaintexts[i] != changed.plaintexts[i],
+                    named.contains(&i),
+                    "{count}×{size}: plaintext {i}"
+                );
+            }
+            let patch: std::collections::HashMap<_, _> =
+                reencode(&ctx, &param, &|e| Ok(changed_entries[e].clone()), &named)
+                    .unwrap()
+                    .into_iter()
+                    .collect();
+            assert_eq!(
+                patch_bin(&ctx, &full.serialize(&ctx), &patch).unwrap(),
+                changed.serialize(&ctx)
+            );
+        }
+    }
 }

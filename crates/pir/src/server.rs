@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
-use sift_he::{Ciphertext, Context, EncryptionParameters, EvaluationKey, Format};
+use sift_he::{Ciphertext, Context, EncryptionParameters, EvalPlaintext, EvaluationKey, Format};
 use sift_proto::{api, he as pb, pir as pp};
 
 use crate::PirError;
@@ -125,6 +125,17 @@ pub fn process_shard(
     config: &KeywordPirConfig,
     seed: u64,
 ) -> Result<ProcessedShard, PirError> {
+    process_shard_with_table(ctx, rows, config, seed).map(|(s, _)| s)
+}
+
+/// [`process_shard`], also returning the shard's cuckoo table (which an update in place
+/// takes up again, see [`patch_shard`]).
+pub fn process_shard_with_table(
+    ctx: &Context,
+    rows: &[(Vec<u8>, Vec<u8>)],
+    config: &KeywordPirConfig,
+    seed: u64,
+) -> Result<(ProcessedShard, CuckooTable), PirError> {
     let table = CuckooTable::build(rows, &config.cuckoo, seed)?;
     let entry_size = if config.use_max_serialized_bucket_size {
         config.cuckoo.max_serialized_bucket_size
@@ -153,7 +164,7 @@ pub fn process_shard(
             .collect::<Result<Vec<_>, _>>()?;
         plaintexts.extend(database::process(ctx, &entries, &index)?.plaintexts);
     }
-    Ok(ProcessedShard {
+    let shard = ProcessedShard {
         params: ShardParameters {
             encryption: ctx.params.clone(),
             index,
@@ -161,6 +172,101 @@ pub fn process_shard(
             sharding_function: config.sharding_function,
         },
         database: ProcessedDatabase { plaintexts },
+    };
+    Ok((shard, table))
+}
+
+/// The shape of a shard's `.words` tables for `params` over `ctx`.
+pub fn words_shape(ctx: &Context, params: &ShardParameters) -> crate::storage::Shape {
+    let bpp = ctx.params.bytes_per_plaintext();
+    let (d0, per_pass) = compact_shape(&params.index, bpp);
+    crate::storage::Shape {
+        tables: params.hash_function_count,
+        d0,
+        per_chunk: per_pass,
+        len: params.index.chunk_count(bpp) * params.index.per_chunk_plaintext_count(),
+    }
+}
+
+/// A shard's files after some of its cuckoo buckets changed (see [`patch_shard`]).
+#[derive(Debug)]
+pub struct PatchedShard {
+    /// The new `.bin`.
+    pub bin: Vec<u8>,
+    /// The new `.words`, when the shard had one.
+    pub words: Option<Vec<u8>>,
+    /// Plaintexts re-encoded.
+    pub plaintexts: usize,
+}
+
+/// Re-encodes only the plaintexts that hold the `changed` (table, bucket) pairs of `table`
+/// (the shard's cuckoo table after the change, same size as when `params` were made) and
+/// writes them over copies of the shard's old `.bin` and, when given, mapped `.words`. The
+/// parameters stay as they are, so devices' configuration keeps working.
+pub fn patch_shard(
+    ctx: &Context,
+    params: &ShardParameters,
+    table: &CuckooTable,
+    changed: &[(usize, usize)],
+    old_bin: &[u8],
+    old_words: Option<&Arc<crate::storage::Mmap>>,
+) -> Result<PatchedShard, PirError> {
+    let h = params.hash_function_count;
+    if table.tables.len() != h || table.buckets_per_table != params.index.entry_count {
+        return Err(PirError::InvalidParameters(format!(
+            "the cuckoo table ({} tables of {} buckets) does not match the shard's parameters \
+             ({h} tables of {} entries)",
+            table.tables.len(),
+            table.buckets_per_table,
+            params.index.entry_count
+        )));
+    }
+    let bpp = ctx.params.bytes_per_plaintext();
+    let per_table = params.index.chunk_count(bpp) * params.index.per_chunk_plaintext_count();
+    let mut changes = Vec::with_capacity(h);
+    for (t, buckets) in table.tables.iter().enumerate() {
+        let mut which: Vec<usize> = changed
+            .iter()
+            .filter(|c| c.0 == t)
+            .flat_map(|&(_, b)| database::plaintexts_of_entry(&params.index, bpp, b))
+            .collect();
+        which.sort_unstable();
+        which.dedup();
+        let entry = |e: usize| buckets[e].serialize();
+        changes.push(database::reencode(ctx, &params.index, &entry, &which)?);
+    }
+    let global: std::collections::HashMap<usize, Option<EvalPlaintext>> = changes
+        .iter()
+        .enumerate()
+        .flat_map(|(t, c)| c.iter().map(move |(i, p)| (t * per_table + i, p.clone())))
+        .collect();
+    let bin = database::patch_bin(ctx, old_bin, &global)?;
+    let spans = database::plaintext_spans(ctx, &bin)?;
+    check_plaintext_count(ctx, params, spans.len())?;
+    let words = match old_words {
+        None => None,
+        Some(map) => {
+            let present: Vec<Vec<bool>> = spans
+                .chunks(per_table)
+                .map(|c| c.iter().map(Option::is_some).collect())
+                .collect();
+            match crate::storage::patch(map, ctx, words_shape(ctx, params), &changes, &present)? {
+                Some(w) => Some(w),
+                // Written for the other packing: convert the whole shard here.
+                None => words_file(
+                    ctx,
+                    &ProcessedShard {
+                        params: params.clone(),
+                        database: ProcessedDatabase::deserialize(ctx, &bin)?,
+                    },
+                )?,
+            }
+        }
+    };
+    Ok(PatchedShard {
+        bin,
+        words,
+        plaintexts: global.len(),
     })
 }
 
@@ -553,14 +659,7 @@ impl ServerShard {
         check: Option<ShardCheck>,
     ) -> Result<Option<ServerShard>, PirError> {
         let params = wire::pir_parameters_from_proto(&proto)?;
-        let bpp = ctx.params.bytes_per_plaintext();
-        let (d0, per_pass) = compact_shape(&params.index, bpp);
-        let shape = crate::storage::Shape {
-            tables: params.hash_function_count,
-            d0,
-            per_chunk: per_pass,
-            len: params.index.chunk_count(bpp) * params.index.per_chunk_plaintext_count(),
-        };
+        let shape = words_shape(ctx, &params);
         let Some(tables) = crate::storage::decode(map, ctx, shape)? else {
             return Ok(None);
         };

@@ -287,6 +287,57 @@ pub fn decode(
     Ok(Some(out))
 }
 
+/// The `.words` file `map` (checked against `shape`) with some plaintexts replaced:
+/// `changed[t]` lists table t's new plaintexts by index (None: all zero), and
+/// `present[t][i]` says whether plaintext i of table t is non-zero after the change (the
+/// column flags follow it). `Ok(None)` when the file was written for the other packing than
+/// this machine's (process the shard afresh instead).
+pub fn patch(
+    map: &Arc<Mmap>,
+    ctx: &Context,
+    shape: Shape,
+    changed: &[Vec<(usize, Option<sift_he::EvalPlaintext>)>],
+    present: &[Vec<bool>],
+) -> Result<Option<Vec<u8>>, PirError> {
+    let Some(tables) = decode(map, ctx, shape)? else {
+        return Ok(None);
+    };
+    if changed.len() != tables.len() || present.len() != tables.len() {
+        return Err(PirError::InvalidParameters(
+            "a change list per table is needed".into(),
+        ));
+    }
+    let zero = sift_he::Plaintext::new(ctx, &vec![0u64; ctx.n])
+        .map_err(|e| PirError::InvalidParameters(e.to_string()))?
+        .to_eval(ctx, ctx.ciphertext_moduli_count());
+    let mut out = Vec::with_capacity(tables.len());
+    for ((t, changes), flags) in tables.into_iter().zip(changed).zip(present) {
+        if flags.len() != t.len {
+            return Err(PirError::InvalidParameters(format!(
+                "{} presence flags for {} plaintexts",
+                flags.len(),
+                t.len
+            )));
+        }
+        let mut db = CompactDatabase {
+            words: Words::Owned(t.words.to_vec()),
+            ..t
+        };
+        for (i, pt) in changes {
+            if !db.set(*i, pt.as_ref().unwrap_or(&zero)) {
+                return Err(PirError::InvalidParameters(format!(
+                    "plaintext {i} does not fit the table"
+                )));
+            }
+        }
+        for (c, p) in db.present.iter_mut().enumerate() {
+            *p = flags[c * db.d0..(c + 1) * db.d0].iter().any(|&f| f);
+        }
+        out.push(db);
+    }
+    Ok(Some(encode(&out)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -383,8 +383,10 @@ fn build_streaming(
     if buckets.row_count == 0 {
         bail!("no rows in the inputs: nothing to build");
     }
-    super::parsing::write_record(output_dir, parsing)?;
     let (built, params) = write_version_from(writer, buckets, options, output_dir, from, parsing)?;
+    // After the version is published: a build that fails leaves the record of the version
+    // still served (each version also holds its own copy).
+    super::parsing::write_record(output_dir, parsing)?;
     Ok((built, params, report))
 }
 
@@ -400,76 +402,226 @@ fn phase_bar(message: &'static str) -> ProgressBar {
 }
 
 /// Runs `sift update`: the current version's keys, minus `--remove`, plus `--add`, published
-/// as a new version that shares every unchanged shard with the current one.
+/// as a new version in which only the cuckoo buckets and plaintexts that the changed keys
+/// touch differ (see `sift_dataset::update`); every other shard is shared with the current one.
 pub fn run_update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
     if args.add.is_empty() && args.remove.is_empty() {
         bail!("nothing to do: give --add FILE and/or --remove FILE");
     }
-    let (dir, manifest) = process::current_version(&args.dataset)?.with_context(|| {
+    let start = std::time::Instant::now();
+    let (_, manifest) = process::current_version(&args.dataset)?.with_context(|| {
         format!(
             "{} is not a versioned dataset: build it with `sift build -o {}` first",
             args.dataset.display(),
             args.dataset.display()
         )
     })?;
-    let mut options: BuildOptions = serde_json::from_value(manifest.build.clone())
+    let options: BuildOptions = serde_json::from_value(manifest.build.clone())
         .context("the manifest's build options are not readable by this sift")?;
-    if options
-        .process_config
-        .as_ref()
-        .is_some_and(|c| c.symmetric_pir_arguments.is_some())
-    {
-        bail!("sift update does not handle symmetric-PIR datasets yet: run sift build --from");
-    }
-    let parsing = super::parsing::read_record(&args.dataset)?.unwrap_or_default();
-    let mut rows: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
-        process::read_rows(&dir, &manifest)?.into_iter().collect();
-    let before = rows.len();
+    // The keys are normalised as the version's were (its recorded parsing configuration).
+    let parsing = match &manifest.parsing {
+        Some(v) => {
+            sift_urlkeys::ParsingConfiguration::from_json(&v.to_string(), "the manifest's parsing")
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+        }
+        None => super::parsing::read_record(&args.dataset)?.unwrap_or_default(),
+    };
     let value = options.value.as_bytes().to_vec();
-    let removed = if args.remove.is_empty() {
-        0
+    let remove: Vec<Vec<u8>> = if args.remove.is_empty() {
+        Vec::new()
     } else {
         import_rows(&args.remove, &value, &parsing)?
             .rows
-            .iter()
-            .filter(|(k, _)| rows.remove(k).is_some())
-            .count()
+            .into_iter()
+            .map(|r| r.0)
+            .collect()
     };
     let mut warnings = Vec::new();
-    let added = if args.add.is_empty() {
-        0
+    let add = if args.add.is_empty() {
+        Vec::new()
     } else {
         let read = import_rows(&args.add, &value, &parsing)?;
         warnings.extend(summary::unlikely_lookup_warning(&read.report));
         read.rows
-            .into_iter()
-            .filter(|(k, v)| rows.insert(k.clone(), v.clone()).as_ref() != Some(v))
-            .count()
     };
-    eprintln!("{before} keys: {removed} removed, {added} added");
-    // Same shape as the current version, so that untouched shards are shared.
-    options.shard_count = Some(manifest.shards.len());
-    options.entry_count_per_shard = None;
-    let rows: Vec<(Vec<u8>, Vec<u8>)> = rows.into_iter().collect();
-    if summary::looks_like_url_filter(
-        &mut rows.iter().map(|r| r.0.as_slice()),
-        &Default::default(),
-    ) {
-        warnings.extend(summary::test_entry_warning(
-            &summary::sorted_lookup(&rows),
-            &parsing,
-        ));
+    let json = options
+        .process_config
+        .as_deref()
+        .cloned()
+        .unwrap_or_default();
+    let (params_name, params) = rlwe_parameters(&options)?;
+    let max_value_len = add
+        .iter()
+        .map(|r| r.1.len())
+        .chain([value.len()])
+        .max()
+        .unwrap_or(0);
+    // Symmetric PIR stores OPRF-transformed rows: transform the changes with the same key.
+    let (stored_add, stored_remove, stored_value_len) = match &json.symmetric_pir_arguments {
+        Some(a) => {
+            let path = match symmetric_args(a)? {
+                SymmetricKeySource::Read(p) | SymmetricKeySource::Generate(p) => p,
+            };
+            let key = sift_spir::read_key_file(&path).with_context(|| {
+                format!(
+                    "reading the database encryption key {} that the version was built with",
+                    path.display()
+                )
+            })?;
+            let removed = sift_spir::process_database(
+                &key,
+                remove.iter().map(|k| (k.clone(), Vec::new())).collect(),
+            )?
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+            (
+                sift_spir::process_database(&key, add.clone())?,
+                removed,
+                max_value_len + sift_spir::TAG_LEN,
+            )
+        }
+        None => (add.clone(), remove.clone(), max_value_len),
+    };
+    let cfg = keyword_config(&options, &json, &params, stored_value_len)?;
+    let sharding_function = cfg.sharding_function;
+    let trials = options
+        .trials_per_shard
+        .or(json.trials_per_shard)
+        .unwrap_or(1);
+    let request = sift_dataset::update::UpdateRequest {
+        dataset_dir: args.dataset.clone(),
+        remove: stored_remove,
+        add: stored_add,
+        config: cfg,
+        seed: options.seed,
+        trials,
+        versions_kept: options.versions_kept,
+        build_options: serde_json::to_value(&options)?,
+    };
+    let write_extra =
+        |dir: &Path, pdir: &Path, pm: &sift_dataset::Manifest| -> anyhow::Result<Option<String>> {
+            super::parsing::write_record(dir, &parsing)?;
+            let Some(p) = &pm.prefilter else {
+                return Ok(None);
+            };
+            // Added keys are set in the previous filter; a removed key's bits stay set (a false
+            // positive, which the PIR query then answers "absent"). `sift build --from` resizes it.
+            let old = sift_bloom::read_dir(&pdir.join(p))
+                .with_context(|| format!("reading the previous version's prefilter {p}"))?;
+            let mut filter = old.filter;
+            for (k, _) in &add {
+                filter.insert(k);
+            }
+            let count = old.meta.item_count + add.len() as u64;
+            let meta =
+                sift_bloom::Metadata::for_filter(&filter, count, old.meta.false_positive_tolerance);
+            sift_bloom::write_dir(&dir.join(p), &filter, &meta, sift_bloom::OutputFormat::Both)?;
+            Ok(Some(p.clone()))
+        };
+    let report = sift_dataset::update::update(request, write_extra)?;
+    let mut patched = 0;
+    let mut plaintexts = 0;
+    for (i, o) in report.shards.iter().enumerate() {
+        match o {
+            sift_dataset::update::ShardOutcome::Reused => {}
+            sift_dataset::update::ShardOutcome::Patched { plaintexts: n } => {
+                patched += 1;
+                plaintexts += n;
+            }
+            sift_dataset::update::ShardOutcome::Rebuilt { reason } => {
+                eprintln!("shard {i}: processed afresh: {reason}");
+            }
+        }
     }
-    let (report, params) =
-        write_version(rows, options, &args.dataset, Some(&args.dataset), &parsing)?;
+    let m = &report.published.manifest;
+    let rebuilt = report
+        .shards
+        .iter()
+        .filter(|o| matches!(o, sift_dataset::update::ShardOutcome::Rebuilt { .. }))
+        .count();
+    eprintln!(
+        "{} removed, {} added: {} keys now. {patched} shard(s) changed in place \
+         ({plaintexts} plaintexts re-encoded, parameters unchanged), {rebuilt} processed afresh, \
+         {} shared with the previous version. Published version {} in {:.1} s.",
+        report.removed,
+        report.added,
+        m.row_count,
+        report.shards.len() - patched - rebuilt,
+        m.id,
+        start.elapsed().as_secs_f64()
+    );
+    // Apple's test entry, looked up in the new version (the rows of the shard that would hold
+    // it, which also tell whether this is URL-filter data); symmetric PIR stores transformed
+    // keywords, so it has nothing to look up.
+    if json.symmetric_pir_arguments.is_none() {
+        let published = &report.published;
+        let mut rows = Vec::new();
+        for key in summary::test_entry_keys(&parsing) {
+            rows.extend(process::shard_rows_of(
+                &published.dir,
+                &published.manifest,
+                sharding_function,
+                key.as_bytes(),
+            )?);
+        }
+        rows.sort_unstable();
+        rows.dedup();
+        if summary::looks_like_url_filter(
+            &mut rows.iter().map(|r| r.0.as_slice()),
+            &Default::default(),
+        ) {
+            warnings.extend(summary::test_entry_warning(
+                &summary::sorted_lookup(&rows),
+                &parsing,
+            ));
+        }
+    }
     summary::print_warnings(&warnings);
     if args.json {
+        let shard_rows = m.shards.iter().map(|s| s.rows as usize).collect();
+        let built = process::BuildReport {
+            processed: patched + rebuilt,
+            reused: report.shards.len() - patched - rebuilt,
+            shard_rows,
+            largest_trial: report.trials.iter().max_by_key(|t| t.answer_time).copied(),
+            published: report.published,
+        };
         println!(
             "{}",
-            summary::summary_json("update", &report, &args.dataset, &params, None, &warnings)
+            summary::summary_json(
+                "update",
+                &built,
+                &args.dataset,
+                &params_name,
+                None,
+                &warnings
+            )
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The keyword-PIR processing options of `options` (and its parsed JSON config `json`) for
+/// stored values of up to `stored_value_len` bytes; the sharding is decided by the caller.
+fn keyword_config(
+    options: &BuildOptions,
+    json: &ProcessConfig,
+    params: &EncryptionParameters,
+    stored_value_len: usize,
+) -> anyhow::Result<KeywordPirConfig> {
+    let mut cfg = KeywordPirConfig::default_for(params, stored_value_len);
+    if let Some(f) = options.sharding_function {
+        cfg.sharding_function = f;
+    }
+    json.apply(&mut cfg)?;
+    if let Some(n) = options.hash_function_count {
+        cfg.cuckoo.hash_function_count = n;
+    }
+    if let Some(k) = &options.key_compression {
+        cfg.key_compression = parse_key_compression(k)?;
+    }
+    Ok(cfg)
 }
 
 /// Processes exact `(keyword, value)` rows (sorted, keywords distinct) into a new version of
@@ -537,23 +689,13 @@ fn write_version_from(
             crate::rows::MAX_VALUE_LEN
         );
     }
-    let mut cfg = KeywordPirConfig::default_for(&params, stored_value_len);
-    if let Some(f) = options.sharding_function {
-        cfg.sharding_function = f;
-    }
-    json.apply(&mut cfg)?;
+    let mut cfg = keyword_config(&options, &json, &params, stored_value_len)?;
     let mut explicit = json.sharding();
     if let Some(n) = options.shard_count {
         explicit = Some(Sharding::ShardCount(n));
     }
     if let Some(n) = options.entry_count_per_shard {
         explicit = Some(Sharding::EntryCountPerShard(n));
-    }
-    if let Some(n) = options.hash_function_count {
-        cfg.cuckoo.hash_function_count = n;
-    }
-    if let Some(k) = &options.key_compression {
-        cfg.key_compression = parse_key_compression(k)?;
     }
     let trials = options
         .trials_per_shard

@@ -16,3 +16,4 @@ mod packaging;
 mod parsing;
 mod streaming_build;
 mod symmetric;
+mod update_in_place;
