@@ -330,27 +330,26 @@ impl BhttpRequest {
 
     /// Encodes in the known-length form, with every section present.
     pub fn encode_known_length(&self) -> Result<Vec<u8>, BhttpError> {
-        let mut out = Vec::with_capacity(self.encoded_size_hint());
-        put_varint(&mut out, KNOWN_LENGTH_REQUEST)?;
-        for part in [&self.method, &self.scheme, &self.authority, &self.path] {
-            put_bytes(&mut out, part)?;
-        }
-        put_known_fields(&mut out, &self.headers)?;
-        put_bytes(&mut out, &self.content)?;
-        put_known_fields(&mut out, &self.trailers)?;
-        Ok(out)
+        self.encode(Framing::KnownLength)
     }
 
     /// Encodes in the indeterminate-length form (content as one chunk), every section present.
     pub fn encode_indeterminate_length(&self) -> Result<Vec<u8>, BhttpError> {
+        self.encode(Framing::Indeterminate)
+    }
+
+    fn encode(&self, framing: Framing) -> Result<Vec<u8>, BhttpError> {
         let mut out = Vec::with_capacity(self.encoded_size_hint());
-        put_varint(&mut out, INDETERMINATE_REQUEST)?;
+        put_varint(
+            &mut out,
+            framing.indicator(KNOWN_LENGTH_REQUEST, INDETERMINATE_REQUEST),
+        )?;
         for part in [&self.method, &self.scheme, &self.authority, &self.path] {
             put_bytes(&mut out, part)?;
         }
-        put_indeterminate_fields(&mut out, &self.headers)?;
-        put_indeterminate_content(&mut out, &self.content)?;
-        put_indeterminate_fields(&mut out, &self.trailers)?;
+        framing.put_fields(&mut out, &self.headers)?;
+        framing.put_content(&mut out, &self.content)?;
+        framing.put_fields(&mut out, &self.trailers)?;
         Ok(out)
     }
 
@@ -466,37 +465,32 @@ impl BhttpResponse {
 
     /// Encodes in the known-length form, with every section present.
     pub fn encode_known_length(&self) -> Result<Vec<u8>, BhttpError> {
-        let mut out = Vec::with_capacity(
-            32 + fields_len(&self.headers) + self.content.len() + fields_len(&self.trailers),
-        );
-        put_varint(&mut out, KNOWN_LENGTH_RESPONSE)?;
-        for info in &self.informational {
-            check_status(info.status, 100..=199)?;
-            put_varint(&mut out, u64::from(info.status))?;
-            put_known_fields(&mut out, &info.headers)?;
-        }
-        check_status(self.status, 200..=599)?;
-        put_varint(&mut out, u64::from(self.status))?;
-        put_known_fields(&mut out, &self.headers)?;
-        put_bytes(&mut out, &self.content)?;
-        put_known_fields(&mut out, &self.trailers)?;
-        Ok(out)
+        self.encode(Framing::KnownLength)
     }
 
     /// Encodes in the indeterminate-length form (content as one chunk), every section present.
     pub fn encode_indeterminate_length(&self) -> Result<Vec<u8>, BhttpError> {
-        let mut out = Vec::new();
-        put_varint(&mut out, INDETERMINATE_RESPONSE)?;
+        self.encode(Framing::Indeterminate)
+    }
+
+    fn encode(&self, framing: Framing) -> Result<Vec<u8>, BhttpError> {
+        let mut out = Vec::with_capacity(
+            32 + fields_len(&self.headers) + self.content.len() + fields_len(&self.trailers),
+        );
+        put_varint(
+            &mut out,
+            framing.indicator(KNOWN_LENGTH_RESPONSE, INDETERMINATE_RESPONSE),
+        )?;
         for info in &self.informational {
             check_status(info.status, 100..=199)?;
             put_varint(&mut out, u64::from(info.status))?;
-            put_indeterminate_fields(&mut out, &info.headers)?;
+            framing.put_fields(&mut out, &info.headers)?;
         }
         check_status(self.status, 200..=599)?;
         put_varint(&mut out, u64::from(self.status))?;
-        put_indeterminate_fields(&mut out, &self.headers)?;
-        put_indeterminate_content(&mut out, &self.content)?;
-        put_indeterminate_fields(&mut out, &self.trailers)?;
+        framing.put_fields(&mut out, &self.headers)?;
+        framing.put_content(&mut out, &self.content)?;
+        framing.put_fields(&mut out, &self.trailers)?;
         Ok(out)
     }
 
@@ -571,6 +565,38 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) -> Result<(), BhttpError> {
     put_varint(out, b.len() as u64)?;
     out.extend_from_slice(b);
     Ok(())
+}
+
+/// The two wire forms of a message (RFC 9292 §3.2): field sections and content prefixed by
+/// their length, or ended by a zero.
+#[derive(Clone, Copy)]
+enum Framing {
+    KnownLength,
+    Indeterminate,
+}
+
+impl Framing {
+    /// The framing indicator: `known` or `indeterminate` (the request's or the response's).
+    fn indicator(self, known: u64, indeterminate: u64) -> u64 {
+        match self {
+            Framing::KnownLength => known,
+            Framing::Indeterminate => indeterminate,
+        }
+    }
+
+    fn put_fields(self, out: &mut Vec<u8>, fields: &[Field]) -> Result<(), BhttpError> {
+        match self {
+            Framing::KnownLength => put_known_fields(out, fields),
+            Framing::Indeterminate => put_indeterminate_fields(out, fields),
+        }
+    }
+
+    fn put_content(self, out: &mut Vec<u8>, content: &[u8]) -> Result<(), BhttpError> {
+        match self {
+            Framing::KnownLength => put_bytes(out, content),
+            Framing::Indeterminate => put_indeterminate_content(out, content),
+        }
+    }
 }
 
 fn put_known_fields(out: &mut Vec<u8>, fields: &[Field]) -> Result<(), BhttpError> {
