@@ -66,9 +66,7 @@ impl ParsingArg {
 /// it over).
 pub fn write_record(dir: &Path, parsing: &ParsingConfiguration) -> anyhow::Result<()> {
     let path = dir.join(RECORD_NAME);
-    let tmp = dir.join(format!(".{RECORD_NAME}.tmp"));
-    std::fs::write(&tmp, parsing.to_json() + "\n")
-        .and_then(|()| std::fs::rename(&tmp, &path))
+    sift_fsutil::write_atomic(&path, (parsing.to_json() + "\n").as_bytes())
         .with_context(|| format!("writing {}", path.display()))
 }
 
