@@ -328,15 +328,7 @@ impl BhttpRequest {
         })
     }
 
-    /// Encodes in the known-length form, with every section present.
-    pub fn encode_known_length(&self) -> Result<Vec<u8>, BhttpError> {
-        self.encode(Framing::KnownLength)
-    }
-
-    /// Encodes in the indeterminate-length form (content as one chunk), every section present.
-    pub fn encode_indeterminate_length(&self) -> Result<Vec<u8>, BhttpError> {
-        self.encode(Framing::Indeterminate)
-    }
+    framed_encoders!();
 
     fn encode(&self, framing: Framing) -> Result<Vec<u8>, BhttpError> {
         let mut out = Vec::with_capacity(self.encoded_size_hint());
@@ -463,15 +455,7 @@ impl BhttpResponse {
         })
     }
 
-    /// Encodes in the known-length form, with every section present.
-    pub fn encode_known_length(&self) -> Result<Vec<u8>, BhttpError> {
-        self.encode(Framing::KnownLength)
-    }
-
-    /// Encodes in the indeterminate-length form (content as one chunk), every section present.
-    pub fn encode_indeterminate_length(&self) -> Result<Vec<u8>, BhttpError> {
-        self.encode(Framing::Indeterminate)
-    }
+    framed_encoders!();
 
     fn encode(&self, framing: Framing) -> Result<Vec<u8>, BhttpError> {
         let mut out = Vec::with_capacity(
@@ -566,6 +550,22 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) -> Result<(), BhttpError> {
     out.extend_from_slice(b);
     Ok(())
 }
+
+/// The public encoders of a message type, one per [`Framing`], over its private `encode`.
+macro_rules! framed_encoders {
+    () => {
+        /// Encodes in the known-length form, with every section present.
+        pub fn encode_known_length(&self) -> Result<Vec<u8>, BhttpError> {
+            self.encode(Framing::KnownLength)
+        }
+
+        /// Encodes in the indeterminate-length form (content as one chunk), every section present.
+        pub fn encode_indeterminate_length(&self) -> Result<Vec<u8>, BhttpError> {
+            self.encode(Framing::Indeterminate)
+        }
+    };
+}
+use framed_encoders;
 
 /// The two wire forms of a message (RFC 9292 §3.2): field sections and content prefixed by
 /// their length, or ended by a zero.
