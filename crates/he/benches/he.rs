@@ -57,6 +57,36 @@ fn report2(name: &str, (med, best): (Duration, Duration)) {
     println!("{name:48} {:>12.2} µs  (best {:.2} µs)", us(med), us(best));
 }
 
+/// One direction of an NTT: the dispatched transform, the one at a given SIMD level, and the
+/// scalar 64-bit one.
+type NttWays = (
+    fn(&NttTable, &mut [u64]),
+    fn(&NttTable, Level, &mut [u64]),
+    fn(&NttTable, &mut [u64]),
+);
+
+/// Times and reports one direction of `t` on `a` four ways: SIMD, at most AVX2, the portable
+/// 32-bit loops and the scalar 64-bit path (in that order).
+fn time_ntt_ways(
+    t: &NttTable,
+    a: &mut [u64],
+    budget: Duration,
+    label: &str,
+    (simd, with_level, scalar): NttWays,
+) -> [(Duration, Duration); 4] {
+    let times = [
+        time2(|| simd(t, black_box(a)), budget),
+        time2(|| with_level(t, Level::Avx2, black_box(a)), budget),
+        time2(|| with_level(t, Level::Portable, black_box(a)), budget),
+        time2(|| scalar(t, black_box(a)), budget),
+    ];
+    let ways = ["SIMD", "at most AVX2", "portable 32-bit", "scalar 64-bit"];
+    for (way, time) in ways.iter().zip(times) {
+        report2(&format!("{label}, {way}"), time);
+    }
+    times
+}
+
 /// NTT n=4096 on each of Apple's 27/28/28-bit moduli: dispatching (SIMD) path, portable
 /// 32-bit loops and the 64-bit path side by side, against the 10 µs target.
 fn ntt_4096(budget: Duration) -> (Duration, Duration) {
@@ -75,34 +105,28 @@ fn ntt_4096(budget: Duration) -> (Duration, Duration) {
         let q = t.modulus.value;
         let bits = 64 - q.leading_zeros();
         let mut a: Vec<u64> = (0..4096u64).map(|i| i * 7919 % q).collect();
-        let f = time2(|| t.forward(black_box(&mut a)), budget);
-        let f2 = time2(|| t.forward_with(Level::Avx2, black_box(&mut a)), budget);
-        let fs = time2(
-            || t.forward_with(Level::Portable, black_box(&mut a)),
+        let [f, f2, fs, _] = time_ntt_ways(
+            t,
+            &mut a,
             budget,
+            &format!("forward NTT n=4096 {bits}-bit"),
+            (
+                NttTable::forward,
+                NttTable::forward_with,
+                NttTable::forward_u64,
+            ),
         );
-        let fw = time2(|| t.forward_u64(black_box(&mut a)), budget);
-        let inv = time2(|| t.inverse(black_box(&mut a)), budget);
-        let i2 = time2(|| t.inverse_with(Level::Avx2, black_box(&mut a)), budget);
-        let is = time2(
-            || t.inverse_with(Level::Portable, black_box(&mut a)),
+        let [inv, i2, is, _] = time_ntt_ways(
+            t,
+            &mut a,
             budget,
+            &format!("inverse NTT n=4096 {bits}-bit"),
+            (
+                NttTable::inverse,
+                NttTable::inverse_with,
+                NttTable::inverse_u64,
+            ),
         );
-        let iw = time2(|| t.inverse_u64(black_box(&mut a)), budget);
-        report2(&format!("forward NTT n=4096 {bits}-bit, SIMD"), f);
-        report2(&format!("forward NTT n=4096 {bits}-bit, at most AVX2"), f2);
-        report2(
-            &format!("forward NTT n=4096 {bits}-bit, portable 32-bit"),
-            fs,
-        );
-        report2(&format!("forward NTT n=4096 {bits}-bit, scalar 64-bit"), fw);
-        report2(&format!("inverse NTT n=4096 {bits}-bit, SIMD"), inv);
-        report2(&format!("inverse NTT n=4096 {bits}-bit, at most AVX2"), i2);
-        report2(
-            &format!("inverse NTT n=4096 {bits}-bit, portable 32-bit"),
-            is,
-        );
-        report2(&format!("inverse NTT n=4096 {bits}-bit, scalar 64-bit"), iw);
         println!(
             "  SIMD speed-up over the portable 32-bit loops (best): forward ×{:.2}, inverse ×{:.2}",
             us(fs.1) / us(f.1),

@@ -37,9 +37,7 @@ fn warning_codes(json: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn build_json_reports_the_version_its_shape_and_skipped_lines_by_reason() {
-    let tmp = tempfile::tempdir().unwrap();
-    let list = common::write_file(
-        tmp.path(),
+    let (tmp, list) = common::temp_dir_with(
         "list.txt",
         "ads.example\n||tracker.example^\nexample.org/path\n##.banner\nexample.com##.ad\n@@||good.example^\n",
     );
@@ -86,12 +84,8 @@ fn build_json_reports_the_version_its_shape_and_skipped_lines_by_reason() {
 
 #[test]
 fn the_test_entry_silences_its_warning_and_update_json_reports_too() {
-    let tmp = tempfile::tempdir().unwrap();
-    let list = common::write_file(
-        tmp.path(),
-        "list.txt",
-        "ads.example\nwww.apple.com/url-filter-test\n",
-    );
+    let (tmp, list) =
+        common::temp_dir_with("list.txt", "ads.example\nwww.apple.com/url-filter-test\n");
     let out = tmp.path().join("ds");
     let (json, stderr) = build_json(&[&list], &out);
     assert!(warning_codes(&json).is_empty(), "{json}");
@@ -167,9 +161,7 @@ fn keywords_a_device_never_looks_up_are_a_counted_warning_with_examples() {
 
 #[test]
 fn phone_number_datasets_need_no_url_filter_test_entry() {
-    let tmp = tempfile::tempdir().unwrap();
-    let db = common::write_file(
-        tmp.path(),
+    let (tmp, db) = common::temp_dir_with(
         "numbers.txtpb",
         "rows: [{ keyword: \"+14085551212\", value: \"Johnny Appleseed\" }]\n",
     );
