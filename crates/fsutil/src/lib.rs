@@ -70,10 +70,16 @@ fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    /// A fresh temporary directory and the path `name` inside it.
+    fn temp_path(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        (dir, path)
+    }
+
     #[test]
     fn replaces_the_file_and_leaves_no_temporary_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/out.txt");
+        let (_dir, path) = temp_path("sub/out.txt");
         write_atomic(&path, b"old").unwrap();
         write_atomic(&path, b"new").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"new");
@@ -88,8 +94,7 @@ mod tests {
     #[test]
     fn private_files_are_owner_only_even_over_a_leftover_temporary_file() {
         use std::os::unix::fs::PermissionsExt as _;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("key");
+        let (dir, path) = temp_path("key");
         let leftover = dir.path().join(format!(".key.tmp{}", std::process::id()));
         fs::write(&leftover, b"stale").unwrap();
         fs::set_permissions(&leftover, fs::Permissions::from_mode(0o644)).unwrap();

@@ -304,11 +304,8 @@ impl BhttpRequest {
     /// Decodes a request in either framing, applying `limits`.
     pub fn decode(buf: &[u8], limits: &Limits) -> Result<Self, BhttpError> {
         let mut r = Reader::new(buf);
-        let indeterminate = match r.varint("framing indicator")? {
-            KNOWN_LENGTH_REQUEST => false,
-            INDETERMINATE_REQUEST => true,
-            other => return Err(BhttpError::BadFraming(other)),
-        };
+        let indeterminate = Framing::read(&mut r, KNOWN_LENGTH_REQUEST, INDETERMINATE_REQUEST)?
+            == Framing::Indeterminate;
         let method = r.length_prefixed("method")?.to_vec();
         let scheme = r.length_prefixed("scheme")?.to_vec();
         let authority = r.length_prefixed("authority")?.to_vec();
@@ -416,11 +413,8 @@ impl BhttpResponse {
     /// Decodes a response in either framing, informational responses included.
     pub fn decode(buf: &[u8], limits: &Limits) -> Result<Self, BhttpError> {
         let mut r = Reader::new(buf);
-        let indeterminate = match r.varint("framing indicator")? {
-            KNOWN_LENGTH_RESPONSE => false,
-            INDETERMINATE_RESPONSE => true,
-            other => return Err(BhttpError::BadFraming(other)),
-        };
+        let indeterminate = Framing::read(&mut r, KNOWN_LENGTH_RESPONSE, INDETERMINATE_RESPONSE)?
+            == Framing::Indeterminate;
         let mut informational = Vec::new();
         let status = loop {
             let status = r.varint("status code")?;
@@ -569,13 +563,23 @@ use framed_encoders;
 
 /// The two wire forms of a message (RFC 9292 §3.2): field sections and content prefixed by
 /// their length, or ended by a zero.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Framing {
     KnownLength,
     Indeterminate,
 }
 
 impl Framing {
+    /// Reads the framing indicator, `known` or `indeterminate` (the request's or the
+    /// response's); any other value is an error.
+    fn read(r: &mut Reader<'_>, known: u64, indeterminate: u64) -> Result<Self, BhttpError> {
+        match r.varint("framing indicator")? {
+            v if v == known => Ok(Framing::KnownLength),
+            v if v == indeterminate => Ok(Framing::Indeterminate),
+            other => Err(BhttpError::BadFraming(other)),
+        }
+    }
+
     /// The framing indicator: `known` or `indeterminate` (the request's or the response's).
     fn indicator(self, known: u64, indeterminate: u64) -> u64 {
         match self {
