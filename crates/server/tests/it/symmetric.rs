@@ -188,7 +188,7 @@ async fn the_key_must_match_the_dataset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_key_keeps_serving_devices_on_the_old_config() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, old_key) = start_under_fresh_key(dir.path(), 1).await;
+    let (server, _) = start_under_fresh_key(dir.path(), 1).await;
     let mut old_device = device(&server);
     assert_eq!(
         old_device.lookup("example.com").await.unwrap().0.as_deref(),
@@ -288,7 +288,7 @@ fn rewrite_oprf(path: &str, body: &mut Vec<u8>, f: fn(&mut api::OprfResponse)) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_proof_or_wrong_key_is_an_error_never_absent() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, key) = start_under_fresh_key(dir.path(), 1).await;
+    let (server, _) = start_under_fresh_key(dir.path(), 1).await;
     let lookup_all = |base: String| async move {
         let transport =
             sift_client::Transport::new(None, std::time::Duration::from_secs(60)).unwrap();
