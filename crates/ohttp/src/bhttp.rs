@@ -292,6 +292,22 @@ fn read_content(
     }
 }
 
+/// The header fields, content and trailer fields of a message.
+type Sections = (Vec<Field>, Vec<u8>, Vec<Field>);
+
+/// The sections that end every message, followed by nothing but padding.
+fn read_sections(
+    r: &mut Reader<'_>,
+    indeterminate: bool,
+    limits: &Limits,
+) -> Result<Sections, BhttpError> {
+    let headers = read_fields(r, indeterminate, limits)?;
+    let content = read_content(r, indeterminate, limits)?;
+    let trailers = read_fields(r, indeterminate, limits)?;
+    check_padding(r)?;
+    Ok((headers, content, trailers))
+}
+
 fn check_padding(r: &Reader<'_>) -> Result<(), BhttpError> {
     if r.remaining().iter().all(|b| *b == 0) {
         Ok(())
@@ -310,10 +326,7 @@ impl BhttpRequest {
         let scheme = r.length_prefixed("scheme")?.to_vec();
         let authority = r.length_prefixed("authority")?.to_vec();
         let path = r.length_prefixed("path")?.to_vec();
-        let headers = read_fields(&mut r, indeterminate, limits)?;
-        let content = read_content(&mut r, indeterminate, limits)?;
-        let trailers = read_fields(&mut r, indeterminate, limits)?;
-        check_padding(&r)?;
+        let (headers, content, trailers) = read_sections(&mut r, indeterminate, limits)?;
         Ok(Self {
             method,
             scheme,
@@ -436,10 +449,7 @@ impl BhttpResponse {
                 other => return Err(BhttpError::BadStatus(other)),
             }
         };
-        let headers = read_fields(&mut r, indeterminate, limits)?;
-        let content = read_content(&mut r, indeterminate, limits)?;
-        let trailers = read_fields(&mut r, indeterminate, limits)?;
-        check_padding(&r)?;
+        let (headers, content, trailers) = read_sections(&mut r, indeterminate, limits)?;
         Ok(Self {
             informational,
             status,
