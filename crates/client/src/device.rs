@@ -85,6 +85,26 @@ impl DeviceClient {
         }
     }
 
+    /// Sends one request of this use case to `/queries`: the server's first response (if any),
+    /// with the bytes sent and received.
+    async fn query(
+        &self,
+        request: api::request::Request,
+    ) -> anyhow::Result<(Option<api::response::Response>, usize, usize)> {
+        let req = api::Requests {
+            requests: vec![api::Request {
+                usecase: self.service.usecase.clone(),
+                request: Some(request),
+            }],
+        }
+        .encode_to_vec();
+        let sent = req.len();
+        let body = self.post("/queries", req).await?;
+        let resp = api::Responses::decode(body.as_ref()).context("decoding Responses")?;
+        let first = resp.responses.into_iter().next().and_then(|r| r.response);
+        Ok((first, sent, body.len()))
+    }
+
     async fn post(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Bytes> {
         let mut headers = vec![
             ("User-Identifier", self.service.user_identifier.clone()),
@@ -182,29 +202,20 @@ impl DeviceClient {
         keyword: &[u8],
     ) -> anyhow::Result<(ParsedOprfOutput, usize, usize)> {
         let query = oprf.blind(keyword, &mut rand::rngs::OsRng)?;
-        let req = api::Requests {
-            requests: vec![api::Request {
-                usecase: self.service.usecase.clone(),
-                request: Some(api::request::Request::OprfRequest(api::OprfRequest {
-                    query_element: query.element().to_vec(),
-                    config_id: config_id.to_vec(),
-                })),
-            }],
-        }
-        .encode_to_vec();
-        let sent = req.len();
-        let body = self.post("/queries", req).await?;
-        let resp = api::Responses::decode(body.as_ref()).context("decoding Responses")?;
-        let Some(api::response::Response::OprfResponse(r)) =
-            resp.responses.first().and_then(|r| r.response.as_ref())
-        else {
+        let (resp, sent, received) = self
+            .query(api::request::Request::OprfRequest(api::OprfRequest {
+                query_element: query.element().to_vec(),
+                config_id: config_id.to_vec(),
+            }))
+            .await?;
+        let Some(api::response::Response::OprfResponse(r)) = resp else {
             bail!("server sent no OPRF response")
         };
         let eval = BlindEvaluation::from_parts(&r.evaluated_element, &r.proof)?;
         let parsed = oprf
             .finalize(&query, &eval)
             .context("OPRF response from the server")?;
-        Ok((parsed, sent, body.len()))
+        Ok((parsed, sent, received))
     }
 
     /// Looks `keyword` up by PIR: its value (`Some(b"1")` means blocked) or `None`. For a
@@ -248,25 +259,15 @@ impl DeviceClient {
             timestamp: 0,
             identifier: s.key_id.clone(),
         });
-        let req = api::Requests {
-            requests: vec![api::Request {
-                usecase: self.service.usecase.clone(),
-                request: Some(api::request::Request::PirRequest(q)),
-            }],
-        }
-        .encode_to_vec();
-        let query_bytes = req.len();
-        let body = self.post("/queries", req).await?;
-        let resp = api::Responses::decode(body.as_ref()).context("decoding Responses")?;
-        let Some(api::response::Response::PirResponse(r)) =
-            resp.responses.first().and_then(|r| r.response.as_ref())
-        else {
+        let (resp, query_bytes, response_bytes) =
+            self.query(api::request::Request::PirRequest(q)).await?;
+        let Some(api::response::Response::PirResponse(r)) = resp else {
             bail!("server sent no PIR response")
         };
         let s = self.session.as_ref().expect("set up above");
         let value = s
             .pir
-            .decode(&pir_keyword, r)
+            .decode(&pir_keyword, &r)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let value = match (value, &parsed) {
             (Some(v), Some(p)) => Some(
@@ -277,7 +278,7 @@ impl DeviceClient {
         };
         let cost = PirCost {
             query_bytes: query_bytes + oprf_sent,
-            response_bytes: body.len() + oprf_received,
+            response_bytes: response_bytes + oprf_received,
             millis: start.elapsed().as_secs_f64() * 1e3,
         };
         Ok((value, cost))

@@ -1,32 +1,16 @@
-//! Durable file writes: the one `write_atomic` of the dataset format.
+//! Durable file writes of the dataset format (over `sift_fsutil`) and file checksums.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 
-/// Writes `bytes` to `path` atomically and durably: a temporary file in the same directory,
-/// `fsync`, rename over `path`, then `fsync` of the directory. A crash leaves either the old
-/// file or the new one, never a mix.
+/// Writes `bytes` to `path` atomically and durably (`sift_fsutil::write_atomic`: a synced
+/// temporary file renamed over `path`, then the directory synced), with the path in the error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().context("output path has no file name")?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    {
-        let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    sync_dir(dir)
+    sift_fsutil::write_atomic(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// `fsync`s a directory so that renames and new entries in it survive a crash.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use sift_he::bfv::{self, encrypt};
+use sift_he::ntt::NttTable;
 use sift_he::simd::Level;
 use sift_he::{Context, EvalAccumulator, EvaluationKey, Format, Plaintext, SecretKey};
 
@@ -56,6 +57,36 @@ fn report2(name: &str, (med, best): (Duration, Duration)) {
     println!("{name:48} {:>12.2} µs  (best {:.2} µs)", us(med), us(best));
 }
 
+/// One direction of an NTT: the dispatched transform, the one at a given SIMD level, and the
+/// scalar 64-bit one.
+type NttWays = (
+    fn(&NttTable, &mut [u64]),
+    fn(&NttTable, Level, &mut [u64]),
+    fn(&NttTable, &mut [u64]),
+);
+
+/// Times and reports one direction of `t` on `a` four ways: SIMD, at most AVX2, the portable
+/// 32-bit loops and the scalar 64-bit path (in that order).
+fn time_ntt_ways(
+    t: &NttTable,
+    a: &mut [u64],
+    budget: Duration,
+    label: &str,
+    (simd, with_level, scalar): NttWays,
+) -> [(Duration, Duration); 4] {
+    let times = [
+        time2(|| simd(t, black_box(a)), budget),
+        time2(|| with_level(t, Level::Avx2, black_box(a)), budget),
+        time2(|| with_level(t, Level::Portable, black_box(a)), budget),
+        time2(|| scalar(t, black_box(a)), budget),
+    ];
+    let ways = ["SIMD", "at most AVX2", "portable 32-bit", "scalar 64-bit"];
+    for (way, time) in ways.iter().zip(times) {
+        report2(&format!("{label}, {way}"), time);
+    }
+    times
+}
+
 /// NTT n=4096 on each of Apple's 27/28/28-bit moduli: dispatching (SIMD) path, portable
 /// 32-bit loops and the 64-bit path side by side, against the 10 µs target.
 fn ntt_4096(budget: Duration) -> (Duration, Duration) {
@@ -74,34 +105,28 @@ fn ntt_4096(budget: Duration) -> (Duration, Duration) {
         let q = t.modulus.value;
         let bits = 64 - q.leading_zeros();
         let mut a: Vec<u64> = (0..4096u64).map(|i| i * 7919 % q).collect();
-        let f = time2(|| t.forward(black_box(&mut a)), budget);
-        let f2 = time2(|| t.forward_with(Level::Avx2, black_box(&mut a)), budget);
-        let fs = time2(
-            || t.forward_with(Level::Portable, black_box(&mut a)),
+        let [f, f2, fs, _] = time_ntt_ways(
+            t,
+            &mut a,
             budget,
+            &format!("forward NTT n=4096 {bits}-bit"),
+            (
+                NttTable::forward,
+                NttTable::forward_with,
+                NttTable::forward_u64,
+            ),
         );
-        let fw = time2(|| t.forward_u64(black_box(&mut a)), budget);
-        let inv = time2(|| t.inverse(black_box(&mut a)), budget);
-        let i2 = time2(|| t.inverse_with(Level::Avx2, black_box(&mut a)), budget);
-        let is = time2(
-            || t.inverse_with(Level::Portable, black_box(&mut a)),
+        let [inv, i2, is, _] = time_ntt_ways(
+            t,
+            &mut a,
             budget,
+            &format!("inverse NTT n=4096 {bits}-bit"),
+            (
+                NttTable::inverse,
+                NttTable::inverse_with,
+                NttTable::inverse_u64,
+            ),
         );
-        let iw = time2(|| t.inverse_u64(black_box(&mut a)), budget);
-        report2(&format!("forward NTT n=4096 {bits}-bit, SIMD"), f);
-        report2(&format!("forward NTT n=4096 {bits}-bit, at most AVX2"), f2);
-        report2(
-            &format!("forward NTT n=4096 {bits}-bit, portable 32-bit"),
-            fs,
-        );
-        report2(&format!("forward NTT n=4096 {bits}-bit, scalar 64-bit"), fw);
-        report2(&format!("inverse NTT n=4096 {bits}-bit, SIMD"), inv);
-        report2(&format!("inverse NTT n=4096 {bits}-bit, at most AVX2"), i2);
-        report2(
-            &format!("inverse NTT n=4096 {bits}-bit, portable 32-bit"),
-            is,
-        );
-        report2(&format!("inverse NTT n=4096 {bits}-bit, scalar 64-bit"), iw);
         println!(
             "  SIMD speed-up over the portable 32-bit loops (best): forward ×{:.2}, inverse ×{:.2}",
             us(fs.1) / us(f.1),
@@ -256,24 +281,22 @@ fn main() {
     }
     // Each row's transform over and over (what `Poly::forward_ntt` runs, without the form
     // check that would refuse a second forward transform).
-    let f8 = time2(
-        || {
-            for r in 0..3 {
-                ctx8.ntt(r).forward(p.row_mut(r));
-            }
-        },
-        budget,
-    );
-    report2("forward NTT n=8192, 3×55-bit", f8);
-    let i8 = time2(
-        || {
-            for r in 0..3 {
-                ctx8.ntt(r).inverse(p.row_mut(r));
-            }
-        },
-        budget,
-    );
-    report2("inverse NTT n=8192, 3×55-bit", i8);
+    type Transform = fn(&NttTable, &mut [u64]);
+    let directions: [(&str, Transform); 2] = [
+        ("forward", NttTable::forward),
+        ("inverse", NttTable::inverse),
+    ];
+    for (direction, transform) in directions {
+        let t = time2(
+            || {
+                for r in 0..3 {
+                    transform(ctx8.ntt(r), p.row_mut(r));
+                }
+            },
+            budget,
+        );
+        report2(&format!("{direction} NTT n=8192, 3×55-bit"), t);
+    }
     if std::env::args().any(|a| a == "ntt") {
         return;
     }

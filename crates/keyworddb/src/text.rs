@@ -173,11 +173,7 @@ impl<R: Read> TextReader<R> {
                 Tok::Other(self.word()?)
             }
             c => {
-                let shown = if c.is_ascii_graphic() {
-                    format!("'{}'", c as char)
-                } else {
-                    format!("byte 0x{c:02x}")
-                };
+                let shown = show_byte(c, "'", "'", "");
                 return Err(self.err(start, format!("unexpected character {shown}")));
             }
         };
@@ -305,11 +301,7 @@ impl<R: Read> TextReader<R> {
                 out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
             }
             c => {
-                let shown = if c.is_ascii_graphic() {
-                    format!("\\{}", c as char)
-                } else {
-                    format!("\\ followed by byte 0x{c:02x}")
-                };
+                let shown = show_byte(c, "\\", "", "\\ followed by ");
                 return Err(self.err(at, format!("bad escape {shown}")));
             }
         }
@@ -535,5 +527,15 @@ impl<R: Read> Iterator for TextReader<R> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+/// Byte `c` for an error message: `{open}c{close}` when it is a printable ASCII character, else
+/// `{lead}byte 0x..`.
+fn show_byte(c: u8, open: &str, close: &str, lead: &str) -> String {
+    if c.is_ascii_graphic() {
+        format!("{open}{}{close}", c as char)
+    } else {
+        format!("{lead}byte 0x{c:02x}")
     }
 }

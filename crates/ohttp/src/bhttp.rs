@@ -292,6 +292,22 @@ fn read_content(
     }
 }
 
+/// The header fields, content and trailer fields of a message.
+type Sections = (Vec<Field>, Vec<u8>, Vec<Field>);
+
+/// The sections that end every message, followed by nothing but padding.
+fn read_sections(
+    r: &mut Reader<'_>,
+    indeterminate: bool,
+    limits: &Limits,
+) -> Result<Sections, BhttpError> {
+    let headers = read_fields(r, indeterminate, limits)?;
+    let content = read_content(r, indeterminate, limits)?;
+    let trailers = read_fields(r, indeterminate, limits)?;
+    check_padding(r)?;
+    Ok((headers, content, trailers))
+}
+
 fn check_padding(r: &Reader<'_>) -> Result<(), BhttpError> {
     if r.remaining().iter().all(|b| *b == 0) {
         Ok(())
@@ -304,19 +320,13 @@ impl BhttpRequest {
     /// Decodes a request in either framing, applying `limits`.
     pub fn decode(buf: &[u8], limits: &Limits) -> Result<Self, BhttpError> {
         let mut r = Reader::new(buf);
-        let indeterminate = match r.varint("framing indicator")? {
-            KNOWN_LENGTH_REQUEST => false,
-            INDETERMINATE_REQUEST => true,
-            other => return Err(BhttpError::BadFraming(other)),
-        };
+        let indeterminate = Framing::read(&mut r, KNOWN_LENGTH_REQUEST, INDETERMINATE_REQUEST)?
+            == Framing::Indeterminate;
         let method = r.length_prefixed("method")?.to_vec();
         let scheme = r.length_prefixed("scheme")?.to_vec();
         let authority = r.length_prefixed("authority")?.to_vec();
         let path = r.length_prefixed("path")?.to_vec();
-        let headers = read_fields(&mut r, indeterminate, limits)?;
-        let content = read_content(&mut r, indeterminate, limits)?;
-        let trailers = read_fields(&mut r, indeterminate, limits)?;
-        check_padding(&r)?;
+        let (headers, content, trailers) = read_sections(&mut r, indeterminate, limits)?;
         Ok(Self {
             method,
             scheme,
@@ -328,29 +338,20 @@ impl BhttpRequest {
         })
     }
 
-    /// Encodes in the known-length form, with every section present.
-    pub fn encode_known_length(&self) -> Result<Vec<u8>, BhttpError> {
-        let mut out = Vec::with_capacity(self.encoded_size_hint());
-        put_varint(&mut out, KNOWN_LENGTH_REQUEST)?;
-        for part in [&self.method, &self.scheme, &self.authority, &self.path] {
-            put_bytes(&mut out, part)?;
-        }
-        put_known_fields(&mut out, &self.headers)?;
-        put_bytes(&mut out, &self.content)?;
-        put_known_fields(&mut out, &self.trailers)?;
-        Ok(out)
-    }
+    framed_encoders!();
 
-    /// Encodes in the indeterminate-length form (content as one chunk), every section present.
-    pub fn encode_indeterminate_length(&self) -> Result<Vec<u8>, BhttpError> {
+    fn encode(&self, framing: Framing) -> Result<Vec<u8>, BhttpError> {
         let mut out = Vec::with_capacity(self.encoded_size_hint());
-        put_varint(&mut out, INDETERMINATE_REQUEST)?;
+        put_varint(
+            &mut out,
+            framing.indicator(KNOWN_LENGTH_REQUEST, INDETERMINATE_REQUEST),
+        )?;
         for part in [&self.method, &self.scheme, &self.authority, &self.path] {
             put_bytes(&mut out, part)?;
         }
-        put_indeterminate_fields(&mut out, &self.headers)?;
-        put_indeterminate_content(&mut out, &self.content)?;
-        put_indeterminate_fields(&mut out, &self.trailers)?;
+        framing.put_fields(&mut out, &self.headers)?;
+        framing.put_content(&mut out, &self.content)?;
+        framing.put_fields(&mut out, &self.trailers)?;
         Ok(out)
     }
 
@@ -425,11 +426,8 @@ impl BhttpResponse {
     /// Decodes a response in either framing, informational responses included.
     pub fn decode(buf: &[u8], limits: &Limits) -> Result<Self, BhttpError> {
         let mut r = Reader::new(buf);
-        let indeterminate = match r.varint("framing indicator")? {
-            KNOWN_LENGTH_RESPONSE => false,
-            INDETERMINATE_RESPONSE => true,
-            other => return Err(BhttpError::BadFraming(other)),
-        };
+        let indeterminate = Framing::read(&mut r, KNOWN_LENGTH_RESPONSE, INDETERMINATE_RESPONSE)?
+            == Framing::Indeterminate;
         let mut informational = Vec::new();
         let status = loop {
             let status = r.varint("status code")?;
@@ -451,10 +449,7 @@ impl BhttpResponse {
                 other => return Err(BhttpError::BadStatus(other)),
             }
         };
-        let headers = read_fields(&mut r, indeterminate, limits)?;
-        let content = read_content(&mut r, indeterminate, limits)?;
-        let trailers = read_fields(&mut r, indeterminate, limits)?;
-        check_padding(&r)?;
+        let (headers, content, trailers) = read_sections(&mut r, indeterminate, limits)?;
         Ok(Self {
             informational,
             status,
@@ -464,39 +459,26 @@ impl BhttpResponse {
         })
     }
 
-    /// Encodes in the known-length form, with every section present.
-    pub fn encode_known_length(&self) -> Result<Vec<u8>, BhttpError> {
+    framed_encoders!();
+
+    fn encode(&self, framing: Framing) -> Result<Vec<u8>, BhttpError> {
         let mut out = Vec::with_capacity(
             32 + fields_len(&self.headers) + self.content.len() + fields_len(&self.trailers),
         );
-        put_varint(&mut out, KNOWN_LENGTH_RESPONSE)?;
+        put_varint(
+            &mut out,
+            framing.indicator(KNOWN_LENGTH_RESPONSE, INDETERMINATE_RESPONSE),
+        )?;
         for info in &self.informational {
             check_status(info.status, 100..=199)?;
             put_varint(&mut out, u64::from(info.status))?;
-            put_known_fields(&mut out, &info.headers)?;
+            framing.put_fields(&mut out, &info.headers)?;
         }
         check_status(self.status, 200..=599)?;
         put_varint(&mut out, u64::from(self.status))?;
-        put_known_fields(&mut out, &self.headers)?;
-        put_bytes(&mut out, &self.content)?;
-        put_known_fields(&mut out, &self.trailers)?;
-        Ok(out)
-    }
-
-    /// Encodes in the indeterminate-length form (content as one chunk), every section present.
-    pub fn encode_indeterminate_length(&self) -> Result<Vec<u8>, BhttpError> {
-        let mut out = Vec::new();
-        put_varint(&mut out, INDETERMINATE_RESPONSE)?;
-        for info in &self.informational {
-            check_status(info.status, 100..=199)?;
-            put_varint(&mut out, u64::from(info.status))?;
-            put_indeterminate_fields(&mut out, &info.headers)?;
-        }
-        check_status(self.status, 200..=599)?;
-        put_varint(&mut out, u64::from(self.status))?;
-        put_indeterminate_fields(&mut out, &self.headers)?;
-        put_indeterminate_content(&mut out, &self.content)?;
-        put_indeterminate_fields(&mut out, &self.trailers)?;
+        framing.put_fields(&mut out, &self.headers)?;
+        framing.put_content(&mut out, &self.content)?;
+        framing.put_fields(&mut out, &self.trailers)?;
         Ok(out)
     }
 
@@ -571,6 +553,64 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) -> Result<(), BhttpError> {
     put_varint(out, b.len() as u64)?;
     out.extend_from_slice(b);
     Ok(())
+}
+
+/// The public encoders of a message type, one per [`Framing`], over its private `encode`.
+macro_rules! framed_encoders {
+    () => {
+        /// Encodes in the known-length form, with every section present.
+        pub fn encode_known_length(&self) -> Result<Vec<u8>, BhttpError> {
+            self.encode(Framing::KnownLength)
+        }
+
+        /// Encodes in the indeterminate-length form (content as one chunk), every section present.
+        pub fn encode_indeterminate_length(&self) -> Result<Vec<u8>, BhttpError> {
+            self.encode(Framing::Indeterminate)
+        }
+    };
+}
+use framed_encoders;
+
+/// The two wire forms of a message (RFC 9292 §3.2): field sections and content prefixed by
+/// their length, or ended by a zero.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    KnownLength,
+    Indeterminate,
+}
+
+impl Framing {
+    /// Reads the framing indicator, `known` or `indeterminate` (the request's or the
+    /// response's); any other value is an error.
+    fn read(r: &mut Reader<'_>, known: u64, indeterminate: u64) -> Result<Self, BhttpError> {
+        match r.varint("framing indicator")? {
+            v if v == known => Ok(Framing::KnownLength),
+            v if v == indeterminate => Ok(Framing::Indeterminate),
+            other => Err(BhttpError::BadFraming(other)),
+        }
+    }
+
+    /// The framing indicator: `known` or `indeterminate` (the request's or the response's).
+    fn indicator(self, known: u64, indeterminate: u64) -> u64 {
+        match self {
+            Framing::KnownLength => known,
+            Framing::Indeterminate => indeterminate,
+        }
+    }
+
+    fn put_fields(self, out: &mut Vec<u8>, fields: &[Field]) -> Result<(), BhttpError> {
+        match self {
+            Framing::KnownLength => put_known_fields(out, fields),
+            Framing::Indeterminate => put_indeterminate_fields(out, fields),
+        }
+    }
+
+    fn put_content(self, out: &mut Vec<u8>, content: &[u8]) -> Result<(), BhttpError> {
+        match self {
+            Framing::KnownLength => put_bytes(out, content),
+            Framing::Indeterminate => put_indeterminate_content(out, content),
+        }
+    }
 }
 
 fn put_known_fields(out: &mut Vec<u8>, fields: &[Field]) -> Result<(), BhttpError> {

@@ -7,7 +7,6 @@
 //! published.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -344,46 +343,7 @@ impl KeyStore {
             grace_secs: self.grace.as_secs(),
         };
         let text = Zeroizing::new(serde_json::to_string_pretty(&file).map_err(|e| io(e.into()))?);
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(io)?;
-        let name = path
-            .file_name()
-            .ok_or_else(|| io(std::io::Error::other("key path has no file name")))?;
-        let tmp = dir.join(format!(
-            ".{}.tmp{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let mut opts = fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let result = (|| {
-            let mut f = opts.open(&tmp)?;
-            #[cfg(unix)]
-            {
-                // `mode` only applies on creation; a leftover temp file must be tightened too.
-                use std::os::unix::fs::PermissionsExt;
-                f.set_permissions(fs::Permissions::from_mode(0o600))?;
-            }
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            fs::rename(&tmp, path)?;
-            if let Ok(d) = fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map_err(io)
+        sift_fsutil::write_private(path, text.as_bytes()).map_err(io)
     }
 
     /// Loads `path`, or generates a new store and saves it there when the file is missing.

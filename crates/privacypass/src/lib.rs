@@ -59,16 +59,22 @@ pub struct TokenRequest {
     pub blinded_msg: Vec<u8>,
 }
 
+/// Checks that the wire form `b` of a `what` is `len` bytes long and starts with [`TOKEN_TYPE`].
+fn check_length_and_type(b: &[u8], len: usize, what: &'static str) -> Result<(), Error> {
+    if b.len() != len {
+        return Err(Error::Malformed(what));
+    }
+    let t = u16::from_be_bytes([b[0], b[1]]);
+    if t != TOKEN_TYPE {
+        return Err(Error::UnsupportedType(t));
+    }
+    Ok(())
+}
+
 impl TokenRequest {
     /// Parse the 259-byte wire form; rejects other token types.
     pub fn parse(b: &[u8]) -> Result<Self, Error> {
-        if b.len() != TOKEN_REQUEST_LEN {
-            return Err(Error::Malformed("token request"));
-        }
-        let t = u16::from_be_bytes([b[0], b[1]]);
-        if t != TOKEN_TYPE {
-            return Err(Error::UnsupportedType(t));
-        }
+        check_length_and_type(b, TOKEN_REQUEST_LEN, "token request")?;
         Ok(Self {
             truncated_key_id: b[2],
             blinded_msg: b[3..].to_vec(),
@@ -122,13 +128,7 @@ pub struct Token {
 impl Token {
     /// Parse the 354-byte wire form.
     pub fn parse(b: &[u8]) -> Result<Self, Error> {
-        if b.len() != TOKEN_LEN {
-            return Err(Error::Malformed("token"));
-        }
-        let t = u16::from_be_bytes([b[0], b[1]]);
-        if t != TOKEN_TYPE {
-            return Err(Error::UnsupportedType(t));
-        }
+        check_length_and_type(b, TOKEN_LEN, "token")?;
         let a = |o: usize| -> [u8; 32] {
             let mut x = [0u8; 32];
             x.copy_from_slice(&b[o..o + 32]);

@@ -9,36 +9,16 @@
 use std::time::Instant;
 
 use prost::Message as _;
-use sift_proto::{api, he};
+use sift_proto::api;
 use sift_server::keystore::{Budget, FileKeyStore, KeyStore as _};
 
 fn key(id: u64) -> api::EvaluationKey {
-    let ct = he::SerializedCiphertext {
-        serialized_ciphertext_type: Some(
-            he::serialized_ciphertext::SerializedCiphertextType::Seeded(
-                he::SerializedSeededCiphertext {
-                    poly0: vec![7; 1024],
-                    seed: id.to_le_bytes().to_vec(),
-                },
-            ),
-        ),
-    };
-    api::EvaluationKey {
-        metadata: Some(api::EvaluationKeyMetadata {
-            timestamp: 1_700_000_000 + id,
-            identifier: sha2_like(id),
-        }),
-        evaluation_key: Some(he::SerializedEvaluationKey {
-            galois_key: None,
-            relin_key: Some(he::SerializedRelinKey {
-                relin_key: Some(he::SerializedKeySwitchKey {
-                    key_switch_key: Some(he::SerializedCiphertextVec {
-                        ciphertexts: vec![ct],
-                    }),
-                }),
-            }),
-        }),
-    }
+    sift_server::keystore::stand_in_key(
+        sha2_like(id),
+        1_700_000_000 + id,
+        vec![7; 1024],
+        id.to_le_bytes().to_vec(),
+    )
 }
 
 /// A 32-byte identifier like Apple's configuration hashes.

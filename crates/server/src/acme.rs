@@ -9,7 +9,6 @@
 //! expiry metric, expiry warnings, `sift serve --check-config` and `sift doctor` see the ACME
 //! certificate like any other.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -119,27 +118,14 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename (readers never see half a
-/// file), readable by the owner only when `private`.
+/// Writes `bytes` to `path` atomically (see [`sift_fsutil`]), readable by the owner only when
+/// `private`.
 fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("acme")
-    ));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(if private { 0o600 } else { 0o644 });
+    if private {
+        sift_fsutil::write_private(path, bytes)
+    } else {
+        sift_fsutil::write_atomic(path, bytes)
     }
-    let mut f = options.open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)
 }
 
 /// What the certificate in the files was obtained for: a new directory or other domains

@@ -608,24 +608,22 @@ impl ServerConfig {
             self.limits.max_body_bytes >= 1024,
             "limits.max_body_bytes is too small"
         );
-        anyhow::ensure!(
-            self.limits.max_keys_per_user >= 1,
-            "limits.max_keys_per_user must be at least 1"
-        );
+        for (name, value) in [
+            ("max_keys_per_user", self.limits.max_keys_per_user),
+            ("max_connections", self.limits.max_connections),
+            (
+                "max_connections_per_address",
+                self.limits.max_connections_per_address,
+            ),
+        ] {
+            anyhow::ensure!(value >= 1, "limits.{name} must be at least 1");
+        }
         anyhow::ensure!(
             self.limits.max_users >= 1
                 && self.limits.max_key_bytes_per_user >= 1024
                 && self.limits.max_key_bytes_total >= self.limits.max_key_bytes_per_user,
             "limits: max_users must be at least 1, max_key_bytes_per_user at least 1024 and \
              max_key_bytes_total at least max_key_bytes_per_user"
-        );
-        anyhow::ensure!(
-            self.limits.max_connections >= 1,
-            "limits.max_connections must be at least 1"
-        );
-        anyhow::ensure!(
-            self.limits.max_connections_per_address >= 1,
-            "limits.max_connections_per_address must be at least 1"
         );
         anyhow::ensure!(
             self.limits.idle_timeout_secs >= 1

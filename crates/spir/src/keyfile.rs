@@ -3,7 +3,6 @@
 //! the 48-byte OPRF private key as lowercase hex, 96 characters, no newline. Reading accepts
 //! surrounding whitespace (a trailing newline added by an editor).
 
-use std::io::Write as _;
 use std::path::Path;
 
 use crate::{OprfError, OprfPrivateKey};
@@ -27,34 +26,5 @@ pub fn read_key_file(path: &Path) -> Result<OprfPrivateKey, OprfError> {
 /// Writes `key` to `path` atomically (a temporary file in the same directory, readable only by
 /// the owner on Unix, then renamed over `path`).
 pub fn write_key_file(path: &Path, key: &OprfPrivateKey) -> Result<(), OprfError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io(path, std::io::Error::other("no file name")))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
-    }
-    let result = (|| {
-        let mut f = opts.open(&tmp)?;
-        f.write_all(key.to_hex().as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(path, e));
-    }
-    Ok(())
+    sift_fsutil::write_private(path, key.to_hex().as_bytes()).map_err(|e| io(path, e))
 }

@@ -300,78 +300,38 @@ impl ParsingConfiguration {
 
     /// The options that differ from the iOS 26 default, as `name=value` (empty for the default).
     pub fn differences(&self) -> Vec<String> {
+        // Each option's name and how to show its value; shown the same way for `self` and the
+        // default, so the two compare as text.
+        type Show = fn(&ParsingConfiguration) -> String;
+        let options: [(&str, Show); 13] = [
+            ("excludeScheme", |c| c.exclude_scheme.to_string()),
+            ("domain.excluded", |c| c.domain.excluded.to_string()),
+            ("domain.stripWWW", |c| c.domain.strip_www.to_string()),
+            ("domain.levels", |c| c.domain.levels.to_string()),
+            ("domain.enumerateHierarchy", |c| {
+                c.domain.enumerate_hierarchy.to_string()
+            }),
+            ("path.excluded", |c| c.path.excluded.to_string()),
+            ("path.segments", |c| c.path.segments.to_string()),
+            ("path.enumerateHierarchy", |c| {
+                c.path.enumerate_hierarchy.to_string()
+            }),
+            ("query.excluded", |c| c.query.excluded.to_string()),
+            ("query.parameters", |c| format!("{:?}", c.query.parameters)),
+            ("excludeFragment", |c| c.exclude_fragment.to_string()),
+            ("excludeIntermediates", |c| {
+                c.exclude_intermediates.to_string()
+            }),
+            ("caseSensitive", |c| c.case_sensitive.to_string()),
+        ];
         let d = Self::default();
         let mut out = Vec::new();
-        let mut diff = |name: &str, a: String, b: String| {
-            if a != b {
-                out.push(format!("{name}={a}"));
+        for (name, show) in options {
+            let value = show(self);
+            if value != show(&d) {
+                out.push(format!("{name}={value}"));
             }
-        };
-        diff(
-            "excludeScheme",
-            self.exclude_scheme.to_string(),
-            d.exclude_scheme.to_string(),
-        );
-        diff(
-            "domain.excluded",
-            self.domain.excluded.to_string(),
-            d.domain.excluded.to_string(),
-        );
-        diff(
-            "domain.stripWWW",
-            self.domain.strip_www.to_string(),
-            d.domain.strip_www.to_string(),
-        );
-        diff(
-            "domain.levels",
-            self.domain.levels.to_string(),
-            d.domain.levels.to_string(),
-        );
-        diff(
-            "domain.enumerateHierarchy",
-            self.domain.enumerate_hierarchy.to_string(),
-            d.domain.enumerate_hierarchy.to_string(),
-        );
-        diff(
-            "path.excluded",
-            self.path.excluded.to_string(),
-            d.path.excluded.to_string(),
-        );
-        diff(
-            "path.segments",
-            self.path.segments.to_string(),
-            d.path.segments.to_string(),
-        );
-        diff(
-            "path.enumerateHierarchy",
-            self.path.enumerate_hierarchy.to_string(),
-            d.path.enumerate_hierarchy.to_string(),
-        );
-        diff(
-            "query.excluded",
-            self.query.excluded.to_string(),
-            d.query.excluded.to_string(),
-        );
-        diff(
-            "query.parameters",
-            format!("{:?}", self.query.parameters),
-            format!("{:?}", d.query.parameters),
-        );
-        diff(
-            "excludeFragment",
-            self.exclude_fragment.to_string(),
-            d.exclude_fragment.to_string(),
-        );
-        diff(
-            "excludeIntermediates",
-            self.exclude_intermediates.to_string(),
-            d.exclude_intermediates.to_string(),
-        );
-        diff(
-            "caseSensitive",
-            self.case_sensitive.to_string(),
-            d.case_sensitive.to_string(),
-        );
+        }
         if self.url_parsing_regular_expression.is_some() {
             out.push("urlParsingRegularExpression=set".into());
         }

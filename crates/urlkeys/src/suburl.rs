@@ -66,27 +66,23 @@ mod tests {
 
     #[test]
     fn normalize_examples() {
-        assert_eq!(
-            normalize_key("HTTPS://WWW.Example.COM/Path?Q=1").unwrap(),
-            "example.com/path?q=1"
-        );
-        assert_eq!(normalize_key("example.com.").unwrap(), "example.com");
-        assert_eq!(
-            normalize_key("http://user:pw@bücher.de:8080/x").unwrap(),
-            "xn--bcher-kva.de:8080/x"
-        );
-        assert_eq!(
-            normalize_key("www.apple.com/url-filter-test").unwrap(),
-            "apple.com/url-filter-test"
-        );
-        assert_eq!(normalize_key("www").unwrap(), "www");
-        assert_eq!(normalize_key("*.example.com"), Err(KeyError::Wildcard));
-        assert_eq!(normalize_key("exa mple.com"), Err(KeyError::Whitespace));
-        assert_eq!(
-            normalize_key("example.com:99999"),
-            Err(KeyError::BadPort("99999".into()))
-        );
-        assert_eq!(normalize_key("https:///path"), Err(KeyError::NoHost));
+        for (input, expected) in [
+            ("HTTPS://WWW.Example.COM/Path?Q=1", "example.com/path?q=1"),
+            ("example.com.", "example.com"),
+            ("http://user:pw@bücher.de:8080/x", "xn--bcher-kva.de:8080/x"),
+            ("www.apple.com/url-filter-test", "apple.com/url-filter-test"),
+            ("www", "www"),
+        ] {
+            assert_eq!(normalize_key(input).unwrap(), expected, "{input}");
+        }
+        for (input, error) in [
+            ("*.example.com", KeyError::Wildcard),
+            ("exa mple.com", KeyError::Whitespace),
+            ("example.com:99999", KeyError::BadPort("99999".into())),
+            ("https:///path", KeyError::NoHost),
+        ] {
+            assert_eq!(normalize_key(input), Err(error), "{input}");
+        }
         assert!(matches!(
             normalize_key("ex!ample.com"),
             Err(KeyError::BadHost(_))

@@ -413,33 +413,7 @@ mod tests {
 
     /// A key whose evaluation key carries about `payload` bytes.
     fn key(id: u8, ts: u64, payload: usize) -> api::EvaluationKey {
-        use sift_proto::he;
-        let ct = he::SerializedCiphertext {
-            serialized_ciphertext_type: Some(
-                he::serialized_ciphertext::SerializedCiphertextType::Seeded(
-                    he::SerializedSeededCiphertext {
-                        poly0: vec![0; payload],
-                        seed: vec![],
-                    },
-                ),
-            ),
-        };
-        api::EvaluationKey {
-            metadata: Some(api::EvaluationKeyMetadata {
-                timestamp: ts,
-                identifier: vec![id],
-            }),
-            evaluation_key: Some(he::SerializedEvaluationKey {
-                galois_key: None,
-                relin_key: Some(he::SerializedRelinKey {
-                    relin_key: Some(he::SerializedKeySwitchKey {
-                        key_switch_key: Some(he::SerializedCiphertextVec {
-                            ciphertexts: vec![ct],
-                        }),
-                    }),
-                }),
-            }),
-        }
+        crate::keystore::stand_in_key(vec![id], ts, vec![0; payload], vec![])
     }
 
     fn budget(per_user: usize, users: usize) -> Budget {
@@ -451,15 +425,20 @@ mod tests {
         }
     }
 
+    /// Opens the store in `dir` with room for 4 keys a user and 10 users.
+    fn store_in(dir: &tempfile::TempDir) -> FileKeyStore {
+        FileKeyStore::open(dir.path(), budget(4, 10)).unwrap()
+    }
+
     #[test]
     fn keys_persist_across_reopen_from_the_index() {
         let dir = tempfile::tempdir().unwrap();
-        let s = FileKeyStore::open(dir.path(), budget(4, 10)).unwrap();
+        let s = store_in(&dir);
         s.put("alice", &key(1, 7, 0)).unwrap();
         s.put("alice", &key(2, 8, 0)).unwrap();
         s.put("alice", &key(2, 9, 0)).unwrap();
         drop(s);
-        let s = FileKeyStore::open(dir.path(), budget(4, 10)).unwrap();
+        let s = store_in(&dir);
         assert_eq!(s.len(), 2);
         assert_eq!(stored_timestamp(&s, "alice", &[1]), 7);
         assert_eq!(stored_timestamp(&s, "alice", &[2]), 9);
@@ -468,7 +447,7 @@ mod tests {
         // store's back is only noticed on use.
         std::fs::remove_file(s.path(&user_dir_name("alice"), &[1])).unwrap();
         drop(s);
-        let s = FileKeyStore::open(dir.path(), budget(4, 10)).unwrap();
+        let s = store_in(&dir);
         assert_eq!(stored_timestamp(&s, "alice", &[1]), 7);
         assert!(s.get("alice", &[1]).unwrap().is_none());
         assert!(s.get("alice", &[2]).unwrap().is_some());
@@ -477,19 +456,19 @@ mod tests {
     #[test]
     fn a_torn_index_line_and_a_legacy_store_are_read() {
         let dir = tempfile::tempdir().unwrap();
-        let s = FileKeyStore::open(dir.path(), budget(4, 10)).unwrap();
+        let s = store_in(&dir);
         s.put("alice", &key(1, 7, 0)).unwrap();
         drop(s);
         let log = dir.path().join(INDEX);
         let mut text = std::fs::read_to_string(&log).unwrap();
         text.push_str("+ abc");
         std::fs::write(&log, &text).unwrap();
-        let s = FileKeyStore::open(dir.path(), budget(4, 10)).unwrap();
+        let s = store_in(&dir);
         assert_eq!(stored_timestamp(&s, "alice", &[1]), 7);
         drop(s);
         // Without the index (a store from before it), the directories are listed once.
         std::fs::remove_file(&log).unwrap();
-        let s = FileKeyStore::open(dir.path(), budget(4, 10)).unwrap();
+        let s = store_in(&dir);
         assert_eq!((s.len(), stored_timestamp(&s, "alice", &[1])), (1, 7));
         assert!(log.exists());
     }
@@ -582,7 +561,7 @@ mod tests {
     #[test]
     fn replacing_a_key_keeps_the_count() {
         let dir = tempfile::tempdir().unwrap();
-        let s = FileKeyStore::open(dir.path(), budget(4, 10)).unwrap();
+        let s = store_in(&dir);
         s.put("u", &key(1, 1, 0)).unwrap();
         s.put("u", &key(1, 2, 0)).unwrap();
         assert_eq!(s.len(), 1);
@@ -594,7 +573,7 @@ mod tests {
     #[test]
     fn devices_sharing_a_user_identifier() {
         let dir = tempfile::tempdir().unwrap();
-        let s = std::sync::Arc::new(FileKeyStore::open(dir.path(), budget(4, 10)).unwrap());
+        let s = std::sync::Arc::new(store_in(&dir));
         s.put("shared", &key(1, 5, 0)).unwrap();
         s.put("shared", &key(2, 6, 0)).unwrap();
         assert_eq!(stored_timestamp(s.as_ref(), "shared", &[1]), 5);

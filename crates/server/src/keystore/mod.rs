@@ -228,6 +228,44 @@ pub fn resident_bytes(key: &sift_he::EvaluationKey) -> u64 {
     (poly_bytes as u64).saturating_mul(3) / 2 + 4096
 }
 
+/// A stand-in evaluation key for tests and benchmarks: one seeded relinearization ciphertext whose
+/// `poly0` is `payload` (so its stored size is a little over `payload.len()` bytes).
+#[doc(hidden)]
+pub fn stand_in_key(
+    identifier: Vec<u8>,
+    timestamp: u64,
+    payload: Vec<u8>,
+    seed: Vec<u8>,
+) -> api::EvaluationKey {
+    use sift_proto::he;
+    let ct = he::SerializedCiphertext {
+        serialized_ciphertext_type: Some(
+            he::serialized_ciphertext::SerializedCiphertextType::Seeded(
+                he::SerializedSeededCiphertext {
+                    poly0: payload,
+                    seed,
+                },
+            ),
+        ),
+    };
+    api::EvaluationKey {
+        metadata: Some(api::EvaluationKeyMetadata {
+            timestamp,
+            identifier,
+        }),
+        evaluation_key: Some(he::SerializedEvaluationKey {
+            galois_key: None,
+            relin_key: Some(he::SerializedRelinKey {
+                relin_key: Some(he::SerializedKeySwitchKey {
+                    key_switch_key: Some(he::SerializedCiphertextVec {
+                        ciphertexts: vec![ct],
+                    }),
+                }),
+            }),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,6 +41,15 @@ async fn fetch_keys(http: &reqwest::Client, base: &str) -> Vec<u8> {
     common::bytes_of(http.get(format!("{base}/ohttp-keys"))).await
 }
 
+/// [`start_tls`] in a new temporary directory: the directory, the server, its HTTPS client and
+/// the gateway's published key configuration.
+async fn fresh_gateway() -> (tempfile::TempDir, RunningServer, reqwest::Client, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, http) = start_tls(dir.path()).await;
+    let keys = fetch_keys(&http, &server.base_url()).await;
+    (dir, server, http, keys)
+}
+
 async fn post_outer(
     http: &reqwest::Client,
     base: &str,
@@ -156,10 +165,8 @@ async fn independent_client_reaches_the_service_through_the_gateway_over_h2() {
 
 #[tokio::test]
 async fn bad_encapsulated_requests_get_errors_and_the_server_stays_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, http) = start_tls(dir.path()).await;
+    let (_dir, server, http, keys) = fresh_gateway().await;
     let base = server.base_url();
-    let keys = fetch_keys(&http, &base).await;
     let inner = bhttp_request("GET", "127.0.0.1", "/healthz", b"");
     let (good, _) = encapsulate(&keys, &inner);
 
@@ -208,10 +215,8 @@ async fn bad_encapsulated_requests_get_errors_and_the_server_stays_up() {
 
 #[tokio::test]
 async fn gateway_keys_survive_a_restart_and_rotation_keeps_the_old_key_in_grace() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, http) = start_tls(dir.path()).await;
+    let (dir, server, http, before) = fresh_gateway().await;
     let base = server.base_url();
-    let before = fetch_keys(&http, &base).await;
     let gw = server.gateway.clone().unwrap();
     let new_id = gw.rotate_now().unwrap();
     let after = fetch_keys(&http, &base).await;

@@ -5,7 +5,7 @@
 use crate::common;
 
 use common::*;
-use sift_proto::{api, he};
+use sift_proto::api;
 use sift_server::keystore::KeyStore;
 use sift_server::keystore::redis::RedisKeyStore;
 
@@ -24,32 +24,7 @@ fn redis_section(url: &str, prefix: &str) -> String {
 
 /// A key for identifier `id` whose serialized form is a little over `payload` bytes.
 fn key(id: u8, payload: usize) -> api::EvaluationKey {
-    let ct = he::SerializedCiphertext {
-        serialized_ciphertext_type: Some(
-            he::serialized_ciphertext::SerializedCiphertextType::Seeded(
-                he::SerializedSeededCiphertext {
-                    poly0: vec![0; payload],
-                    seed: vec![],
-                },
-            ),
-        ),
-    };
-    api::EvaluationKey {
-        metadata: Some(api::EvaluationKeyMetadata {
-            timestamp: u64::from(id),
-            identifier: vec![id],
-        }),
-        evaluation_key: Some(he::SerializedEvaluationKey {
-            galois_key: None,
-            relin_key: Some(he::SerializedRelinKey {
-                relin_key: Some(he::SerializedKeySwitchKey {
-                    key_switch_key: Some(he::SerializedCiphertextVec {
-                        ciphertexts: vec![ct],
-                    }),
-                }),
-            }),
-        }),
-    }
+    sift_server::keystore::stand_in_key(vec![id], u64::from(id), vec![0; payload], vec![])
 }
 
 #[test]
@@ -149,14 +124,12 @@ async fn two_replicas_share_one_issuance_limit() {
     let issue = |base: String| {
         let http = http.clone();
         async move {
-            http.post(format!("{base}/issue"))
-                .header("authorization", "Bearer user-1")
-                .body(vec![0u8; 10])
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
+            status_of(
+                http.post(format!("{base}/issue"))
+                    .header("authorization", "Bearer user-1")
+                    .body(vec![0u8; 10]),
+            )
+            .await
         }
     };
     // Each replica alone would allow 4 (its own burst); together they allow 4 a minute.

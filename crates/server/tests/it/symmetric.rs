@@ -21,6 +21,15 @@ const ROWS: &[(&str, &str)] = &[
     ("c.example", "1"),
 ];
 
+/// A server for [`ROWS`] in `shards` shards under a fresh OPRF key, and that key.
+async fn start_under_fresh_key(
+    dir: &Path,
+    shards: usize,
+) -> (sift_server::RunningServer, OprfPrivateKey) {
+    let key = OprfPrivateKey::generate(&mut rand::thread_rng());
+    (start(symmetric_setup(dir, &key, shards)).await, key)
+}
+
 /// Writes the symmetric dataset and its key file under `dir`; returns the server config.
 fn symmetric_setup(dir: &Path, key: &OprfPrivateKey, shards: usize) -> sift_server::ServerConfig {
     write_dataset_with_key(&dir.join("data"), ROWS, shards, 7, Some(key));
@@ -60,8 +69,7 @@ fn oprf_request(element: Vec<u8>) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn present_values_round_trip_and_absent_keywords_are_absent() {
     let dir = tempfile::tempdir().unwrap();
-    let key = OprfPrivateKey::generate(&mut rand::thread_rng());
-    let server = start(symmetric_setup(dir.path(), &key, 2)).await;
+    let (server, key) = start_under_fresh_key(dir.path(), 2).await;
 
     let mut dev = device(&server);
     for (k, v) in [ROWS[0], ROWS[2], ROWS[5]] {
@@ -180,8 +188,7 @@ async fn the_key_must_match_the_dataset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_key_keeps_serving_devices_on_the_old_config() {
     let dir = tempfile::tempdir().unwrap();
-    let old_key = OprfPrivateKey::generate(&mut rand::thread_rng());
-    let server = start(symmetric_setup(dir.path(), &old_key, 1)).await;
+    let (server, _) = start_under_fresh_key(dir.path(), 1).await;
     let mut old_device = device(&server);
     assert_eq!(
         old_device.lookup("example.com").await.unwrap().0.as_deref(),
@@ -281,8 +288,7 @@ fn rewrite_oprf(path: &str, body: &mut Vec<u8>, f: fn(&mut api::OprfResponse)) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_proof_or_wrong_key_is_an_error_never_absent() {
     let dir = tempfile::tempdir().unwrap();
-    let key = OprfPrivateKey::generate(&mut rand::thread_rng());
-    let server = start(symmetric_setup(dir.path(), &key, 1)).await;
+    let (server, _) = start_under_fresh_key(dir.path(), 1).await;
     let lookup_all = |base: String| async move {
         let transport =
             sift_client::Transport::new(None, std::time::Duration::from_secs(60)).unwrap();

@@ -2,6 +2,8 @@
 //! each key's `not-before` (RFC 9578; Apple's client checks it), and the issuance rate limit
 //! follows a config reload without a restart.
 
+use crate::common;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn directory_has_not_before_and_the_issue_limit_reloads() {
     let tmp = tempfile::tempdir().unwrap();
@@ -15,14 +17,9 @@ async fn directory_has_not_before_and_the_issue_limit_reloads() {
     let base = server.base_url();
     let http = reqwest::Client::new();
 
-    let body = http
-        .get(format!("{base}/.well-known/private-token-issuer-directory"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let body =
+        common::bytes_of(http.get(format!("{base}/.well-known/private-token-issuer-directory")))
+            .await;
     let dir: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let keys = dir["token-keys"].as_array().unwrap();
     assert_eq!(keys.len(), 1, "{dir}");
@@ -44,14 +41,12 @@ async fn directory_has_not_before_and_the_issue_limit_reloads() {
 
     // A malformed token request: 400 when the limit lets it through, 429 when not.
     let issue = || async {
-        http.post(format!("{base}/issue"))
-            .header("authorization", "Bearer user-1")
-            .body(vec![0u8; 10])
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+        common::status_of(
+            http.post(format!("{base}/issue"))
+                .header("authorization", "Bearer user-1")
+                .body(vec![0u8; 10]),
+        )
+        .await
     };
     for _ in 0..3 {
         assert_eq!(issue().await, 400);

@@ -66,7 +66,7 @@ impl ParsingArg {
 /// it over).
 pub fn write_record(dir: &Path, parsing: &ParsingConfiguration) -> anyhow::Result<()> {
     let path = dir.join(RECORD_NAME);
-    sift_dataset::fsutil::write_atomic(&path, (parsing.to_json() + "\n").as_bytes())
+    sift_fsutil::write_atomic(&path, (parsing.to_json() + "\n").as_bytes())
         .with_context(|| format!("writing {}", path.display()))
 }
 

@@ -37,13 +37,10 @@ fn warning_codes(json: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn build_json_reports_the_version_its_shape_and_skipped_lines_by_reason() {
-    let tmp = tempfile::tempdir().unwrap();
-    let list = tmp.path().join("list.txt");
-    std::fs::write(
-        &list,
+    let (tmp, list) = common::temp_dir_with(
+        "list.txt",
         "ads.example\n||tracker.example^\nexample.org/path\n##.banner\nexample.com##.ad\n@@||good.example^\n",
-    )
-    .unwrap();
+    );
     let out = tmp.path().join("ds");
     let (json, stderr) = build_json(&[&list], &out);
     assert_eq!(json["command"], "build");
@@ -87,9 +84,8 @@ fn build_json_reports_the_version_its_shape_and_skipped_lines_by_reason() {
 
 #[test]
 fn the_test_entry_silences_its_warning_and_update_json_reports_too() {
-    let tmp = tempfile::tempdir().unwrap();
-    let list = tmp.path().join("list.txt");
-    std::fs::write(&list, "ads.example\nwww.apple.com/url-filter-test\n").unwrap();
+    let (tmp, list) =
+        common::temp_dir_with("list.txt", "ads.example\nwww.apple.com/url-filter-test\n");
     let out = tmp.path().join("ds");
     let (json, stderr) = build_json(&[&list], &out);
     assert!(warning_codes(&json).is_empty(), "{json}");
@@ -97,8 +93,11 @@ fn the_test_entry_silences_its_warning_and_update_json_reports_too() {
 
     // sift update --json: the same summary with command "update"; removing the test entry
     // brings its warning back.
-    let remove = tmp.path().join("remove.txt");
-    std::fs::write(&remove, "https://www.apple.com/url-filter-test\n").unwrap();
+    let remove = common::write_file(
+        tmp.path(),
+        "remove.txt",
+        "https://www.apple.com/url-filter-test\n",
+    );
     let (json, _) = run_json(&[
         "update".as_ref(),
         out.as_os_str(),
@@ -162,13 +161,10 @@ fn keywords_a_device_never_looks_up_are_a_counted_warning_with_examples() {
 
 #[test]
 fn phone_number_datasets_need_no_url_filter_test_entry() {
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("numbers.txtpb");
-    std::fs::write(
-        &db,
+    let (tmp, db) = common::temp_dir_with(
+        "numbers.txtpb",
         "rows: [{ keyword: \"+14085551212\", value: \"Johnny Appleseed\" }]\n",
-    )
-    .unwrap();
+    );
     let (json, _) = build_json(&[&db], &tmp.path().join("ds"));
     assert!(warning_codes(&json).is_empty(), "{json}");
 }

@@ -127,8 +127,7 @@ fn doctor_flags_onboarding_rule_violations() {
 
 #[test]
 fn empty_lists_are_refused_without_partial_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let empty = write_file(dir.path(), "empty.txt", "");
+    let (dir, empty) = common::temp_dir_with("empty.txt", "");
     let blank = write_file(dir.path(), "blank.txt", "\n   \n\n");
     for list in [&empty, &blank] {
         let out_dir = dir.path().join("dataset");
@@ -151,12 +150,7 @@ fn empty_lists_are_refused_without_partial_output() {
 
 #[test]
 fn prefilter_test_says_which_sub_urls_may_be_listed() {
-    let dir = tempfile::tempdir().unwrap();
-    let list = write_file(
-        dir.path(),
-        "list.txt",
-        "blocked.example\nbad.example.org/path\n",
-    );
+    let (dir, list) = common::temp_dir_with("list.txt", "blocked.example\nbad.example.org/path\n");
     let out_dir = dir.path().join("pf");
     prefilter_build(&list, &out_dir, &["--seed", "7"]);
     let test =

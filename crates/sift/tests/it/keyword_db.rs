@@ -231,15 +231,12 @@ fn bad_keyword_databases_are_refused_with_position_and_no_output() {
 
 #[test]
 fn identical_duplicates_merge_and_url_like_keywords_are_kept_with_a_warning() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("urls.txtpb");
-    std::fs::write(
-        &input,
+    let (dir, input) = common::temp_dir_with(
+        "urls.txtpb",
         "rows: [{ keyword: \"https://Example.com/a\" value: \"1\" },\
          { keyword: \"www.example.com\" value: \"1\" }, { keyword: \"ok.example\" value: \"1\" },\
          { keyword: \"ok.example\" value: \"1\" }]",
-    )
-    .unwrap();
+    );
     let out = dir.path().join("out");
     let o = build(&[&input], &out, &[]);
     let stderr = String::from_utf8_lossy(&o.stderr);

@@ -14,6 +14,13 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
+/// The file `rel` of the repository, after asserting that it contains every one of `needles`.
+fn read_containing(rel: &str, needles: &[&str]) -> String {
+    let text = read(rel);
+    common::assert_contains_all(&text, needles);
+    text
+}
+
 #[test]
 fn example_config_loads_and_validates() {
     let path = repo().join("examples/sift.toml");
@@ -75,46 +82,52 @@ fn readme_is_written_for_the_operator() {
 
 #[test]
 fn dockerfile_is_multi_stage_and_non_root() {
-    let d = read("Dockerfile");
+    let d = read_containing(
+        "Dockerfile",
+        &[
+            "cargo install --locked --path crates/sift",
+            "FROM debian:bookworm-slim",
+            "\nUSER sift",
+            "COPY --from=build",
+        ],
+    );
     assert_eq!(
         d.matches("\nFROM ").count() + usize::from(d.starts_with("FROM ")),
         2,
         "{d}"
     );
-    assert!(d.contains("cargo install --locked --path crates/sift"));
-    assert!(d.contains("FROM debian:bookworm-slim"));
-    assert!(d.contains("\nUSER sift"));
-    assert!(d.contains("COPY --from=build"));
     assert!(!d.contains("USER root"));
 }
 
 #[test]
 fn compose_runs_replicas_with_redis() {
-    let c = read("compose.yaml");
-    let needles = [
-        "redis:",
-        "image: redis",
-        "sift-1:",
-        "sift-2:",
-        "read_only: true",
-    ];
-    common::assert_contains_all(&c, &needles);
+    read_containing(
+        "compose.yaml",
+        &[
+            "redis:",
+            "image: redis",
+            "sift-1:",
+            "sift-2:",
+            "read_only: true",
+        ],
+    );
 }
 
 #[test]
 fn systemd_unit_is_hardened_and_verifies() {
-    let u = read("packaging/sift.service");
-    let needles = [
-        "Type=notify",
-        "ExecReload=/bin/kill -HUP $MAINPID",
-        "User=sift",
-        "ProtectSystem=strict",
-        "ReadWritePaths=/var/lib/sift",
-        "NoNewPrivileges=true",
-        "--check-config",
-        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
-    ];
-    common::assert_contains_all(&u, &needles);
+    let u = read_containing(
+        "packaging/sift.service",
+        &[
+            "Type=notify",
+            "ExecReload=/bin/kill -HUP $MAINPID",
+            "User=sift",
+            "ProtectSystem=strict",
+            "ReadWritePaths=/var/lib/sift",
+            "NoNewPrivileges=true",
+            "--check-config",
+            "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        ],
+    );
     // Every directive is known to systemd (the tool is missing on most CI images: skipped).
     let tmp = tempfile::tempdir().unwrap();
     let unit = tmp.path().join("sift.service");

@@ -30,13 +30,10 @@ fn published_key(out: &std::path::Path) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_serve_and_look_up_with_symmetric_pir() {
-    let dir = tempfile::tempdir().unwrap();
-    let list = dir.path().join("list.txt");
-    std::fs::write(
-        &list,
+    let (dir, list) = common::temp_dir_with(
+        "list.txt",
         "blocked.example\nads.example.net\nexample.org/path\n",
-    )
-    .unwrap();
+    );
     let key_file = dir.path().join("key.txt");
 
     // Generate a key (outputDatabaseEncryptionKeyFilePath).

@@ -88,6 +88,13 @@ pub fn serve(config: &Path) -> (Server, String) {
     (server, base)
 }
 
+/// A fresh temporary directory holding one file, `name` with `text`, and that file's path.
+pub fn temp_dir_with(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(dir.path(), name, text);
+    (dir, path)
+}
+
 /// Writes `text` to `dir/name` and returns that path.
 pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
