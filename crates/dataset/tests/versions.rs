@@ -44,9 +44,7 @@ fn build(dir: &Path, keys: &[String], shards: usize, previous: bool) -> BuildRep
 
 /// Looks each keyword up through a device-like client against what `dir` loads.
 fn lookup(dir: &Path, words: &[&str]) -> Vec<Option<Vec<u8>>> {
-    let loaded = sift_dataset::load(dir, "url").unwrap();
-    let device = Device::new(&loaded.server);
-    words.iter().map(|w| device.lookup(w)).collect()
+    device::lookup_all(&sift_dataset::load(dir, "url").unwrap().server, words)
 }
 
 fn version_dir(dir: &Path) -> std::path::PathBuf {

@@ -129,25 +129,7 @@ pub fn collect_rows(
                 input,
                 position: row.position,
             };
-            if row.value.len() > MAX_VALUE_LEN {
-                bail!(
-                    "{}: the value is {} bytes, over the limit of {MAX_VALUE_LEN} (Apple stores \
-                     a value's length in 16 bits); shorten it",
-                    describe(inputs, origin),
-                    row.value.len()
-                );
-            }
-            if let Some(why) = unlikely_lookup(&row.keyword) {
-                report.unlikely_lookup_count += 1;
-                if report.unlikely_lookups.len() < MAX_EXAMPLES {
-                    report.unlikely_lookups.push(format!(
-                        "{}: {:?}: {why}",
-                        describe(inputs, origin),
-                        String::from_utf8_lossy(&row.keyword)
-                    ));
-                }
-            }
-            report.keyword_db_rows += 1;
+            report.check_keyword_row(inputs, origin, &row)?;
             rows.push((row.keyword, row.value, origin));
         }
     }
@@ -373,25 +355,7 @@ pub fn partition_rows(
                 input,
                 position: row.position,
             };
-            if row.value.len() > MAX_VALUE_LEN {
-                bail!(
-                    "{}: the value is {} bytes, over the limit of {MAX_VALUE_LEN} (Apple stores \
-                     a value's length in 16 bits); shorten it",
-                    describe(inputs, origin),
-                    row.value.len()
-                );
-            }
-            if let Some(why) = unlikely_lookup(&row.keyword) {
-                report.unlikely_lookup_count += 1;
-                if report.unlikely_lookups.len() < MAX_EXAMPLES {
-                    report.unlikely_lookups.push(format!(
-                        "{}: {:?}: {why}",
-                        describe(inputs, origin),
-                        String::from_utf8_lossy(&row.keyword)
-                    ));
-                }
-            }
-            report.keyword_db_rows += 1;
+            report.check_keyword_row(inputs, origin, &row)?;
             let meta = encode_meta(seq, input, false, row.position);
             report.observe(&test_keys, &row.keyword, &row.value);
             seq += 1;
@@ -447,6 +411,36 @@ pub fn partition_rows(
 }
 
 impl RowsReport {
+    /// Checks one keyword-database row read at `origin` and counts it: fails on a value over
+    /// [`MAX_VALUE_LEN`], notes a keyword a device would never look up.
+    fn check_keyword_row(
+        &mut self,
+        inputs: &[PathBuf],
+        origin: Origin,
+        row: &sift_keyworddb::Row,
+    ) -> anyhow::Result<()> {
+        if row.value.len() > MAX_VALUE_LEN {
+            bail!(
+                "{}: the value is {} bytes, over the limit of {MAX_VALUE_LEN} (Apple stores \
+                 a value's length in 16 bits); shorten it",
+                describe(inputs, origin),
+                row.value.len()
+            );
+        }
+        if let Some(why) = unlikely_lookup(&row.keyword) {
+            self.unlikely_lookup_count += 1;
+            if self.unlikely_lookups.len() < MAX_EXAMPLES {
+                self.unlikely_lookups.push(format!(
+                    "{}: {:?}: {why}",
+                    describe(inputs, origin),
+                    String::from_utf8_lossy(&row.keyword)
+                ));
+            }
+        }
+        self.keyword_db_rows += 1;
+        Ok(())
+    }
+
     /// Notes one row as read: the keyword sample, and the row itself if its keyword is one of
     /// `test_keys` (Apple's test entry).
     fn observe(&mut self, test_keys: &[String], keyword: &[u8], value: &[u8]) {
