@@ -125,11 +125,7 @@ pub fn collect_rows(
         }
         for row in sift_keyworddb::open(path)? {
             let row = row?;
-            let origin = Origin {
-                input,
-                position: row.position,
-            };
-            report.check_keyword_row(inputs, origin, &row)?;
+            let origin = report.check_keyword_row(inputs, input, &row)?;
             rows.push((row.keyword, row.value, origin));
         }
     }
@@ -351,11 +347,7 @@ pub fn partition_rows(
         }
         for row in sift_keyworddb::open(path)? {
             let row = row?;
-            let origin = Origin {
-                input,
-                position: row.position,
-            };
-            report.check_keyword_row(inputs, origin, &row)?;
+            report.check_keyword_row(inputs, input, &row)?;
             let meta = encode_meta(seq, input, false, row.position);
             report.observe(&test_keys, &row.keyword, &row.value);
             seq += 1;
@@ -411,14 +403,19 @@ pub fn partition_rows(
 }
 
 impl RowsReport {
-    /// Checks one keyword-database row read at `origin` and counts it: fails on a value over
-    /// [`MAX_VALUE_LEN`], notes a keyword a device would never look up.
+    /// Checks one keyword-database row read from `inputs[input]` and counts it: fails on a
+    /// value over [`MAX_VALUE_LEN`], notes a keyword a device would never look up. Returns
+    /// where the row came from.
     fn check_keyword_row(
         &mut self,
         inputs: &[PathBuf],
-        origin: Origin,
+        input: usize,
         row: &sift_keyworddb::Row,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Origin> {
+        let origin = Origin {
+            input,
+            position: row.position,
+        };
         if row.value.len() > MAX_VALUE_LEN {
             bail!(
                 "{}: the value is {} bytes, over the limit of {MAX_VALUE_LEN} (Apple stores \
@@ -438,7 +435,7 @@ impl RowsReport {
             }
         }
         self.keyword_db_rows += 1;
-        Ok(())
+        Ok(origin)
     }
 
     /// Notes one row as read: the keyword sample, and the row itself if its keyword is one of
@@ -499,5 +496,42 @@ mod tests {
         assert!(unlikely_lookup(b"example.com/Path").is_none());
         assert!(unlikely_lookup(b"+14155550123").is_none());
         assert!(unlikely_lookup(b"\xff\x00").is_none());
+    }
+
+    /// The keyword-database checks `collect_rows` (the update path) shares with the build's
+    /// streaming path: rows counted, an unlikely keyword reported with its place, an
+    /// oversized value refused with its place.
+    #[test]
+    fn collect_rows_checks_keyword_database_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("in.txtpb");
+        std::fs::write(
+            &db,
+            "rows { keyword: \"www.example.com\" value: \"1\" }\n\
+             rows { keyword: \"example.org\" value: \"2\" }\n",
+        )
+        .unwrap();
+        let read = collect_rows(std::slice::from_ref(&db), b"1", Default::default()).unwrap();
+        assert_eq!(read.report.keyword_db_rows, 2);
+        assert_eq!(read.report.unlikely_lookup_count, 1);
+        let example = &read.report.unlikely_lookups[0];
+        assert!(
+            example.contains("in.txtpb") && example.contains("www.example.com"),
+            "{example}"
+        );
+        let big = "x".repeat(MAX_VALUE_LEN + 1);
+        std::fs::write(
+            &db,
+            format!("rows {{ keyword: \"a.example\" value: \"{big}\" }}\n"),
+        )
+        .unwrap();
+        let e = collect_rows(&[db], b"1", Default::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("in.txtpb") && e.contains("over the limit"),
+            "{e}"
+        );
     }
 }
