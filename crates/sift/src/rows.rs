@@ -505,30 +505,25 @@ mod tests {
     fn collect_rows_checks_keyword_database_rows() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("in.txtpb");
-        std::fs::write(
-            &db,
-            "rows { keyword: \"www.example.com\" value: \"1\" }\n\
-             rows { keyword: \"example.org\" value: \"2\" }\n",
-        )
-        .unwrap();
-        let read = collect_rows(std::slice::from_ref(&db), b"1", Default::default()).unwrap();
-        assert_eq!(read.report.keyword_db_rows, 2);
-        assert_eq!(read.report.unlikely_lookup_count, 1);
-        let example = &read.report.unlikely_lookups[0];
+        // Reads `pairs` as the keyword database `in.txtpb`.
+        let read = |pairs: &[(&str, &str)]| {
+            let text: String = pairs
+                .iter()
+                .map(|(k, v)| format!("rows {{ keyword: \"{k}\" value: \"{v}\" }}\n"))
+                .collect();
+            std::fs::write(&db, text).unwrap();
+            collect_rows(std::slice::from_ref(&db), b"1", Default::default())
+        };
+        let ok = read(&[("www.example.com", "1"), ("example.org", "2")]).unwrap();
+        assert_eq!(ok.report.keyword_db_rows, 2);
+        assert_eq!(ok.report.unlikely_lookup_count, 1);
+        let example = &ok.report.unlikely_lookups[0];
         assert!(
             example.contains("in.txtpb") && example.contains("www.example.com"),
             "{example}"
         );
         let big = "x".repeat(MAX_VALUE_LEN + 1);
-        std::fs::write(
-            &db,
-            format!("rows {{ keyword: \"a.example\" value: \"{big}\" }}\n"),
-        )
-        .unwrap();
-        let e = collect_rows(&[db], b"1", Default::default())
-            .err()
-            .unwrap()
-            .to_string();
+        let e = read(&[("a.example", &big)]).err().unwrap().to_string();
         assert!(
             e.contains("in.txtpb") && e.contains("over the limit"),
             "{e}"
