@@ -16,6 +16,11 @@ pub mod process;
 pub mod update;
 pub mod writer;
 
+/// The device-like PIR client the integration tests use, for the unit tests too.
+#[cfg(test)]
+#[path = "../tests/support/device.rs"]
+mod test_device;
+
 pub use config::ProcessConfig;
 pub use layout::{Layout, prefilter_dir, resolve};
 pub use load::{Loaded, load, signature};

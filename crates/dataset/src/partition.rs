@@ -383,11 +383,22 @@ impl Drop for RowBuckets {
 mod tests {
     use super::*;
 
+    /// `count` partitions sharing `budget` bytes in the folder `name` of a fresh temporary
+    /// directory, with that directory and the folder's path.
+    fn temp_partitions(
+        name: &str,
+        count: usize,
+        budget: usize,
+    ) -> (tempfile::TempDir, std::path::PathBuf, Partitions) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        let parts = Partitions::new(&path, count, budget).unwrap();
+        (dir, path, parts)
+    }
+
     #[test]
     fn spilled_partitions_return_records_in_order_and_clean_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("parts");
-        let parts = Partitions::new(&p, 4, 64).unwrap();
+        let (_dir, p, parts) = temp_partitions("parts", 4, 64);
         for i in 0..100u32 {
             parts
                 .push((i % 4) as usize, &[&i.to_le_bytes(), b"value"])
@@ -410,11 +421,10 @@ mod tests {
 
     #[test]
     fn bucketed_rows_shard_like_the_in_memory_path() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, _, parts) = temp_partitions("rows", 8, 100);
         let rows: Rows = (0..3000u32)
             .map(|i| (format!("k{i}").into_bytes(), vec![1]))
             .collect();
-        let parts = Partitions::new(&dir.path().join("rows"), 8, 100).unwrap();
         for r in &rows {
             parts
                 .append(

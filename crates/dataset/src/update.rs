@@ -560,7 +560,6 @@ mod tests {
     use super::*;
     use crate::process::{BuildRequest, build};
     use rand::Rng;
-    use sift_pir::client::KeywordPirClient;
     use sift_pir::database::ProcessedDatabase;
     use std::collections::BTreeMap;
 
@@ -685,24 +684,7 @@ mod tests {
 
     /// Looks keywords up through a device-like client against what `dir` serves.
     fn lookup(dir: &Path, words: &[&[u8]]) -> Vec<Option<Vec<u8>>> {
-        let loaded = crate::load(dir, "url").unwrap();
-        let protos: Vec<_> = loaded
-            .server
-            .shards()
-            .iter()
-            .map(|s| s.proto.clone())
-            .collect();
-        let mut rng = rand::thread_rng();
-        let client = KeywordPirClient::new(&protos, &mut rng).unwrap();
-        let key = client.evaluation_key(&mut rng).unwrap();
-        words
-            .iter()
-            .map(|w| {
-                let q = client.query(w, &mut rng).unwrap();
-                let r = loaded.server.answer(&q, &key).unwrap();
-                client.decode(w, &r).unwrap()
-            })
-            .collect()
+        crate::test_device::lookup_all(&crate::load(dir, "url").unwrap().server, words)
     }
 
     fn key(i: u32) -> Vec<u8> {

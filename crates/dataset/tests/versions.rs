@@ -42,11 +42,17 @@ fn build(dir: &Path, keys: &[String], shards: usize, previous: bool) -> BuildRep
     process::build(req, |_| Ok(None), &|_| {}).unwrap()
 }
 
+/// A fresh dataset directory holding one version of the 30 keys `a-<i>.example`, in `shards`
+/// shards.
+fn built_a30(shards: usize) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    build(tmp.path(), &keys("a", 30), shards, false);
+    tmp
+}
+
 /// Looks each keyword up through a device-like client against what `dir` loads.
 fn lookup(dir: &Path, words: &[&str]) -> Vec<Option<Vec<u8>>> {
-    let loaded = sift_dataset::load(dir, "url").unwrap();
-    let device = Device::new(&loaded.server);
-    words.iter().map(|w| device.lookup(w)).collect()
+    device::lookup_all(&sift_dataset::load(dir, "url").unwrap().server, words)
 }
 
 fn version_dir(dir: &Path) -> std::path::PathBuf {
@@ -87,9 +93,8 @@ fn rebuild_with_fewer_shards_serves_only_the_new_version() {
 
 #[test]
 fn a_corrupt_shard_is_refused_and_named() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = built_a30(2);
     let d = tmp.path();
-    build(d, &keys("a", 30), 2, false);
     // Served shards are mapped, not read, at load.
     let loaded = sift_dataset::load(d, "url").unwrap();
     assert!(loaded.server.shards().iter().all(|s| s.is_mapped()));
@@ -136,9 +141,8 @@ fn a_corrupt_shard_is_refused_and_named() {
     assert!(e.contains("url-1.words") && e.contains("bytes"), "{e}");
 
     // A shard without a .words file (older versions) is read whole and checked at load.
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = built_a30(2);
     let d = tmp.path();
-    build(d, &keys("a", 30), 2, false);
     let v = version_dir(d);
     let mpath = v.join("manifest.json");
     let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
@@ -165,9 +169,8 @@ fn a_corrupt_shard_is_refused_and_named() {
 
 #[test]
 fn a_manifest_naming_a_missing_file_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = built_a30(2);
     let d = tmp.path();
-    build(d, &keys("a", 30), 2, false);
     let p = version_dir(d).join("url-0.params.txtpb");
     std::fs::remove_file(&p).unwrap();
     let e = format!("{:#}", sift_dataset::load(d, "url").err().unwrap());
@@ -176,9 +179,8 @@ fn a_manifest_naming_a_missing_file_is_refused() {
 
 #[test]
 fn a_version_without_manifest_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = built_a30(1);
     let d = tmp.path();
-    build(d, &keys("a", 30), 1, false);
     std::fs::remove_file(version_dir(d).join("manifest.json")).unwrap();
     let e = format!("{:#}", sift_dataset::load(d, "url").err().unwrap());
     assert!(e.contains("incomplete"), "{e}");

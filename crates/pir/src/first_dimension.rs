@@ -66,6 +66,15 @@ pub struct CompactDatabase {
     pub(crate) rows: Rows,
 }
 
+/// Stored words per piece of [`PIECE`] values: 14 when packed into 28 bits, else 16.
+pub(crate) const fn stored_piece_len(packed: bool) -> usize {
+    if packed {
+        PIECE / pack28::GROUP * pack28::GROUP_WORDS
+    } else {
+        PIECE
+    }
+}
+
 /// The rows a compact database stores per chunk and column group (group j = chunk · groups +
 /// column / `GROUP_COLUMNS`): `list[start[j]..start[j + 1]]`, ascending. A row whose plaintexts
 /// in the group's columns are all zero adds nothing to any sum, so it is neither stored nor
@@ -142,17 +151,12 @@ impl CompactDatabase {
             return None;
         }
         let packed = pack && (0..k).all(|i| ctx.modulus(i).value < (1 << 28));
-        let piece_len = if packed {
-            PIECE / pack28::GROUP * pack28::GROUP_WORDS
-        } else {
-            PIECE
-        };
         let mut db = CompactDatabase {
             k,
             n,
             block,
             packed,
-            piece_len,
+            piece_len: stored_piece_len(packed),
             d0,
             per_chunk,
             len,
@@ -939,6 +943,20 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use sift_he::{EvalPlaintext, Poly};
 
+    /// A polynomial over all of `ctx`'s ciphertext moduli with uniformly random Eval-form
+    /// coefficients.
+    fn random_poly(ctx: &Context, rng: &mut impl Rng) -> Poly {
+        let k = ctx.ciphertext_moduli_count();
+        let mut p = Poly::zero(ctx, k, Format::Eval);
+        for r in 0..k {
+            let q = ctx.modulus(r).value;
+            for x in p.row_mut(r) {
+                *x = rng.gen_range(0..q);
+            }
+        }
+        p
+    }
+
     /// The packed database (with AVX-512 VBMI: unpacked in registers; else unpacked a slab at
     /// a time) and the plain one, at the widest level this CPU has, give the same first dimension, equal to Σ q_i ⊙ pt_i computed
     /// directly, over two calls, two chunks, a partial column group, an absent plaintext and
@@ -948,23 +966,13 @@ mod tests {
         let ctx = Context::predefined("n_4096_logq_27_28_28_logt_4").unwrap();
         let (k, n) = (ctx.ciphertext_moduli_count(), ctx.n);
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-        let random_poly = |rng: &mut rand::rngs::StdRng| {
-            let mut p = Poly::zero(&ctx, k, Format::Eval);
-            for r in 0..k {
-                let q = ctx.modulus(r).value;
-                for x in p.row_mut(r) {
-                    *x = rng.gen_range(0..q);
-                }
-            }
-            p
-        };
         // 7 columns of 3 rows per chunk: groups of 5 and 2 columns.
         let (d0, per_chunk, chunks, calls) = (3usize, 21usize, 2usize, 2usize);
         let absent = |j: usize| j == 7 || (per_chunk + 9..per_chunk + 12).contains(&j);
         let pts: Vec<Option<EvalPlaintext>> = (0..per_chunk * chunks)
             .map(|j| {
                 (!absent(j)).then(|| EvalPlaintext {
-                    poly: random_poly(&mut rng),
+                    poly: random_poly(&ctx, &mut rng),
                 })
             })
             .collect();
@@ -972,7 +980,7 @@ mod tests {
             .map(|_| {
                 (0..d0)
                     .map(|_| {
-                        let polys = vec![random_poly(&mut rng), random_poly(&mut rng)];
+                        let polys = vec![random_poly(&ctx, &mut rng), random_poly(&ctx, &mut rng)];
                         Ciphertext::from_polys(polys).unwrap()
                     })
                     .collect()
@@ -1037,16 +1045,6 @@ mod tests {
         let ctx = Context::predefined("n_4096_logq_27_28_28_logt_4").unwrap();
         let (k, n) = (ctx.ciphertext_moduli_count(), ctx.n);
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-        let random_poly = |rng: &mut rand::rngs::StdRng| {
-            let mut p = Poly::zero(&ctx, k, Format::Eval);
-            for r in 0..k {
-                let q = ctx.modulus(r).value;
-                for x in p.row_mut(r) {
-                    *x = rng.gen_range(0..q);
-                }
-            }
-            p
-        };
         // One chunk of 12 columns of 4 rows: groups of columns 0..5, 5..10, 10..12.
         let (d0, per_chunk, calls) = (4usize, 48usize, 1usize);
         let at = |col: usize, row: usize| col * d0 + row;
@@ -1065,7 +1063,7 @@ mod tests {
                     (5..10, _) if (col, row) != (7, 2) => None,
                     (11, _) => None,
                     _ => Some(EvalPlaintext {
-                        poly: random_poly(&mut rng),
+                        poly: random_poly(&ctx, &mut rng),
                     }),
                 }
             })
@@ -1073,8 +1071,11 @@ mod tests {
         let mut sel = Selection32::default();
         sel.reset(calls, d0, k, n);
         for i in 0..d0 {
-            let c =
-                Ciphertext::from_polys(vec![random_poly(&mut rng), random_poly(&mut rng)]).unwrap();
+            let c = Ciphertext::from_polys(vec![
+                random_poly(&ctx, &mut rng),
+                random_poly(&ctx, &mut rng),
+            ])
+            .unwrap();
             sel.put(0, i, &c).unwrap();
         }
         let run = |db: &CompactDatabase| {

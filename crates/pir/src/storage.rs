@@ -35,7 +35,7 @@ use std::sync::Arc;
 use sift_he::{Context, pack28};
 
 use crate::PirError;
-use crate::first_dimension::{BLOCK, CompactDatabase, PIECE};
+use crate::first_dimension::{BLOCK, CompactDatabase, stored_piece_len};
 pub use crate::words::Words;
 
 /// A read-only memory map of a shard file.
@@ -75,6 +75,23 @@ pub fn packs_here(ctx: &Context) -> bool {
     pack28::vbmi() && (0..ctx.ciphertext_moduli_count()).all(|i| ctx.modulus(i).value < (1 << 28))
 }
 
+impl CompactDatabase {
+    /// The table's shape as a `.words` header stores it, in file order: k, n, block, packed,
+    /// words per piece, d₀, plaintexts per chunk, plaintexts.
+    fn header_fields(&self) -> [usize; 8] {
+        [
+            self.k,
+            self.n,
+            self.block,
+            usize::from(self.packed),
+            self.piece_len,
+            self.d0,
+            self.per_chunk,
+            self.len,
+        ]
+    }
+}
+
 /// The `.words` file of a shard's tables (each from [`CompactDatabase::new`]).
 pub fn encode(tables: &[CompactDatabase]) -> Vec<u8> {
     let header = 16 + tables.len() * FIELDS * 8;
@@ -93,20 +110,11 @@ pub fn encode(tables: &[CompactDatabase]) -> Vec<u8> {
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(tables.len() as u64).to_le_bytes());
     for (t, &(p, w, r)) in tables.iter().zip(&places) {
-        for v in [
-            t.k,
-            t.n,
-            t.block,
-            usize::from(t.packed),
-            t.piece_len,
-            t.d0,
-            t.per_chunk,
-            t.len,
-            p,
-            w,
-            r,
-            t.rows.list.len(),
-        ] {
+        for v in t
+            .header_fields()
+            .into_iter()
+            .chain([p, w, r, t.rows.list.len()])
+        {
             out.extend_from_slice(&(v as u64).to_le_bytes());
         }
     }
@@ -178,21 +186,11 @@ pub fn decode(
             .collect::<Result<_, _>>()?;
         // A first-version table stores every row: no row list.
         h.resize(FIELDS, usize::MAX);
-        let [
-            fk,
-            fn_,
-            block,
-            packed,
-            piece_len,
-            d0,
-            per_chunk,
-            len,
-            present_at,
-            words_at,
-            rows_at,
-            row_count,
-        ] = h[..]
-        else {
+        // The shape (as `header_fields` writes it), then where the table's parts lie.
+        let [fk, fn_, block, packed, piece_len, d0, per_chunk, len] = h[..8] else {
+            unreachable!("FIELDS values")
+        };
+        let [present_at, words_at, rows_at, row_count] = h[8..] else {
             unreachable!("FIELDS values")
         };
         let packed = match packed {
@@ -200,15 +198,10 @@ pub fn decode(
             1 => true,
             v => return Err(bad(format!("table {t}: packing flag {v}"))),
         };
-        let want_piece = if packed {
-            PIECE / pack28::GROUP * pack28::GROUP_WORDS
-        } else {
-            PIECE
-        };
         if fk != k
             || fn_ != n
             || block != BLOCK.min(n)
-            || piece_len != want_piece
+            || piece_len != stored_piece_len(packed)
             || d0 != shape.d0
             || per_chunk != shape.per_chunk
             || len != shape.len
@@ -342,12 +335,18 @@ pub fn patch(
 mod tests {
     use super::*;
 
+    /// `bytes` written to a file in a fresh temporary directory and mapped. The directory is
+    /// removed at once; the map stays valid, as a mapped shard file does when a version is pruned.
+    fn map_bytes(bytes: &[u8]) -> Arc<Mmap> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.words");
+        std::fs::write(&p, bytes).unwrap();
+        map_file(&p).unwrap()
+    }
+
     #[test]
     fn words_mapped_rejects_out_of_range_and_misaligned() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("w");
-        std::fs::write(&p, [1u8, 0, 0, 0, 2, 0, 0, 0, 9]).unwrap();
-        let map = map_file(&p).unwrap();
+        let map = map_bytes(&[1u8, 0, 0, 0, 2, 0, 0, 0, 9]);
         let w = Words::mapped(map.clone(), 0, 2).unwrap();
         assert_eq!(&*w, &[1, 2]);
         assert!(w.is_mapped());
@@ -357,10 +356,19 @@ mod tests {
         assert!(Words::mapped(map, usize::MAX - 2, 1).is_none(), "overflow");
     }
 
-    /// A small processed shard's tables as this machine packs them, and the other packing.
+    /// The encryption parameters of the test shard.
+    const PARAMS: &str = "n_4096_logq_27_28_28_logt_5";
+
+    /// [`tables`] packed as this machine packs.
+    fn tables_here() -> (Arc<Context>, Shape, Vec<CompactDatabase>) {
+        let p = sift_he::EncryptionParameters::predefined(PARAMS).unwrap();
+        tables(packs_here(&Context::new(p).unwrap()))
+    }
+
+    /// A small processed shard's tables packed (`pack`) or not.
     fn tables(pack: bool) -> (Arc<Context>, Shape, Vec<CompactDatabase>) {
         use crate::server::{KeywordPirConfig, process_shard};
-        let p = sift_he::EncryptionParameters::predefined("n_4096_logq_27_28_28_logt_5").unwrap();
+        let p = sift_he::EncryptionParameters::predefined(PARAMS).unwrap();
         let ctx = Context::new(p.clone()).unwrap();
         let rows: Vec<_> = (0..20u32)
             .map(|i| (i.to_le_bytes().to_vec(), vec![1u8]))
@@ -388,12 +396,7 @@ mod tests {
     /// maps, to the table with every row.
     #[test]
     fn a_first_version_words_file_still_maps() {
-        let (ctx, shape, compacted) = tables(packs_here(
-            &Context::new(
-                sift_he::EncryptionParameters::predefined("n_4096_logq_27_28_28_logt_5").unwrap(),
-            )
-            .unwrap(),
-        ));
+        let (ctx, shape, compacted) = tables_here();
         let t = &compacted[0];
         // The same table with every row, as the first version stored it.
         let mut full = CompactDatabase::zeroed(&ctx, t.len, (t.d0, t.per_chunk), t.packed).unwrap();
@@ -403,18 +406,11 @@ mod tests {
         out.extend_from_slice(&1u64.to_le_bytes());
         let present_at = 16 + FIELDS_V1 * 8;
         let words_at = (present_at + full.present.len()).div_ceil(ALIGN) * ALIGN;
-        for v in [
-            full.k,
-            full.n,
-            full.block,
-            usize::from(full.packed),
-            full.piece_len,
-            full.d0,
-            full.per_chunk,
-            full.len,
-            present_at,
-            words_at,
-        ] {
+        for v in full
+            .header_fields()
+            .into_iter()
+            .chain([present_at, words_at])
+        {
             out.extend_from_slice(&(v as u64).to_le_bytes());
         }
         out.extend(full.present.iter().map(|&b| u8::from(b)));
@@ -422,26 +418,15 @@ mod tests {
         for x in full.words.iter() {
             out.extend_from_slice(&x.to_le_bytes());
         }
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("v1.words");
-        std::fs::write(&p, &out).unwrap();
         let one = Shape { tables: 1, ..shape };
-        let mapped = decode(&map_file(&p).unwrap(), &ctx, one).unwrap().unwrap();
+        let mapped = decode(&map_bytes(&out), &ctx, one).unwrap().unwrap();
         assert_eq!(mapped, [full]);
     }
 
     #[test]
     fn a_words_file_maps_back_to_the_same_tables_or_defers_to_the_bin() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("s.words");
-        let (ctx, shape, here) = tables(packs_here(
-            &Context::new(
-                sift_he::EncryptionParameters::predefined("n_4096_logq_27_28_28_logt_5").unwrap(),
-            )
-            .unwrap(),
-        ));
-        std::fs::write(&p, encode(&here)).unwrap();
-        let mapped = decode(&map_file(&p).unwrap(), &ctx, shape)
+        let (ctx, shape, here) = tables_here();
+        let mapped = decode(&map_bytes(&encode(&here)), &ctx, shape)
             .unwrap()
             .unwrap();
         assert_eq!(mapped, here);
@@ -450,27 +435,23 @@ mod tests {
         // Written with the other packing: not mapped, the caller reads the .bin.
         let (_, _, other) = tables(!packs_here(&ctx));
         if other[0].packed != here[0].packed {
-            std::fs::write(&p, encode(&other)).unwrap();
             assert!(
-                decode(&map_file(&p).unwrap(), &ctx, shape)
+                decode(&map_bytes(&encode(&other)), &ctx, shape)
                     .unwrap()
                     .is_none()
             );
         }
 
         // A wrong shape, a bad magic or a truncated file is an error, never a short read.
-        std::fs::write(&p, encode(&here)).unwrap();
         let wrong = Shape {
             d0: shape.d0 + 1,
             ..shape
         };
-        assert!(decode(&map_file(&p).unwrap(), &ctx, wrong).is_err());
+        assert!(decode(&map_bytes(&encode(&here)), &ctx, wrong).is_err());
         let bytes = encode(&here);
-        std::fs::write(&p, &bytes[..bytes.len() - 4]).unwrap();
-        assert!(decode(&map_file(&p).unwrap(), &ctx, shape).is_err());
+        assert!(decode(&map_bytes(&bytes[..bytes.len() - 4]), &ctx, shape).is_err());
         let mut bad = bytes.clone();
         bad[0] ^= 1;
-        std::fs::write(&p, &bad).unwrap();
-        assert!(decode(&map_file(&p).unwrap(), &ctx, shape).is_err());
+        assert!(decode(&map_bytes(&bad), &ctx, shape).is_err());
     }
 }

@@ -125,29 +125,7 @@ pub fn collect_rows(
         }
         for row in sift_keyworddb::open(path)? {
             let row = row?;
-            let origin = Origin {
-                input,
-                position: row.position,
-            };
-            if row.value.len() > MAX_VALUE_LEN {
-                bail!(
-                    "{}: the value is {} bytes, over the limit of {MAX_VALUE_LEN} (Apple stores \
-                     a value's length in 16 bits); shorten it",
-                    describe(inputs, origin),
-                    row.value.len()
-                );
-            }
-            if let Some(why) = unlikely_lookup(&row.keyword) {
-                report.unlikely_lookup_count += 1;
-                if report.unlikely_lookups.len() < MAX_EXAMPLES {
-                    report.unlikely_lookups.push(format!(
-                        "{}: {:?}: {why}",
-                        describe(inputs, origin),
-                        String::from_utf8_lossy(&row.keyword)
-                    ));
-                }
-            }
-            report.keyword_db_rows += 1;
+            let origin = report.check_keyword_row(inputs, input, &row)?;
             rows.push((row.keyword, row.value, origin));
         }
     }
@@ -369,29 +347,7 @@ pub fn partition_rows(
         }
         for row in sift_keyworddb::open(path)? {
             let row = row?;
-            let origin = Origin {
-                input,
-                position: row.position,
-            };
-            if row.value.len() > MAX_VALUE_LEN {
-                bail!(
-                    "{}: the value is {} bytes, over the limit of {MAX_VALUE_LEN} (Apple stores \
-                     a value's length in 16 bits); shorten it",
-                    describe(inputs, origin),
-                    row.value.len()
-                );
-            }
-            if let Some(why) = unlikely_lookup(&row.keyword) {
-                report.unlikely_lookup_count += 1;
-                if report.unlikely_lookups.len() < MAX_EXAMPLES {
-                    report.unlikely_lookups.push(format!(
-                        "{}: {:?}: {why}",
-                        describe(inputs, origin),
-                        String::from_utf8_lossy(&row.keyword)
-                    ));
-                }
-            }
-            report.keyword_db_rows += 1;
+            report.check_keyword_row(inputs, input, &row)?;
             let meta = encode_meta(seq, input, false, row.position);
             report.observe(&test_keys, &row.keyword, &row.value);
             seq += 1;
@@ -447,6 +403,41 @@ pub fn partition_rows(
 }
 
 impl RowsReport {
+    /// Checks one keyword-database row read from `inputs[input]` and counts it: fails on a
+    /// value over [`MAX_VALUE_LEN`], notes a keyword a device would never look up. Returns
+    /// where the row came from.
+    fn check_keyword_row(
+        &mut self,
+        inputs: &[PathBuf],
+        input: usize,
+        row: &sift_keyworddb::Row,
+    ) -> anyhow::Result<Origin> {
+        let origin = Origin {
+            input,
+            position: row.position,
+        };
+        if row.value.len() > MAX_VALUE_LEN {
+            bail!(
+                "{}: the value is {} bytes, over the limit of {MAX_VALUE_LEN} (Apple stores \
+                 a value's length in 16 bits); shorten it",
+                describe(inputs, origin),
+                row.value.len()
+            );
+        }
+        if let Some(why) = unlikely_lookup(&row.keyword) {
+            self.unlikely_lookup_count += 1;
+            if self.unlikely_lookups.len() < MAX_EXAMPLES {
+                self.unlikely_lookups.push(format!(
+                    "{}: {:?}: {why}",
+                    describe(inputs, origin),
+                    String::from_utf8_lossy(&row.keyword)
+                ));
+            }
+        }
+        self.keyword_db_rows += 1;
+        Ok(origin)
+    }
+
     /// Notes one row as read: the keyword sample, and the row itself if its keyword is one of
     /// `test_keys` (Apple's test entry).
     fn observe(&mut self, test_keys: &[String], keyword: &[u8], value: &[u8]) {
@@ -505,5 +496,37 @@ mod tests {
         assert!(unlikely_lookup(b"example.com/Path").is_none());
         assert!(unlikely_lookup(b"+14155550123").is_none());
         assert!(unlikely_lookup(b"\xff\x00").is_none());
+    }
+
+    /// The keyword-database checks `collect_rows` (the update path) shares with the build's
+    /// streaming path: rows counted, an unlikely keyword reported with its place, an
+    /// oversized value refused with its place.
+    #[test]
+    fn collect_rows_checks_keyword_database_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("in.txtpb");
+        // Reads `pairs` as the keyword database `in.txtpb`.
+        let read = |pairs: &[(&str, &str)]| {
+            let text: String = pairs
+                .iter()
+                .map(|(k, v)| format!("rows {{ keyword: \"{k}\" value: \"{v}\" }}\n"))
+                .collect();
+            std::fs::write(&db, text).unwrap();
+            collect_rows(std::slice::from_ref(&db), b"1", Default::default())
+        };
+        let ok = read(&[("www.example.com", "1"), ("example.org", "2")]).unwrap();
+        assert_eq!(ok.report.keyword_db_rows, 2);
+        assert_eq!(ok.report.unlikely_lookup_count, 1);
+        let example = &ok.report.unlikely_lookups[0];
+        assert!(
+            example.contains("in.txtpb") && example.contains("www.example.com"),
+            "{example}"
+        );
+        let big = "x".repeat(MAX_VALUE_LEN + 1);
+        let e = read(&[("a.example", &big)]).err().unwrap().to_string();
+        assert!(
+            e.contains("in.txtpb") && e.contains("over the limit"),
+            "{e}"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! A device-like PIR client against an in-process keyword-PIR server, for tests that check what
-//! a loaded dataset answers. Shared by path between the `dataset` crate's tests and the `sift`
-//! binary's integration tests.
+//! a loaded dataset answers. Shared by path between the `dataset` crate's unit and integration
+//! tests and the `sift` binary's integration tests.
 
 #![allow(dead_code)]
 
@@ -35,20 +35,33 @@ impl<'a> Device<'a> {
     }
 
     /// The query for `word` and the server's answer to it (an error when the server refuses).
-    pub fn ask(&self, word: &str) -> (api::PirRequest, Result<api::PirResponse, String>) {
+    pub fn ask(
+        &self,
+        word: impl AsRef<[u8]>,
+    ) -> (api::PirRequest, Result<api::PirResponse, String>) {
         let q = self
             .client
-            .query(word.as_bytes(), &mut rand::thread_rng())
+            .query(word.as_ref(), &mut rand::thread_rng())
             .unwrap();
         let r = self.server.answer(&q, &self.key).map_err(|e| e.to_string());
         (q, r)
     }
 
     /// The value stored for `word`, or `None`; panics if the server refuses.
-    pub fn lookup(&self, word: &str) -> Option<Vec<u8>> {
-        let r = self.ask(word).1.unwrap_or_else(|e| panic!("{word}: {e}"));
-        self.client.decode(word.as_bytes(), &r).unwrap()
+    pub fn lookup(&self, word: impl AsRef<[u8]>) -> Option<Vec<u8>> {
+        let word = word.as_ref();
+        let r = self
+            .ask(word)
+            .1
+            .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(word)));
+        self.client.decode(word, &r).unwrap()
     }
+}
+
+/// The value `server` answers for each of `words` (`None`: absent), through one fresh device.
+pub fn lookup_all<W: AsRef<[u8]>>(server: &KeywordPirServer, words: &[W]) -> Vec<Option<Vec<u8>>> {
+    let device = Device::new(server);
+    words.iter().map(|w| device.lookup(w)).collect()
 }
 
 /// Flips the last bit of the file at `path` and returns its new contents.

@@ -430,10 +430,16 @@ mod tests {
         FileKeyStore::open(dir.path(), budget(4, 10)).unwrap()
     }
 
-    #[test]
-    fn keys_persist_across_reopen_from_the_index() {
+    /// A fresh temporary directory and the [`store_in`] it.
+    fn fresh_store() -> (tempfile::TempDir, FileKeyStore) {
         let dir = tempfile::tempdir().unwrap();
         let s = store_in(&dir);
+        (dir, s)
+    }
+
+    #[test]
+    fn keys_persist_across_reopen_from_the_index() {
+        let (dir, s) = fresh_store();
         s.put("alice", &key(1, 7, 0)).unwrap();
         s.put("alice", &key(2, 8, 0)).unwrap();
         s.put("alice", &key(2, 9, 0)).unwrap();
@@ -455,8 +461,7 @@ mod tests {
 
     #[test]
     fn a_torn_index_line_and_a_legacy_store_are_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store_in(&dir);
+        let (dir, s) = fresh_store();
         s.put("alice", &key(1, 7, 0)).unwrap();
         drop(s);
         let log = dir.path().join(INDEX);
@@ -560,8 +565,7 @@ mod tests {
 
     #[test]
     fn replacing_a_key_keeps_the_count() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store_in(&dir);
+        let (_dir, s) = fresh_store();
         s.put("u", &key(1, 1, 0)).unwrap();
         s.put("u", &key(1, 2, 0)).unwrap();
         assert_eq!(s.len(), 1);
@@ -572,8 +576,8 @@ mod tests {
     /// kept; uploads racing for one slot leave one whole key (the last), never a mix.
     #[test]
     fn devices_sharing_a_user_identifier() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = std::sync::Arc::new(store_in(&dir));
+        let (dir, s) = fresh_store();
+        let s = std::sync::Arc::new(s);
         s.put("shared", &key(1, 5, 0)).unwrap();
         s.put("shared", &key(2, 6, 0)).unwrap();
         assert_eq!(stored_timestamp(s.as_ref(), "shared", &[1]), 5);

@@ -14,6 +14,15 @@ fn transport() -> sift_client::Transport {
     sift_client::Transport::new(None, Duration::from_secs(30)).unwrap()
 }
 
+/// Stops `server` and starts a new one on `cfg` (the same state, as after a restart).
+async fn restart(
+    server: sift_server::RunningServer,
+    cfg: sift_server::ServerConfig,
+) -> sift_server::RunningServer {
+    server.stop().await;
+    sift_server::spawn(cfg, None).await.unwrap()
+}
+
 async fn token(base: &str) -> String {
     TokenSource {
         issuer_url: base.to_owned(),
@@ -43,8 +52,7 @@ async fn a_spent_token_is_refused_after_a_restart_and_on_a_second_replica() {
 
     let t = token(&base_b).await;
     assert_eq!(config_status_with_auth(&base_a, t.clone()).await, 200);
-    a.stop().await;
-    let a = sift_server::spawn(cfg, None).await.unwrap();
+    let a = restart(a, cfg).await;
     assert_eq!(
         config_status_with_auth(&a.base_url(), t).await,
         401,
@@ -78,8 +86,7 @@ async fn a_captured_ohttp_request_is_refused_after_a_restart_and_on_a_second_rep
         400,
         "a request answered by replica A was answered again by replica B"
     );
-    a.stop().await;
-    let a = sift_server::spawn(cfg, None).await.unwrap();
+    let a = restart(a, cfg).await;
     assert_eq!(
         post_ohttp(&a.base_url(), captured).await,
         400,

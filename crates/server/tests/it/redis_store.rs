@@ -14,6 +14,14 @@ use sift_proto::api;
 use sift_server::keystore::KeyStore;
 use sift_server::keystore::redis::RedisKeyStore;
 
+/// A fresh temporary directory with a one-shard dataset of `rows` in its `data` folder.
+fn temp_dataset(rows: &[(&str, &str)]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_dataset(&data, rows, 1, 3);
+    (tmp, data)
+}
+
 /// `SIFT_TEST_REDIS_URL`, checked: when it is set, an unreachable Redis fails the test
 /// instead of skipping it.
 fn redis_url() -> Option<String> {
@@ -166,14 +174,7 @@ async fn replicas_share_keys_through_redis() {
     let Some(url) = redis_url_or_skip("replicas_share_keys_through_redis") else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    write_dataset(
-        &data,
-        &[("blocked.example", "1"), ("evil.example", "2")],
-        1,
-        3,
-    );
+    let (tmp, data) = temp_dataset(&[("blocked.example", "1"), ("evil.example", "2")]);
     let prefix = unique_prefix();
     let a = start(redis_config(&data, &tmp.path().join("a"), &url, &prefix, 2)).await;
     let b = start(redis_config(&data, &tmp.path().join("b"), &url, &prefix, 2)).await;
@@ -341,9 +342,7 @@ fn parse_command(buf: &[u8]) -> Option<(String, usize)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_gives_503() {
     let fake = fake_failing_redis().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    write_dataset(&data, &[("blocked.example", "1")], 1, 3);
+    let (tmp, data) = temp_dataset(&[("blocked.example", "1")]);
     let server = start(redis_config(
         &data,
         &tmp.path().join("s"),
@@ -393,9 +392,7 @@ async fn replicas_share_replay_records_through_redis() {
     let Some(url) = redis_url_or_skip("replicas_share_replay_records_through_redis") else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    write_dataset(&data, &[("blocked.example", "1")], 1, 3);
+    let (tmp, data) = temp_dataset(&[("blocked.example", "1")]);
     let prefix = unique_prefix();
     // Same gateway keys (one state dir), replay records in Redis only.
     let cfg = redis_config(&data, &tmp.path().join("s"), &url, &prefix, 2);
@@ -433,9 +430,7 @@ async fn redis_killed_and_restarted() {
         println!("skipped: redis-server is not installed");
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    write_dataset(&data, &[("blocked.example", "1")], 1, 3);
+    let (tmp, data) = temp_dataset(&[("blocked.example", "1")]);
     let mut cfg = redis_config(&data, &tmp.path().join("s"), &redis.url(), "sift", 4);
     if let sift_server::config::KeyStoreConfig::Redis(r) = &mut cfg.key_store {
         r.timeout_ms = 500;

@@ -444,12 +444,7 @@ pub fn run_update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
         warnings.extend(summary::unlikely_lookup_warning(&read.report));
         read.rows
     };
-    let json = options
-        .process_config
-        .as_deref()
-        .cloned()
-        .unwrap_or_default();
-    let (params_name, params) = rlwe_parameters(&options)?;
+    let (json, params_name, params) = config_and_parameters(&options)?;
     let max_value_len = add
         .iter()
         .map(|r| r.1.len())
@@ -665,12 +660,7 @@ fn write_version_from(
 ) -> anyhow::Result<(process::BuildReport, String)> {
     let max_value_len = buckets.max_value_len;
     let row_count = buckets.row_count;
-    let json = options
-        .process_config
-        .as_deref()
-        .cloned()
-        .unwrap_or_default();
-    let (name, params) = rlwe_parameters(&options)?;
+    let (json, name, params) = config_and_parameters(&options)?;
     // Symmetric PIR stores keyword′ and value ‖ 16-byte tag instead of the plain row.
     let symmetric = json
         .symmetric_pir_arguments
@@ -872,6 +862,20 @@ fn prefilter_from_buckets(
         builder.insert_batch(&keys);
     })?;
     Ok(builder.finish())
+}
+
+/// The build's parsed `--config` (all defaults without one) and its encryption parameters, by
+/// name, as [`rlwe_parameters`] chooses them.
+fn config_and_parameters(
+    options: &BuildOptions,
+) -> anyhow::Result<(ProcessConfig, String, EncryptionParameters)> {
+    let json = options
+        .process_config
+        .as_deref()
+        .cloned()
+        .unwrap_or_default();
+    let (name, params) = rlwe_parameters(options)?;
+    Ok((json, name, params))
 }
 
 /// The encryption parameters a build uses, by name: `--rlwe-parameters` (checked by its

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::common::sift;
+use crate::common::{sift, stderr_of_success};
 
 /// The keys of Apple's prefilter sample (SimpleURLFilter), as a one-line `rows: [...]` file.
 fn one_line_database() -> String {
@@ -25,16 +25,14 @@ fn prefilter_build_reads_a_one_line_list_syntax_database() {
     let input = dir.path().join("input.txtpb");
     std::fs::write(&input, one_line_database()).unwrap();
     let out_dir = dir.path().join("out");
-    let out = sift()
-        .args(["prefilter", "build"])
-        .arg(&input)
-        .arg("-o")
-        .arg(&out_dir)
-        .args(["--seed", "1267652889", "--format", "plist"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let err = stderr_of_success(
+        sift()
+            .args(["prefilter", "build"])
+            .arg(&input)
+            .arg("-o")
+            .arg(&out_dir)
+            .args(["--seed", "1267652889", "--format", "plist"]),
+    );
     assert!(err.contains("10 keys"), "{err}");
     // The same filter as Apple's sample built from the plain list (cli.rs).
     let plist = std::fs::read_to_string(out_dir.join("prefilter.plist")).unwrap();
@@ -43,15 +41,7 @@ fn prefilter_build_reads_a_one_line_list_syntax_database() {
 
 /// Runs `sift build` in `cwd` with `args`; its stderr, or a panic with it on failure.
 fn build_in(cwd: &Path, args: &[&str]) -> String {
-    let out = sift()
-        .current_dir(cwd)
-        .arg("build")
-        .args(args)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "sift build {args:?}: {err}");
-    err
+    stderr_of_success(sift().current_dir(cwd).arg("build").args(args))
 }
 
 #[test]

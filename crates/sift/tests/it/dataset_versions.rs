@@ -3,32 +3,17 @@
 
 use crate::common;
 
-#[path = "../../../dataset/tests/support/device.rs"]
-mod device;
-
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{sift, stdout_of_success};
-use device::{Device, flip_last_bit};
+use common::device::{Device, flip_last_bit};
+use common::{build_cmd, sift, stdout_of_success, update};
 use rand::Rng;
 
 const USECASE: &str = "com.example.app.url.filtering";
 
 fn write_list(path: &Path, keys: &[String]) {
     std::fs::write(path, keys.join("\n")).unwrap();
-}
-
-fn build_cmd(list: &Path, out: &Path, shards: usize) -> Command {
-    let mut c = sift();
-    c.arg("build").arg(list).arg("-o").arg(out).args([
-        "--shard-count",
-        &shards.to_string(),
-        "--trials-per-shard",
-        "0",
-    ]);
-    c
 }
 
 /// Looks `words` up against the server's current version (through its shards' published
@@ -53,7 +38,7 @@ async fn killed_builds_and_fewer_shards_never_serve_a_mixed_dataset() {
     let l2 = tmp.path().join("v2.txt");
     write_list(&l1, &old);
     write_list(&l2, &[old.clone(), blocked.clone()].concat());
-    stdout_of_success(&mut build_cmd(&l1, &data, 3));
+    stdout_of_success(&mut build_cmd(&[&l1], &data, 3));
 
     let cfg: sift_server::ServerConfig = toml::from_str(&format!(
         "listen = \"127.0.0.1:0\"\ndev_plain_http = true\nrequire_tokens = false\n\
@@ -69,7 +54,7 @@ async fn killed_builds_and_fewer_shards_never_serve_a_mixed_dataset() {
 
     // How long a full rebuild takes here, to spread the kills over it.
     let start = Instant::now();
-    let mut full = build_cmd(&l2, &tmp.path().join("timing"), 1)
+    let mut full = build_cmd(&[&l2], &tmp.path().join("timing"), 1)
         .spawn()
         .unwrap();
     assert!(full.wait().unwrap().success());
@@ -78,7 +63,7 @@ async fn killed_builds_and_fewer_shards_never_serve_a_mixed_dataset() {
     let mut rng = rand::thread_rng();
     let mut seen_new = false;
     for round in 0..6 {
-        let mut child = build_cmd(&l2, &data, 1).spawn().unwrap();
+        let mut child = build_cmd(&[&l2], &data, 1).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(rng.gen_range(0..=span.max(1))));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
@@ -102,7 +87,7 @@ async fn killed_builds_and_fewer_shards_never_serve_a_mixed_dataset() {
         );
     }
     // A build that finishes is served, with exactly its one shard.
-    stdout_of_success(&mut build_cmd(&l2, &data, 1));
+    stdout_of_success(&mut build_cmd(&[&l2], &data, 1));
     server.state.reload();
     assert_eq!(lookup(&server.state, &probe), vec![true; probe.len()]);
     let _ = seen_new;
@@ -110,7 +95,7 @@ async fn killed_builds_and_fewer_shards_never_serve_a_mixed_dataset() {
     // A corrupt new version is refused, the complete one keeps answering, and polling again
     // does not replace it either (a reload reads and checks the mapped shards before the
     // switch; the old version serves meanwhile).
-    stdout_of_success(&mut build_cmd(&l1, &data, 2));
+    stdout_of_success(&mut build_cmd(&[&l1], &data, 2));
     let cur = std::fs::read_link(data.join("current")).unwrap();
     let bin = data.join(cur).join("url-1.words");
     let mut bytes = std::fs::read(&bin).unwrap();
@@ -175,26 +160,10 @@ fn built_for_update(dir: &Path, n: usize, shards: usize) -> (PathBuf, PathBuf, P
     let keys: Vec<String> = (0..n).map(|i| format!("k-{i}.example")).collect();
     let list = dir.join("list.txt");
     write_list(&list, &keys);
-    stdout_of_success(&mut build_cmd(&list, &data, shards));
+    stdout_of_success(&mut build_cmd(&[&list], &data, shards));
     let add = dir.join("add.txt");
     write_list(&add, &["new.example".to_string()]);
     (data, add, dir.join("remove.txt"))
-}
-
-/// Runs `sift update DATA --add ADD --remove REMOVE`, which must succeed; its stderr.
-fn update(data: &std::path::Path, add: &std::path::Path, remove: &std::path::Path) -> String {
-    let out = sift()
-        .arg("update")
-        .arg(data)
-        .arg("--add")
-        .arg(add)
-        .arg("--remove")
-        .arg(remove)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{err}");
-    err
 }
 
 /// Runs `sift dataset verify DATA`.

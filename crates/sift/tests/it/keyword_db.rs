@@ -40,20 +40,8 @@ async fn serve(
     for (name, dir) in datasets {
         toml_text += &common::usecase_toml(name, &dir.display().to_string());
     }
-    let config: sift_server::ServerConfig = toml::from_str(&toml_text).unwrap();
-    let server = sift_server::spawn(config, None).await.unwrap();
-    let clients = datasets
-        .iter()
-        .map(|(name, _)| {
-            let transport =
-                sift_client::Transport::new(None, std::time::Duration::from_secs(120)).unwrap();
-            sift_client::device::DeviceClient::new(
-                transport,
-                sift_client::device::ServiceConfig::new(&server.base_url(), name),
-            )
-        })
-        .collect();
-    (server, clients)
+    let names: Vec<&str> = datasets.iter().map(|(name, _)| *name).collect();
+    common::serve_devices(&toml_text, &names).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,21 +2,14 @@
 //! that every row goes through the files it answers exactly and writes the same bytes as with
 //! the default budget, and a build that fails leaves neither partitions nor a new version.
 
-use crate::common::{sift, stdout_of_success};
+use crate::common::device::lookup_all;
+use crate::common::{build_cmd, stdout_of_success};
 
 use std::path::Path;
 use std::process::Command;
 
-use sift_pir::client::KeywordPirClient;
-
 fn build(inputs: &[&Path], out: &Path, shards: usize, buffer: Option<usize>) -> Command {
-    let mut c = sift();
-    c.arg("build").args(inputs).arg("-o").arg(out).args([
-        "--shard-count",
-        &shards.to_string(),
-        "--trials-per-shard",
-        "0",
-    ]);
+    let mut c = build_cmd(inputs, out, shards);
     match buffer {
         Some(b) => c.env(sift_dataset::partition::BUFFER_ENV, b.to_string()),
         None => c.env_remove(sift_dataset::partition::BUFFER_ENV),
@@ -26,24 +19,7 @@ fn build(inputs: &[&Path], out: &Path, shards: usize, buffer: Option<usize>) -> 
 
 /// The value the current version of `data` answers for each keyword (`None`: absent).
 fn answers(data: &Path, keywords: &[&[u8]]) -> Vec<Option<Vec<u8>>> {
-    let loaded = sift_dataset::load(data, "url").unwrap();
-    let protos: Vec<_> = loaded
-        .server
-        .shards()
-        .iter()
-        .map(|s| s.proto.clone())
-        .collect();
-    let mut rng = rand::thread_rng();
-    let client = KeywordPirClient::new(&protos, &mut rng).unwrap();
-    let key = client.evaluation_key(&mut rng).unwrap();
-    keywords
-        .iter()
-        .map(|k| {
-            let q = client.query(k, &mut rng).unwrap();
-            let r = loaded.server.answer(&q, &key).unwrap();
-            client.decode(k, &r).unwrap()
-        })
-        .collect()
+    lookup_all(&sift_dataset::load(data, "url").unwrap().server, keywords)
 }
 
 /// Every file of the current version except the manifest (which carries an id and a time).

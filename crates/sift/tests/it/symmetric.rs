@@ -68,19 +68,9 @@ async fn build_serve_and_look_up_with_symmetric_pir() {
     );
 
     // Serve it and look up as the device does.
-    let config: sift_server::ServerConfig = toml::from_str(&format!(
-        "{}{}[usecases.symmetric_pir]\ndatabase_encryption_key_file = \"{}\"\n",
-        common::open_config_head(&dir.path().join("state")),
-        common::usecase_toml(USECASE, &out2.display().to_string()),
-        key_file.display()
-    ))
-    .unwrap();
-    let server = sift_server::spawn(config, None).await.unwrap();
-    let transport = sift_client::Transport::new(None, std::time::Duration::from_secs(60)).unwrap();
-    let mut device = sift_client::device::DeviceClient::new(
-        transport,
-        sift_client::device::ServiceConfig::new(&server.base_url(), USECASE),
-    );
+    let config = common::symmetric_config(&dir.path().join("state"), USECASE, &out2, &key_file);
+    let (server, mut devices) = common::serve_devices(&config, &[USECASE]).await;
+    let device = &mut devices[0];
     for k in ["blocked.example", "example.org/path"] {
         assert_eq!(
             device.lookup(k).await.unwrap().0.as_deref(),

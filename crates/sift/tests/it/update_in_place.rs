@@ -40,17 +40,7 @@ async fn sift_update_changes_a_symmetric_pir_dataset_in_place() {
     let remove = dir.path().join("remove.txt");
     std::fs::write(&add, "new.example\n").unwrap();
     std::fs::write(&remove, "k-3.example\n").unwrap();
-    let out = sift()
-        .arg("update")
-        .arg(&data)
-        .arg("--add")
-        .arg(&add)
-        .arg("--remove")
-        .arg(&remove)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let err = common::update(&data, &add, &remove);
     assert!(err.contains("1 removed, 1 added"), "{err}");
     assert!(
         !err.contains("now. 0 shard(s) changed in place") && !err.contains("processed afresh:"),
@@ -59,29 +49,9 @@ async fn sift_update_changes_a_symmetric_pir_dataset_in_place() {
     // Shards changed in place keep their parameters (and so the config id) byte for byte.
     assert_eq!((params(0).unwrap(), params(1).unwrap()), before);
 
-    let config: sift_server::ServerConfig = toml::from_str(&format!(
-        r#"
-        listen = "127.0.0.1:0"
-        dev_plain_http = true
-        require_tokens = false
-        state_dir = "{}"
-        [[usecases]]
-        name = "{USECASE}"
-        dataset_dir = "{}"
-        [usecases.symmetric_pir]
-        database_encryption_key_file = "{}"
-        "#,
-        dir.path().join("state").display(),
-        data.display(),
-        key_file.display()
-    ))
-    .unwrap();
-    let server = sift_server::spawn(config, None).await.unwrap();
-    let transport = sift_client::Transport::new(None, std::time::Duration::from_secs(60)).unwrap();
-    let mut device = sift_client::device::DeviceClient::new(
-        transport,
-        sift_client::device::ServiceConfig::new(&server.base_url(), USECASE),
-    );
+    let config = common::symmetric_config(&dir.path().join("state"), USECASE, &data, &key_file);
+    let (server, mut devices) = common::serve_devices(&config, &[USECASE]).await;
+    let device = &mut devices[0];
     for (k, expect) in [
         ("new.example", true),
         ("k-3.example", false),

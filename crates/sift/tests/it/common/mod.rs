@@ -5,6 +5,10 @@
 #[path = "../../../../server/tests/it/common/tls.rs"]
 pub mod tls;
 
+/// A device-like PIR client against a loaded dataset, shared with the dataset crate's tests.
+#[path = "../../../../dataset/tests/support/device.rs"]
+pub mod device;
+
 use std::io::{BufRead as _, BufReader, Lines};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -12,6 +16,31 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 /// The `sift` binary built for these tests.
 pub fn sift() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sift"))
+}
+
+/// `sift build INPUTS -o OUT --shard-count SHARDS --trials-per-shard 0`, not yet run.
+pub fn build_cmd(inputs: &[&Path], out: &Path, shards: usize) -> Command {
+    let mut c = sift();
+    c.arg("build").args(inputs).arg("-o").arg(out).args([
+        "--shard-count",
+        &shards.to_string(),
+        "--trials-per-shard",
+        "0",
+    ]);
+    c
+}
+
+/// Runs `sift update DATA --add ADD --remove REMOVE`, which must succeed; its stderr.
+pub fn update(data: &Path, add: &Path, remove: &Path) -> String {
+    stderr_of_success(
+        sift()
+            .arg("update")
+            .arg(data)
+            .arg("--add")
+            .arg(add)
+            .arg("--remove")
+            .arg(remove),
+    )
 }
 
 /// Runs `cmd`, asserts that it exited successfully (showing the command and both output
@@ -119,6 +148,42 @@ pub fn users_toml(token: &str) -> String {
 /// A server configuration's `[[usecases]]` table for `name` served from `dataset_dir`.
 pub fn usecase_toml(name: &str, dataset_dir: &str) -> String {
     format!("[[usecases]]\nname = \"{name}\"\ndataset_dir = \"{dataset_dir}\"\n")
+}
+
+/// A server configuration serving `name` from `dataset_dir` with symmetric PIR under the key
+/// in `key_file` (plain HTTP on loopback, no tokens, state in `state`).
+pub fn symmetric_config(state: &Path, name: &str, dataset_dir: &Path, key_file: &Path) -> String {
+    format!(
+        "{}{}[usecases.symmetric_pir]\ndatabase_encryption_key_file = \"{}\"\n",
+        open_config_head(state),
+        usecase_toml(name, &dataset_dir.display().to_string()),
+        key_file.display()
+    )
+}
+
+/// Starts an in-process server on the configuration `toml_text` and returns it with one device
+/// client per use case in `usecases`.
+pub async fn serve_devices(
+    toml_text: &str,
+    usecases: &[&str],
+) -> (
+    sift_server::RunningServer,
+    Vec<sift_client::device::DeviceClient>,
+) {
+    let config: sift_server::ServerConfig = toml::from_str(toml_text).unwrap();
+    let server = sift_server::spawn(config, None).await.unwrap();
+    let clients = usecases
+        .iter()
+        .map(|name| {
+            let transport =
+                sift_client::Transport::new(None, std::time::Duration::from_secs(120)).unwrap();
+            sift_client::device::DeviceClient::new(
+                transport,
+                sift_client::device::ServiceConfig::new(&server.base_url(), name),
+            )
+        })
+        .collect();
+    (server, clients)
 }
 
 /// Runs `cmd`, asserts that it failed, and returns its standard output and standard error.
