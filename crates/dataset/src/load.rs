@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use sift_pir::server::{ContextCache, KeywordPirServer, ServerShard, ShardCheck, parse_parameters};
 
 use crate::layout::{self, Layout};
-use crate::manifest::{MANIFEST_FILE, Manifest};
+use crate::manifest::{FileEntry, MANIFEST_FILE, Manifest};
 
 /// A loaded dataset.
 pub struct Loaded {
@@ -96,12 +96,38 @@ pub fn load_manifest(dir: &Path, id: &str) -> anyhow::Result<Manifest> {
 
 /// Reads a listed file whole and checks its size and SHA-256.
 pub fn read_verified(dir: &Path, manifest: &Manifest, rel: &str) -> anyhow::Result<Vec<u8>> {
-    let e = manifest
-        .file(rel)
-        .with_context(|| format!("{rel} is not in the manifest"))?;
+    let e = listed(manifest, rel)?;
     let p = dir.join(rel);
     let bytes =
         std::fs::read(&p).with_context(|| format!("{} (listed in the manifest)", p.display()))?;
+    check_listed(&p, e, &bytes)?;
+    Ok(bytes)
+}
+
+/// Maps a listed file (`sift_pir::storage::map_file`) and checks its size and SHA-256 over the
+/// mapped bytes, so the file is read once.
+pub fn map_verified(
+    dir: &Path,
+    manifest: &Manifest,
+    rel: &str,
+) -> anyhow::Result<std::sync::Arc<sift_pir::storage::Mmap>> {
+    let e = listed(manifest, rel)?;
+    let p = dir.join(rel);
+    let map = sift_pir::storage::map_file(&p)
+        .map_err(|err| anyhow::anyhow!("{err} (listed in the manifest)"))?;
+    check_listed(&p, e, &map)?;
+    Ok(map)
+}
+
+/// The manifest entry of `rel`.
+fn listed<'m>(manifest: &'m Manifest, rel: &str) -> anyhow::Result<&'m FileEntry> {
+    manifest
+        .file(rel)
+        .with_context(|| format!("{rel} is not in the manifest"))
+}
+
+/// Checks the bytes of the file `p` against its manifest entry (size, then SHA-256).
+fn check_listed(p: &Path, e: &FileEntry, bytes: &[u8]) -> anyhow::Result<()> {
     if bytes.len() as u64 != e.size {
         bail!(
             "{} has {} bytes, the manifest says {}: the file is truncated or was replaced",
@@ -110,13 +136,13 @@ pub fn read_verified(dir: &Path, manifest: &Manifest, rel: &str) -> anyhow::Resu
             e.size
         );
     }
-    if hex::encode(Sha256::digest(&bytes)) != e.sha256 {
+    if hex::encode(Sha256::digest(bytes)) != e.sha256 {
         bail!(
             "{} does not match its SHA-256 in the manifest: the file is corrupt or was replaced",
             p.display()
         );
     }
-    Ok(bytes)
+    Ok(())
 }
 
 /// Checks that every listed file exists with its size; with `full`, also its checksum.

@@ -286,17 +286,7 @@ impl ShardJob<'_> {
         }
         let old_bin = crate::load::read_verified(pdir, pm, &s.database)?;
         let old_words = match &s.words {
-            Some(w) => {
-                let e = pm.file(w).context("manifest lacks the words file")?;
-                let p = pdir.join(w);
-                let (sha, size) = crate::fsutil::hash_file(&p)?;
-                anyhow::ensure!(
-                    sha == e.sha256 && size == e.size,
-                    "{} does not match its manifest entry: the file is corrupt or was replaced",
-                    p.display()
-                );
-                Some(sift_pir::storage::map_file(&p)?)
-            }
+            Some(w) => Some(crate::load::map_verified(pdir, pm, w)?),
             None => None,
         };
         let patched =

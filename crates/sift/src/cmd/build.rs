@@ -308,9 +308,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     warnings.extend(summary::unlikely_lookup_warning(&read));
     summary::print_warnings(&warnings);
     if let Some(c) = &apple {
-        let (dir, manifest) = process::current_version(&output_dir)?
-            .context("the build published no version to copy Apple's files from")?;
-        let written = c.write_apple_outputs(&dir, &manifest)?;
+        let published = &report.published;
+        let written = c.write_apple_outputs(&published.dir, &published.manifest)?;
         let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
         eprintln!(
             "wrote Apple's layout (the config's paths): {}",
@@ -515,8 +514,7 @@ pub fn run_update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
             Ok(Some(p.clone()))
         };
     let report = sift_dataset::update::update(request, write_extra)?;
-    let mut patched = 0;
-    let mut plaintexts = 0;
+    let (mut patched, mut plaintexts, mut rebuilt) = (0, 0, 0);
     for (i, o) in report.shards.iter().enumerate() {
         match o {
             sift_dataset::update::ShardOutcome::Reused => {}
@@ -525,16 +523,13 @@ pub fn run_update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
                 plaintexts += n;
             }
             sift_dataset::update::ShardOutcome::Rebuilt { reason } => {
+                rebuilt += 1;
                 eprintln!("shard {i}: processed afresh: {reason}");
             }
         }
     }
+    let shared = report.shards.len() - patched - rebuilt;
     let m = &report.published.manifest;
-    let rebuilt = report
-        .shards
-        .iter()
-        .filter(|o| matches!(o, sift_dataset::update::ShardOutcome::Rebuilt { .. }))
-        .count();
     eprintln!(
         "{} removed, {} added: {} keys now. {patched} shard(s) changed in place \
          ({plaintexts} plaintexts re-encoded, parameters unchanged), {rebuilt} processed afresh, \
@@ -542,7 +537,7 @@ pub fn run_update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
         report.removed,
         report.added,
         m.row_count,
-        report.shards.len() - patched - rebuilt,
+        shared,
         m.id,
         start.elapsed().as_secs_f64()
     );
@@ -577,7 +572,7 @@ pub fn run_update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
         let shard_rows = m.shards.iter().map(|s| s.rows as usize).collect();
         let built = process::BuildReport {
             processed: patched + rebuilt,
-            reused: report.shards.len() - patched - rebuilt,
+            reused: shared,
             shard_rows,
             largest_trial: report.trials.iter().max_by_key(|t| t.answer_time).copied(),
             published: report.published,
@@ -619,37 +614,27 @@ fn keyword_config(
     Ok(cfg)
 }
 
-/// Processes exact `(keyword, value)` rows (sorted, keywords distinct) into a new version of
-/// the dataset in `out`, with `options` (what `sift lcid build` uses for its two datasets).
+/// Processes exact `(keyword, value)` rows (sorted, keywords distinct) held in memory into a
+/// new version of the dataset in `out`, with `options`, through the same bucket path as a build
+/// (what `sift lcid build` uses for its two datasets); prints the summary for people.
 pub fn write_dataset(
     rows: Vec<(Vec<u8>, Vec<u8>)>,
     options: BuildOptions,
     out: &Path,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    write_version(rows, options, out, None, &Default::default()).map(|_| ())
-}
-
-/// Resolves the options, shards (automatically unless told), processes and publishes rows
-/// held in memory (`sift update`, `sift lcid build`); prints the summary for people and
-/// returns the report with the encryption parameters' name.
-fn write_version(
-    rows: Vec<(Vec<u8>, Vec<u8>)>,
-    options: BuildOptions,
-    out: &Path,
-    from: Option<&Path>,
-    parsing: &sift_urlkeys::ParsingConfiguration,
-) -> anyhow::Result<(process::BuildReport, String)> {
     if rows.is_empty() {
         bail!("no keys in the inputs");
     }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let writer = sift_dataset::VersionWriter::begin(out)?;
     let buckets = RowBuckets::from_rows(&writer.dir().join(process::PARTITION_DIR), rows)?;
-    write_version_from(writer, buckets, options, out, from, parsing)
+    write_version_from(writer, buckets, options, out, None, &Default::default()).map(|_| ())
 }
 
-/// [`write_version`] for exact rows in buckets (distinct keywords), into the version `writer`
-/// stages: prefilter, symmetric PIR, sharding and processing each stream over the buckets.
+/// Resolves the options, shards (automatically unless told), processes and publishes exact rows
+/// in buckets (distinct keywords) into the version `writer` stages: prefilter, symmetric PIR,
+/// sharding and processing each stream over the buckets. Prints the summary for people and
+/// returns the report with the encryption parameters' name.
 fn write_version_from(
     writer: sift_dataset::VersionWriter,
     mut buckets: RowBuckets,
