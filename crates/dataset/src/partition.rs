@@ -168,15 +168,6 @@ pub fn take_field<'a>(b: &mut &'a [u8]) -> anyhow::Result<&'a [u8]> {
     Ok(f)
 }
 
-/// The shard of a keyword with hash `h` (see [`keyword_hash`]) among `shard_count` shards.
-pub fn shard_of_hash(function: ShardingFunction, h: u64, shard_count: usize) -> usize {
-    let v = match function {
-        ShardingFunction::Sha256 => h,
-        ShardingFunction::DoubleMod { other_shard_count } => h % other_shard_count.max(1) as u64,
-    };
-    (v % shard_count as u64) as usize
-}
-
 /// The import bucket of `keyword` (a fast hash unrelated to the sharding function).
 pub fn import_bucket(keyword: &[u8], buckets: usize) -> usize {
     use std::hash::{Hash as _, Hasher as _};
@@ -319,7 +310,7 @@ impl RowBuckets {
         let mut sizes = vec![0usize; shard_count];
         for i in 0..self.bucket_count() {
             for h in self.bucket_hashes(i)? {
-                sizes[shard_of_hash(function, h, shard_count)] += 1;
+                sizes[function.shard_of_hash(h, shard_count)] += 1;
             }
         }
         Ok(sizes)
@@ -364,7 +355,7 @@ impl RowBuckets {
                 take_field(&mut b)?;
                 let rec = &start[..start.len() - b.len()];
                 let h = *hashes.get(n).context("fewer hashes than rows")?;
-                shards.append(shard_of_hash(function, h, shard_count), rec)?;
+                shards.append(function.shard_of_hash(h, shard_count), rec)?;
                 n += 1;
             }
             on_rows(n as u64);

@@ -36,11 +36,7 @@ pub fn target_rows_per_shard(value_len: usize) -> usize {
 pub fn shard_sizes(hashes: &[u64], function: ShardingFunction, shard_count: usize) -> Vec<usize> {
     let mut sizes = vec![0usize; shard_count];
     for &h in hashes {
-        let v = match function {
-            ShardingFunction::Sha256 => h,
-            ShardingFunction::DoubleMod { other_shard_count } => h % other_shard_count as u64,
-        };
-        sizes[(v % shard_count as u64) as usize] += 1;
+        sizes[function.shard_of_hash(h, shard_count)] += 1;
     }
     sizes
 }

@@ -71,18 +71,27 @@ impl ShardingFunction {
         if shard_count == 0 {
             return Err(PirError::InvalidParameters("shard count 0".into()));
         }
-        let h = keyword_hash(keyword);
+        if let ShardingFunction::DoubleMod {
+            other_shard_count: 0,
+        } = self
+        {
+            return Err(PirError::InvalidParameters(
+                "doubleMod other shard count 0".into(),
+            ));
+        }
+        Ok(self.shard_of_hash(keyword_hash(keyword), shard_count))
+    }
+
+    /// The shard of a keyword whose [`keyword_hash`] is `h`, among `shard_count` shards (at
+    /// least 1; a doubleMod other shard count of 0 counts as 1): the one mapping that builds,
+    /// updates and [`ShardingFunction::shard_index`] share.
+    pub fn shard_of_hash(&self, h: u64, shard_count: usize) -> usize {
         let v = match *self {
             ShardingFunction::Sha256 => h,
             ShardingFunction::DoubleMod { other_shard_count } => {
-                if other_shard_count == 0 {
-                    return Err(PirError::InvalidParameters(
-                        "doubleMod other shard count 0".into(),
-                    ));
-                }
-                h % other_shard_count as u64
+                h % u64::from(other_shard_count.max(1))
             }
         };
-        Ok((v % shard_count as u64) as usize)
+        (v % shard_count as u64) as usize
     }
 }
