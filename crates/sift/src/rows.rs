@@ -12,7 +12,7 @@
 //! same keyword with two different values, or a malformed row refuses the whole build with the
 //! file and position.
 //!
-//! [`collect_rows`] holds every row in memory (small inputs, `sift lcid build`);
+//! [`collect_rows`] holds every row in memory (the added and removed lists of `sift update`);
 //! [`partition_rows`] streams the inputs into buckets on disk and merges duplicates one bucket
 //! at a time (`sift build`; see `sift_dataset::partition` for the design).
 
@@ -104,6 +104,25 @@ fn describe(inputs: &[PathBuf], o: Origin) -> String {
     }
 }
 
+/// Why a keyword given twice with different values refuses the build: each value's length
+/// and where it was read, the first occurrence first.
+fn two_values(
+    inputs: &[PathBuf],
+    keyword: &[u8],
+    first: (usize, Origin),
+    second: (usize, Origin),
+) -> String {
+    format!(
+        "keyword {:?} has two different values: {} bytes at {} and {} bytes at {}; keep one \
+         row per keyword",
+        String::from_utf8_lossy(keyword),
+        first.0,
+        describe(inputs, first.1),
+        second.0,
+        describe(inputs, second.1)
+    )
+}
+
 /// Reads every input into exact rows; `url_value` is the value of URL-list keys.
 /// Fails, before anything is written, on malformed input, an oversized value or a keyword
 /// given twice with different values.
@@ -162,15 +181,7 @@ pub fn collect_rows(
             && *pk == k
         {
             if *pv != v {
-                bail!(
-                    "keyword {:?} has two different values: {} bytes at {} and {} bytes at {}; \
-                     keep one row per keyword",
-                    String::from_utf8_lossy(&k),
-                    pv.len(),
-                    describe(inputs, po),
-                    v.len(),
-                    describe(inputs, o)
-                );
+                bail!("{}", two_values(inputs, &k, (pv.len(), po), (v.len(), o)));
             }
             report.duplicates += 1;
             continue;
@@ -264,15 +275,7 @@ fn dedup_bucket(
         if let Some(other) = run.iter().find(|r| r.1 != v) {
             return Ok(Err(Conflict {
                 keyword: k.to_vec(),
-                message: format!(
-                    "keyword {:?} has two different values: {} bytes at {} and {} bytes at {}; \
-                     keep one row per keyword",
-                    String::from_utf8_lossy(k),
-                    v.len(),
-                    describe(inputs, first),
-                    other.1.len(),
-                    describe(inputs, other.3)
-                ),
+                message: two_values(inputs, k, (v.len(), first), (other.1.len(), other.3)),
             }));
         }
         // As the in-memory path counts: URL-list keys are merged among themselves first
