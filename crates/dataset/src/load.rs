@@ -230,20 +230,16 @@ fn load_shard(
                 }
             }))
         };
-        if let Some(shard) = ServerShard::from_words(&ctx, proto.clone(), &map, Some(check))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(words).display()))?
-        {
-            return Ok(shard);
-        }
-        tracing::info!(
-            "{} was written for another CPU's word packing; reading {} instead",
-            dir.join(words).display(),
-            s.database
-        );
+        return ServerShard::from_words(&ctx, proto, &map, Some(check))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(words).display()));
     }
-    let db = read_verified(dir, manifest, &s.database)?;
+    let bin = s
+        .database
+        .as_ref()
+        .context("the shard has neither a .words nor a .bin file")?;
+    let db = read_verified(dir, manifest, bin)?;
     ServerShard::from_bin(&ctx, proto, &db)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(&s.database).display()))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(bin).display()))
 }
 
 fn legacy_signature(dir: &Path, stem: &str) -> anyhow::Result<String> {

@@ -24,7 +24,6 @@ use sift_pir::params::EvaluationKeyConfig;
 use sift_pir::server::{self, KeywordPirConfig, Rows, Sharding};
 use sift_pir::wire::{self, ShardParameters};
 
-use crate::fsutil::write_atomic;
 use crate::manifest::{Manifest, ShardEntry};
 use crate::process::{Trial, current_version, decode_rows, encode_rows, rows_digest, run_trials};
 use crate::writer::{ManifestInfo, Published, VersionWriter};
@@ -38,11 +37,11 @@ pub fn table_file_name(stem: &str, i: usize) -> String {
     format!("{stem}-{i}.cuckoo")
 }
 
-/// Writes shard `i`'s cuckoo table (built with `config`) into the version folder `dir`, so
+/// Writes shard `i`'s cuckoo table (built with `config`) into the version `writer` stages, so
 /// that `sift update` can change the shard in place. The build calls this for every
 /// processed shard when it keeps rows.
 pub fn write_table(
-    dir: &Path,
+    writer: &VersionWriter,
     stem: &str,
     i: usize,
     table: &CuckooTable,
@@ -57,13 +56,13 @@ pub fn write_table(
         out.extend_from_slice(&(v as u64).to_le_bytes());
     }
     out.extend_from_slice(&table.serialize()?);
-    write_atomic(&dir.join(table_file_name(stem, i)), &out)
+    writer.write_file(&table_file_name(stem, i), &out)
 }
 
 /// Shares shard `i`'s cuckoo table file of the version in `from_dir` (when it has one) with
 /// the version being written: the build calls this for every shard it reuses.
 pub fn link_table(
-    writer: &mut VersionWriter,
+    writer: &VersionWriter,
     from_dir: &Path,
     from: &Manifest,
     stem: &str,
@@ -202,6 +201,7 @@ struct Written {
     outcome: ShardOutcome,
     key_config: EvaluationKeyConfig,
     has_words: bool,
+    has_bin: bool,
     trial: Option<Trial>,
 }
 
@@ -218,7 +218,7 @@ struct ShardJob<'a> {
     ctx: &'a Context,
     pdir: &'a Path,
     pm: &'a Manifest,
-    dir: &'a Path,
+    writer: &'a VersionWriter,
     change: &'a ShardChange,
     req: &'a UpdateRequest,
     shard_count: usize,
@@ -284,28 +284,34 @@ impl ShardJob<'_> {
                 return Ok(Err("its cuckoo table has no room for the new rows".into()));
             }
         }
-        let old_bin = crate::load::read_verified(pdir, pm, &s.database)?;
+        let old_bin = match &s.database {
+            Some(b) => Some(crate::load::read_verified(pdir, pm, b)?),
+            None => None,
+        };
         let old_words = match &s.words {
             Some(w) => Some(crate::load::map_verified(pdir, pm, w)?),
             None => None,
         };
-        let patched =
-            server::patch_shard(ctx, &params, &table, &changed, &old_bin, old_words.as_ref())
-                .with_context(|| format!("shard {i}"))?;
-        drop(old_bin);
-        let dir = self.dir;
-        write_atomic(&dir.join(&s.database), &patched.bin)?;
-        let has_words = match (&patched.words, &s.words) {
-            (Some(w), Some(name)) => {
-                write_atomic(&dir.join(name), w)?;
-                true
-            }
-            _ => false,
+        let old = server::ShardFiles {
+            bin: old_bin.as_deref(),
+            words: old_words.as_ref(),
         };
-        write_atomic(
-            &dir.join(rows_name(stem, i)),
-            &encode_rows(&self.change.rows),
-        )?;
+        let Some(patched) = server::patch_shard(ctx, &params, &table, &changed, old)
+            .with_context(|| format!("shard {i}"))?
+        else {
+            return Ok(Err(
+                "a new row falls where its .words file stores none".into()
+            ));
+        };
+        drop(old_bin);
+        let writer = self.writer;
+        if let (Some(b), Some(name)) = (&patched.bin, &s.database) {
+            writer.write_file(name, b)?;
+        }
+        if let (Some(w), Some(name)) = (&patched.words, &s.words) {
+            writer.write_file(name, w)?;
+        }
+        writer.write_file(&rows_name(stem, i), &encode_rows(&self.change.rows))?;
         let cfg = KeywordPirConfig {
             cuckoo: sift_pir::cuckoo::CuckooConfig {
                 slot_count: limits.slot_count,
@@ -314,20 +320,21 @@ impl ShardJob<'_> {
             },
             ..self.req.config.clone()
         };
-        write_table(dir, stem, i, &table, &cfg)?;
+        write_table(writer, stem, i, &table, &cfg)?;
         Ok(Ok(Written {
             outcome: ShardOutcome::Patched {
                 plaintexts: patched.plaintexts,
             },
             key_config: params.index.evaluation_key_config,
-            has_words,
+            has_words: patched.words.is_some() && s.words.is_some(),
+            has_bin: patched.bin.is_some() && s.database.is_some(),
             trial: None,
         }))
     }
 
     /// Processes the shard afresh from its new rows (as a build does).
     fn rebuild(&self, reason: String) -> anyhow::Result<Written> {
-        let (i, ctx, dir, stem) = (self.i, self.ctx, self.dir, &self.pm.stem);
+        let (i, ctx, writer, stem) = (self.i, self.ctx, self.writer, &self.pm.stem);
         let mut cfg = self.req.config.clone();
         cfg.sharding = Sharding::ShardCount(self.shard_count);
         let rows = &self.change.rows;
@@ -337,10 +344,14 @@ impl ShardJob<'_> {
         let trial = run_trials(&shard, rows, self.req.trials)
             .with_context(|| format!("shard {i}: trial query failed, so nothing was published"))?;
         let s = self.entry();
-        write_atomic(&dir.join(&s.database), &shard.database.serialize(ctx))?;
         let words = server::words_file(ctx, &shard).with_context(|| format!("shard {i}"))?;
         if let Some(w) = &words {
-            write_atomic(&dir.join(words_name(stem, i)), w)?;
+            writer.write_file(&words_name(stem, i), w)?;
+        }
+        // Apple's .bin where the previous version had one or the server needs it.
+        let has_bin = s.database.is_some() || words.is_none();
+        if has_bin {
+            writer.write_file(&bin_name(stem, i), &shard.database.serialize(ctx))?;
         }
         let mut proto = wire::pir_parameters_to_proto(&shard.params);
         // The symmetric-PIR client configuration (the OPRF public key) is the previous one's.
@@ -350,16 +361,14 @@ impl ShardJob<'_> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", s.parameters))?;
         let symmetric = wire::symmetric_pir_client_config(&old)?;
         wire::set_symmetric_pir_client_config(&mut proto, symmetric.as_ref());
-        write_atomic(
-            &dir.join(&s.parameters),
-            sift_proto::to_text(&proto)?.as_bytes(),
-        )?;
-        write_atomic(&dir.join(rows_name(stem, i)), &encode_rows(rows))?;
-        write_table(dir, stem, i, &table, &cfg)?;
+        writer.write_file(&s.parameters, sift_proto::to_text(&proto)?.as_bytes())?;
+        writer.write_file(&rows_name(stem, i), &encode_rows(rows))?;
+        write_table(writer, stem, i, &table, &cfg)?;
         Ok(Written {
             outcome: ShardOutcome::Rebuilt { reason },
             key_config: shard.params.index.evaluation_key_config,
             has_words: words.is_some(),
+            has_bin,
             trial,
         })
     }
@@ -371,6 +380,10 @@ fn rows_name(stem: &str, i: usize) -> String {
 
 fn words_name(stem: &str, i: usize) -> String {
     format!("{stem}-{i}.words")
+}
+
+fn bin_name(stem: &str, i: usize) -> String {
+    format!("{stem}-{i}.bin")
 }
 
 /// Publishes the current version of `req.dataset_dir` minus `req.remove` plus `req.add` as a
@@ -435,16 +448,17 @@ pub fn update(
         "nothing changes: every key to add is present with that value and none to remove is"
     );
 
-    let mut writer = VersionWriter::begin(&req.dataset_dir)?;
+    let writer = VersionWriter::begin(&req.dataset_dir)?;
     let changed_at: HashMap<usize, &ShardChange> = changes.iter().map(|(i, c)| (*i, c)).collect();
     let mut outcomes = vec![ShardOutcome::Reused; shard_count];
     let mut key_configs: Vec<Option<EvaluationKeyConfig>> = vec![None; shard_count];
     let mut has_words: Vec<bool> = pm.shards.iter().map(|s| s.words.is_some()).collect();
+    let mut has_bin: Vec<bool> = pm.shards.iter().map(|s| s.database.is_some()).collect();
     for (i, s) in pm.shards.iter().enumerate() {
         if changed_at.contains_key(&i) {
             continue;
         }
-        for name in [Some(&s.database), Some(&s.parameters), s.words.as_ref()]
+        for name in [s.database.as_ref(), Some(&s.parameters), s.words.as_ref()]
             .into_iter()
             .chain([s.rows_file.as_ref()])
             .flatten()
@@ -452,9 +466,8 @@ pub fn update(
             let e = pm.file(name).context("manifest lacks a shard file")?;
             writer.link_from(&pdir, e, name)?;
         }
-        link_table(&mut writer, &pdir, &pm, &stem, i)?;
+        link_table(&writer, &pdir, &pm, &stem, i)?;
     }
-    let dir = writer.dir().to_path_buf();
     let written: Vec<(usize, Written)> = changes
         .par_iter()
         .map(|(i, change)| -> anyhow::Result<_> {
@@ -463,7 +476,7 @@ pub fn update(
                 ctx: &ctx,
                 pdir: &pdir,
                 pm: &pm,
-                dir: &dir,
+                writer: &writer,
                 change,
                 req: &req,
                 shard_count,
@@ -487,6 +500,7 @@ pub fn update(
         outcomes[i] = w.outcome;
         key_configs[i] = Some(w.key_config);
         has_words[i] = w.has_words;
+        has_bin[i] = w.has_bin;
         trials.extend(w.trial);
     }
     for (i, s) in pm.shards.iter().enumerate() {
@@ -515,7 +529,7 @@ pub fn update(
             Some(c) => ShardEntry {
                 rows: c.rows.len() as u64,
                 rows_sha256: rows_digest(&c.rows),
-                database: s.database.clone(),
+                database: has_bin[i].then(|| bin_name(&stem, i)),
                 parameters: s.parameters.clone(),
                 words: has_words[i].then(|| words_name(&stem, i)),
                 rows_file: Some(rows_name(&stem, i)),
@@ -563,7 +577,12 @@ mod tests {
         c
     }
 
-    fn build_rows(dir: &Path, rows: &BTreeMap<Vec<u8>, Vec<u8>>) -> crate::BuildReport {
+    /// Builds `rows` into `dir`, with Apple's `.bin` beside each `.words` (`apple_layout`).
+    fn build_rows(
+        dir: &Path,
+        rows: &BTreeMap<Vec<u8>, Vec<u8>>,
+        apple_layout: bool,
+    ) -> crate::BuildReport {
         let req = BuildRequest {
             dataset_dir: dir.to_path_buf(),
             rows: rows.clone().into_iter().collect(),
@@ -578,6 +597,7 @@ mod tests {
             parsing: None,
             previous: None,
             keep_rows: true,
+            apple_layout,
         };
         build(req, |_| Ok(None), &|_| {}).unwrap()
     }
@@ -652,10 +672,12 @@ mod tests {
                 );
             }
             let fresh = ProcessedDatabase { plaintexts };
-            assert!(
-                fresh.serialize(&ctx) == read(&s.database),
-                "shard {i}: .bin differs from processing its table"
-            );
+            if let Some(bin) = &s.database {
+                assert!(
+                    fresh.serialize(&ctx) == read(bin),
+                    "shard {i}: .bin differs from processing its table"
+                );
+            }
             let words = server::words_file(
                 &ctx,
                 &server::ProcessedShard {
@@ -687,12 +709,23 @@ mod tests {
     /// answers equal those of a fresh build of the final rows.
     #[test]
     fn random_updates_answer_exactly_the_current_rows() {
+        random_updates(false);
+    }
+
+    /// [`random_updates_answer_exactly_the_current_rows`] on a dataset that keeps Apple's
+    /// `.bin` beside each `.words`: both are changed in place, byte-exact.
+    #[test]
+    fn random_updates_keep_apples_layout_exact() {
+        random_updates(true);
+    }
+
+    fn random_updates(apple_layout: bool) {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path().join("d");
-        let mut rng = StdRng::seed_from_u64(18);
+        let mut rng = StdRng::seed_from_u64(18 + u64::from(apple_layout));
         let mut rows: BTreeMap<Vec<u8>, Vec<u8>> =
             (0..240u32).map(|i| (key(i), b"1".to_vec())).collect();
-        build_rows(&d, &rows);
+        build_rows(&d, &rows, apple_layout);
         let mut next = 240u32;
         let mut patched = 0;
         let mut removed_keys = Vec::new();
@@ -727,6 +760,8 @@ mod tests {
                 .filter(|o| matches!(o, ShardOutcome::Patched { .. }))
                 .count();
             check_version(&d, &rows);
+            let (_, m) = current_version(&d).unwrap().unwrap();
+            assert!(m.shards.iter().all(|s| s.database.is_some() == apple_layout));
             // Queries: the value-changed key, an added one, a removed one, an absent one.
             let mut words: Vec<&[u8]> = vec![&changed, &add[0].0];
             if let Some(r) = removed_keys.last() {
@@ -742,7 +777,7 @@ mod tests {
         assert!(patched >= 6, "shards were changed in place ({patched})");
         // A fresh build of the same final rows answers the same.
         let fresh = tmp.path().join("fresh");
-        build_rows(&fresh, &rows);
+        build_rows(&fresh, &rows, apple_layout);
         check_version(&fresh, &rows);
         let sample: Vec<&[u8]> = rows
             .keys()
@@ -761,7 +796,7 @@ mod tests {
         let d = tmp.path().join("d");
         let mut rows: BTreeMap<Vec<u8>, Vec<u8>> =
             (0..240u32).map(|i| (key(i), b"1".to_vec())).collect();
-        build_rows(&d, &rows);
+        build_rows(&d, &rows, true);
         let (_, before) = current_version(&d).unwrap().unwrap();
         let shard_of = |k: &[u8]| {
             sift_pir::keyword::ShardingFunction::Sha256
@@ -791,7 +826,7 @@ mod tests {
             let f = |m: &Manifest| m.file(&m.shards[i].parameters).unwrap().sha256.clone();
             assert_eq!(f(&before) == f(after), same, "shard {i}'s parameters");
         }
-        let f = |m: &Manifest| m.file(&m.shards[2].database).unwrap().clone();
+        let f = |m: &Manifest| m.file(m.shards[2].database.as_ref().unwrap()).unwrap().clone();
         assert_eq!(f(&before), f(after), "shard 2 is shared");
         check_version(&d, &rows);
         let added = (10_000u32..).map(key).find(|k| shard_of(k) == 1).unwrap();

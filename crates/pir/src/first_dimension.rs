@@ -377,6 +377,23 @@ impl CompactDatabase {
     }
 
     /// Chunk, column within the chunk and row of plaintext `index`.
+    /// Whether every stored word of column `column` (chunk-major, as [`Self::present`]
+    /// counts them) is zero: the column can be marked absent.
+    pub(crate) fn column_is_zero(&self, column: usize) -> bool {
+        let (chunk, col, _) = self.position(column * self.d0);
+        let tiles = self.k * self.n / self.block;
+        (0..tiles).all(|tile| {
+            let group = self.group(chunk, tile, col);
+            let stored = group.rows.1 - group.rows.0;
+            (0..self.block / PIECE).all(|g| {
+                (0..stored).all(|r| {
+                    let at = group.at + self.piece_at(&group, g, r, col);
+                    self.words[at..at + self.piece_len].iter().all(|&w| w == 0)
+                })
+            })
+        })
+    }
+
     fn position(&self, index: usize) -> (usize, usize, usize) {
         let (chunk, within) = (index / self.per_chunk, index % self.per_chunk);
         (chunk, within / self.d0, within % self.d0)

@@ -191,26 +191,37 @@ pub fn words_shape(ctx: &Context, params: &ShardParameters) -> crate::storage::S
 /// A shard's files after some of its cuckoo buckets changed (see [`patch_shard`]).
 #[derive(Debug)]
 pub struct PatchedShard {
-    /// The new `.bin`.
-    pub bin: Vec<u8>,
+    /// The new `.bin`, when the shard had one.
+    pub bin: Option<Vec<u8>>,
     /// The new `.words`, when the shard had one.
     pub words: Option<Vec<u8>>,
     /// Plaintexts re-encoded.
     pub plaintexts: usize,
 }
 
+/// A shard's stored forms, as [`patch_shard`] reads them: Apple's `.bin` and / or the mapped
+/// `.words` (at least one).
+#[derive(Clone, Copy, Debug)]
+pub struct ShardFiles<'a> {
+    /// The `.bin` bytes, when the shard has one.
+    pub bin: Option<&'a [u8]>,
+    /// The mapped `.words` file, when the shard has one.
+    pub words: Option<&'a Arc<crate::storage::Mmap>>,
+}
+
 /// Re-encodes only the plaintexts that hold the `changed` (table, bucket) pairs of `table`
 /// (the shard's cuckoo table after the change, same size as when `params` were made) and
-/// writes them over copies of the shard's old `.bin` and, when given, mapped `.words`. The
-/// parameters stay as they are, so devices' configuration keeps working.
+/// writes them over copies of the shard's old files (`.bin` and / or `.words`). The
+/// parameters stay as they are, so devices' configuration keeps working. `Ok(None)` when the
+/// `.words` file has no room for a new plaintext (a row it does not store): process the
+/// shard afresh.
 pub fn patch_shard(
     ctx: &Context,
     params: &ShardParameters,
     table: &CuckooTable,
     changed: &[(usize, usize)],
-    old_bin: &[u8],
-    old_words: Option<&Arc<crate::storage::Mmap>>,
-) -> Result<PatchedShard, PirError> {
+    old: ShardFiles,
+) -> Result<Option<PatchedShard>, PirError> {
     let h = params.hash_function_count;
     if table.tables.len() != h || table.buckets_per_table != params.index.entry_count {
         return Err(PirError::InvalidParameters(format!(
@@ -220,6 +231,11 @@ pub fn patch_shard(
             table.buckets_per_table,
             params.index.entry_count
         )));
+    }
+    if old.bin.is_none() && old.words.is_none() {
+        return Err(PirError::InvalidParameters(
+            "a shard with neither a .bin nor a .words file".into(),
+        ));
     }
     let bpp = ctx.params.bytes_per_plaintext();
     let per_table = params.index.chunk_count(bpp) * params.index.per_chunk_plaintext_count();
@@ -235,39 +251,32 @@ pub fn patch_shard(
         let entry = |e: usize| buckets[e].serialize();
         changes.push(database::reencode(ctx, &params.index, &entry, &which)?);
     }
-    let global: std::collections::HashMap<usize, Option<EvalPlaintext>> = changes
-        .iter()
-        .enumerate()
-        .flat_map(|(t, c)| c.iter().map(move |(i, p)| (t * per_table + i, p.clone())))
-        .collect();
-    let bin = database::patch_bin(ctx, old_bin, &global)?;
-    let spans = database::plaintext_spans(ctx, &bin)?;
-    check_plaintext_count(ctx, params, spans.len())?;
-    let words = match old_words {
+    let plaintexts = changes.iter().map(Vec::len).sum();
+    let words = match old.words {
         None => None,
-        Some(map) => {
-            let present: Vec<Vec<bool>> = spans
-                .chunks(per_table)
-                .map(|c| c.iter().map(Option::is_some).collect())
+        Some(map) => match crate::storage::patch(map, ctx, words_shape(ctx, params), &changes)? {
+            Some(w) => Some(w),
+            None => return Ok(None),
+        },
+    };
+    let bin = match old.bin {
+        None => None,
+        Some(old_bin) => {
+            let global: std::collections::HashMap<usize, Option<EvalPlaintext>> = changes
+                .iter()
+                .enumerate()
+                .flat_map(|(t, c)| c.iter().map(move |(i, p)| (t * per_table + i, p.clone())))
                 .collect();
-            match crate::storage::patch(map, ctx, words_shape(ctx, params), &changes, &present)? {
-                Some(w) => Some(w),
-                // Written for the other packing: convert the whole shard here.
-                None => words_file(
-                    ctx,
-                    &ProcessedShard {
-                        params: params.clone(),
-                        database: ProcessedDatabase::deserialize(ctx, &bin)?,
-                    },
-                )?,
-            }
+            let bin = database::patch_bin(ctx, old_bin, &global)?;
+            check_plaintext_count(ctx, params, database::plaintext_spans(ctx, &bin)?.len())?;
+            Some(bin)
         }
     };
-    Ok(PatchedShard {
+    Ok(Some(PatchedShard {
         bin,
         words,
-        plaintexts: global.len(),
-    })
+        plaintexts,
+    }))
 }
 
 /// The `.words` file of a processed shard (its tables in the form the server computes on,
@@ -649,28 +658,26 @@ impl ServerShard {
     }
 
     /// A shard answering from a mapped `.words` file (see [`crate::storage`]): nothing is
-    /// read but its header until queries come. `check` runs once before the first answer
-    /// (the file's checksum; a shard that fails it refuses every query). `Ok(None)` when the
-    /// file was written for another packing than this machine's: load the `.bin` instead.
+    /// read but its header until queries come (a file packed for another CPU is unpacked into
+    /// memory at once). `check` runs once before the first answer (the file's checksum; a
+    /// shard that fails it refuses every query).
     pub fn from_words(
         ctx: &Context,
         proto: pp::PirParameters,
         map: &Arc<crate::storage::Mmap>,
         check: Option<ShardCheck>,
-    ) -> Result<Option<ServerShard>, PirError> {
+    ) -> Result<ServerShard, PirError> {
         let params = wire::pir_parameters_from_proto(&proto)?;
         let shape = words_shape(ctx, &params);
-        let Some(tables) = crate::storage::decode(map, ctx, shape)? else {
-            return Ok(None);
-        };
-        Ok(Some(ServerShard {
+        let tables = crate::storage::decode(map, ctx, shape)?;
+        Ok(ServerShard {
             params,
             proto,
             database: ProcessedDatabase::default(),
             compact: Some(tables),
             check,
             verified: OnceLock::new(),
-        }))
+        })
     }
 
     /// Whether the shard answers from a mapped file.

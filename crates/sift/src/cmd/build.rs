@@ -120,6 +120,12 @@ pub struct BuildOptions {
     #[arg(long)]
     #[serde(default)]
     pub no_prefilter: bool,
+    /// Also write Apple's processed database (`<stem>-<i>.bin`) beside each shard, for
+    /// Apple's example server or tools. sift serves from the `.words` files alone, so by
+    /// default a shard is stored once. Implied when `--config` names Apple's outputs.
+    #[arg(long)]
+    #[serde(default)]
+    pub apple_layout: bool,
     /// Keyword → shard function when not given by `--config` (Live Caller ID pairs its two
     /// datasets with `doubleMod`).
     #[arg(skip)]
@@ -146,6 +152,7 @@ impl Default for BuildOptions {
             versions_kept: 3,
             no_rows: false,
             no_prefilter: false,
+            apple_layout: false,
             sharding_function: None,
         }
     }
@@ -262,6 +269,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .cloned();
     if let Some(c) = &apple {
         c.apple_outputs(1)?;
+        options.apple_layout = true;
     }
     let inputs = match (args.inputs.is_empty(), options.process_config.as_deref()) {
         (false, _) => args.inputs.clone(),
@@ -764,6 +772,7 @@ fn write_version_from(
         parsing: serde_json::from_str(&parsing.to_json()).ok(),
         previous: from.map(Path::to_path_buf),
         keep_rows: !options.no_rows,
+        apple_layout: options.apple_layout,
     };
     let on_event = |e: Event| {
         if let Event::Processed {
