@@ -761,7 +761,11 @@ mod tests {
                 .count();
             check_version(&d, &rows);
             let (_, m) = current_version(&d).unwrap().unwrap();
-            assert!(m.shards.iter().all(|s| s.database.is_some() == apple_layout));
+            assert!(
+                m.shards
+                    .iter()
+                    .all(|s| s.database.is_some() == apple_layout)
+            );
             // Queries: the value-changed key, an added one, a removed one, an absent one.
             let mut words: Vec<&[u8]> = vec![&changed, &add[0].0];
             if let Some(r) = removed_keys.last() {
@@ -826,7 +830,11 @@ mod tests {
             let f = |m: &Manifest| m.file(&m.shards[i].parameters).unwrap().sha256.clone();
             assert_eq!(f(&before) == f(after), same, "shard {i}'s parameters");
         }
-        let f = |m: &Manifest| m.file(m.shards[2].database.as_ref().unwrap()).unwrap().clone();
+        let f = |m: &Manifest| {
+            m.file(m.shards[2].database.as_ref().unwrap())
+                .unwrap()
+                .clone()
+        };
         assert_eq!(f(&before), f(after), "shard 2 is shared");
         check_version(&d, &rows);
         let added = (10_000u32..).map(key).find(|k| shard_of(k) == 1).unwrap();

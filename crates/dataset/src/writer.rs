@@ -118,12 +118,7 @@ impl VersionWriter {
     /// Shares `entry` of the version in `from_dir` (a previous version) as `rel`: a hard link
     /// (same inode, no copy), or a copy where links are not possible. The previous manifest's
     /// size and checksum are reused after checking the size.
-    pub fn link_from(
-        &self,
-        from_dir: &Path,
-        entry: &FileEntry,
-        rel: &str,
-    ) -> anyhow::Result<()> {
+    pub fn link_from(&self, from_dir: &Path, entry: &FileEntry, rel: &str) -> anyhow::Result<()> {
         link_file(from_dir, entry, &self.staging.join(rel))?;
         self.record_linked(entry, rel);
         Ok(())

@@ -192,13 +192,21 @@ fn shards_are_stored_once_unless_apples_layout_is_asked_for() {
     build(d, &list, 2, false);
     let v = version_dir(d);
     let m = sift_dataset::load(d, "url").unwrap().manifest.unwrap();
-    assert!(m.shards.iter().all(|s| s.database.is_none() && s.words.is_some()));
+    assert!(
+        m.shards
+            .iter()
+            .all(|s| s.database.is_none() && s.words.is_some())
+    );
     assert!(!v.join("url-0.bin").exists() && v.join("url-0.words").exists());
 
     build_with(d, &list, 2, true, true);
     let v = version_dir(d);
     let m = sift_dataset::load(d, "url").unwrap().manifest.unwrap();
-    assert!(m.shards.iter().all(|s| s.database.is_some() && s.words.is_some()));
+    assert!(
+        m.shards
+            .iter()
+            .all(|s| s.database.is_some() && s.words.is_some())
+    );
     let flat = sift_pir::server::KeywordPirServer::load(&v, "url").unwrap();
     assert_eq!(
         device::lookup_all(&flat, &words),
@@ -210,6 +218,42 @@ fn shards_are_stored_once_unless_apples_layout_is_asked_for() {
     assert_eq!(r.reused, 2);
     assert!(!version_dir(d).join("url-1.bin").exists());
     assert_eq!(lookup(d, &words), vec![Some(b"1".to_vec()); words.len()]);
+}
+
+/// A reload after an update hashes only new shard files: files a running server verified
+/// and the new version shares (hard links: same inode, size and SHA-256) are taken as
+/// verified; the same bytes in another file (a fresh build) are not.
+#[test]
+fn a_reload_trusts_only_the_verified_files_it_shares() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut list = keys("k", 80);
+    build(d, &list, 4, false);
+    let first = sift_dataset::load(d, "url").unwrap();
+    assert!(first.server.shards().iter().all(|s| !s.is_verified()));
+    first.server.verify_all().unwrap();
+    let trusted: std::collections::HashSet<_> =
+        first.mapped_files.iter().flatten().cloned().collect();
+    assert_eq!(trusted.len(), 4);
+
+    list.push("added.example".into());
+    let r = build(d, &list, 4, true);
+    assert_eq!((r.processed, r.reused), (1, 3));
+    let next = sift_dataset::load_trusting(d, "url", &trusted).unwrap();
+    let verified = next
+        .server
+        .shards()
+        .iter()
+        .filter(|s| s.is_verified())
+        .count();
+    assert_eq!(verified, 3, "the three shared shards need no hashing");
+    next.server.verify_all().unwrap();
+
+    // The same rows built afresh into another folder: equal bytes, other files.
+    let other = tmp.path().join("other");
+    build(&other, &list, 4, false);
+    let fresh = sift_dataset::load_trusting(&other, "url", &trusted).unwrap();
+    assert!(fresh.server.shards().iter().all(|s| !s.is_verified()));
 }
 
 #[test]

@@ -687,6 +687,12 @@ impl ServerShard {
             .is_some_and(|t| t.iter().any(|t| t.words.is_mapped()))
     }
 
+    /// Whether the shard's data is known good: it had no check to run (read and checked at
+    /// load) or its check has run and passed.
+    pub fn is_verified(&self) -> bool {
+        self.check.is_none() || matches!(self.verified.get(), Some(Ok(())))
+    }
+
     /// Runs the shard's check if it has not run yet (once, also when called concurrently)
     /// and returns its outcome.
     pub fn ensure_verified(&self) -> Result<(), PirError> {

@@ -311,7 +311,11 @@ fn unpacked(ctx: &Context, table: &CompactDatabase) -> Option<CompactDatabase> {
         return None;
     }
     let mut words = vec![0u32; out.word_count()];
-    for (src, dst) in table.words.chunks_exact(from).zip(words.chunks_exact_mut(to)) {
+    for (src, dst) in table
+        .words
+        .chunks_exact(from)
+        .zip(words.chunks_exact_mut(to))
+    {
         pack28::unpack(src, dst);
     }
     out.words = Words::Owned(words);
