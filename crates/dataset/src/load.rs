@@ -157,12 +157,40 @@ pub fn map_verified(
     manifest: &Manifest,
     rel: &str,
 ) -> anyhow::Result<std::sync::Arc<sift_pir::storage::Mmap>> {
+    let map = map_listed(dir, manifest, rel)?;
+    verify_mapped(dir, manifest, rel, &map)?;
+    Ok(map)
+}
+
+/// Maps a listed file and checks its size only (nothing is read); [`verify_mapped`] checks
+/// its SHA-256 when its bytes are about to be copied into a new file.
+pub fn map_listed(
+    dir: &Path,
+    manifest: &Manifest,
+    rel: &str,
+) -> anyhow::Result<std::sync::Arc<sift_pir::storage::Mmap>> {
     let e = listed(manifest, rel)?;
     let p = dir.join(rel);
     let map = sift_pir::storage::map_file(&p)
         .map_err(|err| anyhow::anyhow!("{err} (listed in the manifest)"))?;
-    check_listed(&p, e, &map)?;
+    anyhow::ensure!(
+        map.len() as u64 == e.size,
+        "{} has {} bytes, the manifest says {}: the file is truncated or was replaced",
+        p.display(),
+        map.len(),
+        e.size
+    );
     Ok(map)
+}
+
+/// Checks the bytes of listed file `rel`, mapped as `map`, against its manifest entry.
+pub fn verify_mapped(
+    dir: &Path,
+    manifest: &Manifest,
+    rel: &str,
+    map: &[u8],
+) -> anyhow::Result<()> {
+    check_listed(&dir.join(rel), listed(manifest, rel)?, map)
 }
 
 /// The manifest entry of `rel`.

@@ -70,6 +70,10 @@ pub struct ShardEntry {
     /// more, or versions of older sift).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub words: Option<String>,
+    /// Plaintexts an update replaced without rewriting the `.words` file (`.overlay`, see
+    /// `sift_pir::overlay`): the server adds them to what it computes on the `.words`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<String>,
     /// The shard's rows (`.rows`), kept so that `sift update` can rebuild it; `None` when not
     /// written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,9 +123,13 @@ impl Manifest {
             if s.database.is_none() && s.words.is_none() {
                 bail!("shard {i} has neither a .bin nor a .words file");
             }
+            if s.overlay.is_some() && s.words.is_none() {
+                bail!("shard {i} has an overlay but no .words file");
+            }
             for p in [&s.parameters]
                 .into_iter()
                 .chain(s.database.as_ref())
+                .chain(s.overlay.as_ref())
                 .chain(s.rows_file.as_ref())
                 .chain(s.words.as_ref())
             {

@@ -330,6 +330,7 @@ pub fn build_from(
         trial: Option<Trial>,
         words: bool,
         bin: bool,
+        overlay: bool,
         reused: bool,
     }
     let results: Vec<Done> = (0..shard_count)
@@ -359,6 +360,9 @@ pub fn build_from(
                     if let Some(w) = &ps.words {
                         pairs.push((entry(w)?, words_name.clone()));
                     }
+                    if let Some(o) = &ps.overlay {
+                        pairs.push((entry(o)?, crate::update::overlay_name(stem, i)));
+                    }
                     if req.keep_rows
                         && let Some(r) = &ps.rows_file
                     {
@@ -386,6 +390,7 @@ pub fn build_from(
                         trial: None,
                         words: ps.words.is_some(),
                         bin: ps.database.is_some() && keep_bin,
+                        overlay: ps.overlay.is_some(),
                         reused: true,
                     });
                 }
@@ -428,6 +433,7 @@ pub fn build_from(
                 trial,
                 words: words.is_some(),
                 bin: with_bin,
+                overlay: false,
                 reused: false,
             })
         })
@@ -460,6 +466,7 @@ pub fn build_from(
                 database: d.bin.then_some(bin),
                 parameters: params,
                 words: d.words.then_some(words),
+                overlay: d.overlay.then(|| crate::update::overlay_name(stem, d.index)),
                 rows_file: req.keep_rows.then_some(rows_name),
             }
         })

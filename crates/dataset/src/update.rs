@@ -21,7 +21,7 @@ use sift_pir::bucket::Slot;
 use sift_pir::cuckoo::{CuckooTable, InsertLimits};
 use sift_pir::keyword::keyword_hash;
 use sift_pir::params::EvaluationKeyConfig;
-use sift_pir::server::{self, KeywordPirConfig, Rows, Sharding};
+use sift_pir::server::{self, KeywordPirConfig, Rows, Sharding, WordsChange};
 use sift_pir::wire::{self, ShardParameters};
 
 use crate::manifest::{Manifest, ShardEntry};
@@ -115,6 +115,9 @@ pub struct UpdateRequest {
     pub versions_kept: usize,
     /// Build options to record in the manifest.
     pub build_options: serde_json::Value,
+    /// The largest share of a shard's plaintexts kept as an overlay beside its `.words`
+    /// ([`DEFAULT_MAX_OVERLAY_FRACTION`]); beyond it the file is rewritten (0: always).
+    pub max_overlay_fraction: f64,
 }
 
 /// What happened to one shard.
@@ -126,6 +129,9 @@ pub enum ShardOutcome {
     Patched {
         /// Plaintexts re-encoded.
         plaintexts: usize,
+        /// Whether the shard's `.words` file is shared with the previous version and the
+        /// replaced plaintexts are kept in an overlay beside it (else it was rewritten).
+        overlay: bool,
     },
     /// Processed afresh from its rows (its parameters may differ), and why.
     Rebuilt {
@@ -202,6 +208,7 @@ struct Written {
     key_config: EvaluationKeyConfig,
     has_words: bool,
     has_bin: bool,
+    has_overlay: bool,
     trial: Option<Trial>,
 }
 
@@ -288,28 +295,48 @@ impl ShardJob<'_> {
             Some(b) => Some(crate::load::read_verified(pdir, pm, b)?),
             None => None,
         };
+        // Mapped, not read: an overlay needs only the replaced plaintexts' words. Its
+        // checksum is checked before its bytes go into a rewritten file.
         let old_words = match &s.words {
-            Some(w) => Some(crate::load::map_verified(pdir, pm, w)?),
+            Some(w) => Some(crate::load::map_listed(pdir, pm, w)?),
+            None => None,
+        };
+        let old_overlay = match &s.overlay {
+            Some(o) => Some(crate::load::read_verified(pdir, pm, o)?),
             None => None,
         };
         let old = server::ShardFiles {
             bin: old_bin.as_deref(),
             words: old_words.as_ref(),
+            overlay: old_overlay.as_deref(),
         };
-        let Some(patched) = server::patch_shard(ctx, &params, &table, &changed, old)
-            .with_context(|| format!("shard {i}"))?
-        else {
-            return Ok(Err(
-                "a new row falls where its .words file stores none".into()
-            ));
-        };
+        let patched = server::patch_shard(
+            ctx,
+            &params,
+            &table,
+            &changed,
+            old,
+            self.req.max_overlay_fraction,
+        )
+        .with_context(|| format!("shard {i}"))?;
         drop(old_bin);
         let writer = self.writer;
         if let (Some(b), Some(name)) = (&patched.bin, &s.database) {
             writer.write_file(name, b)?;
         }
-        if let (Some(w), Some(name)) = (&patched.words, &s.words) {
-            writer.write_file(name, w)?;
+        let mut has_overlay = false;
+        match (&patched.words, &s.words, &old_words) {
+            (Some(WordsChange::Overlay(o)), Some(name), _) => {
+                let e = pm.file(name).context("manifest lacks a shard file")?;
+                writer.link_from(pdir, e, name)?;
+                writer.write_file(&overlay_name(stem, i), o)?;
+                has_overlay = true;
+            }
+            (Some(WordsChange::Rewritten(w)), Some(name), Some(map)) => {
+                crate::load::verify_mapped(pdir, pm, name, map)?;
+                writer.write_file(name, w)?;
+            }
+            _ => {}
         }
         writer.write_file(&rows_name(stem, i), &encode_rows(&self.change.rows))?;
         let cfg = KeywordPirConfig {
@@ -324,10 +351,12 @@ impl ShardJob<'_> {
         Ok(Ok(Written {
             outcome: ShardOutcome::Patched {
                 plaintexts: patched.plaintexts,
+                overlay: has_overlay,
             },
             key_config: params.index.evaluation_key_config,
             has_words: patched.words.is_some() && s.words.is_some(),
             has_bin: patched.bin.is_some() && s.database.is_some(),
+            has_overlay,
             trial: None,
         }))
     }
@@ -369,6 +398,7 @@ impl ShardJob<'_> {
             key_config: shard.params.index.evaluation_key_config,
             has_words: words.is_some(),
             has_bin,
+            has_overlay: false,
             trial,
         })
     }
@@ -384,6 +414,11 @@ fn words_name(stem: &str, i: usize) -> String {
 
 fn bin_name(stem: &str, i: usize) -> String {
     format!("{stem}-{i}.bin")
+}
+
+/// The name of shard `i`'s overlay file (plaintexts replaced beside its `.words`).
+pub fn overlay_name(stem: &str, i: usize) -> String {
+    format!("{stem}-{i}.overlay")
 }
 
 /// Publishes the current version of `req.dataset_dir` minus `req.remove` plus `req.add` as a
@@ -454,13 +489,14 @@ pub fn update(
     let mut key_configs: Vec<Option<EvaluationKeyConfig>> = vec![None; shard_count];
     let mut has_words: Vec<bool> = pm.shards.iter().map(|s| s.words.is_some()).collect();
     let mut has_bin: Vec<bool> = pm.shards.iter().map(|s| s.database.is_some()).collect();
+    let mut has_overlay: Vec<bool> = pm.shards.iter().map(|s| s.overlay.is_some()).collect();
     for (i, s) in pm.shards.iter().enumerate() {
         if changed_at.contains_key(&i) {
             continue;
         }
         for name in [s.database.as_ref(), Some(&s.parameters), s.words.as_ref()]
             .into_iter()
-            .chain([s.rows_file.as_ref()])
+            .chain([s.rows_file.as_ref(), s.overlay.as_ref()])
             .flatten()
         {
             let e = pm.file(name).context("manifest lacks a shard file")?;
@@ -501,6 +537,7 @@ pub fn update(
         key_configs[i] = Some(w.key_config);
         has_words[i] = w.has_words;
         has_bin[i] = w.has_bin;
+        has_overlay[i] = w.has_overlay;
         trials.extend(w.trial);
     }
     for (i, s) in pm.shards.iter().enumerate() {
@@ -532,6 +569,7 @@ pub fn update(
                 database: has_bin[i].then(|| bin_name(&stem, i)),
                 parameters: s.parameters.clone(),
                 words: has_words[i].then(|| words_name(&stem, i)),
+                overlay: has_overlay[i].then(|| overlay_name(&stem, i)),
                 rows_file: Some(rows_name(&stem, i)),
             },
         })
