@@ -323,6 +323,8 @@ pub struct ServerShard {
     check: Option<ShardCheck>,
     /// The check's outcome, once run: a shard that failed it never answers.
     verified: OnceLock<Result<(), String>>,
+    /// Plaintexts replaced since `compact` was written (see [`crate::overlay`]).
+    overlay: Option<crate::overlay::Overlay>,
 }
 
 /// Keyword-PIR server over the shards of one use case (all with the same encryption parameters).
@@ -579,6 +581,7 @@ impl ServerShard {
             compact,
             check: None,
             verified: OnceLock::new(),
+            overlay: None,
         })
     }
 
@@ -631,6 +634,7 @@ impl ServerShard {
             compact: Some(compact),
             check: None,
             verified: OnceLock::new(),
+            overlay: None,
         })
     }
 
@@ -670,7 +674,32 @@ impl ServerShard {
             compact: Some(tables),
             check,
             verified: OnceLock::new(),
+            overlay: None,
         }))
+    }
+
+    /// The shard answering as if the overlay's plaintexts replaced its own (see
+    /// [`crate::overlay`]); an error when the shard has no compact tables (moduli of 2^30 or
+    /// more) or the overlay was made for other parameters or table shapes.
+    pub fn with_overlay(
+        mut self,
+        overlay: crate::overlay::Overlay,
+    ) -> Result<ServerShard, PirError> {
+        let tables = self.compact.as_ref().ok_or_else(|| {
+            PirError::InvalidParameters(
+                "an overlay needs a shard in the compact form (moduli below 2^30)".into(),
+            )
+        })?;
+        overlay.check_fits(&self.params.encryption, tables)?;
+        self.overlay = Some(overlay);
+        Ok(self)
+    }
+
+    /// Plaintexts the shard's overlay replaces (0 without one).
+    pub fn overlay_len(&self) -> usize {
+        self.overlay
+            .as_ref()
+            .map_or(0, crate::overlay::Overlay::len)
     }
 
     /// Whether the shard answers from a mapped file.
@@ -733,10 +762,14 @@ impl ServerShard {
                 .map(index_pir::DatabaseRef::Eval)
                 .collect(),
         };
-        index_pir::compute_response_with(
+        let overlays: Vec<&crate::overlay::OverlayTable> = self
+            .overlay
+            .as_ref()
+            .map_or_else(Vec::new, |o| o.tables.iter().collect());
+        index_pir::compute_response_overlaid(
             ctx,
             &self.params.index,
-            &tables,
+            (&tables, &overlays),
             &cts,
             self.params.index.batch_size,
             key,
