@@ -637,3 +637,347 @@ pub(crate) fn correct(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use prost::Message;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::client::KeywordPirClient;
+    use crate::cuckoo::CuckooTable;
+    use crate::database::{self, ProcessedDatabase};
+    use crate::keyword::keyword_hash;
+    use crate::params::DimensionChoice;
+    use crate::server::{
+        KeywordPirConfig, KeywordPirServer, ServerShard, process_shard_with_table, words_shape,
+    };
+    use crate::storage::{self, Mmap};
+    use crate::wire::{self, ShardParameters};
+
+    /// Per table, new plaintexts by index.
+    type Changes = Vec<Vec<(usize, Option<EvalPlaintext>)>>;
+
+    /// A processed shard: its rows, cuckoo table, plaintexts per table and mapped `.words`
+    /// tables.
+    struct Fixture {
+        ctx: Arc<Context>,
+        params: ShardParameters,
+        shape: Shape,
+        rows: Vec<(Vec<u8>, Vec<u8>)>,
+        table: CuckooTable,
+        plaintexts: Vec<Vec<Option<EvalPlaintext>>>,
+        base: Vec<CompactDatabase>,
+    }
+
+    /// `bytes` written to a temporary file and mapped (the directory goes at once; the map
+    /// stays valid).
+    fn map_bytes(bytes: &[u8]) -> Arc<Mmap> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.words");
+        std::fs::write(&p, bytes).unwrap();
+        storage::map_file(&p).unwrap()
+    }
+
+    fn random_bytes(rng: &mut StdRng, len: usize) -> Vec<u8> {
+        (0..len).map(|_| rng.r#gen()).collect()
+    }
+
+    /// A shard of `rows` keywords with `value_len`-byte values over the parameter set
+    /// `name`, its base tables mapped from a `.words` file.
+    fn fixture(
+        name: &str,
+        rows: usize,
+        value_len: usize,
+        choice: DimensionChoice,
+        rng: &mut StdRng,
+    ) -> Fixture {
+        let ctx = Context::predefined(name).unwrap();
+        let rows: Vec<_> = (0..rows)
+            .map(|i| (format!("kw{i}").into_bytes(), random_bytes(rng, value_len)))
+            .collect();
+        let mut config = KeywordPirConfig::default_for(&ctx.params, value_len);
+        config.dimension_choice = choice;
+        let (shard, table) = process_shard_with_table(&ctx, &rows, &config, 7).unwrap();
+        let h = shard.params.hash_function_count;
+        let plaintexts: Vec<Vec<_>> = shard
+            .database
+            .tables(h)
+            .unwrap()
+            .iter()
+            .map(|t| t.to_vec())
+            .collect();
+        let shape = words_shape(&ctx, &shard.params);
+        let owned: Vec<_> = plaintexts
+            .iter()
+            .map(|t| CompactDatabase::new(&ctx, t, shape.d0, shape.per_chunk).unwrap())
+            .collect();
+        let base = storage::decode(&map_bytes(&storage::encode(&owned)), &ctx, shape)
+            .unwrap()
+            .unwrap();
+        assert!(base.iter().all(|t| t.words.is_mapped()));
+        Fixture {
+            ctx,
+            params: shard.params,
+            shape,
+            rows,
+            table,
+            plaintexts,
+            base,
+        }
+    }
+
+    impl Fixture {
+        /// New values for `count` random keywords and `removed` keywords dropped, in the
+        /// cuckoo table and the rows: the plaintexts an update re-encodes, per table.
+        fn change_rows(&mut self, count: usize, removed: usize, rng: &mut StdRng) -> Changes {
+            let mut buckets = Vec::new();
+            for _ in 0..count {
+                let j = rng.gen_range(0..self.rows.len());
+                let hash = keyword_hash(&self.rows[j].0);
+                let value = random_bytes(rng, self.rows[j].1.len());
+                let (t, b, s) = self.slot_of(hash);
+                self.table.tables[t][b].slots[s].value = value.clone();
+                self.rows[j].1 = value;
+                buckets.push((t, b));
+            }
+            for _ in 0..removed {
+                let (kw, _) = self.rows.remove(rng.gen_range(0..self.rows.len()));
+                buckets.push(self.table.remove(keyword_hash(&kw)).unwrap());
+            }
+            let bpp = self.ctx.params.bytes_per_plaintext();
+            let index = &self.params.index;
+            (0..self.base.len())
+                .map(|t| {
+                    let mut which: Vec<usize> = buckets
+                        .iter()
+                        .filter(|c| c.0 == t)
+                        .flat_map(|&(_, b)| database::plaintexts_of_entry(index, bpp, b))
+                        .collect();
+                    which.sort_unstable();
+                    which.dedup();
+                    let entry = |e: usize| self.table.tables[t][e].serialize();
+                    database::reencode(&self.ctx, index, &entry, &which).unwrap()
+                })
+                .collect()
+        }
+
+        /// (table, bucket, slot) of the keyword hash `hash`.
+        fn slot_of(&self, hash: u64) -> (usize, usize, usize) {
+            for (t, buckets) in self.table.tables.iter().enumerate() {
+                for (b, bucket) in buckets.iter().enumerate() {
+                    if let Some(s) = bucket.slots.iter().position(|s| s.keyword_hash == hash) {
+                        return (t, b, s);
+                    }
+                }
+            }
+            panic!("keyword hash {hash} is not stored")
+        }
+
+        /// The plaintexts after `changes` (applied in order).
+        fn apply(&self, changes: &[&Changes]) -> Vec<Vec<Option<EvalPlaintext>>> {
+            let mut out = self.plaintexts.clone();
+            for c in changes {
+                for (t, list) in c.iter().enumerate() {
+                    for (i, pt) in list {
+                        out[t][*i] = pt.clone();
+                    }
+                }
+            }
+            out
+        }
+
+        /// A server answering from `tables` (through a mapped `.words` file) with `overlay`.
+        fn serve(&self, tables: &[CompactDatabase], overlay: Option<Overlay>) -> KeywordPirServer {
+            let proto = wire::pir_parameters_to_proto(&self.params);
+            let map = map_bytes(&storage::encode(tables));
+            let mut shard = ServerShard::from_words(&self.ctx, proto, &map, None)
+                .unwrap()
+                .unwrap();
+            if let Some(o) = overlay {
+                shard = shard.with_overlay(o).unwrap();
+            }
+            KeywordPirServer::from_shards(vec![shard]).unwrap()
+        }
+
+        /// A server loaded from the `.bin` of `plaintexts` (a fresh build of them).
+        fn serve_bin(&self, plaintexts: &[Vec<Option<EvalPlaintext>>]) -> KeywordPirServer {
+            let proto = wire::pir_parameters_to_proto(&self.params);
+            let db = ProcessedDatabase {
+                plaintexts: plaintexts.concat(),
+            };
+            let shard = ServerShard::from_bin(&self.ctx, proto, &db.serialize(&self.ctx)).unwrap();
+            KeywordPirServer::from_shards(vec![shard]).unwrap()
+        }
+
+        /// The compact tables a fresh build of `plaintexts` gives, packed as the base.
+        fn fresh(&self, plaintexts: &[Vec<Option<EvalPlaintext>>]) -> Vec<CompactDatabase> {
+            plaintexts
+                .iter()
+                .map(|t| {
+                    let shape = (self.shape.d0, self.shape.per_chunk);
+                    CompactDatabase::with_packing(&self.ctx, t, shape, self.base[0].packed).unwrap()
+                })
+                .collect()
+        }
+
+        /// (d₀, plaintexts per pass) of the tables.
+        fn layout(&self) -> (usize, usize) {
+            (self.shape.d0, self.shape.per_chunk)
+        }
+    }
+
+    /// A client with its evaluation key for the fixture's shard.
+    fn client(
+        f: &Fixture,
+        rng: &mut StdRng,
+    ) -> (KeywordPirClient, sift_proto::he::SerializedEvaluationKey) {
+        let client =
+            KeywordPirClient::new(&[wire::pir_parameters_to_proto(&f.params)], rng).unwrap();
+        let key = client.evaluation_key(rng).unwrap();
+        (client, key)
+    }
+
+    /// The answer of every server to one query for `kw`, asserted byte for byte equal; the
+    /// value the client decodes from it.
+    fn ask(
+        servers: &[&KeywordPirServer],
+        (client, key): &(KeywordPirClient, sift_proto::he::SerializedEvaluationKey),
+        kw: &[u8],
+        rng: &mut StdRng,
+    ) -> Option<Vec<u8>> {
+        let req = client.query(kw, rng).unwrap();
+        let answers: Vec<Vec<u8>> = servers
+            .iter()
+            .map(|s| s.answer(&req, key).unwrap().encode_to_vec())
+            .collect();
+        for (i, a) in answers.iter().enumerate().skip(1) {
+            assert!(
+                *a == answers[0],
+                "server {i} answers differently from server 0"
+            );
+        }
+        let resp = sift_proto::api::PirResponse::decode(answers[0].as_slice()).unwrap();
+        client.decode(kw, &resp).unwrap()
+    }
+
+    /// Changed values and removed keywords served through an overlay answer byte for byte
+    /// as the rewritten tables and as a fresh load of the final plaintexts, and decrypt to
+    /// the new values; the rewrite equals a fresh layout of the final plaintexts. Returns
+    /// the fixture's dimensions and chunk count.
+    fn overlay_answers_as_a_rewrite(
+        name: &str,
+        rows: usize,
+        value_len: usize,
+        choice: DimensionChoice,
+        seed: u64,
+    ) -> (Vec<usize>, usize) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut f = fixture(name, rows, value_len, choice, &mut rng);
+        let old_rows = f.rows.clone();
+        let changes = f.change_rows(4, 2, &mut rng);
+        let overlay = Overlay::build(&f.ctx, &f.base, None, &changes).unwrap();
+        let fin = f.apply(&[&changes]);
+        // One entry per plaintext that differs (re-encoded ones that did not are dropped).
+        let differ = |a: &[Vec<Option<EvalPlaintext>>], b: &[Vec<Option<EvalPlaintext>>]| {
+            a.iter()
+                .zip(b)
+                .map(|(a, b)| a.iter().zip(b).filter(|(x, y)| x != y).count())
+                .sum::<usize>()
+        };
+        assert!(!overlay.is_empty());
+        assert_eq!(overlay.len(), differ(&fin, &f.plaintexts));
+        let rewritten = rewrite(
+            &f.ctx,
+            &f.base,
+            Some(&overlay),
+            &[vec![], vec![]],
+            f.layout(),
+        );
+        let rewritten = rewritten.unwrap();
+        assert_eq!(rewritten, f.fresh(&fin), "rewrite of base + overlay");
+        let direct = rewrite(&f.ctx, &f.base, None, &changes, f.layout()).unwrap();
+        assert_eq!(direct, rewritten, "rewrite of base + changes");
+        let overlaid = f.serve(&f.base, Some(overlay));
+        assert_eq!(
+            overlaid.shards()[0].overlay_len(),
+            differ(&fin, &f.plaintexts)
+        );
+        let servers = [&overlaid, &f.serve(&rewritten, None), &f.serve_bin(&fin)];
+        let old = f.serve(&f.base, None);
+        let c = client(&f, &mut rng);
+        let current: std::collections::HashMap<_, _> = f.rows.iter().cloned().collect();
+        for (kw, _) in old_rows.iter().take(3) {
+            assert_eq!(ask(&servers, &c, kw, &mut rng).as_ref(), current.get(kw));
+        }
+        let mut changed_seen = 0;
+        // Every changed or removed keyword answers its new value (or nothing), the old
+        // tables its old one.
+        for (kw, v) in &old_rows {
+            if current.get(kw) != Some(v) {
+                assert_eq!(ask(&servers, &c, kw, &mut rng).as_ref(), current.get(kw));
+                assert_eq!(ask(&[&old], &c, kw, &mut rng).as_ref(), Some(v));
+                changed_seen += 1;
+            }
+        }
+        assert!(changed_seen >= 4, "{changed_seen} changed keywords asked");
+        let bpp = f.ctx.params.bytes_per_plaintext();
+        (
+            f.params.index.dimensions.clone(),
+            f.params.index.chunk_count(bpp),
+        )
+    }
+
+    #[test]
+    fn overlay_answers_as_a_rewrite_one_chunk() {
+        let (dims, chunks) = overlay_answers_as_a_rewrite(
+            "n_4096_logq_27_28_28_logt_5",
+            300,
+            8,
+            DimensionChoice::Fastest,
+            1,
+        );
+        assert_eq!(chunks, 1);
+        eprintln!("dims {dims:?}");
+    }
+
+    #[test]
+    fn overlay_answers_as_a_rewrite_second_dimension() {
+        let (dims, _) = overlay_answers_as_a_rewrite(
+            "n_4096_logq_27_28_28_logt_5",
+            300,
+            300,
+            DimensionChoice::Apple,
+            2,
+        );
+        assert!(dims[1] > 1, "{dims:?}");
+    }
+
+    #[test]
+    fn overlay_answers_as_a_rewrite_several_chunks_and_second_dimension() {
+        let (dims, chunks) = overlay_answers_as_a_rewrite(
+            "n_4096_logq_27_28_28_logt_5",
+            40,
+            1500,
+            DimensionChoice::Apple,
+            4,
+        );
+        assert!(chunks > 1 && dims[1] > 1, "{chunks} chunks {dims:?}");
+    }
+
+    #[test]
+    fn overlay_answers_as_a_rewrite_several_chunks() {
+        let (dims, chunks) = overlay_answers_as_a_rewrite(
+            "n_4096_logq_27_28_28_logt_5",
+            40,
+            1500,
+            DimensionChoice::Fastest,
+            3,
+        );
+        assert!(chunks > 1, "{chunks} chunks {dims:?}");
+        eprintln!("dims {dims:?}");
+    }
+}
