@@ -824,6 +824,18 @@ mod tests {
                 .collect()
         }
 
+        /// The fixture with `edit` applied to its plaintexts (the base tables rebuilt and
+        /// mapped again; the cuckoo table no longer matches them).
+        fn edited(mut self, edit: impl FnOnce(&mut [Vec<Option<EvalPlaintext>>])) -> Fixture {
+            edit(&mut self.plaintexts);
+            let owned = self.fresh(&self.plaintexts);
+            let map = map_bytes(&storage::encode(&owned));
+            self.base = storage::decode(&map, &self.ctx, self.shape)
+                .unwrap()
+                .unwrap();
+            self
+        }
+
         /// (d₀, plaintexts per pass) of the tables.
         fn layout(&self) -> (usize, usize) {
             (self.shape.d0, self.shape.per_chunk)
@@ -841,14 +853,13 @@ mod tests {
         (client, key)
     }
 
-    /// The answer of every server to one query for `kw`, asserted byte for byte equal; the
-    /// value the client decodes from it.
-    fn ask(
+    /// The answer of every server to one query for `kw`, asserted byte for byte equal.
+    fn same_answers(
         servers: &[&KeywordPirServer],
         (client, key): &(KeywordPirClient, sift_proto::he::SerializedEvaluationKey),
         kw: &[u8],
         rng: &mut StdRng,
-    ) -> Option<Vec<u8>> {
+    ) -> sift_proto::api::PirResponse {
         let req = client.query(kw, rng).unwrap();
         let answers: Vec<Vec<u8>> = servers
             .iter()
@@ -860,8 +871,18 @@ mod tests {
                 "server {i} answers differently from server 0"
             );
         }
-        let resp = sift_proto::api::PirResponse::decode(answers[0].as_slice()).unwrap();
-        client.decode(kw, &resp).unwrap()
+        sift_proto::api::PirResponse::decode(answers[0].as_slice()).unwrap()
+    }
+
+    /// [`same_answers`], and the value the client decodes from the answer.
+    fn ask(
+        servers: &[&KeywordPirServer],
+        c: &(KeywordPirClient, sift_proto::he::SerializedEvaluationKey),
+        kw: &[u8],
+        rng: &mut StdRng,
+    ) -> Option<Vec<u8>> {
+        let resp = same_answers(servers, c, kw, rng);
+        c.0.decode(kw, &resp).unwrap()
     }
 
     /// Changed values and removed keywords served through an overlay answer byte for byte
@@ -979,5 +1000,283 @@ mod tests {
         );
         assert!(chunks > 1, "{chunks} chunks {dims:?}");
         eprintln!("dims {dims:?}");
+    }
+
+    /// A plaintext of uniformly random Eval residues over `ctx`'s ciphertext moduli.
+    fn random_plaintext(ctx: &Context, rng: &mut StdRng) -> EvalPlaintext {
+        let k = ctx.ciphertext_moduli_count();
+        let mut poly = sift_he::Poly::zero(ctx, k, Format::Eval);
+        for r in 0..k {
+            let q = ctx.modulus(r).value;
+            for x in poly.row_mut(r) {
+                *x = rng.gen_range(0..q);
+            }
+        }
+        EvalPlaintext { poly }
+    }
+
+    /// The fixture most tests share: Apple's dimensions (d₁ > 1, here 14 × 2: one chunk of
+    /// two columns, one column group), edited so that table 0 has an absent column (1) and
+    /// a dropped row (3: zero in both columns).
+    fn small(rng: &mut StdRng) -> Fixture {
+        let f = fixture(
+            "n_4096_logq_27_28_28_logt_5",
+            300,
+            300,
+            DimensionChoice::Apple,
+            rng,
+        );
+        assert_eq!(f.params.index.dimensions, [14, 2]);
+        f.edited(|pts| {
+            for pt in &mut pts[0][14..] {
+                *pt = None;
+            }
+            pts[0][3] = None;
+        })
+    }
+
+    /// A plaintext of table 0 in a row its column group does not store (a present column)
+    /// and one in an absent column.
+    fn dropped_and_absent(db: &CompactDatabase) -> (usize, usize) {
+        let dropped = (0..db.len).find(|&i| {
+            let (chunk, col, row) = db.position(i);
+            let g = db.group(chunk, 0, col);
+            db.present[i / db.d0]
+                && db.rows.list[g.rows.0..g.rows.1]
+                    .binary_search(&(row as u32))
+                    .is_err()
+        });
+        let absent = (0..db.len).find(|&i| !db.present[i / db.d0]);
+        (
+            dropped.expect("the fixture has a dropped row in a present column"),
+            absent.expect("the fixture has an absent column"),
+        )
+    }
+
+    /// Non-zero plaintexts into a row the base dropped and into a column it marks absent
+    /// (where `set` cannot write) are served, and rewritten, as a fresh build of them.
+    #[test]
+    fn changes_into_dropped_rows_and_absent_columns() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let f = small(&mut rng);
+        let (dropped, absent) = dropped_and_absent(&f.base[0]);
+        let (a, b) = (
+            random_plaintext(&f.ctx, &mut rng),
+            random_plaintext(&f.ctx, &mut rng),
+        );
+        let changes: Changes = vec![vec![(dropped, Some(a.clone())), (absent, Some(b))], vec![]];
+        let mut fresh = f.fresh(&f.plaintexts);
+        assert!(!fresh[0].set(dropped, &a), "the row is dropped");
+        let overlay = Overlay::build(&f.ctx, &f.base, None, &changes).unwrap();
+        assert_eq!(overlay.len(), 2);
+        let fin = f.apply(&[&changes]);
+        let rewritten = rewrite(
+            &f.ctx,
+            &f.base,
+            Some(&overlay),
+            &[vec![], vec![]],
+            f.layout(),
+        );
+        let rewritten = rewritten.unwrap();
+        assert_eq!(rewritten, f.fresh(&fin));
+        assert!(rewritten[0].present[absent / f.shape.d0]);
+        assert_eq!(
+            rewritten[0].plaintext(dropped).unwrap(),
+            a.poly.data().to_vec()
+        );
+        let servers = [
+            &f.serve(&f.base, Some(overlay)),
+            &f.serve(&rewritten, None),
+            &f.serve_bin(&fin),
+        ];
+        let c = client(&f, &mut rng);
+        let kw = &f.rows[0].0;
+        same_answers(&servers, &c, kw, &mut rng);
+        // Without the overlay the answer differs (the test can tell).
+        let req = c.0.query(kw, &mut rng).unwrap();
+        assert_ne!(
+            f.serve(&f.base, None).answer(&req, &c.1).unwrap(),
+            servers[0].answer(&req, &c.1).unwrap()
+        );
+    }
+
+    /// The getter reads back exactly what was stored: every plaintext of a mapped table,
+    /// zeros for absent ones, None past the end.
+    #[test]
+    fn plaintexts_read_back_as_stored() {
+        let mut rng = StdRng::seed_from_u64(12);
+        let f = small(&mut rng);
+        for (db, pts) in f.base.iter().zip(&f.plaintexts) {
+            for (i, pt) in pts.iter().enumerate() {
+                let want = pt
+                    .as_ref()
+                    .map_or_else(|| vec![0; db.k * db.n], |p| p.poly.data().to_vec());
+                assert_eq!(db.plaintext(i).unwrap(), want, "plaintext {i}");
+            }
+            assert_eq!(db.plaintext(db.len), None);
+        }
+    }
+
+    /// Changing a plaintext back to its base value drops its entry; an overlay built on a
+    /// previous one equals one overlay of the combined changes.
+    #[test]
+    fn overlays_merge_and_drop_entries_changed_back() {
+        let mut rng = StdRng::seed_from_u64(13);
+        let f = small(&mut rng);
+        let (dropped, absent) = dropped_and_absent(&f.base[0]);
+        let i = (0..f.base[1].len)
+            .find(|&i| f.plaintexts[1][i].is_some())
+            .unwrap();
+        let mut pt = || Some(random_plaintext(&f.ctx, &mut rng));
+        let first: Changes = vec![
+            vec![(dropped, pt()), (absent, pt()), (3, pt())],
+            vec![(i, pt())],
+        ];
+        let second: Changes = vec![vec![(absent, pt()), (5, pt())], vec![(i + 1, None)]];
+        let one = Overlay::build(&f.ctx, &f.base, None, &first).unwrap();
+        let two = Overlay::build(&f.ctx, &f.base, Some(&one), &second).unwrap();
+        let mut combined = first.clone();
+        for (t, list) in second.iter().enumerate() {
+            combined[t].retain(|(j, _)| list.iter().all(|(k, _)| k != j));
+            combined[t].extend(list.iter().cloned());
+        }
+        let at_once = Overlay::build(&f.ctx, &f.base, None, &combined).unwrap();
+        assert_eq!(two, at_once);
+        let fin = f.apply(&[&first, &second]);
+        let want = fin
+            .iter()
+            .zip(&f.plaintexts)
+            .map(|(a, b)| a.iter().zip(b).filter(|(x, y)| x != y).count())
+            .sum::<usize>();
+        assert_eq!(two.len(), want);
+        let rewritten = rewrite(&f.ctx, &f.base, Some(&two), &[vec![], vec![]], f.layout());
+        assert_eq!(rewritten.unwrap(), f.fresh(&fin));
+        // Everything changed back (or to the same zero): an empty overlay.
+        let back: Changes = vec![
+            combined[0]
+                .iter()
+                .map(|(j, _)| (*j, f.plaintexts[0][*j].clone()))
+                .collect(),
+            vec![
+                (i, f.plaintexts[1][i].clone()),
+                (i + 1, f.plaintexts[1][i + 1].clone()),
+            ],
+        ];
+        let empty = Overlay::build(&f.ctx, &f.base, Some(&two), &back).unwrap();
+        assert!(empty.is_empty() && empty.len() == 0, "{} left", empty.len());
+        // A plaintext out of range, or of another shape, is refused.
+        let beyond: Changes = vec![vec![(f.base[0].len, None)], vec![]];
+        assert!(Overlay::build(&f.ctx, &f.base, None, &beyond).is_err());
+        assert!(rewrite(&f.ctx, &f.base, None, &beyond, f.layout()).is_err());
+        let mut wide = random_plaintext(&f.ctx, &mut rng);
+        wide.poly.data_mut()[0] = f.ctx.modulus(0).value;
+        let bad: Changes = vec![vec![(0, Some(wide))], vec![]];
+        assert!(Overlay::build(&f.ctx, &f.base, None, &bad).is_err());
+        assert!(Overlay::build(&f.ctx, &f.base, None, &[vec![]]).is_err());
+    }
+
+    /// An overlay for other tables than the shard's is refused.
+    #[test]
+    fn a_shard_refuses_an_overlay_of_another_shape() {
+        let mut rng = StdRng::seed_from_u64(14);
+        let f = small(&mut rng);
+        let other = fixture(
+            "n_4096_logq_27_28_28_logt_5",
+            20,
+            8,
+            DimensionChoice::Fastest,
+            &mut rng,
+        );
+        let changes: Changes = vec![vec![(0, Some(random_plaintext(&f.ctx, &mut rng)))], vec![]];
+        let overlay = Overlay::build(&other.ctx, &other.base, None, &changes).unwrap();
+        let proto = wire::pir_parameters_to_proto(&f.params);
+        let map = map_bytes(&storage::encode(&f.base));
+        let shard = ServerShard::from_words(&f.ctx, proto, &map, None)
+            .unwrap()
+            .unwrap();
+        assert!(shard.with_overlay(overlay).is_err());
+    }
+
+    /// Encoding round-trips; decoding refuses every malformed file.
+    #[test]
+    fn encode_decode_round_trip_and_rejects_bad_files() {
+        let mut rng = StdRng::seed_from_u64(15);
+        let f = small(&mut rng);
+        let mut pt = || Some(random_plaintext(&f.ctx, &mut rng));
+        let changes: Changes = vec![vec![(1, pt()), (4, pt())], vec![(2, pt())]];
+        let overlay = Overlay::build(&f.ctx, &f.base, None, &changes).unwrap();
+        let bytes = overlay.encode();
+        assert_eq!(&bytes[..8], MAGIC);
+        assert_eq!(Overlay::decode(&f.ctx, f.shape, &bytes).unwrap(), overlay);
+        let empty = Overlay::build(&f.ctx, &f.base, None, &[vec![], vec![]]).unwrap();
+        let decoded = Overlay::decode(&f.ctx, f.shape, &empty.encode()).unwrap();
+        assert_eq!(decoded, empty);
+
+        let kn = f.base[0].k * f.base[0].n;
+        // Table 0: len at 32, count at 40, entry 0 at 48 (index) and 56 (Δ), entry 1 after.
+        let entry = 8 + 4 * kn;
+        let second = 48 + entry;
+        let put =
+            |b: &mut Vec<u8>, at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        let rejects = |what: &str, b: &[u8], shape: Shape| match Overlay::decode(&f.ctx, shape, b) {
+            Ok(_) => panic!("{what}: accepted"),
+            Err(e) => assert!(e.to_string().contains("overlay file"), "{what}: {e}"),
+        };
+        let s = f.shape;
+        let mut b = bytes.clone();
+        b[0] ^= 1;
+        rejects("magic", &b, s);
+        let mut b = bytes.clone();
+        put(&mut b, 8, f.base[0].k as u64 + 1);
+        rejects("k", &b, s);
+        let mut b = bytes.clone();
+        put(&mut b, 16, 8192);
+        rejects("n", &b, s);
+        rejects("table count", &bytes, Shape { tables: 3, ..s });
+        rejects(
+            "table length",
+            &bytes,
+            Shape {
+                len: s.len + 1,
+                ..s
+            },
+        );
+        let mut b = bytes.clone();
+        put(&mut b, 40, u64::MAX);
+        rejects("huge count", &b, s);
+        let mut b = bytes.clone();
+        put(&mut b, 48, s.len as u64);
+        rejects("index out of range", &b, s);
+        let mut b = bytes.clone();
+        put(&mut b, second, 1);
+        rejects("repeated index", &b, s);
+        let mut b = bytes.clone();
+        put(&mut b, second, 0);
+        rejects("unsorted indices", &b, s);
+        let mut b = bytes.clone();
+        b[56..60].copy_from_slice(&u32::MAX.to_le_bytes());
+        rejects("residue above its modulus", &b, s);
+        let mut b = bytes.clone();
+        let q = f.ctx.modulus(f.base[0].k - 1).value as u32;
+        b[56 + 4 * (kn - 1)..56 + 4 * kn].copy_from_slice(&q.to_le_bytes());
+        rejects("residue equal to the last modulus", &b, s);
+        let mut b = bytes.clone();
+        b[56..56 + 4 * kn].fill(0);
+        rejects("zero difference", &b, s);
+        for cut in [
+            0,
+            7,
+            20,
+            44,
+            52,
+            56 + 4 * kn - 1,
+            second + 4,
+            bytes.len() - 1,
+        ] {
+            rejects("truncated", &bytes[..cut], s);
+        }
+        let mut b = bytes.clone();
+        b.push(0);
+        rejects("trailing byte", &b, s);
     }
 }
