@@ -6,7 +6,7 @@
 //! first dimension is linear: for column c, Σ_i q_i ⊙ pt′_ic = Σ_i q_i ⊙ pt_ic + q_r ⊙ Δ_rc with
 //! Δ_rc = pt′_rc − pt_rc (mod each q_m) for each replaced plaintext (row r of column c). The
 //! server computes on the mapped base words as before and then adds, per replaced plaintext,
-//! its selection ciphertext times Δ ([`correct`]). The responses are exactly those a rewritten
+//! its selection ciphertext times Δ (in the response path). The responses are exactly those a rewritten
 //! database gives. When an overlay grows too large, [`rewrite`] folds it (and any new changes)
 //! into fresh tables.
 //!
@@ -1163,7 +1163,8 @@ mod tests {
             ],
         ];
         let empty = Overlay::build(&f.ctx, &f.base, Some(&two), &back).unwrap();
-        assert!(empty.is_empty() && empty.len() == 0, "{} left", empty.len());
+        assert_eq!(empty.len(), 0);
+        assert!(empty.is_empty());
         // A plaintext out of range, or of another shape, is refused.
         let beyond: Changes = vec![vec![(f.base[0].len, None)], vec![]];
         assert!(Overlay::build(&f.ctx, &f.base, None, &beyond).is_err());
