@@ -184,12 +184,7 @@ pub fn map_listed(
 }
 
 /// Checks the bytes of listed file `rel`, mapped as `map`, against its manifest entry.
-pub fn verify_mapped(
-    dir: &Path,
-    manifest: &Manifest,
-    rel: &str,
-    map: &[u8],
-) -> anyhow::Result<()> {
+pub fn verify_mapped(dir: &Path, manifest: &Manifest, rel: &str, map: &[u8]) -> anyhow::Result<()> {
     check_listed(&dir.join(rel), listed(manifest, rel)?, map)
 }
 
@@ -313,8 +308,15 @@ fn load_shard(
                 }
             }))
         });
-        let shard = ServerShard::from_words(&ctx, proto, &map, check)
+        let mut shard = ServerShard::from_words(&ctx, proto, &map, check)
             .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(words).display()))?;
+        if let Some(o) = &s.overlay {
+            let bytes = read_verified(dir, manifest, o)?;
+            let shape = sift_pir::server::words_shape(&ctx, &shard.params);
+            shard = sift_pir::overlay::Overlay::decode(&ctx, shape, &bytes)
+                .and_then(|overlay| shard.with_overlay(overlay))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(o).display()))?;
+        }
         return Ok((shard, Some(file)));
     }
     let bin = s

@@ -466,7 +466,9 @@ pub fn build_from(
                 database: d.bin.then_some(bin),
                 parameters: params,
                 words: d.words.then_some(words),
-                overlay: d.overlay.then(|| crate::update::overlay_name(stem, d.index)),
+                overlay: d
+                    .overlay
+                    .then(|| crate::update::overlay_name(stem, d.index)),
                 rows_file: req.keep_rows.then_some(rows_name),
             }
         })

@@ -95,6 +95,13 @@ fn read_table(bytes: &[u8]) -> anyhow::Result<(InsertLimits, CuckooTable)> {
     Ok((limits, CuckooTable::deserialize(&bytes[32..])?))
 }
 
+/// The default largest share of a shard's plaintexts an update keeps as an overlay beside
+/// the shard's unchanged `.words` (see `sift_pir::overlay`) before it rewrites the file. The
+/// server adds each overlay plaintext to the first dimension's sums (measured by `cargo bench
+/// -p sift-pir --bench overlay`, see docs/datasets.md), so an overlay of this size costs a
+/// small fraction of the query time, while the update writes only the replaced plaintexts.
+pub const DEFAULT_MAX_OVERLAY_FRACTION: f64 = 0.35;
+
 /// What to change in the current version.
 pub struct UpdateRequest {
     /// The dataset folder (`sift build -o`).
@@ -641,6 +648,11 @@ mod tests {
     }
 
     fn apply(dir: &Path, remove: Vec<Vec<u8>>, add: Rows) -> UpdateReport {
+        apply_with(dir, remove, add, DEFAULT_MAX_OVERLAY_FRACTION)
+    }
+
+    /// [`apply`] keeping overlays up to `max_overlay` of a shard's plaintexts.
+    fn apply_with(dir: &Path, remove: Vec<Vec<u8>>, add: Rows, max_overlay: f64) -> UpdateReport {
         let req = UpdateRequest {
             dataset_dir: dir.to_path_buf(),
             remove,
@@ -650,6 +662,7 @@ mod tests {
             trials: 0,
             versions_kept: 2,
             build_options: serde_json::json!({}),
+            max_overlay_fraction: max_overlay,
         };
         update(req, |_, _, _| Ok(None)).unwrap()
     }
@@ -726,7 +739,32 @@ mod tests {
             .unwrap();
             assert_eq!(words.is_some(), s.words.is_some());
             if let (Some(w), Some(n)) = (words, &s.words) {
-                assert!(w == read(n), "shard {i}: .words differs");
+                // With an overlay: the .words and its overlay folded together.
+                let stored = match &s.overlay {
+                    None => read(n),
+                    Some(o) => {
+                        let shape = server::words_shape(&ctx, &params);
+                        let map = crate::load::map_verified(&vdir, &m, n).unwrap();
+                        let base = sift_pir::storage::decode(&map, &ctx, shape).unwrap();
+                        let overlay =
+                            sift_pir::overlay::Overlay::decode(&ctx, shape, &read(o)).unwrap();
+                        assert!(
+                            !overlay.is_empty(),
+                            "shard {i}: an empty overlay is written"
+                        );
+                        let none = vec![Vec::new(); base.len()];
+                        let tables = sift_pir::overlay::rewrite(
+                            &ctx,
+                            &base,
+                            Some(&overlay),
+                            &none,
+                            (shape.d0, shape.per_chunk),
+                        )
+                        .unwrap();
+                        sift_pir::storage::encode(&tables)
+                    }
+                };
+                assert!(w == stored, "shard {i}: .words differs");
             }
         }
         assert_eq!(seen, rows.len());
@@ -766,8 +804,14 @@ mod tests {
         build_rows(&d, &rows, apple_layout);
         let mut next = 240u32;
         let mut patched = 0;
+        let mut overlays = 0;
         let mut removed_keys = Vec::new();
-        for step in 0..6 {
+        // Overlays always, by the default share, or never (folding earlier overlays in).
+        for (step, max_overlay) in [1.0, 1.0, DEFAULT_MAX_OVERLAY_FRACTION, 0.0, 1.0, 1.0]
+            .into_iter()
+            .enumerate()
+        {
+            let step = step as u32;
             let present: Vec<Vec<u8>> = rows.keys().cloned().collect();
             let remove: Vec<Vec<u8>> = (0..rng.gen_range(0..8))
                 .map(|_| present[rng.gen_range(0..present.len())].clone())
@@ -791,12 +835,21 @@ mod tests {
                 rows.insert(k.clone(), v.clone());
                 removed_keys.retain(|r| r != k);
             }
-            let report = apply(&d, remove, add.clone());
+            let report = apply_with(&d, remove, add.clone(), max_overlay);
             patched += report
                 .shards
                 .iter()
                 .filter(|o| matches!(o, ShardOutcome::Patched { .. }))
                 .count();
+            overlays += report
+                .shards
+                .iter()
+                .filter(|o| matches!(o, ShardOutcome::Patched { overlay: true, .. }))
+                .count();
+            if max_overlay == 0.0 {
+                let (_, m) = current_version(&d).unwrap().unwrap();
+                assert!(m.shards.iter().all(|s| s.overlay.is_none()), "folded in");
+            }
             check_version(&d, &rows);
             let (_, m) = current_version(&d).unwrap().unwrap();
             assert!(
@@ -817,6 +870,10 @@ mod tests {
             }
         }
         assert!(patched >= 6, "shards were changed in place ({patched})");
+        assert!(
+            overlays >= 3,
+            "shards were changed by overlays ({overlays})"
+        );
         // A fresh build of the same final rows answers the same.
         let fresh = tmp.path().join("fresh");
         build_rows(&fresh, &rows, apple_layout);

@@ -372,29 +372,12 @@ impl CompactDatabase {
     }
 
     /// Columns per chunk.
-    fn columns(&self) -> usize {
+    pub(crate) fn columns(&self) -> usize {
         self.per_chunk / self.d0
     }
 
     /// Chunk, column within the chunk and row of plaintext `index`.
-    /// Whether every stored word of column `column` (chunk-major, as [`Self::present`]
-    /// counts them) is zero: the column can be marked absent.
-    pub(crate) fn column_is_zero(&self, column: usize) -> bool {
-        let (chunk, col, _) = self.position(column * self.d0);
-        let tiles = self.k * self.n / self.block;
-        (0..tiles).all(|tile| {
-            let group = self.group(chunk, tile, col);
-            let stored = group.rows.1 - group.rows.0;
-            (0..self.block / PIECE).all(|g| {
-                (0..stored).all(|r| {
-                    let at = group.at + self.piece_at(&group, g, r, col);
-                    self.words[at..at + self.piece_len].iter().all(|&w| w == 0)
-                })
-            })
-        })
-    }
-
-    fn position(&self, index: usize) -> (usize, usize, usize) {
+    pub(crate) fn position(&self, index: usize) -> (usize, usize, usize) {
         let (chunk, within) = (index / self.per_chunk, index % self.per_chunk);
         (chunk, within / self.d0, within % self.d0)
     }
@@ -415,7 +398,7 @@ impl CompactDatabase {
     }
 
     /// The group holding column `col` of `chunk` in tile `tile`.
-    fn group(&self, chunk: usize, tile: usize, col: usize) -> Group {
+    pub(crate) fn group(&self, chunk: usize, tile: usize, col: usize) -> Group {
         let cols = self.columns();
         let first = col / GROUP_COLUMNS * GROUP_COLUMNS;
         let j = chunk * self.groups() + col / GROUP_COLUMNS;
@@ -429,7 +412,7 @@ impl CompactDatabase {
 
     /// Offset inside `group` of piece `g` of stored row `r` (the r-th of the group's rows) of
     /// column `col`.
-    fn piece_at(&self, group: &Group, g: usize, r: usize, col: usize) -> usize {
+    pub(crate) fn piece_at(&self, group: &Group, g: usize, r: usize, col: usize) -> usize {
         let stored = group.rows.1 - group.rows.0;
         ((g * stored + r) * group.width + col - group.first) * self.piece_len
     }
@@ -438,22 +421,22 @@ impl CompactDatabase {
 /// A run of columns stored together (see [`CompactDatabase`]): columns `first..first + width`
 /// of one chunk and tile, starting at word `at`, storing the rows `rows.list[rows.0..rows.1]`.
 #[derive(Clone, Copy, Debug)]
-struct Group {
+pub(crate) struct Group {
     first: usize,
     width: usize,
-    at: usize,
-    rows: (usize, usize),
+    pub(crate) at: usize,
+    pub(crate) rows: (usize, usize),
 }
 
 /// Selection ciphertexts of the first dimension as 32-bit words (moduli below 2^30), laid out
 /// tile-major like [`CompactDatabase`]: `[tile][call][i][poly][block words]`.
 #[derive(Debug, Default)]
 pub struct Selection32 {
-    words: Vec<u32>,
-    calls: usize,
-    d0: usize,
-    kn: usize,
-    block: usize,
+    pub(crate) words: Vec<u32>,
+    pub(crate) calls: usize,
+    pub(crate) d0: usize,
+    pub(crate) kn: usize,
+    pub(crate) block: usize,
 }
 
 impl Selection32 {
@@ -498,7 +481,7 @@ impl Selection32 {
     }
 
     /// Where block `tile` of poly `poly` of selection i of `call` starts in `words`.
-    fn at(&self, tile: usize, call: usize, i: usize, poly: usize) -> usize {
+    pub(crate) fn at(&self, tile: usize, call: usize, i: usize, poly: usize) -> usize {
         (((tile * self.calls + call) * self.d0 + i) * 2 + poly) * self.block
     }
 }

@@ -16,6 +16,7 @@ use crate::expansion::{self, ExpansionPool};
 pub use crate::expansion::{expand, expand_eval};
 pub use crate::first_dimension::CompactDatabase;
 use crate::first_dimension::{Selection32, first_dimension_compact};
+use crate::overlay::OverlayTable;
 use crate::params::IndexPirParameter;
 
 fn pow_mod(mut b: u64, mut e: u64, m: u64) -> u64 {
@@ -223,6 +224,8 @@ pub struct ResponseWorkspace {
     /// The second dimension's accumulator (about half a megabyte of sums) with the parameters
     /// and moduli count it was built for.
     tensor: Option<(sift_he::EncryptionParameters, usize, TensorAccumulator)>,
+    /// Sums of the overlay corrections (one tile).
+    overlay: Vec<u64>,
 }
 
 /// A workspace's cleared tensor accumulator for `ctx` and k moduli, built anew when the
@@ -271,11 +274,34 @@ pub fn compute_response_with(
     key: &EvaluationKey,
     observer: &mut impl PhaseObserver,
 ) -> Result<Vec<Vec<Ciphertext>>, PirError> {
+    compute_response_overlaid(
+        ctx,
+        param,
+        (databases, &[]),
+        query,
+        indices_count,
+        key,
+        observer,
+    )
+}
+
+/// [`compute_response_with`] where each compact database may carry an overlay of replaced
+/// plaintexts (`overlays` empty, or one per database), added after the first dimension.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn compute_response_overlaid(
+    ctx: &Context,
+    param: &IndexPirParameter,
+    (databases, overlays): (&[DatabaseRef], &[&OverlayTable]),
+    query: &[Ciphertext],
+    indices_count: usize,
+    key: &EvaluationKey,
+    observer: &mut impl PhaseObserver,
+) -> Result<Vec<Vec<Ciphertext>>, PirError> {
     with_workspace(|ws| {
         compute_response_in(
             ctx,
             param,
-            databases,
+            (databases, overlays),
             query,
             indices_count,
             key,
@@ -289,7 +315,7 @@ pub fn compute_response_with(
 fn compute_response_in(
     ctx: &Context,
     param: &IndexPirParameter,
-    databases: &[DatabaseRef],
+    (databases, overlays): (&[DatabaseRef], &[&OverlayTable]),
     query: &[Ciphertext],
     indices_count: usize,
     key: &EvaluationKey,
@@ -322,6 +348,13 @@ fn compute_response_in(
         }
     }
     let k = ctx.ciphertext_moduli_count();
+    if !overlays.is_empty() && overlays.len() != databases.len() {
+        return Err(PirError::InvalidParameters(format!(
+            "{} overlays for {} databases",
+            overlays.len(),
+            databases.len()
+        )));
+    }
     // With compact databases the first-dimension selections are stored as 32-bit words the
     // moment the expansion produces them (still in cache), and their buffers reused at once.
     let compact = databases
@@ -341,7 +374,13 @@ fn compute_response_in(
         expansion: pool,
         selection,
         tensor,
+        overlay: scratch,
     } = ws;
+    if !overlays.is_empty() && !compact {
+        return Err(PirError::InvalidParameters(
+            "overlays need compact databases".into(),
+        ));
+    }
     let tensor = reused_tensor(tensor, ctx, k);
     if compact {
         selection.reset(indices_count, d0, k, ctx.n);
@@ -365,18 +404,20 @@ fn compute_response_in(
     )?;
     observer.phase_done(Phase::Expansion, clock.elapsed());
     let calls: Vec<&[Option<Ciphertext>]> = expanded.chunks(per_call).collect();
-    // Groups of calls answered by one pass over a database: all calls when they share it.
-    let groups: Vec<(DatabaseRef, std::ops::Range<usize>)> = if databases.len() == 1 {
-        vec![(databases[0], 0..indices_count)]
-    } else {
-        (0..indices_count)
-            .map(|c| (databases[c], c..c + 1))
-            .collect()
-    };
+    // Groups of calls answered by one pass over a database (with its overlay): all calls
+    // when they share it.
+    let groups: Vec<(DatabaseRef, Option<&OverlayTable>, std::ops::Range<usize>)> =
+        if databases.len() == 1 {
+            vec![(databases[0], overlays.first().copied(), 0..indices_count)]
+        } else {
+            (0..indices_count)
+                .map(|c| (databases[c], overlays.get(c).copied(), c..c + 1))
+                .collect()
+        };
     let mut replies: Vec<Vec<Ciphertext>> = (0..indices_count)
         .map(|_| Vec::with_capacity(chunks))
         .collect();
-    for (db, range) in groups {
+    for (db, overlay, range) in groups {
         if d1 == 1 {
             // A second dimension of one: its selection encrypts 1, so each chunk's column is
             // the answer as it is (no ct×ct product, no relinearization).
@@ -393,15 +434,27 @@ fn compute_response_in(
                         (0, chunks * per_chunk),
                         &mut || pool.take_eval(k, ctx.n),
                     )?;
+                    if let Some(o) = overlay {
+                        crate::overlay::correct(
+                            ctx,
+                            o,
+                            selection,
+                            range.clone(),
+                            (0, chunks * per_chunk),
+                            &mut columns,
+                            &mut || pool.take_eval(k, ctx.n),
+                            scratch,
+                        )?;
+                    }
                 }
                 _ => {
                     for chunk_index in 0..chunks {
                         let first = chunk_index * per_chunk;
                         let part = first_dimension_chunk(
                             ctx,
-                            db,
+                            (db, overlay),
                             &calls,
-                            selection,
+                            (selection, scratch),
                             pool,
                             &range,
                             (first, per_chunk, d0),
@@ -431,9 +484,9 @@ fn compute_response_in(
             // columns[call in range][col]
             let columns = first_dimension_chunk(
                 ctx,
-                db,
+                (db, overlay),
                 &calls,
-                selection,
+                (selection, scratch),
                 pool,
                 &range,
                 (first, per_chunk, d0),
@@ -477,26 +530,42 @@ fn compute_response_in(
 }
 
 /// The first dimension of the calls in `range` over the chunk of `per_chunk` plaintexts at
-/// `first` (d₀ rows a column): `[call][column]`, None for an all-zero column.
+/// `first` (d₀ rows a column): `[call][column]`, None for an all-zero column. A compact
+/// database's overlay (replaced plaintexts) is added to its columns.
 fn first_dimension_chunk(
     ctx: &Context,
-    db: DatabaseRef,
+    (db, overlay): (DatabaseRef, Option<&OverlayTable>),
     calls: &[&[Option<Ciphertext>]],
-    selection: &Selection32,
+    (selection, scratch): (&Selection32, &mut Vec<u64>),
     pool: &mut ExpansionPool,
     range: &std::ops::Range<usize>,
     (first, per_chunk, d0): (usize, usize, usize),
 ) -> Result<Vec<Vec<Option<Ciphertext>>>, PirError> {
     let k = ctx.ciphertext_moduli_count();
     match db {
-        DatabaseRef::Compact(cdb) => first_dimension_compact(
-            ctx,
-            cdb,
-            selection,
-            range.clone(),
-            (first, per_chunk),
-            &mut || pool.take_eval(k, ctx.n),
-        ),
+        DatabaseRef::Compact(cdb) => {
+            let mut columns = first_dimension_compact(
+                ctx,
+                cdb,
+                selection,
+                range.clone(),
+                (first, per_chunk),
+                &mut || pool.take_eval(k, ctx.n),
+            )?;
+            if let Some(o) = overlay {
+                crate::overlay::correct(
+                    ctx,
+                    o,
+                    selection,
+                    range.clone(),
+                    (first, per_chunk),
+                    &mut columns,
+                    &mut || pool.take_eval(k, ctx.n),
+                    scratch,
+                )?;
+            }
+            Ok(columns)
+        }
         DatabaseRef::Eval(pts) => range
             .clone()
             .map(|call| first_dimension_eval(ctx, pts, &calls[call][..d0], first, per_chunk, k))

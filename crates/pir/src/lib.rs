@@ -12,6 +12,7 @@ pub mod expansion;
 pub mod first_dimension;
 pub mod index_pir;
 pub mod keyword;
+pub mod overlay;
 pub mod params;
 pub mod server;
 pub mod storage;

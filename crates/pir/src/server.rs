@@ -193,35 +193,48 @@ pub fn words_shape(ctx: &Context, params: &ShardParameters) -> crate::storage::S
 pub struct PatchedShard {
     /// The new `.bin`, when the shard had one.
     pub bin: Option<Vec<u8>>,
-    /// The new `.words`, when the shard had one.
-    pub words: Option<Vec<u8>>,
+    /// How the `.words` changed, when the shard had one.
+    pub words: Option<WordsChange>,
     /// Plaintexts re-encoded.
     pub plaintexts: usize,
 }
 
+/// How [`patch_shard`] changed a shard's `.words`.
+#[derive(Debug)]
+pub enum WordsChange {
+    /// The `.words` file stays as it is; these are the bytes of its new overlay file (every
+    /// plaintext replaced since the file was written, see [`crate::overlay`]).
+    Overlay(Vec<u8>),
+    /// A new `.words` file, with the previous overlay and the changes folded in.
+    Rewritten(Vec<u8>),
+}
+
 /// A shard's stored forms, as [`patch_shard`] reads them: Apple's `.bin` and / or the mapped
-/// `.words` (at least one).
+/// `.words` (at least one), and the `.words` file's overlay, if it has one.
 #[derive(Clone, Copy, Debug)]
 pub struct ShardFiles<'a> {
     /// The `.bin` bytes, when the shard has one.
     pub bin: Option<&'a [u8]>,
     /// The mapped `.words` file, when the shard has one.
     pub words: Option<&'a Arc<crate::storage::Mmap>>,
+    /// The overlay file's bytes, when the `.words` has one.
+    pub overlay: Option<&'a [u8]>,
 }
 
 /// Re-encodes only the plaintexts that hold the `changed` (table, bucket) pairs of `table`
 /// (the shard's cuckoo table after the change, same size as when `params` were made) and
-/// writes them over copies of the shard's old files (`.bin` and / or `.words`). The
-/// parameters stay as they are, so devices' configuration keeps working. `Ok(None)` when the
-/// `.words` file has no room for a new plaintext (a row it does not store): process the
-/// shard afresh.
+/// replaces them: in a copy of the `.bin`, and for the `.words` in an overlay beside the
+/// unchanged file while the overlay holds at most `max_overlay_fraction` of the shard's
+/// plaintexts, else in a rewritten `.words` file. The parameters stay as they are, so
+/// devices' configuration keeps working.
 pub fn patch_shard(
     ctx: &Context,
     params: &ShardParameters,
     table: &CuckooTable,
     changed: &[(usize, usize)],
     old: ShardFiles,
-) -> Result<Option<PatchedShard>, PirError> {
+    max_overlay_fraction: f64,
+) -> Result<PatchedShard, PirError> {
     let h = params.hash_function_count;
     if table.tables.len() != h || table.buckets_per_table != params.index.entry_count {
         return Err(PirError::InvalidParameters(format!(
@@ -254,10 +267,30 @@ pub fn patch_shard(
     let plaintexts = changes.iter().map(Vec::len).sum();
     let words = match old.words {
         None => None,
-        Some(map) => match crate::storage::patch(map, ctx, words_shape(ctx, params), &changes)? {
-            Some(w) => Some(w),
-            None => return Ok(None),
-        },
+        Some(map) => {
+            let shape = words_shape(ctx, params);
+            let base = crate::storage::decode(map, ctx, shape)?;
+            let previous = old
+                .overlay
+                .map(|b| crate::overlay::Overlay::decode(ctx, shape, b))
+                .transpose()?;
+            let overlay = crate::overlay::Overlay::build(ctx, &base, previous.as_ref(), &changes)?;
+            let most =
+                (max_overlay_fraction.clamp(0.0, 1.0) * (shape.tables * shape.len) as f64) as usize;
+            Some(if overlay.len() <= most {
+                WordsChange::Overlay(overlay.encode())
+            } else {
+                let bpp = ctx.params.bytes_per_plaintext();
+                let tables = crate::overlay::rewrite(
+                    ctx,
+                    &base,
+                    previous.as_ref(),
+                    &changes,
+                    compact_shape(&params.index, bpp),
+                )?;
+                WordsChange::Rewritten(crate::storage::encode(&tables))
+            })
+        }
     };
     let bin = match old.bin {
         None => None,
@@ -272,11 +305,11 @@ pub fn patch_shard(
             Some(bin)
         }
     };
-    Ok(Some(PatchedShard {
+    Ok(PatchedShard {
         bin,
         words,
         plaintexts,
-    }))
+    })
 }
 
 /// The `.words` file of a processed shard (its tables in the form the server computes on,
@@ -332,6 +365,8 @@ pub struct ServerShard {
     check: Option<ShardCheck>,
     /// The check's outcome, once run: a shard that failed it never answers.
     verified: OnceLock<Result<(), String>>,
+    /// Plaintexts replaced since `compact` was written (see [`crate::overlay`]).
+    overlay: Option<crate::overlay::Overlay>,
 }
 
 /// Keyword-PIR server over the shards of one use case (all with the same encryption parameters).
@@ -588,6 +623,7 @@ impl ServerShard {
             compact,
             check: None,
             verified: OnceLock::new(),
+            overlay: None,
         })
     }
 
@@ -640,6 +676,7 @@ impl ServerShard {
             compact: Some(compact),
             check: None,
             verified: OnceLock::new(),
+            overlay: None,
         })
     }
 
@@ -677,7 +714,32 @@ impl ServerShard {
             compact: Some(tables),
             check,
             verified: OnceLock::new(),
+            overlay: None,
         })
+    }
+
+    /// The shard answering as if the overlay's plaintexts replaced its own (see
+    /// [`crate::overlay`]); an error when the shard has no compact tables (moduli of 2^30 or
+    /// more) or the overlay was made for other parameters or table shapes.
+    pub fn with_overlay(
+        mut self,
+        overlay: crate::overlay::Overlay,
+    ) -> Result<ServerShard, PirError> {
+        let tables = self.compact.as_ref().ok_or_else(|| {
+            PirError::InvalidParameters(
+                "an overlay needs a shard in the compact form (moduli below 2^30)".into(),
+            )
+        })?;
+        overlay.check_fits(&self.params.encryption, tables)?;
+        self.overlay = Some(overlay);
+        Ok(self)
+    }
+
+    /// Plaintexts the shard's overlay replaces (0 without one).
+    pub fn overlay_len(&self) -> usize {
+        self.overlay
+            .as_ref()
+            .map_or(0, crate::overlay::Overlay::len)
     }
 
     /// Whether the shard answers from a mapped file.
@@ -746,10 +808,14 @@ impl ServerShard {
                 .map(index_pir::DatabaseRef::Eval)
                 .collect(),
         };
-        index_pir::compute_response_with(
+        let overlays: Vec<&crate::overlay::OverlayTable> = self
+            .overlay
+            .as_ref()
+            .map_or_else(Vec::new, |o| o.tables.iter().collect());
+        index_pir::compute_response_overlaid(
             ctx,
             &self.params.index,
-            &tables,
+            (&tables, &overlays),
             &cts,
             self.params.index.batch_size,
             key,

@@ -322,59 +322,6 @@ fn unpacked(ctx: &Context, table: &CompactDatabase) -> Option<CompactDatabase> {
     Some(out)
 }
 
-/// The `.words` file `map` (checked against `shape`) with some plaintexts replaced:
-/// `changed[t]` lists table t's new plaintexts by index (None: all zero); the column flags
-/// follow (a column whose plaintexts are now all zero is marked absent, as a fresh build
-/// marks it). `Ok(None)` when a non-zero plaintext falls in a row the file does not store (a
-/// row that was all zero in its column group): process the shard afresh instead.
-pub fn patch(
-    map: &Arc<Mmap>,
-    ctx: &Context,
-    shape: Shape,
-    changed: &[Vec<(usize, Option<sift_he::EvalPlaintext>)>],
-) -> Result<Option<Vec<u8>>, PirError> {
-    let tables = decode(map, ctx, shape)?;
-    if changed.len() != tables.len() {
-        return Err(PirError::InvalidParameters(
-            "a change list per table is needed".into(),
-        ));
-    }
-    let zero = sift_he::Plaintext::new(ctx, &vec![0u64; ctx.n])
-        .map_err(|e| PirError::InvalidParameters(e.to_string()))?
-        .to_eval(ctx, ctx.ciphertext_moduli_count());
-    let mut out = Vec::with_capacity(tables.len());
-    for (t, changes) in tables.into_iter().zip(changed) {
-        let mut db = CompactDatabase {
-            words: Words::Owned(t.words.to_vec()),
-            ..t
-        };
-        for (i, pt) in changes {
-            if *i >= db.len {
-                return Err(PirError::InvalidParameters(format!(
-                    "plaintext {i} is beyond the table's {}",
-                    db.len
-                )));
-            }
-            if !db.set(*i, pt.as_ref().unwrap_or(&zero)) {
-                return Ok(None);
-            }
-        }
-        let mut emptied: Vec<usize> = changes
-            .iter()
-            .filter(|(_, pt)| pt.is_none())
-            .map(|(i, _)| i / db.d0)
-            .collect();
-        emptied.dedup();
-        for c in emptied {
-            if db.column_is_zero(c) {
-                db.present[c] = false;
-            }
-        }
-        out.push(db);
-    }
-    Ok(Some(encode(&out)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
