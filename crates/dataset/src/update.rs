@@ -25,7 +25,7 @@ use sift_pir::server::{self, KeywordPirConfig, Rows, Sharding, WordsChange};
 use sift_pir::wire::{self, ShardParameters};
 
 use crate::manifest::{Manifest, ShardEntry};
-use crate::process::{Trial, current_version, decode_rows, encode_rows, rows_digest, run_trials};
+use crate::process::{Trial, current_version, decode_rows, encode_rows, run_trials};
 use crate::writer::{ManifestInfo, Published, VersionWriter};
 
 /// Magic of a `.cuckoo` file: `"SIFTCKO1" ‖ u64 LE slot count ‖ u64 LE max serialized bucket
@@ -56,7 +56,8 @@ pub fn write_table(
         out.extend_from_slice(&(v as u64).to_le_bytes());
     }
     out.extend_from_slice(&table.serialize()?);
-    writer.write_file(&table_file_name(stem, i), &out)
+    writer.write_file(&table_file_name(stem, i), &out)?;
+    Ok(())
 }
 
 /// Shares shard `i`'s cuckoo table file of the version in `from_dir` (when it has one) with
@@ -75,8 +76,9 @@ pub fn link_table(
     Ok(())
 }
 
-/// A `.cuckoo` file's limits and table.
-fn read_table(bytes: &[u8]) -> anyhow::Result<(InsertLimits, CuckooTable)> {
+/// A `.cuckoo` file's limits and table; `verified`: its bytes were checked against the
+/// manifest, so the per-row placement checks are skipped.
+fn read_table(bytes: &[u8], verified: bool) -> anyhow::Result<(InsertLimits, CuckooTable)> {
     anyhow::ensure!(
         bytes.len() >= 32 && &bytes[..8] == MAGIC,
         "not a sift cuckoo table file"
@@ -92,7 +94,12 @@ fn read_table(bytes: &[u8]) -> anyhow::Result<(InsertLimits, CuckooTable)> {
         max_bucket_bytes: field(1),
         max_evictions: field(2),
     };
-    Ok((limits, CuckooTable::deserialize(&bytes[32..])?))
+    let table = if verified {
+        CuckooTable::deserialize_verified(&bytes[32..])?
+    } else {
+        CuckooTable::deserialize(&bytes[32..])?
+    };
+    Ok((limits, table))
 }
 
 /// The default largest share of a shard's plaintexts an update keeps as an overlay beside
@@ -164,7 +171,11 @@ pub struct UpdateReport {
 
 /// One shard's new rows and what the change did to them.
 struct ShardChange {
-    rows: Rows,
+    /// The new rows, encoded as a `.rows` file (sorted by keyword, so that its SHA-256 is the
+    /// shard's [`rows_digest`]).
+    rows: Vec<u8>,
+    /// How many rows that is.
+    row_count: usize,
     /// Keywords removed or replaced (present before).
     gone: Vec<Vec<u8>>,
     /// Rows inserted (new keywords or new values).
@@ -173,20 +184,79 @@ struct ShardChange {
     removed: usize,
 }
 
-/// Applies `remove` and `add` to one shard's rows.
-fn change_rows(old: Rows, remove: &HashSet<&[u8]>, add: &HashMap<&[u8], &[u8]>) -> ShardChange {
+impl ShardChange {
+    /// The new rows, decoded (for a shard processed afresh).
+    fn decoded_rows(&self) -> anyhow::Result<Rows> {
+        decode_rows(&self.rows)
+    }
+}
+
+/// One length-prefixed field of a `.rows` record, advancing `b` past it.
+fn row_field<'a>(b: &mut &'a [u8]) -> anyhow::Result<&'a [u8]> {
+    anyhow::ensure!(b.len() >= 4, "truncated rows file");
+    let n = u32::from_le_bytes(b[..4].try_into().expect("4 bytes")) as usize;
+    anyhow::ensure!(b.len() >= 4 + n, "truncated rows file");
+    let (v, rest) = b[4..].split_at(n);
+    *b = rest;
+    Ok(v)
+}
+
+/// The records of an encoded `.rows` file, borrowed.
+fn row_records(mut bytes: &[u8]) -> impl Iterator<Item = anyhow::Result<(&[u8], &[u8])>> {
+    let field = row_field;
+    std::iter::from_fn(move || {
+        if bytes.is_empty() {
+            return None;
+        }
+        let mut b = bytes;
+        let r = field(&mut b).and_then(|k| Ok((k, field(&mut b)?)));
+        bytes = if r.is_ok() { b } else { &[] };
+        Some(r)
+    })
+}
+
+/// Appends one row to an encoded `.rows` buffer.
+fn push_row(out: &mut Vec<u8>, k: &[u8], v: &[u8]) {
+    out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+    out.extend_from_slice(k);
+    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    out.extend_from_slice(v);
+}
+
+/// Applies `remove` and `add` to one shard's rows (`old`, an encoded `.rows` file) without
+/// decoding them into owned rows: the kept rows and the new ones are merged in keyword order
+/// straight into the new file's bytes. Rows files of older versions that are not in keyword
+/// order are sorted first.
+fn change_rows(
+    old: &[u8],
+    remove: &HashSet<&[u8]>,
+    add: &HashMap<&[u8], &[u8]>,
+) -> anyhow::Result<ShardChange> {
+    let mut sorted = true;
+    let mut prev: Option<&[u8]> = None;
+    for r in row_records(old) {
+        let (k, _) = r?;
+        sorted &= prev.is_none_or(|p| p < k);
+        prev = Some(k);
+    }
+    if !sorted {
+        let mut rows = decode_rows(old)?;
+        rows.sort_unstable();
+        return change_rows(&encode_rows(&rows), remove, add);
+    }
+    // A row whose keyword is added with another value, or removed and not added, goes.
+    let goes = |k: &[u8], v: &[u8]| match add.get(k) {
+        Some(nv) => *nv != v,
+        None => remove.contains(k),
+    };
     let mut gone = Vec::new();
     let mut unchanged_adds: HashSet<&[u8]> = HashSet::new();
-    let mut rows: Rows = Vec::with_capacity(old.len() + add.len());
-    for (k, v) in old {
-        match add.get(k.as_slice()) {
-            Some(nv) if *nv == v.as_slice() => {
-                unchanged_adds.insert(*add.get_key_value(k.as_slice()).expect("present").0);
-                rows.push((k, v));
-            }
-            Some(_) => gone.push(k),
-            None if remove.contains(k.as_slice()) => gone.push(k),
-            None => rows.push((k, v)),
+    for r in row_records(old) {
+        let (k, v) = r?;
+        if goes(k, v) {
+            gone.push(k.to_vec());
+        } else if add.contains_key(k) {
+            unchanged_adds.insert(k);
         }
     }
     let mut new: Rows = add
@@ -199,19 +269,41 @@ fn change_rows(old: Rows, remove: &HashSet<&[u8]>, add: &HashMap<&[u8], &[u8]>) 
         .iter()
         .filter(|k| !add.contains_key(k.as_slice()))
         .count();
-    rows.extend(new.iter().cloned());
-    rows.sort_unstable();
-    ShardChange {
+    let mut rows = Vec::with_capacity(
+        old.len() + new.iter().map(|r| 8 + r.0.len() + r.1.len()).sum::<usize>(),
+    );
+    let mut row_count = 0;
+    let mut pending = new.iter().peekable();
+    for r in row_records(old) {
+        let (k, v) = r?;
+        if goes(k, v) {
+            continue;
+        }
+        while let Some((nk, nv)) = pending.next_if(|(nk, _)| nk.as_slice() < k) {
+            push_row(&mut rows, nk, nv);
+            row_count += 1;
+        }
+        push_row(&mut rows, k, v);
+        row_count += 1;
+    }
+    for (nk, nv) in pending {
+        push_row(&mut rows, nk, nv);
+        row_count += 1;
+    }
+    Ok(ShardChange {
         rows,
+        row_count,
         gone,
         new,
         removed,
-    }
+    })
 }
 
 /// A touched shard's files, written into the new version's folder.
 struct Written {
     outcome: ShardOutcome,
+    /// SHA-256 of the new rows file: the shard's rows digest.
+    rows_sha256: String,
     key_config: EvaluationKeyConfig,
     has_words: bool,
     has_bin: bool,
@@ -252,7 +344,7 @@ impl ShardJob<'_> {
             return Ok(Err("the version has no cuckoo table for it".into()));
         }
         let read = crate::load::read_verified(pdir, pm, &table_name)
-            .and_then(|b| read_table(&b).with_context(|| table_name.clone()));
+            .and_then(|b| read_table(&b, true).with_context(|| table_name.clone()));
         let (limits, mut table) = match read {
             Ok(t) => t,
             Err(e) => return Ok(Err(format!("its cuckoo table is unusable ({e:#})"))),
@@ -345,7 +437,7 @@ impl ShardJob<'_> {
             }
             _ => {}
         }
-        writer.write_file(&rows_name(stem, i), &encode_rows(&self.change.rows))?;
+        let rows_sha256 = writer.write_file(&rows_name(stem, i), &self.change.rows)?;
         let cfg = KeywordPirConfig {
             cuckoo: sift_pir::cuckoo::CuckooConfig {
                 slot_count: limits.slot_count,
@@ -360,6 +452,7 @@ impl ShardJob<'_> {
                 plaintexts: patched.plaintexts,
                 overlay: has_overlay,
             },
+            rows_sha256,
             key_config: params.index.evaluation_key_config,
             has_words: patched.words.is_some() && s.words.is_some(),
             has_bin: patched.bin.is_some() && s.database.is_some(),
@@ -373,7 +466,7 @@ impl ShardJob<'_> {
         let (i, ctx, writer, stem) = (self.i, self.ctx, self.writer, &self.pm.stem);
         let mut cfg = self.req.config.clone();
         cfg.sharding = Sharding::ShardCount(self.shard_count);
-        let rows = &self.change.rows;
+        let rows = &self.change.decoded_rows()?;
         let (shard, table) =
             server::process_shard_with_table(ctx, rows, &cfg, self.req.seed.wrapping_add(i as u64))
                 .with_context(|| format!("shard {i}"))?;
@@ -398,10 +491,11 @@ impl ShardJob<'_> {
         let symmetric = wire::symmetric_pir_client_config(&old)?;
         wire::set_symmetric_pir_client_config(&mut proto, symmetric.as_ref());
         writer.write_file(&s.parameters, sift_proto::to_text(&proto)?.as_bytes())?;
-        writer.write_file(&rows_name(stem, i), &encode_rows(rows))?;
+        let rows_sha256 = writer.write_file(&rows_name(stem, i), &self.change.rows)?;
         write_table(writer, stem, i, &table, &cfg)?;
         Ok(Written {
             outcome: ShardOutcome::Rebuilt { reason },
+            rows_sha256,
             key_config: shard.params.index.evaluation_key_config,
             has_words: words.is_some(),
             has_bin,
@@ -475,8 +569,8 @@ pub fn update(
                     pm.id
                 )
             })?;
-            let old = decode_rows(&crate::load::read_verified(&pdir, &pm, name)?)?;
-            Ok((i, change_rows(old, &removes[i], &adds[i])))
+            let old = crate::load::read_verified(&pdir, &pm, name)?;
+            Ok((i, change_rows(&old, &removes[i], &adds[i])?))
         })
         .collect::<anyhow::Result<_>>()?;
     let changes: Vec<(usize, ShardChange)> = changes
@@ -497,6 +591,7 @@ pub fn update(
     let mut has_words: Vec<bool> = pm.shards.iter().map(|s| s.words.is_some()).collect();
     let mut has_bin: Vec<bool> = pm.shards.iter().map(|s| s.database.is_some()).collect();
     let mut has_overlay: Vec<bool> = pm.shards.iter().map(|s| s.overlay.is_some()).collect();
+    let mut rows_digests: Vec<Option<String>> = vec![None; shard_count];
     for (i, s) in pm.shards.iter().enumerate() {
         if changed_at.contains_key(&i) {
             continue;
@@ -545,6 +640,7 @@ pub fn update(
         has_words[i] = w.has_words;
         has_bin[i] = w.has_bin;
         has_overlay[i] = w.has_overlay;
+        rows_digests[i] = Some(w.rows_sha256);
         trials.extend(w.trial);
     }
     for (i, s) in pm.shards.iter().enumerate() {
@@ -571,8 +667,8 @@ pub fn update(
         .map(|(i, s)| match changed_at.get(&i) {
             None => s.clone(),
             Some(c) => ShardEntry {
-                rows: c.rows.len() as u64,
-                rows_sha256: rows_digest(&c.rows),
+                rows: c.row_count as u64,
+                rows_sha256: rows_digests[i].clone().unwrap_or_default(),
                 database: has_bin[i].then(|| bin_name(&stem, i)),
                 parameters: s.parameters.clone(),
                 words: has_words[i].then(|| words_name(&stem, i)),
@@ -608,6 +704,7 @@ pub fn update(
 mod tests {
     use super::*;
     use crate::process::{BuildRequest, build};
+    use crate::rows_digest;
     use rand::Rng;
     use sift_pir::database::ProcessedDatabase;
     use std::collections::BTreeMap;
@@ -682,7 +779,7 @@ mod tests {
                 &s.parameters,
             )
             .unwrap();
-            let (_, table) = read_table(&read(&table_file_name("url", i))).unwrap();
+            let (_, table) = read_table(&read(&table_file_name("url", i)), false).unwrap();
             let shard_rows = decode_rows(&read(s.rows_file.as_ref().unwrap())).unwrap();
             assert_eq!(table.len(), shard_rows.len());
             assert_eq!(rows_digest(&shard_rows), s.rows_sha256);
@@ -885,6 +982,50 @@ mod tests {
             .chain(removed_keys.iter().map(Vec::as_slice).take(2))
             .collect();
         assert_eq!(lookup(&d, &sample), lookup(&fresh, &sample));
+    }
+
+    /// The streaming merge of a rows file: removals, value changes, unchanged re-adds and new
+    /// rows land in keyword order, also from a file of an older sift that is not sorted, and
+    /// the file's SHA-256 is the rows digest.
+    #[test]
+    fn change_rows_merges_in_keyword_order() {
+        let row = |k: &str, v: &str| (k.as_bytes().to_vec(), v.as_bytes().to_vec());
+        let old = vec![row("d", "1"), row("b", "1"), row("f", "1"), row("a", "1")];
+        let remove: HashSet<&[u8]> = [&b"b"[..], b"zz"].into_iter().collect();
+        let add: HashMap<&[u8], &[u8]> = [
+            (&b"c"[..], &b"2"[..]),
+            (b"d", b"1"),
+            (b"f", b"9"),
+            (b"g", b"1"),
+        ]
+        .into_iter()
+        .collect();
+        for bytes in [encode_rows(&old), {
+            let mut sorted = old.clone();
+            sorted.sort();
+            encode_rows(&sorted)
+        }] {
+            let c = change_rows(&bytes, &remove, &add).unwrap();
+            let expected = vec![
+                row("a", "1"),
+                row("c", "2"),
+                row("d", "1"),
+                row("f", "9"),
+                row("g", "1"),
+            ];
+            assert_eq!(decode_rows(&c.rows).unwrap(), expected);
+            assert_eq!(c.row_count, 5);
+            assert_eq!(
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&c.rows)),
+                rows_digest(&expected)
+            );
+            let mut gone = c.gone.clone();
+            gone.sort();
+            assert_eq!(gone, vec![b"b".to_vec(), b"f".to_vec()]);
+            assert_eq!(c.new, vec![row("c", "2"), row("f", "9"), row("g", "1")]);
+            assert_eq!(c.removed, 1);
+        }
+        assert!(change_rows(&[1, 0, 0], &remove, &add).is_err(), "truncated");
     }
 
     /// Filling one shard's table beyond its room processes that shard afresh, alone: the

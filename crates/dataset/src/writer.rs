@@ -97,15 +97,17 @@ impl VersionWriter {
     }
 
     /// Writes `bytes` to `rel` inside the version (durably) and records their size and
-    /// checksum for the manifest. Callable from several threads at once.
-    pub fn write_file(&self, rel: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    /// checksum for the manifest; returns the checksum (SHA-256, hex). Callable from several
+    /// threads at once.
+    pub fn write_file(&self, rel: &str, bytes: &[u8]) -> anyhow::Result<String> {
         write_atomic(&self.staging.join(rel), bytes)?;
+        let sha256 = hex::encode(Sha256::digest(bytes));
         self.record(FileEntry {
             path: rel.to_string(),
             size: bytes.len() as u64,
-            sha256: hex::encode(Sha256::digest(bytes)),
+            sha256: sha256.clone(),
         });
-        Ok(())
+        Ok(sha256)
     }
 
     fn record(&self, entry: FileEntry) {
