@@ -80,7 +80,7 @@ pub fn link_table(
 /// manifest, so the per-row placement checks are skipped.
 fn read_table(bytes: &[u8], verified: bool) -> anyhow::Result<(InsertLimits, CuckooTable)> {
     anyhow::ensure!(
-        bytes.len() >= 32 && &bytes[..8] == MAGIC,
+        bytes.len() >= TABLE_HEADER && &bytes[..8] == MAGIC,
         "not a sift cuckoo table file"
     );
     let field = |i: usize| {
@@ -95,12 +95,15 @@ fn read_table(bytes: &[u8], verified: bool) -> anyhow::Result<(InsertLimits, Cuc
         max_evictions: field(2),
     };
     let table = if verified {
-        CuckooTable::deserialize_verified(&bytes[32..])?
+        CuckooTable::deserialize_verified(&bytes[TABLE_HEADER..])?
     } else {
-        CuckooTable::deserialize(&bytes[32..])?
+        CuckooTable::deserialize(&bytes[TABLE_HEADER..])?
     };
     Ok((limits, table))
 }
+
+/// Bytes before the table in a `.cuckoo` file (magic and three limits).
+const TABLE_HEADER: usize = 32;
 
 /// The default largest share of a shard's plaintexts an update keeps as an overlay beside
 /// the shard's unchanged `.words` (see `sift_pir::overlay`) before it rewrites the file. The
@@ -343,11 +346,27 @@ impl ShardJob<'_> {
         if pm.file(&table_name).is_none() {
             return Ok(Err("the version has no cuckoo table for it".into()));
         }
-        let read = crate::load::read_verified(pdir, pm, &table_name)
-            .and_then(|b| read_table(&b, true).with_context(|| table_name.clone()));
-        let (limits, mut table) = match read {
+        // The file's bytes stay: they hold every bucket as it was before the change, which
+        // the overlay's differences are computed from.
+        let read = crate::load::read_verified(pdir, pm, &table_name).and_then(|b| {
+            let (limits, table) = read_table(&b, true).with_context(|| table_name.clone())?;
+            let spans = CuckooTable::bucket_spans(&b[TABLE_HEADER..])?;
+            Ok((b, limits, table, spans))
+        });
+        let (table_bytes, limits, mut table, spans) = match read {
             Ok(t) => t,
             Err(e) => return Ok(Err(format!("its cuckoo table is unusable ({e:#})"))),
+        };
+        let before = |t: usize, e: usize| {
+            spans
+                .get(t)
+                .and_then(|s| s.get(e))
+                .map(|r| table_bytes[TABLE_HEADER..][r.clone()].to_vec())
+                .ok_or_else(|| {
+                    sift_pir::PirError::DamagedDataset(format!(
+                        "{table_name} has no bucket {e} in table {t}"
+                    ))
+                })
         };
         let s = self.entry();
         let params = parse_params(
@@ -414,6 +433,7 @@ impl ShardJob<'_> {
             &params,
             &table,
             &changed,
+            &before,
             old,
             self.req.max_overlay_fraction,
         )

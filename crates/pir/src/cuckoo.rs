@@ -330,6 +330,35 @@ impl CuckooTable {
 
     fn deserialize_with(bytes: &[u8], check_places: bool) -> Result<CuckooTable, PirError> {
         let bad = |m: &str| PirError::DamagedDataset(format!("cuckoo table file: {m}"));
+        let spans = Self::bucket_spans(bytes)?;
+        let (h, per_table) = (spans.len(), spans[0].len());
+        let mut tables = Vec::with_capacity(h);
+        let mut seen = std::collections::HashSet::new();
+        for (b, table_spans) in spans.into_iter().enumerate() {
+            let mut table = Vec::with_capacity(per_table);
+            for (i, span) in table_spans.into_iter().enumerate() {
+                let bucket = HashBucket::deserialize(&bytes[span])?;
+                for s in bucket.slots.iter().filter(|_| check_places) {
+                    let idx = hash_indices_for_hash(s.keyword_hash, per_table, h);
+                    if idx[b] != i || !seen.insert(s.keyword_hash) {
+                        return Err(bad("a row is outside its candidate buckets or repeated"));
+                    }
+                }
+                table.push(bucket);
+            }
+            tables.push(table);
+        }
+        Ok(CuckooTable {
+            buckets_per_table: per_table,
+            tables,
+        })
+    }
+
+    /// Where each bucket lies in bytes written by [`CuckooTable::serialize`] (per table, per
+    /// bucket): a bucket's serialized form is those bytes, so an update can read the table's
+    /// buckets as they were before it changed them without keeping a copy of the table.
+    pub fn bucket_spans(bytes: &[u8]) -> Result<Vec<Vec<std::ops::Range<usize>>>, PirError> {
+        let bad = |m: &str| PirError::DamagedDataset(format!("cuckoo table file: {m}"));
         let u64_at = |o: usize| -> Result<usize, PirError> {
             let b = bytes.get(o..o + 8).ok_or_else(|| bad("truncated header"))?;
             usize::try_from(u64::from_le_bytes(b.try_into().expect("8 bytes")))
@@ -339,43 +368,32 @@ impl CuckooTable {
         if h == 0 || per_table == 0 || h.saturating_mul(per_table) > bytes.len() {
             return Err(bad("table count or size out of range"));
         }
-        let mut rest = &bytes[16..];
-        let mut tables = Vec::with_capacity(h);
-        let mut seen = std::collections::HashSet::new();
-        for b in 0..h {
+        let mut at = 16;
+        let mut spans = Vec::with_capacity(h);
+        for _ in 0..h {
             let mut table = Vec::with_capacity(per_table);
-            for i in 0..per_table {
-                let (&count, tail) = rest.split_first().ok_or_else(|| bad("truncated"))?;
-                let mut len = 1;
-                let mut t = tail;
+            for _ in 0..per_table {
+                let start = at;
+                let &count = bytes.get(at).ok_or_else(|| bad("truncated"))?;
+                at += 1;
                 for _ in 0..count {
-                    let v = t
-                        .get(8..10)
+                    let v = bytes
+                        .get(at + 8..at + 10)
                         .map(|l| u16::from_le_bytes([l[0], l[1]]) as usize)
                         .ok_or_else(|| bad("truncated slot"))?;
-                    let step = SLOT_OVERHEAD + v;
-                    t = t.get(step..).ok_or_else(|| bad("truncated value"))?;
-                    len += step;
-                }
-                let bucket = HashBucket::deserialize(&rest[..len])?;
-                for s in bucket.slots.iter().filter(|_| check_places) {
-                    let idx = hash_indices_for_hash(s.keyword_hash, per_table, h);
-                    if idx[b] != i || !seen.insert(s.keyword_hash) {
-                        return Err(bad("a row is outside its candidate buckets or repeated"));
+                    at += SLOT_OVERHEAD + v;
+                    if at > bytes.len() {
+                        return Err(bad("truncated value"));
                     }
                 }
-                table.push(bucket);
-                rest = &rest[len..];
+                table.push(start..at);
             }
-            tables.push(table);
+            spans.push(table);
         }
-        if !rest.is_empty() {
+        if at != bytes.len() {
             return Err(bad("trailing bytes"));
         }
-        Ok(CuckooTable {
-            buckets_per_table: per_table,
-            tables,
-        })
+        Ok(spans)
     }
 
     /// Largest serialized bucket over all tables.

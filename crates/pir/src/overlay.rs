@@ -302,6 +302,95 @@ impl Overlay {
         })
     }
 
+    /// [`Overlay::build`] without reading the base: `before[t]` lists the same plaintexts as
+    /// `changed[t]`, in the same order, with the values they have before the change (the
+    /// base with `previous` applied, e.g. re-encoded from the shard's cuckoo table before the
+    /// change). Δ = new − before + Δ_previous, so the base file is not touched (its pages
+    /// may not even be in memory).
+    pub fn build_from_before(
+        ctx: &Context,
+        shape: Shape,
+        previous: Option<&Overlay>,
+        changed: &[Vec<(usize, Option<EvalPlaintext>)>],
+        before: &[Vec<(usize, Option<EvalPlaintext>)>],
+    ) -> Result<Overlay, PirError> {
+        let q = moduli(ctx)?;
+        let (k, n) = (q.len(), ctx.n);
+        let kn = k * n;
+        if changed.len() != shape.tables || before.len() != shape.tables {
+            return Err(PirError::InvalidParameters(format!(
+                "{} change lists and {} previous values for {} tables",
+                changed.len(),
+                before.len(),
+                shape.tables
+            )));
+        }
+        if let Some(p) = previous
+            && (p.params != ctx.params
+                || p.k != k
+                || p.n != n
+                || p.tables.len() != shape.tables
+                || p.tables.iter().any(|t| t.len != shape.len))
+        {
+            return Err(PirError::InvalidParameters(
+                "the previous overlay does not fit the shard's tables".into(),
+            ));
+        }
+        let zero = vec![0u64; kn];
+        let mut tables = Vec::with_capacity(shape.tables);
+        for (t, (changes, olds)) in changed.iter().zip(before).enumerate() {
+            let mut entries = previous.map_or_else(BTreeMap::new, |p| p.tables[t].to_map());
+            if changes.len() != olds.len() {
+                return Err(PirError::InvalidParameters(format!(
+                    "table {t}: {} changes, {} previous values",
+                    changes.len(),
+                    olds.len()
+                )));
+            }
+            for ((i, new), (j, old)) in changes.iter().zip(olds) {
+                if i != j || *i >= shape.len {
+                    return Err(PirError::InvalidParameters(format!(
+                        "table {t}: plaintext {i} (previous value of {j}) is not one of its {}",
+                        shape.len
+                    )));
+                }
+                let new = new.as_ref().map(|p| residues(ctx, &q, p)).transpose()?;
+                let old = old.as_ref().map(|p| residues(ctx, &q, p)).transpose()?;
+                let (new, old) = (new.unwrap_or(&zero), old.unwrap_or(&zero));
+                let mut delta = entries.remove(i).unwrap_or_else(|| vec![0u32; kn]);
+                for (m, &qm) in q.iter().enumerate() {
+                    let qm = u64::from(qm);
+                    let rows = m * n..(m + 1) * n;
+                    for ((d, &v), &o) in delta[rows.clone()]
+                        .iter_mut()
+                        .zip(&new[rows.clone()])
+                        .zip(&old[rows])
+                    {
+                        // Each term is below qm, so the sum is below 3·qm.
+                        let x = u64::from(*d) + v + qm - o;
+                        *d = (if x >= 2 * qm {
+                            x - 2 * qm
+                        } else if x >= qm {
+                            x - qm
+                        } else {
+                            x
+                        }) as u32;
+                    }
+                }
+                if delta.iter().any(|&d| d != 0) {
+                    entries.insert(*i, delta);
+                }
+            }
+            tables.push(OverlayTable::from_map(shape.len, kn, entries));
+        }
+        Ok(Overlay {
+            params: ctx.params.clone(),
+            k,
+            n,
+            tables,
+        })
+    }
+
     /// Checks that the overlay was made for `ctx` and tables shaped like `base`.
     fn check_tables(&self, ctx: &Context, base: &[CompactDatabase]) -> Result<(), PirError> {
         if self.params != ctx.params
@@ -944,6 +1033,59 @@ mod tests {
             f.params.index.dimensions.clone(),
             f.params.index.chunk_count(bpp),
         )
+    }
+
+    /// Overlays made from the plaintexts' values before each change (as `sift update` makes
+    /// them, from the cuckoo table, without reading the base) equal those made by reading
+    /// the base, also on top of a previous overlay, with several chunks.
+    #[test]
+    fn an_overlay_from_the_values_before_equals_one_read_from_the_base() {
+        let mut rng = StdRng::seed_from_u64(31);
+        for (name, rows, value_len) in [
+            ("n_4096_logq_27_28_28_logt_5", 300, 8),
+            ("n_4096_logq_27_28_28_logt_5", 40, 3000),
+        ] {
+            let mut f = fixture(name, rows, value_len, DimensionChoice::Fastest, &mut rng);
+            let before_of = |plaintexts: &[Vec<Option<EvalPlaintext>>], c: &Changes| -> Changes {
+                c.iter()
+                    .enumerate()
+                    .map(|(t, l)| {
+                        l.iter()
+                            .map(|(i, _)| (*i, plaintexts[t][*i].clone()))
+                            .collect()
+                    })
+                    .collect()
+            };
+            let c1 = f.change_rows(6, 2, &mut rng);
+            let read = Overlay::build(&f.ctx, &f.base, None, &c1).unwrap();
+            let given = Overlay::build_from_before(
+                &f.ctx,
+                f.shape,
+                None,
+                &c1,
+                &before_of(&f.plaintexts, &c1),
+            )
+            .unwrap();
+            assert!(!read.is_empty());
+            assert_eq!(read, given, "{name}: first overlay");
+            let after1 = f.apply(&[&c1]);
+            let c2 = f.change_rows(6, 2, &mut rng);
+            let read2 = Overlay::build(&f.ctx, &f.base, Some(&read), &c2).unwrap();
+            let given2 = Overlay::build_from_before(
+                &f.ctx,
+                f.shape,
+                Some(&given),
+                &c2,
+                &before_of(&after1, &c2),
+            )
+            .unwrap();
+            assert_eq!(read2, given2, "{name}: overlay on an overlay");
+            // Mismatched lists are refused.
+            let short: Changes = vec![Vec::new(); c2.len()];
+            if c2.iter().any(|l| !l.is_empty()) {
+                assert!(Overlay::build_from_before(&f.ctx, f.shape, None, &c2, &short).is_err());
+            }
+        }
     }
 
     #[test]

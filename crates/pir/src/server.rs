@@ -225,13 +225,16 @@ pub struct ShardFiles<'a> {
 /// (the shard's cuckoo table after the change, same size as when `params` were made) and
 /// replaces them: in a copy of the `.bin`, and for the `.words` in an overlay beside the
 /// unchanged file while the overlay holds at most `max_overlay_fraction` of the shard's
-/// plaintexts, else in a rewritten `.words` file. The parameters stay as they are, so
-/// devices' configuration keeps working.
+/// plaintexts, else in a rewritten `.words` file. `before(t, e)` is entry e of table t as it
+/// was before the change (the serialized bucket): the overlay's differences come from
+/// re-encoding those, so the `.words` file is read only when it is rewritten. The parameters
+/// stay as they are, so devices' configuration keeps working.
 pub fn patch_shard(
     ctx: &Context,
     params: &ShardParameters,
     table: &CuckooTable,
     changed: &[(usize, usize)],
+    before: &(dyn Fn(usize, usize) -> Result<Vec<u8>, PirError> + Sync),
     old: ShardFiles,
     max_overlay_fraction: f64,
 ) -> Result<PatchedShard, PirError> {
@@ -253,6 +256,7 @@ pub fn patch_shard(
     let bpp = ctx.params.bytes_per_plaintext();
     let per_table = params.index.chunk_count(bpp) * params.index.per_chunk_plaintext_count();
     let mut changes = Vec::with_capacity(h);
+    let mut which_per_table = Vec::with_capacity(h);
     for (t, buckets) in table.tables.iter().enumerate() {
         let mut which: Vec<usize> = changed
             .iter()
@@ -263,24 +267,35 @@ pub fn patch_shard(
         which.dedup();
         let entry = |e: usize| buckets[e].serialize();
         changes.push(database::reencode(ctx, &params.index, &entry, &which)?);
+        which_per_table.push(which);
     }
     let plaintexts = changes.iter().map(Vec::len).sum();
     let words = match old.words {
         None => None,
         Some(map) => {
             let shape = words_shape(ctx, params);
-            let base = crate::storage::decode(map, ctx, shape)?;
             let previous = old
                 .overlay
                 .map(|b| crate::overlay::Overlay::decode(ctx, shape, b))
                 .transpose()?;
-            let overlay = crate::overlay::Overlay::build(ctx, &base, previous.as_ref(), &changes)?;
+            let olds = which_per_table
+                .iter()
+                .enumerate()
+                .map(|(t, which)| database::reencode(ctx, &params.index, &|e| before(t, e), which))
+                .collect::<Result<Vec<_>, _>>()?;
+            let overlay = crate::overlay::Overlay::build_from_before(
+                ctx,
+                shape,
+                previous.as_ref(),
+                &changes,
+                &olds,
+            )?;
             let most =
                 (max_overlay_fraction.clamp(0.0, 1.0) * (shape.tables * shape.len) as f64) as usize;
             Some(if overlay.len() <= most {
                 WordsChange::Overlay(overlay.encode())
             } else {
-                let bpp = ctx.params.bytes_per_plaintext();
+                let base = crate::storage::decode(map, ctx, shape)?;
                 let tables = crate::overlay::rewrite(
                     ctx,
                     &base,
