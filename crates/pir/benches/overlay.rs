@@ -1,7 +1,7 @@
 //! Shard overlay benchmark: what serving replaced plaintexts through an overlay costs
 //! (`sift_pir::overlay`). One URL-filter shard (100,000 rows of 2-byte values,
 //! `n_4096_logq_27_28_28_logt_5`) mapped from its `.words` file, answered with no overlay and
-//! with overlays replacing 3% and 30% of its plaintexts (random residues), queries
+//! with overlays replacing 3%, 10% and 30% of its plaintexts (random residues), queries
 //! alternating between them. Prints the first dimension's time per stored plaintext and the
 //! correction's time per replaced plaintext (the first-dimension difference divided by the
 //! overlay's size), from the best (least disturbed) query of each.
@@ -75,7 +75,7 @@ fn main() {
             .unwrap()
     };
     let mut cases: Vec<(String, ServerShard)> = vec![("no overlay".into(), load())];
-    for percent in [3usize, 30] {
+    for percent in [3usize, 10, 30] {
         let per_table = (shape.len * percent).div_ceil(100);
         let changes: Vec<Vec<(usize, Option<EvalPlaintext>)>> = (0..shape.tables)
             .map(|_| {

@@ -5,10 +5,16 @@
 //! [`CompactDatabase`]), so replacing a few plaintexts in place dirties every page. But the
 //! first dimension is linear: for column c, Σ_i q_i ⊙ pt′_ic = Σ_i q_i ⊙ pt_ic + q_r ⊙ Δ_rc with
 //! Δ_rc = pt′_rc − pt_rc (mod each q_m) for each replaced plaintext (row r of column c). The
-//! server computes on the mapped base words as before and then adds, per replaced plaintext,
-//! its selection ciphertext times Δ (in the response path). The responses are exactly those a rewritten
-//! database gives. When an overlay grows too large, [`rewrite`] folds it (and any new changes)
-//! into fresh tables.
+//! server computes on the mapped base words as before and adds, per replaced plaintext, its
+//! selection ciphertext times Δ to each tile of the column's output as the first dimension
+//! writes it (a column the base marks absent gets its output from the corrections alone). The
+//! responses are exactly those a rewritten database gives. When an overlay grows too large,
+//! [`rewrite`] folds it (and any new changes) into fresh tables.
+//!
+//! Cost (`cargo bench -p sift-pir --bench overlay`, one 100k-row URL-filter shard, 7 December
+//! 2026, a loaded 2-core AMD EPYC with AVX-512): the first dimension takes 1.8 µs per stored
+//! plaintext; an overlay adds about 6.6 µs per replaced plaintext and 7 µs per corrected
+//! column (10.8 µs per replaced plaintext at 3% replaced, 7.1 µs at 30%).
 //!
 //! Overlay file format (all integers little-endian):
 //!
@@ -44,7 +50,7 @@ const LAZY: usize = 15;
 /// The replaced plaintexts of a shard's tables, as differences from the base tables (the
 /// shard's `.words`): per table, sorted by plaintext index, each with Δ = new − base as k·n
 /// residues (each below its modulus, never all zero).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Overlay {
     /// The encryption parameters the residues are over.
     params: EncryptionParameters,
@@ -56,8 +62,27 @@ pub struct Overlay {
     pub(crate) tables: Vec<OverlayTable>,
 }
 
+impl std::fmt::Debug for Overlay {
+    /// The shape and the replaced indices, not the (large) differences.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overlay")
+            .field("params", &self.params.name)
+            .field("k", &self.k)
+            .field("n", &self.n)
+            .field(
+                "tables",
+                &self
+                    .tables
+                    .iter()
+                    .map(|t| (t.len, &t.indices))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
 /// One table's replaced plaintexts.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub(crate) struct OverlayTable {
     /// Plaintexts in the table.
     len: usize,
@@ -555,13 +580,58 @@ pub fn rewrite(
     Ok(out)
 }
 
-/// Adds the overlay's corrections to the first dimension of one pass: for every replaced
-/// plaintext r of the pass (`pass_len` plaintexts from `first`, d₀ rows a column) and every
-/// call in `calls`, q_r ⊙ Δ_r into the column's ciphertext `columns[call − calls.start][col]`
-/// (a zero ciphertext from `alloc` first where the base column was absent). `scratch` is
-/// reused between calls.
+impl OverlayTable {
+    /// Whether the overlay fits a table of `len` plaintexts with `kn` words each.
+    pub(crate) fn fits(&self, len: usize, kn: usize) -> bool {
+        self.len == len && self.kn == kn
+    }
+
+    /// Adds q_r ⊙ Δ_r, for the replaced plaintexts r of the column whose rows are the
+    /// plaintexts `column_first..column_first + d₀`, to tile `tile` of poly `poly` of that
+    /// column's first-dimension output for `call` (`dst`: the tile's reduced words, modulus
+    /// `q`). `scratch` is reused between calls.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn correct_tile(
+        &self,
+        sel: &Selection32,
+        (call, poly): (usize, usize),
+        (column_first, d0): (usize, usize),
+        tile: usize,
+        q: u32,
+        dst: &mut [u64],
+        scratch: &mut Vec<u64>,
+    ) {
+        let lo = self.indices.partition_point(|&i| i < column_first);
+        let hi = lo + self.indices[lo..].partition_point(|&i| i < column_first + d0);
+        if lo == hi {
+            return;
+        }
+        let block = dst.len();
+        scratch.clear();
+        scratch.extend_from_slice(dst);
+        for (e, r) in (lo..hi).enumerate() {
+            if e > 0 && e % LAZY == 0 {
+                for x in scratch.iter_mut() {
+                    *x %= u64::from(q);
+                }
+            }
+            let row = self.indices[r] - column_first;
+            let s = &sel.words[sel.at(tile, call, row, poly)..][..block];
+            let d = &self.delta(r)[tile * block..(tile + 1) * block];
+            mul_add(scratch, s, d);
+        }
+        bfv::reduce_u64_rows32(q, dst, scratch);
+    }
+}
+
+/// The overlay's corrections for the columns of one pass that the base marks absent (the
+/// first dimension corrects present ones as it writes them, see
+/// [`crate::first_dimension`]): for every replaced plaintext r of such a column (the pass
+/// holds `pass_len` plaintexts from `first`, d₀ rows a column) and every call in `calls`,
+/// q_r ⊙ Δ_r into a zero ciphertext from `alloc`, stored at
+/// `columns[call − calls.start][col]`. `scratch` is reused between calls.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn correct(
+pub(crate) fn fill_absent_columns(
     ctx: &Context,
     table: &OverlayTable,
     sel: &Selection32,
@@ -587,55 +657,59 @@ pub(crate) fn correct(
     {
         return Err(PirError::Malformed("overlay correction shape".into()));
     }
-    scratch.resize(block, 0);
     let mut j = lo;
     while j < hi {
         // The entries j..end share a column.
         let col = (table.indices[j] - first) / d0;
         let end = j + table.indices[j..hi].partition_point(|&i| (i - first) / d0 == col);
+        j = end;
         for (slot, call) in calls.clone().enumerate() {
             let ct = columns[slot]
                 .get_mut(col)
                 .ok_or_else(|| PirError::Malformed("overlay correction column".into()))?;
-            let ct = match ct {
-                Some(ct) => ct,
-                None => {
-                    let mut c = alloc();
-                    for p in c.polys_mut() {
-                        p.data_mut().fill(0);
-                    }
-                    ct.insert(c)
-                }
-            };
-            if ct.polys().len() != 2 || ct.polys().iter().any(|p| p.data().len() != kn) {
+            if ct.is_some() {
+                // Present in the base: corrected by the first dimension.
+                continue;
+            }
+            let mut c = alloc();
+            if c.polys().len() != 2 || c.polys().iter().any(|p| p.data().len() != kn) {
                 return Err(PirError::Malformed("first dimension output shape".into()));
             }
-            for (poly, p) in ct.polys_mut().iter_mut().enumerate() {
-                for (tile, dst) in p.data_mut().chunks_exact_mut(block).enumerate() {
+            for (poly, p) in c.polys_mut().iter_mut().enumerate() {
+                let data = p.data_mut();
+                data.fill(0);
+                for (tile, dst) in data.chunks_exact_mut(block).enumerate() {
                     let q = ctx.modulus(tile * block / n).value as u32;
-                    for (s, &d) in scratch.iter_mut().zip(dst.iter()) {
-                        *s = d;
-                    }
-                    for (e, r) in (j..end).enumerate() {
-                        if e > 0 && e % LAZY == 0 {
-                            for s in scratch.iter_mut() {
-                                *s %= u64::from(q);
-                            }
-                        }
-                        let row = (table.indices[r] - first) % d0;
-                        let s = &sel.words[sel.at(tile, call, row, poly)..][..block];
-                        let d = &table.delta(r)[tile * block..(tile + 1) * block];
-                        for ((acc, &s), &d) in scratch.iter_mut().zip(s).zip(d) {
-                            *acc += u64::from(s) * u64::from(d);
-                        }
-                    }
-                    bfv::reduce_u64_rows32(q, dst, scratch);
+                    let column_first = first + col * d0;
+                    table.correct_tile(
+                        sel,
+                        (call, poly),
+                        (column_first, d0),
+                        tile,
+                        q,
+                        dst,
+                        scratch,
+                    );
                 }
             }
+            *ct = Some(c);
         }
-        j = end;
     }
     Ok(())
+}
+
+/// `acc[x] += s[x]·d[x]` (32×32→64-bit products), vectorised for the widest instruction set
+/// the CPU allows.
+fn mul_add(acc: &mut [u64], s: &[u32], d: &[u32]) {
+    sift_he::simd_dispatch!(mul_add_lanes, (acc: &mut [u64], s: &[u32], d: &[u32]))
+}
+
+/// The body of [`mul_add`], compiled once per instruction set.
+#[inline(always)]
+fn mul_add_lanes(acc: &mut [u64], s: &[u32], d: &[u32]) {
+    for ((a, &s), &d) in acc.iter_mut().zip(s).zip(d) {
+        *a += u64::from(s) * u64::from(d);
+    }
 }
 
 #[cfg(test)]
