@@ -13,8 +13,8 @@
 //!
 //! Cost (`cargo bench -p sift-pir --bench overlay`, one 100k-row URL-filter shard, 7 December
 //! 2026, a loaded 2-core AMD EPYC with AVX-512): the first dimension takes 1.8 µs per stored
-//! plaintext; an overlay adds about 6.6 µs per replaced plaintext and 7 µs per corrected
-//! column (10.8 µs per replaced plaintext at 3% replaced, 7.1 µs at 30%).
+//! plaintext; an overlay adds 10.8 µs per replaced plaintext with 3% replaced (24), 7.5 µs
+//! with 10% and 7.1 µs with 30% (about 6.6 µs each beyond a fixed 0.1 ms).
 //!
 //! Overlay file format (all integers little-endian):
 //!
