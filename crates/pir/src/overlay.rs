@@ -307,8 +307,9 @@ impl Overlay {
                     let rows = m * n..(m + 1) * n;
                     let qm = u64::from(qm);
                     for (x, d) in rows.zip(&mut delta[m * n..(m + 1) * n]) {
+                        // (A damaged base word at or above q must not underflow.)
                         let v = new.map_or(0, |v| v[x]);
-                        *d = ((v + qm - old[x]) % qm) as u32;
+                        *d = ((v + qm - old[x] % qm) % qm) as u32;
                     }
                 }
                 if delta.iter().all(|&d| d == 0) {
