@@ -356,7 +356,14 @@ impl ProcessConfig {
             std::fs::read(&p).with_context(|| format!("reading {}", p.display()))
         };
         for (shard, out) in manifest.shards.iter().zip(&outputs) {
-            write(&out.database, &read(&shard.database)?, &mut written)?;
+            let bin = shard.database.as_ref().with_context(|| {
+                format!(
+                    "version {} has no Apple .bin for {}: build it with --apple-layout (sift \
+                     build sets it when the configuration names Apple outputs)",
+                    manifest.id, shard.parameters
+                )
+            })?;
+            write(&out.database, &read(bin)?, &mut written)?;
             let text = read(&shard.parameters)?;
             let params = if out.parameters.extension().is_some_and(|e| e == "binpb") {
                 let proto = sift_pir::server::parse_parameters(Path::new(&shard.parameters), &text)

@@ -23,7 +23,7 @@ mod test_device;
 
 pub use config::ProcessConfig;
 pub use layout::{Layout, prefilter_dir, resolve};
-pub use load::{Loaded, load, signature};
+pub use load::{FileIdentity, Loaded, load, load_trusting, signature};
 pub use manifest::Manifest;
 pub use process::{BuildReport, BuildRequest, build, rows_digest};
 pub use writer::VersionWriter;

@@ -9,6 +9,7 @@
 //! match refuses every query with an error naming the file, so a corrupt file is never
 //! answered from, and loading a 100M-row dataset does not read it all before serving.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -19,10 +20,42 @@ use sift_pir::server::{ContextCache, KeywordPirServer, ServerShard, ShardCheck, 
 use crate::layout::{self, Layout};
 use crate::manifest::{FileEntry, MANIFEST_FILE, Manifest};
 
+/// A shard file as a loader saw it: its device and inode (the same file, also through a
+/// hard link in a later version), size and the manifest's SHA-256. Versions are immutable,
+/// so a file a running server verified need not be hashed again when a later version shares
+/// it (see [`load_trusting`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    sha256: String,
+}
+
+/// The identity of `path`, listed in the manifest as `entry`.
+fn identity(path: &Path, entry: &FileEntry) -> anyhow::Result<FileIdentity> {
+    let m = std::fs::metadata(path).with_context(|| path.display().to_string())?;
+    #[cfg(unix)]
+    let (dev, ino) = {
+        use std::os::unix::fs::MetadataExt;
+        (m.dev(), m.ino())
+    };
+    #[cfg(not(unix))]
+    let (dev, ino) = (u64::MAX, u64::MAX);
+    Ok(FileIdentity {
+        dev,
+        ino,
+        size: m.len(),
+        sha256: entry.sha256.clone(),
+    })
+}
+
 /// A loaded dataset.
 pub struct Loaded {
     /// The PIR evaluator over its shards.
     pub server: KeywordPirServer,
+    /// Per shard, the identity of its mapped `.words` file (None for a shard read whole).
+    pub mapped_files: Vec<Option<FileIdentity>>,
     /// The version's manifest; `None` for a legacy flat folder.
     pub manifest: Option<Manifest>,
     /// The folder the shard files were read from.
@@ -44,6 +77,17 @@ pub fn signature(dataset_dir: &Path, stem: &str) -> anyhow::Result<String> {
 
 /// Loads the dataset in `dataset_dir`: the current version (verified), or a legacy flat folder.
 pub fn load(dataset_dir: &Path, stem: &str) -> anyhow::Result<Loaded> {
+    load_trusting(dataset_dir, stem, &HashSet::new())
+}
+
+/// [`load`], taking the mapped shard files in `trusted` (files a running server has verified,
+/// shared by hard links with the new version: same inode, size and SHA-256) as verified, so
+/// a reload after an update hashes only the files that are new.
+pub fn load_trusting(
+    dataset_dir: &Path,
+    stem: &str,
+    trusted: &HashSet<FileIdentity>,
+) -> anyhow::Result<Loaded> {
     match layout::resolve(dataset_dir)? {
         Layout::Versioned { id, dir } => {
             let manifest = load_manifest(&dir, &id)?;
@@ -53,10 +97,11 @@ pub fn load(dataset_dir: &Path, stem: &str) -> anyhow::Result<Loaded> {
                     manifest.stem
                 );
             }
-            let server = load_version_shards(&dir, &manifest)
+            let (server, mapped_files) = load_version_shards(&dir, &manifest, trusted)
                 .with_context(|| format!("version {id} in {}", dir.display()))?;
             Ok(Loaded {
                 server,
+                mapped_files,
                 manifest: Some(manifest),
                 dir,
                 signature: format!("version:{id}"),
@@ -66,6 +111,7 @@ pub fn load(dataset_dir: &Path, stem: &str) -> anyhow::Result<Loaded> {
             let signature = legacy_signature(&dir, stem)?;
             let server = KeywordPirServer::load(&dir, stem).map_err(|e| anyhow::anyhow!("{e}"))?;
             Ok(Loaded {
+                mapped_files: vec![None; server.shards().len()],
                 server,
                 manifest: None,
                 dir,
@@ -111,12 +157,35 @@ pub fn map_verified(
     manifest: &Manifest,
     rel: &str,
 ) -> anyhow::Result<std::sync::Arc<sift_pir::storage::Mmap>> {
+    let map = map_listed(dir, manifest, rel)?;
+    verify_mapped(dir, manifest, rel, &map)?;
+    Ok(map)
+}
+
+/// Maps a listed file and checks its size only (nothing is read); [`verify_mapped`] checks
+/// its SHA-256 when its bytes are about to be copied into a new file.
+pub fn map_listed(
+    dir: &Path,
+    manifest: &Manifest,
+    rel: &str,
+) -> anyhow::Result<std::sync::Arc<sift_pir::storage::Mmap>> {
     let e = listed(manifest, rel)?;
     let p = dir.join(rel);
     let map = sift_pir::storage::map_file(&p)
         .map_err(|err| anyhow::anyhow!("{err} (listed in the manifest)"))?;
-    check_listed(&p, e, &map)?;
+    anyhow::ensure!(
+        map.len() as u64 == e.size,
+        "{} has {} bytes, the manifest says {}: the file is truncated or was replaced",
+        p.display(),
+        map.len(),
+        e.size
+    );
     Ok(map)
+}
+
+/// Checks the bytes of listed file `rel`, mapped as `map`, against its manifest entry.
+pub fn verify_mapped(dir: &Path, manifest: &Manifest, rel: &str, map: &[u8]) -> anyhow::Result<()> {
+    check_listed(&dir.join(rel), listed(manifest, rel)?, map)
 }
 
 /// The manifest entry of `rel`.
@@ -172,18 +241,25 @@ pub fn verify(dir: &Path, manifest: &Manifest, full: bool) -> anyhow::Result<()>
     Ok(())
 }
 
-fn load_version_shards(dir: &Path, manifest: &Manifest) -> anyhow::Result<KeywordPirServer> {
+fn load_version_shards(
+    dir: &Path,
+    manifest: &Manifest,
+    trusted: &HashSet<FileIdentity>,
+) -> anyhow::Result<(KeywordPirServer, Vec<Option<FileIdentity>>)> {
     // Files the server does not parse (rows, prefilter, .bin beside .words) must still be
     // present and of their listed size.
     verify(dir, manifest, false)?;
     let mut shards = Vec::with_capacity(manifest.shards.len());
+    let mut files = Vec::with_capacity(manifest.shards.len());
     let mut contexts = ContextCache::default();
     for (i, s) in manifest.shards.iter().enumerate() {
-        let shard =
-            load_shard(dir, manifest, s, i, &mut contexts).with_context(|| format!("shard {i}"))?;
+        let (shard, file) = load_shard(dir, manifest, s, i, &mut contexts, trusted)
+            .with_context(|| format!("shard {i}"))?;
         shards.push(shard);
+        files.push(file);
     }
-    KeywordPirServer::from_shards(shards).map_err(|e| anyhow::anyhow!("{e}"))
+    let server = KeywordPirServer::from_shards(shards).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((server, files))
 }
 
 fn load_shard(
@@ -192,7 +268,8 @@ fn load_shard(
     s: &crate::manifest::ShardEntry,
     i: usize,
     contexts: &mut ContextCache,
-) -> anyhow::Result<ServerShard> {
+    trusted: &HashSet<FileIdentity>,
+) -> anyhow::Result<(ServerShard, Option<FileIdentity>)> {
     let params_bytes = read_verified(dir, manifest, &s.parameters)?;
     let proto = parse_parameters(&dir.join(&s.parameters), &params_bytes)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -215,7 +292,8 @@ fn load_shard(
             map.len(),
             entry.size
         );
-        let check = {
+        let file = identity(&path, &entry)?;
+        let check = (!trusted.contains(&file)).then(|| {
             let map = map.clone();
             ShardCheck(Box::new(move || {
                 if hex::encode(Sha256::digest(&map[..])) == entry.sha256 {
@@ -229,21 +307,26 @@ fn load_shard(
                     ))
                 }
             }))
-        };
-        if let Some(shard) = ServerShard::from_words(&ctx, proto.clone(), &map, Some(check))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(words).display()))?
-        {
-            return Ok(shard);
+        });
+        let mut shard = ServerShard::from_words(&ctx, proto, &map, check)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(words).display()))?;
+        if let Some(o) = &s.overlay {
+            let bytes = read_verified(dir, manifest, o)?;
+            let shape = sift_pir::server::words_shape(&ctx, &shard.params);
+            shard = sift_pir::overlay::Overlay::decode(&ctx, shape, &bytes)
+                .and_then(|overlay| shard.with_overlay(overlay))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(o).display()))?;
         }
-        tracing::info!(
-            "{} was written for another CPU's word packing; reading {} instead",
-            dir.join(words).display(),
-            s.database
-        );
+        return Ok((shard, Some(file)));
     }
-    let db = read_verified(dir, manifest, &s.database)?;
-    ServerShard::from_bin(&ctx, proto, &db)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(&s.database).display()))
+    let bin = s
+        .database
+        .as_ref()
+        .context("the shard has neither a .words nor a .bin file")?;
+    let db = read_verified(dir, manifest, bin)?;
+    let shard = ServerShard::from_bin(&ctx, proto, &db)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(bin).display()))?;
+    Ok((shard, None))
 }
 
 fn legacy_signature(dir: &Path, stem: &str) -> anyhow::Result<String> {

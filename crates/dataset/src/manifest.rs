@@ -58,8 +58,11 @@ pub struct ShardEntry {
     /// SHA-256 (hex) over the shard's sorted rows (see [`crate::rows_digest`]): equal digests
     /// and settings mean identical shard files.
     pub rows_sha256: String,
-    /// The processed database (`.bin`), relative to the version directory.
-    pub database: String,
+    /// Apple's processed database (`.bin`), relative to the version directory: written where
+    /// the server needs it (no `.words`: a modulus of 2^30 or more) or the operator asked
+    /// for Apple's layout (`sift build --apple-layout`); `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     /// The `PirParameters` file (`.params.txtpb`), relative to the version directory.
     pub parameters: String,
     /// The shard in the form the server computes on (`.words`, see `sift_pir::storage`),
@@ -67,6 +70,10 @@ pub struct ShardEntry {
     /// more, or versions of older sift).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub words: Option<String>,
+    /// Plaintexts an update replaced without rewriting the `.words` file (`.overlay`, see
+    /// `sift_pir::overlay`): the server adds them to what it computes on the `.words`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<String>,
     /// The shard's rows (`.rows`), kept so that `sift update` can rebuild it; `None` when not
     /// written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,8 +120,16 @@ impl Manifest {
             }
         }
         for (i, s) in self.shards.iter().enumerate() {
-            for p in [&s.database, &s.parameters]
+            if s.database.is_none() && s.words.is_none() {
+                bail!("shard {i} has neither a .bin nor a .words file");
+            }
+            if s.overlay.is_some() && s.words.is_none() {
+                bail!("shard {i} has an overlay but no .words file");
+            }
+            for p in [&s.parameters]
                 .into_iter()
+                .chain(s.database.as_ref())
+                .chain(s.overlay.as_ref())
                 .chain(s.rows_file.as_ref())
                 .chain(s.words.as_ref())
             {

@@ -156,6 +156,9 @@ pub struct BuildRequest {
     pub previous: Option<PathBuf>,
     /// Keep each shard's rows (`<stem>-<i>.rows`) so that `sift update` can apply changes.
     pub keep_rows: bool,
+    /// Also write Apple's `<stem>-<i>.bin` for every shard (a shard the server computes on
+    /// as `.words` needs none; Apple's tools and JSON outputs do).
+    pub apple_layout: bool,
 }
 
 /// Progress events of [`build`].
@@ -287,7 +290,7 @@ pub fn build(
 /// memory follows the shards in flight. The partition folder ([`PARTITION_DIR`]) is removed
 /// before the version is published.
 pub fn build_from(
-    mut writer: VersionWriter,
+    writer: VersionWriter,
     req: BuildRequest,
     source: ShardSource,
     row_count: u64,
@@ -319,9 +322,6 @@ pub fn build_from(
         )
     };
     let dir = writer.dir().to_path_buf();
-    // Files shared with the previous version: linked by the workers, recorded in the writer
-    // afterwards (the writer is not shared between threads).
-    let links: std::sync::Mutex<Vec<(crate::manifest::FileEntry, String)>> = Default::default();
     struct Done {
         index: usize,
         rows: usize,
@@ -329,6 +329,8 @@ pub fn build_from(
         key_config: EvaluationKeyConfig,
         trial: Option<Trial>,
         words: bool,
+        bin: bool,
+        overlay: bool,
         reused: bool,
     }
     let results: Vec<Done> = (0..shard_count)
@@ -343,15 +345,23 @@ pub fn build_from(
             let (bin, params, rows_name, words_name) = names(i);
             if let Some((pdir, pm)) = &previous {
                 let ps = &pm.shards[i];
-                if ps.rows_sha256 == digest && !(req.keep_rows && ps.rows_file.is_none()) {
+                if ps.rows_sha256 == digest
+                    && !(req.keep_rows && ps.rows_file.is_none())
+                    && !(req.apple_layout && ps.database.is_none())
+                {
                     let entry =
                         |p: &str| pm.file(p).cloned().context("manifest lacks a shard file");
-                    let mut pairs = vec![
-                        (entry(&ps.database)?, bin.clone()),
-                        (entry(&ps.parameters)?, params.clone()),
-                    ];
+                    let mut pairs = vec![(entry(&ps.parameters)?, params.clone())];
+                    // The .bin goes along where the server needs it or the build asks for it.
+                    let keep_bin = req.apple_layout || ps.words.is_none();
+                    if let Some(b) = ps.database.as_ref().filter(|_| keep_bin) {
+                        pairs.push((entry(b)?, bin.clone()));
+                    }
                     if let Some(w) = &ps.words {
                         pairs.push((entry(w)?, words_name.clone()));
+                    }
+                    if let Some(o) = &ps.overlay {
+                        pairs.push((entry(o)?, crate::update::overlay_name(stem, i)));
                     }
                     if req.keep_rows
                         && let Some(r) = &ps.rows_file
@@ -363,7 +373,7 @@ pub fn build_from(
                         }
                     }
                     for (e, rel) in &pairs {
-                        crate::writer::link_file(pdir, e, &dir.join(rel))?;
+                        writer.link_from(pdir, e, rel)?;
                     }
                     let text = std::fs::read_to_string(dir.join(&params))?;
                     let proto: sift_proto::pir::PirParameters = sift_proto::from_text(&text)
@@ -371,10 +381,6 @@ pub fn build_from(
                     let key_config = wire::pir_parameters_from_proto(&proto)?
                         .index
                         .evaluation_key_config;
-                    links
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend(pairs);
                     on_event(Event::Reused { index: i });
                     return Ok(Done {
                         index: i,
@@ -383,6 +389,8 @@ pub fn build_from(
                         key_config,
                         trial: None,
                         words: ps.words.is_some(),
+                        bin: ps.database.is_some() && keep_bin,
+                        overlay: ps.overlay.is_some(),
                         reused: true,
                     });
                 }
@@ -397,20 +405,20 @@ pub fn build_from(
             let trial = run_trials(&shard, &rows, req.trials).with_context(|| {
                 format!("shard {i}: trial query failed, so nothing was published")
             })?;
-            crate::fsutil::write_atomic(&dir.join(&bin), &shard.database.serialize(&ctx))?;
             let words = server::words_file(&ctx, &shard).with_context(|| format!("shard {i}"))?;
             if let Some(w) = &words {
-                crate::fsutil::write_atomic(&dir.join(&words_name), w)?;
+                writer.write_file(&words_name, w)?;
+            }
+            let with_bin = req.apple_layout || words.is_none();
+            if with_bin {
+                writer.write_file(&bin, &shard.database.serialize(&ctx))?;
             }
             let mut proto = wire::pir_parameters_to_proto(&shard.params);
             wire::set_symmetric_pir_client_config(&mut proto, req.symmetric.as_ref());
-            crate::fsutil::write_atomic(
-                &dir.join(&params),
-                sift_proto::to_text(&proto)?.as_bytes(),
-            )?;
+            writer.write_file(&params, sift_proto::to_text(&proto)?.as_bytes())?;
             if req.keep_rows {
-                crate::fsutil::write_atomic(&dir.join(&rows_name), &encode_rows(&rows))?;
-                crate::update::write_table(&dir, stem, i, &table, &cfg)?;
+                writer.write_file(&rows_name, &encode_rows(&rows))?;
+                crate::update::write_table(&writer, stem, i, &table, &cfg)?;
             }
             on_event(Event::Processed {
                 index: i,
@@ -424,15 +432,14 @@ pub fn build_from(
                 key_config: shard.params.index.evaluation_key_config,
                 trial,
                 words: words.is_some(),
+                bin: with_bin,
+                overlay: false,
                 reused: false,
             })
         })
         .collect::<anyhow::Result<_>>()?;
     drop(source);
     let _ = std::fs::remove_dir_all(dir.join(PARTITION_DIR));
-    for (e, rel) in links.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        writer.record_linked(&e, &rel);
-    }
     let shard_rows: Vec<usize> = results.iter().map(|d| d.rows).collect();
     let largest = results
         .iter()
@@ -456,9 +463,12 @@ pub fn build_from(
             ShardEntry {
                 rows: d.rows as u64,
                 rows_sha256: d.digest.clone(),
-                database: bin,
+                database: d.bin.then_some(bin),
                 parameters: params,
                 words: d.words.then_some(words),
+                overlay: d
+                    .overlay
+                    .then(|| crate::update::overlay_name(stem, d.index)),
                 rows_file: req.keep_rows.then_some(rows_name),
             }
         })

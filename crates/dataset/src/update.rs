@@ -21,12 +21,11 @@ use sift_pir::bucket::Slot;
 use sift_pir::cuckoo::{CuckooTable, InsertLimits};
 use sift_pir::keyword::keyword_hash;
 use sift_pir::params::EvaluationKeyConfig;
-use sift_pir::server::{self, KeywordPirConfig, Rows, Sharding};
+use sift_pir::server::{self, KeywordPirConfig, Rows, Sharding, WordsChange};
 use sift_pir::wire::{self, ShardParameters};
 
-use crate::fsutil::write_atomic;
 use crate::manifest::{Manifest, ShardEntry};
-use crate::process::{Trial, current_version, decode_rows, encode_rows, rows_digest, run_trials};
+use crate::process::{Trial, current_version, decode_rows, encode_rows, run_trials};
 use crate::writer::{ManifestInfo, Published, VersionWriter};
 
 /// Magic of a `.cuckoo` file: `"SIFTCKO1" ‖ u64 LE slot count ‖ u64 LE max serialized bucket
@@ -38,11 +37,11 @@ pub fn table_file_name(stem: &str, i: usize) -> String {
     format!("{stem}-{i}.cuckoo")
 }
 
-/// Writes shard `i`'s cuckoo table (built with `config`) into the version folder `dir`, so
+/// Writes shard `i`'s cuckoo table (built with `config`) into the version `writer` stages, so
 /// that `sift update` can change the shard in place. The build calls this for every
 /// processed shard when it keeps rows.
 pub fn write_table(
-    dir: &Path,
+    writer: &VersionWriter,
     stem: &str,
     i: usize,
     table: &CuckooTable,
@@ -57,13 +56,14 @@ pub fn write_table(
         out.extend_from_slice(&(v as u64).to_le_bytes());
     }
     out.extend_from_slice(&table.serialize()?);
-    write_atomic(&dir.join(table_file_name(stem, i)), &out)
+    writer.write_file(&table_file_name(stem, i), &out)?;
+    Ok(())
 }
 
 /// Shares shard `i`'s cuckoo table file of the version in `from_dir` (when it has one) with
 /// the version being written: the build calls this for every shard it reuses.
 pub fn link_table(
-    writer: &mut VersionWriter,
+    writer: &VersionWriter,
     from_dir: &Path,
     from: &Manifest,
     stem: &str,
@@ -76,8 +76,9 @@ pub fn link_table(
     Ok(())
 }
 
-/// A `.cuckoo` file's limits and table.
-fn read_table(bytes: &[u8]) -> anyhow::Result<(InsertLimits, CuckooTable)> {
+/// A `.cuckoo` file's limits and table; `verified`: its bytes were checked against the
+/// manifest, so the per-row placement checks are skipped.
+fn read_table(bytes: &[u8], verified: bool) -> anyhow::Result<(InsertLimits, CuckooTable)> {
     anyhow::ensure!(
         bytes.len() >= 32 && &bytes[..8] == MAGIC,
         "not a sift cuckoo table file"
@@ -93,8 +94,20 @@ fn read_table(bytes: &[u8]) -> anyhow::Result<(InsertLimits, CuckooTable)> {
         max_bucket_bytes: field(1),
         max_evictions: field(2),
     };
-    Ok((limits, CuckooTable::deserialize(&bytes[32..])?))
+    let table = if verified {
+        CuckooTable::deserialize_verified(&bytes[32..])?
+    } else {
+        CuckooTable::deserialize(&bytes[32..])?
+    };
+    Ok((limits, table))
 }
+
+/// The default largest share of a shard's plaintexts an update keeps as an overlay beside
+/// the shard's unchanged `.words` (see `sift_pir::overlay`) before it rewrites the file. The
+/// server adds each overlay plaintext to the first dimension's sums (measured by `cargo bench
+/// -p sift-pir --bench overlay`, see docs/datasets.md), so an overlay of this size costs a
+/// small fraction of the query time, while the update writes only the replaced plaintexts.
+pub const DEFAULT_MAX_OVERLAY_FRACTION: f64 = 0.35;
 
 /// What to change in the current version.
 pub struct UpdateRequest {
@@ -116,6 +129,9 @@ pub struct UpdateRequest {
     pub versions_kept: usize,
     /// Build options to record in the manifest.
     pub build_options: serde_json::Value,
+    /// The largest share of a shard's plaintexts kept as an overlay beside its `.words`
+    /// ([`DEFAULT_MAX_OVERLAY_FRACTION`]); beyond it the file is rewritten (0: always).
+    pub max_overlay_fraction: f64,
 }
 
 /// What happened to one shard.
@@ -127,6 +143,9 @@ pub enum ShardOutcome {
     Patched {
         /// Plaintexts re-encoded.
         plaintexts: usize,
+        /// Whether the shard's `.words` file is shared with the previous version and the
+        /// replaced plaintexts are kept in an overlay beside it (else it was rewritten).
+        overlay: bool,
     },
     /// Processed afresh from its rows (its parameters may differ), and why.
     Rebuilt {
@@ -152,7 +171,11 @@ pub struct UpdateReport {
 
 /// One shard's new rows and what the change did to them.
 struct ShardChange {
-    rows: Rows,
+    /// The new rows, encoded as a `.rows` file (sorted by keyword, so that its SHA-256 is the
+    /// shard's [`rows_digest`]).
+    rows: Vec<u8>,
+    /// How many rows that is.
+    row_count: usize,
     /// Keywords removed or replaced (present before).
     gone: Vec<Vec<u8>>,
     /// Rows inserted (new keywords or new values).
@@ -161,20 +184,79 @@ struct ShardChange {
     removed: usize,
 }
 
-/// Applies `remove` and `add` to one shard's rows.
-fn change_rows(old: Rows, remove: &HashSet<&[u8]>, add: &HashMap<&[u8], &[u8]>) -> ShardChange {
+impl ShardChange {
+    /// The new rows, decoded (for a shard processed afresh).
+    fn decoded_rows(&self) -> anyhow::Result<Rows> {
+        decode_rows(&self.rows)
+    }
+}
+
+/// One length-prefixed field of a `.rows` record, advancing `b` past it.
+fn row_field<'a>(b: &mut &'a [u8]) -> anyhow::Result<&'a [u8]> {
+    anyhow::ensure!(b.len() >= 4, "truncated rows file");
+    let n = u32::from_le_bytes(b[..4].try_into().expect("4 bytes")) as usize;
+    anyhow::ensure!(b.len() >= 4 + n, "truncated rows file");
+    let (v, rest) = b[4..].split_at(n);
+    *b = rest;
+    Ok(v)
+}
+
+/// The records of an encoded `.rows` file, borrowed.
+fn row_records(mut bytes: &[u8]) -> impl Iterator<Item = anyhow::Result<(&[u8], &[u8])>> {
+    let field = row_field;
+    std::iter::from_fn(move || {
+        if bytes.is_empty() {
+            return None;
+        }
+        let mut b = bytes;
+        let r = field(&mut b).and_then(|k| Ok((k, field(&mut b)?)));
+        bytes = if r.is_ok() { b } else { &[] };
+        Some(r)
+    })
+}
+
+/// Appends one row to an encoded `.rows` buffer.
+fn push_row(out: &mut Vec<u8>, k: &[u8], v: &[u8]) {
+    out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+    out.extend_from_slice(k);
+    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    out.extend_from_slice(v);
+}
+
+/// Applies `remove` and `add` to one shard's rows (`old`, an encoded `.rows` file) without
+/// decoding them into owned rows: the kept rows and the new ones are merged in keyword order
+/// straight into the new file's bytes. Rows files of older versions that are not in keyword
+/// order are sorted first.
+fn change_rows(
+    old: &[u8],
+    remove: &HashSet<&[u8]>,
+    add: &HashMap<&[u8], &[u8]>,
+) -> anyhow::Result<ShardChange> {
+    let mut sorted = true;
+    let mut prev: Option<&[u8]> = None;
+    for r in row_records(old) {
+        let (k, _) = r?;
+        sorted &= prev.is_none_or(|p| p < k);
+        prev = Some(k);
+    }
+    if !sorted {
+        let mut rows = decode_rows(old)?;
+        rows.sort_unstable();
+        return change_rows(&encode_rows(&rows), remove, add);
+    }
+    // A row whose keyword is added with another value, or removed and not added, goes.
+    let goes = |k: &[u8], v: &[u8]| match add.get(k) {
+        Some(nv) => *nv != v,
+        None => remove.contains(k),
+    };
     let mut gone = Vec::new();
     let mut unchanged_adds: HashSet<&[u8]> = HashSet::new();
-    let mut rows: Rows = Vec::with_capacity(old.len() + add.len());
-    for (k, v) in old {
-        match add.get(k.as_slice()) {
-            Some(nv) if *nv == v.as_slice() => {
-                unchanged_adds.insert(*add.get_key_value(k.as_slice()).expect("present").0);
-                rows.push((k, v));
-            }
-            Some(_) => gone.push(k),
-            None if remove.contains(k.as_slice()) => gone.push(k),
-            None => rows.push((k, v)),
+    for r in row_records(old) {
+        let (k, v) = r?;
+        if goes(k, v) {
+            gone.push(k.to_vec());
+        } else if add.contains_key(k) {
+            unchanged_adds.insert(k);
         }
     }
     let mut new: Rows = add
@@ -187,21 +269,45 @@ fn change_rows(old: Rows, remove: &HashSet<&[u8]>, add: &HashMap<&[u8], &[u8]>) 
         .iter()
         .filter(|k| !add.contains_key(k.as_slice()))
         .count();
-    rows.extend(new.iter().cloned());
-    rows.sort_unstable();
-    ShardChange {
+    let mut rows = Vec::with_capacity(
+        old.len() + new.iter().map(|r| 8 + r.0.len() + r.1.len()).sum::<usize>(),
+    );
+    let mut row_count = 0;
+    let mut pending = new.iter().peekable();
+    for r in row_records(old) {
+        let (k, v) = r?;
+        if goes(k, v) {
+            continue;
+        }
+        while let Some((nk, nv)) = pending.next_if(|(nk, _)| nk.as_slice() < k) {
+            push_row(&mut rows, nk, nv);
+            row_count += 1;
+        }
+        push_row(&mut rows, k, v);
+        row_count += 1;
+    }
+    for (nk, nv) in pending {
+        push_row(&mut rows, nk, nv);
+        row_count += 1;
+    }
+    Ok(ShardChange {
         rows,
+        row_count,
         gone,
         new,
         removed,
-    }
+    })
 }
 
 /// A touched shard's files, written into the new version's folder.
 struct Written {
     outcome: ShardOutcome,
+    /// SHA-256 of the new rows file: the shard's rows digest.
+    rows_sha256: String,
     key_config: EvaluationKeyConfig,
     has_words: bool,
+    has_bin: bool,
+    has_overlay: bool,
     trial: Option<Trial>,
 }
 
@@ -218,7 +324,7 @@ struct ShardJob<'a> {
     ctx: &'a Context,
     pdir: &'a Path,
     pm: &'a Manifest,
-    dir: &'a Path,
+    writer: &'a VersionWriter,
     change: &'a ShardChange,
     req: &'a UpdateRequest,
     shard_count: usize,
@@ -238,7 +344,7 @@ impl ShardJob<'_> {
             return Ok(Err("the version has no cuckoo table for it".into()));
         }
         let read = crate::load::read_verified(pdir, pm, &table_name)
-            .and_then(|b| read_table(&b).with_context(|| table_name.clone()));
+            .and_then(|b| read_table(&b, true).with_context(|| table_name.clone()));
         let (limits, mut table) = match read {
             Ok(t) => t,
             Err(e) => return Ok(Err(format!("its cuckoo table is unusable ({e:#})"))),
@@ -284,28 +390,54 @@ impl ShardJob<'_> {
                 return Ok(Err("its cuckoo table has no room for the new rows".into()));
             }
         }
-        let old_bin = crate::load::read_verified(pdir, pm, &s.database)?;
-        let old_words = match &s.words {
-            Some(w) => Some(crate::load::map_verified(pdir, pm, w)?),
+        let old_bin = match &s.database {
+            Some(b) => Some(crate::load::read_verified(pdir, pm, b)?),
             None => None,
         };
-        let patched =
-            server::patch_shard(ctx, &params, &table, &changed, &old_bin, old_words.as_ref())
-                .with_context(|| format!("shard {i}"))?;
-        drop(old_bin);
-        let dir = self.dir;
-        write_atomic(&dir.join(&s.database), &patched.bin)?;
-        let has_words = match (&patched.words, &s.words) {
-            (Some(w), Some(name)) => {
-                write_atomic(&dir.join(name), w)?;
-                true
-            }
-            _ => false,
+        // Mapped, not read: an overlay needs only the replaced plaintexts' words. Its
+        // checksum is checked before its bytes go into a rewritten file.
+        let old_words = match &s.words {
+            Some(w) => Some(crate::load::map_listed(pdir, pm, w)?),
+            None => None,
         };
-        write_atomic(
-            &dir.join(rows_name(stem, i)),
-            &encode_rows(&self.change.rows),
-        )?;
+        let old_overlay = match &s.overlay {
+            Some(o) => Some(crate::load::read_verified(pdir, pm, o)?),
+            None => None,
+        };
+        let old = server::ShardFiles {
+            bin: old_bin.as_deref(),
+            words: old_words.as_ref(),
+            overlay: old_overlay.as_deref(),
+        };
+        let patched = server::patch_shard(
+            ctx,
+            &params,
+            &table,
+            &changed,
+            old,
+            self.req.max_overlay_fraction,
+        )
+        .with_context(|| format!("shard {i}"))?;
+        drop(old_bin);
+        let writer = self.writer;
+        if let (Some(b), Some(name)) = (&patched.bin, &s.database) {
+            writer.write_file(name, b)?;
+        }
+        let mut has_overlay = false;
+        match (&patched.words, &s.words, &old_words) {
+            (Some(WordsChange::Overlay(o)), Some(name), _) => {
+                let e = pm.file(name).context("manifest lacks a shard file")?;
+                writer.link_from(pdir, e, name)?;
+                writer.write_file(&overlay_name(stem, i), o)?;
+                has_overlay = true;
+            }
+            (Some(WordsChange::Rewritten(w)), Some(name), Some(map)) => {
+                crate::load::verify_mapped(pdir, pm, name, map)?;
+                writer.write_file(name, w)?;
+            }
+            _ => {}
+        }
+        let rows_sha256 = writer.write_file(&rows_name(stem, i), &self.change.rows)?;
         let cfg = KeywordPirConfig {
             cuckoo: sift_pir::cuckoo::CuckooConfig {
                 slot_count: limits.slot_count,
@@ -314,33 +446,41 @@ impl ShardJob<'_> {
             },
             ..self.req.config.clone()
         };
-        write_table(dir, stem, i, &table, &cfg)?;
+        write_table(writer, stem, i, &table, &cfg)?;
         Ok(Ok(Written {
             outcome: ShardOutcome::Patched {
                 plaintexts: patched.plaintexts,
+                overlay: has_overlay,
             },
+            rows_sha256,
             key_config: params.index.evaluation_key_config,
-            has_words,
+            has_words: patched.words.is_some() && s.words.is_some(),
+            has_bin: patched.bin.is_some() && s.database.is_some(),
+            has_overlay,
             trial: None,
         }))
     }
 
     /// Processes the shard afresh from its new rows (as a build does).
     fn rebuild(&self, reason: String) -> anyhow::Result<Written> {
-        let (i, ctx, dir, stem) = (self.i, self.ctx, self.dir, &self.pm.stem);
+        let (i, ctx, writer, stem) = (self.i, self.ctx, self.writer, &self.pm.stem);
         let mut cfg = self.req.config.clone();
         cfg.sharding = Sharding::ShardCount(self.shard_count);
-        let rows = &self.change.rows;
+        let rows = &self.change.decoded_rows()?;
         let (shard, table) =
             server::process_shard_with_table(ctx, rows, &cfg, self.req.seed.wrapping_add(i as u64))
                 .with_context(|| format!("shard {i}"))?;
         let trial = run_trials(&shard, rows, self.req.trials)
             .with_context(|| format!("shard {i}: trial query failed, so nothing was published"))?;
         let s = self.entry();
-        write_atomic(&dir.join(&s.database), &shard.database.serialize(ctx))?;
         let words = server::words_file(ctx, &shard).with_context(|| format!("shard {i}"))?;
         if let Some(w) = &words {
-            write_atomic(&dir.join(words_name(stem, i)), w)?;
+            writer.write_file(&words_name(stem, i), w)?;
+        }
+        // Apple's .bin where the previous version had one or the server needs it.
+        let has_bin = s.database.is_some() || words.is_none();
+        if has_bin {
+            writer.write_file(&bin_name(stem, i), &shard.database.serialize(ctx))?;
         }
         let mut proto = wire::pir_parameters_to_proto(&shard.params);
         // The symmetric-PIR client configuration (the OPRF public key) is the previous one's.
@@ -350,16 +490,16 @@ impl ShardJob<'_> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", s.parameters))?;
         let symmetric = wire::symmetric_pir_client_config(&old)?;
         wire::set_symmetric_pir_client_config(&mut proto, symmetric.as_ref());
-        write_atomic(
-            &dir.join(&s.parameters),
-            sift_proto::to_text(&proto)?.as_bytes(),
-        )?;
-        write_atomic(&dir.join(rows_name(stem, i)), &encode_rows(rows))?;
-        write_table(dir, stem, i, &table, &cfg)?;
+        writer.write_file(&s.parameters, sift_proto::to_text(&proto)?.as_bytes())?;
+        let rows_sha256 = writer.write_file(&rows_name(stem, i), &self.change.rows)?;
+        write_table(writer, stem, i, &table, &cfg)?;
         Ok(Written {
             outcome: ShardOutcome::Rebuilt { reason },
+            rows_sha256,
             key_config: shard.params.index.evaluation_key_config,
             has_words: words.is_some(),
+            has_bin,
+            has_overlay: false,
             trial,
         })
     }
@@ -371,6 +511,15 @@ fn rows_name(stem: &str, i: usize) -> String {
 
 fn words_name(stem: &str, i: usize) -> String {
     format!("{stem}-{i}.words")
+}
+
+fn bin_name(stem: &str, i: usize) -> String {
+    format!("{stem}-{i}.bin")
+}
+
+/// The name of shard `i`'s overlay file (plaintexts replaced beside its `.words`).
+pub fn overlay_name(stem: &str, i: usize) -> String {
+    format!("{stem}-{i}.overlay")
 }
 
 /// Publishes the current version of `req.dataset_dir` minus `req.remove` plus `req.add` as a
@@ -420,8 +569,8 @@ pub fn update(
                     pm.id
                 )
             })?;
-            let old = decode_rows(&crate::load::read_verified(&pdir, &pm, name)?)?;
-            Ok((i, change_rows(old, &removes[i], &adds[i])))
+            let old = crate::load::read_verified(&pdir, &pm, name)?;
+            Ok((i, change_rows(&old, &removes[i], &adds[i])?))
         })
         .collect::<anyhow::Result<_>>()?;
     let changes: Vec<(usize, ShardChange)> = changes
@@ -435,26 +584,28 @@ pub fn update(
         "nothing changes: every key to add is present with that value and none to remove is"
     );
 
-    let mut writer = VersionWriter::begin(&req.dataset_dir)?;
+    let writer = VersionWriter::begin(&req.dataset_dir)?;
     let changed_at: HashMap<usize, &ShardChange> = changes.iter().map(|(i, c)| (*i, c)).collect();
     let mut outcomes = vec![ShardOutcome::Reused; shard_count];
     let mut key_configs: Vec<Option<EvaluationKeyConfig>> = vec![None; shard_count];
     let mut has_words: Vec<bool> = pm.shards.iter().map(|s| s.words.is_some()).collect();
+    let mut has_bin: Vec<bool> = pm.shards.iter().map(|s| s.database.is_some()).collect();
+    let mut has_overlay: Vec<bool> = pm.shards.iter().map(|s| s.overlay.is_some()).collect();
+    let mut rows_digests: Vec<Option<String>> = vec![None; shard_count];
     for (i, s) in pm.shards.iter().enumerate() {
         if changed_at.contains_key(&i) {
             continue;
         }
-        for name in [Some(&s.database), Some(&s.parameters), s.words.as_ref()]
+        for name in [s.database.as_ref(), Some(&s.parameters), s.words.as_ref()]
             .into_iter()
-            .chain([s.rows_file.as_ref()])
+            .chain([s.rows_file.as_ref(), s.overlay.as_ref()])
             .flatten()
         {
             let e = pm.file(name).context("manifest lacks a shard file")?;
             writer.link_from(&pdir, e, name)?;
         }
-        link_table(&mut writer, &pdir, &pm, &stem, i)?;
+        link_table(&writer, &pdir, &pm, &stem, i)?;
     }
-    let dir = writer.dir().to_path_buf();
     let written: Vec<(usize, Written)> = changes
         .par_iter()
         .map(|(i, change)| -> anyhow::Result<_> {
@@ -463,7 +614,7 @@ pub fn update(
                 ctx: &ctx,
                 pdir: &pdir,
                 pm: &pm,
-                dir: &dir,
+                writer: &writer,
                 change,
                 req: &req,
                 shard_count,
@@ -487,6 +638,9 @@ pub fn update(
         outcomes[i] = w.outcome;
         key_configs[i] = Some(w.key_config);
         has_words[i] = w.has_words;
+        has_bin[i] = w.has_bin;
+        has_overlay[i] = w.has_overlay;
+        rows_digests[i] = Some(w.rows_sha256);
         trials.extend(w.trial);
     }
     for (i, s) in pm.shards.iter().enumerate() {
@@ -513,11 +667,12 @@ pub fn update(
         .map(|(i, s)| match changed_at.get(&i) {
             None => s.clone(),
             Some(c) => ShardEntry {
-                rows: c.rows.len() as u64,
-                rows_sha256: rows_digest(&c.rows),
-                database: s.database.clone(),
+                rows: c.row_count as u64,
+                rows_sha256: rows_digests[i].clone().unwrap_or_default(),
+                database: has_bin[i].then(|| bin_name(&stem, i)),
                 parameters: s.parameters.clone(),
                 words: has_words[i].then(|| words_name(&stem, i)),
+                overlay: has_overlay[i].then(|| overlay_name(&stem, i)),
                 rows_file: Some(rows_name(&stem, i)),
             },
         })
@@ -549,6 +704,7 @@ pub fn update(
 mod tests {
     use super::*;
     use crate::process::{BuildRequest, build};
+    use crate::rows_digest;
     use rand::Rng;
     use sift_pir::database::ProcessedDatabase;
     use std::collections::BTreeMap;
@@ -563,7 +719,12 @@ mod tests {
         c
     }
 
-    fn build_rows(dir: &Path, rows: &BTreeMap<Vec<u8>, Vec<u8>>) -> crate::BuildReport {
+    /// Builds `rows` into `dir`, with Apple's `.bin` beside each `.words` (`apple_layout`).
+    fn build_rows(
+        dir: &Path,
+        rows: &BTreeMap<Vec<u8>, Vec<u8>>,
+        apple_layout: bool,
+    ) -> crate::BuildReport {
         let req = BuildRequest {
             dataset_dir: dir.to_path_buf(),
             rows: rows.clone().into_iter().collect(),
@@ -578,11 +739,17 @@ mod tests {
             parsing: None,
             previous: None,
             keep_rows: true,
+            apple_layout,
         };
         build(req, |_| Ok(None), &|_| {}).unwrap()
     }
 
     fn apply(dir: &Path, remove: Vec<Vec<u8>>, add: Rows) -> UpdateReport {
+        apply_with(dir, remove, add, DEFAULT_MAX_OVERLAY_FRACTION)
+    }
+
+    /// [`apply`] keeping overlays up to `max_overlay` of a shard's plaintexts.
+    fn apply_with(dir: &Path, remove: Vec<Vec<u8>>, add: Rows, max_overlay: f64) -> UpdateReport {
         let req = UpdateRequest {
             dataset_dir: dir.to_path_buf(),
             remove,
@@ -592,6 +759,7 @@ mod tests {
             trials: 0,
             versions_kept: 2,
             build_options: serde_json::json!({}),
+            max_overlay_fraction: max_overlay,
         };
         update(req, |_, _, _| Ok(None)).unwrap()
     }
@@ -611,7 +779,7 @@ mod tests {
                 &s.parameters,
             )
             .unwrap();
-            let (_, table) = read_table(&read(&table_file_name("url", i))).unwrap();
+            let (_, table) = read_table(&read(&table_file_name("url", i)), false).unwrap();
             let shard_rows = decode_rows(&read(s.rows_file.as_ref().unwrap())).unwrap();
             assert_eq!(table.len(), shard_rows.len());
             assert_eq!(rows_digest(&shard_rows), s.rows_sha256);
@@ -652,10 +820,12 @@ mod tests {
                 );
             }
             let fresh = ProcessedDatabase { plaintexts };
-            assert!(
-                fresh.serialize(&ctx) == read(&s.database),
-                "shard {i}: .bin differs from processing its table"
-            );
+            if let Some(bin) = &s.database {
+                assert!(
+                    fresh.serialize(&ctx) == read(bin),
+                    "shard {i}: .bin differs from processing its table"
+                );
+            }
             let words = server::words_file(
                 &ctx,
                 &server::ProcessedShard {
@@ -666,7 +836,32 @@ mod tests {
             .unwrap();
             assert_eq!(words.is_some(), s.words.is_some());
             if let (Some(w), Some(n)) = (words, &s.words) {
-                assert!(w == read(n), "shard {i}: .words differs");
+                // With an overlay: the .words and its overlay folded together.
+                let stored = match &s.overlay {
+                    None => read(n),
+                    Some(o) => {
+                        let shape = server::words_shape(&ctx, &params);
+                        let map = crate::load::map_verified(&vdir, &m, n).unwrap();
+                        let base = sift_pir::storage::decode(&map, &ctx, shape).unwrap();
+                        let overlay =
+                            sift_pir::overlay::Overlay::decode(&ctx, shape, &read(o)).unwrap();
+                        assert!(
+                            !overlay.is_empty(),
+                            "shard {i}: an empty overlay is written"
+                        );
+                        let none = vec![Vec::new(); base.len()];
+                        let tables = sift_pir::overlay::rewrite(
+                            &ctx,
+                            &base,
+                            Some(&overlay),
+                            &none,
+                            (shape.d0, shape.per_chunk),
+                        )
+                        .unwrap();
+                        sift_pir::storage::encode(&tables)
+                    }
+                };
+                assert!(w == stored, "shard {i}: .words differs");
             }
         }
         assert_eq!(seen, rows.len());
@@ -687,16 +882,33 @@ mod tests {
     /// answers equal those of a fresh build of the final rows.
     #[test]
     fn random_updates_answer_exactly_the_current_rows() {
+        random_updates(false);
+    }
+
+    /// [`random_updates_answer_exactly_the_current_rows`] on a dataset that keeps Apple's
+    /// `.bin` beside each `.words`: both are changed in place, byte-exact.
+    #[test]
+    fn random_updates_keep_apples_layout_exact() {
+        random_updates(true);
+    }
+
+    fn random_updates(apple_layout: bool) {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path().join("d");
-        let mut rng = StdRng::seed_from_u64(18);
+        let mut rng = StdRng::seed_from_u64(18 + u64::from(apple_layout));
         let mut rows: BTreeMap<Vec<u8>, Vec<u8>> =
             (0..240u32).map(|i| (key(i), b"1".to_vec())).collect();
-        build_rows(&d, &rows);
+        build_rows(&d, &rows, apple_layout);
         let mut next = 240u32;
         let mut patched = 0;
+        let mut overlays = 0;
         let mut removed_keys = Vec::new();
-        for step in 0..6 {
+        // Overlays always, by the default share, or never (folding earlier overlays in).
+        for (step, max_overlay) in [1.0, 1.0, DEFAULT_MAX_OVERLAY_FRACTION, 0.0, 1.0, 1.0]
+            .into_iter()
+            .enumerate()
+        {
+            let step = step as u32;
             let present: Vec<Vec<u8>> = rows.keys().cloned().collect();
             let remove: Vec<Vec<u8>> = (0..rng.gen_range(0..8))
                 .map(|_| present[rng.gen_range(0..present.len())].clone())
@@ -720,13 +932,28 @@ mod tests {
                 rows.insert(k.clone(), v.clone());
                 removed_keys.retain(|r| r != k);
             }
-            let report = apply(&d, remove, add.clone());
+            let report = apply_with(&d, remove, add.clone(), max_overlay);
             patched += report
                 .shards
                 .iter()
                 .filter(|o| matches!(o, ShardOutcome::Patched { .. }))
                 .count();
+            overlays += report
+                .shards
+                .iter()
+                .filter(|o| matches!(o, ShardOutcome::Patched { overlay: true, .. }))
+                .count();
+            if max_overlay == 0.0 {
+                let (_, m) = current_version(&d).unwrap().unwrap();
+                assert!(m.shards.iter().all(|s| s.overlay.is_none()), "folded in");
+            }
             check_version(&d, &rows);
+            let (_, m) = current_version(&d).unwrap().unwrap();
+            assert!(
+                m.shards
+                    .iter()
+                    .all(|s| s.database.is_some() == apple_layout)
+            );
             // Queries: the value-changed key, an added one, a removed one, an absent one.
             let mut words: Vec<&[u8]> = vec![&changed, &add[0].0];
             if let Some(r) = removed_keys.last() {
@@ -740,9 +967,13 @@ mod tests {
             }
         }
         assert!(patched >= 6, "shards were changed in place ({patched})");
+        assert!(
+            overlays >= 3,
+            "shards were changed by overlays ({overlays})"
+        );
         // A fresh build of the same final rows answers the same.
         let fresh = tmp.path().join("fresh");
-        build_rows(&fresh, &rows);
+        build_rows(&fresh, &rows, apple_layout);
         check_version(&fresh, &rows);
         let sample: Vec<&[u8]> = rows
             .keys()
@@ -753,6 +984,50 @@ mod tests {
         assert_eq!(lookup(&d, &sample), lookup(&fresh, &sample));
     }
 
+    /// The streaming merge of a rows file: removals, value changes, unchanged re-adds and new
+    /// rows land in keyword order, also from a file of an older sift that is not sorted, and
+    /// the file's SHA-256 is the rows digest.
+    #[test]
+    fn change_rows_merges_in_keyword_order() {
+        let row = |k: &str, v: &str| (k.as_bytes().to_vec(), v.as_bytes().to_vec());
+        let old = vec![row("d", "1"), row("b", "1"), row("f", "1"), row("a", "1")];
+        let remove: HashSet<&[u8]> = [&b"b"[..], b"zz"].into_iter().collect();
+        let add: HashMap<&[u8], &[u8]> = [
+            (&b"c"[..], &b"2"[..]),
+            (b"d", b"1"),
+            (b"f", b"9"),
+            (b"g", b"1"),
+        ]
+        .into_iter()
+        .collect();
+        for bytes in [encode_rows(&old), {
+            let mut sorted = old.clone();
+            sorted.sort();
+            encode_rows(&sorted)
+        }] {
+            let c = change_rows(&bytes, &remove, &add).unwrap();
+            let expected = vec![
+                row("a", "1"),
+                row("c", "2"),
+                row("d", "1"),
+                row("f", "9"),
+                row("g", "1"),
+            ];
+            assert_eq!(decode_rows(&c.rows).unwrap(), expected);
+            assert_eq!(c.row_count, 5);
+            assert_eq!(
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&c.rows)),
+                rows_digest(&expected)
+            );
+            let mut gone = c.gone.clone();
+            gone.sort();
+            assert_eq!(gone, vec![b"b".to_vec(), b"f".to_vec()]);
+            assert_eq!(c.new, vec![row("c", "2"), row("f", "9"), row("g", "1")]);
+            assert_eq!(c.removed, 1);
+        }
+        assert!(change_rows(&[1, 0, 0], &remove, &add).is_err(), "truncated");
+    }
+
     /// Filling one shard's table beyond its room processes that shard afresh, alone: the
     /// other shards are changed in place or shared, with their parameters unchanged.
     #[test]
@@ -761,7 +1036,7 @@ mod tests {
         let d = tmp.path().join("d");
         let mut rows: BTreeMap<Vec<u8>, Vec<u8>> =
             (0..240u32).map(|i| (key(i), b"1".to_vec())).collect();
-        build_rows(&d, &rows);
+        build_rows(&d, &rows, true);
         let (_, before) = current_version(&d).unwrap().unwrap();
         let shard_of = |k: &[u8]| {
             sift_pir::keyword::ShardingFunction::Sha256
@@ -791,7 +1066,11 @@ mod tests {
             let f = |m: &Manifest| m.file(&m.shards[i].parameters).unwrap().sha256.clone();
             assert_eq!(f(&before) == f(after), same, "shard {i}'s parameters");
         }
-        let f = |m: &Manifest| m.file(&m.shards[2].database).unwrap().clone();
+        let f = |m: &Manifest| {
+            m.file(m.shards[2].database.as_ref().unwrap())
+                .unwrap()
+                .clone()
+        };
         assert_eq!(f(&before), f(after), "shard 2 is shared");
         check_version(&d, &rows);
         let added = (10_000u32..).map(key).find(|k| shard_of(k) == 1).unwrap();

@@ -3,8 +3,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use anyhow::Context as _;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
 
 use crate::fsutil::{hash_file, sync_dir, write_atomic};
 use crate::layout::{self, STAGING_PREFIX, VERSIONS};
@@ -16,7 +19,9 @@ pub struct VersionWriter {
     dataset_dir: PathBuf,
     id: String,
     staging: PathBuf,
-    known: HashMap<String, FileEntry>,
+    /// Files whose size and checksum are known already (written through the writer, or
+    /// shared with a previous version), so that publishing does not read them again.
+    known: Mutex<HashMap<String, FileEntry>>,
     _lock: std::fs::File,
 }
 
@@ -76,7 +81,7 @@ impl VersionWriter {
             dataset_dir: dataset_dir.to_path_buf(),
             id,
             staging,
-            known: HashMap::new(),
+            known: Mutex::new(HashMap::new()),
             _lock: lock,
         })
     }
@@ -91,20 +96,31 @@ impl VersionWriter {
         &self.id
     }
 
-    /// Writes `bytes` to `rel` inside the version (durably).
-    pub fn write_file(&self, rel: &str, bytes: &[u8]) -> anyhow::Result<()> {
-        write_atomic(&self.staging.join(rel), bytes)
+    /// Writes `bytes` to `rel` inside the version (durably) and records their size and
+    /// checksum for the manifest; returns the checksum (SHA-256, hex). Callable from several
+    /// threads at once.
+    pub fn write_file(&self, rel: &str, bytes: &[u8]) -> anyhow::Result<String> {
+        write_atomic(&self.staging.join(rel), bytes)?;
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        self.record(FileEntry {
+            path: rel.to_string(),
+            size: bytes.len() as u64,
+            sha256: sha256.clone(),
+        });
+        Ok(sha256)
+    }
+
+    fn record(&self, entry: FileEntry) {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(entry.path.clone(), entry);
     }
 
     /// Shares `entry` of the version in `from_dir` (a previous version) as `rel`: a hard link
     /// (same inode, no copy), or a copy where links are not possible. The previous manifest's
     /// size and checksum are reused after checking the size.
-    pub fn link_from(
-        &mut self,
-        from_dir: &Path,
-        entry: &FileEntry,
-        rel: &str,
-    ) -> anyhow::Result<()> {
+    pub fn link_from(&self, from_dir: &Path, entry: &FileEntry, rel: &str) -> anyhow::Result<()> {
         link_file(from_dir, entry, &self.staging.join(rel))?;
         self.record_linked(entry, rel);
         Ok(())
@@ -112,15 +128,12 @@ impl VersionWriter {
 
     /// Records that `rel` (already in the staging folder, e.g. by [`link_file`]) is a copy
     /// of `entry`, so that publishing reuses its size and checksum.
-    pub fn record_linked(&mut self, entry: &FileEntry, rel: &str) {
-        self.known.insert(
-            rel.to_string(),
-            FileEntry {
-                path: rel.to_string(),
-                size: entry.size,
-                sha256: entry.sha256.clone(),
-            },
-        );
+    pub fn record_linked(&self, entry: &FileEntry, rel: &str) {
+        self.record(FileEntry {
+            path: rel.to_string(),
+            size: entry.size,
+            sha256: entry.sha256.clone(),
+        });
     }
 
     /// Lists and checksums every file, writes the manifest last, renames the staging folder
@@ -129,27 +142,27 @@ impl VersionWriter {
         let mut files = Vec::new();
         collect_files(&self.staging, "", &mut files)?;
         files.sort();
-        let mut entries = Vec::with_capacity(files.len());
-        for rel in files {
-            if rel == MANIFEST_FILE {
-                continue;
-            }
-            if let Some(e) = self.known.get(&rel) {
-                entries.push(e.clone());
-                continue;
-            }
-            let p = self.staging.join(&rel);
-            // Files written by other crates (the prefilter) may not be synced yet.
-            std::fs::File::open(&p)
-                .and_then(|f| f.sync_all())
-                .with_context(|| format!("syncing {}", p.display()))?;
-            let (sha256, size) = hash_file(&p)?;
-            entries.push(FileEntry {
-                path: rel,
-                size,
-                sha256,
-            });
-        }
+        files.retain(|rel| rel != MANIFEST_FILE);
+        let known = std::mem::take(&mut *self.known.lock().unwrap_or_else(|e| e.into_inner()));
+        let entries = files
+            .into_par_iter()
+            .map(|rel| -> anyhow::Result<FileEntry> {
+                if let Some(e) = known.get(&rel) {
+                    return Ok(e.clone());
+                }
+                let p = self.staging.join(&rel);
+                // Files written by other crates (the prefilter) may not be synced yet.
+                std::fs::File::open(&p)
+                    .and_then(|f| f.sync_all())
+                    .with_context(|| format!("syncing {}", p.display()))?;
+                let (sha256, size) = hash_file(&p)?;
+                Ok(FileEntry {
+                    path: rel,
+                    size,
+                    sha256,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let manifest = Manifest {
             format: FORMAT.to_string(),
             id: self.id.clone(),

@@ -18,6 +18,17 @@ fn keys(tag: &str, n: usize) -> Vec<String> {
 }
 
 fn build(dir: &Path, keys: &[String], shards: usize, previous: bool) -> BuildReport {
+    build_with(dir, keys, shards, previous, false)
+}
+
+/// [`build`], also writing Apple's `.bin` beside each shard's `.words` (`apple_layout`).
+fn build_with(
+    dir: &Path,
+    keys: &[String],
+    shards: usize,
+    previous: bool,
+    apple_layout: bool,
+) -> BuildReport {
     let p = sift_he::EncryptionParameters::predefined(PARAMS).unwrap();
     let mut config = KeywordPirConfig::default_for(&p, 1);
     config.sharding = Sharding::ShardCount(shards);
@@ -38,6 +49,7 @@ fn build(dir: &Path, keys: &[String], shards: usize, previous: bool) -> BuildRep
         parsing: None,
         previous: previous.then(|| dir.to_path_buf()),
         keep_rows: true,
+        apple_layout,
     };
     process::build(req, |_| Ok(None), &|_| {}).unwrap()
 }
@@ -67,7 +79,7 @@ fn rebuild_with_fewer_shards_serves_only_the_new_version() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let old = keys("old", 40);
-    build(d, &old, 3, false);
+    build_with(d, &old, 3, false, true);
     // An operator's old flat layout next to it, with stale shards 1 and 2: ignored.
     let v1 = version_dir(d);
     for f in [
@@ -141,8 +153,9 @@ fn a_corrupt_shard_is_refused_and_named() {
     assert!(e.contains("url-1.words") && e.contains("bytes"), "{e}");
 
     // A shard without a .words file (older versions) is read whole and checked at load.
-    let tmp = built_a30(2);
+    let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
+    build_with(d, &keys("a", 30), 2, false, true);
     let v = version_dir(d);
     let mpath = v.join("manifest.json");
     let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
@@ -165,6 +178,82 @@ fn a_corrupt_shard_is_refused_and_named() {
     std::fs::write(&bin, &bytes).unwrap();
     let e = format!("{:#}", sift_dataset::load(d, "url").err().unwrap());
     assert!(e.contains("url-1.bin") && e.contains("SHA-256"), "{e}");
+}
+
+/// A shard is stored once, as `.words`, unless the build asks for Apple's layout: then each
+/// shard's `.bin` is there too (also for shards shared with the previous version) and the
+/// version folder serves through Apple's flat layout as well.
+#[test]
+fn shards_are_stored_once_unless_apples_layout_is_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let list = keys("k", 40);
+    let words: Vec<&str> = list.iter().map(String::as_str).take(6).collect();
+    build(d, &list, 2, false);
+    let v = version_dir(d);
+    let m = sift_dataset::load(d, "url").unwrap().manifest.unwrap();
+    assert!(
+        m.shards
+            .iter()
+            .all(|s| s.database.is_none() && s.words.is_some())
+    );
+    assert!(!v.join("url-0.bin").exists() && v.join("url-0.words").exists());
+
+    build_with(d, &list, 2, true, true);
+    let v = version_dir(d);
+    let m = sift_dataset::load(d, "url").unwrap().manifest.unwrap();
+    assert!(
+        m.shards
+            .iter()
+            .all(|s| s.database.is_some() && s.words.is_some())
+    );
+    let flat = sift_pir::server::KeywordPirServer::load(&v, "url").unwrap();
+    assert_eq!(
+        device::lookup_all(&flat, &words),
+        vec![Some(b"1".to_vec()); words.len()]
+    );
+
+    // Not asked for again: the .bin files are left behind, the .words shared.
+    let r = build(d, &list, 2, true);
+    assert_eq!(r.reused, 2);
+    assert!(!version_dir(d).join("url-1.bin").exists());
+    assert_eq!(lookup(d, &words), vec![Some(b"1".to_vec()); words.len()]);
+}
+
+/// A reload after an update hashes only new shard files: files a running server verified
+/// and the new version shares (hard links: same inode, size and SHA-256) are taken as
+/// verified; the same bytes in another file (a fresh build) are not.
+#[test]
+fn a_reload_trusts_only_the_verified_files_it_shares() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut list = keys("k", 80);
+    build(d, &list, 4, false);
+    let first = sift_dataset::load(d, "url").unwrap();
+    assert!(first.server.shards().iter().all(|s| !s.is_verified()));
+    first.server.verify_all().unwrap();
+    let trusted: std::collections::HashSet<_> =
+        first.mapped_files.iter().flatten().cloned().collect();
+    assert_eq!(trusted.len(), 4);
+
+    list.push("added.example".into());
+    let r = build(d, &list, 4, true);
+    assert_eq!((r.processed, r.reused), (1, 3));
+    let next = sift_dataset::load_trusting(d, "url", &trusted).unwrap();
+    let verified = next
+        .server
+        .shards()
+        .iter()
+        .filter(|s| s.is_verified())
+        .count();
+    assert_eq!(verified, 3, "the three shared shards need no hashing");
+    next.server.verify_all().unwrap();
+
+    // The same rows built afresh into another folder: equal bytes, other files.
+    let other = tmp.path().join("other");
+    build(&other, &list, 4, false);
+    let fresh = sift_dataset::load_trusting(&other, "url", &trusted).unwrap();
+    assert!(fresh.server.shards().iter().all(|s| !s.is_verified()));
 }
 
 #[test]
@@ -223,7 +312,7 @@ fn an_update_shares_untouched_shards_and_changes_one() {
         use std::os::unix::fs::MetadataExt;
         let shared = (0..4)
             .filter(|i| {
-                let f = format!("url-{i}.bin");
+                let f = format!("url-{i}.words");
                 std::fs::metadata(before.join(&f)).unwrap().ino()
                     == std::fs::metadata(after.join(&f)).unwrap().ino()
             })
@@ -262,7 +351,7 @@ proptest! {
         build(&fresh, &set.iter().cloned().collect::<Vec<_>>(), 3, false);
         let (a, b) = (version_dir(&d), version_dir(&fresh));
         for i in 0..3 {
-            for f in [format!("url-{i}.bin"), format!("url-{i}.params.txtpb")] {
+            for f in [format!("url-{i}.words"), format!("url-{i}.params.txtpb")] {
                 prop_assert!(
                     std::fs::read(a.join(&f)).unwrap() == std::fs::read(b.join(&f)).unwrap(),
                     "{f} differs"

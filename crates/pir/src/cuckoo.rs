@@ -318,6 +318,17 @@ impl CuckooTable {
     /// Parses [`CuckooTable::serialize`]'s bytes, checking that every row sits in one of its
     /// candidate buckets and that no keyword hash appears twice.
     pub fn deserialize(bytes: &[u8]) -> Result<CuckooTable, PirError> {
+        Self::deserialize_with(bytes, true)
+    }
+
+    /// [`CuckooTable::deserialize`] without the placement and repeat checks (a keyword hash
+    /// per row and candidate bucket): for bytes whose checksum was just verified against the
+    /// manifest of the version that wrote them. The layout is still checked (never a panic).
+    pub fn deserialize_verified(bytes: &[u8]) -> Result<CuckooTable, PirError> {
+        Self::deserialize_with(bytes, false)
+    }
+
+    fn deserialize_with(bytes: &[u8], check_places: bool) -> Result<CuckooTable, PirError> {
         let bad = |m: &str| PirError::DamagedDataset(format!("cuckoo table file: {m}"));
         let u64_at = |o: usize| -> Result<usize, PirError> {
             let b = bytes.get(o..o + 8).ok_or_else(|| bad("truncated header"))?;
@@ -347,7 +358,7 @@ impl CuckooTable {
                     len += step;
                 }
                 let bucket = HashBucket::deserialize(&rest[..len])?;
-                for s in &bucket.slots {
+                for s in bucket.slots.iter().filter(|_| check_places) {
                     let idx = hash_indices_for_hash(s.keyword_hash, per_table, h);
                     if idx[b] != i || !seen.insert(s.keyword_hash) {
                         return Err(bad("a row is outside its candidate buckets or repeated"));

@@ -790,9 +790,7 @@ mod tests {
             .iter()
             .map(|t| CompactDatabase::new(&ctx, t, shape.d0, shape.per_chunk).unwrap())
             .collect();
-        let base = storage::decode(&map_bytes(&storage::encode(&owned)), &ctx, shape)
-            .unwrap()
-            .unwrap();
+        let base = storage::decode(&map_bytes(&storage::encode(&owned)), &ctx, shape).unwrap();
         assert!(base.iter().all(|t| t.words.is_mapped()));
         Fixture {
             ctx,
@@ -869,9 +867,7 @@ mod tests {
         fn serve(&self, tables: &[CompactDatabase], overlay: Option<Overlay>) -> KeywordPirServer {
             let proto = wire::pir_parameters_to_proto(&self.params);
             let map = map_bytes(&storage::encode(tables));
-            let mut shard = ServerShard::from_words(&self.ctx, proto, &map, None)
-                .unwrap()
-                .unwrap();
+            let mut shard = ServerShard::from_words(&self.ctx, proto, &map, None).unwrap();
             if let Some(o) = overlay {
                 shard = shard.with_overlay(o).unwrap();
             }
@@ -905,9 +901,7 @@ mod tests {
             edit(&mut self.plaintexts);
             let owned = self.fresh(&self.plaintexts);
             let map = map_bytes(&storage::encode(&owned));
-            self.base = storage::decode(&map, &self.ctx, self.shape)
-                .unwrap()
-                .unwrap();
+            self.base = storage::decode(&map, &self.ctx, self.shape).unwrap();
             self
         }
 
@@ -1267,9 +1261,7 @@ mod tests {
         let overlay = Overlay::build(&other.ctx, &other.base, None, &changes).unwrap();
         let proto = wire::pir_parameters_to_proto(&f.params);
         let map = map_bytes(&storage::encode(&f.base));
-        let shard = ServerShard::from_words(&f.ctx, proto, &map, None)
-            .unwrap()
-            .unwrap();
+        let shard = ServerShard::from_words(&f.ctx, proto, &map, None).unwrap();
         assert!(shard.with_overlay(overlay).is_err());
     }
 

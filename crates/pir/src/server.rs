@@ -191,25 +191,49 @@ pub fn words_shape(ctx: &Context, params: &ShardParameters) -> crate::storage::S
 /// A shard's files after some of its cuckoo buckets changed (see [`patch_shard`]).
 #[derive(Debug)]
 pub struct PatchedShard {
-    /// The new `.bin`.
-    pub bin: Vec<u8>,
-    /// The new `.words`, when the shard had one.
-    pub words: Option<Vec<u8>>,
+    /// The new `.bin`, when the shard had one.
+    pub bin: Option<Vec<u8>>,
+    /// How the `.words` changed, when the shard had one.
+    pub words: Option<WordsChange>,
     /// Plaintexts re-encoded.
     pub plaintexts: usize,
 }
 
+/// How [`patch_shard`] changed a shard's `.words`.
+#[derive(Debug)]
+pub enum WordsChange {
+    /// The `.words` file stays as it is; these are the bytes of its new overlay file (every
+    /// plaintext replaced since the file was written, see [`crate::overlay`]).
+    Overlay(Vec<u8>),
+    /// A new `.words` file, with the previous overlay and the changes folded in.
+    Rewritten(Vec<u8>),
+}
+
+/// A shard's stored forms, as [`patch_shard`] reads them: Apple's `.bin` and / or the mapped
+/// `.words` (at least one), and the `.words` file's overlay, if it has one.
+#[derive(Clone, Copy, Debug)]
+pub struct ShardFiles<'a> {
+    /// The `.bin` bytes, when the shard has one.
+    pub bin: Option<&'a [u8]>,
+    /// The mapped `.words` file, when the shard has one.
+    pub words: Option<&'a Arc<crate::storage::Mmap>>,
+    /// The overlay file's bytes, when the `.words` has one.
+    pub overlay: Option<&'a [u8]>,
+}
+
 /// Re-encodes only the plaintexts that hold the `changed` (table, bucket) pairs of `table`
 /// (the shard's cuckoo table after the change, same size as when `params` were made) and
-/// writes them over copies of the shard's old `.bin` and, when given, mapped `.words`. The
-/// parameters stay as they are, so devices' configuration keeps working.
+/// replaces them: in a copy of the `.bin`, and for the `.words` in an overlay beside the
+/// unchanged file while the overlay holds at most `max_overlay_fraction` of the shard's
+/// plaintexts, else in a rewritten `.words` file. The parameters stay as they are, so
+/// devices' configuration keeps working.
 pub fn patch_shard(
     ctx: &Context,
     params: &ShardParameters,
     table: &CuckooTable,
     changed: &[(usize, usize)],
-    old_bin: &[u8],
-    old_words: Option<&Arc<crate::storage::Mmap>>,
+    old: ShardFiles,
+    max_overlay_fraction: f64,
 ) -> Result<PatchedShard, PirError> {
     let h = params.hash_function_count;
     if table.tables.len() != h || table.buckets_per_table != params.index.entry_count {
@@ -220,6 +244,11 @@ pub fn patch_shard(
             table.buckets_per_table,
             params.index.entry_count
         )));
+    }
+    if old.bin.is_none() && old.words.is_none() {
+        return Err(PirError::InvalidParameters(
+            "a shard with neither a .bin nor a .words file".into(),
+        ));
     }
     let bpp = ctx.params.bytes_per_plaintext();
     let per_table = params.index.chunk_count(bpp) * params.index.per_chunk_plaintext_count();
@@ -235,38 +264,51 @@ pub fn patch_shard(
         let entry = |e: usize| buckets[e].serialize();
         changes.push(database::reencode(ctx, &params.index, &entry, &which)?);
     }
-    let global: std::collections::HashMap<usize, Option<EvalPlaintext>> = changes
-        .iter()
-        .enumerate()
-        .flat_map(|(t, c)| c.iter().map(move |(i, p)| (t * per_table + i, p.clone())))
-        .collect();
-    let bin = database::patch_bin(ctx, old_bin, &global)?;
-    let spans = database::plaintext_spans(ctx, &bin)?;
-    check_plaintext_count(ctx, params, spans.len())?;
-    let words = match old_words {
+    let plaintexts = changes.iter().map(Vec::len).sum();
+    let words = match old.words {
         None => None,
         Some(map) => {
-            let present: Vec<Vec<bool>> = spans
-                .chunks(per_table)
-                .map(|c| c.iter().map(Option::is_some).collect())
-                .collect();
-            match crate::storage::patch(map, ctx, words_shape(ctx, params), &changes, &present)? {
-                Some(w) => Some(w),
-                // Written for the other packing: convert the whole shard here.
-                None => words_file(
+            let shape = words_shape(ctx, params);
+            let base = crate::storage::decode(map, ctx, shape)?;
+            let previous = old
+                .overlay
+                .map(|b| crate::overlay::Overlay::decode(ctx, shape, b))
+                .transpose()?;
+            let overlay = crate::overlay::Overlay::build(ctx, &base, previous.as_ref(), &changes)?;
+            let most =
+                (max_overlay_fraction.clamp(0.0, 1.0) * (shape.tables * shape.len) as f64) as usize;
+            Some(if overlay.len() <= most {
+                WordsChange::Overlay(overlay.encode())
+            } else {
+                let bpp = ctx.params.bytes_per_plaintext();
+                let tables = crate::overlay::rewrite(
                     ctx,
-                    &ProcessedShard {
-                        params: params.clone(),
-                        database: ProcessedDatabase::deserialize(ctx, &bin)?,
-                    },
-                )?,
-            }
+                    &base,
+                    previous.as_ref(),
+                    &changes,
+                    compact_shape(&params.index, bpp),
+                )?;
+                WordsChange::Rewritten(crate::storage::encode(&tables))
+            })
+        }
+    };
+    let bin = match old.bin {
+        None => None,
+        Some(old_bin) => {
+            let global: std::collections::HashMap<usize, Option<EvalPlaintext>> = changes
+                .iter()
+                .enumerate()
+                .flat_map(|(t, c)| c.iter().map(move |(i, p)| (t * per_table + i, p.clone())))
+                .collect();
+            let bin = database::patch_bin(ctx, old_bin, &global)?;
+            check_plaintext_count(ctx, params, database::plaintext_spans(ctx, &bin)?.len())?;
+            Some(bin)
         }
     };
     Ok(PatchedShard {
         bin,
         words,
-        plaintexts: global.len(),
+        plaintexts,
     })
 }
 
@@ -653,21 +695,19 @@ impl ServerShard {
     }
 
     /// A shard answering from a mapped `.words` file (see [`crate::storage`]): nothing is
-    /// read but its header until queries come. `check` runs once before the first answer
-    /// (the file's checksum; a shard that fails it refuses every query). `Ok(None)` when the
-    /// file was written for another packing than this machine's: load the `.bin` instead.
+    /// read but its header until queries come (a file packed for another CPU is unpacked into
+    /// memory at once). `check` runs once before the first answer (the file's checksum; a
+    /// shard that fails it refuses every query).
     pub fn from_words(
         ctx: &Context,
         proto: pp::PirParameters,
         map: &Arc<crate::storage::Mmap>,
         check: Option<ShardCheck>,
-    ) -> Result<Option<ServerShard>, PirError> {
+    ) -> Result<ServerShard, PirError> {
         let params = wire::pir_parameters_from_proto(&proto)?;
         let shape = words_shape(ctx, &params);
-        let Some(tables) = crate::storage::decode(map, ctx, shape)? else {
-            return Ok(None);
-        };
-        Ok(Some(ServerShard {
+        let tables = crate::storage::decode(map, ctx, shape)?;
+        Ok(ServerShard {
             params,
             proto,
             database: ProcessedDatabase::default(),
@@ -675,7 +715,7 @@ impl ServerShard {
             check,
             verified: OnceLock::new(),
             overlay: None,
-        }))
+        })
     }
 
     /// The shard answering as if the overlay's plaintexts replaced its own (see
@@ -707,6 +747,12 @@ impl ServerShard {
         self.compact
             .as_ref()
             .is_some_and(|t| t.iter().any(|t| t.words.is_mapped()))
+    }
+
+    /// Whether the shard's data is known good: it had no check to run (read and checked at
+    /// load) or its check has run and passed.
+    pub fn is_verified(&self) -> bool {
+        self.check.is_none() || matches!(self.verified.get(), Some(Ok(())))
     }
 
     /// Runs the shard's check if it has not run yet (once, also when called concurrently)

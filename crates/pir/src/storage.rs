@@ -26,8 +26,9 @@
 //! still read.
 //!
 //! The words depend on the machine that wrote them only through `packed` (28-bit packing is
-//! used where the CPU has AVX-512 VBMI): a server whose CPU would not pack the same way does
-//! not map the file and reads the shard's `.bin` instead.
+//! used where the CPU has AVX-512 VBMI). A server whose CPU packs maps an unpacked file as it
+//! is (and computes on 32-bit words); one whose CPU does not pack unpacks a packed file into
+//! memory at load ([`decode`]), so a `.words` file is all a server needs.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -147,14 +148,25 @@ pub struct Shape {
     pub len: usize,
 }
 
-/// The tables of a mapped `.words` file, checked against `shape` and `ctx`; `Ok(None)` when
-/// the file is whole but was written for the other packing than this machine's (read the
-/// `.bin` instead), an error when it is not a well-formed file of this shape.
+/// The tables of a mapped `.words` file, checked against `shape` and `ctx`, an error when it
+/// is not a well-formed file of this shape. The words stay mapped, except where the file is
+/// packed in 28 bits and this machine does not pack ([`packs_here`]): those are unpacked into
+/// memory.
 pub fn decode(
     map: &Arc<Mmap>,
     ctx: &Context,
     shape: Shape,
-) -> Result<Option<Vec<CompactDatabase>>, PirError> {
+) -> Result<Vec<CompactDatabase>, PirError> {
+    decode_for(map, ctx, shape, packs_here(ctx))
+}
+
+/// [`decode`] on a machine that packs (`pack`) or not.
+fn decode_for(
+    map: &Arc<Mmap>,
+    ctx: &Context,
+    shape: Shape,
+    pack: bool,
+) -> Result<Vec<CompactDatabase>, PirError> {
     let bad = |m: String| PirError::DamagedDataset(format!("shard words file: {m}"));
     let bytes: &[u8] = map;
     let u64_at = |o: usize| -> Result<usize, PirError> {
@@ -178,7 +190,7 @@ pub fn decode(
     }
     let k = ctx.ciphertext_moduli_count();
     let n = ctx.n;
-    let pack = packs_here(ctx);
+    let fits28 = (0..k).all(|i| ctx.modulus(i).value < (1 << 28));
     let mut out = Vec::with_capacity(count);
     for t in 0..count {
         let mut h: Vec<usize> = (0..fields)
@@ -216,8 +228,10 @@ pub fn decode(
                 shape.d0, shape.len
             )));
         }
-        if packed != pack {
-            return Ok(None);
+        if packed && !fits28 {
+            return Err(bad(format!(
+                "table {t} is packed in 28 bits, but a modulus is 2^28 or more"
+            )));
         }
         let present_len = len / d0;
         let present = bytes
@@ -275,60 +289,37 @@ pub fn decode(
             ))
         })?;
         table.words = words;
-        out.push(table);
+        out.push(if packed && !pack {
+            unpacked(ctx, &table).ok_or_else(|| bad(format!("table {t}: unpacking")))?
+        } else {
+            table
+        });
     }
-    Ok(Some(out))
+    Ok(out)
 }
 
-/// The `.words` file `map` (checked against `shape`) with some plaintexts replaced:
-/// `changed[t]` lists table t's new plaintexts by index (None: all zero), and
-/// `present[t][i]` says whether plaintext i of table t is non-zero after the change (the
-/// column flags follow it). `Ok(None)` when the file was written for the other packing than
-/// this machine's (process the shard afresh instead).
-pub fn patch(
-    map: &Arc<Mmap>,
-    ctx: &Context,
-    shape: Shape,
-    changed: &[Vec<(usize, Option<sift_he::EvalPlaintext>)>],
-    present: &[Vec<bool>],
-) -> Result<Option<Vec<u8>>, PirError> {
-    let Some(tables) = decode(map, ctx, shape)? else {
-        return Ok(None);
-    };
-    if changed.len() != tables.len() || present.len() != tables.len() {
-        return Err(PirError::InvalidParameters(
-            "a change list per table is needed".into(),
-        ));
+/// `table` (packed in 28 bits) with its words unpacked into 32-bit words in memory: the same
+/// layout with sixteen words a piece instead of fourteen, for a CPU without the packed kernel.
+fn unpacked(ctx: &Context, table: &CompactDatabase) -> Option<CompactDatabase> {
+    let mut out = CompactDatabase::zeroed(ctx, 0, (table.d0, table.per_chunk), false)?;
+    out.len = table.len;
+    out.present = table.present.clone();
+    out.rows = out.layout(table.rows.start.clone(), table.rows.list.clone())?;
+    let from = stored_piece_len(true);
+    let to = stored_piece_len(false);
+    if table.words.len() / from * to != out.word_count() || table.words.len() % from != 0 {
+        return None;
     }
-    let zero = sift_he::Plaintext::new(ctx, &vec![0u64; ctx.n])
-        .map_err(|e| PirError::InvalidParameters(e.to_string()))?
-        .to_eval(ctx, ctx.ciphertext_moduli_count());
-    let mut out = Vec::with_capacity(tables.len());
-    for ((t, changes), flags) in tables.into_iter().zip(changed).zip(present) {
-        if flags.len() != t.len {
-            return Err(PirError::InvalidParameters(format!(
-                "{} presence flags for {} plaintexts",
-                flags.len(),
-                t.len
-            )));
-        }
-        let mut db = CompactDatabase {
-            words: Words::Owned(t.words.to_vec()),
-            ..t
-        };
-        for (i, pt) in changes {
-            if !db.set(*i, pt.as_ref().unwrap_or(&zero)) {
-                return Err(PirError::InvalidParameters(format!(
-                    "plaintext {i} does not fit the table"
-                )));
-            }
-        }
-        for (c, p) in db.present.iter_mut().enumerate() {
-            *p = flags[c * db.d0..(c + 1) * db.d0].iter().any(|&f| f);
-        }
-        out.push(db);
+    let mut words = vec![0u32; out.word_count()];
+    for (src, dst) in table
+        .words
+        .chunks_exact(from)
+        .zip(words.chunks_exact_mut(to))
+    {
+        pack28::unpack(src, dst);
     }
-    Ok(Some(encode(&out)))
+    out.words = Words::Owned(words);
+    Some(out)
 }
 
 #[cfg(test)]
@@ -419,28 +410,29 @@ mod tests {
             out.extend_from_slice(&x.to_le_bytes());
         }
         let one = Shape { tables: 1, ..shape };
-        let mapped = decode(&map_bytes(&out), &ctx, one).unwrap().unwrap();
+        let mapped = decode(&map_bytes(&out), &ctx, one).unwrap();
         assert_eq!(mapped, [full]);
     }
 
     #[test]
-    fn a_words_file_maps_back_to_the_same_tables_or_defers_to_the_bin() {
+    fn a_words_file_maps_back_to_the_same_tables_on_either_packing() {
         let (ctx, shape, here) = tables_here();
-        let mapped = decode(&map_bytes(&encode(&here)), &ctx, shape)
-            .unwrap()
-            .unwrap();
+        let mapped = decode(&map_bytes(&encode(&here)), &ctx, shape).unwrap();
         assert_eq!(mapped, here);
         assert!(mapped.iter().all(|t| t.words.is_mapped()));
 
-        // Written with the other packing: not mapped, the caller reads the .bin.
-        let (_, _, other) = tables(!packs_here(&ctx));
-        if other[0].packed != here[0].packed {
-            assert!(
-                decode(&map_bytes(&encode(&other)), &ctx, shape)
-                    .unwrap()
-                    .is_none()
-            );
-        }
+        // Packed in 28 bits, read where the CPU does not pack: unpacked into memory, equal to
+        // the tables written unpacked.
+        let (_, _, packed) = tables(true);
+        let (_, _, plain) = tables(false);
+        assert!(packed[0].packed && !plain[0].packed);
+        let unpacked = decode_for(&map_bytes(&encode(&packed)), &ctx, shape, false).unwrap();
+        assert_eq!(unpacked, plain);
+        assert!(unpacked.iter().all(|t| !t.words.is_mapped()));
+        // Unpacked, read where the CPU packs: mapped as it is.
+        let mapped = decode_for(&map_bytes(&encode(&plain)), &ctx, shape, true).unwrap();
+        assert_eq!(mapped, plain);
+        assert!(mapped.iter().all(|t| t.words.is_mapped()));
 
         // A wrong shape, a bad magic or a truncated file is an error, never a short read.
         let wrong = Shape {

@@ -40,6 +40,22 @@ pub struct Version {
     pub prefilter: Option<Arc<crate::prefilter::PrefilterAsset>>,
     /// Modification signature of the dataset files (to notice changes).
     signature: String,
+    /// Per shard, the mapped file it answers from (for [`Version::verified_files`]).
+    mapped_files: Vec<Option<sift_dataset::FileIdentity>>,
+}
+
+impl Version {
+    /// The mapped shard files this version has verified: a later version that shares them
+    /// (hard links of an update or a `--from` build) need not hash them again.
+    fn verified_files(&self) -> std::collections::HashSet<sift_dataset::FileIdentity> {
+        self.server
+            .shards()
+            .iter()
+            .zip(&self.mapped_files)
+            .filter(|(s, _)| s.is_verified())
+            .filter_map(|(_, f)| f.clone())
+            .collect()
+    }
 }
 
 /// A use case and its versions, newest last.
@@ -388,7 +404,7 @@ impl AppState {
                     continue;
                 }
             };
-            let v = match load_version(&uc.config, true) {
+            let v = match load_version_trusting(&uc.config, true, &uc.current().verified_files()) {
                 Ok(v) => Arc::new(v),
                 Err(e) => {
                     tracing::error!(
@@ -526,7 +542,17 @@ fn load_oprf_key(
 /// (a reload: a corrupt new version is then refused as a whole) or with `warm_up`; otherwise
 /// (startup) in the background, each at the latest before its first answer.
 fn load_version(uc: &UseCaseConfig, replacing: bool) -> anyhow::Result<Version> {
-    let loaded = sift_dataset::load(&uc.dataset_dir, &uc.stem)?;
+    load_version_trusting(uc, replacing, &Default::default())
+}
+
+/// [`load_version`], taking the mapped files in `trusted` as verified (see
+/// [`sift_dataset::load_trusting`]).
+fn load_version_trusting(
+    uc: &UseCaseConfig,
+    replacing: bool,
+    trusted: &std::collections::HashSet<sift_dataset::FileIdentity>,
+) -> anyhow::Result<Version> {
+    let loaded = sift_dataset::load_trusting(&uc.dataset_dir, &uc.stem, trusted)?;
     // The signature of what was actually loaded (a switch between the two reads is noticed
     // at the next poll).
     let signature = loaded.signature.clone() + &companion_signature(uc)?;
@@ -566,6 +592,7 @@ fn load_version(uc: &UseCaseConfig, replacing: bool) -> anyhow::Result<Version> 
         prefilter,
         signature,
         dataset_version: loaded.manifest.map(|m| m.id),
+        mapped_files: loaded.mapped_files,
     })
 }
 

@@ -120,6 +120,12 @@ pub struct BuildOptions {
     #[arg(long)]
     #[serde(default)]
     pub no_prefilter: bool,
+    /// Also write Apple's processed database (`<stem>-<i>.bin`) beside each shard, for
+    /// Apple's example server or tools. sift serves from the `.words` files alone, so by
+    /// default a shard is stored once. Implied when `--config` names Apple's outputs.
+    #[arg(long)]
+    #[serde(default)]
+    pub apple_layout: bool,
     /// Keyword → shard function when not given by `--config` (Live Caller ID pairs its two
     /// datasets with `doubleMod`).
     #[arg(skip)]
@@ -146,6 +152,7 @@ impl Default for BuildOptions {
             versions_kept: 3,
             no_rows: false,
             no_prefilter: false,
+            apple_layout: false,
             sharding_function: None,
         }
     }
@@ -165,6 +172,11 @@ pub struct UpdateArgs {
     /// Print the summary as one JSON object on stdout (as `sift build --json`).
     #[arg(long)]
     pub json: bool,
+    /// The largest share (0 to 1) of a shard's plaintexts kept as an overlay beside its
+    /// unchanged `.words` file; a shard whose overlay would grow beyond it gets a rewritten
+    /// `.words` (0: rewrite every touched shard, folding its overlay in).
+    #[arg(long, default_value_t = sift_dataset::update::DEFAULT_MAX_OVERLAY_FRACTION)]
+    pub max_overlay: f64,
 }
 
 /// Apple's `symmetricPirArguments` (PIRProcessDatabase `SymmetricPirArguments`).
@@ -262,6 +274,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .cloned();
     if let Some(c) = &apple {
         c.apple_outputs(1)?;
+        options.apple_layout = true;
     }
     let inputs = match (args.inputs.is_empty(), options.process_config.as_deref()) {
         (false, _) => args.inputs.clone(),
@@ -404,6 +417,11 @@ fn phase_bar(message: &'static str) -> ProgressBar {
 /// as a new version in which only the cuckoo buckets and plaintexts that the changed keys
 /// touch differ (see `sift_dataset::update`); every other shard is shared with the current one.
 pub fn run_update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.max_overlay),
+        "--max-overlay {} is not a share between 0 and 1 (0 rewrites every touched shard)",
+        args.max_overlay
+    );
     if args.add.is_empty() && args.remove.is_empty() {
         bail!("nothing to do: give --add FILE and/or --remove FILE");
     }
@@ -492,6 +510,7 @@ pub fn run_update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
         trials,
         versions_kept: options.versions_kept,
         build_options: serde_json::to_value(&options)?,
+        max_overlay_fraction: args.max_overlay,
     };
     let write_extra =
         |dir: &Path, pdir: &Path, pm: &sift_dataset::Manifest| -> anyhow::Result<Option<String>> {
@@ -514,13 +533,17 @@ pub fn run_update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
             Ok(Some(p.clone()))
         };
     let report = sift_dataset::update::update(request, write_extra)?;
-    let (mut patched, mut plaintexts, mut rebuilt) = (0, 0, 0);
+    let (mut patched, mut plaintexts, mut rebuilt, mut overlays) = (0, 0, 0, 0);
     for (i, o) in report.shards.iter().enumerate() {
         match o {
             sift_dataset::update::ShardOutcome::Reused => {}
-            sift_dataset::update::ShardOutcome::Patched { plaintexts: n } => {
+            sift_dataset::update::ShardOutcome::Patched {
+                plaintexts: n,
+                overlay,
+            } => {
                 patched += 1;
                 plaintexts += n;
+                overlays += usize::from(*overlay);
             }
             sift_dataset::update::ShardOutcome::Rebuilt { reason } => {
                 rebuilt += 1;
@@ -532,11 +555,13 @@ pub fn run_update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
     let m = &report.published.manifest;
     eprintln!(
         "{} removed, {} added: {} keys now. {patched} shard(s) changed in place \
-         ({plaintexts} plaintexts re-encoded, parameters unchanged), {rebuilt} processed afresh, \
-         {} shared with the previous version. Published version {} in {:.1} s.",
+         ({plaintexts} plaintexts re-encoded, parameters unchanged; {overlays} kept beside their \
+         .words as overlays, {} rewritten), {rebuilt} processed afresh, {} shared with the \
+         previous version. Published version {} in {:.1} s.",
         report.removed,
         report.added,
         m.row_count,
+        patched - overlays,
         shared,
         m.id,
         start.elapsed().as_secs_f64()
@@ -764,6 +789,7 @@ fn write_version_from(
         parsing: serde_json::from_str(&parsing.to_json()).ok(),
         previous: from.map(Path::to_path_buf),
         keep_rows: !options.no_rows,
+        apple_layout: options.apple_layout,
     };
     let on_event = |e: Event| {
         if let Event::Processed {

@@ -232,12 +232,16 @@ fn input_json(r: &RowsReport) -> InputJson {
     }
 }
 
-fn shard_db_bytes(m: &sift_dataset::manifest::Manifest) -> u64 {
-    m.shards
-        .iter()
-        .filter_map(|s| m.file(&s.database))
-        .map(|f| f.size)
-        .sum()
+/// Bytes of the shards' stored forms (`.words` and any `.bin`), and of what a server holds:
+/// the mapped `.words` where there is one (in the page cache, shared by the processes of a
+/// host), else the plaintexts read from the `.bin` (about half its size in 32-bit words).
+fn shard_bytes(m: &sift_dataset::manifest::Manifest) -> (u64, u64) {
+    let size = |name: Option<&String>| name.and_then(|n| m.file(n)).map_or(0, |f| f.size);
+    m.shards.iter().fold((0, 0), |(disk, memory), s| {
+        let (words, bin) = (size(s.words.as_ref()), size(s.database.as_ref()));
+        let held = if s.words.is_some() { words } else { bin / 2 };
+        (disk + words + bin, memory + held)
+    })
 }
 
 /// The summary as one JSON object (what `--json` prints on stdout). `command` is `build` or
@@ -251,7 +255,7 @@ pub(crate) fn summary_json(
     warnings: &[Warning],
 ) -> String {
     let m = &report.published.manifest;
-    let db_bytes = shard_db_bytes(m);
+    let (db_bytes, memory) = shard_bytes(m);
     let s = SummaryJson {
         command,
         dataset_dir: out.display().to_string(),
@@ -270,7 +274,7 @@ pub(crate) fn summary_json(
         bytes: BytesJson {
             on_disk: m.total_bytes(),
             shards: db_bytes,
-            server_memory_estimate: db_bytes / 2,
+            server_memory_estimate: memory,
         },
         expected_ms_per_query: report
             .largest_trial
@@ -286,7 +290,7 @@ pub(crate) fn print_summary(report: &process::BuildReport, out: &Path, params: &
     let m = &report.published.manifest;
     let min = report.shard_rows.iter().min().copied().unwrap_or(0);
     let max = report.shard_rows.iter().max().copied().unwrap_or(0);
-    let db_bytes = shard_db_bytes(m);
+    let (db_bytes, memory) = shard_bytes(m);
     eprintln!(
         "published version {} in {} ({} rows, {} shard(s) with {params}: {min}..{max} rows per shard; {} processed, {} shared with the previous version)",
         m.id,
@@ -300,7 +304,7 @@ pub(crate) fn print_summary(report: &process::BuildReport, out: &Path, params: &
         "  bytes on disk: {} (shards {}); server memory for the shards: about {}",
         human_bytes(m.total_bytes()),
         human_bytes(db_bytes),
-        human_bytes(db_bytes / 2)
+        human_bytes(memory)
     );
     if let Some(t) = report.largest_trial {
         eprintln!(
@@ -314,11 +318,18 @@ pub(crate) fn print_summary(report: &process::BuildReport, out: &Path, params: &
             report.published.removed.join(", ")
         );
     }
-    eprintln!(
-        "  serve it with dataset_dir = {:?}; Apple's layout is in {}",
-        out.display().to_string(),
-        out.join("current").display()
-    );
+    if m.shards.iter().all(|s| s.database.is_some()) {
+        eprintln!(
+            "  serve it with dataset_dir = {:?}; Apple's layout is in {}",
+            out.display().to_string(),
+            out.join("current").display()
+        );
+    } else {
+        eprintln!(
+            "  serve it with dataset_dir = {:?} (add --apple-layout for Apple's <stem>-<i>.bin files too)",
+            out.display().to_string()
+        );
+    }
     if out.join(format!("{}-0.params.txtpb", m.stem)).exists() {
         eprintln!(
             "  note: the flat {}-<i>.* files of an older build in {} are no longer served; remove them",

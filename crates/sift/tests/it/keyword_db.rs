@@ -239,6 +239,10 @@ fn identical_duplicates_merge_and_url_like_keywords_are_kept_with_a_warning() {
             scheme,
         ],
     );
-    assert!(out.join("current/url-0.bin").exists());
+    assert!(out.join("current/url-0.words").exists());
+    assert!(
+        !out.join("current/url-0.bin").exists(),
+        "a shard is stored once"
+    );
     let _ = stdout_of_success;
 }

@@ -71,8 +71,8 @@ fn apple_lcid_testing_input_answers_both_use_cases_through_the_gateway() {
             .arg(&out),
     );
     assert!(stdout.contains("<bundle id>.block"), "{stdout}");
-    assert!(out.join("block/current/block-0.bin").exists());
-    assert!(out.join("identity/current/identity-0.bin").exists());
+    assert!(out.join("block/current/block-0.words").exists());
+    assert!(out.join("identity/current/identity-0.words").exists());
     let (_server, base) = serve(root, &out);
     let answers = check(&base, &["+123", "+1234", "+12345", "+1999"]);
     // (number, block, name, category, cache expiry in minutes where checked, icon bytes)
