@@ -60,7 +60,7 @@ fn main() {
     let path = dir.path().join("shard.words");
     std::fs::write(&path, words_file(&ctx, &shard).unwrap().unwrap()).unwrap();
     let map = storage::map_file(&path).unwrap();
-    let base = storage::decode(&map, &ctx, shape).unwrap().unwrap();
+    let base = storage::decode(&map, &ctx, shape).unwrap();
     let stored = shape.tables * shape.len;
     println!(
         "{PARAMETERS}, {ROWS} rows: dims {:?}, {} tables of {} plaintexts, packed {}",
@@ -69,11 +69,7 @@ fn main() {
         shape.len,
         base[0].is_packed()
     );
-    let load = || {
-        ServerShard::from_words(&ctx, proto.clone(), &map, None)
-            .unwrap()
-            .unwrap()
-    };
+    let load = || ServerShard::from_words(&ctx, proto.clone(), &map, None).unwrap();
     let mut cases: Vec<(String, ServerShard)> = vec![("no overlay".into(), load())];
     for percent in [3usize, 10, 30] {
         let per_table = (shape.len * percent).div_ceil(100);
