@@ -13,8 +13,9 @@
 //!
 //! Cost (`cargo bench -p sift-pir --bench overlay`, one 100k-row URL-filter shard, 7 December
 //! 2026, a loaded 2-core AMD EPYC with AVX-512): the first dimension takes 1.8 µs per stored
-//! plaintext; an overlay adds 10.8 µs per replaced plaintext with 3% replaced (24), 7.5 µs
-//! with 10% and 7.1 µs with 30% (about 6.6 µs each beyond a fixed 0.1 ms).
+//! plaintext (1.3 ms of an 11.6 ms response); an overlay adds 10 µs per replaced plaintext
+//! with 3% of them replaced, 7.1 µs with 10% and 7.3 µs with 30%, which makes the whole
+//! response 2%, 4% and 14% slower.
 //!
 //! Overlay file format (all integers little-endian):
 //!
