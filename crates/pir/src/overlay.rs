@@ -1124,7 +1124,8 @@ mod tests {
     }
 
     /// Non-zero plaintexts into a row the base dropped and into a column it marks absent
-    /// (where `set` cannot write) are served, and rewritten, as a fresh build of them.
+    /// (where `set` cannot write) are served (over a packed and an unpacked base), and
+    /// rewritten, as a fresh build of them.
     #[test]
     fn changes_into_dropped_rows_and_absent_columns() {
         let mut rng = StdRng::seed_from_u64(11);
@@ -1154,8 +1155,14 @@ mod tests {
             rewritten[0].plaintext(dropped).unwrap(),
             a.poly.data().to_vec()
         );
+        // The same overlay over the base stored in 32-bit words (the other kernels).
+        let layout = (f.shape.d0, f.shape.per_chunk);
+        let unpacked: Vec<_> = (f.plaintexts.iter())
+            .map(|t| CompactDatabase::with_packing(&f.ctx, t, layout, false).unwrap())
+            .collect();
         let servers = [
-            &f.serve(&f.base, Some(overlay)),
+            &f.serve(&f.base, Some(overlay.clone())),
+            &f.serve(&unpacked, Some(overlay)),
             &f.serve(&rewritten, None),
             &f.serve_bin(&fin),
         ];
@@ -1170,20 +1177,47 @@ mod tests {
         );
     }
 
-    /// The getter reads back exactly what was stored: every plaintext of a mapped table,
-    /// zeros for absent ones, None past the end.
+    /// The getter reads back exactly what was stored, packed in 28 bits or not: every
+    /// plaintext of a mapped table, zeros for absent ones and dropped rows, None past the
+    /// end; and a rewrite with either packing keeps it and equals a fresh layout.
     #[test]
     fn plaintexts_read_back_as_stored() {
         let mut rng = StdRng::seed_from_u64(12);
         let f = small(&mut rng);
-        for (db, pts) in f.base.iter().zip(&f.plaintexts) {
-            for (i, pt) in pts.iter().enumerate() {
-                let want = pt
-                    .as_ref()
-                    .map_or_else(|| vec![0; db.k * db.n], |p| p.poly.data().to_vec());
-                assert_eq!(db.plaintext(i).unwrap(), want, "plaintext {i}");
+        let (dropped, _) = dropped_and_absent(&f.base[0]);
+        let changes: Changes = vec![
+            vec![(dropped, Some(random_plaintext(&f.ctx, &mut rng)))],
+            vec![(0, None)],
+        ];
+        let fin = f.apply(&[&changes]);
+        for pack in [false, true] {
+            let layout = (f.shape.d0, f.shape.per_chunk);
+            let tables: Vec<_> = f
+                .plaintexts
+                .iter()
+                .map(|t| CompactDatabase::with_packing(&f.ctx, t, layout, pack).unwrap())
+                .collect();
+            assert_eq!(tables[0].packed, pack && f.base[0].packed);
+            for (db, pts) in f
+                .base
+                .iter()
+                .chain(&tables)
+                .zip(f.plaintexts.iter().cycle())
+            {
+                for (i, pt) in pts.iter().enumerate() {
+                    let want = pt
+                        .as_ref()
+                        .map_or_else(|| vec![0; db.k * db.n], |p| p.poly.data().to_vec());
+                    assert_eq!(db.plaintext(i).unwrap(), want, "plaintext {i}");
+                }
+                assert_eq!(db.plaintext(db.len), None);
             }
-            assert_eq!(db.plaintext(db.len), None);
+            let rewritten = rewrite(&f.ctx, &tables, None, &changes, layout).unwrap();
+            let want: Vec<_> = fin
+                .iter()
+                .map(|t| CompactDatabase::with_packing(&f.ctx, t, layout, pack).unwrap())
+                .collect();
+            assert_eq!(rewritten, want, "packed {pack}");
         }
     }
 
