@@ -11,6 +11,7 @@
 use sift_he::{Ciphertext, Context, Format, bfv, pack28};
 
 use crate::PirError;
+use crate::overlay::OverlayTable;
 
 /// Coefficients per tile: a tile of every selection ciphertext (2 polys × d₀ rows × 1 KB) is
 /// what the register-blocked loop reuses from L2 across the column groups.
@@ -502,17 +503,45 @@ pub fn first_dimension_compact(
     chunk: (usize, usize),
     alloc: &mut dyn FnMut() -> Ciphertext,
 ) -> Result<Vec<Vec<Option<Ciphertext>>>, PirError> {
+    first_dimension_overlaid(ctx, (db, None), sel, calls, chunk, alloc)
+}
+
+/// [`first_dimension_compact`] over the database with `overlay`'s replaced plaintexts: the
+/// corrections of present columns are added to each tile as it is written (still in cache);
+/// those of absent columns are left to [`crate::overlay::fill_absent_columns`].
+pub(crate) fn first_dimension_overlaid(
+    ctx: &Context,
+    (db, overlay): (&CompactDatabase, Option<&OverlayTable>),
+    sel: &Selection32,
+    calls: std::ops::Range<usize>,
+    chunk: (usize, usize),
+    alloc: &mut dyn FnMut() -> Ciphertext,
+) -> Result<Vec<Vec<Option<Ciphertext>>>, PirError> {
     let qmax = (0..db.k).map(|i| ctx.modulus(i).value).max().unwrap_or(2);
     // Products are below (q−1)²; a sum of this many rows plus a reduced carry fits a u64.
     let max_lazy = (u64::MAX / ((qmax - 1) * (qmax - 1)).max(1)).max(2) as usize;
-    first_dimension_runs(ctx, db, sel, calls, chunk, alloc, max_lazy - 1)
+    first_dimension_runs_overlaid(ctx, (db, overlay), sel, calls, chunk, alloc, max_lazy - 1)
 }
 
 /// [`first_dimension_compact`] reducing the lazy sums every `run` rows (tests shorten it to
 /// exercise the carries).
+#[cfg(test)]
 fn first_dimension_runs(
     ctx: &Context,
     db: &CompactDatabase,
+    sel: &Selection32,
+    calls: std::ops::Range<usize>,
+    chunk: (usize, usize),
+    alloc: &mut dyn FnMut() -> Ciphertext,
+    run: usize,
+) -> Result<Vec<Vec<Option<Ciphertext>>>, PirError> {
+    first_dimension_runs_overlaid(ctx, (db, None), sel, calls, chunk, alloc, run)
+}
+
+/// [`first_dimension_overlaid`] reducing the lazy sums every `run` rows.
+fn first_dimension_runs_overlaid(
+    ctx: &Context,
+    (db, overlay): (&CompactDatabase, Option<&OverlayTable>),
     sel: &Selection32,
     calls: std::ops::Range<usize>,
     (first, per_chunk): (usize, usize),
@@ -533,6 +562,7 @@ fn first_dimension_runs(
         || per_chunk != db.per_chunk
         || !first.is_multiple_of(per_chunk)
         || first + per_chunk > db.len
+        || overlay.is_some_and(|o| !o.fits(db.len, kn))
     {
         return Err(PirError::Malformed("first dimension shape".into()));
     }
@@ -568,6 +598,7 @@ fn first_dimension_runs(
     let share = (d0 * 2 * block).div_ceil(cols.div_ceil(GROUP_COLUMNS));
     let mut sums = vec![0u64; GROUP_COLUMNS * 2 * block];
     let mut scratch = Vec::new();
+    let mut corrections = Vec::new();
     for tile in 0..tiles {
         let start = tile * block;
         let q = ctx.modulus(start / n).value as u32;
@@ -595,14 +626,27 @@ fn first_dimension_runs(
                 };
                 let sums = &mut sums[..group.width * 2 * block];
                 group_sums(&pass, sums, &mut scratch);
-                for c in cs.clone() {
-                    let Some(ct) = out[slot][c].as_mut() else {
+                for col in cs.clone() {
+                    let Some(ct) = out[slot][col].as_mut() else {
                         continue;
                     };
-                    let c = c - group.first;
+                    let c = col - group.first;
                     for (poly, p) in ct.polys_mut().iter_mut().enumerate() {
                         let src = &sums[(c * 2 + poly) * block..(c * 2 + poly + 1) * block];
-                        bfv::reduce_u64_rows32(q, &mut p.data_mut()[start..start + block], src);
+                        let dst = &mut p.data_mut()[start..start + block];
+                        bfv::reduce_u64_rows32(q, dst, src);
+                        if let Some(o) = overlay {
+                            let column = (first + col * d0, d0);
+                            o.correct_tile(
+                                sel,
+                                (call, poly),
+                                column,
+                                tile,
+                                q,
+                                dst,
+                                &mut corrections,
+                            );
+                        }
                     }
                 }
             }

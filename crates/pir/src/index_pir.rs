@@ -15,7 +15,7 @@ use crate::database::ProcessedDatabase;
 use crate::expansion::{self, ExpansionPool};
 pub use crate::expansion::{expand, expand_eval};
 pub use crate::first_dimension::CompactDatabase;
-use crate::first_dimension::{Selection32, first_dimension_compact};
+use crate::first_dimension::{Selection32, first_dimension_overlaid};
 use crate::overlay::OverlayTable;
 use crate::params::IndexPirParameter;
 
@@ -426,16 +426,16 @@ fn compute_response_in(
             match db {
                 // Laid out with the chunks as the columns of one pass.
                 DatabaseRef::Compact(cdb) if cdb.pass_len() == chunks * per_chunk => {
-                    columns = first_dimension_compact(
+                    columns = first_dimension_overlaid(
                         ctx,
-                        cdb,
+                        (cdb, overlay),
                         selection,
                         range.clone(),
                         (0, chunks * per_chunk),
                         &mut || pool.take_eval(k, ctx.n),
                     )?;
                     if let Some(o) = overlay {
-                        crate::overlay::correct(
+                        crate::overlay::fill_absent_columns(
                             ctx,
                             o,
                             selection,
@@ -544,16 +544,16 @@ fn first_dimension_chunk(
     let k = ctx.ciphertext_moduli_count();
     match db {
         DatabaseRef::Compact(cdb) => {
-            let mut columns = first_dimension_compact(
+            let mut columns = first_dimension_overlaid(
                 ctx,
-                cdb,
+                (cdb, overlay),
                 selection,
                 range.clone(),
                 (first, per_chunk),
                 &mut || pool.take_eval(k, ctx.n),
             )?;
             if let Some(o) = overlay {
-                crate::overlay::correct(
+                crate::overlay::fill_absent_columns(
                     ctx,
                     o,
                     selection,

@@ -307,7 +307,8 @@ fn unpacked(ctx: &Context, table: &CompactDatabase) -> Option<CompactDatabase> {
     out.rows = out.layout(table.rows.start.clone(), table.rows.list.clone())?;
     let from = stored_piece_len(true);
     let to = stored_piece_len(false);
-    if table.words.len() / from * to != out.word_count() || table.words.len() % from != 0 {
+    if table.words.len() / from * to != out.word_count() || !table.words.len().is_multiple_of(from)
+    {
         return None;
     }
     let mut words = vec![0u32; out.word_count()];
