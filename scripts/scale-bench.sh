@@ -4,7 +4,10 @@
 #
 #   scripts/scale-bench.sh [ROWS...]        default: 100000 10000000
 #   WORK=/big/disk scripts/scale-bench.sh 100000 10000000 100000000
-#   UPDATES=0 ...   skip the `sift update` columns (a 100M-row update rebuilds every shard)
+#   UPDATES=0 ...   skip the `sift update` columns
+#
+# The update columns are "seconds of sift update / seconds until the running server answers
+# from the new version" (SIGHUP after the update, then /metrics names the new version).
 #   CLEAN=1 ...     remove each size's files once its row is printed (disk: 100M rows need
 #                   about 50 GB while they exist)
 #
@@ -29,8 +32,8 @@ measure() { # measure LOG CMD... : runs CMD under GNU time, prints "seconds peak
 }
 
 echo "$(nproc) cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-11s %-14s %-10s %-10s %-12s %-10s %-12s %-14s %-14s\n' rows build_s build_MiB disk_MiB \
-  serve_ready_s serve_MiB query_ms update10k_s update1M_s
+printf '%-11s %-9s %-10s %-9s %-14s %-10s %-9s %-20s %-20s\n' rows build_s build_MiB disk_MiB \
+  serve_ready_s serve_MiB query_ms update10k_s/served update1M_s/served
 for n in "${ROWS[@]}"; do
   d=$WORK/ds-$n; mkdir -p "$d"
   gen "$n" 0 >"$d/list.txt"
@@ -48,7 +51,7 @@ name = "com.example.scale.url.filtering"
 dataset_dir = "$d/data"
 TOML
   t0=$(date +%s.%N)
-  "$SIFT" serve --config "$d/sift.toml" >"$d/serve.log" 2>&1 &
+  "$SIFT" serve --config "$d/sift.toml" --poll-secs 0 >"$d/serve.log" 2>&1 &
   spid=$!
   until curl -sf -o /dev/null -X POST -H 'User-Identifier: bench' -H 'User-Agent: bench' \
       "http://127.0.0.1:$PORT/config" --data-binary ''; do
@@ -57,19 +60,34 @@ TOML
   done
   ready=$(echo "$(date +%s.%N) - $t0" | bc)
   rss=$(awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' /proc/$spid/status)
-  kill $spid; wait $spid 2>/dev/null || true
 
-  u10=- u1m=-
+  # An update counts until the running server answers from it: `sift update`, then SIGHUP,
+  # then /metrics names the new version.
+  update() { # update LOG ARGS... : prints "update_seconds served_seconds"
+    local log=$1; shift
+    local t0 u id
+    t0=$(date +%s.%N)
+    read -r u _ < <(measure "$log" "$SIFT" update "$d/data" "$@")
+    id=$(basename "$(readlink "$d/data/current")")
+    kill -HUP $spid
+    until curl -sf "http://127.0.0.1:$PORT/metrics" | grep -q "version=\"$id\""; do
+      kill -0 $spid 2>/dev/null || { cat "$d/serve.log" >&2; exit 1; }
+      sleep 0.05
+    done
+    echo "$u $(echo "$(date +%s.%N) - $t0" | bc)"
+  }
+  u10=- s10=- u1m=- s1m=-
   if [ "${UPDATES:-1}" != 0 ]; then
     gen 10000 "$n" >"$d/add10k.txt"
-    read -r u10 _ < <(measure "$d/update10k.log" "$SIFT" update "$d/data" --add "$d/add10k.txt")
+    read -r u10 s10 < <(update "$d/update10k.log" --add "$d/add10k.txt")
   fi
   if [ "${UPDATES:-1}" != 0 ] && [ "$n" -ge 1000000 ]; then
     gen 1000000 $((n + 10000)) >"$d/add1m.txt"
-    read -r u1m _ < <(measure "$d/update1m.log" "$SIFT" update "$d/data" --add "$d/add1m.txt")
+    read -r u1m s1m < <(update "$d/update1m.log" --add "$d/add1m.txt")
   fi
-  printf '%-11s %-14s %-10s %-10s %-12s %-10s %-12s %-14s %-14s\n' "$n" "$bs" "$bm" "$disk" \
-    "$ready" "$rss" "${q:--}" "$u10" "$u1m"
+  kill $spid; wait $spid 2>/dev/null || true
+  printf '%-11s %-9s %-10s %-9s %-14s %-10s %-9s %-20s %-20s\n' "$n" "$bs" "$bm" "$disk" \
+    "$ready" "$rss" "${q:--}" "$u10/$s10" "$u1m/$s1m"
   [ "${CLEAN:-0}" = 0 ] || rm -rf "$d"
 done
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
