@@ -109,6 +109,87 @@ async fn killed_builds_and_fewer_shards_never_serve_a_mixed_dataset() {
     assert_eq!(lookup(&server.state, &probe), vec![true; probe.len()]);
 }
 
+/// `sift update` killed at random points (SIGKILL) while a server reloads never leaves a
+/// mixed or partial dataset: the server answers either from the complete previous version or
+/// from the complete updated one. Updates alternate between overlays and rewrites, and go back
+/// and forth between the two key sets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_updates_never_serve_a_mixed_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, _, _) = built_for_update(tmp.path(), 60, 3);
+    let added: Vec<String> = (0..6).map(|i| format!("added-{i}.example")).collect();
+    let removed: Vec<String> = (0..4).map(|i| format!("k-{i}.example")).collect();
+    let (plus, minus) = (tmp.path().join("plus.txt"), tmp.path().join("minus.txt"));
+    write_list(&plus, &added);
+    write_list(&minus, &removed);
+    let cfg: sift_server::ServerConfig = toml::from_str(&format!(
+        "listen = \"127.0.0.1:0\"\ndev_plain_http = true\nrequire_tokens = false\n\
+         state_dir = {:?}\n[[usecases]]\nname = {USECASE:?}\ndataset_dir = {:?}\n",
+        tmp.path().join("state").display().to_string(),
+        data.display().to_string()
+    ))
+    .unwrap();
+    let server = sift_server::spawn(cfg, None).await.unwrap();
+    let probe: Vec<String> = [&added[..], &removed[..], &["k-50.example".to_string()]].concat();
+    let before: Vec<bool> = probe.iter().map(|w| !w.starts_with("added")).collect();
+    let after: Vec<bool> = probe.iter().map(|w| !removed.contains(w)).collect();
+    assert_eq!(lookup(&server.state, &probe), before);
+    // `forward`: the next update goes from `before` to `after` (else back).
+    let update_cmd = |forward: bool, round: usize| {
+        let (add, remove) = if forward {
+            (&plus, &minus)
+        } else {
+            (&minus, &plus)
+        };
+        let mut c = sift();
+        c.arg("update")
+            .arg(&data)
+            .arg("--add")
+            .arg(add)
+            .arg("--remove")
+            .arg(remove)
+            .args(["--max-overlay", if round % 2 == 0 { "1" } else { "0" }]);
+        c
+    };
+    let start = Instant::now();
+    stdout_of_success(&mut update_cmd(true, 0));
+    let span = start.elapsed().as_millis() as u64;
+    server.state.reload();
+    assert_eq!(lookup(&server.state, &probe), after);
+
+    let mut rng = rand::thread_rng();
+    let mut forward = false;
+    let mut completed = 0;
+    for round in 0..8 {
+        let mut child = update_cmd(forward, round).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..=span.max(1))));
+        let _ = child.kill();
+        let _ = child.wait();
+        server.state.reload();
+        let got = lookup(&server.state, &probe);
+        let (from, to) = if forward {
+            (&before, &after)
+        } else {
+            (&after, &before)
+        };
+        assert!(
+            got == *from || got == *to,
+            "round {round}: a mix of versions is served: {got:?}"
+        );
+        if got == *to {
+            forward = !forward;
+            completed += 1;
+        }
+        // Whatever the kill left, the dataset loads whole.
+        sift_dataset::load(&data, "url")
+            .unwrap()
+            .server
+            .verify_all()
+            .unwrap();
+    }
+    let _ = completed;
+}
+
 #[test]
 fn sift_update_takes_an_empty_remove_list() {
     let tmp = tempfile::tempdir().unwrap();
