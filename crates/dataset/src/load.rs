@@ -162,9 +162,8 @@ pub fn map_verified(
     Ok(map)
 }
 
-/// Maps a listed file and checks its size only (nothing is read); [`verify_mapped`] checks
-/// its SHA-256 when its bytes are about to be copied into a new file.
-pub fn map_listed(
+/// Maps a listed file and checks its size only (nothing is read).
+fn map_listed(
     dir: &Path,
     manifest: &Manifest,
     rel: &str,
@@ -184,7 +183,7 @@ pub fn map_listed(
 }
 
 /// Checks the bytes of listed file `rel`, mapped as `map`, against its manifest entry.
-pub fn verify_mapped(dir: &Path, manifest: &Manifest, rel: &str, map: &[u8]) -> anyhow::Result<()> {
+fn verify_mapped(dir: &Path, manifest: &Manifest, rel: &str, map: &[u8]) -> anyhow::Result<()> {
     check_listed(&dir.join(rel), listed(manifest, rel)?, map)
 }
 

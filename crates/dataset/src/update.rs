@@ -413,19 +413,13 @@ impl ShardJob<'_> {
             Some(b) => Some(crate::load::read_verified(pdir, pm, b)?),
             None => None,
         };
-        // Mapped, not read: an overlay needs only the replaced plaintexts' words. Its
-        // checksum is checked before its bytes go into a rewritten file.
-        let old_words = match &s.words {
-            Some(w) => Some(crate::load::map_listed(pdir, pm, w)?),
-            None => None,
-        };
         let old_overlay = match &s.overlay {
             Some(o) => Some(crate::load::read_verified(pdir, pm, o)?),
             None => None,
         };
         let old = server::ShardFiles {
             bin: old_bin.as_deref(),
-            words: old_words.as_ref(),
+            words: s.words.is_some(),
             overlay: old_overlay.as_deref(),
         };
         let patched = server::patch_shard(
@@ -444,15 +438,14 @@ impl ShardJob<'_> {
             writer.write_file(name, b)?;
         }
         let mut has_overlay = false;
-        match (&patched.words, &s.words, &old_words) {
-            (Some(WordsChange::Overlay(o)), Some(name), _) => {
+        match (&patched.words, &s.words) {
+            (Some(WordsChange::Overlay(o)), Some(name)) => {
                 let e = pm.file(name).context("manifest lacks a shard file")?;
                 writer.link_from(pdir, e, name)?;
                 writer.write_file(&overlay_name(stem, i), o)?;
                 has_overlay = true;
             }
-            (Some(WordsChange::Rewritten(w)), Some(name), Some(map)) => {
-                crate::load::verify_mapped(pdir, pm, name, map)?;
+            (Some(WordsChange::Rewritten(w)), Some(name)) => {
                 writer.write_file(name, w)?;
             }
             _ => {}

@@ -9,7 +9,7 @@ use sift_he::{Ciphertext, Context, EncryptionParameters, EvalPlaintext, Evaluati
 use sift_proto::{api, he as pb, pir as pp};
 
 use crate::PirError;
-use crate::bucket::SLOT_OVERHEAD;
+use crate::bucket::{HashBucket, SLOT_OVERHEAD};
 use crate::cuckoo::{BucketCount, CuckooConfig, CuckooTable};
 use crate::database::{self, ProcessedDatabase};
 use crate::index_pir;
@@ -215,8 +215,9 @@ pub enum WordsChange {
 pub struct ShardFiles<'a> {
     /// The `.bin` bytes, when the shard has one.
     pub bin: Option<&'a [u8]>,
-    /// The mapped `.words` file, when the shard has one.
-    pub words: Option<&'a Arc<crate::storage::Mmap>>,
+    /// Whether the shard has a `.words` file (it is not read: an overlay is made from the
+    /// table, a rewrite processes the table afresh).
+    pub words: bool,
     /// The overlay file's bytes, when the `.words` has one.
     pub overlay: Option<&'a [u8]>,
 }
@@ -248,7 +249,7 @@ pub fn patch_shard(
             params.index.entry_count
         )));
     }
-    if old.bin.is_none() && old.words.is_none() {
+    if old.bin.is_none() && !old.words {
         return Err(PirError::InvalidParameters(
             "a shard with neither a .bin nor a .words file".into(),
         ));
@@ -271,8 +272,8 @@ pub fn patch_shard(
     }
     let plaintexts = changes.iter().map(Vec::len).sum();
     let words = match old.words {
-        None => None,
-        Some(map) => {
+        false => None,
+        true => {
             let shape = words_shape(ctx, params);
             let previous = old
                 .overlay
@@ -295,15 +296,23 @@ pub fn patch_shard(
             Some(if overlay.len() <= most {
                 WordsChange::Overlay(overlay.encode())
             } else {
-                let base = crate::storage::decode(map, ctx, shape)?;
-                let tables = crate::overlay::rewrite(
-                    ctx,
-                    &base,
-                    previous.as_ref(),
-                    &changes,
-                    compact_shape(&params.index, bpp),
-                )?;
-                WordsChange::Rewritten(crate::storage::encode(&tables))
+                // Every plaintext processed afresh from the table, as a build of it would: the
+                // old file is not read, so a damaged one cannot pass into the new one.
+                let mut plaintexts = Vec::with_capacity(h * per_table);
+                for buckets in &table.tables {
+                    let entries = buckets
+                        .iter()
+                        .map(HashBucket::serialize)
+                        .collect::<Result<Vec<_>, _>>()?;
+                    plaintexts.extend(database::process(ctx, &entries, &params.index)?.plaintexts);
+                }
+                let shard = ProcessedShard {
+                    params: params.clone(),
+                    database: ProcessedDatabase { plaintexts },
+                };
+                WordsChange::Rewritten(words_file(ctx, &shard)?.ok_or_else(|| {
+                    PirError::InvalidParameters("these parameters have no .words form".into())
+                })?)
             })
         }
     };
