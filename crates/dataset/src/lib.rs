@@ -10,6 +10,7 @@ pub mod config;
 pub mod fsutil;
 pub mod layout;
 pub mod load;
+pub mod logs;
 pub mod manifest;
 pub mod partition;
 pub mod process;

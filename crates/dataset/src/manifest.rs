@@ -55,7 +55,7 @@ pub struct Manifest {
 pub struct ShardEntry {
     /// Rows in this shard.
     pub rows: u64,
-    /// SHA-256 (hex) over the shard's sorted rows (see [`crate::rows_digest`]): equal digests
+    /// Digest of the shard's rows (see [`crate::rows_digest`]): equal digests
     /// and settings mean identical shard files.
     pub rows_sha256: String,
     /// Apple's processed database (`.bin`), relative to the version directory: written where
@@ -74,6 +74,12 @@ pub struct ShardEntry {
     /// `sift_pir::overlay`): the server adds them to what it computes on the `.words`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlay: Option<String>,
+    /// Rows changed since the `.rows` file was written (`.rows-log`, see [`crate::logs`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_log: Option<String>,
+    /// Cuckoo buckets changed since the `.cuckoo` file was written (`.cuckoo-log`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_log: Option<String>,
     /// The shard's rows (`.rows`), kept so that `sift update` can rebuild it; `None` when not
     /// written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,6 +136,8 @@ impl Manifest {
                 .into_iter()
                 .chain(s.database.as_ref())
                 .chain(s.overlay.as_ref())
+                .chain(s.rows_log.as_ref())
+                .chain(s.table_log.as_ref())
                 .chain(s.rows_file.as_ref())
                 .chain(s.words.as_ref())
             {

@@ -73,28 +73,75 @@ pub fn first_shard_count_guess(rows: usize, target: usize) -> usize {
     ((rows as f64) / mean).ceil().max(1.0) as usize
 }
 
-/// SHA-256 (hex) of a shard's rows, independent of their order: rows sorted by keyword,
-/// each as `u32 LE len ‖ keyword ‖ u32 LE len ‖ value`.
-pub fn rows_digest(rows: &[(Vec<u8>, Vec<u8>)]) -> String {
-    let mut sorted: Vec<&(Vec<u8>, Vec<u8>)> = rows.iter().collect();
-    sorted.sort_unstable();
-    digest_of(sorted.into_iter())
-}
+/// A shard's rows digest (see [`rows_digest`]), as a number that rows are added to and taken
+/// from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RowsDigest([u64; 4]);
 
-/// [`rows_digest`] of rows already sorted.
-fn rows_digest_sorted(rows: &[(Vec<u8>, Vec<u8>)]) -> String {
-    digest_of(rows.iter())
-}
-
-fn digest_of<'a>(rows: impl Iterator<Item = &'a (Vec<u8>, Vec<u8>)>) -> String {
-    let mut h = Sha256::new();
-    for (k, v) in rows {
+impl RowsDigest {
+    /// SHA-256 of one row (`u32 LE len ‖ keyword ‖ u32 LE len ‖ value`) as four LE limbs.
+    fn row(k: &[u8], v: &[u8]) -> [u64; 4] {
+        let mut h = Sha256::new();
         h.update((k.len() as u32).to_le_bytes());
         h.update(k);
         h.update((v.len() as u32).to_le_bytes());
         h.update(v);
+        let d = h.finalize();
+        std::array::from_fn(|i| u64::from_le_bytes(d[8 * i..8 * i + 8].try_into().expect("8")))
     }
-    hex::encode(h.finalize())
+
+    /// Counts a row in.
+    pub fn add(&mut self, k: &[u8], v: &[u8]) {
+        let r = Self::row(k, v);
+        let mut carry = false;
+        for (a, b) in self.0.iter_mut().zip(r) {
+            let (x, c1) = a.overflowing_add(b);
+            let (x, c2) = x.overflowing_add(u64::from(carry));
+            *a = x;
+            carry = c1 || c2;
+        }
+    }
+
+    /// Takes a row that was counted in out.
+    pub fn remove(&mut self, k: &[u8], v: &[u8]) {
+        let r = Self::row(k, v);
+        let mut borrow = false;
+        for (a, b) in self.0.iter_mut().zip(r) {
+            let (x, b1) = a.overflowing_sub(b);
+            let (x, b2) = x.overflowing_sub(u64::from(borrow));
+            *a = x;
+            borrow = b1 || b2;
+        }
+    }
+
+    /// The digest as the manifest stores it (64 hex digits, little-endian).
+    pub fn hex(&self) -> String {
+        hex::encode(
+            self.0
+                .iter()
+                .flat_map(|l| l.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        )
+    }
+
+    /// Parses [`RowsDigest::hex`]; None for anything else (a digest of an older sift).
+    pub fn from_hex(s: &str) -> Option<RowsDigest> {
+        let b = hex::decode(s).ok().filter(|b| b.len() == 32)?;
+        Some(RowsDigest(std::array::from_fn(|i| {
+            u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().expect("8"))
+        })))
+    }
+}
+
+/// A shard's rows digest: the sum mod 2^256 of SHA-256 over each row (`u32 LE len ‖ keyword ‖
+/// u32 LE len ‖ value`), in hex. Independent of the rows' order, and `sift update` adjusts it
+/// by the rows it removes and adds without reading the others ([`RowsDigest`]).
+pub fn rows_digest(rows: &[(Vec<u8>, Vec<u8>)]) -> String {
+    let mut d = RowsDigest::default();
+    for (k, v) in rows {
+        d.add(k, v);
+    }
+    d.hex()
 }
 
 /// Serializes rows for a `.rows` file (`u32 LE len ‖ keyword ‖ u32 LE len ‖ value` each).
@@ -331,6 +378,8 @@ pub fn build_from(
         words: bool,
         bin: bool,
         overlay: bool,
+        /// Row and table logs shared with the previous version.
+        logs: (bool, bool),
         reused: bool,
     }
     let results: Vec<Done> = (0..shard_count)
@@ -341,7 +390,7 @@ pub fn build_from(
             // Rows in keyword order: a shard's files then depend only on its set of rows (and
             // the settings), so an updated version and a fresh build are byte-identical.
             rows.sort_unstable();
-            let digest = rows_digest_sorted(&rows);
+            let digest = rows_digest(&rows);
             let (bin, params, rows_name, words_name) = names(i);
             if let Some((pdir, pm)) = &previous {
                 let ps = &pm.shards[i];
@@ -371,6 +420,12 @@ pub fn build_from(
                         if let Some(e) = pm.file(&table) {
                             pairs.push((e.clone(), table));
                         }
+                        if let Some(l) = &ps.rows_log {
+                            pairs.push((entry(l)?, crate::update::rows_log_name(stem, i)));
+                        }
+                        if let Some(l) = &ps.table_log {
+                            pairs.push((entry(l)?, crate::update::table_log_name(stem, i)));
+                        }
                     }
                     for (e, rel) in &pairs {
                         writer.link_from(pdir, e, rel)?;
@@ -391,6 +446,11 @@ pub fn build_from(
                         words: ps.words.is_some(),
                         bin: ps.database.is_some() && keep_bin,
                         overlay: ps.overlay.is_some(),
+                        logs: if req.keep_rows {
+                            (ps.rows_log.is_some(), ps.table_log.is_some())
+                        } else {
+                            (false, false)
+                        },
                         reused: true,
                     });
                 }
@@ -434,6 +494,7 @@ pub fn build_from(
                 words: words.is_some(),
                 bin: with_bin,
                 overlay: false,
+                logs: (false, false),
                 reused: false,
             })
         })
@@ -469,6 +530,14 @@ pub fn build_from(
                 overlay: d
                     .overlay
                     .then(|| crate::update::overlay_name(stem, d.index)),
+                rows_log: d
+                    .logs
+                    .0
+                    .then(|| crate::update::rows_log_name(stem, d.index)),
+                table_log: d
+                    .logs
+                    .1
+                    .then(|| crate::update::table_log_name(stem, d.index)),
                 rows_file: req.keep_rows.then_some(rows_name),
             }
         })
@@ -505,29 +574,35 @@ pub fn shard_rows_of(
     keyword: &[u8],
 ) -> anyhow::Result<Rows> {
     let i = function.shard_index(keyword, manifest.shards.len())?;
-    let Some(name) = &manifest.shards[i].rows_file else {
+    if manifest.shards[i].rows_file.is_none() {
         return Ok(Vec::new());
-    };
-    let mut rows = decode_rows(&crate::load::read_verified(dir, manifest, name)?)?;
-    rows.sort_unstable();
-    Ok(rows)
+    }
+    shard_rows(dir, manifest, i)
 }
 
-/// Reads every shard's rows of a version written with `keep_rows`.
-pub fn read_rows(dir: &Path, manifest: &Manifest) -> anyhow::Result<Rows> {
-    let mut rows = Vec::with_capacity(manifest.row_count as usize);
-    for (i, s) in manifest.shards.iter().enumerate() {
-        let name = s.rows_file.as_ref().with_context(|| {
-            format!(
-                "version {} was built without its rows (shard {i}): rebuild it with this sift \
-                 before updating in place",
-                manifest.id
-            )
-        })?;
-        let bytes = crate::load::read_verified(dir, manifest, name)?;
-        rows.extend(decode_rows(&bytes)?);
+/// Shard `i`'s rows, sorted by keyword: its `.rows` file with its row log applied (an error
+/// when the version was built without rows).
+pub fn shard_rows(dir: &Path, manifest: &Manifest, i: usize) -> anyhow::Result<Rows> {
+    let s = &manifest.shards[i];
+    let name = s.rows_file.as_ref().with_context(|| {
+        format!(
+            "version {} was built without its rows (shard {i}): rebuild it with this sift \
+             before updating in place",
+            manifest.id
+        )
+    })?;
+    let mut rows = decode_rows(&crate::load::read_verified(dir, manifest, name)?)?;
+    match &s.rows_log {
+        Some(l) => {
+            let log = crate::logs::decode_row_log(&crate::load::read_verified(dir, manifest, l)?)
+                .with_context(|| l.clone())?;
+            Ok(crate::logs::apply_row_log(rows, &log))
+        }
+        None => {
+            rows.sort_unstable();
+            Ok(rows)
+        }
     }
-    Ok(rows)
 }
 
 /// Queries `shard` `trials` times, each for a present keyword and an absent one, with a

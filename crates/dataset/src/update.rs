@@ -25,7 +25,7 @@ use sift_pir::server::{self, KeywordPirConfig, Rows, Sharding, WordsChange};
 use sift_pir::wire::{self, ShardParameters};
 
 use crate::manifest::{Manifest, ShardEntry};
-use crate::process::{Trial, current_version, decode_rows, encode_rows, run_trials};
+use crate::process::{Trial, current_version, encode_rows, run_trials};
 use crate::writer::{ManifestInfo, Published, VersionWriter};
 
 /// Magic of a `.cuckoo` file: `"SIFTCKO1" ‖ u64 LE slot count ‖ u64 LE max serialized bucket
@@ -172,145 +172,108 @@ pub struct UpdateReport {
     pub trials: Vec<Trial>,
 }
 
-/// One shard's new rows and what the change did to them.
-struct ShardChange {
-    /// The new rows, encoded as a `.rows` file (sorted by keyword, so that its SHA-256 is the
-    /// shard's [`rows_digest`]).
-    rows: Vec<u8>,
-    /// How many rows that is.
-    row_count: usize,
-    /// Keywords removed or replaced (present before).
-    gone: Vec<Vec<u8>>,
-    /// Rows inserted (new keywords or new values).
+/// What a change does to one shard's rows, found in its cuckoo table (which holds every row's
+/// keyword hash and value), so the shard's `.rows` file is not read.
+#[derive(Debug, Default)]
+struct TableChange {
+    /// Keywords removed or given a new value, with their value before.
+    gone: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Rows inserted (new keywords, or new values), sorted.
     new: Rows,
     /// Keywords removed and not added back.
     removed: usize,
 }
 
-impl ShardChange {
-    /// The new rows, decoded (for a shard processed afresh).
-    fn decoded_rows(&self) -> anyhow::Result<Rows> {
-        decode_rows(&self.rows)
+impl TableChange {
+    fn is_empty(&self) -> bool {
+        self.gone.is_empty() && self.new.is_empty()
     }
 }
 
-/// One length-prefixed field of a `.rows` record, advancing `b` past it.
-fn row_field<'a>(b: &mut &'a [u8]) -> anyhow::Result<&'a [u8]> {
-    anyhow::ensure!(b.len() >= 4, "truncated rows file");
-    let n = u32::from_le_bytes(b[..4].try_into().expect("4 bytes")) as usize;
-    anyhow::ensure!(b.len() >= 4 + n, "truncated rows file");
-    let (v, rest) = b[4..].split_at(n);
-    *b = rest;
-    Ok(v)
-}
-
-/// The records of an encoded `.rows` file, borrowed.
-fn row_records(mut bytes: &[u8]) -> impl Iterator<Item = anyhow::Result<(&[u8], &[u8])>> {
-    let field = row_field;
-    std::iter::from_fn(move || {
-        if bytes.is_empty() {
-            return None;
-        }
-        let mut b = bytes;
-        let r = field(&mut b).and_then(|k| Ok((k, field(&mut b)?)));
-        bytes = if r.is_ok() { b } else { &[] };
-        Some(r)
-    })
-}
-
-/// Appends one row to an encoded `.rows` buffer.
-fn push_row(out: &mut Vec<u8>, k: &[u8], v: &[u8]) {
-    out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-    out.extend_from_slice(k);
-    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    out.extend_from_slice(v);
-}
-
-/// Applies `remove` and `add` to one shard's rows (`old`, an encoded `.rows` file) without
-/// decoding them into owned rows: the kept rows and the new ones are merged in keyword order
-/// straight into the new file's bytes. Rows files of older versions that are not in keyword
-/// order are sorted first.
-fn change_rows(
-    old: &[u8],
+/// Applies `remove` and `add` (an added keyword wins over its removal) to the rows `table`
+/// holds. A keyword is looked up by its 64-bit keyword hash, as a device's query finds it.
+fn change_from_table(
+    table: &CuckooTable,
     remove: &HashSet<&[u8]>,
     add: &HashMap<&[u8], &[u8]>,
-) -> anyhow::Result<ShardChange> {
-    let mut sorted = true;
-    let mut prev: Option<&[u8]> = None;
-    for r in row_records(old) {
-        let (k, _) = r?;
-        sorted &= prev.is_none_or(|p| p < k);
-        prev = Some(k);
-    }
-    if !sorted {
-        let mut rows = decode_rows(old)?;
-        rows.sort_unstable();
-        return change_rows(&encode_rows(&rows), remove, add);
-    }
-    // A row whose keyword is added with another value, or removed and not added, goes.
-    let goes = |k: &[u8], v: &[u8]| match add.get(k) {
-        Some(nv) => *nv != v,
-        None => remove.contains(k),
-    };
-    let mut gone = Vec::new();
-    let mut unchanged_adds: HashSet<&[u8]> = HashSet::new();
-    for r in row_records(old) {
-        let (k, v) = r?;
-        if goes(k, v) {
-            gone.push(k.to_vec());
-        } else if add.contains_key(k) {
-            unchanged_adds.insert(k);
-        }
-    }
-    let mut new: Rows = add
+) -> TableChange {
+    let mut c = TableChange::default();
+    let mut removes: Vec<&[u8]> = remove
         .iter()
-        .filter(|(k, _)| !unchanged_adds.contains(*k))
-        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .copied()
+        .filter(|k| !add.contains_key(k))
         .collect();
-    new.sort_unstable();
-    let removed = gone
+    removes.sort_unstable();
+    for k in removes {
+        if let Some(v) = table.get(keyword_hash(k)) {
+            c.gone.push((k.to_vec(), v.to_vec()));
+            c.removed += 1;
+        }
+    }
+    let mut adds: Vec<(&[u8], &[u8])> = add.iter().map(|(k, v)| (*k, *v)).collect();
+    adds.sort_unstable();
+    for (k, v) in adds {
+        match table.get(keyword_hash(k)) {
+            Some(old) if old == v => {}
+            Some(old) => {
+                c.gone.push((k.to_vec(), old.to_vec()));
+                c.new.push((k.to_vec(), v.to_vec()));
+            }
+            None => c.new.push((k.to_vec(), v.to_vec())),
+        }
+    }
+    c
+}
+
+/// Applies `remove` and `add` to whole rows (sorted by keyword): the new rows and what changed.
+fn change_rows(
+    rows: Rows,
+    remove: &HashSet<&[u8]>,
+    add: &HashMap<&[u8], &[u8]>,
+) -> (Rows, TableChange) {
+    let mut map: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = rows.into_iter().collect();
+    let mut c = TableChange::default();
+    let mut removes: Vec<&[u8]> = remove
         .iter()
-        .filter(|k| !add.contains_key(k.as_slice()))
-        .count();
-    let mut rows = Vec::with_capacity(
-        old.len() + new.iter().map(|r| 8 + r.0.len() + r.1.len()).sum::<usize>(),
-    );
-    let mut row_count = 0;
-    let mut pending = new.iter().peekable();
-    for r in row_records(old) {
-        let (k, v) = r?;
-        if goes(k, v) {
-            continue;
+        .copied()
+        .filter(|k| !add.contains_key(k))
+        .collect();
+    removes.sort_unstable();
+    for k in removes {
+        if let Some(v) = map.remove(k) {
+            c.gone.push((k.to_vec(), v));
+            c.removed += 1;
         }
-        while let Some((nk, nv)) = pending.next_if(|(nk, _)| nk.as_slice() < k) {
-            push_row(&mut rows, nk, nv);
-            row_count += 1;
+    }
+    let mut adds: Vec<(&[u8], &[u8])> = add.iter().map(|(k, v)| (*k, *v)).collect();
+    adds.sort_unstable();
+    for (k, v) in adds {
+        match map.insert(k.to_vec(), v.to_vec()) {
+            Some(old) if old == v => {}
+            Some(old) => {
+                c.gone.push((k.to_vec(), old));
+                c.new.push((k.to_vec(), v.to_vec()));
+            }
+            None => c.new.push((k.to_vec(), v.to_vec())),
         }
-        push_row(&mut rows, k, v);
-        row_count += 1;
     }
-    for (nk, nv) in pending {
-        push_row(&mut rows, nk, nv);
-        row_count += 1;
-    }
-    Ok(ShardChange {
-        rows,
-        row_count,
-        gone,
-        new,
-        removed,
-    })
+    (map.into_iter().collect(), c)
 }
 
 /// A touched shard's files, written into the new version's folder.
 struct Written {
     outcome: ShardOutcome,
-    /// SHA-256 of the new rows file: the shard's rows digest.
+    /// Rows in the shard now, and their digest.
+    rows: u64,
     rows_sha256: String,
     key_config: EvaluationKeyConfig,
     has_words: bool,
     has_bin: bool,
     has_overlay: bool,
+    /// Whether the shard has a row log and a table log beside its base files.
+    logs: (bool, bool),
+    removed: usize,
+    added: usize,
     trial: Option<Trial>,
 }
 
@@ -321,6 +284,32 @@ fn parse_params(text: &str, name: &str) -> anyhow::Result<ShardParameters> {
     Ok(wire::pir_parameters_from_proto(&proto)?)
 }
 
+/// A shard's cuckoo table as the version holds it (the `.cuckoo` file with its table log
+/// applied), its insertion limits, and every bucket's serialized form before any change.
+struct LoadedTable {
+    limits: InsertLimits,
+    table: CuckooTable,
+    base: Vec<u8>,
+    spans: Vec<Vec<std::ops::Range<usize>>>,
+    log: crate::logs::TableLog,
+}
+
+impl LoadedTable {
+    /// Bucket `e` of table `t` before the update (the log's, else the base file's bytes).
+    fn before(&self, t: usize, e: usize) -> Result<Vec<u8>, sift_pir::PirError> {
+        if let Some(b) = self.log.get(&(t, e)) {
+            return Ok(b.clone());
+        }
+        self.spans
+            .get(t)
+            .and_then(|s| s.get(e))
+            .map(|r| self.base[TABLE_HEADER..][r.clone()].to_vec())
+            .ok_or_else(|| {
+                sift_pir::PirError::DamagedDataset(format!("no bucket {e} in cuckoo table {t}"))
+            })
+    }
+}
+
 /// Everything one shard's update needs from the previous version.
 struct ShardJob<'a> {
     i: usize,
@@ -328,7 +317,8 @@ struct ShardJob<'a> {
     pdir: &'a Path,
     pm: &'a Manifest,
     writer: &'a VersionWriter,
-    change: &'a ShardChange,
+    remove: &'a HashSet<&'a [u8]>,
+    add: &'a HashMap<&'a [u8], &'a [u8]>,
     req: &'a UpdateRequest,
     shard_count: usize,
 }
@@ -338,57 +328,99 @@ impl ShardJob<'_> {
         &self.pm.shards[self.i]
     }
 
-    /// Changes the shard in place; `Ok(Err(reason))` when it cannot be (no room, no table).
-    fn patch(&self) -> anyhow::Result<Result<Written, String>> {
-        let (i, ctx, pm, pdir) = (self.i, self.ctx, self.pm, self.pdir);
-        let stem = &pm.stem;
-        let table_name = table_file_name(stem, i);
-        if pm.file(&table_name).is_none() {
-            return Ok(Err("the version has no cuckoo table for it".into()));
+    /// Reads the shard's table and its log.
+    fn load_table(&self) -> anyhow::Result<LoadedTable> {
+        let (pdir, pm) = (self.pdir, self.pm);
+        let name = table_file_name(&pm.stem, self.i);
+        let base = crate::load::read_verified(pdir, pm, &name)?;
+        let (limits, mut table) = read_table(&base, true).with_context(|| name.clone())?;
+        let spans = CuckooTable::bucket_spans(&base[TABLE_HEADER..])?;
+        let log = match &self.entry().table_log {
+            Some(l) => {
+                let log = crate::logs::decode_table_log(&crate::load::read_verified(pdir, pm, l)?)
+                    .with_context(|| l.clone())?;
+                crate::logs::apply_table_log(&mut table, &log).with_context(|| l.clone())?;
+                log
+            }
+            None => Default::default(),
+        };
+        Ok(LoadedTable {
+            limits,
+            table,
+            base,
+            spans,
+            log,
+        })
+    }
+
+    /// Links one of the previous version's files into the new one.
+    fn link(&self, name: &str) -> anyhow::Result<()> {
+        let e = self.pm.file(name).context("manifest lacks a shard file")?;
+        self.writer.link_from(self.pdir, e, name)
+    }
+
+    /// Runs the shard's update: `None` when nothing changes in it.
+    fn run(&self) -> anyhow::Result<Option<Written>> {
+        let s = self.entry();
+        if s.rows_file.is_none() {
+            anyhow::bail!(
+                "version {} was built without its rows (shard {}): rebuild it with this sift \
+                 before updating in place",
+                self.pm.id,
+                self.i
+            );
         }
-        // The file's bytes stay: they hold every bucket as it was before the change, which
-        // the overlay's differences are computed from.
-        let read = crate::load::read_verified(pdir, pm, &table_name).and_then(|b| {
-            let (limits, table) = read_table(&b, true).with_context(|| table_name.clone())?;
-            let spans = CuckooTable::bucket_spans(&b[TABLE_HEADER..])?;
-            Ok((b, limits, table, spans))
-        });
-        let (table_bytes, limits, mut table, spans) = match read {
+        if self
+            .pm
+            .file(&table_file_name(&self.pm.stem, self.i))
+            .is_none()
+        {
+            return self.rebuild("the version has no cuckoo table for it".into());
+        }
+        let loaded = match self.load_table() {
             Ok(t) => t,
-            Err(e) => return Ok(Err(format!("its cuckoo table is unusable ({e:#})"))),
+            Err(e) => return self.rebuild(format!("its cuckoo table is unusable ({e:#})")),
         };
-        let before = |t: usize, e: usize| {
-            spans
-                .get(t)
-                .and_then(|s| s.get(e))
-                .map(|r| table_bytes[TABLE_HEADER..][r.clone()].to_vec())
-                .ok_or_else(|| {
-                    sift_pir::PirError::DamagedDataset(format!(
-                        "{table_name} has no bucket {e} in table {t}"
-                    ))
-                })
-        };
+        if loaded.table.len() as u64 != s.rows {
+            return self.rebuild(format!(
+                "its cuckoo table holds {} rows, the manifest says {}",
+                loaded.table.len(),
+                s.rows
+            ));
+        }
+        let change = change_from_table(&loaded.table, self.remove, self.add);
+        if change.is_empty() {
+            return Ok(None);
+        }
+        match self.patch(loaded, &change)? {
+            Ok(w) => Ok(Some(w)),
+            Err(reason) => self.rebuild(reason),
+        }
+    }
+
+    /// Changes the shard in place; `Ok(Err(reason))` when its table has no room.
+    fn patch(
+        &self,
+        mut loaded: LoadedTable,
+        change: &TableChange,
+    ) -> anyhow::Result<Result<Written, String>> {
+        let (i, ctx, pm, pdir, writer) = (self.i, self.ctx, self.pm, self.pdir, self.writer);
+        let stem = &pm.stem;
         let s = self.entry();
         let params = parse_params(
             &String::from_utf8(crate::load::read_verified(pdir, pm, &s.parameters)?)?,
             &s.parameters,
         )?;
-        if table.len() as u64 != s.rows {
-            return Ok(Err(format!(
-                "{table_name} holds {} rows, the manifest says {}",
-                table.len(),
-                s.rows
-            )));
-        }
         let limits = InsertLimits {
-            max_bucket_bytes: limits.max_bucket_bytes.min(params.index.entry_size),
-            ..limits
+            max_bucket_bytes: loaded.limits.max_bucket_bytes.min(params.index.entry_size),
+            ..loaded.limits
         };
+        let table = &mut loaded.table;
         let mut changed = Vec::new();
-        for k in &self.change.gone {
+        for (k, _) in &change.gone {
             match table.remove(keyword_hash(k)) {
                 Some(c) => changed.push(c),
-                None => return Ok(Err(format!("{table_name} lacks a row of the shard"))),
+                None => return Ok(Err("its cuckoo table lacks a row of the shard".into())),
             }
         }
         let mut rng = StdRng::seed_from_u64(
@@ -396,7 +428,7 @@ impl ShardJob<'_> {
                 ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
                 ^ pm.row_count.rotate_left(32),
         );
-        for (k, v) in &self.change.new {
+        for (k, v) in &change.new {
             let hash = keyword_hash(k);
             if table.contains(hash) {
                 return Ok(Err("two keywords share a keyword hash".into()));
@@ -422,35 +454,21 @@ impl ShardJob<'_> {
             words: s.words.is_some(),
             overlay: old_overlay.as_deref(),
         };
+        let loaded = &loaded;
         let patched = server::patch_shard(
             ctx,
             &params,
-            &table,
+            &loaded.table,
             &changed,
-            &before,
+            &|t, e| loaded.before(t, e),
             old,
             self.req.max_overlay_fraction,
         )
         .with_context(|| format!("shard {i}"))?;
         drop(old_bin);
-        let writer = self.writer;
         if let (Some(b), Some(name)) = (&patched.bin, &s.database) {
             writer.write_file(name, b)?;
         }
-        let mut has_overlay = false;
-        match (&patched.words, &s.words) {
-            (Some(WordsChange::Overlay(o)), Some(name)) => {
-                let e = pm.file(name).context("manifest lacks a shard file")?;
-                writer.link_from(pdir, e, name)?;
-                writer.write_file(&overlay_name(stem, i), o)?;
-                has_overlay = true;
-            }
-            (Some(WordsChange::Rewritten(w)), Some(name)) => {
-                writer.write_file(name, w)?;
-            }
-            _ => {}
-        }
-        let rows_sha256 = writer.write_file(&rows_name(stem, i), &self.change.rows)?;
         let cfg = KeywordPirConfig {
             cuckoo: sift_pir::cuckoo::CuckooConfig {
                 slot_count: limits.slot_count,
@@ -459,31 +477,117 @@ impl ShardJob<'_> {
             },
             ..self.req.config.clone()
         };
-        write_table(writer, stem, i, &table, &cfg)?;
+        let mut digest = crate::process::RowsDigest::from_hex(&s.rows_sha256);
+        if let Some(d) = digest.as_mut() {
+            for (k, v) in &change.gone {
+                d.remove(k, v);
+            }
+            for (k, v) in &change.new {
+                d.add(k, v);
+            }
+        }
+        let rows = s.rows + change.new.len() as u64 - change.gone.len() as u64;
+        let overlay = matches!(patched.words, Some(WordsChange::Overlay(_)));
+        let logs = if overlay || (patched.words.is_none() && patched.bin.is_some()) {
+            // The base .rows and .cuckoo stay; logs say what changed since they were written.
+            let rows_file = s.rows_file.as_ref().context("the shard has no rows file")?;
+            self.link(rows_file)?;
+            self.link(&table_file_name(stem, i))?;
+            let mut row_log = match &s.rows_log {
+                Some(l) => crate::logs::decode_row_log(&crate::load::read_verified(pdir, pm, l)?)
+                    .with_context(|| l.clone())?,
+                None => Default::default(),
+            };
+            for (k, _) in &change.gone {
+                row_log.insert(k.clone(), None);
+            }
+            for (k, v) in &change.new {
+                row_log.insert(k.clone(), Some(v.clone()));
+            }
+            writer.write_file(
+                &rows_log_name(stem, i),
+                &crate::logs::encode_row_log(&row_log),
+            )?;
+            let mut table_log = loaded.log.clone();
+            for &(t, b) in &changed {
+                table_log.insert((t, b), loaded.table.tables[t][b].serialize()?);
+            }
+            writer.write_file(
+                &table_log_name(stem, i),
+                &crate::logs::encode_table_log(&table_log),
+            )?;
+            (true, true)
+        } else {
+            // Everything rewritten: fresh base files, no logs.
+            let (all, _) = change_rows(
+                crate::process::shard_rows(pdir, pm, i)?,
+                self.remove,
+                self.add,
+            );
+            writer.write_file(&rows_name(stem, i), &encode_rows(&all))?;
+            write_table(writer, stem, i, &loaded.table, &cfg)?;
+            digest = crate::process::RowsDigest::from_hex(&crate::rows_digest(&all));
+            (false, false)
+        };
+        let digest = match digest {
+            Some(d) => d.hex(),
+            // A digest of an older sift: computed from the rows once.
+            None => {
+                let mut all = crate::process::shard_rows(pdir, pm, i)?;
+                all = change_rows(all, self.remove, self.add).0;
+                crate::rows_digest(&all)
+            }
+        };
+        self.link(&s.parameters)?;
+        match (&patched.words, &s.words) {
+            (Some(WordsChange::Overlay(o)), Some(name)) => {
+                self.link(name)?;
+                writer.write_file(&overlay_name(stem, i), o)?;
+            }
+            (Some(WordsChange::Rewritten(w)), Some(name)) => {
+                writer.write_file(name, w)?;
+            }
+            _ => {}
+        }
         Ok(Ok(Written {
             outcome: ShardOutcome::Patched {
                 plaintexts: patched.plaintexts,
-                overlay: has_overlay,
+                overlay,
             },
-            rows_sha256,
+            rows,
+            rows_sha256: digest,
             key_config: params.index.evaluation_key_config,
             has_words: patched.words.is_some() && s.words.is_some(),
             has_bin: patched.bin.is_some() && s.database.is_some(),
-            has_overlay,
+            has_overlay: overlay,
+            logs,
+            removed: change.removed,
+            added: change.new.len(),
             trial: None,
         }))
     }
 
     /// Processes the shard afresh from its new rows (as a build does).
-    fn rebuild(&self, reason: String) -> anyhow::Result<Written> {
+    fn rebuild(&self, reason: String) -> anyhow::Result<Option<Written>> {
         let (i, ctx, writer, stem) = (self.i, self.ctx, self.writer, &self.pm.stem);
         let mut cfg = self.req.config.clone();
         cfg.sharding = Sharding::ShardCount(self.shard_count);
-        let rows = &self.change.decoded_rows()?;
-        let (shard, table) =
-            server::process_shard_with_table(ctx, rows, &cfg, self.req.seed.wrapping_add(i as u64))
-                .with_context(|| format!("shard {i}"))?;
-        let trial = run_trials(&shard, rows, self.req.trials)
+        let (rows, change) = change_rows(
+            crate::process::shard_rows(self.pdir, self.pm, i)?,
+            self.remove,
+            self.add,
+        );
+        if change.is_empty() {
+            return Ok(None);
+        }
+        let (shard, table) = server::process_shard_with_table(
+            ctx,
+            &rows,
+            &cfg,
+            self.req.seed.wrapping_add(i as u64),
+        )
+        .with_context(|| format!("shard {i}"))?;
+        let trial = run_trials(&shard, &rows, self.req.trials)
             .with_context(|| format!("shard {i}: trial query failed, so nothing was published"))?;
         let s = self.entry();
         let words = server::words_file(ctx, &shard).with_context(|| format!("shard {i}"))?;
@@ -504,17 +608,21 @@ impl ShardJob<'_> {
         let symmetric = wire::symmetric_pir_client_config(&old)?;
         wire::set_symmetric_pir_client_config(&mut proto, symmetric.as_ref());
         writer.write_file(&s.parameters, sift_proto::to_text(&proto)?.as_bytes())?;
-        let rows_sha256 = writer.write_file(&rows_name(stem, i), &self.change.rows)?;
+        writer.write_file(&rows_name(stem, i), &encode_rows(&rows))?;
         write_table(writer, stem, i, &table, &cfg)?;
-        Ok(Written {
+        Ok(Some(Written {
             outcome: ShardOutcome::Rebuilt { reason },
-            rows_sha256,
+            rows: rows.len() as u64,
+            rows_sha256: crate::rows_digest(&rows),
             key_config: shard.params.index.evaluation_key_config,
             has_words: words.is_some(),
             has_bin,
             has_overlay: false,
+            logs: (false, false),
+            removed: change.removed,
+            added: change.new.len(),
             trial,
-        })
+        }))
     }
 }
 
@@ -533,6 +641,34 @@ fn bin_name(stem: &str, i: usize) -> String {
 /// The name of shard `i`'s overlay file (plaintexts replaced beside its `.words`).
 pub fn overlay_name(stem: &str, i: usize) -> String {
     format!("{stem}-{i}.overlay")
+}
+
+/// The name of shard `i`'s row log (rows changed since its `.rows`).
+pub fn rows_log_name(stem: &str, i: usize) -> String {
+    format!("{stem}-{i}.rows-log")
+}
+
+/// The name of shard `i`'s table log (buckets changed since its `.cuckoo`).
+pub fn table_log_name(stem: &str, i: usize) -> String {
+    format!("{stem}-{i}.cuckoo-log")
+}
+
+/// Every file of shard entry `s` (those a version lists for it, table file included).
+fn shard_files(s: &ShardEntry, table: String) -> Vec<String> {
+    [
+        s.database.as_ref(),
+        Some(&s.parameters),
+        s.words.as_ref(),
+        s.overlay.as_ref(),
+        s.rows_file.as_ref(),
+        s.rows_log.as_ref(),
+        s.table_log.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .cloned()
+    .chain([table])
+    .collect()
 }
 
 /// Publishes the current version of `req.dataset_dir` minus `req.remove` plus `req.add` as a
@@ -571,89 +707,52 @@ pub fn update(
     let touched: Vec<usize> = (0..shard_count)
         .filter(|&i| !removes[i].is_empty() || !adds[i].is_empty())
         .collect();
-    // New rows of every touched shard (in parallel: each reads and checks its rows file).
-    let changes: Vec<(usize, ShardChange)> = touched
-        .par_iter()
-        .map(|&i| -> anyhow::Result<_> {
-            let name = pm.shards[i].rows_file.as_ref().with_context(|| {
-                format!(
-                    "version {} was built without its rows (shard {i}): rebuild it with this \
-                     sift before updating in place",
-                    pm.id
-                )
-            })?;
-            let old = crate::load::read_verified(&pdir, &pm, name)?;
-            Ok((i, change_rows(&old, &removes[i], &adds[i])?))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let changes: Vec<(usize, ShardChange)> = changes
-        .into_iter()
-        .filter(|(_, c)| !c.gone.is_empty() || !c.new.is_empty())
-        .collect();
-    let removed: usize = changes.iter().map(|(_, c)| c.removed).sum();
-    let added: usize = changes.iter().map(|(_, c)| c.new.len()).sum();
-    anyhow::ensure!(
-        !changes.is_empty(),
-        "nothing changes: every key to add is present with that value and none to remove is"
-    );
 
     let writer = VersionWriter::begin(&req.dataset_dir)?;
-    let changed_at: HashMap<usize, &ShardChange> = changes.iter().map(|(i, c)| (*i, c)).collect();
-    let mut outcomes = vec![ShardOutcome::Reused; shard_count];
-    let mut key_configs: Vec<Option<EvaluationKeyConfig>> = vec![None; shard_count];
-    let mut has_words: Vec<bool> = pm.shards.iter().map(|s| s.words.is_some()).collect();
-    let mut has_bin: Vec<bool> = pm.shards.iter().map(|s| s.database.is_some()).collect();
-    let mut has_overlay: Vec<bool> = pm.shards.iter().map(|s| s.overlay.is_some()).collect();
-    let mut rows_digests: Vec<Option<String>> = vec![None; shard_count];
-    for (i, s) in pm.shards.iter().enumerate() {
-        if changed_at.contains_key(&i) {
-            continue;
+    let link_all = |i: usize| -> anyhow::Result<()> {
+        for name in shard_files(&pm.shards[i], table_file_name(&stem, i)) {
+            if let Some(e) = pm.file(&name) {
+                writer.link_from(&pdir, e, &name)?;
+            }
         }
-        for name in [s.database.as_ref(), Some(&s.parameters), s.words.as_ref()]
-            .into_iter()
-            .chain([s.rows_file.as_ref(), s.overlay.as_ref()])
-            .flatten()
-        {
-            let e = pm.file(name).context("manifest lacks a shard file")?;
-            writer.link_from(&pdir, e, name)?;
-        }
-        link_table(&writer, &pdir, &pm, &stem, i)?;
-    }
-    let written: Vec<(usize, Written)> = changes
+        Ok(())
+    };
+    let written: Vec<(usize, Option<Written>)> = touched
         .par_iter()
-        .map(|(i, change)| -> anyhow::Result<_> {
+        .map(|&i| -> anyhow::Result<_> {
             let job = ShardJob {
-                i: *i,
+                i,
                 ctx: &ctx,
                 pdir: &pdir,
                 pm: &pm,
                 writer: &writer,
-                change,
+                remove: &removes[i],
+                add: &adds[i],
                 req: &req,
                 shard_count,
             };
-            let w = match job.patch()? {
-                Ok(w) => w,
-                Err(reason) => job.rebuild(reason)?,
-            };
-            Ok((*i, w))
+            Ok((i, job.run()?))
         })
         .collect::<anyhow::Result<_>>()?;
-    let mut trials = Vec::new();
-    for (i, w) in written {
-        if let ShardOutcome::Patched { .. } = w.outcome {
-            let s = &pm.shards[i];
-            let e = pm
-                .file(&s.parameters)
-                .context("manifest lacks a shard file")?;
-            writer.link_from(&pdir, e, &s.parameters)?;
-        }
-        outcomes[i] = w.outcome;
-        key_configs[i] = Some(w.key_config);
-        has_words[i] = w.has_words;
-        has_bin[i] = w.has_bin;
-        has_overlay[i] = w.has_overlay;
-        rows_digests[i] = Some(w.rows_sha256);
+    let written: HashMap<usize, Written> = written
+        .into_iter()
+        .filter_map(|(i, w)| w.map(|w| (i, w)))
+        .collect();
+    anyhow::ensure!(
+        !written.is_empty(),
+        "nothing changes: every key to add is present with that value and none to remove is"
+    );
+    for i in (0..shard_count).filter(|i| !written.contains_key(i)) {
+        link_all(i)?;
+    }
+    let mut outcomes = vec![ShardOutcome::Reused; shard_count];
+    let mut key_configs: Vec<Option<EvaluationKeyConfig>> = vec![None; shard_count];
+    let (mut removed, mut added, mut trials) = (0, 0, Vec::new());
+    for (&i, w) in &written {
+        outcomes[i] = w.outcome.clone();
+        key_configs[i] = Some(w.key_config.clone());
+        removed += w.removed;
+        added += w.added;
         trials.extend(w.trial);
     }
     for (i, s) in pm.shards.iter().enumerate() {
@@ -677,15 +776,17 @@ pub fn update(
         .shards
         .iter()
         .enumerate()
-        .map(|(i, s)| match changed_at.get(&i) {
+        .map(|(i, s)| match written.get(&i) {
             None => s.clone(),
-            Some(c) => ShardEntry {
-                rows: c.row_count as u64,
-                rows_sha256: rows_digests[i].clone().unwrap_or_default(),
-                database: has_bin[i].then(|| bin_name(&stem, i)),
+            Some(w) => ShardEntry {
+                rows: w.rows,
+                rows_sha256: w.rows_sha256.clone(),
+                database: w.has_bin.then(|| bin_name(&stem, i)),
                 parameters: s.parameters.clone(),
-                words: has_words[i].then(|| words_name(&stem, i)),
-                overlay: has_overlay[i].then(|| overlay_name(&stem, i)),
+                words: w.has_words.then(|| words_name(&stem, i)),
+                overlay: w.has_overlay.then(|| overlay_name(&stem, i)),
+                rows_log: w.logs.0.then(|| rows_log_name(&stem, i)),
+                table_log: w.logs.1.then(|| table_log_name(&stem, i)),
                 rows_file: Some(rows_name(&stem, i)),
             },
         })
@@ -738,6 +839,16 @@ mod tests {
         rows: &BTreeMap<Vec<u8>, Vec<u8>>,
         apple_layout: bool,
     ) -> crate::BuildReport {
+        build_rows_with(dir, rows, apple_layout, false)
+    }
+
+    /// [`build_rows`], sharing unchanged shards with `dir`'s current version (`--from`).
+    fn build_rows_with(
+        dir: &Path,
+        rows: &BTreeMap<Vec<u8>, Vec<u8>>,
+        apple_layout: bool,
+        from: bool,
+    ) -> crate::BuildReport {
         let req = BuildRequest {
             dataset_dir: dir.to_path_buf(),
             rows: rows.clone().into_iter().collect(),
@@ -750,7 +861,7 @@ mod tests {
             symmetric: None,
             build_options: serde_json::json!({}),
             parsing: None,
-            previous: None,
+            previous: from.then(|| dir.to_path_buf()),
             keep_rows: true,
             apple_layout,
         };
@@ -792,8 +903,12 @@ mod tests {
                 &s.parameters,
             )
             .unwrap();
-            let (_, table) = read_table(&read(&table_file_name("url", i)), false).unwrap();
-            let shard_rows = decode_rows(&read(s.rows_file.as_ref().unwrap())).unwrap();
+            let (_, mut table) = read_table(&read(&table_file_name("url", i)), false).unwrap();
+            if let Some(l) = &s.table_log {
+                let log = crate::logs::decode_table_log(&read(l)).unwrap();
+                crate::logs::apply_table_log(&mut table, &log).unwrap();
+            }
+            let shard_rows = crate::process::shard_rows(&vdir, &m, i).unwrap();
             assert_eq!(table.len(), shard_rows.len());
             assert_eq!(rows_digest(&shard_rows), s.rows_sha256);
             for (k, v) in &shard_rows {
@@ -995,16 +1110,31 @@ mod tests {
             .chain(removed_keys.iter().map(Vec::as_slice).take(2))
             .collect();
         assert_eq!(lookup(&d, &sample), lookup(&fresh, &sample));
+        // A `build --from` of the same rows shares every updated shard (the digests follow
+        // the updates), with its overlay and logs, and still answers the same.
+        let (_, before) = current_version(&d).unwrap().unwrap();
+        let r = build_rows_with(&d, &rows, apple_layout, true);
+        assert_eq!((r.processed, r.reused), (0, SHARDS));
+        let after = &r.published.manifest;
+        for (a, b) in before.shards.iter().zip(&after.shards) {
+            assert_eq!(
+                (&a.overlay, &a.rows_log, &a.table_log, &a.rows_sha256),
+                (&b.overlay, &b.rows_log, &b.table_log, &b.rows_sha256)
+            );
+        }
+        check_version(&d, &rows);
+        assert_eq!(lookup(&d, &sample), lookup(&fresh, &sample));
     }
 
-    /// The streaming merge of a rows file: removals, value changes, unchanged re-adds and new
-    /// rows land in keyword order, also from a file of an older sift that is not sorted, and
-    /// the file's SHA-256 is the rows digest.
+    /// A change found in a shard's cuckoo table (by keyword hash, as `sift update` finds it
+    /// without reading the rows) is the change found in its rows: removals, value changes,
+    /// unchanged re-adds, new rows, and an add that wins over its removal.
     #[test]
-    fn change_rows_merges_in_keyword_order() {
+    fn a_change_found_in_the_table_is_the_change_in_the_rows() {
         let row = |k: &str, v: &str| (k.as_bytes().to_vec(), v.as_bytes().to_vec());
-        let old = vec![row("d", "1"), row("b", "1"), row("f", "1"), row("a", "1")];
-        let remove: HashSet<&[u8]> = [&b"b"[..], b"zz"].into_iter().collect();
+        let rows = vec![row("a", "1"), row("b", "1"), row("d", "1"), row("f", "1")];
+        let table = CuckooTable::build(&rows, &config().cuckoo, 3).unwrap();
+        let remove: HashSet<&[u8]> = [&b"b"[..], b"c", b"d", b"zz"].into_iter().collect();
         let add: HashMap<&[u8], &[u8]> = [
             (&b"c"[..], &b"2"[..]),
             (b"d", b"1"),
@@ -1013,32 +1143,37 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        for bytes in [encode_rows(&old), {
-            let mut sorted = old.clone();
-            sorted.sort();
-            encode_rows(&sorted)
-        }] {
-            let c = change_rows(&bytes, &remove, &add).unwrap();
-            let expected = vec![
+        let t = change_from_table(&table, &remove, &add);
+        let (all, r) = change_rows(rows, &remove, &add);
+        assert_eq!(
+            all,
+            vec![
                 row("a", "1"),
                 row("c", "2"),
                 row("d", "1"),
                 row("f", "9"),
-                row("g", "1"),
-            ];
-            assert_eq!(decode_rows(&c.rows).unwrap(), expected);
-            assert_eq!(c.row_count, 5);
-            assert_eq!(
-                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&c.rows)),
-                rows_digest(&expected)
-            );
-            let mut gone = c.gone.clone();
-            gone.sort();
-            assert_eq!(gone, vec![b"b".to_vec(), b"f".to_vec()]);
-            assert_eq!(c.new, vec![row("c", "2"), row("f", "9"), row("g", "1")]);
-            assert_eq!(c.removed, 1);
+                row("g", "1")
+            ]
+        );
+        assert_eq!(t.gone, vec![row("b", "1"), row("f", "1")]);
+        assert_eq!(t.new, vec![row("c", "2"), row("f", "9"), row("g", "1")]);
+        assert_eq!(t.removed, 1);
+        assert_eq!((r.gone, r.new, r.removed), (t.gone, t.new, t.removed));
+        // The digest follows the change without the other rows.
+        let mut d = crate::process::RowsDigest::from_hex(&rows_digest(&[
+            row("a", "1"),
+            row("b", "1"),
+            row("d", "1"),
+            row("f", "1"),
+        ]))
+        .unwrap();
+        for (k, v) in &[row("b", "1"), row("f", "1")] {
+            d.remove(k, v);
         }
-        assert!(change_rows(&[1, 0, 0], &remove, &add).is_err(), "truncated");
+        for (k, v) in &[row("c", "2"), row("f", "9"), row("g", "1")] {
+            d.add(k, v);
+        }
+        assert_eq!(d.hex(), rows_digest(&all));
     }
 
     /// Filling one shard's table beyond its room processes that shard afresh, alone: the

@@ -250,6 +250,14 @@ impl CuckooTable {
         None
     }
 
+    /// The value of the row with keyword hash `hash`, if the table holds one.
+    pub fn get(&self, hash: u64) -> Option<&[u8]> {
+        self.candidates(hash)
+            .into_iter()
+            .enumerate()
+            .find_map(|(b, i)| self.tables[b][i].find(hash))
+    }
+
     /// Whether the table holds a row with keyword hash `hash`.
     pub fn contains(&self, hash: u64) -> bool {
         self.candidates(hash)
