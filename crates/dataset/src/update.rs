@@ -60,25 +60,8 @@ pub fn write_table(
     Ok(())
 }
 
-/// Shares shard `i`'s cuckoo table file of the version in `from_dir` (when it has one) with
-/// the version being written: the build calls this for every shard it reuses.
-pub fn link_table(
-    writer: &VersionWriter,
-    from_dir: &Path,
-    from: &Manifest,
-    stem: &str,
-    i: usize,
-) -> anyhow::Result<()> {
-    let name = table_file_name(stem, i);
-    if let Some(e) = from.file(&name) {
-        writer.link_from(from_dir, e, &name)?;
-    }
-    Ok(())
-}
-
-/// A `.cuckoo` file's limits and table; `verified`: its bytes were checked against the
-/// manifest, so the per-row placement checks are skipped.
-fn read_table(bytes: &[u8], verified: bool) -> anyhow::Result<(InsertLimits, CuckooTable)> {
+/// A `.cuckoo` file's insertion limits (its header).
+fn read_limits(bytes: &[u8]) -> anyhow::Result<InsertLimits> {
     anyhow::ensure!(
         bytes.len() >= TABLE_HEADER && &bytes[..8] == MAGIC,
         "not a sift cuckoo table file"
@@ -89,17 +72,18 @@ fn read_table(bytes: &[u8], verified: bool) -> anyhow::Result<(InsertLimits, Cuc
         ))
         .unwrap_or(usize::MAX)
     };
-    let limits = InsertLimits {
+    Ok(InsertLimits {
         slot_count: field(0),
         max_bucket_bytes: field(1),
         max_evictions: field(2),
-    };
-    let table = if verified {
-        CuckooTable::deserialize_verified(&bytes[TABLE_HEADER..])?
-    } else {
-        CuckooTable::deserialize(&bytes[TABLE_HEADER..])?
-    };
-    Ok((limits, table))
+    })
+}
+
+/// A `.cuckoo` file's limits and table, with every row's placement checked.
+#[cfg(test)]
+fn read_table(bytes: &[u8]) -> anyhow::Result<(InsertLimits, CuckooTable)> {
+    let limits = read_limits(bytes)?;
+    Ok((limits, CuckooTable::deserialize(&bytes[TABLE_HEADER..])?))
 }
 
 /// Bytes before the table in a `.cuckoo` file (magic and three limits).
@@ -190,12 +174,12 @@ impl TableChange {
     }
 }
 
-/// Applies `remove` and `add` (an added keyword wins over its removal) to the rows `table`
-/// holds. A keyword is looked up by its 64-bit keyword hash, as a device's query finds it.
-fn change_from_table(
-    table: &CuckooTable,
+/// Applies `remove` and `add` (an added keyword wins over its removal) to the rows `value_of`
+/// looks up (a keyword's value, if present): what goes, what comes, in keyword order.
+fn change_with<'v>(
     remove: &HashSet<&[u8]>,
     add: &HashMap<&[u8], &[u8]>,
+    value_of: impl Fn(&[u8]) -> Option<&'v [u8]>,
 ) -> TableChange {
     let mut c = TableChange::default();
     let mut removes: Vec<&[u8]> = remove
@@ -205,7 +189,7 @@ fn change_from_table(
         .collect();
     removes.sort_unstable();
     for k in removes {
-        if let Some(v) = table.get(keyword_hash(k)) {
+        if let Some(v) = value_of(k) {
             c.gone.push((k.to_vec(), v.to_vec()));
             c.removed += 1;
         }
@@ -213,7 +197,7 @@ fn change_from_table(
     let mut adds: Vec<(&[u8], &[u8])> = add.iter().map(|(k, v)| (*k, *v)).collect();
     adds.sort_unstable();
     for (k, v) in adds {
-        match table.get(keyword_hash(k)) {
+        match value_of(k) {
             Some(old) if old == v => {}
             Some(old) => {
                 c.gone.push((k.to_vec(), old.to_vec()));
@@ -225,37 +209,29 @@ fn change_from_table(
     c
 }
 
-/// Applies `remove` and `add` to whole rows (sorted by keyword): the new rows and what changed.
+/// The change to the rows `table` holds, found by keyword hash (as a device's query finds a
+/// keyword), so the shard's `.rows` file is not read.
+fn change_from_table(
+    table: &CuckooTable,
+    remove: &HashSet<&[u8]>,
+    add: &HashMap<&[u8], &[u8]>,
+) -> TableChange {
+    change_with(remove, add, |k| table.get(keyword_hash(k)))
+}
+
+/// Applies `remove` and `add` to whole rows: the new rows (sorted by keyword) and what changed.
 fn change_rows(
     rows: Rows,
     remove: &HashSet<&[u8]>,
     add: &HashMap<&[u8], &[u8]>,
 ) -> (Rows, TableChange) {
     let mut map: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = rows.into_iter().collect();
-    let mut c = TableChange::default();
-    let mut removes: Vec<&[u8]> = remove
-        .iter()
-        .copied()
-        .filter(|k| !add.contains_key(k))
-        .collect();
-    removes.sort_unstable();
-    for k in removes {
-        if let Some(v) = map.remove(k) {
-            c.gone.push((k.to_vec(), v));
-            c.removed += 1;
-        }
+    let c = change_with(remove, add, |k| map.get(k).map(Vec::as_slice));
+    for (k, _) in &c.gone {
+        map.remove(k);
     }
-    let mut adds: Vec<(&[u8], &[u8])> = add.iter().map(|(k, v)| (*k, *v)).collect();
-    adds.sort_unstable();
-    for (k, v) in adds {
-        match map.insert(k.to_vec(), v.to_vec()) {
-            Some(old) if old == v => {}
-            Some(old) => {
-                c.gone.push((k.to_vec(), old));
-                c.new.push((k.to_vec(), v.to_vec()));
-            }
-            None => c.new.push((k.to_vec(), v.to_vec())),
-        }
+    for (k, v) in &c.new {
+        map.insert(k.clone(), v.clone());
     }
     (map.into_iter().collect(), c)
 }
@@ -333,8 +309,10 @@ impl ShardJob<'_> {
         let (pdir, pm) = (self.pdir, self.pm);
         let name = table_file_name(&pm.stem, self.i);
         let base = crate::load::read_verified(pdir, pm, &name)?;
-        let (limits, mut table) = read_table(&base, true).with_context(|| name.clone())?;
+        let limits = read_limits(&base).with_context(|| name.clone())?;
         let spans = CuckooTable::bucket_spans(&base[TABLE_HEADER..])?;
+        let mut table = CuckooTable::deserialize_verified_spans(&base[TABLE_HEADER..], &spans)
+            .with_context(|| name.clone())?;
         let log = match &self.entry().table_log {
             Some(l) => {
                 let log = crate::logs::decode_table_log(&crate::load::read_verified(pdir, pm, l)?)
@@ -903,7 +881,7 @@ mod tests {
                 &s.parameters,
             )
             .unwrap();
-            let (_, mut table) = read_table(&read(&table_file_name("url", i)), false).unwrap();
+            let (_, mut table) = read_table(&read(&table_file_name("url", i))).unwrap();
             if let Some(l) = &s.table_log {
                 let log = crate::logs::decode_table_log(&read(l)).unwrap();
                 crate::logs::apply_table_log(&mut table, &log).unwrap();

@@ -426,26 +426,14 @@ fn compute_response_in(
             match db {
                 // Laid out with the chunks as the columns of one pass.
                 DatabaseRef::Compact(cdb) if cdb.pass_len() == chunks * per_chunk => {
-                    columns = first_dimension_overlaid(
+                    columns = first_dimension_compact(
                         ctx,
                         (cdb, overlay),
-                        selection,
+                        (selection, scratch),
+                        pool,
                         range.clone(),
                         (0, chunks * per_chunk),
-                        &mut || pool.take_eval(k, ctx.n),
                     )?;
-                    if let Some(o) = overlay {
-                        crate::overlay::fill_absent_columns(
-                            ctx,
-                            o,
-                            selection,
-                            range.clone(),
-                            (0, chunks * per_chunk),
-                            &mut columns,
-                            &mut || pool.take_eval(k, ctx.n),
-                            scratch,
-                        )?;
-                    }
                 }
                 _ => {
                     for chunk_index in 0..chunks {
@@ -529,6 +517,41 @@ fn compute_response_in(
     Ok(replies)
 }
 
+/// The first dimension of the calls in `range` over a compact database's `per_chunk`
+/// plaintexts at `first`, with its overlay's replaced plaintexts added (also to columns the
+/// database has none in).
+fn first_dimension_compact(
+    ctx: &Context,
+    (cdb, overlay): (&CompactDatabase, Option<&OverlayTable>),
+    (selection, scratch): (&Selection32, &mut Vec<u64>),
+    pool: &mut ExpansionPool,
+    range: std::ops::Range<usize>,
+    (first, per_chunk): (usize, usize),
+) -> Result<Vec<Vec<Option<Ciphertext>>>, PirError> {
+    let k = ctx.ciphertext_moduli_count();
+    let mut columns = first_dimension_overlaid(
+        ctx,
+        (cdb, overlay),
+        selection,
+        range.clone(),
+        (first, per_chunk),
+        &mut || pool.take_eval(k, ctx.n),
+    )?;
+    if let Some(o) = overlay {
+        crate::overlay::fill_absent_columns(
+            ctx,
+            o,
+            selection,
+            range,
+            (first, per_chunk),
+            &mut columns,
+            &mut || pool.take_eval(k, ctx.n),
+            scratch,
+        )?;
+    }
+    Ok(columns)
+}
+
 /// The first dimension of the calls in `range` over the chunk of `per_chunk` plaintexts at
 /// `first` (d₀ rows a column): `[call][column]`, None for an all-zero column. A compact
 /// database's overlay (replaced plaintexts) is added to its columns.
@@ -543,29 +566,14 @@ fn first_dimension_chunk(
 ) -> Result<Vec<Vec<Option<Ciphertext>>>, PirError> {
     let k = ctx.ciphertext_moduli_count();
     match db {
-        DatabaseRef::Compact(cdb) => {
-            let mut columns = first_dimension_overlaid(
-                ctx,
-                (cdb, overlay),
-                selection,
-                range.clone(),
-                (first, per_chunk),
-                &mut || pool.take_eval(k, ctx.n),
-            )?;
-            if let Some(o) = overlay {
-                crate::overlay::fill_absent_columns(
-                    ctx,
-                    o,
-                    selection,
-                    range.clone(),
-                    (first, per_chunk),
-                    &mut columns,
-                    &mut || pool.take_eval(k, ctx.n),
-                    scratch,
-                )?;
-            }
-            Ok(columns)
-        }
+        DatabaseRef::Compact(cdb) => first_dimension_compact(
+            ctx,
+            (cdb, overlay),
+            (selection, scratch),
+            pool,
+            range.clone(),
+            (first, per_chunk),
+        ),
         DatabaseRef::Eval(pts) => range
             .clone()
             .map(|call| first_dimension_eval(ctx, pts, &calls[call][..d0], first, per_chunk, k))

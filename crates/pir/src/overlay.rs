@@ -9,7 +9,8 @@
 //! selection ciphertext times Δ to each tile of the column's output as the first dimension
 //! writes it (a column the base marks absent gets its output from the corrections alone). The
 //! responses are exactly those a rewritten database gives. When an overlay grows too large,
-//! [`rewrite`] folds it (and any new changes) into fresh tables.
+//! `sift update` rewrites the shard's `.words` from its cuckoo table instead; [`rewrite`]
+//! folds an overlay into the stored words (the same tables, to check an overlay against).
 //!
 //! Cost (`cargo bench -p sift-pir --bench overlay`, one 100k-row URL-filter shard, 7 December
 //! 2026, a loaded 2-core AMD EPYC with AVX-512): the first dimension takes 1.8 µs per stored
@@ -606,7 +607,8 @@ impl Overlay {
 /// over passes of `per_pass` plaintexts, with the base's packing. Identical to
 /// [`CompactDatabase::with_packing`] over the final plaintexts (all-zero ones absent): the
 /// column flags and dropped rows are recomputed, and a non-zero plaintext may go where the
-/// base had dropped its row. What an update writes when an overlay has grown too large.
+/// base had dropped its row. `sift update` writes the same tables by processing the shard's
+/// cuckoo table afresh; this folds them from the stored words, to check an overlay.
 pub fn rewrite(
     ctx: &Context,
     base: &[CompactDatabase],

@@ -28,6 +28,17 @@ fn lookup(state: &sift_server::state::AppState, words: &[String]) -> Vec<bool> {
         .collect()
 }
 
+/// A plain-HTTP server config serving `data` as the URL-filter use case, state in `dir`.
+fn config(dir: &Path, data: &Path) -> sift_server::ServerConfig {
+    toml::from_str(&format!(
+        "listen = \"127.0.0.1:0\"\ndev_plain_http = true\nrequire_tokens = false\n\
+         state_dir = {:?}\n[[usecases]]\nname = {USECASE:?}\ndataset_dir = {:?}\n",
+        dir.join("state").display().to_string(),
+        data.display().to_string()
+    ))
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_builds_and_fewer_shards_never_serve_a_mixed_dataset() {
     let tmp = tempfile::tempdir().unwrap();
@@ -40,14 +51,9 @@ async fn killed_builds_and_fewer_shards_never_serve_a_mixed_dataset() {
     write_list(&l2, &[old.clone(), blocked.clone()].concat());
     stdout_of_success(&mut build_cmd(&[&l1], &data, 3));
 
-    let cfg: sift_server::ServerConfig = toml::from_str(&format!(
-        "listen = \"127.0.0.1:0\"\ndev_plain_http = true\nrequire_tokens = false\n\
-         state_dir = {:?}\n[[usecases]]\nname = {USECASE:?}\ndataset_dir = {:?}\n",
-        tmp.path().join("state").display().to_string(),
-        data.display().to_string()
-    ))
-    .unwrap();
-    let server = sift_server::spawn(cfg, None).await.unwrap();
+    let server = sift_server::spawn(config(tmp.path(), &data), None)
+        .await
+        .unwrap();
     let probe: Vec<String> = [&old[..2], &blocked[..]].concat();
     let v1_answers: Vec<bool> = probe.iter().map(|w| w.starts_with("old")).collect();
     assert_eq!(lookup(&server.state, &probe), v1_answers);
@@ -122,14 +128,9 @@ async fn killed_updates_never_serve_a_mixed_dataset() {
     let (plus, minus) = (tmp.path().join("plus.txt"), tmp.path().join("minus.txt"));
     write_list(&plus, &added);
     write_list(&minus, &removed);
-    let cfg: sift_server::ServerConfig = toml::from_str(&format!(
-        "listen = \"127.0.0.1:0\"\ndev_plain_http = true\nrequire_tokens = false\n\
-         state_dir = {:?}\n[[usecases]]\nname = {USECASE:?}\ndataset_dir = {:?}\n",
-        tmp.path().join("state").display().to_string(),
-        data.display().to_string()
-    ))
-    .unwrap();
-    let server = sift_server::spawn(cfg, None).await.unwrap();
+    let server = sift_server::spawn(config(tmp.path(), &data), None)
+        .await
+        .unwrap();
     let probe: Vec<String> = [&added[..], &removed[..], &["k-50.example".to_string()]].concat();
     let before: Vec<bool> = probe.iter().map(|w| !w.starts_with("added")).collect();
     let after: Vec<bool> = probe.iter().map(|w| !removed.contains(w)).collect();
@@ -148,7 +149,10 @@ async fn killed_updates_never_serve_a_mixed_dataset() {
             .arg(add)
             .arg("--remove")
             .arg(remove)
-            .args(["--max-overlay", if round % 2 == 0 { "1" } else { "0" }]);
+            .args([
+                "--max-overlay",
+                if round.is_multiple_of(2) { "1" } else { "0" },
+            ]);
         c
     };
     let start = Instant::now();
