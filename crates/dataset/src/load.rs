@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context as _, bail};
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use sift_pir::server::{ContextCache, KeywordPirServer, ServerShard, ShardCheck, parse_parameters};
 
@@ -248,15 +249,19 @@ fn load_version_shards(
     // Files the server does not parse (rows, prefilter, .bin beside .words) must still be
     // present and of their listed size.
     verify(dir, manifest, false)?;
-    let mut shards = Vec::with_capacity(manifest.shards.len());
-    let mut files = Vec::with_capacity(manifest.shards.len());
-    let mut contexts = ContextCache::default();
-    for (i, s) in manifest.shards.iter().enumerate() {
-        let (shard, file) = load_shard(dir, manifest, s, i, &mut contexts, trusted)
-            .with_context(|| format!("shard {i}"))?;
-        shards.push(shard);
-        files.push(file);
-    }
+    // In parallel: each shard reads and checks its parameters (and overlay, if any).
+    let contexts = ContextCache::default();
+    let (shards, files): (Vec<ServerShard>, Vec<Option<FileIdentity>>) = manifest
+        .shards
+        .par_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            load_shard(dir, manifest, s, i, &contexts, trusted)
+                .with_context(|| format!("shard {i}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
     let server = KeywordPirServer::from_shards(shards).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok((server, files))
 }
@@ -266,7 +271,7 @@ fn load_shard(
     manifest: &Manifest,
     s: &crate::manifest::ShardEntry,
     i: usize,
-    contexts: &mut ContextCache,
+    contexts: &ContextCache,
     trusted: &HashSet<FileIdentity>,
 ) -> anyhow::Result<(ServerShard, Option<FileIdentity>)> {
     let params_bytes = read_verified(dir, manifest, &s.parameters)?;

@@ -445,7 +445,7 @@ impl KeywordPirServer {
         shards: Vec<(pp::PirParameters, Vec<u8>)>,
     ) -> Result<KeywordPirServer, PirError> {
         let mut out = Vec::with_capacity(shards.len());
-        let mut contexts = ContextCache::default();
+        let contexts = ContextCache::default();
         for (i, (proto, bytes)) in shards.into_iter().enumerate() {
             let params = wire::pir_parameters_from_proto(&proto)?;
             let c = contexts.get(i, &params)?;
@@ -460,12 +460,14 @@ impl KeywordPirServer {
     /// Builds a server from loaded shards (see [`ServerShard::from_bin`] and
     /// [`ServerShard::from_words`]), in shard order, all over the same encryption parameters.
     pub fn from_shards(shards: Vec<ServerShard>) -> Result<KeywordPirServer, PirError> {
-        let mut contexts = ContextCache::default();
+        let contexts = ContextCache::default();
         for (i, s) in shards.iter().enumerate() {
             contexts.get(i, &s.params)?;
         }
         let ctx = contexts
             .0
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
             .ok_or_else(|| PirError::InvalidParameters("no shards".into()))?;
         Ok(KeywordPirServer { ctx, shards })
     }
@@ -488,22 +490,24 @@ fn shard_error(i: usize, e: PirError) -> PirError {
     }
 }
 
-/// The HE context shared by a server's shards, made from the first shard's parameters.
+/// The HE context shared by a server's shards, made from the first shard's parameters
+/// (shards may be loaded from several threads).
 #[derive(Default)]
-pub struct ContextCache(Option<Arc<Context>>);
+pub struct ContextCache(std::sync::Mutex<Option<Arc<Context>>>);
 
 impl ContextCache {
     /// The context for shard `i`'s parameters: the first shard's, or an error when they
     /// differ from it.
-    pub fn get(&mut self, i: usize, params: &ShardParameters) -> Result<Arc<Context>, PirError> {
-        match &self.0 {
+    pub fn get(&self, i: usize, params: &ShardParameters) -> Result<Arc<Context>, PirError> {
+        let mut cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cached {
             Some(c) if c.params == params.encryption => Ok(c.clone()),
             Some(_) => Err(PirError::InvalidParameters(format!(
-                "shard {i} uses different encryption parameters than shard 0"
+                "shard {i} uses different encryption parameters than the others"
             ))),
             None => {
                 let c = Context::new(params.encryption.clone())?;
-                self.0 = Some(c.clone());
+                *cached = Some(c.clone());
                 Ok(c)
             }
         }

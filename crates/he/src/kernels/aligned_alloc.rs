@@ -18,6 +18,11 @@ pub const ALIGN: usize = 64;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CacheAligned;
 
+/// Another allocator (e.g. mimalloc) with blocks of [`THRESHOLD`] bytes or more aligned to
+/// [`ALIGN`], as [`CacheAligned`] does for the system allocator.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CacheAlignedOn<A>(pub A);
+
 /// The layout actually requested from the system for `layout`: the same size, with the
 /// alignment raised to [`ALIGN`] for large blocks. A pure function of the layout, so the
 /// same layout is computed again when the block is freed or resized.
@@ -30,26 +35,26 @@ fn adjust(layout: Layout) -> Layout {
     }
 }
 
-// SAFETY: every method forwards to `System` with `adjust(layout)`, whose size equals the
+// SAFETY: every method forwards to the inner allocator with `adjust(layout)`, whose size equals the
 // caller's and whose alignment is at least the caller's, so each block satisfies the caller's
 // layout. Blocks are freed (or resized) with `adjust` of the layout the caller passes, which
-// by the `GlobalAlloc` contract is the one they were allocated with, so `System` always sees
+// by the `GlobalAlloc` contract is the one they were allocated with, so the inner allocator always sees
 // a block with the layout it allocated it with.
-unsafe impl GlobalAlloc for CacheAligned {
+unsafe impl<A: GlobalAlloc> GlobalAlloc for CacheAlignedOn<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: `layout` has non-zero size (caller's contract), and so has `adjust(layout)`.
-        unsafe { System.alloc(adjust(layout)) }
+        unsafe { self.0.alloc(adjust(layout)) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as in `alloc`.
-        unsafe { System.alloc_zeroed(adjust(layout)) }
+        unsafe { self.0.alloc_zeroed(adjust(layout)) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: `ptr` was allocated by this allocator with `layout` (caller's contract),
-        // hence by `System` with `adjust(layout)`.
-        unsafe { System.dealloc(ptr, adjust(layout)) }
+        // hence by the inner allocator with `adjust(layout)`.
+        unsafe { self.0.dealloc(ptr, adjust(layout)) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -59,22 +64,46 @@ unsafe impl GlobalAlloc for CacheAligned {
         let wanted = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         let new = adjust(wanted);
         if new.align() == old.align() {
-            // SAFETY: `ptr` is a `System` block of layout `old`; the resized block has layout
+            // SAFETY: `ptr` is an inner allocator's block of layout `old`; the resized block has layout
             // (new_size, old.align()) = `new`, which is `adjust` of what the caller will
             // later pass for it.
-            return unsafe { System.realloc(ptr, old, new_size) };
+            return unsafe { self.0.realloc(ptr, old, new_size) };
         }
         // The alignment changes (the block crosses THRESHOLD): move it.
         // SAFETY: `new` has non-zero size; on success both blocks are valid for
         // min(old size, new size) bytes and do not overlap; `ptr` is freed with its layout.
         unsafe {
-            let moved = System.alloc(new);
+            let moved = self.0.alloc(new);
             if !moved.is_null() {
                 std::ptr::copy_nonoverlapping(ptr, moved, layout.size().min(new_size));
-                System.dealloc(ptr, old);
+                self.0.dealloc(ptr, old);
             }
             moved
         }
+    }
+}
+
+// SAFETY: every method forwards to `CacheAlignedOn(System)`, whose methods are sound by the
+// comment above, with the caller's arguments and so the caller's guarantees.
+unsafe impl GlobalAlloc for CacheAligned {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's guarantees, passed on.
+        unsafe { CacheAlignedOn(System).alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's guarantees, passed on.
+        unsafe { CacheAlignedOn(System).alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's guarantees, passed on.
+        unsafe { CacheAlignedOn(System).dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's guarantees, passed on.
+        unsafe { CacheAlignedOn(System).realloc(ptr, layout, new_size) }
     }
 }
 
