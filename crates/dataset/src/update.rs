@@ -17,8 +17,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rayon::prelude::*;
 use sift_he::Context;
+use sift_pir::bucket::HashBucket;
 use sift_pir::bucket::Slot;
-use sift_pir::cuckoo::{CuckooTable, InsertLimits};
+use sift_pir::cuckoo::{Buckets, CuckooTable, InsertLimits, insert_into, remove_from, value_in};
 use sift_pir::keyword::keyword_hash;
 use sift_pir::params::EvaluationKeyConfig;
 use sift_pir::server::{self, KeywordPirConfig, Rows, Sharding, WordsChange};
@@ -47,6 +48,17 @@ pub fn write_table(
     table: &CuckooTable,
     config: &KeywordPirConfig,
 ) -> anyhow::Result<()> {
+    write_table_bytes(writer, stem, i, &table.serialize()?, config)
+}
+
+/// [`write_table`] of a table already serialized ([`CuckooTable::serialize`]'s bytes).
+fn write_table_bytes(
+    writer: &VersionWriter,
+    stem: &str,
+    i: usize,
+    table: &[u8],
+    config: &KeywordPirConfig,
+) -> anyhow::Result<()> {
     let mut out = MAGIC.to_vec();
     for v in [
         config.cuckoo.slot_count,
@@ -55,7 +67,7 @@ pub fn write_table(
     ] {
         out.extend_from_slice(&(v as u64).to_le_bytes());
     }
-    out.extend_from_slice(&table.serialize()?);
+    out.extend_from_slice(table);
     writer.write_file(&table_file_name(stem, i), &out)?;
     Ok(())
 }
@@ -176,10 +188,10 @@ impl TableChange {
 
 /// Applies `remove` and `add` (an added keyword wins over its removal) to the rows `value_of`
 /// looks up (a keyword's value, if present): what goes, what comes, in keyword order.
-fn change_with<'v>(
+fn change_with(
     remove: &HashSet<&[u8]>,
     add: &HashMap<&[u8], &[u8]>,
-    value_of: impl Fn(&[u8]) -> Option<&'v [u8]>,
+    mut value_of: impl FnMut(&[u8]) -> Option<Vec<u8>>,
 ) -> TableChange {
     let mut c = TableChange::default();
     let mut removes: Vec<&[u8]> = remove
@@ -190,7 +202,7 @@ fn change_with<'v>(
     removes.sort_unstable();
     for k in removes {
         if let Some(v) = value_of(k) {
-            c.gone.push((k.to_vec(), v.to_vec()));
+            c.gone.push((k.to_vec(), v));
             c.removed += 1;
         }
     }
@@ -200,7 +212,7 @@ fn change_with<'v>(
         match value_of(k) {
             Some(old) if old == v => {}
             Some(old) => {
-                c.gone.push((k.to_vec(), old.to_vec()));
+                c.gone.push((k.to_vec(), old));
                 c.new.push((k.to_vec(), v.to_vec()));
             }
             None => c.new.push((k.to_vec(), v.to_vec())),
@@ -211,12 +223,12 @@ fn change_with<'v>(
 
 /// The change to the rows `table` holds, found by keyword hash (as a device's query finds a
 /// keyword), so the shard's `.rows` file is not read.
-fn change_from_table(
-    table: &CuckooTable,
+fn change_from_table<B: Buckets + ?Sized>(
+    table: &mut B,
     remove: &HashSet<&[u8]>,
     add: &HashMap<&[u8], &[u8]>,
 ) -> TableChange {
-    change_with(remove, add, |k| table.get(keyword_hash(k)))
+    change_with(remove, add, |k| value_in(table, keyword_hash(k)))
 }
 
 /// Applies `remove` and `add` to whole rows: the new rows (sorted by keyword) and what changed.
@@ -226,7 +238,7 @@ fn change_rows(
     add: &HashMap<&[u8], &[u8]>,
 ) -> (Rows, TableChange) {
     let mut map: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = rows.into_iter().collect();
-    let c = change_with(remove, add, |k| map.get(k).map(Vec::as_slice));
+    let c = change_with(remove, add, |k| map.get(k).cloned());
     for (k, _) in &c.gone {
         map.remove(k);
     }
@@ -261,13 +273,18 @@ fn parse_params(text: &str, name: &str) -> anyhow::Result<ShardParameters> {
 }
 
 /// A shard's cuckoo table as the version holds it (the `.cuckoo` file with its table log
-/// applied), its insertion limits, and every bucket's serialized form before any change.
+/// applied), decoded one bucket at a time as the update touches it: an update changes a few
+/// rows of a table of 100k, and decoding them all cost a third of an update at 100M rows.
 struct LoadedTable {
     limits: InsertLimits,
-    table: CuckooTable,
     base: Vec<u8>,
     spans: Vec<Vec<std::ops::Range<usize>>>,
     log: crate::logs::TableLog,
+    /// The buckets decoded so far (and changed, if the update changed them).
+    decoded: HashMap<(usize, usize), HashBucket>,
+    /// A bucket that did not decode (the file was checked against its checksum, so only a
+    /// writer's bug gets here): the update refuses the shard's table.
+    damaged: Option<String>,
 }
 
 impl LoadedTable {
@@ -283,6 +300,48 @@ impl LoadedTable {
             .ok_or_else(|| {
                 sift_pir::PirError::DamagedDataset(format!("no bucket {e} in cuckoo table {t}"))
             })
+    }
+
+    /// Bucket `e` of table `t` now, serialized.
+    fn after(&self, t: usize, e: usize) -> Result<Vec<u8>, sift_pir::PirError> {
+        match self.decoded.get(&(t, e)) {
+            Some(b) => b.serialize(),
+            None => self.before(t, e),
+        }
+    }
+
+    /// The whole table now, serialized as [`CuckooTable::serialize`] writes it.
+    fn serialized(&self) -> Result<Vec<u8>, sift_pir::PirError> {
+        let (h, per_table) = self.shape();
+        let mut out = Vec::with_capacity(self.base.len());
+        out.extend_from_slice(&(h as u64).to_le_bytes());
+        out.extend_from_slice(&(per_table as u64).to_le_bytes());
+        for t in 0..h {
+            for e in 0..per_table {
+                out.extend_from_slice(&self.after(t, e)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Buckets for LoadedTable {
+    fn shape(&self) -> (usize, usize) {
+        (self.spans.len(), self.spans.first().map_or(0, Vec::len))
+    }
+
+    fn bucket(&mut self, t: usize, b: usize) -> &mut HashBucket {
+        if !self.decoded.contains_key(&(t, b)) {
+            let bucket = self
+                .before(t, b)
+                .and_then(|bytes| HashBucket::deserialize(&bytes))
+                .unwrap_or_else(|e| {
+                    self.damaged.get_or_insert(e.to_string());
+                    HashBucket::default()
+                });
+            self.decoded.insert((t, b), bucket);
+        }
+        self.decoded.get_mut(&(t, b)).expect("inserted above")
     }
 }
 
@@ -310,24 +369,24 @@ impl ShardJob<'_> {
         let name = table_file_name(&pm.stem, self.i);
         let base = crate::load::read_verified(pdir, pm, &name)?;
         let limits = read_limits(&base).with_context(|| name.clone())?;
-        let spans = CuckooTable::bucket_spans(&base[TABLE_HEADER..])?;
-        let mut table = CuckooTable::deserialize_verified_spans(&base[TABLE_HEADER..], &spans)
-            .with_context(|| name.clone())?;
+        let spans =
+            CuckooTable::bucket_spans(&base[TABLE_HEADER..]).with_context(|| name.clone())?;
         let log = match &self.entry().table_log {
-            Some(l) => {
-                let log = crate::logs::decode_table_log(&crate::load::read_verified(pdir, pm, l)?)
-                    .with_context(|| l.clone())?;
-                crate::logs::apply_table_log(&mut table, &log).with_context(|| l.clone())?;
-                log
-            }
+            Some(l) => crate::logs::decode_table_log(&crate::load::read_verified(pdir, pm, l)?)
+                .with_context(|| l.clone())?,
             None => Default::default(),
         };
+        let (h, per_table) = (spans.len(), spans.first().map_or(0, Vec::len));
+        if let Some((t, b)) = log.keys().find(|&&(t, b)| t >= h || b >= per_table) {
+            anyhow::bail!("its table log names bucket {b} of table {t}, beyond the table");
+        }
         Ok(LoadedTable {
             limits,
-            table,
             base,
             spans,
             log,
+            decoded: HashMap::new(),
+            damaged: None,
         })
     }
 
@@ -359,14 +418,8 @@ impl ShardJob<'_> {
             Ok(t) => t,
             Err(e) => return self.rebuild(format!("its cuckoo table is unusable ({e:#})")),
         };
-        if loaded.table.len() as u64 != s.rows {
-            return self.rebuild(format!(
-                "its cuckoo table holds {} rows, the manifest says {}",
-                loaded.table.len(),
-                s.rows
-            ));
-        }
-        let change = change_from_table(&loaded.table, self.remove, self.add);
+        let mut loaded = loaded;
+        let change = change_from_table(&mut loaded, self.remove, self.add);
         if change.is_empty() {
             return Ok(None);
         }
@@ -393,10 +446,10 @@ impl ShardJob<'_> {
             max_bucket_bytes: loaded.limits.max_bucket_bytes.min(params.index.entry_size),
             ..loaded.limits
         };
-        let table = &mut loaded.table;
+        let table = &mut loaded;
         let mut changed = Vec::new();
         for (k, _) in &change.gone {
-            match table.remove(keyword_hash(k)) {
+            match remove_from(table, keyword_hash(k)) {
                 Some(c) => changed.push(c),
                 None => return Ok(Err("its cuckoo table lacks a row of the shard".into())),
             }
@@ -408,16 +461,19 @@ impl ShardJob<'_> {
         );
         for (k, v) in &change.new {
             let hash = keyword_hash(k);
-            if table.contains(hash) {
+            if value_in(table, hash).is_some() {
                 return Ok(Err("two keywords share a keyword hash".into()));
             }
             let slot = Slot {
                 keyword_hash: hash,
                 value: v.clone(),
             };
-            if table.insert(slot, limits, &mut rng, &mut changed).is_err() {
+            if insert_into(table, slot, limits, &mut rng, &mut changed).is_err() {
                 return Ok(Err("its cuckoo table has no room for the new rows".into()));
             }
+        }
+        if let Some(e) = &loaded.damaged {
+            return Ok(Err(format!("its cuckoo table is unusable ({e})")));
         }
         let old_bin = match &s.database {
             Some(b) => Some(crate::load::read_verified(pdir, pm, b)?),
@@ -433,12 +489,16 @@ impl ShardJob<'_> {
             overlay: old_overlay.as_deref(),
         };
         let loaded = &loaded;
+        let table = server::TableView {
+            shape: loaded.shape(),
+            after: &|t, e| loaded.after(t, e),
+            before: &|t, e| loaded.before(t, e),
+        };
         let patched = server::patch_shard(
             ctx,
             &params,
-            &loaded.table,
+            table,
             &changed,
-            &|t, e| loaded.before(t, e),
             old,
             self.req.max_overlay_fraction,
         )
@@ -488,7 +548,7 @@ impl ShardJob<'_> {
             )?;
             let mut table_log = loaded.log.clone();
             for &(t, b) in &changed {
-                table_log.insert((t, b), loaded.table.tables[t][b].serialize()?);
+                table_log.insert((t, b), loaded.after(t, b)?);
             }
             writer.write_file(
                 &table_log_name(stem, i),
@@ -503,7 +563,7 @@ impl ShardJob<'_> {
                 self.add,
             );
             writer.write_file(&rows_name(stem, i), &encode_rows(&all))?;
-            write_table(writer, stem, i, &loaded.table, &cfg)?;
+            write_table_bytes(writer, stem, i, &loaded.serialized()?, &cfg)?;
             digest = crate::process::RowsDigest::from_hex(&crate::rows_digest(&all));
             (false, false)
         };
@@ -1111,7 +1171,7 @@ mod tests {
     fn a_change_found_in_the_table_is_the_change_in_the_rows() {
         let row = |k: &str, v: &str| (k.as_bytes().to_vec(), v.as_bytes().to_vec());
         let rows = vec![row("a", "1"), row("b", "1"), row("d", "1"), row("f", "1")];
-        let table = CuckooTable::build(&rows, &config().cuckoo, 3).unwrap();
+        let mut table = CuckooTable::build(&rows, &config().cuckoo, 3).unwrap();
         let remove: HashSet<&[u8]> = [&b"b"[..], b"c", b"d", b"zz"].into_iter().collect();
         let add: HashMap<&[u8], &[u8]> = [
             (&b"c"[..], &b"2"[..]),
@@ -1121,7 +1181,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let t = change_from_table(&table, &remove, &add);
+        let t = change_from_table(&mut table, &remove, &add);
         let (all, r) = change_rows(rows, &remove, &add);
         assert_eq!(
             all,

@@ -87,6 +87,97 @@ pub struct CuckooTable {
     pub tables: Vec<Vec<HashBucket>>,
 }
 
+/// Where cuckoo insertion and removal read and change buckets: a table in memory
+/// ([`CuckooTable`]), or one that decodes its buckets from their serialized form as they are
+/// first touched (an update that changes a few rows of a large table).
+pub trait Buckets {
+    /// Tables (hash functions) and buckets per table.
+    fn shape(&self) -> (usize, usize);
+    /// Bucket `b` of table `t` (both in range).
+    fn bucket(&mut self, t: usize, b: usize) -> &mut HashBucket;
+}
+
+impl Buckets for CuckooTable {
+    fn shape(&self) -> (usize, usize) {
+        (self.tables.len(), self.buckets_per_table)
+    }
+
+    fn bucket(&mut self, t: usize, b: usize) -> &mut HashBucket {
+        &mut self.tables[t][b]
+    }
+}
+
+/// Removes the row with keyword hash `hash` from `store`; returns its (table, bucket), or
+/// None when the store does not hold it.
+pub fn remove_from<B: Buckets + ?Sized>(store: &mut B, hash: u64) -> Option<(usize, usize)> {
+    let (h, per_table) = store.shape();
+    for (b, i) in hash_indices_for_hash(hash, per_table, h)
+        .into_iter()
+        .enumerate()
+    {
+        let bucket = store.bucket(b, i);
+        if let Some(s) = bucket.slots.iter().position(|s| s.keyword_hash == hash) {
+            bucket.slots.remove(s);
+            return Some((b, i));
+        }
+    }
+    None
+}
+
+/// The value of the row with keyword hash `hash` in `store`, if it holds one.
+pub fn value_in<B: Buckets + ?Sized>(store: &mut B, hash: u64) -> Option<Vec<u8>> {
+    let (h, per_table) = store.shape();
+    hash_indices_for_hash(hash, per_table, h)
+        .into_iter()
+        .enumerate()
+        .find_map(|(b, i)| store.bucket(b, i).find(hash).map(<[u8]>::to_vec))
+}
+
+/// Inserts one row into `store` (a table of fixed size) by cuckoo insertion: at most
+/// `slot_count` slots and `max_bucket_bytes` serialized bytes a bucket, evicting up to
+/// `max_evictions` times (random choices from `rng`). Every bucket written is pushed onto
+/// `changed` as (table, bucket). On failure the row that is left without a place is returned
+/// and the table is no longer usable (a row may have been evicted out of it): rebuild it from
+/// its rows.
+pub fn insert_into<B: Buckets + ?Sized>(
+    store: &mut B,
+    slot: Slot,
+    limits: InsertLimits,
+    rng: &mut StdRng,
+    changed: &mut Vec<(usize, usize)>,
+) -> Result<(), Box<Slot>> {
+    let (h, per_table) = store.shape();
+    let fits = |bucket: &HashBucket, vlen: usize| {
+        bucket.slots.len() < limits.slot_count
+            && bucket.serialized_size() + SLOT_OVERHEAD + vlen <= limits.max_bucket_bytes
+    };
+    if 1 + SLOT_OVERHEAD + slot.value.len() > limits.max_bucket_bytes {
+        return Err(Box::new(slot));
+    }
+    let mut cur = slot;
+    for _ in 0..=limits.max_evictions {
+        let idx = hash_indices_for_hash(cur.keyword_hash, per_table, h);
+        if let Some(b) = (0..h).find(|&b| fits(store.bucket(b, idx[b]), cur.value.len())) {
+            store.bucket(b, idx[b]).slots.push(cur);
+            changed.push((b, idx[b]));
+            return Ok(());
+        }
+        let b = rng.gen_range(0..h);
+        let bucket = store.bucket(b, idx[b]);
+        if bucket.slots.is_empty() {
+            continue;
+        }
+        let s = rng.gen_range(0..bucket.slots.len());
+        let freed = bucket.serialized_size() - SLOT_OVERHEAD - bucket.slots[s].value.len();
+        if freed + SLOT_OVERHEAD + cur.value.len() > limits.max_bucket_bytes {
+            continue;
+        }
+        cur = std::mem::replace(&mut bucket.slots[s], cur);
+        changed.push((b, idx[b]));
+    }
+    Err(Box::new(cur))
+}
+
 /// Bounds of [`CuckooTable::insert`] into a table whose processed form is fixed.
 #[derive(Clone, Copy, Debug)]
 pub struct InsertLimits {
@@ -240,14 +331,7 @@ impl CuckooTable {
     /// Removes the row with keyword hash `hash`; returns its (table, bucket), or None when
     /// the table does not hold it.
     pub fn remove(&mut self, hash: u64) -> Option<(usize, usize)> {
-        for (b, i) in self.candidates(hash).into_iter().enumerate() {
-            let bucket = &mut self.tables[b][i];
-            if let Some(s) = bucket.slots.iter().position(|s| s.keyword_hash == hash) {
-                bucket.slots.remove(s);
-                return Some((b, i));
-            }
-        }
-        None
+        remove_from(self, hash)
     }
 
     /// The value of the row with keyword hash `hash`, if the table holds one.
@@ -266,12 +350,7 @@ impl CuckooTable {
             .any(|(b, i)| self.tables[b][i].find(hash).is_some())
     }
 
-    /// Inserts one row into this table of fixed size by cuckoo insertion: at most
-    /// `slot_count` slots and `max_bucket_bytes` serialized bytes a bucket, evicting up to
-    /// `max_evictions` times (random choices from `rng`). Every bucket written is pushed onto
-    /// `changed` as (table, bucket). On failure the row that is left without a place is
-    /// returned and the table is no longer usable (a row may have been evicted out of it):
-    /// rebuild it from its rows.
+    /// Inserts one row into this table of fixed size by cuckoo insertion ([`insert_into`]).
     pub fn insert(
         &mut self,
         slot: Slot,
@@ -279,36 +358,7 @@ impl CuckooTable {
         rng: &mut StdRng,
         changed: &mut Vec<(usize, usize)>,
     ) -> Result<(), Box<Slot>> {
-        let h = self.tables.len();
-        let fits = |bucket: &HashBucket, vlen: usize| {
-            bucket.slots.len() < limits.slot_count
-                && bucket.serialized_size() + SLOT_OVERHEAD + vlen <= limits.max_bucket_bytes
-        };
-        if 1 + SLOT_OVERHEAD + slot.value.len() > limits.max_bucket_bytes {
-            return Err(Box::new(slot));
-        }
-        let mut cur = slot;
-        for _ in 0..=limits.max_evictions {
-            let idx = self.candidates(cur.keyword_hash);
-            if let Some(b) = (0..h).find(|&b| fits(&self.tables[b][idx[b]], cur.value.len())) {
-                self.tables[b][idx[b]].slots.push(cur);
-                changed.push((b, idx[b]));
-                return Ok(());
-            }
-            let b = rng.gen_range(0..h);
-            let bucket = &mut self.tables[b][idx[b]];
-            if bucket.slots.is_empty() {
-                continue;
-            }
-            let s = rng.gen_range(0..bucket.slots.len());
-            let freed = bucket.serialized_size() - SLOT_OVERHEAD - bucket.slots[s].value.len();
-            if freed + SLOT_OVERHEAD + cur.value.len() > limits.max_bucket_bytes {
-                continue;
-            }
-            cur = std::mem::replace(&mut bucket.slots[s], cur);
-            changed.push((b, idx[b]));
-        }
-        Err(Box::new(cur))
+        insert_into(self, slot, limits, rng, changed)
     }
 
     /// The table as bytes (`u64 LE tables ‖ u64 LE buckets per table ‖` every bucket

@@ -9,7 +9,7 @@ use sift_he::{Ciphertext, Context, EncryptionParameters, EvalPlaintext, Evaluati
 use sift_proto::{api, he as pb, pir as pp};
 
 use crate::PirError;
-use crate::bucket::{HashBucket, SLOT_OVERHEAD};
+use crate::bucket::SLOT_OVERHEAD;
 use crate::cuckoo::{BucketCount, CuckooConfig, CuckooTable};
 use crate::database::{self, ProcessedDatabase};
 use crate::index_pir;
@@ -222,33 +222,42 @@ pub struct ShardFiles<'a> {
     pub overlay: Option<&'a [u8]>,
 }
 
+/// A shard's cuckoo table as [`patch_shard`] reads it: its shape and each bucket's
+/// serialized form after and before the change (the table need not be in memory whole).
+pub struct TableView<'a> {
+    /// Tables (hash functions) and buckets per table.
+    pub shape: (usize, usize),
+    /// Bucket `e` of table `t` after the change, serialized.
+    pub after: &'a (dyn Fn(usize, usize) -> Result<Vec<u8>, PirError> + Sync),
+    /// Bucket `e` of table `t` before the change, serialized.
+    pub before: &'a (dyn Fn(usize, usize) -> Result<Vec<u8>, PirError> + Sync),
+}
+
 /// Re-encodes only the plaintexts that hold the `changed` (table, bucket) pairs of `table`
-/// (the shard's cuckoo table after the change, same size as when `params` were made) and
-/// replaces them: in a copy of the `.bin`, and for the `.words` in an overlay beside the
-/// unchanged file while the overlay holds at most `max_overlay_fraction` of the shard's
-/// plaintexts, else in a rewritten `.words` file. `before(t, e)` is entry e of table t as it
-/// was before the change (the serialized bucket): the overlay's differences come from
-/// re-encoding those, so the `.words` file is read only when it is rewritten. The parameters
-/// stay as they are, so devices' configuration keeps working.
+/// (the shard's cuckoo table, same size as when `params` were made) and replaces them: in a
+/// copy of the `.bin`, and for the `.words` in an overlay beside the unchanged file while the
+/// overlay holds at most `max_overlay_fraction` of the shard's plaintexts, else in a
+/// rewritten `.words` file. The overlay's differences come from re-encoding the buckets as
+/// they were before the change, so the `.words` file is never read. The parameters stay as
+/// they are, so devices' configuration keeps working.
 pub fn patch_shard(
     ctx: &Context,
     params: &ShardParameters,
-    table: &CuckooTable,
+    table: TableView,
     changed: &[(usize, usize)],
-    before: &(dyn Fn(usize, usize) -> Result<Vec<u8>, PirError> + Sync),
     old: ShardFiles,
     max_overlay_fraction: f64,
 ) -> Result<PatchedShard, PirError> {
     let h = params.hash_function_count;
-    if table.tables.len() != h || table.buckets_per_table != params.index.entry_count {
+    let (tables, buckets) = table.shape;
+    if tables != h || buckets != params.index.entry_count {
         return Err(PirError::InvalidParameters(format!(
-            "the cuckoo table ({} tables of {} buckets) does not match the shard's parameters \
-             ({h} tables of {} entries)",
-            table.tables.len(),
-            table.buckets_per_table,
+            "the cuckoo table ({tables} tables of {buckets} buckets) does not match the shard's \
+             parameters ({h} tables of {} entries)",
             params.index.entry_count
         )));
     }
+    let (after, before) = (table.after, table.before);
     if old.bin.is_none() && !old.words {
         return Err(PirError::InvalidParameters(
             "a shard with neither a .bin nor a .words file".into(),
@@ -258,7 +267,7 @@ pub fn patch_shard(
     let per_table = params.index.chunk_count(bpp) * params.index.per_chunk_plaintext_count();
     let mut changes = Vec::with_capacity(h);
     let mut which_per_table = Vec::with_capacity(h);
-    for (t, buckets) in table.tables.iter().enumerate() {
+    for t in 0..h {
         let mut which: Vec<usize> = changed
             .iter()
             .filter(|c| c.0 == t)
@@ -266,8 +275,12 @@ pub fn patch_shard(
             .collect();
         which.sort_unstable();
         which.dedup();
-        let entry = |e: usize| buckets[e].serialize();
-        changes.push(database::reencode(ctx, &params.index, &entry, &which)?);
+        changes.push(database::reencode(
+            ctx,
+            &params.index,
+            &|e| after(t, e),
+            &which,
+        )?);
         which_per_table.push(which);
     }
     let plaintexts = changes.iter().map(Vec::len).sum();
@@ -299,10 +312,9 @@ pub fn patch_shard(
                 // Every plaintext processed afresh from the table, as a build of it would: the
                 // old file is not read, so a damaged one cannot pass into the new one.
                 let mut plaintexts = Vec::with_capacity(h * per_table);
-                for buckets in &table.tables {
-                    let entries = buckets
-                        .iter()
-                        .map(HashBucket::serialize)
+                for t in 0..h {
+                    let entries = (0..buckets)
+                        .map(|e| after(t, e))
                         .collect::<Result<Vec<_>, _>>()?;
                     plaintexts.extend(database::process(ctx, &entries, &params.index)?.plaintexts);
                 }
