@@ -98,9 +98,17 @@ impl VersionWriter {
 
     /// Writes `bytes` to `rel` inside the version (durably) and records their size and
     /// checksum for the manifest; returns the checksum (SHA-256, hex). Callable from several
-    /// threads at once.
+    /// threads at once. The file is new and synced; no temporary file or directory sync per
+    /// file: [`VersionWriter::publish`] syncs the staging folders once before the rename, and
+    /// a crash before it leaves a staging folder that the next build removes.
     pub fn write_file(&self, rel: &str, bytes: &[u8]) -> anyhow::Result<String> {
-        write_atomic(&self.staging.join(rel), bytes)?;
+        let path = self.staging.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        sift_fsutil::write_synced(&path, bytes)
+            .with_context(|| format!("writing {}", path.display()))?;
         let sha256 = hex::encode(Sha256::digest(bytes));
         self.record(FileEntry {
             path: rel.to_string(),

@@ -19,6 +19,18 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_with_mode(path, bytes, 0o600)
 }
 
+/// Writes `bytes` to a new file at `path` and syncs it, without a temporary file or a
+/// directory sync: not atomic on its own. For files inside a staging folder that is synced
+/// and published as a whole afterwards (a dataset version), where a crash discards the folder.
+pub fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let dir = path
         .parent()
@@ -103,6 +115,15 @@ mod tests {
         assert_eq!(mode, 0o600);
         assert_eq!(fs::read(&path).unwrap(), b"secret");
         assert!(!leftover.exists());
+    }
+
+    #[test]
+    fn a_synced_write_creates_a_new_file_only() {
+        let (_dir, path) = temp_path("f");
+        write_synced(&path, b"one").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+        assert!(write_synced(&path, b"two").is_err(), "never over an existing file");
+        assert_eq!(fs::read(&path).unwrap(), b"one");
     }
 
     #[test]
