@@ -7,7 +7,8 @@
 #   UPDATES=0 ...   skip the `sift update` columns
 #
 # The update columns are "seconds of sift update / seconds until the running server answers
-# from the new version" (SIGHUP after the update, then /metrics names the new version).
+# from the new version" (SIGHUP after the update, then /metrics names the new version),
+# measured once the server has finished checking its shards after the start.
 #   CLEAN=1 ...     remove each size's files once its row is printed (disk: 100M rows need
 #                   about 50 GB while they exist)
 #
@@ -60,6 +61,12 @@ TOML
   done
   ready=$(echo "$(date +%s.%N) - $t0" | bc)
   rss=$(awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' /proc/$spid/status)
+  # Updates are timed against a server in its steady state: wait until the startup check of
+  # every shard's checksum (a background thread, minutes at 100M rows) is over, i.e. until
+  # the server uses no CPU for a second. A reload then hashes only the files that are new.
+  cpu() { awk '{ print $14 + $15 }' /proc/$spid/stat; }
+  prev=-1
+  while now=$(cpu) && [ "$now" != "$prev" ]; do prev=$now; sleep 1; done
 
   # An update counts until the running server answers from it: `sift update`, then SIGHUP,
   # then /metrics names the new version.
