@@ -122,7 +122,10 @@ mod tests {
         let (_dir, path) = temp_path("f");
         write_synced(&path, b"one").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"one");
-        assert!(write_synced(&path, b"two").is_err(), "never over an existing file");
+        assert!(
+            write_synced(&path, b"two").is_err(),
+            "never over an existing file"
+        );
         assert_eq!(fs::read(&path).unwrap(), b"one");
     }
 

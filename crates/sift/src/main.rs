@@ -109,3 +109,30 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The binary's allocator (mimalloc under the cache-line alignment of large blocks):
+    /// blocks of 4 KiB or more start on a cache line, also after growing past the threshold,
+    /// and every block keeps its contents.
+    #[test]
+    fn large_blocks_are_cache_aligned_and_contents_survive_growth() {
+        for len in [1usize, 100, 4095, 4096, 1 << 20] {
+            let v = vec![7u8; len];
+            if len >= sift_he::aligned_alloc::THRESHOLD {
+                assert_eq!(
+                    v.as_ptr() as usize % sift_he::aligned_alloc::ALIGN,
+                    0,
+                    "{len}"
+                );
+            }
+            assert!(v.iter().all(|&b| b == 7));
+        }
+        let mut v: Vec<u8> = (0..100u8).collect();
+        v.reserve(10_000);
+        assert_eq!(v.as_ptr() as usize % sift_he::aligned_alloc::ALIGN, 0);
+        assert!(v.iter().copied().eq(0..100u8));
+        v.shrink_to_fit();
+        assert!(v.iter().copied().eq(0..100u8));
+    }
+}
