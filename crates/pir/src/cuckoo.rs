@@ -334,14 +334,6 @@ impl CuckooTable {
         remove_from(self, hash)
     }
 
-    /// The value of the row with keyword hash `hash`, if the table holds one.
-    pub fn get(&self, hash: u64) -> Option<&[u8]> {
-        self.candidates(hash)
-            .into_iter()
-            .enumerate()
-            .find_map(|(b, i)| self.tables[b][i].find(hash))
-    }
-
     /// Whether the table holds a row with keyword hash `hash`.
     pub fn contains(&self, hash: u64) -> bool {
         self.candidates(hash)
@@ -376,34 +368,8 @@ impl CuckooTable {
     /// Parses [`CuckooTable::serialize`]'s bytes, checking that every row sits in one of its
     /// candidate buckets and that no keyword hash appears twice.
     pub fn deserialize(bytes: &[u8]) -> Result<CuckooTable, PirError> {
-        Self::deserialize_with(bytes, &Self::bucket_spans(bytes)?, true)
-    }
-
-    /// [`CuckooTable::deserialize`] without the placement and repeat checks (a keyword hash
-    /// per row and candidate bucket): for bytes whose checksum was just verified against the
-    /// manifest of the version that wrote them. The layout is still checked (never a panic).
-    pub fn deserialize_verified(bytes: &[u8]) -> Result<CuckooTable, PirError> {
-        Self::deserialize_with(bytes, &Self::bucket_spans(bytes)?, false)
-    }
-
-    /// [`CuckooTable::deserialize_verified`] from the bytes' [`CuckooTable::bucket_spans`],
-    /// computed once by a caller that keeps them.
-    pub fn deserialize_verified_spans(
-        bytes: &[u8],
-        spans: &[Vec<std::ops::Range<usize>>],
-    ) -> Result<CuckooTable, PirError> {
-        Self::deserialize_with(bytes, spans, false)
-    }
-
-    fn deserialize_with(
-        bytes: &[u8],
-        spans: &[Vec<std::ops::Range<usize>>],
-        check_places: bool,
-    ) -> Result<CuckooTable, PirError> {
         let bad = |m: &str| PirError::DamagedDataset(format!("cuckoo table file: {m}"));
-        if spans.is_empty() || spans[0].is_empty() {
-            return Err(bad("no buckets"));
-        }
+        let spans = Self::bucket_spans(bytes)?;
         let (h, per_table) = (spans.len(), spans[0].len());
         let mut tables = Vec::with_capacity(h);
         let mut seen = std::collections::HashSet::new();
@@ -415,7 +381,7 @@ impl CuckooTable {
                         .get(span.clone())
                         .ok_or_else(|| bad("bucket out of range"))?,
                 )?;
-                for s in bucket.slots.iter().filter(|_| check_places) {
+                for s in &bucket.slots {
                     let idx = hash_indices_for_hash(s.keyword_hash, per_table, h);
                     if idx[b] != i || !seen.insert(s.keyword_hash) {
                         return Err(bad("a row is outside its candidate buckets or repeated"));

@@ -67,6 +67,12 @@ pub struct CompactDatabase {
     pub(crate) rows: Rows,
 }
 
+/// Whether every ciphertext modulus of `ctx` is below 2^`bits` (30: words fit the compact
+/// form; 28: they can be packed).
+pub(crate) fn moduli_below(ctx: &Context, bits: u32) -> bool {
+    (0..ctx.ciphertext_moduli_count()).all(|i| ctx.modulus(i).value < (1 << bits))
+}
+
 /// Stored words per piece of [`PIECE`] values: 14 when packed into 28 bits, else 16.
 pub(crate) const fn stored_piece_len(packed: bool) -> usize {
     if packed {
@@ -141,7 +147,7 @@ impl CompactDatabase {
         let k = ctx.ciphertext_moduli_count();
         let n = ctx.n;
         let block = BLOCK.min(n);
-        if (0..k).any(|i| ctx.modulus(i).value >= (1 << 30))
+        if !moduli_below(ctx, 30)
             || d0 == 0
             || per_chunk == 0
             || !per_chunk.is_multiple_of(d0)
@@ -151,7 +157,7 @@ impl CompactDatabase {
         {
             return None;
         }
-        let packed = pack && (0..k).all(|i| ctx.modulus(i).value < (1 << 28));
+        let packed = pack && moduli_below(ctx, 28);
         let mut db = CompactDatabase {
             k,
             n,

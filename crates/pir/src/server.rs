@@ -156,14 +156,9 @@ pub fn process_shard_with_table(
         ctx.n,
         config.key_compression,
     )?;
-    let mut plaintexts = Vec::new();
-    for t in &table.tables {
-        let entries = t
-            .iter()
-            .map(|b| b.serialize())
-            .collect::<Result<Vec<_>, _>>()?;
-        plaintexts.extend(database::process(ctx, &entries, &index)?.plaintexts);
-    }
+    let database = process_tables(ctx, &index, (h, table.buckets_per_table), &|t, e| {
+        table.tables[t][e].serialize()
+    })?;
     let shard = ProcessedShard {
         params: ShardParameters {
             encryption: ctx.params.clone(),
@@ -171,9 +166,27 @@ pub fn process_shard_with_table(
             hash_function_count: h,
             sharding_function: config.sharding_function,
         },
-        database: ProcessedDatabase { plaintexts },
+        database,
     };
     Ok((shard, table))
+}
+
+/// The processed database of a cuckoo table's `h` tables of `buckets` entries each, entry `e`
+/// of table `t` being `entry(t, e)` (a serialized bucket): the tables' plaintexts in order.
+fn process_tables(
+    ctx: &Context,
+    index: &IndexPirParameter,
+    (h, buckets): (usize, usize),
+    entry: &dyn Fn(usize, usize) -> Result<Vec<u8>, PirError>,
+) -> Result<ProcessedDatabase, PirError> {
+    let mut plaintexts = Vec::new();
+    for t in 0..h {
+        let entries = (0..buckets)
+            .map(|e| entry(t, e))
+            .collect::<Result<Vec<_>, _>>()?;
+        plaintexts.extend(database::process(ctx, &entries, index)?.plaintexts);
+    }
+    Ok(ProcessedDatabase { plaintexts })
 }
 
 /// The shape of a shard's `.words` tables for `params` over `ctx`.
@@ -311,16 +324,9 @@ pub fn patch_shard(
             } else {
                 // Every plaintext processed afresh from the table, as a build of it would: the
                 // old file is not read, so a damaged one cannot pass into the new one.
-                let mut plaintexts = Vec::with_capacity(h * per_table);
-                for t in 0..h {
-                    let entries = (0..buckets)
-                        .map(|e| after(t, e))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    plaintexts.extend(database::process(ctx, &entries, &params.index)?.plaintexts);
-                }
                 let shard = ProcessedShard {
                     params: params.clone(),
-                    database: ProcessedDatabase { plaintexts },
+                    database: process_tables(ctx, &params.index, (h, buckets), after)?,
                 };
                 WordsChange::Rewritten(words_file(ctx, &shard)?.ok_or_else(|| {
                     PirError::InvalidParameters("these parameters have no .words form".into())

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use sift_he::{Context, pack28};
 
 use crate::PirError;
-use crate::first_dimension::{BLOCK, CompactDatabase, stored_piece_len};
+use crate::first_dimension::{BLOCK, CompactDatabase, moduli_below, stored_piece_len};
 pub use crate::words::Words;
 
 /// A read-only memory map of a shard file.
@@ -73,7 +73,7 @@ pub fn map_file(path: &Path) -> Result<Arc<Mmap>, PirError> {
 
 /// Whether a server on this machine would store a database over `ctx` in 28 bits.
 pub fn packs_here(ctx: &Context) -> bool {
-    pack28::vbmi() && (0..ctx.ciphertext_moduli_count()).all(|i| ctx.modulus(i).value < (1 << 28))
+    pack28::vbmi() && moduli_below(ctx, 28)
 }
 
 impl CompactDatabase {
@@ -190,7 +190,7 @@ fn decode_for(
     }
     let k = ctx.ciphertext_moduli_count();
     let n = ctx.n;
-    let fits28 = (0..k).all(|i| ctx.modulus(i).value < (1 << 28));
+    let fits28 = moduli_below(ctx, 28);
     let mut out = Vec::with_capacity(count);
     for t in 0..count {
         let mut h: Vec<usize> = (0..fields)
