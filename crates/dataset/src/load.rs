@@ -158,17 +158,18 @@ pub fn map_verified(
     manifest: &Manifest,
     rel: &str,
 ) -> anyhow::Result<std::sync::Arc<sift_pir::storage::Mmap>> {
-    let map = map_listed(dir, manifest, rel)?;
-    verify_mapped(dir, manifest, rel, &map)?;
+    let (map, e) = map_listed(dir, manifest, rel)?;
+    check_listed(&dir.join(rel), e, &map)?;
     Ok(map)
 }
 
-/// Maps a listed file and checks its size only (nothing is read).
-fn map_listed(
+/// Maps a listed file and checks its size only (nothing is read); returns the map and the
+/// file's manifest entry.
+fn map_listed<'m>(
     dir: &Path,
-    manifest: &Manifest,
+    manifest: &'m Manifest,
     rel: &str,
-) -> anyhow::Result<std::sync::Arc<sift_pir::storage::Mmap>> {
+) -> anyhow::Result<(std::sync::Arc<sift_pir::storage::Mmap>, &'m FileEntry)> {
     let e = listed(manifest, rel)?;
     let p = dir.join(rel);
     let map = sift_pir::storage::map_file(&p)
@@ -180,12 +181,7 @@ fn map_listed(
         map.len(),
         e.size
     );
-    Ok(map)
-}
-
-/// Checks the bytes of listed file `rel`, mapped as `map`, against its manifest entry.
-fn verify_mapped(dir: &Path, manifest: &Manifest, rel: &str, map: &[u8]) -> anyhow::Result<()> {
-    check_listed(&dir.join(rel), listed(manifest, rel)?, map)
+    Ok((map, e))
 }
 
 /// The manifest entry of `rel`.
@@ -283,19 +279,9 @@ fn load_shard(
         .get(i, &params)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(words) = &s.words {
-        let entry = manifest
-            .file(words)
-            .with_context(|| format!("{words} is not in the manifest"))?
-            .clone();
+        let (map, entry) = map_listed(dir, manifest, words)?;
+        let entry = entry.clone();
         let path = dir.join(words);
-        let map = sift_pir::storage::map_file(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-        anyhow::ensure!(
-            map.len() as u64 == entry.size,
-            "{} has {} bytes, the manifest says {}: the file is truncated or was replaced",
-            path.display(),
-            map.len(),
-            entry.size
-        );
         let file = identity(&path, &entry)?;
         let check = (!trusted.contains(&file)).then(|| {
             let map = map.clone();

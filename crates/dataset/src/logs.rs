@@ -30,8 +30,9 @@ const TABLE_LOG_MAGIC: &[u8; 8] = b"SIFTCKL1";
 /// The changes since a shard's base rows: keyword → its value now, or `None` when removed.
 pub type RowLog = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
-/// Reads `len`-prefixed bytes from the front of `b`.
-fn take<'a>(b: &mut &'a [u8], what: &str) -> anyhow::Result<&'a [u8]> {
+/// Reads `u32 LE len ‖ bytes` from the front of `b` (the field format of `.rows` files and
+/// the logs); `what` names the file in the error.
+pub(crate) fn take<'a>(b: &mut &'a [u8], what: &str) -> anyhow::Result<&'a [u8]> {
     ensure!(b.len() >= 4, "truncated {what}");
     let n = u32::from_le_bytes(b[..4].try_into().expect("4 bytes")) as usize;
     ensure!(b.len() >= 4 + n, "truncated {what}");
@@ -40,7 +41,8 @@ fn take<'a>(b: &mut &'a [u8], what: &str) -> anyhow::Result<&'a [u8]> {
     Ok(v)
 }
 
-fn put_len_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {
+/// Appends `u32 LE len ‖ bytes` to `out`.
+pub(crate) fn put_len_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
     out.extend_from_slice(bytes);
 }

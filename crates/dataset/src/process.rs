@@ -148,10 +148,8 @@ pub fn rows_digest(rows: &[(Vec<u8>, Vec<u8>)]) -> String {
 pub fn encode_rows(rows: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(rows.iter().map(|r| 8 + r.0.len() + r.1.len()).sum());
     for (k, v) in rows {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(k);
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        out.extend_from_slice(v);
+        crate::logs::put_len_prefixed(&mut out, k);
+        crate::logs::put_len_prefixed(&mut out, v);
     }
     out
 }
@@ -159,17 +157,9 @@ pub fn encode_rows(rows: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
 /// Parses a `.rows` file.
 pub fn decode_rows(mut bytes: &[u8]) -> anyhow::Result<Rows> {
     let mut rows = Vec::new();
-    let field = |b: &mut &[u8]| -> anyhow::Result<Vec<u8>> {
-        anyhow::ensure!(b.len() >= 4, "truncated rows file");
-        let n = u32::from_le_bytes(b[..4].try_into().expect("4 bytes")) as usize;
-        anyhow::ensure!(b.len() >= 4 + n, "truncated rows file");
-        let v = b[4..4 + n].to_vec();
-        *b = &b[4 + n..];
-        Ok(v)
-    };
     while !bytes.is_empty() {
-        let k = field(&mut bytes)?;
-        let v = field(&mut bytes)?;
+        let k = crate::logs::take(&mut bytes, "rows file")?.to_vec();
+        let v = crate::logs::take(&mut bytes, "rows file")?.to_vec();
         rows.push((k, v));
     }
     Ok(rows)
@@ -580,17 +570,23 @@ pub fn shard_rows_of(
     shard_rows(dir, manifest, i)
 }
 
-/// Shard `i`'s rows, sorted by keyword: its `.rows` file with its row log applied (an error
-/// when the version was built without rows).
-pub fn shard_rows(dir: &Path, manifest: &Manifest, i: usize) -> anyhow::Result<Rows> {
-    let s = &manifest.shards[i];
-    let name = s.rows_file.as_ref().with_context(|| {
+/// Shard `i`'s `.rows` file, or an error saying that `sift update` needs the version rebuilt
+/// with its rows.
+pub fn rows_file(manifest: &Manifest, i: usize) -> anyhow::Result<&str> {
+    manifest.shards[i].rows_file.as_deref().with_context(|| {
         format!(
             "version {} was built without its rows (shard {i}): rebuild it with this sift \
              before updating in place",
             manifest.id
         )
-    })?;
+    })
+}
+
+/// Shard `i`'s rows, sorted by keyword: its `.rows` file with its row log applied (an error
+/// when the version was built without rows).
+pub fn shard_rows(dir: &Path, manifest: &Manifest, i: usize) -> anyhow::Result<Rows> {
+    let s = &manifest.shards[i];
+    let name = rows_file(manifest, i)?;
     let mut rows = decode_rows(&crate::load::read_verified(dir, manifest, name)?)?;
     match &s.rows_log {
         Some(l) => {

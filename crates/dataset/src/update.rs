@@ -2,12 +2,16 @@
 //! buckets, and so the plaintexts, that the changed keys touch.
 //!
 //! A build that keeps its rows also keeps each shard's cuckoo table (`<stem>-<i>.cuckoo`).
-//! An update takes a touched shard's table up again, removes the deleted keys, inserts the new
-//! ones by cuckoo insertion into the table of the same size (evicting as a build does),
-//! re-encodes only the plaintexts holding a changed bucket and writes them over copies of the
-//! shard's `.bin` and `.words`. The shard's parameters stay the same, so devices' existing
-//! configuration keeps working. A shard whose table has no room left (or that has no table
-//! file) is processed afresh from its rows, alone; untouched shards are hard-linked.
+//! An update takes a touched shard's table up again (decoding only the buckets it touches),
+//! removes the deleted keys, inserts the new ones by cuckoo insertion into the table of the
+//! same size (evicting as a build does) and re-encodes only the plaintexts holding a changed
+//! bucket. Those go into an overlay beside the shard's unchanged `.words` (or, past
+//! [`DEFAULT_MAX_OVERLAY_FRACTION`], into a `.words` processed afresh from the table), and the
+//! changed rows and buckets into logs beside its unchanged `.rows` and `.cuckoo`
+//! ([`crate::logs`]); a `.bin` is patched whole. The shard's parameters stay the same, so
+//! devices' existing configuration keeps working. A shard whose table has no room left (or
+//! that has no table file) is processed afresh from its rows, alone; untouched shards are
+//! hard-linked.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -259,7 +263,7 @@ struct Written {
     has_bin: bool,
     has_overlay: bool,
     /// Whether the shard has a row log and a table log beside its base files.
-    logs: (bool, bool),
+    logs: bool,
     removed: usize,
     added: usize,
     trial: Option<Trial>,
@@ -308,6 +312,22 @@ impl LoadedTable {
             Some(b) => b.serialize(),
             None => self.before(t, e),
         }
+    }
+
+    /// Rows the table holds before the update: every bucket's slot count (its serialized
+    /// form's first byte), the log's buckets in place of the base file's.
+    fn row_count(&self) -> u64 {
+        let first = |b: &[u8]| u64::from(b.first().copied().unwrap_or(0));
+        let mut rows = 0;
+        for (t, spans) in self.spans.iter().enumerate() {
+            for (e, r) in spans.iter().enumerate() {
+                rows += match self.log.get(&(t, e)) {
+                    Some(b) => first(b),
+                    None => first(&self.base[TABLE_HEADER + r.start..]),
+                };
+            }
+        }
+        rows
     }
 
     /// The whole table now, serialized as [`CuckooTable::serialize`] writes it.
@@ -399,14 +419,7 @@ impl ShardJob<'_> {
     /// Runs the shard's update: `None` when nothing changes in it.
     fn run(&self) -> anyhow::Result<Option<Written>> {
         let s = self.entry();
-        if s.rows_file.is_none() {
-            anyhow::bail!(
-                "version {} was built without its rows (shard {}): rebuild it with this sift \
-                 before updating in place",
-                self.pm.id,
-                self.i
-            );
-        }
+        crate::process::rows_file(self.pm, self.i)?;
         if self
             .pm
             .file(&table_file_name(&self.pm.stem, self.i))
@@ -418,6 +431,13 @@ impl ShardJob<'_> {
             Ok(t) => t,
             Err(e) => return self.rebuild(format!("its cuckoo table is unusable ({e:#})")),
         };
+        let held = loaded.row_count();
+        if held != s.rows {
+            return self.rebuild(format!(
+                "its cuckoo table holds {held} rows, the manifest says {}",
+                s.rows
+            ));
+        }
         let mut loaded = loaded;
         let change = change_from_table(&mut loaded, self.remove, self.add);
         if change.is_empty() {
@@ -515,21 +535,17 @@ impl ShardJob<'_> {
             },
             ..self.req.config.clone()
         };
-        let mut digest = crate::process::RowsDigest::from_hex(&s.rows_sha256);
-        if let Some(d) = digest.as_mut() {
-            for (k, v) in &change.gone {
-                d.remove(k, v);
-            }
-            for (k, v) in &change.new {
-                d.add(k, v);
-            }
-        }
         let rows = s.rows + change.new.len() as u64 - change.gone.len() as u64;
         let overlay = matches!(patched.words, Some(WordsChange::Overlay(_)));
-        let logs = if overlay || (patched.words.is_none() && patched.bin.is_some()) {
+        // The shard's rows after the change, when they are needed whole: a rewrite, or a
+        // digest written by an older sift (not a sum that can be adjusted).
+        let all_rows = || -> anyhow::Result<Rows> {
+            let rows = crate::process::shard_rows(pdir, pm, i)?;
+            Ok(change_rows(rows, self.remove, self.add).0)
+        };
+        let (logs, digest) = if overlay || (patched.words.is_none() && patched.bin.is_some()) {
             // The base .rows and .cuckoo stay; logs say what changed since they were written.
-            let rows_file = s.rows_file.as_ref().context("the shard has no rows file")?;
-            self.link(rows_file)?;
+            self.link(crate::process::rows_file(pm, i)?)?;
             self.link(&table_file_name(stem, i))?;
             let mut row_log = match &s.rows_log {
                 Some(l) => crate::logs::decode_row_log(&crate::load::read_verified(pdir, pm, l)?)
@@ -554,27 +570,25 @@ impl ShardJob<'_> {
                 &table_log_name(stem, i),
                 &crate::logs::encode_table_log(&table_log),
             )?;
-            (true, true)
+            let digest = match crate::process::RowsDigest::from_hex(&s.rows_sha256) {
+                Some(mut d) => {
+                    for (k, v) in &change.gone {
+                        d.remove(k, v);
+                    }
+                    for (k, v) in &change.new {
+                        d.add(k, v);
+                    }
+                    d.hex()
+                }
+                None => crate::rows_digest(&all_rows()?),
+            };
+            (true, digest)
         } else {
             // Everything rewritten: fresh base files, no logs.
-            let (all, _) = change_rows(
-                crate::process::shard_rows(pdir, pm, i)?,
-                self.remove,
-                self.add,
-            );
+            let all = all_rows()?;
             writer.write_file(&rows_name(stem, i), &encode_rows(&all))?;
             write_table_bytes(writer, stem, i, &loaded.serialized()?, &cfg)?;
-            digest = crate::process::RowsDigest::from_hex(&crate::rows_digest(&all));
-            (false, false)
-        };
-        let digest = match digest {
-            Some(d) => d.hex(),
-            // A digest of an older sift: computed from the rows once.
-            None => {
-                let mut all = crate::process::shard_rows(pdir, pm, i)?;
-                all = change_rows(all, self.remove, self.add).0;
-                crate::rows_digest(&all)
-            }
+            (false, crate::rows_digest(&all))
         };
         self.link(&s.parameters)?;
         match (&patched.words, &s.words) {
@@ -595,8 +609,8 @@ impl ShardJob<'_> {
             rows,
             rows_sha256: digest,
             key_config: params.index.evaluation_key_config,
-            has_words: patched.words.is_some() && s.words.is_some(),
-            has_bin: patched.bin.is_some() && s.database.is_some(),
+            has_words: s.words.is_some(),
+            has_bin: s.database.is_some(),
             has_overlay: overlay,
             logs,
             removed: change.removed,
@@ -656,7 +670,7 @@ impl ShardJob<'_> {
             has_words: words.is_some(),
             has_bin,
             has_overlay: false,
-            logs: (false, false),
+            logs: false,
             removed: change.removed,
             added: change.new.len(),
             trial,
@@ -823,8 +837,8 @@ pub fn update(
                 parameters: s.parameters.clone(),
                 words: w.has_words.then(|| words_name(&stem, i)),
                 overlay: w.has_overlay.then(|| overlay_name(&stem, i)),
-                rows_log: w.logs.0.then(|| rows_log_name(&stem, i)),
-                table_log: w.logs.1.then(|| table_log_name(&stem, i)),
+                rows_log: w.logs.then(|| rows_log_name(&stem, i)),
+                table_log: w.logs.then(|| table_log_name(&stem, i)),
                 rows_file: Some(rows_name(&stem, i)),
             },
         })
